@@ -1,0 +1,3 @@
+module github.com/hearth-pki/hearth/protocol
+
+go 1.26
