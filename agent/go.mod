@@ -1,6 +1,6 @@
 module github.com/hearth-pki/hearth/agent
 
-go 1.26
+go 1.26.0
 
 require github.com/hearth-pki/hearth/protocol v0.0.0
 

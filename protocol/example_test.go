@@ -1,0 +1,94 @@
+package protocol
+
+import (
+	"encoding/json"
+	"time"
+)
+
+var (
+	t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+	csrPEM = `-----BEGIN CERTIFICATE REQUEST-----
+MIIBFDCBuwIBADAaMRgwFgYDVQQDDA90aGVybW9zdGF0LWhhbGwwWTATBgcqhkjO
+PQIBBggqhkjOPQMBBwNCAASWakJ0NXrbA6kSi7O891Bn0h6qP1Z0B4isvtPOyrPC
+ADTUiCrsxVpRT/RWGMGkEncqfJRMGXpnj57tuYbB0ElioD8wPQYJKoZIhvcNAQkO
+MTAwLjAsBgNVHREEJTAjhiF1cm46aGVhcnRoOmRldmljZTp0aGVybW9zdGF0LWhh
+bGwwCgYIKoZIzj0EAwIDSAAwRQIgFUHGv+nIrJ1ABjg1zMCXZkjWopJ/ijUMthWt
+5Xh+FHICIQDcB4YBIp4OPGB+iWNrxVtU9BPxcL77l7u0djD9Rx4fOg==
+-----END CERTIFICATE REQUEST-----
+`
+	chainPEM = `-----BEGIN CERTIFICATE-----
+MIIBuDCCAV+gAwIBAgIUMLF16Cu7rQZ+VwJOuPOtAv+ditMwCgYIKoZIzj0EAwIw
+MjEPMA0GA1UECgwGSGVhcnRoMR8wHQYDVQQDDBZIZWFydGggSW50ZXJtZWRpYXRl
+IENBMB4XDTI2MTEyNTIyMjgxN1oXDTI2MTIyNTIyMjgxN1owMjEPMA0GA1UECgwG
+SGVhcnRoMR8wHQYDVQQDDBZIZWFydGggSW50ZXJtZWRpYXRlIENBMFkwEwYHKoZI
+zj0CAQYIKoZIzj0DAQcDQgAElmpCdDV62wOpEouzvPdQZ9Ieqj9WdAeIrL7Tzsqz
+wgA01Igq7MVaUU/0VhjBpBJ3KnyUTBl6Z4+e7bmGwdBJYqNTMFEwHQYDVR0OBBYE
+FL621to+3KvTIFuOVkP2NPy0X09jMB8GA1UdIwQYMBaAFL621to+3KvTIFuOVkP2
+NPy0X09jMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDRwAwRAIgeRoFJPJk
+sfAdP+RFb2Mf5AhBytzfPxJQzYlmZg8w4L8CIG2CRgV08NhBtMlgB+QNkpvecgy3
+jojKwE2hwDdeKQr5
+-----END CERTIFICATE-----
+-----BEGIN CERTIFICATE-----
+MIIBuDCCAV+gAwIBAgIUMLF16Cu7rQZ+VwJOuPOtAv+ditMwCgYIKoZIzj0EAwIw
+MjEPMA0GA1UECgwGSGVhcnRoMR8wHQYDVQQDDBZIZWFydGggSW50ZXJtZWRpYXRl
+IENBMB4XDTI2MTEyNTIyMjgxN1oXDTI2MTIyNTIyMjgxN1owMjEPMA0GA1UECgwG
+SGVhcnRoMR8wHQYDVQQDDBZIZWFydGggSW50ZXJtZWRpYXRlIENBMFkwEwYHKoZI
+zj0CAQYIKoZIzj0DAQcDQgAElmpCdDV62wOpEouzvPdQZ9Ieqj9WdAeIrL7Tzsqz
+wgA01Igq7MVaUU/0VhjBpBJ3KnyUTBl6Z4+e7bmGwdBJYqNTMFEwHQYDVR0OBBYE
+FL621to+3KvTIFuOVkP2NPy0X09jMB8GA1UdIwQYMBaAFL621to+3KvTIFuOVkP2
+NPy0X09jMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDRwAwRAIgeRoFJPJk
+sfAdP+RFb2Mf5AhBytzfPxJQzYlmZg8w4L8CIG2CRgV08NhBtMlgB+QNkpvecgy3
+jojKwE2hwDdeKQr5
+-----END CERTIFICATE-----
+`
+)
+
+// examples returns one example of every message, by golden file name. The same payloads are
+// quoted in README.md.
+func examples() map[string]Message {
+	renewal := &RenewalInfo{
+		V: Version, Serial: "5a6d5f376c97abdb85d26defd2ed9b08",
+		WindowStart: t0.Add(20 * 24 * time.Hour), WindowEnd: t0.Add(28*24*time.Hour + 12*time.Hour),
+		RetryAfter: 21600, Explanation: "2/3 of a 30-day lifetime, jitter +4.1%", HubTime: t0,
+	}
+	return map[string]Message{
+		"csr_enroll": &CSR{V: Version, RequestID: "01JDQ3Z8K4", CSR: csrPEM, Reason: ReasonEnroll, Time: t0},
+		"csr_window": &CSR{V: Version, RequestID: "01JDQ4A1B2", CSR: csrPEM, Reason: ReasonCommand,
+			Replaces: "2b766b0ba9f94b7139437a8fa8cd7096", CommandID: "cmd-7f3a", Time: t0},
+		"cert_issued": &Cert{V: Version, RequestID: "01JDQ4A1B2", Chain: chainPEM,
+			Serial: "5a6d5f376c97abdb85d26defd2ed9b08", Renewal: renewal, HubTime: t0},
+		"cert_error": &Cert{V: Version, RequestID: "01JDQ4A1B2", HubTime: t0, Error: &Error{Code: CodeBusy,
+			Message: "request 01JDQ3Z8K4 of this device is in flight", RetryAfter: 5}},
+		"commit_committed": &Commit{V: Version, RequestID: "01JDQ4A1B2", Serial: "5a6d5f376c97abdb85d26defd2ed9b08",
+			Outcome: OutcomeCommitted, Time: t0, Hook: &HookRun{ExitCode: 0, Output: "nginx reloaded"}, Attempt: 1},
+		"commit_rolled_back": &Commit{V: Version, RequestID: "01JDQ4A1B2", Serial: "2b766b0ba9f94b7139437a8fa8cd7096",
+			Outcome: OutcomeRolledBack, Failed: "5a6d5f376c97abdb85d26defd2ed9b08",
+			Detail: "reconnect with the new certificate refused: not authorized", Time: t0, Attempt: 1},
+		"ack": &Ack{V: Version, RequestID: "01JDQ4A1B2", Serial: "5a6d5f376c97abdb85d26defd2ed9b08", HubTime: t0},
+		"ack_error": &Ack{V: Version, RequestID: "01JDQ4A1B2", HubTime: t0, Error: &Error{Code: CodeNotPresented,
+			Message: "the TLS session presents serial 2b766b0ba9f94b7139437a8fa8cd7096", RetryAfter: 5}},
+		"cmd_renew": &Command{V: Version, CommandID: "cmd-7f3a", Action: ActionRenew, Reason: "renewal window reached",
+			Deadline: t0.Add(10 * time.Minute), HubTime: t0},
+		"renewal": renewal,
+		"health": &Health{V: Version, Serial: "5a6d5f376c97abdb85d26defd2ed9b08", Issuer: "CN=Hearth Intermediate CA,O=Hearth",
+			NotBefore: t0.Add(-time.Minute), NotAfter: t0.Add(30 * 24 * time.Hour), ChainOK: true, KeyAlgorithm: "ECDSA P-256",
+			KeyStorage: "file", DeviceTime: t0.Add(2 * time.Second), ClockTrusted: true, SkewSeconds: 2,
+			AgentVersion: "0.1.0", NextRenewal: t0.Add(21 * 24 * time.Hour)},
+		"state_online":  &State{V: Version, State: Online, AgentVersion: "0.1.0"},
+		"state_offline": &State{V: Version, State: Offline},
+		"bridge_info": &BridgeInfo{V: Version, Version: "0.1.0", Protocol: Version,
+			CAFingerprint: "SHA256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+			Broker:        "mqtts://hearth.local:8883", CAExpires: t0.Add(10 * 365 * 24 * time.Hour), Started: t0},
+		"bridge_devices": &BridgeDevices{V: Version, Devices: []DeviceSummary{{ID: "thermostat-hall", Name: "Hall thermostat",
+			Family: "thermostat", Class: "default", State: "active", Online: true, Serial: "5a6d5f376c97abdb85d26defd2ed9b08",
+			NotAfter: t0.Add(30 * 24 * time.Hour), RenewalState: "idle", LastSeen: t0}}},
+		"event": &Event{V: Version, Type: "cert.activated", Time: t0, DeviceID: "thermostat-hall",
+			Message: "certificate 5a6d5f37… is active; 2b766b0b… superseded", Data: map[string]string{"serial": "5a6d5f376c97abdb85d26defd2ed9b08"}},
+		"request_device_renew": &DeviceRequest{Transaction: "auto-42", ID: "thermostat-hall"},
+		"request_token_create": &TokenRequest{Transaction: "t1", ID: "camera-door", Name: "Front door camera", Family: "camera", TTL: "24h"},
+		"response_ok": &BridgeResponse{Transaction: "auto-42", Status: "ok",
+			Data: json.RawMessage(`{"id":"thermostat-hall","command_id":"cmd-7f3a"}`)},
+		"response_error": &BridgeResponse{Transaction: "auto-42", Status: "error", Error: "device \"nope\" is not in the inventory", Code: CodeBadRequest},
+	}
+}
