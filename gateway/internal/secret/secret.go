@@ -1,0 +1,80 @@
+// Package secret makes and checks the hub's shared secrets: enrollment tokens and admin
+// passwords. Tokens are 160 random bits, so a plain SHA-256 is a safe stored form; passwords
+// are chosen by people, so they are stored as salted PBKDF2-SHA256.
+//
+// Nothing here keeps state; every function is safe for concurrent use.
+package secret
+
+import (
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// TokenPrefix starts every enrollment token, so a token pasted in the wrong place is
+// recognisable (and findable by secret scanners).
+const TokenPrefix = "hst_"
+
+var tokenEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// NewToken returns a fresh enrollment token: TokenPrefix and 32 base32 characters
+// (160 random bits).
+func NewToken() string {
+	b := make([]byte, 20)
+	rand.Read(b)
+	return TokenPrefix + strings.ToLower(tokenEncoding.EncodeToString(b))
+}
+
+// HashToken returns the stored form of a token: lowercase hex SHA-256.
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// passwordIterations is OWASP's 2023 figure for PBKDF2-HMAC-SHA256.
+const passwordIterations = 600_000
+
+// HashPassword returns the stored form of an admin password:
+// "pbkdf2-sha256$<iterations>$<salt b64>$<key b64>".
+func HashPassword(password string) (string, error) {
+	if len(password) < 8 {
+		return "", errors.New("password must have at least 8 characters")
+	}
+	salt := make([]byte, 16)
+	rand.Read(salt)
+	key, err := pbkdf2.Key(sha256.New, password, salt, passwordIterations, 32)
+	if err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	enc := base64.RawStdEncoding
+	return fmt.Sprintf("pbkdf2-sha256$%d$%s$%s", passwordIterations, enc.EncodeToString(salt), enc.EncodeToString(key)), nil
+}
+
+// CheckPassword reports whether password matches a hash made by HashPassword. A malformed
+// hash never matches.
+func CheckPassword(hash, password string) bool {
+	parts := strings.Split(hash, "$")
+	if len(parts) != 4 || parts[0] != "pbkdf2-sha256" {
+		return false
+	}
+	iter, err := strconv.Atoi(parts[1])
+	if err != nil || iter < 1000 || iter > 10_000_000 {
+		return false
+	}
+	enc := base64.RawStdEncoding
+	salt, err1 := enc.DecodeString(parts[2])
+	want, err2 := enc.DecodeString(parts[3])
+	if err1 != nil || err2 != nil || len(want) == 0 {
+		return false
+	}
+	got, err := pbkdf2.Key(sha256.New, password, salt, iter, len(want))
+	return err == nil && subtle.ConstantTimeCompare(got, want) == 1
+}

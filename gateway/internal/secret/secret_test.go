@@ -1,0 +1,45 @@
+package secret
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestToken(t *testing.T) {
+	a, b := NewToken(), NewToken()
+	if a == b {
+		t.Fatalf("NewToken() returned %q twice", a)
+	}
+	if !strings.HasPrefix(a, TokenPrefix) || len(a) != len(TokenPrefix)+32 {
+		t.Errorf("NewToken() = %q, want %s and 32 characters", a, TokenPrefix)
+	}
+	if HashToken(a) == HashToken(b) || HashToken(a) != HashToken(a) || len(HashToken(a)) != 64 {
+		t.Errorf("HashToken is not a stable 64-hex-digit digest")
+	}
+}
+
+func TestPassword(t *testing.T) {
+	h, err := HashPassword("correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, hash, pw string
+		want           bool
+	}{
+		{"right", h, "correct horse", true},
+		{"wrong", h, "correct horsE", false},
+		{"empty", h, "", false},
+		{"malformed", "pbkdf2-sha256$x$y$z", "correct horse", false},
+		{"other scheme", strings.Replace(h, "pbkdf2-sha256", "md5", 1), "correct horse", false},
+		{"too few iterations", "pbkdf2-sha256$1$AAAA$AAAA", "x", false},
+	}
+	for _, tt := range tests {
+		if got := CheckPassword(tt.hash, tt.pw); got != tt.want {
+			t.Errorf("%s: CheckPassword(%q, %q) = %v, want %v", tt.name, tt.hash, tt.pw, got, tt.want)
+		}
+	}
+	if _, err := HashPassword("short"); err == nil {
+		t.Error("HashPassword(\"short\") = nil error, want one")
+	}
+}
