@@ -91,7 +91,8 @@ type Commit struct {
 	Attempt   int       `json:"attempt,omitempty"` // the agent's attempt count for this request
 }
 
-// HookRun is the result of the command an agent runs after a commit.
+// HookRun is the result of the command an agent runs once its new certificate is installed
+// (--on-renew), reported in the same Commit.
 type HookRun struct {
 	ExitCode int    `json:"exit_code"`
 	Output   string `json:"output,omitempty"` // the last bytes of its output
@@ -102,8 +103,8 @@ type HookRun struct {
 type Ack struct {
 	V         int       `json:"v"`
 	RequestID string    `json:"request_id"`
-	Serial    string    `json:"serial"`          // the serial the hub now holds active
-	Error     *Error    `json:"error,omitempty"` // set when the commit was refused
+	Serial    string    `json:"serial,omitempty"` // the serial the hub now holds active
+	Error     *Error    `json:"error,omitempty"`  // set when the commit was refused
 	HubTime   time.Time `json:"hub_time"`
 }
 

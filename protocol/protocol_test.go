@@ -157,3 +157,22 @@ func TestCodesAppendOnly(t *testing.T) {
 		t.Errorf("unknown code Info() = %+v, %v; want not known, not retryable", info, ok)
 	}
 }
+
+// TestREADMEQuotesGolden keeps the specification honest: every golden payload appears in
+// README.md exactly as the code encodes it.
+func TestREADMEQuotesGolden(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden, _ := filepath.Glob("testdata/*.json")
+	for _, g := range golden {
+		b, err := os.ReadFile(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(readme, bytes.TrimSpace(b)) {
+			t.Errorf("README.md does not quote %s verbatim", g)
+		}
+	}
+}

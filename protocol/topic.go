@@ -31,7 +31,7 @@ const (
 	KindBridgeResponse Kind = "bridge/response" // hub → admin: "<prefix>/bridge/response/<op>"
 )
 
-// DeviceKinds lists the kinds that exist once per device, in the order of the spec.
+// deviceKinds lists the kinds that exist once per device, in the order of the spec.
 var deviceKinds = []Kind{KindCSR, KindCert, KindCommit, KindAck, KindCmd, KindRenewal, KindHealth, KindState}
 
 // DeviceKinds returns the kinds that exist once per device.
