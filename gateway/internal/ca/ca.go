@@ -1,0 +1,384 @@
+package ca
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+)
+
+// Errors callers branch on. Each is wrapped with detail; test with errors.Is.
+var (
+	// ErrNotInitialized means the directory holds no CA (no root.pem).
+	ErrNotInitialized = errors.New("ca: not initialized")
+	// ErrExists means Init found a CA already in the directory.
+	ErrExists = errors.New("ca: already initialized")
+	// ErrWrongPassphrase means a key file did not decrypt: the passphrase is
+	// wrong or the ciphertext was altered.
+	ErrWrongPassphrase = errors.New("ca: wrong passphrase")
+	// ErrNoPassphrase means no (or an empty) passphrase was supplied where
+	// one is required.
+	ErrNoPassphrase = errors.New("ca: no passphrase")
+	// ErrCorrupt means a CA file is missing, malformed or inconsistent
+	// with the others.
+	ErrCorrupt = errors.New("ca: damaged CA files")
+)
+
+// Key roles, as written in the key files' Key header.
+const (
+	roleRoot         = "root"
+	roleIntermediate = "intermediate"
+)
+
+// Lifetimes and names of the CA certificates.
+const (
+	RootCommonName         = "Hearth Root CA"
+	IntermediateCommonName = "Hearth Intermediate CA"
+	Organization           = "Hearth"
+
+	rootYears  = 10
+	interYears = 5
+	// caBackdate moves the CA certificates' not-before back so devices whose
+	// clocks run a little behind accept a CA created a moment ago.
+	caBackdate = time.Hour
+)
+
+// CA is an opened certificate authority: certificates plus decrypted keys.
+// It is immutable and safe for concurrent use. Certificates it returns are
+// shared and must not be modified.
+type CA struct {
+	root, inter       *x509.Certificate
+	rootKey, interKey crypto.Signer
+	rootPEM, interPEM []byte
+	roots, inters     *x509.CertPool
+}
+
+// Open loads the CA in dir, or creates one there (as Init) if dir holds
+// none. A wrong passphrase for an existing CA fails with ErrWrongPassphrase
+// and changes nothing on disk.
+func Open(dir string, passphrase []byte, now time.Time) (*CA, error) {
+	return open(dir, passphrase, now, DefaultIterations)
+}
+
+func open(dir string, passphrase []byte, now time.Time, iterations int) (*CA, error) {
+	c, err := Load(dir, passphrase)
+	if errors.Is(err, ErrNotInitialized) {
+		return create(dir, passphrase, now, iterations)
+	}
+	return c, err
+}
+
+// Load opens the existing CA in dir. It never writes. It fails with
+// ErrNotInitialized if dir holds no CA, ErrWrongPassphrase if a key does not
+// decrypt and ErrCorrupt if the files are damaged or do not belong together.
+func Load(dir string, passphrase []byte) (*CA, error) {
+	if len(passphrase) == 0 {
+		return nil, ErrNoPassphrase
+	}
+	root, inter, err := ReadCertificates(dir)
+	if err != nil {
+		return nil, err
+	}
+	rootData, err := readCAFile(dir, rootKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	interData, err := readCAFile(dir, interKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	rk, err := parseKeyFile(rootData, roleRoot)
+	if err != nil {
+		return nil, err
+	}
+	ik, err := parseKeyFile(interData, roleIntermediate)
+	if err != nil {
+		return nil, err
+	}
+	// Init gives both files the same KDF parameters: derive once.
+	rootKEK, err := deriveKey(passphrase, rk.kdf)
+	if err != nil {
+		return nil, err
+	}
+	interKEK := rootKEK
+	if ik.kdf.iterations != rk.kdf.iterations || !bytes.Equal(ik.kdf.salt, rk.kdf.salt) {
+		if interKEK, err = deriveKey(passphrase, ik.kdf); err != nil {
+			return nil, err
+		}
+	}
+	rootKey, err := rk.decrypt(rootKEK, roleRoot)
+	if err != nil {
+		return nil, err
+	}
+	interKey, err := ik.decrypt(interKEK, roleIntermediate)
+	if err != nil {
+		return nil, err
+	}
+	if !publicKeyEqual(rootKey.Public(), root.PublicKey) {
+		return nil, fmt.Errorf("%w: root.key does not match root.pem", ErrCorrupt)
+	}
+	if !publicKeyEqual(interKey.Public(), inter.PublicKey) {
+		return nil, fmt.Errorf("%w: intermediate.key does not match intermediate.pem", ErrCorrupt)
+	}
+	return newCA(root, inter, rootKey, interKey), nil
+}
+
+// ReadCertificates reads and checks the root and intermediate certificates
+// in dir without the passphrase: the root must be a self-signed CA and the
+// intermediate a CA signed by it.
+func ReadCertificates(dir string) (root, intermediate *x509.Certificate, err error) {
+	ok, err := initialized(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: no %s in %s", ErrNotInitialized, rootCertFile, dir)
+	}
+	if root, err = readCertFile(dir, rootCertFile); err != nil {
+		return nil, nil, err
+	}
+	if intermediate, err = readCertFile(dir, interCertFile); err != nil {
+		return nil, nil, err
+	}
+	if !root.IsCA || root.CheckSignatureFrom(root) != nil {
+		return nil, nil, fmt.Errorf("%w: %s is not a self-signed CA certificate", ErrCorrupt, rootCertFile)
+	}
+	if !intermediate.IsCA || intermediate.CheckSignatureFrom(root) != nil {
+		return nil, nil, fmt.Errorf("%w: %s is not a CA certificate signed by the root", ErrCorrupt, interCertFile)
+	}
+	return root, intermediate, nil
+}
+
+func readCertFile(dir, name string) (*x509.Certificate, error) {
+	data, err := readCAFile(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	block, rest := pem.Decode(data)
+	if block == nil || block.Type != "CERTIFICATE" || len(bytes.TrimSpace(rest)) != 0 {
+		return nil, fmt.Errorf("%w: %s: want exactly one PEM CERTIFICATE block", ErrCorrupt, name)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
+	}
+	return cert, nil
+}
+
+// Init creates a new CA in dir (created 0700 if needed): a root and an
+// intermediate with fresh P-256 keys, valid from now. It fails with
+// ErrExists if dir already holds a CA. A crash part way leaves dir
+// uninitialized, never half initialized (see the package documentation).
+func Init(dir string, passphrase []byte, now time.Time) (*CA, error) {
+	return create(dir, passphrase, now, DefaultIterations)
+}
+
+// InitWithIterations is Init with a chosen PBKDF2 iteration count, from
+// MinIterations up; 0 means DefaultIterations. Fewer iterations open the CA
+// faster on a slow hub but make a stolen key file cheaper to attack.
+func InitWithIterations(dir string, passphrase []byte, now time.Time, iterations int) (*CA, error) {
+	if iterations == 0 {
+		iterations = DefaultIterations
+	}
+	if iterations < MinIterations || iterations > maxIterations {
+		return nil, fmt.Errorf("ca: %d PBKDF2 iterations not in %d..%d", iterations, MinIterations, maxIterations)
+	}
+	return create(dir, passphrase, now, iterations)
+}
+
+func create(dir string, passphrase []byte, now time.Time, iterations int) (*CA, error) {
+	if len(passphrase) == 0 {
+		return nil, ErrNoPassphrase
+	}
+	if err := ensureDir(dir); err != nil {
+		return nil, err
+	}
+	ok, err := initialized(dir)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		return nil, fmt.Errorf("%w: %s exists", ErrExists, rootCertFile)
+	}
+	if err := removeTemps(dir); err != nil {
+		return nil, err
+	}
+
+	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate root key: %w", err)
+	}
+	interKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate intermediate key: %w", err)
+	}
+	notBefore := now.Add(-caBackdate).UTC().Truncate(time.Second)
+	rootTmpl := &x509.Certificate{
+		SerialNumber:          newSerial(),
+		Subject:               pkix.Name{CommonName: RootCommonName, Organization: []string{Organization}},
+		NotBefore:             notBefore,
+		NotAfter:              notBefore.AddDate(rootYears, 0, 0),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		SubjectKeyId:          subjectKeyID(rootKey.Public()),
+	}
+	rootDER, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
+	if err != nil {
+		return nil, fmt.Errorf("create root certificate: %w", err)
+	}
+	root, err := x509.ParseCertificate(rootDER)
+	if err != nil {
+		return nil, fmt.Errorf("parse root certificate: %w", err)
+	}
+	interTmpl := &x509.Certificate{
+		SerialNumber:          newSerial(),
+		Subject:               pkix.Name{CommonName: IntermediateCommonName, Organization: []string{Organization}},
+		NotBefore:             notBefore,
+		NotAfter:              notBefore.AddDate(interYears, 0, 0),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            0,
+		MaxPathLenZero:        true,
+		SubjectKeyId:          subjectKeyID(interKey.Public()),
+	}
+	interDER, err := x509.CreateCertificate(rand.Reader, interTmpl, root, interKey.Public(), rootKey)
+	if err != nil {
+		return nil, fmt.Errorf("create intermediate certificate: %w", err)
+	}
+	inter, err := x509.ParseCertificate(interDER)
+	if err != nil {
+		return nil, fmt.Errorf("parse intermediate certificate: %w", err)
+	}
+
+	kdf := newKDFParams(iterations)
+	kek, err := deriveKey(passphrase, kdf)
+	if err != nil {
+		return nil, err
+	}
+	rootKeyPEM, err := encryptKey(rootKey, roleRoot, kek, kdf)
+	if err != nil {
+		return nil, err
+	}
+	interKeyPEM, err := encryptKey(interKey, roleIntermediate, kek, kdf)
+	if err != nil {
+		return nil, err
+	}
+	c := newCA(root, inter, rootKey, interKey)
+	// root.pem is the commit marker: the other three files are durable in
+	// the directory before it appears.
+	files := []struct {
+		name    string
+		data    []byte
+		syncDir bool
+	}{
+		{interCertFile, c.interPEM, false},
+		{interKeyFile, interKeyPEM, false},
+		{rootKeyFile, rootKeyPEM, true},
+		{rootCertFile, c.rootPEM, true},
+	}
+	for _, f := range files {
+		if err := writeFile(dir, f.name, f.data, f.syncDir); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func newCA(root, inter *x509.Certificate, rootKey, interKey crypto.Signer) *CA {
+	c := &CA{
+		root: root, inter: inter, rootKey: rootKey, interKey: interKey,
+		rootPEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw}),
+		interPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: inter.Raw}),
+		roots:    x509.NewCertPool(),
+		inters:   x509.NewCertPool(),
+	}
+	c.roots.AddCert(root)
+	c.inters.AddCert(inter)
+	return c
+}
+
+// Root returns the root certificate.
+func (c *CA) Root() *x509.Certificate { return c.root }
+
+// Intermediate returns the intermediate certificate, the issuer of every
+// leaf and of the CRL.
+func (c *CA) Intermediate() *x509.Certificate { return c.inter }
+
+// RootPEM returns the root certificate as PEM.
+func (c *CA) RootPEM() []byte { return bytes.Clone(c.rootPEM) }
+
+// ChainPEM returns the intermediate then the root certificate as PEM, the
+// chain to append after a leaf.
+func (c *CA) ChainPEM() []byte { return append(bytes.Clone(c.interPEM), c.rootPEM...) }
+
+// Roots returns a new pool holding the root certificate.
+func (c *CA) Roots() *x509.CertPool { return c.roots.Clone() }
+
+// Intermediates returns a new pool holding the intermediate certificate.
+func (c *CA) Intermediates() *x509.CertPool { return c.inters.Clone() }
+
+// Fingerprint returns the root certificate's fingerprint, the value agents
+// pin, as "SHA256:" plus 64 lowercase hex digits.
+func (c *CA) Fingerprint() string { return FingerprintOf(c.root) }
+
+// Verify checks that leaf chains to this CA's root through its
+// intermediate at time now. It checks no extended key usage.
+func (c *CA) Verify(leaf *x509.Certificate, now time.Time) error {
+	_, err := leaf.Verify(x509.VerifyOptions{
+		Roots:         c.roots,
+		Intermediates: c.inters,
+		CurrentTime:   now,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	})
+	if err != nil {
+		return fmt.Errorf("verify %q: %w", leaf.Subject.CommonName, err)
+	}
+	return nil
+}
+
+// newSerial returns a random positive 128-bit serial number (RFC 5280
+// 4.1.2.2 allows up to 20 octets; CA/B Forum asks for 64 random bits).
+func newSerial() *big.Int {
+	for {
+		n := new(big.Int).SetBytes(randomBytes(16))
+		if n.Sign() > 0 {
+			return n
+		}
+	}
+}
+
+// subjectKeyID is RFC 7093 section 2 method 1: the leftmost 160 bits of the
+// SHA-256 of the subjectPublicKey bit string.
+func subjectKeyID(pub crypto.PublicKey) []byte {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil // CreateCertificate reports the unsupported key.
+	}
+	var spki struct {
+		Algorithm pkix.AlgorithmIdentifier
+		PublicKey asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(der, &spki); err != nil {
+		return nil
+	}
+	sum := sha256.Sum256(spki.PublicKey.Bytes)
+	return sum[:20]
+}
+
+// publicKeyEqual compares two public keys of the std types.
+func publicKeyEqual(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
+}

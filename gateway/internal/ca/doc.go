@@ -1,0 +1,88 @@
+// Package ca is the hub's two-tier certificate authority: a self-signed root
+// that signs one intermediate, and the intermediate that signs device leaves,
+// the broker's TLS server certificate and the CRL.
+//
+// # Keys and certificates
+//
+// Both CA keys are ECDSA P-256 and are held as crypto.Signer. The root is
+// valid for 10 years (CA:TRUE, keyCertSign|cRLSign); the intermediate for 5
+// years, with path length 0 so it can sign only end-entity certificates. CA
+// certificates are backdated by one hour to tolerate clock skew. Leaves take
+// only the public key from a CSR and, from its DNS names, those the Profile
+// allows: never the CSR's subject, extensions, IP, e-mail or URI names. A
+// device leaf names its device twice, as CN and as the URI SAN
+// urn:hearth:device:<id>, and DeviceIDFromCert requires both to agree.
+//
+// # Files
+//
+// A CA lives in one directory (by convention <data>/ca, see Dir), mode 0700:
+//
+//	root.pem          root certificate (PEM "CERTIFICATE")
+//	intermediate.pem  intermediate certificate
+//	root.key          root private key, encrypted (format below)
+//	intermediate.key  intermediate private key, encrypted
+//	passphrase        only with the fallback described under Passphrase
+//
+// Every file is 0600 and written atomically: a temporary file in the same
+// directory, fsync, rename, fsync of the directory. Init writes root.pem
+// last, after the directory holding the other three has been synced: root.pem
+// is the commit marker. A directory without root.pem is not initialized, and
+// Init overwrites whatever a crashed earlier Init left there (those files were
+// never used, since no Load can succeed without root.pem). A directory with
+// root.pem but a missing or damaged other file is reported as ErrCorrupt and
+// never overwritten.
+//
+// # Private keys at rest
+//
+// A CA private key file is one PEM block of type "HEARTH ENCRYPTED PRIVATE
+// KEY" with these headers (in any order in the file):
+//
+//	Version:    1
+//	Key:        root | intermediate
+//	KDF:        PBKDF2-SHA256
+//	Iterations: decimal iteration count (600000 unless InitWithIterations chose)
+//	Salt:       base64 (standard, padded) of a random 16-byte salt
+//	Cipher:     AES-256-GCM
+//	Nonce:      base64 of a random 12-byte GCM nonce
+//
+// The body is AES-256-GCM(key, nonce, PKCS#8 DER of the private key), tag
+// appended, where key = PBKDF2-HMAC-SHA256(passphrase, salt, iterations, 32).
+// The additional authenticated data is the headers Version, Key, KDF,
+// Iterations, Salt and Cipher, each as "Name: value\n", in that order,
+// so a file cannot be relabelled (root for intermediate) or downgraded to
+// fewer iterations without failing authentication. Only the standard library
+// is needed to read it.
+//
+// Both key files of one CA share the salt and iteration count (each has its
+// own nonce), so opening a CA derives one key: about 0.12 s on an x86 core
+// with SHA extensions at 600,000 iterations, the OWASP 2023 figure for
+// PBKDF2-HMAC-SHA256. The count is read from the file, so a later version can
+// raise it without breaking existing CAs. Authentication failure is reported
+// as ErrWrongPassphrase: GCM cannot tell a wrong passphrase from a ciphertext
+// altered on disk.
+//
+// # Passphrase
+//
+// ResolvePassphrase picks the passphrase, in order: a passphrase file named by
+// the operator, the HEARTH_CA_PASSPHRASE value, then the fallback file
+// <data>/ca/passphrase, generated on first use (32 random bytes, base64,
+// mode 0600) when no CA exists yet. The fallback keeps a hub working with no
+// configuration, but it sits beside the keys it unlocks: encryption at rest
+// protects against a leaked backup or copied data directory only when the
+// passphrase is supplied from outside the data directory.
+//
+// # Fingerprints
+//
+// Fingerprint and FingerprintOf format a certificate's identity as
+// "SHA256:" followed by the lowercase hexadecimal SHA-256 of its DER
+// encoding, without colons (71 characters). Agents pin the root's
+// fingerprint. ParseFingerprint also accepts upper case, colon-separated
+// bytes (as openssl x509 -fingerprint prints them) and a missing prefix, and
+// returns the canonical form.
+//
+// # Concurrency
+//
+// A *CA is immutable after Load or Init and safe for concurrent use. Init and
+// ResolvePassphrase's generation are not safe against a second process
+// initializing the same directory at the same moment.
+package ca

@@ -1,0 +1,247 @@
+package ca
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Errors SignLeaf returns for a CSR it refuses; each is wrapped with detail.
+var (
+	// ErrBadSignature means the CSR's self-signature does not verify, so it
+	// proves no possession of the key.
+	ErrBadSignature = errors.New("ca: bad CSR signature")
+	// ErrWeakKey means the CSR's key is of a supported kind but too weak:
+	// RSA under 2048 bits or ECDSA P-224.
+	ErrWeakKey = errors.New("ca: weak key")
+	// ErrUnsupportedKey means the CSR's key is of a kind the CA does not
+	// sign: anything but ECDSA P-256/P-384, Ed25519 and RSA 2048-8192.
+	ErrUnsupportedKey = errors.New("ca: unsupported key")
+)
+
+// Defaults applied where a Profile field is zero.
+const (
+	DefaultLeafLifetime = 30 * 24 * time.Hour
+	DefaultBackdate     = time.Minute
+	// ServerLifetime is the lifetime of ServerCertificate's certificates.
+	ServerLifetime = 365 * 24 * time.Hour
+
+	minRSABits = 2048
+	// maxRSABits bounds verification cost; crypto/x509 rejects larger keys too.
+	maxRSABits = 8192
+)
+
+// Profile is what policy decided for one leaf. The zero value means a
+// 30-day client certificate with no DNS names, backdated one minute.
+type Profile struct {
+	// Lifetime is NotAfter minus the issuing instant; 0 means
+	// DefaultLeafLifetime. NotAfter never passes the intermediate's.
+	Lifetime time.Duration
+	// DNSNames lists the DNS names the device may hold. A CSR's DNS name
+	// is copied only if it appears here (case-insensitive); names listed
+	// here but not requested are not added.
+	DNSNames []string
+	// ServerAuth adds the serverAuth extended key usage to clientAuth.
+	ServerAuth bool
+	// Backdate moves NotBefore back from the issuing instant for clock
+	// skew; 0 means DefaultBackdate.
+	Backdate time.Duration
+}
+
+// SignLeaf issues a device certificate for csr. It first checks the CSR's
+// signature (ErrBadSignature) and key (ErrWeakKey, ErrUnsupportedKey), and
+// the device id (ErrBadDeviceID). The certificate takes only the public key
+// from the CSR, plus the DNS names p allows: CN = deviceID, URI SAN
+// urn:hearth:device:<id>, CA:FALSE, keyUsage digitalSignature (and
+// keyEncipherment for RSA), extKeyUsage clientAuth (and serverAuth if p says
+// so), AKI of the intermediate, SKI of the key, a random 128-bit serial,
+// NotBefore = now - p.Backdate and NotAfter = now + p.Lifetime (UTC,
+// truncated to the second).
+func (c *CA) SignLeaf(csr *x509.CertificateRequest, deviceID string, p Profile, now time.Time) (*x509.Certificate, error) {
+	if csr == nil {
+		return nil, fmt.Errorf("%w: no CSR", ErrBadSignature)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
+	}
+	if err := CheckKey(csr.PublicKey); err != nil {
+		return nil, err
+	}
+	if err := ValidDeviceID(deviceID); err != nil {
+		return nil, err
+	}
+	if p.Lifetime < 0 || p.Backdate < 0 {
+		return nil, fmt.Errorf("profile: negative lifetime %v or backdate %v", p.Lifetime, p.Backdate)
+	}
+	if p.Lifetime == 0 {
+		p.Lifetime = DefaultLeafLifetime
+	}
+	if p.Backdate == 0 {
+		p.Backdate = DefaultBackdate
+	}
+	keyUsage := x509.KeyUsageDigitalSignature
+	if _, ok := csr.PublicKey.(*rsa.PublicKey); ok {
+		keyUsage |= x509.KeyUsageKeyEncipherment
+	}
+	eku := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	if p.ServerAuth {
+		eku = append(eku, x509.ExtKeyUsageServerAuth)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          newSerial(),
+		Subject:               pkix.Name{CommonName: deviceID},
+		NotBefore:             now.Add(-p.Backdate).UTC().Truncate(time.Second),
+		NotAfter:              now.Add(p.Lifetime).UTC().Truncate(time.Second),
+		KeyUsage:              keyUsage,
+		ExtKeyUsage:           eku,
+		BasicConstraintsValid: true,
+		IsCA:                  false,
+		SubjectKeyId:          subjectKeyID(csr.PublicKey),
+		URIs:                  []*url.URL{DeviceURI(deviceID)},
+		DNSNames:              allowedDNSNames(csr.DNSNames, p.DNSNames),
+	}
+	return c.issue(tmpl, csr.PublicKey)
+}
+
+// issue signs tmpl with the intermediate, clamping NotAfter to the
+// intermediate's so no leaf outlives its issuer.
+func (c *CA) issue(tmpl *x509.Certificate, pub crypto.PublicKey) (*x509.Certificate, error) {
+	if tmpl.NotAfter.After(c.inter.NotAfter) {
+		tmpl.NotAfter = c.inter.NotAfter
+	}
+	if !tmpl.NotAfter.After(tmpl.NotBefore) {
+		return nil, fmt.Errorf("issue %q: intermediate expires %v, before the leaf would start", tmpl.Subject.CommonName, c.inter.NotAfter)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.inter, pub, c.interKey)
+	if err != nil {
+		return nil, fmt.Errorf("issue %q: %w", tmpl.Subject.CommonName, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("issue %q: parse: %w", tmpl.Subject.CommonName, err)
+	}
+	return cert, nil
+}
+
+// allowedDNSNames returns, lowercased and without duplicates, the requested
+// names that appear in allowed.
+func allowedDNSNames(requested, allowed []string) []string {
+	ok := make(map[string]bool, len(allowed))
+	for _, a := range allowed {
+		ok[strings.ToLower(a)] = true
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range requested {
+		r = strings.ToLower(r)
+		if ok[r] && !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// CheckKey applies the leaf key policy: ECDSA P-256 or P-384, Ed25519, or
+// RSA of 2048 to 8192 bits. Others fail with ErrWeakKey or
+// ErrUnsupportedKey.
+func CheckKey(pub crypto.PublicKey) error {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256(), elliptic.P384():
+			return nil
+		case elliptic.P224():
+			return fmt.Errorf("%w: ECDSA P-224; use P-256 or P-384", ErrWeakKey)
+		default:
+			return fmt.Errorf("%w: ECDSA %s; use P-256 or P-384", ErrUnsupportedKey, k.Curve.Params().Name)
+		}
+	case ed25519.PublicKey:
+		return nil
+	case *rsa.PublicKey:
+		switch n := k.N.BitLen(); {
+		case n < minRSABits:
+			return fmt.Errorf("%w: RSA %d bits; need at least %d", ErrWeakKey, n, minRSABits)
+		case n > maxRSABits:
+			return fmt.Errorf("%w: RSA %d bits; at most %d", ErrUnsupportedKey, n, maxRSABits)
+		}
+		return nil
+	default:
+		return fmt.Errorf("%w: %T", ErrUnsupportedKey, pub)
+	}
+}
+
+// ServerCertificate issues a TLS server certificate for the hub's own
+// listeners, with a fresh P-256 key held only in memory. Each host becomes
+// an IP or DNS SAN; the first is also the CN. It is valid for
+// ServerLifetime (serverAuth only) and its chain carries the intermediate.
+func (c *CA) ServerCertificate(hosts []string, now time.Time) (tls.Certificate, error) {
+	if len(hosts) == 0 {
+		return tls.Certificate{}, errors.New("server certificate: no host names")
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          newSerial(),
+		Subject:               pkix.Name{CommonName: hosts[0], Organization: []string{Organization}},
+		NotBefore:             now.Add(-DefaultBackdate).UTC().Truncate(time.Second),
+		NotAfter:              now.Add(ServerLifetime).UTC().Truncate(time.Second),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			continue
+		}
+		if !validHostname(h) {
+			return tls.Certificate{}, fmt.Errorf("server certificate: %q is neither an IP address nor a DNS name", h)
+		}
+		tmpl.DNSNames = append(tmpl.DNSNames, strings.ToLower(h))
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("server certificate: %w", err)
+	}
+	tmpl.SubjectKeyId = subjectKeyID(key.Public())
+	cert, err := c.issue(tmpl, key.Public())
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{
+		Certificate: [][]byte{cert.Raw, c.inter.Raw},
+		PrivateKey:  key,
+		Leaf:        cert,
+	}, nil
+}
+
+// validHostname accepts DNS names of letters, digits, '-' and '.', with an
+// optional leading "*." wildcard label.
+func validHostname(h string) bool {
+	h = strings.TrimPrefix(h, "*.")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
