@@ -2,11 +2,12 @@ module github.com/hearth-pki/hearth/agent
 
 go 1.26.0
 
-require github.com/hearth-pki/hearth/protocol v0.0.0
+require (
+	github.com/eclipse/paho.mqtt.golang v1.5.1
+	github.com/hearth-pki/hearth/protocol v0.0.0
+)
 
 require (
-	github.com/eclipse/paho.mqtt.golang v1.5.1 // indirect
-	github.com/google/go-cmp v0.7.0 // indirect
 	github.com/gorilla/websocket v1.5.3 // indirect
 	golang.org/x/net v0.44.0 // indirect
 	golang.org/x/sync v0.17.0 // indirect

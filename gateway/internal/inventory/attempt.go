@@ -1,0 +1,139 @@
+package inventory
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Attempt outcomes.
+const (
+	OutcomeIssued     = "issued"      // a certificate was signed and recorded pending
+	OutcomeCommitted  = "committed"   // the agent installed it and proved it
+	OutcomeRolledBack = "rolled_back" // the agent went back to its previous certificate
+	OutcomeFailed     = "failed"      // refused or failed before a certificate existed
+)
+
+var outcomes = []string{OutcomeIssued, OutcomeCommitted, OutcomeRolledBack, OutcomeFailed}
+
+// Attempt is one certificate request of a device, keyed by (DeviceID, RequestID) so that a
+// resubmitted request can be answered from the record.
+type Attempt struct {
+	RequestID  string
+	DeviceID   string
+	Reason     string // enroll, window, command, rekey, recovery (the protocol's words)
+	Serial     string // the certificate issued, if any
+	StartedAt  time.Time
+	FinishedAt time.Time     // when the outcome was last set
+	Outcome    string        // one of the Outcome* constants
+	ErrorCode  string        // the protocol error code of a failure or rollback
+	Latency    time.Duration // time to issue (or to fail); FinishAttempt keeps it
+}
+
+func checkAttemptKey(a Attempt) error {
+	if a.DeviceID == "" || a.RequestID == "" {
+		return invalidf("attempt needs a device id and a request id")
+	}
+	return checkText(a.DeviceID, a.RequestID, a.Reason, a.ErrorCode)
+}
+
+// insertAttempt inserts a inside tx; a stored (device, request id) is ErrDuplicate.
+func (s *Store) insertAttempt(ctx context.Context, tx *gorm.DB, a Attempt) error {
+	r := attemptRowOf(a)
+	err := s.exec(ctx, tx, s.st.insertAtt, r.DeviceID, r.RequestID, r.Reason, r.Serial, r.Started, r.Finished,
+		r.Outcome, r.ErrorCode, r.LatencyNS)
+	if err != nil {
+		return fmt.Errorf("attempt %q of device %q: %w", a.RequestID, a.DeviceID, err)
+	}
+	return nil
+}
+
+// Attempt returns the device's attempt with the given request id, or ErrNotFound.
+func (s *Store) Attempt(ctx context.Context, deviceID, requestID string) (Attempt, error) {
+	var rows []attemptRow
+	if err := s.read(ctx).Where("device_id = ? AND request_id = ?", deviceID, requestID).Limit(1).Find(&rows).Error; err != nil {
+		return Attempt{}, fmt.Errorf("attempt %q of device %q: %w", requestID, deviceID, err)
+	}
+	if len(rows) == 0 {
+		return Attempt{}, fmt.Errorf("attempt %q of device %q: %w", requestID, deviceID, ErrNotFound)
+	}
+	return rows[0].attempt(), nil
+}
+
+// FinishAttempt sets the attempt's outcome and error code, and FinishedAt to now: the
+// commit or rollback of an issued certificate. Latency keeps the issuance latency.
+func (s *Store) FinishAttempt(ctx context.Context, deviceID, requestID, outcome, code string, now time.Time) error {
+	if !slices.Contains(outcomes, outcome) {
+		return invalidf("unknown attempt outcome %q", outcome)
+	}
+	if err := checkText(code); err != nil {
+		return err
+	}
+	res := s.w.WithContext(ctx).Model(&attemptRow{}).Where("device_id = ? AND request_id = ?", deviceID, requestID).
+		Updates(map[string]any{"outcome": outcome, "error_code": code, "finished_at": unix(now)})
+	if res.Error != nil {
+		return fmt.Errorf("finish attempt %q of device %q: %w", requestID, deviceID, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("finish attempt %q of device %q: %w", requestID, deviceID, ErrNotFound)
+	}
+	return nil
+}
+
+// RecordFailedAttempt stores an attempt that produced no certificate. Outcome must be
+// OutcomeFailed or empty (stored as OutcomeFailed). An attempt already stored under the same
+// device and request id is refused with ErrDuplicate.
+func (s *Store) RecordFailedAttempt(ctx context.Context, a Attempt) error {
+	if err := checkAttemptKey(a); err != nil {
+		return err
+	}
+	if a.Outcome == "" {
+		a.Outcome = OutcomeFailed
+	}
+	if a.Outcome != OutcomeFailed {
+		return invalidf("failed attempt with outcome %q", a.Outcome)
+	}
+	if err := s.write(ctx, func(tx *gorm.DB) error { return s.insertAttempt(ctx, tx, a) }); err != nil {
+		return fmt.Errorf("record failed attempt: %w", err)
+	}
+	return nil
+}
+
+// Attempts returns the device's attempts, newest first, at most limit (<= 0: all).
+func (s *Store) Attempts(ctx context.Context, deviceID string, limit int) ([]Attempt, error) {
+	q := s.read(ctx).Where("device_id = ?", deviceID).Order("started_at DESC, rowid DESC")
+	if limit > 0 {
+		q = q.Limit(limit)
+	}
+	var rows []attemptRow
+	if err := q.Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("attempts of device %q: %w", deviceID, err)
+	}
+	out := make([]Attempt, len(rows))
+	for i, r := range rows {
+		out[i] = r.attempt()
+	}
+	return out, nil
+}
+
+// AttemptStats counts the attempts started at or after since: successes are issued or
+// committed, failures failed or rolled back. Their ratio is the success rate shown for the
+// last 24 hours.
+func (s *Store) AttemptStats(ctx context.Context, since time.Time) (successes, failures int, err error) {
+	var r struct {
+		Successes int
+		Failures  int
+	}
+	err = s.read(ctx).Raw(`SELECT
+			COALESCE(SUM(outcome IN (?, ?)), 0) AS successes,
+			COALESCE(SUM(outcome IN (?, ?)), 0) AS failures
+		FROM attempts WHERE started_at >= ?`,
+		OutcomeIssued, OutcomeCommitted, OutcomeFailed, OutcomeRolledBack, unix(since)).Scan(&r).Error
+	if err != nil {
+		return 0, 0, fmt.Errorf("attempt stats: %w", err)
+	}
+	return r.Successes, r.Failures, nil
+}

@@ -1,0 +1,243 @@
+package inventory
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Status is a certificate's place in its lifecycle.
+type Status string
+
+// Certificate statuses. A certificate is issued pending, becomes active when the device
+// proves it on a TLS session (Activate), superseded when another one of the device becomes
+// active, and revoked by Revoke or RevokeDevice. Pending, active and superseded certificates
+// are accepted by the broker until they expire; revoked ones never.
+const (
+	StatusPending    Status = "pending"
+	StatusActive     Status = "active"
+	StatusSuperseded Status = "superseded"
+	StatusRevoked    Status = "revoked"
+)
+
+// Certificate is one issued leaf certificate.
+type Certificate struct {
+	Serial       string // lowercase hex, the store's key
+	DeviceID     string
+	NotBefore    time.Time
+	NotAfter     time.Time
+	Issuer       string
+	KeyAlgorithm string
+	Fingerprint  string // SHA-256 of the DER, lowercase hex
+	Status       Status
+	PEM          string
+	RequestID    string // the attempt that produced it
+	Replaces     string // serial of the certificate it renews, if any
+	CreatedAt    time.Time
+	ActivatedAt  time.Time
+	RevokedAt    time.Time
+	RevokeReason string
+}
+
+// normSerial returns serial in lowercase, or ErrInvalid if it is not hexadecimal.
+func normSerial(serial string) (string, error) {
+	s := strings.ToLower(serial)
+	if s == "" || strings.Trim(s, "0123456789abcdef") != "" {
+		return "", invalidf("certificate serial %q is not hexadecimal", serial)
+	}
+	return s, nil
+}
+
+func findCert(db *gorm.DB, serial string) (certRow, error) {
+	var rows []certRow
+	if err := db.Where("serial = ?", serial).Limit(1).Find(&rows).Error; err != nil {
+		return certRow{}, err
+	}
+	if len(rows) == 0 {
+		return certRow{}, fmt.Errorf("certificate %s: %w", serial, ErrNotFound)
+	}
+	return rows[0], nil
+}
+
+func certs(db *gorm.DB, what string) ([]Certificate, error) {
+	var rows []certRow
+	if err := db.Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	out := make([]Certificate, len(rows))
+	for i, r := range rows {
+		out[i] = r.certificate()
+	}
+	return out, nil
+}
+
+// Certificate returns the certificate with the given serial (any case), or ErrNotFound.
+func (s *Store) Certificate(ctx context.Context, serial string) (Certificate, error) {
+	serial, err := normSerial(serial)
+	if err != nil {
+		return Certificate{}, err
+	}
+	r, err := findCert(s.read(ctx), serial)
+	if err != nil {
+		return Certificate{}, err
+	}
+	return r.certificate(), nil
+}
+
+// Certificates returns the device's certificates, newest first.
+func (s *Store) Certificates(ctx context.Context, deviceID string) ([]Certificate, error) {
+	return certs(s.read(ctx).Where("device_id = ?", deviceID).Order("created_at DESC, not_before DESC, rowid DESC"),
+		fmt.Sprintf("certificates of device %q", deviceID))
+}
+
+// ActiveCertificate returns the device's active certificate, or ErrNotFound.
+func (s *Store) ActiveCertificate(ctx context.Context, deviceID string) (Certificate, error) {
+	var rows []certRow
+	err := s.read(ctx).Where("device_id = ? AND status = ?", deviceID, StatusActive).Limit(1).Find(&rows).Error
+	if err != nil {
+		return Certificate{}, fmt.Errorf("active certificate of device %q: %w", deviceID, err)
+	}
+	if len(rows) == 0 {
+		return Certificate{}, fmt.Errorf("active certificate of device %q: %w", deviceID, ErrNotFound)
+	}
+	return rows[0].certificate(), nil
+}
+
+// Activate makes serial the device's active certificate, in one transaction: the device's
+// previously active certificate (returned as previous, "" if none) becomes superseded, a
+// device still enrolling becomes active, and an EventCertActivated event is appended. A
+// pending or superseded certificate may be activated (a device that rolled back proves its
+// previous certificate again). Activating the active certificate changes nothing and
+// returns changed == false. A revoked certificate is refused with ErrRevoked, and a
+// certificate of another device with ErrNotFound.
+func (s *Store) Activate(ctx context.Context, deviceID, serial string, now time.Time) (previous string, changed bool, err error) {
+	serial, err = normSerial(serial)
+	if err != nil {
+		return "", false, err
+	}
+	err = s.write(ctx, func(tx *gorm.DB) error {
+		r, err := findCert(tx, serial)
+		if err != nil {
+			return err
+		}
+		switch {
+		case r.DeviceID != deviceID:
+			return fmt.Errorf("certificate %s belongs to device %q: %w", serial, r.DeviceID, ErrNotFound)
+		case r.Status == string(StatusRevoked):
+			return fmt.Errorf("certificate %s: %w", serial, ErrRevoked)
+		case r.Status == string(StatusActive):
+			return nil
+		}
+		var prev []certRow
+		if err := tx.Where("device_id = ? AND status = ?", deviceID, StatusActive).Limit(1).Find(&prev).Error; err != nil {
+			return err
+		}
+		if len(prev) > 0 {
+			previous = prev[0].Serial
+			if err := tx.Model(&certRow{}).Where("serial = ?", previous).Update("status", StatusSuperseded).Error; err != nil {
+				return err
+			}
+		}
+		err = tx.Model(&certRow{}).Where("serial = ?", serial).
+			Updates(map[string]any{"status": StatusActive, "activated_at": unix(now)}).Error
+		if err != nil {
+			return err
+		}
+		err = tx.Model(&deviceRow{}).Where("id = ? AND state = ?", deviceID, StateEnrolling).Update("state", StateActive).Error
+		if err != nil {
+			return err
+		}
+		changed = true
+		_, err = s.appendEvent(ctx, tx, Event{Time: now, Kind: EventCertActivated, DeviceID: deviceID, Actor: actorFrom(ctx),
+			Data: map[string]string{"serial": serial, "previous": previous}})
+		return err
+	})
+	if err != nil {
+		return "", false, fmt.Errorf("activate certificate %s of device %q: %w", serial, deviceID, err)
+	}
+	return previous, changed, nil
+}
+
+// Revoke marks the certificate revoked with reason at now and appends an EventCertRevoked
+// event, in one transaction. Revoking a revoked certificate changes nothing (the first
+// time and reason stay).
+func (s *Store) Revoke(ctx context.Context, serial, reason string, now time.Time) error {
+	serial, err := normSerial(serial)
+	if err != nil {
+		return err
+	}
+	if err := checkText(reason); err != nil {
+		return err
+	}
+	err = s.write(ctx, func(tx *gorm.DB) error {
+		r, err := findCert(tx, serial)
+		if err != nil {
+			return err
+		}
+		return s.revoke(ctx, tx, r, reason, now)
+	})
+	if err != nil {
+		return fmt.Errorf("revoke certificate %s: %w", serial, err)
+	}
+	return nil
+}
+
+func (s *Store) revoke(ctx context.Context, tx *gorm.DB, r certRow, reason string, now time.Time) error {
+	if r.Status == string(StatusRevoked) {
+		return nil
+	}
+	err := tx.Model(&certRow{}).Where("serial = ?", r.Serial).
+		Updates(map[string]any{"status": StatusRevoked, "revoked_at": unix(now), "revoke_reason": reason}).Error
+	if err != nil {
+		return err
+	}
+	_, err = s.appendEvent(ctx, tx, Event{Time: now, Kind: EventCertRevoked, DeviceID: r.DeviceID, Actor: actorFrom(ctx),
+		Data: map[string]string{"serial": r.Serial, "reason": reason, "status": r.Status}})
+	return err
+}
+
+// RevokeDevice revokes every certificate of the device not yet revoked (an identity epoch:
+// whatever it held before is no longer trusted), in one transaction with one
+// EventCertRevoked event per certificate. It returns how many it revoked; a device without
+// certificates is not an error.
+func (s *Store) RevokeDevice(ctx context.Context, deviceID, reason string, now time.Time) (int, error) {
+	if err := checkText(reason); err != nil {
+		return 0, err
+	}
+	n := 0
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		n = 0
+		var rows []certRow
+		err := tx.Where("device_id = ? AND status <> ?", deviceID, StatusRevoked).Order("created_at, rowid").Find(&rows).Error
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			if err := s.revoke(ctx, tx, r, reason, now); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("revoke certificates of device %q: %w", deviceID, err)
+	}
+	return n, nil
+}
+
+// Revoked returns every revoked certificate, oldest revocation first: the source of the CRL
+// and of the broker's deny-set. Expired ones are included; the caller decides what to drop.
+func (s *Store) Revoked(ctx context.Context) ([]Certificate, error) {
+	return certs(s.read(ctx).Where("status = ?", StatusRevoked).Order("revoked_at, serial"), "revoked certificates")
+}
+
+// ExpiringBefore returns the active certificates whose NotAfter is before t, soonest first.
+// Pending and superseded certificates are left out: only what devices use matters.
+func (s *Store) ExpiringBefore(ctx context.Context, t time.Time) ([]Certificate, error) {
+	return certs(s.read(ctx).Where("status = ? AND not_after < ?", StatusActive, unix(t)).Order("not_after, serial"),
+		"certificates expiring before "+t.UTC().Format(time.RFC3339))
+}

@@ -1,0 +1,312 @@
+package inventory
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Device states.
+const (
+	StateEnrolling   = "enrolling"   // created by an enrollment, no certificate proved yet
+	StateActive      = "active"      // has proved a certificate (Activate)
+	StateOffline     = "offline"     // set by callers that track long absences
+	StateQuarantined = "quarantined" // only enrollment topics until re-enrolled
+	StateRemoved     = "removed"     // for callers that keep a tombstone instead of RemoveDevice
+)
+
+// Device paths and enrollment mechanisms.
+const (
+	PathDirect      = "direct"  // the device runs an agent and talks to the hub itself
+	PathGateway     = "gateway" // the device is reached through another device (Via)
+	MechanismAgent  = "agent"   // certificates installed by hearth-agent
+	MechanismManual = "manual"  // certificates installed by a person
+)
+
+// Renewal states of RenewalStatus.State.
+const (
+	RenewalIdle      = "idle"      // nothing to do until the window opens
+	RenewalDue       = "due"       // inside the window, waiting for the agent
+	RenewalCommanded = "commanded" // a renew command was pushed
+	RenewalFailing   = "failing"   // the last attempts failed; backing off
+)
+
+// Device is one managed device. Descriptive fields are written by UpsertDevice; State by
+// SetState (and Activate: enrolling → active); Online and LastSeen by SetOnline; Health by
+// UpdateHealth; Renewal by SetRenewal.
+type Device struct {
+	ID        string
+	Name      string
+	Family    string
+	Model     string
+	Vendor    string
+	Firmware  string
+	Class     string
+	Tags      []string
+	Path      string // PathDirect, PathGateway or ""
+	Via       string // the device this one is reached through, for PathGateway
+	Mechanism string // MechanismAgent, MechanismManual or ""
+	CreatedAt time.Time
+	LastSeen  time.Time
+	State     string // one of the State* constants
+	Online    bool
+	Health    Health
+	Renewal   RenewalStatus
+}
+
+// Health is what the device's agent last reported about its certificate.
+type Health struct {
+	ReportedSerial   string
+	ReportedNotAfter time.Time
+	ChainOK          bool
+	ClockSkew        time.Duration // device clock minus hub clock
+	AgentVersion     string
+	LastError        string
+	At               time.Time // when the report arrived
+}
+
+// RenewalStatus is the renewal orchestrator's bookkeeping for a device.
+type RenewalStatus struct {
+	State         string // one of the Renewal* constants; "" is stored as RenewalIdle
+	Failures      int    // consecutive failed attempts
+	NextAttemptAt time.Time
+	LastCause     string
+	WindowStart   time.Time
+	WindowEnd     time.Time
+}
+
+var (
+	deviceStates  = []string{StateEnrolling, StateActive, StateOffline, StateQuarantined, StateRemoved}
+	renewalStates = []string{RenewalIdle, RenewalDue, RenewalCommanded, RenewalFailing}
+)
+
+func checkDevice(d Device) error {
+	if d.ID == "" {
+		return invalidf("device id is empty")
+	}
+	if d.State != "" && !slices.Contains(deviceStates, d.State) {
+		return invalidf("device %q: unknown state %q", d.ID, d.State)
+	}
+	if !slices.Contains([]string{"", PathDirect, PathGateway}, d.Path) {
+		return invalidf("device %q: unknown path %q", d.ID, d.Path)
+	}
+	if !slices.Contains([]string{"", MechanismAgent, MechanismManual}, d.Mechanism) {
+		return invalidf("device %q: unknown mechanism %q", d.ID, d.Mechanism)
+	}
+	return checkText(append([]string{d.ID, d.Name, d.Family, d.Model, d.Vendor, d.Firmware, d.Class, d.Via}, d.Tags...)...)
+}
+
+// UpsertDevice creates the device or updates its descriptive fields (Name, Family, Model,
+// Vendor, Firmware, Class, Tags, Path, Via, Mechanism). On update only the fields that are
+// set replace the stored ones (a nil Tags keeps the tags, an empty non-nil Tags clears them),
+// and State, Online, LastSeen, CreatedAt, Health and Renewal are never touched. On create
+// every field is taken from d; an empty State becomes StateEnrolling.
+func (s *Store) UpsertDevice(ctx context.Context, d Device) error {
+	if err := checkDevice(d); err != nil {
+		return err
+	}
+	err := s.write(ctx, func(tx *gorm.DB) error { return s.upsertDevice(ctx, tx, d, d.CreatedAt) })
+	if err != nil {
+		return fmt.Errorf("upsert device %q: %w", d.ID, err)
+	}
+	return nil
+}
+
+// upsertDevice is UpsertDevice inside tx, in one statement (upsertDeviceSQL); created is
+// CreatedAt for a new device whose CreatedAt is zero.
+func (s *Store) upsertDevice(ctx context.Context, tx *gorm.DB, d Device, created time.Time) error {
+	tags, err := json.Marshal(nonNil(d.Tags))
+	if err != nil {
+		return err
+	}
+	if d.State == "" {
+		d.State = StateEnrolling
+	}
+	if d.CreatedAt.IsZero() {
+		d.CreatedAt = created
+	}
+	var r deviceRow
+	r.setHealth(d.Health)
+	r.setRenewal(d.Renewal)
+	return s.exec(ctx, tx, s.st.upsertDevice,
+		d.ID, d.Name, d.Family, d.Model, d.Vendor, d.Firmware, d.Class, string(tags), d.Path, d.Via,
+		d.Mechanism, unix(d.CreatedAt), unix(d.LastSeen), d.State, d.Online,
+		r.HealthSerial, r.HealthNotAfter, r.HealthChainOK, r.HealthClockSkewNS, r.HealthAgentVersion,
+		r.HealthLastError, r.HealthAt, r.RenewalState, r.RenewalFailures, r.RenewalNextAttempt,
+		r.RenewalLastCause, r.RenewalWindowStart, r.RenewalWindowEnd, d.Tags != nil)
+}
+
+func nonNil(ss []string) []string {
+	if ss == nil {
+		return []string{}
+	}
+	return ss
+}
+
+func (r *deviceRow) setHealth(h Health) {
+	r.HealthSerial = h.ReportedSerial
+	r.HealthNotAfter = unix(h.ReportedNotAfter)
+	r.HealthChainOK = h.ChainOK
+	r.HealthClockSkewNS = int64(h.ClockSkew)
+	r.HealthAgentVersion = h.AgentVersion
+	r.HealthLastError = h.LastError
+	r.HealthAt = unix(h.At)
+}
+
+func (r *deviceRow) setRenewal(st RenewalStatus) {
+	if st.State == "" {
+		st.State = RenewalIdle
+	}
+	r.RenewalState = st.State
+	r.RenewalFailures = st.Failures
+	r.RenewalNextAttempt = unix(st.NextAttemptAt)
+	r.RenewalLastCause = st.LastCause
+	r.RenewalWindowStart = unix(st.WindowStart)
+	r.RenewalWindowEnd = unix(st.WindowEnd)
+}
+
+// Device returns the device with the given id, or ErrNotFound.
+func (s *Store) Device(ctx context.Context, id string) (Device, error) {
+	var rows []deviceRow
+	if err := s.read(ctx).Where("id = ?", id).Limit(1).Find(&rows).Error; err != nil {
+		return Device{}, fmt.Errorf("device %q: %w", id, err)
+	}
+	if len(rows) == 0 {
+		return Device{}, fmt.Errorf("device %q: %w", id, ErrNotFound)
+	}
+	return rows[0].device()
+}
+
+// Devices returns every device, sorted by id.
+func (s *Store) Devices(ctx context.Context) ([]Device, error) {
+	var rows []deviceRow
+	if err := s.read(ctx).Order("id").Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("list devices: %w", err)
+	}
+	out := make([]Device, 0, len(rows))
+	for _, r := range rows {
+		d, err := r.device()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// CountDevices returns the number of devices.
+func (s *Store) CountDevices(ctx context.Context) (int, error) {
+	var n int64
+	if err := s.read(ctx).Model(&deviceRow{}).Count(&n).Error; err != nil {
+		return 0, fmt.Errorf("count devices: %w", err)
+	}
+	return int(n), nil
+}
+
+// updateDevice applies set to device id, or returns ErrNotFound.
+func (s *Store) updateDevice(ctx context.Context, id, what string, set map[string]any) error {
+	res := s.w.WithContext(ctx).Model(&deviceRow{}).Where("id = ?", id).Updates(set)
+	if res.Error != nil {
+		return fmt.Errorf("%s of device %q: %w", what, id, res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return fmt.Errorf("%s of device %q: %w", what, id, ErrNotFound)
+	}
+	return nil
+}
+
+// UpdateHealth replaces the device's health fields with h.
+func (s *Store) UpdateHealth(ctx context.Context, id string, h Health) error {
+	if err := checkText(h.ReportedSerial, h.AgentVersion, h.LastError); err != nil {
+		return err
+	}
+	var r deviceRow
+	r.setHealth(h)
+	return s.updateDevice(ctx, id, "update health", map[string]any{
+		"health_serial": r.HealthSerial, "health_not_after": r.HealthNotAfter,
+		"health_chain_ok": r.HealthChainOK, "health_clock_skew_ns": r.HealthClockSkewNS,
+		"health_agent_version": r.HealthAgentVersion, "health_last_error": r.HealthLastError,
+		"health_at": r.HealthAt,
+	})
+}
+
+// SetOnline records whether the device has a live session; LastSeen becomes now either way
+// (the moment it connected or was last known connected).
+func (s *Store) SetOnline(ctx context.Context, id string, online bool, now time.Time) error {
+	return s.updateDevice(ctx, id, "set online", map[string]any{"online": online, "last_seen": unix(now)})
+}
+
+// SetRenewal replaces the device's renewal fields with st.
+func (s *Store) SetRenewal(ctx context.Context, id string, st RenewalStatus) error {
+	if st.State != "" && !slices.Contains(renewalStates, st.State) {
+		return invalidf("device %q: unknown renewal state %q", id, st.State)
+	}
+	if err := checkText(st.LastCause); err != nil {
+		return err
+	}
+	var r deviceRow
+	r.setRenewal(st)
+	return s.updateDevice(ctx, id, "set renewal", map[string]any{
+		"renewal_state": r.RenewalState, "renewal_failures": r.RenewalFailures,
+		"renewal_next_attempt_at": r.RenewalNextAttempt, "renewal_last_cause": r.RenewalLastCause,
+		"renewal_window_start": r.RenewalWindowStart, "renewal_window_end": r.RenewalWindowEnd,
+	})
+}
+
+// SetState changes the device's state and, when it changes, appends an EventDeviceState
+// event (data: from, to) in the same transaction.
+func (s *Store) SetState(ctx context.Context, id, state string, now time.Time) error {
+	if !slices.Contains(deviceStates, state) {
+		return invalidf("device %q: unknown state %q", id, state)
+	}
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		var rows []deviceRow
+		if err := tx.Where("id = ?", id).Limit(1).Find(&rows).Error; err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			return ErrNotFound
+		}
+		if rows[0].State == state {
+			return nil
+		}
+		if err := tx.Model(&deviceRow{}).Where("id = ?", id).Update("state", state).Error; err != nil {
+			return err
+		}
+		_, err := s.appendEvent(ctx, tx, Event{Time: now, Kind: EventDeviceState, DeviceID: id, Actor: actorFrom(ctx),
+			Data: map[string]string{"from": rows[0].State, "to": state}})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("set state of device %q: %w", id, err)
+	}
+	return nil
+}
+
+// RemoveDevice deletes the device and its enrollment tokens, and appends an
+// EventDeviceRemoved event, in one transaction. Its certificates, attempts and events stay
+// for the audit; revoking its certificates is the caller's decision (RevokeDevice).
+func (s *Store) RemoveDevice(ctx context.Context, id string, now time.Time) error {
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		res := tx.Where("id = ?", id).Delete(&deviceRow{})
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return ErrNotFound
+		}
+		if err := tx.Where("device_id = ?", id).Delete(&tokenRow{}).Error; err != nil {
+			return err
+		}
+		_, err := s.appendEvent(ctx, tx, Event{Time: now, Kind: EventDeviceRemoved, DeviceID: id, Actor: actorFrom(ctx)})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("remove device %q: %w", id, err)
+	}
+	return nil
+}

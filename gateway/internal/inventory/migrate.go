@@ -1,0 +1,184 @@
+package inventory
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// migration is one step of the schema. Steps are numbered from 1, ordered and append-only:
+// a released step is never edited, a change is a new step.
+type migration struct {
+	version int
+	name    string
+	sql     []string
+}
+
+// migrations is the schema history. Times are INTEGER Unix seconds (0 = unset), durations
+// INTEGER nanoseconds, lists and maps JSON text. Tables are STRICT so a wrong type is an
+// error rather than a silent conversion.
+var migrations = []migration{
+	{version: 1, name: "initial schema", sql: []string{
+		`CREATE TABLE devices (
+			id TEXT PRIMARY KEY NOT NULL,
+			name TEXT NOT NULL DEFAULT '',
+			family TEXT NOT NULL DEFAULT '',
+			model TEXT NOT NULL DEFAULT '',
+			vendor TEXT NOT NULL DEFAULT '',
+			firmware TEXT NOT NULL DEFAULT '',
+			class TEXT NOT NULL DEFAULT '',
+			tags TEXT NOT NULL DEFAULT '[]',
+			path TEXT NOT NULL DEFAULT '',
+			via TEXT NOT NULL DEFAULT '',
+			mechanism TEXT NOT NULL DEFAULT '',
+			created_at INTEGER NOT NULL DEFAULT 0,
+			last_seen INTEGER NOT NULL DEFAULT 0,
+			state TEXT NOT NULL,
+			online INTEGER NOT NULL DEFAULT 0,
+			health_serial TEXT NOT NULL DEFAULT '',
+			health_not_after INTEGER NOT NULL DEFAULT 0,
+			health_chain_ok INTEGER NOT NULL DEFAULT 0,
+			health_clock_skew_ns INTEGER NOT NULL DEFAULT 0,
+			health_agent_version TEXT NOT NULL DEFAULT '',
+			health_last_error TEXT NOT NULL DEFAULT '',
+			health_at INTEGER NOT NULL DEFAULT 0,
+			renewal_state TEXT NOT NULL DEFAULT 'idle',
+			renewal_failures INTEGER NOT NULL DEFAULT 0,
+			renewal_next_attempt_at INTEGER NOT NULL DEFAULT 0,
+			renewal_last_cause TEXT NOT NULL DEFAULT '',
+			renewal_window_start INTEGER NOT NULL DEFAULT 0,
+			renewal_window_end INTEGER NOT NULL DEFAULT 0
+		) STRICT`,
+		// No foreign key to devices: certificates outlive a removed device for the audit.
+		`CREATE TABLE certificates (
+			serial TEXT PRIMARY KEY NOT NULL,
+			device_id TEXT NOT NULL,
+			not_before INTEGER NOT NULL,
+			not_after INTEGER NOT NULL,
+			issuer TEXT NOT NULL DEFAULT '',
+			key_algorithm TEXT NOT NULL DEFAULT '',
+			fingerprint TEXT NOT NULL DEFAULT '',
+			status TEXT NOT NULL CHECK (status IN ('pending', 'active', 'superseded', 'revoked')),
+			pem TEXT NOT NULL DEFAULT '',
+			request_id TEXT NOT NULL DEFAULT '',
+			replaces TEXT NOT NULL DEFAULT '',
+			created_at INTEGER NOT NULL DEFAULT 0,
+			activated_at INTEGER NOT NULL DEFAULT 0,
+			revoked_at INTEGER NOT NULL DEFAULT 0,
+			revoke_reason TEXT NOT NULL DEFAULT ''
+		) STRICT`,
+		`CREATE INDEX certificates_device ON certificates (device_id, created_at)`,
+		`CREATE UNIQUE INDEX certificates_one_active ON certificates (device_id) WHERE status = 'active'`,
+		`CREATE INDEX certificates_status_not_after ON certificates (status, not_after)`,
+		`CREATE TABLE attempts (
+			device_id TEXT NOT NULL,
+			request_id TEXT NOT NULL,
+			reason TEXT NOT NULL DEFAULT '',
+			serial TEXT NOT NULL DEFAULT '',
+			started_at INTEGER NOT NULL DEFAULT 0,
+			finished_at INTEGER NOT NULL DEFAULT 0,
+			outcome TEXT NOT NULL CHECK (outcome IN ('issued', 'committed', 'rolled_back', 'failed')),
+			error_code TEXT NOT NULL DEFAULT '',
+			latency_ns INTEGER NOT NULL DEFAULT 0,
+			PRIMARY KEY (device_id, request_id)
+		) STRICT`,
+		`CREATE INDEX attempts_device_started ON attempts (device_id, started_at)`,
+		`CREATE INDEX attempts_started ON attempts (started_at)`,
+		// No foreign key to devices: a token is created before its device exists.
+		`CREATE TABLE tokens (
+			hash TEXT PRIMARY KEY NOT NULL,
+			device_id TEXT NOT NULL,
+			name TEXT NOT NULL DEFAULT '',
+			family TEXT NOT NULL DEFAULT '',
+			created_at INTEGER NOT NULL DEFAULT 0,
+			expires_at INTEGER NOT NULL,
+			used_at INTEGER NOT NULL DEFAULT 0
+		) STRICT`,
+		`CREATE INDEX tokens_device ON tokens (device_id)`,
+		`CREATE TABLE events (
+			seq INTEGER PRIMARY KEY NOT NULL,
+			time INTEGER NOT NULL,
+			kind TEXT NOT NULL,
+			device_id TEXT NOT NULL DEFAULT '',
+			actor TEXT NOT NULL DEFAULT '',
+			message TEXT NOT NULL DEFAULT '',
+			data TEXT NOT NULL DEFAULT '{}',
+			hash TEXT NOT NULL,
+			prev_hash TEXT NOT NULL
+		) STRICT`,
+		`CREATE INDEX events_device ON events (device_id, seq)`,
+		`CREATE INDEX events_kind ON events (kind, seq)`,
+		`CREATE INDEX events_time ON events (time)`,
+		// The audit log is append-only; the hash chain detects whoever drops these triggers.
+		`CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+			BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END`,
+		`CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+			BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END`,
+		`CREATE TABLE settings (
+			key TEXT PRIMARY KEY NOT NULL,
+			value TEXT NOT NULL
+		) STRICT`,
+	}},
+}
+
+// migrate applies the steps of ms the database lacks, each in its own transaction together
+// with its schema_migrations row, so a failed step leaves the previous version intact. The
+// current version is re-read inside each transaction: two processes opening the same file at
+// once apply each step once.
+func migrate(ctx context.Context, db *gorm.DB, ms []migration) error {
+	for i, m := range ms {
+		if m.version != i+1 {
+			return fmt.Errorf("migration %d (%s): out of order, want version %d", m.version, m.name, i+1)
+		}
+	}
+	db = db.WithContext(ctx)
+	err := db.Exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY NOT NULL,
+		name TEXT NOT NULL,
+		applied_at INTEGER NOT NULL
+	) STRICT`).Error
+	if err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	for {
+		done := false
+		err := db.Transaction(func(tx *gorm.DB) error {
+			var current int
+			if err := tx.Raw("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&current).Error; err != nil {
+				return fmt.Errorf("read schema version: %w", err)
+			}
+			switch {
+			case current > len(ms):
+				return fmt.Errorf("%w: database is at version %d, this program knows up to %d", ErrSchemaTooNew, current, len(ms))
+			case current == len(ms):
+				done = true
+				return nil
+			}
+			m := ms[current]
+			for _, stmt := range m.sql {
+				if err := tx.Exec(stmt).Error; err != nil {
+					return fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
+				}
+			}
+			return tx.Exec("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+				m.version, m.name, time.Now().Unix()).Error
+		})
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+// SchemaVersion returns the highest migration applied to the database.
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	if err := s.read(ctx).Raw("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&v).Error; err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return v, nil
+}
