@@ -1,0 +1,34 @@
+// Package broker is the hub's embedded MQTT broker: mochi-mqtt behind a hardened TLS
+// listener, with one hook that authenticates every CONNECT, enforces the topic ACL of
+// DESIGN.md's security model, rate-limits publishes and hands the messages agents and
+// admins send to the hub to a [Handler].
+//
+// The package knows nothing of certificates authorities, tokens or the inventory: main wires
+// it to them with the small [Auth] interface and the [Handler] func defined here.
+//
+// Invariants:
+//   - Every session has exactly one [Identity], decided once at CONNECT and kept in memory
+//     on the connection; ACL checks never leave memory.
+//   - A device (mutual TLS) publishes only its own csr, commit, health and state and reads
+//     only its own cert, ack, cmd and renewal plus the CA and CRL topics; an enrolling session
+//     publishes only its own csr and reads its own cert and the CA; an admin reads anything
+//     under the prefix and publishes only bridge requests. Subscriptions of devices and
+//     enrolling sessions must name exact topics: wildcards are refused.
+//   - Only the hub (the inline client, [Broker.Publish]) and a device on its own state topic
+//     store retained messages; a Will is accepted only for a device on its own state topic,
+//     and is not retained while another session of the device is online (a takeover).
+//   - Client ids are tied to identities, since mochi hands a session to whoever reuses its
+//     client id: a device or enrolling session uses its device id, "<device id>:<anything>"
+//     or a broker-assigned id; "inline" (mochi's own client) is refused to everyone.
+//   - A refused publish (ACL or rate) is acknowledged and dropped (mochi's
+//     CodeSuccessIgnore): a 3.1.1 QoS 1 client gets its PUBACK, is not disconnected and
+//     does not re-send in a loop.
+//   - A connection gets at most Config.ConnectTimeout for its TLS handshake and CONNECT; a
+//     packet larger than Config.MaxPacketSize is refused from its fixed header, before any
+//     buffer of the claimed size exists.
+//
+// Concurrency: all exported methods of [Broker] are safe for concurrent use. The Handler is
+// called synchronously from the sending client's read goroutine (so one client's messages
+// reach it in order) and must return fast. OnPresence is called from one goroutine, in the
+// order the events happened, and may call any Broker method.
+package broker

@@ -1,0 +1,389 @@
+package broker
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/hearth-pki/hearth/protocol"
+)
+
+var logFlag = flag.Bool("broker.log", false, "write the broker's logs to stderr")
+
+// waitFor bounds every wait in these tests; reaching it is a failure, not a measurement.
+const waitFor = 10 * time.Second
+
+// testPKI is a throwaway CA with a server certificate for 127.0.0.1, its files in a
+// temporary directory for the mosquitto clients.
+type testPKI struct {
+	dir    string
+	cert   *x509.Certificate
+	key    *ecdsa.PrivateKey
+	pool   *x509.CertPool
+	caFile string
+	server tls.Certificate
+}
+
+func newPKI(t *testing.T) *testPKI {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "test hub CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &testPKI{dir: t.TempDir(), cert: cert, key: key, pool: x509.NewCertPool()}
+	p.pool.AddCert(cert)
+	p.caFile = filepath.Join(p.dir, "ca.pem")
+	writePEM(t, p.caFile, "CERTIFICATE", der)
+	p.server, _, _ = p.leaf(t, "hub", nil, func(c *x509.Certificate) {
+		c.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+		c.DNSNames = []string{"localhost"}
+		c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	})
+	return p
+}
+
+// leaf issues a certificate for cn with the given URIs; it returns the pair and the paths
+// of its PEM files.
+func (p *testPKI) leaf(t *testing.T, cn string, uris []*url.URL, edit func(*x509.Certificate)) (tls.Certificate, string, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial.Add(serial, big.NewInt(1)),
+		Subject:      pkix.Name{CommonName: cn},
+		URIs:         uris,
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if edit != nil {
+		edit(tmpl)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile := filepath.Join(p.dir, cn+"-"+serial.Text(16)+".crt")
+	keyFile := filepath.Join(p.dir, cn+"-"+serial.Text(16)+".key")
+	writePEM(t, certFile, "CERTIFICATE", der)
+	writePEM(t, keyFile, "PRIVATE KEY", keyDER)
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, certFile, keyFile
+}
+
+// device is a device's certificate and its files.
+type device struct {
+	id       string
+	cert     tls.Certificate
+	certFile string
+	keyFile  string
+	serial   string
+}
+
+func (p *testPKI) device(t *testing.T, id string) device {
+	t.Helper()
+	cert, certFile, keyFile := p.leaf(t, id, []*url.URL{{Scheme: "urn", Opaque: deviceURNPrefix + id}}, nil)
+	return device{id: id, cert: cert, certFile: certFile, keyFile: keyFile, serial: cert.Leaf.SerialNumber.Text(16)}
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serverTLSConfig is the hub's TLS configuration for p.
+func (p *testPKI) serverTLSConfig() *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{p.server}, ClientCAs: p.pool}
+}
+
+// fakeAuth is an in-memory Auth: revoked serials, enrollment tokens, admin passwords.
+type fakeAuth struct {
+	mu      sync.Mutex
+	revoked map[string]bool   // serial → revoked
+	tokens  map[string]string // device id → token
+	admins  map[string]string // username → password
+	asked   map[string]int    // serial → Certificate calls
+}
+
+var errRevoked = errors.New("certificate revoked")
+
+func newFakeAuth() *fakeAuth {
+	return &fakeAuth{
+		revoked: map[string]bool{},
+		tokens:  map[string]string{},
+		admins:  map[string]string{"admin": "admin-secret"},
+		asked:   map[string]int{},
+	}
+}
+
+func (a *fakeAuth) Certificate(_ context.Context, deviceID, serial string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.asked[serial]++
+	if a.revoked[serial] {
+		return errRevoked
+	}
+	return nil
+}
+
+func (a *fakeAuth) Token(_ context.Context, deviceID, token string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if want, ok := a.tokens[deviceID]; ok && want == token {
+		return nil
+	}
+	return errors.New("unknown token")
+}
+
+func (a *fakeAuth) Admin(username, password string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	want, ok := a.admins[username]
+	return ok && want == password
+}
+
+func (a *fakeAuth) revoke(serial string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.revoked[serial] = true
+}
+
+func (a *fakeAuth) askedFor(serial string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.asked[serial]
+}
+
+// message is one Handler call.
+type message struct {
+	from    Identity
+	topic   protocol.Topic
+	payload string
+}
+
+// recorder is a Handler that keeps every call.
+type recorder struct {
+	mu   sync.Mutex
+	msgs []message
+	ch   chan message
+}
+
+func newRecorder() *recorder { return &recorder{ch: make(chan message, 1000)} }
+
+func (r *recorder) handle(_ context.Context, from Identity, topic protocol.Topic, payload []byte) {
+	m := message{from: from, topic: topic, payload: string(payload)}
+	r.mu.Lock()
+	r.msgs = append(r.msgs, m)
+	r.mu.Unlock()
+	r.ch <- m
+}
+
+func (r *recorder) all() []message {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]message(nil), r.msgs...)
+}
+
+// next waits for the next Handler call.
+func (r *recorder) next(t *testing.T) message {
+	t.Helper()
+	select {
+	case m := <-r.ch:
+		return m
+	case <-time.After(waitFor):
+		t.Fatal("no message reached the handler")
+		return message{}
+	}
+}
+
+// presence records OnPresence calls.
+type presence struct{ ch chan presenceEvent }
+
+func newPresence() *presence { return &presence{ch: make(chan presenceEvent, 100)} }
+
+func (p *presence) on(id Identity, online bool) { p.ch <- presenceEvent{id: id, online: online} }
+
+func (p *presence) next(t *testing.T) presenceEvent {
+	t.Helper()
+	select {
+	case e := <-p.ch:
+		return e
+	case <-time.After(waitFor):
+		t.Fatal("no presence event")
+		return presenceEvent{}
+	}
+}
+
+// env is a running broker with its fakes.
+type env struct {
+	b     *Broker
+	pki   *testPKI
+	auth  *fakeAuth
+	rec   *recorder
+	pres  *presence
+	a, b2 device // devices dev-a and dev-b
+	topic protocol.Topics
+}
+
+// start runs a broker on 127.0.0.1:0 until the test ends; edit may change its Config.
+func start(t *testing.T, edit func(*Config)) *env {
+	t.Helper()
+	pki := newPKI(t)
+	e := &env{pki: pki, auth: newFakeAuth(), rec: newRecorder(), pres: newPresence()}
+	e.a, e.b2 = pki.device(t, "dev-a"), pki.device(t, "dev-b")
+	cfg := Config{Addr: "127.0.0.1:0", TLS: pki.serverTLSConfig(), OnPresence: e.pres.on}
+	if edit != nil {
+		edit(&cfg)
+	}
+	e.topic = cfg.Topics
+	logger := slog.New(slog.DiscardHandler)
+	if *logFlag {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	b, err := New(cfg, e.auth, e.rec.handle, logger)
+	if err != nil {
+		t.Fatalf("New() = %v", err)
+	}
+	e.b = b
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run() = %v", err)
+			}
+		case <-time.After(waitFor):
+			t.Error("Run did not return after its context ended")
+		}
+	})
+	return e
+}
+
+// clientOpts returns paho options for the TLS listener, protocol 3.1.1, no reconnects.
+func (e *env) clientOpts(clientID string, cert *tls.Certificate) *paho.ClientOptions {
+	tc := &tls.Config{RootCAs: e.pki.pool}
+	if cert != nil {
+		tc.Certificates = []tls.Certificate{*cert}
+	}
+	return paho.NewClientOptions().
+		AddBroker("ssl://" + e.b.Addr().String()).
+		SetTLSConfig(tc).
+		SetClientID(clientID).
+		SetProtocolVersion(4).
+		SetOrderMatters(false).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetConnectTimeout(waitFor).
+		SetCleanSession(true)
+}
+
+// connect connects a paho client; it is disconnected when the test ends.
+func connect(t *testing.T, opts *paho.ClientOptions) (paho.Client, error) {
+	t.Helper()
+	c := paho.NewClient(opts)
+	tok := c.Connect()
+	if !tok.WaitTimeout(waitFor) {
+		t.Fatal("paho Connect did not finish")
+	}
+	if err := tok.Error(); err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { c.Disconnect(0) })
+	return c, nil
+}
+
+// mustConnect connects or fails the test.
+func mustConnect(t *testing.T, opts *paho.ClientOptions) paho.Client {
+	t.Helper()
+	c, err := connect(t, opts)
+	if err != nil {
+		t.Fatalf("Connect(%s) = %v", opts.ClientID, err)
+	}
+	return c
+}
+
+// wait waits for a paho token or fails the test.
+func wait(t *testing.T, what string, tok paho.Token) {
+	t.Helper()
+	if !tok.WaitTimeout(waitFor) {
+		t.Fatalf("%s did not finish", what)
+	}
+	if err := tok.Error(); err != nil {
+		t.Fatalf("%s = %v", what, err)
+	}
+}
+
+// subscribed waits until some client subscribed to topic (mochi's own index).
+func (e *env) subscribed(t *testing.T, topic string) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for len(e.b.srv.Topics.Subscribers(topic).Subscriptions) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("nobody subscribed to %q", topic)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// retained returns the payloads retained on topic.
+func (e *env) retained(topic string) []string {
+	var out []string
+	for _, pk := range e.b.srv.Topics.Messages(topic) {
+		out = append(out, string(pk.Payload))
+	}
+	return out
+}

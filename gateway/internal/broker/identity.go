@@ -1,0 +1,98 @@
+package broker
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"strings"
+
+	"github.com/hearth-pki/hearth/protocol"
+)
+
+// Role is what a session is allowed to be, decided at CONNECT.
+type Role int
+
+// The roles. The zero Role is no role: nothing is allowed.
+const (
+	RoleDevice    Role = iota + 1 // an enrolled agent, authenticated by its client certificate
+	RoleEnrolling                 // an agent enrolling with a one-time token
+	RoleAdmin                     // a person or tool with admin credentials
+)
+
+// String returns the role's name as it appears in logs.
+func (r Role) String() string {
+	switch r {
+	case RoleDevice:
+		return "device"
+	case RoleEnrolling:
+		return "enrolling"
+	case RoleAdmin:
+		return "admin"
+	}
+	return fmt.Sprintf("Role(%d)", int(r))
+}
+
+// Identity is who a session is, fixed at CONNECT for the session's lifetime.
+type Identity struct {
+	Role     Role
+	DeviceID string // RoleDevice and RoleEnrolling: the device; empty for RoleAdmin
+	Serial   string // RoleDevice: the serial of the certificate on this TLS session, lowercase hex
+	Username string // the MQTT username as sent, possibly empty for RoleDevice
+	Remote   string // the peer's address
+}
+
+// Auth answers the broker's questions at CONNECT. Every method is called on a client's
+// connect path, with a deadline of Config.ConnectTimeout: answer from memory or with one
+// quick SQLite read.
+type Auth interface {
+	// Certificate decides a client certificate that TLS already verified against the hub
+	// CA. deviceID comes from its urn:hearth:device URI SAN (equal to its CN), serial is
+	// lowercase hex. It returns nil to allow (pending, active, superseded but unexpired) and
+	// an error to refuse (revoked, unknown, quarantined device).
+	Certificate(ctx context.Context, deviceID, serial string) error
+	// Token decides an enrollment login: username deviceID, password token. It returns nil
+	// when the token currently authorizes deviceID to enroll; it should not consume it.
+	Token(ctx context.Context, deviceID, token string) error
+	// Admin reports whether username and password are an admin's credentials. It is asked
+	// first for every login by password, enrollment included: answer false at once for a
+	// username that is no admin's.
+	Admin(username, password string) bool
+}
+
+// Handler receives each allowed message an agent or admin sends to the hub: topic kinds
+// csr, commit, health and state from devices, csr from enrolling sessions, bridge/request
+// from admins. from.Serial is the certificate of the TLS session the message came on.
+// The broker calls it synchronously from the sender's read goroutine, before the message is
+// acknowledged and delivered: it must return fast (queue slow work) and it sees one
+// client's messages in order. payload is the handler's own copy.
+type Handler func(ctx context.Context, from Identity, topic protocol.Topic, payload []byte)
+
+// deviceURNPrefix starts the opaque part of the URI SAN naming a device:
+// urn:hearth:device:<id>.
+const deviceURNPrefix = "hearth:device:"
+
+// deviceIDFromCert returns the device a verified certificate names: the id of its only
+// urn:hearth:device URI SAN, which must be a valid device id equal to the subject CN.
+func deviceIDFromCert(cert *x509.Certificate) (string, error) {
+	var ids []string
+	for _, u := range cert.URIs {
+		if u.Scheme == "urn" && strings.HasPrefix(u.Opaque, deviceURNPrefix) {
+			ids = append(ids, strings.TrimPrefix(u.Opaque, deviceURNPrefix))
+		}
+	}
+	if len(ids) != 1 {
+		return "", fmt.Errorf("%w: certificate has %d urn:hearth:device URIs, want 1", ErrRefused, len(ids))
+	}
+	id := ids[0]
+	if err := protocol.ValidateDeviceID(id); err != nil {
+		return "", fmt.Errorf("%w: certificate: %w", ErrRefused, err)
+	}
+	if cert.Subject.CommonName != id {
+		return "", fmt.Errorf("%w: certificate CN %q differs from its device URI %q", ErrRefused, cert.Subject.CommonName, id)
+	}
+	return id, nil
+}
+
+// serialOf returns a certificate's serial as lowercase hex without leading zeros, the form
+// the inventory and the protocol use.
+func serialOf(cert *x509.Certificate) string { return cert.SerialNumber.Text(16) }

@@ -1,0 +1,295 @@
+package broker
+
+import (
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/hearth-pki/hearth/protocol"
+)
+
+// TestDisconnectAndPresence checks Disconnect (revocation) against a live device session:
+// the session drops at once, its Will (offline, retained) is published, and presence
+// reports online and offline once each.
+func TestDisconnectAndPresence(t *testing.T) {
+	e := start(t, nil)
+	state := e.topic.Device("dev-a", protocol.KindState)
+	lost := make(chan error, 1)
+	opts := e.clientOpts("dev-a", &e.a.cert).
+		SetWill(state, `{"v":1,"state":"offline"}`, 1, true).
+		SetConnectionLostHandler(func(_ paho.Client, err error) { lost <- err })
+	mustConnect(t, opts)
+
+	if ev := e.pres.next(t); !ev.online || ev.id.DeviceID != "dev-a" || ev.id.Serial != e.a.serial || ev.id.Role != RoleDevice {
+		t.Errorf("first presence event = %+v, want dev-a online with serial %s", ev, e.a.serial)
+	}
+	if !e.b.Online("dev-a") {
+		t.Errorf("Online(dev-a) = false after connecting, want true")
+	}
+	if e.b.Online("dev-b") {
+		t.Errorf("Online(dev-b) = true, want false")
+	}
+
+	e.auth.revoke(e.a.serial)
+	if n := e.b.Disconnect("dev-a"); n != 1 {
+		t.Errorf("Disconnect(dev-a) = %d, want 1", n)
+	}
+	select {
+	case <-lost:
+	case <-time.After(waitFor):
+		t.Fatal("the client was not disconnected")
+	}
+	if ev := e.pres.next(t); ev.online || ev.id.DeviceID != "dev-a" {
+		t.Errorf("second presence event = %+v, want dev-a offline", ev)
+	}
+	if e.b.Online("dev-a") {
+		t.Errorf("Online(dev-a) = true after Disconnect, want false")
+	}
+	if n := e.b.Disconnect("dev-a"); n != 0 {
+		t.Errorf("second Disconnect(dev-a) = %d, want 0", n)
+	}
+	// mochi publishes the Will after closing: wait for it.
+	deadline := time.Now().Add(waitFor)
+	for !slices.Equal(e.retained(state), []string{`{"v":1,"state":"offline"}`}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("retained on %s = %q, want the Will", state, e.retained(state))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Revoked now: reconnecting is refused.
+	if _, err := connect(t, e.clientOpts("dev-a", &e.a.cert)); err == nil {
+		t.Errorf("Connect with the revoked certificate succeeded, want refused")
+	}
+	select {
+	case ev := <-e.pres.ch:
+		t.Errorf("presence event %+v after a refused CONNECT, want none", ev)
+	default:
+	}
+}
+
+// TestTakeover checks a second session with the same client id, which makes mochi close
+// the first: the device is not reported offline, and the first session's Will does not
+// overwrite the retained state.
+func TestTakeover(t *testing.T) {
+	e := start(t, nil)
+	state := e.topic.Device("dev-a", protocol.KindState)
+	will := `{"v":1,"state":"offline"}`
+	admin := mustConnect(t, e.clientOpts("console", nil).SetUsername("admin").SetPassword("admin-secret"))
+	states := make(chan string, 10)
+	wait(t, "admin Subscribe", admin.Subscribe(state, 1, func(_ paho.Client, m paho.Message) { states <- string(m.Payload()) }))
+
+	lost := make(chan struct{})
+	first := mustConnect(t, e.clientOpts("dev-a", &e.a.cert).SetWill(state, will, 1, true).
+		SetConnectionLostHandler(func(paho.Client, error) { close(lost) }))
+	ev1 := e.pres.next(t)
+	wait(t, "Publish state", first.Publish(state, 1, true, "online-1"))
+	if got := <-states; got != "online-1" {
+		t.Fatalf("state = %q, want online-1", got)
+	}
+
+	second := mustConnect(t, e.clientOpts("dev-a", &e.a.cert).SetWill(state, will, 1, true))
+	// mochi closes the first socket before it sends the second CONNACK, so the registry
+	// already saw the close.
+	if !e.b.Online("dev-a") {
+		t.Errorf("Online(dev-a) = false after a takeover, want true")
+	}
+	select {
+	case <-lost:
+	case <-time.After(waitFor):
+		t.Fatal("the first session was not taken over")
+	}
+	// The first session's Will is delivered (mochi sends it on a takeover) but not retained.
+	if got := <-states; got != will {
+		t.Errorf("state after the takeover = %q, want the first session's Will %q", got, will)
+	}
+	if got := e.retained(state); !slices.Equal(got, []string{"online-1"}) {
+		t.Errorf("retained state after the takeover = %q, want %q", got, "online-1")
+	}
+	second.Disconnect(0)
+
+	// Events: online (first), online (second), then offline only when the second ends.
+	ev2, ev3 := e.pres.next(t), e.pres.next(t)
+	got := []presenceEvent{ev1, ev2, ev3}
+	if !ev1.online || !ev2.online || ev3.online || ev2.id.Remote == ev1.id.Remote || ev3.id.Remote != ev2.id.Remote {
+		t.Errorf("presence events = %+v, want online (first), online (second), offline (second)", got)
+	}
+}
+
+// TestDeniedPublishNoLoop checks the CodeSuccessIgnore path with paho: a QoS 1 publish on
+// a forbidden topic is acknowledged, the client stays connected, and nothing re-sends it.
+func TestDeniedPublishNoLoop(t *testing.T) {
+	e := start(t, nil)
+	lost := make(chan error, 1)
+	c := mustConnect(t, e.clientOpts("dev-a", &e.a.cert).
+		SetConnectionLostHandler(func(_ paho.Client, err error) { lost <- err }))
+	e.pres.next(t)
+	wait(t, "Publish on another device's csr", c.Publish(e.topic.Device("dev-b", protocol.KindCSR), 1, false, "forged"))
+
+	// Observe for a second: a disconnect-and-resend loop would show as more PUBLISH packets
+	// and more sessions.
+	time.Sleep(time.Second)
+	if got := e.b.srv.Info.MessagesReceived; got != 1 {
+		t.Errorf("PUBLISH packets received = %d, want 1", got)
+	}
+	select {
+	case err := <-lost:
+		t.Fatalf("client lost its connection: %v", err)
+	case ev := <-e.pres.ch:
+		t.Fatalf("presence event %+v: the client reconnected", ev)
+	default:
+	}
+	if got := e.rec.all(); len(got) != 0 {
+		t.Errorf("handler got %+v, want nothing", got)
+	}
+	// The session still works.
+	wait(t, "Publish on own health", c.Publish(e.topic.Device("dev-a", protocol.KindHealth), 1, false, "ok"))
+	if m := e.rec.next(t); m.topic.Kind != protocol.KindHealth {
+		t.Errorf("handler got %+v, want own health", m)
+	}
+}
+
+// fakeClock is a settable Config.Now.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// TestPublishRateLimit checks the per-client token bucket: with a stopped clock a burst of
+// 3 lets 3 of 5 publishes through, all acknowledged; a second later one more passes.
+func TestPublishRateLimit(t *testing.T) {
+	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	e := start(t, func(c *Config) {
+		c.PublishRate, c.PublishBurst, c.Now = 1, 3, clock.Now
+	})
+	c := mustConnect(t, e.clientOpts("dev-a", &e.a.cert))
+	health := e.topic.Device("dev-a", protocol.KindHealth)
+	for i := range 5 {
+		wait(t, "Publish", c.Publish(health, 1, false, []byte{'0' + byte(i)}))
+	}
+	clock.add(time.Second)
+	wait(t, "Publish after a second", c.Publish(health, 1, false, "5"))
+	var got []string
+	for _, m := range e.rec.all() {
+		got = append(got, m.payload)
+	}
+	if want := []string{"0", "1", "2", "5"}; !slices.Equal(got, want) {
+		t.Errorf("handled payloads = %q, want %q", got, want)
+	}
+	if !c.IsConnectionOpen() {
+		t.Errorf("client disconnected by the rate limit, want connected")
+	}
+}
+
+// TestRetainedFromHub checks that a retained hub message reaches a later subscriber and that
+// retained messages never expire (mochi's default expires them after a day).
+func TestRetainedFromHub(t *testing.T) {
+	e := start(t, nil)
+	renewal := e.topic.Device("dev-a", protocol.KindRenewal)
+	if err := e.b.Publish(renewal, []byte("window"), true); err != nil {
+		t.Fatal(err)
+	}
+	c := mustConnect(t, e.clientOpts("dev-a", &e.a.cert))
+	got := make(chan paho.Message, 1)
+	wait(t, "Subscribe", c.Subscribe(renewal, 1, func(_ paho.Client, m paho.Message) { got <- m }))
+	select {
+	case m := <-got:
+		if string(m.Payload()) != "window" || !m.Retained() {
+			t.Errorf("received %q (retained %v), want %q retained", m.Payload(), m.Retained(), "window")
+		}
+	case <-time.After(waitFor):
+		t.Fatal("retained message not delivered")
+	}
+	if got := e.b.srv.Options.Capabilities.MaximumMessageExpiryInterval; got != 0 {
+		t.Errorf("MaximumMessageExpiryInterval = %d, want 0 (retained state never expires)", got)
+	}
+}
+
+// subscribeCodes subscribes to each filter separately and returns the SUBACK codes.
+func subscribeCodes(t *testing.T, c paho.Client, filters ...string) []byte {
+	t.Helper()
+	var codes []byte
+	for _, f := range filters {
+		tok := c.Subscribe(f, 1, func(paho.Client, paho.Message) {})
+		wait(t, "Subscribe "+f, tok)
+		res := tok.(*paho.SubscribeToken).Result() // one entry, keyed without "$share/<group>/"
+		if len(res) != 1 {
+			t.Fatalf("Subscribe(%q) results %v, want one", f, res)
+		}
+		for _, code := range res {
+			codes = append(codes, code)
+		}
+	}
+	return codes
+}
+
+// TestEnrollingAndAdminACL checks the other two roles with paho.
+func TestEnrollingAndAdminACL(t *testing.T) {
+	e := start(t, nil)
+	tp := e.topic
+	e.auth.tokens["dev-new"] = "tok-123"
+
+	t.Run("enrolling", func(t *testing.T) {
+		c := mustConnect(t, e.clientOpts("dev-new", nil).SetUsername("dev-new").SetPassword("tok-123"))
+		filters := []string{
+			tp.Device("dev-new", protocol.KindCert), tp.CA(),
+			tp.Device("dev-new", protocol.KindCmd), tp.CRL(), tp.Device("dev-a", protocol.KindCert), "hearth/#",
+		}
+		if got, want := subscribeCodes(t, c, filters...), []byte{1, 1, 0x80, 0x80, 0x80, 0x80}; !slices.Equal(got, want) {
+			t.Errorf("SUBACK codes for %q = %v, want %v", filters, got, want)
+		}
+		wait(t, "Publish health", c.Publish(tp.Device("dev-new", protocol.KindHealth), 1, false, "no"))
+		wait(t, "Publish csr", c.Publish(tp.Device("dev-new", protocol.KindCSR), 1, false, "csr"))
+		m := e.rec.next(t) // the health publish, refused, never reaches the handler
+		if m.from.Role != RoleEnrolling || m.from.DeviceID != "dev-new" || m.topic.Kind != protocol.KindCSR || m.payload != "csr" {
+			t.Errorf("handler got %+v, want the enrolling csr", m)
+		}
+		if e.b.Online("dev-new") {
+			t.Errorf("Online(dev-new) = true for an enrolling session, want false")
+		}
+	})
+
+	t.Run("admin", func(t *testing.T) {
+		dev := mustConnect(t, e.clientOpts("dev-a", &e.a.cert))
+		cmds := make(chan string, 10)
+		wait(t, "device Subscribe", dev.Subscribe(tp.Device("dev-a", protocol.KindCmd), 1,
+			func(_ paho.Client, m paho.Message) { cmds <- string(m.Payload()) }))
+
+		c := mustConnect(t, e.clientOpts("console", nil).SetUsername("admin").SetPassword("admin-secret"))
+		filters := []string{"hearth/#", "hearth/bridge/response/+", "#", "$SYS/#", "other/#", "$share/g/hearth/#"}
+		if got, want := subscribeCodes(t, c, filters...), []byte{1, 1, 0x80, 0x80, 0x80, 0x80}; !slices.Equal(got, want) {
+			t.Errorf("SUBACK codes for %q = %v, want %v", filters, got, want)
+		}
+		wait(t, "Publish on a device's cmd", c.Publish(tp.Device("dev-a", protocol.KindCmd), 1, false, "forged"))
+		wait(t, "Publish bridge request", c.Publish(tp.BridgeRequest("device/renew"), 1, true, `{"id":"dev-a"}`))
+		m := e.rec.next(t)
+		want := protocol.Topic{Kind: protocol.KindBridgeRequest, Op: "device/renew"}
+		if m.from.Role != RoleAdmin || m.from.Username != "admin" || m.topic != want {
+			t.Errorf("handler got %+v, want an admin bridge request %+v", m, want)
+		}
+		if got := e.retained(tp.BridgeRequest("device/renew")); len(got) != 0 {
+			t.Errorf("retained bridge request %q, want none", got)
+		}
+		// Barrier: the hub's command arrives; the admin's forged one never did.
+		if err := e.b.Publish(tp.Device("dev-a", protocol.KindCmd), []byte("real"), false); err != nil {
+			t.Fatal(err)
+		}
+		if got := <-cmds; got != "real" {
+			t.Errorf("device received command %q, want %q", got, "real")
+		}
+	})
+}
