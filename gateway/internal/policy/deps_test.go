@@ -1,0 +1,32 @@
+package policy
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestDependencies keeps the policy engine pure: the standard library and
+// yaml.v3, nothing else (no gorm, no mochi, no protocol churn).
+func TestDependencies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go tool not found")
+	}
+	out, err := exec.CommandContext(t.Context(), goTool, "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	allowed := map[string]bool{
+		"gopkg.in/yaml.v3": true,
+		"github.com/hearth-pki/hearth/gateway/internal/policy": true,
+	}
+	for dep := range strings.FieldsSeq(string(out)) {
+		if !allowed[dep] {
+			t.Errorf("policy imports %s; only the standard library and gopkg.in/yaml.v3 are allowed", dep)
+		}
+	}
+}
