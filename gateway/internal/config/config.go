@@ -1,0 +1,363 @@
+// Package config is the only reader of the hub's settings: command-line flags, HEARTH_*
+// environment variables, an optional YAML file and, in the Home Assistant add-on,
+// /data/options.json. Load validates everything once; the rest of the hub receives plain,
+// valid values and never reads files or the environment itself.
+//
+// Precedence, lowest first: built-in defaults, the YAML file (--config), the add-on options
+// (--addon), environment variables, flags given on the command line.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/hearth-pki/hearth/protocol"
+)
+
+// Config is the hub's configuration. The zero value of every field means its default.
+type Config struct {
+	// DataDir holds the CA, the SQLite inventory, the policy file and the control socket.
+	// Default "./hearth-data"; "/data" in the add-on.
+	DataDir string `yaml:"data_dir"`
+	// Listen is the MQTT-over-TLS listener. Default ":8883".
+	Listen string `yaml:"listen"`
+	// PlainListen is an optional plaintext MQTT listener; it must be a loopback address.
+	// Default off.
+	PlainListen string `yaml:"plain_listen"`
+	// HTTPListen serves the dashboard, its API and /metrics. Default "127.0.0.1:8099"
+	// (":8099" in the add-on, behind Home Assistant's ingress). "off" disables it.
+	HTTPListen string `yaml:"http_listen"`
+	// Hostnames are the DNS names and IP addresses in the broker's server certificate.
+	// Default: this machine's host name, localhost, 127.0.0.1 and ::1.
+	Hostnames []string `yaml:"hostnames"`
+	// Advertise is the host:port agents are told to connect to (enrollment command, bridge
+	// info). Default: the first host name and the listener's port.
+	Advertise string `yaml:"advertise"`
+	// TopicPrefix is the first level of every hearth topic. Default "hearth".
+	TopicPrefix string `yaml:"topic_prefix"`
+	// LogFormat is "text" or "json". Default "text".
+	LogFormat string `yaml:"log_format"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `yaml:"log_level"`
+	// CAPassphraseFile holds the passphrase that encrypts the CA keys. When neither it nor
+	// HEARTH_CA_PASSPHRASE is set, the hub generates one in DataDir/ca/passphrase.
+	CAPassphraseFile string `yaml:"ca_passphrase_file"`
+	// CAPassphrase comes from HEARTH_CA_PASSPHRASE or the add-on options, never from flags.
+	CAPassphrase string `yaml:"-"`
+	// PolicyFile is the renewal policy. Default DataDir/policy.yaml when it exists, else the
+	// built-in defaults.
+	PolicyFile string `yaml:"policy_file"`
+	// Admins may log in to the broker with a user name and password (mosquitto_sub, bridge
+	// requests). Passwords are stored as hashes made by `hearth-gateway admin hash`.
+	Admins []Admin `yaml:"admins"`
+	// AdminPassword, from HEARTH_ADMIN_PASSWORD, adds an admin named "admin".
+	AdminPassword string `yaml:"-"`
+	// TokenTTL is the default life of an enrollment token. Default 24h.
+	TokenTTL time.Duration `yaml:"token_ttl"`
+	// LeafLifetime overrides the policy's default leaf lifetime when set.
+	LeafLifetime time.Duration `yaml:"leaf_lifetime"`
+	// Addon runs as a Home Assistant add-on: options from /data/options.json, data in /data,
+	// the CA bundle exported to SSLDir, discovery to Home Assistant's broker.
+	Addon bool `yaml:"-"`
+	// AddonOptionsFile is the add-on options file. Default "/data/options.json".
+	AddonOptionsFile string `yaml:"-"`
+	// SSLDir receives the CA bundle (in SSLDir/hearth/) when ExportCA is set. Default "/ssl".
+	SSLDir string `yaml:"ssl_dir"`
+	// ExportCA writes the CA bundle to SSLDir/hearth/.
+	ExportCA bool `yaml:"export_ca"`
+	// HA configures Home Assistant discovery.
+	HA HA `yaml:"home_assistant"`
+}
+
+// Admin is one administrator login.
+type Admin struct {
+	Name         string `yaml:"name"`
+	PasswordHash string `yaml:"password_hash"`
+}
+
+// HA configures MQTT discovery to Home Assistant's broker.
+type HA struct {
+	// Discovery enables it. In the add-on the broker comes from the Supervisor.
+	Discovery bool `yaml:"discovery"`
+	// Broker is "mqtt://host:port" or "mqtts://host:port" outside the add-on.
+	Broker   string `yaml:"broker"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// DiscoveryPrefix is Home Assistant's discovery prefix. Default "homeassistant".
+	DiscoveryPrefix string `yaml:"discovery_prefix"`
+	// SupervisorURL is the Supervisor API. Default "http://supervisor".
+	SupervisorURL string `yaml:"-"`
+	// SupervisorToken comes from SUPERVISOR_TOKEN.
+	SupervisorToken string `yaml:"-"`
+}
+
+// Defaults of the fields whose zero value means "default".
+const (
+	DefaultDataDir    = "./hearth-data"
+	DefaultListen     = ":8883"
+	DefaultHTTPListen = "127.0.0.1:8099"
+	DefaultTokenTTL   = 24 * time.Hour
+)
+
+// SocketPath is the control socket the CLI uses to talk to a running hub.
+func (c *Config) SocketPath() string { return filepath.Join(c.DataDir, "hearth.sock") }
+
+// DatabasePath is the SQLite inventory.
+func (c *Config) DatabasePath() string { return filepath.Join(c.DataDir, "hearth.db") }
+
+// CADir holds the CA's certificates and encrypted keys.
+func (c *Config) CADir() string { return filepath.Join(c.DataDir, "ca") }
+
+// Topics returns the topic builder for TopicPrefix.
+func (c *Config) Topics() protocol.Topics {
+	t, _ := protocol.NewTopics(c.TopicPrefix) // validated by Load
+	return t
+}
+
+// Logger builds the slog logger the settings ask for, writing to w.
+func (c *Config) Logger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.LogLevel)) // validated by Load
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// Load builds the configuration of `hearth-gateway serve` from args (flags after the
+// subcommand) and env (os.Getenv in main).
+func Load(args []string, env func(string) string) (Config, error) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var (
+		file      = fs.String("config", "", "YAML configuration `file`")
+		addon     = fs.Bool("addon", false, "run as a Home Assistant add-on")
+		dataDir   = fs.String("data", "", "data `directory`")
+		listen    = fs.String("listen", "", "MQTT over TLS listen `address`")
+		plain     = fs.String("plain-listen", "", "plaintext MQTT listen `address` (loopback only)")
+		httpL     = fs.String("http", "", "dashboard listen `address`, or off")
+		hosts     = fs.String("hostnames", "", "comma-separated `names` for the broker certificate")
+		advertise = fs.String("advertise", "", "`host:port` agents connect to")
+		logFormat = fs.String("log-format", "", "text or json")
+		logLevel  = fs.String("log-level", "", "debug, info, warn or error")
+		passFile  = fs.String("ca-passphrase-file", "", "`file` holding the CA passphrase")
+		policy    = fs.String("policy", "", "policy YAML `file`")
+	)
+	if err := fs.Parse(args); err != nil {
+		return Config{}, fmt.Errorf("serve: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	var c Config
+	if *file != "" {
+		if err := c.readFile(*file); err != nil {
+			return Config{}, err
+		}
+	}
+	if *addon {
+		c.Addon = true
+		c.AddonOptionsFile = orDefault(env("HEARTH_ADDON_OPTIONS"), "/data/options.json")
+		if err := c.applyAddon(); err != nil {
+			return Config{}, err
+		}
+	}
+	c.applyEnv(env)
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	apply := func(name string, dst *string, v string) {
+		if set[name] {
+			*dst = v
+		}
+	}
+	apply("data", &c.DataDir, *dataDir)
+	apply("listen", &c.Listen, *listen)
+	apply("plain-listen", &c.PlainListen, *plain)
+	apply("http", &c.HTTPListen, *httpL)
+	apply("advertise", &c.Advertise, *advertise)
+	apply("log-format", &c.LogFormat, *logFormat)
+	apply("log-level", &c.LogLevel, *logLevel)
+	apply("ca-passphrase-file", &c.CAPassphraseFile, *passFile)
+	apply("policy", &c.PolicyFile, *policy)
+	if set["hostnames"] {
+		c.Hostnames = splitList(*hosts)
+	}
+	if err := c.finish(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// DataDirFrom resolves the data directory for the CLI's client commands: --data if given,
+// else HEARTH_DATA, else the default.
+func DataDirFrom(flagValue string, env func(string) string) string {
+	return orDefault(flagValue, orDefault(env("HEARTH_DATA"), DefaultDataDir))
+}
+
+func (c *Config) readFile(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	return nil
+}
+
+func (c *Config) applyAddon() error {
+	o, err := LoadAddonOptions(c.AddonOptionsFile)
+	if err != nil {
+		return err
+	}
+	c.DataDir = "/data"
+	c.HTTPListen = fmt.Sprintf(":%d", AddonIngressPort)
+	c.Listen = fmt.Sprintf(":%d", AddonBrokerPort)
+	c.LogLevel = map[string]string{"warning": "warn"}[o.LogLevel]
+	if c.LogLevel == "" {
+		c.LogLevel = o.LogLevel
+	}
+	c.Hostnames = append(c.Hostnames, o.BrokerHostnames...)
+	if o.AdvertiseHost != "" {
+		c.Advertise = net.JoinHostPort(o.AdvertiseHost, "8893")
+	}
+	c.CAPassphrase = o.CAPassphrase
+	c.LeafLifetime = o.LeafLifetime
+	c.ExportCA = o.ExportCAToSSL
+	c.SSLDir = "/ssl"
+	c.HA.Discovery = o.HADiscovery
+	c.HA.DiscoveryPrefix = o.DiscoveryPrefix
+	return nil
+}
+
+func (c *Config) applyEnv(env func(string) string) {
+	str := func(name string, dst *string) {
+		if v := env(name); v != "" {
+			*dst = v
+		}
+	}
+	str("HEARTH_DATA", &c.DataDir)
+	str("HEARTH_LISTEN", &c.Listen)
+	str("HEARTH_ADVERTISE", &c.Advertise)
+	str("HEARTH_LOG_FORMAT", &c.LogFormat)
+	str("HEARTH_LOG_LEVEL", &c.LogLevel)
+	str("HEARTH_CA_PASSPHRASE", &c.CAPassphrase)
+	str("HEARTH_ADMIN_PASSWORD", &c.AdminPassword)
+	str("SUPERVISOR_TOKEN", &c.HA.SupervisorToken)
+	if v := env("HEARTH_HOSTNAMES"); v != "" {
+		c.Hostnames = splitList(v)
+	}
+}
+
+// finish fills defaults and validates.
+func (c *Config) finish() error {
+	c.DataDir = orDefault(c.DataDir, DefaultDataDir)
+	c.Listen = orDefault(c.Listen, DefaultListen)
+	c.HTTPListen = orDefault(c.HTTPListen, DefaultHTTPListen)
+	if c.HTTPListen == "off" {
+		c.HTTPListen = ""
+	}
+	c.TopicPrefix = orDefault(c.TopicPrefix, protocol.DefaultPrefix)
+	c.LogFormat = orDefault(c.LogFormat, "text")
+	c.LogLevel = orDefault(c.LogLevel, "info")
+	c.SSLDir = orDefault(c.SSLDir, "/ssl")
+	c.HA.DiscoveryPrefix = orDefault(c.HA.DiscoveryPrefix, "homeassistant")
+	c.HA.SupervisorURL = orDefault(c.HA.SupervisorURL, "http://supervisor")
+	if c.TokenTTL == 0 {
+		c.TokenTTL = DefaultTokenTTL
+	}
+	if len(c.Hostnames) == 0 {
+		c.Hostnames = []string{"localhost", "127.0.0.1", "::1"}
+		if h, err := os.Hostname(); err == nil && h != "" && h != "localhost" {
+			c.Hostnames = append([]string{strings.ToLower(h)}, c.Hostnames...)
+		}
+	}
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	_, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		bad("listen", "%q is not host:port", c.Listen)
+	}
+	if c.PlainListen != "" {
+		host, _, err := net.SplitHostPort(c.PlainListen)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			bad("plain_listen", "%q must be a loopback host:port such as 127.0.0.1:1883", c.PlainListen)
+		}
+	}
+	if c.HTTPListen != "" {
+		if _, _, err := net.SplitHostPort(c.HTTPListen); err != nil {
+			bad("http_listen", "%q is not host:port or off", c.HTTPListen)
+		}
+	}
+	if c.Advertise == "" && port != "" {
+		p := port
+		if p == "0" {
+			p = "8883"
+		}
+		c.Advertise = net.JoinHostPort(c.Hostnames[0], p)
+	}
+	if _, p, err := net.SplitHostPort(c.Advertise); err != nil || p == "" {
+		bad("advertise", "%q is not host:port", c.Advertise)
+	} else if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+		bad("advertise", "port %q is not 1-65535", p)
+	}
+	if _, err := protocol.NewTopics(c.TopicPrefix); err != nil {
+		bad("topic_prefix", "%v", err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("log_format", "%q is not text or json", c.LogFormat)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		bad("log_level", "%q is not debug, info, warn or error", c.LogLevel)
+	}
+	if c.TokenTTL < time.Minute || c.TokenTTL > protocol.MaxTokenTTL {
+		bad("token_ttl", "%s must be between 1m and %s", c.TokenTTL, protocol.MaxTokenTTL)
+	}
+	if c.LeafLifetime != 0 && (c.LeafLifetime < time.Hour || c.LeafLifetime > 825*24*time.Hour) {
+		bad("leaf_lifetime", "%s must be between 1h and 825 days", c.LeafLifetime)
+	}
+	for i, a := range c.Admins {
+		if a.Name == "" || a.PasswordHash == "" {
+			bad(fmt.Sprintf("admins[%d]", i), "needs name and password_hash")
+		}
+	}
+	if c.HA.Broker != "" && !strings.HasPrefix(c.HA.Broker, "mqtt://") && !strings.HasPrefix(c.HA.Broker, "mqtts://") {
+		bad("home_assistant.broker", "%q must start with mqtt:// or mqtts://", c.HA.Broker)
+	}
+	return errors.Join(errs...)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// orDefault returns v, or def when v is empty.
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}

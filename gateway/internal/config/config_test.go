@@ -1,0 +1,92 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Load(nil, envOf(nil))
+	if err != nil {
+		t.Fatalf("Load() = %v", err)
+	}
+	if c.DataDir != DefaultDataDir || c.Listen != DefaultListen || c.HTTPListen != DefaultHTTPListen || c.TokenTTL != DefaultTokenTTL {
+		t.Errorf("Load() defaults = %+v", c)
+	}
+	if c.Topics().Prefix() != "hearth" || c.SocketPath() != filepath.Join(DefaultDataDir, "hearth.sock") {
+		t.Errorf("prefix %q, socket %q", c.Topics().Prefix(), c.SocketPath())
+	}
+	if !strings.HasSuffix(c.Advertise, ":8883") {
+		t.Errorf("Advertise = %q, want the first host name and port 8883", c.Advertise)
+	}
+}
+
+func TestLoadPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "hearth.yaml")
+	os.WriteFile(file, []byte("data_dir: /from/file\nlisten: \":1111\"\ntoken_ttl: 2h\nlog_format: json\n"), 0o600)
+	c, err := Load([]string{"--config", file, "--listen", ":3333"}, envOf(map[string]string{"HEARTH_LISTEN": ":2222", "HEARTH_DATA": "/from/env"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != ":3333" {
+		t.Errorf("Listen = %q, want the flag's :3333 over env and file", c.Listen)
+	}
+	if c.DataDir != "/from/env" {
+		t.Errorf("DataDir = %q, want env over file", c.DataDir)
+	}
+	if c.TokenTTL != 2*time.Hour || c.LogFormat != "json" {
+		t.Errorf("file values lost: ttl %s, format %s", c.TokenTTL, c.LogFormat)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	dir := t.TempDir()
+	unknown := filepath.Join(dir, "unknown.yaml")
+	os.WriteFile(unknown, []byte("listne: \":1\"\n"), 0o600)
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"bad listen", []string{"--listen", "nonsense"}, nil, "listen"},
+		{"public plaintext", []string{"--plain-listen", "0.0.0.0:1883"}, nil, "plain_listen"},
+		{"bad log format", []string{"--log-format", "xml"}, nil, "log_format"},
+		{"bad log level", nil, map[string]string{"HEARTH_LOG_LEVEL": "loud"}, "log_level"},
+		{"unknown key in file", []string{"--config", unknown}, nil, "listne"},
+		{"missing file", []string{"--config", filepath.Join(dir, "nope.yaml")}, nil, "config file"},
+		{"stray argument", []string{"extra"}, nil, "unexpected argument"},
+		{"unknown flag", []string{"--bogus"}, nil, "bogus"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(tt.args, envOf(tt.env))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Load(%q) = %v, want an error naming %q", tt.args, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadAddon(t *testing.T) {
+	opts := filepath.Join(t.TempDir(), "options.json")
+	os.WriteFile(opts, []byte(`{"log_level":"warning","broker_hostnames":["hearth.local"],"advertise_host":"192.0.2.10","ca_passphrase":"a long passphrase","leaf_lifetime":"7d","export_ca_to_ssl":true,"ha_discovery":true,"discovery_prefix":"homeassistant"}`), 0o600)
+	c, err := Load([]string{"--addon"}, envOf(map[string]string{"HEARTH_ADDON_OPTIONS": opts, "SUPERVISOR_TOKEN": "tok"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "/data" || c.LogLevel != "warn" || c.Advertise != "192.0.2.10:8893" || c.LeafLifetime != 7*24*time.Hour ||
+		!c.ExportCA || !c.HA.Discovery || c.HA.SupervisorToken != "tok" || c.CAPassphrase != "a long passphrase" {
+		t.Errorf("add-on config = %+v", c)
+	}
+	os.WriteFile(opts, []byte(`{"log_level":"loud"}`), 0o600)
+	if _, err := Load([]string{"--addon"}, envOf(map[string]string{"HEARTH_ADDON_OPTIONS": opts})); err == nil || !strings.Contains(err.Error(), "log_level") {
+		t.Errorf("bad add-on option: %v, want an error naming log_level", err)
+	}
+}

@@ -1,0 +1,47 @@
+// Package hass makes the hub and every device it manages visible in Home Assistant: it
+// publishes MQTT discovery for them on Home Assistant's own broker (the one the Mosquitto
+// add-on provides, found through the Supervisor with DiscoverBroker), keeps their states
+// current, and carries the bridge API requests that Home Assistant sends on that broker — a
+// "Renew certificate" button press among them — to the hub.
+//
+// # Topics on Home Assistant's broker
+//
+// With the default prefixes ("homeassistant" for discovery, "hearth" for Hearth):
+//
+//	homeassistant/device/hearth_hub/config      retained  hub device discovery
+//	homeassistant/device/hearth_<oid>/config    retained  one device's discovery
+//	hearth/hass/hub/state                       retained  hub state (JSON)
+//	hearth/hass/device/<oid>/state              retained  device state (JSON)
+//	hearth/bridge/state                         retained  "online", or "offline" (Will)
+//	hearth/bridge/request/<op>                  in        bridge request, handed to Bridge
+//	hearth/bridge/response/<op>                 out       the Bridge's reply
+//	homeassistant/status                        in        HA's birth message: "online"
+//
+// <oid> is the device id when it is made of letters, digits, '_' and '-' (and is not "hub");
+// any other id is cleaned and suffixed with a short hash of itself, so that every device gets
+// a distinct, valid discovery topic and the id never breaks a topic.
+//
+// Device-based discovery is used (one config per device with its components under "cmps"),
+// with default_entity_id (object_id is gone from Home Assistant), an origin block, and every
+// entity's availability tied to hearth/bridge/state. The state payloads and the value
+// templates that read them are documented on deviceState and hubState and locked by the
+// golden files in testdata/.
+//
+// # Invariants
+//
+//   - What is retained on the broker converges to the last Update: new devices get their
+//     config and state, changed states are re-published, and devices that left get both topics
+//     cleared (an empty retained payload, which makes Home Assistant remove the entities).
+//     Retained Hearth configs found on the broker that the last Update does not list (a device
+//     removed while the hub was down) are cleared as well, but only once a first Update has
+//     arrived, so a restart never removes entities.
+//   - Configs are re-published whenever Home Assistant announces itself online.
+//   - Retained bridge requests are never executed: a request must be sent live.
+//
+// # Concurrency
+//
+// New starts nothing. Run owns the MQTT connection and every publication; it runs one
+// goroutine for bridge requests besides its own loop. Update may be called from any goroutine,
+// before or during Run, and never blocks: snapshots coalesce and only the latest is published.
+// paho's handlers only hand messages over through channels and never block.
+package hass

@@ -1,0 +1,429 @@
+package hass
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+const mosquittoBin = "/usr/sbin/mosquitto"
+
+// awaitLimit only guards against a hang; nothing here measures speed.
+const awaitLimit = 20 * time.Second
+
+// mosquitto is a real broker process on 127.0.0.1.
+type mosquitto struct {
+	t    *testing.T
+	conf string
+	port int
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+}
+
+// startMosquitto starts a mosquitto on a free port of 127.0.0.1, anonymous, without persistence,
+// stopped when the test ends. It skips the test if mosquitto is not installed.
+func startMosquitto(t *testing.T) *mosquitto {
+	t.Helper()
+	if _, err := os.Stat(mosquittoBin); err != nil {
+		t.Skipf("needs the mosquitto broker at %s (apt-get install mosquitto): %v", mosquittoBin, err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
+	content := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n", port)
+	if err := os.WriteFile(conf, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := &mosquitto{t: t, conf: conf, port: port}
+	m.start()
+	t.Cleanup(m.stop)
+	return m
+}
+
+func (m *mosquitto) start() {
+	m.t.Helper()
+	m.out = &bytes.Buffer{}
+	m.cmd = exec.Command(mosquittoBin, "-c", m.conf)
+	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
+	if err := m.cmd.Start(); err != nil {
+		m.t.Fatalf("starting mosquitto: %v", err)
+	}
+	// Readiness: wait until the listener accepts connections.
+	deadline := time.Now().Add(awaitLimit)
+	for {
+		c, err := net.Dial("tcp", m.addr())
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			m.stop()
+			m.t.Fatalf("mosquitto did not listen on %s: %v\n%s", m.addr(), err, m.out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (m *mosquitto) stop() {
+	if m.cmd == nil {
+		return
+	}
+	m.cmd.Process.Kill()
+	m.cmd.Wait()
+	m.cmd = nil
+}
+
+func (m *mosquitto) addr() string { return fmt.Sprintf("127.0.0.1:%d", m.port) }
+func (m *mosquitto) url() string  { return "tcp://" + m.addr() }
+
+// observer is a plain MQTT client that records every message it receives, in order.
+type observer struct {
+	t      *testing.T
+	client mqtt.Client
+	mu     sync.Mutex
+	msgs   []mqtt.Message
+	more   chan struct{}
+}
+
+func newObserver(t *testing.T, m *mosquitto, filters ...string) *observer {
+	t.Helper()
+	o := &observer{t: t, more: make(chan struct{}, 1)}
+	id := fmt.Sprintf("observer-%d", time.Now().UnixNano())
+	opts := mqtt.NewClientOptions().AddBroker(m.url()).SetClientID(id).SetProtocolVersion(4).
+		SetOrderMatters(true).SetAutoReconnect(false)
+	o.client = mqtt.NewClient(opts)
+	if tok := o.client.Connect(); !tok.WaitTimeout(awaitLimit) || tok.Error() != nil {
+		t.Fatalf("observer connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { o.client.Disconnect(0) })
+	for _, f := range filters {
+		tok := o.client.Subscribe(f, 1, func(_ mqtt.Client, msg mqtt.Message) {
+			o.mu.Lock()
+			o.msgs = append(o.msgs, msg)
+			o.mu.Unlock()
+			notify(o.more)
+		})
+		if !tok.WaitTimeout(awaitLimit) || tok.Error() != nil {
+			t.Fatalf("observer subscribe %s: %v", f, tok.Error())
+		}
+	}
+	return o
+}
+
+// mark returns how many messages arrived so far, to await only later ones.
+func (o *observer) mark() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.msgs)
+}
+
+// await returns the first message from index from on that is on topic and satisfies ok.
+func (o *observer) await(from int, topic string, ok func(mqtt.Message) bool) mqtt.Message {
+	o.t.Helper()
+	timer := time.NewTimer(awaitLimit)
+	defer timer.Stop()
+	for {
+		o.mu.Lock()
+		for _, m := range o.msgs[min(from, len(o.msgs)):] {
+			if m.Topic() == topic && (ok == nil || ok(m)) {
+				o.mu.Unlock()
+				return m
+			}
+		}
+		var seen []string
+		for _, m := range o.msgs {
+			seen = append(seen, fmt.Sprintf("%s=%q", m.Topic(), m.Payload()))
+		}
+		o.mu.Unlock()
+		select {
+		case <-o.more:
+		case <-timer.C:
+			o.t.Fatalf("no matching message on %s; seen:\n%s", topic, strings.Join(seen, "\n"))
+		}
+	}
+}
+
+// retained subscribes a fresh client to filter and returns the retained messages the broker
+// holds for it. A marker published after the subscription tells when they have all arrived.
+func retained(t *testing.T, m *mosquitto, filter, marker string) map[string][]byte {
+	t.Helper()
+	o := newObserver(t, m, filter)
+	if tok := o.client.Publish(marker, 1, false, "marker"); !tok.WaitTimeout(awaitLimit) || tok.Error() != nil {
+		t.Fatalf("publishing the marker: %v", tok.Error())
+	}
+	o.await(0, marker, nil)
+	got := map[string][]byte{}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, msg := range o.msgs {
+		if msg.Topic() == marker {
+			break
+		}
+		if msg.Retained() { // live publications racing the subscription are not the store
+			got[msg.Topic()] = msg.Payload()
+		}
+	}
+	return got
+}
+
+func publish(t *testing.T, o *observer, topic string, retain bool, payload string) {
+	t.Helper()
+	if tok := o.client.Publish(topic, 1, retain, payload); !tok.WaitTimeout(awaitLimit) || tok.Error() != nil {
+		t.Fatalf("publish %s: %v", topic, tok.Error())
+	}
+}
+
+// bridgeCall is one call the test Bridge received.
+type bridgeCall struct {
+	op      string
+	payload []byte
+}
+
+// startPublisher discovers the broker through a fake Supervisor (as the add-on does), starts a
+// Publisher with a recording Bridge, and stops it when the test ends.
+func startPublisher(t *testing.T, m *mosquitto, before func(*Publisher)) (p *Publisher, calls chan bridgeCall, stop func()) {
+	t.Helper()
+	body := fmt.Sprintf(`{"result":"ok","data":{"host":"127.0.0.1","port":%d,"ssl":false,"protocol":"3.1.1","username":"addons","password":"pw"}}`, m.port)
+	sup := supervisor(t, "tok", http.StatusOK, body)
+	broker, err := DiscoverBroker(t.Context(), sup.URL, "tok", sup.Client())
+	if err != nil {
+		t.Fatalf("DiscoverBroker: %v", err)
+	}
+	calls = make(chan bridgeCall, 16)
+	bridge := func(_ context.Context, op string, payload []byte) []byte {
+		calls <- bridgeCall{op, payload}
+		var req struct {
+			ID          string          `json:"id"`
+			Transaction json.RawMessage `json:"transaction,omitempty"`
+		}
+		json.Unmarshal(payload, &req)
+		reply, _ := json.Marshal(map[string]any{"status": "ok", "data": map[string]string{"id": req.ID}, "transaction": req.Transaction})
+		return reply
+	}
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	p = New(Config{Broker: broker, Bridge: bridge, ClientID: "hearth-test"}, logger)
+	if before != nil {
+		before(p)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run() = %v, want nil", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return p, calls, stop
+}
+
+func deviceWith(id string, exp time.Time) Device {
+	return Device{ID: id, Name: id, Expires: exp}
+}
+
+func TestPublisherAgainstMosquitto(t *testing.T) {
+	m := startMosquitto(t)
+	live := newObserver(t, m, "homeassistant/#", "hearth/#")
+
+	// Left over from an earlier run: a device removed while the hub was down, and a retained
+	// request that must never run.
+	publish(t, live, "homeassistant/device/hearth_ghost/config", true, `{"dev":{"identifiers":["hearth_ghost"]}}`)
+	publish(t, live, "hearth/hass/device/ghost/state", true, `{"problem":false}`)
+	publish(t, live, "hearth/bridge/request/device/remove", true, `{"id":"thermostat-1","transaction":"stale"}`)
+
+	exp := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	p, calls, stop := startPublisher(t, m, func(p *Publisher) {
+		p.Update(testHub(), []Device{deviceWith("thermostat-1", exp), deviceWith("plug-1", exp)})
+	})
+
+	thermoConfig := "homeassistant/device/hearth_thermostat-1/config"
+	thermoState := "hearth/hass/device/thermostat-1/state"
+	plugConfig := "homeassistant/device/hearth_plug-1/config"
+	plugState := "hearth/hass/device/plug-1/state"
+	nonEmpty := func(msg mqtt.Message) bool { return len(msg.Payload()) > 0 }
+	empty := func(msg mqtt.Message) bool { return len(msg.Payload()) == 0 }
+	live.await(0, thermoConfig, nonEmpty)
+	live.await(0, "hearth/bridge/state", func(msg mqtt.Message) bool { return string(msg.Payload()) == "online" })
+
+	t.Run("discovery payloads are retained with every required key", func(t *testing.T) {
+		live.await(0, plugState, nonEmpty)
+		got := retained(t, m, "#", "test/marker/1")
+		for _, topic := range []string{"homeassistant/device/hearth_hub/config", thermoConfig, plugConfig} {
+			payload, ok := got[topic]
+			if !ok {
+				t.Errorf("no retained message on %s", topic)
+				continue
+			}
+			checkDiscovery(t, payload)
+		}
+		for _, topic := range []string{"hearth/hass/hub/state", thermoState, plugState} {
+			if !json.Valid(got[topic]) {
+				t.Errorf("retained state on %s = %q, want JSON", topic, got[topic])
+			}
+		}
+		if s := string(got["hearth/bridge/state"]); s != "online" {
+			t.Errorf("retained hearth/bridge/state = %q, want online", s)
+		}
+	})
+
+	t.Run("a device removed while the hub was down is cleared", func(t *testing.T) {
+		live.await(0, "homeassistant/device/hearth_ghost/config", empty)
+		live.await(0, "hearth/hass/device/ghost/state", empty)
+	})
+
+	t.Run("home assistant's birth message re-publishes the configs", func(t *testing.T) {
+		mark := live.mark()
+		publish(t, live, "homeassistant/status", false, "online")
+		live.await(mark, thermoConfig, nonEmpty)
+		live.await(mark, "homeassistant/device/hearth_hub/config", nonEmpty)
+	})
+
+	t.Run("the renew button reaches the bridge and the reply comes back", func(t *testing.T) {
+		var config discoveryPayload
+		if err := json.Unmarshal(live.await(0, thermoConfig, nonEmpty).Payload(), &config); err != nil {
+			t.Fatal(err)
+		}
+		button := config.Components["renew_certificate"]
+		mark := live.mark()
+		publish(t, live, button.CommandTopic, false, button.PayloadPress)
+
+		var call bridgeCall
+		select {
+		case call = <-calls:
+		case <-time.After(awaitLimit):
+			t.Fatal("the Bridge was not called")
+		}
+		if call.op != "device/renew" || !bytes.Equal(call.payload, []byte(`{"id":"thermostat-1"}`)) {
+			t.Errorf("Bridge got (%q, %s), want (device/renew, {\"id\":\"thermostat-1\"}); a retained request must never run", call.op, call.payload)
+		}
+		reply := live.await(mark, "hearth/bridge/response/device/renew", nil)
+		if !bytes.Contains(reply.Payload(), []byte(`"status":"ok"`)) || !bytes.Contains(reply.Payload(), []byte(`"thermostat-1"`)) {
+			t.Errorf("response = %s, want the Bridge's reply", reply.Payload())
+		}
+
+		mark = live.mark()
+		publish(t, live, "hearth/bridge/request/device/get", false, `{"id":"plug-1","transaction":42}`)
+		<-calls
+		reply = live.await(mark, "hearth/bridge/response/device/get", nil)
+		if !bytes.Contains(reply.Payload(), []byte(`"transaction":42`)) {
+			t.Errorf("response = %s, want transaction 42 echoed", reply.Payload())
+		}
+	})
+
+	t.Run("a new expiry changes the state", func(t *testing.T) {
+		mark := live.mark()
+		later := exp.Add(30 * 24 * time.Hour)
+		p.Update(testHub(), []Device{deviceWith("thermostat-1", later), deviceWith("plug-1", exp)})
+		msg := live.await(mark, thermoState, nil)
+		var st deviceState
+		if err := json.Unmarshal(msg.Payload(), &st); err != nil || st.Expires == nil || *st.Expires != "2026-05-31T12:00:00Z" {
+			t.Errorf("state = %s, want expires 2026-05-31T12:00:00Z", msg.Payload())
+		}
+	})
+
+	t.Run("a removed device has its entities cleared", func(t *testing.T) {
+		mark := live.mark()
+		p.Update(testHub(), []Device{deviceWith("thermostat-1", exp.Add(30*24*time.Hour))})
+		live.await(mark, plugConfig, empty)
+		live.await(mark, plugState, empty)
+		got := retained(t, m, "#", "test/marker/2")
+		for _, topic := range []string{plugConfig, plugState} {
+			if payload, ok := got[topic]; ok {
+				t.Errorf("%s still retains %q", topic, payload)
+			}
+		}
+		if _, ok := got[thermoConfig]; !ok {
+			t.Errorf("%s lost its retained config", thermoConfig)
+		}
+	})
+
+	t.Run("stopping marks the hub offline", func(t *testing.T) {
+		stop()
+		o := newObserver(t, m, "hearth/bridge/state")
+		msg := o.await(0, "hearth/bridge/state", nil)
+		if !msg.Retained() || string(msg.Payload()) != "offline" {
+			t.Errorf("hearth/bridge/state = %q (retained %v), want a retained offline", msg.Payload(), msg.Retained())
+		}
+	})
+
+	select {
+	case call := <-calls:
+		t.Errorf("unexpected Bridge call %q %s", call.op, call.payload)
+	default:
+	}
+}
+
+// TestPublisherRepublishesAfterBrokerRestart restarts the broker, which forgets every retained
+// message: after reconnecting, the Publisher must publish everything again.
+func TestPublisherRepublishesAfterBrokerRestart(t *testing.T) {
+	m := startMosquitto(t)
+	_, _, _ = startPublisher(t, m, func(p *Publisher) {
+		p.Update(testHub(), []Device{deviceWith("plug-1", time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))})
+	})
+	first := newObserver(t, m, "homeassistant/#")
+	first.await(0, "homeassistant/device/hearth_plug-1/config", nil)
+
+	m.stop()
+	m.start()
+	o := newObserver(t, m, "homeassistant/#", "hearth/#")
+	o.await(0, "homeassistant/device/hearth_plug-1/config", func(msg mqtt.Message) bool { return len(msg.Payload()) > 0 })
+	o.await(0, "hearth/bridge/state", func(msg mqtt.Message) bool { return string(msg.Payload()) == "online" })
+}
+
+func TestRunRejectsABadConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+	}{
+		{"client id with a slash", Config{Broker: Broker{Host: "h", Port: 1}, ClientID: "hearth/1"}},
+		{"client id with a wildcard", Config{Broker: Broker{Host: "h", Port: 1}, ClientID: "hearth#"}},
+		{"discovery prefix with a wildcard", Config{Broker: Broker{Host: "h", Port: 1}, DiscoveryPrefix: "home/+"}},
+		{"topic prefix with an empty level", Config{Broker: Broker{Host: "h", Port: 1}, TopicPrefix: "hearth/"}},
+		{"no broker", Config{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := New(tt.cfg, nil).Run(t.Context()); err == nil {
+				t.Errorf("Run(%+v) = nil, want an error", tt.cfg)
+			}
+		})
+	}
+}
+
+func TestUpdateNeverBlocksAndCopies(t *testing.T) {
+	p := New(Config{}, nil)
+	problems := []string{ReasonExpired}
+	devices := []Device{{ID: "a", Problems: problems}}
+	for range 1000 {
+		p.Update(Hub{}, devices) // no Run: must not block
+	}
+	devices[0].ID = "changed"
+	problems[0] = "changed"
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if got := p.latest.devices; got[0].ID != "a" || !slices.Equal(got[0].Problems, []string{ReasonExpired}) {
+		t.Errorf("Update kept a reference to the caller's slices: %+v", got)
+	}
+}
