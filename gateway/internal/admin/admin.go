@@ -1,0 +1,369 @@
+// Package admin is the one implementation of the hub's administrative operations. Bridge
+// requests on MQTT, the CLI's control socket, the dashboard and Home Assistant's buttons all
+// call Service.Do with an operation name and its JSON payload, and get the same
+// protocol.BridgeResponse back.
+//
+// Operations: token/create, device/list, device/get, device/renew, device/revoke,
+// device/remove, events, audit/verify, ca/show. A Service is safe for concurrent use.
+package admin
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hearth-pki/hearth/gateway/internal/ca"
+	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/monitor"
+	"github.com/hearth-pki/hearth/gateway/internal/secret"
+	"github.com/hearth-pki/hearth/protocol"
+)
+
+// Broker is what the service needs of the hub's MQTT broker.
+type Broker interface {
+	Publish(topic string, payload []byte, retain bool) error
+	Disconnect(deviceID string) int
+}
+
+// Config holds the service's collaborators.
+type Config struct {
+	Store  *inventory.Store
+	CA     *ca.CA
+	Broker Broker
+	Topics protocol.Topics
+	// Advertise is the host:port agents connect to, for the enrollment command.
+	Advertise string
+	TokenTTL  time.Duration
+	Now       func() time.Time
+	// Changed is called after an operation changed the inventory (refresh bridge topics,
+	// Home Assistant entities); Revoked after certificates were revoked (regenerate the CRL).
+	Changed func()
+	Revoked func(ctx context.Context)
+	// Notify receives events to publish on bridge/event.
+	Notify func(protocol.Event)
+	Logger *slog.Logger
+}
+
+// Service runs administrative operations.
+type Service struct{ cfg Config }
+
+// New returns a Service.
+func New(cfg Config) *Service {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Changed == nil {
+		cfg.Changed = func() {}
+	}
+	if cfg.Revoked == nil {
+		cfg.Revoked = func(context.Context) {}
+	}
+	if cfg.Notify == nil {
+		cfg.Notify = func(protocol.Event) {}
+	}
+	return &Service{cfg: cfg}
+}
+
+// ErrUnknownOp is returned for an operation the service does not have.
+var ErrUnknownOp = errors.New("unknown operation")
+
+// Ops lists the operations in the order the docs present them.
+func Ops() []string {
+	return []string{"token/create", "device/list", "device/get", "device/renew", "device/revoke", "device/remove",
+		"events", "audit/verify", "ca/show"}
+}
+
+// Do runs operation op with its JSON payload as actor (for the audit log) and returns the
+// response; it never panics on bad input and always echoes the request's transaction.
+func (s *Service) Do(ctx context.Context, actor, op string, payload []byte) protocol.BridgeResponse {
+	var base protocol.BridgeRequest
+	if len(payload) > protocol.MaxMessageSize {
+		return errResponse("", protocol.CodeTooLarge, fmt.Errorf("payload of %d bytes over the limit", len(payload)))
+	}
+	if len(payload) == 0 {
+		payload = []byte("{}")
+	}
+	_ = json.Unmarshal(payload, &base)
+	ctx = inventory.WithActor(ctx, actor)
+	data, err := s.do(ctx, op, payload)
+	if err != nil {
+		code := protocol.CodeBadRequest
+		if errors.Is(err, errInternal) {
+			code = protocol.CodeInternal
+		}
+		return errResponse(base.Transaction, code, err)
+	}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return errResponse(base.Transaction, protocol.CodeInternal, err)
+	}
+	return protocol.BridgeResponse{Transaction: base.Transaction, Status: "ok", Data: raw}
+}
+
+var errInternal = errors.New("internal error")
+
+func internal(err error) error { return fmt.Errorf("%w: %w", errInternal, err) }
+
+func errResponse(tx string, code protocol.Code, err error) protocol.BridgeResponse {
+	return protocol.BridgeResponse{Transaction: tx, Status: "error", Error: err.Error(), Code: code}
+}
+
+func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error) {
+	switch op {
+	case "token/create":
+		var r protocol.TokenRequest
+		if err := protocol.Decode(payload, &r); err != nil {
+			return nil, err
+		}
+		return s.CreateToken(ctx, r)
+	case "device/list":
+		return s.List(ctx)
+	case "device/get", "device/renew", "device/revoke", "device/remove":
+		var r protocol.DeviceRequest
+		if err := protocol.Decode(payload, &r); err != nil {
+			return nil, err
+		}
+		switch op {
+		case "device/get":
+			return s.Get(ctx, r.ID)
+		case "device/renew":
+			return s.Renew(ctx, r.ID, protocol.ActionRenew, firstNonEmpty(r.Reason, "renewal requested by an admin"))
+		case "device/revoke":
+			return s.Revoke(ctx, r.ID, firstNonEmpty(r.Reason, "revoked by an admin"))
+		default:
+			return s.Remove(ctx, r.ID)
+		}
+	case "events":
+		var r struct {
+			ID    string `json:"id"`
+			Limit int    `json:"limit"`
+		}
+		if err := json.Unmarshal(payload, &r); err != nil {
+			return nil, fmt.Errorf("events: %w", err)
+		}
+		return s.cfg.Store.Events(ctx, inventory.EventFilter{DeviceID: r.ID, Limit: max(1, min(r.Limit, 1000))})
+	case "audit/verify":
+		if err := s.cfg.Store.VerifyAudit(ctx); err != nil {
+			return nil, err
+		}
+		return map[string]string{"audit": "intact"}, nil
+	case "ca/show":
+		return s.CAInfo(), nil
+	}
+	return nil, fmt.Errorf("%w %q (have %v)", ErrUnknownOp, op, Ops())
+}
+
+// TokenCreated is the answer to token/create. Token is shown once and never stored.
+type TokenCreated struct {
+	ID        string    `json:"id"`
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Command   string    `json:"command"`
+}
+
+// CreateToken makes a one-time enrollment token for a device id.
+func (s *Service) CreateToken(ctx context.Context, r protocol.TokenRequest) (TokenCreated, error) {
+	ttl, err := r.Lifetime(s.cfg.TokenTTL)
+	if err != nil {
+		return TokenCreated{}, err
+	}
+	now := s.cfg.Now().UTC().Truncate(time.Second)
+	tok := secret.NewToken()
+	err = s.cfg.Store.CreateToken(ctx, inventory.Token{Hash: secret.HashToken(tok), DeviceID: r.ID, Name: r.Name,
+		Family: r.Family, CreatedAt: now, ExpiresAt: now.Add(ttl)})
+	if err != nil {
+		return TokenCreated{}, internal(err)
+	}
+	return TokenCreated{ID: r.ID, Token: tok, ExpiresAt: now.Add(ttl),
+		Command: fmt.Sprintf("hearth-agent enroll --hub mqtts://%s --id %s --token %s --ca-fingerprint %s",
+			s.cfg.Advertise, r.ID, tok, s.cfg.CA.Fingerprint())}, nil
+}
+
+// List returns every device's summary.
+func (s *Service) List(ctx context.Context) ([]protocol.DeviceSummary, error) {
+	devs, err := s.cfg.Store.Devices(ctx)
+	if err != nil {
+		return nil, internal(err)
+	}
+	now := s.cfg.Now()
+	out := make([]protocol.DeviceSummary, 0, len(devs))
+	for _, d := range devs {
+		out = append(out, monitor.Summary(d, s.active(ctx, d.ID), now))
+	}
+	return out, nil
+}
+
+// Detail is the answer to device/get.
+type Detail struct {
+	protocol.DeviceSummary
+	Device       inventory.Device        `json:"device"`
+	Certificates []inventory.Certificate `json:"certificates"`
+	Attempts     []inventory.Attempt     `json:"attempts"`
+	Events       []inventory.Event       `json:"events"`
+}
+
+// Get returns one device with its certificates, recent attempts and events.
+func (s *Service) Get(ctx context.Context, id string) (Detail, error) {
+	d, err := s.device(ctx, id)
+	if err != nil {
+		return Detail{}, err
+	}
+	certs, err := s.cfg.Store.Certificates(ctx, id)
+	if err != nil {
+		return Detail{}, internal(err)
+	}
+	for i := range certs {
+		certs[i].PEM = "" // the list stays readable; the PEM is in the inventory
+	}
+	atts, err := s.cfg.Store.Attempts(ctx, id, 20)
+	if err != nil {
+		return Detail{}, internal(err)
+	}
+	evs, err := s.cfg.Store.Events(ctx, inventory.EventFilter{DeviceID: id, Limit: 20})
+	if err != nil {
+		return Detail{}, internal(err)
+	}
+	return Detail{DeviceSummary: monitor.Summary(d, s.active(ctx, id), s.cfg.Now()), Device: d,
+		Certificates: certs, Attempts: atts, Events: evs}, nil
+}
+
+// Renewal is the answer to device/renew.
+type Renewal struct {
+	ID        string    `json:"id"`
+	CommandID string    `json:"command_id"`
+	Deadline  time.Time `json:"deadline"`
+}
+
+// CommandTimeout is how long an agent has to act on a command.
+const CommandTimeout = 10 * time.Minute
+
+// Renew pushes a renew (or rekey) command to the device. Commands are not retained: a device
+// that is offline misses it, and the renewal scheduler commands it again when it is back.
+func (s *Service) Renew(ctx context.Context, id string, action protocol.Action, reason string) (Renewal, error) {
+	if _, err := s.device(ctx, id); err != nil {
+		return Renewal{}, err
+	}
+	now := s.cfg.Now().UTC().Truncate(time.Second)
+	cmd := protocol.Command{V: protocol.Version, CommandID: newID("cmd"), Action: action, Reason: reason,
+		Deadline: now.Add(CommandTimeout), HubTime: now}
+	b, err := protocol.Encode(&cmd)
+	if err != nil {
+		return Renewal{}, internal(err)
+	}
+	if err := s.cfg.Broker.Publish(s.cfg.Topics.Device(id, protocol.KindCmd), b, false); err != nil {
+		return Renewal{}, internal(err)
+	}
+	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: "renewal.commanded", Time: now, DeviceID: id,
+		Message: fmt.Sprintf("%s command %s sent: %s", action, cmd.CommandID, reason),
+		Data:    map[string]string{"command_id": cmd.CommandID}})
+	return Renewal{ID: id, CommandID: cmd.CommandID, Deadline: cmd.Deadline}, nil
+}
+
+// Revoked is the answer to device/revoke and device/remove.
+type Revoked struct {
+	ID           string `json:"id"`
+	Revoked      int    `json:"revoked"`
+	Disconnected int    `json:"disconnected"`
+	Removed      bool   `json:"removed,omitempty"`
+}
+
+// Revoke revokes every certificate of the device, drops its live session and regenerates
+// the CRL. The device needs a new enrollment token to come back.
+func (s *Service) Revoke(ctx context.Context, id, reason string) (Revoked, error) {
+	if _, err := s.device(ctx, id); err != nil {
+		return Revoked{}, err
+	}
+	now := s.cfg.Now()
+	n, err := s.cfg.Store.RevokeDevice(ctx, id, reason, now)
+	if err != nil {
+		return Revoked{}, internal(err)
+	}
+	if err := s.cfg.Store.SetState(ctx, id, inventory.StateQuarantined, now); err != nil {
+		return Revoked{}, internal(err)
+	}
+	out := Revoked{ID: id, Revoked: n, Disconnected: s.cfg.Broker.Disconnect(id)}
+	s.cfg.Revoked(ctx)
+	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: inventory.EventCertRevoked, Time: now.UTC(), DeviceID: id,
+		Message: fmt.Sprintf("%d certificate(s) revoked: %s", n, reason)})
+	s.cfg.Changed()
+	return out, nil
+}
+
+// Remove revokes the device's certificates, deletes it from the inventory (its certificates
+// and events stay for the audit) and clears its retained topics.
+func (s *Service) Remove(ctx context.Context, id string) (Revoked, error) {
+	out, err := s.Revoke(ctx, id, "device removed")
+	if err != nil {
+		return out, err
+	}
+	if err := s.cfg.Store.RemoveDevice(ctx, id, s.cfg.Now()); err != nil {
+		return out, internal(err)
+	}
+	for _, k := range []protocol.Kind{protocol.KindRenewal, protocol.KindState} {
+		if err := s.cfg.Broker.Publish(s.cfg.Topics.Device(id, k), nil, true); err != nil {
+			s.cfg.Logger.Warn("clear retained topic", "device", id, "kind", k, "err", err)
+		}
+	}
+	out.Removed = true
+	s.cfg.Changed()
+	return out, nil
+}
+
+// CertInfo describes one CA certificate for ca/show.
+type CertInfo struct {
+	Subject     string    `json:"subject"`
+	Serial      string    `json:"serial"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+	Fingerprint string    `json:"fingerprint"`
+}
+
+// CAInfo describes the hub's root and intermediate.
+func (s *Service) CAInfo() map[string]CertInfo {
+	out := map[string]CertInfo{}
+	for name, c := range map[string]*x509.Certificate{"root": s.cfg.CA.Root(), "intermediate": s.cfg.CA.Intermediate()} {
+		out[name] = CertInfo{c.Subject.String(), c.SerialNumber.Text(16), c.NotBefore, c.NotAfter, ca.FingerprintOf(c)}
+	}
+	return out
+}
+
+func (s *Service) device(ctx context.Context, id string) (inventory.Device, error) {
+	d, err := s.cfg.Store.Device(ctx, id)
+	if errors.Is(err, inventory.ErrNotFound) {
+		return d, fmt.Errorf("device %q is not in the inventory", id)
+	}
+	if err != nil {
+		return d, internal(err)
+	}
+	return d, nil
+}
+
+func (s *Service) active(ctx context.Context, id string) *inventory.Certificate {
+	c, err := s.cfg.Store.ActiveCertificate(ctx, id)
+	if err != nil {
+		return nil
+	}
+	return &c
+}
+
+func newID(prefix string) string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return prefix + "-" + hex.EncodeToString(b)
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

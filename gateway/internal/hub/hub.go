@@ -1,0 +1,248 @@
+// Package hub assembles the hub's parts — CA, inventory, policy, broker, issuer, admin
+// service, control socket, dashboard — and runs them for the lifetime of a context. It holds
+// the wiring only: every decision lives in the packages it connects.
+//
+// Open prepares everything that can fail early (CA, database, listeners) and starts nothing;
+// Run serves until its context ends, then stops within the shutdown deadline and closes the
+// inventory.
+package hub
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hearth-pki/hearth/gateway/internal/access"
+	"github.com/hearth-pki/hearth/gateway/internal/admin"
+	"github.com/hearth-pki/hearth/gateway/internal/broker"
+	"github.com/hearth-pki/hearth/gateway/internal/ca"
+	"github.com/hearth-pki/hearth/gateway/internal/config"
+	"github.com/hearth-pki/hearth/gateway/internal/control"
+	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/issuer"
+	"github.com/hearth-pki/hearth/gateway/internal/policy"
+	"github.com/hearth-pki/hearth/gateway/internal/secret"
+	"github.com/hearth-pki/hearth/protocol"
+)
+
+// Hub is an opened hub, ready to Run.
+type Hub struct {
+	cfg     config.Config
+	version string
+	log     *slog.Logger
+	now     func() time.Time
+	started time.Time
+	topics  protocol.Topics
+
+	ca      *ca.CA
+	store   *inventory.Store
+	policy  atomic.Pointer[policy.Policy]
+	checker *access.Checker
+	broker  *broker.Broker
+	issuer  *issuer.Issuer
+	admin   *admin.Service
+	control net.Listener
+
+	changed chan struct{} // inventory changed: refresh bridge/devices (coalescing)
+	crlMu   sync.Mutex
+}
+
+// Options are what main passes besides the configuration.
+type Options struct {
+	Version string
+	Logger  *slog.Logger
+	// Now is the hub clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Open creates or loads the data directory, the CA and the inventory, binds the broker's
+// listeners and the control socket, and returns a Hub ready to Run. It starts no goroutine.
+func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err error) {
+	h := &Hub{cfg: cfg, version: opts.Version, log: opts.Logger, now: opts.Now, topics: cfg.Topics(),
+		changed: make(chan struct{}, 1)}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	h.started = h.now().UTC().Truncate(time.Second)
+	var closers []func() error
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				_ = closers[i]()
+			}
+		}
+	}()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	pass, src, err := ca.ResolvePassphrase(cfg.DataDir, cfg.CAPassphraseFile, cfg.CAPassphrase)
+	if err != nil {
+		return nil, err
+	}
+	if src == ca.PassphraseGenerated || src == ca.PassphraseFromDataDir {
+		h.log.Warn("CA keys are encrypted with a passphrase kept beside them; set HEARTH_CA_PASSPHRASE or --ca-passphrase-file to protect backups",
+			"file", ca.PassphrasePath(cfg.DataDir))
+	}
+	if h.ca, err = ca.Open(cfg.CADir(), pass, h.now()); err != nil {
+		return nil, fmt.Errorf("certificate authority: %w", err)
+	}
+	pol := policy.Default()
+	if path := h.policyPath(); path != "" {
+		if pol, err = policy.Load(path); err != nil {
+			return nil, fmt.Errorf("policy: %w", err)
+		}
+	}
+	if cfg.LeafLifetime != 0 {
+		if err := setDefaultLifetime(pol, cfg.LeafLifetime); err != nil {
+			return nil, err
+		}
+	}
+	h.policy.Store(pol)
+
+	if h.store, err = inventory.Open(ctx, cfg.DatabasePath()); err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	closers = append(closers, h.store.Close)
+
+	admins, err := h.admins()
+	if err != nil {
+		return nil, err
+	}
+	h.checker = access.New(h.store, admins, h.now)
+
+	serverCert, err := h.ca.ServerCertificate(cfg.Hostnames, h.now())
+	if err != nil {
+		return nil, fmt.Errorf("broker certificate: %w", err)
+	}
+	// The chain ends with the root, so an enrolling agent can check the fingerprint it pinned
+	// before it sends its token.
+	serverCert.Certificate = append(serverCert.Certificate, h.ca.Root().Raw)
+	clientCAs := x509.NewCertPool()
+	clientCAs.AddCert(h.ca.Root())
+	h.broker, err = broker.New(broker.Config{
+		Addr:       cfg.Listen,
+		PlainAddr:  cfg.PlainListen,
+		TLS:        &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: clientCAs, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12},
+		Topics:     h.topics,
+		OnPresence: h.presence,
+	}, h.checker, h.handle, h.log.With("part", "broker"))
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+
+	h.issuer = issuer.New(issuer.Config{CA: h.ca, Store: h.store, Policy: h.policy.Load, Pub: h.broker, Topics: h.topics,
+		Now: h.now, Notify: h.notify, Logger: h.log.With("part", "issuer")})
+	h.admin = admin.New(admin.Config{Store: h.store, CA: h.ca, Broker: h.broker, Topics: h.topics, Advertise: cfg.Advertise,
+		TokenTTL: cfg.TokenTTL, Now: h.now, Changed: h.markChanged, Revoked: h.publishCRL, Notify: h.notify,
+		Logger: h.log.With("part", "admin")})
+
+	if h.control, err = control.Listen(cfg.SocketPath()); err != nil {
+		return nil, err
+	}
+	closers = append(closers, h.control.Close)
+	return h, nil
+}
+
+// BrokerAddr is the bound address of the MQTT-over-TLS listener.
+func (h *Hub) BrokerAddr() net.Addr { return h.broker.Addr() }
+
+// Fingerprint is the CA fingerprint agents pin.
+func (h *Hub) Fingerprint() string { return h.ca.Fingerprint() }
+
+// Admin returns the admin service (the CLI's and the dashboard's operations).
+func (h *Hub) Admin() *admin.Service { return h.admin }
+
+// Store returns the inventory.
+func (h *Hub) Store() *inventory.Store { return h.store }
+
+// Run serves until ctx ends, then shuts down: it announces the hub offline, closes the
+// listeners and sessions, and closes the inventory.
+func (h *Hub) Run(ctx context.Context) error {
+	defer h.store.Close()
+	defer os.Remove(h.cfg.SocketPath())
+	h.publishStatic(ctx)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 4)
+	var wg sync.WaitGroup
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	run("broker", h.broker.Run)
+	run("control socket", func(ctx context.Context) error { return control.Serve(ctx, h.control, h.admin) })
+	run("bridge publisher", h.publishLoop)
+	h.log.Info("hub running", "broker", h.broker.Addr().String(), "advertise", h.cfg.Advertise,
+		"ca_fingerprint", h.ca.Fingerprint(), "data", h.cfg.DataDir, "control", h.cfg.SocketPath())
+
+	<-ctx.Done()
+	h.publish(h.topics.Bridge(protocol.KindBridgeState), []byte(protocol.Offline), true)
+	wg.Wait()
+	close(errc)
+	var errs []error
+	for err := range errc {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// policyPath is the policy file in force: the configured one, or DataDir/policy.yaml when it
+// exists.
+func (h *Hub) policyPath() string {
+	if h.cfg.PolicyFile != "" {
+		return h.cfg.PolicyFile
+	}
+	p := filepath.Join(h.cfg.DataDir, "policy.yaml")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return ""
+}
+
+func (h *Hub) admins() ([]access.Admin, error) {
+	var out []access.Admin
+	for _, a := range h.cfg.Admins {
+		out = append(out, access.Admin{Name: a.Name, PasswordHash: a.PasswordHash})
+	}
+	if h.cfg.AdminPassword != "" {
+		hash, err := secret.HashPassword(h.cfg.AdminPassword)
+		if err != nil {
+			return nil, fmt.Errorf("HEARTH_ADMIN_PASSWORD: %w", err)
+		}
+		out = append(out, access.Admin{Name: "admin", PasswordHash: hash})
+	}
+	return out, nil
+}
+
+// setDefaultLifetime applies the leaf_lifetime setting to the policy's default class.
+func setDefaultLifetime(p *policy.Policy, d time.Duration) error {
+	for i := range p.Classes {
+		if p.Classes[i].Name == policy.DefaultClass {
+			p.Classes[i].Lifetime = d
+		}
+	}
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("leaf_lifetime %s: %w", d, err)
+	}
+	return nil
+}

@@ -1,0 +1,254 @@
+package hub
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/hearth-pki/hearth/gateway/internal/config"
+	"github.com/hearth-pki/hearth/protocol"
+)
+
+// startHub opens and runs a hub on 127.0.0.1:0 with a fresh data directory.
+func startHub(t *testing.T) (*Hub, config.Config) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg, err := config.Load([]string{"--data", dir, "--listen", "127.0.0.1:0", "--http", "off", "--hostnames", "localhost,127.0.0.1"},
+		func(k string) string {
+			if k == "HEARTH_CA_PASSPHRASE" {
+				return "test passphrase"
+			}
+			return ""
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := Open(t.Context(), cfg, Options{Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run() = %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("hub did not stop within 10 s")
+		}
+	})
+	return h, cfg
+}
+
+// client connects a paho client to the hub; cert nil means a token login.
+func client(t *testing.T, h *Hub, id, password string, cert *tls.Certificate) (mqtt.Client, error) {
+	t.Helper()
+	roots := x509.NewCertPool()
+	roots.AddCert(h.ca.Root())
+	tc := &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12}
+	if cert != nil {
+		tc.Certificates = []tls.Certificate{*cert}
+	}
+	opts := mqtt.NewClientOptions().AddBroker("tls://" + h.BrokerAddr().String()).SetClientID(id).
+		SetTLSConfig(tc).SetProtocolVersion(4).SetOrderMatters(false).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+	if cert == nil {
+		opts.SetUsername(id).SetPassword(password)
+	}
+	c := mqtt.NewClient(opts)
+	tok := c.Connect()
+	if !tok.WaitTimeout(10 * time.Second) {
+		return nil, errors.New("connect timed out")
+	}
+	if err := tok.Error(); err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return c, nil
+}
+
+// request publishes m on topic and waits for the first message on replyTopic.
+func request(t *testing.T, c mqtt.Client, topic string, m protocol.Message, replyTopic string) []byte {
+	t.Helper()
+	got := make(chan []byte, 1)
+	if tok := c.Subscribe(replyTopic, 1, func(_ mqtt.Client, msg mqtt.Message) {
+		select {
+		case got <- msg.Payload():
+		default:
+		}
+	}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe %s: %v", replyTopic, tok.Error())
+	}
+	b, err := protocol.Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok := c.Publish(topic, 1, false, b); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish %s: %v", topic, tok.Error())
+	}
+	select {
+	case p := <-got:
+		c.Unsubscribe(replyTopic).WaitTimeout(time.Second)
+		return p
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no reply on %s", replyTopic)
+		return nil
+	}
+}
+
+func newKeyAndCSR(t *testing.T, id string) (*ecdsa.PrivateKey, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: id}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+}
+
+// enroll runs a full enrollment of id over the broker and returns the device's TLS pair.
+func enroll(t *testing.T, h *Hub, id string) (tls.Certificate, protocol.Cert, string) {
+	t.Helper()
+	tok, err := h.Admin().CreateToken(t.Context(), protocol.TokenRequest{ID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client(t, h, id, tok.Token, nil)
+	if err != nil {
+		t.Fatalf("enrollment login: %v", err)
+	}
+	key, csr := newKeyAndCSR(t, id)
+	var reply protocol.Cert
+	raw := request(t, c, h.topics.Device(id, protocol.KindCSR),
+		&protocol.CSR{V: 1, RequestID: "enroll-1", CSR: csr, Reason: protocol.ReasonEnroll, Time: time.Now()},
+		h.topics.Device(id, protocol.KindCert))
+	if err := protocol.Decode(raw, &reply); err != nil || reply.Error != nil {
+		t.Fatalf("enroll reply: %v %+v", err, reply.Error)
+	}
+	c.Disconnect(100)
+	pair := tls.Certificate{PrivateKey: key}
+	rest := []byte(reply.Chain)
+	for {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		pair.Certificate = append(pair.Certificate, b.Bytes)
+	}
+	return pair, reply, tok.Token
+}
+
+func TestEnrollVerifyCommit(t *testing.T) {
+	h, cfg := startHub(t)
+	pair, reply, _ := enroll(t, h, "thermostat-hall")
+
+	// A real openssl accepts the chain.
+	if _, err := exec.LookPath("openssl"); err == nil {
+		dir := t.TempDir()
+		write := func(name string, der []byte) string {
+			p := filepath.Join(dir, name)
+			os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+			return p
+		}
+		root := write("root.pem", h.ca.Root().Raw)
+		inter := write("inter.pem", pair.Certificate[1])
+		leaf := write("leaf.pem", pair.Certificate[0])
+		out, err := exec.Command("openssl", "verify", "-CAfile", root, "-untrusted", inter, leaf).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), ": OK") {
+			t.Fatalf("openssl verify: %v\n%s", err, out)
+		}
+	}
+
+	// Reconnect with mutual TLS and commit.
+	c, err := client(t, h, "thermostat-hall", "", &pair)
+	if err != nil {
+		t.Fatalf("mutual TLS login with the new certificate: %v", err)
+	}
+	var ack protocol.Ack
+	raw := request(t, c, h.topics.Device("thermostat-hall", protocol.KindCommit),
+		&protocol.Commit{V: 1, RequestID: "enroll-1", Serial: reply.Serial, Outcome: protocol.OutcomeCommitted, Time: time.Now()},
+		h.topics.Device("thermostat-hall", protocol.KindAck))
+	if err := protocol.Decode(raw, &ack); err != nil || ack.Error != nil || ack.Serial != reply.Serial {
+		t.Fatalf("ack = %+v (%v), want serial %s", ack, err, reply.Serial)
+	}
+	active, err := h.store.ActiveCertificate(t.Context(), "thermostat-hall")
+	if err != nil || active.Serial != reply.Serial {
+		t.Fatalf("active certificate = %+v, %v; want %s", active, err, reply.Serial)
+	}
+	if _, err := os.Stat(cfg.SocketPath()); err != nil {
+		t.Errorf("control socket: %v", err)
+	}
+
+	// Revocation: the session is dropped and the certificate no longer logs in.
+	if resp := h.Admin().Do(t.Context(), "test", "device/revoke", []byte(`{"id":"thermostat-hall"}`)); resp.Status != "ok" {
+		t.Fatalf("revoke: %+v", resp)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for c.IsConnectionOpen() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if c.IsConnectionOpen() {
+		t.Error("revoked device's session is still open")
+	}
+	if _, err := client(t, h, "thermostat-hall", "", &pair); err == nil {
+		t.Error("revoked certificate logged in")
+	}
+}
+
+func TestLoginRefusals(t *testing.T) {
+	h, _ := startHub(t)
+	tok, err := h.Admin().CreateToken(t.Context(), protocol.TokenRequest{ID: "cam"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, id, password string
+	}{
+		{"wrong token", "cam", "hst_wrong"},
+		{"token of another device", "doorbell", tok.Token},
+		{"no token", "cam", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := client(t, h, tt.id, tt.password, nil); err == nil {
+				t.Errorf("login %s/%q succeeded, want refused", tt.id, tt.password)
+			}
+		})
+	}
+	// A used token no longer logs in once the device has committed a certificate.
+	pair, reply, used := enroll(t, h, "cam2")
+	// Before the commit, the used token still logs in so a lost reply can be fetched again.
+	if _, err := client(t, h, "cam2", used, nil); err != nil {
+		t.Errorf("used token before commit refused: %v, want accepted for resubmission", err)
+	}
+	c, err := client(t, h, "cam2", "", &pair)
+	if err != nil {
+		t.Fatal(err)
+	}
+	request(t, c, h.topics.Device("cam2", protocol.KindCommit),
+		&protocol.Commit{V: 1, RequestID: "enroll-1", Serial: reply.Serial, Outcome: protocol.OutcomeCommitted, Time: time.Now()},
+		h.topics.Device("cam2", protocol.KindAck))
+	if _, err := client(t, h, "cam2", used, nil); err == nil {
+		t.Error("used token logged in after the device committed")
+	}
+}
