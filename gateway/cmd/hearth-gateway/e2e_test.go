@@ -194,7 +194,7 @@ func readRoot(t *testing.T, data string) *x509.Certificate {
 func enrollOnce(ctx context.Context, addr string, root *x509.Certificate, id, token string) (string, error) {
 	roots := x509.NewCertPool()
 	roots.AddCert(root)
-	opts := mqtt.NewClientOptions().AddBroker("tls://"+addr).SetClientID(id).SetUsername(id).SetPassword(token).
+	opts := mqtt.NewClientOptions().AddBroker("tls://" + addr).SetClientID(id).SetUsername(id).SetPassword(token).
 		SetTLSConfig(&tls.Config{RootCAs: roots, ServerName: "localhost"}).SetProtocolVersion(4).SetAutoReconnect(false).
 		SetConnectTimeout(10 * time.Second)
 	c := mqtt.NewClient(opts)

@@ -221,4 +221,3 @@ func (h *Hub) publishLoop(ctx context.Context) error {
 		}
 	}
 }
-
