@@ -37,6 +37,7 @@ Talk to the running hub (control socket in the data directory):
   audit verify                     check the audit log's hash chain
 
 Other:
+  backup prepare|finish [--data DIR]  consistent inventory snapshot for backups (add-on hooks)
   admin hash                       read a password on stdin, print its hash for the config file
   version                          print the version
 
@@ -85,6 +86,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runCA(ctx, rest, stdout, stderr, env)
 	case "token", "devices", "device", "renew", "revoke", "remove", "events", "audit":
 		return runClient(ctx, cmd, rest, stdout, stderr, env)
+	case "backup":
+		return runBackup(ctx, rest, stdout, stderr, env)
 	case "admin":
 		return runAdmin(rest, stdin, stdout)
 	case "version", "--version":

@@ -116,6 +116,27 @@ func (c *Config) SocketPath() string { return filepath.Join(c.DataDir, "hearth.s
 // DatabasePath is the SQLite inventory.
 func (c *Config) DatabasePath() string { return filepath.Join(c.DataDir, "hearth.db") }
 
+// SnapshotPath is where `backup prepare` leaves a consistent copy of the inventory for a
+// backup, in data directory dir.
+func SnapshotPath(dir string) string { return filepath.Join(dir, "backup", "hearth-snapshot.db") }
+
+// RestoreSnapshot puts a backup's snapshot in place of a missing database: after Home
+// Assistant restores a backup, /data holds the snapshot but not the live files (they are
+// excluded). It reports whether it restored.
+func (c *Config) RestoreSnapshot() (bool, error) {
+	if _, err := os.Stat(c.DatabasePath()); err == nil {
+		return false, nil
+	}
+	snap := SnapshotPath(c.DataDir)
+	if _, err := os.Stat(snap); err != nil {
+		return false, nil
+	}
+	if err := os.Rename(snap, c.DatabasePath()); err != nil {
+		return false, fmt.Errorf("restore inventory snapshot: %w", err)
+	}
+	return true, nil
+}
+
 // CADir holds the CA's certificates and encrypted keys.
 func (c *Config) CADir() string { return filepath.Join(c.DataDir, "ca") }
 

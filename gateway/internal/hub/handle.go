@@ -198,6 +198,14 @@ func (h *Hub) publishDevices(ctx context.Context) {
 		return
 	}
 	h.publish(h.topics.Bridge(protocol.KindBridgeDevices), b, true)
+	if h.ha != nil {
+		hub, devs, err := h.haSnapshot(ctx)
+		if err != nil {
+			h.log.Warn("Home Assistant snapshot", "err", err)
+			return
+		}
+		h.ha.Update(hub, devs)
+	}
 }
 
 // publishLoop refreshes bridge/devices after changes, at most once a second, and the CRL

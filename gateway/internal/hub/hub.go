@@ -27,6 +27,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/config"
 	"github.com/hearth-pki/hearth/gateway/internal/control"
+	"github.com/hearth-pki/hearth/gateway/internal/hass"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/issuer"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
@@ -51,6 +52,8 @@ type Hub struct {
 	issuer  *issuer.Issuer
 	admin   *admin.Service
 	control net.Listener
+
+	ha      *hass.Publisher // nil without Home Assistant discovery
 
 	changed chan struct{} // inventory changed: refresh bridge/devices (coalescing)
 	crlMu   sync.Mutex
@@ -112,6 +115,11 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	}
 	h.policy.Store(pol)
 
+	if restored, err := cfg.RestoreSnapshot(); err != nil {
+		return nil, err
+	} else if restored {
+		h.log.Info("inventory restored from the backup snapshot", "from", config.SnapshotPath(cfg.DataDir))
+	}
 	if h.store, err = inventory.Open(ctx, cfg.DatabasePath()); err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
@@ -173,6 +181,10 @@ func (h *Hub) Store() *inventory.Store { return h.store }
 func (h *Hub) Run(ctx context.Context) error {
 	defer h.store.Close()
 	defer os.Remove(h.cfg.SocketPath())
+	if err := h.exportCA(); err != nil {
+		h.log.Warn("CA bundle not exported", "err", err)
+	}
+	h.ha = h.homeAssistant(ctx)
 	h.publishStatic(ctx)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -191,6 +203,9 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 	run("broker", h.broker.Run)
 	run("control socket", func(ctx context.Context) error { return control.Serve(ctx, h.control, h.admin) })
+	if h.ha != nil {
+		run("home assistant", h.ha.Run)
+	}
 	run("bridge publisher", h.publishLoop)
 	h.log.Info("hub running", "broker", h.broker.Addr().String(), "advertise", h.cfg.Advertise,
 		"ca_fingerprint", h.ca.Fingerprint(), "data", h.cfg.DataDir, "control", h.cfg.SocketPath())

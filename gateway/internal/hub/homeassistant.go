@@ -1,0 +1,129 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hearth-pki/hearth/gateway/internal/atomicfile"
+	"github.com/hearth-pki/hearth/gateway/internal/hass"
+	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/monitor"
+	"github.com/hearth-pki/hearth/protocol"
+)
+
+// haOps are the bridge operations Home Assistant's broker may call. token/create is not
+// among them: its answer carries a secret, and every client of HA's broker could read it.
+var haOps = []string{"device/list", "device/get", "device/renew"}
+
+// homeAssistant returns the discovery publisher, or nil when discovery is off or Home
+// Assistant has no broker.
+func (h *Hub) homeAssistant(ctx context.Context) *hass.Publisher {
+	if !h.cfg.HA.Discovery {
+		return nil
+	}
+	var b hass.Broker
+	switch {
+	case h.cfg.HA.Broker != "":
+		u, err := url.Parse(h.cfg.HA.Broker)
+		port, _ := strconv.Atoi(u.Port())
+		if err != nil || port == 0 {
+			h.log.Error("home_assistant.broker is not mqtt://host:port", "broker", h.cfg.HA.Broker)
+			return nil
+		}
+		b = hass.Broker{Host: u.Hostname(), Port: port, SSL: u.Scheme == "mqtts", Username: h.cfg.HA.Username, Password: h.cfg.HA.Password}
+	case h.cfg.HA.SupervisorToken != "":
+		var err error
+		b, err = hass.DiscoverBroker(ctx, h.cfg.HA.SupervisorURL, h.cfg.HA.SupervisorToken, &http.Client{Timeout: 10 * time.Second})
+		if errors.Is(err, hass.ErrNoBroker) {
+			h.log.Warn("Home Assistant has no MQTT broker (install the Mosquitto add-on): devices are not shown as entities")
+			return nil
+		}
+		if err != nil {
+			h.log.Error("ask the Supervisor for Home Assistant's MQTT broker", "err", err)
+			return nil
+		}
+	default:
+		h.log.Warn("Home Assistant discovery is on but no broker is configured (home_assistant.broker)")
+		return nil
+	}
+	return hass.New(hass.Config{Broker: b, DiscoveryPrefix: h.cfg.HA.DiscoveryPrefix, TopicPrefix: h.topics.Prefix(),
+		Bridge: func(ctx context.Context, op string, payload []byte) []byte {
+			var resp protocol.BridgeResponse
+			if slices.Contains(haOps, op) {
+				resp = h.admin.Do(ctx, "ha", op, payload)
+			} else {
+				resp = protocol.BridgeResponse{Status: "error", Code: protocol.CodeBadRequest,
+					Error: fmt.Sprintf("operation %q is not available from Home Assistant's broker (use %v)", op, haOps)}
+			}
+			b, _ := json.Marshal(resp)
+			return b
+		}}, h.log.With("part", "hass"))
+}
+
+// haSnapshot maps the inventory to the entities' inputs.
+func (h *Hub) haSnapshot(ctx context.Context) (hass.Hub, []hass.Device, error) {
+	devs, err := h.store.Devices(ctx)
+	if err != nil {
+		return hass.Hub{}, nil, err
+	}
+	now := h.now()
+	hub := hass.Hub{Version: h.version, Online: true, Devices: len(devs), CAExpires: h.ca.Intermediate().NotAfter, SuccessRate24h: math.NaN()}
+	if ok, failed, err := h.store.AttemptStats(ctx, now.Add(-24*time.Hour)); err == nil && ok+failed > 0 {
+		hub.SuccessRate24h = 100 * float64(ok) / float64(ok+failed)
+	}
+	out := make([]hass.Device, 0, len(devs))
+	problems := 0
+	for _, d := range devs {
+		var active *inventory.Certificate
+		if c, err := h.store.ActiveCertificate(ctx, d.ID); err == nil {
+			active = &c
+			if c.NotAfter.Sub(now) < monitor.ExpiringWithin {
+				hub.ExpiringSoon++
+			}
+		}
+		hd := hass.Device{ID: d.ID, Name: d.Name, Model: d.Model, Vendor: d.Vendor, Firmware: d.Firmware, LastSeen: d.LastSeen,
+			Problems: monitor.Problems(d, active, now)}
+		if active != nil {
+			hd.Expires = active.NotAfter
+		}
+		if len(hd.Problems) > 0 {
+			problems++
+		}
+		out = append(out, hd)
+	}
+	if problems > 0 {
+		hub.Problem = fmt.Sprintf("%d device(s) need attention", problems)
+	}
+	return hub, out, nil
+}
+
+// exportCA writes the CA bundle to SSLDir/hearth/ so other add-ons can trust the hub's
+// certificates.
+func (h *Hub) exportCA() error {
+	if !h.cfg.ExportCA {
+		return nil
+	}
+	dir := filepath.Join(h.cfg.SSLDir, "hearth")
+	if _, err := os.Stat(h.cfg.SSLDir); err != nil {
+		h.log.Info("CA export skipped: the ssl folder is not mapped", "dir", h.cfg.SSLDir)
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("export CA: %w", err)
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, "ca.pem"), h.ca.ChainPEM(), 0o644); err != nil {
+		return fmt.Errorf("export CA: %w", err)
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, "root.pem"), h.ca.RootPEM(), 0o644)
+}
+

@@ -1,0 +1,350 @@
+package renewal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/policy"
+	"github.com/hearth-pki/hearth/gateway/internal/rate"
+	"github.com/hearth-pki/hearth/protocol"
+)
+
+// Commander pushes a command to a device and returns the command's id. The hub's
+// admin.Service.Renew does it over MQTT; tests use a fake. An error means the command was
+// not sent.
+type Commander interface {
+	Renew(ctx context.Context, deviceID string, action protocol.Action, reason string) (commandID string, err error)
+}
+
+// Kinds of the audit events the scheduler appends (and passes to Notify, except
+// EventCommanded, which the Commander announces itself as admin.Service.Renew does).
+const (
+	EventDue              = "renewal.due"       // a device reached the end of its window: reason
+	EventForced           = "renewal.forced"    // Force: reason
+	EventCommanded        = "renewal.commanded" // a command was sent: command_id, action, reason, deadline, campaign
+	EventFailed           = "renewal.failed"    // an attempt failed: cause, failures, next_attempt_at
+	EventFailing          = "renewal.failing"   // MaxFailures consecutive failures: cause, failures
+	EventReminder         = "renewal.reminder"  // a manual device's reminder: serial, threshold, expires
+	EventCampaignStarted  = "campaign.started"  // StartCampaign: id, action, total
+	EventCampaignProgress = "campaign.progress" // counts changed: id, total, commanded, committed, failed, pending
+	EventCampaignAborted  = "campaign.aborted"  // the abort threshold was reached: id, cause and counts
+	EventCampaignFinished = "campaign.finished" // every device committed or failed: id and counts
+)
+
+// Config holds the scheduler's collaborators and limits. Zero values mean the defaults.
+type Config struct {
+	// Store is the inventory; required.
+	Store *inventory.Store
+	// Policy returns the policy in force; called once per pass. Default policy.Default.
+	Policy func() *policy.Policy
+	// Commander sends renew commands; required.
+	Commander Commander
+	// Online reports whether a device has a live session. Default: the inventory's
+	// Device.Online (the hub records presence there).
+	Online func(deviceID string) bool
+	// PublishWindow publishes the retained renewal window of certificate c
+	// (issuer.PublishRenewal). Default: publish nothing.
+	PublishWindow func(ctx context.Context, c inventory.Certificate, now time.Time)
+	// Now is the hub clock. Default time.Now.
+	Now func() time.Time
+	// Rand returns a number in [0, 1) for the backoff's jitter. Default math/rand/v2.Float64.
+	Rand func() float64
+	// Interval is the period of reconcile passes when nothing asks for one sooner.
+	// Default 1 minute.
+	Interval time.Duration
+	// Rate is the number of commands per second across the fleet. Default 20.
+	Rate float64
+	// Burst is how many commands may leave at once. Default Rate × 1 s (at least 1): Run
+	// spaces passes by at least a second, so a smaller Burst lowers the effective rate.
+	Burst int
+	// MaxInFlight caps the devices commanded and not yet committed or failed. Default 50.
+	MaxInFlight int
+	// AttemptDeadline is how long a commanded device has to commit. Default 10 minutes
+	// (admin.CommandTimeout).
+	AttemptDeadline time.Duration
+	// MaxFailures is the number of consecutive failures that make a device "failing".
+	// Default 5.
+	MaxFailures int
+	// BackoffBase and BackoffMax bound the wait before a retry (policy.Backoff).
+	// Defaults 1 minute and 6 hours.
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	// ReminderLeads are the times before expiry at which a manual device gets a reminder,
+	// besides the opening of its window; 0 is the expiry itself. Default 7 days, 1 day, 0.
+	ReminderLeads []time.Duration
+	// Notify receives the events worth showing (bridge/event). Default: none.
+	Notify func(protocol.Event)
+	Logger *slog.Logger
+}
+
+// ErrConfig reports a Config the scheduler cannot work with.
+var ErrConfig = errors.New("renewal: invalid configuration")
+
+// ErrNotRenewable reports a Force on a device the scheduler cannot command: unknown, without
+// an active certificate, without an agent, or quarantined.
+var ErrNotRenewable = errors.New("device cannot be renewed by command")
+
+// minPassGap is the least time between two passes of Run, however often it is kicked: a pass
+// reads the whole inventory.
+const minPassGap = time.Second
+
+// Scheduler is the renewal orchestrator. Create it with New; run it with Run.
+type Scheduler struct {
+	cfg     Config
+	limiter *rate.Limiter
+	kick    chan struct{}
+
+	mu        sync.Mutex               // serializes passes, Force and StartCampaign
+	campaigns map[string]*rate.Limiter // campaign id → its command rate; under mu
+	done      map[string]bool          // campaigns finished or aborted with nothing in flight; under mu
+
+	hookMu    sync.Mutex
+	failed    map[string]hookFailure // device → failure reported by Failed, not yet applied
+	committed map[string]bool        // device → Committed since the last pass
+}
+
+// hookFailure is a failure reported by the hub, applied by the next pass.
+type hookFailure struct {
+	code string
+	at   time.Time
+}
+
+// New returns a Scheduler with cfg's defaults filled in. It starts nothing.
+func New(cfg Config) *Scheduler {
+	if cfg.Policy == nil {
+		cfg.Policy = policy.Default
+	}
+	if cfg.PublishWindow == nil {
+		cfg.PublishWindow = func(context.Context, inventory.Certificate, time.Time) {}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Float64
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Minute
+	}
+	if cfg.Rate <= 0 {
+		cfg.Rate = 20
+	}
+	if cfg.Burst <= 0 {
+		cfg.Burst = max(1, int(math.Ceil(cfg.Rate*minPassGap.Seconds())))
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 50
+	}
+	if cfg.AttemptDeadline <= 0 {
+		cfg.AttemptDeadline = 10 * time.Minute
+	}
+	if cfg.MaxFailures <= 0 {
+		cfg.MaxFailures = 5
+	}
+	if cfg.BackoffBase <= 0 {
+		cfg.BackoffBase = time.Minute
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = 6 * time.Hour
+	}
+	cfg.BackoffMax = max(cfg.BackoffMax, cfg.BackoffBase)
+	if cfg.ReminderLeads == nil {
+		cfg.ReminderLeads = []time.Duration{7 * 24 * time.Hour, 24 * time.Hour, 0}
+	}
+	if cfg.Notify == nil {
+		cfg.Notify = func(protocol.Event) {}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Scheduler{
+		cfg:       cfg,
+		limiter:   rate.New(cfg.Rate, cfg.Burst),
+		kick:      make(chan struct{}, 1),
+		campaigns: map[string]*rate.Limiter{},
+		done:      map[string]bool{},
+		failed:    map[string]hookFailure{},
+		committed: map[string]bool{},
+	}
+}
+
+// check reports a Config missing a required collaborator.
+func (s *Scheduler) check() error {
+	switch {
+	case s.cfg.Store == nil:
+		return fmt.Errorf("%w: no Store", ErrConfig)
+	case s.cfg.Commander == nil:
+		return fmt.Errorf("%w: no Commander", ErrConfig)
+	}
+	return nil
+}
+
+// now is the hub clock in UTC, truncated to the second as the inventory stores it.
+func (s *Scheduler) now() time.Time { return s.cfg.Now().UTC().Truncate(time.Second) }
+
+// Run reconciles every Interval, sooner when a pass asks for it (a deadline, a backoff, a
+// window's end, the rate limiter's next token) or when kicked, and at most once a second. It
+// returns nil when ctx ends; a failed pass is logged and retried, never fatal.
+func (s *Scheduler) Run(ctx context.Context) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	var last time.Time
+	for {
+		last = time.Now()
+		rep, err := s.Reconcile(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		switch {
+		case err != nil:
+			s.cfg.Logger.Warn("renewal pass failed", "err", err, "report", rep)
+		case rep.busy():
+			s.cfg.Logger.Info("renewal pass", "report", rep)
+		default:
+			s.cfg.Logger.Debug("renewal pass", "report", rep)
+		}
+		wait := s.cfg.Interval
+		if !rep.NextWake.IsZero() {
+			wait = min(wait, rep.NextWake.Sub(s.cfg.Now()))
+		}
+		wait = max(wait, minPassGap)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		case <-s.kick:
+			t.Stop()
+			if gap := minPassGap - time.Since(last); gap > 0 {
+				t = time.NewTimer(gap)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return nil
+				case <-t.C:
+				}
+			}
+		}
+	}
+}
+
+// Kick asks Run for a pass soon (a device came online, a commit arrived, the policy
+// changed). It never blocks; kicks before the pass starts coalesce.
+func (s *Scheduler) Kick() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// DeviceOnline tells the scheduler that a device has (re)connected: a due device queued
+// while it was offline is commanded by the next pass. Call it after recording the presence
+// in the inventory. It never blocks.
+func (s *Scheduler) DeviceOnline(deviceID string) { s.Kick() }
+
+// Committed tells the scheduler that the issuer activated a new certificate of the device and
+// published its window (issuer.HandleCommit does both): the next pass returns the device to
+// idle without publishing the window again. It never blocks.
+func (s *Scheduler) Committed(deviceID string) {
+	s.hookMu.Lock()
+	s.committed[deviceID] = true
+	s.hookMu.Unlock()
+	s.Kick()
+}
+
+// Failed tells the scheduler that the device's renewal failed for good (code: the protocol
+// error code, or "rolled_back" when the agent went back to its previous certificate). The
+// next pass counts it against the command in flight, if the device has one; otherwise it is
+// ignored (an agent renewing on its own in its window retries by itself). It never blocks.
+func (s *Scheduler) Failed(deviceID, code string) {
+	s.hookMu.Lock()
+	s.failed[deviceID] = hookFailure{code: code, at: s.now()}
+	s.hookMu.Unlock()
+	s.Kick()
+}
+
+// takeHooks returns and clears the outcomes the hooks reported since the last pass.
+func (s *Scheduler) takeHooks() (map[string]hookFailure, map[string]bool) {
+	s.hookMu.Lock()
+	defer s.hookMu.Unlock()
+	f, c := s.failed, s.committed
+	s.failed, s.committed = map[string]hookFailure{}, map[string]bool{}
+	return f, c
+}
+
+// Force makes an agent device due at once, whatever its window says (an admin's "renew
+// now"): it is commanded by the next pass when it is online, else when it reconnects, and
+// retried with backoff until it commits. A device already commanded is left alone; a device
+// backing off is retried at once. Force returns ErrNotRenewable (wrapped) for a device it
+// cannot command.
+func (s *Scheduler) Force(ctx context.Context, deviceID, reason string) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	store := s.cfg.Store
+	d, err := store.Device(ctx, deviceID)
+	if errors.Is(err, inventory.ErrNotFound) {
+		return fmt.Errorf("force renewal of %q: %w: not in the inventory", deviceID, ErrNotRenewable)
+	}
+	if err != nil {
+		return fmt.Errorf("force renewal of %q: %w", deviceID, err)
+	}
+	if _, err := store.ActiveCertificate(ctx, deviceID); errors.Is(err, inventory.ErrNotFound) {
+		return fmt.Errorf("force renewal of %q: %w: no active certificate", deviceID, ErrNotRenewable)
+	} else if err != nil {
+		return fmt.Errorf("force renewal of %q: %w", deviceID, err)
+	}
+	if !commandable(d) {
+		return fmt.Errorf("force renewal of %q: %w: mechanism %q, state %q", deviceID, ErrNotRenewable, d.Mechanism, d.State)
+	}
+	st := d.Renewal
+	if st.State == inventory.RenewalCommanded {
+		return nil
+	}
+	if st.State != inventory.RenewalFailing {
+		st.State = inventory.RenewalDue
+	}
+	now := s.now()
+	st.NextAttemptAt = time.Time{}
+	if err := store.SetRenewal(ctx, deviceID, st); err != nil {
+		return fmt.Errorf("force renewal of %q: %w", deviceID, err)
+	}
+	s.event(ctx, inventory.Event{Time: now, Kind: EventForced, DeviceID: deviceID,
+		Message: "renewal forced: " + reason, Data: map[string]string{"reason": reason}}, true)
+	s.Kick()
+	return nil
+}
+
+// commandable reports whether d is a device the scheduler commands (it runs an agent and is
+// not shut out).
+func commandable(d inventory.Device) bool {
+	return d.Mechanism != inventory.MechanismManual && tracked(d)
+}
+
+// tracked reports whether the scheduler looks after d at all.
+func tracked(d inventory.Device) bool {
+	return d.State != inventory.StateQuarantined && d.State != inventory.StateRemoved
+}
+
+// event appends e to the audit log and, when notify is set, passes it to Notify. A failure to
+// append is logged: the state change it describes is already stored.
+func (s *Scheduler) event(ctx context.Context, e inventory.Event, notify bool) {
+	if _, err := s.cfg.Store.AppendEvent(ctx, e); err != nil {
+		s.cfg.Logger.Warn("append renewal event", "kind", e.Kind, "device", e.DeviceID, "err", err)
+	}
+	if notify {
+		s.cfg.Notify(protocol.Event{V: protocol.Version, Type: e.Kind, Time: e.Time, DeviceID: e.DeviceID,
+			Message: e.Message, Data: e.Data})
+	}
+}
