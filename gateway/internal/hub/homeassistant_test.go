@@ -1,0 +1,174 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/hearth-pki/hearth/gateway/internal/config"
+	"github.com/hearth-pki/hearth/protocol"
+)
+
+// startMosquitto runs a real mosquitto as Home Assistant's broker and returns its address.
+func startMosquitto(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		if _, err := os.Stat("/usr/sbin/mosquitto"); err != nil {
+			t.Skip("mosquitto is not installed (scripts/test.sh installs it)")
+		}
+		bin = "/usr/sbin/mosquitto"
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n", port)), 0o600)
+	cmd := exec.Command(bin, "-c", conf)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for range 100 {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("mosquitto did not start")
+	return ""
+}
+
+// haWatcher subscribes to everything on Home Assistant's broker and keeps the last payload
+// of each topic.
+type haWatcher struct {
+	c    mqtt.Client
+	mu   sync.Mutex
+	last map[string]string
+}
+
+func watchHA(t *testing.T, addr string) *haWatcher {
+	w := &haWatcher{last: map[string]string{}}
+	opts := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("ha-watcher").SetProtocolVersion(4)
+	w.c = mqtt.NewClient(opts)
+	if tok := w.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect to HA broker: %v", tok.Error())
+	}
+	t.Cleanup(func() { w.c.Disconnect(100) })
+	w.c.Subscribe("#", 1, func(_ mqtt.Client, m mqtt.Message) {
+		w.mu.Lock()
+		w.last[m.Topic()] = string(m.Payload())
+		w.mu.Unlock()
+	}).WaitTimeout(5 * time.Second)
+	return w
+}
+
+func (w *haWatcher) wait(t *testing.T, topic string, ok func(string) bool) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		w.mu.Lock()
+		p, seen := w.last[topic]
+		w.mu.Unlock()
+		if seen && ok(p) {
+			return p
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t.Fatalf("topic %s never matched; last payload %q", topic, w.last[topic])
+	return ""
+}
+
+func TestHomeAssistantEntitiesAndButton(t *testing.T) {
+	haAddr := startMosquitto(t)
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "hearth.yaml")
+	os.WriteFile(cfgFile, []byte(fmt.Sprintf("home_assistant:\n  discovery: true\n  broker: mqtt://%s\n", haAddr)), 0o600)
+	cfg, err := config.Load([]string{"--config", cfgFile, "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--http", "off",
+		"--hostnames", "localhost,127.0.0.1"}, func(k string) string {
+		if k == "HEARTH_CA_PASSPHRASE" {
+			return "test passphrase"
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watcher := watchHA(t, haAddr)
+	h, err := Open(t.Context(), cfg, Options{Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	watcher.wait(t, "homeassistant/device/hearth_hub/config", func(p string) bool { return strings.Contains(p, `"cmps"`) })
+
+	// An enrolled, committed device appears as a Home Assistant device with its expiry.
+	pair, reply, _ := enroll(t, h, "thermostat-hall")
+	dev, err := client(t, h, "thermostat-hall", "", &pair)
+	if err != nil {
+		t.Fatal(err)
+	}
+	request(t, dev, h.topics.Device("thermostat-hall", protocol.KindCommit),
+		&protocol.Commit{V: 1, RequestID: "enroll-1", Serial: reply.Serial, Outcome: protocol.OutcomeCommitted, Time: time.Now()},
+		h.topics.Device("thermostat-hall", protocol.KindAck))
+	cfgTopic := "homeassistant/device/hearth_thermostat-hall/config"
+	config := watcher.wait(t, cfgTopic, func(p string) bool { return strings.Contains(p, "hearth/bridge/request/device/renew") })
+	for _, want := range []string{`"device_class":"timestamp"`, `"default_entity_id"`, `"unique_id"`, `"via_device":"hearth_hub"`, `"o":`} {
+		if !strings.Contains(config, want) {
+			t.Errorf("discovery config lacks %s:\n%s", want, config)
+		}
+	}
+	stateTopic := "hearth/hass/device/thermostat-hall/state"
+	watcher.wait(t, stateTopic, func(p string) bool { return strings.Contains(p, `"expires":"20`) })
+
+	// Pressing "Renew certificate" in Home Assistant sends a renew command to the device.
+	cmds := make(chan protocol.Command, 1)
+	dev.Subscribe(h.topics.Device("thermostat-hall", protocol.KindCmd), 1, func(_ mqtt.Client, m mqtt.Message) {
+		var c protocol.Command
+		if protocol.Decode(m.Payload(), &c) == nil {
+			cmds <- c
+		}
+	}).WaitTimeout(5 * time.Second)
+	watcher.c.Publish("hearth/bridge/request/device/renew", 1, false, `{"id":"thermostat-hall","transaction":"ha-1"}`).WaitTimeout(5 * time.Second)
+	select {
+	case c := <-cmds:
+		if c.Action != protocol.ActionRenew {
+			t.Errorf("command = %+v, want renew", c)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the button press did not reach the device")
+	}
+	watcher.wait(t, "hearth/bridge/response/device/renew", func(p string) bool { return strings.Contains(p, `"transaction":"ha-1"`) })
+
+	// token/create is refused from HA's broker: its answer carries a secret.
+	watcher.c.Publish("hearth/bridge/request/token/create", 1, false, `{"id":"x","transaction":"ha-2"}`).WaitTimeout(5 * time.Second)
+	watcher.wait(t, "hearth/bridge/response/token/create", func(p string) bool {
+		return strings.Contains(p, `"status":"error"`) && !strings.Contains(p, "hst_")
+	})
+
+	// Removing the device clears its entities.
+	if resp := h.Admin().Do(t.Context(), "test", "device/remove", []byte(`{"id":"thermostat-hall"}`)); resp.Status != "ok" {
+		t.Fatalf("remove: %+v", resp)
+	}
+	watcher.wait(t, cfgTopic, func(p string) bool { return p == "" })
+}
