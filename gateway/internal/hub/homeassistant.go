@@ -126,4 +126,3 @@ func (h *Hub) exportCA() error {
 	}
 	return atomicfile.WriteFile(filepath.Join(dir, "root.pem"), h.ca.RootPEM(), 0o644)
 }
-

@@ -53,7 +53,7 @@ type Hub struct {
 	admin   *admin.Service
 	control net.Listener
 
-	ha      *hass.Publisher // nil without Home Assistant discovery
+	ha *hass.Publisher // nil without Home Assistant discovery
 
 	changed chan struct{} // inventory changed: refresh bridge/devices (coalescing)
 	crlMu   sync.Mutex
