@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,7 +25,7 @@ import (
 )
 
 // startHub opens and runs a hub on 127.0.0.1:0 with a fresh data directory.
-func startHub(t *testing.T) (*Hub, config.Config) {
+func startHub(t testing.TB) (*Hub, config.Config) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg, err := config.Load([]string{"--data", dir, "--listen", "127.0.0.1:0", "--http", "off", "--hostnames", "localhost,127.0.0.1"},
@@ -59,7 +60,7 @@ func startHub(t *testing.T) (*Hub, config.Config) {
 }
 
 // client connects a paho client to the hub; cert nil means a token login.
-func client(t *testing.T, h *Hub, id, password string, cert *tls.Certificate) (mqtt.Client, error) {
+func client(t testing.TB, h *Hub, id, password string, cert *tls.Certificate) (mqtt.Client, error) {
 	t.Helper()
 	roots := x509.NewCertPool()
 	roots.AddCert(h.ca.Root())
@@ -85,8 +86,17 @@ func client(t *testing.T, h *Hub, id, password string, cert *tls.Certificate) (m
 }
 
 // request publishes m on topic and waits for the first message on replyTopic.
-func request(t *testing.T, c mqtt.Client, topic string, m protocol.Message, replyTopic string) []byte {
+func request(t testing.TB, c mqtt.Client, topic string, m protocol.Message, replyTopic string) []byte {
 	t.Helper()
+	b, err := tryRequest(c, topic, m, replyTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// tryRequest is request for goroutines: it returns its error.
+func tryRequest(c mqtt.Client, topic string, m protocol.Message, replyTopic string) ([]byte, error) {
 	got := make(chan []byte, 1)
 	if tok := c.Subscribe(replyTopic, 1, func(_ mqtt.Client, msg mqtt.Message) {
 		select {
@@ -94,58 +104,66 @@ func request(t *testing.T, c mqtt.Client, topic string, m protocol.Message, repl
 		default:
 		}
 	}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe %s: %v", replyTopic, tok.Error())
+		return nil, fmt.Errorf("subscribe %s: %v", replyTopic, tok.Error())
 	}
+	defer func() { c.Unsubscribe(replyTopic).WaitTimeout(time.Second) }()
 	b, err := protocol.Encode(m)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if tok := c.Publish(topic, 1, false, b); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("publish %s: %v", topic, tok.Error())
+		return nil, fmt.Errorf("publish %s: %v", topic, tok.Error())
 	}
 	select {
 	case p := <-got:
-		c.Unsubscribe(replyTopic).WaitTimeout(time.Second)
-		return p
+		return p, nil
 	case <-time.After(10 * time.Second):
-		t.Fatalf("no reply on %s", replyTopic)
-		return nil
+		return nil, fmt.Errorf("no reply on %s", replyTopic)
 	}
 }
 
-func newKeyAndCSR(t *testing.T, id string) (*ecdsa.PrivateKey, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: id}}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+func newKeyAndCSR(id string) (*ecdsa.PrivateKey, string) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: id}}, key)
 	return key, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
 }
 
-// enroll runs a full enrollment of id over the broker and returns the device's TLS pair.
-func enroll(t *testing.T, h *Hub, id string) (tls.Certificate, protocol.Cert, string) {
+// enroll runs a full enrollment of id over the broker and returns the device's TLS pair,
+// the reply and the token it used.
+func enroll(t testing.TB, h *Hub, id string) (tls.Certificate, protocol.Cert, string) {
 	t.Helper()
-	tok, err := h.Admin().CreateToken(t.Context(), protocol.TokenRequest{ID: id})
+	pair, reply, tok, err := tryEnroll(t, h, id)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return pair, reply, tok
+}
+
+func tryEnroll(t testing.TB, h *Hub, id string) (tls.Certificate, protocol.Cert, string, error) {
+	tok, err := h.Admin().CreateToken(t.Context(), protocol.TokenRequest{ID: id})
+	if err != nil {
+		return tls.Certificate{}, protocol.Cert{}, "", err
+	}
 	c, err := client(t, h, id, tok.Token, nil)
 	if err != nil {
-		t.Fatalf("enrollment login: %v", err)
+		return tls.Certificate{}, protocol.Cert{}, "", fmt.Errorf("enrollment login: %w", err)
 	}
-	key, csr := newKeyAndCSR(t, id)
+	defer c.Disconnect(0)
+	key, csr := newKeyAndCSR(id)
+	pair, reply, err := csrRoundTrip(h, c, id, key, &protocol.CSR{V: 1, RequestID: "enroll-1", CSR: csr, Reason: protocol.ReasonEnroll, Time: time.Now()})
+	return pair, reply, tok.Token, err
+}
+
+// csrRoundTrip sends req and returns the issued pair.
+func csrRoundTrip(h *Hub, c mqtt.Client, id string, key *ecdsa.PrivateKey, req *protocol.CSR) (tls.Certificate, protocol.Cert, error) {
 	var reply protocol.Cert
-	raw := request(t, c, h.topics.Device(id, protocol.KindCSR),
-		&protocol.CSR{V: 1, RequestID: "enroll-1", CSR: csr, Reason: protocol.ReasonEnroll, Time: time.Now()},
-		h.topics.Device(id, protocol.KindCert))
-	if err := protocol.Decode(raw, &reply); err != nil || reply.Error != nil {
-		t.Fatalf("enroll reply: %v %+v", err, reply.Error)
+	raw, err := tryRequest(c, h.topics.Device(id, protocol.KindCSR), req, h.topics.Device(id, protocol.KindCert))
+	if err != nil {
+		return tls.Certificate{}, reply, err
 	}
-	c.Disconnect(100)
+	if err := protocol.Decode(raw, &reply); err != nil || reply.Error != nil {
+		return tls.Certificate{}, reply, fmt.Errorf("csr reply: %v %v", err, reply.Error)
+	}
 	pair := tls.Certificate{PrivateKey: key}
 	rest := []byte(reply.Chain)
 	for {
@@ -155,7 +173,39 @@ func enroll(t *testing.T, h *Hub, id string) (tls.Certificate, protocol.Cert, st
 		}
 		pair.Certificate = append(pair.Certificate, b.Bytes)
 	}
-	return pair, reply, tok.Token
+	return pair, reply, nil
+}
+
+// tryRenew renews id over its mutual-TLS session with a fresh key.
+func tryRenew(t testing.TB, h *Hub, id string, cur tls.Certificate, serial, requestID string) (tls.Certificate, string, error) {
+	c, err := client(t, h, id, "", &cur)
+	if err != nil {
+		return tls.Certificate{}, "", err
+	}
+	defer c.Disconnect(0)
+	key, csr := newKeyAndCSR(id)
+	pair, reply, err := csrRoundTrip(h, c, id, key, &protocol.CSR{V: 1, RequestID: requestID, CSR: csr, Reason: protocol.ReasonWindow, Replaces: serial, Time: time.Now()})
+	return pair, reply.Serial, err
+}
+
+// tryCommit reconnects with pair and commits serial.
+func tryCommit(t testing.TB, h *Hub, id string, pair tls.Certificate, requestID, serial string) error {
+	c, err := client(t, h, id, "", &pair)
+	if err != nil {
+		return fmt.Errorf("reconnect with the new certificate: %w", err)
+	}
+	defer c.Disconnect(0)
+	raw, err := tryRequest(c, h.topics.Device(id, protocol.KindCommit),
+		&protocol.Commit{V: 1, RequestID: requestID, Serial: serial, Outcome: protocol.OutcomeCommitted, Time: time.Now()},
+		h.topics.Device(id, protocol.KindAck))
+	if err != nil {
+		return err
+	}
+	var ack protocol.Ack
+	if err := protocol.Decode(raw, &ack); err != nil || ack.Error != nil {
+		return fmt.Errorf("ack: %v %v", err, ack.Error)
+	}
+	return nil
 }
 
 func TestEnrollVerifyCommit(t *testing.T) {
