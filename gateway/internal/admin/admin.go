@@ -243,6 +243,9 @@ type Renewal struct {
 	Deadline  time.Time `json:"deadline"`
 }
 
+// EventRenewRequested is the audit event of a renew command, with whoever asked as actor.
+const EventRenewRequested = "renewal.requested"
+
 // CommandTimeout is how long an agent has to act on a command.
 const CommandTimeout = 10 * time.Minute
 
@@ -260,6 +263,10 @@ func (s *Service) Renew(ctx context.Context, id string, action protocol.Action, 
 		return Renewal{}, internal(err)
 	}
 	if err := s.cfg.Broker.Publish(s.cfg.Topics.Device(id, protocol.KindCmd), b, false); err != nil {
+		return Renewal{}, internal(err)
+	}
+	if _, err := s.cfg.Store.AppendEvent(ctx, inventory.Event{Time: now, Kind: EventRenewRequested, DeviceID: id,
+		Message: reason, Data: map[string]string{"command_id": cmd.CommandID, "action": string(action)}}); err != nil {
 		return Renewal{}, internal(err)
 	}
 	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: "renewal.commanded", Time: now, DeviceID: id,

@@ -32,6 +32,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/issuer"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
 	"github.com/hearth-pki/hearth/gateway/internal/secret"
+	"github.com/hearth-pki/hearth/gateway/internal/web"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -207,6 +208,12 @@ func (h *Hub) Run(ctx context.Context) error {
 		run("home assistant", h.ha.Run)
 	}
 	run("bridge publisher", h.publishLoop)
+	if h.cfg.HTTPListen != "" {
+		handler := web.Handler(web.Config{Admin: h.admin, Store: h.store, Online: h.onlineCount, Version: h.version, Now: h.now,
+			CA:           web.CAInfo{RootNotAfter: h.ca.Root().NotAfter, IntermediateNotAfter: h.ca.Intermediate().NotAfter, Fingerprint: h.ca.Fingerprint()},
+			TrustIngress: h.cfg.Addon, AllowedHosts: h.cfg.Hostnames, Logger: h.log.With("part", "web")})
+		run("dashboard", func(ctx context.Context) error { return web.Serve(ctx, h.cfg.HTTPListen, handler) })
+	}
 	h.log.Info("hub running", "broker", h.broker.Addr().String(), "advertise", h.cfg.Advertise,
 		"ca_fingerprint", h.ca.Fingerprint(), "data", h.cfg.DataDir, "control", h.cfg.SocketPath())
 
@@ -219,6 +226,21 @@ func (h *Hub) Run(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// onlineCount is the number of devices with a live session.
+func (h *Hub) onlineCount() int {
+	devs, err := h.store.Devices(context.Background())
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, d := range devs {
+		if d.Online {
+			n++
+		}
+	}
+	return n
 }
 
 // policyPath is the policy file in force: the configured one, or DataDir/policy.yaml when it

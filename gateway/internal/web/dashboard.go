@@ -1,0 +1,185 @@
+package web
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/hearth-pki/hearth/gateway/internal/admin"
+	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/monitor"
+	"github.com/hearth-pki/hearth/protocol"
+)
+
+// maxForm bounds the body of a form or API POST.
+const maxForm = 16 << 10
+
+// snapshot is the fleet as the dashboard tiles and the metrics show it, at Now.
+type snapshot struct {
+	Now       time.Time
+	Devices   []protocol.DeviceSummary // sorted by id
+	Online    int
+	Expiring  int // active certificates expiring within monitor.ExpiringWithin (or expired)
+	WithIssue int // devices with at least one problem
+	Successes int // renewal attempts of the last 24 h
+	Failures  int
+}
+
+// Rate is the renewal success rate of the last 24 h as a percentage, "—" without attempts.
+func (s snapshot) Rate() string {
+	n := s.Successes + s.Failures
+	if n == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f %%", 100*float64(s.Successes)/float64(n))
+}
+
+// gather reads the snapshot from the admin service and the inventory.
+func (s *server) gather(ctx context.Context) (snapshot, error) {
+	now := s.cfg.Now()
+	devs, err := s.cfg.Admin.List(ctx)
+	if err != nil {
+		return snapshot{}, err
+	}
+	exp, err := s.cfg.Store.ExpiringBefore(ctx, now.Add(monitor.ExpiringWithin))
+	if err != nil {
+		return snapshot{}, err
+	}
+	ok, failed, err := s.cfg.Store.AttemptStats(ctx, now.Add(-24*time.Hour))
+	if err != nil {
+		return snapshot{}, err
+	}
+	snap := snapshot{Now: now, Devices: devs, Expiring: len(exp), Successes: ok, Failures: failed}
+	for _, d := range devs {
+		if d.Online {
+			snap.Online++
+		}
+		if len(d.Problems) > 0 {
+			snap.WithIssue++
+		}
+	}
+	if s.cfg.Online != nil {
+		snap.Online = s.cfg.Online()
+	}
+	return snap, nil
+}
+
+// dashboardOrder sorts devices with problems first, then by soonest expiry (devices without
+// a certificate last), then by id.
+func dashboardOrder(a, b protocol.DeviceSummary) int {
+	if pa, pb := len(a.Problems) > 0, len(b.Problems) > 0; pa != pb {
+		if pa {
+			return -1
+		}
+		return 1
+	}
+	if za, zb := a.NotAfter.IsZero(), b.NotAfter.IsZero(); za != zb {
+		if zb {
+			return -1
+		}
+		return 1
+	}
+	if c := a.NotAfter.Compare(b.NotAfter); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ID, b.ID)
+}
+
+func (s *server) index(w http.ResponseWriter, r *http.Request) {
+	snap, err := s.gather(r.Context())
+	if err != nil {
+		s.cfg.Logger.Error("dashboard", "err", err)
+		s.errorPage(w, r, http.StatusInternalServerError, "The inventory could not be read: "+err.Error())
+		return
+	}
+	snap.Devices = slices.Clone(snap.Devices)
+	slices.SortStableFunc(snap.Devices, dashboardOrder)
+	s.render(w, r, http.StatusOK, "index.html", page{Title: "Certificates", Refresh: true, Now: snap.Now, Data: snap})
+}
+
+// deviceView is the device page's data.
+type deviceView struct {
+	admin.Detail
+	Renewed string // the command id of a renewal just requested
+	CSRF    string
+}
+
+func (s *server) device(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !s.exists(w, r, id) {
+		return
+	}
+	d, err := s.cfg.Admin.Get(r.Context(), id)
+	if err != nil {
+		s.cfg.Logger.Error("device page", "device", id, "err", err)
+		s.errorPage(w, r, http.StatusInternalServerError, "The device could not be read: "+err.Error())
+		return
+	}
+	v := deviceView{Detail: d, CSRF: s.csrf}
+	if c := r.URL.Query().Get("renewed"); protocol.ValidateRequestID(c) == nil {
+		v.Renewed = c
+	}
+	title := d.ID
+	if d.Name != "" {
+		title = d.Name
+	}
+	s.render(w, r, http.StatusOK, "device.html", page{Title: title, Refresh: true, Data: v})
+}
+
+// exists answers 404 (or 500) and returns false when device id is not in the inventory.
+func (s *server) exists(w http.ResponseWriter, r *http.Request, id string) bool {
+	_, err := s.cfg.Store.Device(r.Context(), id)
+	switch {
+	case errors.Is(err, inventory.ErrNotFound):
+		s.errorPage(w, r, http.StatusNotFound, fmt.Sprintf("Device %q is not in the inventory.", id))
+		return false
+	case err != nil:
+		s.cfg.Logger.Error("read device", "device", id, "err", err)
+		s.errorPage(w, r, http.StatusInternalServerError, "The inventory could not be read: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// renewForm handles the device page's "Renew now" button.
+func (s *server) renewForm(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	if err := r.ParseForm(); err != nil {
+		s.errorPage(w, r, http.StatusBadRequest, "The form could not be read: "+err.Error())
+		return
+	}
+	if !s.validToken(r.PostForm.Get("csrf")) {
+		s.cfg.Logger.Warn("renew form refused: bad CSRF token", "remote", r.RemoteAddr, "device", r.PathValue("id"))
+		s.errorPage(w, r, http.StatusForbidden, "This form is stale or did not come from the dashboard. Reload the device page and try again.")
+		return
+	}
+	id := r.PathValue("id")
+	if !s.exists(w, r, id) {
+		return
+	}
+	resp := s.renew(r.Context(), s.actor(r), id, "renewal requested on the dashboard")
+	if resp.Status != "ok" {
+		s.errorPage(w, r, statusOf(resp.Code), "The renewal could not be requested: "+resp.Error)
+		return
+	}
+	var ren admin.Renewal
+	_ = json.Unmarshal(resp.Data, &ren)
+	loc := root(r) + "devices/" + url.PathEscape(id) + "?renewed=" + url.QueryEscape(ren.CommandID)
+	// Not http.Redirect: it turns a relative Location into an absolute path, which would leave
+	// the ingress prefix.
+	w.Header().Set("Location", loc)
+	w.WriteHeader(http.StatusSeeOther)
+}
+
+// renew asks the admin service to command a renewal; the service records who asked in the
+// audit log.
+func (s *server) renew(ctx context.Context, actor, id, reason string) protocol.BridgeResponse {
+	payload, _ := json.Marshal(protocol.DeviceRequest{ID: id, Reason: reason})
+	return s.cfg.Admin.Do(ctx, actor, "device/renew", payload)
+}

@@ -1,0 +1,56 @@
+package web
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+)
+
+func TestServe(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, ln, newFixture(t, nil).h) }()
+
+	resp, err := http.Get("http://" + ln.Addr().String() + "/healthz")
+	if err != nil {
+		t.Fatalf("GET /healthz: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "ok" {
+		t.Errorf("GET /healthz = %d %q, want 200 \"ok\"", resp.StatusCode, body)
+	}
+	resp, err = http.Get("http://" + ln.Addr().String() + "/")
+	if err != nil {
+		t.Fatalf("GET /: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET / over TCP = %d, want 200", resp.StatusCode)
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("serve() after cancel = %v, want nil", err)
+	}
+	if _, err := http.Get("http://" + ln.Addr().String() + "/healthz"); err == nil {
+		t.Errorf("GET after shutdown succeeded; the listener is still open")
+	}
+}
+
+func TestServeErrors(t *testing.T) {
+	if err := Serve(t.Context(), "256.0.0.1:99999", http.NotFoundHandler()); err == nil {
+		t.Errorf("Serve(bad address) = nil, want an error")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := Serve(ctx, "127.0.0.1:0", http.NotFoundHandler()); err != nil {
+		t.Errorf("Serve(cancelled context) = %v, want nil", err)
+	}
+}

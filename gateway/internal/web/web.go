@@ -1,0 +1,231 @@
+// Package web serves the hub's HTTP face: a server-rendered dashboard, a JSON API whose answers
+// are the bridge API's data, Prometheus metrics and a health check for the add-on watchdog.
+//
+// Routes, all relative to wherever the handler is mounted:
+//
+//	GET  /                        dashboard: tiles and the device table, problems first
+//	GET  /devices/{id}            one device: certificates, attempts, events, health, "Renew now"
+//	POST /devices/{id}/renew      the dashboard's renew form; 303 back to the device page
+//	GET  /api/devices             admin "device/list" data
+//	GET  /api/devices/{id}        admin "device/get" data
+//	POST /api/devices/{id}/renew  admin "device/renew" data
+//	GET  /api/events              admin "events" data (?device=&limit=, limit 1..1000, default 50)
+//	GET  /metrics                 Prometheus text format 0.0.4
+//	GET  /healthz                 200 "ok"
+//
+// Invariants:
+//   - Every URL the pages contain is relative (Home Assistant's ingress serves the add-on under
+//     a changing path prefix): links, form actions and redirects are computed from the request's
+//     own depth, and the pages load nothing else (CSS is inline, there is no script).
+//   - Every operation goes through admin.Service, the one implementation shared with the bridge
+//     API and the CLI; this package renders, it decides nothing.
+//   - State-changing requests are POSTs with a CSRF defence: the renew form carries a random
+//     token made once per Handler, and the JSON API requires an X-Requested-With header, which a
+//     cross-site page cannot send without a CORS preflight this server never grants.
+//   - With TrustIngress only Home Assistant's ingress proxy (172.30.32.2) and loopback are
+//     served, and the person acting is the Home Assistant user the proxy names. Without it any
+//     client is served, but only under a Host that is an IP address, localhost or one of
+//     AllowedHosts, so a DNS-rebinding page cannot read or drive a dashboard bound to loopback.
+//     /healthz is open to every client either way.
+//
+// Concurrency: the handler is safe for concurrent use; it keeps no state besides its
+// configuration and CSRF token.
+package web
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"html/template"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/hearth-pki/hearth/gateway/internal/admin"
+	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+)
+
+// ingressProxy is the address Home Assistant's ingress proxy connects from.
+var ingressProxy = netip.MustParseAddr("172.30.32.2")
+
+// Actors recorded for requests that name no Home Assistant user.
+const (
+	ActorLocal   = "web"        // TrustIngress is false: whoever reaches the bound address
+	ActorIngress = "ha:unknown" // TrustIngress is true but the proxy named no user
+)
+
+// maxUserLen bounds the Home Assistant user name kept in the actor.
+const maxUserLen = 64
+
+// CAInfo is what the dashboard and the metrics show of the hub's CA.
+type CAInfo struct {
+	RootNotAfter         time.Time
+	IntermediateNotAfter time.Time
+	Fingerprint          string
+}
+
+// Config holds the handler's collaborators and settings. Admin and Store are required.
+type Config struct {
+	Admin *admin.Service
+	Store *inventory.Store
+	// Online returns the number of live device sessions (the broker's count). Nil counts the
+	// devices the inventory marks online.
+	Online  func() int
+	CA      CAInfo
+	Version string
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// TrustIngress: when true (add-on), only requests from 172.30.32.2 (HA's ingress proxy) or
+	// loopback are served and the user comes from X-Remote-User-Name / X-Remote-User-Id headers,
+	// used as the audit actor ("ha:<name>"); when false, any client (the hub binds
+	// 127.0.0.1:8099 by default) and the actor is ActorLocal.
+	TrustIngress bool
+	// AllowedHosts are host names (without port) accepted in the Host header when TrustIngress
+	// is false, besides IP addresses and localhost; "*" accepts any.
+	AllowedHosts []string
+	Logger       *slog.Logger
+}
+
+type server struct {
+	cfg   Config
+	csrf  string
+	pages *template.Template
+}
+
+// Handler returns the dashboard, API, metrics and health handler described in the package
+// documentation.
+func Handler(cfg Config) http.Handler {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	token := make([]byte, 32)
+	rand.Read(token) // never fails (crypto/rand)
+	s := &server{cfg: cfg, csrf: hex.EncodeToString(token), pages: parsePages()}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", s.index)
+	mux.HandleFunc("GET /devices/{id}", s.device)
+	mux.HandleFunc("POST /devices/{id}/renew", s.renewForm)
+	mux.HandleFunc("GET /api/devices", s.apiDevices)
+	mux.HandleFunc("GET /api/devices/{id}", s.apiDevice)
+	mux.HandleFunc("POST /api/devices/{id}/renew", s.apiRenew)
+	mux.HandleFunc("GET /api/events", s.apiEvents)
+	mux.HandleFunc("GET /metrics", s.metrics)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok"))
+	})
+	return s.gate(mux)
+}
+
+// gate refuses clients and Host names the configuration does not allow, and sets the headers
+// every answer carries.
+func (s *server) gate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			if s.cfg.TrustIngress && !fromIngress(r.RemoteAddr) {
+				s.cfg.Logger.Warn("web request refused: not from the ingress proxy", "remote", r.RemoteAddr, "path", r.URL.Path)
+				http.Error(w, "forbidden: this add-on is reached through Home Assistant's ingress", http.StatusForbidden)
+				return
+			}
+			if !s.cfg.TrustIngress && !s.hostAllowed(r.Host) {
+				s.cfg.Logger.Warn("web request refused: unknown Host", "host", r.Host, "remote", r.RemoteAddr)
+				http.Error(w, "forbidden: unknown host name "+r.Host+" (add it to the allowed web hosts)", http.StatusForbidden)
+				return
+			}
+		}
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("Cache-Control", "no-store")
+		// No script, no external resource; framing only by the same origin (HA's ingress iframe).
+		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "+
+			"form-action 'self'; frame-ancestors 'self'; base-uri 'none'")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// fromIngress reports whether remote (host:port) is the ingress proxy or loopback.
+func fromIngress(remote string) bool {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return false
+	}
+	a := ap.Addr().Unmap()
+	return a == ingressProxy || a.IsLoopback()
+}
+
+// hostAllowed reports whether the Host header names this server in a way a DNS-rebinding
+// page cannot: an IP literal, localhost, or a configured name.
+func (s *server) hostAllowed(host string) bool {
+	if host == "" {
+		return true // HTTP/1.0 without Host: no browser sends that
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	return slices.ContainsFunc(s.cfg.AllowedHosts, func(a string) bool {
+		return a == "*" || strings.EqualFold(strings.TrimSuffix(a, "."), host)
+	})
+}
+
+// actor names who makes the request, for the audit log.
+func (s *server) actor(r *http.Request) string {
+	if !s.cfg.TrustIngress {
+		return ActorLocal
+	}
+	for _, h := range []string{"X-Remote-User-Name", "X-Remote-User-Id"} {
+		if u := cleanUser(r.Header.Get(h)); u != "" {
+			return "ha:" + u
+		}
+	}
+	return ActorIngress
+}
+
+// cleanUser makes a header value fit for the audit log: valid UTF-8, printable, trimmed, at
+// most maxUserLen runes.
+func cleanUser(v string) string {
+	v = strings.ToValidUTF8(v, "")
+	v = strings.Map(func(r rune) rune {
+		if !unicode.IsPrint(r) {
+			return -1
+		}
+		return r
+	}, v)
+	v = strings.TrimSpace(v)
+	if utf8.RuneCountInString(v) > maxUserLen {
+		v = strings.TrimSpace(string([]rune(v)[:maxUserLen]))
+	}
+	return v
+}
+
+// validToken reports whether the form's CSRF token is this handler's.
+func (s *server) validToken(tok string) bool {
+	return subtle.ConstantTimeCompare([]byte(tok), []byte(s.csrf)) == 1
+}
+
+// root is the relative path from the request's URL to the handler's root: "./" for "/",
+// "../" for "/devices/x", "../../" for "/devices/x/renew".
+func root(r *http.Request) string {
+	n := strings.Count(r.URL.Path, "/") - 1
+	if n <= 0 {
+		return "./"
+	}
+	return strings.Repeat("../", n)
+}
