@@ -131,16 +131,8 @@ func (c *Checker) replyLost(ctx context.Context, deviceID, hash string, now time
 	if _, err := c.store.ActiveCertificate(ctx, deviceID); err == nil {
 		return false
 	}
-	toks, err := c.store.Tokens(ctx)
-	if err != nil {
-		return false
-	}
-	for _, t := range toks {
-		if t.DeviceID == deviceID && t.Hash == hash && !t.UsedAt.IsZero() && now.Sub(t.UsedAt) < ResubmitWindow {
-			return true
-		}
-	}
-	return false
+	t, err := c.store.Token(ctx, hash)
+	return err == nil && t.DeviceID == deviceID && !t.UsedAt.IsZero() && now.Sub(t.UsedAt) < ResubmitWindow
 }
 
 // TokenHash returns the hash of the token deviceID's enrolling session logged in with.

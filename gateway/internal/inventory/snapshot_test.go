@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -37,5 +38,24 @@ func TestSnapshot(t *testing.T) {
 	}
 	if err := c.VerifyAudit(ctx); err != nil {
 		t.Errorf("snapshot audit: %v", err)
+	}
+}
+
+func TestTokenByHash(t *testing.T) {
+	ctx := t.Context()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "hearth.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	if err := s.CreateToken(ctx, Token{Hash: "h1", DeviceID: "cam", Name: "Cam", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := s.Token(ctx, "h1"); err != nil || tok.DeviceID != "cam" || tok.Name != "Cam" {
+		t.Errorf("Token(h1) = %+v, %v", tok, err)
+	}
+	if _, err := s.Token(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Token(nope) = %v, want ErrNotFound", err)
 	}
 }

@@ -83,6 +83,18 @@ func (s *Store) CheckToken(ctx context.Context, deviceID, hash string, now time.
 	return nil
 }
 
+// Token returns the token stored under hash, used or not, or ErrNotFound.
+func (s *Store) Token(ctx context.Context, hash string) (Token, error) {
+	var rows []tokenRow
+	if err := s.read(ctx).Where("hash = ?", hash).Limit(1).Find(&rows).Error; err != nil {
+		return Token{}, fmt.Errorf("look up token: %w", err)
+	}
+	if len(rows) == 0 {
+		return Token{}, fmt.Errorf("look up token: %w", ErrNotFound)
+	}
+	return rows[0].token(), nil
+}
+
 // Tokens returns every stored token, used and expired ones included, oldest first.
 func (s *Store) Tokens(ctx context.Context) ([]Token, error) {
 	var rows []tokenRow

@@ -345,16 +345,8 @@ func (i *Issuer) PublishRenewal(ctx context.Context, c inventory.Certificate, no
 // token finds the enrollment token a device logs in with, for the name and family an admin
 // gave it.
 func (i *Issuer) token(ctx context.Context, device, hash string) (inventory.Token, bool) {
-	toks, err := i.cfg.Store.Tokens(ctx)
-	if err != nil {
-		return inventory.Token{}, false
-	}
-	for _, t := range toks {
-		if t.DeviceID == device && t.Hash == hash {
-			return t, true
-		}
-	}
-	return inventory.Token{}, false
+	t, err := i.cfg.Store.Token(ctx, hash)
+	return t, err == nil && t.DeviceID == device
 }
 
 func (i *Issuer) begin(device, request string) bool {

@@ -1,0 +1,534 @@
+package renewal
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/policy"
+	"github.com/hearth-pki/hearth/gateway/internal/rate"
+	"github.com/hearth-pki/hearth/protocol"
+)
+
+// Selector chooses the devices of a campaign: every agent device with an active
+// certificate when All is set, else those of Family and/or of the policy class Class (both
+// when both are set).
+type Selector struct {
+	Family string `json:"family,omitempty"`
+	Class  string `json:"class,omitempty"`
+	All    bool   `json:"all,omitempty"`
+}
+
+// Campaign renews (or re-keys) a selection of devices as one operation: a compromised family
+// re-keyed, a fleet moved to a new intermediate (DESIGN.md, "Revocation and incidents").
+type Campaign struct {
+	// ID names the campaign: 1 to 64 letters, digits, '.', '_' or '-'.
+	ID       string   `json:"id"`
+	Selector Selector `json:"selector"`
+	// Rate is the campaign's commands per minute, under the scheduler's own rate; 0 leaves
+	// only the scheduler's rate.
+	Rate float64 `json:"rate,omitempty"`
+	// Canary is the number of devices commanded first; the others wait until every canary
+	// committed, and a canary that fails aborts the campaign.
+	Canary int `json:"canary,omitempty"`
+	// AbortAfter stops the campaign once this fraction of its devices failed (0..1; 0:
+	// never). Devices not yet commanded are then left untouched.
+	AbortAfter float64 `json:"abort_after,omitempty"`
+	// Action is protocol.ActionRenew (default) or protocol.ActionRekey.
+	Action protocol.Action `json:"action,omitempty"`
+}
+
+// Campaign states.
+const (
+	CampaignRunning  = "running"
+	CampaignAborted  = "aborted"
+	CampaignFinished = "finished"
+)
+
+// CampaignStatus is a campaign with its progress.
+type CampaignStatus struct {
+	Campaign
+	State   string    `json:"state"` // one of the Campaign* states
+	Started time.Time `json:"started"`
+	Ended   time.Time `json:"ended,omitzero"`
+	Cause   string    `json:"cause,omitempty"` // why it was aborted
+	// Total devices; Commanded so far; InFlight (commanded, no outcome yet); Committed
+	// (a new certificate is active, commanded or not); Failed; Pending (not yet commanded).
+	Total     int `json:"total"`
+	Commanded int `json:"commanded"`
+	InFlight  int `json:"in_flight"`
+	Committed int `json:"committed"`
+	Failed    int `json:"failed"`
+	Pending   int `json:"pending"`
+}
+
+// ErrInvalidCampaign reports a campaign StartCampaign refuses; the message says why.
+var ErrInvalidCampaign = errors.New("invalid campaign")
+
+// ErrCampaignExists reports a campaign id already used.
+var ErrCampaignExists = errors.New("campaign already exists")
+
+// Settings keys of the campaign records.
+const (
+	campaignIndexKey  = "campaigns"  // JSON list of campaign ids, oldest first
+	campaignKeyPrefix = "campaign/" // + id: the campaign's record
+)
+
+// Stages of a device in a campaign.
+const (
+	stagePending   = "pending"
+	stageCommanded = "commanded"
+	stageCommitted = "committed"
+	stageFailed    = "failed"
+)
+
+// campaignRecord is a campaign as stored.
+type campaignRecord struct {
+	Campaign Campaign         `json:"campaign"`
+	State    string           `json:"state"`
+	Started  time.Time        `json:"started"`
+	Ended    time.Time        `json:"ended,omitzero"`
+	Cause    string           `json:"cause,omitempty"`
+	Devices  []campaignDevice `json:"devices"` // canaries first
+}
+
+// campaignDevice is one device of a campaign.
+type campaignDevice struct {
+	ID          string    `json:"id"`
+	Serial      string    `json:"serial"` // the active certificate when the campaign started
+	Canary      bool      `json:"canary,omitempty"`
+	Stage       string    `json:"stage"`
+	CommandedAt time.Time `json:"commanded_at,omitzero"`
+	CommandID   string    `json:"command_id,omitempty"`
+	Failures    int       `json:"failures,omitempty"` // the device's failure count when commanded
+	Cause       string    `json:"cause,omitempty"`
+}
+
+// status returns the record's progress.
+func (r *campaignRecord) status() CampaignStatus {
+	st := CampaignStatus{Campaign: r.Campaign, State: r.State, Started: r.Started, Ended: r.Ended, Cause: r.Cause,
+		Total: len(r.Devices)}
+	for _, e := range r.Devices {
+		if !e.CommandedAt.IsZero() {
+			st.Commanded++
+		}
+		switch e.Stage {
+		case stagePending:
+			st.Pending++
+		case stageCommanded:
+			st.InFlight++
+		case stageCommitted:
+			st.Committed++
+		case stageFailed:
+			st.Failed++
+		}
+	}
+	return st
+}
+
+// progress returns st's counts, to compare two moments of a campaign.
+func (st CampaignStatus) progress() [6]int {
+	return [6]int{st.Total, st.Commanded, st.InFlight, st.Committed, st.Failed, st.Pending}
+}
+
+// validate checks c and fills its defaults.
+func (c *Campaign) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w %q: %s", ErrInvalidCampaign, c.ID, fmt.Sprintf(format, args...))
+	}
+	if c.ID == "" || len(c.ID) > 64 {
+		return bad("the id must have 1 to 64 characters")
+	}
+	for _, r := range c.ID {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return bad("the id may only hold letters, digits, '.', '_' and '-'")
+		}
+	}
+	sel := c.Selector
+	switch {
+	case sel.All && (sel.Family != "" || sel.Class != ""):
+		return bad("a selector is either all or a family and/or class")
+	case !sel.All && sel.Family == "" && sel.Class == "":
+		return bad("the selector chooses nothing: set all, family or class")
+	case !(c.Rate >= 0) || math.IsInf(c.Rate, 0):
+		return bad("rate %v is not a number of commands per minute", c.Rate)
+	case c.Canary < 0:
+		return bad("canary %d is negative", c.Canary)
+	case !(c.AbortAfter >= 0 && c.AbortAfter <= 1):
+		return bad("abort_after %v is not a fraction between 0 and 1", c.AbortAfter)
+	}
+	switch c.Action {
+	case "":
+		c.Action = protocol.ActionRenew
+	case protocol.ActionRenew, protocol.ActionRekey:
+	default:
+		return bad("action %q is not renew or rekey", c.Action)
+	}
+	return nil
+}
+
+// StartCampaign selects the campaign's devices (agent devices with an active certificate,
+// canaries chosen among those online first), stores the campaign and kicks a pass, which
+// commands its first devices. It returns ErrInvalidCampaign or ErrCampaignExists (wrapped)
+// for a campaign it refuses, and ErrInvalidCampaign when the selector matches no device.
+func (s *Scheduler) StartCampaign(ctx context.Context, c Campaign) (CampaignStatus, error) {
+	if err := s.check(); err != nil {
+		return CampaignStatus{}, err
+	}
+	if err := c.validate(); err != nil {
+		return CampaignStatus{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	store := s.cfg.Store
+	if _, err := store.Setting(ctx, campaignKeyPrefix+c.ID); err == nil {
+		return CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, ErrCampaignExists)
+	} else if !errors.Is(err, inventory.ErrNotFound) {
+		return CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, err)
+	}
+	entries, err := s.selectDevices(ctx, c)
+	if err != nil {
+		return CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, err)
+	}
+	if len(entries) == 0 {
+		return CampaignStatus{}, fmt.Errorf("%w %q: the selector matches no agent device with an active certificate", ErrInvalidCampaign, c.ID)
+	}
+	now := s.now()
+	rec := &campaignRecord{Campaign: c, State: CampaignRunning, Started: now, Devices: entries}
+	// The index first: an id listed without a record is skipped by Campaigns and may be
+	// started again; a record without its index entry would be invisible.
+	ids, err := s.campaignIDs(ctx)
+	if err != nil {
+		return CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, err)
+	}
+	if !slices.Contains(ids, c.ID) {
+		b, _ := json.Marshal(append(ids, c.ID))
+		if err := store.SetSetting(ctx, campaignIndexKey, string(b)); err != nil {
+			return CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, err)
+		}
+	}
+	if err := s.saveCampaign(ctx, rec); err != nil {
+		return CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, err)
+	}
+	st := rec.status()
+	s.event(ctx, inventory.Event{Time: now, Kind: EventCampaignStarted,
+		Message: fmt.Sprintf("campaign %s started: %s of %d devices, %d canaries", c.ID, c.Action, st.Total, min(c.Canary, st.Total)),
+		Data:    map[string]string{"id": c.ID, "action": string(c.Action), "total": strconv.Itoa(st.Total)}}, true)
+	s.Kick()
+	return st, nil
+}
+
+// selectDevices returns the campaign's devices, canaries first.
+func (s *Scheduler) selectDevices(ctx context.Context, c Campaign) ([]campaignDevice, error) {
+	devs, err := s.cfg.Store.Devices(ctx)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := s.cfg.Store.ExpiringBefore(ctx, farFuture)
+	if err != nil {
+		return nil, err
+	}
+	serials := map[string]string{}
+	for _, cert := range certs {
+		serials[cert.DeviceID] = cert.Serial
+	}
+	pol := s.cfg.Policy()
+	if pol == nil {
+		pol = policy.Default()
+	}
+	type pick struct {
+		e      campaignDevice
+		online bool
+	}
+	var picks []pick
+	for _, d := range devs {
+		serial, ok := serials[d.ID]
+		if !ok || !commandable(d) {
+			continue
+		}
+		sel := c.Selector
+		if sel.Family != "" && d.Family != sel.Family {
+			continue
+		}
+		if sel.Class != "" {
+			if cl, _ := pol.ClassFor(policy.Subject{DeviceID: d.ID, Family: d.Family, Tags: d.Tags}); cl.Name != sel.Class {
+				continue
+			}
+		}
+		online := d.Online
+		if s.cfg.Online != nil {
+			online = s.cfg.Online(d.ID)
+		}
+		picks = append(picks, pick{campaignDevice{ID: d.ID, Serial: serial, Stage: stagePending}, online})
+	}
+	// Canaries: the first devices by id among those online, then among the others; a
+	// canary that never connects would hold the campaign.
+	byCanary := slices.Clone(picks)
+	slices.SortStableFunc(byCanary, func(a, b pick) int { return cmp.Compare(btoi(!a.online), btoi(!b.online)) })
+	canary := map[string]bool{}
+	for _, p := range byCanary[:min(c.Canary, len(byCanary))] {
+		canary[p.e.ID] = true
+	}
+	out := make([]campaignDevice, 0, len(picks))
+	for pass := range 2 {
+		for _, p := range picks {
+			if canary[p.e.ID] == (pass == 0) {
+				p.e.Canary = canary[p.e.ID]
+				out = append(out, p.e)
+			}
+		}
+	}
+	return out, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Campaigns returns every campaign with its progress, oldest first.
+func (s *Scheduler) Campaigns(ctx context.Context) ([]CampaignStatus, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	recs, err := s.readCampaigns(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]CampaignStatus, len(recs))
+	for i, r := range recs {
+		out[i] = r.status()
+	}
+	return out, nil
+}
+
+// campaignIDs reads the campaign index.
+func (s *Scheduler) campaignIDs(ctx context.Context) ([]string, error) {
+	v, err := s.cfg.Store.Setting(ctx, campaignIndexKey)
+	if errors.Is(err, inventory.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	if err := json.Unmarshal([]byte(v), &ids); err != nil {
+		return nil, fmt.Errorf("campaign index: %w", err)
+	}
+	return ids, nil
+}
+
+// readCampaigns reads the records of the indexed campaigns, skipping the ids skip holds.
+func (s *Scheduler) readCampaigns(ctx context.Context, skip map[string]bool) ([]*campaignRecord, error) {
+	ids, err := s.campaignIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []*campaignRecord
+	for _, id := range ids {
+		if skip[id] {
+			continue
+		}
+		v, err := s.cfg.Store.Setting(ctx, campaignKeyPrefix+id)
+		if errors.Is(err, inventory.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		r := &campaignRecord{}
+		if err := json.Unmarshal([]byte(v), r); err != nil {
+			return nil, fmt.Errorf("campaign %q: %w", id, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// saveCampaign stores a campaign's record.
+func (s *Scheduler) saveCampaign(ctx context.Context, r *campaignRecord) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return s.cfg.Store.SetSetting(ctx, campaignKeyPrefix+r.Campaign.ID, string(b))
+}
+
+// campaignRun is a campaign during a pass.
+type campaignRun struct {
+	rec     *campaignRecord
+	before  CampaignStatus // progress when the pass began
+	changed bool
+	limiter *rate.Limiter
+}
+
+// loadCampaigns reads the campaigns a pass must look at: running ones, and stopped ones
+// with devices still in flight. Mu must be held.
+func (s *Scheduler) loadCampaigns(ctx context.Context) ([]*campaignRun, error) {
+	recs, err := s.readCampaigns(ctx, s.done)
+	if err != nil {
+		return nil, err
+	}
+	var runs []*campaignRun
+	for _, r := range recs {
+		st := r.status()
+		if r.State != CampaignRunning && st.InFlight == 0 {
+			s.done[r.Campaign.ID] = true
+			continue
+		}
+		l := s.campaigns[r.Campaign.ID]
+		if l == nil {
+			perSecond := r.Campaign.Rate / 60
+			l = rate.New(perSecond, max(1, int(math.Ceil(perSecond*minPassGap.Seconds()))))
+			s.campaigns[r.Campaign.ID] = l
+		}
+		runs = append(runs, &campaignRun{rec: r, before: st, limiter: l})
+	}
+	return runs, nil
+}
+
+// commanded records that e's device was commanded (id "" when it already had a command in
+// flight) while it had failures failures.
+func (r *campaignRun) commanded(e *campaignDevice, now time.Time, failures int, id string) {
+	e.Stage, e.CommandedAt, e.Failures, e.CommandID = stageCommanded, now, failures, id
+	r.changed = true
+}
+
+// finish records e's outcome.
+func (r *campaignRun) finish(e *campaignDevice, stage, cause string) {
+	e.Stage, e.Cause = stage, truncate(cause, maxCause)
+	r.changed = true
+}
+
+// progress records the outcomes of r's devices: committed when the device's active
+// certificate is no longer the one it had at the start, failed when its failure count grew
+// since the command or it left the inventory.
+func (p *pass) progress(r *campaignRun) {
+	for i := range r.rec.Devices {
+		e := &r.rec.Devices[i]
+		if e.Stage != stagePending && e.Stage != stageCommanded {
+			continue
+		}
+		d := p.devices[e.ID]
+		switch {
+		case d == nil || !commandable(d.dev):
+			r.finish(e, stageFailed, "the device has no active certificate or agent any more")
+		case d.cert.Serial != e.Serial:
+			r.finish(e, stageCommitted, "")
+		case e.Stage != stageCommanded:
+		case d.st.Failures > e.Failures:
+			r.finish(e, stageFailed, d.st.LastCause)
+		case d.st.State != inventory.RenewalCommanded:
+			// No command in flight, no failure, the same certificate: the command was
+			// forgotten (a new policy moved the window); command it again.
+			e.Stage = stagePending
+			r.changed = true
+		}
+	}
+}
+
+// judge aborts r when a canary failed or too many devices did.
+func (p *pass) judge(r *campaignRun) {
+	if r.rec.State != CampaignRunning {
+		return
+	}
+	var cause string
+	st := r.rec.status()
+	for _, e := range r.rec.Devices {
+		if e.Canary && e.Stage == stageFailed {
+			cause = fmt.Sprintf("canary %s failed: %s", e.ID, e.Cause)
+			break
+		}
+	}
+	if c := r.rec.Campaign; cause == "" && c.AbortAfter > 0 && float64(st.Failed) >= c.AbortAfter*float64(st.Total) {
+		cause = fmt.Sprintf("%d of %d devices failed, at least the %g allowed", st.Failed, st.Total, c.AbortAfter)
+	}
+	if cause == "" {
+		return
+	}
+	r.rec.State, r.rec.Ended, r.rec.Cause, r.changed = CampaignAborted, p.now, cause, true
+	st = r.rec.status()
+	p.s.event(p.ctx, inventory.Event{Time: p.now, Kind: EventCampaignAborted,
+		Message: fmt.Sprintf("campaign %s aborted: %s; %d devices left untouched", r.rec.Campaign.ID, cause, st.Pending),
+		Data:    campaignData(st)}, true)
+}
+
+// pick makes candidates of r's pending devices that are online, canaries first, as r's rate
+// allows.
+func (p *pass) pick(r *campaignRun) {
+	if r.rec.State != CampaignRunning {
+		return
+	}
+	canaries := false
+	for _, e := range r.rec.Devices {
+		if e.Canary && e.Stage != stageCommitted {
+			canaries = true
+		}
+	}
+	for i := range r.rec.Devices {
+		e := &r.rec.Devices[i]
+		if e.Stage != stagePending || canaries && !e.Canary {
+			continue
+		}
+		d := p.devices[e.ID]
+		if d == nil || !p.online(d) {
+			continue
+		}
+		if d.st.State == inventory.RenewalCommanded {
+			r.commanded(e, p.now, d.st.Failures, "") // its commit counts for the campaign
+			continue
+		}
+		if ok, wait := r.limiter.Allow(p.now); !ok {
+			p.wake(p.now.Add(wait))
+			return
+		}
+		c := p.cands[e.ID]
+		if c == nil {
+			c = &candidate{d: d}
+			p.cands[e.ID] = c
+		}
+		c.campaign, c.entry = r, e
+	}
+}
+
+// settle finishes r when nothing is left to do, and stores and announces its progress.
+func (p *pass) settle(r *campaignRun) {
+	st := r.rec.status()
+	if r.rec.State == CampaignRunning {
+		p.rep.Campaigns++
+		if st.Pending == 0 && st.InFlight == 0 {
+			r.rec.State, r.rec.Ended, r.changed = CampaignFinished, p.now, true
+			p.rep.Campaigns--
+			p.s.event(p.ctx, inventory.Event{Time: p.now, Kind: EventCampaignFinished,
+				Message: fmt.Sprintf("campaign %s finished: %d committed, %d failed", r.rec.Campaign.ID, st.Committed, st.Failed),
+				Data:    campaignData(st)}, true)
+		} else if st.progress() != r.before.progress() {
+			p.s.event(p.ctx, inventory.Event{Time: p.now, Kind: EventCampaignProgress,
+				Message: fmt.Sprintf("campaign %s: %d of %d committed, %d failed, %d in flight, %d pending",
+					r.rec.Campaign.ID, st.Committed, st.Total, st.Failed, st.InFlight, st.Pending),
+				Data: campaignData(st)}, true)
+		}
+	}
+	if !r.changed {
+		return
+	}
+	if err := p.s.saveCampaign(p.ctx, r.rec); err != nil {
+		p.errs = append(p.errs, fmt.Errorf("campaign %q: %w", r.rec.Campaign.ID, err))
+	}
+}
+
+// campaignData is the data of campaign events.
+func campaignData(st CampaignStatus) map[string]string {
+	return map[string]string{"id": st.ID, "state": st.State, "total": strconv.Itoa(st.Total),
+		"commanded": strconv.Itoa(st.Commanded), "committed": strconv.Itoa(st.Committed),
+		"failed": strconv.Itoa(st.Failed), "pending": strconv.Itoa(st.Pending)}
+}

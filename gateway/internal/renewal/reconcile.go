@@ -1,0 +1,405 @@
+package renewal
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/policy"
+	"github.com/hearth-pki/hearth/protocol"
+)
+
+// farFuture is a bound after every certificate's expiry: ExpiringBefore(farFuture) lists
+// every active certificate in one query.
+var farFuture = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// maxCause bounds the LastCause stored for a device (the dashboard shows it).
+const maxCause = 500
+
+// device is one device with an active certificate, as a pass sees and changes it.
+type device struct {
+	dev   inventory.Device
+	cert  inventory.Certificate
+	win   policy.Window
+	st    inventory.RenewalStatus // as the pass changes it
+	saved inventory.RenewalStatus // as stored
+}
+
+// candidate is a device the pass would command now.
+type candidate struct {
+	d *device
+	// routine is set when the device is due by its window, a failure's retry or Force;
+	// reason is then the routine command's reason.
+	routine bool
+	reason  string
+	// campaign and entry are set when a campaign picked the device.
+	campaign *campaignRun
+	entry    *campaignDevice
+}
+
+// pass is the state of one reconcile pass.
+type pass struct {
+	s         *Scheduler
+	ctx       context.Context
+	now       time.Time
+	rep       Report
+	devices   map[string]*device
+	order     []*device // by device id
+	cands     map[string]*candidate
+	runs      []*campaignRun
+	failed    map[string]hookFailure
+	committed map[string]bool
+	errs      []error
+}
+
+// Reconcile runs one pass over the inventory (see the package documentation) and reports
+// what it did. It does not wait for anything: devices the rate limit or the cap holds back
+// are left for a later pass, whose time the Report's NextWake gives. Errors reading the
+// inventory end the pass; errors writing one device's state are joined into the returned
+// error while the pass goes on with the other devices.
+func (s *Scheduler) Reconcile(ctx context.Context) (Report, error) {
+	if err := s.check(); err != nil {
+		return Report{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, err := s.load(ctx)
+	if err != nil {
+		return Report{At: s.now()}, err
+	}
+	for _, d := range p.order {
+		if d.dev.Mechanism == inventory.MechanismManual {
+			p.remind(d)
+		} else {
+			p.track(d)
+		}
+		p.save(d)
+	}
+	for _, r := range p.runs {
+		p.progress(r)
+		p.judge(r)
+		p.pick(r)
+	}
+	p.dispatch()
+	for _, r := range p.runs {
+		p.settle(r)
+	}
+	for _, d := range p.order {
+		if d.st.State == inventory.RenewalFailing {
+			p.rep.Failing++
+		}
+	}
+	return p.rep, errors.Join(p.errs...)
+}
+
+// load reads the devices, their active certificates and the running campaigns.
+func (s *Scheduler) load(ctx context.Context) (*pass, error) {
+	now := s.now()
+	store := s.cfg.Store
+	devs, err := store.Devices(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("renewal pass: %w", err)
+	}
+	certs, err := store.ExpiringBefore(ctx, farFuture)
+	if err != nil {
+		return nil, fmt.Errorf("renewal pass: %w", err)
+	}
+	runs, err := s.loadCampaigns(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("renewal pass: %w", err)
+	}
+	active := make(map[string]inventory.Certificate, len(certs))
+	for _, c := range certs {
+		active[c.DeviceID] = c
+	}
+	pol := s.cfg.Policy()
+	if pol == nil {
+		pol = policy.Default()
+	}
+	p := &pass{s: s, ctx: ctx, now: now, rep: Report{At: now}, devices: map[string]*device{},
+		cands: map[string]*candidate{}, runs: runs}
+	for _, d := range devs {
+		c, ok := active[d.ID]
+		if !ok || !tracked(d) {
+			continue
+		}
+		w := pol.Window(policy.Subject{DeviceID: d.ID, Family: d.Family, Tags: d.Tags},
+			policy.CertInfo{Serial: c.Serial, NotBefore: c.NotBefore, NotAfter: c.NotAfter}, now)
+		st := d.Renewal
+		if st.State == "" {
+			st.State = inventory.RenewalIdle
+		}
+		x := &device{dev: d, cert: c, win: w, st: st, saved: st}
+		p.devices[d.ID] = x
+		p.order = append(p.order, x)
+	}
+	p.rep.Devices = len(p.order)
+	p.failed, p.committed = s.takeHooks()
+	return p, nil
+}
+
+// track moves an agent device through idle → due → commanded → idle (or due/failing after
+// a failure), and makes it a candidate when it needs a command now.
+func (p *pass) track(d *device) {
+	st, w, now, cfg := &d.st, d.win, p.now, &p.s.cfg
+	if !st.WindowStart.Equal(w.Start) || !st.WindowEnd.Equal(w.End) {
+		// A new certificate (or a new policy): the issuer published the window of a commit
+		// itself; anything else is published here, once.
+		if !p.committed[d.dev.ID] {
+			cfg.PublishWindow(p.ctx, d.cert, now)
+			p.rep.Published++
+		}
+		st.WindowStart, st.WindowEnd = w.Start, w.End
+		if now.Before(w.End) && st.State != inventory.RenewalIdle {
+			p.rep.Renewed++
+			*st = inventory.RenewalStatus{State: inventory.RenewalIdle, WindowStart: w.Start, WindowEnd: w.End}
+		}
+	}
+	phase := w.Phase(now)
+	switch st.State {
+	case inventory.RenewalCommanded:
+		p.checkCommand(d)
+	case inventory.RenewalIdle:
+		if phase < policy.PhaseOverdue {
+			p.wake(w.End)
+			return
+		}
+		st.State, st.NextAttemptAt = inventory.RenewalDue, time.Time{}
+		_, why := policy.Due(w, now)
+		p.s.event(p.ctx, inventory.Event{Time: now, Kind: EventDue, DeviceID: d.dev.ID,
+			Message: fmt.Sprintf("certificate %s is due: %s", d.cert.Serial, why),
+			Data:    map[string]string{"serial": d.cert.Serial, "reason": why}}, true)
+	}
+	if st.State != inventory.RenewalDue && st.State != inventory.RenewalFailing {
+		return
+	}
+	// The emergency floor overrides a long backoff: retry within BackoffBase.
+	if phase >= policy.PhaseEmergency && st.NextAttemptAt.After(now.Add(cfg.BackoffBase)) {
+		st.NextAttemptAt = now
+	}
+	if now.Before(st.NextAttemptAt) {
+		p.rep.Waiting++
+		p.wake(st.NextAttemptAt)
+		if phase < policy.PhaseEmergency {
+			p.wake(w.EmergencyAt)
+		}
+		return
+	}
+	p.cands[d.dev.ID] = &candidate{d: d, routine: true, reason: routineReason(w, now)}
+}
+
+// routineReason says why a device is commanded, for the agent's log and the audit.
+func routineReason(w policy.Window, now time.Time) string {
+	if w.Phase(now) >= policy.PhaseOverdue {
+		_, why := policy.Due(w, now)
+		return why
+	}
+	return "renewal requested before the window closes"
+}
+
+// checkCommand ends a command in flight that failed or passed its deadline.
+func (p *pass) checkCommand(d *device) {
+	st := &d.st
+	commandedAt := st.NextAttemptAt.Add(-p.s.cfg.AttemptDeadline)
+	if f, ok := p.failed[d.dev.ID]; ok && !f.at.Before(commandedAt) {
+		p.fail(d, "the agent's renewal failed: "+f.code)
+		return
+	}
+	if cause := p.attemptFailure(d, commandedAt); cause != "" {
+		p.fail(d, cause)
+		return
+	}
+	if !p.now.Before(st.NextAttemptAt) {
+		p.fail(d, "no commit before the deadline "+stamp(st.NextAttemptAt))
+		return
+	}
+	p.rep.InFlight++
+	p.wake(st.NextAttemptAt)
+}
+
+// attemptFailure returns why the device's latest request since the command failed for good,
+// or "" while it may still succeed. It catches the failures a hook reported to a hub that
+// then restarted.
+func (p *pass) attemptFailure(d *device, since time.Time) string {
+	atts, err := p.s.cfg.Store.Attempts(p.ctx, d.dev.ID, 1)
+	if err != nil {
+		p.errs = append(p.errs, err)
+		return ""
+	}
+	if len(atts) == 0 || atts[0].StartedAt.Before(since) {
+		return ""
+	}
+	a := atts[0]
+	switch {
+	case a.Outcome == inventory.OutcomeRolledBack:
+		return fmt.Sprintf("the agent rolled back certificate %s", a.Serial)
+	case a.Outcome == inventory.OutcomeFailed && !retryable(a.ErrorCode):
+		return "the hub refused the agent's request: " + a.ErrorCode
+	}
+	return ""
+}
+
+// retryable reports whether an agent retries a request refused with code by itself.
+func retryable(code string) bool {
+	info, _ := protocol.Code(code).Info()
+	return info.Retry
+}
+
+// fail records a failed attempt: one more failure, a backoff, "failing" from MaxFailures on.
+func (p *pass) fail(d *device, cause string) {
+	st, cfg, now := &d.st, &p.s.cfg, p.now
+	st.Failures++
+	st.LastCause = truncate(cause, maxCause)
+	wait := policy.Backoff(st.Failures-1, cfg.BackoffBase, cfg.BackoffMax, cfg.Rand())
+	if d.win.Phase(now) >= policy.PhaseEmergency {
+		wait = min(wait, cfg.BackoffBase)
+	}
+	st.NextAttemptAt = now.Add(wait).Truncate(time.Second)
+	st.State = inventory.RenewalDue
+	if st.Failures >= cfg.MaxFailures {
+		st.State = inventory.RenewalFailing
+	}
+	p.rep.Failed++
+	p.wake(st.NextAttemptAt)
+	p.s.event(p.ctx, inventory.Event{Time: now, Kind: EventFailed, DeviceID: d.dev.ID,
+		Message: fmt.Sprintf("renewal failed (%d in a row): %s; next attempt at %s", st.Failures, st.LastCause, stamp(st.NextAttemptAt)),
+		Data: map[string]string{"cause": st.LastCause, "failures": strconv.Itoa(st.Failures),
+			"next_attempt_at": stamp(st.NextAttemptAt)}}, true)
+	if st.Failures == cfg.MaxFailures {
+		p.s.event(p.ctx, inventory.Event{Time: now, Kind: EventFailing, DeviceID: d.dev.ID,
+			Message: fmt.Sprintf("renewal failing after %d attempts: %s", st.Failures, st.LastCause),
+			Data:    map[string]string{"cause": st.LastCause, "failures": strconv.Itoa(st.Failures)}}, true)
+	}
+}
+
+// dispatch commands the candidates, most urgent first, under the in-flight cap and the rate.
+func (p *pass) dispatch() {
+	cands := slices.SortedFunc(maps.Values(p.cands), func(a, b *candidate) int {
+		return cmp.Or(a.d.win.Urgency(p.now).Compare(b.d.win.Urgency(p.now)), strings.Compare(a.d.dev.ID, b.d.dev.ID))
+	})
+	slots := p.s.cfg.MaxInFlight - p.rep.InFlight
+	for _, c := range cands {
+		if c.campaign != nil && c.campaign.rec.State != CampaignRunning {
+			// The campaign stopped during this pass: leave its device untouched unless it
+			// is due anyway.
+			if !c.routine {
+				continue
+			}
+			c.campaign, c.entry = nil, nil
+		}
+		p.rep.Due++
+		if !p.online(c.d) {
+			p.rep.QueuedOffline++
+			continue
+		}
+		if slots <= 0 {
+			p.rep.Held++
+			continue
+		}
+		if ok, wait := p.s.limiter.Allow(p.now); !ok {
+			p.rep.Held++
+			p.wake(p.now.Add(wait))
+			continue
+		}
+		if p.command(c) {
+			slots--
+		}
+	}
+}
+
+// online reports whether d has a live session.
+func (p *pass) online(d *device) bool {
+	if p.s.cfg.Online != nil {
+		return p.s.cfg.Online(d.dev.ID)
+	}
+	return d.dev.Online
+}
+
+// command sends c's command. The device's state is stored as commanded first, so that a
+// crash right after sending never sends it twice.
+func (p *pass) command(c *candidate) bool {
+	d, cfg, now := c.d, &p.s.cfg, p.now
+	action, reason := protocol.ActionRenew, c.reason
+	if c.campaign != nil {
+		action = c.campaign.rec.Campaign.Action
+		reason = fmt.Sprintf("campaign %s: %s", c.campaign.rec.Campaign.ID, action)
+	}
+	before := d.st
+	st := d.st
+	st.State, st.NextAttemptAt = inventory.RenewalCommanded, now.Add(cfg.AttemptDeadline)
+	if err := cfg.Store.SetRenewal(p.ctx, d.dev.ID, st); err != nil {
+		p.errs = append(p.errs, err)
+		return false
+	}
+	d.st, d.saved = st, st
+	id, err := cfg.Commander.Renew(p.ctx, d.dev.ID, action, reason)
+	if err != nil {
+		cause := "command not sent: " + err.Error()
+		p.fail(d, cause)
+		p.save(d)
+		if c.entry != nil {
+			c.campaign.finish(c.entry, stageFailed, cause)
+			p.judge(c.campaign)
+		}
+		return false
+	}
+	p.rep.Commanded++
+	p.rep.InFlight++
+	p.wake(st.NextAttemptAt)
+	data := map[string]string{"command_id": id, "action": string(action), "reason": reason, "deadline": stamp(st.NextAttemptAt)}
+	if c.campaign != nil {
+		data["campaign"] = c.campaign.rec.Campaign.ID
+		c.campaign.commanded(c.entry, now, before.Failures, id)
+	}
+	p.s.event(p.ctx, inventory.Event{Time: now, Kind: EventCommanded, DeviceID: d.dev.ID,
+		Message: fmt.Sprintf("%s command %s sent: %s", action, id, reason), Data: data}, false)
+	return true
+}
+
+// save stores d's status when the pass changed it.
+func (p *pass) save(d *device) {
+	if sameStatus(d.st, d.saved) {
+		return
+	}
+	err := p.s.cfg.Store.SetRenewal(p.ctx, d.dev.ID, d.st)
+	if err != nil && !errors.Is(err, inventory.ErrNotFound) { // a device removed meanwhile
+		p.errs = append(p.errs, err)
+		return
+	}
+	d.saved = d.st
+}
+
+// wake records that the pass has work at t.
+func (p *pass) wake(t time.Time) {
+	if t.After(p.now) && (p.rep.NextWake.IsZero() || t.Before(p.rep.NextWake)) {
+		p.rep.NextWake = t
+	}
+}
+
+func sameStatus(a, b inventory.RenewalStatus) bool {
+	return a.State == b.State && a.Failures == b.Failures && a.NextAttemptAt.Equal(b.NextAttemptAt) &&
+		a.LastCause == b.LastCause && a.WindowStart.Equal(b.WindowStart) && a.WindowEnd.Equal(b.WindowEnd)
+}
+
+// stamp formats a time for messages and event data.
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// truncate shortens s to at most n bytes without splitting a UTF-8 sequence.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !isRuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
