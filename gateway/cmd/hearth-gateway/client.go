@@ -16,6 +16,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/config"
 	"github.com/hearth-pki/hearth/gateway/internal/control"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/renewal"
 	"github.com/hearth-pki/hearth/gateway/internal/secret"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -33,9 +34,10 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 	device := fs.String("device", "", "device `id`")
 	ttl := fs.String("ttl", "", "token lifetime, e.g. 24h")
 	devName := fs.String("name", "", "device name")
-	family := fs.String("family", "", "device family")
+	family := fs.String("family", "", "device family (token create), or the family a renew campaign selects")
 	reason := fs.String("reason", "", "why, for the audit log")
 	limit := fs.Int("limit", 50, "at most this many events")
+	camp := campaignFlags(fs, family)
 	if err := fs.Parse(interleave(args)); err != nil {
 		return err
 	}
@@ -91,6 +93,20 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 			return printDetail(stdout, det, time.Now())
 		}
 	case "renew", "revoke", "remove":
+		if name == "renew" && camp.selected() {
+			c, err := camp.campaign()
+			if err != nil {
+				return err
+			}
+			raw, err = client.Do(ctx, "campaign/start", c)
+			if err == nil && !*asJSON {
+				var st renewal.CampaignStatus
+				_ = json.Unmarshal(raw, &st)
+				fmt.Fprintf(stdout, "campaign %s started: %d device(s), %d canary first; follow it with `hearth-gateway campaigns`\n", st.ID, st.Total, st.Canary)
+				return nil
+			}
+			break
+		}
 		var d string
 		if d, err = id(); err != nil {
 			return err
@@ -102,7 +118,11 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 			case "renew":
 				var r admin.Renewal
 				_ = json.Unmarshal(raw, &r)
-				fmt.Fprintf(stdout, "renew command %s sent to %s (the agent has until %s)\n", r.CommandID, r.ID, r.Deadline.Local().Format(time.Kitchen))
+				if r.Queued {
+					fmt.Fprintf(stdout, "renewal of %s queued: the hub commands it now if it is online, else when it reconnects, and retries until it commits\n", r.ID)
+				} else {
+					fmt.Fprintf(stdout, "renew command %s sent to %s (the agent has until %s)\n", r.CommandID, r.ID, r.Deadline.Local().Format(time.Kitchen))
+				}
 			default:
 				var r admin.Revoked
 				_ = json.Unmarshal(raw, &r)
@@ -110,6 +130,21 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 					map[bool]string{true: ", removed from the inventory"}[r.Removed])
 			}
 			return nil
+		}
+	case "campaigns":
+		raw, err = client.Do(ctx, "campaign/list", struct{}{})
+		if err == nil && !*asJSON {
+			var list []renewal.CampaignStatus
+			if err := json.Unmarshal(raw, &list); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 2, 2, ' ', 0)
+			fmt.Fprintln(tw, "CAMPAIGN\tSTATE\tSTARTED\tTOTAL\tCOMMITTED\tFAILED\tIN FLIGHT\tPENDING\tCAUSE")
+			for _, c := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", c.ID, c.State, c.Started.Local().Format(time.DateTime),
+					c.Total, c.Committed, c.Failed, c.InFlight, c.Pending, orDash(c.Cause))
+			}
+			return tw.Flush()
 		}
 	case "events":
 		raw, err = client.Do(ctx, "events", map[string]any{"id": *device, "limit": *limit})

@@ -30,7 +30,10 @@ Talk to the running hub (control socket in the data directory):
   token create --device ID [--ttl 24h] [--name NAME] [--family F] [--json]
   devices [--json]                 list devices and their certificates
   device show ID [--json]          one device: certificates, attempts, events
-  renew ID                         push a renew command to a device
+  renew ID                         renew a device now (commanded at once, or when it reconnects)
+  renew --family F | --class C | --all [--rate 100/min] [--canary 5] [--abort-after 10%] [--rekey]
+                                   a renewal campaign: canaries first, stops at the abort threshold
+  campaigns [--json]               campaigns and their progress
   revoke ID [--reason TEXT]        revoke every certificate of a device
   remove ID                        revoke and delete a device
   events [--device ID] [--limit N] [--json]
@@ -84,7 +87,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runServe(ctx, rest, stdout, stderr, env)
 	case "ca":
 		return runCA(ctx, rest, stdout, stderr, env)
-	case "token", "devices", "device", "renew", "revoke", "remove", "events", "audit":
+	case "token", "devices", "device", "renew", "revoke", "remove", "campaigns", "events", "audit":
 		return runClient(ctx, cmd, rest, stdout, stderr, env)
 	case "backup":
 		return runBackup(ctx, rest, stdout, stderr, env)

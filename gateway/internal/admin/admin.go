@@ -4,7 +4,7 @@
 // protocol.BridgeResponse back.
 //
 // Operations: token/create, device/list, device/get, device/renew, device/revoke,
-// device/remove, events, audit/verify, ca/show. A Service is safe for concurrent use.
+// device/remove, campaign/start, campaign/list, events, audit/verify, ca/show. A Service is safe for concurrent use.
 package admin
 
 import (
@@ -21,6 +21,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/monitor"
+	"github.com/hearth-pki/hearth/gateway/internal/renewal"
 	"github.com/hearth-pki/hearth/gateway/internal/secret"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -47,7 +48,18 @@ type Config struct {
 	Revoked func(ctx context.Context)
 	// Notify receives events to publish on bridge/event.
 	Notify func(protocol.Event)
-	Logger *slog.Logger
+	// Scheduler, when set, takes device/renew (it commands the device now when online, on
+	// reconnect otherwise, and retries until the device commits) and runs campaigns. Without
+	// it, device/renew publishes one command and campaigns are unavailable.
+	Scheduler Scheduler
+	Logger    *slog.Logger
+}
+
+// Scheduler is what the service needs of the renewal scheduler.
+type Scheduler interface {
+	Force(ctx context.Context, deviceID, reason string) error
+	StartCampaign(ctx context.Context, c renewal.Campaign) (renewal.CampaignStatus, error)
+	Campaigns(ctx context.Context) ([]renewal.CampaignStatus, error)
 }
 
 // Service runs administrative operations.
@@ -79,7 +91,7 @@ var ErrUnknownOp = errors.New("unknown operation")
 // Ops lists the operations in the order the docs present them.
 func Ops() []string {
 	return []string{"token/create", "device/list", "device/get", "device/renew", "device/revoke", "device/remove",
-		"events", "audit/verify", "ca/show"}
+		"campaign/start", "campaign/list", "events", "audit/verify", "ca/show"}
 }
 
 // Do runs operation op with its JSON payload as actor (for the audit log) and returns the
@@ -136,7 +148,17 @@ func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error
 		case "device/get":
 			return s.Get(ctx, r.ID)
 		case "device/renew":
-			return s.Renew(ctx, r.ID, protocol.ActionRenew, firstNonEmpty(r.Reason, "renewal requested by an admin"))
+			reason := firstNonEmpty(r.Reason, "renewal requested by an admin")
+			if s.cfg.Scheduler == nil {
+				return s.Renew(ctx, r.ID, protocol.ActionRenew, reason)
+			}
+			if _, err := s.device(ctx, r.ID); err != nil {
+				return nil, err
+			}
+			if err := s.cfg.Scheduler.Force(ctx, r.ID, reason); err != nil {
+				return nil, err
+			}
+			return Renewal{ID: r.ID, Queued: true}, nil
 		case "device/revoke":
 			return s.Revoke(ctx, r.ID, firstNonEmpty(r.Reason, "revoked by an admin"))
 		default:
@@ -151,6 +173,18 @@ func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error
 			return nil, fmt.Errorf("events: %w", err)
 		}
 		return s.cfg.Store.Events(ctx, inventory.EventFilter{DeviceID: r.ID, Limit: max(1, min(r.Limit, 1000))})
+	case "campaign/start", "campaign/list":
+		if s.cfg.Scheduler == nil {
+			return nil, errors.New("campaigns need the renewal scheduler")
+		}
+		if op == "campaign/list" {
+			return s.cfg.Scheduler.Campaigns(ctx)
+		}
+		var c renewal.Campaign
+		if err := json.Unmarshal(payload, &c); err != nil {
+			return nil, fmt.Errorf("campaign/start: %w", err)
+		}
+		return s.cfg.Scheduler.StartCampaign(ctx, c)
 	case "audit/verify":
 		if err := s.cfg.Store.VerifyAudit(ctx); err != nil {
 			return nil, err
@@ -236,11 +270,14 @@ func (s *Service) Get(ctx context.Context, id string) (Detail, error) {
 		Certificates: certs, Attempts: atts, Events: evs}, nil
 }
 
-// Renewal is the answer to device/renew.
+// Renewal is the answer to device/renew: the command sent, or, with the renewal scheduler,
+// Queued (the scheduler commands the device at once when it is online, else when it
+// reconnects, and retries until it commits).
 type Renewal struct {
 	ID        string    `json:"id"`
-	CommandID string    `json:"command_id"`
-	Deadline  time.Time `json:"deadline"`
+	CommandID string    `json:"command_id,omitempty"`
+	Deadline  time.Time `json:"deadline,omitzero"`
+	Queued    bool      `json:"queued,omitempty"`
 }
 
 // EventRenewRequested is the audit event of a renew command, with whoever asked as actor.

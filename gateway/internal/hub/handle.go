@@ -61,6 +61,7 @@ func (h *Hub) presence(id broker.Identity, online bool) {
 	if !online || id.Serial == "" {
 		return
 	}
+	h.renewal.DeviceOnline(id.DeviceID)
 	cert, err := h.store.Certificate(ctx, id.Serial)
 	if err != nil || cert.Status != inventory.StatusSuperseded {
 		return
@@ -104,8 +105,15 @@ func (h *Hub) health(ctx context.Context, device string, payload []byte) {
 	h.markChanged()
 }
 
-// notify publishes an event on bridge/event.
+// notify publishes an event on bridge/event, and tells the renewal scheduler of commits and
+// rollbacks.
 func (h *Hub) notify(e protocol.Event) {
+	switch e.Type {
+	case inventory.EventCertActivated:
+		h.renewal.Committed(e.DeviceID)
+	case "renewal.rolled_back":
+		h.renewal.Failed(e.DeviceID, "rolled_back")
+	}
 	b, err := protocol.Encode(&e)
 	if err != nil {
 		h.log.Error("encode event", "err", err)

@@ -31,6 +31,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/issuer"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
+	"github.com/hearth-pki/hearth/gateway/internal/renewal"
 	"github.com/hearth-pki/hearth/gateway/internal/secret"
 	"github.com/hearth-pki/hearth/gateway/internal/web"
 	"github.com/hearth-pki/hearth/protocol"
@@ -51,6 +52,7 @@ type Hub struct {
 	checker *access.Checker
 	broker  *broker.Broker
 	issuer  *issuer.Issuer
+	renewal *renewal.Scheduler
 	admin   *admin.Service
 	control net.Listener
 
@@ -154,9 +156,12 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 
 	h.issuer = issuer.New(issuer.Config{CA: h.ca, Store: h.store, Policy: h.policy.Load, Pub: h.broker, Topics: h.topics,
 		Now: h.now, Notify: h.notify, Logger: h.log.With("part", "issuer")})
+	h.renewal = renewal.New(renewal.Config{Store: h.store, Policy: h.policy.Load, Commander: commander{h},
+		Online: h.broker.Online, PublishWindow: h.issuer.PublishRenewal, Now: h.now, Notify: h.notify, Changed: h.markChanged,
+		Logger: h.log.With("part", "renewal")})
 	h.admin = admin.New(admin.Config{Store: h.store, CA: h.ca, Broker: h.broker, Topics: h.topics, Advertise: cfg.Advertise,
 		TokenTTL: cfg.TokenTTL, Now: h.now, Changed: h.markChanged, Revoked: h.publishCRL, Notify: h.notify,
-		Logger: h.log.With("part", "admin")})
+		Scheduler: h.renewal, Logger: h.log.With("part", "admin")})
 
 	if h.control, err = control.Listen(cfg.SocketPath()); err != nil {
 		return nil, err
@@ -208,6 +213,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		run("home assistant", h.ha.Run)
 	}
 	run("bridge publisher", h.publishLoop)
+	run("renewal", h.renewal.Run)
 	if h.cfg.HTTPListen != "" {
 		handler := web.Handler(web.Config{Admin: h.admin, Store: h.store, Online: h.onlineCount, Version: h.version, Now: h.now,
 			CA:           web.CAInfo{RootNotAfter: h.ca.Root().NotAfter, IntermediateNotAfter: h.ca.Intermediate().NotAfter, Fingerprint: h.ca.Fingerprint()},
@@ -226,6 +232,15 @@ func (h *Hub) Run(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// commander lets the renewal scheduler push commands through the admin service (built after
+// the scheduler, which it uses in turn).
+type commander struct{ h *Hub }
+
+func (c commander) Renew(ctx context.Context, id string, action protocol.Action, reason string) (string, error) {
+	r, err := c.h.admin.Renew(ctx, id, action, reason)
+	return r.CommandID, err
 }
 
 // onlineCount is the number of devices with a live session.

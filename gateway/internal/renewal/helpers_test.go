@@ -155,13 +155,22 @@ func newFixture(t *testing.T, now time.Time, cfg Config) *fixture {
 	}
 	f.cmd = &commander{now: nowFunc}
 	f.open()
+	t.Cleanup(func() { f.store.Close() })
 	cfg.Commander, cfg.Now, cfg.PublishWindow, cfg.Notify = f.cmd, nowFunc, f.pub.publish, f.notes.notify
 	f.cfg = cfg
 	f.restart()
 	return f
 }
 
-// open opens (or reopens) the store and closes it when the test ends.
+// enter moves f into the synctest bubble whose test is t: the scheduler must be created in
+// the bubble (its channels must belong to it), the store outside (gorm's statement cache
+// starts a goroutine that never ends, which a bubble refuses).
+func (f *fixture) enter(t *testing.T) {
+	f.t = t
+	f.s = New(f.cfg)
+}
+
+// open opens (or reopens) the store.
 func (f *fixture) open() {
 	f.t.Helper()
 	s, err := inventory.Open(context.Background(), f.path)
@@ -169,7 +178,6 @@ func (f *fixture) open() {
 		f.t.Fatalf("inventory.Open() = %v", err)
 	}
 	f.store = s
-	f.t.Cleanup(func() { s.Close() })
 }
 
 // restart replaces the scheduler with a new one on a reopened store, as a hub restart does.

@@ -56,6 +56,7 @@ type pass struct {
 	runs      []*campaignRun
 	failed    map[string]hookFailure
 	committed map[string]bool
+	changed   bool // a device's status or a campaign was stored
 	errs      []error
 }
 
@@ -96,6 +97,9 @@ func (s *Scheduler) Reconcile(ctx context.Context) (Report, error) {
 			p.rep.Failing++
 		}
 	}
+	if p.changed {
+		s.cfg.Changed()
+	}
 	return p.rep, errors.Join(p.errs...)
 }
 
@@ -103,6 +107,9 @@ func (s *Scheduler) Reconcile(ctx context.Context) (Report, error) {
 func (s *Scheduler) load(ctx context.Context) (*pass, error) {
 	now := s.now()
 	store := s.cfg.Store
+	// Hooks first: a Committed hook follows its activation, so the devices read next show
+	// the certificate it reports. (Hooks lost to an error are caught by the deadline.)
+	failed, committed := s.takeHooks()
 	devs, err := store.Devices(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("renewal pass: %w", err)
@@ -119,10 +126,7 @@ func (s *Scheduler) load(ctx context.Context) (*pass, error) {
 	for _, c := range certs {
 		active[c.DeviceID] = c
 	}
-	pol := s.cfg.Policy()
-	if pol == nil {
-		pol = policy.Default()
-	}
+	pol := s.policy()
 	p := &pass{s: s, ctx: ctx, now: now, rep: Report{At: now}, devices: map[string]*device{},
 		cands: map[string]*candidate{}, runs: runs}
 	for _, d := range devs {
@@ -130,8 +134,7 @@ func (s *Scheduler) load(ctx context.Context) (*pass, error) {
 		if !ok || !tracked(d) {
 			continue
 		}
-		w := pol.Window(policy.Subject{DeviceID: d.ID, Family: d.Family, Tags: d.Tags},
-			policy.CertInfo{Serial: c.Serial, NotBefore: c.NotBefore, NotAfter: c.NotAfter}, now)
+		w := windowOf(pol, d, c, now)
 		st := d.Renewal
 		if st.State == "" {
 			st.State = inventory.RenewalIdle
@@ -141,7 +144,7 @@ func (s *Scheduler) load(ctx context.Context) (*pass, error) {
 		p.order = append(p.order, x)
 	}
 	p.rep.Devices = len(p.order)
-	p.failed, p.committed = s.takeHooks()
+	p.failed, p.committed = failed, committed
 	return p, nil
 }
 
@@ -338,7 +341,7 @@ func (p *pass) command(c *candidate) bool {
 		p.errs = append(p.errs, err)
 		return false
 	}
-	d.st, d.saved = st, st
+	d.st, d.saved, p.changed = st, st, true
 	id, err := cfg.Commander.Renew(p.ctx, d.dev.ID, action, reason)
 	if err != nil {
 		cause := "command not sent: " + err.Error()
@@ -373,7 +376,7 @@ func (p *pass) save(d *device) {
 		p.errs = append(p.errs, err)
 		return
 	}
-	d.saved = d.st
+	d.saved, p.changed = d.st, true
 }
 
 // wake records that the pass has work at t.

@@ -2,6 +2,7 @@ package renewal
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -131,226 +132,6 @@ func TestJitterSpreadsDueTimes(t *testing.T) {
 	}
 }
 
-func TestBackoffGrowsAndCaps(t *testing.T) {
-	tests := []struct {
-		name string
-		rnd  float64
-		want []time.Duration // waits after failures 1, 2, …
-	}{
-		{"largest jitter", 1, []time.Duration{1, 2, 4, 8, 16, 16, 16}},
-		{"smallest jitter", 0, []time.Duration{0.5 * 60, 1 * 60, 2 * 60, 4 * 60, 8 * 60, 8 * 60}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if tt.rnd == 1 {
-				for i := range tt.want {
-					tt.want[i] *= time.Minute
-				}
-			} else {
-				for i := range tt.want {
-					tt.want[i] *= time.Second
-				}
-			}
-			plug := spec{id: "plug-1"}
-			f := newFixture(t, t0, Config{BackoffBase: time.Minute, BackoffMax: 16 * time.Minute, MaxFailures: 3,
-				Rand: func() float64 { return tt.rnd }})
-			c := f.enroll(plug, t0, 30*day)
-			f.clock.Set(window(plug, c).End)
-			for i, want := range tt.want {
-				f.reconcile()
-				if got := len(f.cmd.commands()); got != i+1 {
-					t.Fatalf("attempt %d: %d commands, want %d", i+1, got, i+1)
-				}
-				deadline := f.status(plug.id).NextAttemptAt
-				f.clock.Set(deadline.Add(-time.Second))
-				f.reconcile()
-				if got := f.status(plug.id).State; got != inventory.RenewalCommanded {
-					t.Fatalf("attempt %d: state %q a second before the deadline, want commanded", i+1, got)
-				}
-				f.clock.Set(deadline)
-				rep := f.reconcile()
-				st := f.status(plug.id)
-				if rep.Failed != 1 || st.Failures != i+1 || !strings.Contains(st.LastCause, "no commit before the deadline") {
-					t.Fatalf("attempt %d at its deadline: Failed %d, status %+v, want failure %d for the deadline", i+1, rep.Failed, st, i+1)
-				}
-				if got := st.NextAttemptAt.Sub(deadline); got != want {
-					t.Errorf("wait after failure %d = %s, want %s", i+1, got, want)
-				}
-				wantState := inventory.RenewalDue
-				if i+1 >= 3 {
-					wantState = inventory.RenewalFailing
-				}
-				if st.State != wantState {
-					t.Errorf("state after failure %d = %q, want %q", i+1, st.State, wantState)
-				}
-				f.clock.Set(st.NextAttemptAt.Add(-time.Second))
-				f.reconcile()
-				if got := len(f.cmd.commands()); got != i+1 {
-					t.Fatalf("a second before the retry: %d commands, want %d", got, i+1)
-				}
-				f.clock.Set(st.NextAttemptAt)
-			}
-			if n := len(f.events(EventFailing)); n != 1 {
-				t.Errorf("%d %s events, want 1", n, EventFailing)
-			}
-			if got := f.notes.kinds()[EventFailed]; got != len(tt.want) {
-				t.Errorf("%d %s notifications, want %d", got, EventFailed, len(tt.want))
-			}
-		})
-	}
-}
-
-func TestFailureSources(t *testing.T) {
-	plug := spec{id: "plug-1"}
-	tests := []struct {
-		name string
-		// after runs once the device is commanded, at the command's time + 1 minute.
-		after     func(f *fixture)
-		failed    bool
-		wantCause string
-	}{
-		{"hook: rolled back", func(f *fixture) { f.s.Failed(plug.id, "rolled_back") }, true, "rolled_back"},
-		{"attempt rolled back", func(f *fixture) {
-			c := f.issuePending(plug.id)
-			if err := f.store.FinishAttempt(context.Background(), plug.id, c, inventory.OutcomeRolledBack, "rolled_back", f.clock.Now()); err != nil {
-				t.Fatal(err)
-			}
-		}, true, "rolled back"},
-		{"request refused for good", func(f *fixture) { f.failedAttempt(plug.id, protocol.CodePolicyDenied) }, true, "policy_denied"},
-		{"request refused, agent retries", func(f *fixture) { f.failedAttempt(plug.id, protocol.CodeRateLimited) }, false, ""},
-		{"nothing yet", func(f *fixture) {}, false, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f := newFixture(t, t0, Config{})
-			c := f.enroll(plug, t0, 30*day)
-			f.clock.Set(window(plug, c).End)
-			f.reconcile()
-			f.clock.Add(time.Minute)
-			tt.after(f)
-			rep := f.reconcile()
-			st := f.status(plug.id)
-			if got := rep.Failed == 1; got != tt.failed {
-				t.Fatalf("Failed = %d, status %+v, want failed = %v", rep.Failed, st, tt.failed)
-			}
-			if !tt.failed {
-				if st.State != inventory.RenewalCommanded || rep.InFlight != 1 {
-					t.Errorf("status %+v, InFlight %d, want still commanded", st, rep.InFlight)
-				}
-				return
-			}
-			if st.State != inventory.RenewalDue || st.Failures != 1 || !strings.Contains(st.LastCause, tt.wantCause) {
-				t.Errorf("status = %+v, want due, 1 failure, cause mentioning %q", st, tt.wantCause)
-			}
-		})
-	}
-}
-
-// issuePending records a pending certificate of device id issued now, as the issuer does on
-// a CSR, and returns its request id.
-func (f *fixture) issuePending(id string) string {
-	f.t.Helper()
-	f.gen++
-	req := fmt.Sprintf("req-%d", f.gen)
-	now := f.clock.Now()
-	err := f.store.RecordIssuance(context.Background(), inventory.Issuance{Device: inventory.Device{ID: id},
-		Cert: inventory.Certificate{Serial: fmt.Sprintf("%x", 0xabc000+f.gen), NotBefore: now, NotAfter: now.Add(30 * day),
-			PEM: "x"},
-		Attempt: inventory.Attempt{RequestID: req, Reason: "command", StartedAt: now, FinishedAt: now}})
-	if err != nil {
-		f.t.Fatalf("RecordIssuance() = %v", err)
-	}
-	return req
-}
-
-// failedAttempt records a request of device id refused now with code.
-func (f *fixture) failedAttempt(id string, code protocol.Code) {
-	f.t.Helper()
-	f.gen++
-	now := f.clock.Now()
-	err := f.store.RecordFailedAttempt(context.Background(), inventory.Attempt{RequestID: fmt.Sprintf("req-%d", f.gen),
-		DeviceID: id, Reason: "command", StartedAt: now, FinishedAt: now, ErrorCode: string(code)})
-	if err != nil {
-		f.t.Fatalf("RecordFailedAttempt() = %v", err)
-	}
-}
-
-func TestFailingAfterMaxFailuresWithCause(t *testing.T) {
-	plug := spec{id: "plug-1"}
-	f := newFixture(t, t0, Config{MaxFailures: 3})
-	f.cmd.fail = func(string) error { return errBrokerDown }
-	c := f.enroll(plug, t0, 30*day)
-	f.clock.Set(window(plug, c).End)
-	for i := range 3 {
-		rep := f.reconcile()
-		if rep.Failed != 1 {
-			t.Fatalf("pass %d: Failed = %d, want 1", i+1, rep.Failed)
-		}
-		f.clock.Set(f.status(plug.id).NextAttemptAt)
-	}
-	st := f.status(plug.id)
-	if st.State != inventory.RenewalFailing || st.Failures != 3 || st.LastCause != "command not sent: broker down" {
-		t.Errorf("status = %+v, want failing after 3 failures with cause %q", st, "command not sent: broker down")
-	}
-	if rep := f.reconcile(); rep.Failing != 1 {
-		t.Errorf("Report.Failing = %d, want 1", rep.Failing)
-	}
-	if got := f.notes.kinds()[EventFailing]; got != 1 {
-		t.Errorf("%d %s notifications, want 1", got, EventFailing)
-	}
-
-	// Failing devices are still retried; a commit brings them back to idle.
-	f.cmd.fail = nil
-	f.clock.Set(f.status(plug.id).NextAttemptAt)
-	f.reconcile()
-	if got := f.status(plug.id).State; got != inventory.RenewalCommanded {
-		t.Fatalf("failing device after its backoff: state %q, want commanded", got)
-	}
-	f.renew(plug.id, f.clock.Now(), 30*day)
-	f.s.Committed(plug.id)
-	rep := f.reconcile()
-	st = f.status(plug.id)
-	if st.State != inventory.RenewalIdle || st.Failures != 0 || st.LastCause != "" || !st.NextAttemptAt.IsZero() {
-		t.Errorf("after a commit: status %+v, want idle with no failures", st)
-	}
-	if rep.Renewed != 1 || rep.InFlight != 0 || rep.Failing != 0 {
-		t.Errorf("after a commit: Renewed %d, InFlight %d, Failing %d, want 1, 0, 0", rep.Renewed, rep.InFlight, rep.Failing)
-	}
-}
-
-func TestEmergencyOverridesBackoff(t *testing.T) {
-	plug := spec{id: "plug-1"}
-	base := time.Minute
-	f := newFixture(t, t0, Config{BackoffBase: base, BackoffMax: 6 * time.Hour, MaxFailures: 1, Rand: func() float64 { return 1 }})
-	f.cmd.fail = func(string) error { return errBrokerDown }
-	c := f.enroll(plug, t0, 30*day)
-	w := window(plug, c)
-	// Fail repeatedly before the floor until the backoff is long.
-	f.clock.Set(w.EmergencyAt.Add(-20 * time.Hour))
-	for range 12 {
-		f.reconcile()
-		if next := f.status(plug.id).NextAttemptAt; next.Before(w.EmergencyAt) {
-			f.clock.Set(next)
-		}
-	}
-	st := f.status(plug.id)
-	if !st.NextAttemptAt.After(w.EmergencyAt.Add(time.Hour)) {
-		t.Fatalf("setup: next attempt %s, want past the emergency floor %s", st.NextAttemptAt, w.EmergencyAt)
-	}
-	n := len(f.cmd.commands()) + st.Failures // every pass either commands or fails
-	f.cmd.fail = nil
-	f.clock.Set(w.EmergencyAt)
-	f.reconcile()
-	if got := len(f.cmd.commands()); got != 1 {
-		t.Fatalf("at the emergency floor with a retry due at %s: %d commands, want 1 (of %d attempts)", st.NextAttemptAt, got, n)
-	}
-	f.clock.Add(10 * time.Minute)
-	f.reconcile()
-	if wait := f.status(plug.id).NextAttemptAt.Sub(f.clock.Now()); wait > base {
-		t.Errorf("backoff after a failure in an emergency = %s, want at most %s", wait, base)
-	}
-}
-
 func TestPriorityHighRiskFirst(t *testing.T) {
 	now := t0.Add(60 * day)
 	f := newFixture(t, now, Config{Rate: 1, Burst: 1, MaxInFlight: 100})
@@ -421,7 +202,9 @@ func TestInFlightCap(t *testing.T) {
 	var end time.Time
 	for i := range 5 {
 		d := spec{id: fmt.Sprintf("plug-%d", i)}
-		end = max(end, window(d, f.enroll(d, t0, 30*day)).End)
+		if e := window(d, f.enroll(d, t0, 30*day)).End; e.After(end) {
+			end = e
+		}
 	}
 	f.clock.Set(end)
 	if rep := f.reconcile(); rep.Commanded != 3 || rep.Held != 2 || rep.InFlight != 3 {
@@ -483,7 +266,7 @@ func TestForce(t *testing.T) {
 		t.Errorf("after Force: Commanded = %d, want 1 although the window is days away", rep.Commanded)
 	}
 	for _, id := range []string{"meter-1", "nobody"} {
-		if err := f.s.Force(ctx, id, "admin asked"); !errorsIs(err, ErrNotRenewable) {
+		if err := f.s.Force(ctx, id, "admin asked"); !errors.Is(err, ErrNotRenewable) {
 			t.Errorf("Force(%s) = %v, want ErrNotRenewable", id, err)
 		}
 	}

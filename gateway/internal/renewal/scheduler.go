@@ -52,7 +52,8 @@ type Config struct {
 	// PublishWindow publishes the retained renewal window of certificate c
 	// (issuer.PublishRenewal). Default: publish nothing.
 	PublishWindow func(ctx context.Context, c inventory.Certificate, now time.Time)
-	// Now is the hub clock. Default time.Now.
+	// Now is the hub clock. Default time.Now. Run's timers follow the time package, so
+	// anything but time.Now is for tests that call Reconcile themselves.
 	Now func() time.Time
 	// Rand returns a number in [0, 1) for the backoff's jitter. Default math/rand/v2.Float64.
 	Rand func() float64
@@ -81,6 +82,11 @@ type Config struct {
 	ReminderLeads []time.Duration
 	// Notify receives the events worth showing (bridge/event). Default: none.
 	Notify func(protocol.Event)
+	// Changed is called after a pass, Force or StartCampaign changed a device's renewal
+	// state or a campaign (refresh bridge/devices). Default: nothing.
+	Changed func()
+	// Logger receives a line per pass (Info when it did something, Debug otherwise) and
+	// the errors that do not stop a pass. Default: discard.
 	Logger *slog.Logger
 }
 
@@ -160,6 +166,9 @@ func New(cfg Config) *Scheduler {
 	}
 	if cfg.Notify == nil {
 		cfg.Notify = func(protocol.Event) {}
+	}
+	if cfg.Changed == nil {
+		cfg.Changed = func() {}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -300,7 +309,8 @@ func (s *Scheduler) Force(ctx context.Context, deviceID, reason string) error {
 	if err != nil {
 		return fmt.Errorf("force renewal of %q: %w", deviceID, err)
 	}
-	if _, err := store.ActiveCertificate(ctx, deviceID); errors.Is(err, inventory.ErrNotFound) {
+	cert, err := store.ActiveCertificate(ctx, deviceID)
+	if errors.Is(err, inventory.ErrNotFound) {
 		return fmt.Errorf("force renewal of %q: %w: no active certificate", deviceID, ErrNotRenewable)
 	} else if err != nil {
 		return fmt.Errorf("force renewal of %q: %w", deviceID, err)
@@ -317,13 +327,35 @@ func (s *Scheduler) Force(ctx context.Context, deviceID, reason string) error {
 	}
 	now := s.now()
 	st.NextAttemptAt = time.Time{}
+	// Record the window in force, as a pass would: a pass resets a device whose window
+	// changed and is not overdue to idle (a commit), which would undo the Force.
+	w := windowOf(s.policy(), d, cert, now)
+	if !st.WindowStart.Equal(w.Start) || !st.WindowEnd.Equal(w.End) {
+		s.cfg.PublishWindow(ctx, cert, now)
+		st.WindowStart, st.WindowEnd = w.Start, w.End
+	}
 	if err := store.SetRenewal(ctx, deviceID, st); err != nil {
 		return fmt.Errorf("force renewal of %q: %w", deviceID, err)
 	}
 	s.event(ctx, inventory.Event{Time: now, Kind: EventForced, DeviceID: deviceID,
 		Message: "renewal forced: " + reason, Data: map[string]string{"reason": reason}}, true)
+	s.cfg.Changed()
 	s.Kick()
 	return nil
+}
+
+// policy returns the policy in force.
+func (s *Scheduler) policy() *policy.Policy {
+	if p := s.cfg.Policy(); p != nil {
+		return p
+	}
+	return policy.Default()
+}
+
+// windowOf computes the renewal window of device d's certificate c under pol.
+func windowOf(pol *policy.Policy, d inventory.Device, c inventory.Certificate, now time.Time) policy.Window {
+	return pol.Window(policy.Subject{DeviceID: d.ID, Family: d.Family, Tags: d.Tags},
+		policy.CertInfo{Serial: c.Serial, NotBefore: c.NotBefore, NotAfter: c.NotAfter}, now)
 }
 
 // commandable reports whether d is a device the scheduler commands (it runs an agent and is

@@ -1,0 +1,108 @@
+package renewal
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// startRun runs f's scheduler in the bubble until the test's cleanup.
+func startRun(t *testing.T, f *fixture) {
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := f.s.Run(ctx); err != nil {
+			t.Errorf("Run() = %v", err)
+		}
+	})
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+}
+
+func TestRunSpreadsCommandsAtTheRate(t *testing.T) {
+	const n, perSecond, burst = 25, 5, 5
+	f := newFixture(t, time.Time{}, Config{Rate: perSecond, Burst: burst, MaxInFlight: 100})
+	synctest.Test(t, func(t *testing.T) {
+		f.enter(t)
+		start := time.Now()
+		for i := range n {
+			f.enroll(spec{id: fmt.Sprintf("plug-%02d", i)}, start.Add(-26*day), 30*day)
+		}
+		startRun(t, f)
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+
+		cmds := f.cmd.commands()
+		if len(cmds) != n {
+			t.Fatalf("after 30 s: %d commands, want %d", len(cmds), n)
+		}
+		first := cmds[0].At
+		for i, c := range cmds {
+			// Commands sent by time T: at most the burst plus the rate since the first.
+			if allowed := burst + int(c.At.Sub(first).Seconds()*perSecond); i+1 > allowed {
+				t.Errorf("%d commands by %s after the first, want at most %d", i+1, c.At.Sub(first), allowed)
+			}
+		}
+		// 25 commands at 5/s with a burst of 5 need 4 s; Run does not idle a minute between.
+		if span := cmds[n-1].At.Sub(first); span < 4*time.Second || span > 10*time.Second {
+			t.Errorf("commands spread over %s, want 4 s to 10 s", span)
+		}
+	})
+}
+
+func TestRunCommandsOfflineDeviceOnReconnect(t *testing.T) {
+	f := newFixture(t, time.Time{}, Config{Interval: time.Hour})
+	synctest.Test(t, func(t *testing.T) {
+		f.enter(t)
+		plug := spec{id: "plug-1", offline: true}
+		f.enroll(plug, time.Now().Add(-26*day), 30*day)
+		startRun(t, f)
+		time.Sleep(10 * time.Minute)
+		synctest.Wait()
+		if n := len(f.cmd.commands()); n != 0 {
+			t.Fatalf("offline device: %d commands, want 0", n)
+		}
+		if st := f.status(plug.id); st.State != "due" {
+			t.Fatalf("offline device: state %q, want due", st.State)
+		}
+
+		online := time.Now()
+		if err := f.store.SetOnline(t.Context(), plug.id, true, online); err != nil {
+			t.Fatal(err)
+		}
+		f.s.DeviceOnline(plug.id)
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		cmds := f.cmd.commands()
+		if len(cmds) != 1 {
+			t.Fatalf("5 s after reconnecting: %d commands, want 1", len(cmds))
+		}
+		if d := cmds[0].At.Sub(online); d > 2*time.Second {
+			t.Errorf("commanded %s after reconnecting, want within a pass (interval is an hour)", d)
+		}
+	})
+}
+
+func TestRunRetriesAtDeadlineAndBackoff(t *testing.T) {
+	f := newFixture(t, time.Time{}, Config{Interval: time.Hour, Rand: func() float64 { return 1 }})
+	synctest.Test(t, func(t *testing.T) {
+		f.enter(t)
+		f.enroll(spec{id: "plug-1"}, time.Now().Add(-26*day), 30*day)
+		startRun(t, f)
+		// Command at 0; deadline at 10 min; retry a minute later (BackoffBase, largest jitter).
+		time.Sleep(11*time.Minute + 30*time.Second)
+		synctest.Wait()
+		cmds := f.cmd.commands()
+		if len(cmds) != 2 {
+			t.Fatalf("after 11.5 min: %d commands, want 2", len(cmds))
+		}
+		if gap := cmds[1].At.Sub(cmds[0].At); gap < 11*time.Minute || gap > 11*time.Minute+2*time.Second {
+			t.Errorf("retry %s after the first command, want 11 min (deadline + backoff), not the hourly interval", gap)
+		}
+	})
+}
