@@ -79,6 +79,8 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 			}
 			return printDevices(stdout, list, time.Now())
 		}
+	case "device import", "device sign":
+		return runManual(ctx, client, name, *device, *devName, *family, fs.Args(), *asJSON, stdout)
 	case "device show":
 		var d string
 		if d, err = id(); err != nil {

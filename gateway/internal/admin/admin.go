@@ -4,7 +4,7 @@
 // protocol.BridgeResponse back.
 //
 // Operations: token/create, device/list, device/get, device/renew, device/revoke,
-// device/remove, campaign/start, campaign/list, events, audit/verify, ca/show. A Service is safe for concurrent use.
+// device/remove, device/import, device/sign, campaign/start, campaign/list, events, audit/verify, ca/show. A Service is safe for concurrent use.
 package admin
 
 import (
@@ -91,7 +91,7 @@ var ErrUnknownOp = errors.New("unknown operation")
 // Ops lists the operations in the order the docs present them.
 func Ops() []string {
 	return []string{"token/create", "device/list", "device/get", "device/renew", "device/revoke", "device/remove",
-		"campaign/start", "campaign/list", "events", "audit/verify", "ca/show"}
+		"device/import", "device/sign", "campaign/start", "campaign/list", "events", "audit/verify", "ca/show"}
 }
 
 // Do runs operation op with its JSON payload as actor (for the audit log) and returns the
@@ -173,6 +173,10 @@ func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error
 			return nil, fmt.Errorf("events: %w", err)
 		}
 		return s.cfg.Store.Events(ctx, inventory.EventFilter{DeviceID: r.ID, Limit: max(1, min(r.Limit, 1000))})
+	case "device/import":
+		return s.Import(ctx, payload)
+	case "device/sign":
+		return s.SignCSR(ctx, payload)
 	case "campaign/start", "campaign/list":
 		if s.cfg.Scheduler == nil {
 			return nil, errors.New("campaigns need the renewal scheduler")
