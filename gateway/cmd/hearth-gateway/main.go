@@ -41,6 +41,10 @@ Talk to the running hub (control socket in the data directory):
   events [--device ID] [--limit N] [--json]
   audit verify                     check the audit log's hash chain
 
+Policy:
+  policy check FILE                validate a policy file without applying it
+  policy reload [--data DIR]       apply the policy file to the running hub (recorded with its diff)
+
 Other:
   backup prepare|finish [--data DIR]  consistent inventory snapshot for backups (add-on hooks)
   admin hash                       read a password on stdin, print its hash for the config file
@@ -91,6 +95,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runCA(ctx, rest, stdout, stderr, env)
 	case "token", "devices", "device", "renew", "revoke", "remove", "campaigns", "events", "audit":
 		return runClient(ctx, cmd, rest, stdout, stderr, env)
+	case "policy":
+		return runPolicy(ctx, rest, stdout, env)
 	case "backup":
 		return runBackup(ctx, rest, stdout, stderr, env)
 	case "admin":

@@ -4,7 +4,8 @@
 // protocol.BridgeResponse back.
 //
 // Operations: token/create, device/list, device/get, device/renew, device/revoke,
-// device/remove, device/import, device/sign, campaign/start, campaign/list, events, audit/verify, ca/show. A Service is safe for concurrent use.
+// device/remove, device/import, device/sign, campaign/start, campaign/list, policy/reload,
+// events, audit/verify, ca/show. A Service is safe for concurrent use.
 package admin
 
 import (
@@ -52,7 +53,9 @@ type Config struct {
 	// reconnect otherwise, and retries until the device commits) and runs campaigns. Without
 	// it, device/renew publishes one command and campaigns are unavailable.
 	Scheduler Scheduler
-	Logger    *slog.Logger
+	// ReloadPolicy re-reads and applies the policy file, returning what changed.
+	ReloadPolicy func(ctx context.Context) ([]string, error)
+	Logger       *slog.Logger
 }
 
 // Scheduler is what the service needs of the renewal scheduler.
@@ -91,7 +94,7 @@ var ErrUnknownOp = errors.New("unknown operation")
 // Ops lists the operations in the order the docs present them.
 func Ops() []string {
 	return []string{"token/create", "device/list", "device/get", "device/renew", "device/revoke", "device/remove",
-		"device/import", "device/sign", "campaign/start", "campaign/list", "events", "audit/verify", "ca/show"}
+		"device/import", "device/sign", "campaign/start", "campaign/list", "policy/reload", "events", "audit/verify", "ca/show"}
 }
 
 // Do runs operation op with its JSON payload as actor (for the audit log) and returns the
@@ -189,6 +192,15 @@ func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error
 			return nil, fmt.Errorf("campaign/start: %w", err)
 		}
 		return s.cfg.Scheduler.StartCampaign(ctx, c)
+	case "policy/reload":
+		if s.cfg.ReloadPolicy == nil {
+			return nil, errors.New("policy reload is not available")
+		}
+		diff, err := s.cfg.ReloadPolicy(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"changed": diff}, nil
 	case "audit/verify":
 		if err := s.cfg.Store.VerifyAudit(ctx); err != nil {
 			return nil, err

@@ -105,18 +105,10 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	if h.ca, err = ca.Open(cfg.CADir(), pass, h.now()); err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)
 	}
-	pol := policy.Default()
-	if path := h.policyPath(); path != "" {
-		if pol, err = policy.Load(path); err != nil {
-			return nil, fmt.Errorf("policy: %w", err)
-		}
+	pol, err := h.loadPolicy()
+	if err != nil {
+		return nil, err
 	}
-	if cfg.LeafLifetime != 0 {
-		if err := setDefaultLifetime(pol, cfg.LeafLifetime); err != nil {
-			return nil, err
-		}
-	}
-	h.policy.Store(pol)
 
 	if restored, err := cfg.RestoreSnapshot(); err != nil {
 		return nil, err
@@ -161,8 +153,11 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		Logger: h.log.With("part", "renewal")})
 	h.admin = admin.New(admin.Config{Store: h.store, CA: h.ca, Broker: h.broker, Topics: h.topics, Advertise: cfg.Advertise,
 		TokenTTL: cfg.TokenTTL, Now: h.now, Changed: h.markChanged, Revoked: h.publishCRL, Notify: h.notify,
-		Scheduler: h.renewal, Logger: h.log.With("part", "admin")})
+		Scheduler: h.renewal, ReloadPolicy: h.ReloadPolicy, Logger: h.log.With("part", "admin")})
 
+	if _, err := h.applyPolicy(ctx, pol, "hub start"); err != nil {
+		return nil, fmt.Errorf("record policy: %w", err)
+	}
 	if h.control, err = control.Listen(cfg.SocketPath()); err != nil {
 		return nil, err
 	}
