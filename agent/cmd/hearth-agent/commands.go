@@ -1,0 +1,325 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hearth-pki/hearth/agent/device"
+	"github.com/hearth-pki/hearth/protocol"
+)
+
+const usage = `usage: hearth-agent <command> [flags]
+
+commands:
+  enroll   --hub mqtts://HOST:PORT --id ID --token T --ca-fingerprint SHA256:... [--dir DIR] [--key p256|p384|ed25519|rsa2048]
+  run      [--dir DIR] [--on-renew 'CMD'] [--log-format text|json]
+  status   [--dir DIR] [--json]
+  renew    [--dir DIR]
+  version
+
+Run "hearth-agent <command> -h" for a command's flags.
+`
+
+// run parses args and runs one command.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return &exitError{code: 2}
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "enroll":
+		return enroll(ctx, args, stderr)
+	case "run":
+		return runAgent(ctx, args, stderr)
+	case "status":
+		return status(args, stdout, stderr)
+	case "renew":
+		return renew(ctx, args, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintf(stdout, "hearth-agent %s (protocol v%d, %s, %s/%s)\n", version, protocol.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return &exitError{code: 2, err: fmt.Errorf("unknown command %q", cmd)}
+}
+
+// common are the flags every command shares.
+type common struct {
+	dir       string
+	logFormat string
+	logLevel  string
+}
+
+func newFlagSet(name string, stderr io.Writer, c *common) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.dir, "dir", device.DefaultDir, "state directory")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return fs
+}
+
+// parse parses args, mapping usage errors to exit status 2.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return &exitError{code: 0}
+		}
+		return &exitError{code: 2}
+	}
+	if fs.NArg() > 0 {
+		return &exitError{code: 2, err: fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))}
+	}
+	return nil
+}
+
+// config returns the device.Config for the common flags.
+func (c common) config(stderr io.Writer) (device.Config, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return device.Config{}, &exitError{code: 2, err: fmt.Errorf("--log-level %q: %w", c.logLevel, err)}
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	switch c.logFormat {
+	case "text":
+		h = slog.NewTextHandler(stderr, opts)
+	case "json":
+		h = slog.NewJSONHandler(stderr, opts)
+	default:
+		return device.Config{}, &exitError{code: 2, err: fmt.Errorf("--log-format %q: want text or json", c.logFormat)}
+	}
+	return device.Config{Dir: c.dir, Version: version, BuildTime: builtAt(), Logger: slog.New(h)}, nil
+}
+
+// builtAt returns the build time: -X main.buildTime, else the VCS commit time, else zero.
+func builtAt() time.Time {
+	if t, err := time.Parse(time.RFC3339, buildTime); err == nil {
+		return t
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.time" {
+				if t, err := time.Parse(time.RFC3339, s.Value); err == nil {
+					return t
+				}
+			}
+		}
+	}
+	return time.Time{}
+}
+
+func enroll(ctx context.Context, args []string, stderr io.Writer) error {
+	var c common
+	fs := newFlagSet("enroll", stderr, &c)
+	hubURL := fs.String("hub", "", "hub address, mqtts://HOST:PORT (required)")
+	id := fs.String("id", "", "device id (required)")
+	token := fs.String("token", "", "one-time enrollment token (or --token-file, or $HEARTH_TOKEN)")
+	tokenFile := fs.String("token-file", "", "file holding the enrollment token")
+	fp := fs.String("ca-fingerprint", "", "hub root CA fingerprint, SHA256:... (required)")
+	key := fs.String("key", "p256", "key algorithm: p256, p384, ed25519 or rsa2048")
+	prefix := fs.String("prefix", protocol.DefaultPrefix, "topic prefix of the hub")
+	export := fs.Bool("export-pem", false, "also keep cert.pem and key.pem in the state directory for local services")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	tok := *token
+	if *tokenFile != "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return err
+		}
+		tok = strings.TrimSpace(string(b))
+	}
+	if tok == "" {
+		tok = os.Getenv("HEARTH_TOKEN")
+	}
+	if *hubURL == "" || *id == "" || tok == "" || *fp == "" {
+		return &exitError{code: 2, err: errors.New("enroll: --hub, --id, --token and --ca-fingerprint are required")}
+	}
+	topics, err := protocol.NewTopics(*prefix)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	cfg, err := c.config(stderr)
+	if err != nil {
+		return err
+	}
+	cfg.HubURL, cfg.DeviceID, cfg.KeyAlgorithm, cfg.Topics, cfg.ExportPEM = *hubURL, *id, *key, topics, *export
+	if err := device.Enroll(ctx, cfg, tok, *fp); err != nil {
+		if errors.Is(err, device.ErrNotCommitted) {
+			return fmt.Errorf("%w\nthe certificate is installed; `hearth-agent run` will commit it", err)
+		}
+		return err
+	}
+	fmt.Fprintf(stderr, "enrolled %s; start the agent with: hearth-agent run --dir %s\n", *id, c.dir)
+	return nil
+}
+
+func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
+	var c common
+	fs := newFlagSet("run", stderr, &c)
+	onRenew := fs.String("on-renew", "", "shell command run after each acknowledged renewal (sh -c)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := c.config(stderr)
+	if err != nil {
+		return err
+	}
+	if *onRenew != "" {
+		cfg.OnRenew = []string{"/bin/sh", "-c", *onRenew}
+	}
+	a, err := device.New(cfg)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+func renew(ctx context.Context, args []string, stderr io.Writer) error {
+	var c common
+	fs := newFlagSet("renew", stderr, &c)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := c.config(stderr)
+	if err != nil {
+		return err
+	}
+	if err := device.Renew(ctx, cfg); err != nil {
+		if errors.Is(err, device.ErrLocked) {
+			return fmt.Errorf("%w\nthe agent is running: ask the hub for a renewal (hearth-gateway device renew) instead", err)
+		}
+		return err
+	}
+	st, err := device.ReadStatus(cfg)
+	if err == nil {
+		fmt.Fprintf(stderr, "renewed: serial %s, valid until %s\n", st.Serial, st.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+func status(args []string, stdout, stderr io.Writer) error {
+	var c common
+	fs := newFlagSet("status", stderr, &c)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	st, err := device.ReadStatus(device.Config{Dir: c.dir, BuildTime: builtAt()})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(st); err != nil {
+			return err
+		}
+	} else {
+		printStatus(stdout, st)
+	}
+	switch {
+	case !st.Enrolled:
+		return &exitError{code: 2, err: fmt.Errorf("no certificate in %s: run hearth-agent enroll", st.Dir)}
+	case st.Expired:
+		return &exitError{code: 3, err: fmt.Errorf("certificate %s expired at %s", st.Serial, st.NotAfter.UTC().Format(time.RFC3339))}
+	}
+	return nil
+}
+
+// printStatus prints st for people.
+func printStatus(w io.Writer, st device.Status) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	defer tw.Flush()
+	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, args...)...) }
+	ts := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	row("device", "%s", orDash(st.DeviceID))
+	row("hub", "%s", orDash(st.Hub))
+	row("state dir", "%s", st.Dir)
+	if !st.Enrolled {
+		row("certificate", "none (not enrolled)")
+		return
+	}
+	row("serial", "%s", st.Serial)
+	row("issuer", "%s", st.Issuer)
+	row("key", "%s", st.KeyAlgorithm)
+	left := time.Duration(st.TimeLeft)
+	switch {
+	case st.Expired:
+		row("expires", "%s (EXPIRED %s ago)", ts(st.NotAfter), human(-left))
+	case left < 0:
+		row("expires", "%s (past by the device clock, which is not trusted)", ts(st.NotAfter))
+	default:
+		row("expires", "%s (in %s)", ts(st.NotAfter), human(left))
+	}
+	if st.ChainOK {
+		row("chain", "verifies against the pinned CA")
+	} else {
+		row("chain", "DOES NOT VERIFY: %s", st.ChainError)
+	}
+	row("next renewal", "%s (%s)", ts(st.NextRenewal), orDash(st.NextRenewalReason))
+	row("last renewal", "%s", ts(st.LastRenewal))
+	row("last error", "%s", orDash(st.LastError))
+	if st.PendingRequest != "" {
+		row("pending request", "%s", st.PendingRequest)
+	}
+	conn := "unknown (no agent has run)"
+	if !st.StatusUpdated.IsZero() {
+		state := "disconnected"
+		if st.Connected {
+			state = "connected"
+		}
+		conn = fmt.Sprintf("%s since %s (as recorded at %s by pid %d)", state, ts(st.ConnectionSince), ts(st.StatusUpdated), st.AgentPID)
+	}
+	row("hub connection", "%s", conn)
+	if st.ConnectError != "" {
+		row("connect error", "%s", st.ConnectError)
+	}
+	clk := "trusted"
+	if !st.ClockTrusted {
+		clk = "NOT trusted (before the build or last known good time)"
+	}
+	row("clock", "%s, skew vs hub %+ds at last report", clk, st.SkewSeconds)
+	if st.Hook != nil {
+		row("on-renew", "exit %d", st.Hook.ExitCode)
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// human formats a duration as days and hours.
+func human(d time.Duration) string {
+	days := int(d / (24 * time.Hour))
+	hours := int(d % (24 * time.Hour) / time.Hour)
+	if days > 0 {
+		return fmt.Sprintf("%dd %dh", days, hours)
+	}
+	return d.Round(time.Second).String()
+}

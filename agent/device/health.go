@@ -1,0 +1,172 @@
+package device
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/hearth-pki/hearth/agent/internal/keystore"
+	"github.com/hearth-pki/hearth/protocol"
+)
+
+// keyName names a public key for people, as the hub does: "ECDSA P-256", "Ed25519", "RSA 2048".
+func keyName(pub crypto.PublicKey) string {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		return "ECDSA " + k.Curve.Params().Name
+	case ed25519.PublicKey:
+		return "Ed25519"
+	case *rsa.PublicKey:
+		return fmt.Sprintf("RSA %d", k.N.BitLen())
+	}
+	return fmt.Sprintf("%T", pub)
+}
+
+// healthReport describes the current certificate and clock.
+func (a *Agent) healthReport() *protocol.Health {
+	pair := a.current()
+	leaf := pair.Leaf()
+	r := a.clk.Read()
+	h := &protocol.Health{
+		V: protocol.Version, Serial: pair.Serial(), Issuer: leaf.Issuer.String(),
+		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, KeyAlgorithm: keyName(leaf.PublicKey),
+		KeyStorage: "file", DeviceTime: r.Device, ClockTrusted: r.Trusted, AgentVersion: a.cfg.Version,
+		LastError: truncate(a.st.LastError, protocol.MaxTextLen), NextRenewal: a.nextRenewal().At,
+	}
+	if r.HubSeen {
+		h.SkewSeconds = int64(r.Skew.Round(time.Second) / time.Second)
+	}
+	if _, err := verifyChain(pair.Chain, a.ca, verifyAt(r, leaf), x509.ExtKeyUsageClientAuth, ""); err != nil {
+		h.ChainError = truncate(err.Error(), protocol.MaxTextLen)
+	} else {
+		h.ChainOK = true
+	}
+	if h.DeviceTime.Year() < 1970 {
+		h.DeviceTime = time.Unix(0, 0).UTC()
+	}
+	return h
+}
+
+// sendHealth publishes a health report.
+func (a *Agent) sendHealth(ctx context.Context) {
+	h := a.healthReport()
+	a.healthDue = false
+	a.lastHealth = a.now()
+	rctx, cancel := context.WithTimeout(ctx, a.cfg.ConnectTimeout)
+	err := a.sess.Report(rctx, h)
+	cancel()
+	if err != nil {
+		// Try again within a minute (or at the next connection).
+		a.lastHealth = a.now().Add(-a.cfg.HealthEvery + time.Minute)
+		a.log.Warn("cannot send the health report", "err", err)
+		return
+	}
+	a.rt.ClockTrusted, a.rt.HubSeen, a.rt.SkewSeconds = h.ClockTrusted, a.clk.Read().HubSeen, h.SkewSeconds
+	a.saveRuntime()
+	if a.clk.Floor().Sub(a.savedFloor) > time.Hour {
+		a.saveState()
+	}
+	a.emit(Event{Kind: EventHealth})
+	a.log.Debug("health reported", "chain_ok", h.ChainOK, "clock_trusted", h.ClockTrusted, "skew_s", h.SkewSeconds)
+}
+
+// setLastError records err as the last error, for health reports and status, persisting it
+// when it changed.
+func (a *Agent) setLastError(err error) {
+	if err == nil {
+		return
+	}
+	msg := truncate(err.Error(), protocol.MaxTextLen)
+	if msg == a.st.LastError {
+		return
+	}
+	a.st.LastError = msg
+	a.healthDue = true
+	a.saveState()
+}
+
+// saveState persists the state with the current lower bound of the time.
+func (a *Agent) saveState() {
+	if a.ks == nil || a.clk == nil {
+		return
+	}
+	a.st.LastKnownGood = a.clk.Floor()
+	if err := a.ks.SaveState(a.st); err != nil {
+		a.log.Error("cannot save the state", "err", err)
+		return
+	}
+	a.savedFloor = a.st.LastKnownGood
+}
+
+// hookOutputMax bounds the output of the OnRenew command kept and reported.
+const hookOutputMax = 4096
+
+// tail keeps the last max bytes written to it.
+type tail struct {
+	buf []byte
+	max int
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+// runHook runs Config.OnRenew after an acknowledged renewal. Its result goes into the next
+// commit, the runtime status and, if it failed, the last error.
+func (a *Agent) runHook(ctx context.Context, pair keystore.Pair) {
+	if len(a.cfg.OnRenew) == 0 {
+		return
+	}
+	hctx, cancel := context.WithTimeout(ctx, a.cfg.HookTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(hctx, a.cfg.OnRenew[0], a.cfg.OnRenew[1:]...)
+	cmd.Env = append(os.Environ(),
+		"HEARTH_DEVICE_ID="+a.cfg.DeviceID,
+		"HEARTH_SERIAL="+pair.Serial(),
+		"HEARTH_NOT_AFTER="+pair.Leaf().NotAfter.UTC().Format(time.RFC3339),
+		"HEARTH_DIR="+a.cfg.Dir,
+	)
+	if a.cfg.ExportPEM {
+		cmd.Env = append(cmd.Env,
+			"HEARTH_CERT="+filepath.Join(a.cfg.Dir, "cert.pem"),
+			"HEARTH_KEY="+filepath.Join(a.cfg.Dir, "key.pem"))
+	}
+	out := &tail{max: hookOutputMax}
+	cmd.Stdout, cmd.Stderr = out, out
+	err := cmd.Run()
+	run := &protocol.HookRun{Output: string(bytes.ToValidUTF8(out.buf, nil))}
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		run.ExitCode = exit.ExitCode()
+	default:
+		run.ExitCode = -1
+		run.Output = truncate(err.Error(), hookOutputMax)
+	}
+	a.hook = run
+	a.rt.Hook = run
+	a.saveRuntime()
+	a.emit(Event{Kind: EventHookFinished, Detail: strconv.Itoa(run.ExitCode)})
+	if run.ExitCode != 0 {
+		a.setLastError(fmt.Errorf("on-renew command exited with %d: %s", run.ExitCode, truncate(run.Output, 200)))
+		a.log.Warn("on-renew command failed", "exit_code", run.ExitCode, "output", truncate(run.Output, 200))
+		return
+	}
+	a.log.Info("on-renew command succeeded")
+}

@@ -1,0 +1,312 @@
+package device
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hearth-pki/hearth/agent/internal/hub"
+	"github.com/hearth-pki/hearth/agent/internal/keystore"
+	"github.com/hearth-pki/hearth/protocol"
+)
+
+// emergencyRetryMax caps the renewal backoff once the emergency floor is reached.
+const emergencyRetryMax = 5 * time.Minute
+
+// Renew performs one renewal now, in the foreground (hearth-agent renew): connect with the
+// current pair, send a CSR, install, reconnect, commit, and roll back on any failure. It
+// fails with ErrLocked while an agent runs on the same directory: ask the hub for a renew
+// command instead.
+func Renew(ctx context.Context, cfg Config) error {
+	a, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	ks, release, err := openDir(a.cfg)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if err := a.load(ks); err != nil {
+		return err
+	}
+	defer a.shutdown()
+	sess, err := a.dial(ctx)
+	if err != nil {
+		return fmt.Errorf("device: renew: %w", err)
+	}
+	a.attach(sess)
+	if a.st.Pending != nil {
+		a.resume(ctx)
+	}
+	if a.sess == nil {
+		return fmt.Errorf("device: renew: connection lost")
+	}
+	reason := protocol.ReasonCommand
+	if r := a.clk.Read(); r.Now.After(a.current().Leaf().NotAfter) {
+		reason = protocol.ReasonRecovery
+	}
+	if err := a.renew(ctx, reason, ""); err != nil {
+		a.setLastError(err)
+		return err
+	}
+	a.sendHealth(ctx)
+	return nil
+}
+
+// attempt runs one renewal and records its outcome for the schedule: on failure an
+// exponential backoff (or the hub's retry-after, if longer) before the next try.
+func (a *Agent) attempt(ctx context.Context, reason protocol.Reason, commandID string) {
+	err := a.renew(ctx, reason, commandID)
+	if err == nil {
+		a.failures, a.retryAt = 0, time.Time{}
+		return
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	a.failures++
+	hi := a.cfg.RetryMax
+	if !a.clk.Read().Now.Before(emergencyAt(a.current().Leaf())) {
+		hi = min(hi, max(emergencyRetryMax, a.cfg.RetryMin))
+	}
+	d := backoff(a.failures, a.cfg.RetryMin, hi, a.cfg.Rand.Float64())
+	var he *HubError
+	if errors.As(err, &he) && he.RetryAfter > d {
+		d = he.RetryAfter
+	}
+	a.retryAt = a.now().Add(d)
+	a.setLastError(err)
+	a.log.Warn("renewal failed", "err", err, "retry_in", d.Round(time.Second))
+}
+
+// renew is one renewal transaction (DESIGN.md, renewal steps 2–5). It needs a session.
+func (a *Agent) renew(ctx context.Context, reason protocol.Reason, commandID string) error {
+	if a.sess == nil {
+		return errors.New("device: renew: not connected to the hub")
+	}
+	old := a.current()
+	key, err := keystore.GenerateKey(keystore.Algorithm(a.cfg.KeyAlgorithm))
+	if err != nil {
+		return fmt.Errorf("device: renew: %w", err)
+	}
+	csr, err := keystore.NewCSR(key, a.cfg.DeviceID)
+	if err != nil {
+		return fmt.Errorf("device: renew: %w", err)
+	}
+	reqID := newRequestID()
+	a.st.Pending = &keystore.Pending{RequestID: reqID, Replaces: old.Serial()}
+	a.saveState()
+	a.log.Info("requesting a certificate", "request_id", reqID, "reason", reason, "replaces", old.Serial())
+	msg := &protocol.CSR{
+		V: protocol.Version, RequestID: reqID, CSR: string(csr), Reason: reason,
+		Replaces: old.Serial(), CommandID: commandID,
+	}
+	reply, attempt, err := a.request(ctx, msg)
+	if err != nil {
+		a.giveUp(ctx, reqID, attempt, "", err, true)
+		return fmt.Errorf("device: renew: %w", err)
+	}
+	a.observe(reply.HubTime, false)
+	if reply.Error != nil {
+		err := hubError(reply.Error)
+		a.giveUp(ctx, reqID, attempt, "", err, false) // the hub refused: it knows
+		return fmt.Errorf("device: renew: %w", err)
+	}
+	chain, err := verifyIssued(reply.Chain, key, a.cfg.DeviceID, a.ca, reply.HubTime)
+	if err != nil {
+		a.giveUp(ctx, reqID, attempt, reply.Serial, err, true)
+		return fmt.Errorf("device: renew: %w", err)
+	}
+	if err := a.ks.Install(key, chain); err != nil && !errors.Is(err, keystore.ErrExport) {
+		a.giveUp(ctx, reqID, attempt, reply.Serial, err, true)
+		return fmt.Errorf("device: renew: %w", err)
+	}
+	fresh, err := a.ks.Current()
+	if err != nil {
+		return a.rollback(ctx, reqID, attempt, old, reply.Serial, fmt.Errorf("read back the installed pair: %w", err))
+	}
+	a.pair.Store(&fresh)
+	a.clk.AtLeast(fresh.Leaf().NotBefore)
+	a.log.Info("certificate installed, reconnecting with it", "pair", fresh)
+	return a.commit(ctx, reqID, attempt, old, fresh)
+}
+
+// request submits msg and waits for the reply. When the connection drops first, it
+// reconnects with the current pair and resubmits the same request id (the hub answers a
+// resubmission idempotently), at most maxRequestTries times in all.
+func (a *Agent) request(ctx context.Context, msg *protocol.CSR) (*protocol.Cert, int, error) {
+	for attempt := 1; ; attempt++ {
+		msg.Time = a.clk.Read().Device
+		rctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
+		reply, err := a.sess.Request(rctx, msg)
+		cancel()
+		if err == nil {
+			return reply, attempt, nil
+		}
+		if !errors.Is(err, hub.ErrConnectionLost) || attempt >= maxRequestTries || ctx.Err() != nil {
+			return nil, attempt, noReply(ctx, err)
+		}
+		a.log.Info("connection lost while waiting for the certificate; resubmitting the same request", "request_id", msg.RequestID)
+		a.detach()
+		if err := sleep(ctx, backoff(attempt, a.reconnectMin(), reconnectMax, a.cfg.Rand.Float64())); err != nil {
+			return nil, attempt, err
+		}
+		sess, err := a.dial(ctx)
+		if err != nil {
+			return nil, attempt, err
+		}
+		a.attach(sess)
+	}
+}
+
+// commit is the second phase: reconnect with the new pair, commit, wait for the ack; roll
+// back on any failure.
+func (a *Agent) commit(ctx context.Context, reqID string, attempt int, old, fresh keystore.Pair) error {
+	if a.sess != nil {
+		a.sess.Drop()
+		a.sess = nil
+	}
+	sess, err := a.dial(ctx)
+	if err != nil {
+		return a.rollback(ctx, reqID, attempt, old, fresh.Serial(), fmt.Errorf("reconnect with the new certificate refused: %w", err))
+	}
+	a.attach(sess)
+	actx, cancel := context.WithTimeout(ctx, a.cfg.AckTimeout)
+	ack, err := a.sess.Commit(actx, &protocol.Commit{
+		V: protocol.Version, RequestID: reqID, Serial: fresh.Serial(), Outcome: protocol.OutcomeCommitted,
+		Time: a.clk.Read().Device, Hook: a.hook, Attempt: attempt,
+	})
+	cancel()
+	if err := checkAck(ctx, ack, err, fresh.Serial()); err != nil {
+		return a.rollback(ctx, reqID, attempt, old, fresh.Serial(), err)
+	}
+	a.observe(ack.HubTime, false)
+	a.lastAckHub = ack.HubTime
+	a.hook = nil
+	a.st.Pending, a.st.LastRenewal, a.st.LastError = nil, a.clk.Read().Now, ""
+	a.saveState()
+	a.info = nil
+	a.healthDue = true
+	a.emit(Event{Kind: EventRenewed, RequestID: reqID})
+	a.log.Info("renewed", "serial", fresh.Serial(), "not_after", fresh.Leaf().NotAfter)
+	a.runHook(ctx, fresh)
+	return nil
+}
+
+// rollback goes back to the previous pair after an install, reconnects with it and reports
+// the rolled-back commit (now, or on the next connection).
+func (a *Agent) rollback(ctx context.Context, reqID string, attempt int, old keystore.Pair, failed string, cause error) error {
+	a.log.Warn("renewal failed after install, rolling back", "request_id", reqID, "failed", failed, "err", cause)
+	if a.sess != nil {
+		a.sess.Drop()
+		a.sess = nil
+	}
+	a.st.Pending = nil
+	if err := a.ks.Rollback(); err != nil {
+		// Only an enrollment has no previous pair: keep the new one and let the next
+		// connection commit it again.
+		a.log.Error("cannot roll back; keeping the new certificate", "err", err)
+		a.emit(Event{Kind: EventRolledBack, RequestID: reqID, Err: cause})
+		return fmt.Errorf("device: renew: %w (and rollback failed: %w)", cause, err)
+	}
+	a.pair.Store(&old)
+	a.saveState()
+	c := &protocol.Commit{
+		V: protocol.Version, RequestID: reqID, Serial: old.Serial(), Outcome: protocol.OutcomeRolledBack,
+		Detail: truncate(cause.Error(), protocol.MaxTextLen), Failed: failed, Time: a.clk.Read().Device,
+		Hook: a.hook, Attempt: attempt,
+	}
+	if sess, err := a.dial(ctx); err == nil {
+		a.attach(sess)
+		if err := a.sess.Report(ctx, c); err != nil {
+			a.unsent = c
+		}
+	} else {
+		a.unsent = c
+		a.log.Warn("cannot reconnect with the previous certificate yet", "err", err)
+	}
+	a.emit(Event{Kind: EventRolledBack, RequestID: reqID, Err: cause})
+	return fmt.Errorf("device: renew: rolled back to serial %s: %w", old.Serial(), cause)
+}
+
+// giveUp ends a renewal that failed before anything was installed and, when tell is set,
+// tells the hub so that it can drop the pending certificate (failed, when there is one) or
+// the request.
+func (a *Agent) giveUp(ctx context.Context, reqID string, attempt int, failed string, cause error, tell bool) {
+	a.st.Pending = nil
+	a.saveState()
+	a.emit(Event{Kind: EventRenewFailed, RequestID: reqID, Err: cause})
+	if !tell || a.sess == nil {
+		return
+	}
+	c := &protocol.Commit{
+		V: protocol.Version, RequestID: reqID, Serial: a.current().Serial(), Outcome: protocol.OutcomeRolledBack,
+		Detail: truncate(cause.Error(), protocol.MaxTextLen), Failed: failed, Time: a.clk.Read().Device,
+		Hook: a.hook, Attempt: attempt,
+	}
+	if err := a.sess.Report(ctx, c); err != nil {
+		a.unsent = c
+	}
+}
+
+// resume settles a renewal that a restart interrupted. If the pair it installed is in use
+// (the session just opened with it), the commit is sent again; otherwise the request is
+// forgotten and the next renewal starts afresh (its key is gone).
+func (a *Agent) resume(ctx context.Context) {
+	p := a.st.Pending
+	cur := a.current()
+	if p.Replaces == cur.Serial() {
+		a.log.Info("forgetting a renewal request interrupted before install", "request_id", p.RequestID)
+		a.st.Pending = nil
+		a.saveState()
+		return
+	}
+	a.log.Info("committing a certificate installed before a restart", "request_id", p.RequestID, "serial", cur.Serial())
+	actx, cancel := context.WithTimeout(ctx, a.cfg.AckTimeout)
+	ack, err := a.sess.Commit(actx, &protocol.Commit{
+		V: protocol.Version, RequestID: p.RequestID, Serial: cur.Serial(), Outcome: protocol.OutcomeCommitted,
+		Time: a.clk.Read().Device, Hook: a.hook, Attempt: 1,
+	})
+	cancel()
+	if err := checkAck(ctx, ack, err, cur.Serial()); err != nil {
+		old, perr := a.ks.Previous()
+		if perr != nil {
+			a.setLastError(err) // first certificate: nothing to go back to, retry next time
+			return
+		}
+		a.setLastError(a.rollback(ctx, p.RequestID, 1, old, cur.Serial(), err))
+		return
+	}
+	a.observe(ack.HubTime, false)
+	a.lastAckHub = ack.HubTime
+	a.hook = nil
+	a.st.Pending, a.st.LastRenewal, a.st.LastError = nil, a.clk.Read().Now, ""
+	a.saveState()
+	a.emit(Event{Kind: EventRenewed, RequestID: p.RequestID})
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
