@@ -47,7 +47,7 @@ func (a *Agent) saveRuntime() {
 	a.rt.NextRenewal, a.rt.NextRenewalReason, a.rt.Updated = p.At, p.Reason, a.now()
 	b, err := json.MarshalIndent(a.rt, "", "  ")
 	if err == nil {
-		err = writeAtomic(a.cfg.Dir, runtimeName, append(b, '\n'))
+		err = writeInformative(a.cfg.Dir, runtimeName, append(b, '\n'))
 	}
 	if err != nil {
 		a.log.Warn("cannot write the runtime status", "err", err)

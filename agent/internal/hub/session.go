@@ -2,7 +2,9 @@ package hub
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -255,13 +257,19 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 	return s, nil
 }
 
-// clientID is the MQTT client id: the device id. The anonymous CA session uses another id so
-// that it never takes over the device's own session.
+// clientID is the MQTT client id: the device id and a random suffix per connection
+// ("<id>:<8 hex>", which the hub's broker accepts for the device). A reconnection — with a
+// new certificate, after a renewal — is then a new session, never a takeover of the old one:
+// mochi can tear a taken-over session down after the new one subscribed and take the new
+// session's subscriptions with it, and the commit's acknowledgment would never arrive. The
+// anonymous CA session uses another prefix so it never competes with the device's session.
 func (s *Session) clientID() string {
+	b := make([]byte, 4)
+	rand.Read(b)
 	if s.cfg.Mode == ModeCA {
-		return "hearth-ca-" + s.cfg.DeviceID
+		return "hearth-ca-" + s.cfg.DeviceID + ":" + hex.EncodeToString(b)
 	}
-	return s.cfg.DeviceID
+	return s.cfg.DeviceID + ":" + hex.EncodeToString(b)
 }
 
 // subscribe makes the subscriptions of the session's mode, QoS 1.

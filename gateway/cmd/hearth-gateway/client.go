@@ -38,6 +38,7 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 	reason := fs.String("reason", "", "why, for the audit log")
 	limit := fs.Int("limit", 50, "at most this many events")
 	camp := campaignFlags(fs, family)
+	outFile := fs.String("out", "", "device sign: write the chain to this `file`")
 	if err := fs.Parse(interleave(args)); err != nil {
 		return err
 	}
@@ -80,7 +81,11 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 			return printDevices(stdout, list, time.Now())
 		}
 	case "device import", "device sign":
-		return runManual(ctx, client, name, *device, *devName, *family, fs.Args(), *asJSON, stdout)
+		args := fs.Args()
+		if *outFile != "" {
+			args = append([]string{"--out=" + *outFile}, args...)
+		}
+		return runManual(ctx, client, name, *device, *devName, *family, args, *asJSON, stdout)
 	case "device show":
 		var d string
 		if d, err = id(); err != nil {

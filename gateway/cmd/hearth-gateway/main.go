@@ -30,8 +30,10 @@ Talk to the running hub (control socket in the data directory):
   token create --device ID [--ttl 24h] [--name NAME] [--family F] [--json]
   devices [--json]                 list devices and their certificates
   device show ID [--json]          one device: certificates, attempts, events
-  device import --device ID FILE   track a device without an agent by its certificate (PEM)
-  device sign --device ID FILE     sign a CSR (PEM) for a device without an agent; prints the chain
+  device import --device ID [--name N] [--family F] FILE
+                                   track a device without an agent by its certificate (PEM)
+  device sign --device ID [--name N] [--family F] [--out FILE] FILE
+                                   sign a CSR (PEM) for a device without an agent
   renew ID                         renew a device now (commanded at once, or when it reconnects)
   renew --family F | --class C | --all [--rate 100/min] [--canary 5] [--abort-after 10%] [--rekey]
                                    a renewal campaign: canaries first, stops at the abort threshold

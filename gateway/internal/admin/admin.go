@@ -22,6 +22,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/monitor"
+	"github.com/hearth-pki/hearth/gateway/internal/policy"
 	"github.com/hearth-pki/hearth/gateway/internal/renewal"
 	"github.com/hearth-pki/hearth/gateway/internal/secret"
 	"github.com/hearth-pki/hearth/protocol"
@@ -53,6 +54,8 @@ type Config struct {
 	// reconnect otherwise, and retries until the device commits) and runs campaigns. Without
 	// it, device/renew publishes one command and campaigns are unavailable.
 	Scheduler Scheduler
+	// Policy is the policy in force, for device/sign. Default policy.Default.
+	Policy func() *policy.Policy
 	// ReloadPolicy re-reads and applies the policy file, returning what changed.
 	ReloadPolicy func(ctx context.Context) ([]string, error)
 	Logger       *slog.Logger
@@ -75,6 +78,9 @@ func New(cfg Config) *Service {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Policy == nil {
+		cfg.Policy = policy.Default
 	}
 	if cfg.Changed == nil {
 		cfg.Changed = func() {}

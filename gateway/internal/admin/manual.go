@@ -1,16 +1,521 @@
 package admin
 
+// Devices without an agent — a camera holding a certificate from its vendor's cloud, a
+// printer whose web page makes a CSR — are kept by a person. device/import records the
+// certificate a person found on such a device; device/sign signs the CSR a person uploaded.
+// Both mark the device MechanismManual, so the renewal scheduler sends reminders at the
+// policy's thresholds instead of commands, and both leave the certificate active at once:
+// there is no agent to commit it, the person installs it.
+//
+// A refused request writes nothing. An accepted one is two inventory transactions (record
+// pending, then activate): a crash between them leaves a pending certificate, which the
+// same import run again activates.
+
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/hearth-pki/hearth/gateway/internal/ca"
+	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/policy"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
-// Import records a device without an agent from its certificate (placeholder until written).
-func (s *Service) Import(ctx context.Context, payload []byte) (any, error) {
-	return nil, errors.New("device/import is not available yet")
+// Limits of device/import and device/sign.
+const (
+	// MaxImportPEM bounds the PEM text of an imported chain (8 RSA-8192 certificates fit).
+	MaxImportPEM = 48 << 10
+	// MaxImportChain is the most certificates an imported chain may hold, leaf included.
+	MaxImportChain = protocol.MaxChainCerts
+	// MaxCSRPEM bounds the PEM text of an uploaded CSR.
+	MaxCSRPEM = 16 << 10
+)
+
+// ReasonImport is the attempt reason of an imported certificate; signed CSRs use the
+// protocol's reasons (enroll, command).
+const ReasonImport = "import"
+
+// ManualDevice names a device without an agent and describes it. Empty descriptive fields
+// keep what the inventory has.
+type ManualDevice struct {
+	Transaction string `json:"transaction,omitempty"`
+	ID          string `json:"id"`
+	Name        string `json:"name,omitempty"`
+	Family      string `json:"family,omitempty"`
+	Vendor      string `json:"vendor,omitempty"`
+	Model       string `json:"model,omitempty"`
 }
 
-// SignCSR signs an uploaded CSR for a device without an agent (placeholder until written).
+// Validate checks the id and the descriptive fields.
+func (m *ManualDevice) Validate() error {
+	if err := protocol.ValidateDeviceID(m.ID); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{{"transaction", m.Transaction, 128}, {"name", m.Name, 128}, {"family", m.Family, 64},
+		{"vendor", m.Vendor, 64}, {"model", m.Model, 64}} {
+		if len(f.v) > f.max {
+			return fmt.Errorf("%s is %d bytes, over the limit of %d", f.name, len(f.v), f.max)
+		}
+		if !utf8.ValidString(f.v) || strings.ContainsFunc(f.v, unicode.IsControl) {
+			return fmt.Errorf("%s %q must be UTF-8 text without control characters", f.name, f.v)
+		}
+	}
+	return nil
+}
+
+// ImportRequest is the payload of device/import: PEM holds the device's certificate chain,
+// leaf first; the chain may come from any CA.
+type ImportRequest struct {
+	ManualDevice
+	PEM string `json:"pem"`
+}
+
+// Validate checks the device fields and the size of the PEM text.
+func (r *ImportRequest) Validate() error {
+	if len(r.PEM) > MaxImportPEM {
+		return fmt.Errorf("pem is %d bytes, over the limit of %d", len(r.PEM), MaxImportPEM)
+	}
+	return r.ManualDevice.Validate()
+}
+
+// SignRequest is the payload of device/sign: CSR is a PEM certificate request made on the
+// device.
+type SignRequest struct {
+	ManualDevice
+	CSR string `json:"csr"`
+}
+
+// Validate checks the device fields and the size of the CSR.
+func (r *SignRequest) Validate() error {
+	if len(r.CSR) > MaxCSRPEM {
+		return fmt.Errorf("csr is %d bytes, over the limit of %d", len(r.CSR), MaxCSRPEM)
+	}
+	return r.ManualDevice.Validate()
+}
+
+// Imported is the answer to device/import.
+type Imported struct {
+	ID       string           `json:"id"`
+	Serial   string           `json:"serial"`
+	NotAfter time.Time        `json:"not_after"`
+	Issuer   string           `json:"issuer"`
+	Status   inventory.Status `json:"status"`
+	// Superseded is the certificate this one replaced as the device's active one.
+	Superseded string `json:"superseded,omitempty"`
+	// AlreadyImported is set when the inventory already had this certificate: nothing changed.
+	AlreadyImported bool `json:"already_imported,omitempty"`
+}
+
+// Signed is the answer to device/sign. Chain is the leaf then the hub's intermediate, in PEM.
+type Signed struct {
+	ID         string    `json:"id"`
+	Serial     string    `json:"serial"`
+	NotAfter   time.Time `json:"not_after"`
+	Class      string    `json:"class"`
+	Chain      string    `json:"chain"`
+	Superseded string    `json:"superseded,omitempty"`
+}
+
+// Import decodes a device/import payload and runs ImportChain.
+func (s *Service) Import(ctx context.Context, payload []byte) (any, error) {
+	var r ImportRequest
+	if err := protocol.Decode(payload, &r); err != nil {
+		return nil, fmt.Errorf("device/import: %w", err)
+	}
+	return s.ImportChain(ctx, r)
+}
+
+// SignCSR decodes a device/sign payload and runs Sign.
 func (s *Service) SignCSR(ctx context.Context, payload []byte) (any, error) {
-	return nil, errors.New("device/sign is not available yet")
+	var r SignRequest
+	if err := protocol.Decode(payload, &r); err != nil {
+		return nil, fmt.Errorf("device/sign: %w", err)
+	}
+	return s.Sign(ctx, r)
+}
+
+// ImportChain records the certificate of a device without an agent, from its chain (leaf
+// first, 1 to MaxImportChain certificates, each issued by the next). The leaf must not be a
+// CA certificate and must not name another Hearth device. The device is created or updated
+// as manual and the certificate becomes its active one, superseding an older one; a
+// certificate older than the active one is refused. Importing a certificate the inventory
+// already has answers its record and changes nothing.
+func (s *Service) ImportChain(ctx context.Context, r ImportRequest) (Imported, error) {
+	if err := r.Validate(); err != nil {
+		return Imported{}, err
+	}
+	chain, err := parseChain(r.PEM)
+	if err != nil {
+		return Imported{}, err
+	}
+	if err := checkImportedLeaf(chain, r.ID); err != nil {
+		return Imported{}, err
+	}
+	leaf := chain[0]
+	now := s.cfg.Now().UTC().Truncate(time.Second)
+	cert := certificateOf(leaf, r.ID)
+	cert.RequestID = "import-" + cert.Serial[:min(len(cert.Serial), protocol.MaxRequestIDLen-len("import-"))]
+
+	old, found, err := s.knownCert(ctx, r.ID, cert)
+	if err != nil {
+		return Imported{}, err
+	}
+	if found && old.Status != inventory.StatusPending {
+		return imported(old, "", true), nil
+	}
+	dev, _, err := s.manualTarget(ctx, r.ManualDevice)
+	if err != nil {
+		return Imported{}, err
+	}
+	if err := s.checkNotOlder(ctx, cert); err != nil {
+		return Imported{}, err
+	}
+	if found {
+		cert.RequestID = old.RequestID // an earlier import stopped before activating
+	} else {
+		err = s.cfg.Store.RecordIssuance(ctx, inventory.Issuance{Device: dev, Cert: cert,
+			Attempt: inventory.Attempt{RequestID: cert.RequestID, Reason: ReasonImport, StartedAt: now, FinishedAt: now}})
+		if errors.Is(err, inventory.ErrDuplicate) {
+			// The same certificate imported at the same moment by someone else.
+			if old, found, err := s.knownCert(ctx, r.ID, cert); err != nil || found && old.Status != inventory.StatusPending {
+				return imported(old, "", true), err
+			}
+		} else if err != nil {
+			return Imported{}, storeError(err)
+		}
+	}
+	prev, err := s.activateManual(ctx, cert, now)
+	if err != nil {
+		return Imported{}, err
+	}
+	cert.Status = inventory.StatusActive
+	s.cfg.Logger.Info("certificate imported", "device", r.ID, "serial", cert.Serial, "issuer", cert.Issuer)
+	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: inventory.EventCertActivated, Time: now, DeviceID: r.ID,
+		Message: truncate(fmt.Sprintf("certificate %s imported (issuer %s, expires %s)%s", cert.Serial, cert.Issuer,
+			cert.NotAfter.Format(time.RFC3339), supersededText(prev)), protocol.MaxTextLen),
+		Data: map[string]string{"serial": cert.Serial, "previous": prev, "reason": ReasonImport}})
+	s.cfg.Changed()
+	return imported(cert, prev, false), nil
+}
+
+// Sign signs a CSR made on a device without an agent and uploaded by a person. The CSR must
+// verify (proof of possession), name no other device (CN empty or the id; URI SANs only
+// urn:hearth:device:<id>) and carry a key the CA and the policy accept. Policy sees a new
+// device, or one whose certificate expired (a person's upload stands in for an enrollment
+// token), as an enrollment; otherwise as a command renewal of the active certificate, so
+// a class that requires a new key refuses the current one. The certificate is recorded and
+// activated at once.
+func (s *Service) Sign(ctx context.Context, r SignRequest) (Signed, error) {
+	if err := r.Validate(); err != nil {
+		return Signed{}, err
+	}
+	csr, err := parseCSR(r.CSR)
+	if err != nil {
+		return Signed{}, err
+	}
+	if err := checkCSRIdentity(csr, r.ID); err != nil {
+		return Signed{}, err
+	}
+	if err := ca.CheckKey(csr.PublicKey); err != nil {
+		return Signed{}, fmt.Errorf("csr key refused: %w", err)
+	}
+	now := s.cfg.Now().UTC()
+	dev, subject, err := s.manualTarget(ctx, r.ManualDevice)
+	if err != nil {
+		return Signed{}, err
+	}
+	info := policy.CSRInfo{Reason: policy.CSREnroll, DNSNames: csr.DNSNames}
+	info.KeyAlgorithm, info.KeyBits = policy.KeyAlgorithmOf(csr.PublicKey)
+	var replaces string
+	cur, err := s.cfg.Store.ActiveCertificate(ctx, r.ID)
+	switch {
+	case err == nil:
+		replaces = cur.Serial
+		info.SameKeyAsCurrent = samePublicKey(cur.PEM, csr)
+		if now.Before(cur.NotAfter) {
+			info.Reason, info.ReplacesSerial, info.CurrentNotAfter = policy.CSRCommand, cur.Serial, cur.NotAfter
+		}
+	case !errors.Is(err, inventory.ErrNotFound):
+		return Signed{}, internal(err)
+	}
+	d := s.policy().Admit(subject, info, now)
+	if !d.Allowed {
+		return Signed{}, fmt.Errorf("policy refuses the CSR: %s (rule %s)", d.Reason, d.Rule)
+	}
+	leaf, err := s.cfg.CA.SignLeaf(csr, r.ID, ca.Profile{Lifetime: d.Profile.Lifetime, DNSNames: d.Profile.DNSNames,
+		ServerAuth: d.Profile.ServerAuth, Backdate: d.Profile.Backdate}, now)
+	if err != nil {
+		return Signed{}, internal(err) // the CSR's signature, key and the id were checked above
+	}
+	dev.Class = d.Class
+	cert := certificateOf(leaf, r.ID)
+	cert.RequestID, cert.Replaces = newID("sign"), replaces
+	err = s.cfg.Store.RecordIssuance(ctx, inventory.Issuance{Device: dev, Cert: cert,
+		Attempt: inventory.Attempt{RequestID: cert.RequestID, Reason: info.Reason, StartedAt: now,
+			FinishedAt: s.cfg.Now().UTC(), Latency: s.cfg.Now().Sub(now)}})
+	if err != nil {
+		return Signed{}, storeError(err)
+	}
+	prev, err := s.activateManual(ctx, cert, now)
+	if err != nil {
+		return Signed{}, err
+	}
+	s.cfg.Logger.Info("CSR signed", "device", r.ID, "serial", cert.Serial, "class", d.Class, "reason", info.Reason)
+	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: inventory.EventCertIssued, Time: now.Truncate(time.Second), DeviceID: r.ID,
+		Message: fmt.Sprintf("certificate %s signed from an uploaded CSR (%s, %s)", cert.Serial, info.Reason, d.Class),
+		Data:    map[string]string{"serial": cert.Serial, "request_id": cert.RequestID, "reason": info.Reason}})
+	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: inventory.EventCertActivated, Time: now.Truncate(time.Second), DeviceID: r.ID,
+		Message: fmt.Sprintf("certificate %s is active%s", cert.Serial, supersededText(prev)),
+		Data:    map[string]string{"serial": cert.Serial, "previous": prev}})
+	s.cfg.Changed()
+	chain := cert.PEM + string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.cfg.CA.Intermediate().Raw}))
+	return Signed{ID: r.ID, Serial: cert.Serial, NotAfter: cert.NotAfter, Class: d.Class, Chain: chain, Superseded: prev}, nil
+}
+
+// policy returns the policy in force.
+//
+// policy returns the policy in force.
+func (s *Service) policy() *policy.Policy { return s.cfg.Policy() }
+
+// manualTarget returns the device record to write for m (the stored device's descriptive
+// fields are kept where m leaves them empty) and the policy subject. A device run by an
+// agent, quarantined or removed is refused.
+func (s *Service) manualTarget(ctx context.Context, m ManualDevice) (inventory.Device, policy.Subject, error) {
+	cur, err := s.cfg.Store.Device(ctx, m.ID)
+	switch {
+	case errors.Is(err, inventory.ErrNotFound):
+	case err != nil:
+		return inventory.Device{}, policy.Subject{}, internal(err)
+	case cur.Mechanism == inventory.MechanismAgent:
+		return inventory.Device{}, policy.Subject{}, fmt.Errorf("device %q runs hearth-agent, which renews its own certificate; "+
+			"import and sign are for devices without an agent", m.ID)
+	case cur.State == inventory.StateQuarantined || cur.State == inventory.StateRemoved:
+		return inventory.Device{}, policy.Subject{}, fmt.Errorf("device %q is %s (its certificates were revoked); "+
+			"remove it (hearth-gateway remove %s) before giving it a certificate again", m.ID, cur.State, m.ID)
+	}
+	subject := policy.Subject{DeviceID: m.ID, Family: firstNonEmpty(m.Family, cur.Family), Tags: cur.Tags}
+	class, _ := s.policy().ClassFor(subject)
+	return inventory.Device{ID: m.ID, Name: m.Name, Family: m.Family, Vendor: m.Vendor, Model: m.Model,
+		Mechanism: inventory.MechanismManual, Class: class.Name}, subject, nil
+}
+
+// knownCert looks up the certificate with cert's serial. A record of another certificate, of
+// another device, or revoked is an error; found reports a record of this very certificate.
+func (s *Service) knownCert(ctx context.Context, id string, cert inventory.Certificate) (old inventory.Certificate, found bool, err error) {
+	old, err = s.cfg.Store.Certificate(ctx, cert.Serial)
+	switch {
+	case errors.Is(err, inventory.ErrNotFound):
+		return old, false, nil
+	case err != nil:
+		return old, false, internal(err)
+	case old.Fingerprint != cert.Fingerprint:
+		return old, false, fmt.Errorf("serial %s is already recorded for another certificate (device %q, issuer %q): "+
+			"the inventory keys certificates by serial, so this one cannot be imported", cert.Serial, old.DeviceID, old.Issuer)
+	case old.DeviceID != id:
+		return old, false, fmt.Errorf("certificate %s is already recorded for device %q", cert.Serial, old.DeviceID)
+	case old.Status == inventory.StatusRevoked:
+		return old, false, fmt.Errorf("certificate %s of %q was revoked (%s); it cannot be imported again", cert.Serial, id, old.RevokeReason)
+	}
+	return old, true, nil
+}
+
+// checkNotOlder refuses cert when the device's active certificate is newer: activating it
+// would supersede a certificate the device received later.
+func (s *Service) checkNotOlder(ctx context.Context, cert inventory.Certificate) error {
+	cur, err := s.cfg.Store.ActiveCertificate(ctx, cert.DeviceID)
+	if errors.Is(err, inventory.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return internal(err)
+	}
+	newer := cert.NotBefore.After(cur.NotBefore) || cert.NotBefore.Equal(cur.NotBefore) && cert.NotAfter.After(cur.NotAfter)
+	if cur.Serial != cert.Serial && !newer {
+		return fmt.Errorf("device %q already has a newer certificate %s (valid %s to %s); this one (valid %s to %s) is older",
+			cert.DeviceID, cur.Serial, stamp(cur.NotBefore), stamp(cur.NotAfter), stamp(cert.NotBefore), stamp(cert.NotAfter))
+	}
+	return nil
+}
+
+// activateManual makes the recorded cert the device's active certificate (the person
+// installed it) and closes its attempt as committed. It returns the superseded serial.
+func (s *Service) activateManual(ctx context.Context, cert inventory.Certificate, now time.Time) (string, error) {
+	prev, _, err := s.cfg.Store.Activate(ctx, cert.DeviceID, cert.Serial, now)
+	if errors.Is(err, inventory.ErrRevoked) {
+		return "", fmt.Errorf("certificate %s was revoked meanwhile", cert.Serial)
+	}
+	if err != nil {
+		return "", internal(fmt.Errorf("certificate %s recorded pending: %w", cert.Serial, err))
+	}
+	if err := s.cfg.Store.FinishAttempt(ctx, cert.DeviceID, cert.RequestID, inventory.OutcomeCommitted, "", now); err != nil {
+		s.cfg.Logger.Warn("finish attempt", "device", cert.DeviceID, "request", cert.RequestID, "err", err)
+	}
+	return prev, nil
+}
+
+// parseChain decodes 1 to MaxImportChain PEM CERTIFICATE blocks. Text around the blocks (as
+// openssl prints it) is ignored; any other block type is refused, a private key by name.
+func parseChain(text string) ([]*x509.Certificate, error) {
+	var chain []*x509.Certificate
+	rest := []byte(text)
+	for {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		n := len(chain) + 1
+		switch {
+		case strings.Contains(b.Type, "PRIVATE KEY"):
+			return nil, fmt.Errorf("pem block %d is a private key: give only the certificate chain (the hub never needs the key)", n)
+		case b.Type != "CERTIFICATE":
+			return nil, fmt.Errorf("pem block %d is %q, want CERTIFICATE", n, b.Type)
+		case n > MaxImportChain:
+			return nil, fmt.Errorf("the chain has more than %d certificates", MaxImportChain)
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d of the chain does not parse: %w", n, err)
+		}
+		chain = append(chain, c)
+	}
+	if len(chain) == 0 {
+		return nil, errors.New("pem holds no CERTIFICATE block: give the device's certificate in PEM, leaf first " +
+			"(convert DER with openssl x509 -inform der)")
+	}
+	return chain, nil
+}
+
+// checkImportedLeaf checks that chain[0] is an end-entity certificate of device id, of a
+// validity inventory can store, and that each certificate is issued by the next one.
+func checkImportedLeaf(chain []*x509.Certificate, id string) error {
+	leaf := chain[0]
+	if leaf.IsCA || leaf.KeyUsage&x509.KeyUsageCertSign != 0 {
+		return fmt.Errorf("the first certificate (%s) is a CA certificate: import the device's own certificate, leaf first", leaf.Subject)
+	}
+	if leaf.SerialNumber.Sign() < 0 {
+		return fmt.Errorf("the certificate's serial %s is negative", leaf.SerialNumber)
+	}
+	if leaf.NotBefore.Unix() >= leaf.NotAfter.Unix() {
+		return fmt.Errorf("the certificate's validity %s to %s is empty", stamp(leaf.NotBefore), stamp(leaf.NotAfter))
+	}
+	want := ca.DeviceURI(id).String()
+	for _, u := range leaf.URIs {
+		if u.Scheme == "urn" && strings.HasPrefix(u.Opaque, "hearth:device:") && u.String() != want {
+			return fmt.Errorf("the certificate names %s, not device %q", u, id)
+		}
+	}
+	for i := 0; i+1 < len(chain); i++ {
+		err := chain[i].CheckSignatureFrom(chain[i+1])
+		var weak x509.InsecureAlgorithmError
+		if err != nil && !errors.As(err, &weak) { // old vendor chains (SHA-1) are tracked, not judged
+			return fmt.Errorf("certificate %d (%s) is not issued by certificate %d (%s): give the chain leaf first: %w",
+				i+1, chain[i].Subject, i+2, chain[i+1].Subject, err)
+		}
+	}
+	return nil
+}
+
+// parseCSR decodes and verifies one PEM certificate request.
+func parseCSR(text string) (*x509.CertificateRequest, error) {
+	b, _ := pem.Decode([]byte(text))
+	switch {
+	case b == nil:
+		return nil, errors.New("csr holds no PEM block: give the CSR in PEM (-----BEGIN CERTIFICATE REQUEST-----)")
+	case strings.Contains(b.Type, "PRIVATE KEY"):
+		return nil, errors.New("csr is a private key, not a certificate request: keep the key on the device and upload only the CSR")
+	case b.Type != "CERTIFICATE REQUEST" && b.Type != "NEW CERTIFICATE REQUEST":
+		return nil, fmt.Errorf("csr PEM block is %q, want CERTIFICATE REQUEST", b.Type)
+	}
+	csr, err := x509.ParseCertificateRequest(b.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("csr does not parse: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("csr signature does not verify, so it proves no possession of its key: %w", err)
+	}
+	return csr, nil
+}
+
+// checkCSRIdentity refuses a CSR that names another device, as the issuer does for agents.
+func checkCSRIdentity(csr *x509.CertificateRequest, id string) error {
+	if cn := csr.Subject.CommonName; cn != "" && cn != id {
+		return fmt.Errorf("csr subject names %q, not device %q", cn, id)
+	}
+	want := ca.DeviceURI(id).String()
+	for _, u := range csr.URIs {
+		if u.String() != want {
+			return fmt.Errorf("csr asks for URI %q; only %s is allowed", u, want)
+		}
+	}
+	return nil
+}
+
+// certificateOf is the inventory record of leaf, pending, as the issuer writes it.
+func certificateOf(leaf *x509.Certificate, id string) inventory.Certificate {
+	return inventory.Certificate{
+		Serial:       leaf.SerialNumber.Text(16),
+		DeviceID:     id,
+		NotBefore:    leaf.NotBefore.UTC(),
+		NotAfter:     leaf.NotAfter.UTC(),
+		Issuer:       leaf.Issuer.String(),
+		KeyAlgorithm: ca.KeyAlgorithm(leaf.PublicKey),
+		Fingerprint:  strings.TrimPrefix(ca.FingerprintOf(leaf), "SHA256:"),
+		Status:       inventory.StatusPending,
+		PEM:          string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})),
+	}
+}
+
+func imported(c inventory.Certificate, prev string, already bool) Imported {
+	return Imported{ID: c.DeviceID, Serial: c.Serial, NotAfter: c.NotAfter, Issuer: c.Issuer, Status: c.Status,
+		Superseded: prev, AlreadyImported: already}
+}
+
+// storeError maps a refusal of the inventory (bad text, duplicate) to a request error and
+// anything else to an internal one.
+func storeError(err error) error {
+	if errors.Is(err, inventory.ErrInvalid) || errors.Is(err, inventory.ErrDuplicate) {
+		return err
+	}
+	return internal(err)
+}
+
+func samePublicKey(certPEM string, csr *x509.CertificateRequest) bool {
+	b, _ := pem.Decode([]byte(certPEM))
+	if b == nil {
+		return false
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return false
+	}
+	// Equal takes a crypto.PublicKey, a defined type: interface{ Equal(any) bool } never matches.
+	pub, ok := c.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && pub.Equal(csr.PublicKey)
+}
+
+func supersededText(prev string) string {
+	if prev == "" {
+		return ""
+	}
+	return "; " + prev + " superseded"
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
 }

@@ -65,6 +65,9 @@ type Config struct {
 	AdminPassword string `yaml:"-"`
 	// TokenTTL is the default life of an enrollment token. Default 24h.
 	TokenTTL time.Duration `yaml:"token_ttl"`
+	// IssuanceRate caps certificates signed per second across all devices (bursts up to
+	// twice as many). Default 500.
+	IssuanceRate float64 `yaml:"issuance_rate"`
 	// LeafLifetime overrides the policy's default leaf lifetime when set.
 	LeafLifetime time.Duration `yaml:"leaf_lifetime"`
 	// Addon runs as a Home Assistant add-on: options from /data/options.json, data in /data,
@@ -108,6 +111,8 @@ const (
 	DefaultListen     = ":8883"
 	DefaultHTTPListen = "127.0.0.1:8099"
 	DefaultTokenTTL   = 24 * time.Hour
+	// DefaultIssuanceRate is certificates per second across all devices.
+	DefaultIssuanceRate = 500
 )
 
 // SocketPath is the control socket the CLI uses to talk to a running hub.
@@ -301,6 +306,9 @@ func (c *Config) finish() error {
 	if c.TokenTTL == 0 {
 		c.TokenTTL = DefaultTokenTTL
 	}
+	if c.IssuanceRate == 0 {
+		c.IssuanceRate = DefaultIssuanceRate
+	}
 	if len(c.Hostnames) == 0 {
 		c.Hostnames = []string{"localhost", "127.0.0.1", "::1"}
 		if h, err := os.Hostname(); err == nil && h != "" && h != "localhost" {
@@ -347,6 +355,9 @@ func (c *Config) finish() error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		bad("log_level", "%q is not debug, info, warn or error", c.LogLevel)
+	}
+	if c.IssuanceRate < 0 {
+		bad("issuance_rate", "%v must be positive", c.IssuanceRate)
 	}
 	if c.TokenTTL < time.Minute || c.TokenTTL > protocol.MaxTokenTTL {
 		bad("token_ttl", "%s must be between 1m and %s", c.TokenTTL, protocol.MaxTokenTTL)

@@ -147,13 +147,14 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	}
 
 	h.issuer = issuer.New(issuer.Config{CA: h.ca, Store: h.store, Policy: h.policy.Load, Pub: h.broker, Topics: h.topics,
+		Rate: cfg.IssuanceRate, Burst: int(2 * cfg.IssuanceRate),
 		Now: h.now, Notify: h.notify, Logger: h.log.With("part", "issuer")})
 	h.renewal = renewal.New(renewal.Config{Store: h.store, Policy: h.policy.Load, Commander: commander{h},
 		Online: h.broker.Online, PublishWindow: h.issuer.PublishRenewal, Now: h.now, Notify: h.notify, Changed: h.markChanged,
 		Logger: h.log.With("part", "renewal")})
 	h.admin = admin.New(admin.Config{Store: h.store, CA: h.ca, Broker: h.broker, Topics: h.topics, Advertise: cfg.Advertise,
 		TokenTTL: cfg.TokenTTL, Now: h.now, Changed: h.markChanged, Revoked: h.publishCRL, Notify: h.notify,
-		Scheduler: h.renewal, ReloadPolicy: h.ReloadPolicy, Logger: h.log.With("part", "admin")})
+		Scheduler: h.renewal, Policy: h.policy.Load, ReloadPolicy: h.ReloadPolicy, Logger: h.log.With("part", "admin")})
 
 	if _, err := h.applyPolicy(ctx, pol, "hub start"); err != nil {
 		return nil, fmt.Errorf("record policy: %w", err)

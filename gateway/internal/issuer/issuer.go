@@ -15,6 +15,7 @@ package issuer
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -467,7 +468,7 @@ func samePublicKey(certPEM string, csr *x509.CertificateRequest) bool {
 	if err != nil {
 		return false
 	}
-	pub, ok := c.PublicKey.(interface{ Equal(any) bool })
+	pub, ok := c.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && pub.Equal(csr.PublicKey)
 }
 

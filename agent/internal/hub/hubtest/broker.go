@@ -66,8 +66,10 @@ require_certificate false
 allow_anonymous true
 persistence false
 log_dest stderr
+log_dest topic
 log_type error
 log_type warning
+log_type notice
 user root
 `, port, write("ca.pem", ca.ChainPEM()), write("server.pem", chain), write("server.key", key))
 	confPath := write("mosquitto.conf", []byte(conf))

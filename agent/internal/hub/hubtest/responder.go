@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -52,7 +53,11 @@ type Responder struct {
 	hubNow    func() time.Time
 	issued    map[string]*protocol.Cert
 	dropped   bool
+	clientIDs map[string]string // device id → client id of its latest session (from mosquitto's log)
 }
+
+// connectedLine is mosquitto's notice of a new session, published on $SYS/broker/log/N.
+var connectedLine = regexp.MustCompile(`New client connected from \S+ as (\S+) \(`)
 
 // StartResponder connects a responder to b. Certificates it issues live for an hour unless
 // SetLifetime says otherwise.
@@ -62,7 +67,7 @@ func StartResponder(t testing.TB, b *Broker) *Responder {
 		CSRs: make(chan protocol.CSR, 64), Commits: make(chan protocol.Commit, 64),
 		Healths: make(chan protocol.Health, 256), States: make(chan protocol.State, 256),
 		t: t, broker: b, ca: b.CA, other: NewCA(t, "Rogue"),
-		lifetime: time.Hour, hubNow: time.Now, issued: map[string]*protocol.Cert{},
+		lifetime: time.Hour, hubNow: time.Now, issued: map[string]*protocol.Cert{}, clientIDs: map[string]string{},
 		errorCode: protocol.CodeRateLimited,
 	}
 	r.client = r.connect("hearth-test-hub")
@@ -72,6 +77,19 @@ func StartResponder(t testing.TB, b *Broker) *Responder {
 	}, nil)
 	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("responder subscribe: %v", tok.Error())
+	}
+	// Agents connect as "<device id>:<random>"; the broker's log says which, so DropOnce can
+	// take the device's current session over.
+	tok = r.client.Subscribe("$SYS/broker/log/N", 1, func(_ mqtt.Client, m mqtt.Message) {
+		if g := connectedLine.FindStringSubmatch(string(m.Payload())); g != nil {
+			dev, _, _ := strings.Cut(g[1], ":")
+			r.mu.Lock()
+			r.clientIDs[dev] = g[1]
+			r.mu.Unlock()
+		}
+	})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("responder subscribe to the broker log: %v", tok.Error())
 	}
 	t.Cleanup(func() {
 		r.client.Disconnect(0)
@@ -229,12 +247,16 @@ func (r *Responder) answerCSR(id string, c protocol.CSR) {
 	if drop {
 		r.dropped = true
 	}
+	session := r.clientIDs[id]
 	r.mu.Unlock()
 	switch {
 	case b == NoReply:
 		return
 	case drop:
-		kicker := r.connect(id) // takes the device's session over
+		if session == "" {
+			session = id
+		}
+		kicker := r.connect(session) // takes the device's session over
 		kicker.Disconnect(0)
 		return
 	}
