@@ -298,3 +298,26 @@ func TestBusy(t *testing.T) {
 		t.Error("begin after end = false")
 	}
 }
+
+// TestRekeyRequired checks that a renewal reusing the current key is refused under the
+// default policy (re-key on every renewal).
+func TestRekeyRequired(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	key := p256(t)
+	tok := f.token(t, "cam")
+	enroll := &protocol.CSR{V: 1, RequestID: "e1", CSR: csrFor(t, key, "cam"), Reason: protocol.ReasonEnroll, Time: f.now}
+	f.iss.HandleCSR(ctx, Sender{DeviceID: "cam", TokenHash: secret.HashToken(tok)}, encode(t, enroll))
+	var reply protocol.Cert
+	f.pub.last(t, topics.Device("cam", protocol.KindCert), &reply)
+	if reply.Error != nil {
+		t.Fatal(reply.Error)
+	}
+	same := &protocol.CSR{V: 1, RequestID: "r1", CSR: csrFor(t, key, "cam"), Reason: protocol.ReasonWindow, Replaces: reply.Serial, Time: f.now}
+	f.iss.HandleCSR(ctx, Sender{DeviceID: "cam", Serial: reply.Serial}, encode(t, same))
+	var refused protocol.Cert
+	f.pub.last(t, topics.Device("cam", protocol.KindCert), &refused)
+	if refused.Error == nil || refused.Error.Code != protocol.CodePolicyDenied || !strings.Contains(refused.Error.Message, "rekey") {
+		t.Fatalf("renewal with the same key = %+v, want policy_denied naming the rekey rule", refused)
+	}
+}
