@@ -32,13 +32,19 @@ func TestProblems(t *testing.T) {
 		{"manual without certificate", with(func(d *inventory.Device) { d.Mechanism = inventory.MechanismManual }), nil, nil},
 		{"renewal failing", with(func(d *inventory.Device) { d.Renewal.State = inventory.RenewalFailing }),
 			cert(now.Add(20*24*time.Hour), inventory.StatusActive), []string{ProblemRenewalFailing}},
-		{"clock skew", with(func(d *inventory.Device) { d.Health = inventory.Health{At: now, ClockSkew: -10 * time.Minute, ReportedSerial: "aa"} }),
+		{"clock skew", with(func(d *inventory.Device) {
+			d.Health = inventory.Health{At: now, ClockSkew: -10 * time.Minute, ReportedSerial: "aa"}
+		}),
 			cert(now.Add(20*24*time.Hour), inventory.StatusActive), []string{ProblemClockSkew}},
-		{"small skew", with(func(d *inventory.Device) { d.Health = inventory.Health{At: now, ClockSkew: time.Minute, ReportedSerial: "aa"} }),
+		{"small skew", with(func(d *inventory.Device) {
+			d.Health = inventory.Health{At: now, ClockSkew: time.Minute, ReportedSerial: "aa"}
+		}),
 			cert(now.Add(20*24*time.Hour), inventory.StatusActive), nil},
 		{"unexpected serial", with(func(d *inventory.Device) { d.Health = inventory.Health{At: now, ReportedSerial: "bb"} }),
 			cert(now.Add(20*24*time.Hour), inventory.StatusActive), []string{ProblemUnexpectedSerial}},
-		{"report older than the activation", with(func(d *inventory.Device) { d.Health = inventory.Health{At: now.Add(-2 * time.Hour), ReportedSerial: "bb"} }),
+		{"report older than the activation", with(func(d *inventory.Device) {
+			d.Health = inventory.Health{At: now.Add(-2 * time.Hour), ReportedSerial: "bb"}
+		}),
 			cert(now.Add(20*24*time.Hour), inventory.StatusActive), nil},
 	}
 	for _, tt := range tests {
