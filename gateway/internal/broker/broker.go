@@ -291,3 +291,7 @@ func (b *Broker) Disconnect(deviceID string) int {
 
 // Online reports whether deviceID has an authenticated device (certificate) session.
 func (b *Broker) Online(deviceID string) bool { return b.reg.Online(deviceID) }
+
+// OnlineSerials returns the certificate serial of each online session of deviceID, one entry
+// per session: the same serial twice means one certificate on two connections at once.
+func (b *Broker) OnlineSerials(deviceID string) []string { return b.reg.onlineSerials(deviceID) }

@@ -155,6 +155,19 @@ func (r *registry) Online(deviceID string) bool {
 	return r.isOnline(deviceID)
 }
 
+// onlineSerials returns the serials of deviceID's online device sessions.
+func (r *registry) onlineSerials(deviceID string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for c := range r.byDevice[deviceID] {
+		if g := c.grant.Load(); c.online && g != nil && g.id.Role == RoleDevice {
+			out = append(out, g.id.Serial)
+		}
+	}
+	return out
+}
+
 // sessions returns the open sessions of deviceID, authenticated or authenticating.
 func (r *registry) sessions(deviceID string) []*conn {
 	r.mu.Lock()

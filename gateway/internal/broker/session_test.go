@@ -32,6 +32,20 @@ func TestDisconnectAndPresence(t *testing.T) {
 	if e.b.Online("dev-b") {
 		t.Errorf("Online(dev-b) = true, want false")
 	}
+	// A second connection with the same certificate (another client id): both are listed.
+	second := mustConnect(t, e.clientOpts("dev-a:clone", &e.a.cert))
+	e.pres.next(t)
+	if got := e.b.OnlineSerials("dev-a"); !slices.Equal(got, []string{e.a.serial, e.a.serial}) {
+		t.Errorf("OnlineSerials(dev-a) with two sessions = %v, want the serial twice", got)
+	}
+	second.Disconnect(0)
+	deadline0 := time.Now().Add(waitFor)
+	for len(e.b.OnlineSerials("dev-a")) != 1 && time.Now().Before(deadline0) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := e.b.OnlineSerials("dev-a"); len(got) != 1 {
+		t.Fatalf("OnlineSerials(dev-a) after the clone left = %v, want one", got)
+	}
 
 	e.auth.revoke(e.a.serial)
 	if n := e.b.Disconnect("dev-a"); n != 1 {

@@ -17,6 +17,20 @@ import (
 	"github.com/hearth-pki/hearth/protocol"
 )
 
+// EventFindingDuplicateSession is the finding raised when one certificate is presented on
+// two connections at once.
+const EventFindingDuplicateSession = "finding.duplicate_session"
+
+func countOf(list []string, s string) int {
+	n := 0
+	for _, x := range list {
+		if x == s {
+			n++
+		}
+	}
+	return n
+}
+
 // handle receives every message the broker accepted on a hub-bound topic.
 func (h *Hub) handle(ctx context.Context, from broker.Identity, t protocol.Topic, payload []byte) {
 	switch t.Kind {
@@ -62,6 +76,15 @@ func (h *Hub) presence(id broker.Identity, online bool) {
 		return
 	}
 	h.renewal.DeviceOnline(id.DeviceID)
+	if n := countOf(h.broker.OnlineSerials(id.DeviceID), id.Serial); n > 1 {
+		h.notify(protocol.Event{V: protocol.Version, Type: EventFindingDuplicateSession, Time: now.UTC(), DeviceID: id.DeviceID,
+			Message: fmt.Sprintf("certificate %s is presented on %d connections at once: a cloned device or a leaked key", id.Serial, n),
+			Data:    map[string]string{"serial": id.Serial}})
+		if _, err := h.store.AppendEvent(ctx, inventory.Event{Time: now, Kind: EventFindingDuplicateSession, DeviceID: id.DeviceID,
+			Message: fmt.Sprintf("certificate %s on %d connections at once", id.Serial, n), Data: map[string]string{"serial": id.Serial}}); err != nil {
+			h.log.Warn("record finding", "err", err)
+		}
+	}
 	cert, err := h.store.Certificate(ctx, id.Serial)
 	if err != nil || cert.Status != inventory.StatusSuperseded {
 		return

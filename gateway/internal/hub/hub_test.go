@@ -21,6 +21,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/hearth-pki/hearth/gateway/internal/config"
+	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -301,4 +302,27 @@ func TestLoginRefusals(t *testing.T) {
 	if _, err := client(t, h, "cam2", used, nil); err == nil {
 		t.Error("used token logged in after the device committed")
 	}
+}
+
+func TestDuplicateSessionFinding(t *testing.T) {
+	h, _ := startHub(t)
+	pair, reply, _ := enroll(t, h, "cam")
+	if err := tryCommit(t, h, "cam", pair, "enroll-1", reply.Serial); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client(t, h, "cam:one", "", &pair); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client(t, h, "cam:two", "", &pair); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		evs, _ := h.store.Events(t.Context(), inventory.EventFilter{Kind: EventFindingDuplicateSession, DeviceID: "cam"})
+		if len(evs) > 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Error("no finding after one certificate was presented on two connections at once")
 }
