@@ -26,3 +26,11 @@ run agent ./internal/keystore/ 'KeyAndCSR' 1s
 echo
 echo "== broker: enrollments and full renewals through the real broker (16 paho clients)"
 run gateway ./internal/hub/ 'Enrollment|RenewalRoundTrip' "$rounds"
+echo
+echo "== renewal storm: in-process agents (real agent code) through the real broker over TLS, real SQLite"
+# Each in-process agent holds three file descriptors (its TLS socket, the hub's end of it, the
+# lock on its state directory); this machine's hard limit of 20,000 open files caps one
+# process at about 6,000 agents, so the storm runs 5,000 (HEARTH_STORM_DEVICES overrides).
+devices=${HEARTH_STORM_DEVICES:-5000}
+[ "$rounds" = 100x ] && devices=1000
+(cd gateway && HEARTH_STORM_DEVICES=$devices go test -run '^$' -bench 'RenewalStorm' -benchtime 1x -timeout 60m -v ./internal/hub/ | grep -E '^(Benchmark|ok|FAIL)|storm:')

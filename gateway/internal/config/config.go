@@ -68,6 +68,8 @@ type Config struct {
 	// IssuanceRate caps certificates signed per second across all devices (bursts up to
 	// twice as many). Default 500.
 	IssuanceRate float64 `yaml:"issuance_rate"`
+	// Renewal paces the renewal scheduler's commands.
+	Renewal Renewal `yaml:"renewal"`
 	// LeafLifetime overrides the policy's default leaf lifetime when set.
 	LeafLifetime time.Duration `yaml:"leaf_lifetime"`
 	// Addon runs as a Home Assistant add-on: options from /data/options.json, data in /data,
@@ -87,6 +89,16 @@ type Config struct {
 type Admin struct {
 	Name         string `yaml:"name"`
 	PasswordHash string `yaml:"password_hash"`
+}
+
+// Renewal paces the renewal scheduler: how fast it commands due devices and how many may be
+// renewing at once. The cap keeps a storm of due devices (a CA rotation, a campaign) from
+// overrunning the hub: devices wait their turn instead of timing out.
+type Renewal struct {
+	// Rate is renew commands per second across the fleet. Default 20.
+	Rate float64 `yaml:"rate"`
+	// MaxInFlight is how many devices may be commanded and not yet committed. Default 50.
+	MaxInFlight int `yaml:"max_in_flight"`
 }
 
 // HA configures MQTT discovery to Home Assistant's broker.
@@ -355,6 +367,9 @@ func (c *Config) finish() error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		bad("log_level", "%q is not debug, info, warn or error", c.LogLevel)
+	}
+	if c.Renewal.Rate < 0 || c.Renewal.MaxInFlight < 0 {
+		bad("renewal", "rate and max_in_flight must be positive")
 	}
 	if c.IssuanceRate < 0 {
 		bad("issuance_rate", "%v must be positive", c.IssuanceRate)
