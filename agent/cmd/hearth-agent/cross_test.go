@@ -40,6 +40,13 @@ func TestCrossBuildRunsUnderQEMU(t *testing.T) {
 			if out, err := build.CombinedOutput(); err != nil {
 				t.Fatalf("go build (%s): %v\n%s", tc.name, err, out)
 			}
+			// The size budget: a stripped mipsle agent fits 7.0 MiB (scripts/build-agents.sh
+			// builds the release the same way).
+			if fi, err := os.Stat(bin); err != nil {
+				t.Fatal(err)
+			} else if budget := int64(7 << 20); strings.HasPrefix(tc.name, "mipsle") && fi.Size() > budget {
+				t.Errorf("stripped mipsle agent is %d bytes (%.2f MiB), over the 7.0 MiB budget", fi.Size(), float64(fi.Size())/(1<<20))
+			}
 			out, err := exec.Command(qemu, bin, "version").CombinedOutput()
 			if err != nil {
 				t.Fatalf("%s hearth-agent version: %v\n%s", tc.qemu, err, out)
