@@ -42,8 +42,9 @@ type Config struct {
 	Topics protocol.Topics
 	// Advertise is the host:port agents connect to, for the enrollment command.
 	Advertise string
-	TokenTTL  time.Duration
-	Now       func() time.Time
+	// TokenTTL is the default life of an enrollment token. Default 24 h.
+	TokenTTL time.Duration
+	Now      func() time.Time
 	// Changed is called after an operation changed the inventory (refresh bridge topics,
 	// Home Assistant entities); Revoked after certificates were revoked (regenerate the CRL).
 	Changed func()
@@ -78,6 +79,9 @@ func New(cfg Config) *Service {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.TokenTTL <= 0 {
+		cfg.TokenTTL = 24 * time.Hour
 	}
 	if cfg.Policy == nil {
 		cfg.Policy = policy.Default

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/admin"
@@ -170,7 +171,11 @@ func (s *server) renewForm(w http.ResponseWriter, r *http.Request) {
 	}
 	var ren admin.Renewal
 	_ = json.Unmarshal(resp.Data, &ren)
-	loc := root(r) + "devices/" + url.PathEscape(id) + "?renewed=" + url.QueryEscape(ren.CommandID)
+	sent := ren.CommandID
+	if sent == "" {
+		sent = "queued"
+	}
+	loc := root(r) + "devices/" + url.PathEscape(id) + "?renewed=" + url.QueryEscape(sent)
 	// Not http.Redirect: it turns a relative Location into an absolute path, which would leave
 	// the ingress prefix.
 	w.Header().Set("Location", loc)
@@ -182,4 +187,36 @@ func (s *server) renewForm(w http.ResponseWriter, r *http.Request) {
 func (s *server) renew(ctx context.Context, actor, id, reason string) protocol.BridgeResponse {
 	payload, _ := json.Marshal(protocol.DeviceRequest{ID: id, Reason: reason})
 	return s.cfg.Admin.Do(ctx, actor, "device/renew", payload)
+}
+
+// enrollForm creates an enrollment token from the dashboard's "Add a device" form and shows
+// it once, with the exact agent command. In the add-on this is how a Home Assistant user
+// enrolls a device: the page is behind Home Assistant's login, and the token never travels
+// over MQTT.
+func (s *server) enrollForm(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	if err := r.ParseForm(); err != nil {
+		s.errorPage(w, r, http.StatusBadRequest, "The form could not be read: "+err.Error())
+		return
+	}
+	if !s.validToken(r.PostForm.Get("csrf")) {
+		s.cfg.Logger.Warn("enroll form refused: bad CSRF token", "remote", r.RemoteAddr)
+		s.errorPage(w, r, http.StatusForbidden, "This form is stale or did not come from the dashboard. Reload the page and try again.")
+		return
+	}
+	req := protocol.TokenRequest{ID: strings.TrimSpace(r.PostForm.Get("id")), Name: strings.TrimSpace(r.PostForm.Get("name")),
+		Family: strings.TrimSpace(r.PostForm.Get("family"))}
+	payload, _ := json.Marshal(req)
+	resp := s.cfg.Admin.Do(r.Context(), s.actor(r), "token/create", payload)
+	if resp.Status != "ok" {
+		s.errorPage(w, r, statusOf(resp.Code), "The device could not be added: "+resp.Error)
+		return
+	}
+	var tok admin.TokenCreated
+	if err := json.Unmarshal(resp.Data, &tok); err != nil {
+		s.errorPage(w, r, http.StatusInternalServerError, "The token could not be read: "+err.Error())
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	s.render(w, r, http.StatusOK, "token.html", page{Title: "Enroll " + tok.ID, Data: tok})
 }

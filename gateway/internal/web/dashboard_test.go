@@ -251,3 +251,40 @@ func TestRoot(t *testing.T) {
 		}
 	}
 }
+
+func TestEnrollForm(t *testing.T) {
+	f := newFixture(t, nil)
+	_, page := f.get(t, "/")
+	token := csrfToken(t, page)
+	if !strings.Contains(page, `action="./enroll"`) {
+		t.Fatalf("dashboard has no relative enroll form:\n%s", page)
+	}
+	tokens := func() int {
+		toks, err := f.store.Tokens(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(toks)
+	}
+	before := tokens()
+	resp, body := f.postForm(t, "/enroll", url.Values{"id": {"porch-light"}})
+	mustStatus(t, "forged enroll", resp, body, http.StatusForbidden)
+	resp, body = f.postForm(t, "/enroll", url.Values{"csrf": {token}, "id": {"Not An Id"}})
+	mustStatus(t, "bad id", resp, body, http.StatusBadRequest)
+	if tokens() != before {
+		t.Fatal("a refused enroll form created a token")
+	}
+	resp, body = f.postForm(t, "/enroll", url.Values{"csrf": {token}, "id": {"porch-light"}, "name": {"Porch light"}})
+	mustStatus(t, "enroll", resp, body, http.StatusOK)
+	for _, want := range []string{"hearth-agent enroll --hub mqtts://", "--id porch-light", "--token hst_", "--ca-fingerprint SHA256:"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("token page lacks %q", want)
+		}
+	}
+	if resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("token page Cache-Control = %q, want no-store", resp.Header.Get("Cache-Control"))
+	}
+	if tokens() != before+1 {
+		t.Errorf("tokens after enrolling = %d, want %d", tokens(), before+1)
+	}
+}

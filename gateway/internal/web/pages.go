@@ -34,12 +34,13 @@ type page struct {
 	Version string
 	CA      CAInfo
 	Now     time.Time
+	CSRF    string // the forms' token (see server.validToken)
 	Data    any
 }
 
 // render writes the named template, or a plain 500 if it fails before anything was sent.
 func (s *server) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
-	p.Root, p.Version, p.CA = root(r), s.cfg.Version, s.cfg.CA
+	p.Root, p.Version, p.CA, p.CSRF = root(r), s.cfg.Version, s.cfg.CA, s.csrf
 	if p.Now.IsZero() {
 		p.Now = s.cfg.Now()
 	}

@@ -115,6 +115,7 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("GET /{$}", s.index)
 	mux.HandleFunc("GET /devices/{id}", s.device)
 	mux.HandleFunc("POST /devices/{id}/renew", s.renewForm)
+	mux.HandleFunc("POST /enroll", s.enrollForm)
 	mux.HandleFunc("GET /api/devices", s.apiDevices)
 	mux.HandleFunc("GET /api/devices/{id}", s.apiDevice)
 	mux.HandleFunc("POST /api/devices/{id}/renew", s.apiRenew)
