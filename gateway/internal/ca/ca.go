@@ -279,17 +279,16 @@ func create(dir string, passphrase []byte, now time.Time, iterations int) (*CA, 
 	// root.pem is the commit marker: the other three files are durable in
 	// the directory before it appears.
 	files := []struct {
-		name    string
-		data    []byte
-		syncDir bool
+		name string
+		data []byte
 	}{
-		{interCertFile, c.interPEM, false},
-		{interKeyFile, interKeyPEM, false},
-		{rootKeyFile, rootKeyPEM, true},
-		{rootCertFile, c.rootPEM, true},
+		{interCertFile, c.interPEM},
+		{interKeyFile, interKeyPEM},
+		{rootKeyFile, rootKeyPEM},
+		{rootCertFile, c.rootPEM},
 	}
 	for _, f := range files {
-		if err := writeFile(dir, f.name, f.data, f.syncDir); err != nil {
+		if err := writeFile(dir, f.name, f.data); err != nil {
 			return nil, err
 		}
 	}

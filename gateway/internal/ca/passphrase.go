@@ -98,7 +98,7 @@ func ResolvePassphrase(dataDir, file, env string) ([]byte, PassphraseSource, err
 		return nil, 0, err
 	}
 	p = []byte(base64.StdEncoding.EncodeToString(randomBytes(32)))
-	if err := writeFile(dir, PassphraseFile, append(bytes.Clone(p), '\n'), true); err != nil {
+	if err := writeFile(dir, PassphraseFile, append(bytes.Clone(p), '\n')); err != nil {
 		return nil, 0, fmt.Errorf("generate passphrase: %w", err)
 	}
 	return p, PassphraseGenerated, nil

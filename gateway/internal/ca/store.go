@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/hearth-pki/hearth/gateway/internal/atomicfile"
 )
 
 // File names inside a CA directory; see the package documentation.
@@ -21,7 +23,7 @@ const (
 
 	// tmpPrefix starts the names of temporary files, so Init can remove those a crash
 	// left behind.
-	tmpPrefix = ".tmp-"
+	tmpPrefix = atomicfile.TempPrefix
 )
 
 // Dir returns the CA directory inside a hub data directory.
@@ -38,53 +40,10 @@ func ensureDir(dir string) error {
 	return nil
 }
 
-// writeFile writes data to dir/name atomically with mode 0600: temporary
-// file in dir, fsync, rename. When syncDir is set the directory is synced
-// too, making the rename durable before writeFile returns.
-func writeFile(dir, name string, data []byte, syncDir bool) (err error) {
-	f, err := os.CreateTemp(dir, tmpPrefix+name+"-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(0o600); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("write %s: sync: %w", name, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if syncDir {
-		return syncDirectory(dir)
-	}
-	return nil
-}
-
-// syncDirectory fsyncs a directory so renames in it survive a crash.
-func syncDirectory(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+// writeFile writes data to dir/name atomically with mode 0600, and syncs the directory so the
+// rename is durable before it returns.
+func writeFile(dir, name string, data []byte) error {
+	return atomicfile.WriteFile(filepath.Join(dir, name), data, 0o600)
 }
 
 // removeTemps deletes temporary files a crashed write left in dir.
