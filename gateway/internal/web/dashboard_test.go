@@ -254,10 +254,14 @@ func TestRoot(t *testing.T) {
 
 func TestEnrollForm(t *testing.T) {
 	f := newFixture(t, nil)
-	_, page := f.get(t, "/")
+	_, index := f.get(t, "/")
+	if !strings.Contains(index, `href="./enroll"`) {
+		t.Fatalf("dashboard has no relative link to the enroll page:\n%s", index)
+	}
+	_, page := f.get(t, "/enroll")
 	token := csrfToken(t, page)
-	if !strings.Contains(page, `action="./enroll"`) {
-		t.Fatalf("dashboard has no relative enroll form:\n%s", page)
+	if !strings.Contains(page, `action="./enroll"`) || strings.Contains(page, `http-equiv="refresh"`) {
+		t.Fatalf("enroll page: want a relative form and no auto-refresh:\n%s", page)
 	}
 	tokens := func() int {
 		toks, err := f.store.Tokens(t.Context())

@@ -115,6 +115,9 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("GET /{$}", s.index)
 	mux.HandleFunc("GET /devices/{id}", s.device)
 	mux.HandleFunc("POST /devices/{id}/renew", s.renewForm)
+	mux.HandleFunc("GET /enroll", func(w http.ResponseWriter, r *http.Request) {
+		s.render(w, r, http.StatusOK, "enroll.html", page{Title: "Add a device"})
+	})
 	mux.HandleFunc("POST /enroll", s.enrollForm)
 	mux.HandleFunc("GET /api/devices", s.apiDevices)
 	mux.HandleFunc("GET /api/devices/{id}", s.apiDevice)
