@@ -220,11 +220,11 @@ func (s *Service) Sign(ctx context.Context, r SignRequest) (Signed, error) {
 	if err := r.Validate(); err != nil {
 		return Signed{}, err
 	}
-	csr, err := parseCSR(r.CSR)
+	csr, err := ca.ParseCSR(r.CSR)
 	if err != nil {
 		return Signed{}, err
 	}
-	if err := checkCSRIdentity(csr, r.ID); err != nil {
+	if err := ca.CheckCSRIdentity(csr, r.ID); err != nil {
 		return Signed{}, err
 	}
 	if err := ca.CheckKey(csr.PublicKey); err != nil {
@@ -427,39 +427,6 @@ func checkImportedLeaf(chain []*x509.Certificate, id string) error {
 }
 
 // parseCSR decodes and verifies one PEM certificate request.
-func parseCSR(text string) (*x509.CertificateRequest, error) {
-	b, _ := pem.Decode([]byte(text))
-	switch {
-	case b == nil:
-		return nil, errors.New("csr holds no PEM block: give the CSR in PEM (-----BEGIN CERTIFICATE REQUEST-----)")
-	case strings.Contains(b.Type, "PRIVATE KEY"):
-		return nil, errors.New("csr is a private key, not a certificate request: keep the key on the device and upload only the CSR")
-	case b.Type != "CERTIFICATE REQUEST" && b.Type != "NEW CERTIFICATE REQUEST":
-		return nil, fmt.Errorf("csr PEM block is %q, want CERTIFICATE REQUEST", b.Type)
-	}
-	csr, err := x509.ParseCertificateRequest(b.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("csr does not parse: %w", err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("csr signature does not verify, so it proves no possession of its key: %w", err)
-	}
-	return csr, nil
-}
-
-// checkCSRIdentity refuses a CSR that names another device, as the issuer does for agents.
-func checkCSRIdentity(csr *x509.CertificateRequest, id string) error {
-	if cn := csr.Subject.CommonName; cn != "" && cn != id {
-		return fmt.Errorf("csr subject names %q, not device %q", cn, id)
-	}
-	want := ca.DeviceURI(id).String()
-	for _, u := range csr.URIs {
-		if u.String() != want {
-			return fmt.Errorf("csr asks for URI %q; only %s is allowed", u, want)
-		}
-	}
-	return nil
-}
 
 // certificateOf is the inventory record of leaf, pending, as the issuer writes it.
 func certificateOf(leaf *x509.Certificate, id string) inventory.Certificate {

@@ -149,12 +149,12 @@ func (i *Issuer) issue(ctx context.Context, from Sender, req *protocol.CSR, now 
 		return nil, fmt.Errorf("look up attempt: %w", err)
 	}
 
-	csr, err := parseCSR(req.CSR)
+	csr, err := ca.ParseCSR(req.CSR)
 	if err != nil {
 		return nil, refuse(protocol.CodeBadCSR, "%v", err)
 	}
-	if err := checkIdentity(csr, from.DeviceID); err != nil {
-		return nil, err
+	if err := ca.CheckCSRIdentity(csr, from.DeviceID); err != nil {
+		return nil, refuse(protocol.CodeIdentityMismatch, "%v", err)
 	}
 	if err := ca.CheckKey(csr.PublicKey); err != nil {
 		return nil, refuse(protocol.CodeWeakKey, "%v", err)
@@ -427,36 +427,6 @@ func requestIDOf(payload []byte) string {
 		return v.RequestID
 	}
 	return "unknown"
-}
-
-func parseCSR(p string) (*x509.CertificateRequest, error) {
-	b, _ := pem.Decode([]byte(p))
-	if b == nil {
-		return nil, errors.New("no PEM block")
-	}
-	csr, err := x509.ParseCertificateRequest(b.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("parse CSR: %w", err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("CSR signature: %w", err)
-	}
-	return csr, nil
-}
-
-// checkIdentity refuses a CSR that names another device in its subject or URI SANs. (The
-// leaf's names come from the device id alone; this only catches confused agents early.)
-func checkIdentity(csr *x509.CertificateRequest, device string) error {
-	if cn := csr.Subject.CommonName; cn != "" && cn != device {
-		return refuse(protocol.CodeIdentityMismatch, "CSR subject names %q, the session is %q", cn, device)
-	}
-	want := ca.DeviceURI(device).String()
-	for _, u := range csr.URIs {
-		if u.String() != want {
-			return refuse(protocol.CodeIdentityMismatch, "CSR asks for URI %q, the session is %q", u, device)
-		}
-	}
-	return nil
 }
 
 func samePublicKey(certPEM string, csr *x509.CertificateRequest) bool {
