@@ -139,7 +139,28 @@ func TestHomeAssistantEntitiesAndButton(t *testing.T) {
 		}
 	}
 	stateTopic := "hearth/hass/device/thermostat-hall/state"
-	watcher.wait(t, stateTopic, func(p string) bool { return strings.Contains(p, `"expires":"20`) })
+	before := watcher.wait(t, stateTopic, func(p string) bool { return strings.Contains(p, `"expires":"20`) })
+
+	// A renewal moves the entity's expiry. The policy is changed to a shorter lifetime first,
+	// so the new certificate expires at a visibly different instant even within a second.
+	os.WriteFile(filepath.Join(cfg.DataDir, "policy.yaml"), []byte("version: 1\nclasses:\n  - name: default\n    lifetime: 10d\n"), 0o600)
+	if _, err := h.ReloadPolicy(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	newPair, newSerial, err := tryRenew(t, h, "thermostat-hall", pair, reply.Serial, "renew-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tryCommit(t, h, "thermostat-hall", newPair, "renew-1", newSerial); err != nil {
+		t.Fatal(err)
+	}
+	oldExpiry := before[strings.Index(before, `"expires":`):][:len(`"expires":"2026-12-26T00:13:25Z"`)]
+	after := watcher.wait(t, stateTopic, func(p string) bool { return !strings.Contains(p, oldExpiry) && strings.Contains(p, `"expires":"20`) })
+	t.Logf("state before renewal %s, after %s", before, after)
+	dev, err = client(t, h, "thermostat-hall", "", &newPair)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// Pressing "Renew certificate" in Home Assistant sends a renew command to the device.
 	cmds := make(chan protocol.Command, 1)
