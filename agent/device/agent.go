@@ -57,6 +57,7 @@ type Agent struct {
 	lastAckHub   time.Time
 	lastCommand  string
 	rt           runtimeState
+	lastRuntime  []byte // status.json's content last written, without its time
 }
 
 // New checks cfg, filling empty fields from the state directory's config.json and the

@@ -1,6 +1,7 @@
 package device
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -44,7 +45,15 @@ func (a *Agent) saveRuntime() {
 	}
 	p := a.nextRenewal()
 	a.rt.V, a.rt.PID, a.rt.AgentVersion = 1, os.Getpid(), a.cfg.Version
-	a.rt.NextRenewal, a.rt.NextRenewalReason, a.rt.Updated = p.At, p.Reason, a.now()
+	a.rt.NextRenewal, a.rt.NextRenewalReason, a.rt.Updated = p.At, p.Reason, time.Time{}
+	// Rewrite only what changed: the agent calls this after every event, and a device's flash
+	// wears with every write. Updated is the time of the last change.
+	same, _ := json.Marshal(a.rt)
+	if bytes.Equal(same, a.lastRuntime) {
+		return
+	}
+	a.lastRuntime = same
+	a.rt.Updated = a.now()
 	b, err := json.MarshalIndent(a.rt, "", "  ")
 	if err == nil {
 		err = writeInformative(a.cfg.Dir, runtimeName, append(b, '\n'))
