@@ -62,13 +62,16 @@ type hubProcess struct {
 	data string
 }
 
+// e2eAdminPassword is the admin password of the hubs the end-to-end tests start.
+const e2eAdminPassword = "e2e admin password"
+
 var listenLine = regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
 
 func startHubProcess(t *testing.T, data, listen string) *hubProcess {
 	t.Helper()
 	cmd := exec.Command(buildGateway(t), "serve", "--data", data, "--listen", listen, "--http", "off",
 		"--hostnames", "localhost,127.0.0.1", "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "HEARTH_CA_PASSPHRASE=e2e passphrase")
+	cmd.Env = append(os.Environ(), "HEARTH_CA_PASSPHRASE=e2e passphrase", "HEARTH_ADMIN_PASSWORD="+e2eAdminPassword)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
