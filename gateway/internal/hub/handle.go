@@ -117,6 +117,10 @@ func (h *Hub) health(ctx context.Context, device string, payload []byte) {
 		h.log.Warn("record health", "device", device, "err", err)
 		return
 	}
+	// A report arrives over a live session: the device was seen now.
+	if err := h.store.SetOnline(ctx, device, true, now); err != nil {
+		h.log.Warn("record last seen", "device", device, "err", err)
+	}
 	if active, err := h.store.ActiveCertificate(ctx, device); err == nil && r.Serial != "" && r.Serial != active.Serial {
 		h.notify(protocol.Event{V: protocol.Version, Type: "finding.unexpected_serial", Time: now.UTC(), DeviceID: device,
 			Message: fmt.Sprintf("device reports serial %s, the active certificate is %s", r.Serial, active.Serial)})

@@ -326,3 +326,30 @@ func TestDuplicateSessionFinding(t *testing.T) {
 	}
 	t.Error("no finding after one certificate was presented on two connections at once")
 }
+
+func TestHealthUpdatesInventory(t *testing.T) {
+	h, _ := startHub(t)
+	pair, reply, _ := enroll(t, h, "cam")
+	if err := tryCommit(t, h, "cam", pair, "enroll-1", reply.Serial); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client(t, h, "cam", "", &pair)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := h.store.Device(t.Context(), "cam")
+	time.Sleep(1100 * time.Millisecond) // the inventory keeps seconds: let the clock move on
+	b, _ := protocol.Encode(&protocol.Health{V: 1, Serial: "abcdef", Issuer: "CN=Someone Else", ChainOK: true,
+		DeviceTime: time.Now(), AgentVersion: "test", KeyAlgorithm: "ECDSA P-256", KeyStorage: "file"})
+	c.Publish(h.topics.Device("cam", protocol.KindHealth), 1, false, b).WaitTimeout(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		d, _ := h.store.Device(t.Context(), "cam")
+		if d.Health.ReportedSerial == "abcdef" && d.LastSeen.After(before.LastSeen) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d, _ := h.store.Device(t.Context(), "cam")
+	t.Errorf("after a health report: reported serial %q, last seen %s (was %s); want abcdef and later", d.Health.ReportedSerial, d.LastSeen, before.LastSeen)
+}
