@@ -124,6 +124,9 @@ func TestAddonManifest(t *testing.T) {
 	if !ok {
 		t.Errorf("ports = %v, want the container's %s (AddonBrokerPort) mapped", m.Ports, brokerPort)
 	}
+	if host != AddonHostPort {
+		t.Errorf("ports maps %s to host port %d, but agents are told to dial AddonHostPort %d", brokerPort, host, AddonHostPort)
+	}
 	for _, mosquitto := range []int{1883, 1884, 8883, 8884} {
 		if host == mosquitto {
 			t.Errorf("ports maps %s to host port %d, which the Mosquitto add-on owns", brokerPort, host)

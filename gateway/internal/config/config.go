@@ -127,6 +127,13 @@ const (
 	DefaultIssuanceRate = 500
 )
 
+// AddonDefaultHost is the name agents are told to dial in the add-on when the options give
+// none: Home Assistant's mDNS name.
+const AddonDefaultHost = "homeassistant.local"
+
+// AddonHostPort is the host port addon/config.yaml maps to the broker's container port.
+const AddonHostPort = 8893
+
 // SocketPath is the control socket the CLI uses to talk to a running hub.
 func (c *Config) SocketPath() string { return filepath.Join(c.DataDir, "hearth.sock") }
 
@@ -269,10 +276,15 @@ func (c *Config) applyAddon() error {
 	if c.LogLevel == "" {
 		c.LogLevel = o.LogLevel
 	}
-	c.Hostnames = append(c.Hostnames, o.BrokerHostnames...)
-	if o.AdvertiseHost != "" {
-		c.Advertise = net.JoinHostPort(o.AdvertiseHost, "8893")
+	// Devices reach the add-on through the host's port 8893, by the host's name: Home
+	// Assistant's own mDNS name unless the options give another. The container's host name
+	// means nothing to them.
+	host := o.AdvertiseHost
+	if host == "" {
+		host = AddonDefaultHost
 	}
+	c.Hostnames = append(c.Hostnames, append([]string{host, "localhost", "127.0.0.1"}, o.BrokerHostnames...)...)
+	c.Advertise = net.JoinHostPort(host, strconv.Itoa(AddonHostPort))
 	c.CAPassphrase = o.CAPassphrase
 	c.LeafLifetime = o.LeafLifetime
 	c.ExportCA = o.ExportCAToSSL

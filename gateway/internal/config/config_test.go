@@ -85,6 +85,14 @@ func TestLoadAddon(t *testing.T) {
 		!c.ExportCA || !c.HA.Discovery || c.HA.SupervisorToken != "tok" || c.CAPassphrase != "a long passphrase" {
 		t.Errorf("add-on config = %+v", c)
 	}
+	os.WriteFile(opts, []byte(`{}`), 0o600)
+	c, err = Load([]string{"--addon"}, envOf(map[string]string{"HEARTH_ADDON_OPTIONS": opts}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Advertise != "homeassistant.local:8893" || c.Hostnames[0] != "homeassistant.local" {
+		t.Errorf("add-on defaults: advertise %q, hostnames %v; want homeassistant.local:8893 and its SAN", c.Advertise, c.Hostnames)
+	}
 	os.WriteFile(opts, []byte(`{"log_level":"loud"}`), 0o600)
 	if _, err := Load([]string{"--addon"}, envOf(map[string]string{"HEARTH_ADDON_OPTIONS": opts})); err == nil || !strings.Contains(err.Error(), "log_level") {
 		t.Errorf("bad add-on option: %v, want an error naming log_level", err)

@@ -62,7 +62,7 @@ type AddonOptions struct {
 	// server certificate, so agents may connect by any of them. Default none.
 	BrokerHostnames []string `json:"broker_hostnames"`
 	// AdvertiseHost is the host name or IP address agents are told to connect to (it appears
-	// in the enrollment command). Empty means the hub picks one itself.
+	// in the enrollment command). Empty means AddonDefaultHost (homeassistant.local).
 	AdvertiseHost string `json:"advertise_host"`
 	// CAPassphrase encrypts the CA's private keys at rest. Empty means the hub generates one
 	// and keeps it in /data. Never log it: AddonOptions.LogValue redacts it.
