@@ -15,9 +15,10 @@ const (
 	OutcomeCommitted  = "committed"   // the agent installed it and proved it
 	OutcomeRolledBack = "rolled_back" // the agent went back to its previous certificate
 	OutcomeFailed     = "failed"      // refused or failed before a certificate existed
+	OutcomeExpired    = "expired"     // no commit before the in-flight timeout
 )
 
-var outcomes = []string{OutcomeIssued, OutcomeCommitted, OutcomeRolledBack, OutcomeFailed}
+var outcomes = []string{OutcomeIssued, OutcomeCommitted, OutcomeRolledBack, OutcomeFailed, OutcomeExpired}
 
 // Attempt is one certificate request of a device, keyed by (DeviceID, RequestID) so that a
 // resubmitted request can be answered from the record.

@@ -15,12 +15,15 @@ type Status string
 // Certificate statuses. A certificate is issued pending, becomes active when the device
 // proves it on a TLS session (Activate), superseded when another one of the device becomes
 // active, and revoked by Revoke or RevokeDevice. Pending, active and superseded certificates
-// are accepted by the broker until they expire; revoked ones never.
+// are accepted by the broker until they expire; revoked ones never. A pending certificate
+// whose request ended without a commit (rolled back, or past the in-flight timeout) becomes
+// abandoned, and is never accepted again either.
 const (
 	StatusPending    Status = "pending"
 	StatusActive     Status = "active"
 	StatusSuperseded Status = "superseded"
 	StatusRevoked    Status = "revoked"
+	StatusAbandoned  Status = "abandoned"
 )
 
 // Certificate is one issued leaf certificate.
@@ -119,40 +122,7 @@ func (s *Store) Activate(ctx context.Context, deviceID, serial string, now time.
 		return "", false, err
 	}
 	err = s.write(ctx, func(tx *gorm.DB) error {
-		r, err := findCert(tx, serial)
-		if err != nil {
-			return err
-		}
-		switch {
-		case r.DeviceID != deviceID:
-			return fmt.Errorf("certificate %s belongs to device %q: %w", serial, r.DeviceID, ErrNotFound)
-		case r.Status == string(StatusRevoked):
-			return fmt.Errorf("certificate %s: %w", serial, ErrRevoked)
-		case r.Status == string(StatusActive):
-			return nil
-		}
-		var prev []certRow
-		if err := tx.Where("device_id = ? AND status = ?", deviceID, StatusActive).Limit(1).Find(&prev).Error; err != nil {
-			return err
-		}
-		if len(prev) > 0 {
-			previous = prev[0].Serial
-			if err := tx.Model(&certRow{}).Where("serial = ?", previous).Update("status", StatusSuperseded).Error; err != nil {
-				return err
-			}
-		}
-		err = tx.Model(&certRow{}).Where("serial = ?", serial).
-			Updates(map[string]any{"status": StatusActive, "activated_at": unix(now)}).Error
-		if err != nil {
-			return err
-		}
-		err = tx.Model(&deviceRow{}).Where("id = ? AND state = ?", deviceID, StateEnrolling).Update("state", StateActive).Error
-		if err != nil {
-			return err
-		}
-		changed = true
-		_, err = s.appendEvent(ctx, tx, Event{Time: now, Kind: EventCertActivated, DeviceID: deviceID, Actor: actorFrom(ctx),
-			Data: map[string]string{"serial": serial, "previous": previous}})
+		previous, changed, err = s.activate(ctx, tx, deviceID, serial, now)
 		return err
 	})
 	if err != nil {

@@ -56,6 +56,7 @@ type Device struct {
 	Online    bool
 	Health    Health
 	Renewal   RenewalStatus
+	Command   Command // the renew command the device has not acted on; ID "" for none
 }
 
 // Health is what the device's agent last reported about its certificate.

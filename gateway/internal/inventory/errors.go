@@ -18,6 +18,9 @@ var (
 	ErrInvalid = errors.New("invalid value")
 	// ErrRevoked reports an attempt to activate a revoked certificate.
 	ErrRevoked = errors.New("certificate revoked")
+	// ErrAbandoned reports an attempt to activate a certificate whose request ended without a
+	// commit.
+	ErrAbandoned = errors.New("certificate abandoned")
 	// ErrTokenInvalid reports an enrollment token hash that is unknown or belongs to another
 	// device.
 	ErrTokenInvalid = errors.New("enrollment token invalid")

@@ -121,6 +121,60 @@ var migrations = []migration{
 			value TEXT NOT NULL
 		) STRICT`,
 	}},
+	// The device state machine (gateway/internal/lifecycle): a pending certificate whose
+	// request ended uncommitted becomes abandoned (it can no longer log in); an attempt can
+	// end expired (no commit before the in-flight timeout); a device keeps the renew command
+	// it has not acted on, so it is sent again after a restart.
+	{version: 2, name: "device state machine", sql: []string{
+		`CREATE TABLE certificates_v2 (
+			serial TEXT PRIMARY KEY NOT NULL,
+			device_id TEXT NOT NULL,
+			not_before INTEGER NOT NULL,
+			not_after INTEGER NOT NULL,
+			issuer TEXT NOT NULL DEFAULT '',
+			key_algorithm TEXT NOT NULL DEFAULT '',
+			fingerprint TEXT NOT NULL DEFAULT '',
+			status TEXT NOT NULL CHECK (status IN ('pending', 'active', 'superseded', 'revoked', 'abandoned')),
+			pem TEXT NOT NULL DEFAULT '',
+			request_id TEXT NOT NULL DEFAULT '',
+			replaces TEXT NOT NULL DEFAULT '',
+			created_at INTEGER NOT NULL DEFAULT 0,
+			activated_at INTEGER NOT NULL DEFAULT 0,
+			revoked_at INTEGER NOT NULL DEFAULT 0,
+			revoke_reason TEXT NOT NULL DEFAULT ''
+		) STRICT`,
+		`INSERT INTO certificates_v2 SELECT serial, device_id, not_before, not_after, issuer, key_algorithm,
+			fingerprint, status, pem, request_id, replaces, created_at, activated_at, revoked_at, revoke_reason
+			FROM certificates`,
+		`DROP TABLE certificates`,
+		`ALTER TABLE certificates_v2 RENAME TO certificates`,
+		`CREATE INDEX certificates_device ON certificates (device_id, created_at)`,
+		`CREATE UNIQUE INDEX certificates_one_active ON certificates (device_id) WHERE status = 'active'`,
+		`CREATE INDEX certificates_status_not_after ON certificates (status, not_after)`,
+		`CREATE INDEX certificates_status_created ON certificates (status, created_at)`,
+		`CREATE TABLE attempts_v2 (
+			device_id TEXT NOT NULL,
+			request_id TEXT NOT NULL,
+			reason TEXT NOT NULL DEFAULT '',
+			serial TEXT NOT NULL DEFAULT '',
+			started_at INTEGER NOT NULL DEFAULT 0,
+			finished_at INTEGER NOT NULL DEFAULT 0,
+			outcome TEXT NOT NULL CHECK (outcome IN ('issued', 'committed', 'rolled_back', 'failed', 'expired')),
+			error_code TEXT NOT NULL DEFAULT '',
+			latency_ns INTEGER NOT NULL DEFAULT 0,
+			PRIMARY KEY (device_id, request_id)
+		) STRICT`,
+		`INSERT INTO attempts_v2 SELECT device_id, request_id, reason, serial, started_at, finished_at, outcome,
+			error_code, latency_ns FROM attempts`,
+		`DROP TABLE attempts`,
+		`ALTER TABLE attempts_v2 RENAME TO attempts`,
+		`CREATE INDEX attempts_device_started ON attempts (device_id, started_at)`,
+		`CREATE INDEX attempts_started ON attempts (started_at)`,
+		`ALTER TABLE devices ADD COLUMN command_id TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE devices ADD COLUMN command_action TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE devices ADD COLUMN command_reason TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE devices ADD COLUMN command_deadline INTEGER NOT NULL DEFAULT 0`,
+	}},
 }
 
 // migrate applies the steps of ms the database lacks, each in its own transaction together

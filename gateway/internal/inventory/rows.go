@@ -40,6 +40,10 @@ type deviceRow struct {
 	RenewalLastCause   string `gorm:"column:renewal_last_cause"`
 	RenewalWindowStart int64  `gorm:"column:renewal_window_start"`
 	RenewalWindowEnd   int64  `gorm:"column:renewal_window_end"`
+	CommandID          string `gorm:"column:command_id"`
+	CommandAction      string `gorm:"column:command_action"`
+	CommandReason      string `gorm:"column:command_reason"`
+	CommandDeadline    int64  `gorm:"column:command_deadline"`
 }
 
 func (deviceRow) TableName() string { return "devices" }
@@ -134,6 +138,8 @@ func (r deviceRow) device() (Device, error) {
 			WindowStart:   fromUnix(r.RenewalWindowStart),
 			WindowEnd:     fromUnix(r.RenewalWindowEnd),
 		},
+		Command: Command{ID: r.CommandID, Action: r.CommandAction, Reason: r.CommandReason,
+			Deadline: fromUnix(r.CommandDeadline)},
 	}
 	if r.Tags != "" && r.Tags != "[]" {
 		if err := json.Unmarshal([]byte(r.Tags), &d.Tags); err != nil {

@@ -1,0 +1,260 @@
+package inventory
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Audit event kinds of the device state machine (gateway/internal/lifecycle).
+const (
+	EventRequestRolledBack = "renewal.rolled_back" // EndRequest (agent's report) or Commit with rollback: serial, failed, request_id
+	EventRequestExpired    = "renewal.expired"     // EndRequest or AbandonStale: no commit before the in-flight timeout: serial, request_id
+)
+
+// Command is a renew command a device has not acted on yet. The zero Command is none.
+type Command struct {
+	ID       string
+	Action   string
+	Reason   string
+	Deadline time.Time
+}
+
+// Lifecycle is what the device state machine needs of a device's stored state when it first
+// meets the device (after a start, or after forgetting an idle device).
+type Lifecycle struct {
+	Active      string // the active certificate's serial; "" for none
+	LastRequest string // the request that produced the active certificate
+	Previous    string // the certificate the active one replaced
+	// Pending is the request in flight: an attempt still "issued", with its certificate
+	// pending. Nil when none.
+	Pending *PendingRequest
+	Command Command
+}
+
+// PendingRequest is a request whose certificate was issued and not yet committed.
+type PendingRequest struct {
+	RequestID string
+	Serial    string
+	StartedAt time.Time
+}
+
+// Lifecycle loads the device's lifecycle in three indexed reads. An unknown device has the
+// zero Lifecycle.
+func (s *Store) Lifecycle(ctx context.Context, deviceID string) (Lifecycle, error) {
+	var out Lifecycle
+	db := s.read(ctx)
+	var devs []deviceRow
+	if err := db.Select("command_id, command_action, command_reason, command_deadline").
+		Where("id = ?", deviceID).Limit(1).Find(&devs).Error; err != nil {
+		return out, fmt.Errorf("lifecycle of %q: %w", deviceID, err)
+	}
+	if len(devs) == 1 && devs[0].CommandID != "" {
+		d := devs[0]
+		out.Command = Command{ID: d.CommandID, Action: d.CommandAction, Reason: d.CommandReason, Deadline: fromUnix(d.CommandDeadline)}
+	}
+	var certs []certRow
+	if err := db.Where("device_id = ? AND status = ?", deviceID, StatusActive).Limit(1).Find(&certs).Error; err != nil {
+		return out, fmt.Errorf("lifecycle of %q: %w", deviceID, err)
+	}
+	if len(certs) == 1 {
+		out.Active, out.LastRequest, out.Previous = certs[0].Serial, certs[0].RequestID, certs[0].Replaces
+	}
+	var atts []attemptRow
+	err := db.Where("device_id = ? AND outcome = ?", deviceID, OutcomeIssued).Order("started_at DESC").Limit(1).Find(&atts).Error
+	if err != nil {
+		return out, fmt.Errorf("lifecycle of %q: %w", deviceID, err)
+	}
+	if len(atts) == 1 && atts[0].Serial != "" && atts[0].Serial != out.Active {
+		out.Pending = &PendingRequest{RequestID: atts[0].RequestID, Serial: atts[0].Serial, StartedAt: fromUnix(atts[0].Started)}
+	}
+	return out, nil
+}
+
+// Commit records a commit in one transaction: serial becomes the device's active certificate
+// (the previously active one, returned as previous, superseded; an enrolling device active),
+// the attempt requestID ends committed, and an EventCertActivated event is appended. With
+// rollback set the device went back to serial after the commit of requestID: the attempt
+// ends rolled back and an EventRequestRolledBack event is appended too. A revoked
+// certificate is refused with ErrRevoked, a certificate of another device with ErrNotFound.
+func (s *Store) Commit(ctx context.Context, deviceID, requestID, serial string, rollback bool, now time.Time) (previous string, err error) {
+	serial, err = normSerial(serial)
+	if err != nil {
+		return "", err
+	}
+	err = s.write(ctx, func(tx *gorm.DB) error {
+		previous, _, err = s.activate(ctx, tx, deviceID, serial, now)
+		if err != nil {
+			return err
+		}
+		outcome := OutcomeCommitted
+		if rollback {
+			outcome = OutcomeRolledBack
+		}
+		res := tx.Model(&attemptRow{}).Where("device_id = ? AND request_id = ?", deviceID, requestID).
+			Updates(map[string]any{"outcome": outcome, "finished_at": unix(now)})
+		if res.Error != nil {
+			return res.Error
+		}
+		if rollback {
+			_, err = s.appendEvent(ctx, tx, Event{Time: now, Kind: EventRequestRolledBack, DeviceID: deviceID, Actor: actorFrom(ctx),
+				Message: fmt.Sprintf("device went back to certificate %s after the commit of %s", serial, previous),
+				Data:    map[string]string{"serial": serial, "failed": previous, "request_id": requestID}})
+		}
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("commit certificate %s of device %q: %w", serial, deviceID, err)
+	}
+	return previous, nil
+}
+
+// activate makes serial active inside tx (see Activate) and returns the serial it
+// superseded. Activating the active certificate changes nothing (changed is false).
+func (s *Store) activate(ctx context.Context, tx *gorm.DB, deviceID, serial string, now time.Time) (previous string, changed bool, err error) {
+	r, err := findCert(tx, serial)
+	if err != nil {
+		return "", false, err
+	}
+	switch {
+	case r.DeviceID != deviceID:
+		return "", false, fmt.Errorf("certificate %s belongs to device %q: %w", serial, r.DeviceID, ErrNotFound)
+	case r.Status == string(StatusRevoked):
+		return "", false, fmt.Errorf("certificate %s: %w", serial, ErrRevoked)
+	case r.Status == string(StatusAbandoned):
+		return "", false, fmt.Errorf("certificate %s: %w", serial, ErrAbandoned)
+	case r.Status == string(StatusActive):
+		return "", false, nil
+	}
+	var prev []certRow
+	if err := tx.Where("device_id = ? AND status = ?", deviceID, StatusActive).Limit(1).Find(&prev).Error; err != nil {
+		return "", false, err
+	}
+	if len(prev) > 0 {
+		previous = prev[0].Serial
+		if err := tx.Model(&certRow{}).Where("serial = ?", previous).Update("status", StatusSuperseded).Error; err != nil {
+			return "", false, err
+		}
+	}
+	err = tx.Model(&certRow{}).Where("serial = ?", serial).
+		Updates(map[string]any{"status": StatusActive, "activated_at": unix(now)}).Error
+	if err != nil {
+		return "", false, err
+	}
+	err = tx.Model(&deviceRow{}).Where("id = ? AND state = ?", deviceID, StateEnrolling).Update("state", StateActive).Error
+	if err != nil {
+		return "", false, err
+	}
+	_, err = s.appendEvent(ctx, tx, Event{Time: now, Kind: EventCertActivated, DeviceID: deviceID, Actor: actorFrom(ctx),
+		Data: map[string]string{"serial": serial, "previous": previous}})
+	return previous, true, err
+}
+
+// EndRequest records, in one transaction, that the device's request ended without a commit:
+// the attempt's outcome becomes outcome (OutcomeRolledBack or OutcomeExpired) with detail,
+// its certificate serial (if one was issued and is still pending) becomes abandoned, and an
+// event (EventRequestRolledBack or EventRequestExpired) is appended. A request the store
+// does not know is not an error: nothing was recorded for it.
+func (s *Store) EndRequest(ctx context.Context, deviceID, requestID, serial, outcome, detail string, now time.Time) error {
+	kind := EventRequestRolledBack
+	switch outcome {
+	case OutcomeRolledBack:
+	case OutcomeExpired:
+		kind = EventRequestExpired
+	default:
+		return invalidf("request %q ends with outcome %q", requestID, outcome)
+	}
+	if err := checkText(detail); err != nil {
+		return err
+	}
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		res := tx.Model(&attemptRow{}).Where("device_id = ? AND request_id = ? AND outcome = ?", deviceID, requestID, OutcomeIssued).
+			Updates(map[string]any{"outcome": outcome, "finished_at": unix(now)})
+		if res.Error != nil {
+			return res.Error
+		}
+		if serial != "" {
+			err := tx.Model(&certRow{}).Where("serial = ? AND device_id = ? AND status = ?", serial, deviceID, StatusPending).
+				Update("status", StatusAbandoned).Error
+			if err != nil {
+				return err
+			}
+		}
+		_, err := s.appendEvent(ctx, tx, Event{Time: now, Kind: kind, DeviceID: deviceID, Actor: actorFrom(ctx), Message: detail,
+			Data: map[string]string{"serial": serial, "request_id": requestID}})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("end request %q of device %q: %w", requestID, deviceID, err)
+	}
+	return nil
+}
+
+// AbandonStale ends every request still in flight that started before cutoff: its attempt
+// ends expired and its pending certificate becomes abandoned, with one EventRequestExpired
+// event per request. The hub calls it at start with now minus the in-flight timeout, for the
+// requests a crash interrupted. It returns how many requests it ended.
+func (s *Store) AbandonStale(ctx context.Context, cutoff, now time.Time) (int, error) {
+	n := 0
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		n = 0
+		var atts []attemptRow
+		if err := tx.Where("outcome = ? AND started_at < ?", OutcomeIssued, unix(cutoff)).Find(&atts).Error; err != nil {
+			return err
+		}
+		for _, a := range atts {
+			if err := tx.Model(&attemptRow{}).Where("device_id = ? AND request_id = ?", a.DeviceID, a.RequestID).
+				Updates(map[string]any{"outcome": OutcomeExpired, "finished_at": unix(now)}).Error; err != nil {
+				return err
+			}
+			if a.Serial != "" {
+				if err := tx.Model(&certRow{}).Where("serial = ? AND status = ?", a.Serial, StatusPending).
+					Update("status", StatusAbandoned).Error; err != nil {
+					return err
+				}
+			}
+			if _, err := s.appendEvent(ctx, tx, Event{Time: now, Kind: EventRequestExpired, DeviceID: a.DeviceID, Actor: actorFrom(ctx),
+				Message: "no commit before the in-flight timeout (the request was in flight when the hub stopped)",
+				Data:    map[string]string{"serial": a.Serial, "request_id": a.RequestID}}); err != nil {
+				return err
+			}
+			n++
+		}
+		// Pending certificates without an attempt in flight (an older hub's leftovers).
+		res := tx.Model(&certRow{}).Where("status = ? AND created_at < ? AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.device_id = certificates.device_id AND a.request_id = certificates.request_id AND a.outcome = ?)",
+			StatusPending, unix(cutoff), OutcomeIssued).Update("status", StatusAbandoned)
+		return res.Error
+	})
+	if err != nil {
+		return 0, fmt.Errorf("abandon stale requests: %w", err)
+	}
+	return n, nil
+}
+
+// ResetPresence marks every device offline, in one statement: at start no session is live,
+// and presence is rebuilt from the sessions that connect. It returns how many devices it
+// changed.
+func (s *Store) ResetPresence(ctx context.Context) (int, error) {
+	var n int64
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		res := tx.Model(&deviceRow{}).Where("online = ?", true).Update("online", false)
+		n = res.RowsAffected
+		return res.Error
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reset presence: %w", err)
+	}
+	return int(n), nil
+}
+
+// SetCommand stores the renew command the device has not acted on; the zero Command clears
+// it. An unknown device is ErrNotFound.
+func (s *Store) SetCommand(ctx context.Context, deviceID string, c Command) error {
+	if err := checkText(c.ID, c.Action, c.Reason); err != nil {
+		return err
+	}
+	return s.updateDevice(ctx, deviceID, "set command", map[string]any{"command_id": c.ID, "command_action": c.Action,
+		"command_reason": c.Reason, "command_deadline": unix(c.Deadline)})
+}
