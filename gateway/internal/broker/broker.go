@@ -55,10 +55,8 @@ type Config struct {
 	// per second with bursts of 50. Publishes over the limit are acknowledged and dropped.
 	PublishRate  float64
 	PublishBurst int
-	// OnPresence, if set, is told of device sessions (RoleDevice only): online for every
-	// authenticated session, with that session's identity and serial; offline when the
-	// device's last session ends. A takeover by the same client id does not report offline.
-	OnPresence func(id Identity, online bool)
+	// Sessions, if set, is told of every device session (RoleDevice), in order.
+	Sessions Sessions
 	// Now returns the current time, for the rate limiter; default time.Now.
 	Now func() time.Time
 }
@@ -73,6 +71,7 @@ type Broker struct {
 	tlsLn   *listener
 	plainLn *listener // nil without PlainAddr
 	reg     *registry
+	conns   atomic.Uint64 // connections accepted: the last Identity.Conn
 	ctx     context.Context // Run's context, for Auth and Handler calls
 	running atomic.Bool
 }
@@ -91,7 +90,7 @@ func New(cfg Config, auth Auth, handle Handler, logger *slog.Logger) (*Broker, e
 		return nil, err
 	}
 	b := &Broker{cfg: cfg, auth: auth, handle: handle, log: logger, ctx: context.Background(),
-		reg: newRegistry(cfg.OnPresence != nil)}
+		reg: newRegistry(cfg.Sessions)}
 
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = cfg.MaxPacketSize
@@ -216,7 +215,7 @@ func (b *Broker) listen(id, addr string, tc *tls.Config) (*listener, error) {
 		return nil, fmt.Errorf("broker: listen %s: %w", addr, err)
 	}
 	l := &listener{id: id, ln: ln, tls: tc, timeout: b.cfg.ConnectTimeout, log: b.log,
-		onClose: b.reg.closed, done: make(chan struct{}), conns: map[*conn]struct{}{}}
+		onClose: b.reg.closed, ids: &b.conns, done: make(chan struct{}), conns: map[*conn]struct{}{}}
 	if err := b.srv.AddListener(l); err != nil {
 		_ = ln.Close()
 		return nil, fmt.Errorf("broker: add listener %s: %w", id, err)
@@ -242,13 +241,6 @@ func (b *Broker) Run(ctx context.Context) error {
 		return ErrRunning
 	}
 	b.ctx = ctx
-	stop, delivered := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(delivered)
-		if b.cfg.OnPresence != nil {
-			b.reg.deliver(b.cfg.OnPresence, stop)
-		}
-	}()
 	err := b.srv.Serve()
 	if err == nil {
 		<-ctx.Done()
@@ -258,8 +250,6 @@ func (b *Broker) Run(ctx context.Context) error {
 	if b.plainLn != nil {
 		b.plainLn.wait()
 	}
-	close(stop)
-	<-delivered
 	if err != nil {
 		return fmt.Errorf("broker: serve: %w", err)
 	}
@@ -291,7 +281,3 @@ func (b *Broker) Disconnect(deviceID string) int {
 
 // Online reports whether deviceID has an authenticated device (certificate) session.
 func (b *Broker) Online(deviceID string) bool { return b.reg.Online(deviceID) }
-
-// OnlineSerials returns the certificate serial of each online session of deviceID, one entry
-// per session: the same serial twice means one certificate on two connections at once.
-func (b *Broker) OnlineSerials(deviceID string) []string { return b.reg.onlineSerials(deviceID) }

@@ -29,6 +29,6 @@
 //
 // Concurrency: all exported methods of [Broker] are safe for concurrent use. The Handler is
 // called synchronously from the sending client's read goroutine (so one client's messages
-// reach it in order) and must return fast. OnPresence is called from one goroutine, in the
-// order the events happened, and may call any Broker method.
+// reach it in order) and must return fast. The [Sessions] observer is called in the order
+// things happened to each session, with the session registry locked: it must only queue.
 package broker

@@ -247,21 +247,30 @@ func (r *recorder) next(t *testing.T) message {
 	}
 }
 
-// presence records OnPresence calls.
-type presence struct{ ch chan presenceEvent }
+// sessionEvent is one call of the Sessions observer.
+type sessionEvent struct {
+	id     Identity
+	online bool // SessionUp (or Subscribed); false for SessionDown
+	sub    bool // Subscribed
+}
 
-func newPresence() *presence { return &presence{ch: make(chan presenceEvent, 100)} }
+// presence records the Sessions observer's calls.
+type presence struct{ ch chan sessionEvent }
 
-func (p *presence) on(id Identity, online bool) { p.ch <- presenceEvent{id: id, online: online} }
+func newPresence() *presence { return &presence{ch: make(chan sessionEvent, 100)} }
 
-func (p *presence) next(t *testing.T) presenceEvent {
+func (p *presence) SessionUp(id Identity)   { p.ch <- sessionEvent{id: id, online: true} }
+func (p *presence) SessionDown(id Identity) { p.ch <- sessionEvent{id: id} }
+func (p *presence) Subscribed(id Identity)  { p.ch <- sessionEvent{id: id, online: true, sub: true} }
+
+func (p *presence) next(t *testing.T) sessionEvent {
 	t.Helper()
 	select {
 	case e := <-p.ch:
 		return e
 	case <-time.After(waitFor):
-		t.Fatal("no presence event")
-		return presenceEvent{}
+		t.Fatal("no session event")
+		return sessionEvent{}
 	}
 }
 
@@ -282,7 +291,7 @@ func start(t *testing.T, edit func(*Config)) *env {
 	pki := newPKI(t)
 	e := &env{pki: pki, auth: newFakeAuth(), rec: newRecorder(), pres: newPresence()}
 	e.a, e.b2 = pki.device(t, "dev-a"), pki.device(t, "dev-b")
-	cfg := Config{Addr: "127.0.0.1:0", TLS: pki.serverTLSConfig(), OnPresence: e.pres.on}
+	cfg := Config{Addr: "127.0.0.1:0", TLS: pki.serverTLSConfig(), Sessions: e.pres}
 	if edit != nil {
 		edit(&cfg)
 	}

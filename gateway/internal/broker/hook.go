@@ -24,7 +24,7 @@ func (h *hook) ID() string { return "hearth" }
 // Provides lists the hook methods mochi should call.
 func (h *hook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnWill:
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnWill, mqtt.OnSubscribed:
 		return true
 	}
 	return false
@@ -58,7 +58,7 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 // session's grant to c.
 func (b *Broker) authenticate(c *conn, cl *mqtt.Client, pk packets.Packet) (Identity, error) {
 	username, password := string(pk.Connect.Username), string(pk.Connect.Password)
-	id := Identity{Username: username, Remote: cl.Net.Remote}
+	id := Identity{Username: username, Remote: cl.Net.Remote, Conn: c.id}
 	switch {
 	case c.leaf != nil:
 		dev, err := deviceIDFromCert(c.leaf)
@@ -167,6 +167,27 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	b.handle(b.ctx, g.id, t, bytes.Clone(pk.Payload))
 	return pk, nil
+}
+
+// OnSubscribed tells the Sessions observer when a device session subscribed to its command
+// topic: mochi calls it once the subscription is in place, so a command published from then
+// on reaches the device. (Device subscriptions name exact topics: no wildcard can match.)
+func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, reasonCodes []byte) {
+	c, ok := connOf(cl)
+	if !ok {
+		return
+	}
+	g := c.grant.Load()
+	if g == nil || g.id.Role != RoleDevice {
+		return
+	}
+	cmd := h.b.cfg.Topics.Device(g.id.DeviceID, protocol.KindCmd)
+	for i, f := range pk.Filters {
+		if f.Filter == cmd && i < len(reasonCodes) && reasonCodes[i] < packets.ErrUnspecifiedError.Code {
+			h.b.reg.subscribed(c, g.id)
+			return
+		}
+	}
 }
 
 // OnWill keeps a dying session's Will (the device's "offline" state) from overwriting the

@@ -39,6 +39,21 @@ type Identity struct {
 	Serial   string // RoleDevice: the serial of the certificate on this TLS session, lowercase hex
 	Username string // the MQTT username as sent, possibly empty for RoleDevice
 	Remote   string // the peer's address
+	// Conn numbers the connection: the broker numbers them from 1 in the order it accepts
+	// them, so a larger Conn is a newer connection.
+	Conn uint64
+}
+
+// Sessions is told of each device session (RoleDevice), in the order things happen to it:
+// SessionUp once it authenticated (before its CONNACK), Subscribed when it subscribed to its
+// command topic, SessionDown when its connection closed. A takeover by the same client id is
+// the new session's SessionUp followed by the old one's SessionDown. The calls are made with
+// the broker's session registry locked, so that they reach the observer in the order they
+// happened: they must not block and must not call the Broker.
+type Sessions interface {
+	SessionUp(id Identity)
+	Subscribed(id Identity)
+	SessionDown(id Identity)
 }
 
 // Auth answers the broker's questions at CONNECT. Every method is called on a client's

@@ -47,6 +47,7 @@ type listener struct {
 	timeout time.Duration
 	log     *slog.Logger
 	onClose func(*conn) // called once per connection, when it closes
+	ids     *atomic.Uint64 // the broker's connection counter, shared by its listeners
 
 	done    chan struct{} // closed by Close
 	wg      sync.WaitGroup
@@ -97,7 +98,7 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		delay = 0
-		c := &conn{Conn: raw, raw: raw, onClose: l.forget}
+		c := &conn{Conn: raw, raw: raw, onClose: l.forget, id: l.ids.Add(1)}
 		if !l.track(c) {
 			_ = raw.Close()
 			continue
@@ -201,6 +202,7 @@ func (l *listener) wait() { l.wg.Wait() }
 type conn struct {
 	net.Conn                    // the *tls.Conn, or the raw connection on the plaintext listener
 	raw       net.Conn          // the TCP connection
+	id        uint64            // Identity.Conn: numbered in accept order
 	leaf      *x509.Certificate // the verified client certificate; nil without one
 	onClose   func(*conn)
 	closeOnce sync.Once

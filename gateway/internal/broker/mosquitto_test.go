@@ -124,7 +124,7 @@ func TestMosquittoDeviceACL(t *testing.T) {
 		}
 		m := e.rec.next(t)
 		want := message{
-			from:    Identity{Role: RoleDevice, DeviceID: a.id, Serial: a.serial, Remote: m.from.Remote},
+			from:    Identity{Role: RoleDevice, DeviceID: a.id, Serial: a.serial, Remote: m.from.Remote, Conn: m.from.Conn},
 			topic:   protocol.Topic{Kind: protocol.KindHealth, DeviceID: a.id},
 			payload: "ok",
 		}

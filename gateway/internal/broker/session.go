@@ -4,33 +4,24 @@ import (
 	"sync"
 )
 
-// presenceEvent is one OnPresence call waiting to be made.
-type presenceEvent struct {
-	id     Identity
-	online bool
-}
-
 // registry tracks the sessions that belong to a device (RoleDevice and RoleEnrolling), for
-// Disconnect, Online and presence.
+// Disconnect, Online and the Sessions observer.
 //
-// Presence is counted on the connections themselves, not on mochi's OnDisconnect: a session
+// Sessions are counted on the connections themselves, not on mochi's OnDisconnect: a session
 // is counted from its successful authentication until its socket closes, and mochi closes
 // the old socket of a takeover (same client id) only after the new session authenticated.
-// So a takeover never reports the device offline, whatever the order in which mochi's
-// goroutines run (its IsTakenOver flag is set after the old connection is already closing).
 // Sessions whose CONNACK write fails, which mochi ends without OnDisconnect, are counted out
-// too, since their socket closes.
+// too, since their socket closes. The observer is called with mu held, so the calls for one
+// device are made in the order the registry saw them.
 type registry struct {
-	notify bool // queue presence events (Config.OnPresence is set)
+	obs Sessions // nil: nobody to tell
 
 	mu       sync.Mutex
 	byDevice map[string]map[*conn]struct{}
-	events   []presenceEvent
-	wake     chan struct{} // capacity 1: events are waiting
 }
 
-func newRegistry(notify bool) *registry {
-	return &registry{notify: notify, byDevice: map[string]map[*conn]struct{}{}, wake: make(chan struct{}, 1)}
+func newRegistry(obs Sessions) *registry {
+	return &registry{obs: obs, byDevice: map[string]map[*conn]struct{}{}}
 }
 
 // add registers c as a session of deviceID before its credentials are checked, so that a
@@ -71,7 +62,7 @@ func (r *registry) unregister(c *conn) {
 	}
 }
 
-// online counts c as an online session of its device and queues an online event. It returns
+// online counts c as an online session of its device and tells the observer. It returns
 // false if c already closed.
 func (r *registry) online(c *conn, id Identity) bool {
 	r.mu.Lock()
@@ -80,12 +71,24 @@ func (r *registry) online(c *conn, id Identity) bool {
 		return false
 	}
 	c.online = true
-	r.queue(presenceEvent{id: id, online: true})
+	if r.obs != nil {
+		r.obs.SessionUp(id)
+	}
 	return true
 }
 
-// closed records that c's socket closed; if it was the device's last online session, it
-// queues an offline event.
+// subscribed tells the observer that c, an online device session, subscribed to its command
+// topic.
+func (r *registry) subscribed(c *conn, id Identity) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c.online && r.obs != nil {
+		r.obs.Subscribed(id)
+	}
+}
+
+// closed records that c's socket closed and, if it was an online session, tells the
+// observer.
 func (r *registry) closed(c *conn) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -98,32 +101,9 @@ func (r *registry) closed(c *conn) {
 		return
 	}
 	c.online = false
-	if r.isOnline(c.deviceID) {
-		return
+	if g := c.grant.Load(); g != nil && r.obs != nil {
+		r.obs.SessionDown(g.id)
 	}
-	if g := c.grant.Load(); g != nil {
-		r.queue(presenceEvent{id: g.id, online: false})
-	}
-}
-
-func (r *registry) queue(e presenceEvent) {
-	if !r.notify {
-		return
-	}
-	r.events = append(r.events, e)
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
-}
-
-// take returns and clears the queued events.
-func (r *registry) take() []presenceEvent {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e := r.events
-	r.events = nil
-	return e
 }
 
 // isOnline reports whether deviceID has an online session; r.mu must be held.
@@ -155,19 +135,6 @@ func (r *registry) Online(deviceID string) bool {
 	return r.isOnline(deviceID)
 }
 
-// onlineSerials returns the serials of deviceID's online device sessions.
-func (r *registry) onlineSerials(deviceID string) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []string
-	for c := range r.byDevice[deviceID] {
-		if g := c.grant.Load(); c.online && g != nil && g.id.Role == RoleDevice {
-			out = append(out, g.id.Serial)
-		}
-	}
-	return out
-}
-
 // sessions returns the open sessions of deviceID, authenticated or authenticating.
 func (r *registry) sessions(deviceID string) []*conn {
 	r.mu.Lock()
@@ -177,22 +144,4 @@ func (r *registry) sessions(deviceID string) []*conn {
 		out = append(out, c)
 	}
 	return out
-}
-
-// deliver calls fn for queued events, in order, until stop is closed; then it delivers what
-// is left and returns.
-func (r *registry) deliver(fn func(Identity, bool), stop <-chan struct{}) {
-	for {
-		select {
-		case <-r.wake:
-		case <-stop:
-			for _, e := range r.take() {
-				fn(e.id, e.online)
-			}
-			return
-		}
-		for _, e := range r.take() {
-			fn(e.id, e.online)
-		}
-	}
 }

@@ -12,8 +12,8 @@ import (
 )
 
 // TestDisconnectAndPresence checks Disconnect (revocation) against a live device session:
-// the session drops at once, its Will (offline, retained) is published, and presence
-// reports online and offline once each.
+// the session drops at once, its Will (offline, retained) is published, and the Sessions
+// observer hears of each connection once up and once down, with its own connection number.
 func TestDisconnectAndPresence(t *testing.T) {
 	e := start(t, nil)
 	state := e.topic.Device("dev-a", protocol.KindState)
@@ -23,8 +23,9 @@ func TestDisconnectAndPresence(t *testing.T) {
 		SetConnectionLostHandler(func(_ paho.Client, err error) { lost <- err })
 	mustConnect(t, opts)
 
-	if ev := e.pres.next(t); !ev.online || ev.id.DeviceID != "dev-a" || ev.id.Serial != e.a.serial || ev.id.Role != RoleDevice {
-		t.Errorf("first presence event = %+v, want dev-a online with serial %s", ev, e.a.serial)
+	first := e.pres.next(t)
+	if !first.online || first.id.DeviceID != "dev-a" || first.id.Serial != e.a.serial || first.id.Role != RoleDevice || first.id.Conn == 0 {
+		t.Errorf("first session event = %+v, want dev-a up with serial %s and a connection number", first, e.a.serial)
 	}
 	if !e.b.Online("dev-a") {
 		t.Errorf("Online(dev-a) = false after connecting, want true")
@@ -32,19 +33,19 @@ func TestDisconnectAndPresence(t *testing.T) {
 	if e.b.Online("dev-b") {
 		t.Errorf("Online(dev-b) = true, want false")
 	}
-	// A second connection with the same certificate (another client id): both are listed.
+	// A second connection with the same certificate (another client id): a newer
+	// connection, up and then down on its own.
 	second := mustConnect(t, e.clientOpts("dev-a:clone", &e.a.cert))
-	e.pres.next(t)
-	if got := e.b.OnlineSerials("dev-a"); !slices.Equal(got, []string{e.a.serial, e.a.serial}) {
-		t.Errorf("OnlineSerials(dev-a) with two sessions = %v, want the serial twice", got)
+	clone := e.pres.next(t)
+	if !clone.online || clone.id.Conn <= first.id.Conn || clone.id.Serial != e.a.serial {
+		t.Errorf("clone session event = %+v, want up on a connection after %d", clone, first.id.Conn)
 	}
 	second.Disconnect(0)
-	deadline0 := time.Now().Add(waitFor)
-	for len(e.b.OnlineSerials("dev-a")) != 1 && time.Now().Before(deadline0) {
-		time.Sleep(5 * time.Millisecond)
+	if ev := e.pres.next(t); ev.online || ev.id.Conn != clone.id.Conn {
+		t.Fatalf("session event after the clone left = %+v, want connection %d down", ev, clone.id.Conn)
 	}
-	if got := e.b.OnlineSerials("dev-a"); len(got) != 1 {
-		t.Fatalf("OnlineSerials(dev-a) after the clone left = %v, want one", got)
+	if !e.b.Online("dev-a") {
+		t.Errorf("Online(dev-a) = false with the first session still up")
 	}
 
 	e.auth.revoke(e.a.serial)
@@ -56,8 +57,8 @@ func TestDisconnectAndPresence(t *testing.T) {
 	case <-time.After(waitFor):
 		t.Fatal("the client was not disconnected")
 	}
-	if ev := e.pres.next(t); ev.online || ev.id.DeviceID != "dev-a" {
-		t.Errorf("second presence event = %+v, want dev-a offline", ev)
+	if ev := e.pres.next(t); ev.online || ev.id.DeviceID != "dev-a" || ev.id.Conn != first.id.Conn {
+		t.Errorf("session event after Disconnect = %+v, want connection %d down", ev, first.id.Conn)
 	}
 	if e.b.Online("dev-a") {
 		t.Errorf("Online(dev-a) = true after Disconnect, want false")
@@ -79,7 +80,7 @@ func TestDisconnectAndPresence(t *testing.T) {
 	}
 	select {
 	case ev := <-e.pres.ch:
-		t.Errorf("presence event %+v after a refused CONNECT, want none", ev)
+		t.Errorf("session event %+v after a refused CONNECT, want none", ev)
 	default:
 	}
 }
@@ -124,11 +125,39 @@ func TestTakeover(t *testing.T) {
 	}
 	second.Disconnect(0)
 
-	// Events: online (first), online (second), then offline only when the second ends.
-	ev2, ev3 := e.pres.next(t), e.pres.next(t)
-	got := []presenceEvent{ev1, ev2, ev3}
-	if !ev1.online || !ev2.online || ev3.online || ev2.id.Remote == ev1.id.Remote || ev3.id.Remote != ev2.id.Remote {
-		t.Errorf("presence events = %+v, want online (first), online (second), offline (second)", got)
+	// Events: up (first), up (second), down (first, taken over), down (second).
+	ev2, ev3, ev4 := e.pres.next(t), e.pres.next(t), e.pres.next(t)
+	got := []sessionEvent{ev1, ev2, ev3, ev4}
+	if !ev1.online || !ev2.online || ev3.online || ev4.online || ev2.id.Conn <= ev1.id.Conn ||
+		ev3.id.Conn != ev1.id.Conn || ev4.id.Conn != ev2.id.Conn {
+		t.Errorf("session events = %+v, want up (first), up (second), down (first), down (second)", got)
+	}
+}
+
+// TestSubscribed checks the Subscribed call: only for the device's own command topic, once
+// the subscription is in place, on the session's own connection.
+func TestSubscribed(t *testing.T) {
+	e := start(t, nil)
+	c := mustConnect(t, e.clientOpts("dev-a", &e.a.cert))
+	up := e.pres.next(t)
+	wait(t, "Subscribe renewal", c.Subscribe(e.topic.Device("dev-a", protocol.KindRenewal), 1, nil))
+	wait(t, "Subscribe cmd", c.Subscribe(e.topic.Device("dev-a", protocol.KindCmd), 1, nil))
+	// The observer is called before the SUBACK: the event is there once Subscribe returns.
+	select {
+	case ev := <-e.pres.ch:
+		if !ev.sub || ev.id.Conn != up.id.Conn || ev.id.DeviceID != "dev-a" {
+			t.Errorf("event after the cmd subscription = %+v, want Subscribed on connection %d", ev, up.id.Conn)
+		}
+	default:
+		t.Fatal("no Subscribed call once the SUBACK arrived")
+	}
+	// Another device's command topic is refused by the ACL: no call.
+	tok := c.Subscribe(e.topic.Device("dev-b", protocol.KindCmd), 1, nil)
+	tok.Wait()
+	select {
+	case ev := <-e.pres.ch:
+		t.Errorf("event %+v for a refused subscription, want none", ev)
+	default:
 	}
 }
 
@@ -152,7 +181,7 @@ func TestDeniedPublishNoLoop(t *testing.T) {
 	case err := <-lost:
 		t.Fatalf("client lost its connection: %v", err)
 	case ev := <-e.pres.ch:
-		t.Fatalf("presence event %+v: the client reconnected", ev)
+		t.Fatalf("session event %+v: the client reconnected", ev)
 	default:
 	}
 	if got := e.rec.all(); len(got) != 0 {
