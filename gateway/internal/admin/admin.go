@@ -21,6 +21,7 @@ import (
 
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/lifecycle"
 	"github.com/hearth-pki/hearth/gateway/internal/monitor"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
 	"github.com/hearth-pki/hearth/gateway/internal/renewal"
@@ -51,6 +52,9 @@ type Config struct {
 	Revoked func(ctx context.Context)
 	// Notify receives events to publish on bridge/event.
 	Notify func(protocol.Event)
+	// Commands queues renew commands for devices (the device state machine); required for
+	// Renew.
+	Commands Commands
 	// Scheduler, when set, takes device/renew (it commands the device now when online, on
 	// reconnect otherwise, and retries until the device commits) and runs campaigns. Without
 	// it, device/renew publishes one command and campaigns are unavailable.
@@ -62,9 +66,16 @@ type Config struct {
 	Logger       *slog.Logger
 }
 
+// Commands is what the service needs of the device state machine: it stores a renew
+// command and sends it once (and each time) the device subscribes to its command topic,
+// until the device acts on it or its deadline passes.
+type Commands interface {
+	Command(ctx context.Context, deviceID string, c lifecycle.Command) error
+}
+
 // Scheduler is what the service needs of the renewal scheduler.
 type Scheduler interface {
-	Force(ctx context.Context, deviceID, reason string) error
+	Force(ctx context.Context, deviceID, reason string) (renewal.Forced, error)
 	StartCampaign(ctx context.Context, c renewal.Campaign) (renewal.CampaignStatus, error)
 	Campaigns(ctx context.Context) ([]renewal.CampaignStatus, error)
 }
@@ -163,15 +174,20 @@ func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error
 		case "device/renew":
 			reason := firstNonEmpty(r.Reason, "renewal requested by an admin")
 			if s.cfg.Scheduler == nil {
-				return s.Renew(ctx, r.ID, protocol.ActionRenew, reason)
+				return s.Renew(ctx, r.ID, protocol.ActionRenew, reason, time.Time{})
 			}
 			if _, err := s.device(ctx, r.ID); err != nil {
 				return nil, err
 			}
-			if err := s.cfg.Scheduler.Force(ctx, r.ID, reason); err != nil {
+			f, err := s.cfg.Scheduler.Force(ctx, r.ID, reason)
+			if err != nil {
 				return nil, err
 			}
-			return Renewal{ID: r.ID, Queued: true}, nil
+			out := Renewal{ID: r.ID, Queued: true, AfterCurrent: f.AfterCurrent, Message: "queued: the device is commanded now if it is online, else when it reconnects"}
+			if f.AfterCurrent {
+				out.Message = "a renewal of this device is already in flight; another follows once it ends"
+			}
+			return out, nil
 		case "device/revoke":
 			return s.Revoke(ctx, r.ID, firstNonEmpty(r.Reason, "revoked by an admin"))
 		default:
@@ -304,28 +320,39 @@ type Renewal struct {
 	CommandID string    `json:"command_id,omitempty"`
 	Deadline  time.Time `json:"deadline,omitzero"`
 	Queued    bool      `json:"queued,omitempty"`
+	// AfterCurrent is set when the device was already renewing: the renewal asked for
+	// follows once the current one ends.
+	AfterCurrent bool   `json:"after_current,omitempty"`
+	Message      string `json:"message,omitempty"`
 }
 
 // EventRenewRequested is the audit event of a renew command, with whoever asked as actor.
 const EventRenewRequested = "renewal.requested"
 
-// CommandTimeout is how long an agent has to act on a command.
+// CommandTimeout is how long an agent has to act on a command, unless Renew is given a
+// deadline.
 const CommandTimeout = 10 * time.Minute
 
-// Renew pushes a renew (or rekey) command to the device. Commands are not retained: a device
-// that is offline misses it, and the renewal scheduler commands it again when it is back.
-func (s *Service) Renew(ctx context.Context, id string, action protocol.Action, reason string) (Renewal, error) {
+// Renew queues a renew (or rekey) command for the device, acted on before deadline (zero:
+// CommandTimeout from now). The device state machine sends it once the device has a session
+// subscribed to its command topic, and again on each new subscription (after a hub restart
+// too) until the device sends a CSR.
+func (s *Service) Renew(ctx context.Context, id string, action protocol.Action, reason string, deadline time.Time) (Renewal, error) {
 	if _, err := s.device(ctx, id); err != nil {
 		return Renewal{}, err
 	}
-	now := s.cfg.Now().UTC().Truncate(time.Second)
-	cmd := protocol.Command{V: protocol.Version, CommandID: newID("cmd"), Action: action, Reason: reason,
-		Deadline: now.Add(CommandTimeout), HubTime: now}
-	b, err := protocol.Encode(&cmd)
-	if err != nil {
-		return Renewal{}, internal(err)
+	if s.cfg.Commands == nil {
+		return Renewal{}, internal(errors.New("renew commands need the device state machine"))
 	}
-	if err := s.cfg.Broker.Publish(s.cfg.Topics.Device(id, protocol.KindCmd), b, false); err != nil {
+	now := s.cfg.Now().UTC().Truncate(time.Second)
+	if deadline.IsZero() {
+		deadline = now.Add(CommandTimeout)
+	}
+	cmd := protocol.Command{V: protocol.Version, CommandID: newID("cmd"), Action: action, Reason: reason,
+		Deadline: deadline.UTC().Truncate(time.Second), HubTime: now}
+	err := s.cfg.Commands.Command(ctx, id, lifecycle.Command{ID: cmd.CommandID, Action: string(action), Reason: truncate(reason, protocol.MaxTextLen),
+		Deadline: cmd.Deadline})
+	if err != nil {
 		return Renewal{}, internal(err)
 	}
 	if _, err := s.cfg.Store.AppendEvent(ctx, inventory.Event{Time: now, Kind: EventRenewRequested, DeviceID: id,

@@ -99,6 +99,11 @@ type Renewal struct {
 	Rate float64 `yaml:"rate"`
 	// MaxInFlight is how many devices may be commanded and not yet committed. Default 50.
 	MaxInFlight int `yaml:"max_in_flight"`
+	// InFlightTimeout is how long a device's request may stay in flight, from its CSR (or
+	// the command that asked for it) to its commit: another request of the device gets busy
+	// meanwhile, and after it the request ends and its pending certificate is abandoned.
+	// Default 10 minutes.
+	InFlightTimeout time.Duration `yaml:"in_flight_timeout"`
 }
 
 // HA configures MQTT discovery to Home Assistant's broker.
@@ -125,6 +130,8 @@ const (
 	DefaultTokenTTL   = 24 * time.Hour
 	// DefaultIssuanceRate is certificates per second across all devices.
 	DefaultIssuanceRate = 500
+	// DefaultInFlightTimeout is Renewal.InFlightTimeout's default.
+	DefaultInFlightTimeout = 10 * time.Minute
 )
 
 // AddonDefaultHost is the name agents are told to dial in the add-on when the options give
@@ -333,6 +340,9 @@ func (c *Config) finish() error {
 	if c.IssuanceRate == 0 {
 		c.IssuanceRate = DefaultIssuanceRate
 	}
+	if c.Renewal.InFlightTimeout == 0 {
+		c.Renewal.InFlightTimeout = DefaultInFlightTimeout
+	}
 	if len(c.Hostnames) == 0 {
 		c.Hostnames = []string{"localhost", "127.0.0.1", "::1"}
 		if h, err := os.Hostname(); err == nil && h != "" && h != "localhost" {
@@ -382,6 +392,9 @@ func (c *Config) finish() error {
 	}
 	if c.Renewal.Rate < 0 || c.Renewal.MaxInFlight < 0 {
 		bad("renewal", "rate and max_in_flight must be positive")
+	}
+	if c.Renewal.InFlightTimeout < 10*time.Second {
+		bad("renewal.in_flight_timeout", "%s is too short: an agent needs time to install and reconnect (at least 10s)", c.Renewal.InFlightTimeout)
 	}
 	if c.IssuanceRate < 0 {
 		bad("issuance_rate", "%v must be positive", c.IssuanceRate)

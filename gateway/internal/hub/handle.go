@@ -14,6 +14,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/issuer"
+	"github.com/hearth-pki/hearth/gateway/internal/lifecycle"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -21,30 +22,38 @@ import (
 // two connections at once.
 const EventFindingDuplicateSession = "finding.duplicate_session"
 
-func countOf(list []string, s string) int {
-	n := 0
-	for _, x := range list {
-		if x == s {
-			n++
-		}
-	}
-	return n
-}
-
-// handle receives every message the broker accepted on a hub-bound topic.
+// handle receives every message the broker accepted on a hub-bound topic. Certificate
+// requests and commits go to the device state machine, which applies them in order with the
+// device's session events.
 func (h *Hub) handle(ctx context.Context, from broker.Identity, t protocol.Topic, payload []byte) {
 	switch t.Kind {
-	case protocol.KindCSR, protocol.KindCommit:
+	case protocol.KindCSR:
 		s := issuer.Sender{DeviceID: from.DeviceID, Serial: from.Serial}
 		if from.Role == broker.RoleEnrolling {
 			s.Serial, s.TokenHash = "", h.checker.TokenHash(from.DeviceID)
 		}
-		if t.Kind == protocol.KindCSR {
-			h.issuer.HandleCSR(ctx, s, payload)
-		} else {
-			h.issuer.HandleCommit(ctx, s, payload)
+		req, ok := h.issuer.Decode(s, payload)
+		if !ok {
+			return
 		}
-		h.markChanged()
+		h.machine.CSR(from.DeviceID, lifecycle.Conn(from.Conn), req, func(ctx context.Context) (string, bool) {
+			return h.issuer.Issue(ctx, s, req)
+		})
+	case protocol.KindCommit:
+		var c protocol.Commit
+		if err := protocol.Decode(payload, &c); err != nil {
+			h.log.Info("commit refused", "device", from.DeviceID, "err", err)
+			ack := protocol.Ack{V: protocol.Version, RequestID: "unknown", HubTime: h.now().UTC(),
+				Error: &protocol.Error{Code: protocol.CodeFor(err), Message: clip(err.Error(), protocol.MaxTextLen)}}
+			if protocol.ValidateRequestID(c.RequestID) == nil {
+				ack.RequestID = c.RequestID
+			}
+			if b, err := protocol.Encode(&ack); err == nil {
+				h.publish(h.topics.Device(from.DeviceID, protocol.KindAck), b, false)
+			}
+			return
+		}
+		h.machine.Commit(from.DeviceID, lifecycle.Conn(from.Conn), from.Serial, &c)
 	case protocol.KindHealth:
 		h.health(ctx, from.DeviceID, payload)
 	case protocol.KindBridgeRequest:
@@ -57,46 +66,83 @@ func (h *Hub) handle(ctx context.Context, from broker.Identity, t protocol.Topic
 	}
 }
 
-// presence records a device session coming or going. The active certificate is the one the
-// device last proved on a TLS session: a device back on a superseded certificate rolled back,
-// and the inventory follows it.
-func (h *Hub) presence(id broker.Identity, online bool) {
-	if id.Role != broker.RoleDevice {
-		return
+// sessions hands the broker's session events to the device state machine.
+type sessions struct{ h *Hub }
+
+func (s sessions) SessionUp(id broker.Identity) {
+	s.h.machine.SessionUp(id.DeviceID, lifecycle.Conn(id.Conn), id.Serial)
+}
+
+func (s sessions) Subscribed(id broker.Identity) {
+	s.h.machine.Subscribed(id.DeviceID, lifecycle.Conn(id.Conn))
+}
+
+func (s sessions) SessionDown(id broker.Identity) {
+	s.h.machine.SessionDown(id.DeviceID, lifecycle.Conn(id.Conn))
+}
+
+// committed follows a commit the state machine recorded: the bridge hears of it, the
+// renewal scheduler returns the device to idle, and the new window is published.
+func (h *Hub) committed(c lifecycle.Committed) {
+	msg := fmt.Sprintf("certificate %s is active", c.Serial)
+	if c.Previous != "" {
+		msg += "; " + c.Previous + " superseded"
 	}
+	h.notify(protocol.Event{V: protocol.Version, Type: inventory.EventCertActivated, Time: c.At, DeviceID: c.DeviceID,
+		Message: msg, Data: map[string]string{"serial": c.Serial, "previous": c.Previous, "request_id": c.RequestID}})
+	h.renewal.Committed(c.DeviceID)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	now := h.now()
-	if err := h.store.SetOnline(ctx, id.DeviceID, online, now); err != nil {
-		h.log.Warn("record presence", "device", id.DeviceID, "err", err)
-		return
+	if cert, err := h.store.Certificate(ctx, c.Serial); err == nil {
+		h.issuer.PublishRenewal(ctx, cert, c.At)
 	}
-	defer h.markChanged()
-	if !online || id.Serial == "" {
-		return
+}
+
+// ended follows a request that ended without a commit, or a rollback after one.
+func (h *Hub) ended(e lifecycle.Ended) {
+	kind, msg := inventory.EventRequestRolledBack, ""
+	switch {
+	case e.AfterCommit:
+		msg = fmt.Sprintf("device went back to its previous certificate %s; %s recorded as rolled back", e.Current, e.Serial)
+	case e.Outcome == lifecycle.OutcomeExpired:
+		kind, msg = inventory.EventRequestExpired, fmt.Sprintf("request %s ended: %s", e.RequestID, e.Cause)
+	default:
+		msg = fmt.Sprintf("agent rolled back request %s and stays on %s", e.RequestID, e.Current)
 	}
-	h.renewal.DeviceOnline(id.DeviceID)
-	if n := countOf(h.broker.OnlineSerials(id.DeviceID), id.Serial); n > 1 {
-		h.notify(protocol.Event{V: protocol.Version, Type: EventFindingDuplicateSession, Time: now.UTC(), DeviceID: id.DeviceID,
-			Message: fmt.Sprintf("certificate %s is presented on %d connections at once: a cloned device or a leaked key", id.Serial, n),
-			Data:    map[string]string{"serial": id.Serial}})
-		if _, err := h.store.AppendEvent(ctx, inventory.Event{Time: now, Kind: EventFindingDuplicateSession, DeviceID: id.DeviceID,
-			Message: fmt.Sprintf("certificate %s on %d connections at once", id.Serial, n), Data: map[string]string{"serial": id.Serial}}); err != nil {
-			h.log.Warn("record finding", "err", err)
+	h.notify(protocol.Event{V: protocol.Version, Type: kind, Time: e.At, DeviceID: e.DeviceID, Message: msg,
+		Data: map[string]string{"serial": e.Current, "failed": e.Serial, "request_id": e.RequestID}})
+	h.renewal.Failed(e.DeviceID, string(e.Outcome))
+	if e.AfterCommit {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if cert, err := h.store.Certificate(ctx, e.Current); err == nil {
+			h.issuer.PublishRenewal(ctx, cert, e.At)
 		}
 	}
-	cert, err := h.store.Certificate(ctx, id.Serial)
-	if err != nil || cert.Status != inventory.StatusSuperseded {
-		return
+}
+
+// finding records one certificate presented on several connections at once.
+func (h *Hub) finding(f lifecycle.Finding) {
+	msg := fmt.Sprintf("certificate %s is presented on %d connections at once: a cloned device or a leaked key", f.Serial, f.Count)
+	h.notify(protocol.Event{V: protocol.Version, Type: EventFindingDuplicateSession, Time: f.At, DeviceID: f.DeviceID,
+		Message: msg, Data: map[string]string{"serial": f.Serial}})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := h.store.AppendEvent(ctx, inventory.Event{Time: f.At, Kind: EventFindingDuplicateSession, DeviceID: f.DeviceID,
+		Message: fmt.Sprintf("certificate %s on %d connections at once", f.Serial, f.Count), Data: map[string]string{"serial": f.Serial}}); err != nil {
+		h.log.Warn("record finding", "err", err)
 	}
-	prev, changed, err := h.store.Activate(ctx, id.DeviceID, id.Serial, now)
-	if err != nil || !changed {
-		return
+}
+
+// clip shortens s to at most n bytes without splitting a UTF-8 sequence.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	h.notify(protocol.Event{V: protocol.Version, Type: "renewal.rolled_back", Time: now.UTC(), DeviceID: id.DeviceID,
-		Message: fmt.Sprintf("device came back with its previous certificate %s; %s recorded as rolled back", id.Serial, prev),
-		Data:    map[string]string{"serial": id.Serial, "previous": prev}})
-	h.issuer.PublishRenewal(ctx, cert, now)
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
 }
 
 // health records a health report and raises a finding when it contradicts the inventory.
@@ -132,15 +178,8 @@ func (h *Hub) health(ctx context.Context, device string, payload []byte) {
 	h.markChanged()
 }
 
-// notify publishes an event on bridge/event, and tells the renewal scheduler of commits and
-// rollbacks.
+// notify publishes an event on bridge/event.
 func (h *Hub) notify(e protocol.Event) {
-	switch e.Type {
-	case inventory.EventCertActivated:
-		h.renewal.Committed(e.DeviceID)
-	case "renewal.rolled_back":
-		h.renewal.Failed(e.DeviceID, "rolled_back")
-	}
 	b, err := protocol.Encode(&e)
 	if err != nil {
 		h.log.Error("encode event", "err", err)

@@ -30,6 +30,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/hass"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/issuer"
+	"github.com/hearth-pki/hearth/gateway/internal/lifecycle"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
 	"github.com/hearth-pki/hearth/gateway/internal/renewal"
 	"github.com/hearth-pki/hearth/gateway/internal/secret"
@@ -52,6 +53,7 @@ type Hub struct {
 	checker *access.Checker
 	broker  *broker.Broker
 	issuer  *issuer.Issuer
+	machine *lifecycle.Machine
 	renewal *renewal.Scheduler
 	admin   *admin.Service
 	control net.Listener
@@ -140,7 +142,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		PlainAddr:  cfg.PlainListen,
 		TLS:        &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: clientCAs, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12},
 		Topics:     h.topics,
-		OnPresence: h.presence,
+		Sessions:   sessions{h},
 	}, h.checker, h.handle, h.log.With("part", "broker"))
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -149,11 +151,23 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	h.issuer = issuer.New(issuer.Config{CA: h.ca, Store: h.store, Policy: h.policy.Load, Pub: h.broker, Topics: h.topics,
 		Rate: cfg.IssuanceRate, Burst: int(2 * cfg.IssuanceRate),
 		Now: h.now, Notify: h.notify, Logger: h.log.With("part", "issuer")})
+	h.machine, err = lifecycle.New(lifecycle.Config{Rules: lifecycle.Rules{InFlight: cfg.Renewal.InFlightTimeout}, Store: h.store,
+		Publisher: h.broker, Topics: h.topics, Now: h.now, Logger: h.log.With("part", "lifecycle"),
+		Hooks: lifecycle.Hooks{Committed: h.committed, Ended: h.ended, Finding: h.finding,
+			Presence: func(id string, online bool) {
+				if online {
+					h.renewal.DeviceOnline(id)
+				}
+			},
+			Changed: func(string) { h.markChanged() }}})
+	if err != nil {
+		return nil, err
+	}
 	h.renewal = renewal.New(renewal.Config{Store: h.store, Policy: h.policy.Load, Commander: commander{h},
 		Online: h.broker.Online, PublishWindow: h.issuer.PublishRenewal, Now: h.now, Notify: h.notify, Changed: h.markChanged,
-		Rate: cfg.Renewal.Rate, MaxInFlight: cfg.Renewal.MaxInFlight,
+		Rate: cfg.Renewal.Rate, MaxInFlight: cfg.Renewal.MaxInFlight, AttemptDeadline: cfg.Renewal.InFlightTimeout,
 		Logger: h.log.With("part", "renewal")})
-	h.admin = admin.New(admin.Config{Store: h.store, CA: h.ca, Broker: h.broker, Topics: h.topics, Advertise: cfg.Advertise,
+	h.admin = admin.New(admin.Config{Store: h.store, CA: h.ca, Broker: h.broker, Commands: h.machine, Topics: h.topics, Advertise: cfg.Advertise,
 		TokenTTL: cfg.TokenTTL, Now: h.now, Changed: h.markChanged, Revoked: h.publishCRL, Notify: h.notify,
 		Scheduler: h.renewal, Policy: h.policy.Load, ReloadPolicy: h.ReloadPolicy, Logger: h.log.With("part", "admin")})
 
@@ -187,6 +201,9 @@ func (h *Hub) Run(ctx context.Context) error {
 	if err := h.exportCA(); err != nil {
 		h.log.Warn("CA bundle not exported", "err", err)
 	}
+	if err := h.machine.Recover(ctx); err != nil {
+		return fmt.Errorf("recover device states: %w", err)
+	}
 	h.ha = h.homeAssistant(ctx)
 	h.publishStatic(ctx)
 
@@ -204,6 +221,7 @@ func (h *Hub) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	run("lifecycle", h.machine.Run)
 	run("broker", h.broker.Run)
 	run("control socket", func(ctx context.Context) error { return control.Serve(ctx, h.control, h.admin) })
 	if h.ha != nil {
@@ -236,7 +254,7 @@ func (h *Hub) Run(ctx context.Context) error {
 type commander struct{ h *Hub }
 
 func (c commander) Renew(ctx context.Context, id string, action protocol.Action, reason string) (string, error) {
-	r, err := c.h.admin.Renew(ctx, id, action, reason)
+	r, err := c.h.admin.Renew(ctx, id, action, reason, c.h.now().Add(c.h.cfg.Renewal.InFlightTimeout))
 	return r.CommandID, err
 }
 

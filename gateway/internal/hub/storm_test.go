@@ -173,7 +173,7 @@ func storm(tb testing.TB, n int) stormResult {
 		mu.Lock()
 		sentAt[i] = time.Now()
 		mu.Unlock()
-		if err := h.renewal.Force(ctx, cfgOf(i).DeviceID, "storm"); err != nil {
+		if _, err := h.renewal.Force(ctx, cfgOf(i).DeviceID, "storm"); err != nil {
 			tb.Fatal(err)
 		}
 	}

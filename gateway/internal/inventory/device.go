@@ -78,6 +78,9 @@ type RenewalStatus struct {
 	LastCause     string
 	WindowStart   time.Time
 	WindowEnd     time.Time
+	// Again is a renewal asked for while another was in flight: it follows once that one
+	// ends.
+	Again bool
 }
 
 var (
@@ -168,6 +171,7 @@ func (r *deviceRow) setRenewal(st RenewalStatus) {
 	r.RenewalLastCause = st.LastCause
 	r.RenewalWindowStart = unix(st.WindowStart)
 	r.RenewalWindowEnd = unix(st.WindowEnd)
+	r.RenewalAgain = st.Again
 }
 
 // Device returns the device with the given id, or ErrNotFound.
@@ -255,6 +259,7 @@ func (s *Store) SetRenewal(ctx context.Context, id string, st RenewalStatus) err
 		"renewal_state": r.RenewalState, "renewal_failures": r.RenewalFailures,
 		"renewal_next_attempt_at": r.RenewalNextAttempt, "renewal_last_cause": r.RenewalLastCause,
 		"renewal_window_start": r.RenewalWindowStart, "renewal_window_end": r.RenewalWindowEnd,
+		"renewal_again": r.RenewalAgain,
 	})
 }
 

@@ -174,6 +174,7 @@ var migrations = []migration{
 		`ALTER TABLE devices ADD COLUMN command_action TEXT NOT NULL DEFAULT ''`,
 		`ALTER TABLE devices ADD COLUMN command_reason TEXT NOT NULL DEFAULT ''`,
 		`ALTER TABLE devices ADD COLUMN command_deadline INTEGER NOT NULL DEFAULT 0`,
+		`ALTER TABLE devices ADD COLUMN renewal_again INTEGER NOT NULL DEFAULT 0`,
 	}},
 }
 

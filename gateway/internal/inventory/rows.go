@@ -40,6 +40,7 @@ type deviceRow struct {
 	RenewalLastCause   string `gorm:"column:renewal_last_cause"`
 	RenewalWindowStart int64  `gorm:"column:renewal_window_start"`
 	RenewalWindowEnd   int64  `gorm:"column:renewal_window_end"`
+	RenewalAgain       bool   `gorm:"column:renewal_again"`
 	CommandID          string `gorm:"column:command_id"`
 	CommandAction      string `gorm:"column:command_action"`
 	CommandReason      string `gorm:"column:command_reason"`
@@ -137,6 +138,7 @@ func (r deviceRow) device() (Device, error) {
 			LastCause:     r.RenewalLastCause,
 			WindowStart:   fromUnix(r.RenewalWindowStart),
 			WindowEnd:     fromUnix(r.RenewalWindowEnd),
+			Again:         r.RenewalAgain,
 		},
 		Command: Command{ID: r.CommandID, Action: r.CommandAction, Reason: r.CommandReason,
 			Deadline: fromUnix(r.CommandDeadline)},

@@ -1,13 +1,14 @@
-// Package issuer handles one device request at a time: a CSR (validate → policy → sign →
-// record → reply) and a commit (check the TLS session → activate → acknowledge). It knows no
-// MQTT: replies leave through a Publisher, and the broker hands requests in with the sender's
-// identity.
+// Package issuer answers a device's certificate request: validate → policy → sign → record
+// → reply. It knows no MQTT: replies leave through a Publisher, and the hub hands requests
+// in with the sender's identity. Which request may run at all (one in flight per device,
+// until it is committed or times out) is the device state machine's decision
+// (gateway/internal/lifecycle), which calls Issue on the device's ordered path; commits are
+// the state machine's too.
 //
 // Invariants:
 //   - A certificate is recorded in the inventory (pending) before its reply is published, so
 //     no certificate a device received is missing from the inventory, whatever the crash.
 //   - A request id is answered idempotently: a resubmitted request gets the same certificate.
-//   - One request is in flight per device; another request id gets "busy".
 //   - Only the CSR's public key is used; its extensions and subject are never copied.
 //
 // An Issuer is safe for concurrent use.
@@ -23,7 +24,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
@@ -67,12 +67,10 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Issuer signs certificates for devices and activates them on commit.
+// Issuer signs certificates for devices.
 type Issuer struct {
-	cfg      Config
-	limiter  *rate.Limiter
-	mu       sync.Mutex
-	inflight map[string]string // device id → request id
+	cfg     Config
+	limiter *rate.Limiter
 }
 
 // New returns an Issuer. It starts nothing.
@@ -89,7 +87,7 @@ func New(cfg Config) *Issuer {
 	if cfg.Notify == nil {
 		cfg.Notify = func(protocol.Event) {}
 	}
-	return &Issuer{cfg: cfg, limiter: rate.New(cfg.Rate, cfg.Burst), inflight: map[string]string{}}
+	return &Issuer{cfg: cfg, limiter: rate.New(cfg.Rate, cfg.Burst)}
 }
 
 // refusal is an error that becomes a reply code.
@@ -105,34 +103,44 @@ func refuse(code protocol.Code, format string, args ...any) *refusal {
 	return &refusal{code: code, msg: fmt.Sprintf(format, args...)}
 }
 
-// HandleCSR answers a CSR from sender on its csr topic. It always publishes a reply on the
-// device's cert topic, except for a payload so broken that it names no request id.
-func (i *Issuer) HandleCSR(ctx context.Context, from Sender, payload []byte) {
-	now := i.cfg.Now().UTC()
+// Decode decodes a CSR from sender on its csr topic. A payload that does not decode is
+// answered on the device's cert topic at once (unless it names no request id worth
+// echoing) and Decode returns false.
+func (i *Issuer) Decode(from Sender, payload []byte) (*protocol.CSR, bool) {
 	var req protocol.CSR
 	if err := protocol.Decode(payload, &req); err != nil {
-		i.replyError(from.DeviceID, requestIDOf(payload), &refusal{code: protocol.CodeFor(err), msg: err.Error()}, now)
-		return
+		i.replyError(from.DeviceID, requestIDOf(payload), &refusal{code: protocol.CodeFor(err), msg: err.Error()}, i.cfg.Now().UTC())
+		return nil, false
 	}
-	if !i.begin(from.DeviceID, req.RequestID) {
-		i.replyError(from.DeviceID, req.RequestID, &refusal{code: protocol.CodeBusy,
-			msg: "another request of this device is in flight", retryAfter: 5 * time.Second}, now)
-		return
-	}
-	defer i.end(from.DeviceID)
+	return &req, true
+}
 
-	reply, err := i.issue(ctx, from, &req, now)
+// Issue answers a decoded CSR from sender: it always publishes a reply on the device's cert
+// topic. It returns the serial of the certificate the reply carries (recorded pending, or
+// recorded before for a resubmission), or ok false when it refused the request.
+func (i *Issuer) Issue(ctx context.Context, from Sender, req *protocol.CSR) (serial string, ok bool) {
+	now := i.cfg.Now().UTC()
+	reply, err := i.issue(ctx, from, req, now)
 	if err != nil {
 		var r *refusal
 		if !errors.As(err, &r) {
 			i.cfg.Logger.Error("issuance failed", "device", from.DeviceID, "request", req.RequestID, "err", err)
 			r = &refusal{code: protocol.CodeInternal, msg: "the hub could not issue; nothing was issued", retryAfter: time.Minute}
 		}
-		i.recordFailure(ctx, from.DeviceID, &req, r, now)
+		i.recordFailure(ctx, from.DeviceID, req, r, now)
 		i.replyError(from.DeviceID, req.RequestID, r, now)
-		return
+		return "", false
 	}
 	i.publish(i.cfg.Topics.Device(from.DeviceID, protocol.KindCert), reply, false)
+	return reply.Serial, true
+}
+
+// HandleCSR decodes and answers a CSR: Decode, then Issue. It bypasses the state machine's
+// single flight; tests and benchmarks of the pipeline use it.
+func (i *Issuer) HandleCSR(ctx context.Context, from Sender, payload []byte) {
+	if req, ok := i.Decode(from, payload); ok {
+		i.Issue(ctx, from, req)
+	}
 }
 
 // issue does the work of HandleCSR and returns the reply to publish.
@@ -275,64 +283,6 @@ func (i *Issuer) RenewalInfo(ctx context.Context, c inventory.Certificate, now t
 		RetryAfter: 6 * 3600, Explanation: w.Reason, HubTime: now}, nil
 }
 
-// HandleCommit answers a commit: when the session really presents the committed serial, that
-// certificate becomes active and the previous one superseded. The answer goes to the ack topic.
-func (i *Issuer) HandleCommit(ctx context.Context, from Sender, payload []byte) {
-	now := i.cfg.Now().UTC()
-	var c protocol.Commit
-	if err := protocol.Decode(payload, &c); err != nil {
-		i.ackError(from.DeviceID, requestIDOf(payload), &refusal{code: protocol.CodeFor(err), msg: err.Error()}, now)
-		return
-	}
-	store := i.cfg.Store
-	att, err := store.Attempt(ctx, from.DeviceID, c.RequestID)
-	if err != nil {
-		i.ackError(from.DeviceID, c.RequestID, refuse(protocol.CodeUnknownRequest, "request %s of %s is not known", c.RequestID, from.DeviceID), now)
-		return
-	}
-	if c.Outcome == protocol.OutcomeRolledBack {
-		if err := store.FinishAttempt(ctx, from.DeviceID, c.RequestID, inventory.OutcomeRolledBack, "rolled_back", now); err != nil {
-			i.cfg.Logger.Error("record rollback", "device", from.DeviceID, "err", err)
-		}
-		i.cfg.Notify(protocol.Event{V: protocol.Version, Type: "renewal.rolled_back", Time: now, DeviceID: from.DeviceID,
-			Message: fmt.Sprintf("agent rolled back to %s: %s", c.Serial, c.Detail),
-			Data:    map[string]string{"serial": c.Serial, "failed": c.Failed, "request_id": c.RequestID}})
-		i.publishAck(from.DeviceID, &protocol.Ack{V: protocol.Version, RequestID: c.RequestID, Serial: c.Serial, HubTime: now})
-		return
-	}
-	if c.Serial != att.Serial {
-		i.ackError(from.DeviceID, c.RequestID, refuse(protocol.CodeUnknownRequest, "request %s issued %s, not %s", c.RequestID, att.Serial, c.Serial), now)
-		return
-	}
-	if from.Serial != c.Serial {
-		i.ackError(from.DeviceID, c.RequestID, &refusal{code: protocol.CodeNotPresented,
-			msg: fmt.Sprintf("the TLS session presents serial %s, not %s", orNone(from.Serial), c.Serial), retryAfter: 5 * time.Second}, now)
-		return
-	}
-	prev, changed, err := store.Activate(ctx, from.DeviceID, c.Serial, now)
-	if errors.Is(err, inventory.ErrRevoked) {
-		i.ackError(from.DeviceID, c.RequestID, refuse(protocol.CodeRevoked, "certificate %s is revoked", c.Serial), now)
-		return
-	}
-	if err != nil {
-		i.cfg.Logger.Error("activate", "device", from.DeviceID, "serial", c.Serial, "err", err)
-		i.ackError(from.DeviceID, c.RequestID, &refusal{code: protocol.CodeInternal, msg: "the hub could not record the commit", retryAfter: time.Minute}, now)
-		return
-	}
-	if err := store.FinishAttempt(ctx, from.DeviceID, c.RequestID, inventory.OutcomeCommitted, "", now); err != nil {
-		i.cfg.Logger.Error("finish attempt", "device", from.DeviceID, "err", err)
-	}
-	if changed {
-		i.cfg.Notify(protocol.Event{V: protocol.Version, Type: inventory.EventCertActivated, Time: now, DeviceID: from.DeviceID,
-			Message: fmt.Sprintf("certificate %s is active%s", c.Serial, supersededText(prev)),
-			Data:    map[string]string{"serial": c.Serial, "previous": prev}})
-	}
-	i.publishAck(from.DeviceID, &protocol.Ack{V: protocol.Version, RequestID: c.RequestID, Serial: c.Serial, HubTime: now})
-	if cert, err := store.Certificate(ctx, c.Serial); err == nil {
-		i.PublishRenewal(ctx, cert, now)
-	}
-}
-
 // PublishRenewal publishes the retained renewal window of the device's certificate c.
 func (i *Issuer) PublishRenewal(ctx context.Context, c inventory.Certificate, now time.Time) {
 	info, err := i.RenewalInfo(ctx, c, now)
@@ -348,22 +298,6 @@ func (i *Issuer) PublishRenewal(ctx context.Context, c inventory.Certificate, no
 func (i *Issuer) token(ctx context.Context, device, hash string) (inventory.Token, bool) {
 	t, err := i.cfg.Store.Token(ctx, hash)
 	return t, err == nil && t.DeviceID == device
-}
-
-func (i *Issuer) begin(device, request string) bool {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	if cur, busy := i.inflight[device]; busy && cur != request {
-		return false
-	}
-	i.inflight[device] = request
-	return true
-}
-
-func (i *Issuer) end(device string) {
-	i.mu.Lock()
-	delete(i.inflight, device)
-	i.mu.Unlock()
 }
 
 func (i *Issuer) recordFailure(ctx context.Context, device string, req *protocol.CSR, r *refusal, now time.Time) {
@@ -385,15 +319,6 @@ func (i *Issuer) replyError(device, requestID string, r *refusal, now time.Time)
 	i.cfg.Logger.Info("csr refused", "device", device, "request", requestID, "code", r.code, "reason", r.msg)
 	i.publish(i.cfg.Topics.Device(device, protocol.KindCert), &protocol.Cert{V: protocol.Version, RequestID: requestID,
 		HubTime: now, Error: wireError(r)}, false)
-}
-
-func (i *Issuer) ackError(device, requestID string, r *refusal, now time.Time) {
-	i.cfg.Logger.Info("commit refused", "device", device, "request", requestID, "code", r.code, "reason", r.msg)
-	i.publishAck(device, &protocol.Ack{V: protocol.Version, RequestID: requestID, HubTime: now, Error: wireError(r)})
-}
-
-func (i *Issuer) publishAck(device string, a *protocol.Ack) {
-	i.publish(i.cfg.Topics.Device(device, protocol.KindAck), a, false)
 }
 
 func (i *Issuer) publish(topic string, m protocol.Message, retain bool) {
@@ -449,20 +374,6 @@ func firstNonEmpty(a, b string) string {
 		return a
 	}
 	return b
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "none"
-	}
-	return s
-}
-
-func supersededText(prev string) string {
-	if prev == "" {
-		return ""
-	}
-	return "; " + prev + " superseded"
 }
 
 func truncate(s string, n int) string {

@@ -169,24 +169,11 @@ func TestEnrollCommitRenew(t *testing.T) {
 		t.Errorf("resubmitted request got serial %s, want %s", again.Serial, reply.Serial)
 	}
 
-	// A commit from a session presenting another serial is refused.
-	commit := &protocol.Commit{V: 1, RequestID: "r1", Serial: reply.Serial, Outcome: protocol.OutcomeCommitted, Time: f.now}
-	f.iss.HandleCommit(ctx, Sender{DeviceID: "thermostat-hall", Serial: "abcdef"}, encode(t, commit))
-	var ack protocol.Ack
-	f.pub.last(t, topics.Device("thermostat-hall", protocol.KindAck), &ack)
-	if ack.Error == nil || ack.Error.Code != protocol.CodeNotPresented {
-		t.Fatalf("commit from the wrong session: ack = %+v, want not_presented", ack)
+	// The device commits (the state machine records it; see gateway/internal/lifecycle).
+	if _, err := f.store.Commit(ctx, "thermostat-hall", "r1", reply.Serial, false, f.now); err != nil {
+		t.Fatal(err)
 	}
-	// The real session commits.
-	f.iss.HandleCommit(ctx, Sender{DeviceID: "thermostat-hall", Serial: reply.Serial}, encode(t, commit))
-	ack = protocol.Ack{}
-	f.pub.last(t, topics.Device("thermostat-hall", protocol.KindAck), &ack)
-	if ack.Error != nil || ack.Serial != reply.Serial {
-		t.Fatalf("commit ack = %+v, want serial %s", ack, reply.Serial)
-	}
-	if active, err := f.store.ActiveCertificate(ctx, "thermostat-hall"); err != nil || active.Serial != reply.Serial {
-		t.Fatalf("active = %+v, %v; want %s", active, err, reply.Serial)
-	}
+	f.iss.PublishRenewal(ctx, mustCert(t, f.store, reply.Serial), f.now)
 	var info protocol.RenewalInfo
 	f.pub.last(t, topics.Device("thermostat-hall", protocol.KindRenewal), &info)
 	if info.Serial != reply.Serial {
@@ -203,8 +190,9 @@ func TestEnrollCommitRenew(t *testing.T) {
 	if renewed.Error != nil || renewed.Serial == reply.Serial {
 		t.Fatalf("renewal reply = %+v, want a new certificate", renewed)
 	}
-	commit = &protocol.Commit{V: 1, RequestID: "r2", Serial: renewed.Serial, Outcome: protocol.OutcomeCommitted, Time: f.now}
-	f.iss.HandleCommit(ctx, Sender{DeviceID: "thermostat-hall", Serial: renewed.Serial}, encode(t, commit))
+	if _, err := f.store.Commit(ctx, "thermostat-hall", "r2", renewed.Serial, false, f.now); err != nil {
+		t.Fatal(err)
+	}
 	old, _ := f.store.Certificate(ctx, reply.Serial)
 	if old.Status != inventory.StatusSuperseded {
 		t.Errorf("old certificate status = %s, want superseded", old.Status)
@@ -282,21 +270,13 @@ func TestTokenSingleUse(t *testing.T) {
 	}
 }
 
-func TestBusy(t *testing.T) {
-	f := newFixture(t)
-	if !f.iss.begin("cam", "a") {
-		t.Fatal("begin on an idle device = false")
+func mustCert(t *testing.T, s *inventory.Store, serial string) inventory.Certificate {
+	t.Helper()
+	c, err := s.Certificate(t.Context(), serial)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if f.iss.begin("cam", "b") {
-		t.Error("begin of a second request while one is in flight = true, want false")
-	}
-	if !f.iss.begin("cam", "a") {
-		t.Error("begin of the same request id = false, want true (resubmission)")
-	}
-	f.iss.end("cam")
-	if !f.iss.begin("cam", "b") {
-		t.Error("begin after end = false")
-	}
+	return c
 }
 
 // TestRekeyRequired checks that a renewal reusing the current key is refused under the

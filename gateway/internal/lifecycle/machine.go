@@ -222,7 +222,8 @@ func (m *Machine) Commit(device string, conn Conn, presented string, c *protocol
 
 // Command queues a renew command for the device: it is stored, then sent as soon as (and
 // each time) a session of the device subscribes to its command topic, until the device
-// sends a CSR or the deadline passes. Command returns once the command is stored.
+// sends a CSR or the deadline passes. Command returns once the command is stored (and sent,
+// when the device is subscribed).
 func (m *Machine) Command(ctx context.Context, device string, c Command) error {
 	done := make(chan error, 1)
 	if !m.submit(item{device: device, ev: CommandQueued{Command: c}, done: done}) {
@@ -349,10 +350,11 @@ func (m *Machine) handle(ctx context.Context, sh *shard, it item) {
 	if q, ok := it.ev.(CommandQueued); ok {
 		err := m.cfg.Store.SetCommand(ctx, it.device, inventory.Command{ID: q.Command.ID, Action: q.Command.Action,
 			Reason: q.Command.Reason, Deadline: q.Command.Deadline})
-		it.done <- err
 		if err != nil {
+			it.done <- err
 			return
 		}
+		defer func() { it.done <- nil }() // once the command is sent, if it can be
 	}
 	next, effects := m.cfg.Rules.Step(*st, it.ev, now)
 	*st = next

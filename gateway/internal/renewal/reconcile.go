@@ -162,7 +162,12 @@ func (p *pass) track(d *device) {
 		st.WindowStart, st.WindowEnd = w.Start, w.End
 		if now.Before(w.End) && st.State != inventory.RenewalIdle {
 			p.rep.Renewed++
+			again := st.Again
 			*st = inventory.RenewalStatus{State: inventory.RenewalIdle, WindowStart: w.Start, WindowEnd: w.End}
+			if again {
+				// A Force during the attempt that just ended: renew once more, now.
+				st.State = inventory.RenewalDue
+			}
 		}
 	}
 	phase := w.Phase(now)
@@ -265,6 +270,10 @@ func (p *pass) fail(d *device, cause string) {
 		wait = min(wait, cfg.BackoffBase)
 	}
 	st.NextAttemptAt = now.Add(wait).Truncate(time.Second)
+	if st.Again {
+		// A Force during the failed attempt: retry at once, as Force does.
+		st.NextAttemptAt, st.Again = now, false
+	}
 	st.State = inventory.RenewalDue
 	if st.Failures >= cfg.MaxFailures {
 		st.State = inventory.RenewalFailing
@@ -387,7 +396,7 @@ func (p *pass) wake(t time.Time) {
 }
 
 func sameStatus(a, b inventory.RenewalStatus) bool {
-	return a.State == b.State && a.Failures == b.Failures && a.NextAttemptAt.Equal(b.NextAttemptAt) &&
+	return a.State == b.State && a.Failures == b.Failures && a.NextAttemptAt.Equal(b.NextAttemptAt) && a.Again == b.Again &&
 		a.LastCause == b.LastCause && a.WindowStart.Equal(b.WindowStart) && a.WindowEnd.Equal(b.WindowEnd)
 }
 

@@ -259,15 +259,53 @@ func TestForce(t *testing.T) {
 	f.enroll(spec{id: "plug-1"}, t0, 30*day)
 	f.enroll(spec{id: "meter-1", manual: true}, t0, 30*day)
 	ctx := context.Background()
-	if err := f.s.Force(ctx, "plug-1", "admin asked"); err != nil {
+	if _, err := f.s.Force(ctx, "plug-1", "admin asked"); err != nil {
 		t.Fatalf("Force(plug-1) = %v", err)
 	}
 	if rep := f.reconcile(); rep.Commanded != 1 {
 		t.Errorf("after Force: Commanded = %d, want 1 although the window is days away", rep.Commanded)
 	}
 	for _, id := range []string{"meter-1", "nobody"} {
-		if err := f.s.Force(ctx, id, "admin asked"); !errors.Is(err, ErrNotRenewable) {
+		if _, err := f.s.Force(ctx, id, "admin asked"); !errors.Is(err, ErrNotRenewable) {
 			t.Errorf("Force(%s) = %v, want ErrNotRenewable", id, err)
 		}
+	}
+}
+
+// TestForceDuringRenewal is issue 10's "renew right after a renewal" bug: a Force while the
+// device is commanded was a silent no-op. It is answered truthfully and honoured once the
+// current attempt ends, committed or failed.
+func TestForceDuringRenewal(t *testing.T) {
+	for _, ends := range []string{"committed", "failed"} {
+		t.Run(ends, func(t *testing.T) {
+			f := newFixture(t, t0.Add(day), Config{})
+			f.enroll(spec{id: "plug-1"}, t0, 30*day)
+			ctx := context.Background()
+			if _, err := f.s.Force(ctx, "plug-1", "first"); err != nil {
+				t.Fatal(err)
+			}
+			if rep := f.reconcile(); rep.Commanded != 1 {
+				t.Fatalf("first Force: %+v, want one command", rep)
+			}
+			got, err := f.s.Force(ctx, "plug-1", "second")
+			if err != nil || !got.AfterCurrent {
+				t.Fatalf("Force while commanded = %+v, %v; want AfterCurrent", got, err)
+			}
+			if rep := f.reconcile(); rep.Commanded != 0 {
+				t.Fatalf("while the first is in flight: %+v, want no second command yet", rep)
+			}
+			if ends == "committed" {
+				f.renew("plug-1", f.clock.Now(), 30*day)
+				f.s.Committed("plug-1")
+			} else {
+				f.s.Failed("plug-1", "rolled_back")
+			}
+			if rep := f.reconcile(); rep.Commanded != 1 {
+				t.Errorf("after the first attempt %s: %+v, want the second command at once", ends, rep)
+			}
+			if n := len(f.cmd.commands()); n != 2 {
+				t.Errorf("commands sent = %d, want 2", n)
+			}
+		})
 	}
 }

@@ -290,37 +290,52 @@ func (s *Scheduler) takeHooks() (map[string]hookFailure, map[string]bool) {
 	return f, c
 }
 
+// Forced is what Force did.
+type Forced struct {
+	// AfterCurrent is set when the device was already commanded: the renewal asked for
+	// follows once the one in flight ends (committed or failed).
+	AfterCurrent bool
+}
+
 // Force makes an agent device due at once, whatever its window says (an admin's "renew
 // now"): it is commanded by the next pass when it is online, else when it reconnects, and
-// retried with backoff until it commits. A device already commanded is left alone; a device
-// backing off is retried at once. Force returns ErrNotRenewable (wrapped) for a device it
-// cannot command.
-func (s *Scheduler) Force(ctx context.Context, deviceID, reason string) error {
+// retried with backoff until it commits. A device already commanded renews again once the
+// current attempt ends (Forced.AfterCurrent); a device backing off is retried at once. Force
+// returns ErrNotRenewable (wrapped) for a device it cannot command.
+func (s *Scheduler) Force(ctx context.Context, deviceID, reason string) (Forced, error) {
 	if err := s.check(); err != nil {
-		return err
+		return Forced{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	store := s.cfg.Store
 	d, err := store.Device(ctx, deviceID)
 	if errors.Is(err, inventory.ErrNotFound) {
-		return fmt.Errorf("force renewal of %q: %w: not in the inventory", deviceID, ErrNotRenewable)
+		return Forced{}, fmt.Errorf("force renewal of %q: %w: not in the inventory", deviceID, ErrNotRenewable)
 	}
 	if err != nil {
-		return fmt.Errorf("force renewal of %q: %w", deviceID, err)
+		return Forced{}, fmt.Errorf("force renewal of %q: %w", deviceID, err)
 	}
 	cert, err := store.ActiveCertificate(ctx, deviceID)
 	if errors.Is(err, inventory.ErrNotFound) {
-		return fmt.Errorf("force renewal of %q: %w: no active certificate", deviceID, ErrNotRenewable)
+		return Forced{}, fmt.Errorf("force renewal of %q: %w: no active certificate", deviceID, ErrNotRenewable)
 	} else if err != nil {
-		return fmt.Errorf("force renewal of %q: %w", deviceID, err)
+		return Forced{}, fmt.Errorf("force renewal of %q: %w", deviceID, err)
 	}
 	if !commandable(d) {
-		return fmt.Errorf("force renewal of %q: %w: mechanism %q, state %q", deviceID, ErrNotRenewable, d.Mechanism, d.State)
+		return Forced{}, fmt.Errorf("force renewal of %q: %w: mechanism %q, state %q", deviceID, ErrNotRenewable, d.Mechanism, d.State)
 	}
 	st := d.Renewal
 	if st.State == inventory.RenewalCommanded {
-		return nil
+		st.Again = true
+		if err := store.SetRenewal(ctx, deviceID, st); err != nil {
+			return Forced{}, fmt.Errorf("force renewal of %q: %w", deviceID, err)
+		}
+		s.event(ctx, inventory.Event{Time: s.now(), Kind: EventForced, DeviceID: deviceID,
+			Message: "renewal forced while one is in flight; it follows once that one ends: " + reason,
+			Data:    map[string]string{"reason": reason, "after_current": "true"}}, true)
+		s.cfg.Changed()
+		return Forced{AfterCurrent: true}, nil
 	}
 	if st.State != inventory.RenewalFailing {
 		st.State = inventory.RenewalDue
@@ -335,13 +350,13 @@ func (s *Scheduler) Force(ctx context.Context, deviceID, reason string) error {
 		st.WindowStart, st.WindowEnd = w.Start, w.End
 	}
 	if err := store.SetRenewal(ctx, deviceID, st); err != nil {
-		return fmt.Errorf("force renewal of %q: %w", deviceID, err)
+		return Forced{}, fmt.Errorf("force renewal of %q: %w", deviceID, err)
 	}
 	s.event(ctx, inventory.Event{Time: now, Kind: EventForced, DeviceID: deviceID,
 		Message: "renewal forced: " + reason, Data: map[string]string{"reason": reason}}, true)
 	s.cfg.Changed()
 	s.Kick()
-	return nil
+	return Forced{}, nil
 }
 
 // policy returns the policy in force.

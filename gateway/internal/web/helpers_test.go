@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/admin"
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/lifecycle"
 )
 
 // t0 is the tests' fixed "now".
@@ -78,8 +80,21 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 	}
 	f := &fixture{store: store, broker: &fakeBroker{}}
 	now := func() time.Time { return t0 }
-	f.admin = admin.New(admin.Config{Store: store, CA: authority, Broker: f.broker, Advertise: "hub.test:8883", Now: now})
+	machine, err := lifecycle.New(lifecycle.Config{Store: store, Publisher: f.broker, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = machine.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	f.admin = admin.New(admin.Config{Store: store, CA: authority, Broker: f.broker, Commands: machine, Advertise: "hub.test:8883", Now: now})
 	seed(t, store)
+	// The agent devices are online and subscribed to their commands.
+	for i, id := range []string{"hall-thermostat", "kitchen-plug"} {
+		machine.SessionUp(id, lifecycle.Conn(i+1), "")
+		machine.Subscribed(id, lifecycle.Conn(i+1))
+	}
 	f.cfg = Config{
 		Admin: f.admin, Store: store, Online: func() int { return 2 }, Version: "1.2.3-test", Now: now,
 		CA: CAInfo{RootNotAfter: authority.Root().NotAfter, IntermediateNotAfter: authority.Intermediate().NotAfter,
