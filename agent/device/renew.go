@@ -254,14 +254,24 @@ func (a *Agent) giveUp(ctx context.Context, reqID string, attempt int, failed st
 
 // resume settles a renewal that a restart interrupted. If the pair it installed is in use
 // (the session just opened with it), the commit is sent again; otherwise the request is
-// forgotten and the next renewal starts afresh (its key is gone).
+// given up — its key is gone — and the hub is told with a rolled_back report (now, or on
+// the next connection), so that it ends the request at once instead of holding it in
+// flight until its timeout. The next renewal starts afresh.
 func (a *Agent) resume(ctx context.Context) {
 	p := a.st.Pending
 	cur := a.current()
 	if p.Replaces == cur.Serial() {
-		a.log.Info("forgetting a renewal request interrupted before install", "request_id", p.RequestID)
+		a.log.Info("giving up a renewal request interrupted before install", "request_id", p.RequestID)
 		a.st.Pending = nil
 		a.saveState()
+		c := &protocol.Commit{
+			V: protocol.Version, RequestID: p.RequestID, Serial: cur.Serial(), Outcome: protocol.OutcomeRolledBack,
+			Detail: "the agent restarted before installing the certificate", Time: a.clk.Read().Device,
+		}
+		if err := a.sess.Report(ctx, c); err != nil {
+			a.unsent = c
+		}
+		a.emit(Event{Kind: EventRenewFailed, RequestID: p.RequestID, Err: errors.New("interrupted before install")})
 		return
 	}
 	a.log.Info("committing a certificate installed before a restart", "request_id", p.RequestID, "serial", cur.Serial())

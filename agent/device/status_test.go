@@ -127,6 +127,39 @@ func TestResumeAfterRestart(t *testing.T) {
 	}
 }
 
+// TestResumeBeforeInstall is a renewal cut short between its CSR and its install (issue 10:
+// the agent forgot the request and the hub held it in flight for its whole timeout). On
+// restart the agent gives the request up and tells the hub with a rolled_back report from a
+// session presenting the certificate it stays on.
+func TestResumeBeforeInstall(t *testing.T) {
+	e := newEnv(t, true)
+	cfg := e.config("meter-1")
+	e.enroll(cfg)
+	old := onDisk(t, cfg.Dir)
+	ks, err := keystore.Open(cfg.Dir, keystore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := ks.LoadState()
+	st.Pending = &keystore.Pending{RequestID: "req-cut-short", Replaces: old.Serial()}
+	if err := ks.SaveState(st); err != nil {
+		t.Fatal(err)
+	}
+	r := e.start(cfg)
+	r.waitFor(t, EventRenewFailed)
+	c := recv(t, e.hub.Commits, "commit")
+	if c.RequestID != "req-cut-short" || c.Serial != old.Serial() || c.Outcome != protocol.OutcomeRolledBack {
+		t.Errorf("report = %+v, want rolled_back of req-cut-short staying on %s", c, old.Serial())
+	}
+	r.stop(t)
+	if got := onDisk(t, cfg.Dir).Serial(); got != old.Serial() {
+		t.Errorf("serial on disk = %s, want %s", got, old.Serial())
+	}
+	if st := loadState(t, cfg.Dir); st.Pending != nil {
+		t.Errorf("pending request after resume = %+v, want none", st.Pending)
+	}
+}
+
 // installUncommitted installs a pair issued by the test CA and records the pending request,
 // returning the new serial.
 func installUncommitted(t *testing.T, e *env, dir, id, reqID, replaces string) string {
