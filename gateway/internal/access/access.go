@@ -31,6 +31,7 @@ const (
 var (
 	ErrUnknownCertificate = errors.New("certificate not issued by this hub to this device")
 	ErrRevoked            = errors.New("certificate revoked")
+	ErrAbandoned          = errors.New("certificate abandoned: its request ended without a commit")
 	ErrLockedOut          = errors.New("too many failed token attempts; locked out")
 	ErrBadToken           = errors.New("enrollment token refused")
 )
@@ -70,7 +71,8 @@ func New(store *inventory.Store, admins []Admin, now func() time.Time) *Checker 
 }
 
 // Certificate allows a verified client certificate when the inventory holds it for that
-// device as pending, active or superseded. Expiry was already checked by TLS.
+// device as pending, active or superseded; revoked and abandoned ones (a request that ended
+// without a commit) are refused. Expiry was already checked by TLS.
 func (c *Checker) Certificate(ctx context.Context, deviceID, serial string) error {
 	cert, err := c.store.Certificate(ctx, serial)
 	if errors.Is(err, inventory.ErrNotFound) || (err == nil && cert.DeviceID != deviceID) {
@@ -79,8 +81,11 @@ func (c *Checker) Certificate(ctx context.Context, deviceID, serial string) erro
 	if err != nil {
 		return fmt.Errorf("look up certificate: %w", err)
 	}
-	if cert.Status == inventory.StatusRevoked {
+	switch cert.Status {
+	case inventory.StatusRevoked:
 		return fmt.Errorf("%w: %s", ErrRevoked, serial)
+	case inventory.StatusAbandoned:
+		return fmt.Errorf("%w: %s", ErrAbandoned, serial)
 	}
 	return nil
 }
