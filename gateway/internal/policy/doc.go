@@ -64,7 +64,7 @@
 //	    emergency_floor: 1/20  # renew at once when this fraction is left, (0, 0.5]
 //	    rekey: true         # refuse a renewal that keeps the current key
 //	    grace: 0s           # renewal allowed this long after expiry (recovery), 0..lifetime
-//	    verify: reconnect   # or local: how the agent proves the new certificate
+//	    verify: reconnect   # the only mode (commit by reconnect); "local" is refused
 //	    priority: normal    # low (25), normal (50), high (75), critical (100) or 0..100
 //	    dns_names: []       # patterns for DNS SANs: "*.lan", "{device}.home.arpa"
 //	    server_auth: false  # add the serverAuth extended key usage
