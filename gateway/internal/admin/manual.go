@@ -250,8 +250,8 @@ func (s *Service) Sign(ctx context.Context, r SignRequest) (Signed, error) {
 		return Signed{}, internal(err)
 	}
 	d := s.policy().Admit(subject, info, now)
-	if !d.Allowed {
-		return Signed{}, fmt.Errorf("policy refuses the CSR: %s (rule %s)", d.Reason, d.Rule)
+	if d.Refusal != nil {
+		return Signed{}, fmt.Errorf("policy refuses the CSR: %w", d.Refusal)
 	}
 	leaf, err := s.cfg.CA.SignLeaf(csr, r.ID, ca.Profile{Lifetime: d.Profile.Lifetime, DNSNames: d.Profile.DNSNames,
 		ServerAuth: d.Profile.ServerAuth, Backdate: d.Profile.Backdate}, now)

@@ -201,12 +201,8 @@ func (i *Issuer) issue(ctx context.Context, from Sender, req *protocol.CSR, now 
 
 	subject := policy.Subject{DeviceID: dev.ID, Family: dev.Family, Tags: dev.Tags}
 	d := i.cfg.Policy().Admit(subject, info, now)
-	if !d.Allowed {
-		code := protocol.CodePolicyDenied
-		if strings.HasSuffix(d.Rule, ".keys") {
-			code = protocol.CodeWeakKey
-		}
-		return nil, refuse(code, "%s (rule %s)", d.Reason, d.Rule)
+	if r := d.Refusal; r != nil {
+		return nil, refuse(r.Code, "%v", r)
 	}
 	if ok, wait := i.limiter.Allow(now); !ok {
 		return nil, &refusal{code: protocol.CodeRateLimited, msg: "the hub's issuance rate is exhausted", retryAfter: max(wait, time.Second)}

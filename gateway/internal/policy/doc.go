@@ -4,7 +4,9 @@
 //
 //   - ClassFor chooses a device's class.
 //   - Admit decides whether a CSR may be signed, and with which Profile;
-//     a refusal names the rule that refused ("classes.camera.keys").
+//     a refusal is a typed Refusal carrying the wire code front ends answer
+//     with (weak_key, expired, policy_denied, …) and naming the rule that
+//     refused ("classes.camera.keys").
 //   - Window computes when a certificate should be renewed (the window the hub
 //     publishes to the agent, in the spirit of ACME ARI, RFC 9773); Due and
 //     Window.Phase say where a moment falls in it; Urgency orders the renewal
