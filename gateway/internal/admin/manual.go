@@ -253,8 +253,7 @@ func (s *Service) Sign(ctx context.Context, r SignRequest) (Signed, error) {
 	if d.Refusal != nil {
 		return Signed{}, fmt.Errorf("policy refuses the CSR: %w", d.Refusal)
 	}
-	leaf, err := s.cfg.CA.SignLeaf(csr, r.ID, ca.Profile{Lifetime: d.Profile.Lifetime, DNSNames: d.Profile.DNSNames,
-		ServerAuth: d.Profile.ServerAuth, Backdate: d.Profile.Backdate}, now)
+	leaf, err := s.cfg.CA.SignLeaf(csr, r.ID, d.Profile)
 	if err != nil {
 		return Signed{}, internal(err) // the CSR's signature, key and the id were checked above
 	}

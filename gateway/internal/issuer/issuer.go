@@ -207,9 +207,7 @@ func (i *Issuer) issue(ctx context.Context, from Sender, req *protocol.CSR, now 
 	if ok, wait := i.limiter.Allow(now); !ok {
 		return nil, &refusal{code: protocol.CodeRateLimited, msg: "the hub's issuance rate is exhausted", retryAfter: max(wait, time.Second)}
 	}
-	leaf, err := i.cfg.CA.SignLeaf(csr, from.DeviceID, ca.Profile{
-		Lifetime: d.Profile.Lifetime, DNSNames: d.Profile.DNSNames, ServerAuth: d.Profile.ServerAuth, Backdate: d.Profile.Backdate,
-	}, now)
+	leaf, err := i.cfg.CA.SignLeaf(csr, from.DeviceID, d.Profile)
 	if err != nil {
 		return nil, refuse(protocol.CodeBadCSR, "%v", err)
 	}

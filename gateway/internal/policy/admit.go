@@ -45,24 +45,22 @@ type CSRInfo struct {
 	DNSNames []string
 }
 
-// Profile is what the CA puts in an admitted leaf certificate.
+// Profile is what the CA puts in an admitted leaf certificate; ca.CA.SignLeaf signs
+// exactly this. It is the one description of a leaf: Admit fills every field, and the
+// zero value is no leaf at all (SignLeaf refuses it) rather than a default one.
 type Profile struct {
 	// Class is the name of the device's class.
 	Class string
-	// Lifetime is the validity from now; Backdate is subtracted from not-before.
-	Lifetime time.Duration
-	Backdate time.Duration
-	// NotBefore and NotAfter are now (UTC, truncated to the second) minus
-	// Backdate and plus Lifetime.
+	// NotBefore is the signing instant (UTC, truncated to the second) minus the
+	// policy's Backdate, exactly: a backdate of 0 gives the signing second.
 	NotBefore time.Time
-	NotAfter  time.Time
+	// NotAfter is the signing instant plus the class's Lifetime.
+	NotAfter time.Time
 	// DNSNames are the requested DNS SANs the class allows (lowercased); never
 	// names the CSR did not ask for.
 	DNSNames []string
 	// ServerAuth adds the serverAuth extended key usage (clientAuth is always set).
 	ServerAuth bool
-	// Verify tells the agent how to prove the certificate before committing.
-	Verify VerifyMode
 }
 
 // Refusal is why Admit refused a CSR: the wire code a front end answers with, the setting
@@ -151,13 +149,10 @@ func (p *Policy) Admit(s Subject, csr CSRInfo, now time.Time) Decision {
 		Rule:  why.Rule,
 		Profile: Profile{
 			Class:      c.Name,
-			Lifetime:   c.Lifetime,
-			Backdate:   p.Backdate,
 			NotBefore:  start.Add(-p.Backdate),
 			NotAfter:   start.Add(c.Lifetime),
 			DNSNames:   names,
 			ServerAuth: c.ServerAuth,
-			Verify:     c.Verify,
 		},
 		Dropped: dropped,
 	}

@@ -93,13 +93,10 @@ func TestAdmitProfile(t *testing.T) {
 		Rule:  "classes.thermostat.match.families",
 		Profile: Profile{
 			Class:      "thermostat",
-			Lifetime:   14 * 24 * time.Hour,
-			Backdate:   2 * time.Minute,
 			NotBefore:  start.Add(-2 * time.Minute),
 			NotAfter:   start.Add(14 * 24 * time.Hour),
 			DNSNames:   []string{"thermo-7.home.arpa", "living.thermo.lan"},
 			ServerAuth: true,
-			Verify:     VerifyReconnect,
 		},
 		Dropped: []string{"a.b.thermo.lan", "other.home.arpa", "*.thermo.lan", "bad_name.thermo.lan"},
 	}

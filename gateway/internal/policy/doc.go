@@ -51,7 +51,7 @@
 // "72h", "1m"). Fractions are decimals ("0.66") or ratios ("2/3").
 //
 //	version: 1              # optional; the only version there is
-//	backdate: 1m            # not-before is set this far in the past (0s..1h)
+//	backdate: 1m            # not-before is set this far in the past (0s..1h; 0s: none)
 //	classes:                # list; built-in classes not listed keep their settings
 //	  - name: camera        # required; lowercase letters, digits, '-'
 //	    match:              # not allowed on "default"; never inherited

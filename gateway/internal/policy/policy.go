@@ -69,7 +69,8 @@ const MaxSize = 1 << 20
 // concurrent use as long as nobody modifies it.
 type Policy struct {
 	// Backdate is subtracted from not-before so that devices whose clock runs a
-	// little behind accept a new certificate at once.
+	// little behind accept a new certificate at once. 0 means no backdate: an
+	// unset backdate is resolved to one minute by Parse, not by a zero value.
 	Backdate time.Duration
 	// Classes in the order that breaks ties between tag matches (see ClassFor).
 	// It always holds DefaultClass (first, after Parse) and HighRiskClass.
