@@ -57,7 +57,8 @@ func (s Sender) Enrolling() bool { return s.Serial == "" }
 type Config struct {
 	CA     *ca.CA
 	Store  *inventory.Store
-	Policy func() *policy.Policy // the policy in force; called per request
+	Policy func() *policy.Policy // the policy in force; called per request. Default policy.Default.
+	// Pub and Topics are where HandleCSR and HandleCommit reply; Issue needs neither.
 	Pub    Publisher
 	Topics protocol.Topics
 	// Now is the hub clock. Default time.Now.
@@ -83,6 +84,9 @@ type Issuer struct {
 func New(cfg Config) *Issuer {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Policy == nil {
+		cfg.Policy = policy.Default
 	}
 	if cfg.Rate == 0 {
 		cfg.Rate, cfg.Burst = 500, 1000
