@@ -21,6 +21,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/control"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/issuer"
 )
 
 // manualHub is a real admin service behind a real control socket at <data>/hearth.sock.
@@ -44,7 +45,9 @@ func startManualHub(t *testing.T) *manualHub {
 	if err != nil {
 		t.Fatalf("ca.InitWithIterations() = %v", err)
 	}
-	svc := admin.New(admin.Config{Store: store, CA: authority, Broker: nopBroker{}, Now: func() time.Time { return now }})
+	clock := func() time.Time { return now }
+	iss := issuer.New(issuer.Config{CA: authority, Store: store, Now: clock})
+	svc := admin.New(admin.Config{Store: store, CA: authority, Broker: nopBroker{}, Issuer: iss, Now: clock})
 	sock := filepath.Join(data, "hearth.sock")
 	l, err := control.Listen(sock)
 	if err != nil {

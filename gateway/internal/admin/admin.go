@@ -21,6 +21,7 @@ import (
 
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/issuer"
 	"github.com/hearth-pki/hearth/gateway/internal/lifecycle"
 	"github.com/hearth-pki/hearth/gateway/internal/monitor"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
@@ -59,7 +60,11 @@ type Config struct {
 	// reconnect otherwise, and retries until the device commits) and runs campaigns. Without
 	// it, device/renew publishes one command and campaigns are unavailable.
 	Scheduler Scheduler
-	// Policy is the policy in force, for device/sign. Default policy.Default.
+	// Issuer runs device/sign through the hub's one issuance pipeline (its checks, its
+	// policy, its rate limit). Without it device/sign is unavailable.
+	Issuer *issuer.Issuer
+	// Policy is the policy in force, for the class of an imported device. Default
+	// policy.Default.
 	Policy func() *policy.Policy
 	// ReloadPolicy re-reads and applies the policy file, returning what changed.
 	ReloadPolicy func(ctx context.Context) ([]string, error)
@@ -132,17 +137,27 @@ func (s *Service) Do(ctx context.Context, actor, op string, payload []byte) prot
 	ctx = inventory.WithActor(ctx, actor)
 	data, err := s.do(ctx, op, payload)
 	if err != nil {
-		code := protocol.CodeBadRequest
-		if errors.Is(err, errInternal) {
-			code = protocol.CodeInternal
-		}
-		return errResponse(base.Transaction, code, err)
+		return errResponse(base.Transaction, codeOf(err), err)
 	}
 	raw, err := json.Marshal(data)
 	if err != nil {
 		return errResponse(base.Transaction, protocol.CodeInternal, err)
 	}
 	return protocol.BridgeResponse{Transaction: base.Transaction, Status: "ok", Data: raw}
+}
+
+// codeOf is the wire code of an operation's error: a refusal's own code (the issuer's, so
+// device/sign answers as a CSR over MQTT would), internal for a failure of the hub, and
+// bad_request for anything else wrong with the request.
+func codeOf(err error) protocol.Code {
+	var refused *issuer.Refusal
+	switch {
+	case errors.As(err, &refused):
+		return refused.Code
+	case errors.Is(err, errInternal):
+		return protocol.CodeInternal
+	}
+	return protocol.CodeBadRequest
 }
 
 var errInternal = errors.New("internal error")

@@ -7,13 +7,18 @@ package admin
 // policy's thresholds instead of commands, and both leave the certificate active at once:
 // there is no agent to commit it, the person installs it.
 //
+// device/sign is a front end of the issuer's pipeline (issuer.Issue with
+// issuer.AuthAdmin): the same checks, the same policy, the same rate limit and the same
+// wire codes as a CSR over MQTT. device/import signs nothing; it shares the pipeline's
+// rule for who may be given a certificate by a person (issuer.ManualTarget) and its
+// inventory record of a certificate (issuer.CertificateOf).
+//
 // A refused request writes nothing. An accepted one is two inventory transactions (record
 // pending, then activate): a crash between them leaves a pending certificate, which the
 // same import run again activates.
 
 import (
 	"context"
-	"crypto"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -25,6 +30,7 @@ import (
 
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/issuer"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -164,7 +170,7 @@ func (s *Service) ImportChain(ctx context.Context, r ImportRequest) (Imported, e
 	}
 	leaf := chain[0]
 	now := s.cfg.Now().UTC().Truncate(time.Second)
-	cert := certificateOf(leaf, r.ID)
+	cert := issuer.CertificateOf(leaf, r.ID)
 	cert.RequestID = "import-" + cert.Serial[:min(len(cert.Serial), protocol.MaxRequestIDLen-len("import-"))]
 
 	old, found, err := s.knownCert(ctx, r.ID, cert)
@@ -174,7 +180,7 @@ func (s *Service) ImportChain(ctx context.Context, r ImportRequest) (Imported, e
 	if found && old.Status != inventory.StatusPending {
 		return imported(old, "", true), nil
 	}
-	dev, _, err := s.manualTarget(ctx, r.ManualDevice)
+	dev, err := s.manualTarget(ctx, r.ManualDevice)
 	if err != nil {
 		return Imported{}, err
 	}
@@ -209,105 +215,68 @@ func (s *Service) ImportChain(ctx context.Context, r ImportRequest) (Imported, e
 	return imported(cert, prev, false), nil
 }
 
-// Sign signs a CSR made on a device without an agent and uploaded by a person. The CSR must
-// verify (proof of possession), name no other device (CN empty or the id; URI SANs only
+// Sign signs a CSR made on a device without an agent and uploaded by a person, through
+// the issuer's pipeline (issuer.Issue with issuer.AuthAdmin). The CSR must verify (proof of
+// possession), name no other device (CN empty or the id; URI SANs only
 // urn:hearth:device:<id>) and carry a key the CA and the policy accept. Policy sees a new
 // device, or one whose certificate expired (a person's upload stands in for an enrollment
 // token), as an enrollment; otherwise as a command renewal of the active certificate, so
-// a class that requires a new key refuses the current one. The certificate is recorded and
-// activated at once.
+// a class that requires a new key refuses the current one. A refusal is an
+// *issuer.Refusal carrying the same wire code a CSR over MQTT gets. The certificate is
+// recorded and activated at once.
 func (s *Service) Sign(ctx context.Context, r SignRequest) (Signed, error) {
 	if err := r.Validate(); err != nil {
 		return Signed{}, err
 	}
-	csr, err := ca.ParseCSR(r.CSR)
-	if err != nil {
-		return Signed{}, err
+	if s.cfg.Issuer == nil {
+		return Signed{}, errors.New("device/sign needs the issuer")
 	}
-	if err := ca.CheckCSRIdentity(csr, r.ID); err != nil {
-		return Signed{}, err
-	}
-	if err := ca.CheckKey(csr.PublicKey); err != nil {
-		return Signed{}, fmt.Errorf("csr key refused: %w", err)
-	}
-	now := s.cfg.Now().UTC()
-	dev, subject, err := s.manualTarget(ctx, r.ManualDevice)
-	if err != nil {
-		return Signed{}, err
-	}
-	info := policy.CSRInfo{Reason: policy.CSREnroll, DNSNames: csr.DNSNames}
-	info.KeyAlgorithm, info.KeyBits = policy.KeyAlgorithmOf(csr.PublicKey)
-	var replaces string
-	cur, err := s.cfg.Store.ActiveCertificate(ctx, r.ID)
+	res, err := s.cfg.Issuer.Issue(ctx, issuer.Request{DeviceID: r.ID, RequestID: newID("sign"), CSR: r.CSR,
+		Auth: issuer.AuthAdmin, Describe: r.description()})
+	var refused *issuer.Refusal
 	switch {
-	case err == nil:
-		replaces = cur.Serial
-		info.SameKeyAsCurrent = samePublicKey(cur.PEM, csr)
-		if now.Before(cur.NotAfter) {
-			info.Reason, info.ReplacesSerial, info.CurrentNotAfter = policy.CSRCommand, cur.Serial, cur.NotAfter
-		}
-	case !errors.Is(err, inventory.ErrNotFound):
+	case errors.As(err, &refused):
+		return Signed{}, err
+	case err != nil:
 		return Signed{}, internal(err)
 	}
-	d := s.policy().Admit(subject, info, now)
-	if !d.Allowed {
-		return Signed{}, fmt.Errorf("policy refuses the CSR: %s (rule %s)", d.Reason, d.Rule)
-	}
-	leaf, err := s.cfg.CA.SignLeaf(csr, r.ID, ca.Profile{Lifetime: d.Profile.Lifetime, DNSNames: d.Profile.DNSNames,
-		ServerAuth: d.Profile.ServerAuth, Backdate: d.Profile.Backdate}, now)
-	if err != nil {
-		return Signed{}, internal(err) // the CSR's signature, key and the id were checked above
-	}
-	dev.Class = d.Class
-	cert := certificateOf(leaf, r.ID)
-	cert.RequestID, cert.Replaces = newID("sign"), replaces
-	err = s.cfg.Store.RecordIssuance(ctx, inventory.Issuance{Device: dev, Cert: cert,
-		Attempt: inventory.Attempt{RequestID: cert.RequestID, Reason: info.Reason, StartedAt: now,
-			FinishedAt: s.cfg.Now().UTC(), Latency: s.cfg.Now().Sub(now)}})
-	if err != nil {
-		return Signed{}, storeError(err)
-	}
+	now := s.cfg.Now().UTC()
+	cert := res.Cert
 	prev, err := s.activateManual(ctx, cert, now)
 	if err != nil {
 		return Signed{}, err
 	}
-	s.cfg.Logger.Info("CSR signed", "device", r.ID, "serial", cert.Serial, "class", d.Class, "reason", info.Reason)
-	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: inventory.EventCertIssued, Time: now.Truncate(time.Second), DeviceID: r.ID,
-		Message: fmt.Sprintf("certificate %s signed from an uploaded CSR (%s, %s)", cert.Serial, info.Reason, d.Class),
-		Data:    map[string]string{"serial": cert.Serial, "request_id": cert.RequestID, "reason": info.Reason}})
+	s.cfg.Logger.Info("CSR signed", "device", r.ID, "serial", cert.Serial, "class", res.Class, "reason", res.Reason)
 	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: inventory.EventCertActivated, Time: now.Truncate(time.Second), DeviceID: r.ID,
 		Message: fmt.Sprintf("certificate %s is active%s", cert.Serial, supersededText(prev)),
 		Data:    map[string]string{"serial": cert.Serial, "previous": prev}})
 	s.cfg.Changed()
-	chain := cert.PEM + string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.cfg.CA.Intermediate().Raw}))
-	return Signed{ID: r.ID, Serial: cert.Serial, NotAfter: cert.NotAfter, Class: d.Class, Chain: chain, Superseded: prev}, nil
+	return Signed{ID: r.ID, Serial: cert.Serial, NotAfter: cert.NotAfter, Class: res.Class, Chain: res.Chain, Superseded: prev}, nil
+}
+
+// description is what the person said of the device.
+func (m *ManualDevice) description() issuer.Description {
+	return issuer.Description{Name: m.Name, Family: m.Family, Vendor: m.Vendor, Model: m.Model}
 }
 
 // policy returns the policy in force.
-//
-// policy returns the policy in force.
 func (s *Service) policy() *policy.Policy { return s.cfg.Policy() }
 
-// manualTarget returns the device record to write for m (the stored device's descriptive
-// fields are kept where m leaves them empty) and the policy subject. A device run by an
-// agent, quarantined or removed is refused.
-func (s *Service) manualTarget(ctx context.Context, m ManualDevice) (inventory.Device, policy.Subject, error) {
+// manualTarget returns the device record to write for m, with its class under the policy
+// in force, or the *issuer.Refusal of a device a person may not give a certificate to (run
+// by an agent, quarantined or removed): the rule device/sign applies too.
+func (s *Service) manualTarget(ctx context.Context, m ManualDevice) (inventory.Device, error) {
 	cur, err := s.cfg.Store.Device(ctx, m.ID)
-	switch {
-	case errors.Is(err, inventory.ErrNotFound):
-	case err != nil:
-		return inventory.Device{}, policy.Subject{}, internal(err)
-	case cur.Mechanism == inventory.MechanismAgent:
-		return inventory.Device{}, policy.Subject{}, fmt.Errorf("device %q runs hearth-agent, which renews its own certificate; "+
-			"import and sign are for devices without an agent", m.ID)
-	case cur.State == inventory.StateQuarantined || cur.State == inventory.StateRemoved:
-		return inventory.Device{}, policy.Subject{}, fmt.Errorf("device %q is %s (its certificates were revoked); "+
-			"remove it (hearth-gateway remove %s) before giving it a certificate again", m.ID, cur.State, m.ID)
+	if err != nil && !errors.Is(err, inventory.ErrNotFound) {
+		return inventory.Device{}, internal(err)
 	}
-	subject := policy.Subject{DeviceID: m.ID, Family: firstNonEmpty(m.Family, cur.Family), Tags: cur.Tags}
+	dev, subject, err := issuer.ManualTarget(m.ID, cur, err == nil, m.description())
+	if err != nil {
+		return inventory.Device{}, err
+	}
 	class, _ := s.policy().ClassFor(subject)
-	return inventory.Device{ID: m.ID, Name: m.Name, Family: m.Family, Vendor: m.Vendor, Model: m.Model,
-		Mechanism: inventory.MechanismManual, Class: class.Name}, subject, nil
+	dev.Class = class.Name
+	return dev, nil
 }
 
 // knownCert looks up the certificate with cert's serial. A record of another certificate, of
@@ -325,7 +294,8 @@ func (s *Service) knownCert(ctx context.Context, id string, cert inventory.Certi
 	case old.DeviceID != id:
 		return old, false, fmt.Errorf("certificate %s is already recorded for device %q", cert.Serial, old.DeviceID)
 	case old.Status == inventory.StatusRevoked:
-		return old, false, fmt.Errorf("certificate %s of %q was revoked (%s); it cannot be imported again", cert.Serial, id, old.RevokeReason)
+		return old, false, &issuer.Refusal{Code: protocol.CodeRevoked,
+			Reason: fmt.Sprintf("certificate %s of %q was revoked (%s); it cannot be imported again", cert.Serial, id, old.RevokeReason)}
 	}
 	return old, true, nil
 }
@@ -426,23 +396,6 @@ func checkImportedLeaf(chain []*x509.Certificate, id string) error {
 	return nil
 }
 
-// parseCSR decodes and verifies one PEM certificate request.
-
-// certificateOf is the inventory record of leaf, pending, as the issuer writes it.
-func certificateOf(leaf *x509.Certificate, id string) inventory.Certificate {
-	return inventory.Certificate{
-		Serial:       leaf.SerialNumber.Text(16),
-		DeviceID:     id,
-		NotBefore:    leaf.NotBefore.UTC(),
-		NotAfter:     leaf.NotAfter.UTC(),
-		Issuer:       leaf.Issuer.String(),
-		KeyAlgorithm: ca.KeyAlgorithm(leaf.PublicKey),
-		Fingerprint:  strings.TrimPrefix(ca.FingerprintOf(leaf), "SHA256:"),
-		Status:       inventory.StatusPending,
-		PEM:          string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})),
-	}
-}
-
 func imported(c inventory.Certificate, prev string, already bool) Imported {
 	return Imported{ID: c.DeviceID, Serial: c.Serial, NotAfter: c.NotAfter, Issuer: c.Issuer, Status: c.Status,
 		Superseded: prev, AlreadyImported: already}
@@ -455,20 +408,6 @@ func storeError(err error) error {
 		return err
 	}
 	return internal(err)
-}
-
-func samePublicKey(certPEM string, csr *x509.CertificateRequest) bool {
-	b, _ := pem.Decode([]byte(certPEM))
-	if b == nil {
-		return false
-	}
-	c, err := x509.ParseCertificate(b.Bytes)
-	if err != nil {
-		return false
-	}
-	// Equal takes a crypto.PublicKey, a defined type: interface{ Equal(any) bool } never matches.
-	pub, ok := c.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && pub.Equal(csr.PublicKey)
 }
 
 func supersededText(prev string) string {

@@ -24,6 +24,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/admin"
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/issuer"
 	"github.com/hearth-pki/hearth/gateway/internal/renewal"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -50,6 +51,7 @@ func (b *recordingBroker) Disconnect(string) int { return 0 }
 // manualFixture is an admin service over a real inventory and a real CA, at a settable time.
 type manualFixture struct {
 	s       *admin.Service
+	iss     *issuer.Issuer
 	store   *inventory.Store
 	ca      *ca.CA
 	broker  *recordingBroker
@@ -70,8 +72,11 @@ func newManualFixture(t testing.TB) *manualFixture {
 		t.Fatalf("ca.InitWithIterations() = %v", err)
 	}
 	f := &manualFixture{store: store, ca: authority, broker: &recordingBroker{}, now: manualT0}
-	f.s = admin.New(admin.Config{Store: store, CA: authority, Broker: f.broker, Now: func() time.Time { return f.now },
-		Changed: func() { f.changed++ }, Notify: func(e protocol.Event) { f.events = append(f.events, e) }})
+	now := func() time.Time { return f.now }
+	notify := func(e protocol.Event) { f.events = append(f.events, e) }
+	f.iss = issuer.New(issuer.Config{CA: authority, Store: store, Now: now, Notify: notify})
+	f.s = admin.New(admin.Config{Store: store, CA: authority, Broker: f.broker, Issuer: f.iss, Now: now,
+		Changed: func() { f.changed++ }, Notify: notify})
 	return f
 }
 
@@ -122,13 +127,13 @@ func (f *manualFixture) state(t *testing.T) state {
 	return st
 }
 
-// refused runs op, which must fail with a bad_request naming want and writing nothing.
-func (f *manualFixture) refused(t *testing.T, op string, payload any, want string) {
+// refused runs op, which must fail with code, naming want and writing nothing.
+func (f *manualFixture) refused(t *testing.T, op string, payload any, code protocol.Code, want string) {
 	t.Helper()
 	before, changed := f.state(t), f.changed
 	resp := f.do(t, op, payload)
-	if resp.Status != "error" || resp.Code != protocol.CodeBadRequest || !strings.Contains(resp.Error, want) {
-		t.Errorf("Do(%s) = %s %s %q, want a bad_request error containing %q", op, resp.Status, resp.Code, resp.Error, want)
+	if resp.Status != "error" || resp.Code != code || !strings.Contains(resp.Error, want) {
+		t.Errorf("Do(%s) = %s %s %q, want a %s error containing %q", op, resp.Status, resp.Code, resp.Error, code, want)
 	}
 	if after := f.state(t); after != before || f.changed != changed {
 		t.Errorf("Do(%s) refused but the inventory went from %+v to %+v (Changed called %d times)", op, before, after, f.changed-changed)
@@ -304,7 +309,7 @@ func TestImportForeignCertificate(t *testing.T) {
 	})
 	t.Run("older refused", func(t *testing.T) {
 		older := vendor.leaf(t, "ACME-CAM-0042", 0x4200, manualT0.Add(-100*day), nil)
-		f.refused(t, "device/import", importReq("porch-cam", pemOf(older)), "newer certificate 4202")
+		f.refused(t, "device/import", importReq("porch-cam", pemOf(older)), protocol.CodeBadRequest, "newer certificate 4202")
 	})
 }
 
@@ -320,34 +325,39 @@ func TestImportRefused(t *testing.T) {
 	tooMany := strings.Repeat(pemOf(leaf), admin.MaxImportChain+1)
 	tests := []struct {
 		name, id, pem, want string
+		code                protocol.Code // "" for bad_request
 	}{
-		{"CA certificate", "cam-1", pemOf(vendor.cert), "is a CA certificate"},
-		{"garbage", "cam-1", "this is not a certificate", "no CERTIFICATE block"},
-		{"empty", "cam-1", "", "no CERTIFICATE block"},
-		{"broken DER", "cam-1", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "certificate 1 of the chain does not parse"},
-		{"bad id", "Cam 1", pemOf(leaf), "device id"},
-		{"empty id", "", pemOf(leaf), "device id"},
-		{"private key", "cam-1", pemOf(leaf) + string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})), "private key"},
-		{"CSR", "cam-1", "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n", `"CERTIFICATE REQUEST", want CERTIFICATE`},
-		{"too many", "cam-1", tooMany, "more than 8 certificates"},
-		{"too large", "cam-1", strings.Repeat("x", admin.MaxImportPEM+1), "over the limit"},
-		{"wrong order", "cam-1", pemOf(leaf, other.cert), "is not issued by certificate 2"},
-		{"agent device", "kitchen-plug", pemOf(leaf), "runs hearth-agent"},
-		{"same certificate, other device", "cam-2", pemOf(garage), `already recorded for device "garage-cam"`},
-		{"serial of another certificate", "cam-2", pemOf(vendor.leaf(t, "g", 9, manualT0, nil)), "another certificate"},
+		{"CA certificate", "cam-1", pemOf(vendor.cert), "is a CA certificate", ""},
+		{"garbage", "cam-1", "this is not a certificate", "no CERTIFICATE block", ""},
+		{"empty", "cam-1", "", "no CERTIFICATE block", ""},
+		{"broken DER", "cam-1", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "certificate 1 of the chain does not parse", ""},
+		{"bad id", "Cam 1", pemOf(leaf), "device id", ""},
+		{"empty id", "", pemOf(leaf), "device id", ""},
+		{"private key", "cam-1", pemOf(leaf) + string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})), "private key", ""},
+		{"CSR", "cam-1", "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n", `"CERTIFICATE REQUEST", want CERTIFICATE`, ""},
+		{"too many", "cam-1", tooMany, "more than 8 certificates", ""},
+		{"too large", "cam-1", strings.Repeat("x", admin.MaxImportPEM+1), "over the limit", ""},
+		{"wrong order", "cam-1", pemOf(leaf, other.cert), "is not issued by certificate 2", ""},
+		{"agent device", "kitchen-plug", pemOf(leaf), "runs hearth-agent", protocol.CodePolicyDenied},
+		{"same certificate, other device", "cam-2", pemOf(garage), `already recorded for device "garage-cam"`, ""},
+		{"serial of another certificate", "cam-2", pemOf(vendor.leaf(t, "g", 9, manualT0, nil)), "another certificate", ""},
 		{"names another device", "cam-1", pemOf(vendor.leaf(t, "x", 10, manualT0, func(c *x509.Certificate) {
 			c.URIs = []*url.URL{ca.DeviceURI("front-door")}
-		})), "urn:hearth:device:front-door"},
+		})), "urn:hearth:device:front-door", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f.refused(t, "device/import", importReq(tt.id, tt.pem), tt.want)
+			code := tt.code
+			if code == "" {
+				code = protocol.CodeBadRequest
+			}
+			f.refused(t, "device/import", importReq(tt.id, tt.pem), code, tt.want)
 		})
 	}
 	t.Run("control characters in the name", func(t *testing.T) {
 		r := importReq("cam-1", pemOf(leaf))
 		r.Name = "evil\x1b[2J"
-		f.refused(t, "device/import", r, "control characters")
+		f.refused(t, "device/import", r, protocol.CodeBadRequest, "control characters")
 	})
 	t.Run("not JSON", func(t *testing.T) {
 		before := f.state(t)
@@ -436,7 +446,7 @@ func TestSignCSR(t *testing.T) {
 	}
 
 	t.Run("same key refused", func(t *testing.T) {
-		f.refused(t, "device/sign", signReq("printer", csrPEM(t, key, "")), "rule classes.default.rekey")
+		f.refused(t, "device/sign", signReq("printer", csrPEM(t, key, "")), protocol.CodePolicyDenied, "rule classes.default.rekey")
 	})
 	t.Run("new key renews", func(t *testing.T) {
 		var again admin.Signed
@@ -478,30 +488,40 @@ func TestSignRefused(t *testing.T) {
 	}
 	pkcs8, _ := x509.MarshalPKCS8PrivateKey(key)
 	tests := []struct {
-		name, id, csr, want string
+		name, id, csr string
+		code          protocol.Code
+		want          string
 	}{
 		{"bad signature", "printer", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: tampered})),
-			"signature does not verify"},
-		{"other CN", "printer", csrPEM(t, key, "front-door"), `names "front-door", not device "printer"`},
-		{"other URI", "printer", csrPEM(t, key, "", ca.DeviceURI("front-door")), "urn:hearth:device:front-door"},
-		{"foreign URI", "printer", csrPEM(t, key, "", &url.URL{Scheme: "https", Host: "evil.example"}), "only urn:hearth:device:printer"},
-		{"RSA 1024", "printer", csrPEM(t, rsa1024, "printer"), "weak key: RSA 1024 bits"},
-		{"private key", "printer", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})), "keep the key on the device"},
-		{"garbage", "printer", "not a CSR", "no PEM block"},
-		{"certificate", "printer", pemOf(f.ca.Intermediate()), `"CERTIFICATE", want CERTIFICATE REQUEST`},
-		{"bad id", "Printer!", good, "device id"},
-		{"agent device", "kitchen-plug", csrPEM(t, key, "kitchen-plug"), "runs hearth-agent"},
-		{"too large", "printer", strings.Repeat("x", admin.MaxCSRPEM+1), "over the limit"},
+			protocol.CodeBadCSR, "signature does not verify"},
+		{"other CN", "printer", csrPEM(t, key, "front-door"), protocol.CodeIdentityMismatch, `names "front-door", not device "printer"`},
+		{"other URI", "printer", csrPEM(t, key, "", ca.DeviceURI("front-door")), protocol.CodeIdentityMismatch, "urn:hearth:device:front-door"},
+		{"foreign URI", "printer", csrPEM(t, key, "", &url.URL{Scheme: "https", Host: "evil.example"}), protocol.CodeIdentityMismatch, "only urn:hearth:device:printer"},
+		{"RSA 1024", "printer", csrPEM(t, rsa1024, "printer"), protocol.CodeWeakKey, "weak key: RSA 1024 bits"},
+		{"private key", "printer", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})), protocol.CodeBadCSR, "keep the key on the device"},
+		{"garbage", "printer", "not a CSR", protocol.CodeBadCSR, "no PEM block"},
+		{"certificate", "printer", pemOf(f.ca.Intermediate()), protocol.CodeBadCSR, `"CERTIFICATE", want CERTIFICATE REQUEST`},
+		{"bad id", "Printer!", good, protocol.CodeBadRequest, "device id"},
+		{"agent device", "kitchen-plug", csrPEM(t, key, "kitchen-plug"), protocol.CodePolicyDenied, "runs hearth-agent"},
+		{"too large", "printer", strings.Repeat("x", admin.MaxCSRPEM+1), protocol.CodeBadRequest, "over the limit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f.refused(t, "device/sign", signReq(tt.id, tt.csr), tt.want)
+			f.refused(t, "device/sign", signReq(tt.id, tt.csr), tt.code, tt.want)
 		})
 	}
 	t.Run("quarantined device", func(t *testing.T) {
 		f.ok(t, "device/sign", signReq("printer", good), &admin.Signed{})
 		f.ok(t, "device/revoke", protocol.DeviceRequest{ID: "printer"}, &admin.Revoked{})
-		f.refused(t, "device/sign", signReq("printer", csrPEM(t, newP256(t), "")), "is quarantined")
+		f.refused(t, "device/sign", signReq("printer", csrPEM(t, newP256(t), "")), protocol.CodeRevoked, "is quarantined")
+		f.refused(t, "device/import", importReq("printer", pemOf(newVendorCA(t, "V").leaf(t, "p", 3, manualT0, nil))), protocol.CodeRevoked, "is quarantined")
+	})
+	t.Run("without the issuer", func(t *testing.T) {
+		s := admin.New(admin.Config{Store: f.store, CA: f.ca, Broker: f.broker})
+		b, _ := json.Marshal(signReq("printer", csrPEM(t, newP256(t), "printer")))
+		if resp := s.Do(t.Context(), "test", "device/sign", b); resp.Status != "error" || !strings.Contains(resp.Error, "needs the issuer") {
+			t.Errorf("Do(device/sign) without an issuer = %s %q, want an error saying it needs the issuer", resp.Status, resp.Error)
+		}
 	})
 }
 

@@ -71,7 +71,7 @@ type Broker struct {
 	tlsLn   *listener
 	plainLn *listener // nil without PlainAddr
 	reg     *registry
-	conns   atomic.Uint64 // connections accepted: the last Identity.Conn
+	conns   atomic.Uint64   // connections accepted: the last Identity.Conn
 	ctx     context.Context // Run's context, for Auth and Handler calls
 	running atomic.Bool
 }

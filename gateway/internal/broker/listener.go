@@ -46,7 +46,7 @@ type listener struct {
 	tls     *tls.Config // nil: plaintext (loopback only, checked by New)
 	timeout time.Duration
 	log     *slog.Logger
-	onClose func(*conn) // called once per connection, when it closes
+	onClose func(*conn)    // called once per connection, when it closes
 	ids     *atomic.Uint64 // the broker's connection counter, shared by its listeners
 
 	done    chan struct{} // closed by Close

@@ -27,7 +27,7 @@ func BenchmarkSignLeafFromCSR(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := c.SignLeaf(csr, "bench-device", Profile{}, testNow); err != nil {
+		if _, err := c.SignLeaf(csr, "bench-device", leafAt(testNow)); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -107,7 +107,7 @@ func TestLoadRoundTrip(t *testing.T) {
 	}
 	// The loaded keys sign: a leaf from the reloaded CA verifies under the original.
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), nil)
-	leaf, err := got.SignLeaf(newCSR(t, key, nil), "dev-1", Profile{}, testNow)
+	leaf, err := got.SignLeaf(newCSR(t, key, nil), "dev-1", leafAt(testNow))
 	if err != nil {
 		t.Fatalf("SignLeaf = %v", err)
 	}

@@ -20,11 +20,11 @@ func TestCRL(t *testing.T) {
 	now := time.Now()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	csr := newCSR(t, key, nil)
-	revoked, err := c.SignLeaf(csr, "lost-sensor", Profile{}, now)
+	revoked, err := c.SignLeaf(csr, "lost-sensor", leafAt(now))
 	if err != nil {
 		t.Fatal(err)
 	}
-	kept, err := c.SignLeaf(csr, "kept-sensor", Profile{}, now)
+	kept, err := c.SignLeaf(csr, "kept-sensor", leafAt(now))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@
 // valid for 10 years (CA:TRUE, keyCertSign|cRLSign); the intermediate for 5
 // years, with path length 0 so it can sign only end-entity certificates. CA
 // certificates are backdated by one hour to tolerate clock skew. Leaves take
-// only the public key from a CSR and, from its DNS names, those the Profile
+// only the public key from a CSR and, from its DNS names, those the policy.Profile
 // allows: never the CSR's subject, extensions, IP, e-mail or URI names. A
 // device leaf names its device twice, as CN and as the URI SAN
 // urn:hearth:device:<id>, and DeviceIDFromCert requires both to agree.

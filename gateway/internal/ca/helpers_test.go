@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/hearth-pki/hearth/gateway/internal/policy"
 )
 
 // testIterations keeps PBKDF2 cheap in tests that do not measure it.
@@ -20,6 +22,13 @@ var testPass = []byte("correct horse battery staple")
 
 // testNow is the instant every test CA is created at.
 var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// leafAt is the profile of a 30-day leaf signed at now with a one-minute backdate, what
+// policy.Default admits.
+func leafAt(now time.Time) policy.Profile {
+	start := now.UTC().Truncate(time.Second)
+	return policy.Profile{Class: policy.DefaultClass, NotBefore: start.Add(-time.Minute), NotAfter: start.Add(30 * 24 * time.Hour)}
+}
 
 // newTestCA creates a CA in a fresh temporary directory.
 func newTestCA(t testing.TB) (*CA, string) {

@@ -16,6 +16,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/hearth-pki/hearth/gateway/internal/policy"
 )
 
 // Errors SignLeaf returns for a CSR it refuses; each is wrapped with detail.
@@ -31,45 +33,32 @@ var (
 	ErrUnsupportedKey = errors.New("ca: unsupported key")
 )
 
-// Defaults applied where a Profile field is zero.
 const (
-	DefaultLeafLifetime = 30 * 24 * time.Hour
-	DefaultBackdate     = time.Minute
 	// ServerLifetime is the lifetime of ServerCertificate's certificates.
 	ServerLifetime = 365 * 24 * time.Hour
+	// serverBackdate moves a server certificate's not-before back for clock skew.
+	serverBackdate = time.Minute
 
 	minRSABits = 2048
 	// maxRSABits bounds verification cost; crypto/x509 rejects larger keys too.
 	maxRSABits = 8192
 )
 
-// Profile is what policy decided for one leaf. The zero value means a
-// 30-day client certificate with no DNS names, backdated one minute.
-type Profile struct {
-	// Lifetime is NotAfter minus the issuing instant; 0 means
-	// DefaultLeafLifetime. NotAfter never passes the intermediate's.
-	Lifetime time.Duration
-	// DNSNames lists the DNS names the device may hold. A CSR's DNS name
-	// is copied only if it appears here (case-insensitive); names listed
-	// here but not requested are not added.
-	DNSNames []string
-	// ServerAuth adds the serverAuth extended key usage to clientAuth.
-	ServerAuth bool
-	// Backdate moves NotBefore back from the issuing instant for clock
-	// skew; 0 means DefaultBackdate.
-	Backdate time.Duration
-}
+// ErrBadProfile means SignLeaf was given a profile with no validity: not-before unset, or
+// not-after not after it. A profile comes from policy.Policy.Admit, which always sets both.
+var ErrBadProfile = errors.New("ca: profile has no validity")
 
-// SignLeaf issues a device certificate for csr. It first checks the CSR's
-// signature (ErrBadSignature) and key (ErrWeakKey, ErrUnsupportedKey), and
-// the device id (ErrBadDeviceID). The certificate takes only the public key
-// from the CSR, plus the DNS names p allows: CN = deviceID, URI SAN
-// urn:hearth:device:<id>, CA:FALSE, keyUsage digitalSignature (and
-// keyEncipherment for RSA), extKeyUsage clientAuth (and serverAuth if p says
-// so), AKI of the intermediate, SKI of the key, a random 128-bit serial,
-// NotBefore = now - p.Backdate and NotAfter = now + p.Lifetime (UTC,
-// truncated to the second).
-func (c *CA) SignLeaf(csr *x509.CertificateRequest, deviceID string, p Profile, now time.Time) (*x509.Certificate, error) {
+// SignLeaf issues a device certificate for csr under p, the profile policy admitted it
+// with (policy.Policy.Admit). It first checks the CSR's signature (ErrBadSignature) and key
+// (ErrWeakKey, ErrUnsupportedKey), the device id (ErrBadDeviceID) and the profile's
+// validity (ErrBadProfile). The certificate takes only the public key from the CSR, plus
+// the DNS names p allows: CN = deviceID, URI SAN urn:hearth:device:<id>, CA:FALSE,
+// keyUsage digitalSignature (and keyEncipherment for RSA), extKeyUsage clientAuth (and
+// serverAuth if p says so), AKI of the intermediate, SKI of the key, a random 128-bit
+// serial, and exactly p's NotBefore and NotAfter (UTC, truncated to the second): the
+// policy's backdate, 0 included, is already in NotBefore. NotAfter never passes the
+// intermediate's.
+func (c *CA) SignLeaf(csr *x509.CertificateRequest, deviceID string, p policy.Profile) (*x509.Certificate, error) {
 	if csr == nil {
 		return nil, fmt.Errorf("%w: no CSR", ErrBadSignature)
 	}
@@ -82,14 +71,9 @@ func (c *CA) SignLeaf(csr *x509.CertificateRequest, deviceID string, p Profile, 
 	if err := ValidDeviceID(deviceID); err != nil {
 		return nil, err
 	}
-	if p.Lifetime < 0 || p.Backdate < 0 {
-		return nil, fmt.Errorf("profile: negative lifetime %v or backdate %v", p.Lifetime, p.Backdate)
-	}
-	if p.Lifetime == 0 {
-		p.Lifetime = DefaultLeafLifetime
-	}
-	if p.Backdate == 0 {
-		p.Backdate = DefaultBackdate
+	notBefore, notAfter := p.NotBefore.UTC().Truncate(time.Second), p.NotAfter.UTC().Truncate(time.Second)
+	if p.NotBefore.IsZero() || !notAfter.After(notBefore) {
+		return nil, fmt.Errorf("%w: %v to %v", ErrBadProfile, p.NotBefore, p.NotAfter)
 	}
 	keyUsage := x509.KeyUsageDigitalSignature
 	if _, ok := csr.PublicKey.(*rsa.PublicKey); ok {
@@ -102,8 +86,8 @@ func (c *CA) SignLeaf(csr *x509.CertificateRequest, deviceID string, p Profile, 
 	tmpl := &x509.Certificate{
 		SerialNumber:          newSerial(),
 		Subject:               pkix.Name{CommonName: deviceID},
-		NotBefore:             now.Add(-p.Backdate).UTC().Truncate(time.Second),
-		NotAfter:              now.Add(p.Lifetime).UTC().Truncate(time.Second),
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
 		KeyUsage:              keyUsage,
 		ExtKeyUsage:           eku,
 		BasicConstraintsValid: true,
@@ -194,7 +178,7 @@ func (c *CA) ServerCertificate(hosts []string, now time.Time) (tls.Certificate, 
 	tmpl := &x509.Certificate{
 		SerialNumber:          newSerial(),
 		Subject:               pkix.Name{CommonName: hosts[0], Organization: []string{Organization}},
-		NotBefore:             now.Add(-DefaultBackdate).UTC().Truncate(time.Second),
+		NotBefore:             now.Add(-serverBackdate).UTC().Truncate(time.Second),
 		NotAfter:              now.Add(ServerLifetime).UTC().Truncate(time.Second),
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},

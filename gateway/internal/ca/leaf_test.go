@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hearth-pki/hearth/gateway/internal/policy"
 )
 
 var (
@@ -71,13 +73,18 @@ func hostileCSR(t *testing.T, key crypto.Signer) *x509.CertificateRequest {
 	})
 }
 
-var leafProfile = Profile{Lifetime: 30 * 24 * time.Hour, DNSNames: []string{"allowed.local", "other.local"}}
+// leafProfile is a 30-day profile at at that allows two DNS names.
+func leafProfile(at time.Time) policy.Profile {
+	p := leafAt(at)
+	p.DNSNames = []string{"allowed.local", "other.local"}
+	return p
+}
 
 func TestSignLeafTakesOnlyPublicKey(t *testing.T) {
 	c, _ := newTestCA(t)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	csr := hostileCSR(t, key)
-	leaf, err := c.SignLeaf(csr, "kitchen-plug.1", leafProfile, testNow)
+	leaf, err := c.SignLeaf(csr, "kitchen-plug.1", leafProfile(testNow))
 	if err != nil {
 		t.Fatalf("SignLeaf(hostile CSR) = %v", err)
 	}
@@ -148,7 +155,7 @@ func TestSignLeafOpenSSL(t *testing.T) {
 	opensslPath(t)
 	c, _ := newTestCA(t)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	leaf, err := c.SignLeaf(hostileCSR(t, key), "dev-1", leafProfile, time.Now())
+	leaf, err := c.SignLeaf(hostileCSR(t, key), "dev-1", leafProfile(time.Now()))
 	if err != nil {
 		t.Fatalf("SignLeaf = %v", err)
 	}
@@ -234,7 +241,7 @@ func TestSignLeafKeyPolicy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			leaf, err := c.SignLeaf(newCSR(t, tt.key, nil), "dev", Profile{}, testNow)
+			leaf, err := c.SignLeaf(newCSR(t, tt.key, nil), "dev", leafAt(testNow))
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("SignLeaf(%s CSR) = %v, want %v", tt.name, err, tt.wantErr)
 			}
@@ -268,32 +275,35 @@ func TestSignLeafRefusals(t *testing.T) {
 		name     string
 		csr      *x509.CertificateRequest
 		deviceID string
-		profile  Profile
+		profile  policy.Profile
 		wantErr  error
 	}{
-		{"signature byte flipped", tamper(func(der []byte) { der[len(der)-1] ^= 0x01 }), "dev-1", Profile{}, ErrBadSignature},
+		{"signature byte flipped", tamper(func(der []byte) { der[len(der)-1] ^= 0x01 }), "dev-1", leafAt(testNow), ErrBadSignature},
 		{"subject changed after signing", tamper(func(der []byte) {
 			i := strings.Index(string(der), "dev-1")
 			der[i+4] = '2'
-		}), "dev-1", Profile{}, ErrBadSignature},
-		{"nil CSR", nil, "dev-1", Profile{}, ErrBadSignature},
-		{"empty device id", good, "", Profile{}, ErrBadDeviceID},
-		{"upper-case device id", good, "Dev-1", Profile{}, ErrBadDeviceID},
-		{"device id with slash", good, "a/b", Profile{}, ErrBadDeviceID},
+		}), "dev-1", leafAt(testNow), ErrBadSignature},
+		{"nil CSR", nil, "dev-1", leafAt(testNow), ErrBadSignature},
+		{"empty device id", good, "", leafAt(testNow), ErrBadDeviceID},
+		{"upper-case device id", good, "Dev-1", leafAt(testNow), ErrBadDeviceID},
+		{"device id with slash", good, "a/b", leafAt(testNow), ErrBadDeviceID},
+		// The zero profile is no leaf, not a default one.
+		{"zero profile", good, "dev-1", policy.Profile{}, ErrBadProfile},
+		{"not-after before not-before", good, "dev-1", policy.Profile{NotBefore: testNow, NotAfter: testNow.Add(-time.Hour)}, ErrBadProfile},
+		{"empty validity", good, "dev-1", policy.Profile{NotBefore: testNow, NotAfter: testNow.Add(time.Millisecond)}, ErrBadProfile},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			leaf, err := c.SignLeaf(tt.csr, tt.deviceID, tt.profile, testNow)
+			leaf, err := c.SignLeaf(tt.csr, tt.deviceID, tt.profile)
 			if !errors.Is(err, tt.wantErr) || leaf != nil {
 				t.Errorf("SignLeaf = %v, %v, want nil, %v", leaf, err, tt.wantErr)
 			}
 		})
 	}
-	if _, err := c.SignLeaf(good, "dev-1", Profile{Lifetime: -time.Hour}, testNow); err == nil {
-		t.Error("SignLeaf(negative lifetime) = nil error")
-	}
 }
 
+// TestSignLeafProfile checks that the leaf carries the profile's validity exactly (a zero
+// backdate included: issue 9), its EKU and only the allowed DNS names.
 func TestSignLeafProfile(t *testing.T) {
 	c, _ := newTestCA(t)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -301,26 +311,29 @@ func TestSignLeafProfile(t *testing.T) {
 	interEnd := c.Intermediate().NotAfter
 	tests := []struct {
 		name          string
-		p             Profile
-		now           time.Time
+		p             policy.Profile
 		wantNotBefore time.Time
 		wantNotAfter  time.Time
 		wantEKU       []x509.ExtKeyUsage
 		wantDNS       []string
 	}{
-		{"zero profile, truncated to the second", Profile{}, testNow.Add(1500 * time.Millisecond),
+		{"default, truncated to the second", leafAt(testNow.Add(1500 * time.Millisecond)),
 			testNow.Add(-time.Minute + time.Second), testNow.Add(30*24*time.Hour + time.Second),
 			[]x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, nil},
-		{"server auth, 7 days, backdate 5m", Profile{Lifetime: 7 * 24 * time.Hour, ServerAuth: true, Backdate: 5 * time.Minute, DNSNames: []string{"B.LOCAL", "c.local"}}, testNow,
+		{"no backdate", policy.Profile{NotBefore: testNow, NotAfter: testNow.Add(time.Hour)},
+			testNow, testNow.Add(time.Hour),
+			[]x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, nil},
+		{"server auth, 7 days, backdate 5m", policy.Profile{NotBefore: testNow.Add(-5 * time.Minute), NotAfter: testNow.Add(7 * 24 * time.Hour),
+			ServerAuth: true, DNSNames: []string{"B.LOCAL", "c.local"}},
 			testNow.Add(-5 * time.Minute), testNow.Add(7 * 24 * time.Hour),
 			[]x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}, []string{"b.local"}},
-		{"clamped to intermediate", Profile{}, interEnd.Add(-24 * time.Hour),
+		{"clamped to intermediate", leafAt(interEnd.Add(-24 * time.Hour)),
 			interEnd.Add(-24*time.Hour - time.Minute), interEnd,
 			[]x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			leaf, err := c.SignLeaf(csr, "dev", tt.p, tt.now)
+			leaf, err := c.SignLeaf(csr, "dev", tt.p)
 			if err != nil {
 				t.Fatalf("SignLeaf = %v", err)
 			}
@@ -335,7 +348,7 @@ func TestSignLeafProfile(t *testing.T) {
 			}
 		})
 	}
-	if _, err := c.SignLeaf(csr, "dev", Profile{}, interEnd.Add(time.Hour)); err == nil {
+	if _, err := c.SignLeaf(csr, "dev", leafAt(interEnd.Add(time.Hour))); err == nil {
 		t.Error("SignLeaf after the intermediate expired = nil error")
 	}
 }

@@ -37,7 +37,7 @@ func (h *Hub) handle(ctx context.Context, from broker.Identity, t protocol.Topic
 			return
 		}
 		h.machine.CSR(from.DeviceID, lifecycle.Conn(from.Conn), req, func(ctx context.Context) (string, bool) {
-			return h.issuer.Issue(ctx, s, req)
+			return h.issuer.Answer(ctx, s, req)
 		})
 	case protocol.KindCommit:
 		var c protocol.Commit

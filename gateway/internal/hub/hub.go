@@ -138,11 +138,11 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	clientCAs := x509.NewCertPool()
 	clientCAs.AddCert(h.ca.Root())
 	h.broker, err = broker.New(broker.Config{
-		Addr:       cfg.Listen,
-		PlainAddr:  cfg.PlainListen,
-		TLS:        &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: clientCAs, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12},
-		Topics:     h.topics,
-		Sessions:   sessions{h},
+		Addr:      cfg.Listen,
+		PlainAddr: cfg.PlainListen,
+		TLS:       &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: clientCAs, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12},
+		Topics:    h.topics,
+		Sessions:  sessions{h},
 	}, h.checker, h.handle, h.log.With("part", "broker"))
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -169,7 +169,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		Logger: h.log.With("part", "renewal")})
 	h.admin = admin.New(admin.Config{Store: h.store, CA: h.ca, Broker: h.broker, Commands: h.machine, Topics: h.topics, Advertise: cfg.Advertise,
 		TokenTTL: cfg.TokenTTL, Now: h.now, Changed: h.markChanged, Revoked: h.publishCRL, Notify: h.notify,
-		Scheduler: h.renewal, Policy: h.policy.Load, ReloadPolicy: h.ReloadPolicy, Logger: h.log.With("part", "admin")})
+		Scheduler: h.renewal, Issuer: h.issuer, Policy: h.policy.Load, ReloadPolicy: h.ReloadPolicy, Logger: h.log.With("part", "admin")})
 
 	if _, err := h.applyPolicy(ctx, pol, "hub start"); err != nil {
 		return nil, fmt.Errorf("record policy: %w", err)
@@ -202,6 +202,9 @@ func (h *Hub) Run(ctx context.Context) error {
 		h.log.Warn("CA bundle not exported", "err", err)
 	}
 	if err := h.machine.Recover(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it started
+		}
 		return fmt.Errorf("recover device states: %w", err)
 	}
 	h.ha = h.homeAssistant(ctx)

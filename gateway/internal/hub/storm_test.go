@@ -21,6 +21,7 @@ import (
 	"github.com/hearth-pki/hearth/agent/device"
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/config"
+	"github.com/hearth-pki/hearth/gateway/internal/policy"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -223,7 +224,8 @@ func cryptoFloor(tb testing.TB, c *ca.CA) time.Duration {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		leaf, err := c.SignLeaf(csr, "floor", ca.Profile{}, time.Now())
+		leaf, err := c.SignLeaf(csr, "floor", policy.Default().Admit(policy.Subject{DeviceID: "floor"},
+			policy.CSRInfo{KeyAlgorithm: policy.KeyP256, Reason: policy.CSREnroll}, time.Now()).Profile)
 		if err != nil {
 			tb.Fatal(err)
 		}

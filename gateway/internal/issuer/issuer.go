@@ -1,29 +1,33 @@
-// Package issuer answers a device's certificate request: validate → policy → sign → record
-// → reply. It knows no MQTT: replies leave through a Publisher, and the hub hands requests
-// in with the sender's identity. Which request may run at all (one in flight per device,
-// until it is committed or times out) is the device state machine's decision
-// (gateway/internal/lifecycle), which calls Issue on the device's ordered path; commits are
-// the state machine's too.
+// Package issuer is the hub's one issuance pipeline and its MQTT front end.
+//
+// Issue (issue.go) takes a certificate request from any front end — the requester's
+// device id, authority (a device certificate, an enrollment token, an administrator) and
+// CSR — and runs validate → replay → parse → identity → key → authorise → policy → rate
+// limit → sign → record, refusing with a *Refusal that carries the wire code. Decode and
+// Answer are the MQTT front end of Issue (admin's device/sign is another). Which request may
+// run at all (one in flight per device, until it is committed or times out) is the device
+// state machine's decision (gateway/internal/lifecycle), which calls Answer on the device's
+// ordered path; commits are the state machine's too. The package knows no MQTT: replies
+// leave through a Publisher, and the hub hands requests in with the sender's identity.
 //
 // Invariants:
 //   - A certificate is recorded in the inventory (pending) before its reply is published, so
 //     no certificate a device received is missing from the inventory, whatever the crash.
 //   - A request id is answered idempotently: a resubmitted request gets the same certificate.
+//   - One request is in flight per device; another request id gets "busy".
 //   - Only the CSR's public key is used; its extensions and subject are never copied.
+//   - The same CSR is refused with the same code whatever the front end, and one rate
+//     limit (Config.Rate) covers them all.
 //
 // An Issuer is safe for concurrent use.
 package issuer
 
 import (
 	"context"
-	"crypto"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
@@ -54,12 +58,14 @@ func (s Sender) Enrolling() bool { return s.Serial == "" }
 type Config struct {
 	CA     *ca.CA
 	Store  *inventory.Store
-	Policy func() *policy.Policy // the policy in force; called per request
+	Policy func() *policy.Policy // the policy in force; called per request. Default policy.Default.
+	// Pub and Topics are where HandleCSR and HandleCommit reply; Issue needs neither.
 	Pub    Publisher
 	Topics protocol.Topics
 	// Now is the hub clock. Default time.Now.
 	Now func() time.Time
-	// Rate and Burst cap issuance across all devices (per second). Default 500/s, burst 1000.
+	// Rate and Burst cap issuance across all devices and every front end of Issue (per
+	// second). Default 500/s, burst 1000.
 	Rate  float64
 	Burst int
 	// Notify, if set, receives every event worth showing (bridge/event, dashboards).
@@ -78,6 +84,9 @@ func New(cfg Config) *Issuer {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Policy == nil {
+		cfg.Policy = policy.Default
+	}
 	if cfg.Rate == 0 {
 		cfg.Rate, cfg.Burst = 500, 1000
 	}
@@ -90,42 +99,33 @@ func New(cfg Config) *Issuer {
 	return &Issuer{cfg: cfg, limiter: rate.New(cfg.Rate, cfg.Burst)}
 }
 
-// refusal is an error that becomes a reply code.
-type refusal struct {
-	code       protocol.Code
-	msg        string
-	retryAfter time.Duration
-}
-
-func (r *refusal) Error() string { return string(r.code) + ": " + r.msg }
-
-func refuse(code protocol.Code, format string, args ...any) *refusal {
-	return &refusal{code: code, msg: fmt.Sprintf(format, args...)}
-}
-
 // Decode decodes a CSR from sender on its csr topic. A payload that does not decode is
 // answered on the device's cert topic at once (unless it names no request id worth
-// echoing) and Decode returns false.
+// echoing), and Decode returns false.
 func (i *Issuer) Decode(from Sender, payload []byte) (*protocol.CSR, bool) {
 	var req protocol.CSR
 	if err := protocol.Decode(payload, &req); err != nil {
-		i.replyError(from.DeviceID, requestIDOf(payload), &refusal{code: protocol.CodeFor(err), msg: err.Error()}, i.cfg.Now().UTC())
+		i.replyError(from.DeviceID, requestIDOf(payload), refuseErr(protocol.CodeFor(err), err), i.cfg.Now().UTC())
 		return nil, false
 	}
 	return &req, true
 }
 
-// Issue answers a decoded CSR from sender: it always publishes a reply on the device's cert
-// topic. It returns the serial of the certificate the reply carries (recorded pending, or
-// recorded before for a resubmission), or ok false when it refused the request.
-func (i *Issuer) Issue(ctx context.Context, from Sender, req *protocol.CSR) (serial string, ok bool) {
+// Answer runs a decoded CSR from sender through Issue and always publishes a reply on the
+// device's cert topic. It returns the serial of the certificate the reply carries (recorded
+// pending, or recorded before for a resubmission), or ok false when it refused the request.
+func (i *Issuer) Answer(ctx context.Context, from Sender, req *protocol.CSR) (serial string, ok bool) {
 	now := i.cfg.Now().UTC()
-	reply, err := i.issue(ctx, from, req, now)
+	res, err := i.Issue(ctx, requestOf(from, req))
+	var reply *protocol.Cert
+	if err == nil {
+		reply, err = i.certReply(ctx, req.RequestID, res.Cert, now)
+	}
 	if err != nil {
-		var r *refusal
+		var r *Refusal
 		if !errors.As(err, &r) {
 			i.cfg.Logger.Error("issuance failed", "device", from.DeviceID, "request", req.RequestID, "err", err)
-			r = &refusal{code: protocol.CodeInternal, msg: "the hub could not issue; nothing was issued", retryAfter: time.Minute}
+			r = &Refusal{Code: protocol.CodeInternal, Reason: "the hub could not issue; nothing was issued", RetryAfter: time.Minute}
 		}
 		i.recordFailure(ctx, from.DeviceID, req, r, now)
 		i.replyError(from.DeviceID, req.RequestID, r, now)
@@ -135,136 +135,32 @@ func (i *Issuer) Issue(ctx context.Context, from Sender, req *protocol.CSR) (ser
 	return reply.Serial, true
 }
 
-// HandleCSR decodes and answers a CSR: Decode, then Issue. It bypasses the state machine's
-// single flight; tests and benchmarks of the pipeline use it.
+// HandleCSR decodes and answers a CSR: Decode, then Answer. It bypasses the state machine's
+// single flight; the pipeline's own tests use it.
 func (i *Issuer) HandleCSR(ctx context.Context, from Sender, payload []byte) {
 	if req, ok := i.Decode(from, payload); ok {
-		i.Issue(ctx, from, req)
+		i.Answer(ctx, from, req)
 	}
 }
 
-// issue does the work of HandleCSR and returns the reply to publish.
-func (i *Issuer) issue(ctx context.Context, from Sender, req *protocol.CSR, now time.Time) (*protocol.Cert, error) {
-	store := i.cfg.Store
-	if prev, err := store.Attempt(ctx, from.DeviceID, req.RequestID); err == nil && prev.Serial != "" {
-		// A resubmission after a lost reply: answer with the same certificate.
-		c, err := store.Certificate(ctx, prev.Serial)
-		if err != nil {
-			return nil, fmt.Errorf("reload certificate %s: %w", prev.Serial, err)
-		}
-		return i.certReply(ctx, req.RequestID, c, now)
-	} else if err != nil && !errors.Is(err, inventory.ErrNotFound) {
-		return nil, fmt.Errorf("look up attempt: %w", err)
+// requestOf is the pipeline request of a CSR sent by from: a session with a certificate
+// renews on that authority, an enrolling session on its token.
+func requestOf(from Sender, m *protocol.CSR) Request {
+	r := Request{DeviceID: from.DeviceID, RequestID: m.RequestID, CSR: m.CSR, Reason: m.Reason, Replaces: m.Replaces,
+		Auth: AuthCertificate}
+	if from.Enrolling() {
+		r.Auth, r.TokenHash = AuthToken, from.TokenHash
 	}
-
-	csr, err := ca.ParseCSR(req.CSR)
-	if err != nil {
-		return nil, refuse(protocol.CodeBadCSR, "%v", err)
-	}
-	if err := ca.CheckCSRIdentity(csr, from.DeviceID); err != nil {
-		return nil, refuse(protocol.CodeIdentityMismatch, "%v", err)
-	}
-	if err := ca.CheckKey(csr.PublicKey); err != nil {
-		return nil, refuse(protocol.CodeWeakKey, "%v", err)
-	}
-
-	dev, err := store.Device(ctx, from.DeviceID)
-	known := err == nil
-	if err != nil && !errors.Is(err, inventory.ErrNotFound) {
-		return nil, fmt.Errorf("look up device: %w", err)
-	}
-	info := policy.CSRInfo{Reason: string(req.Reason), ReplacesSerial: req.Replaces, DNSNames: csr.DNSNames}
-	info.KeyAlgorithm, info.KeyBits = policy.KeyAlgorithmOf(csr.PublicKey)
-
-	var tokenHash string
-	switch {
-	case from.Enrolling():
-		if req.Reason != protocol.ReasonEnroll {
-			return nil, refuse(protocol.CodeUnauthorized, "a token session may only enroll")
-		}
-		tokenHash = from.TokenHash
-		if !known {
-			dev = inventory.Device{ID: from.DeviceID, Mechanism: inventory.MechanismAgent, Path: inventory.PathDirect}
-		}
-		if tok, ok := i.token(ctx, from.DeviceID, tokenHash); ok {
-			dev.Name, dev.Family = firstNonEmpty(dev.Name, tok.Name), firstNonEmpty(dev.Family, tok.Family)
-		}
-	default:
-		if !known {
-			return nil, refuse(protocol.CodeUnauthorized, "device %q is not in the inventory", from.DeviceID)
-		}
-		if req.Reason == protocol.ReasonEnroll {
-			return nil, refuse(protocol.CodePolicyDenied, "an enrolled device renews; it does not enroll again")
-		}
-		old, err := store.Certificate(ctx, req.Replaces)
-		if err != nil || old.DeviceID != from.DeviceID {
-			return nil, refuse(protocol.CodePolicyDenied, "serial %s is not a certificate of %s", req.Replaces, from.DeviceID)
-		}
-		if old.Status == inventory.StatusRevoked {
-			return nil, refuse(protocol.CodeRevoked, "certificate %s is revoked", req.Replaces)
-		}
-		info.CurrentNotAfter = old.NotAfter
-		info.SameKeyAsCurrent = samePublicKey(old.PEM, csr)
-	}
-
-	subject := policy.Subject{DeviceID: dev.ID, Family: dev.Family, Tags: dev.Tags}
-	d := i.cfg.Policy().Admit(subject, info, now)
-	if !d.Allowed {
-		code := protocol.CodePolicyDenied
-		if strings.HasSuffix(d.Rule, ".keys") {
-			code = protocol.CodeWeakKey
-		}
-		return nil, refuse(code, "%s (rule %s)", d.Reason, d.Rule)
-	}
-	if ok, wait := i.limiter.Allow(now); !ok {
-		return nil, &refusal{code: protocol.CodeRateLimited, msg: "the hub's issuance rate is exhausted", retryAfter: max(wait, time.Second)}
-	}
-	leaf, err := i.cfg.CA.SignLeaf(csr, from.DeviceID, ca.Profile{
-		Lifetime: d.Profile.Lifetime, DNSNames: d.Profile.DNSNames, ServerAuth: d.Profile.ServerAuth, Backdate: d.Profile.Backdate,
-	}, now)
-	if err != nil {
-		return nil, refuse(protocol.CodeBadCSR, "%v", err)
-	}
-	dev.Class = d.Class
-	cert := inventory.Certificate{
-		Serial:       serialHex(leaf),
-		DeviceID:     from.DeviceID,
-		NotBefore:    leaf.NotBefore,
-		NotAfter:     leaf.NotAfter,
-		Issuer:       leaf.Issuer.String(),
-		KeyAlgorithm: ca.KeyAlgorithm(leaf.PublicKey),
-		Fingerprint:  strings.TrimPrefix(ca.FingerprintOf(leaf), "SHA256:"),
-		Status:       inventory.StatusPending,
-		PEM:          string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})),
-		RequestID:    req.RequestID,
-		Replaces:     req.Replaces,
-	}
-	err = store.RecordIssuance(ctx, inventory.Issuance{
-		Device: dev, Cert: cert, TokenHash: tokenHash,
-		Attempt: inventory.Attempt{RequestID: req.RequestID, DeviceID: from.DeviceID, Reason: string(req.Reason),
-			Serial: cert.Serial, StartedAt: now, FinishedAt: i.cfg.Now().UTC(), Outcome: inventory.OutcomeIssued,
-			Latency: i.cfg.Now().Sub(now)},
-	})
-	switch {
-	case errors.Is(err, inventory.ErrTokenUsed), errors.Is(err, inventory.ErrTokenExpired), errors.Is(err, inventory.ErrTokenInvalid):
-		return nil, refuse(protocol.CodeUnauthorized, "%v", err)
-	case err != nil:
-		return nil, fmt.Errorf("record issuance: %w", err)
-	}
-	i.cfg.Notify(protocol.Event{V: protocol.Version, Type: inventory.EventCertIssued, Time: now, DeviceID: from.DeviceID,
-		Message: fmt.Sprintf("certificate %s issued (%s, %s)", cert.Serial, req.Reason, d.Class),
-		Data:    map[string]string{"serial": cert.Serial, "request_id": req.RequestID, "reason": string(req.Reason)}})
-	return i.certReply(ctx, req.RequestID, cert, now)
+	return r
 }
 
 // certReply builds the reply carrying c's chain and its renewal window.
 func (i *Issuer) certReply(ctx context.Context, requestID string, c inventory.Certificate, now time.Time) (*protocol.Cert, error) {
-	chain := c.PEM + string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: i.cfg.CA.Intermediate().Raw}))
 	info, err := i.RenewalInfo(ctx, c, now)
 	if err != nil {
 		return nil, err
 	}
-	return &protocol.Cert{V: protocol.Version, RequestID: requestID, Chain: chain, Serial: c.Serial, Renewal: info, HubTime: now}, nil
+	return &protocol.Cert{V: protocol.Version, RequestID: requestID, Chain: i.chain(c), Serial: c.Serial, Renewal: info, HubTime: now}, nil
 }
 
 // RenewalInfo computes the suggested renewal window of certificate c under the policy in force.
@@ -293,15 +189,10 @@ func (i *Issuer) PublishRenewal(ctx context.Context, c inventory.Certificate, no
 	i.publish(i.cfg.Topics.Device(c.DeviceID, protocol.KindRenewal), info, true)
 }
 
-// token finds the enrollment token a device logs in with, for the name and family an admin
-// gave it.
-func (i *Issuer) token(ctx context.Context, device, hash string) (inventory.Token, bool) {
-	t, err := i.cfg.Store.Token(ctx, hash)
-	return t, err == nil && t.DeviceID == device
-}
-
-func (i *Issuer) recordFailure(ctx context.Context, device string, req *protocol.CSR, r *refusal, now time.Time) {
-	if r.code == protocol.CodeBusy {
+// recordFailure records a refused CSR as a failed attempt of a known device, for the
+// dashboard and the renewal scheduler's backoff.
+func (i *Issuer) recordFailure(ctx context.Context, device string, req *protocol.CSR, r *Refusal, now time.Time) {
+	if r.Code == protocol.CodeBusy {
 		return
 	}
 	if _, err := i.cfg.Store.Device(ctx, device); err != nil {
@@ -309,14 +200,14 @@ func (i *Issuer) recordFailure(ctx context.Context, device string, req *protocol
 	}
 	err := i.cfg.Store.RecordFailedAttempt(ctx, inventory.Attempt{RequestID: req.RequestID, DeviceID: device,
 		Reason: string(req.Reason), StartedAt: now, FinishedAt: i.cfg.Now().UTC(), Outcome: inventory.OutcomeFailed,
-		ErrorCode: string(r.code), Latency: i.cfg.Now().Sub(now)})
+		ErrorCode: string(r.Code), Latency: i.cfg.Now().Sub(now)})
 	if err != nil {
 		i.cfg.Logger.Warn("record failed attempt", "device", device, "err", err)
 	}
 }
 
-func (i *Issuer) replyError(device, requestID string, r *refusal, now time.Time) {
-	i.cfg.Logger.Info("csr refused", "device", device, "request", requestID, "code", r.code, "reason", r.msg)
+func (i *Issuer) replyError(device, requestID string, r *Refusal, now time.Time) {
+	i.cfg.Logger.Info("csr refused", "device", device, "request", requestID, "code", r.Code, "reason", r.Reason)
 	i.publish(i.cfg.Topics.Device(device, protocol.KindCert), &protocol.Cert{V: protocol.Version, RequestID: requestID,
 		HubTime: now, Error: wireError(r)}, false)
 }
@@ -332,11 +223,12 @@ func (i *Issuer) publish(topic string, m protocol.Message, retain bool) {
 	}
 }
 
-func wireError(r *refusal) *protocol.Error {
-	e := &protocol.Error{Code: r.code, Message: truncate(r.msg, protocol.MaxTextLen)}
-	if r.retryAfter > 0 {
-		e.RetryAfter = int((r.retryAfter + time.Second - 1) / time.Second)
-	} else if info, _ := r.code.Info(); info.Retry {
+// wireError is r as the error object of a reply.
+func wireError(r *Refusal) *protocol.Error {
+	e := &protocol.Error{Code: r.Code, Message: truncate(r.Reason, protocol.MaxTextLen)}
+	if r.RetryAfter > 0 {
+		e.RetryAfter = int((r.RetryAfter + time.Second - 1) / time.Second)
+	} else if info, _ := r.Code.Info(); info.Retry {
 		e.RetryAfter = info.RetryAfter
 	}
 	return e
@@ -352,28 +244,6 @@ func requestIDOf(payload []byte) string {
 		return v.RequestID
 	}
 	return "unknown"
-}
-
-func samePublicKey(certPEM string, csr *x509.CertificateRequest) bool {
-	b, _ := pem.Decode([]byte(certPEM))
-	if b == nil {
-		return false
-	}
-	c, err := x509.ParseCertificate(b.Bytes)
-	if err != nil {
-		return false
-	}
-	pub, ok := c.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && pub.Equal(csr.PublicKey)
-}
-
-func serialHex(c *x509.Certificate) string { return c.SerialNumber.Text(16) }
-
-func firstNonEmpty(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func truncate(s string, n int) string {

@@ -64,6 +64,7 @@ type fixture struct {
 	ca    *ca.CA
 	pub   *recorder
 	now   time.Time
+	pol   *policy.Policy // the policy in force; tests may replace it
 }
 
 var topics protocol.Topics
@@ -81,9 +82,8 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	f := &fixture{store: store, ca: c, pub: &recorder{}, now: now}
-	pol := policy.Default()
-	f.iss = New(Config{CA: c, Store: store, Policy: func() *policy.Policy { return pol }, Pub: f.pub, Now: func() time.Time { return f.now }})
+	f := &fixture{store: store, ca: c, pub: &recorder{}, now: now, pol: policy.Default()}
+	f.iss = New(Config{CA: c, Store: store, Policy: func() *policy.Policy { return f.pol }, Pub: f.pub, Now: func() time.Time { return f.now }})
 	return f
 }
 

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // Why a CSR was sent, as CSRInfo.Reason.
@@ -43,30 +45,43 @@ type CSRInfo struct {
 	DNSNames []string
 }
 
-// Profile is what the CA puts in an admitted leaf certificate.
+// Profile is what the CA puts in an admitted leaf certificate; ca.CA.SignLeaf signs
+// exactly this. It is the one description of a leaf: Admit fills every field, and the
+// zero value is no leaf at all (SignLeaf refuses it) rather than a default one.
 type Profile struct {
 	// Class is the name of the device's class.
 	Class string
-	// Lifetime is the validity from now; Backdate is subtracted from not-before.
-	Lifetime time.Duration
-	Backdate time.Duration
-	// NotBefore and NotAfter are now (UTC, truncated to the second) minus
-	// Backdate and plus Lifetime.
+	// NotBefore is the signing instant (UTC, truncated to the second) minus the
+	// policy's Backdate, exactly: a backdate of 0 gives the signing second.
 	NotBefore time.Time
-	NotAfter  time.Time
+	// NotAfter is the signing instant plus the class's Lifetime.
+	NotAfter time.Time
 	// DNSNames are the requested DNS SANs the class allows (lowercased); never
 	// names the CSR did not ask for.
 	DNSNames []string
 	// ServerAuth adds the serverAuth extended key usage (clientAuth is always set).
 	ServerAuth bool
-	// Verify tells the agent how to prove the certificate before committing.
-	Verify VerifyMode
 }
+
+// Refusal is why Admit refused a CSR: the wire code a front end answers with, the setting
+// that refused and a reason a person can read. Front ends branch on Code, never on Rule or
+// Reason.
+type Refusal struct {
+	// Code is the protocol error code of the refusal: protocol.CodeWeakKey for a key the
+	// class does not allow, protocol.CodeExpired for a renewal past the class's grace,
+	// protocol.CodeBadRequest for a malformed request, protocol.CodePolicyDenied otherwise.
+	Code protocol.Code
+	// Rule is the setting that refused ("classes.camera.keys", "request.reason").
+	Rule string
+	// Reason explains the refusal to a person.
+	Reason string
+}
+
+// Error returns the reason and the rule: "… (rule classes.camera.keys)".
+func (r *Refusal) Error() string { return r.Reason + " (rule " + r.Rule + ")" }
 
 // Decision is Admit's answer.
 type Decision struct {
-	// Allowed is true when the CSR may be signed with Profile.
-	Allowed bool
 	// Class is the device's class.
 	Class string
 	// Rule is the setting that refused ("classes.camera.keys", "request.reason"),
@@ -74,12 +89,18 @@ type Decision struct {
 	Rule string
 	// Reason explains the decision to a person.
 	Reason string
-	// Profile is set when Allowed.
+	// Refusal is set when the CSR is refused (with the same Rule and Reason); nil when
+	// it is admitted.
+	Refusal *Refusal
+	// Profile is set when admitted.
 	Profile Profile
 	// Dropped lists requested DNS names left out of the certificate because the
 	// class does not allow them (the request is still admitted).
 	Dropped []string
 }
+
+// Allowed reports whether the CSR may be signed with d.Profile.
+func (d Decision) Allowed() bool { return d.Refusal == nil }
 
 // admission is the input of the checks.
 type admission struct {
@@ -89,47 +110,49 @@ type admission struct {
 }
 
 // check is one small admission rule, in the style of cert-manager's
-// policies.Func: it returns refused=true with the rule and a readable reason.
-type check func(a *admission) (rule, reason string, refused bool)
+// policies.Func: it returns a refusal, or nil.
+type check func(a *admission) *Refusal
 
 // chain runs checks in order; the first refusal wins (cert-manager's
 // policies.Chain).
 type chain []check
 
-func (c chain) evaluate(a *admission) (rule, reason string, refused bool) {
+func (c chain) evaluate(a *admission) *Refusal {
 	for _, f := range c {
-		if rule, reason, refused := f(a); refused {
-			return rule, reason, true
+		if r := f(a); r != nil {
+			return r
 		}
 	}
-	return "", "", false
+	return nil
+}
+
+// refuse builds a Refusal.
+func refuse(code protocol.Code, rule, format string, args ...any) *Refusal {
+	return &Refusal{Code: code, Rule: rule, Reason: fmt.Sprintf(format, args...)}
 }
 
 // Admit decides whether the CSR of subject s may be signed now, and with which
-// profile. A refusal names the rule that refused (Decision.Rule) and says why.
+// profile. A refusal (Decision.Refusal) carries its wire code and names the rule
+// that refused and says why.
 func (p *Policy) Admit(s Subject, csr CSRInfo, now time.Time) Decision {
 	c, why := p.ClassFor(s)
 	a := &admission{class: c, csr: csr, now: now}
 	// Well-formed first, then the key, then its freshness, then expiry.
 	checks := chain{checkReason, checkReplaces, checkKey, checkRekey, checkExpiry}
-	if rule, reason, refused := checks.evaluate(a); refused {
-		return Decision{Class: c.Name, Rule: rule, Reason: reason}
+	if r := checks.evaluate(a); r != nil {
+		return Decision{Class: c.Name, Rule: r.Rule, Reason: r.Reason, Refusal: r}
 	}
 	names, dropped := filterNames(c.DNSNames, s.DeviceID, csr.DNSNames)
 	start := now.UTC().Truncate(time.Second)
 	d := Decision{
-		Allowed: true,
-		Class:   c.Name,
-		Rule:    why.Rule,
+		Class: c.Name,
+		Rule:  why.Rule,
 		Profile: Profile{
 			Class:      c.Name,
-			Lifetime:   c.Lifetime,
-			Backdate:   p.Backdate,
 			NotBefore:  start.Add(-p.Backdate),
 			NotAfter:   start.Add(c.Lifetime),
 			DNSNames:   names,
 			ServerAuth: c.ServerAuth,
-			Verify:     c.Verify,
 		},
 		Dropped: dropped,
 	}
@@ -140,25 +163,25 @@ func (p *Policy) Admit(s Subject, csr CSRInfo, now time.Time) Decision {
 	return d
 }
 
-func checkReason(a *admission) (string, string, bool) {
+func checkReason(a *admission) *Refusal {
 	switch a.csr.Reason {
 	case CSREnroll, CSRWindow, CSRCommand, CSRRekey, CSRRecovery:
-		return "", "", false
+		return nil
 	}
-	return "request.reason", fmt.Sprintf("request reason %q is not one of enroll, window, command, rekey, recovery", a.csr.Reason), true
+	return refuse(protocol.CodeBadRequest, "request.reason", "request reason %q is not one of enroll, window, command, rekey, recovery", a.csr.Reason)
 }
 
-func checkReplaces(a *admission) (string, string, bool) {
+func checkReplaces(a *admission) *Refusal {
 	if a.csr.Reason != CSREnroll && a.csr.ReplacesSerial == "" {
-		return "request.replaces", fmt.Sprintf("a %s request must name the serial of the certificate it replaces", a.csr.Reason), true
+		return refuse(protocol.CodeBadRequest, "request.replaces", "a %s request must name the serial of the certificate it replaces", a.csr.Reason)
 	}
 	if a.csr.Reason == CSRRecovery && a.csr.CurrentNotAfter.IsZero() {
-		return "request.recovery", fmt.Sprintf("recovery needs the expired certificate %s, which the hub does not know", a.csr.ReplacesSerial), true
+		return refuse(protocol.CodePolicyDenied, "request.recovery", "recovery needs the expired certificate %s, which the hub does not know", a.csr.ReplacesSerial)
 	}
-	return "", "", false
+	return nil
 }
 
-func checkKey(a *admission) (string, string, bool) {
+func checkKey(a *admission) *Refusal {
 	c := a.class
 	rule := "classes." + c.Name + ".keys"
 	allowed := make([]string, len(c.Keys))
@@ -170,46 +193,48 @@ func checkKey(a *admission) (string, string, bool) {
 			continue
 		}
 		if k.Algorithm == KeyRSA && a.csr.KeyBits < k.MinBits {
-			return rule, fmt.Sprintf("RSA key of %d bits is too small for class %q: it needs at least %d bits", a.csr.KeyBits, c.Name, k.MinBits), true
+			return refuse(protocol.CodeWeakKey, rule, "RSA key of %d bits is too small for class %q: it needs at least %d bits", a.csr.KeyBits, c.Name, k.MinBits)
 		}
-		return "", "", false
+		return nil
 	}
 	msg := fmt.Sprintf("%s key is not allowed for class %q (allowed: %s)", keyName(a.csr), c.Name, strings.Join(allowed, ", "))
 	if a.csr.KeyAlgorithm == KeyRSA {
 		msg += "; RSA is for legacy classes only"
 	}
-	return rule, msg, true
+	return &Refusal{Code: protocol.CodeWeakKey, Rule: rule, Reason: msg}
 }
 
-func checkRekey(a *admission) (string, string, bool) {
+func checkRekey(a *admission) *Refusal {
 	if !a.csr.SameKeyAsCurrent {
-		return "", "", false
+		return nil
 	}
 	if a.csr.Reason == CSRRekey {
-		return "request.rekey", "a rekey request must carry a new key, but the CSR has the current certificate's key", true
+		return refuse(protocol.CodePolicyDenied, "request.rekey", "a rekey request must carry a new key, but the CSR has the current certificate's key")
 	}
 	if a.class.Rekey {
-		return "classes." + a.class.Name + ".rekey", fmt.Sprintf("class %q requires a new key on every renewal, but the CSR has the current certificate's key", a.class.Name), true
+		return refuse(protocol.CodePolicyDenied, "classes."+a.class.Name+".rekey", "class %q requires a new key on every renewal, but the CSR has the current certificate's key", a.class.Name)
 	}
-	return "", "", false
+	return nil
 }
 
-func checkExpiry(a *admission) (string, string, bool) {
+// checkExpiry refuses a renewal of a certificate expired longer than the class's grace with
+// protocol.CodeExpired: the device must enroll again.
+func checkExpiry(a *admission) *Refusal {
 	na := a.csr.CurrentNotAfter
 	if a.csr.Reason == CSREnroll || na.IsZero() || !a.now.After(na) {
-		return "", "", false
+		return nil
 	}
 	late := a.now.Sub(na)
 	c := a.class
 	if late <= c.Grace {
-		return "", "", false
+		return nil
 	}
 	rule := "classes." + c.Name + ".grace"
 	ago := formatDuration(late.Truncate(time.Second))
 	if c.Grace == 0 {
-		return rule, fmt.Sprintf("certificate %s expired %s ago and class %q allows no renewal after expiry: enroll the device again with a new token", a.csr.ReplacesSerial, ago, c.Name), true
+		return refuse(protocol.CodeExpired, rule, "certificate %s expired %s ago and class %q allows no renewal after expiry: enroll the device again with a new token", a.csr.ReplacesSerial, ago, c.Name)
 	}
-	return rule, fmt.Sprintf("certificate %s expired %s ago, beyond the %s class %q allows: enroll the device again with a new token", a.csr.ReplacesSerial, ago, formatDuration(c.Grace), c.Name), true
+	return refuse(protocol.CodeExpired, rule, "certificate %s expired %s ago, beyond the %s class %q allows: enroll the device again with a new token", a.csr.ReplacesSerial, ago, formatDuration(c.Grace), c.Name)
 }
 
 // keyName names the CSR's key for messages: "p256", "rsa 1024-bit".

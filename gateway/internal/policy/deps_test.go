@@ -6,8 +6,9 @@ import (
 	"testing"
 )
 
-// TestDependencies keeps the policy engine pure: the standard library and
-// yaml.v3, nothing else (no gorm, no mochi, no protocol churn).
+// TestDependencies keeps the policy engine pure: the standard library, yaml.v3
+// and protocol (itself standard library only, enforced by its own test), for the
+// wire codes a refusal carries; nothing else (no gorm, no mochi).
 func TestDependencies(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs go list")
@@ -21,12 +22,13 @@ func TestDependencies(t *testing.T) {
 		t.Fatalf("go list -deps: %v", err)
 	}
 	allowed := map[string]bool{
-		"gopkg.in/yaml.v3": true,
+		"gopkg.in/yaml.v3":                                     true,
+		"github.com/hearth-pki/hearth/protocol":                true,
 		"github.com/hearth-pki/hearth/gateway/internal/policy": true,
 	}
 	for dep := range strings.FieldsSeq(string(out)) {
 		if !allowed[dep] {
-			t.Errorf("policy imports %s; only the standard library and gopkg.in/yaml.v3 are allowed", dep)
+			t.Errorf("policy imports %s; only the standard library, gopkg.in/yaml.v3 and protocol are allowed", dep)
 		}
 	}
 }

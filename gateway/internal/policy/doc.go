@@ -4,7 +4,9 @@
 //
 //   - ClassFor chooses a device's class.
 //   - Admit decides whether a CSR may be signed, and with which Profile;
-//     a refusal names the rule that refused ("classes.camera.keys").
+//     a refusal is a typed Refusal carrying the wire code front ends answer
+//     with (weak_key, expired, policy_denied, …) and naming the rule that
+//     refused ("classes.camera.keys").
 //   - Window computes when a certificate should be renewed (the window the hub
 //     publishes to the agent, in the spirit of ACME ARI, RFC 9773); Due and
 //     Window.Phase say where a moment falls in it; Urgency orders the renewal
@@ -49,7 +51,7 @@
 // "72h", "1m"). Fractions are decimals ("0.66") or ratios ("2/3").
 //
 //	version: 1              # optional; the only version there is
-//	backdate: 1m            # not-before is set this far in the past (0s..1h)
+//	backdate: 1m            # not-before is set this far in the past (0s..1h; 0s: none)
 //	classes:                # list; built-in classes not listed keep their settings
 //	  - name: camera        # required; lowercase letters, digits, '-'
 //	    match:              # not allowed on "default"; never inherited
@@ -64,7 +66,7 @@
 //	    emergency_floor: 1/20  # renew at once when this fraction is left, (0, 0.5]
 //	    rekey: true         # refuse a renewal that keeps the current key
 //	    grace: 0s           # renewal allowed this long after expiry (recovery), 0..lifetime
-//	    verify: reconnect   # or local: how the agent proves the new certificate
+//	    verify: reconnect   # the only mode (commit by reconnect); "local" is refused
 //	    priority: normal    # low (25), normal (50), high (75), critical (100) or 0..100
 //	    dns_names: []       # patterns for DNS SANs: "*.lan", "{device}.home.arpa"
 //	    server_auth: false  # add the serverAuth extended key usage

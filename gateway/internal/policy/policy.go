@@ -43,19 +43,22 @@ const (
 	PriorityCritical = 100
 )
 
-// VerifyMode says how an agent proves a renewed certificate works before it
-// commits to it.
+// VerifyMode says how an agent proves a renewed certificate works before the
+// hub makes it active.
 type VerifyMode string
 
-// Verify modes.
-const (
-	// VerifyReconnect: the agent reconnects with the new certificate and the hub
-	// checks the serial on the TLS session (commit by reconnect; the default).
-	VerifyReconnect VerifyMode = "reconnect"
-	// VerifyLocal: the agent checks chain and key match locally and commits
-	// without reconnecting (for devices whose connection is costly to drop).
-	VerifyLocal VerifyMode = "local"
-)
+// VerifyReconnect is the only verify mode: the agent reconnects presenting the
+// new certificate and commits on that session, and the hub activates the
+// certificate only when the session presents the committed serial (protocol
+// README, "Renewal: two phases, commit by reconnect").
+//
+// There is deliberately no "local" mode (the agent checks chain and key and
+// commits without reconnecting): the wire protocol cannot express it, and it
+// would let the hub activate a certificate no TLS session ever proved, so the
+// broker could refuse the device's next connection with nothing to roll back
+// to. Parse refuses "verify: local" instead of accepting a setting that would
+// have no effect (issue 9).
+const VerifyReconnect VerifyMode = "reconnect"
 
 // MaxSize is the largest policy text Parse and Load accept.
 const MaxSize = 1 << 20
@@ -66,7 +69,8 @@ const MaxSize = 1 << 20
 // concurrent use as long as nobody modifies it.
 type Policy struct {
 	// Backdate is subtracted from not-before so that devices whose clock runs a
-	// little behind accept a new certificate at once.
+	// little behind accept a new certificate at once. 0 means no backdate: an
+	// unset backdate is resolved to one minute by Parse, not by a zero value.
 	Backdate time.Duration
 	// Classes in the order that breaks ties between tag matches (see ClassFor).
 	// It always holds DefaultClass (first, after Parse) and HighRiskClass.
@@ -100,7 +104,10 @@ type Class struct {
 	// Grace is how long after expiry a certificate may still be renewed
 	// (recovery); zero means never.
 	Grace time.Duration
-	// Verify is how the agent proves a new certificate before committing to it.
+	// Verify is how the agent proves a new certificate before the hub activates
+	// it; always VerifyReconnect. The setting is kept so that policy files
+	// written from the old reference ("verify: reconnect") still parse and hash
+	// the same.
 	Verify VerifyMode
 	// Priority orders renewals: 0..100, higher first.
 	Priority int

@@ -194,8 +194,13 @@ func (v *validator) class(i int, c *Class) {
 	if v.anyOwn(i, "grace", "lifetime") && (c.Grace < 0 || c.Grace > c.Lifetime) {
 		v.fail(i, "grace", "grace", "%s must be between 0s (no renewal after expiry) and the lifetime, %s", formatDuration(c.Grace), formatDuration(c.Lifetime))
 	}
-	if v.own(i, "verify") && c.Verify != VerifyReconnect && c.Verify != VerifyLocal {
-		v.fail(i, "verify", "verify", "%q is not a verify mode (use reconnect or local)", string(c.Verify))
+	switch {
+	case !v.own(i, "verify") || c.Verify == VerifyReconnect:
+	case c.Verify == "local":
+		v.fail(i, "verify", "verify", "local is not supported: a renewed certificate becomes active only when the device "+
+			"reconnects presenting it (commit by reconnect); remove the setting or write reconnect")
+	default:
+		v.fail(i, "verify", "verify", "%q is not a verify mode (the only mode is reconnect)", string(c.Verify))
 	}
 	if v.own(i, "priority") && (c.Priority < 0 || c.Priority > PriorityCritical) {
 		v.fail(i, "priority", "priority", "%d is out of range (use low, normal, high, critical or a number from 0 to 100)", c.Priority)
