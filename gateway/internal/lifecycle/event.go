@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"time"
 
+	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -51,6 +52,13 @@ type CommitReceived struct {
 // CommandQueued is a renew command the renewal scheduler wants the device to get.
 type CommandQueued struct{ Command Command }
 
+// HealthReported is a health report that arrived on a session of the device.
+type HealthReported struct {
+	Conn   Conn
+	Issuer string // the issuer the agent reports for its certificate
+	Health inventory.Health
+}
+
 // Tick is the passing of time: deadlines at or before now end.
 type Tick struct{}
 
@@ -62,6 +70,7 @@ func (Issued) event()         {}
 func (RequestRefused) event() {}
 func (CommitReceived) event() {}
 func (CommandQueued) event()  {}
+func (HealthReported) event() {}
 func (Tick) event()           {}
 
 // Effect is what the machine asks to be done. The implementations are the types below;
@@ -134,19 +143,40 @@ type CommandSeen struct {
 	Expired bool
 }
 
-// DuplicateSession is a finding: one certificate presented on several connections at once,
-// a cloned device or a leaked key.
-type DuplicateSession struct {
-	Serial string
-	Count  int
+// RecordHealth stores a health report; the device was seen now.
+type RecordHealth struct{ Health inventory.Health }
+
+// FindingKind is what a finding says is wrong.
+type FindingKind int
+
+// The findings.
+const (
+	// FindingDuplicateSession: one certificate presented on several connections at once, a
+	// cloned device or a leaked key.
+	FindingDuplicateSession FindingKind = iota + 1
+	// FindingUnexpectedSerial: the agent reports a certificate that is neither the active
+	// one nor the one in flight.
+	FindingUnexpectedSerial
+	// FindingUnexpectedIssuer: the agent reports a certificate from another issuer than the
+	// hub's intermediate.
+	FindingUnexpectedIssuer
+)
+
+// Found raises a finding about the device.
+type Found struct {
+	Kind   FindingKind
+	Serial string // the certificate concerned
+	Count  int    // FindingDuplicateSession: the connections presenting it
+	Detail string // FindingUnexpectedSerial: the active serial; FindingUnexpectedIssuer: the issuer reported
 }
 
-func (PresenceChanged) effect()  {}
-func (Proceed) effect()          {}
-func (Refuse) effect()           {}
-func (Activate) effect()         {}
-func (Reacknowledge) effect()    {}
-func (EndRequest) effect()       {}
-func (SendCommand) effect()      {}
-func (CommandSeen) effect()      {}
-func (DuplicateSession) effect() {}
+func (PresenceChanged) effect() {}
+func (Proceed) effect()         {}
+func (Refuse) effect()          {}
+func (Activate) effect()        {}
+func (Reacknowledge) effect()   {}
+func (EndRequest) effect()      {}
+func (SendCommand) effect()     {}
+func (CommandSeen) effect()     {}
+func (RecordHealth) effect()    {}
+func (Found) effect()           {}

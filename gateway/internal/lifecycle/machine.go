@@ -33,8 +33,8 @@ type Hooks struct {
 	Ended func(Ended)
 	// Presence follows a device going online or offline.
 	Presence func(deviceID string, online bool)
-	// Finding follows a session that presents a certificate already presented on another
-	// live connection.
+	// Finding follows a finding: a certificate presented on several live connections, or
+	// a health report naming a certificate or issuer the hub does not expect.
 	Finding func(Finding)
 	// Changed follows any change of the device's stored state (for the bridge and HA).
 	Changed func(deviceID string)
@@ -62,11 +62,13 @@ type Ended struct {
 	At          time.Time
 }
 
-// Finding is one certificate presented on several connections at once.
+// Finding is something wrong the machine noticed about a device.
 type Finding struct {
 	DeviceID string
+	Kind     FindingKind
 	Serial   string
-	Count    int
+	Count    int    // FindingDuplicateSession: the connections presenting Serial
+	Detail   string // see Found
 	At       time.Time
 }
 
@@ -212,6 +214,12 @@ func (m *Machine) Subscribed(device string, conn Conn) {
 // by the machine.
 func (m *Machine) CSR(device string, conn Conn, req *protocol.CSR, issue IssueFunc) {
 	m.submit(item{device: device, ev: CSRReceived{Conn: conn, RequestID: req.RequestID, CommandID: req.CommandID}, issue: issue})
+}
+
+// Health submits a health report that arrived on a session of the device; issuer is the
+// issuer the agent reports.
+func (m *Machine) Health(device string, conn Conn, issuer string, h inventory.Health) {
+	m.submit(item{device: device, ev: HealthReported{Conn: conn, Issuer: issuer, Health: h}})
 }
 
 // Commit submits a commit report that arrived on a session presenting serial presented.
@@ -403,10 +411,24 @@ func (m *Machine) do(ctx context.Context, sh *shard, it item, st *State, e Effec
 			hooks.Presence(id, e.Online)
 		}
 		m.changed(id)
-	case DuplicateSession:
+	case Found:
 		if hooks.Finding != nil {
-			hooks.Finding(Finding{DeviceID: id, Serial: e.Serial, Count: e.Count, At: now})
+			hooks.Finding(Finding{DeviceID: id, Kind: e.Kind, Serial: e.Serial, Count: e.Count, Detail: e.Detail, At: now})
 		}
+	case RecordHealth:
+		h := e.Health
+		h.At = now
+		if err := store.UpdateHealth(ctx, id, h); err != nil {
+			m.cfg.Logger.Warn("record health", "device", id, "err", err)
+			return
+		}
+		if st.Online() {
+			// A report arrives over a live session: the device was seen now.
+			if err := store.SetOnline(ctx, id, true, now); err != nil {
+				m.cfg.Logger.Warn("record last seen", "device", id, "err", err)
+			}
+		}
+		m.changed(id)
 	case Proceed:
 		serial, ok := it.issue(ctx)
 		var follow Event = RequestRefused{RequestID: e.RequestID}

@@ -19,6 +19,9 @@ type Rules struct {
 	// InFlight is how long a request may stay in flight, from its CSR to its commit, before
 	// it ends and its pending certificate is dropped. Default DefaultInFlight.
 	InFlight time.Duration
+	// Issuer is the subject of the hub's intermediate, as agents report it in health; a
+	// report naming another is a finding. "" checks nothing.
+	Issuer string
 }
 
 func (r Rules) inFlight() time.Duration {
@@ -47,7 +50,7 @@ func (r Rules) Step(s State, e Event, now time.Time) (State, []Effect) {
 			out = append(out, PresenceChanged{Online: true})
 		}
 		if n := s.presenting(e.Serial); n > 1 {
-			out = append(out, DuplicateSession{Serial: e.Serial, Count: n})
+			out = append(out, Found{Kind: FindingDuplicateSession, Serial: e.Serial, Count: n})
 		}
 	case SessionDown:
 		if _, ok := s.Sessions[e.Conn]; !ok {
@@ -107,6 +110,15 @@ func (r Rules) Step(s State, e Event, now time.Time) (State, []Effect) {
 		if s.subscribed() {
 			s.Command.Sent++
 			out = append(out, SendCommand{Command: *s.Command})
+		}
+	case HealthReported:
+		out = append(out, RecordHealth{Health: e.Health})
+		reported := e.Health.ReportedSerial
+		if reported != "" && s.Active != "" && reported != s.Active && (s.Pending == nil || reported != s.Pending.Serial) {
+			out = append(out, Found{Kind: FindingUnexpectedSerial, Serial: reported, Detail: s.Active})
+		}
+		if e.Issuer != "" && r.Issuer != "" && e.Issuer != r.Issuer {
+			out = append(out, Found{Kind: FindingUnexpectedIssuer, Serial: reported, Detail: e.Issuer})
 		}
 	case Tick:
 		out = r.expire(&s, now, out)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -17,7 +18,7 @@ func run(start State, at time.Time, events ...Event) (State, []Effect) {
 	s := start
 	for _, e := range events {
 		var out []Effect
-		s, out = Rules{InFlight: time.Minute}.Step(s, e, at)
+		s, out = Rules{InFlight: time.Minute, Issuer: "CN=hub"}.Step(s, e, at)
 		all = append(all, out...)
 	}
 	return s, all
@@ -78,7 +79,7 @@ func TestStep(t *testing.T) {
 			name:   "same certificate on two connections is a finding",
 			start:  onA,
 			events: []Event{SessionUp{Conn: 2, Serial: "a"}},
-			want:   []Effect{DuplicateSession{Serial: "a", Count: 2}},
+			want:   []Effect{Found{Kind: FindingDuplicateSession, Serial: "a", Count: 2}},
 			active: "a", online: true,
 		},
 		{
@@ -274,6 +275,29 @@ func TestStep(t *testing.T) {
 			start:  State{Active: "a", Command: &cmd},
 			events: []Event{Subscribed{Conn: 4}},
 			active: "a",
+		},
+		{
+			name:   "health report of the active certificate is recorded",
+			start:  onA,
+			events: []Event{HealthReported{Conn: 1, Issuer: "CN=hub", Health: inventory.Health{ReportedSerial: "a", At: t0}}},
+			want:   []Effect{RecordHealth{Health: inventory.Health{ReportedSerial: "a", At: t0}}},
+			active: "a", online: true,
+		},
+		{
+			name:   "health report of the certificate in flight is not a finding",
+			start:  renewing,
+			events: []Event{HealthReported{Conn: 1, Health: inventory.Health{ReportedSerial: "b"}}},
+			want:   []Effect{RecordHealth{Health: inventory.Health{ReportedSerial: "b"}}},
+			active: "a", pending: "r1", online: true,
+		},
+		{
+			name:   "health report of another serial and issuer are findings",
+			start:  onA,
+			events: []Event{HealthReported{Conn: 1, Issuer: "CN=other", Health: inventory.Health{ReportedSerial: "z"}}},
+			want: []Effect{RecordHealth{Health: inventory.Health{ReportedSerial: "z"}},
+				Found{Kind: FindingUnexpectedSerial, Serial: "z", Detail: "a"},
+				Found{Kind: FindingUnexpectedIssuer, Serial: "z", Detail: "CN=other"}},
+			active: "a", online: true,
 		},
 		{
 			name:   "enrollment: csr on the token session, commit on the certificate session",
