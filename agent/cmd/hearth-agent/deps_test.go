@@ -24,8 +24,8 @@ var allowedDeps = []string{
 var forbiddenStd = []string{"testing", "net/http/httptest", "os/user", "plugin"}
 
 // TestDependencyBudget fails if hearth-agent grows a dependency beyond std, protocol and paho
-// (DESIGN.md: "the agent adds one MQTT client"). It lists the packages as the release build
-// sees them, with GOWORK=off.
+// (agent/README.md: "no dependency beyond the standard library, the protocol module and the
+// paho MQTT client"). It lists the packages as the release build sees them, with GOWORK=off.
 func TestDependencyBudget(t *testing.T) {
 	cmd := exec.Command("go", "list", "-deps", "-f", "{{.Standard}} {{.ImportPath}}", ".")
 	cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0")
