@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -41,7 +42,8 @@ func TestDisconnectAndPresence(t *testing.T) {
 	}
 	second.Disconnect(0)
 	testkit.Eventually(t, waitFor, func() bool { return len(e.b.OnlineSerials("dev-a")) == 1 },
-		"OnlineSerials(dev-a) does not drop to one serial after the clone left")
+		"OnlineSerials(dev-a) = %v after the clone left, want one serial",
+		testkit.Lazy(func() string { return fmt.Sprint(e.b.OnlineSerials("dev-a")) }))
 
 	e.auth.revoke(e.a.serial)
 	if n := e.b.Disconnect("dev-a"); n != 1 {
@@ -63,7 +65,7 @@ func TestDisconnectAndPresence(t *testing.T) {
 	}
 	// mochi publishes the Will after closing: wait for it.
 	testkit.Eventually(t, waitFor, func() bool { return slices.Equal(e.retained(state), []string{`{"v":1,"state":"offline"}`}) },
-		"the Will is not retained on %s", state)
+		"retained on %s = %q, want the Will", state, testkit.Lazy(func() string { return fmt.Sprint(e.retained(state)) }))
 	// Revoked now: reconnecting is refused.
 	if _, err := connect(t, e.clientOpts("dev-a", &e.a.cert)); err == nil {
 		t.Errorf("Connect with the revoked certificate succeeded, want refused")

@@ -132,14 +132,6 @@ func (c *CA) Client(t testing.TB, cn string, uris ...*url.URL) *Leaf {
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 }
 
-// ServerTLS returns a server configuration presenting a certificate for 127.0.0.1 and
-// localhost and verifying client certificates against the root when they are given.
-func (c *CA) ServerTLS(t testing.TB) *tls.Config {
-	t.Helper()
-	return &tls.Config{Certificates: []tls.Certificate{c.Server(t, "127.0.0.1", "localhost").TLS}, ClientCAs: c.Pool(),
-		ClientAuth: tls.VerifyClientCertIfGiven}
-}
-
 func copyTemplate(tmpl *x509.Certificate) *x509.Certificate {
 	if tmpl == nil {
 		return &x509.Certificate{}

@@ -3,6 +3,7 @@ package testkit
 import (
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -99,5 +100,14 @@ func TestClock(t *testing.T) {
 	c.Add(time.Minute)
 	if got := c.Now(); !got.Equal(t0.Add(time.Minute)) {
 		t.Errorf("Now() after Add(1m) = %v, want %v", got, t0.Add(time.Minute))
+	}
+}
+
+func TestLazy(t *testing.T) {
+	n := 1
+	l := Lazy(func() string { return fmt.Sprint(n) })
+	n = 2
+	if got := fmt.Sprintf("%v", l); got != "2" {
+		t.Errorf("Lazy formatted as %q, want %q (the value when formatted)", got, "2")
 	}
 }
