@@ -20,7 +20,7 @@ var allowedDeps = []string{
 }
 
 // forbiddenStd are standard packages that must not reach the binary: their presence means
-// test helpers (hubtest) or heavy machinery leaked in.
+// test helpers (internal/testkit) or heavy machinery leaked in.
 var forbiddenStd = []string{"testing", "net/http/httptest", "os/user", "plugin"}
 
 // TestDependencyBudget fails if hearth-agent grows a dependency beyond std, protocol and paho
@@ -45,7 +45,7 @@ func TestDependencyBudget(t *testing.T) {
 			continue
 		}
 		n++
-		if strings.Contains(path, "hubtest") || !allowed(path) {
+		if strings.HasSuffix(path, "/testkit") || !allowed(path) {
 			t.Errorf("hearth-agent depends on %s, which is outside its budget", path)
 		}
 	}
