@@ -57,12 +57,6 @@ func (c *CA) Pool() *x509.CertPool {
 	return p
 }
 
-// ChainPEM is the intermediate then the root, as the hub publishes its CA chain.
-func (c *CA) ChainPEM() []byte {
-	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Intermediate.Raw}),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Root.Raw})...)
-}
-
 // Leaf is a certificate the CA issued, with its private key and files.
 type Leaf struct {
 	// TLS is the pair to present: the chain (leaf, intermediate), the key, and Leaf parsed.

@@ -51,8 +51,8 @@ func CA(t testing.TB, now time.Time) *ca.CA {
 // Config loads the configuration of a hub with a fresh data directory, its broker on
 // 127.0.0.1:0 with a certificate for localhost and 127.0.0.1, no HTTP listener, the CA
 // passphrase Passphrase and an admin "admin" with AdminPassword. yaml, when not empty, is
-// the hub's configuration file; args are more command-line flags, which win.
-func Config(t testing.TB, yaml string, args ...string) config.Config {
+// the hub's configuration file.
+func Config(t testing.TB, yaml string) config.Config {
 	t.Helper()
 	dir := t.TempDir()
 	flags := []string{"--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--http", "off",
@@ -65,7 +65,7 @@ func Config(t testing.TB, yaml string, args ...string) config.Config {
 		flags = append(flags, "--config", file)
 	}
 	env := map[string]string{ca.PassphraseEnv: Passphrase, "HEARTH_ADMIN_PASSWORD": AdminPassword}
-	cfg, err := config.Load(append(flags, args...), func(k string) string { return env[k] })
+	cfg, err := config.Load(flags, func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatalf("config.Load() = %v", err)
 	}
