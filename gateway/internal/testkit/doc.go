@@ -2,10 +2,12 @@
 // so that every package's tests make them the same way.
 //
 //   - [CA]: a throwaway two-tier PKI (root and intermediate, ECDSA P-256) that issues server
-//     and client certificates, with PEM files for openssl and the mosquitto clients.
+//     and client certificates, with PEM files for openssl and the mosquitto clients
+//     ([WritePEM] writes more).
 //   - [NewKey], [NewCSR], [KeyAndCSR]: keys and certificate signing requests.
 //   - [Eventually]: waits for a condition, polling; the condition is the assertion, the
-//     timeout only a guard against a hang.
+//     timeout only a guard against a hang; [Lazy] message arguments show the state at the
+//     timeout.
 //   - [Clock]: a settable time source for the Now fields of configs.
 //   - [RequirePeer]: the path of a real program a test runs against (mosquitto, openssl, …).
 //     In CI (CI=true) a missing one fails the test; elsewhere it skips with how to install it.
