@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/hearth-pki/hearth/agent/internal/atomicfile"
 	"github.com/hearth-pki/hearth/agent/internal/hub"
 	"github.com/hearth-pki/hearth/agent/internal/keystore"
 	"github.com/hearth-pki/hearth/protocol"
@@ -135,7 +136,11 @@ func saveSettings(dir string, c Config) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(dir, settingsName, append(b, '\n'))
+	// Durable: the hub's address and the device id must survive a power loss.
+	if err := atomicfile.WriteFile(dir, settingsName, append(b, '\n')); err != nil {
+		return fmt.Errorf("write %s: %w", settingsName, err)
+	}
+	return nil
 }
 
 // resolve fills c's empty fields from config.json (when fromDisk) and from the defaults, and

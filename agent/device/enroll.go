@@ -19,8 +19,8 @@ import (
 	"github.com/hearth-pki/hearth/protocol"
 )
 
-// Enroll gives the device its first identity (DESIGN.md, "Enrollment"). cfg needs Dir, HubURL
-// and DeviceID; token is the one-time enrollment token and caFingerprint the hub root's
+// Enroll gives the device its first identity (protocol/README.md, "Enrollment"). cfg needs
+// Dir, HubURL and DeviceID; token is the one-time enrollment token and caFingerprint the hub root's
 // fingerprint ("SHA256:<hex>", as the hub prints it next to the token).
 //
 // It first learns the hub's CA without trusting anything and without sending the token: the

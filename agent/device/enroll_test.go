@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/hearth-pki/hearth/agent/internal/hub/hubtest"
+	"github.com/hearth-pki/hearth/agent/internal/testkit"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -73,7 +73,7 @@ func TestEnrollRefusesWrongFingerprint(t *testing.T) {
 				e.hub.PublishCA()
 			}
 			cfg := e.config("thermostat-1")
-			other := hubtest.NewCA(t, "Other")
+			other := testkit.NewCA(t, "Other")
 			err := Enroll(t.Context(), cfg, "token-1", other.Fingerprint())
 			if !errors.Is(err, ErrFingerprintMismatch) {
 				t.Fatalf("Enroll(wrong fingerprint) = %v, want ErrFingerprintMismatch", err)
@@ -93,7 +93,7 @@ func TestEnrollRefusesWrongFingerprint(t *testing.T) {
 
 func TestEnrollRefusedByHub(t *testing.T) {
 	e := newEnv(t, true)
-	e.hub.SetBehaviour(hubtest.ErrorReply)
+	e.hub.SetBehaviour(testkit.ErrorReply)
 	e.hub.SetErrorCode(protocol.CodeUnauthorized)
 	cfg := e.config("thermostat-1")
 	err := Enroll(t.Context(), cfg, "wrong-token", e.ca.Fingerprint())

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hearth-pki/hearth/agent/internal/hub/hubtest"
 	"github.com/hearth-pki/hearth/agent/internal/keystore"
+	"github.com/hearth-pki/hearth/agent/internal/testkit"
 )
 
 // hangGuard bounds every wait of these tests: it is a guard against a hang, never a timing
@@ -21,16 +21,16 @@ const hangGuard = 60 * time.Second
 // env is a hub for one test: a throwaway CA, a real mosquitto and a responder.
 type env struct {
 	t      *testing.T
-	ca     *hubtest.CA
-	broker *hubtest.Broker
-	hub    *hubtest.Responder
+	ca     *testkit.CA
+	broker *testkit.Broker
+	hub    *testkit.Responder
 }
 
 func newEnv(t *testing.T, presentRoot bool) *env {
 	t.Helper()
-	ca := hubtest.NewCA(t, "Test")
-	b := hubtest.StartBroker(t, ca, presentRoot)
-	return &env{t: t, ca: ca, broker: b, hub: hubtest.StartResponder(t, b)}
+	ca := testkit.NewCA(t, "Test")
+	b := testkit.StartBroker(t, ca, presentRoot)
+	return &env{t: t, ca: ca, broker: b, hub: testkit.StartResponder(t, b)}
 }
 
 // testLog sends the agent's log to t.Log while the test runs.

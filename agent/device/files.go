@@ -29,58 +29,6 @@ func readSmall(path string, max int64) ([]byte, error) {
 	return data, nil
 }
 
-// writeAtomic replaces dir/name with data: write name.tmp (0600), fsync, rename, fsync the
-// directory. A crash leaves the old file or the new one, never a mix; the keystore removes a
-// leftover name.tmp when it opens the directory.
-func writeAtomic(dir, name string, data []byte) error { return writeFile(dir, name, data, true) }
-
-// writeInformative replaces dir/name with data like writeAtomic but without the fsyncs: for
-// status.json, rewritten after every event and read only by people. A process crash still
-// leaves the old file or the new one; a power loss may leave an empty one, which ReadStatus
-// reports as unknown. Skipping the syncs spares the device's flash.
-func writeInformative(dir, name string, data []byte) error { return writeFile(dir, name, data, false) }
-
-func writeFile(dir, name string, data []byte, durable bool) (err error) {
-	tmp := filepath.Join(dir, name+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	defer func() {
-		if err != nil {
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if durable {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return fmt.Errorf("write %s: %w", name, err)
-		}
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if !durable {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("write %s: sync directory: %w", name, err)
-	}
-	return nil
-}
-
 // lockName is the lock file that keeps two agent processes (run, renew, enroll) from using
 // one state directory at once.
 const lockName = "lock"

@@ -82,7 +82,8 @@ func (a *Agent) attempt(ctx context.Context, reason protocol.Reason, commandID s
 	a.log.Warn("renewal failed", "err", err, "retry_in", d.Round(time.Second))
 }
 
-// renew is one renewal transaction (DESIGN.md, renewal steps 2–5). It needs a session.
+// renew is one renewal transaction (agent/README.md, "How it renews", steps 2–5;
+// protocol/README.md, "Renewal: two phases, commit by reconnect"). It needs a session.
 func (a *Agent) renew(ctx context.Context, reason protocol.Reason, commandID string) error {
 	if a.sess == nil {
 		return errors.New("device: renew: not connected to the hub")

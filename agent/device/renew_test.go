@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hearth-pki/hearth/agent/internal/hub/hubtest"
+	"github.com/hearth-pki/hearth/agent/internal/testkit"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -106,15 +106,15 @@ func TestRenewByDefaultWindow(t *testing.T) {
 func TestRollback(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
-		behaviour hubtest.Behaviour
+		behaviour testkit.Behaviour
 		event     EventKind
 		installed bool  // the new certificate was installed before the failure
 		want      error // what the last error wraps
 	}{
-		{"bad chain", hubtest.BadChain, EventRenewFailed, false, ErrBadChain},
-		{"no reply", hubtest.NoReply, EventRenewFailed, false, ErrNoReply},
-		{"no ack", hubtest.NoAck, EventRolledBack, true, ErrNoReply},
-		{"ack error", hubtest.AckError, EventRolledBack, true, ErrNotCommitted},
+		{"bad chain", testkit.BadChain, EventRenewFailed, false, ErrBadChain},
+		{"no reply", testkit.NoReply, EventRenewFailed, false, ErrNoReply},
+		{"no ack", testkit.NoAck, EventRolledBack, true, ErrNoReply},
+		{"ack error", testkit.AckError, EventRolledBack, true, ErrNotCommitted},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // most of the time is spent waiting for timeouts
@@ -148,7 +148,7 @@ func TestRollback(t *testing.T) {
 			if tc.installed && commit.Failed != failed {
 				t.Errorf("commit.Failed = %q, want the given-up serial %q", commit.Failed, failed)
 			}
-			if tc.behaviour == hubtest.BadChain && commit.Failed == "" {
+			if tc.behaviour == testkit.BadChain && commit.Failed == "" {
 				t.Errorf("commit.Failed is empty, want the serial of the refused chain")
 			}
 			if got := onDisk(t, cfg.Dir).Serial(); got != old {
@@ -176,7 +176,7 @@ func TestResubmitAfterDroppedConnection(t *testing.T) {
 	cfg := e.config("plug-1")
 	e.enroll(cfg)
 	old := onDisk(t, cfg.Dir).Serial()
-	e.hub.SetBehaviour(hubtest.DropOnce)
+	e.hub.SetBehaviour(testkit.DropOnce)
 	r := e.start(cfg)
 	r.waitFor(t, EventConnected)
 	e.hub.Command("plug-1", "cmd-1", protocol.ActionRenew)
@@ -202,7 +202,7 @@ func TestHubErrorBacksOff(t *testing.T) {
 	cfg := e.config("plug-1")
 	cfg.RetryMin, cfg.RetryMax = 50*time.Millisecond, 100*time.Millisecond
 	e.enroll(cfg)
-	e.hub.SetBehaviour(hubtest.ErrorReply) // rate_limited, retry after 1 s
+	e.hub.SetBehaviour(testkit.ErrorReply) // rate_limited, retry after 1 s
 	old := onDisk(t, cfg.Dir).Serial()
 	now := e.hub.HubNow()
 	e.hub.Publish(protocol.Topics{}.Device("plug-1", protocol.KindRenewal), true, &protocol.RenewalInfo{
@@ -214,7 +214,7 @@ func TestHubErrorBacksOff(t *testing.T) {
 	if !errors.As(ev.Err, &he) || he.RetryAfter != time.Second {
 		t.Errorf("failure = %v, want a HubError with retry after 1s", ev.Err)
 	}
-	e.hub.SetBehaviour(hubtest.Normal)
+	e.hub.SetBehaviour(testkit.Normal)
 	r.waitFor(t, EventRenewed) // the agent tried again by itself
 	if n := len(e.hub.CSRs); n != 2 {
 		t.Errorf("CSRs sent = %d, want 2 (one refused, one retried after the backoff)", n)

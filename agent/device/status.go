@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/hearth-pki/hearth/agent/internal/atomicfile"
 	"github.com/hearth-pki/hearth/agent/internal/clock"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -56,7 +57,9 @@ func (a *Agent) saveRuntime() {
 	a.rt.Updated = a.now()
 	b, err := json.MarshalIndent(a.rt, "", "  ")
 	if err == nil {
-		err = writeInformative(a.cfg.Dir, runtimeName, append(b, '\n'))
+		// Without fsyncs, sparing the flash: a power loss may leave status.json empty, which
+		// ReadStatus reports as unknown.
+		err = atomicfile.WriteFileNoSync(a.cfg.Dir, runtimeName, append(b, '\n'))
 	}
 	if err != nil {
 		a.log.Warn("cannot write the runtime status", "err", err)

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hearth-pki/hearth/agent/internal/hub/hubtest"
 	"github.com/hearth-pki/hearth/agent/internal/keystore"
+	"github.com/hearth-pki/hearth/agent/internal/testkit"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -67,7 +67,7 @@ func TestRenewForeground(t *testing.T) {
 	if got := onDisk(t, cfg.Dir).Serial(); got == old {
 		t.Errorf("serial after Renew() = %s, unchanged", got)
 	}
-	e.hub.SetBehaviour(hubtest.AckError)
+	e.hub.SetBehaviour(testkit.AckError)
 	err := Renew(t.Context(), Config{Dir: cfg.Dir, Logger: cfg.Logger, AckTimeout: time.Second})
 	if !errors.Is(err, ErrNotCommitted) {
 		t.Errorf("Renew() refused by the hub = %v, want ErrNotCommitted", err)
@@ -90,12 +90,12 @@ func TestStatusNotEnrolled(t *testing.T) {
 func TestResumeAfterRestart(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
-		behaviour hubtest.Behaviour
+		behaviour testkit.Behaviour
 		event     EventKind
 		keepsNew  bool
 	}{
-		{"acknowledged", hubtest.Normal, EventRenewed, true},
-		{"refused", hubtest.AckError, EventRolledBack, false},
+		{"acknowledged", testkit.Normal, EventRenewed, true},
+		{"refused", testkit.AckError, EventRolledBack, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, true)

@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hearth-pki/hearth/agent/internal/hub/hubtest"
 	"github.com/hearth-pki/hearth/agent/internal/keystore"
+	"github.com/hearth-pki/hearth/agent/internal/testkit"
 )
 
 func TestVerifyIssued(t *testing.T) {
-	ca := hubtest.NewCA(t, "Test")
-	rogue := hubtest.NewCA(t, "Rogue")
+	ca := testkit.NewCA(t, "Test")
+	rogue := testkit.NewCA(t, "Rogue")
 	pinned := []*x509.Certificate{ca.Intermediate, ca.Root}
 	key, _ := keystore.GenerateKey(keystore.P256)
 	otherKey, _ := keystore.GenerateKey(keystore.P256)
@@ -25,14 +25,14 @@ func TestVerifyIssued(t *testing.T) {
 		at    time.Time
 		ok    bool
 	}{
-		{"good", hubtest.PEM(good, ca.Intermediate), now, true},
-		{"leaf only, intermediate pinned", hubtest.PEM(good), now, true},
-		{"other CA", hubtest.PEM(rogue.Issue(t, key.Public(), "dev-1", now, now.Add(time.Hour)), rogue.Intermediate), now, false},
-		{"other key", hubtest.PEM(ca.Issue(t, otherKey.Public(), "dev-1", now, now.Add(time.Hour)), ca.Intermediate), now, false},
-		{"other device", hubtest.PEM(ca.Issue(t, key.Public(), "dev-2", now, now.Add(time.Hour)), ca.Intermediate), now, false},
-		{"expired at the hub's time", hubtest.PEM(good, ca.Intermediate), now.Add(2 * time.Hour), false},
+		{"good", testkit.PEM(good, ca.Intermediate), now, true},
+		{"leaf only, intermediate pinned", testkit.PEM(good), now, true},
+		{"other CA", testkit.PEM(rogue.Issue(t, key.Public(), "dev-1", now, now.Add(time.Hour)), rogue.Intermediate), now, false},
+		{"other key", testkit.PEM(ca.Issue(t, otherKey.Public(), "dev-1", now, now.Add(time.Hour)), ca.Intermediate), now, false},
+		{"other device", testkit.PEM(ca.Issue(t, key.Public(), "dev-2", now, now.Add(time.Hour)), ca.Intermediate), now, false},
+		{"expired at the hub's time", testkit.PEM(good, ca.Intermediate), now.Add(2 * time.Hour), false},
 		{"not PEM", []byte("junk"), now, false},
-		{"trailing junk", append(hubtest.PEM(good, ca.Intermediate), "junk"...), now, false},
+		{"trailing junk", append(testkit.PEM(good, ca.Intermediate), "junk"...), now, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			chain, err := verifyIssued(string(tc.chain), key, "dev-1", pinned, tc.at)
@@ -52,10 +52,10 @@ func TestVerifyIssued(t *testing.T) {
 // FuzzVerifyIssued feeds arbitrary chains from "the hub": never a panic, and nothing accepted
 // that is not for the agent's key.
 func FuzzVerifyIssued(f *testing.F) {
-	ca := hubtest.NewCA(f, "Test")
+	ca := testkit.NewCA(f, "Test")
 	key, _ := keystore.GenerateKey(keystore.P256)
 	now := time.Now()
-	f.Add(hubtest.PEM(ca.Issue(f, key.Public(), "dev-1", now.Add(-time.Minute), now.Add(time.Hour)), ca.Intermediate))
+	f.Add(testkit.PEM(ca.Issue(f, key.Public(), "dev-1", now.Add(-time.Minute), now.Add(time.Hour)), ca.Intermediate))
 	f.Add(ca.ChainPEM())
 	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
 	pinned := []*x509.Certificate{ca.Intermediate, ca.Root}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hearth-pki/hearth/agent/internal/testkit"
 )
 
 // releaseGCFlags are scripts/build-agents.sh's compiler flags: no inlining except in the
@@ -28,10 +30,7 @@ func TestCrossBuildRunsUnderQEMU(t *testing.T) {
 		{"arm v5", "qemu-arm-static", []string{"GOARCH=arm", "GOARM=5"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			qemu, err := exec.LookPath(tc.qemu)
-			if err != nil {
-				t.Skipf("%s not installed (Debian qemu-user-static): cannot run the cross-built agent", tc.qemu)
-			}
+			qemu := testkit.RequirePeer(t, tc.qemu)
 			bin := filepath.Join(t.TempDir(), "hearth-agent")
 			args := append([]string{"build", "-trimpath"}, releaseGCFlags...)
 			args = append(args, "-ldflags", "-s -w -X main.version=qemu-test", "-o", bin, ".")

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hearth-pki/hearth/agent/internal/hub/hubtest"
 	"github.com/hearth-pki/hearth/agent/internal/keystore"
+	"github.com/hearth-pki/hearth/agent/internal/testkit"
 )
 
 // stateDir makes an enrolled state directory whose certificate runs from notBefore to
@@ -23,7 +23,7 @@ func stateDir(t *testing.T, notBefore, notAfter time.Time) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca := hubtest.NewCA(t, "Test")
+	ca := testkit.NewCA(t, "Test")
 	key, err := keystore.GenerateKey(keystore.P256)
 	if err != nil {
 		t.Fatal(err)

@@ -4,11 +4,14 @@
 //
 // A Session is one connection. There is no automatic reconnection: the caller dials a new
 // Session when one is lost (Lost is closed), because renewal needs to know exactly when a
-// handshake with a new certificate happens and whether the hub refused it ("commit by
-// reconnect", DESIGN.md). The client certificate is taken from tls.Config.GetClientCertificate
-// at each handshake, so a Session dialled after an install presents the new pair.
+// handshake with a new certificate happens and whether the hub refused it ("Renewal: two
+// phases, commit by reconnect" in protocol/README.md). The client certificate is taken from
+// tls.Config.GetClientCertificate at each handshake, so a Session dialled after an install
+// presents the new pair.
 //
-// Paho is configured as DESIGN.md's traps require: protocol version 4, OrderMatters(false) so
+// Paho is configured to avoid its traps: protocol version 4 (the only one the hub speaks,
+// protocol/README.md, "Overview"), a fresh client id per connection (protocol/README.md,
+// "Access control": a takeover can lose the new session's subscriptions), OrderMatters(false) so
 // that handlers run on their own goroutines, a clean session, and handlers that never block:
 // replies go to the waiter registered for their request id (a table of at most MaxWaiters
 // entries) and pushes to a buffered Inbox, both with a non-blocking send; what does not fit is

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/hearth-pki/hearth/protocol"
 )
 

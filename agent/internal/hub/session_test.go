@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hearth-pki/hearth/agent/internal/hub/hubtest"
 	"github.com/hearth-pki/hearth/agent/internal/keystore"
+	"github.com/hearth-pki/hearth/agent/internal/testkit"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -43,17 +43,17 @@ func TestParseURL(t *testing.T) {
 }
 
 type fixture struct {
-	broker *hubtest.Broker
-	hub    *hubtest.Responder
+	broker *testkit.Broker
+	hub    *testkit.Responder
 	tls    *tls.Config
 }
 
 func newFixture(t *testing.T) *fixture {
-	ca := hubtest.NewCA(t, "Test")
-	b := hubtest.StartBroker(t, ca, false)
+	ca := testkit.NewCA(t, "Test")
+	b := testkit.StartBroker(t, ca, false)
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Root)
-	return &fixture{broker: b, hub: hubtest.StartResponder(t, b), tls: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	return &fixture{broker: b, hub: testkit.StartResponder(t, b), tls: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 }
 
 func (f *fixture) dial(t *testing.T, cfg Config) *Session {
@@ -102,7 +102,7 @@ func TestRequestCorrelation(t *testing.T) {
 
 func TestRequestNoReply(t *testing.T) {
 	f := newFixture(t)
-	f.hub.SetBehaviour(hubtest.NoReply)
+	f.hub.SetBehaviour(testkit.NoReply)
 	s := f.dial(t, Config{Mode: ModeDevice})
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
@@ -113,7 +113,7 @@ func TestRequestNoReply(t *testing.T) {
 
 func TestRequestTable(t *testing.T) {
 	f := newFixture(t)
-	f.hub.SetBehaviour(hubtest.NoReply)
+	f.hub.SetBehaviour(testkit.NoReply)
 	s := f.dial(t, Config{Mode: ModeDevice})
 	ctx, cancel := context.WithCancel(t.Context())
 	errs := make(chan error, MaxWaiters)
@@ -124,15 +124,11 @@ func TestRequestTable(t *testing.T) {
 		}()
 	}
 	// Wait until the table is full, then check that one more is refused.
-	for {
+	testkit.Eventually(t, 30*time.Second, func() bool {
 		s.mu.Lock()
-		n := len(s.certs)
-		s.mu.Unlock()
-		if n == MaxWaiters {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer s.mu.Unlock()
+		return len(s.certs) == MaxWaiters
+	}, "the waiter table never filled up to %d", MaxWaiters)
 	if _, err := s.Request(ctx, newCSR(t, "dev-1", "req-a")); !errors.Is(err, ErrDuplicateRequest) {
 		t.Errorf("Request(duplicate id) = %v, want ErrDuplicateRequest", err)
 	}
@@ -149,7 +145,7 @@ func TestRequestTable(t *testing.T) {
 
 func TestConnectionLost(t *testing.T) {
 	f := newFixture(t)
-	f.hub.SetBehaviour(hubtest.DropOnce)
+	f.hub.SetBehaviour(testkit.DropOnce)
 	s := f.dial(t, Config{Mode: ModeDevice})
 	_, err := s.Request(t.Context(), newCSR(t, "dev-1", "req-1"))
 	if !errors.Is(err, ErrConnectionLost) {
@@ -185,7 +181,7 @@ func TestInboxNeverBlocks(t *testing.T) {
 
 func TestDialErrors(t *testing.T) {
 	f := newFixture(t)
-	other := hubtest.NewCA(t, "Other")
+	other := testkit.NewCA(t, "Other")
 	pool := x509.NewCertPool()
 	pool.AddCert(other.Root)
 	for _, tc := range []struct {

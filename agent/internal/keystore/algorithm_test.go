@@ -7,6 +7,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/hearth-pki/hearth/agent/internal/testkit"
 )
 
 func TestParseAlgorithm(t *testing.T) {
@@ -85,7 +87,7 @@ func TestGenerateKeyAndCSR(t *testing.T) {
 			}
 			// The key must survive a round trip through the directory with its algorithm.
 			d := mustOpen(t, t.TempDir(), Options{})
-			if err := d.Install(key, ca.issue(t, key, 7)); err != nil {
+			if err := d.Install(key, issue(t, ca, key, 7)); err != nil {
 				t.Fatalf("Install(%q key) = %v", tt.alg, err)
 			}
 			p, err := mustOpen(t, d.path, Options{}).Current()
@@ -106,7 +108,7 @@ func TestGenerateKeyUnknown(t *testing.T) {
 }
 
 func TestNewCSRRejectsBadDeviceID(t *testing.T) {
-	key := mustECKey(t)
+	key := testkit.NewKey(t)
 	for _, id := range []string{"", "a/b", "a+b", "a#b", "a b", "a:b", "é", "a\x00", strings.Repeat("x", 65)} {
 		t.Run(id, func(t *testing.T) {
 			if csr, err := NewCSR(key, id); err == nil {

@@ -10,17 +10,17 @@ import (
 
 func TestWriteCA(t *testing.T) {
 	ca := newTestCA(t)
-	leaf := ca.newPair(t, 1).Leaf()
+	leaf := newPair(t, ca, 1).Leaf()
 	tests := []struct {
 		name    string
 		chain   []*x509.Certificate
 		wantErr bool
 	}{
-		{name: "root only", chain: []*x509.Certificate{ca.root}},
-		{name: "intermediate and root", chain: []*x509.Certificate{ca.inter, ca.root}},
+		{name: "root only", chain: []*x509.Certificate{ca.Root}},
+		{name: "intermediate and root", chain: []*x509.Certificate{ca.Intermediate, ca.Root}},
 		{name: "empty", wantErr: true},
 		{name: "leaf", chain: []*x509.Certificate{leaf}, wantErr: true},
-		{name: "leaf among CAs", chain: []*x509.Certificate{ca.inter, leaf}, wantErr: true},
+		{name: "leaf among CAs", chain: []*x509.Certificate{ca.Intermediate, leaf}, wantErr: true},
 		{name: "nil", chain: []*x509.Certificate{nil}, wantErr: true},
 	}
 	for _, tt := range tests {
@@ -57,14 +57,14 @@ func TestWriteCAUnchangedWritesNothing(t *testing.T) {
 	ca := newTestCA(t)
 	path := t.TempDir()
 	d := mustOpen(t, path, Options{})
-	if err := d.WriteCA([]*x509.Certificate{ca.root}); err != nil {
+	if err := d.WriteCA([]*x509.Certificate{ca.Root}); err != nil {
 		t.Fatal(err)
 	}
 	before, err := os.Stat(filepath.Join(path, caName))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.WriteCA([]*x509.Certificate{ca.root}); err != nil {
+	if err := d.WriteCA([]*x509.Certificate{ca.Root}); err != nil {
 		t.Fatal(err)
 	}
 	after, err := os.Stat(filepath.Join(path, caName))
@@ -74,7 +74,7 @@ func TestWriteCAUnchangedWritesNothing(t *testing.T) {
 	if !os.SameFile(before, after) {
 		t.Errorf("WriteCA of the pinned chain replaced ca.pem, want it untouched")
 	}
-	if err := d.WriteCA([]*x509.Certificate{ca.inter, ca.root}); err != nil {
+	if err := d.WriteCA([]*x509.Certificate{ca.Intermediate, ca.Root}); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := d.CA(); err != nil || len(got) != 2 {

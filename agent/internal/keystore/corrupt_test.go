@@ -43,7 +43,7 @@ func TestCorruptCurrentFallsBackToPrevious(t *testing.T) {
 			path := t.TempDir()
 			d := mustOpen(t, path, Options{})
 			for serial := range int64(2) {
-				p := ca.newPair(t, serial+1)
+				p := newPair(t, ca, serial+1)
 				if err := d.Install(p.Key, p.Chain); err != nil {
 					t.Fatal(err)
 				}
@@ -72,7 +72,7 @@ func TestCorruptCurrentFallsBackToPrevious(t *testing.T) {
 			}
 
 			// Installing over a corrupt current keeps the good previous generation.
-			next := ca.newPair(t, 3)
+			next := newPair(t, ca, 3)
 			if err := d.Install(next.Key, next.Chain); err != nil {
 				t.Fatalf("Install() = %v", err)
 			}
@@ -90,7 +90,7 @@ func TestRollbackRepairsCorruptCurrent(t *testing.T) {
 	path := t.TempDir()
 	d := mustOpen(t, path, Options{})
 	for serial := range int64(2) {
-		p := ca.newPair(t, serial+1)
+		p := newPair(t, ca, serial+1)
 		if err := d.Install(p.Key, p.Chain); err != nil {
 			t.Fatal(err)
 		}

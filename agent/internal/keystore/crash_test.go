@@ -45,7 +45,7 @@ func TestHelperInstallLoop(t *testing.T) {
 	fmt.Println("ready") // os.Stdout is unbuffered: each line is out before the next step.
 	for {
 		serial++
-		next := ca.newPair(t, serial)
+		next := newPair(t, ca, serial)
 		fmt.Printf("start %d\n", serial)
 		if err := d.Install(next.Key, next.Chain); err != nil {
 			fmt.Printf("error %v\n", err)

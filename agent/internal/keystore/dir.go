@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+
+	"github.com/hearth-pki/hearth/agent/internal/atomicfile"
 )
 
 // Options configures a Dir. The zero value is the default.
@@ -57,7 +59,7 @@ func Open(path string, opts Options) (*Dir, error) {
 		return nil, fmt.Errorf("keystore: open: %w", err)
 	}
 	if removed {
-		if err := syncDir(path); err != nil {
+		if err := atomicfile.SyncDir(path); err != nil {
 			return nil, fmt.Errorf("keystore: open: %w", err)
 		}
 	}
@@ -83,7 +85,7 @@ func (d *Dir) restoreCurrent() error {
 	if err := clone(d.path, previousName, tmp); err != nil {
 		return err
 	}
-	return replace(d.path, tmp, currentName)
+	return atomicfile.Replace(d.path, tmp, currentName)
 }
 
 // Current returns the identity in use.
@@ -148,7 +150,7 @@ func (d *Dir) Install(key crypto.Signer, chain []*x509.Certificate) error {
 		d.cur = &p
 		return d.writeExports(p)
 	}
-	if err := writeTemp(d.file(newTmp), data); err != nil {
+	if err := atomicfile.WriteTemp(d.file(newTmp), data); err != nil {
 		return fmt.Errorf("keystore: install: write %s: %w", newTmp, err)
 	}
 	if err := d.install(); err != nil {
@@ -168,7 +170,7 @@ func (d *Dir) install() error {
 		if err := clone(d.path, currentName, previousTmp); err != nil {
 			return err
 		}
-		if err := replace(d.path, previousTmp, previousName); err != nil {
+		if err := atomicfile.Replace(d.path, previousTmp, previousName); err != nil {
 			return err
 		}
 	case errors.Is(err, ErrNoIdentity):
@@ -178,7 +180,7 @@ func (d *Dir) install() error {
 			return err
 		}
 	}
-	return replace(d.path, newTmp, currentName)
+	return atomicfile.Replace(d.path, newTmp, currentName)
 }
 
 // Rollback makes the previous generation current again, atomically, keeping the generation it
@@ -199,7 +201,7 @@ func (d *Dir) Rollback() error {
 			return fmt.Errorf("keystore: rollback: %w", err)
 		}
 	}
-	if err := replace(d.path, previousName, currentName); err != nil {
+	if err := atomicfile.Replace(d.path, previousName, currentName); err != nil {
 		return fmt.Errorf("keystore: rollback: %w", err)
 	}
 	d.cur = &prev
@@ -212,7 +214,7 @@ func (d *Dir) setAsideFailed() error {
 	if err := clone(d.path, currentName, tmp); err != nil {
 		return err
 	}
-	return replace(d.path, tmp, failedName)
+	return atomicfile.Replace(d.path, tmp, failedName)
 }
 
 // load reads and validates one generation file: ErrNoIdentity if it does not exist, an error

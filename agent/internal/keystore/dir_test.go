@@ -56,7 +56,7 @@ func TestLifecycle(t *testing.T) {
 				case o.reinstall:
 					err = d.Install(last.Key, last.Chain)
 				default:
-					last = ca.newPair(t, o.install)
+					last = newPair(t, ca, o.install)
 					err = d.Install(last.Key, last.Chain)
 				}
 				if !errors.Is(err, o.wantErr) || (err != nil) != (o.wantErr != nil) {
@@ -163,23 +163,23 @@ func snapshot(t *testing.T, path string) map[string]string {
 
 func TestInstallRefusesBadPair(t *testing.T) {
 	ca, other := newTestCA(t), newTestCA(t)
-	good := ca.newPair(t, 1)
-	stranger := ca.newPair(t, 2)
-	foreign := other.newPair(t, 3)
+	good := newPair(t, ca, 1)
+	stranger := newPair(t, ca, 2)
+	foreign := newPair(t, other, 3)
 	tests := []struct {
 		name string
 		pair Pair
 		want error
 	}{
 		{name: "key of another leaf", pair: Pair{Key: stranger.Key, Chain: good.Chain}, want: ErrKeyMismatch},
-		{name: "leaf of another CA", pair: Pair{Key: foreign.Key, Chain: []*x509.Certificate{foreign.Chain[0], ca.inter}}, want: ErrChain},
-		{name: "intermediate before leaf", pair: Pair{Key: good.Key, Chain: []*x509.Certificate{ca.inter, good.Chain[0]}}, want: ErrKeyMismatch},
+		{name: "leaf of another CA", pair: Pair{Key: foreign.Key, Chain: []*x509.Certificate{foreign.Chain[0], ca.Intermediate}}, want: ErrChain},
+		{name: "intermediate before leaf", pair: Pair{Key: good.Key, Chain: []*x509.Certificate{ca.Intermediate, good.Chain[0]}}, want: ErrKeyMismatch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := t.TempDir()
 			d := mustOpen(t, path, Options{ExportPEM: true})
-			installed := ca.newPair(t, 9)
+			installed := newPair(t, ca, 9)
 			if err := d.Install(installed.Key, installed.Chain); err != nil {
 				t.Fatal(err)
 			}
@@ -206,7 +206,7 @@ func TestOpenRestoresMissingCurrent(t *testing.T) {
 	path := t.TempDir()
 	d := mustOpen(t, path, Options{})
 	for serial := range int64(2) {
-		p := ca.newPair(t, serial+1)
+		p := newPair(t, ca, serial+1)
 		if err := d.Install(p.Key, p.Chain); err != nil {
 			t.Fatal(err)
 		}
@@ -222,7 +222,7 @@ func TestOpenRestoresMissingCurrent(t *testing.T) {
 	}
 	// current.pem and previous.pem may now share an inode: rotating and rolling back must still
 	// leave exactly the expected generations.
-	next := ca.newPair(t, 3)
+	next := newPair(t, ca, 3)
 	if err := d.Install(next.Key, next.Chain); err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +245,7 @@ func TestOpenCleansTempFiles(t *testing.T) {
 	ca := newTestCA(t)
 	path := t.TempDir()
 	d := mustOpen(t, path, Options{})
-	p := ca.newPair(t, 1)
+	p := newPair(t, ca, 1)
 	if err := d.Install(p.Key, p.Chain); err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func TestOpenTightensModes(t *testing.T) {
 	ca := newTestCA(t)
 	d := mustOpen(t, path, Options{ExportPEM: true})
 	for serial := range int64(3) {
-		p := ca.newPair(t, serial+1)
+		p := newPair(t, ca, serial+1)
 		if err := d.Install(p.Key, p.Chain); err != nil {
 			t.Fatal(err)
 		}
@@ -283,7 +283,7 @@ func TestOpenTightensModes(t *testing.T) {
 	if err := d.Rollback(); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.WriteCA([]*x509.Certificate{ca.inter, ca.root}); err != nil {
+	if err := d.WriteCA([]*x509.Certificate{ca.Intermediate, ca.Root}); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.SaveState(State{LastError: "x"}); err != nil {
@@ -305,7 +305,7 @@ func TestExports(t *testing.T) {
 	path := t.TempDir()
 	d := mustOpen(t, path, Options{ExportPEM: true})
 	for serial := range int64(2) {
-		p := ca.newPair(t, serial+1)
+		p := newPair(t, ca, serial+1)
 		if err := d.Install(p.Key, p.Chain); err != nil {
 			t.Fatal(err)
 		}
@@ -354,7 +354,7 @@ func TestCurrentIsCachedButFresh(t *testing.T) {
 	ca := newTestCA(t)
 	d := mustOpen(t, t.TempDir(), Options{})
 	for serial := range int64(3) {
-		p := ca.newPair(t, serial+1)
+		p := newPair(t, ca, serial+1)
 		if err := d.Install(p.Key, p.Chain); err != nil {
 			t.Fatal(err)
 		}

@@ -25,8 +25,8 @@
 //
 // # Invariants
 //
-//   - Every file is replaced atomically: write name.tmp (0600), fsync it, rename it over the
-//     final name, fsync the directory.
+//   - Every file is replaced atomically (package atomicfile): write name.tmp (0600), fsync it,
+//     rename it over the final name, fsync the directory.
 //   - Install writes new.tmp, then links (or copies) current.pem to previous.tmp and renames it
 //     to previous.pem, then renames new.tmp to current.pem. At every instant current.pem is a
 //     complete, matching key/certificate pair, old or new. (A kill between the two renames

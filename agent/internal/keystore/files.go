@@ -9,7 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
+
+	"github.com/hearth-pki/hearth/agent/internal/atomicfile"
 )
 
 // File names inside the state directory.
@@ -22,7 +23,7 @@ const (
 	certName     = "cert.pem"
 	keyName      = "key.pem"
 
-	tmpSuffix   = ".tmp"
+	tmpSuffix   = atomicfile.TempSuffix
 	newTmp      = "new.tmp"
 	previousTmp = "previous.tmp"
 )
@@ -30,7 +31,7 @@ const (
 // Modes of the directory and of every file in it.
 const (
 	dirMode  fs.FileMode = 0o700
-	fileMode fs.FileMode = 0o600
+	fileMode fs.FileMode = atomicfile.Mode
 )
 
 // maxFileSize bounds every file this package reads: a chain and a key are a few KiB, and a
@@ -54,67 +55,16 @@ func readFile(path string) ([]byte, error) {
 	return data, nil
 }
 
-// writeTemp creates path afresh with mode 0600, writes data and fsyncs it. A leftover file of
-// the same name is removed first, so its mode cannot leak into the new one.
-func writeTemp(path string, data []byte) (err error) {
-	if err := removeIfExists(path); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(path)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	return f.Sync()
-}
-
-// syncDir fsyncs a directory so that renames in it survive a power loss. Filesystems that
-// cannot sync a directory (EINVAL, ENOTSUP) are accepted as they are.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOTSUP) {
-		return fmt.Errorf("keystore: sync %s: %w", dir, err)
-	}
-	return nil
-}
-
-// replace renames dir/tmp over dir/name and syncs the directory.
-func replace(dir, tmp, name string) error {
-	if err := os.Rename(filepath.Join(dir, tmp), filepath.Join(dir, name)); err != nil {
-		return fmt.Errorf("keystore: %w", err)
-	}
-	// rename(2) does nothing when both names are links to the same file, leaving tmp behind.
-	if err := removeIfExists(filepath.Join(dir, tmp)); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
 // writeAtomic replaces dir/name with data through dir/name.tmp. If the file already holds
 // exactly data it is left alone: the CA and state are re-sent often, and flash wears.
 func writeAtomic(dir, name string, data []byte) error {
 	if old, err := readFile(filepath.Join(dir, name)); err == nil && bytes.Equal(old, data) {
 		return nil
 	}
-	tmp := name + tmpSuffix
-	if err := writeTemp(filepath.Join(dir, tmp), data); err != nil {
+	if err := atomicfile.WriteFile(dir, name, data); err != nil {
 		return fmt.Errorf("keystore: write %s: %w", name, err)
 	}
-	return replace(dir, tmp, name)
+	return nil
 }
 
 // clone makes dir/tmp a durable copy of dir/src: a hard link when the filesystem has them (no
@@ -131,7 +81,7 @@ func clone(dir, src, tmp string) error {
 	if err != nil {
 		return fmt.Errorf("keystore: copy %s: %w", src, err)
 	}
-	if err := writeTemp(tmpPath, data); err != nil {
+	if err := atomicfile.WriteTemp(tmpPath, data); err != nil {
 		return fmt.Errorf("keystore: copy %s: %w", src, err)
 	}
 	return nil

@@ -22,7 +22,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 func TestPairAccessors(t *testing.T) {
 	ca := newTestCA(t)
-	p := ca.newPair(t, 0x1f2e)
+	p := newPair(t, ca, 0x1f2e)
 	if got := p.Serial(); got != "1f2e" {
 		t.Errorf("Serial() = %q, want %q", got, "1f2e")
 	}
@@ -37,7 +37,7 @@ func TestPairAccessors(t *testing.T) {
 
 func TestPairNeverPrintsKey(t *testing.T) {
 	ca := newTestCA(t)
-	p := ca.newPair(t, 42)
+	p := newPair(t, ca, 42)
 	secret := p.Key.(*ecdsa.PrivateKey)
 	raw, err := secret.Bytes()
 	if err != nil {
@@ -75,10 +75,10 @@ func TestPairNeverPrintsKey(t *testing.T) {
 // requires and verifies client certificates against the test root.
 func TestTLSCertificate(t *testing.T) {
 	ca := newTestCA(t)
-	client := ca.newPair(t, 5)
-	server := ca.newPair(t, 6)
+	client := newPair(t, ca, 5)
+	server := newPair(t, ca, 6)
 	roots := x509.NewCertPool()
-	roots.AddCert(ca.root)
+	roots.AddCert(ca.Root)
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -131,7 +131,7 @@ func TestTLSCertificate(t *testing.T) {
 func TestBundleGolden(t *testing.T) {
 	golden := filepath.Join("testdata", "bundle.golden.pem")
 	if *update {
-		data, err := encodeBundle(newTestCA(t).newPair(t, 0x2026))
+		data, err := encodeBundle(newPair(t, newTestCA(t), 0x2026))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -161,7 +161,7 @@ func TestBundleGolden(t *testing.T) {
 
 func TestDecodeBundleErrors(t *testing.T) {
 	ca := newTestCA(t)
-	p := ca.newPair(t, 1)
+	p := newPair(t, ca, 1)
 	chain, key := encodeChain(p.Chain), must(encodeKey(p.Key))
 	tests := []struct {
 		name string
@@ -201,7 +201,7 @@ func must[T any](v T, err error) T {
 // either an error wrapping ErrCorrupt or a valid pair that survives a re-encode.
 func FuzzLoadBundle(f *testing.F) {
 	ca := newTestCA(f)
-	good := must(encodeBundle(ca.newPair(f, 1)))
+	good := must(encodeBundle(newPair(f, ca, 1)))
 	golden, err := os.ReadFile(filepath.Join("testdata", "bundle.golden.pem"))
 	if err != nil {
 		f.Fatal(err)

@@ -2,9 +2,7 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/admin"
+	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -76,9 +75,7 @@ func TestAgentsEndToEnd(t *testing.T) {
 	for _, tgt := range agentTargets {
 		t.Run(tgt.name, func(t *testing.T) {
 			if tgt.qemu != "" {
-				if _, err := exec.LookPath(tgt.qemu); err != nil {
-					t.Skipf("%s is not installed (scripts/test.sh installs qemu-user-static): cannot run the %s agent", tgt.qemu, tgt.name)
-				}
+				tgt.qemu = testkit.RequirePeer(t, tgt.qemu)
 			}
 			bin := buildAgent(t, tgt)
 			id := "e2e-" + tgt.name
@@ -121,18 +118,16 @@ func TestAgentsEndToEnd(t *testing.T) {
 					t.Logf("agent log:\n%s", logs.String())
 				}
 			}()
-			waitFor(t, 60*time.Second, "device online", func() bool {
-				return deviceSummary(t, cli, id).Online
-			})
+			testkit.Eventually(t, 60*time.Second, func() bool { return deviceSummary(t, cli, id).Online },
+				"the hub never saw %s online", id)
 			cli("renew", id)
-			waitFor(t, 90*time.Second, "renewal committed", func() bool {
+			testkit.Eventually(t, 90*time.Second, func() bool {
 				s := deviceSummary(t, cli, id)
 				return s.Serial != "" && s.Serial != first.Serial
-			})
+			}, "the hub never recorded %s's renewal (still serial %s)", id, first.Serial)
 			renewed := deviceSummary(t, cli, id)
-			waitFor(t, 30*time.Second, "agent status shows the new serial", func() bool {
-				return agentStatus(t, tgt, bin, dir).Serial == renewed.Serial
-			})
+			testkit.Eventually(t, 30*time.Second, func() bool { return agentStatus(t, tgt, bin, dir).Serial == renewed.Serial },
+				"the agent's status never showed the new serial %s", renewed.Serial)
 		})
 	}
 }
@@ -167,17 +162,4 @@ func deviceSummary(t *testing.T, cli func(...string) []byte, id string) protocol
 		}
 	}
 	return protocol.DeviceSummary{}
-}
-
-func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), limit)
-	defer cancel()
-	for !ok() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out after %s waiting for %s", limit, fmt.Sprint(what))
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }

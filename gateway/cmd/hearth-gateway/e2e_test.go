@@ -4,12 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -25,6 +21,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -122,6 +119,10 @@ func TestSIGKILLDuringIssuance(t *testing.T) {
 		tokens[i] = tok.Token
 	}
 	root := readRoot(t, data)
+	csrs := make([]string, devices)
+	for i := range csrs {
+		_, csrs[i] = testkit.KeyAndCSR(t, fmt.Sprintf("dev-%03d", i))
+	}
 
 	var mu sync.Mutex
 	var delivered []string
@@ -133,7 +134,7 @@ func TestSIGKILLDuringIssuance(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			id := fmt.Sprintf("dev-%03d", i)
-			if serial, err := enrollOnce(ctx, hub.addr, root, id, tokens[i]); err == nil {
+			if serial, err := enrollOnce(ctx, hub.addr, root, id, tokens[i], csrs[i]); err == nil {
 				mu.Lock()
 				delivered = append(delivered, serial)
 				mu.Unlock()
@@ -141,15 +142,11 @@ func TestSIGKILLDuringIssuance(t *testing.T) {
 		}()
 	}
 	// Kill the hub once some, but not all, certificates were delivered.
-	for {
+	testkit.Eventually(t, 60*time.Second, func() bool {
 		mu.Lock()
-		n := len(delivered)
-		mu.Unlock()
-		if n >= devices/4 || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return len(delivered) >= devices/4
+	}, "fewer than %d of %d certificates delivered", devices/4, devices)
 	hub.cmd.Process.Signal(syscall.SIGKILL)
 	hub.cmd.Wait()
 	wg.Wait()
@@ -193,8 +190,8 @@ func readRoot(t *testing.T, data string) *x509.Certificate {
 	return c
 }
 
-// enrollOnce logs in with a token, sends a CSR and returns the delivered serial.
-func enrollOnce(ctx context.Context, addr string, root *x509.Certificate, id, token string) (string, error) {
+// enrollOnce logs in with a token, sends csr (PEM) and returns the delivered serial.
+func enrollOnce(ctx context.Context, addr string, root *x509.Certificate, id, token, csr string) (string, error) {
 	roots := x509.NewCertPool()
 	roots.AddCert(root)
 	opts := mqtt.NewClientOptions().AddBroker("tls://" + addr).SetClientID(id).SetUsername(id).SetPassword(token).
@@ -215,10 +212,7 @@ func enrollOnce(ctx context.Context, addr string, root *x509.Certificate, id, to
 	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		return "", fmt.Errorf("subscribe: %v", tok.Error())
 	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: id}}, key)
-	b, _ := protocol.Encode(&protocol.CSR{V: 1, RequestID: "e1", Reason: protocol.ReasonEnroll, Time: time.Now(),
-		CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))})
+	b, _ := protocol.Encode(&protocol.CSR{V: 1, RequestID: "e1", Reason: protocol.ReasonEnroll, Time: time.Now(), CSR: csr})
 	c.Publish(topics.Device(id, protocol.KindCSR), 1, false, b)
 	select {
 	case p := <-got:

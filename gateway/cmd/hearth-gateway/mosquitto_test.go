@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 )
 
 // TestMosquittoSubAsAdmin checks what the README promises people: a real mosquitto_sub,
@@ -14,10 +16,7 @@ func TestMosquittoSubAsAdmin(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real hub process")
 	}
-	sub, err := exec.LookPath("mosquitto_sub")
-	if err != nil {
-		t.Skip("mosquitto_sub is not installed (scripts/test.sh installs mosquitto-clients)")
-	}
+	sub := testkit.RequirePeer(t, "mosquitto_sub")
 	data := t.TempDir()
 	hub := startHubProcess(t, data, "127.0.0.1:0")
 	host, port, _ := strings.Cut(hub.addr, ":")

@@ -2,21 +2,17 @@ package access
 
 import (
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/secret"
+	"github.com/hearth-pki/hearth/gateway/internal/testkit/hubkit"
 )
 
 func TestTokenLockout(t *testing.T) {
 	ctx := t.Context()
-	store, err := inventory.Open(ctx, filepath.Join(t.TempDir(), "hearth.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := hubkit.Store(t)
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	tok := secret.NewToken()
 	if err := store.CreateToken(ctx, inventory.Token{Hash: secret.HashToken(tok), DeviceID: "cam", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
@@ -61,11 +57,7 @@ func TestAdmin(t *testing.T) {
 // or another device's.
 func TestCertificate(t *testing.T) {
 	ctx := t.Context()
-	store, err := inventory.Open(ctx, filepath.Join(t.TempDir(), "hearth.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := hubkit.Store(t)
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	issue := func(serial, req string) {
 		t.Helper()

@@ -142,7 +142,7 @@ func TestRunClosesClients(t *testing.T) {
 	e := &env{b: b, pki: pki, topic: protocol.Topics{}}
 	lost := make(chan struct{})
 	mustConnect(t, e.clientOpts("dev-a", &dev.cert).SetConnectionLostHandler(func(paho.Client, error) { close(lost) }))
-	idle, err := tls.Dial("tcp", b.Addr().String(), &tls.Config{RootCAs: pki.pool}) // no CONNECT
+	idle, err := tls.Dial("tcp", b.Addr().String(), &tls.Config{RootCAs: pki.Pool()}) // no CONNECT
 	if err != nil {
 		t.Fatal(err)
 	}

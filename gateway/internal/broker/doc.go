@@ -1,7 +1,7 @@
 // Package broker is the hub's embedded MQTT broker: mochi-mqtt behind a hardened TLS
-// listener, with one hook that authenticates every CONNECT, enforces the topic ACL of
-// DESIGN.md's security model, rate-limits publishes and hands the messages agents and
-// admins send to the hub to a [Handler].
+// listener, with one hook that authenticates every CONNECT, enforces the topic ACL
+// (protocol/README.md, "Access control"), rate-limits publishes and hands the messages agents
+// and admins send to the hub to a [Handler].
 //
 // The package knows nothing of certificates authorities, tokens or the inventory: main wires
 // it to them with the small [Auth] interface and the [Handler] func defined here.

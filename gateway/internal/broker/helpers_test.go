@@ -2,27 +2,19 @@ package broker
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/url"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -31,93 +23,17 @@ var logFlag = flag.Bool("broker.log", false, "write the broker's logs to stderr"
 // waitFor bounds every wait in these tests; reaching it is a failure, not a measurement.
 const waitFor = 10 * time.Second
 
-// testPKI is a throwaway CA with a server certificate for 127.0.0.1, its files in a
-// temporary directory for the mosquitto clients.
+// testPKI is the tests' throwaway hub CA with the broker's server certificate (for 127.0.0.1
+// and localhost); its files are there for the mosquitto clients.
 type testPKI struct {
-	dir    string
-	cert   *x509.Certificate
-	key    *ecdsa.PrivateKey
-	pool   *x509.CertPool
-	caFile string
+	*testkit.CA
 	server tls.Certificate
 }
 
 func newPKI(t *testing.T) *testPKI {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "test hub CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &testPKI{dir: t.TempDir(), cert: cert, key: key, pool: x509.NewCertPool()}
-	p.pool.AddCert(cert)
-	p.caFile = filepath.Join(p.dir, "ca.pem")
-	writePEM(t, p.caFile, "CERTIFICATE", der)
-	p.server, _, _ = p.leaf(t, "hub", nil, func(c *x509.Certificate) {
-		c.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-		c.DNSNames = []string{"localhost"}
-		c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	})
-	return p
-}
-
-// leaf issues a certificate for cn with the given URIs; it returns the pair and the paths
-// of its PEM files.
-func (p *testPKI) leaf(t *testing.T, cn string, uris []*url.URL, edit func(*x509.Certificate)) (tls.Certificate, string, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial.Add(serial, big.NewInt(1)),
-		Subject:      pkix.Name{CommonName: cn},
-		URIs:         uris,
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if edit != nil {
-		edit(tmpl)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile := filepath.Join(p.dir, cn+"-"+serial.Text(16)+".crt")
-	keyFile := filepath.Join(p.dir, cn+"-"+serial.Text(16)+".key")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "PRIVATE KEY", keyDER)
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, certFile, keyFile
+	ca := testkit.NewCA(t, "Test hub")
+	return &testPKI{CA: ca, server: ca.Server(t, "127.0.0.1", "localhost").TLS}
 }
 
 // device is a device's certificate and its files.
@@ -129,22 +45,16 @@ type device struct {
 	serial   string
 }
 
+// device issues a device certificate for id: CN and URI SAN naming it.
 func (p *testPKI) device(t *testing.T, id string) device {
 	t.Helper()
-	cert, certFile, keyFile := p.leaf(t, id, []*url.URL{{Scheme: "urn", Opaque: deviceURNPrefix + id}}, nil)
-	return device{id: id, cert: cert, certFile: certFile, keyFile: keyFile, serial: cert.Leaf.SerialNumber.Text(16)}
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	l := p.Client(t, id, &url.URL{Scheme: "urn", Opaque: deviceURNPrefix + id})
+	return device{id: id, cert: l.TLS, certFile: l.CertFile, keyFile: l.KeyFile, serial: l.Serial()}
 }
 
 // serverTLSConfig is the hub's TLS configuration for p.
 func (p *testPKI) serverTLSConfig() *tls.Config {
-	return &tls.Config{Certificates: []tls.Certificate{p.server}, ClientCAs: p.pool}
+	return &tls.Config{Certificates: []tls.Certificate{p.server}, ClientCAs: p.Pool()}
 }
 
 // fakeAuth is an in-memory Auth: revoked serials, enrollment tokens, admin passwords.
@@ -324,7 +234,7 @@ func start(t *testing.T, edit func(*Config)) *env {
 
 // clientOpts returns paho options for the TLS listener, protocol 3.1.1, no reconnects.
 func (e *env) clientOpts(clientID string, cert *tls.Certificate) *paho.ClientOptions {
-	tc := &tls.Config{RootCAs: e.pki.pool}
+	tc := &tls.Config{RootCAs: e.pki.Pool()}
 	if cert != nil {
 		tc.Certificates = []tls.Certificate{*cert}
 	}
@@ -379,13 +289,8 @@ func wait(t *testing.T, what string, tok paho.Token) {
 // subscribed waits until some client subscribed to topic (mochi's own index).
 func (e *env) subscribed(t *testing.T, topic string) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for len(e.b.srv.Topics.Subscribers(topic).Subscriptions) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("nobody subscribed to %q", topic)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.Eventually(t, waitFor, func() bool { return len(e.b.srv.Topics.Subscribers(topic).Subscriptions) > 0 },
+		"nobody subscribed to %q", topic)
 }
 
 // retained returns the payloads retained on topic.

@@ -26,7 +26,7 @@ func TestOversizedConnectHeader(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 
-	c, err := tls.Dial("tcp", e.b.Addr().String(), &tls.Config{RootCAs: e.pki.pool})
+	c, err := tls.Dial("tcp", e.b.Addr().String(), &tls.Config{RootCAs: e.pki.Pool()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestIdleConnectionClosed(t *testing.T) {
 		expectClosed(t, c)
 	})
 	t.Run("no CONNECT", func(t *testing.T) {
-		c, err := tls.Dial("tcp", e.b.Addr().String(), &tls.Config{RootCAs: e.pki.pool, Certificates: []tls.Certificate{e.a.cert}})
+		c, err := tls.Dial("tcp", e.b.Addr().String(), &tls.Config{RootCAs: e.pki.Pool(), Certificates: []tls.Certificate{e.a.cert}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +85,7 @@ func TestIdleConnectionClosed(t *testing.T) {
 		expectClosed(t, c)
 	})
 	t.Run("partial CONNECT", func(t *testing.T) {
-		c, err := tls.Dial("tcp", e.b.Addr().String(), &tls.Config{RootCAs: e.pki.pool})
+		c, err := tls.Dial("tcp", e.b.Addr().String(), &tls.Config{RootCAs: e.pki.Pool()})
 		if err != nil {
 			t.Fatal(err)
 		}

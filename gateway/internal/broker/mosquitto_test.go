@@ -13,21 +13,19 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
 // mosquittoCmd returns a Debian mosquitto-clients command (mosquitto_pub or mosquitto_sub)
-// connecting to e's broker as MQTT 3.1.1 with dev's certificate; it skips the test when the
-// program is not installed.
+// connecting to e's broker as MQTT 3.1.1 with dev's certificate. Without the program the
+// test is skipped, or fails in CI.
 func (e *env) mosquittoCmd(t *testing.T, ctx context.Context, prog string, dev device, args ...string) *exec.Cmd {
 	t.Helper()
-	path := "/usr/bin/" + prog
-	if _, err := exec.LookPath(path); err != nil {
-		t.Skipf("%s not installed (Debian package mosquitto-clients): %v", path, err)
-	}
+	path := testkit.RequirePeer(t, prog)
 	port := e.b.Addr().(*net.TCPAddr).Port
 	base := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(port), "-V", "mqttv311",
-		"--cafile", e.pki.caFile, "--cert", dev.certFile, "--key", dev.keyFile, "-i", dev.id}
+		"--cafile", e.pki.RootFile, "--cert", dev.certFile, "--key", dev.keyFile, "-i", dev.id}
 	return exec.CommandContext(ctx, path, append(base, args...)...)
 }
 

@@ -8,20 +8,15 @@ import (
 	"crypto/x509"
 	"path/filepath"
 	"testing"
+
+	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 )
 
 // BenchmarkSignLeafFromCSR is the CA's share of one issuance: parse a P-256
 // CSR, check its signature and sign a leaf with the intermediate.
 func BenchmarkSignLeafFromCSR(b *testing.B) {
 	c, _ := newTestCA(b)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-	if err != nil {
-		b.Fatal(err)
-	}
+	der := testkit.NewCSR(b, testkit.NewKey(b), nil).Raw
 	for b.Loop() {
 		csr, err := x509.ParseCertificateRequest(der)
 		if err != nil {

@@ -2,8 +2,6 @@ package ca
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -13,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 )
 
 // snapshot records every file of dir (name → contents and mtime).
@@ -106,8 +106,8 @@ func TestLoadRoundTrip(t *testing.T) {
 		t.Error("Load() keys differ from the created ones")
 	}
 	// The loaded keys sign: a leaf from the reloaded CA verifies under the original.
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), nil)
-	leaf, err := got.SignLeaf(newCSR(t, key, nil), "dev-1", leafAt(testNow))
+	key := testkit.NewKey(t)
+	leaf, err := got.SignLeaf(testkit.NewCSR(t, key, nil), "dev-1", leafAt(testNow))
 	if err != nil {
 		t.Fatalf("SignLeaf = %v", err)
 	}

@@ -1,9 +1,6 @@
 package ca
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -13,13 +10,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 )
 
 func TestCRL(t *testing.T) {
 	c, _ := newTestCA(t)
 	now := time.Now()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	csr := newCSR(t, key, nil)
+	key := testkit.NewKey(t)
+	csr := testkit.NewCSR(t, key, nil)
 	revoked, err := c.SignLeaf(csr, "lost-sensor", leafAt(now))
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +81,7 @@ func TestCRL(t *testing.T) {
 		leaf *x509.Certificate
 		ok   bool
 	}{{revoked, false}, {kept, true}} {
-		leafPath := writePEM(t, tmp, tc.leaf.Subject.CommonName+".pem", "CERTIFICATE", tc.leaf.Raw)
+		leafPath := testkit.WritePEM(t, tmp, tc.leaf.Subject.CommonName+".pem", "CERTIFICATE", tc.leaf.Raw)
 		out, err := openssl(t, "verify", "-crl_check", "-CRLfile", crlPath, "-CAfile", rootPath, "-untrusted", interPath, leafPath)
 		if gotOK := err == nil && strings.Contains(out, ": OK"); gotOK != tc.ok {
 			t.Errorf("openssl verify -crl_check %s: ok=%v, want %v\n%s", tc.leaf.Subject.CommonName, gotOK, tc.ok, out)

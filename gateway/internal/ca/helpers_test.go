@@ -2,17 +2,13 @@ package ca
 
 import (
 	"bytes"
-	"crypto"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
+	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 )
 
 // testIterations keeps PBKDF2 cheap in tests that do not measure it.
@@ -41,47 +37,11 @@ func newTestCA(t testing.TB) (*CA, string) {
 	return c, dir
 }
 
-// newCSR returns a parsed CSR signed by key built from tmpl.
-func newCSR(t testing.TB, key crypto.Signer, tmpl *x509.CertificateRequest) *x509.CertificateRequest {
-	t.Helper()
-	if tmpl == nil {
-		tmpl = &x509.CertificateRequest{}
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
-	if err != nil {
-		t.Fatalf("CreateCertificateRequest: %v", err)
-	}
-	csr, err := x509.ParseCertificateRequest(der)
-	if err != nil {
-		t.Fatalf("ParseCertificateRequest: %v", err)
-	}
-	return csr
-}
-
-// writePEM writes DER as one PEM block of type typ and returns the path.
-func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
-	t.Helper()
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// opensslPath returns the openssl binary or skips the test.
-func opensslPath(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Skip("openssl not installed")
-	}
-	return p
-}
-
-// openssl runs openssl with args and returns stdout+stderr and the error.
+// openssl runs openssl with args and returns stdout+stderr and the error. Without openssl
+// the test is skipped, or fails in CI.
 func openssl(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), opensslPath(t), args...)
+	cmd := exec.CommandContext(t.Context(), testkit.RequirePeer(t, "openssl"), args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -91,6 +51,6 @@ func openssl(t *testing.T, args ...string) (string, error) {
 // writeChain writes the CA's root and intermediate into dir for openssl.
 func writeChain(t *testing.T, c *CA, dir string) (rootPath, interPath string) {
 	t.Helper()
-	return writePEM(t, dir, "root.pem", "CERTIFICATE", c.Root().Raw),
-		writePEM(t, dir, "intermediate.pem", "CERTIFICATE", c.Intermediate().Raw)
+	return testkit.WritePEM(t, dir, "root.pem", "CERTIFICATE", c.Root().Raw),
+		testkit.WritePEM(t, dir, "intermediate.pem", "CERTIFICATE", c.Intermediate().Raw)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
+	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 )
 
 var (
@@ -53,7 +54,7 @@ func hostileCSR(t *testing.T, key crypto.Signer) *x509.CertificateRequest {
 	}{true, 5})
 	ku := mustMarshal(asn1.BitString{Bytes: []byte{0x06}, BitLength: 7}) // keyCertSign|cRLSign
 	eku := mustMarshal([]asn1.ObjectIdentifier{{1, 3, 6, 1, 5, 5, 7, 3, 3}})
-	return newCSR(t, key, &x509.CertificateRequest{
+	return testkit.NewCSR(t, key, &x509.CertificateRequest{
 		Subject: pkix.Name{
 			CommonName:   "Hearth Root CA",
 			Organization: []string{"Hearth"},
@@ -82,7 +83,7 @@ func leafProfile(at time.Time) policy.Profile {
 
 func TestSignLeafTakesOnlyPublicKey(t *testing.T) {
 	c, _ := newTestCA(t)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key := testkit.NewKey(t)
 	csr := hostileCSR(t, key)
 	leaf, err := c.SignLeaf(csr, "kitchen-plug.1", leafProfile(testNow))
 	if err != nil {
@@ -152,16 +153,16 @@ func TestSignLeafTakesOnlyPublicKey(t *testing.T) {
 // verifies for TLS client use, and -text shows exactly the expected
 // extensions and none of what the CSR asked for.
 func TestSignLeafOpenSSL(t *testing.T) {
-	opensslPath(t)
+	testkit.RequirePeer(t, "openssl")
 	c, _ := newTestCA(t)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key := testkit.NewKey(t)
 	leaf, err := c.SignLeaf(hostileCSR(t, key), "dev-1", leafProfile(time.Now()))
 	if err != nil {
 		t.Fatalf("SignLeaf = %v", err)
 	}
 	tmp := t.TempDir()
 	rootPath, interPath := writeChain(t, c, tmp)
-	leafPath := writePEM(t, tmp, "leaf.pem", "CERTIFICATE", leaf.Raw)
+	leafPath := testkit.WritePEM(t, tmp, "leaf.pem", "CERTIFICATE", leaf.Raw)
 
 	out, err := openssl(t, "verify", "-purpose", "sslclient", "-CAfile", rootPath, "-untrusted", interPath, leafPath)
 	if err != nil || !strings.Contains(out, leafPath+": OK") {
@@ -241,7 +242,7 @@ func TestSignLeafKeyPolicy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			leaf, err := c.SignLeaf(newCSR(t, tt.key, nil), "dev", leafAt(testNow))
+			leaf, err := c.SignLeaf(testkit.NewCSR(t, tt.key, nil), "dev", leafAt(testNow))
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("SignLeaf(%s CSR) = %v, want %v", tt.name, err, tt.wantErr)
 			}
@@ -260,8 +261,8 @@ func TestSignLeafKeyPolicy(t *testing.T) {
 
 func TestSignLeafRefusals(t *testing.T) {
 	c, _ := newTestCA(t)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	good := newCSR(t, key, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "dev-1"}})
+	key := testkit.NewKey(t)
+	good := testkit.NewCSR(t, key, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "dev-1"}})
 	tamper := func(mutate func(der []byte)) *x509.CertificateRequest {
 		der := slices.Clone(good.Raw)
 		mutate(der)
@@ -306,8 +307,8 @@ func TestSignLeafRefusals(t *testing.T) {
 // backdate included: issue 9), its EKU and only the allowed DNS names.
 func TestSignLeafProfile(t *testing.T) {
 	c, _ := newTestCA(t)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	csr := newCSR(t, key, &x509.CertificateRequest{DNSNames: []string{"a.local", "b.local"}})
+	key := testkit.NewKey(t)
+	csr := testkit.NewCSR(t, key, &x509.CertificateRequest{DNSNames: []string{"a.local", "b.local"}})
 	interEnd := c.Intermediate().NotAfter
 	tests := []struct {
 		name          string

@@ -3,9 +3,7 @@ package config
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"image/png"
-	"io/fs"
 	"maps"
 	"os"
 	"os/exec"
@@ -20,12 +18,15 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"gopkg.in/yaml.v3"
+
+	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 )
 
-// The add-on folder and the add-on linter's schema, relative to this package.
+// The add-on folder of the repository, and the add-on linter's schema (testdata/addon-linter
+// says where it comes from), relative to this package.
 const (
 	addonDir        = "../../../addon"
-	addonSchemaPath = "../../../../shared/ha/addon-config.schema.json"
+	addonSchemaPath = "testdata/addon-linter/config.schema.json"
 )
 
 // addonManifest is the part of addon/config.yaml the consistency checks read.
@@ -69,9 +70,6 @@ func loadManifest(t *testing.T) (addonManifest, map[string]any) {
 // public add-on linter uses.
 func TestAddonConfigMatchesLinterSchema(t *testing.T) {
 	schemaData, err := os.ReadFile(addonSchemaPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		t.Skipf("the add-on linter schema is not at %s (it lives in the shared folder beside the repository); skipping", addonSchemaPath)
-	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,13 +320,11 @@ func TestAddonImagesAndProfile(t *testing.T) {
 	}
 }
 
-// TestAddonAppArmorProfileParses compiles apparmor.txt with the real AppArmor parser, without
-// loading it into the kernel.
+// TestAddonAppArmorProfileParses compiles apparmor.txt with the real AppArmor parser (Debian
+// package apparmor), without loading it into the kernel or touching the cache, so it runs in a
+// container without AppArmor too.
 func TestAddonAppArmorProfileParses(t *testing.T) {
-	parser, err := exec.LookPath("apparmor_parser")
-	if err != nil {
-		t.Skip("needs apparmor_parser (apt-get install apparmor) to check apparmor.txt")
-	}
+	parser := testkit.RequirePeer(t, "apparmor_parser")
 	out, err := exec.CommandContext(t.Context(), parser, "--skip-kernel-load", "--skip-cache", filepath.Join(addonDir, "apparmor.txt")).CombinedOutput()
 	if err != nil {
 		t.Errorf("apparmor_parser rejects apparmor.txt: %v\n%s", err, out)

@@ -6,11 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -18,81 +14,12 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-)
 
-const mosquittoBin = "/usr/sbin/mosquitto"
+	"github.com/hearth-pki/hearth/gateway/internal/testkit"
+)
 
 // awaitLimit only guards against a hang; nothing here measures speed.
 const awaitLimit = 20 * time.Second
-
-// mosquitto is a real broker process on 127.0.0.1.
-type mosquitto struct {
-	t    *testing.T
-	conf string
-	port int
-	cmd  *exec.Cmd
-	out  *bytes.Buffer
-}
-
-// startMosquitto starts a mosquitto on a free port of 127.0.0.1, anonymous, without persistence,
-// stopped when the test ends. It skips the test if mosquitto is not installed.
-func startMosquitto(t *testing.T) *mosquitto {
-	t.Helper()
-	if _, err := os.Stat(mosquittoBin); err != nil {
-		t.Skipf("needs the mosquitto broker at %s (apt-get install mosquitto): %v", mosquittoBin, err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
-	content := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n", port)
-	if err := os.WriteFile(conf, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	m := &mosquitto{t: t, conf: conf, port: port}
-	m.start()
-	t.Cleanup(m.stop)
-	return m
-}
-
-func (m *mosquitto) start() {
-	m.t.Helper()
-	m.out = &bytes.Buffer{}
-	m.cmd = exec.Command(mosquittoBin, "-c", m.conf)
-	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
-	if err := m.cmd.Start(); err != nil {
-		m.t.Fatalf("starting mosquitto: %v", err)
-	}
-	// Readiness: wait until the listener accepts connections.
-	deadline := time.Now().Add(awaitLimit)
-	for {
-		c, err := net.Dial("tcp", m.addr())
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			m.stop()
-			m.t.Fatalf("mosquitto did not listen on %s: %v\n%s", m.addr(), err, m.out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (m *mosquitto) stop() {
-	if m.cmd == nil {
-		return
-	}
-	m.cmd.Process.Kill()
-	m.cmd.Wait()
-	m.cmd = nil
-}
-
-func (m *mosquitto) addr() string { return fmt.Sprintf("127.0.0.1:%d", m.port) }
-func (m *mosquitto) url() string  { return "tcp://" + m.addr() }
 
 // observer is a plain MQTT client that records every message it receives, in order.
 type observer struct {
@@ -103,11 +30,11 @@ type observer struct {
 	more   chan struct{}
 }
 
-func newObserver(t *testing.T, m *mosquitto, filters ...string) *observer {
+func newObserver(t *testing.T, m *testkit.Mosquitto, filters ...string) *observer {
 	t.Helper()
 	o := &observer{t: t, more: make(chan struct{}, 1)}
 	id := fmt.Sprintf("observer-%d", time.Now().UnixNano())
-	opts := mqtt.NewClientOptions().AddBroker(m.url()).SetClientID(id).SetProtocolVersion(4).
+	opts := mqtt.NewClientOptions().AddBroker(m.URL()).SetClientID(id).SetProtocolVersion(4).
 		SetOrderMatters(true).SetAutoReconnect(false)
 	o.client = mqtt.NewClient(opts)
 	if tok := o.client.Connect(); !tok.WaitTimeout(awaitLimit) || tok.Error() != nil {
@@ -163,7 +90,7 @@ func (o *observer) await(from int, topic string, ok func(mqtt.Message) bool) mqt
 
 // retained subscribes a fresh client to filter and returns the retained messages the broker
 // holds for it. A marker published after the subscription tells when they have all arrived.
-func retained(t *testing.T, m *mosquitto, filter, marker string) map[string][]byte {
+func retained(t *testing.T, m *testkit.Mosquitto, filter, marker string) map[string][]byte {
 	t.Helper()
 	o := newObserver(t, m, filter)
 	if tok := o.client.Publish(marker, 1, false, "marker"); !tok.WaitTimeout(awaitLimit) || tok.Error() != nil {
@@ -199,9 +126,9 @@ type bridgeCall struct {
 
 // startPublisher discovers the broker through a fake Supervisor (as the add-on does), starts a
 // Publisher with a recording Bridge, and stops it when the test ends.
-func startPublisher(t *testing.T, m *mosquitto, before func(*Publisher)) (p *Publisher, calls chan bridgeCall, stop func()) {
+func startPublisher(t *testing.T, m *testkit.Mosquitto, before func(*Publisher)) (p *Publisher, calls chan bridgeCall, stop func()) {
 	t.Helper()
-	body := fmt.Sprintf(`{"result":"ok","data":{"host":"127.0.0.1","port":%d,"ssl":false,"protocol":"3.1.1","username":"addons","password":"pw"}}`, m.port)
+	body := fmt.Sprintf(`{"result":"ok","data":{"host":"127.0.0.1","port":%d,"ssl":false,"protocol":"3.1.1","username":"addons","password":"pw"}}`, m.Port)
 	sup := supervisor(t, "tok", http.StatusOK, body)
 	broker, err := DiscoverBroker(t.Context(), sup.URL, "tok", sup.Client())
 	if err != nil {
@@ -244,7 +171,7 @@ func deviceWith(id string, exp time.Time) Device {
 }
 
 func TestPublisherAgainstMosquitto(t *testing.T) {
-	m := startMosquitto(t)
+	m := testkit.StartMosquitto(t)
 	live := newObserver(t, m, "homeassistant/#", "hearth/#")
 
 	// Left over from an earlier run: a device removed while the hub was down, and a retained
@@ -378,15 +305,15 @@ func TestPublisherAgainstMosquitto(t *testing.T) {
 // TestPublisherRepublishesAfterBrokerRestart restarts the broker, which forgets every retained
 // message: after reconnecting, the Publisher must publish everything again.
 func TestPublisherRepublishesAfterBrokerRestart(t *testing.T) {
-	m := startMosquitto(t)
+	m := testkit.StartMosquitto(t)
 	_, _, _ = startPublisher(t, m, func(p *Publisher) {
 		p.Update(testHub(), []Device{deviceWith("plug-1", time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))})
 	})
 	first := newObserver(t, m, "homeassistant/#")
 	first.await(0, "homeassistant/device/hearth_plug-1/config", nil)
 
-	m.stop()
-	m.start()
+	m.Stop()
+	m.Start()
 	o := newObserver(t, m, "homeassistant/#", "hearth/#")
 	o.await(0, "homeassistant/device/hearth_plug-1/config", func(msg mqtt.Message) bool { return len(msg.Payload()) > 0 })
 	o.await(0, "hearth/bridge/state", func(msg mqtt.Message) bool { return string(msg.Payload()) == "online" })

@@ -1,11 +1,8 @@
 package hub
 
 import (
-	"context"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,44 +11,10 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/hearth-pki/hearth/gateway/internal/config"
+	"github.com/hearth-pki/hearth/gateway/internal/testkit"
+	"github.com/hearth-pki/hearth/gateway/internal/testkit/hubkit"
 	"github.com/hearth-pki/hearth/protocol"
 )
-
-// startMosquitto runs a real mosquitto as Home Assistant's broker and returns its address.
-func startMosquitto(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		if _, err := os.Stat("/usr/sbin/mosquitto"); err != nil {
-			t.Skip("mosquitto is not installed (scripts/test.sh installs it)")
-		}
-		bin = "/usr/sbin/mosquitto"
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	_, port, _ := net.SplitHostPort(addr)
-	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n", port)), 0o600)
-	cmd := exec.Command(bin, "-c", conf)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for range 100 {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return addr
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("mosquitto did not start")
-	return ""
-}
 
 // haWatcher subscribes to everything on Home Assistant's broker and keeps the last payload
 // of each topic.
@@ -77,48 +40,31 @@ func watchHA(t *testing.T, addr string) *haWatcher {
 	return w
 }
 
+// wait returns the last payload of topic once it satisfies ok.
 func (w *haWatcher) wait(t *testing.T, topic string, ok func(string) bool) string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		w.mu.Lock()
-		p, seen := w.last[topic]
-		w.mu.Unlock()
-		if seen && ok(p) {
-			return p
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var p string
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		var seen bool
+		p, seen = w.payload(topic)
+		return seen && ok(p)
+	}, "topic %s never matched; last payload %q", topic, testkit.Lazy(func() string { p, _ := w.payload(topic); return p }))
+	return p
+}
+
+// payload returns the last payload of topic and whether there was one.
+func (w *haWatcher) payload(topic string) (string, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	t.Fatalf("topic %s never matched; last payload %q", topic, w.last[topic])
-	return ""
+	p, seen := w.last[topic]
+	return p, seen
 }
 
 func TestHomeAssistantEntitiesAndButton(t *testing.T) {
-	haAddr := startMosquitto(t)
-	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "hearth.yaml")
-	os.WriteFile(cfgFile, []byte(fmt.Sprintf("home_assistant:\n  discovery: true\n  broker: mqtt://%s\n", haAddr)), 0o600)
-	cfg, err := config.Load([]string{"--config", cfgFile, "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--http", "off",
-		"--hostnames", "localhost,127.0.0.1"}, func(k string) string {
-		if k == "HEARTH_CA_PASSPHRASE" {
-			return "test passphrase"
-		}
-		return ""
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	haAddr := testkit.StartMosquitto(t).Addr
+	cfg := hubkit.Config(t, fmt.Sprintf("home_assistant:\n  discovery: true\n  broker: mqtt://%s\n", haAddr))
 	watcher := watchHA(t, haAddr)
-	h, err := Open(t.Context(), cfg, Options{Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	h := runHub(t, cfg, Options{Version: "test"})
 
 	watcher.wait(t, "homeassistant/device/hearth_hub/config", func(p string) bool { return strings.Contains(p, `"cmps"`) })
 

@@ -3,17 +3,15 @@ package hub
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
-	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,26 +20,24 @@ import (
 
 	"github.com/hearth-pki/hearth/gateway/internal/config"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/testkit"
+	"github.com/hearth-pki/hearth/gateway/internal/testkit/hubkit"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
 // startHub opens and runs a hub on 127.0.0.1:0 with a fresh data directory.
 func startHub(t testing.TB) (*Hub, config.Config) {
 	t.Helper()
-	dir := t.TempDir()
-	cfg, err := config.Load([]string{"--data", dir, "--listen", "127.0.0.1:0", "--http", "off", "--hostnames", "localhost,127.0.0.1"},
-		func(k string) string {
-			if k == "HEARTH_CA_PASSPHRASE" {
-				return "test passphrase"
-			}
-			return ""
-		})
+	cfg := hubkit.Config(t, "")
+	return runHub(t, cfg, Options{Version: "test"}), cfg
+}
+
+// runHub opens a hub for cfg and runs it until the test ends.
+func runHub(t testing.TB, cfg config.Config, opts Options) *Hub {
+	t.Helper()
+	h, err := Open(t.Context(), cfg, opts)
 	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := Open(t.Context(), cfg, Options{Version: "test"})
-	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("Open() = %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -57,7 +53,7 @@ func startHub(t testing.TB) (*Hub, config.Config) {
 			t.Error("hub did not stop within 10 s")
 		}
 	})
-	return h, cfg
+	return h
 }
 
 // client connects a paho client to the hub; cert nil means a token login.
@@ -123,12 +119,6 @@ func tryRequest(c mqtt.Client, topic string, m protocol.Message, replyTopic stri
 	}
 }
 
-func newKeyAndCSR(id string) (*ecdsa.PrivateKey, string) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: id}}, key)
-	return key, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
-}
-
 // enroll runs a full enrollment of id over the broker and returns the device's TLS pair,
 // the reply and the token it used.
 func enroll(t testing.TB, h *Hub, id string) (tls.Certificate, protocol.Cert, string) {
@@ -150,7 +140,7 @@ func tryEnroll(t testing.TB, h *Hub, id string) (tls.Certificate, protocol.Cert,
 		return tls.Certificate{}, protocol.Cert{}, "", fmt.Errorf("enrollment login: %w", err)
 	}
 	defer c.Disconnect(0)
-	key, csr := newKeyAndCSR(id)
+	key, csr := testkit.KeyAndCSR(t, id)
 	pair, reply, err := csrRoundTrip(h, c, id, key, &protocol.CSR{V: 1, RequestID: "enroll-1", CSR: csr, Reason: protocol.ReasonEnroll, Time: time.Now()})
 	return pair, reply, tok.Token, err
 }
@@ -184,7 +174,7 @@ func tryRenew(t testing.TB, h *Hub, id string, cur tls.Certificate, serial, requ
 		return tls.Certificate{}, "", err
 	}
 	defer c.Disconnect(0)
-	key, csr := newKeyAndCSR(id)
+	key, csr := testkit.KeyAndCSR(t, id)
 	pair, reply, err := csrRoundTrip(h, c, id, key, &protocol.CSR{V: 1, RequestID: requestID, CSR: csr, Reason: protocol.ReasonWindow, Replaces: serial, Time: time.Now()})
 	return pair, reply.Serial, err
 }
@@ -213,22 +203,17 @@ func TestEnrollVerifyCommit(t *testing.T) {
 	h, cfg := startHub(t)
 	pair, reply, _ := enroll(t, h, "thermostat-hall")
 
-	// A real openssl accepts the chain.
-	if _, err := exec.LookPath("openssl"); err == nil {
+	t.Run("openssl accepts the chain", func(t *testing.T) {
+		openssl := testkit.RequirePeer(t, "openssl")
 		dir := t.TempDir()
-		write := func(name string, der []byte) string {
-			p := filepath.Join(dir, name)
-			os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-			return p
-		}
-		root := write("root.pem", h.ca.Root().Raw)
-		inter := write("inter.pem", pair.Certificate[1])
-		leaf := write("leaf.pem", pair.Certificate[0])
-		out, err := exec.Command("openssl", "verify", "-CAfile", root, "-untrusted", inter, leaf).CombinedOutput()
+		root := testkit.WritePEM(t, dir, "root.pem", "CERTIFICATE", h.ca.Root().Raw)
+		inter := testkit.WritePEM(t, dir, "inter.pem", "CERTIFICATE", pair.Certificate[1])
+		leaf := testkit.WritePEM(t, dir, "leaf.pem", "CERTIFICATE", pair.Certificate[0])
+		out, err := exec.CommandContext(t.Context(), openssl, "verify", "-CAfile", root, "-untrusted", inter, leaf).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), ": OK") {
 			t.Fatalf("openssl verify: %v\n%s", err, out)
 		}
-	}
+	})
 
 	// Reconnect with mutual TLS and commit.
 	c, err := client(t, h, "thermostat-hall", "", &pair)
@@ -254,13 +239,7 @@ func TestEnrollVerifyCommit(t *testing.T) {
 	if resp := h.Admin().Do(t.Context(), "test", "device/revoke", []byte(`{"id":"thermostat-hall"}`)); resp.Status != "ok" {
 		t.Fatalf("revoke: %+v", resp)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for c.IsConnectionOpen() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if c.IsConnectionOpen() {
-		t.Error("revoked device's session is still open")
-	}
+	testkit.Eventually(t, 10*time.Second, func() bool { return !c.IsConnectionOpen() }, "revoked device's session is still open")
 	if _, err := client(t, h, "thermostat-hall", "", &pair); err == nil {
 		t.Error("revoked certificate logged in")
 	}
@@ -316,19 +295,41 @@ func TestDuplicateSessionFinding(t *testing.T) {
 	if _, err := client(t, h, "cam:two", "", &pair); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		evs, _ := h.store.Events(t.Context(), inventory.EventFilter{Kind: EventFindingDuplicateSession, DeviceID: "cam"})
-		if len(evs) > 0 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Error("no finding after one certificate was presented on two connections at once")
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		evs, err := h.store.Events(t.Context(), inventory.EventFilter{Kind: EventFindingDuplicateSession, DeviceID: "cam"})
+		return err == nil && len(evs) > 0
+	}, "no finding after one certificate was presented on two connections at once")
 }
 
+// watchEvents logs in as the admin and returns the events the hub publishes on bridge/event
+// from now on.
+func watchEvents(t *testing.T, h *Hub) <-chan protocol.Event {
+	t.Helper()
+	admin, err := client(t, h, "admin", hubkit.AdminPassword, nil)
+	if err != nil {
+		t.Fatalf("admin login: %v", err)
+	}
+	events := make(chan protocol.Event, 100)
+	tok := admin.Subscribe(h.topics.Bridge(protocol.KindBridgeEvent), 1, func(_ mqtt.Client, m mqtt.Message) {
+		var e protocol.Event
+		if err := protocol.Decode(m.Payload(), &e); err != nil {
+			t.Errorf("bridge/event payload %s: %v", m.Payload(), err)
+			return
+		}
+		events <- e
+	})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe to bridge/event: %v", tok.Error())
+	}
+	return events
+}
+
+// TestHealthUpdatesInventory sends a health report that contradicts the inventory: the
+// report is recorded, the device is seen at the hub's time, and each contradiction raises
+// its finding.
 func TestHealthUpdatesInventory(t *testing.T) {
-	h, _ := startHub(t)
+	clock := testkit.NewClock(time.Now().Truncate(time.Second))
+	h := runHub(t, hubkit.Config(t, ""), Options{Version: "test", Now: clock.Now})
 	pair, reply, _ := enroll(t, h, "cam")
 	if err := tryCommit(t, h, "cam", pair, "enroll-1", reply.Serial); err != nil {
 		t.Fatal(err)
@@ -337,19 +338,53 @@ func TestHealthUpdatesInventory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before, _ := h.store.Device(t.Context(), "cam")
-	time.Sleep(1100 * time.Millisecond) // the inventory keeps seconds: let the clock move on
-	b, _ := protocol.Encode(&protocol.Health{V: 1, Serial: "abcdef", Issuer: "CN=Someone Else", ChainOK: true,
-		DeviceTime: time.Now(), AgentVersion: "test", KeyAlgorithm: "ECDSA P-256", KeyStorage: "file"})
-	c.Publish(h.topics.Device("cam", protocol.KindHealth), 1, false, b).WaitTimeout(5 * time.Second)
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		d, _ := h.store.Device(t.Context(), "cam")
-		if d.Health.ReportedSerial == "abcdef" && d.LastSeen.After(before.LastSeen) {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	events := watchEvents(t, h)
+	before, err := h.store.Device(t.Context(), "cam")
+	if err != nil {
+		t.Fatal(err)
 	}
-	d, _ := h.store.Device(t.Context(), "cam")
-	t.Errorf("after a health report: reported serial %q, last seen %s (was %s); want abcdef and later", d.Health.ReportedSerial, d.LastSeen, before.LastSeen)
+	clock.Add(time.Minute) // the inventory keeps seconds: a later report must show as later
+
+	const issuer = "CN=Someone Else"
+	b, err := protocol.Encode(&protocol.Health{V: 1, Serial: "abcdef", Issuer: issuer, ChainOK: true,
+		DeviceTime: time.Now(), AgentVersion: "test", KeyAlgorithm: "ECDSA P-256", KeyStorage: "file"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok := c.Publish(h.topics.Device("cam", protocol.KindHealth), 1, false, b); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish health: %v", tok.Error())
+	}
+
+	want := map[string]string{ // finding → what its message must name
+		"finding.unexpected_serial": "abcdef",
+		"finding.unexpected_issuer": issuer,
+	}
+	got := map[string]protocol.Event{}
+	timeout := time.After(10 * time.Second)
+	for len(got) < len(want) {
+		select {
+		case e := <-events:
+			if _, ok := want[e.Type]; ok {
+				got[e.Type] = e
+			} else if strings.HasPrefix(e.Type, "finding.") {
+				t.Errorf("unexpected finding %+v", e)
+			}
+		case <-timeout:
+			t.Fatalf("findings after the health report = %v, want %v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+		}
+	}
+	for typ, name := range want {
+		e := got[typ]
+		if e.DeviceID != "cam" || !strings.Contains(e.Message, name) || !e.Time.Equal(clock.Now().UTC()) {
+			t.Errorf("%s = %+v, want device cam, a message naming %q, at the hub's time %s", typ, e, name, clock.Now().UTC())
+		}
+	}
+
+	d, err := h.store.Device(t.Context(), "cam")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Health.ReportedSerial != "abcdef" || !d.LastSeen.After(before.LastSeen) {
+		t.Errorf("after a health report: reported serial %q, last seen %s (was %s); want abcdef and later", d.Health.ReportedSerial, d.LastSeen, before.LastSeen)
+	}
 }

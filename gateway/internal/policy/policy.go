@@ -140,10 +140,11 @@ func (k KeyRule) String() string {
 	return k.Algorithm
 }
 
-// Default returns the policy of DESIGN.md "Defaults": P-256, P-384 and Ed25519
-// keys; 30-day certificates renewed from 2/3 of their lifetime ±10 %; an emergency
-// floor at 1/20 left; a new key on every renewal; no renewal after expiry; verify
-// by reconnect; a one-minute backdate; and the high-risk class (7 days, first).
+// Default returns the built-in policy (gateway/README.md, "Policy"; annotated in
+// testdata/default.yaml): P-256, P-384 and Ed25519 keys; 30-day certificates renewed from
+// 2/3 of their lifetime ±10 %; an emergency floor at 1/20 left; a new key on every renewal;
+// no renewal after expiry; verify by reconnect; a one-minute backdate; and the high-risk
+// class (7 days, first).
 func Default() *Policy {
 	p, _ := resolve(nil)
 	return p

@@ -5,11 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/testkit/hubkit"
 )
 
 // BenchmarkReconcileIdleFleet measures a pass over a fleet where nothing is due: the cost
@@ -18,11 +18,7 @@ func BenchmarkReconcileIdleFleet(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			ctx := context.Background()
-			store, err := inventory.Open(ctx, filepath.Join(b.TempDir(), "hearth.db"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer store.Close()
+			store := hubkit.Store(b)
 			items := make([]inventory.Issuance, n)
 			for i := range items {
 				h := sha256.Sum256(fmt.Appendf(nil, "%d", i))

@@ -26,7 +26,8 @@ type Selector struct {
 }
 
 // Campaign renews (or re-keys) a selection of devices as one operation: a compromised family
-// re-keyed, a fleet moved to a new intermediate (DESIGN.md, "Revocation and incidents").
+// re-keyed, a fleet moved to a new intermediate (gateway/README.md, "How a certificate is
+// issued and renewed"; the campaign/start operation of protocol/README.md, "Bridge API").
 type Campaign struct {
 	// ID names the campaign: 1 to 64 letters, digits, '.', '_' or '-'.
 	ID       string   `json:"id"`

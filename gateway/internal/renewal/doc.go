@@ -1,6 +1,6 @@
 // Package renewal is the hub's renewal orchestrator: it keeps every device's certificate
-// renewed without anyone having to remember (DESIGN.md, "Renewal"; issue "Automatic renewal
-// across the fleet").
+// renewed without anyone having to remember (gateway/README.md, "How a certificate is issued
+// and renewed", step 3; issue "Automatic renewal across the fleet").
 //
 // One reconcile pass (Scheduler.Reconcile) looks at every device with an active certificate:
 //

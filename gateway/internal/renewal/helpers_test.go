@@ -13,6 +13,7 @@ import (
 
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
+	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -20,28 +21,6 @@ const day = 24 * time.Hour
 
 // t0 is the tests' "now" outside synctest bubbles.
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-
-// clock is a settable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock(t time.Time) *clock { return &clock{t: t} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
-func (c *clock) Add(d time.Duration) { c.Set(c.Now().Add(d)) }
 
 // command is one call of the fake commander.
 type command struct {
@@ -132,7 +111,7 @@ type fixture struct {
 	t     *testing.T
 	path  string
 	store *inventory.Store
-	clock *clock
+	clock *testkit.Clock
 	cmd   *commander
 	pub   *publisher
 	notes *notes
@@ -150,7 +129,7 @@ func newFixture(t *testing.T, now time.Time, cfg Config) *fixture {
 	f := &fixture{t: t, path: filepath.Join(t.TempDir(), "hearth.db"), pub: &publisher{}, notes: &notes{}}
 	nowFunc := time.Now // in a synctest bubble: the bubble's clock
 	if !now.IsZero() {
-		f.clock = newClock(now)
+		f.clock = testkit.NewClock(now)
 		nowFunc = f.clock.Now
 	}
 	f.cmd = &commander{now: nowFunc}

@@ -64,7 +64,7 @@ func TestTrustIngressActor(t *testing.T) {
 	if resp := post("10.0.0.5:40000", map[string]string{"X-Remote-User-Name": "mallory"}); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("renew from 10.0.0.5 = %d, want 403", resp.StatusCode)
 	}
-	if got := f.broker.topics(); len(got) != 0 {
+	if got := f.broker.Topics(); len(got) != 0 {
 		t.Fatalf("renew from 10.0.0.5 published %q", got)
 	}
 	for _, h := range []map[string]string{

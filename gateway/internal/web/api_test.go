@@ -114,7 +114,7 @@ func TestAPIErrors(t *testing.T) {
 			}
 		})
 	}
-	if got := f.broker.topics(); len(got) != 0 {
+	if got := f.broker.Topics(); len(got) != 0 {
 		t.Errorf("refused requests published %q, want nothing", got)
 	}
 }
@@ -133,9 +133,7 @@ func TestAPIRenew(t *testing.T) {
 	if got["id"] != "hall-thermostat" || !strings.HasPrefix(got["command_id"].(string), "cmd-") || got["deadline"] == nil || len(got) != 3 {
 		t.Errorf("renew answer = %s, want {id, command_id, deadline}", body)
 	}
-	f.broker.mu.Lock()
-	msgs := f.broker.msgs
-	f.broker.mu.Unlock()
+	msgs := f.broker.Messages()
 	if len(msgs) != 1 || msgs[0].Topic != "hearth/v1/dev/hall-thermostat/cmd" || msgs[0].Retain {
 		t.Fatalf("renew published %+v, want one unretained message on hearth/v1/dev/hall-thermostat/cmd", msgs)
 	}

@@ -170,7 +170,7 @@ func TestRenewForm(t *testing.T) {
 			resp, body := f.postForm(t, devicePath("kitchen-plug")+"/renew", form)
 			mustStatus(t, name, resp, body, http.StatusForbidden)
 		}
-		if got := f.broker.topics(); len(got) != 0 {
+		if got := f.broker.Topics(); len(got) != 0 {
 			t.Errorf("forged renew published %q, want nothing", got)
 		}
 	})
@@ -184,7 +184,7 @@ func TestRenewForm(t *testing.T) {
 		resp, body := f.postForm(t, devicePath("kitchen-plug")+"/renew", url.Values{"csrf": {token}})
 		mustStatus(t, "renew", resp, body, http.StatusSeeOther)
 		want := []string{"hearth/v1/dev/kitchen-plug/cmd"}
-		if got := f.broker.topics(); strings.Join(got, ",") != strings.Join(want, ",") {
+		if got := f.broker.Topics(); strings.Join(got, ",") != strings.Join(want, ",") {
 			t.Fatalf("renew published %q, want %q", got, want)
 		}
 		loc := resp.Header.Get("Location")

@@ -6,17 +6,16 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/admin"
-	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/lifecycle"
+	"github.com/hearth-pki/hearth/gateway/internal/testkit"
+	"github.com/hearth-pki/hearth/gateway/internal/testkit/hubkit"
 )
 
 // t0 is the tests' fixed "now".
@@ -24,43 +23,11 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 const day = 24 * time.Hour
 
-// published is one message the fake broker was asked to publish.
-type published struct {
-	Topic   string
-	Payload []byte
-	Retain  bool
-}
-
-// fakeBroker records what the admin service publishes.
-type fakeBroker struct {
-	mu   sync.Mutex
-	msgs []published
-}
-
-func (b *fakeBroker) Publish(topic string, payload []byte, retain bool) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.msgs = append(b.msgs, published{topic, payload, retain})
-	return nil
-}
-
-func (b *fakeBroker) Disconnect(string) int { return 0 }
-
-func (b *fakeBroker) topics() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []string
-	for _, m := range b.msgs {
-		out = append(out, m.Topic)
-	}
-	return out
-}
-
 // fixture is a handler over a real inventory, CA and admin service, seeded by seed.
 type fixture struct {
 	store  *inventory.Store
 	admin  *admin.Service
-	broker *fakeBroker
+	broker *testkit.Publisher // what the admin service publishes
 	cfg    Config
 	h      http.Handler
 }
@@ -69,16 +36,9 @@ type fixture struct {
 // mod (which may be nil).
 func newFixture(t *testing.T, mod func(*Config)) *fixture {
 	t.Helper()
-	store, err := inventory.Open(t.Context(), filepath.Join(t.TempDir(), "hearth.db"))
-	if err != nil {
-		t.Fatalf("inventory.Open() = %v", err)
-	}
-	t.Cleanup(func() { store.Close() })
-	authority, err := ca.InitWithIterations(t.TempDir(), []byte("pass"), t0.Add(-365*day), ca.MinIterations)
-	if err != nil {
-		t.Fatalf("ca.InitWithIterations() = %v", err)
-	}
-	f := &fixture{store: store, broker: &fakeBroker{}}
+	store := hubkit.Store(t)
+	authority := hubkit.CA(t, t0.Add(-365*day))
+	f := &fixture{store: store, broker: &testkit.Publisher{}}
 	now := func() time.Time { return t0 }
 	machine, err := lifecycle.New(lifecycle.Config{Store: store, Publisher: f.broker, Now: now})
 	if err != nil {

@@ -1,4 +1,4 @@
-package hubtest
+package testkit
 
 import (
 	"crypto/tls"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/hearth-pki/hearth/protocol"
 )
 

@@ -1,4 +1,4 @@
-package hubtest
+package testkit
 
 import (
 	"bytes"
@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 )
-
-// MosquittoPath is where Debian's mosquitto package installs the broker.
-const MosquittoPath = "/usr/sbin/mosquitto"
 
 // Broker is a running mosquitto with one TLS listener on 127.0.0.1.
 type Broker struct {
@@ -32,18 +29,11 @@ type Broker struct {
 // is issued by ca. presentRoot puts the root in the presented chain, as the hub may do;
 // otherwise only the leaf and the intermediate are sent, as most servers do. Client
 // certificates are verified against ca when given but not required, and anonymous clients
-// are allowed (the responder decides). The test is skipped if mosquitto is not installed;
-// the broker is killed at cleanup.
+// are allowed (the responder decides). Without mosquitto the test is skipped, or fails in CI
+// (RequirePeer); the broker is killed at cleanup.
 func StartBroker(t testing.TB, ca *CA, presentRoot bool) *Broker {
 	t.Helper()
-	bin := MosquittoPath
-	if _, err := os.Stat(bin); err != nil {
-		if p, err := exec.LookPath("mosquitto"); err == nil {
-			bin = p
-		} else {
-			t.Skipf("mosquitto not installed (%s): apt-get install mosquitto to run the agent's broker tests", MosquittoPath)
-		}
-	}
+	bin := RequirePeer(t, "mosquitto")
 	dir := t.TempDir()
 	leaf, key := ca.ServerCert(t, "127.0.0.1")
 	chain := PEM(leaf, ca.Intermediate)

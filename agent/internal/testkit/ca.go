@@ -1,9 +1,4 @@
-// Package hubtest plays the hub in the agent's tests: a throwaway two-tier CA, a real
-// mosquitto broker with a TLS listener on 127.0.0.1, and a Responder, a paho client that
-// answers CSRs and commits the way the hub does and can be told to misbehave.
-//
-// It is imported by tests only; nothing in the hearth-agent binary depends on it.
-package hubtest
+package testkit
 
 import (
 	"crypto"
@@ -28,7 +23,8 @@ type CA struct {
 	rootKey, interKey  crypto.Signer
 }
 
-func newKey(t testing.TB) *ecdsa.PrivateKey {
+// NewKey returns a fresh ECDSA P-256 key.
+func NewKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -59,20 +55,26 @@ func sign(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, ke
 	return c
 }
 
-// NewCA makes a root (10 years) and an intermediate (path length 0) named after name.
+// NewCA makes a root (10 years) and an intermediate (5 years, path length 0) named after
+// name, both valid from an hour ago.
 func NewCA(t testing.TB, name string) *CA {
 	t.Helper()
-	now := time.Now()
-	rk, ik := newKey(t), newKey(t)
+	return NewCAAt(t, name, time.Now().Add(-time.Hour))
+}
+
+// NewCAAt is NewCA with both certificates valid from notBefore, for tests at a fixed time.
+func NewCAAt(t testing.TB, name string, notBefore time.Time) *CA {
+	t.Helper()
+	rk, ik := NewKey(t), NewKey(t)
 	rootTmpl := &x509.Certificate{
 		SerialNumber: serial(t), Subject: pkix.Name{CommonName: name + " Root CA", Organization: []string{"Hearth"}},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(10 * 365 * 24 * time.Hour),
+		NotBefore: notBefore, NotAfter: notBefore.AddDate(10, 0, 0),
 		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true,
 	}
 	root := sign(t, rootTmpl, rootTmpl, rk.Public(), rk)
 	inter := sign(t, &x509.Certificate{
 		SerialNumber: serial(t), Subject: pkix.Name{CommonName: name + " Intermediate CA", Organization: []string{"Hearth"}},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(5 * 365 * 24 * time.Hour),
+		NotBefore: notBefore, NotAfter: notBefore.AddDate(5, 0, 0),
 		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true,
 		MaxPathLen: 0, MaxPathLenZero: true,
 	}, root, ik.Public(), rk)
@@ -101,7 +103,7 @@ func PEM(certs ...*x509.Certificate) []byte {
 // and the PEM of its private key.
 func (ca *CA) ServerCert(t testing.TB, hosts ...string) (*x509.Certificate, []byte) {
 	t.Helper()
-	k := newKey(t)
+	k := NewKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(t), Subject: pkix.Name{CommonName: hosts[0]},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
@@ -122,11 +124,22 @@ func (ca *CA) ServerCert(t testing.TB, hosts ...string) (*x509.Certificate, []by
 }
 
 // Issue signs a device certificate for pub: CN = id, URI SAN urn:hearth:device:<id>,
-// clientAuth, from notBefore to notAfter.
+// clientAuth, from notBefore to notAfter, with a random serial.
 func (ca *CA) Issue(t testing.TB, pub crypto.PublicKey, id string, notBefore, notAfter time.Time) *x509.Certificate {
 	t.Helper()
+	return ca.issue(t, pub, id, serial(t), notBefore, notAfter)
+}
+
+// IssueSerial is Issue with a chosen serial number, for tests that name generations by it.
+func (ca *CA) IssueSerial(t testing.TB, pub crypto.PublicKey, id string, serial int64, notBefore, notAfter time.Time) *x509.Certificate {
+	t.Helper()
+	return ca.issue(t, pub, id, big.NewInt(serial), notBefore, notAfter)
+}
+
+func (ca *CA) issue(t testing.TB, pub crypto.PublicKey, id string, serial *big.Int, notBefore, notAfter time.Time) *x509.Certificate {
+	t.Helper()
 	return sign(t, &x509.Certificate{
-		SerialNumber: serial(t), Subject: pkix.Name{CommonName: id},
+		SerialNumber: serial, Subject: pkix.Name{CommonName: id},
 		URIs:      []*url.URL{{Scheme: "urn", Opaque: "hearth:device:" + id}},
 		NotBefore: notBefore.UTC().Truncate(time.Second), NotAfter: notAfter.UTC().Truncate(time.Second),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
