@@ -55,7 +55,7 @@ func (h *Hub) handle(ctx context.Context, from broker.Identity, t protocol.Topic
 		}
 		h.machine.Commit(from.DeviceID, lifecycle.Conn(from.Conn), from.Serial, &c)
 	case protocol.KindHealth:
-		h.health(ctx, from.DeviceID, payload)
+		h.health(from, payload)
 	case protocol.KindBridgeRequest:
 		actor := "mqtt:" + from.Username
 		resp := h.admin.Do(ctx, actor, t.Op, payload)
@@ -121,14 +121,37 @@ func (h *Hub) ended(e lifecycle.Ended) {
 	}
 }
 
-// finding records one certificate presented on several connections at once.
+// Finding event types (bridge/event and the audit log).
+const (
+	EventFindingUnexpectedSerial = "finding.unexpected_serial"
+	EventFindingUnexpectedIssuer = "finding.unexpected_issuer"
+)
+
+// finding publishes what the state machine found wrong with a device; a certificate on two
+// connections at once is recorded in the audit log too.
 func (h *Hub) finding(f lifecycle.Finding) {
-	msg := fmt.Sprintf("certificate %s is presented on %d connections at once: a cloned device or a leaked key", f.Serial, f.Count)
-	h.notify(protocol.Event{V: protocol.Version, Type: EventFindingDuplicateSession, Time: f.At, DeviceID: f.DeviceID,
-		Message: msg, Data: map[string]string{"serial": f.Serial}})
+	var kind, msg string
+	switch f.Kind {
+	case lifecycle.FindingDuplicateSession:
+		kind = EventFindingDuplicateSession
+		msg = fmt.Sprintf("certificate %s is presented on %d connections at once: a cloned device or a leaked key", f.Serial, f.Count)
+	case lifecycle.FindingUnexpectedSerial:
+		kind = EventFindingUnexpectedSerial
+		msg = fmt.Sprintf("device reports serial %s, the active certificate is %s", f.Serial, f.Detail)
+	case lifecycle.FindingUnexpectedIssuer:
+		kind = EventFindingUnexpectedIssuer
+		msg = fmt.Sprintf("device reports issuer %q, not the hub's intermediate", f.Detail)
+	default:
+		return
+	}
+	h.notify(protocol.Event{V: protocol.Version, Type: kind, Time: f.At, DeviceID: f.DeviceID, Message: msg,
+		Data: map[string]string{"serial": f.Serial}})
+	if f.Kind != lifecycle.FindingDuplicateSession {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := h.store.AppendEvent(ctx, inventory.Event{Time: f.At, Kind: EventFindingDuplicateSession, DeviceID: f.DeviceID,
+	if _, err := h.store.AppendEvent(ctx, inventory.Event{Time: f.At, Kind: kind, DeviceID: f.DeviceID,
 		Message: fmt.Sprintf("certificate %s on %d connections at once", f.Serial, f.Count), Data: map[string]string{"serial": f.Serial}}); err != nil {
 		h.log.Warn("record finding", "err", err)
 	}
@@ -145,37 +168,20 @@ func clip(s string, n int) string {
 	return s[:n]
 }
 
-// health records a health report and raises a finding when it contradicts the inventory.
-func (h *Hub) health(ctx context.Context, device string, payload []byte) {
+// health hands a health report to the device state machine, which records it and raises a
+// finding when it contradicts the inventory.
+func (h *Hub) health(from broker.Identity, payload []byte) {
 	var r protocol.Health
 	if err := protocol.Decode(payload, &r); err != nil {
-		h.log.Info("health report refused", "device", device, "err", err)
+		h.log.Info("health report refused", "device", from.DeviceID, "err", err)
 		return
 	}
-	now := h.now()
-	skew := r.DeviceTime.Sub(now).Round(time.Second)
+	skew := r.DeviceTime.Sub(h.now()).Round(time.Second)
 	if r.DeviceTime.IsZero() {
 		skew = 0
 	}
-	err := h.store.UpdateHealth(ctx, device, inventory.Health{ReportedSerial: r.Serial, ReportedNotAfter: r.NotAfter,
-		ChainOK: r.ChainOK, ClockSkew: skew, AgentVersion: r.AgentVersion, LastError: r.LastError, At: now})
-	if err != nil {
-		h.log.Warn("record health", "device", device, "err", err)
-		return
-	}
-	// A report arrives over a live session: the device was seen now.
-	if err := h.store.SetOnline(ctx, device, true, now); err != nil {
-		h.log.Warn("record last seen", "device", device, "err", err)
-	}
-	if active, err := h.store.ActiveCertificate(ctx, device); err == nil && r.Serial != "" && r.Serial != active.Serial {
-		h.notify(protocol.Event{V: protocol.Version, Type: "finding.unexpected_serial", Time: now.UTC(), DeviceID: device,
-			Message: fmt.Sprintf("device reports serial %s, the active certificate is %s", r.Serial, active.Serial)})
-	}
-	if r.Issuer != "" && r.Issuer != h.ca.Intermediate().Subject.String() {
-		h.notify(protocol.Event{V: protocol.Version, Type: "finding.unexpected_issuer", Time: now.UTC(), DeviceID: device,
-			Message: fmt.Sprintf("device reports issuer %q, not the hub's intermediate", r.Issuer)})
-	}
-	h.markChanged()
+	h.machine.Health(from.DeviceID, lifecycle.Conn(from.Conn), r.Issuer, inventory.Health{ReportedSerial: r.Serial,
+		ReportedNotAfter: r.NotAfter, ChainOK: r.ChainOK, ClockSkew: skew, AgentVersion: r.AgentVersion, LastError: r.LastError})
 }
 
 // notify publishes an event on bridge/event.
