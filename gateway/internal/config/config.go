@@ -70,6 +70,10 @@ type Config struct {
 	IssuanceRate float64 `yaml:"issuance_rate"`
 	// Renewal paces the renewal scheduler's commands.
 	Renewal Renewal `yaml:"renewal"`
+	// Retention is how long the inventory keeps finished attempts (from their end) and
+	// superseded or abandoned certificates (from their expiry); the audit log is kept for
+	// good. Default 90 days (inventory.DefaultRetention).
+	Retention time.Duration `yaml:"retention"`
 	// LeafLifetime overrides the policy's default leaf lifetime when set.
 	LeafLifetime time.Duration `yaml:"leaf_lifetime"`
 	// Addon runs as a Home Assistant add-on: options from /data/options.json, data in /data,
@@ -340,6 +344,9 @@ func (c *Config) finish() error {
 	if c.IssuanceRate == 0 {
 		c.IssuanceRate = DefaultIssuanceRate
 	}
+	if c.Retention == 0 {
+		c.Retention = 90 * 24 * time.Hour
+	}
 	if c.Renewal.InFlightTimeout == 0 {
 		c.Renewal.InFlightTimeout = DefaultInFlightTimeout
 	}
@@ -395,6 +402,9 @@ func (c *Config) finish() error {
 	}
 	if c.Renewal.InFlightTimeout < 10*time.Second {
 		bad("renewal.in_flight_timeout", "%s is too short: an agent needs time to install and reconnect (at least 10s)", c.Renewal.InFlightTimeout)
+	}
+	if c.Retention < 24*time.Hour {
+		bad("retention", "%s is too short: keep at least a day of history", c.Retention)
 	}
 	if c.IssuanceRate < 0 {
 		bad("issuance_rate", "%v must be positive", c.IssuanceRate)

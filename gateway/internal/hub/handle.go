@@ -288,11 +288,12 @@ func (h *Hub) publishDevices(ctx context.Context) {
 	}
 }
 
-// publishLoop refreshes bridge/devices after changes, at most once a second, and the CRL
-// daily so it never goes stale.
+// publishLoop refreshes bridge/devices after changes, at most once a second, and daily
+// regenerates the CRL (so it never goes stale) and prunes the inventory.
 func (h *Hub) publishLoop(ctx context.Context) error {
-	crl := time.NewTicker(24 * time.Hour)
-	defer crl.Stop()
+	h.prune(ctx)
+	daily := time.NewTicker(24 * time.Hour)
+	defer daily.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -304,8 +305,21 @@ func (h *Hub) publishLoop(ctx context.Context) error {
 				return nil
 			case <-time.After(time.Second):
 			}
-		case <-crl.C:
+		case <-daily.C:
 			h.publishCRL(ctx)
+			h.prune(ctx)
 		}
+	}
+}
+
+// prune deletes what the retention no longer keeps.
+func (h *Hub) prune(ctx context.Context) {
+	n, err := h.store.Prune(ctx, h.now().Add(-h.cfg.Retention))
+	if err != nil {
+		h.log.Warn("prune the inventory", "err", err)
+		return
+	}
+	if n.Attempts > 0 || n.Certificates > 0 {
+		h.log.Info("inventory pruned", "attempts", n.Attempts, "certificates", n.Certificates, "retention", h.cfg.Retention)
 	}
 }
