@@ -3,7 +3,6 @@ package hub
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/big"
 	"path/filepath"
@@ -222,8 +221,8 @@ func (h *Hub) publishStatic(ctx context.Context) {
 	h.publishDevices(ctx)
 }
 
-// publishCRL regenerates the CRL from the inventory's revoked certificates, with a CRL
-// number one above the last, and publishes it retained and as DataDir/crl.pem.
+// publishCRL regenerates the CRL from the inventory's revoked certificates, with the next
+// CRL number, and publishes it retained and as DataDir/crl.pem.
 func (h *Hub) publishCRL(ctx context.Context) {
 	h.crlMu.Lock()
 	defer h.crlMu.Unlock()
@@ -240,22 +239,14 @@ func (h *Hub) publishCRL(ctx context.Context) {
 		}
 		entries = append(entries, ca.Revoked{Serial: n, At: c.RevokedAt})
 	}
-	number := big.NewInt(1)
-	if s, err := h.store.Setting(ctx, "crl_number"); err == nil {
-		if n, ok := new(big.Int).SetString(s, 10); ok {
-			number.Add(n, big.NewInt(1))
-		}
-	} else if !errors.Is(err, inventory.ErrNotFound) {
-		h.log.Error("read CRL number", "err", err)
+	number, err := h.store.NextCRLNumber(ctx)
+	if err != nil {
+		h.log.Error("next CRL number", "err", err)
 		return
 	}
 	crl, err := h.ca.CRL(entries, number, h.now(), 7*24*time.Hour)
 	if err != nil {
 		h.log.Error("generate CRL", "err", err)
-		return
-	}
-	if err := h.store.SetSetting(ctx, "crl_number", number.String()); err != nil {
-		h.log.Error("store CRL number", "err", err)
 		return
 	}
 	if err := atomicfile.WriteFile(filepath.Join(h.cfg.DataDir, "crl.pem"), crl, 0o644); err != nil {

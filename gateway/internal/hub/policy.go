@@ -2,7 +2,6 @@ package hub
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -10,15 +9,6 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
 	"github.com/hearth-pki/hearth/protocol"
 )
-
-// Settings keys of the policy in force, so a change is noticed and recorded across restarts.
-const (
-	settingPolicyHash = "policy/hash"
-	settingPolicyYAML = "policy/yaml"
-)
-
-// EventPolicyChanged is the audit event of a policy change: who, when, and the difference.
-const EventPolicyChanged = "policy.changed"
 
 // loadPolicy reads the policy file in force (or the defaults) with the configured overrides.
 func (h *Hub) loadPolicy() (*policy.Policy, error) {
@@ -37,45 +27,35 @@ func (h *Hub) loadPolicy() (*policy.Policy, error) {
 	return pol, nil
 }
 
-// applyPolicy puts pol in force and, when it differs from the policy recorded last, appends
-// an audit event listing the differences. New settings apply from the next issuance and the
-// next scheduler pass; certificates already issued keep their lifetime.
+// applyPolicy puts pol in force and, when it differs from the policy recorded last, records
+// it with an audit event listing the differences (inventory.RecordPolicy). New settings
+// apply from the next issuance and the next scheduler pass; certificates already issued
+// keep their lifetime.
 func (h *Hub) applyPolicy(ctx context.Context, pol *policy.Policy, actor string) ([]string, error) {
 	yaml, err := pol.Marshal()
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	var before *policy.Policy
-	prevHash, err := h.store.Setting(ctx, settingPolicyHash)
-	switch {
-	case errors.Is(err, inventory.ErrNotFound):
-	case err != nil:
+	prevHash, prevYAML, err := h.store.PolicyInForce(ctx)
+	if err != nil {
 		return nil, err
-	default:
-		if prevHash == pol.Hash() {
-			h.policy.Store(pol)
-			return nil, nil
-		}
-		if prevYAML, err := h.store.Setting(ctx, settingPolicyYAML); err == nil {
-			before, _ = policy.Parse([]byte(prevYAML))
-		}
+	}
+	if prevHash == pol.Hash() {
+		h.policy.Store(pol)
+		return nil, nil
+	}
+	var before *policy.Policy
+	if prevYAML != "" {
+		before, _ = policy.Parse([]byte(prevYAML))
 	}
 	diff := policy.Diff(before, pol)
 	if len(diff) == 0 && prevHash != "" {
 		diff = []string{"policy rewritten without a change of settings"}
 	}
-	now := h.now()
 	if actor != "" {
 		ctx = inventory.WithActor(ctx, actor)
 	}
-	if _, err := h.store.AppendEvent(ctx, inventory.Event{Time: now, Kind: EventPolicyChanged,
-		Message: truncate(strings.Join(diff, "; "), 4000), Data: map[string]string{"hash": pol.Hash(), "previous": prevHash}}); err != nil {
-		return nil, err
-	}
-	if err := h.store.SetSetting(ctx, settingPolicyYAML, string(yaml)); err != nil {
-		return nil, err
-	}
-	if err := h.store.SetSetting(ctx, settingPolicyHash, pol.Hash()); err != nil {
+	if err := h.store.RecordPolicy(ctx, pol.Hash(), string(yaml), truncate(strings.Join(diff, "; "), 4000), h.now()); err != nil {
 		return nil, err
 	}
 	h.policy.Store(pol)
@@ -94,7 +74,7 @@ func (h *Hub) ReloadPolicy(ctx context.Context) ([]string, error) {
 		return diff, err
 	}
 	h.renewal.Kick()
-	h.notify(protocol.Event{V: protocol.Version, Type: EventPolicyChanged, Time: h.now().UTC(),
+	h.notify(protocol.Event{V: protocol.Version, Type: inventory.EventPolicyChanged, Time: h.now().UTC(),
 		Message: truncate(fmt.Sprintf("policy changed: %s", strings.Join(diff, "; ")), protocol.MaxTextLen)})
 	return diff, nil
 }

@@ -54,3 +54,13 @@ func TestPrune(t *testing.T) {
 		t.Errorf("audit chain after Prune: %v", err)
 	}
 }
+
+func TestNextCRLNumber(t *testing.T) {
+	s := openTest(t)
+	for want := int64(1); want <= 3; want++ {
+		n, err := s.NextCRLNumber(t.Context())
+		if err != nil || n.Int64() != want {
+			t.Fatalf("NextCRLNumber() = %v, %v; want %d", n, err, want)
+		}
+	}
+}
