@@ -116,7 +116,8 @@ type item struct {
 	device string
 	ev     Event
 	issue  IssueFunc    // with CSRReceived
-	done   chan<- error // with CommandQueued: closed once durable
+	done   chan<- error // with CommandQueued: answered once durable (and sent, if it can be)
+	stored bool         // with CommandQueued: the caller already stored the command
 	probe  chan<- State // a State request (Inspect)
 }
 
@@ -245,6 +246,22 @@ func (m *Machine) Command(ctx context.Context, device string, c Command) error {
 	}
 }
 
+// Queue is Command for a command the caller already stored in the inventory
+// (inventory.Store.SetCommand or a transaction that includes it, such as a campaign's):
+// the machine only takes it up and sends it when it can.
+func (m *Machine) Queue(ctx context.Context, device string, c Command) error {
+	done := make(chan error, 1)
+	if !m.submit(item{device: device, ev: CommandQueued{Command: c}, done: done, stored: true}) {
+		return ErrStopped
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Inspect returns the device's current State as the machine holds it (loaded from the
 // inventory if the machine does not hold it), after every event submitted before.
 func (m *Machine) Inspect(ctx context.Context, device string) (State, error) {
@@ -356,11 +373,13 @@ func (m *Machine) handle(ctx context.Context, sh *shard, it item) {
 	}
 	now := m.now()
 	if q, ok := it.ev.(CommandQueued); ok {
-		err := m.cfg.Store.SetCommand(ctx, it.device, inventory.Command{ID: q.Command.ID, Action: q.Command.Action,
-			Reason: q.Command.Reason, Deadline: q.Command.Deadline})
-		if err != nil {
-			it.done <- err
-			return
+		if !it.stored {
+			err := m.cfg.Store.SetCommand(ctx, it.device, inventory.Command{ID: q.Command.ID, Action: q.Command.Action,
+				Reason: q.Command.Reason, Deadline: q.Command.Deadline})
+			if err != nil {
+				it.done <- err
+				return
+			}
 		}
 		defer func() { it.done <- nil }() // once the command is sent, if it can be
 	}
