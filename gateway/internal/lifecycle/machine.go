@@ -450,7 +450,7 @@ func (m *Machine) do(ctx context.Context, sh *shard, it item, st *State, e Effec
 		m.changed(id)
 	case Proceed:
 		serial, ok := it.issue(ctx)
-		var follow Event = RequestRefused{RequestID: e.RequestID}
+		var follow Event = RequestRefused(e)
 		if ok {
 			follow = Issued{RequestID: e.RequestID, Serial: serial}
 		}
