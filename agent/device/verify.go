@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hearth-pki/hearth/agent/internal/clock"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // fingerprintPrefix starts every fingerprint.
@@ -115,23 +116,15 @@ func verifyChain(chain, ca []*x509.Certificate, at time.Time, usage x509.ExtKeyU
 	return p[:len(p)-1], nil
 }
 
-// deviceURN is the URI SAN prefix that names a device.
-const deviceURN = "urn:hearth:device:"
-
-// checkIdentity requires leaf to name exactly device id: CN = id and one URI SAN
-// urn:hearth:device:<id>.
+// checkIdentity requires leaf to name exactly device id, as the hub's broker reads it:
+// CN = id and one URI SAN protocol.DeviceURN(id) (protocol.DeviceIDFromCert).
 func checkIdentity(leaf *x509.Certificate, id string) error {
-	var names []string
-	for _, u := range leaf.URIs {
-		if s := u.String(); strings.HasPrefix(s, deviceURN) {
-			names = append(names, strings.TrimPrefix(s, deviceURN))
-		}
+	got, err := protocol.DeviceIDFromCert(leaf)
+	if err != nil {
+		return err
 	}
-	if len(names) != 1 || names[0] != id {
-		return fmt.Errorf("certificate names devices %q in its URI SANs, want exactly %q", names, id)
-	}
-	if leaf.Subject.CommonName != id {
-		return fmt.Errorf("certificate CN %q, want %q", leaf.Subject.CommonName, id)
+	if got != id {
+		return fmt.Errorf("certificate names device %q, want %q", got, id)
 	}
 	return nil
 }

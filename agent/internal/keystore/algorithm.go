@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // Algorithm names a key algorithm the agent can generate. Its values are the names used in
@@ -74,41 +76,17 @@ func algorithmOf(pub crypto.PublicKey) Algorithm {
 	return ""
 }
 
-// maxDeviceID bounds a device id: it appears in MQTT topics, the CN (at most 64 characters,
-// RFC 5280 ub-common-name) and a URI SAN.
-const maxDeviceID = 64
-
-// checkDeviceID accepts ids made of ASCII letters, digits, '.', '_' and '-': safe in an MQTT
-// topic level, a URN and a file name.
-func checkDeviceID(id string) error {
-	if id == "" || len(id) > maxDeviceID {
-		return fmt.Errorf("keystore: device id must be 1 to %d characters, got %d", maxDeviceID, len(id))
-	}
-	for i, r := range id {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
-		default:
-			return fmt.Errorf("keystore: device id %q: character %q at %d not allowed (letters, digits, '.', '_', '-')", id, r, i)
-		}
-	}
-	return nil
-}
-
-// deviceURI returns the URI SAN that names a device: urn:hearth:device:<id>.
-func deviceURI(deviceID string) *url.URL {
-	return &url.URL{Scheme: "urn", Opaque: "hearth:device:" + deviceID}
-}
-
 // NewCSR returns a PEM "CERTIFICATE REQUEST" signed by key, with subject CN = deviceID and the
-// URI SAN urn:hearth:device:<deviceID>. The hub takes only the public key and the names its
-// policy allows from it.
+// URI SAN protocol.DeviceURN(deviceID). The hub takes only the public key and the names its
+// policy allows from it. deviceID must pass protocol.ValidateDeviceID, the rule the hub's CA
+// and broker apply.
 func NewCSR(key crypto.Signer, deviceID string) ([]byte, error) {
-	if err := checkDeviceID(deviceID); err != nil {
-		return nil, err
+	if err := protocol.ValidateDeviceID(deviceID); err != nil {
+		return nil, fmt.Errorf("keystore: %w", err)
 	}
 	tmpl := &x509.CertificateRequest{
 		Subject: pkix.Name{CommonName: deviceID},
-		URIs:    []*url.URL{deviceURI(deviceID)},
+		URIs:    []*url.URL{protocol.DeviceURI(deviceID)},
 	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
 	if err != nil {

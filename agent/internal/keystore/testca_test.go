@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // testCA is a throwaway two-tier CA (root → intermediate) that issues device leaves.
@@ -54,7 +56,7 @@ func (ca *testCA) issue(tb testing.TB, key crypto.Signer, serial int64) []*x509.
 	leaf := mustCert(tb, &x509.Certificate{
 		SerialNumber: big.NewInt(serial),
 		Subject:      pkix.Name{CommonName: "dev-1"},
-		URIs:         []*url.URL{deviceURI("dev-1")},
+		URIs:         []*url.URL{protocol.DeviceURI("dev-1")},
 		NotBefore:    testEpoch,
 		NotAfter:     testEpoch.AddDate(0, 0, 30),
 		KeyUsage:     x509.KeyUsageDigitalSignature,

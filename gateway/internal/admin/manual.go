@@ -211,7 +211,7 @@ func (s *Service) ImportChain(ctx context.Context, r ImportRequest) (Imported, e
 
 // Sign signs a CSR made on a device without an agent and uploaded by a person. The CSR must
 // verify (proof of possession), name no other device (CN empty or the id; URI SANs only
-// urn:hearth:device:<id>) and carry a key the CA and the policy accept. Policy sees a new
+// protocol.DeviceURN(id)) and carry a key the CA and the policy accept. Policy sees a new
 // device, or one whose certificate expired (a person's upload stands in for an enrollment
 // token), as an enrollment; otherwise as a command renewal of the active certificate, so
 // a class that requires a new key refuses the current one. The certificate is recorded and
@@ -409,9 +409,8 @@ func checkImportedLeaf(chain []*x509.Certificate, id string) error {
 	if leaf.NotBefore.Unix() >= leaf.NotAfter.Unix() {
 		return fmt.Errorf("the certificate's validity %s to %s is empty", stamp(leaf.NotBefore), stamp(leaf.NotAfter))
 	}
-	want := ca.DeviceURI(id).String()
 	for _, u := range leaf.URIs {
-		if u.Scheme == "urn" && strings.HasPrefix(u.Opaque, "hearth:device:") && u.String() != want {
+		if named, ok := protocol.DeviceIDFromURN(u.String()); ok && named != id {
 			return fmt.Errorf("the certificate names %s, not device %q", u, id)
 		}
 	}

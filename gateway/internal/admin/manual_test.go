@@ -336,7 +336,7 @@ func TestImportRefused(t *testing.T) {
 		{"same certificate, other device", "cam-2", pemOf(garage), `already recorded for device "garage-cam"`},
 		{"serial of another certificate", "cam-2", pemOf(vendor.leaf(t, "g", 9, manualT0, nil)), "another certificate"},
 		{"names another device", "cam-1", pemOf(vendor.leaf(t, "x", 10, manualT0, func(c *x509.Certificate) {
-			c.URIs = []*url.URL{ca.DeviceURI("front-door")}
+			c.URIs = []*url.URL{protocol.DeviceURI("front-door")}
 		})), "urn:hearth:device:front-door"},
 	}
 	for _, tt := range tests {
@@ -407,12 +407,12 @@ func TestSignCSR(t *testing.T) {
 	f := newManualFixture(t)
 	ctx := t.Context()
 	key := newP256(t)
-	req := signReq("printer", csrPEM(t, key, "printer", ca.DeviceURI("printer")))
+	req := signReq("printer", csrPEM(t, key, "printer", protocol.DeviceURI("printer")))
 	req.Name = "Office printer"
 	var got admin.Signed
 	f.ok(t, "device/sign", req, &got)
 	leaf := verifyChain(t, f, got.Chain)
-	if id, err := ca.DeviceIDFromCert(leaf); err != nil || id != "printer" {
+	if id, err := protocol.DeviceIDFromCert(leaf); err != nil || id != "printer" {
 		t.Errorf("DeviceIDFromCert(signed leaf) = %q, %v; want printer", id, err)
 	}
 	if !leaf.PublicKey.(*ecdsa.PublicKey).Equal(key.Public()) {
@@ -483,7 +483,7 @@ func TestSignRefused(t *testing.T) {
 		{"bad signature", "printer", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: tampered})),
 			"signature does not verify"},
 		{"other CN", "printer", csrPEM(t, key, "front-door"), `names "front-door", not device "printer"`},
-		{"other URI", "printer", csrPEM(t, key, "", ca.DeviceURI("front-door")), "urn:hearth:device:front-door"},
+		{"other URI", "printer", csrPEM(t, key, "", protocol.DeviceURI("front-door")), "urn:hearth:device:front-door"},
 		{"foreign URI", "printer", csrPEM(t, key, "", &url.URL{Scheme: "https", Host: "evil.example"}), "only urn:hearth:device:printer"},
 		{"RSA 1024", "printer", csrPEM(t, rsa1024, "printer"), "weak key: RSA 1024 bits"},
 		{"private key", "printer", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})), "keep the key on the device"},

@@ -109,8 +109,9 @@ func (p *testPKI) leaf(t *testing.T, cn string, uris []*url.URL, edit func(*x509
 	if err != nil {
 		t.Fatal(err)
 	}
-	certFile := filepath.Join(p.dir, cn+"-"+serial.Text(16)+".crt")
-	keyFile := filepath.Join(p.dir, cn+"-"+serial.Text(16)+".key")
+	// Files are named by serial: cn may be any string, even an invalid device id.
+	certFile := filepath.Join(p.dir, "leaf-"+serial.Text(16)+".crt")
+	keyFile := filepath.Join(p.dir, "leaf-"+serial.Text(16)+".key")
 	writePEM(t, certFile, "CERTIFICATE", der)
 	writePEM(t, keyFile, "PRIVATE KEY", keyDER)
 	leaf, err := x509.ParseCertificate(der)
@@ -131,7 +132,7 @@ type device struct {
 
 func (p *testPKI) device(t *testing.T, id string) device {
 	t.Helper()
-	cert, certFile, keyFile := p.leaf(t, id, []*url.URL{{Scheme: "urn", Opaque: deviceURNPrefix + id}}, nil)
+	cert, certFile, keyFile := p.leaf(t, id, []*url.URL{protocol.DeviceURI(id)}, nil)
 	return device{id: id, cert: cert, certFile: certFile, keyFile: keyFile, serial: cert.Leaf.SerialNumber.Text(16)}
 }
 

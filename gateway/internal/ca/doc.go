@@ -11,7 +11,9 @@
 // only the public key from a CSR and, from its DNS names, those the Profile
 // allows: never the CSR's subject, extensions, IP, e-mail or URI names. A
 // device leaf names its device twice, as CN and as the URI SAN
-// urn:hearth:device:<id>, and DeviceIDFromCert requires both to agree.
+// protocol.DeviceURN(id), and protocol.DeviceIDFromCert requires both to agree.
+// Device ids follow protocol.ValidateDeviceID, the rule the broker and the
+// agent apply: the CA never signs an id they would refuse.
 //
 // # Files
 //

@@ -8,68 +8,9 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 )
-
-// ErrBadDeviceID means a device id does not follow the syntax, or a
-// certificate does not name exactly one well-formed device.
-var ErrBadDeviceID = errors.New("ca: bad device id")
-
-// MaxDeviceIDLen is the longest device id accepted.
-const MaxDeviceIDLen = 64
-
-// deviceURNPrefix starts the URI SAN naming a device: urn:hearth:device:<id>.
-const deviceURNPrefix = "hearth:device:"
-
-// ValidDeviceID checks the device id syntax: 1 to 64 characters among
-// lowercase letters, digits, '-', '_' and '.', not starting with '.' or '-'.
-// The syntax keeps ids safe in MQTT topics, file names and URNs.
-func ValidDeviceID(id string) error {
-	if id == "" || len(id) > MaxDeviceIDLen {
-		return fmt.Errorf("%w: %q must be 1 to %d characters", ErrBadDeviceID, id, MaxDeviceIDLen)
-	}
-	if id[0] == '.' || id[0] == '-' {
-		return fmt.Errorf("%w: %q must not start with '.' or '-'", ErrBadDeviceID, id)
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return fmt.Errorf("%w: %q contains %q; allowed are a-z, 0-9, '-', '_', '.'", ErrBadDeviceID, id, r)
-		}
-	}
-	return nil
-}
-
-// DeviceURI returns the URI SAN that names a device in its certificate,
-// urn:hearth:device:<id>.
-func DeviceURI(id string) *url.URL {
-	return &url.URL{Scheme: "urn", Opaque: deviceURNPrefix + id}
-}
-
-// DeviceIDFromCert returns the device a certificate names: the id of its
-// only urn:hearth:device: URI SAN, which must be valid and equal to the
-// subject CN. It does not verify the certificate; do that first.
-func DeviceIDFromCert(cert *x509.Certificate) (string, error) {
-	var ids []string
-	for _, u := range cert.URIs {
-		if u.Scheme == "urn" && strings.HasPrefix(u.Opaque, deviceURNPrefix) {
-			ids = append(ids, strings.TrimPrefix(u.Opaque, deviceURNPrefix))
-		}
-	}
-	if len(ids) != 1 {
-		return "", fmt.Errorf("%w: certificate has %d urn:hearth:device URIs, want 1", ErrBadDeviceID, len(ids))
-	}
-	id := ids[0]
-	if err := ValidDeviceID(id); err != nil {
-		return "", err
-	}
-	if cert.Subject.CommonName != id {
-		return "", fmt.Errorf("%w: CN %q differs from URI SAN device %q", ErrBadDeviceID, cert.Subject.CommonName, id)
-	}
-	return id, nil
-}
 
 // fingerprintPrefix starts every formatted fingerprint.
 const fingerprintPrefix = "SHA256:"

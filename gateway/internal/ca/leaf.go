@@ -16,6 +16,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // Errors SignLeaf returns for a CSR it refuses; each is wrapped with detail.
@@ -29,6 +31,9 @@ var (
 	// ErrUnsupportedKey means the CSR's key is of a kind the CA does not
 	// sign: anything but ECDSA P-256/P-384, Ed25519 and RSA 2048-8192.
 	ErrUnsupportedKey = errors.New("ca: unsupported key")
+	// ErrBadDeviceID means the device id breaks protocol.ValidateDeviceID, the
+	// one device id rule the broker and the agent apply too.
+	ErrBadDeviceID = errors.New("ca: bad device id")
 )
 
 // Defaults applied where a Profile field is zero.
@@ -64,7 +69,7 @@ type Profile struct {
 // signature (ErrBadSignature) and key (ErrWeakKey, ErrUnsupportedKey), and
 // the device id (ErrBadDeviceID). The certificate takes only the public key
 // from the CSR, plus the DNS names p allows: CN = deviceID, URI SAN
-// urn:hearth:device:<id>, CA:FALSE, keyUsage digitalSignature (and
+// protocol.DeviceURN(deviceID), CA:FALSE, keyUsage digitalSignature (and
 // keyEncipherment for RSA), extKeyUsage clientAuth (and serverAuth if p says
 // so), AKI of the intermediate, SKI of the key, a random 128-bit serial,
 // NotBefore = now - p.Backdate and NotAfter = now + p.Lifetime (UTC,
@@ -79,8 +84,8 @@ func (c *CA) SignLeaf(csr *x509.CertificateRequest, deviceID string, p Profile, 
 	if err := CheckKey(csr.PublicKey); err != nil {
 		return nil, err
 	}
-	if err := ValidDeviceID(deviceID); err != nil {
-		return nil, err
+	if err := protocol.ValidateDeviceID(deviceID); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadDeviceID, err)
 	}
 	if p.Lifetime < 0 || p.Backdate < 0 {
 		return nil, fmt.Errorf("profile: negative lifetime %v or backdate %v", p.Lifetime, p.Backdate)
@@ -109,7 +114,7 @@ func (c *CA) SignLeaf(csr *x509.CertificateRequest, deviceID string, p Profile, 
 		BasicConstraintsValid: true,
 		IsCA:                  false,
 		SubjectKeyId:          subjectKeyID(csr.PublicKey),
-		URIs:                  []*url.URL{DeviceURI(deviceID)},
+		URIs:                  []*url.URL{protocol.DeviceURI(deviceID)},
 		DNSNames:              allowedDNSNames(csr.DNSNames, p.DNSNames),
 	}
 	return c.issue(tmpl, csr.PublicKey)

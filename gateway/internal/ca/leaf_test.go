@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 var (
@@ -60,7 +62,7 @@ func hostileCSR(t *testing.T, key crypto.Signer) *x509.CertificateRequest {
 		DNSNames:       []string{"ALLOWED.local", "evil.example", "allowed.local"},
 		IPAddresses:    []net.IP{net.ParseIP("10.6.6.6")},
 		EmailAddresses: []string{"mallory@evil.example"},
-		URIs:           []*url.URL{DeviceURI("other-device"), {Scheme: "https", Host: "evil.example"}},
+		URIs:           []*url.URL{protocol.DeviceURI("other-device"), {Scheme: "https", Host: "evil.example"}},
 		ExtraExtensions: []pkix.Extension{
 			{Id: oidBasicConstraints, Critical: true, Value: bc},
 			{Id: oidKeyUsage, Critical: true, Value: ku},
@@ -133,8 +135,8 @@ func TestSignLeafTakesOnlyPublicKey(t *testing.T) {
 	if leaf.SerialNumber.Sign() <= 0 || leaf.SerialNumber.BitLen() > 128 {
 		t.Errorf("serial %x: want positive, at most 128 bits", leaf.SerialNumber)
 	}
-	if id, err := DeviceIDFromCert(leaf); err != nil || id != "kitchen-plug.1" {
-		t.Errorf("DeviceIDFromCert(leaf) = %q, %v, want kitchen-plug.1", id, err)
+	if id, err := protocol.DeviceIDFromCert(leaf); err != nil || id != "kitchen-plug.1" {
+		t.Errorf("protocol.DeviceIDFromCert(leaf) = %q, %v, want kitchen-plug.1", id, err)
 	}
 	if err := c.Verify(leaf, testNow); err != nil {
 		t.Errorf("Verify(leaf) = %v", err)
@@ -280,6 +282,7 @@ func TestSignLeafRefusals(t *testing.T) {
 		{"empty device id", good, "", Profile{}, ErrBadDeviceID},
 		{"upper-case device id", good, "Dev-1", Profile{}, ErrBadDeviceID},
 		{"device id with slash", good, "a/b", Profile{}, ErrBadDeviceID},
+		{"device id starting with '_'", good, "_x", Profile{}, ErrBadDeviceID},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -20,6 +20,8 @@ import (
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // CA is a throwaway root and intermediate, shaped like the hub's (gateway/internal/ca).
@@ -121,13 +123,13 @@ func (ca *CA) ServerCert(t testing.TB, hosts ...string) (*x509.Certificate, []by
 	return sign(t, tmpl, ca.Intermediate, k.Public(), ca.interKey), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
 
-// Issue signs a device certificate for pub: CN = id, URI SAN urn:hearth:device:<id>,
+// Issue signs a device certificate for pub: CN = id, URI SAN protocol.DeviceURN(id),
 // clientAuth, from notBefore to notAfter.
 func (ca *CA) Issue(t testing.TB, pub crypto.PublicKey, id string, notBefore, notAfter time.Time) *x509.Certificate {
 	t.Helper()
 	return sign(t, &x509.Certificate{
 		SerialNumber: serial(t), Subject: pkix.Name{CommonName: id},
-		URIs:      []*url.URL{{Scheme: "urn", Opaque: "hearth:device:" + id}},
+		URIs:      []*url.URL{protocol.DeviceURI(id)},
 		NotBefore: notBefore.UTC().Truncate(time.Second), NotAfter: notAfter.UTC().Truncate(time.Second),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
