@@ -3,43 +3,16 @@ package device
 import (
 	"bytes"
 	"crypto"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/hearth-pki/hearth/agent/internal/clock"
 	"github.com/hearth-pki/hearth/protocol"
 )
-
-// fingerprintPrefix starts every fingerprint.
-const fingerprintPrefix = "SHA256:"
-
-// Fingerprint returns a certificate's fingerprint as the hub prints it: "SHA256:" and the
-// lowercase hexadecimal SHA-256 of its DER encoding.
-func Fingerprint(cert *x509.Certificate) string {
-	sum := sha256.Sum256(cert.Raw)
-	return fingerprintPrefix + hex.EncodeToString(sum[:])
-}
-
-// ParseFingerprint returns the canonical form of a SHA-256 fingerprint written with or
-// without the "SHA256:" prefix, in either case, with or without colons (as openssl prints).
-func ParseFingerprint(s string) (string, error) {
-	h := strings.TrimSpace(s)
-	if len(h) >= len(fingerprintPrefix) && strings.EqualFold(h[:len(fingerprintPrefix)], fingerprintPrefix) {
-		h = h[len(fingerprintPrefix):]
-	}
-	h = strings.ToLower(strings.ReplaceAll(h, ":", ""))
-	if b, err := hex.DecodeString(h); err != nil || len(b) != sha256.Size {
-		return "", fmt.Errorf("device: fingerprint %q: want SHA256: and %d hex digits", s, 2*sha256.Size)
-	}
-	return fingerprintPrefix + h, nil
-}
 
 // parseChain parses PEM "CERTIFICATE" blocks, refusing anything else.
 func parseChain(data []byte) ([]*x509.Certificate, error) {

@@ -401,7 +401,7 @@ type CertInfo struct {
 func (s *Service) CAInfo() map[string]CertInfo {
 	out := map[string]CertInfo{}
 	for name, c := range map[string]*x509.Certificate{"root": s.cfg.CA.Root(), "intermediate": s.cfg.CA.Intermediate()} {
-		out[name] = CertInfo{c.Subject.String(), c.SerialNumber.Text(16), c.NotBefore, c.NotAfter, ca.FingerprintOf(c)}
+		out[name] = CertInfo{c.Subject.String(), c.SerialNumber.Text(16), c.NotBefore, c.NotAfter, protocol.FingerprintOf(c).String()}
 	}
 	return out
 }

@@ -436,7 +436,7 @@ func certificateOf(leaf *x509.Certificate, id string) inventory.Certificate {
 		NotAfter:     leaf.NotAfter.UTC(),
 		Issuer:       leaf.Issuer.String(),
 		KeyAlgorithm: ca.KeyAlgorithm(leaf.PublicKey),
-		Fingerprint:  strings.TrimPrefix(ca.FingerprintOf(leaf), "SHA256:"),
+		Fingerprint:  protocol.FingerprintOf(leaf).Hex(),
 		Status:       inventory.StatusPending,
 		PEM:          string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})),
 	}

@@ -245,7 +245,7 @@ func TestImportForeignCertificate(t *testing.T) {
 		t.Fatalf("ActiveCertificate after import = %v", err)
 	}
 	if active.Serial != "4201" || !strings.Contains(active.Issuer, "Acme Cloud Device CA") || active.KeyAlgorithm != "ECDSA P-256" ||
-		"SHA256:"+active.Fingerprint != ca.FingerprintOf(first) || active.PEM != pemOf(first) {
+		active.Fingerprint != protocol.FingerprintOf(first).Hex() || active.PEM != pemOf(first) {
 		t.Errorf("active certificate = %+v, want serial 4201 from Acme's CA with its fingerprint and PEM", active)
 	}
 	atts, err := f.store.Attempts(ctx, "porch-cam", 0)

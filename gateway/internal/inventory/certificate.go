@@ -31,7 +31,7 @@ type Certificate struct {
 	NotAfter     time.Time
 	Issuer       string
 	KeyAlgorithm string
-	Fingerprint  string // SHA-256 of the DER, lowercase hex
+	Fingerprint  string // protocol.Fingerprint.Hex: the SHA-256 of the DER, lowercase hex
 	Status       Status
 	PEM          string
 	RequestID    string // the attempt that produced it

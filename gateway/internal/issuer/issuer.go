@@ -225,7 +225,7 @@ func (i *Issuer) issue(ctx context.Context, from Sender, req *protocol.CSR, now 
 		NotAfter:     leaf.NotAfter,
 		Issuer:       leaf.Issuer.String(),
 		KeyAlgorithm: ca.KeyAlgorithm(leaf.PublicKey),
-		Fingerprint:  strings.TrimPrefix(ca.FingerprintOf(leaf), "SHA256:"),
+		Fingerprint:  protocol.FingerprintOf(leaf).Hex(),
 		Status:       inventory.StatusPending,
 		PEM:          string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})),
 		RequestID:    req.RequestID,

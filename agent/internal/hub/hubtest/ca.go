@@ -10,10 +10,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"math/big"
 	"net"
@@ -82,10 +80,7 @@ func NewCA(t testing.TB, name string) *CA {
 }
 
 // Fingerprint is the root's fingerprint as the hub prints it.
-func (ca *CA) Fingerprint() string {
-	sum := sha256.Sum256(ca.Root.Raw)
-	return "SHA256:" + hex.EncodeToString(sum[:])
-}
+func (ca *CA) Fingerprint() string { return protocol.FingerprintOf(ca.Root).String() }
 
 // ChainPEM is the intermediate then the root, as the hub publishes on its CA topic.
 func (ca *CA) ChainPEM() []byte { return PEM(ca.Intermediate, ca.Root) }
