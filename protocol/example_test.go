@@ -73,7 +73,7 @@ func examples() map[string]Message {
 			Deadline: t0.Add(10 * time.Minute), HubTime: t0},
 		"renewal": renewal,
 		"health": &Health{V: Version, Serial: "5a6d5f376c97abdb85d26defd2ed9b08", Issuer: "CN=Hearth Intermediate CA,O=Hearth",
-			NotBefore: t0.Add(-time.Minute), NotAfter: t0.Add(30 * 24 * time.Hour), ChainOK: true, KeyAlgorithm: "ECDSA P-256",
+			NotBefore: t0.Add(-time.Minute), NotAfter: t0.Add(30 * 24 * time.Hour), ChainOK: true, KeyAlgorithm: KeyP256,
 			KeyStorage: "file", DeviceTime: t0.Add(2 * time.Second), ClockTrusted: true, SkewSeconds: 2,
 			AgentVersion: "0.1.0", NextRenewal: t0.Add(21 * 24 * time.Hour)},
 		"state_online":  &State{V: Version, State: Online, AgentVersion: "0.1.0"},
