@@ -32,7 +32,7 @@ func TestDeviceIDRule(t *testing.T) {
 	}
 	ca := hubtest.NewCA(t, "Test")
 	pinned := []*x509.Certificate{ca.Intermediate, ca.Root}
-	key, err := keystore.GenerateKey(keystore.P256)
+	key, err := keystore.GenerateKey(protocol.KeyP256)
 	if err != nil {
 		t.Fatal(err)
 	}

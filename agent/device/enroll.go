@@ -61,7 +61,7 @@ func Enroll(ctx context.Context, cfg Config, token, caFingerprint string) error 
 	if err := ks.WriteCA(ca); err != nil {
 		return fmt.Errorf("device: enroll: %w", err)
 	}
-	key, err := keystore.GenerateKey(keystore.Algorithm(cfg.KeyAlgorithm))
+	key, err := keystore.GenerateKey(protocol.KeyAlgorithm(cfg.KeyAlgorithm))
 	if err != nil {
 		return fmt.Errorf("device: enroll: %w", err)
 	}

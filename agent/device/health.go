@@ -3,10 +3,6 @@ package device
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -20,19 +16,6 @@ import (
 	"github.com/hearth-pki/hearth/protocol"
 )
 
-// keyName names a public key for people, as the hub does: "ECDSA P-256", "Ed25519", "RSA 2048".
-func keyName(pub crypto.PublicKey) string {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		return "ECDSA " + k.Curve.Params().Name
-	case ed25519.PublicKey:
-		return "Ed25519"
-	case *rsa.PublicKey:
-		return fmt.Sprintf("RSA %d", k.N.BitLen())
-	}
-	return fmt.Sprintf("%T", pub)
-}
-
 // healthReport describes the current certificate and clock.
 func (a *Agent) healthReport() *protocol.Health {
 	pair := a.current()
@@ -40,7 +23,7 @@ func (a *Agent) healthReport() *protocol.Health {
 	r := a.clk.Read()
 	h := &protocol.Health{
 		V: protocol.Version, Serial: pair.Serial(), Issuer: leaf.Issuer.String(),
-		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, KeyAlgorithm: keyName(leaf.PublicKey),
+		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, KeyAlgorithm: protocol.KeyAlgorithmOf(leaf.PublicKey),
 		KeyStorage: "file", DeviceTime: r.Device, ClockTrusted: r.Trusted, AgentVersion: a.cfg.Version,
 		LastError: truncate(a.st.LastError, protocol.MaxTextLen), NextRenewal: a.nextRenewal().At,
 	}

@@ -88,7 +88,7 @@ func (a *Agent) renew(ctx context.Context, reason protocol.Reason, commandID str
 		return errors.New("device: renew: not connected to the hub")
 	}
 	old := a.current()
-	key, err := keystore.GenerateKey(keystore.Algorithm(a.cfg.KeyAlgorithm))
+	key, err := keystore.GenerateKey(protocol.KeyAlgorithm(a.cfg.KeyAlgorithm))
 	if err != nil {
 		return fmt.Errorf("device: renew: %w", err)
 	}

@@ -13,14 +13,14 @@ import (
 func TestParseAlgorithm(t *testing.T) {
 	tests := []struct {
 		in   string
-		want Algorithm
+		want protocol.KeyAlgorithm
 		err  error
 	}{
-		{in: "p256", want: P256},
-		{in: "P-256", want: P256},
-		{in: " p384 ", want: P384},
-		{in: "Ed25519", want: Ed25519},
-		{in: "RSA-2048", want: RSA2048},
+		{in: "p256", want: protocol.KeyP256},
+		{in: "P-256", want: protocol.KeyP256},
+		{in: " p384 ", want: protocol.KeyP384},
+		{in: "Ed25519", want: protocol.KeyEd25519},
+		{in: "RSA-2048", want: protocol.KeyRSA2048},
 		{in: "rsa1024", err: ErrUnsupportedAlgorithm},
 		{in: "p521", err: ErrUnsupportedAlgorithm},
 		{in: "", err: ErrUnsupportedAlgorithm},
@@ -38,14 +38,14 @@ func TestParseAlgorithm(t *testing.T) {
 func TestGenerateKeyAndCSR(t *testing.T) {
 	ca := newTestCA(t)
 	tests := []struct {
-		alg     Algorithm
+		alg     protocol.KeyAlgorithm
 		sigAlg  x509.SignatureAlgorithm
 		pubAlgo x509.PublicKeyAlgorithm
 	}{
-		{P256, x509.ECDSAWithSHA256, x509.ECDSA},
-		{P384, x509.ECDSAWithSHA384, x509.ECDSA},
-		{Ed25519, x509.PureEd25519, x509.Ed25519},
-		{RSA2048, x509.SHA256WithRSA, x509.RSA},
+		{protocol.KeyP256, x509.ECDSAWithSHA256, x509.ECDSA},
+		{protocol.KeyP384, x509.ECDSAWithSHA384, x509.ECDSA},
+		{protocol.KeyEd25519, x509.PureEd25519, x509.Ed25519},
+		{protocol.KeyRSA2048, x509.SHA256WithRSA, x509.RSA},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.alg), func(t *testing.T) {
@@ -120,7 +120,7 @@ func TestNewCSRRejectsBadDeviceID(t *testing.T) {
 // BenchmarkKeyAndCSR measures what a renewal costs the device before the network: a fresh key
 // and a signed CSR.
 func BenchmarkKeyAndCSR(b *testing.B) {
-	for _, alg := range []Algorithm{P256, P384, Ed25519, RSA2048} {
+	for _, alg := range generated {
 		b.Run(string(alg), func(b *testing.B) {
 			for b.Loop() {
 				key, err := GenerateKey(alg)

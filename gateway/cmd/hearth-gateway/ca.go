@@ -145,13 +145,13 @@ type caShowJSON struct {
 // caCertJSON describes one CA certificate; serial is lowercase hex, times
 // are RFC 3339 UTC.
 type caCertJSON struct {
-	Subject      string    `json:"subject"`
-	Issuer       string    `json:"issuer"`
-	NotBefore    time.Time `json:"not_before"`
-	NotAfter     time.Time `json:"not_after"`
-	Serial       string    `json:"serial"`
-	KeyAlgorithm string    `json:"key_algorithm"`
-	Fingerprint  string    `json:"fingerprint"`
+	Subject      string                `json:"subject"`
+	Issuer       string                `json:"issuer"`
+	NotBefore    time.Time             `json:"not_before"`
+	NotAfter     time.Time             `json:"not_after"`
+	Serial       string                `json:"serial"`
+	KeyAlgorithm protocol.KeyAlgorithm `json:"key_algorithm"`
+	Fingerprint  string                `json:"fingerprint"`
 }
 
 func caCertInfo(c *x509.Certificate) caCertJSON {
@@ -161,7 +161,7 @@ func caCertInfo(c *x509.Certificate) caCertJSON {
 		NotBefore:    c.NotBefore.UTC(),
 		NotAfter:     c.NotAfter.UTC(),
 		Serial:       fmt.Sprintf("%x", c.SerialNumber),
-		KeyAlgorithm: ca.KeyAlgorithm(c.PublicKey),
+		KeyAlgorithm: protocol.KeyAlgorithmOf(c.PublicKey),
 		Fingerprint:  protocol.FingerprintOf(c).String(),
 	}
 }

@@ -70,7 +70,7 @@ func TestRunCAInitShow(t *testing.T) {
 		t.Fatalf("ca show = %v", err)
 	}
 	for _, want := range []string{fp, protocol.FingerprintOf(inter).String(), "CN=Hearth Root CA,O=Hearth", "CN=Hearth Intermediate CA,O=Hearth",
-		"ECDSA P-256", root.NotAfter.UTC().Format(time.RFC3339), inter.NotBefore.UTC().Format(time.RFC3339),
+		string(protocol.KeyP256), root.NotAfter.UTC().Format(time.RFC3339), inter.NotBefore.UTC().Format(time.RFC3339),
 		root.SerialNumber.Text(16), inter.SerialNumber.Text(16)} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ca show lacks %q:\n%s", want, out)
@@ -88,7 +88,7 @@ func TestRunCAInitShow(t *testing.T) {
 	if got.Fingerprint != fp || got.Root.Fingerprint != fp || got.Intermediate.Fingerprint != protocol.FingerprintOf(inter).String() {
 		t.Errorf("ca show --json fingerprints = %s, %s, %s; want %s, %s", got.Fingerprint, got.Root.Fingerprint, got.Intermediate.Fingerprint, fp, protocol.FingerprintOf(inter).String())
 	}
-	if !got.Intermediate.NotAfter.Equal(inter.NotAfter) || got.Root.KeyAlgorithm != "ECDSA P-256" || got.Intermediate.Issuer != root.Subject.String() {
+	if !got.Intermediate.NotAfter.Equal(inter.NotAfter) || got.Root.KeyAlgorithm != protocol.KeyP256 || got.Intermediate.Issuer != root.Subject.String() {
 		t.Errorf("ca show --json intermediate = %+v", got.Intermediate)
 	}
 

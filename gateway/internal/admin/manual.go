@@ -236,7 +236,8 @@ func (s *Service) Sign(ctx context.Context, r SignRequest) (Signed, error) {
 		return Signed{}, err
 	}
 	info := policy.CSRInfo{Reason: policy.CSREnroll, DNSNames: csr.DNSNames}
-	info.KeyAlgorithm, info.KeyBits = policy.KeyAlgorithmOf(csr.PublicKey)
+	key := protocol.KeyAlgorithmOf(csr.PublicKey)
+	info.KeyAlgorithm, info.KeyBits = key.Family(), key.Bits()
 	var replaces string
 	cur, err := s.cfg.Store.ActiveCertificate(ctx, r.ID)
 	switch {
@@ -435,7 +436,7 @@ func certificateOf(leaf *x509.Certificate, id string) inventory.Certificate {
 		NotBefore:    leaf.NotBefore.UTC(),
 		NotAfter:     leaf.NotAfter.UTC(),
 		Issuer:       leaf.Issuer.String(),
-		KeyAlgorithm: ca.KeyAlgorithm(leaf.PublicKey),
+		KeyAlgorithm: protocol.KeyAlgorithmOf(leaf.PublicKey),
 		Fingerprint:  protocol.FingerprintOf(leaf).Hex(),
 		Status:       inventory.StatusPending,
 		PEM:          string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})),

@@ -244,7 +244,7 @@ func TestImportForeignCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ActiveCertificate after import = %v", err)
 	}
-	if active.Serial != "4201" || !strings.Contains(active.Issuer, "Acme Cloud Device CA") || active.KeyAlgorithm != "ECDSA P-256" ||
+	if active.Serial != "4201" || !strings.Contains(active.Issuer, "Acme Cloud Device CA") || active.KeyAlgorithm != protocol.KeyP256 ||
 		active.Fingerprint != protocol.FingerprintOf(first).Hex() || active.PEM != pemOf(first) {
 		t.Errorf("active certificate = %+v, want serial 4201 from Acme's CA with its fingerprint and PEM", active)
 	}

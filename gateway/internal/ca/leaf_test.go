@@ -226,13 +226,13 @@ func TestSignLeafKeyPolicy(t *testing.T) {
 		wantErr error
 		wantKU  x509.KeyUsage
 	}{
-		{"ECDSA P-256", ecKey(elliptic.P256()), nil, x509.KeyUsageDigitalSignature},
-		{"ECDSA P-384", ecKey(elliptic.P384()), nil, x509.KeyUsageDigitalSignature},
-		{"Ed25519", edKey, nil, x509.KeyUsageDigitalSignature},
-		{"RSA 2048", rsaKey(2048), nil, x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment},
-		{"RSA 1024", rsaKey(1024), ErrWeakKey, 0},
-		{"ECDSA P-224", ecKey(elliptic.P224()), ErrWeakKey, 0},
-		{"ECDSA P-521", ecKey(elliptic.P521()), ErrUnsupportedKey, 0},
+		{"p256", ecKey(elliptic.P256()), nil, x509.KeyUsageDigitalSignature},
+		{"p384", ecKey(elliptic.P384()), nil, x509.KeyUsageDigitalSignature},
+		{"ed25519", edKey, nil, x509.KeyUsageDigitalSignature},
+		{"rsa2048", rsaKey(2048), nil, x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment},
+		{"rsa1024", rsaKey(1024), ErrWeakKey, 0},
+		{"p224", ecKey(elliptic.P224()), ErrWeakKey, 0},
+		{"p521", ecKey(elliptic.P521()), ErrUnsupportedKey, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -246,8 +246,8 @@ func TestSignLeafKeyPolicy(t *testing.T) {
 			if leaf.KeyUsage != tt.wantKU {
 				t.Errorf("SignLeaf(%s CSR).KeyUsage = %v, want %v", tt.name, leaf.KeyUsage, tt.wantKU)
 			}
-			if got := KeyAlgorithm(leaf.PublicKey); got != tt.name {
-				t.Errorf("KeyAlgorithm(leaf) = %q, want %q", got, tt.name)
+			if got := protocol.KeyAlgorithmOf(leaf.PublicKey); string(got) != tt.name {
+				t.Errorf("KeyAlgorithmOf(leaf) = %q, want %q", got, tt.name)
 			}
 		})
 	}

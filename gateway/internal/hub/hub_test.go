@@ -340,7 +340,7 @@ func TestHealthUpdatesInventory(t *testing.T) {
 	before, _ := h.store.Device(t.Context(), "cam")
 	time.Sleep(1100 * time.Millisecond) // the inventory keeps seconds: let the clock move on
 	b, _ := protocol.Encode(&protocol.Health{V: 1, Serial: "abcdef", Issuer: "CN=Someone Else", ChainOK: true,
-		DeviceTime: time.Now(), AgentVersion: "test", KeyAlgorithm: "ECDSA P-256", KeyStorage: "file"})
+		DeviceTime: time.Now(), AgentVersion: "test", KeyAlgorithm: protocol.KeyP256, KeyStorage: "file"})
 	c.Publish(h.topics.Device("cam", protocol.KindHealth), 1, false, b).WaitTimeout(5 * time.Second)
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {

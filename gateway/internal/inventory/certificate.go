@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // Status is a certificate's place in its lifecycle.
@@ -30,7 +32,7 @@ type Certificate struct {
 	NotBefore    time.Time
 	NotAfter     time.Time
 	Issuer       string
-	KeyAlgorithm string
+	KeyAlgorithm protocol.KeyAlgorithm
 	Fingerprint  string // protocol.Fingerprint.Hex: the SHA-256 of the DER, lowercase hex
 	Status       Status
 	PEM          string

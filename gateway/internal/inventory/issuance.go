@@ -82,7 +82,7 @@ func (in Issuance) normalize() (Issuance, error) {
 	if err := checkAttemptKey(*a); err != nil {
 		return in, err
 	}
-	return in, checkText(c.Issuer, c.KeyAlgorithm, c.Fingerprint, c.PEM, c.RequestID, in.TokenHash)
+	return in, checkText(c.Issuer, string(c.KeyAlgorithm), c.Fingerprint, c.PEM, c.RequestID, in.TokenHash)
 }
 
 // RecordIssuance records one issuance in one transaction: it consumes the token (if

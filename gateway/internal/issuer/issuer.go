@@ -166,7 +166,8 @@ func (i *Issuer) issue(ctx context.Context, from Sender, req *protocol.CSR, now 
 		return nil, fmt.Errorf("look up device: %w", err)
 	}
 	info := policy.CSRInfo{Reason: string(req.Reason), ReplacesSerial: req.Replaces, DNSNames: csr.DNSNames}
-	info.KeyAlgorithm, info.KeyBits = policy.KeyAlgorithmOf(csr.PublicKey)
+	key := protocol.KeyAlgorithmOf(csr.PublicKey)
+	info.KeyAlgorithm, info.KeyBits = key.Family(), key.Bits()
 
 	var tokenHash string
 	switch {
@@ -224,7 +225,7 @@ func (i *Issuer) issue(ctx context.Context, from Sender, req *protocol.CSR, now 
 		NotBefore:    leaf.NotBefore,
 		NotAfter:     leaf.NotAfter,
 		Issuer:       leaf.Issuer.String(),
-		KeyAlgorithm: ca.KeyAlgorithm(leaf.PublicKey),
+		KeyAlgorithm: protocol.KeyAlgorithmOf(leaf.PublicKey),
 		Fingerprint:  protocol.FingerprintOf(leaf).Hex(),
 		Status:       inventory.StatusPending,
 		PEM:          string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})),
