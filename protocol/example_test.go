@@ -84,7 +84,7 @@ func examples() map[string]Message {
 		"bridge_devices": &BridgeDevices{V: Version, Devices: []DeviceSummary{{ID: "thermostat-hall", Name: "Hall thermostat",
 			Family: "thermostat", Class: "default", State: "active", Online: true, Serial: "5a6d5f376c97abdb85d26defd2ed9b08",
 			NotAfter: t0.Add(30 * 24 * time.Hour), RenewalState: "idle", LastSeen: t0}}},
-		"event": &Event{V: Version, Type: "cert.activated", Time: t0, DeviceID: "thermostat-hall",
+		"event": &Event{V: Version, Type: EventCertActivated, Time: t0, DeviceID: "thermostat-hall",
 			Message: "certificate 5a6d5f37… is active; 2b766b0b… superseded", Data: map[string]string{"serial": "5a6d5f376c97abdb85d26defd2ed9b08"}},
 		"request_device_renew": &DeviceRequest{Transaction: "auto-42", ID: "thermostat-hall"},
 		"request_token_create": &TokenRequest{Transaction: "t1", ID: "camera-door", Name: "Front door camera", Family: "camera", TTL: "24h"},

@@ -192,7 +192,7 @@ type BridgeDevices struct {
 // Event is a hub event (renewal, revocation, alert), published on "bridge/event".
 type Event struct {
 	V        int               `json:"v"`
-	Type     string            `json:"type"` // e.g. "cert.issued", "renewal.failed"
+	Type     EventType         `json:"type"` // one of EventTypes, or a newer hub's type
 	Time     time.Time         `json:"time"`
 	DeviceID string            `json:"device_id,omitempty"`
 	Message  string            `json:"message"`
