@@ -306,9 +306,6 @@ type Renewal struct {
 	Queued    bool      `json:"queued,omitempty"`
 }
 
-// EventRenewRequested is the audit event of a renew command, with whoever asked as actor.
-const EventRenewRequested = "renewal.requested"
-
 // CommandTimeout is how long an agent has to act on a command.
 const CommandTimeout = 10 * time.Minute
 
@@ -328,11 +325,11 @@ func (s *Service) Renew(ctx context.Context, id string, action protocol.Action, 
 	if err := s.cfg.Broker.Publish(s.cfg.Topics.Device(id, protocol.KindCmd), b, false); err != nil {
 		return Renewal{}, internal(err)
 	}
-	if _, err := s.cfg.Store.AppendEvent(ctx, inventory.Event{Time: now, Kind: EventRenewRequested, DeviceID: id,
+	if _, err := s.cfg.Store.AppendEvent(ctx, inventory.Event{Time: now, Kind: protocol.EventRenewalRequested, DeviceID: id,
 		Message: reason, Data: map[string]string{"command_id": cmd.CommandID, "action": string(action)}}); err != nil {
 		return Renewal{}, internal(err)
 	}
-	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: "renewal.commanded", Time: now, DeviceID: id,
+	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventRenewalCommanded, Time: now, DeviceID: id,
 		Message: fmt.Sprintf("%s command %s sent: %s", action, cmd.CommandID, reason),
 		Data:    map[string]string{"command_id": cmd.CommandID}})
 	return Renewal{ID: id, CommandID: cmd.CommandID, Deadline: cmd.Deadline}, nil
@@ -362,7 +359,7 @@ func (s *Service) Revoke(ctx context.Context, id, reason string) (Revoked, error
 	}
 	out := Revoked{ID: id, Revoked: n, Disconnected: s.cfg.Broker.Disconnect(id)}
 	s.cfg.Revoked(ctx)
-	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: inventory.EventCertRevoked, Time: now.UTC(), DeviceID: id,
+	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventCertRevoked, Time: now.UTC(), DeviceID: id,
 		Message: fmt.Sprintf("%d certificate(s) revoked: %s", n, reason)})
 	s.cfg.Changed()
 	return out, nil

@@ -201,7 +201,7 @@ func (s *Service) ImportChain(ctx context.Context, r ImportRequest) (Imported, e
 	}
 	cert.Status = inventory.StatusActive
 	s.cfg.Logger.Info("certificate imported", "device", r.ID, "serial", cert.Serial, "issuer", cert.Issuer)
-	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: inventory.EventCertActivated, Time: now, DeviceID: r.ID,
+	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventCertActivated, Time: now, DeviceID: r.ID,
 		Message: truncate(fmt.Sprintf("certificate %s imported (issuer %s, expires %s)%s", cert.Serial, cert.Issuer,
 			cert.NotAfter.Format(time.RFC3339), supersededText(prev)), protocol.MaxTextLen),
 		Data: map[string]string{"serial": cert.Serial, "previous": prev, "reason": ReasonImport}})
@@ -273,10 +273,10 @@ func (s *Service) Sign(ctx context.Context, r SignRequest) (Signed, error) {
 		return Signed{}, err
 	}
 	s.cfg.Logger.Info("CSR signed", "device", r.ID, "serial", cert.Serial, "class", d.Class, "reason", info.Reason)
-	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: inventory.EventCertIssued, Time: now.Truncate(time.Second), DeviceID: r.ID,
+	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventCertIssued, Time: now.Truncate(time.Second), DeviceID: r.ID,
 		Message: fmt.Sprintf("certificate %s signed from an uploaded CSR (%s, %s)", cert.Serial, info.Reason, d.Class),
 		Data:    map[string]string{"serial": cert.Serial, "request_id": cert.RequestID, "reason": info.Reason}})
-	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: inventory.EventCertActivated, Time: now.Truncate(time.Second), DeviceID: r.ID,
+	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventCertActivated, Time: now.Truncate(time.Second), DeviceID: r.ID,
 		Message: fmt.Sprintf("certificate %s is active%s", cert.Serial, supersededText(prev)),
 		Data:    map[string]string{"serial": cert.Serial, "previous": prev}})
 	s.cfg.Changed()

@@ -253,11 +253,11 @@ func TestImportForeignCertificate(t *testing.T) {
 		atts[0].RequestID != "import-4201" {
 		t.Errorf("attempts after import = %+v, %v; want one import-4201, reason import, committed", atts, err)
 	}
-	evs, err := f.store.Events(ctx, inventory.EventFilter{DeviceID: "porch-cam", Kind: inventory.EventCertActivated})
+	evs, err := f.store.Events(ctx, inventory.EventFilter{DeviceID: "porch-cam", Kind: protocol.EventCertActivated})
 	if err != nil || len(evs) != 1 || evs[0].Actor != "test" {
 		t.Errorf("activation events = %+v, %v; want one by actor test", evs, err)
 	}
-	if f.changed != 1 || len(f.events) != 1 || f.events[0].Type != inventory.EventCertActivated {
+	if f.changed != 1 || len(f.events) != 1 || f.events[0].Type != protocol.EventCertActivated {
 		t.Errorf("after import: Changed called %d times, events %+v; want once and one cert.activated", f.changed, f.events)
 	}
 	if len(f.broker.published) != 0 {
@@ -549,7 +549,7 @@ func TestManualDevicesGetReminders(t *testing.T) {
 	at := signed.NotAfter.Add(-day + time.Hour) // past the printer's 1-day threshold
 	sched := renewal.New(renewal.Config{Store: f.store, Commander: cmds, Now: func() time.Time { return at },
 		Notify: func(e protocol.Event) {
-			if e.Type == renewal.EventReminder {
+			if e.Type == protocol.EventRenewalReminder {
 				reminders = append(reminders, e)
 			}
 		}})

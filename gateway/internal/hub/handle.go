@@ -17,10 +17,6 @@ import (
 	"github.com/hearth-pki/hearth/protocol"
 )
 
-// EventFindingDuplicateSession is the finding raised when one certificate is presented on
-// two connections at once.
-const EventFindingDuplicateSession = "finding.duplicate_session"
-
 func countOf(list []string, s string) int {
 	n := 0
 	for _, x := range list {
@@ -77,10 +73,10 @@ func (h *Hub) presence(id broker.Identity, online bool) {
 	}
 	h.renewal.DeviceOnline(id.DeviceID)
 	if n := countOf(h.broker.OnlineSerials(id.DeviceID), id.Serial); n > 1 {
-		h.notify(protocol.Event{V: protocol.Version, Type: EventFindingDuplicateSession, Time: now.UTC(), DeviceID: id.DeviceID,
+		h.notify(protocol.Event{V: protocol.Version, Type: protocol.EventFindingDuplicateSession, Time: now.UTC(), DeviceID: id.DeviceID,
 			Message: fmt.Sprintf("certificate %s is presented on %d connections at once: a cloned device or a leaked key", id.Serial, n),
 			Data:    map[string]string{"serial": id.Serial}})
-		if _, err := h.store.AppendEvent(ctx, inventory.Event{Time: now, Kind: EventFindingDuplicateSession, DeviceID: id.DeviceID,
+		if _, err := h.store.AppendEvent(ctx, inventory.Event{Time: now, Kind: protocol.EventFindingDuplicateSession, DeviceID: id.DeviceID,
 			Message: fmt.Sprintf("certificate %s on %d connections at once", id.Serial, n), Data: map[string]string{"serial": id.Serial}}); err != nil {
 			h.log.Warn("record finding", "err", err)
 		}
@@ -93,7 +89,7 @@ func (h *Hub) presence(id broker.Identity, online bool) {
 	if err != nil || !changed {
 		return
 	}
-	h.notify(protocol.Event{V: protocol.Version, Type: "renewal.rolled_back", Time: now.UTC(), DeviceID: id.DeviceID,
+	h.notify(protocol.Event{V: protocol.Version, Type: protocol.EventRenewalRolledBack, Time: now.UTC(), DeviceID: id.DeviceID,
 		Message: fmt.Sprintf("device came back with its previous certificate %s; %s recorded as rolled back", id.Serial, prev),
 		Data:    map[string]string{"serial": id.Serial, "previous": prev}})
 	h.issuer.PublishRenewal(ctx, cert, now)
@@ -122,11 +118,11 @@ func (h *Hub) health(ctx context.Context, device string, payload []byte) {
 		h.log.Warn("record last seen", "device", device, "err", err)
 	}
 	if active, err := h.store.ActiveCertificate(ctx, device); err == nil && r.Serial != "" && r.Serial != active.Serial {
-		h.notify(protocol.Event{V: protocol.Version, Type: "finding.unexpected_serial", Time: now.UTC(), DeviceID: device,
+		h.notify(protocol.Event{V: protocol.Version, Type: protocol.EventFindingUnexpectedSerial, Time: now.UTC(), DeviceID: device,
 			Message: fmt.Sprintf("device reports serial %s, the active certificate is %s", r.Serial, active.Serial)})
 	}
 	if r.Issuer != "" && r.Issuer != h.ca.Intermediate().Subject.String() {
-		h.notify(protocol.Event{V: protocol.Version, Type: "finding.unexpected_issuer", Time: now.UTC(), DeviceID: device,
+		h.notify(protocol.Event{V: protocol.Version, Type: protocol.EventFindingUnexpectedIssuer, Time: now.UTC(), DeviceID: device,
 			Message: fmt.Sprintf("device reports issuer %q, not the hub's intermediate", r.Issuer)})
 	}
 	h.markChanged()
@@ -136,9 +132,9 @@ func (h *Hub) health(ctx context.Context, device string, payload []byte) {
 // rollbacks.
 func (h *Hub) notify(e protocol.Event) {
 	switch e.Type {
-	case inventory.EventCertActivated:
+	case protocol.EventCertActivated:
 		h.renewal.Committed(e.DeviceID)
-	case "renewal.rolled_back":
+	case protocol.EventRenewalRolledBack:
 		h.renewal.Failed(e.DeviceID, "rolled_back")
 	}
 	b, err := protocol.Encode(&e)

@@ -318,7 +318,7 @@ func TestDuplicateSessionFinding(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		evs, _ := h.store.Events(t.Context(), inventory.EventFilter{Kind: EventFindingDuplicateSession, DeviceID: "cam"})
+		evs, _ := h.store.Events(t.Context(), inventory.EventFilter{Kind: protocol.EventFindingDuplicateSession, DeviceID: "cam"})
 		if len(evs) > 0 {
 			return
 		}

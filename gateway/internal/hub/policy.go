@@ -17,9 +17,6 @@ const (
 	settingPolicyYAML = "policy/yaml"
 )
 
-// EventPolicyChanged is the audit event of a policy change: who, when, and the difference.
-const EventPolicyChanged = "policy.changed"
-
 // loadPolicy reads the policy file in force (or the defaults) with the configured overrides.
 func (h *Hub) loadPolicy() (*policy.Policy, error) {
 	pol := policy.Default()
@@ -68,7 +65,7 @@ func (h *Hub) applyPolicy(ctx context.Context, pol *policy.Policy, actor string)
 	if actor != "" {
 		ctx = inventory.WithActor(ctx, actor)
 	}
-	if _, err := h.store.AppendEvent(ctx, inventory.Event{Time: now, Kind: EventPolicyChanged,
+	if _, err := h.store.AppendEvent(ctx, inventory.Event{Time: now, Kind: protocol.EventPolicyChanged,
 		Message: truncate(strings.Join(diff, "; "), 4000), Data: map[string]string{"hash": pol.Hash(), "previous": prevHash}}); err != nil {
 		return nil, err
 	}
@@ -94,7 +91,7 @@ func (h *Hub) ReloadPolicy(ctx context.Context) ([]string, error) {
 		return diff, err
 	}
 	h.renewal.Kick()
-	h.notify(protocol.Event{V: protocol.Version, Type: EventPolicyChanged, Time: h.now().UTC(),
+	h.notify(protocol.Event{V: protocol.Version, Type: protocol.EventPolicyChanged, Time: h.now().UTC(),
 		Message: truncate(fmt.Sprintf("policy changed: %s", strings.Join(diff, "; ")), protocol.MaxTextLen)})
 	return diff, nil
 }

@@ -192,7 +192,7 @@ func (r tokenRow) token() Token {
 
 func (r eventRow) event() (Event, error) {
 	e := Event{
-		Seq: r.Seq, Time: fromUnix(r.Time), Kind: r.Kind, DeviceID: r.DeviceID,
+		Seq: r.Seq, Time: fromUnix(r.Time), Kind: protocol.EventType(r.Kind), DeviceID: r.DeviceID,
 		Actor: r.Actor, Message: r.Message, Hash: r.Hash, PrevHash: r.PrevHash,
 	}
 	if r.Data != "" && r.Data != "{}" {

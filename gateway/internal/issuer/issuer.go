@@ -244,7 +244,7 @@ func (i *Issuer) issue(ctx context.Context, from Sender, req *protocol.CSR, now 
 	case err != nil:
 		return nil, fmt.Errorf("record issuance: %w", err)
 	}
-	i.cfg.Notify(protocol.Event{V: protocol.Version, Type: inventory.EventCertIssued, Time: now, DeviceID: from.DeviceID,
+	i.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventCertIssued, Time: now, DeviceID: from.DeviceID,
 		Message: fmt.Sprintf("certificate %s issued (%s, %s)", cert.Serial, req.Reason, d.Class),
 		Data:    map[string]string{"serial": cert.Serial, "request_id": req.RequestID, "reason": string(req.Reason)}})
 	return i.certReply(ctx, req.RequestID, cert, now)
@@ -295,7 +295,7 @@ func (i *Issuer) HandleCommit(ctx context.Context, from Sender, payload []byte) 
 		if err := store.FinishAttempt(ctx, from.DeviceID, c.RequestID, inventory.OutcomeRolledBack, "rolled_back", now); err != nil {
 			i.cfg.Logger.Error("record rollback", "device", from.DeviceID, "err", err)
 		}
-		i.cfg.Notify(protocol.Event{V: protocol.Version, Type: "renewal.rolled_back", Time: now, DeviceID: from.DeviceID,
+		i.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventRenewalRolledBack, Time: now, DeviceID: from.DeviceID,
 			Message: fmt.Sprintf("agent rolled back to %s: %s", c.Serial, c.Detail),
 			Data:    map[string]string{"serial": c.Serial, "failed": c.Failed, "request_id": c.RequestID}})
 		i.publishAck(from.DeviceID, &protocol.Ack{V: protocol.Version, RequestID: c.RequestID, Serial: c.Serial, HubTime: now})
@@ -324,7 +324,7 @@ func (i *Issuer) HandleCommit(ctx context.Context, from Sender, payload []byte) 
 		i.cfg.Logger.Error("finish attempt", "device", from.DeviceID, "err", err)
 	}
 	if changed {
-		i.cfg.Notify(protocol.Event{V: protocol.Version, Type: inventory.EventCertActivated, Time: now, DeviceID: from.DeviceID,
+		i.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventCertActivated, Time: now, DeviceID: from.DeviceID,
 			Message: fmt.Sprintf("certificate %s is active%s", c.Serial, supersededText(prev)),
 			Data:    map[string]string{"serial": c.Serial, "previous": prev}})
 	}

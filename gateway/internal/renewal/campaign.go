@@ -217,7 +217,7 @@ func (s *Scheduler) StartCampaign(ctx context.Context, c Campaign) (CampaignStat
 		return CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, err)
 	}
 	st := rec.status()
-	s.event(ctx, inventory.Event{Time: now, Kind: EventCampaignStarted,
+	s.event(ctx, inventory.Event{Time: now, Kind: protocol.EventCampaignStarted,
 		Message: fmt.Sprintf("campaign %s started: %s of %d devices, %d canaries", c.ID, c.Action, st.Total, min(c.Canary, st.Total)),
 		Data:    map[string]string{"id": c.ID, "action": string(c.Action), "total": strconv.Itoa(st.Total)}}, true)
 	s.cfg.Changed()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/rate"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // campaignRun is a campaign during a pass.
@@ -106,7 +107,7 @@ func (p *pass) judge(r *campaignRun) {
 	}
 	r.rec.State, r.rec.Ended, r.rec.Cause, r.changed = CampaignAborted, p.now, cause, true
 	st = r.rec.status()
-	p.s.event(p.ctx, inventory.Event{Time: p.now, Kind: EventCampaignAborted,
+	p.s.event(p.ctx, inventory.Event{Time: p.now, Kind: protocol.EventCampaignAborted,
 		Message: fmt.Sprintf("campaign %s aborted: %s; %d devices left untouched", r.rec.Campaign.ID, cause, st.Pending),
 		Data:    campaignData(st)}, true)
 }
@@ -157,11 +158,11 @@ func (p *pass) settle(r *campaignRun) {
 		if st.Pending == 0 && st.InFlight == 0 {
 			r.rec.State, r.rec.Ended, r.changed = CampaignFinished, p.now, true
 			p.rep.Campaigns--
-			p.s.event(p.ctx, inventory.Event{Time: p.now, Kind: EventCampaignFinished,
+			p.s.event(p.ctx, inventory.Event{Time: p.now, Kind: protocol.EventCampaignFinished,
 				Message: fmt.Sprintf("campaign %s finished: %d committed, %d failed", r.rec.Campaign.ID, st.Committed, st.Failed),
 				Data:    campaignData(st)}, true)
 		} else if st.progress() != r.before.progress() {
-			p.s.event(p.ctx, inventory.Event{Time: p.now, Kind: EventCampaignProgress,
+			p.s.event(p.ctx, inventory.Event{Time: p.now, Kind: protocol.EventCampaignProgress,
 				Message: fmt.Sprintf("campaign %s: %d of %d committed, %d failed, %d in flight, %d pending",
 					r.rec.Campaign.ID, st.Committed, st.Total, st.Failed, st.InFlight, st.Pending),
 				Data: campaignData(st)}, true)

@@ -93,8 +93,8 @@ func TestCampaignCanariesThenAbortAtThreshold(t *testing.T) {
 			t.Errorf("%s after the abort: serial %s (was %s), state %q, want untouched and idle", id, c.Serial, serials[id], st.State)
 		}
 	}
-	if n := len(f.events(EventCampaignAborted)); n != 1 {
-		t.Errorf("%d %s events, want 1", n, EventCampaignAborted)
+	if n := len(f.events(protocol.EventCampaignAborted)); n != 1 {
+		t.Errorf("%d %s events, want 1", n, protocol.EventCampaignAborted)
 	}
 
 	// After a restart nothing more is commanded for the campaign; the device in flight still
@@ -160,8 +160,8 @@ func TestCampaignFinishes(t *testing.T) {
 	if all[0].State != CampaignFinished || all[0].Committed != 3 {
 		t.Errorf("campaign = %+v, want finished with 3 committed", all[0])
 	}
-	if n := f.notes.kinds()[EventCampaignFinished]; n != 1 {
-		t.Errorf("%d %s notifications, want 1", n, EventCampaignFinished)
+	if n := f.notes.kinds()[protocol.EventCampaignFinished]; n != 1 {
+		t.Errorf("%d %s notifications, want 1", n, protocol.EventCampaignFinished)
 	}
 }
 

@@ -176,7 +176,7 @@ func (p *pass) track(d *device) {
 		}
 		st.State, st.NextAttemptAt = inventory.RenewalDue, time.Time{}
 		_, why := policy.Due(w, now)
-		p.s.event(p.ctx, inventory.Event{Time: now, Kind: EventDue, DeviceID: d.dev.ID,
+		p.s.event(p.ctx, inventory.Event{Time: now, Kind: protocol.EventRenewalDue, DeviceID: d.dev.ID,
 			Message: fmt.Sprintf("certificate %s is due: %s", d.cert.Serial, why),
 			Data:    map[string]string{"serial": d.cert.Serial, "reason": why}}, true)
 	}
@@ -271,12 +271,12 @@ func (p *pass) fail(d *device, cause string) {
 	}
 	p.rep.Failed++
 	p.wake(st.NextAttemptAt)
-	p.s.event(p.ctx, inventory.Event{Time: now, Kind: EventFailed, DeviceID: d.dev.ID,
+	p.s.event(p.ctx, inventory.Event{Time: now, Kind: protocol.EventRenewalFailed, DeviceID: d.dev.ID,
 		Message: fmt.Sprintf("renewal failed (%d in a row): %s; next attempt at %s", st.Failures, st.LastCause, stamp(st.NextAttemptAt)),
 		Data: map[string]string{"cause": st.LastCause, "failures": strconv.Itoa(st.Failures),
 			"next_attempt_at": stamp(st.NextAttemptAt)}}, true)
 	if st.Failures == cfg.MaxFailures {
-		p.s.event(p.ctx, inventory.Event{Time: now, Kind: EventFailing, DeviceID: d.dev.ID,
+		p.s.event(p.ctx, inventory.Event{Time: now, Kind: protocol.EventRenewalFailing, DeviceID: d.dev.ID,
 			Message: fmt.Sprintf("renewal failing after %d attempts: %s", st.Failures, st.LastCause),
 			Data:    map[string]string{"cause": st.LastCause, "failures": strconv.Itoa(st.Failures)}}, true)
 	}
@@ -361,7 +361,7 @@ func (p *pass) command(c *candidate) bool {
 		data["campaign"] = c.campaign.rec.Campaign.ID
 		c.campaign.commanded(c.entry, now, before.Failures, id)
 	}
-	p.s.event(p.ctx, inventory.Event{Time: now, Kind: EventCommanded, DeviceID: d.dev.ID,
+	p.s.event(p.ctx, inventory.Event{Time: now, Kind: protocol.EventRenewalCommanded, DeviceID: d.dev.ID,
 		Message: fmt.Sprintf("%s command %s sent: %s", action, id, reason), Data: data}, false)
 	return true
 }
