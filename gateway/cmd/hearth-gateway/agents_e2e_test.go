@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hearth-pki/hearth/gateway/internal/admin"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -83,7 +82,7 @@ func TestAgentsEndToEnd(t *testing.T) {
 			bin := buildAgent(t, tgt)
 			id := "e2e-" + tgt.name
 			dir := t.TempDir()
-			var tok admin.TokenCreated
+			var tok protocol.TokenCreated
 			if err := json.Unmarshal(cli("token", "create", "--device", id, "--json"), &tok); err != nil {
 				t.Fatal(err)
 			}

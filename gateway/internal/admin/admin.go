@@ -23,7 +23,6 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/monitor"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
-	"github.com/hearth-pki/hearth/gateway/internal/renewal"
 	"github.com/hearth-pki/hearth/gateway/internal/secret"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -65,8 +64,8 @@ type Config struct {
 // Scheduler is what the service needs of the renewal scheduler.
 type Scheduler interface {
 	Force(ctx context.Context, deviceID, reason string) error
-	StartCampaign(ctx context.Context, c renewal.Campaign) (renewal.CampaignStatus, error)
-	Campaigns(ctx context.Context) ([]renewal.CampaignStatus, error)
+	StartCampaign(ctx context.Context, c protocol.Campaign) (protocol.CampaignStatus, error)
+	Campaigns(ctx context.Context) ([]protocol.CampaignStatus, error)
 }
 
 // Service runs administrative operations.
@@ -171,21 +170,22 @@ func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error
 			if err := s.cfg.Scheduler.Force(ctx, r.ID, reason); err != nil {
 				return nil, err
 			}
-			return Renewal{ID: r.ID, Queued: true}, nil
+			return protocol.DeviceRenewed{ID: r.ID, Queued: true}, nil
 		case "device/revoke":
 			return s.Revoke(ctx, r.ID, firstNonEmpty(r.Reason, "revoked by an admin"))
 		default:
 			return s.Remove(ctx, r.ID)
 		}
 	case "events":
-		var r struct {
-			ID    string `json:"id"`
-			Limit int    `json:"limit"`
-		}
+		var r protocol.EventsRequest
 		if err := json.Unmarshal(payload, &r); err != nil {
 			return nil, fmt.Errorf("events: %w", err)
 		}
-		return s.cfg.Store.Events(ctx, inventory.EventFilter{DeviceID: r.ID, Limit: max(1, min(r.Limit, 1000))})
+		evs, err := s.cfg.Store.Events(ctx, inventory.EventFilter{DeviceID: r.ID, Limit: max(1, min(r.Limit, 1000))})
+		if err != nil {
+			return nil, err
+		}
+		return auditEvents(evs), nil
 	case "device/import":
 		return s.Import(ctx, payload)
 	case "device/sign":
@@ -197,7 +197,7 @@ func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error
 		if op == "campaign/list" {
 			return s.cfg.Scheduler.Campaigns(ctx)
 		}
-		var c renewal.Campaign
+		var c protocol.Campaign
 		if err := json.Unmarshal(payload, &c); err != nil {
 			return nil, fmt.Errorf("campaign/start: %w", err)
 		}
@@ -210,40 +210,32 @@ func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error
 		if err != nil {
 			return nil, err
 		}
-		return map[string]any{"changed": diff}, nil
+		return protocol.PolicyReloaded{Changed: diff}, nil
 	case "audit/verify":
 		if err := s.cfg.Store.VerifyAudit(ctx); err != nil {
 			return nil, err
 		}
-		return map[string]string{"audit": "intact"}, nil
+		return protocol.AuditVerified{Audit: protocol.AuditIntact}, nil
 	case "ca/show":
 		return s.CAInfo(), nil
 	}
 	return nil, fmt.Errorf("%w %q (have %v)", ErrUnknownOp, op, Ops())
 }
 
-// TokenCreated is the answer to token/create. Token is shown once and never stored.
-type TokenCreated struct {
-	ID        string    `json:"id"`
-	Token     string    `json:"token"`
-	ExpiresAt time.Time `json:"expires_at"`
-	Command   string    `json:"command"`
-}
-
 // CreateToken makes a one-time enrollment token for a device id.
-func (s *Service) CreateToken(ctx context.Context, r protocol.TokenRequest) (TokenCreated, error) {
+func (s *Service) CreateToken(ctx context.Context, r protocol.TokenRequest) (protocol.TokenCreated, error) {
 	ttl, err := r.Lifetime(s.cfg.TokenTTL)
 	if err != nil {
-		return TokenCreated{}, err
+		return protocol.TokenCreated{}, err
 	}
 	now := s.cfg.Now().UTC().Truncate(time.Second)
 	tok := secret.NewToken()
 	err = s.cfg.Store.CreateToken(ctx, inventory.Token{Hash: secret.HashToken(tok), DeviceID: r.ID, Name: r.Name,
 		Family: r.Family, CreatedAt: now, ExpiresAt: now.Add(ttl)})
 	if err != nil {
-		return TokenCreated{}, internal(err)
+		return protocol.TokenCreated{}, internal(err)
 	}
-	return TokenCreated{ID: r.ID, Token: tok, ExpiresAt: now.Add(ttl),
+	return protocol.TokenCreated{ID: r.ID, Token: tok, ExpiresAt: now.Add(ttl),
 		Command: fmt.Sprintf("hearth-agent enroll --hub mqtts://%s --id %s --token %s --ca-fingerprint %s",
 			s.cfg.Advertise, r.ID, tok, s.cfg.CA.Fingerprint())}, nil
 }
@@ -262,48 +254,27 @@ func (s *Service) List(ctx context.Context) ([]protocol.DeviceSummary, error) {
 	return out, nil
 }
 
-// Detail is the answer to device/get.
-type Detail struct {
-	protocol.DeviceSummary
-	Device       inventory.Device        `json:"device"`
-	Certificates []inventory.Certificate `json:"certificates"`
-	Attempts     []inventory.Attempt     `json:"attempts"`
-	Events       []inventory.Event       `json:"events"`
-}
-
-// Get returns one device with its certificates, recent attempts and events.
-func (s *Service) Get(ctx context.Context, id string) (Detail, error) {
+// Get returns one device with its certificates (without their PEM), recent attempts and
+// events.
+func (s *Service) Get(ctx context.Context, id string) (protocol.DeviceDetail, error) {
 	d, err := s.device(ctx, id)
 	if err != nil {
-		return Detail{}, err
+		return protocol.DeviceDetail{}, err
 	}
 	certs, err := s.cfg.Store.Certificates(ctx, id)
 	if err != nil {
-		return Detail{}, internal(err)
-	}
-	for i := range certs {
-		certs[i].PEM = "" // the list stays readable; the PEM is in the inventory
+		return protocol.DeviceDetail{}, internal(err)
 	}
 	atts, err := s.cfg.Store.Attempts(ctx, id, 20)
 	if err != nil {
-		return Detail{}, internal(err)
+		return protocol.DeviceDetail{}, internal(err)
 	}
 	evs, err := s.cfg.Store.Events(ctx, inventory.EventFilter{DeviceID: id, Limit: 20})
 	if err != nil {
-		return Detail{}, internal(err)
+		return protocol.DeviceDetail{}, internal(err)
 	}
-	return Detail{DeviceSummary: monitor.Summary(d, s.active(ctx, id), s.cfg.Now()), Device: d,
-		Certificates: certs, Attempts: atts, Events: evs}, nil
-}
-
-// Renewal is the answer to device/renew: the command sent, or, with the renewal scheduler,
-// Queued (the scheduler commands the device at once when it is online, else when it
-// reconnects, and retries until it commits).
-type Renewal struct {
-	ID        string    `json:"id"`
-	CommandID string    `json:"command_id,omitempty"`
-	Deadline  time.Time `json:"deadline,omitzero"`
-	Queued    bool      `json:"queued,omitempty"`
+	return protocol.DeviceDetail{DeviceSummary: monitor.Summary(d, s.active(ctx, id), s.cfg.Now()), Device: deviceRecord(d),
+		Certificates: certificateRecords(certs), Attempts: attemptRecords(atts), Events: auditEvents(evs)}, nil
 }
 
 // CommandTimeout is how long an agent has to act on a command.
@@ -311,53 +282,45 @@ const CommandTimeout = 10 * time.Minute
 
 // Renew pushes a renew (or rekey) command to the device. Commands are not retained: a device
 // that is offline misses it, and the renewal scheduler commands it again when it is back.
-func (s *Service) Renew(ctx context.Context, id string, action protocol.Action, reason string) (Renewal, error) {
+func (s *Service) Renew(ctx context.Context, id string, action protocol.Action, reason string) (protocol.DeviceRenewed, error) {
 	if _, err := s.device(ctx, id); err != nil {
-		return Renewal{}, err
+		return protocol.DeviceRenewed{}, err
 	}
 	now := s.cfg.Now().UTC().Truncate(time.Second)
 	cmd := protocol.Command{V: protocol.Version, CommandID: newID("cmd"), Action: action, Reason: reason,
 		Deadline: now.Add(CommandTimeout), HubTime: now}
 	b, err := protocol.Encode(&cmd)
 	if err != nil {
-		return Renewal{}, internal(err)
+		return protocol.DeviceRenewed{}, internal(err)
 	}
 	if err := s.cfg.Broker.Publish(s.cfg.Topics.Device(id, protocol.KindCmd), b, false); err != nil {
-		return Renewal{}, internal(err)
+		return protocol.DeviceRenewed{}, internal(err)
 	}
 	if _, err := s.cfg.Store.AppendEvent(ctx, inventory.Event{Time: now, Kind: protocol.EventRenewalRequested, DeviceID: id,
 		Message: reason, Data: map[string]string{"command_id": cmd.CommandID, "action": string(action)}}); err != nil {
-		return Renewal{}, internal(err)
+		return protocol.DeviceRenewed{}, internal(err)
 	}
 	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventRenewalCommanded, Time: now, DeviceID: id,
 		Message: fmt.Sprintf("%s command %s sent: %s", action, cmd.CommandID, reason),
 		Data:    map[string]string{"command_id": cmd.CommandID}})
-	return Renewal{ID: id, CommandID: cmd.CommandID, Deadline: cmd.Deadline}, nil
-}
-
-// Revoked is the answer to device/revoke and device/remove.
-type Revoked struct {
-	ID           string `json:"id"`
-	Revoked      int    `json:"revoked"`
-	Disconnected int    `json:"disconnected"`
-	Removed      bool   `json:"removed,omitempty"`
+	return protocol.DeviceRenewed{ID: id, CommandID: cmd.CommandID, Deadline: cmd.Deadline}, nil
 }
 
 // Revoke revokes every certificate of the device, drops its live session and regenerates
 // the CRL. The device needs a new enrollment token to come back.
-func (s *Service) Revoke(ctx context.Context, id, reason string) (Revoked, error) {
+func (s *Service) Revoke(ctx context.Context, id, reason string) (protocol.DeviceRevoked, error) {
 	if _, err := s.device(ctx, id); err != nil {
-		return Revoked{}, err
+		return protocol.DeviceRevoked{}, err
 	}
 	now := s.cfg.Now()
 	n, err := s.cfg.Store.RevokeDevice(ctx, id, reason, now)
 	if err != nil {
-		return Revoked{}, internal(err)
+		return protocol.DeviceRevoked{}, internal(err)
 	}
 	if err := s.cfg.Store.SetState(ctx, id, inventory.StateQuarantined, now); err != nil {
-		return Revoked{}, internal(err)
+		return protocol.DeviceRevoked{}, internal(err)
 	}
-	out := Revoked{ID: id, Revoked: n, Disconnected: s.cfg.Broker.Disconnect(id)}
+	out := protocol.DeviceRevoked{ID: id, Revoked: n, Disconnected: s.cfg.Broker.Disconnect(id)}
 	s.cfg.Revoked(ctx)
 	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventCertRevoked, Time: now.UTC(), DeviceID: id,
 		Message: fmt.Sprintf("%d certificate(s) revoked: %s", n, reason)})
@@ -367,7 +330,7 @@ func (s *Service) Revoke(ctx context.Context, id, reason string) (Revoked, error
 
 // Remove revokes the device's certificates, deletes it from the inventory (its certificates
 // and events stay for the audit) and clears its retained topics.
-func (s *Service) Remove(ctx context.Context, id string) (Revoked, error) {
+func (s *Service) Remove(ctx context.Context, id string) (protocol.DeviceRevoked, error) {
 	out, err := s.Revoke(ctx, id, "device removed")
 	if err != nil {
 		return out, err
@@ -385,22 +348,13 @@ func (s *Service) Remove(ctx context.Context, id string) (Revoked, error) {
 	return out, nil
 }
 
-// CertInfo describes one CA certificate for ca/show.
-type CertInfo struct {
-	Subject     string    `json:"subject"`
-	Serial      string    `json:"serial"`
-	NotBefore   time.Time `json:"not_before"`
-	NotAfter    time.Time `json:"not_after"`
-	Fingerprint string    `json:"fingerprint"`
-}
-
 // CAInfo describes the hub's root and intermediate.
-func (s *Service) CAInfo() map[string]CertInfo {
-	out := map[string]CertInfo{}
-	for name, c := range map[string]*x509.Certificate{"root": s.cfg.CA.Root(), "intermediate": s.cfg.CA.Intermediate()} {
-		out[name] = CertInfo{c.Subject.String(), c.SerialNumber.Text(16), c.NotBefore, c.NotAfter, protocol.FingerprintOf(c).String()}
+func (s *Service) CAInfo() protocol.CAInfo {
+	info := func(c *x509.Certificate) protocol.CACertificate {
+		return protocol.CACertificate{Subject: c.Subject.String(), Serial: c.SerialNumber.Text(16), NotBefore: c.NotBefore,
+			NotAfter: c.NotAfter, Fingerprint: protocol.FingerprintOf(c).String()}
 	}
-	return out
+	return protocol.CAInfo{Intermediate: info(s.cfg.CA.Intermediate()), Root: info(s.cfg.CA.Root())}
 }
 
 func (s *Service) device(ctx context.Context, id string) (inventory.Device, error) {

@@ -289,7 +289,7 @@ func (p *pass) dispatch() {
 	})
 	slots := p.s.cfg.MaxInFlight - p.rep.InFlight
 	for _, c := range cands {
-		if c.campaign != nil && c.campaign.rec.State != CampaignRunning {
+		if c.campaign != nil && c.campaign.rec.State != protocol.CampaignRunning {
 			// The campaign stopped during this pass: leave its device untouched unless it
 			// is due anyway.
 			if !c.routine {

@@ -80,10 +80,7 @@ func (s *server) apiEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	payload, _ := json.Marshal(struct {
-		ID    string `json:"id,omitempty"`
-		Limit int    `json:"limit"`
-	}{q.Get("device"), limit})
+	payload, _ := json.Marshal(protocol.EventsRequest{ID: q.Get("device"), Limit: limit})
 	s.writeResponse(w, s.cfg.Admin.Do(r.Context(), s.actor(r), "events", payload))
 }
 

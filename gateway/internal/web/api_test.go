@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hearth-pki/hearth/gateway/internal/admin"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -64,7 +63,7 @@ func TestAPIShapes(t *testing.T) {
 	}
 
 	_, body = f.get(t, "/api/devices/kitchen-plug")
-	var detail admin.Detail
+	var detail protocol.DeviceDetail
 	if err := json.Unmarshal([]byte(body), &detail); err != nil {
 		t.Fatalf("GET /api/devices/kitchen-plug: %v\n%s", err, body)
 	}
