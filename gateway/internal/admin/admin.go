@@ -121,8 +121,12 @@ func (s *Service) Do(ctx context.Context, actor, op string, payload []byte) prot
 	data, err := s.do(ctx, op, payload)
 	if err != nil {
 		code := protocol.CodeBadRequest
-		if errors.Is(err, errInternal) {
+		var nf *notFoundError
+		switch {
+		case errors.Is(err, errInternal):
 			code = protocol.CodeInternal
+		case errors.As(err, &nf):
+			code = protocol.CodeNotFound
 		}
 		return errResponse(base.Transaction, code, err)
 	}
@@ -136,6 +140,12 @@ func (s *Service) Do(ctx context.Context, actor, op string, payload []byte) prot
 var errInternal = errors.New("internal error")
 
 func internal(err error) error { return fmt.Errorf("%w: %w", errInternal, err) }
+
+// notFoundError is a request naming a device (token, campaign) the hub does not know; Do
+// answers it with protocol.CodeNotFound.
+type notFoundError struct{ msg string }
+
+func (e *notFoundError) Error() string { return e.msg }
 
 func errResponse(tx string, code protocol.Code, err error) protocol.BridgeResponse {
 	return protocol.BridgeResponse{Transaction: tx, Status: "error", Error: err.Error(), Code: code}
@@ -360,7 +370,7 @@ func (s *Service) CAInfo() protocol.CAInfo {
 func (s *Service) device(ctx context.Context, id string) (inventory.Device, error) {
 	d, err := s.cfg.Store.Device(ctx, id)
 	if errors.Is(err, inventory.ErrNotFound) {
-		return d, fmt.Errorf("device %q is not in the inventory", id)
+		return d, &notFoundError{fmt.Sprintf("device %q is not in the inventory", id)}
 	}
 	if err != nil {
 		return d, internal(err)

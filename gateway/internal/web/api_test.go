@@ -92,8 +92,8 @@ func TestAPIErrors(t *testing.T) {
 		status int
 		code   protocol.Code
 	}{
-		{"unknown device", http.MethodGet, "/api/devices/nope", false, http.StatusNotFound, protocol.CodeBadRequest},
-		{"renew unknown device", http.MethodPost, "/api/devices/nope/renew", true, http.StatusNotFound, protocol.CodeBadRequest},
+		{"unknown device", http.MethodGet, "/api/devices/nope", false, http.StatusNotFound, protocol.CodeNotFound},
+		{"renew unknown device", http.MethodPost, "/api/devices/nope/renew", true, http.StatusNotFound, protocol.CodeNotFound},
 		{"limit zero", http.MethodGet, "/api/events?limit=0", false, http.StatusBadRequest, protocol.CodeBadRequest},
 		{"limit too big", http.MethodGet, "/api/events?limit=1001", false, http.StatusBadRequest, protocol.CodeBadRequest},
 		{"limit not a number", http.MethodGet, "/api/events?limit=ten", false, http.StatusBadRequest, protocol.CodeBadRequest},
