@@ -106,8 +106,8 @@ func (s *Service) ImportChain(ctx context.Context, r protocol.ImportRequest) (pr
 	cert.Status = inventory.StatusActive
 	s.cfg.Logger.Info("certificate imported", "device", r.ID, "serial", cert.Serial, "issuer", cert.Issuer)
 	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventCertActivated, Time: now, DeviceID: r.ID,
-		Message: truncate(fmt.Sprintf("certificate %s imported (issuer %s, expires %s)%s", cert.Serial, cert.Issuer,
-			cert.NotAfter.Format(time.RFC3339), supersededText(prev)), protocol.MaxTextLen),
+		Message: protocol.ClipText(fmt.Sprintf("certificate %s imported (issuer %s, expires %s)%s", cert.Serial, cert.Issuer,
+			cert.NotAfter.Format(time.RFC3339), supersededText(prev))),
 		Data: map[string]string{"serial": cert.Serial, "previous": prev, "reason": ReasonImport}})
 	s.cfg.Changed()
 	return imported(cert, prev, false), nil
@@ -383,10 +383,3 @@ func supersededText(prev string) string {
 }
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
-}

@@ -66,7 +66,7 @@ func (h *Hub) applyPolicy(ctx context.Context, pol *policy.Policy, actor string)
 		ctx = inventory.WithActor(ctx, actor)
 	}
 	if _, err := h.store.AppendEvent(ctx, inventory.Event{Time: now, Kind: protocol.EventPolicyChanged,
-		Message: truncate(strings.Join(diff, "; "), 4000), Data: map[string]string{"hash": pol.Hash(), "previous": prevHash}}); err != nil {
+		Message: protocol.Clip(strings.Join(diff, "; "), 4000), Data: map[string]string{"hash": pol.Hash(), "previous": prevHash}}); err != nil {
 		return nil, err
 	}
 	if err := h.store.SetSetting(ctx, settingPolicyYAML, string(yaml)); err != nil {
@@ -92,13 +92,6 @@ func (h *Hub) ReloadPolicy(ctx context.Context) ([]string, error) {
 	}
 	h.renewal.Kick()
 	h.notify(protocol.Event{V: protocol.Version, Type: protocol.EventPolicyChanged, Time: h.now().UTC(),
-		Message: truncate(fmt.Sprintf("policy changed: %s", strings.Join(diff, "; ")), protocol.MaxTextLen)})
+		Message: protocol.ClipText(fmt.Sprintf("policy changed: %s", strings.Join(diff, "; ")))})
 	return diff, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

@@ -409,7 +409,7 @@ func (i *Issuer) publish(topic string, m protocol.Message, retain bool) {
 }
 
 func wireError(r *refusal) *protocol.Error {
-	e := &protocol.Error{Code: r.code, Message: truncate(r.msg, protocol.MaxTextLen)}
+	e := &protocol.Error{Code: r.code, Message: protocol.ClipText(r.msg)}
 	if r.retryAfter > 0 {
 		e.RetryAfter = int((r.retryAfter + time.Second - 1) / time.Second)
 	} else if info, _ := r.code.Info(); info.Retry {
@@ -464,11 +464,4 @@ func supersededText(prev string) string {
 		return ""
 	}
 	return "; " + prev + " superseded"
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

@@ -54,7 +54,7 @@ func (r *campaignRun) commanded(e *campaignDevice, now time.Time, failures int, 
 
 // finish records e's outcome.
 func (r *campaignRun) finish(e *campaignDevice, stage, cause string) {
-	e.Stage, e.Cause = stage, truncate(cause, maxCause)
+	e.Stage, e.Cause = stage, protocol.Clip(cause, maxCause)
 	r.changed = true
 }
 

@@ -259,7 +259,7 @@ func retryable(code string) bool {
 func (p *pass) fail(d *device, cause string) {
 	st, cfg, now := &d.st, &p.s.cfg, p.now
 	st.Failures++
-	st.LastCause = truncate(cause, maxCause)
+	st.LastCause = protocol.Clip(cause, maxCause)
 	wait := policy.Backoff(st.Failures-1, cfg.BackoffBase, cfg.BackoffMax, cfg.Rand())
 	if d.win.Phase(now) >= policy.PhaseEmergency {
 		wait = min(wait, cfg.BackoffBase)
@@ -393,16 +393,3 @@ func sameStatus(a, b inventory.RenewalStatus) bool {
 
 // stamp formats a time for messages and event data.
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
-
-// truncate shortens s to at most n bytes without splitting a UTF-8 sequence.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !isRuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
