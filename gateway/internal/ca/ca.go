@@ -331,7 +331,7 @@ func (c *CA) Roots() *x509.CertPool { return c.roots.Clone() }
 func (c *CA) Intermediates() *x509.CertPool { return c.inters.Clone() }
 
 // Fingerprint returns the root certificate's fingerprint, the value agents
-// pin, as "SHA256:" plus 64 lowercase hex digits.
+// pin, in the protocol's written form (protocol.Fingerprint.String).
 func (c *CA) Fingerprint() string { return protocol.FingerprintOf(c.root).String() }
 
 // Verify checks that leaf chains to this CA's root through its
