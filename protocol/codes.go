@@ -21,6 +21,7 @@ const (
 	CodeUnknownRequest     Code = "unknown_request"     // a commit names a request the hub does not know
 	CodeNotPresented       Code = "not_presented"       // a commit's serial is not the one on the TLS session
 	CodeExpired            Code = "expired"             // the certificate expired beyond the recovery grace
+	CodeNotFound           Code = "not_found"           // a bridge request names a device, token or campaign the hub does not know
 )
 
 // CodeInfo describes a code: whether a client should retry, and after how long by default.
@@ -47,6 +48,7 @@ var codeInfos = []CodeInfo{
 	{CodeUnknownRequest, false, 0, "the commit names a request the hub does not know"},
 	{CodeNotPresented, true, 5, "the committed serial is not the one presented on the TLS session"},
 	{CodeExpired, false, 0, "the certificate expired beyond the recovery grace; enroll again"},
+	{CodeNotFound, false, 0, "the device, token or campaign the request names is not known to the hub"},
 }
 
 // Codes returns every code in the order it was added.

@@ -73,7 +73,7 @@ func examples() map[string]Message {
 			Deadline: t0.Add(10 * time.Minute), HubTime: t0},
 		"renewal": renewal,
 		"health": &Health{V: Version, Serial: "5a6d5f376c97abdb85d26defd2ed9b08", Issuer: "CN=Hearth Intermediate CA,O=Hearth",
-			NotBefore: t0.Add(-time.Minute), NotAfter: t0.Add(30 * 24 * time.Hour), ChainOK: true, KeyAlgorithm: "ECDSA P-256",
+			NotBefore: t0.Add(-time.Minute), NotAfter: t0.Add(30 * 24 * time.Hour), ChainOK: true, KeyAlgorithm: KeyP256,
 			KeyStorage: "file", DeviceTime: t0.Add(2 * time.Second), ClockTrusted: true, SkewSeconds: 2,
 			AgentVersion: "0.1.0", NextRenewal: t0.Add(21 * 24 * time.Hour)},
 		"state_online":  &State{V: Version, State: Online, AgentVersion: "0.1.0"},
@@ -84,12 +84,12 @@ func examples() map[string]Message {
 		"bridge_devices": &BridgeDevices{V: Version, Devices: []DeviceSummary{{ID: "thermostat-hall", Name: "Hall thermostat",
 			Family: "thermostat", Class: "default", State: "active", Online: true, Serial: "5a6d5f376c97abdb85d26defd2ed9b08",
 			NotAfter: t0.Add(30 * 24 * time.Hour), RenewalState: "idle", LastSeen: t0}}},
-		"event": &Event{V: Version, Type: "cert.activated", Time: t0, DeviceID: "thermostat-hall",
+		"event": &Event{V: Version, Type: EventCertActivated, Time: t0, DeviceID: "thermostat-hall",
 			Message: "certificate 5a6d5f37… is active; 2b766b0b… superseded", Data: map[string]string{"serial": "5a6d5f376c97abdb85d26defd2ed9b08"}},
 		"request_device_renew": &DeviceRequest{Transaction: "auto-42", ID: "thermostat-hall"},
 		"request_token_create": &TokenRequest{Transaction: "t1", ID: "camera-door", Name: "Front door camera", Family: "camera", TTL: "24h"},
 		"response_ok": &BridgeResponse{Transaction: "auto-42", Status: "ok",
 			Data: json.RawMessage(`{"id":"thermostat-hall","command_id":"cmd-7f3a"}`)},
-		"response_error": &BridgeResponse{Transaction: "auto-42", Status: "error", Error: "device \"nope\" is not in the inventory", Code: CodeBadRequest},
+		"response_error": &BridgeResponse{Transaction: "auto-42", Status: "error", Error: "device \"nope\" is not in the inventory", Code: CodeNotFound},
 	}
 }

@@ -132,21 +132,21 @@ type RenewalInfo struct {
 
 // Health is an agent's report of its certificate, published on "dev/<id>/health".
 type Health struct {
-	V            int       `json:"v"`
-	Serial       string    `json:"serial"`
-	Issuer       string    `json:"issuer"`
-	NotBefore    time.Time `json:"not_before"`
-	NotAfter     time.Time `json:"not_after"`
-	ChainOK      bool      `json:"chain_ok"`
-	ChainError   string    `json:"chain_error,omitempty"`
-	KeyAlgorithm string    `json:"key_algorithm"`
-	KeyStorage   string    `json:"key_storage"` // "file", or a hardware backend's name
-	DeviceTime   time.Time `json:"device_time"`
-	ClockTrusted bool      `json:"clock_trusted"`        // false while the clock is clearly wrong
-	SkewSeconds  int64     `json:"skew_seconds"`         // device time minus last hub time seen
-	AgentVersion string    `json:"agent_version"`        // the agent's build version
-	LastError    string    `json:"last_error,omitempty"` // the last renewal error, for people
-	NextRenewal  time.Time `json:"next_renewal,omitzero"`
+	V            int          `json:"v"`
+	Serial       string       `json:"serial"`
+	Issuer       string       `json:"issuer"`
+	NotBefore    time.Time    `json:"not_before"`
+	NotAfter     time.Time    `json:"not_after"`
+	ChainOK      bool         `json:"chain_ok"`
+	ChainError   string       `json:"chain_error,omitempty"`
+	KeyAlgorithm KeyAlgorithm `json:"key_algorithm"` // the certificate's key, e.g. "p256"
+	KeyStorage   string       `json:"key_storage"`   // "file", or a hardware backend's name
+	DeviceTime   time.Time    `json:"device_time"`
+	ClockTrusted bool         `json:"clock_trusted"`        // false while the clock is clearly wrong
+	SkewSeconds  int64        `json:"skew_seconds"`         // device time minus last hub time seen
+	AgentVersion string       `json:"agent_version"`        // the agent's build version
+	LastError    string       `json:"last_error,omitempty"` // the last renewal error, for people
+	NextRenewal  time.Time    `json:"next_renewal,omitzero"`
 }
 
 // State is a device's presence, published retained on "dev/<id>/state"; the offline form is
@@ -192,7 +192,7 @@ type BridgeDevices struct {
 // Event is a hub event (renewal, revocation, alert), published on "bridge/event".
 type Event struct {
 	V        int               `json:"v"`
-	Type     string            `json:"type"` // e.g. "cert.issued", "renewal.failed"
+	Type     EventType         `json:"type"` // one of EventTypes, or a newer hub's type
 	Time     time.Time         `json:"time"`
 	DeviceID string            `json:"device_id,omitempty"`
 	Message  string            `json:"message"`

@@ -77,19 +77,3 @@ func TestNewTopicsRejects(t *testing.T) {
 		}
 	}
 }
-
-func TestValidateDeviceID(t *testing.T) {
-	tests := []struct {
-		id string
-		ok bool
-	}{
-		{"thermostat-hall", true}, {"cam.1", true}, {"a_b", true}, {"0", true},
-		{"", false}, {"-a", false}, {".a", false}, {"A", false}, {"a/b", false}, {"a+b", false},
-		{"a b", false}, {string(make([]byte, 65)), false},
-	}
-	for _, tt := range tests {
-		if err := ValidateDeviceID(tt.id); (err == nil) != tt.ok {
-			t.Errorf("ValidateDeviceID(%q) = %v, want ok=%v", tt.id, err, tt.ok)
-		}
-	}
-}

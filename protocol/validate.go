@@ -25,25 +25,6 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
 }
 
-// ValidateDeviceID checks a device id: 1 to 64 characters of a-z, 0-9, '.', '_' and '-',
-// starting with a letter or digit. Ids are topic levels and certificate names, so nothing
-// else is allowed.
-func ValidateDeviceID(id string) error {
-	if id == "" || len(id) > MaxDeviceIDLen {
-		return invalid("device id %q must be 1 to %d characters", id, MaxDeviceIDLen)
-	}
-	for i, r := range id {
-		alnum := r >= 'a' && r <= 'z' || r >= '0' && r <= '9'
-		if i == 0 && !alnum {
-			return invalid("device id %q must start with a lowercase letter or digit", id)
-		}
-		if !alnum && r != '.' && r != '_' && r != '-' {
-			return invalid("device id %q: character %q not allowed (use a-z, 0-9, '.', '_', '-')", id, r)
-		}
-	}
-	return nil
-}
-
 // ValidateRequestID checks a request or command id: 1 to 64 characters of A-Z, a-z, 0-9, '.',
 // '_' and '-'.
 func ValidateRequestID(id string) error {
@@ -343,7 +324,7 @@ func (m *Health) Validate() error {
 	}
 	for _, f := range []struct {
 		name, s string
-	}{{"issuer", m.Issuer}, {"chain_error", m.ChainError}, {"key_algorithm", m.KeyAlgorithm}, {"key_storage", m.KeyStorage}, {"agent_version", m.AgentVersion}, {"last_error", m.LastError}} {
+	}{{"issuer", m.Issuer}, {"chain_error", m.ChainError}, {"key_algorithm", string(m.KeyAlgorithm)}, {"key_storage", m.KeyStorage}, {"agent_version", m.AgentVersion}, {"last_error", m.LastError}} {
 		if err := checkText(f.name, f.s, MaxTextLen); err != nil {
 			return err
 		}

@@ -183,7 +183,7 @@ func (a *Agent) connect(ctx context.Context) {
 		d := backoff(a.connFailures, a.reconnectMin(), reconnectMax, a.cfg.Rand.Float64())
 		a.connRetryAt = a.now().Add(d)
 		a.log.Warn("cannot reach the hub", "err", err, "retry_in", d.Round(time.Second))
-		if msg := truncate(err.Error(), protocol.MaxTextLen); msg != a.rt.ConnectError {
+		if msg := protocol.ClipText(err.Error()); msg != a.rt.ConnectError {
 			a.rt.ConnectError = msg
 			a.saveRuntime()
 		}

@@ -184,7 +184,7 @@ func (c Config) resolve(fromDisk bool) (Config, error) {
 		return c, fmt.Errorf("device: config: %w", err)
 	}
 	if c.KeyAlgorithm == "" {
-		c.KeyAlgorithm = string(keystore.P256)
+		c.KeyAlgorithm = string(protocol.KeyP256)
 	}
 	alg, err := keystore.ParseAlgorithm(c.KeyAlgorithm)
 	if err != nil {

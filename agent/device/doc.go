@@ -4,8 +4,8 @@
 // It is a public package on purpose: the hub's end-to-end tests and its renewal-storm
 // benchmark (in the gateway module) run real agent code in-process against a real hub, many
 // agents at once, each with its own state directory. Its API is therefore kept small and
-// stable: Config, Enroll, New and Agent.Run, Renew, ReadStatus, Fingerprint/ParseFingerprint,
-// the sentinel errors and Event.
+// stable: Config, Enroll, New and Agent.Run, Renew, ReadStatus, the sentinel errors and Event.
+// Fingerprints are protocol.Fingerprint, shared with the hub.
 //
 // # Flows
 //

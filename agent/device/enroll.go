@@ -20,8 +20,8 @@ import (
 )
 
 // Enroll gives the device its first identity (protocol/README.md, "Enrollment"). cfg needs
-// Dir, HubURL and DeviceID; token is the one-time enrollment token and caFingerprint the hub root's
-// fingerprint ("SHA256:<hex>", as the hub prints it next to the token).
+// Dir, HubURL and DeviceID; token is the one-time enrollment token and caFingerprint the hub
+// root's fingerprint as the hub prints it next to the token (read by protocol.ParseFingerprint).
 //
 // It first learns the hub's CA without trusting anything and without sending the token: the
 // root presented in the TLS handshake, or else the retained CA topic read anonymously. If no
@@ -35,9 +35,9 @@ func Enroll(ctx context.Context, cfg Config, token, caFingerprint string) error 
 	if token == "" {
 		return errors.New("device: enroll: empty enrollment token")
 	}
-	pin, err := ParseFingerprint(caFingerprint)
+	pin, err := protocol.ParseFingerprint(caFingerprint)
 	if err != nil {
-		return err
+		return fmt.Errorf("device: %w", err)
 	}
 	cfg, err = cfg.resolve(false)
 	if err != nil {
@@ -51,7 +51,7 @@ func Enroll(ctx context.Context, cfg Config, token, caFingerprint string) error 
 	if err != nil {
 		return err
 	}
-	log.Info("hub CA matches the pinned fingerprint", "fingerprint", pin, "root", ca[len(ca)-1].Subject.CommonName)
+	log.Info("hub CA matches the pinned fingerprint", "fingerprint", pin.String(), "root", ca[len(ca)-1].Subject.CommonName)
 
 	ks, release, err := openDir(cfg)
 	if err != nil {
@@ -61,7 +61,7 @@ func Enroll(ctx context.Context, cfg Config, token, caFingerprint string) error 
 	if err := ks.WriteCA(ca); err != nil {
 		return fmt.Errorf("device: enroll: %w", err)
 	}
-	key, err := keystore.GenerateKey(keystore.Algorithm(cfg.KeyAlgorithm))
+	key, err := keystore.GenerateKey(protocol.KeyAlgorithm(cfg.KeyAlgorithm))
 	if err != nil {
 		return fmt.Errorf("device: enroll: %w", err)
 	}
@@ -188,7 +188,7 @@ func newRequestID() string {
 // from the TLS handshake if the hub presents its root there, else from the retained CA topic
 // read anonymously. It returns the chain to pin (intermediates, then the root) after checking
 // that the hub's server certificate verifies against that root for the URL's host name.
-func discoverCA(ctx context.Context, cfg Config, u *url.URL, pin string, clk *clock.Clock) ([]*x509.Certificate, error) {
+func discoverCA(ctx context.Context, cfg Config, u *url.URL, pin protocol.Fingerprint, clk *clock.Clock) ([]*x509.Certificate, error) {
 	host := u.Hostname()
 	presented, err := presentedChain(ctx, u.Host, host, cfg.ConnectTimeout)
 	if err != nil {
@@ -198,8 +198,8 @@ func discoverCA(ctx context.Context, cfg Config, u *url.URL, pin string, clk *cl
 	var others []string
 	candidates := presented
 	for _, c := range presented {
-		if selfSigned(c) && Fingerprint(c) != pin {
-			others = append(others, Fingerprint(c))
+		if selfSigned(c) && protocol.FingerprintOf(c) != pin {
+			others = append(others, protocol.FingerprintOf(c).String())
 		}
 	}
 	if !hasFingerprint(presented, pin) && len(others) == 0 {
@@ -213,14 +213,14 @@ func discoverCA(ctx context.Context, cfg Config, u *url.URL, pin string, clk *cl
 			return nil, fmt.Errorf("device: enroll: CA topic: %w", err)
 		}
 		for _, c := range chain {
-			if selfSigned(c) && Fingerprint(c) != pin {
-				others = append(others, Fingerprint(c))
+			if selfSigned(c) && protocol.FingerprintOf(c) != pin {
+				others = append(others, protocol.FingerprintOf(c).String())
 			}
 		}
 		candidates = append(candidates, chain...)
 	}
 	for _, c := range candidates {
-		if Fingerprint(c) == pin {
+		if protocol.FingerprintOf(c) == pin {
 			root = c
 		}
 	}
@@ -248,9 +248,9 @@ func discoverCA(ctx context.Context, cfg Config, u *url.URL, pin string, clk *cl
 	return append(path[1:], root), nil
 }
 
-func hasFingerprint(chain []*x509.Certificate, pin string) bool {
+func hasFingerprint(chain []*x509.Certificate, pin protocol.Fingerprint) bool {
 	for _, c := range chain {
-		if Fingerprint(c) == pin {
+		if protocol.FingerprintOf(c) == pin {
 			return true
 		}
 	}

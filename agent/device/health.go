@@ -3,10 +3,6 @@ package device
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -20,19 +16,6 @@ import (
 	"github.com/hearth-pki/hearth/protocol"
 )
 
-// keyName names a public key for people, as the hub does: "ECDSA P-256", "Ed25519", "RSA 2048".
-func keyName(pub crypto.PublicKey) string {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		return "ECDSA " + k.Curve.Params().Name
-	case ed25519.PublicKey:
-		return "Ed25519"
-	case *rsa.PublicKey:
-		return fmt.Sprintf("RSA %d", k.N.BitLen())
-	}
-	return fmt.Sprintf("%T", pub)
-}
-
 // healthReport describes the current certificate and clock.
 func (a *Agent) healthReport() *protocol.Health {
 	pair := a.current()
@@ -40,15 +23,15 @@ func (a *Agent) healthReport() *protocol.Health {
 	r := a.clk.Read()
 	h := &protocol.Health{
 		V: protocol.Version, Serial: pair.Serial(), Issuer: leaf.Issuer.String(),
-		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, KeyAlgorithm: keyName(leaf.PublicKey),
+		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, KeyAlgorithm: protocol.KeyAlgorithmOf(leaf.PublicKey),
 		KeyStorage: "file", DeviceTime: r.Device, ClockTrusted: r.Trusted, AgentVersion: a.cfg.Version,
-		LastError: truncate(a.st.LastError, protocol.MaxTextLen), NextRenewal: a.nextRenewal().At,
+		LastError: protocol.ClipText(a.st.LastError), NextRenewal: a.nextRenewal().At,
 	}
 	if r.HubSeen {
 		h.SkewSeconds = int64(r.Skew.Round(time.Second) / time.Second)
 	}
 	if _, err := verifyChain(pair.Chain, a.ca, verifyAt(r, leaf), x509.ExtKeyUsageClientAuth, ""); err != nil {
-		h.ChainError = truncate(err.Error(), protocol.MaxTextLen)
+		h.ChainError = protocol.ClipText(err.Error())
 	} else {
 		h.ChainOK = true
 	}
@@ -87,7 +70,7 @@ func (a *Agent) setLastError(err error) {
 	if err == nil {
 		return
 	}
-	msg := truncate(err.Error(), protocol.MaxTextLen)
+	msg := protocol.ClipText(err.Error())
 	if msg == a.st.LastError {
 		return
 	}
@@ -157,15 +140,15 @@ func (a *Agent) runHook(ctx context.Context, pair keystore.Pair) {
 		run.ExitCode = exit.ExitCode()
 	default:
 		run.ExitCode = -1
-		run.Output = truncate(err.Error(), hookOutputMax)
+		run.Output = protocol.Clip(err.Error(), hookOutputMax)
 	}
 	a.hook = run
 	a.rt.Hook = run
 	a.saveRuntime()
 	a.emit(Event{Kind: EventHookFinished, Detail: strconv.Itoa(run.ExitCode)})
 	if run.ExitCode != 0 {
-		a.setLastError(fmt.Errorf("on-renew command exited with %d: %s", run.ExitCode, truncate(run.Output, 200)))
-		a.log.Warn("on-renew command failed", "exit_code", run.ExitCode, "output", truncate(run.Output, 200))
+		a.setLastError(fmt.Errorf("on-renew command exited with %d: %s", run.ExitCode, protocol.Clip(run.Output, 200)))
+		a.log.Warn("on-renew command failed", "exit_code", run.ExitCode, "output", protocol.Clip(run.Output, 200))
 		return
 	}
 	a.log.Info("on-renew command succeeded")

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"github.com/hearth-pki/hearth/agent/internal/hub"
 	"github.com/hearth-pki/hearth/agent/internal/keystore"
@@ -89,7 +88,7 @@ func (a *Agent) renew(ctx context.Context, reason protocol.Reason, commandID str
 		return errors.New("device: renew: not connected to the hub")
 	}
 	old := a.current()
-	key, err := keystore.GenerateKey(keystore.Algorithm(a.cfg.KeyAlgorithm))
+	key, err := keystore.GenerateKey(protocol.KeyAlgorithm(a.cfg.KeyAlgorithm))
 	if err != nil {
 		return fmt.Errorf("device: renew: %w", err)
 	}
@@ -217,7 +216,7 @@ func (a *Agent) rollback(ctx context.Context, reqID string, attempt int, old key
 	a.saveState()
 	c := &protocol.Commit{
 		V: protocol.Version, RequestID: reqID, Serial: old.Serial(), Outcome: protocol.OutcomeRolledBack,
-		Detail: truncate(cause.Error(), protocol.MaxTextLen), Failed: failed, Time: a.clk.Read().Device,
+		Detail: protocol.ClipText(cause.Error()), Failed: failed, Time: a.clk.Read().Device,
 		Hook: a.hook, Attempt: attempt,
 	}
 	if sess, err := a.dial(ctx); err == nil {
@@ -245,7 +244,7 @@ func (a *Agent) giveUp(ctx context.Context, reqID string, attempt int, failed st
 	}
 	c := &protocol.Commit{
 		V: protocol.Version, RequestID: reqID, Serial: a.current().Serial(), Outcome: protocol.OutcomeRolledBack,
-		Detail: truncate(cause.Error(), protocol.MaxTextLen), Failed: failed, Time: a.clk.Read().Device,
+		Detail: protocol.ClipText(cause.Error()), Failed: failed, Time: a.clk.Read().Device,
 		Hook: a.hook, Attempt: attempt,
 	}
 	if err := a.sess.Report(ctx, c); err != nil {
@@ -309,15 +308,4 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

@@ -64,23 +64,3 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
-
-func TestFingerprint(t *testing.T) {
-	const hex = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-	for _, tc := range []struct {
-		in, want string
-		ok       bool
-	}{
-		{"SHA256:" + hex, "SHA256:" + hex, true},
-		{hex, "SHA256:" + hex, true},
-		{"sha256:9F:86:D0:81:88:4C:7D:65:9A:2F:EA:A0:C5:5A:D0:15:A3:BF:4F:1B:2B:0B:82:2C:D1:5D:6C:15:B0:F0:0A:08", "SHA256:" + hex, true},
-		{"SHA256:" + hex[:62], "", false},
-		{"SHA1:" + hex, "", false},
-		{"", "", false},
-	} {
-		got, err := ParseFingerprint(tc.in)
-		if (err == nil) != tc.ok || got != tc.want {
-			t.Errorf("ParseFingerprint(%q) = %q, %v; want %q, ok %t", tc.in, got, err, tc.want, tc.ok)
-		}
-	}
-}

@@ -72,13 +72,13 @@ type Status struct {
 	DeviceID string `json:"device_id,omitempty"`
 	Hub      string `json:"hub,omitempty"`
 	// Enrolled reports whether the directory holds a certificate.
-	Enrolled     bool      `json:"enrolled"`
-	Serial       string    `json:"serial,omitempty"`
-	Subject      string    `json:"subject,omitempty"`
-	Issuer       string    `json:"issuer,omitempty"`
-	KeyAlgorithm string    `json:"key_algorithm,omitempty"`
-	NotBefore    time.Time `json:"not_before,omitzero"`
-	NotAfter     time.Time `json:"not_after,omitzero"`
+	Enrolled     bool                  `json:"enrolled"`
+	Serial       string                `json:"serial,omitempty"`
+	Subject      string                `json:"subject,omitempty"`
+	Issuer       string                `json:"issuer,omitempty"`
+	KeyAlgorithm protocol.KeyAlgorithm `json:"key_algorithm,omitempty"`
+	NotBefore    time.Time             `json:"not_before,omitzero"`
+	NotAfter     time.Time             `json:"not_after,omitzero"`
 	// TimeLeft is NotAfter minus the best known time (negative once expired).
 	TimeLeft Duration `json:"time_left"`
 	// Expired is true only when expiry is proven: by a trusted clock, or by a lower bound of
@@ -188,7 +188,7 @@ func ReadStatus(cfg Config) (Status, error) {
 	leaf := chain[0]
 	s.Enrolled = true
 	s.Serial, s.Subject, s.Issuer = leaf.SerialNumber.Text(16), leaf.Subject.CommonName, leaf.Issuer.String()
-	s.KeyAlgorithm, s.NotBefore, s.NotAfter = keyName(leaf.PublicKey), leaf.NotBefore, leaf.NotAfter
+	s.KeyAlgorithm, s.NotBefore, s.NotAfter = protocol.KeyAlgorithmOf(leaf.PublicKey), leaf.NotBefore, leaf.NotAfter
 
 	clk := clock.New(cfg.Now, cfg.floor(sv.LastKnownGood))
 	clk.AtLeast(leaf.NotBefore)

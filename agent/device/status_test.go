@@ -26,7 +26,7 @@ func TestStatusWhileRunning(t *testing.T) {
 		t.Fatalf("ReadStatus() = %v", err)
 	}
 	if !st.Enrolled || st.Serial != serial || st.DeviceID != "meter-1" || st.Hub != e.broker.URL || !st.Connected ||
-		st.AgentVersion != "test" || st.NextRenewal.IsZero() || st.Expired || !st.ChainOK || st.KeyAlgorithm != "ECDSA P-256" {
+		st.AgentVersion != "test" || st.NextRenewal.IsZero() || st.Expired || !st.ChainOK || st.KeyAlgorithm != protocol.KeyP256 {
 		t.Errorf("ReadStatus() = %+v", st)
 	}
 	b, err := json.Marshal(st)
@@ -168,7 +168,7 @@ func installUncommitted(t *testing.T, e *env, dir, id, reqID, replaces string) s
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := keystore.GenerateKey(keystore.P256)
+	key, err := keystore.GenerateKey(protocol.KeyP256)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,42 +3,16 @@ package device
 import (
 	"bytes"
 	"crypto"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/hearth-pki/hearth/agent/internal/clock"
+	"github.com/hearth-pki/hearth/protocol"
 )
-
-// fingerprintPrefix starts every fingerprint.
-const fingerprintPrefix = "SHA256:"
-
-// Fingerprint returns a certificate's fingerprint as the hub prints it: "SHA256:" and the
-// lowercase hexadecimal SHA-256 of its DER encoding.
-func Fingerprint(cert *x509.Certificate) string {
-	sum := sha256.Sum256(cert.Raw)
-	return fingerprintPrefix + hex.EncodeToString(sum[:])
-}
-
-// ParseFingerprint returns the canonical form of a SHA-256 fingerprint written with or
-// without the "SHA256:" prefix, in either case, with or without colons (as openssl prints).
-func ParseFingerprint(s string) (string, error) {
-	h := strings.TrimSpace(s)
-	if len(h) >= len(fingerprintPrefix) && strings.EqualFold(h[:len(fingerprintPrefix)], fingerprintPrefix) {
-		h = h[len(fingerprintPrefix):]
-	}
-	h = strings.ToLower(strings.ReplaceAll(h, ":", ""))
-	if b, err := hex.DecodeString(h); err != nil || len(b) != sha256.Size {
-		return "", fmt.Errorf("device: fingerprint %q: want SHA256: and %d hex digits", s, 2*sha256.Size)
-	}
-	return fingerprintPrefix + h, nil
-}
 
 // parseChain parses PEM "CERTIFICATE" blocks, refusing anything else.
 func parseChain(data []byte) ([]*x509.Certificate, error) {
@@ -115,23 +89,15 @@ func verifyChain(chain, ca []*x509.Certificate, at time.Time, usage x509.ExtKeyU
 	return p[:len(p)-1], nil
 }
 
-// deviceURN is the URI SAN prefix that names a device.
-const deviceURN = "urn:hearth:device:"
-
-// checkIdentity requires leaf to name exactly device id: CN = id and one URI SAN
-// urn:hearth:device:<id>.
+// checkIdentity requires leaf to name exactly device id, as the hub's broker reads it:
+// CN = id and one URI SAN protocol.DeviceURN(id) (protocol.DeviceIDFromCert).
 func checkIdentity(leaf *x509.Certificate, id string) error {
-	var names []string
-	for _, u := range leaf.URIs {
-		if s := u.String(); strings.HasPrefix(s, deviceURN) {
-			names = append(names, strings.TrimPrefix(s, deviceURN))
-		}
+	got, err := protocol.DeviceIDFromCert(leaf)
+	if err != nil {
+		return err
 	}
-	if len(names) != 1 || names[0] != id {
-		return fmt.Errorf("certificate names devices %q in its URI SANs, want exactly %q", names, id)
-	}
-	if leaf.Subject.CommonName != id {
-		return fmt.Errorf("certificate CN %q, want %q", leaf.Subject.CommonName, id)
+	if got != id {
+		return fmt.Errorf("certificate names device %q, want %q", got, id)
 	}
 	return nil
 }

@@ -9,14 +9,15 @@ import (
 
 	"github.com/hearth-pki/hearth/agent/internal/keystore"
 	"github.com/hearth-pki/hearth/agent/internal/testkit"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 func TestVerifyIssued(t *testing.T) {
 	ca := testkit.NewCA(t, "Test")
 	rogue := testkit.NewCA(t, "Rogue")
 	pinned := []*x509.Certificate{ca.Intermediate, ca.Root}
-	key, _ := keystore.GenerateKey(keystore.P256)
-	otherKey, _ := keystore.GenerateKey(keystore.P256)
+	key, _ := keystore.GenerateKey(protocol.KeyP256)
+	otherKey, _ := keystore.GenerateKey(protocol.KeyP256)
 	now := time.Now()
 	good := ca.Issue(t, key.Public(), "dev-1", now.Add(-time.Minute), now.Add(time.Hour))
 	for _, tc := range []struct {
@@ -53,7 +54,7 @@ func TestVerifyIssued(t *testing.T) {
 // that is not for the agent's key.
 func FuzzVerifyIssued(f *testing.F) {
 	ca := testkit.NewCA(f, "Test")
-	key, _ := keystore.GenerateKey(keystore.P256)
+	key, _ := keystore.GenerateKey(protocol.KeyP256)
 	now := time.Now()
 	f.Add(testkit.PEM(ca.Issue(f, key.Public(), "dev-1", now.Add(-time.Minute), now.Add(time.Hour)), ca.Intermediate))
 	f.Add(ca.ChainPEM())

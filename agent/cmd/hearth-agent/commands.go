@@ -132,7 +132,7 @@ func enroll(ctx context.Context, args []string, stderr io.Writer) error {
 	token := fs.String("token", "", "one-time enrollment token (or --token-file, or $HEARTH_TOKEN)")
 	tokenFile := fs.String("token-file", "", "file holding the enrollment token")
 	fp := fs.String("ca-fingerprint", "", "hub root CA fingerprint, SHA256:... (required)")
-	key := fs.String("key", "p256", "key algorithm: p256, p384, ed25519 or rsa2048")
+	key := fs.String("key", string(protocol.KeyP256), "key algorithm: p256, p384, ed25519 or rsa2048")
 	prefix := fs.String("prefix", protocol.DefaultPrefix, "topic prefix of the hub")
 	export := fs.Bool("export-pem", false, "also keep cert.pem and key.pem in the state directory for local services")
 	if err := parse(fs, args); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hearth-pki/hearth/agent/internal/keystore"
 	"github.com/hearth-pki/hearth/agent/internal/testkit"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // stateDir makes an enrolled state directory whose certificate runs from notBefore to
@@ -24,7 +25,7 @@ func stateDir(t *testing.T, notBefore, notAfter time.Time) string {
 		t.Fatal(err)
 	}
 	ca := testkit.NewCA(t, "Test")
-	key, err := keystore.GenerateKey(keystore.P256)
+	key, err := keystore.GenerateKey(protocol.KeyP256)
 	if err != nil {
 		t.Fatal(err)
 	}

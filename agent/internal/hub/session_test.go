@@ -71,7 +71,7 @@ func (f *fixture) dial(t *testing.T, cfg Config) *Session {
 }
 
 func newCSR(t *testing.T, id, reqID string) *protocol.CSR {
-	key, err := keystore.GenerateKey(keystore.P256)
+	key, err := keystore.GenerateKey(protocol.KeyP256)
 	if err != nil {
 		t.Fatal(err)
 	}

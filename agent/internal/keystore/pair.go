@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // Pair is one generation of the agent's identity: a private key and the certificate chain
@@ -38,8 +40,8 @@ func (p Pair) Serial() string {
 	return leaf.SerialNumber.Text(16)
 }
 
-// Algorithm returns the key's Algorithm, or "" if it is none of the ones GenerateKey makes.
-func (p Pair) Algorithm() Algorithm {
+// Algorithm returns the key's algorithm, or "" if it is none of the ones GenerateKey makes.
+func (p Pair) Algorithm() protocol.KeyAlgorithm {
 	if p.Key == nil {
 		return ""
 	}

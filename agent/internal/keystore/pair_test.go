@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -147,7 +149,7 @@ func TestBundleGolden(t *testing.T) {
 	if err != nil {
 		t.Fatalf("decodeBundle(%s) = %v", golden, err)
 	}
-	if p.Serial() != "2026" || len(p.Chain) != 2 || p.Algorithm() != P256 {
+	if p.Serial() != "2026" || len(p.Chain) != 2 || p.Algorithm() != protocol.KeyP256 {
 		t.Errorf("decodeBundle(%s) = %v with %d certificates, want serial 2026, 2 certificates, p256", golden, p, len(p.Chain))
 	}
 	again, err := encodeBundle(p)

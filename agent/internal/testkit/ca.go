@@ -5,16 +5,16 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"math/big"
 	"net"
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // CA is a throwaway root and intermediate, shaped like the hub's (gateway/internal/ca).
@@ -82,10 +82,7 @@ func NewCAAt(t testing.TB, name string, notBefore time.Time) *CA {
 }
 
 // Fingerprint is the root's fingerprint as the hub prints it.
-func (ca *CA) Fingerprint() string {
-	sum := sha256.Sum256(ca.Root.Raw)
-	return "SHA256:" + hex.EncodeToString(sum[:])
-}
+func (ca *CA) Fingerprint() string { return protocol.FingerprintOf(ca.Root).String() }
 
 // ChainPEM is the intermediate then the root, as the hub publishes on its CA topic.
 func (ca *CA) ChainPEM() []byte { return PEM(ca.Intermediate, ca.Root) }
@@ -123,7 +120,7 @@ func (ca *CA) ServerCert(t testing.TB, hosts ...string) (*x509.Certificate, []by
 	return sign(t, tmpl, ca.Intermediate, k.Public(), ca.interKey), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
 
-// Issue signs a device certificate for pub: CN = id, URI SAN urn:hearth:device:<id>,
+// Issue signs a device certificate for pub: CN = id, URI SAN protocol.DeviceURN(id),
 // clientAuth, from notBefore to notAfter, with a random serial.
 func (ca *CA) Issue(t testing.TB, pub crypto.PublicKey, id string, notBefore, notAfter time.Time) *x509.Certificate {
 	t.Helper()
@@ -140,7 +137,7 @@ func (ca *CA) issue(t testing.TB, pub crypto.PublicKey, id string, serial *big.I
 	t.Helper()
 	return sign(t, &x509.Certificate{
 		SerialNumber: serial, Subject: pkix.Name{CommonName: id},
-		URIs:      []*url.URL{{Scheme: "urn", Opaque: "hearth:device:" + id}},
+		URIs:      []*url.URL{protocol.DeviceURI(id)},
 		NotBefore: notBefore.UTC().Truncate(time.Second), NotAfter: notAfter.UTC().Truncate(time.Second),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,

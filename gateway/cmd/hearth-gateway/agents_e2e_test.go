@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hearth-pki/hearth/gateway/internal/admin"
 	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -80,7 +79,7 @@ func TestAgentsEndToEnd(t *testing.T) {
 			bin := buildAgent(t, tgt)
 			id := "e2e-" + tgt.name
 			dir := t.TempDir()
-			var tok admin.TokenCreated
+			var tok protocol.TokenCreated
 			if err := json.Unmarshal(cli("token", "create", "--device", id, "--json"), &tok); err != nil {
 				t.Fatal(err)
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/config"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 const caUsageText = `Usage:
@@ -124,7 +125,7 @@ func runCAShow(args []string, stdout, stderr io.Writer, env func(string) string)
 		enc.SetIndent("", "  ")
 		return enc.Encode(caShowJSON{
 			Dir:          dir,
-			Fingerprint:  ca.FingerprintOf(root),
+			Fingerprint:  protocol.FingerprintOf(root).String(),
 			Root:         caCertInfo(root),
 			Intermediate: caCertInfo(inter),
 		})
@@ -144,13 +145,13 @@ type caShowJSON struct {
 // caCertJSON describes one CA certificate; serial is lowercase hex, times
 // are RFC 3339 UTC.
 type caCertJSON struct {
-	Subject      string    `json:"subject"`
-	Issuer       string    `json:"issuer"`
-	NotBefore    time.Time `json:"not_before"`
-	NotAfter     time.Time `json:"not_after"`
-	Serial       string    `json:"serial"`
-	KeyAlgorithm string    `json:"key_algorithm"`
-	Fingerprint  string    `json:"fingerprint"`
+	Subject      string                `json:"subject"`
+	Issuer       string                `json:"issuer"`
+	NotBefore    time.Time             `json:"not_before"`
+	NotAfter     time.Time             `json:"not_after"`
+	Serial       string                `json:"serial"`
+	KeyAlgorithm protocol.KeyAlgorithm `json:"key_algorithm"`
+	Fingerprint  string                `json:"fingerprint"`
 }
 
 func caCertInfo(c *x509.Certificate) caCertJSON {
@@ -160,8 +161,8 @@ func caCertInfo(c *x509.Certificate) caCertJSON {
 		NotBefore:    c.NotBefore.UTC(),
 		NotAfter:     c.NotAfter.UTC(),
 		Serial:       fmt.Sprintf("%x", c.SerialNumber),
-		KeyAlgorithm: ca.KeyAlgorithm(c.PublicKey),
-		Fingerprint:  ca.FingerprintOf(c),
+		KeyAlgorithm: protocol.KeyAlgorithmOf(c.PublicKey),
+		Fingerprint:  protocol.FingerprintOf(c).String(),
 	}
 }
 
@@ -169,7 +170,7 @@ func caCertInfo(c *x509.Certificate) caCertJSON {
 func writeCATable(w io.Writer, dir string, root, inter *x509.Certificate) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "CA directory\t%s\n", dir)
-	fmt.Fprintf(tw, "Fingerprint\t%s\t(agents pin this)\n", ca.FingerprintOf(root))
+	fmt.Fprintf(tw, "Fingerprint\t%s\t(agents pin this)\n", protocol.FingerprintOf(root).String())
 	for _, c := range []struct {
 		title string
 		cert  *x509.Certificate

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // caEnv returns an env func serving only HEARTH_CA_PASSPHRASE and, if
@@ -53,7 +54,7 @@ func TestRunCAInitShow(t *testing.T) {
 	if _, err := ca.Load(ca.Dir(data), []byte("s3cret passphrase")); err != nil {
 		t.Errorf("Load with the env passphrase = %v", err)
 	}
-	fp := ca.FingerprintOf(root)
+	fp := protocol.FingerprintOf(root).String()
 	if !strings.Contains(out, fp) {
 		t.Errorf("ca init output lacks the fingerprint %s:\n%s", fp, out)
 	}
@@ -68,8 +69,8 @@ func TestRunCAInitShow(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ca show = %v", err)
 	}
-	for _, want := range []string{fp, ca.FingerprintOf(inter), "CN=Hearth Root CA,O=Hearth", "CN=Hearth Intermediate CA,O=Hearth",
-		"ECDSA P-256", root.NotAfter.UTC().Format(time.RFC3339), inter.NotBefore.UTC().Format(time.RFC3339),
+	for _, want := range []string{fp, protocol.FingerprintOf(inter).String(), "CN=Hearth Root CA,O=Hearth", "CN=Hearth Intermediate CA,O=Hearth",
+		string(protocol.KeyP256), root.NotAfter.UTC().Format(time.RFC3339), inter.NotBefore.UTC().Format(time.RFC3339),
 		root.SerialNumber.Text(16), inter.SerialNumber.Text(16)} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ca show lacks %q:\n%s", want, out)
@@ -84,10 +85,10 @@ func TestRunCAInitShow(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("ca show --json output does not parse: %v\n%s", err, out)
 	}
-	if got.Fingerprint != fp || got.Root.Fingerprint != fp || got.Intermediate.Fingerprint != ca.FingerprintOf(inter) {
-		t.Errorf("ca show --json fingerprints = %s, %s, %s; want %s, %s", got.Fingerprint, got.Root.Fingerprint, got.Intermediate.Fingerprint, fp, ca.FingerprintOf(inter))
+	if got.Fingerprint != fp || got.Root.Fingerprint != fp || got.Intermediate.Fingerprint != protocol.FingerprintOf(inter).String() {
+		t.Errorf("ca show --json fingerprints = %s, %s, %s; want %s, %s", got.Fingerprint, got.Root.Fingerprint, got.Intermediate.Fingerprint, fp, protocol.FingerprintOf(inter).String())
 	}
-	if !got.Intermediate.NotAfter.Equal(inter.NotAfter) || got.Root.KeyAlgorithm != "ECDSA P-256" || got.Intermediate.Issuer != root.Subject.String() {
+	if !got.Intermediate.NotAfter.Equal(inter.NotAfter) || got.Root.KeyAlgorithm != protocol.KeyP256 || got.Intermediate.Issuer != root.Subject.String() {
 		t.Errorf("ca show --json intermediate = %+v", got.Intermediate)
 	}
 

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/hearth-pki/hearth/gateway/internal/renewal"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -37,8 +36,8 @@ func campaignFlags(fs *flag.FlagSet, family *string) *campaignOptions {
 func (o *campaignOptions) selected() bool { return *o.family != "" || *o.class != "" || *o.all }
 
 // campaign builds the campaign the flags describe.
-func (o *campaignOptions) campaign() (renewal.Campaign, error) {
-	c := renewal.Campaign{ID: *o.id, Selector: renewal.Selector{Family: *o.family, Class: *o.class, All: *o.all},
+func (o *campaignOptions) campaign() (protocol.Campaign, error) {
+	c := protocol.Campaign{ID: *o.id, Selector: protocol.CampaignSelector{Family: *o.family, Class: *o.class, All: *o.all},
 		Canary: *o.canary, Action: protocol.ActionRenew}
 	if *o.rekey {
 		c.Action = protocol.ActionRekey

@@ -12,11 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/hearth-pki/hearth/gateway/internal/admin"
 	"github.com/hearth-pki/hearth/gateway/internal/config"
 	"github.com/hearth-pki/hearth/gateway/internal/control"
-	"github.com/hearth-pki/hearth/gateway/internal/inventory"
-	"github.com/hearth-pki/hearth/gateway/internal/renewal"
 	"github.com/hearth-pki/hearth/gateway/internal/secret"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -63,7 +60,7 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 		}
 		raw, err = client.Do(ctx, "token/create", protocol.TokenRequest{ID: *device, Name: *devName, Family: *family, TTL: *ttl})
 		if err == nil && !*asJSON {
-			var t admin.TokenCreated
+			var t protocol.TokenCreated
 			if err := json.Unmarshal(raw, &t); err != nil {
 				return err
 			}
@@ -93,7 +90,7 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 		}
 		raw, err = client.Do(ctx, "device/get", protocol.DeviceRequest{ID: d})
 		if err == nil && !*asJSON {
-			var det admin.Detail
+			var det protocol.DeviceDetail
 			if err := json.Unmarshal(raw, &det); err != nil {
 				return err
 			}
@@ -107,7 +104,7 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 			}
 			raw, err = client.Do(ctx, "campaign/start", c)
 			if err == nil && !*asJSON {
-				var st renewal.CampaignStatus
+				var st protocol.CampaignStatus
 				_ = json.Unmarshal(raw, &st)
 				fmt.Fprintf(stdout, "campaign %s started: %d device(s), %d canary first; follow it with `hearth-gateway campaigns`\n", st.ID, st.Total, st.Canary)
 				return nil
@@ -123,7 +120,7 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 		if err == nil && !*asJSON {
 			switch name {
 			case "renew":
-				var r admin.Renewal
+				var r protocol.DeviceRenewed
 				_ = json.Unmarshal(raw, &r)
 				if r.Queued {
 					fmt.Fprintf(stdout, "renewal of %s queued: the hub commands it now if it is online, else when it reconnects, and retries until it commits\n", r.ID)
@@ -131,7 +128,7 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 					fmt.Fprintf(stdout, "renew command %s sent to %s (the agent has until %s)\n", r.CommandID, r.ID, r.Deadline.Local().Format(time.Kitchen))
 				}
 			default:
-				var r admin.Revoked
+				var r protocol.DeviceRevoked
 				_ = json.Unmarshal(raw, &r)
 				fmt.Fprintf(stdout, "%s: %d certificate(s) revoked, %d session(s) dropped%s\n", r.ID, r.Revoked, r.Disconnected,
 					map[bool]string{true: ", removed from the inventory"}[r.Removed])
@@ -141,7 +138,7 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 	case "campaigns":
 		raw, err = client.Do(ctx, "campaign/list", struct{}{})
 		if err == nil && !*asJSON {
-			var list []renewal.CampaignStatus
+			var list []protocol.CampaignStatus
 			if err := json.Unmarshal(raw, &list); err != nil {
 				return err
 			}
@@ -154,9 +151,9 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 			return tw.Flush()
 		}
 	case "events":
-		raw, err = client.Do(ctx, "events", map[string]any{"id": *device, "limit": *limit})
+		raw, err = client.Do(ctx, "events", protocol.EventsRequest{ID: *device, Limit: *limit})
 		if err == nil && !*asJSON {
-			var evs []inventory.Event
+			var evs []protocol.AuditEvent
 			if err := json.Unmarshal(raw, &evs); err != nil {
 				return err
 			}
@@ -236,7 +233,7 @@ func printDevices(w io.Writer, list []protocol.DeviceSummary, now time.Time) err
 	return tw.Flush()
 }
 
-func printDetail(w io.Writer, d admin.Detail, now time.Time) error {
+func printDetail(w io.Writer, d protocol.DeviceDetail, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
 	row("Device", d.ID)
@@ -263,12 +260,12 @@ func printDetail(w io.Writer, d admin.Detail, now time.Time) error {
 	tw = tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 	fmt.Fprintln(tw, "  STARTED\tREQUEST\tREASON\tOUTCOME\tCODE")
 	for _, a := range d.Attempts {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", a.StartedAt.Local().Format(time.DateTime), a.RequestID, a.Reason, a.Outcome, orDash(a.ErrorCode))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", a.StartedAt.Local().Format(time.DateTime), a.RequestID, a.Reason, a.Outcome, orDash(string(a.ErrorCode)))
 	}
 	return tw.Flush()
 }
 
-func eventDetail(e inventory.Event) string {
+func eventDetail(e protocol.AuditEvent) string {
 	if e.Message != "" {
 		return e.Message
 	}

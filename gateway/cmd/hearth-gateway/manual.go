@@ -14,10 +14,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hearth-pki/hearth/gateway/internal/admin"
 	"github.com/hearth-pki/hearth/gateway/internal/atomicfile"
 	"github.com/hearth-pki/hearth/gateway/internal/control"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // maxManualFile bounds the certificate or CSR file `device import` and `device sign` read.
@@ -95,18 +95,18 @@ func manual(ctx context.Context, client *control.Client, a manualArgs, stdin io.
 	if err != nil {
 		return fmt.Errorf("%s: %w", a.cmd, err)
 	}
-	dev := admin.ManualDevice{ID: a.device, Name: a.name, Family: a.family}
+	dev := protocol.ManualDevice{ID: a.device, Name: a.name, Family: a.family}
 	var raw json.RawMessage
 	if a.cmd == "device import" {
-		raw, err = client.Do(ctx, "device/import", admin.ImportRequest{ManualDevice: dev, PEM: text})
+		raw, err = client.Do(ctx, "device/import", protocol.ImportRequest{ManualDevice: dev, PEM: text})
 	} else {
-		raw, err = client.Do(ctx, "device/sign", admin.SignRequest{ManualDevice: dev, CSR: text})
+		raw, err = client.Do(ctx, "device/sign", protocol.SignRequest{ManualDevice: dev, CSR: text})
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", a.cmd, err)
 	}
 	if a.cmd == "device import" {
-		var r admin.Imported
+		var r protocol.DeviceImported
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return fmt.Errorf("%s: bad answer: %w", a.cmd, err)
 		}
@@ -116,7 +116,7 @@ func manual(ctx context.Context, client *control.Client, a manualArgs, stdin io.
 		}
 		return printImported(stdout, r, time.Now())
 	}
-	var r admin.Signed
+	var r protocol.DeviceSigned
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return fmt.Errorf("%s: bad answer: %w", a.cmd, err)
 	}
@@ -170,20 +170,20 @@ func readManualFile(path string, stdin io.Reader) (string, error) {
 	return string(data), nil
 }
 
-func printImported(w io.Writer, r admin.Imported, now time.Time) error {
+func printImported(w io.Writer, r protocol.DeviceImported, now time.Time) error {
 	what := "imported"
 	if r.AlreadyImported {
 		what = "already imported"
 	}
 	_, err := fmt.Fprintf(w, "%s certificate %s of %s (issuer %s), expires %s (in %s); %s%s\n", what, r.Serial, r.ID, r.Issuer,
 		r.NotAfter.Local().Format(time.DateTime), humanDuration(r.NotAfter.Sub(now)), r.Status, supersededNote(r.Superseded))
-	if err == nil && r.Status == inventory.StatusActive && !r.AlreadyImported {
+	if err == nil && r.Status == string(inventory.StatusActive) && !r.AlreadyImported {
 		_, err = fmt.Fprintln(w, "no agent renews it: the hub sends reminders before it expires")
 	}
 	return err
 }
 
-func printSigned(w io.Writer, r admin.Signed, out string, now time.Time) error {
+func printSigned(w io.Writer, r protocol.DeviceSigned, out string, now time.Time) error {
 	where := "written to " + out
 	if out == "" {
 		where = "follows"

@@ -22,6 +22,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/control"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/issuer"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // manualHub is a real admin service behind a real control socket at <data>/hearth.sock.
@@ -165,7 +166,7 @@ func TestManualImportCLI(t *testing.T) {
 		if err != nil {
 			t.Fatalf("device import - --json = %v", err)
 		}
-		var r admin.Imported
+		var r protocol.DeviceImported
 		if err := json.Unmarshal(out.Bytes(), &r); err != nil || r.Serial != "4201" || !r.AlreadyImported {
 			t.Errorf("device import --json = %s (%v), want the existing record, already_imported", out.String(), err)
 		}

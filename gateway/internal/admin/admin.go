@@ -81,8 +81,8 @@ type Commands interface {
 // Scheduler is what the service needs of the renewal scheduler.
 type Scheduler interface {
 	Force(ctx context.Context, deviceID, reason string) (renewal.Forced, error)
-	StartCampaign(ctx context.Context, c renewal.Campaign) (renewal.CampaignStatus, error)
-	Campaigns(ctx context.Context) ([]renewal.CampaignStatus, error)
+	StartCampaign(ctx context.Context, c protocol.Campaign) (protocol.CampaignStatus, error)
+	Campaigns(ctx context.Context) ([]protocol.CampaignStatus, error)
 }
 
 // Service runs administrative operations.
@@ -157,12 +157,22 @@ func codeOf(err error) protocol.Code {
 	case errors.Is(err, errInternal):
 		return protocol.CodeInternal
 	}
+	var nf *notFoundError
+	if errors.As(err, &nf) {
+		return protocol.CodeNotFound
+	}
 	return protocol.CodeBadRequest
 }
 
 var errInternal = errors.New("internal error")
 
 func internal(err error) error { return fmt.Errorf("%w: %w", errInternal, err) }
+
+// notFoundError is a request naming a device (token, campaign) the hub does not know; Do
+// answers it with protocol.CodeNotFound.
+type notFoundError struct{ msg string }
+
+func (e *notFoundError) Error() string { return e.msg }
 
 func errResponse(tx string, code protocol.Code, err error) protocol.BridgeResponse {
 	return protocol.BridgeResponse{Transaction: tx, Status: "error", Error: err.Error(), Code: code}
@@ -198,7 +208,8 @@ func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error
 			if err != nil {
 				return nil, err
 			}
-			out := Renewal{ID: r.ID, Queued: true, AfterCurrent: f.AfterCurrent, Message: "queued: the device is commanded now if it is online, else when it reconnects"}
+			out := protocol.DeviceRenewed{ID: r.ID, Queued: true, AfterCurrent: f.AfterCurrent,
+				Message: "queued: the device is commanded now if it is online, else when it reconnects"}
 			if f.AfterCurrent {
 				out.Message = "a renewal of this device is already in flight; another follows once it ends"
 			}
@@ -209,14 +220,15 @@ func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error
 			return s.Remove(ctx, r.ID)
 		}
 	case "events":
-		var r struct {
-			ID    string `json:"id"`
-			Limit int    `json:"limit"`
-		}
+		var r protocol.EventsRequest
 		if err := json.Unmarshal(payload, &r); err != nil {
 			return nil, fmt.Errorf("events: %w", err)
 		}
-		return s.cfg.Store.Events(ctx, inventory.EventFilter{DeviceID: r.ID, Limit: max(1, min(r.Limit, 1000))})
+		evs, err := s.cfg.Store.Events(ctx, inventory.EventFilter{DeviceID: r.ID, Limit: max(1, min(r.Limit, 1000))})
+		if err != nil {
+			return nil, err
+		}
+		return auditEvents(evs), nil
 	case "device/import":
 		return s.Import(ctx, payload)
 	case "device/sign":
@@ -228,7 +240,7 @@ func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error
 		if op == "campaign/list" {
 			return s.cfg.Scheduler.Campaigns(ctx)
 		}
-		var c renewal.Campaign
+		var c protocol.Campaign
 		if err := json.Unmarshal(payload, &c); err != nil {
 			return nil, fmt.Errorf("campaign/start: %w", err)
 		}
@@ -241,40 +253,32 @@ func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error
 		if err != nil {
 			return nil, err
 		}
-		return map[string]any{"changed": diff}, nil
+		return protocol.PolicyReloaded{Changed: diff}, nil
 	case "audit/verify":
 		if err := s.cfg.Store.VerifyAudit(ctx); err != nil {
 			return nil, err
 		}
-		return map[string]string{"audit": "intact"}, nil
+		return protocol.AuditVerified{Audit: protocol.AuditIntact}, nil
 	case "ca/show":
 		return s.CAInfo(), nil
 	}
 	return nil, fmt.Errorf("%w %q (have %v)", ErrUnknownOp, op, Ops())
 }
 
-// TokenCreated is the answer to token/create. Token is shown once and never stored.
-type TokenCreated struct {
-	ID        string    `json:"id"`
-	Token     string    `json:"token"`
-	ExpiresAt time.Time `json:"expires_at"`
-	Command   string    `json:"command"`
-}
-
 // CreateToken makes a one-time enrollment token for a device id.
-func (s *Service) CreateToken(ctx context.Context, r protocol.TokenRequest) (TokenCreated, error) {
+func (s *Service) CreateToken(ctx context.Context, r protocol.TokenRequest) (protocol.TokenCreated, error) {
 	ttl, err := r.Lifetime(s.cfg.TokenTTL)
 	if err != nil {
-		return TokenCreated{}, err
+		return protocol.TokenCreated{}, err
 	}
 	now := s.cfg.Now().UTC().Truncate(time.Second)
 	tok := secret.NewToken()
 	err = s.cfg.Store.CreateToken(ctx, inventory.Token{Hash: secret.HashToken(tok), DeviceID: r.ID, Name: r.Name,
 		Family: r.Family, CreatedAt: now, ExpiresAt: now.Add(ttl)})
 	if err != nil {
-		return TokenCreated{}, internal(err)
+		return protocol.TokenCreated{}, internal(err)
 	}
-	return TokenCreated{ID: r.ID, Token: tok, ExpiresAt: now.Add(ttl),
+	return protocol.TokenCreated{ID: r.ID, Token: tok, ExpiresAt: now.Add(ttl),
 		Command: fmt.Sprintf("hearth-agent enroll --hub mqtts://%s --id %s --token %s --ca-fingerprint %s",
 			s.cfg.Advertise, r.ID, tok, s.cfg.CA.Fingerprint())}, nil
 }
@@ -293,56 +297,28 @@ func (s *Service) List(ctx context.Context) ([]protocol.DeviceSummary, error) {
 	return out, nil
 }
 
-// Detail is the answer to device/get.
-type Detail struct {
-	protocol.DeviceSummary
-	Device       inventory.Device        `json:"device"`
-	Certificates []inventory.Certificate `json:"certificates"`
-	Attempts     []inventory.Attempt     `json:"attempts"`
-	Events       []inventory.Event       `json:"events"`
-}
-
-// Get returns one device with its certificates, recent attempts and events.
-func (s *Service) Get(ctx context.Context, id string) (Detail, error) {
+// Get returns one device with its certificates (without their PEM), recent attempts and
+// events.
+func (s *Service) Get(ctx context.Context, id string) (protocol.DeviceDetail, error) {
 	d, err := s.device(ctx, id)
 	if err != nil {
-		return Detail{}, err
+		return protocol.DeviceDetail{}, err
 	}
 	certs, err := s.cfg.Store.Certificates(ctx, id)
 	if err != nil {
-		return Detail{}, internal(err)
-	}
-	for i := range certs {
-		certs[i].PEM = "" // the list stays readable; the PEM is in the inventory
+		return protocol.DeviceDetail{}, internal(err)
 	}
 	atts, err := s.cfg.Store.Attempts(ctx, id, 20)
 	if err != nil {
-		return Detail{}, internal(err)
+		return protocol.DeviceDetail{}, internal(err)
 	}
 	evs, err := s.cfg.Store.Events(ctx, inventory.EventFilter{DeviceID: id, Limit: 20})
 	if err != nil {
-		return Detail{}, internal(err)
+		return protocol.DeviceDetail{}, internal(err)
 	}
-	return Detail{DeviceSummary: monitor.Summary(d, s.active(ctx, id), s.cfg.Now()), Device: d,
-		Certificates: certs, Attempts: atts, Events: evs}, nil
+	return protocol.DeviceDetail{DeviceSummary: monitor.Summary(d, s.active(ctx, id), s.cfg.Now()), Device: deviceRecord(d),
+		Certificates: certificateRecords(certs), Attempts: attemptRecords(atts), Events: auditEvents(evs)}, nil
 }
-
-// Renewal is the answer to device/renew: the command sent, or, with the renewal scheduler,
-// Queued (the scheduler commands the device at once when it is online, else when it
-// reconnects, and retries until it commits).
-type Renewal struct {
-	ID        string    `json:"id"`
-	CommandID string    `json:"command_id,omitempty"`
-	Deadline  time.Time `json:"deadline,omitzero"`
-	Queued    bool      `json:"queued,omitempty"`
-	// AfterCurrent is set when the device was already renewing: the renewal asked for
-	// follows once the current one ends.
-	AfterCurrent bool   `json:"after_current,omitempty"`
-	Message      string `json:"message,omitempty"`
-}
-
-// EventRenewRequested is the audit event of a renew command, with whoever asked as actor.
-const EventRenewRequested = "renewal.requested"
 
 // CommandTimeout is how long an agent has to act on a command, unless Renew is given a
 // deadline.
@@ -352,12 +328,12 @@ const CommandTimeout = 10 * time.Minute
 // CommandTimeout from now). The device state machine sends it once the device has a session
 // subscribed to its command topic, and again on each new subscription (after a hub restart
 // too) until the device sends a CSR.
-func (s *Service) Renew(ctx context.Context, id string, action protocol.Action, reason string, deadline time.Time) (Renewal, error) {
+func (s *Service) Renew(ctx context.Context, id string, action protocol.Action, reason string, deadline time.Time) (protocol.DeviceRenewed, error) {
 	if _, err := s.device(ctx, id); err != nil {
-		return Renewal{}, err
+		return protocol.DeviceRenewed{}, err
 	}
 	if s.cfg.Commands == nil {
-		return Renewal{}, internal(errors.New("renew commands need the device state machine"))
+		return protocol.DeviceRenewed{}, internal(errors.New("renew commands need the device state machine"))
 	}
 	now := s.cfg.Now().UTC().Truncate(time.Second)
 	if deadline.IsZero() {
@@ -365,46 +341,38 @@ func (s *Service) Renew(ctx context.Context, id string, action protocol.Action, 
 	}
 	cmd := protocol.Command{V: protocol.Version, CommandID: newID("cmd"), Action: action, Reason: reason,
 		Deadline: deadline.UTC().Truncate(time.Second), HubTime: now}
-	err := s.cfg.Commands.Command(ctx, id, lifecycle.Command{ID: cmd.CommandID, Action: string(action), Reason: truncate(reason, protocol.MaxTextLen),
+	err := s.cfg.Commands.Command(ctx, id, lifecycle.Command{ID: cmd.CommandID, Action: string(action), Reason: protocol.ClipText(reason),
 		Deadline: cmd.Deadline})
 	if err != nil {
-		return Renewal{}, internal(err)
+		return protocol.DeviceRenewed{}, internal(err)
 	}
-	if _, err := s.cfg.Store.AppendEvent(ctx, inventory.Event{Time: now, Kind: EventRenewRequested, DeviceID: id,
+	if _, err := s.cfg.Store.AppendEvent(ctx, inventory.Event{Time: now, Kind: protocol.EventRenewalRequested, DeviceID: id,
 		Message: reason, Data: map[string]string{"command_id": cmd.CommandID, "action": string(action)}}); err != nil {
-		return Renewal{}, internal(err)
+		return protocol.DeviceRenewed{}, internal(err)
 	}
-	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: "renewal.commanded", Time: now, DeviceID: id,
+	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventRenewalCommanded, Time: now, DeviceID: id,
 		Message: fmt.Sprintf("%s command %s sent: %s", action, cmd.CommandID, reason),
 		Data:    map[string]string{"command_id": cmd.CommandID}})
-	return Renewal{ID: id, CommandID: cmd.CommandID, Deadline: cmd.Deadline}, nil
-}
-
-// Revoked is the answer to device/revoke and device/remove.
-type Revoked struct {
-	ID           string `json:"id"`
-	Revoked      int    `json:"revoked"`
-	Disconnected int    `json:"disconnected"`
-	Removed      bool   `json:"removed,omitempty"`
+	return protocol.DeviceRenewed{ID: id, CommandID: cmd.CommandID, Deadline: cmd.Deadline}, nil
 }
 
 // Revoke revokes every certificate of the device, drops its live session and regenerates
 // the CRL. The device needs a new enrollment token to come back.
-func (s *Service) Revoke(ctx context.Context, id, reason string) (Revoked, error) {
+func (s *Service) Revoke(ctx context.Context, id, reason string) (protocol.DeviceRevoked, error) {
 	if _, err := s.device(ctx, id); err != nil {
-		return Revoked{}, err
+		return protocol.DeviceRevoked{}, err
 	}
 	now := s.cfg.Now()
 	n, err := s.cfg.Store.RevokeDevice(ctx, id, reason, now)
 	if err != nil {
-		return Revoked{}, internal(err)
+		return protocol.DeviceRevoked{}, internal(err)
 	}
 	if err := s.cfg.Store.SetState(ctx, id, inventory.StateQuarantined, now); err != nil {
-		return Revoked{}, internal(err)
+		return protocol.DeviceRevoked{}, internal(err)
 	}
-	out := Revoked{ID: id, Revoked: n, Disconnected: s.cfg.Broker.Disconnect(id)}
+	out := protocol.DeviceRevoked{ID: id, Revoked: n, Disconnected: s.cfg.Broker.Disconnect(id)}
 	s.cfg.Revoked(ctx)
-	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: inventory.EventCertRevoked, Time: now.UTC(), DeviceID: id,
+	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventCertRevoked, Time: now.UTC(), DeviceID: id,
 		Message: fmt.Sprintf("%d certificate(s) revoked: %s", n, reason)})
 	s.cfg.Changed()
 	return out, nil
@@ -412,7 +380,7 @@ func (s *Service) Revoke(ctx context.Context, id, reason string) (Revoked, error
 
 // Remove revokes the device's certificates, deletes it from the inventory (its certificates
 // and events stay for the audit) and clears its retained topics.
-func (s *Service) Remove(ctx context.Context, id string) (Revoked, error) {
+func (s *Service) Remove(ctx context.Context, id string) (protocol.DeviceRevoked, error) {
 	out, err := s.Revoke(ctx, id, "device removed")
 	if err != nil {
 		return out, err
@@ -430,28 +398,19 @@ func (s *Service) Remove(ctx context.Context, id string) (Revoked, error) {
 	return out, nil
 }
 
-// CertInfo describes one CA certificate for ca/show.
-type CertInfo struct {
-	Subject     string    `json:"subject"`
-	Serial      string    `json:"serial"`
-	NotBefore   time.Time `json:"not_before"`
-	NotAfter    time.Time `json:"not_after"`
-	Fingerprint string    `json:"fingerprint"`
-}
-
 // CAInfo describes the hub's root and intermediate.
-func (s *Service) CAInfo() map[string]CertInfo {
-	out := map[string]CertInfo{}
-	for name, c := range map[string]*x509.Certificate{"root": s.cfg.CA.Root(), "intermediate": s.cfg.CA.Intermediate()} {
-		out[name] = CertInfo{c.Subject.String(), c.SerialNumber.Text(16), c.NotBefore, c.NotAfter, ca.FingerprintOf(c)}
+func (s *Service) CAInfo() protocol.CAInfo {
+	info := func(c *x509.Certificate) protocol.CACertificate {
+		return protocol.CACertificate{Subject: c.Subject.String(), Serial: c.SerialNumber.Text(16), NotBefore: c.NotBefore,
+			NotAfter: c.NotAfter, Fingerprint: protocol.FingerprintOf(c).String()}
 	}
-	return out
+	return protocol.CAInfo{Intermediate: info(s.cfg.CA.Intermediate()), Root: info(s.cfg.CA.Root())}
 }
 
 func (s *Service) device(ctx context.Context, id string) (inventory.Device, error) {
 	d, err := s.cfg.Store.Device(ctx, id)
 	if errors.Is(err, inventory.ErrNotFound) {
-		return d, fmt.Errorf("device %q is not in the inventory", id)
+		return d, &notFoundError{fmt.Sprintf("device %q is not in the inventory", id)}
 	}
 	if err != nil {
 		return d, internal(err)

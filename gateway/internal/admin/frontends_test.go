@@ -210,7 +210,7 @@ func TestFrontEndsRefuseAlike(t *testing.T) {
 		{name: "renewal accepted, as a control", state: active, csr: csrPEM(t, newP256(t), ""), want: ""},
 		{name: "bad signature", state: fresh, csr: tampered, want: protocol.CodeBadCSR},
 		{name: "subject names another device", state: fresh, csr: csrPEM(t, newP256(t), "front-door"), want: protocol.CodeIdentityMismatch},
-		{name: "URI names another device", state: active, csr: csrPEM(t, newP256(t), "", ca.DeviceURI("front-door")), want: protocol.CodeIdentityMismatch},
+		{name: "URI names another device", state: active, csr: csrPEM(t, newP256(t), "", protocol.DeviceURI("front-door")), want: protocol.CodeIdentityMismatch},
 		{name: "weak key", state: fresh, csr: csrPEM(t, rsa1024, "dev"), want: protocol.CodeWeakKey},
 		{name: "key the CA does not sign", state: fresh, csr: csrPEM(t, p521, "dev"), want: protocol.CodeWeakKey},
 		{name: "key algorithm the class does not allow", state: fresh, csr: csrPEM(t, rsa2048, "dev"), want: protocol.CodeWeakKey},

@@ -25,117 +25,20 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
-	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/issuer"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
-// Limits of device/import and device/sign.
-const (
-	// MaxImportPEM bounds the PEM text of an imported chain (8 RSA-8192 certificates fit).
-	MaxImportPEM = 48 << 10
-	// MaxImportChain is the most certificates an imported chain may hold, leaf included.
-	MaxImportChain = protocol.MaxChainCerts
-	// MaxCSRPEM bounds the PEM text of an uploaded CSR.
-	MaxCSRPEM = 16 << 10
-)
-
 // ReasonImport is the attempt reason of an imported certificate; signed CSRs use the
 // protocol's reasons (enroll, command).
 const ReasonImport = "import"
 
-// ManualDevice names a device without an agent and describes it. Empty descriptive fields
-// keep what the inventory has.
-type ManualDevice struct {
-	Transaction string `json:"transaction,omitempty"`
-	ID          string `json:"id"`
-	Name        string `json:"name,omitempty"`
-	Family      string `json:"family,omitempty"`
-	Vendor      string `json:"vendor,omitempty"`
-	Model       string `json:"model,omitempty"`
-}
-
-// Validate checks the id and the descriptive fields.
-func (m *ManualDevice) Validate() error {
-	if err := protocol.ValidateDeviceID(m.ID); err != nil {
-		return err
-	}
-	for _, f := range []struct {
-		name, v string
-		max     int
-	}{{"transaction", m.Transaction, 128}, {"name", m.Name, 128}, {"family", m.Family, 64},
-		{"vendor", m.Vendor, 64}, {"model", m.Model, 64}} {
-		if len(f.v) > f.max {
-			return fmt.Errorf("%s is %d bytes, over the limit of %d", f.name, len(f.v), f.max)
-		}
-		if !utf8.ValidString(f.v) || strings.ContainsFunc(f.v, unicode.IsControl) {
-			return fmt.Errorf("%s %q must be UTF-8 text without control characters", f.name, f.v)
-		}
-	}
-	return nil
-}
-
-// ImportRequest is the payload of device/import: PEM holds the device's certificate chain,
-// leaf first; the chain may come from any CA.
-type ImportRequest struct {
-	ManualDevice
-	PEM string `json:"pem"`
-}
-
-// Validate checks the device fields and the size of the PEM text.
-func (r *ImportRequest) Validate() error {
-	if len(r.PEM) > MaxImportPEM {
-		return fmt.Errorf("pem is %d bytes, over the limit of %d", len(r.PEM), MaxImportPEM)
-	}
-	return r.ManualDevice.Validate()
-}
-
-// SignRequest is the payload of device/sign: CSR is a PEM certificate request made on the
-// device.
-type SignRequest struct {
-	ManualDevice
-	CSR string `json:"csr"`
-}
-
-// Validate checks the device fields and the size of the CSR.
-func (r *SignRequest) Validate() error {
-	if len(r.CSR) > MaxCSRPEM {
-		return fmt.Errorf("csr is %d bytes, over the limit of %d", len(r.CSR), MaxCSRPEM)
-	}
-	return r.ManualDevice.Validate()
-}
-
-// Imported is the answer to device/import.
-type Imported struct {
-	ID       string           `json:"id"`
-	Serial   string           `json:"serial"`
-	NotAfter time.Time        `json:"not_after"`
-	Issuer   string           `json:"issuer"`
-	Status   inventory.Status `json:"status"`
-	// Superseded is the certificate this one replaced as the device's active one.
-	Superseded string `json:"superseded,omitempty"`
-	// AlreadyImported is set when the inventory already had this certificate: nothing changed.
-	AlreadyImported bool `json:"already_imported,omitempty"`
-}
-
-// Signed is the answer to device/sign. Chain is the leaf then the hub's intermediate, in PEM.
-type Signed struct {
-	ID         string    `json:"id"`
-	Serial     string    `json:"serial"`
-	NotAfter   time.Time `json:"not_after"`
-	Class      string    `json:"class"`
-	Chain      string    `json:"chain"`
-	Superseded string    `json:"superseded,omitempty"`
-}
-
 // Import decodes a device/import payload and runs ImportChain.
 func (s *Service) Import(ctx context.Context, payload []byte) (any, error) {
-	var r ImportRequest
+	var r protocol.ImportRequest
 	if err := protocol.Decode(payload, &r); err != nil {
 		return nil, fmt.Errorf("device/import: %w", err)
 	}
@@ -144,7 +47,7 @@ func (s *Service) Import(ctx context.Context, payload []byte) (any, error) {
 
 // SignCSR decodes a device/sign payload and runs Sign.
 func (s *Service) SignCSR(ctx context.Context, payload []byte) (any, error) {
-	var r SignRequest
+	var r protocol.SignRequest
 	if err := protocol.Decode(payload, &r); err != nil {
 		return nil, fmt.Errorf("device/sign: %w", err)
 	}
@@ -152,21 +55,21 @@ func (s *Service) SignCSR(ctx context.Context, payload []byte) (any, error) {
 }
 
 // ImportChain records the certificate of a device without an agent, from its chain (leaf
-// first, 1 to MaxImportChain certificates, each issued by the next). The leaf must not be a
-// CA certificate and must not name another Hearth device. The device is created or updated
+// first, 1 to protocol.MaxImportChain certificates, each issued by the next). The leaf must
+// not be a CA certificate and must not name another Hearth device. The device is created or updated
 // as manual and the certificate becomes its active one, superseding an older one; a
 // certificate older than the active one is refused. Importing a certificate the inventory
 // already has answers its record and changes nothing.
-func (s *Service) ImportChain(ctx context.Context, r ImportRequest) (Imported, error) {
+func (s *Service) ImportChain(ctx context.Context, r protocol.ImportRequest) (protocol.DeviceImported, error) {
 	if err := r.Validate(); err != nil {
-		return Imported{}, err
+		return protocol.DeviceImported{}, err
 	}
 	chain, err := parseChain(r.PEM)
 	if err != nil {
-		return Imported{}, err
+		return protocol.DeviceImported{}, err
 	}
 	if err := checkImportedLeaf(chain, r.ID); err != nil {
-		return Imported{}, err
+		return protocol.DeviceImported{}, err
 	}
 	leaf := chain[0]
 	now := s.cfg.Now().UTC().Truncate(time.Second)
@@ -175,17 +78,17 @@ func (s *Service) ImportChain(ctx context.Context, r ImportRequest) (Imported, e
 
 	old, found, err := s.knownCert(ctx, r.ID, cert)
 	if err != nil {
-		return Imported{}, err
+		return protocol.DeviceImported{}, err
 	}
 	if found && old.Status != inventory.StatusPending {
 		return imported(old, "", true), nil
 	}
 	dev, err := s.manualTarget(ctx, r.ManualDevice)
 	if err != nil {
-		return Imported{}, err
+		return protocol.DeviceImported{}, err
 	}
 	if err := s.checkNotOlder(ctx, cert); err != nil {
-		return Imported{}, err
+		return protocol.DeviceImported{}, err
 	}
 	if found {
 		cert.RequestID = old.RequestID // an earlier import stopped before activating
@@ -198,18 +101,18 @@ func (s *Service) ImportChain(ctx context.Context, r ImportRequest) (Imported, e
 				return imported(old, "", true), err
 			}
 		} else if err != nil {
-			return Imported{}, storeError(err)
+			return protocol.DeviceImported{}, storeError(err)
 		}
 	}
 	prev, err := s.activateManual(ctx, cert, now)
 	if err != nil {
-		return Imported{}, err
+		return protocol.DeviceImported{}, err
 	}
 	cert.Status = inventory.StatusActive
 	s.cfg.Logger.Info("certificate imported", "device", r.ID, "serial", cert.Serial, "issuer", cert.Issuer)
-	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: inventory.EventCertActivated, Time: now, DeviceID: r.ID,
-		Message: truncate(fmt.Sprintf("certificate %s imported (issuer %s, expires %s)%s", cert.Serial, cert.Issuer,
-			cert.NotAfter.Format(time.RFC3339), supersededText(prev)), protocol.MaxTextLen),
+	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventCertActivated, Time: now, DeviceID: r.ID,
+		Message: protocol.ClipText(fmt.Sprintf("certificate %s imported (issuer %s, expires %s)%s", cert.Serial, cert.Issuer,
+			cert.NotAfter.Format(time.RFC3339), supersededText(prev))),
 		Data: map[string]string{"serial": cert.Serial, "previous": prev, "reason": ReasonImport}})
 	s.cfg.Changed()
 	return imported(cert, prev, false), nil
@@ -218,44 +121,44 @@ func (s *Service) ImportChain(ctx context.Context, r ImportRequest) (Imported, e
 // Sign signs a CSR made on a device without an agent and uploaded by a person, through
 // the issuer's pipeline (issuer.Issue with issuer.AuthAdmin). The CSR must verify (proof of
 // possession), name no other device (CN empty or the id; URI SANs only
-// urn:hearth:device:<id>) and carry a key the CA and the policy accept. Policy sees a new
+// protocol.DeviceURN(id)) and carry a key the CA and the policy accept. Policy sees a new
 // device, or one whose certificate expired (a person's upload stands in for an enrollment
 // token), as an enrollment; otherwise as a command renewal of the active certificate, so
 // a class that requires a new key refuses the current one. A refusal is an
 // *issuer.Refusal carrying the same wire code a CSR over MQTT gets. The certificate is
 // recorded and activated at once.
-func (s *Service) Sign(ctx context.Context, r SignRequest) (Signed, error) {
+func (s *Service) Sign(ctx context.Context, r protocol.SignRequest) (protocol.DeviceSigned, error) {
 	if err := r.Validate(); err != nil {
-		return Signed{}, err
+		return protocol.DeviceSigned{}, err
 	}
 	if s.cfg.Issuer == nil {
-		return Signed{}, errors.New("device/sign needs the issuer")
+		return protocol.DeviceSigned{}, errors.New("device/sign needs the issuer")
 	}
 	res, err := s.cfg.Issuer.Issue(ctx, issuer.Request{DeviceID: r.ID, RequestID: newID("sign"), CSR: r.CSR,
-		Auth: issuer.AuthAdmin, Describe: r.description()})
+		Auth: issuer.AuthAdmin, Describe: describe(r.ManualDevice)})
 	var refused *issuer.Refusal
 	switch {
 	case errors.As(err, &refused):
-		return Signed{}, err
+		return protocol.DeviceSigned{}, err
 	case err != nil:
-		return Signed{}, internal(err)
+		return protocol.DeviceSigned{}, internal(err)
 	}
 	now := s.cfg.Now().UTC()
 	cert := res.Cert
 	prev, err := s.activateManual(ctx, cert, now)
 	if err != nil {
-		return Signed{}, err
+		return protocol.DeviceSigned{}, err
 	}
 	s.cfg.Logger.Info("CSR signed", "device", r.ID, "serial", cert.Serial, "class", res.Class, "reason", res.Reason)
-	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: inventory.EventCertActivated, Time: now.Truncate(time.Second), DeviceID: r.ID,
+	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventCertActivated, Time: now.Truncate(time.Second), DeviceID: r.ID,
 		Message: fmt.Sprintf("certificate %s is active%s", cert.Serial, supersededText(prev)),
 		Data:    map[string]string{"serial": cert.Serial, "previous": prev}})
 	s.cfg.Changed()
-	return Signed{ID: r.ID, Serial: cert.Serial, NotAfter: cert.NotAfter, Class: res.Class, Chain: res.Chain, Superseded: prev}, nil
+	return protocol.DeviceSigned{ID: r.ID, Serial: cert.Serial, NotAfter: cert.NotAfter, Class: res.Class, Chain: res.Chain, Superseded: prev}, nil
 }
 
-// description is what the person said of the device.
-func (m *ManualDevice) description() issuer.Description {
+// describe is what the person said of the device.
+func describe(m protocol.ManualDevice) issuer.Description {
 	return issuer.Description{Name: m.Name, Family: m.Family, Vendor: m.Vendor, Model: m.Model}
 }
 
@@ -265,12 +168,12 @@ func (s *Service) policy() *policy.Policy { return s.cfg.Policy() }
 // manualTarget returns the device record to write for m, with its class under the policy
 // in force, or the *issuer.Refusal of a device a person may not give a certificate to (run
 // by an agent, quarantined or removed): the rule device/sign applies too.
-func (s *Service) manualTarget(ctx context.Context, m ManualDevice) (inventory.Device, error) {
+func (s *Service) manualTarget(ctx context.Context, m protocol.ManualDevice) (inventory.Device, error) {
 	cur, err := s.cfg.Store.Device(ctx, m.ID)
 	if err != nil && !errors.Is(err, inventory.ErrNotFound) {
 		return inventory.Device{}, internal(err)
 	}
-	dev, subject, err := issuer.ManualTarget(m.ID, cur, err == nil, m.description())
+	dev, subject, err := issuer.ManualTarget(m.ID, cur, err == nil, describe(m))
 	if err != nil {
 		return inventory.Device{}, err
 	}
@@ -334,7 +237,7 @@ func (s *Service) activateManual(ctx context.Context, cert inventory.Certificate
 	return prev, nil
 }
 
-// parseChain decodes 1 to MaxImportChain PEM CERTIFICATE blocks. Text around the blocks (as
+// parseChain decodes 1 to protocol.MaxImportChain PEM CERTIFICATE blocks. Text around the blocks (as
 // openssl prints it) is ignored; any other block type is refused, a private key by name.
 func parseChain(text string) ([]*x509.Certificate, error) {
 	var chain []*x509.Certificate
@@ -350,8 +253,8 @@ func parseChain(text string) ([]*x509.Certificate, error) {
 			return nil, fmt.Errorf("pem block %d is a private key: give only the certificate chain (the hub never needs the key)", n)
 		case b.Type != "CERTIFICATE":
 			return nil, fmt.Errorf("pem block %d is %q, want CERTIFICATE", n, b.Type)
-		case n > MaxImportChain:
-			return nil, fmt.Errorf("the chain has more than %d certificates", MaxImportChain)
+		case n > protocol.MaxImportChain:
+			return nil, fmt.Errorf("the chain has more than %d certificates", protocol.MaxImportChain)
 		}
 		c, err := x509.ParseCertificate(b.Bytes)
 		if err != nil {
@@ -379,9 +282,8 @@ func checkImportedLeaf(chain []*x509.Certificate, id string) error {
 	if leaf.NotBefore.Unix() >= leaf.NotAfter.Unix() {
 		return fmt.Errorf("the certificate's validity %s to %s is empty", stamp(leaf.NotBefore), stamp(leaf.NotAfter))
 	}
-	want := ca.DeviceURI(id).String()
 	for _, u := range leaf.URIs {
-		if u.Scheme == "urn" && strings.HasPrefix(u.Opaque, "hearth:device:") && u.String() != want {
+		if named, ok := protocol.DeviceIDFromURN(u.String()); ok && named != id {
 			return fmt.Errorf("the certificate names %s, not device %q", u, id)
 		}
 	}
@@ -396,8 +298,8 @@ func checkImportedLeaf(chain []*x509.Certificate, id string) error {
 	return nil
 }
 
-func imported(c inventory.Certificate, prev string, already bool) Imported {
-	return Imported{ID: c.DeviceID, Serial: c.Serial, NotAfter: c.NotAfter, Issuer: c.Issuer, Status: c.Status,
+func imported(c inventory.Certificate, prev string, already bool) protocol.DeviceImported {
+	return protocol.DeviceImported{ID: c.DeviceID, Serial: c.Serial, NotAfter: c.NotAfter, Issuer: c.Issuer, Status: string(c.Status),
 		Superseded: prev, AlreadyImported: already}
 }
 
@@ -418,10 +320,3 @@ func supersededText(prev string) string {
 }
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
-}

@@ -212,8 +212,8 @@ func pemOf(certs ...*x509.Certificate) string {
 	return b.String()
 }
 
-func importReq(id, pemText string) admin.ImportRequest {
-	return admin.ImportRequest{ManualDevice: admin.ManualDevice{ID: id}, PEM: pemText}
+func importReq(id, pemText string) protocol.ImportRequest {
+	return protocol.ImportRequest{ManualDevice: protocol.ManualDevice{ID: id}, PEM: pemText}
 }
 
 func TestImportForeignCertificate(t *testing.T) {
@@ -228,12 +228,12 @@ func TestImportForeignCertificate(t *testing.T) {
 	if resp.Status != "ok" || resp.Transaction != "tx-1" {
 		t.Fatalf("Do(device/import) = %s %q (transaction %q), want ok echoing tx-1", resp.Status, resp.Error, resp.Transaction)
 	}
-	var got admin.Imported
+	var got protocol.DeviceImported
 	if err := json.Unmarshal(resp.Data, &got); err != nil {
 		t.Fatal(err)
 	}
-	want := admin.Imported{ID: "porch-cam", Serial: "4201", NotAfter: first.NotAfter, Issuer: first.Issuer.String(),
-		Status: inventory.StatusActive}
+	want := protocol.DeviceImported{ID: "porch-cam", Serial: "4201", NotAfter: first.NotAfter, Issuer: first.Issuer.String(),
+		Status: string(inventory.StatusActive)}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("device/import answer (-want +got):\n%s", diff)
 	}
@@ -249,8 +249,8 @@ func TestImportForeignCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ActiveCertificate after import = %v", err)
 	}
-	if active.Serial != "4201" || !strings.Contains(active.Issuer, "Acme Cloud Device CA") || active.KeyAlgorithm != "ECDSA P-256" ||
-		"SHA256:"+active.Fingerprint != ca.FingerprintOf(first) || active.PEM != pemOf(first) {
+	if active.Serial != "4201" || !strings.Contains(active.Issuer, "Acme Cloud Device CA") || active.KeyAlgorithm != protocol.KeyP256 ||
+		active.Fingerprint != protocol.FingerprintOf(first).Hex() || active.PEM != pemOf(first) {
 		t.Errorf("active certificate = %+v, want serial 4201 from Acme's CA with its fingerprint and PEM", active)
 	}
 	atts, err := f.store.Attempts(ctx, "porch-cam", 0)
@@ -258,11 +258,11 @@ func TestImportForeignCertificate(t *testing.T) {
 		atts[0].RequestID != "import-4201" {
 		t.Errorf("attempts after import = %+v, %v; want one import-4201, reason import, committed", atts, err)
 	}
-	evs, err := f.store.Events(ctx, inventory.EventFilter{DeviceID: "porch-cam", Kind: inventory.EventCertActivated})
+	evs, err := f.store.Events(ctx, inventory.EventFilter{DeviceID: "porch-cam", Kind: protocol.EventCertActivated})
 	if err != nil || len(evs) != 1 || evs[0].Actor != "test" {
 		t.Errorf("activation events = %+v, %v; want one by actor test", evs, err)
 	}
-	if f.changed != 1 || len(f.events) != 1 || f.events[0].Type != inventory.EventCertActivated {
+	if f.changed != 1 || len(f.events) != 1 || f.events[0].Type != protocol.EventCertActivated {
 		t.Errorf("after import: Changed called %d times, events %+v; want once and one cert.activated", f.changed, f.events)
 	}
 	if len(f.broker.published) != 0 {
@@ -271,7 +271,7 @@ func TestImportForeignCertificate(t *testing.T) {
 
 	t.Run("again is idempotent", func(t *testing.T) {
 		before := f.state(t)
-		var again admin.Imported
+		var again protocol.DeviceImported
 		f.ok(t, "device/import", importReq("porch-cam", pemOf(first)), &again)
 		want.AlreadyImported = true
 		if diff := cmp.Diff(want, again); diff != "" {
@@ -284,9 +284,9 @@ func TestImportForeignCertificate(t *testing.T) {
 
 	second := vendor.leaf(t, "ACME-CAM-0042", 0x4202, manualT0.Add(-day), nil)
 	t.Run("newer supersedes", func(t *testing.T) {
-		var got admin.Imported
+		var got protocol.DeviceImported
 		f.ok(t, "device/import", importReq("porch-cam", pemOf(second, vendor.cert)), &got)
-		if got.Serial != "4202" || got.Status != inventory.StatusActive || got.Superseded != "4201" {
+		if got.Serial != "4202" || got.Status != string(inventory.StatusActive) || got.Superseded != "4201" {
 			t.Errorf("import of a newer certificate = %+v, want 4202 active superseding 4201", got)
 		}
 		old, err := f.store.Certificate(ctx, "4201")
@@ -298,9 +298,9 @@ func TestImportForeignCertificate(t *testing.T) {
 		}
 	})
 	t.Run("superseded again is idempotent", func(t *testing.T) {
-		var got admin.Imported
+		var got protocol.DeviceImported
 		f.ok(t, "device/import", importReq("porch-cam", pemOf(first)), &got)
-		if got.Serial != "4201" || got.Status != inventory.StatusSuperseded || !got.AlreadyImported {
+		if got.Serial != "4201" || got.Status != string(inventory.StatusSuperseded) || !got.AlreadyImported {
 			t.Errorf("re-import of the superseded certificate = %+v, want its record, superseded", got)
 		}
 		if active, _ := f.store.ActiveCertificate(ctx, "porch-cam"); active.Serial != "4202" {
@@ -319,10 +319,10 @@ func TestImportRefused(t *testing.T) {
 	leaf := vendor.leaf(t, "cam", 7, manualT0.Add(-day), nil)
 	// An agent-run device and an imported one, already in the inventory.
 	garage := vendor.leaf(t, "g", 9, manualT0, nil)
-	f.ok(t, "device/import", importReq("garage-cam", pemOf(garage)), &admin.Imported{})
+	f.ok(t, "device/import", importReq("garage-cam", pemOf(garage)), &protocol.DeviceImported{})
 	f.seedAgentDevice(t, "kitchen-plug")
 	key, _ := x509.MarshalPKCS8PrivateKey(newP256(t))
-	tooMany := strings.Repeat(pemOf(leaf), admin.MaxImportChain+1)
+	tooMany := strings.Repeat(pemOf(leaf), protocol.MaxImportChain+1)
 	tests := []struct {
 		name, id, pem, want string
 		code                protocol.Code // "" for bad_request
@@ -336,13 +336,13 @@ func TestImportRefused(t *testing.T) {
 		{"private key", "cam-1", pemOf(leaf) + string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})), "private key", ""},
 		{"CSR", "cam-1", "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n", `"CERTIFICATE REQUEST", want CERTIFICATE`, ""},
 		{"too many", "cam-1", tooMany, "more than 8 certificates", ""},
-		{"too large", "cam-1", strings.Repeat("x", admin.MaxImportPEM+1), "over the limit", ""},
+		{"too large", "cam-1", strings.Repeat("x", protocol.MaxImportPEM+1), "over the limit", ""},
 		{"wrong order", "cam-1", pemOf(leaf, other.cert), "is not issued by certificate 2", ""},
 		{"agent device", "kitchen-plug", pemOf(leaf), "runs hearth-agent", protocol.CodePolicyDenied},
 		{"same certificate, other device", "cam-2", pemOf(garage), `already recorded for device "garage-cam"`, ""},
 		{"serial of another certificate", "cam-2", pemOf(vendor.leaf(t, "g", 9, manualT0, nil)), "another certificate", ""},
 		{"names another device", "cam-1", pemOf(vendor.leaf(t, "x", 10, manualT0, func(c *x509.Certificate) {
-			c.URIs = []*url.URL{ca.DeviceURI("front-door")}
+			c.URIs = []*url.URL{protocol.DeviceURI("front-door")}
 		})), "urn:hearth:device:front-door", ""},
 	}
 	for _, tt := range tests {
@@ -380,8 +380,8 @@ func csrPEM(t *testing.T, key crypto.Signer, cn string, uris ...*url.URL) string
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
 }
 
-func signReq(id, csr string) admin.SignRequest {
-	return admin.SignRequest{ManualDevice: admin.ManualDevice{ID: id}, CSR: csr}
+func signReq(id, csr string) protocol.SignRequest {
+	return protocol.SignRequest{ManualDevice: protocol.ManualDevice{ID: id}, CSR: csr}
 }
 
 // verifyChain parses a signed chain and verifies it against the hub's root at now.
@@ -417,12 +417,12 @@ func TestSignCSR(t *testing.T) {
 	f := newManualFixture(t)
 	ctx := t.Context()
 	key := newP256(t)
-	req := signReq("printer", csrPEM(t, key, "printer", ca.DeviceURI("printer")))
+	req := signReq("printer", csrPEM(t, key, "printer", protocol.DeviceURI("printer")))
 	req.Name = "Office printer"
-	var got admin.Signed
+	var got protocol.DeviceSigned
 	f.ok(t, "device/sign", req, &got)
 	leaf := verifyChain(t, f, got.Chain)
-	if id, err := ca.DeviceIDFromCert(leaf); err != nil || id != "printer" {
+	if id, err := protocol.DeviceIDFromCert(leaf); err != nil || id != "printer" {
 		t.Errorf("DeviceIDFromCert(signed leaf) = %q, %v; want printer", id, err)
 	}
 	if !leaf.PublicKey.(*ecdsa.PublicKey).Equal(key.Public()) {
@@ -449,7 +449,7 @@ func TestSignCSR(t *testing.T) {
 		f.refused(t, "device/sign", signReq("printer", csrPEM(t, key, "")), protocol.CodePolicyDenied, "rule classes.default.rekey")
 	})
 	t.Run("new key renews", func(t *testing.T) {
-		var again admin.Signed
+		var again protocol.DeviceSigned
 		f.ok(t, "device/sign", signReq("printer", csrPEM(t, newP256(t), "")), &again)
 		verifyChain(t, f, again.Chain)
 		if again.Superseded != got.Serial || again.Serial == got.Serial {
@@ -466,7 +466,7 @@ func TestSignCSR(t *testing.T) {
 	t.Run("after expiry the upload re-enrolls", func(t *testing.T) {
 		f.now = manualT0.Add(60 * day)
 		defer func() { f.now = manualT0 }()
-		var late admin.Signed
+		var late protocol.DeviceSigned
 		f.ok(t, "device/sign", signReq("printer", csrPEM(t, newP256(t), "printer")), &late)
 		if atts, _ := f.store.Attempts(ctx, "printer", 1); len(atts) != 1 || atts[0].Reason != "enroll" {
 			t.Errorf("latest attempt after expiry = %+v, want reason enroll", atts)
@@ -495,7 +495,7 @@ func TestSignRefused(t *testing.T) {
 		{"bad signature", "printer", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: tampered})),
 			protocol.CodeBadCSR, "signature does not verify"},
 		{"other CN", "printer", csrPEM(t, key, "front-door"), protocol.CodeIdentityMismatch, `names "front-door", not device "printer"`},
-		{"other URI", "printer", csrPEM(t, key, "", ca.DeviceURI("front-door")), protocol.CodeIdentityMismatch, "urn:hearth:device:front-door"},
+		{"other URI", "printer", csrPEM(t, key, "", protocol.DeviceURI("front-door")), protocol.CodeIdentityMismatch, "urn:hearth:device:front-door"},
 		{"foreign URI", "printer", csrPEM(t, key, "", &url.URL{Scheme: "https", Host: "evil.example"}), protocol.CodeIdentityMismatch, "only urn:hearth:device:printer"},
 		{"RSA 1024", "printer", csrPEM(t, rsa1024, "printer"), protocol.CodeWeakKey, "weak key: RSA 1024 bits"},
 		{"private key", "printer", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})), protocol.CodeBadCSR, "keep the key on the device"},
@@ -503,7 +503,7 @@ func TestSignRefused(t *testing.T) {
 		{"certificate", "printer", pemOf(f.ca.Intermediate()), protocol.CodeBadCSR, `"CERTIFICATE", want CERTIFICATE REQUEST`},
 		{"bad id", "Printer!", good, protocol.CodeBadRequest, "device id"},
 		{"agent device", "kitchen-plug", csrPEM(t, key, "kitchen-plug"), protocol.CodePolicyDenied, "runs hearth-agent"},
-		{"too large", "printer", strings.Repeat("x", admin.MaxCSRPEM+1), protocol.CodeBadRequest, "over the limit"},
+		{"too large", "printer", strings.Repeat("x", protocol.MaxCSRPEM+1), protocol.CodeBadRequest, "over the limit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -511,8 +511,8 @@ func TestSignRefused(t *testing.T) {
 		})
 	}
 	t.Run("quarantined device", func(t *testing.T) {
-		f.ok(t, "device/sign", signReq("printer", good), &admin.Signed{})
-		f.ok(t, "device/revoke", protocol.DeviceRequest{ID: "printer"}, &admin.Revoked{})
+		f.ok(t, "device/sign", signReq("printer", good), &protocol.DeviceSigned{})
+		f.ok(t, "device/revoke", protocol.DeviceRequest{ID: "printer"}, &protocol.DeviceRevoked{})
 		f.refused(t, "device/sign", signReq("printer", csrPEM(t, newP256(t), "")), protocol.CodeRevoked, "is quarantined")
 		f.refused(t, "device/import", importReq("printer", pemOf(newVendorCA(t, "V").leaf(t, "p", 3, manualT0, nil))), protocol.CodeRevoked, "is quarantined")
 	})
@@ -560,8 +560,8 @@ func (c *commandRecorder) Renew(_ context.Context, id string, _ protocol.Action,
 func TestManualDevicesGetReminders(t *testing.T) {
 	f := newManualFixture(t)
 	vendor := newVendorCA(t, "Acme Cloud Device CA")
-	f.ok(t, "device/import", importReq("porch-cam", pemOf(vendor.leaf(t, "cam", 1, manualT0.Add(-10*day), nil))), &admin.Imported{})
-	var signed admin.Signed
+	f.ok(t, "device/import", importReq("porch-cam", pemOf(vendor.leaf(t, "cam", 1, manualT0.Add(-10*day), nil))), &protocol.DeviceImported{})
+	var signed protocol.DeviceSigned
 	f.ok(t, "device/sign", signReq("printer", csrPEM(t, newP256(t), "printer")), &signed)
 
 	cmds := &commandRecorder{}
@@ -569,7 +569,7 @@ func TestManualDevicesGetReminders(t *testing.T) {
 	at := signed.NotAfter.Add(-day + time.Hour) // past the printer's 1-day threshold
 	sched := renewal.New(renewal.Config{Store: f.store, Commander: cmds, Now: func() time.Time { return at },
 		Notify: func(e protocol.Event) {
-			if e.Type == renewal.EventReminder {
+			if e.Type == protocol.EventRenewalReminder {
 				reminders = append(reminders, e)
 			}
 		}})

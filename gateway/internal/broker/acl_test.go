@@ -1,11 +1,7 @@
 package broker
 
 import (
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -121,30 +117,6 @@ func TestCheckClientID(t *testing.T) {
 		err := checkClientID(tt.id, tt.clientID, tt.assigned)
 		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrRefused)) {
 			t.Errorf("checkClientID(%s: %v, %q) = %v, want ok=%v", tt.name, tt.id.Role, tt.clientID, err, tt.ok)
-		}
-	}
-}
-
-func TestDeviceIDFromCert(t *testing.T) {
-	urn := func(id string) *url.URL { return &url.URL{Scheme: "urn", Opaque: deviceURNPrefix + id} }
-	tests := []struct {
-		name string
-		cn   string
-		uris []*url.URL
-		want string // "" = refused
-	}{
-		{"good", "dev-a", []*url.URL{urn("dev-a")}, "dev-a"},
-		{"with other URIs", "dev-a", []*url.URL{{Scheme: "https", Host: "x"}, urn("dev-a")}, "dev-a"},
-		{"no URI", "dev-a", nil, ""},
-		{"two device URIs", "dev-a", []*url.URL{urn("dev-a"), urn("dev-b")}, ""},
-		{"CN differs", "dev-b", []*url.URL{urn("dev-a")}, ""},
-		{"bad id", "Dev/A", []*url.URL{urn("Dev/A")}, ""},
-		{"wildcard id", "+", []*url.URL{urn("+")}, ""},
-	}
-	for _, tt := range tests {
-		got, err := deviceIDFromCert(&x509.Certificate{Subject: pkix.Name{CommonName: tt.cn}, URIs: tt.uris, SerialNumber: big.NewInt(1)})
-		if got != tt.want || (tt.want == "") != (err != nil) {
-			t.Errorf("deviceIDFromCert(%s) = %q, %v; want %q", tt.name, got, err, tt.want)
 		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
-	"net/url"
 	"os"
 	"sync"
 	"testing"
@@ -48,7 +47,7 @@ type device struct {
 // device issues a device certificate for id: CN and URI SAN naming it.
 func (p *testPKI) device(t *testing.T, id string) device {
 	t.Helper()
-	l := p.Client(t, id, &url.URL{Scheme: "urn", Opaque: deviceURNPrefix + id})
+	l := p.Client(t, id, protocol.DeviceURI(id))
 	return device{id: id, cert: l.TLS, certFile: l.CertFile, keyFile: l.KeyFile, serial: l.Serial()}
 }
 

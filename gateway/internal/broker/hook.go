@@ -61,9 +61,9 @@ func (b *Broker) authenticate(c *conn, cl *mqtt.Client, pk packets.Packet) (Iden
 	id := Identity{Username: username, Remote: cl.Net.Remote, Conn: c.id}
 	switch {
 	case c.leaf != nil:
-		dev, err := deviceIDFromCert(c.leaf)
+		dev, err := protocol.DeviceIDFromCert(c.leaf)
 		if err != nil {
-			return id, err
+			return id, fmt.Errorf("%w: %w", ErrRefused, err)
 		}
 		if username != "" && username != dev {
 			return id, fmt.Errorf("%w: username %q differs from the certificate's device %q", ErrRefused, username, dev)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"strings"
 
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -61,7 +60,7 @@ type Sessions interface {
 // quick SQLite read.
 type Auth interface {
 	// Certificate decides a client certificate that TLS already verified against the hub
-	// CA. deviceID comes from its urn:hearth:device URI SAN (equal to its CN), serial is
+	// CA. deviceID is the device it names (protocol.DeviceIDFromCert), serial is
 	// lowercase hex. It returns nil to allow (pending, active, superseded but unexpired) and
 	// an error to refuse (revoked, unknown, quarantined device).
 	Certificate(ctx context.Context, deviceID, serial string) error
@@ -81,32 +80,6 @@ type Auth interface {
 // acknowledged and delivered: it must return fast (queue slow work) and it sees one
 // client's messages in order. payload is the handler's own copy.
 type Handler func(ctx context.Context, from Identity, topic protocol.Topic, payload []byte)
-
-// deviceURNPrefix starts the opaque part of the URI SAN naming a device:
-// urn:hearth:device:<id>.
-const deviceURNPrefix = "hearth:device:"
-
-// deviceIDFromCert returns the device a verified certificate names: the id of its only
-// urn:hearth:device URI SAN, which must be a valid device id equal to the subject CN.
-func deviceIDFromCert(cert *x509.Certificate) (string, error) {
-	var ids []string
-	for _, u := range cert.URIs {
-		if u.Scheme == "urn" && strings.HasPrefix(u.Opaque, deviceURNPrefix) {
-			ids = append(ids, strings.TrimPrefix(u.Opaque, deviceURNPrefix))
-		}
-	}
-	if len(ids) != 1 {
-		return "", fmt.Errorf("%w: certificate has %d urn:hearth:device URIs, want 1", ErrRefused, len(ids))
-	}
-	id := ids[0]
-	if err := protocol.ValidateDeviceID(id); err != nil {
-		return "", fmt.Errorf("%w: certificate: %w", ErrRefused, err)
-	}
-	if cert.Subject.CommonName != id {
-		return "", fmt.Errorf("%w: certificate CN %q differs from its device URI %q", ErrRefused, cert.Subject.CommonName, id)
-	}
-	return id, nil
-}
 
 // serialOf returns a certificate's serial as lowercase hex without leading zeros, the form
 // the inventory and the protocol use.

@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"math/big"
 	"time"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // Errors callers branch on. Each is wrapped with detail; test with errors.Is.
@@ -329,8 +331,8 @@ func (c *CA) Roots() *x509.CertPool { return c.roots.Clone() }
 func (c *CA) Intermediates() *x509.CertPool { return c.inters.Clone() }
 
 // Fingerprint returns the root certificate's fingerprint, the value agents
-// pin, as "SHA256:" plus 64 lowercase hex digits.
-func (c *CA) Fingerprint() string { return FingerprintOf(c.root) }
+// pin, in the protocol's written form (protocol.Fingerprint.String).
+func (c *CA) Fingerprint() string { return protocol.FingerprintOf(c.root).String() }
 
 // Verify checks that leaf chains to this CA's root through its
 // intermediate at time now. It checks no extended key usage.

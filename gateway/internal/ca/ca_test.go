@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/testkit"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // snapshot records every file of dir (name → contents and mtime).
@@ -297,8 +298,8 @@ func TestCACertificates(t *testing.T) {
 			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
 		}
 	}
-	if got := KeyAlgorithm(inter.PublicKey); got != "ECDSA P-256" {
-		t.Errorf("KeyAlgorithm(intermediate) = %q, want ECDSA P-256", got)
+	if got := protocol.KeyAlgorithmOf(inter.PublicKey); got != protocol.KeyP256 {
+		t.Errorf("KeyAlgorithmOf(intermediate) = %q, want %q", got, protocol.KeyP256)
 	}
 	if root.Subject.CommonName != RootCommonName || inter.Subject.CommonName != IntermediateCommonName {
 		t.Errorf("subjects = %q, %q", root.Subject, inter.Subject)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // ErrIdentity is wrapped by CheckCSRIdentity's errors.
@@ -40,7 +42,7 @@ func CheckCSRIdentity(csr *x509.CertificateRequest, id string) error {
 	if cn := csr.Subject.CommonName; cn != "" && cn != id {
 		return fmt.Errorf("%w: subject names %q, not device %q", ErrIdentity, cn, id)
 	}
-	want := DeviceURI(id).String()
+	want := protocol.DeviceURN(id)
 	for _, u := range csr.URIs {
 		if u.String() != want {
 			return fmt.Errorf("%w: asks for URI %q; only %s is allowed", ErrIdentity, u, want)

@@ -11,7 +11,9 @@
 // only the public key from a CSR and, from its DNS names, those the policy.Profile
 // allows: never the CSR's subject, extensions, IP, e-mail or URI names. A
 // device leaf names its device twice, as CN and as the URI SAN
-// urn:hearth:device:<id>, and DeviceIDFromCert requires both to agree.
+// protocol.DeviceURN(id), and protocol.DeviceIDFromCert requires both to agree.
+// Device ids follow protocol.ValidateDeviceID, the rule the broker and the
+// agent apply: the CA never signs an id they would refuse.
 //
 // # Files
 //
@@ -73,12 +75,10 @@
 //
 // # Fingerprints
 //
-// Fingerprint and FingerprintOf format a certificate's identity as
-// "SHA256:" followed by the lowercase hexadecimal SHA-256 of its DER
-// encoding, without colons (71 characters). Agents pin the root's
-// fingerprint. ParseFingerprint also accepts upper case, colon-separated
-// bytes (as openssl x509 -fingerprint prints them) and a missing prefix, and
-// returns the canonical form.
+// Fingerprint returns the root's fingerprint in the protocol's written form
+// (protocol.Fingerprint: the SHA-256 of its DER encoding); agents pin it.
+// protocol.ParseFingerprint reads it back, also as openssl x509 -fingerprint
+// prints it.
 //
 // # Concurrency
 //

@@ -14,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata golden files")
@@ -52,8 +54,8 @@ func TestGoldenKeyFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("decryptKey(golden) = %v", err)
 	}
-	if got := KeyAlgorithm(key.Public()); got != "ECDSA P-256" {
-		t.Errorf("golden key algorithm = %q, want ECDSA P-256", got)
+	if got := protocol.KeyAlgorithmOf(key.Public()); got != protocol.KeyP256 {
+		t.Errorf("golden key algorithm = %q, want %q", got, protocol.KeyP256)
 	}
 	if _, err := decryptKey(data, roleRoot, goldenKeyPass, maxIterations); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("decryptKey(golden, role root) = %v, want ErrCorrupt", err)

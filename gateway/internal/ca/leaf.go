@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // Errors SignLeaf returns for a CSR it refuses; each is wrapped with detail.
@@ -31,6 +32,9 @@ var (
 	// ErrUnsupportedKey means the CSR's key is of a kind the CA does not
 	// sign: anything but ECDSA P-256/P-384, Ed25519 and RSA 2048-8192.
 	ErrUnsupportedKey = errors.New("ca: unsupported key")
+	// ErrBadDeviceID means the device id breaks protocol.ValidateDeviceID, the
+	// one device id rule the broker and the agent apply too.
+	ErrBadDeviceID = errors.New("ca: bad device id")
 )
 
 const (
@@ -52,7 +56,7 @@ var ErrBadProfile = errors.New("ca: profile has no validity")
 // with (policy.Policy.Admit). It first checks the CSR's signature (ErrBadSignature) and key
 // (ErrWeakKey, ErrUnsupportedKey), the device id (ErrBadDeviceID) and the profile's
 // validity (ErrBadProfile). The certificate takes only the public key from the CSR, plus
-// the DNS names p allows: CN = deviceID, URI SAN urn:hearth:device:<id>, CA:FALSE,
+// the DNS names p allows: CN = deviceID, URI SAN protocol.DeviceURN(deviceID), CA:FALSE,
 // keyUsage digitalSignature (and keyEncipherment for RSA), extKeyUsage clientAuth (and
 // serverAuth if p says so), AKI of the intermediate, SKI of the key, a random 128-bit
 // serial, and exactly p's NotBefore and NotAfter (UTC, truncated to the second): the
@@ -68,8 +72,8 @@ func (c *CA) SignLeaf(csr *x509.CertificateRequest, deviceID string, p policy.Pr
 	if err := CheckKey(csr.PublicKey); err != nil {
 		return nil, err
 	}
-	if err := ValidDeviceID(deviceID); err != nil {
-		return nil, err
+	if err := protocol.ValidateDeviceID(deviceID); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadDeviceID, err)
 	}
 	notBefore, notAfter := p.NotBefore.UTC().Truncate(time.Second), p.NotAfter.UTC().Truncate(time.Second)
 	if p.NotBefore.IsZero() || !notAfter.After(notBefore) {
@@ -93,7 +97,7 @@ func (c *CA) SignLeaf(csr *x509.CertificateRequest, deviceID string, p policy.Pr
 		BasicConstraintsValid: true,
 		IsCA:                  false,
 		SubjectKeyId:          subjectKeyID(csr.PublicKey),
-		URIs:                  []*url.URL{DeviceURI(deviceID)},
+		URIs:                  []*url.URL{protocol.DeviceURI(deviceID)},
 		DNSNames:              allowedDNSNames(csr.DNSNames, p.DNSNames),
 	}
 	return c.issue(tmpl, csr.PublicKey)

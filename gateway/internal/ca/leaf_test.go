@@ -23,6 +23,7 @@ import (
 
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
 	"github.com/hearth-pki/hearth/gateway/internal/testkit"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 var (
@@ -63,7 +64,7 @@ func hostileCSR(t *testing.T, key crypto.Signer) *x509.CertificateRequest {
 		DNSNames:       []string{"ALLOWED.local", "evil.example", "allowed.local"},
 		IPAddresses:    []net.IP{net.ParseIP("10.6.6.6")},
 		EmailAddresses: []string{"mallory@evil.example"},
-		URIs:           []*url.URL{DeviceURI("other-device"), {Scheme: "https", Host: "evil.example"}},
+		URIs:           []*url.URL{protocol.DeviceURI("other-device"), {Scheme: "https", Host: "evil.example"}},
 		ExtraExtensions: []pkix.Extension{
 			{Id: oidBasicConstraints, Critical: true, Value: bc},
 			{Id: oidKeyUsage, Critical: true, Value: ku},
@@ -141,8 +142,8 @@ func TestSignLeafTakesOnlyPublicKey(t *testing.T) {
 	if leaf.SerialNumber.Sign() <= 0 || leaf.SerialNumber.BitLen() > 128 {
 		t.Errorf("serial %x: want positive, at most 128 bits", leaf.SerialNumber)
 	}
-	if id, err := DeviceIDFromCert(leaf); err != nil || id != "kitchen-plug.1" {
-		t.Errorf("DeviceIDFromCert(leaf) = %q, %v, want kitchen-plug.1", id, err)
+	if id, err := protocol.DeviceIDFromCert(leaf); err != nil || id != "kitchen-plug.1" {
+		t.Errorf("protocol.DeviceIDFromCert(leaf) = %q, %v, want kitchen-plug.1", id, err)
 	}
 	if err := c.Verify(leaf, testNow); err != nil {
 		t.Errorf("Verify(leaf) = %v", err)
@@ -232,13 +233,13 @@ func TestSignLeafKeyPolicy(t *testing.T) {
 		wantErr error
 		wantKU  x509.KeyUsage
 	}{
-		{"ECDSA P-256", ecKey(elliptic.P256()), nil, x509.KeyUsageDigitalSignature},
-		{"ECDSA P-384", ecKey(elliptic.P384()), nil, x509.KeyUsageDigitalSignature},
-		{"Ed25519", edKey, nil, x509.KeyUsageDigitalSignature},
-		{"RSA 2048", rsaKey(2048), nil, x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment},
-		{"RSA 1024", rsaKey(1024), ErrWeakKey, 0},
-		{"ECDSA P-224", ecKey(elliptic.P224()), ErrWeakKey, 0},
-		{"ECDSA P-521", ecKey(elliptic.P521()), ErrUnsupportedKey, 0},
+		{"p256", ecKey(elliptic.P256()), nil, x509.KeyUsageDigitalSignature},
+		{"p384", ecKey(elliptic.P384()), nil, x509.KeyUsageDigitalSignature},
+		{"ed25519", edKey, nil, x509.KeyUsageDigitalSignature},
+		{"rsa2048", rsaKey(2048), nil, x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment},
+		{"rsa1024", rsaKey(1024), ErrWeakKey, 0},
+		{"p224", ecKey(elliptic.P224()), ErrWeakKey, 0},
+		{"p521", ecKey(elliptic.P521()), ErrUnsupportedKey, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -252,8 +253,8 @@ func TestSignLeafKeyPolicy(t *testing.T) {
 			if leaf.KeyUsage != tt.wantKU {
 				t.Errorf("SignLeaf(%s CSR).KeyUsage = %v, want %v", tt.name, leaf.KeyUsage, tt.wantKU)
 			}
-			if got := KeyAlgorithm(leaf.PublicKey); got != tt.name {
-				t.Errorf("KeyAlgorithm(leaf) = %q, want %q", got, tt.name)
+			if got := protocol.KeyAlgorithmOf(leaf.PublicKey); string(got) != tt.name {
+				t.Errorf("KeyAlgorithmOf(leaf) = %q, want %q", got, tt.name)
 			}
 		})
 	}
@@ -288,6 +289,7 @@ func TestSignLeafRefusals(t *testing.T) {
 		{"empty device id", good, "", leafAt(testNow), ErrBadDeviceID},
 		{"upper-case device id", good, "Dev-1", leafAt(testNow), ErrBadDeviceID},
 		{"device id with slash", good, "a/b", leafAt(testNow), ErrBadDeviceID},
+		{"device id starting with '_'", good, "_x", leafAt(testNow), ErrBadDeviceID},
 		// The zero profile is no leaf, not a default one.
 		{"zero profile", good, "dev-1", policy.Profile{}, ErrBadProfile},
 		{"not-after before not-before", good, "dev-1", policy.Profile{NotBefore: testNow, NotAfter: testNow.Add(-time.Hour)}, ErrBadProfile},

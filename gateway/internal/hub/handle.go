@@ -17,10 +17,6 @@ import (
 	"github.com/hearth-pki/hearth/protocol"
 )
 
-// EventFindingDuplicateSession is the finding raised when one certificate is presented on
-// two connections at once.
-const EventFindingDuplicateSession = "finding.duplicate_session"
-
 // handle receives every message the broker accepted on a hub-bound topic. Certificate
 // requests and commits go to the device state machine, which applies them in order with the
 // device's session events.
@@ -87,7 +83,7 @@ func (h *Hub) committed(c lifecycle.Committed) {
 	if c.Previous != "" {
 		msg += "; " + c.Previous + " superseded"
 	}
-	h.notify(protocol.Event{V: protocol.Version, Type: inventory.EventCertActivated, Time: c.At, DeviceID: c.DeviceID,
+	h.notify(protocol.Event{V: protocol.Version, Type: protocol.EventCertActivated, Time: c.At, DeviceID: c.DeviceID,
 		Message: msg, Data: map[string]string{"serial": c.Serial, "previous": c.Previous, "request_id": c.RequestID}})
 	h.renewal.Committed(c.DeviceID)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -99,12 +95,12 @@ func (h *Hub) committed(c lifecycle.Committed) {
 
 // ended follows a request that ended without a commit, or a rollback after one.
 func (h *Hub) ended(e lifecycle.Ended) {
-	kind, msg := inventory.EventRequestRolledBack, ""
+	kind, msg := protocol.EventRenewalRolledBack, ""
 	switch {
 	case e.AfterCommit:
 		msg = fmt.Sprintf("device went back to its previous certificate %s; %s recorded as rolled back", e.Current, e.Serial)
 	case e.Outcome == lifecycle.OutcomeExpired:
-		kind, msg = inventory.EventRequestExpired, fmt.Sprintf("request %s ended: %s", e.RequestID, e.Cause)
+		kind, msg = protocol.EventRenewalExpired, fmt.Sprintf("request %s ended: %s", e.RequestID, e.Cause)
 	default:
 		msg = fmt.Sprintf("agent rolled back request %s and stays on %s", e.RequestID, e.Current)
 	}
@@ -120,25 +116,20 @@ func (h *Hub) ended(e lifecycle.Ended) {
 	}
 }
 
-// Finding event types (bridge/event and the audit log).
-const (
-	EventFindingUnexpectedSerial = "finding.unexpected_serial"
-	EventFindingUnexpectedIssuer = "finding.unexpected_issuer"
-)
-
 // finding publishes what the state machine found wrong with a device; a certificate on two
 // connections at once is recorded in the audit log too.
 func (h *Hub) finding(f lifecycle.Finding) {
-	var kind, msg string
+	var kind protocol.EventType
+	var msg string
 	switch f.Kind {
 	case lifecycle.FindingDuplicateSession:
-		kind = EventFindingDuplicateSession
+		kind = protocol.EventFindingDuplicateSession
 		msg = fmt.Sprintf("certificate %s is presented on %d connections at once: a cloned device or a leaked key", f.Serial, f.Count)
 	case lifecycle.FindingUnexpectedSerial:
-		kind = EventFindingUnexpectedSerial
+		kind = protocol.EventFindingUnexpectedSerial
 		msg = fmt.Sprintf("device reports serial %s, the active certificate is %s", f.Serial, f.Detail)
 	case lifecycle.FindingUnexpectedIssuer:
-		kind = EventFindingUnexpectedIssuer
+		kind = protocol.EventFindingUnexpectedIssuer
 		msg = fmt.Sprintf("device reports issuer %q, not the hub's intermediate", f.Detail)
 	default:
 		return

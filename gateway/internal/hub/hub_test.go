@@ -296,7 +296,7 @@ func TestDuplicateSessionFinding(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, 10*time.Second, func() bool {
-		evs, err := h.store.Events(t.Context(), inventory.EventFilter{Kind: EventFindingDuplicateSession, DeviceID: "cam"})
+		evs, err := h.store.Events(t.Context(), inventory.EventFilter{Kind: protocol.EventFindingDuplicateSession, DeviceID: "cam"})
 		return err == nil && len(evs) > 0
 	}, "no finding after one certificate was presented on two connections at once")
 }
@@ -347,7 +347,7 @@ func TestHealthUpdatesInventory(t *testing.T) {
 
 	const issuer = "CN=Someone Else"
 	b, err := protocol.Encode(&protocol.Health{V: 1, Serial: "abcdef", Issuer: issuer, ChainOK: true,
-		DeviceTime: time.Now(), AgentVersion: "test", KeyAlgorithm: "ECDSA P-256", KeyStorage: "file"})
+		DeviceTime: time.Now(), AgentVersion: "test", KeyAlgorithm: protocol.KeyP256, KeyStorage: "file"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,18 +355,18 @@ func TestHealthUpdatesInventory(t *testing.T) {
 		t.Fatalf("publish health: %v", tok.Error())
 	}
 
-	want := map[string]string{ // finding → what its message must name
-		"finding.unexpected_serial": "abcdef",
-		"finding.unexpected_issuer": issuer,
+	want := map[protocol.EventType]string{ // finding → what its message must name
+		protocol.EventFindingUnexpectedSerial: "abcdef",
+		protocol.EventFindingUnexpectedIssuer: issuer,
 	}
-	got := map[string]protocol.Event{}
+	got := map[protocol.EventType]protocol.Event{}
 	timeout := time.After(10 * time.Second)
 	for len(got) < len(want) {
 		select {
 		case e := <-events:
 			if _, ok := want[e.Type]; ok {
 				got[e.Type] = e
-			} else if strings.HasPrefix(e.Type, "finding.") {
+			} else if strings.HasPrefix(string(e.Type), "finding.") {
 				t.Errorf("unexpected finding %+v", e)
 			}
 		case <-timeout:

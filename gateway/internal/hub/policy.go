@@ -55,7 +55,7 @@ func (h *Hub) applyPolicy(ctx context.Context, pol *policy.Policy, actor string)
 	if actor != "" {
 		ctx = inventory.WithActor(ctx, actor)
 	}
-	if err := h.store.RecordPolicy(ctx, pol.Hash(), string(yaml), truncate(strings.Join(diff, "; "), 4000), h.now()); err != nil {
+	if err := h.store.RecordPolicy(ctx, pol.Hash(), string(yaml), protocol.Clip(strings.Join(diff, "; "), 4000), h.now()); err != nil {
 		return nil, err
 	}
 	h.policy.Store(pol)
@@ -74,14 +74,7 @@ func (h *Hub) ReloadPolicy(ctx context.Context) ([]string, error) {
 		return diff, err
 	}
 	h.renewal.Kick()
-	h.notify(protocol.Event{V: protocol.Version, Type: inventory.EventPolicyChanged, Time: h.now().UTC(),
-		Message: truncate(fmt.Sprintf("policy changed: %s", strings.Join(diff, "; ")), protocol.MaxTextLen)})
+	h.notify(protocol.Event{V: protocol.Version, Type: protocol.EventPolicyChanged, Time: h.now().UTC(),
+		Message: protocol.ClipText(fmt.Sprintf("policy changed: %s", strings.Join(diff, "; ")))})
 	return diff, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

@@ -8,12 +8,13 @@ import (
 	"testing"
 
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 func TestPolicyReloadRecordsDiff(t *testing.T) {
 	h, cfg := startHub(t)
 	ctx := t.Context()
-	evs, err := h.store.Events(ctx, inventory.EventFilter{Kind: inventory.EventPolicyChanged})
+	evs, err := h.store.Events(ctx, inventory.EventFilter{Kind: protocol.EventPolicyChanged})
 	if err != nil || len(evs) != 1 || evs[0].Actor != "hub start" {
 		t.Fatalf("policy events after the first start = %+v, %v; want one by \"hub start\"", evs, err)
 	}
@@ -32,7 +33,7 @@ func TestPolicyReloadRecordsDiff(t *testing.T) {
 	if len(r.Changed) == 0 || !strings.Contains(strings.Join(r.Changed, " "), "lifetime") {
 		t.Errorf("reload changes = %v, want the lifetime", r.Changed)
 	}
-	evs, _ = h.store.Events(ctx, inventory.EventFilter{Kind: inventory.EventPolicyChanged})
+	evs, _ = h.store.Events(ctx, inventory.EventFilter{Kind: protocol.EventPolicyChanged})
 	if len(evs) != 2 || evs[len(evs)-1].Actor != "alice" || !strings.Contains(evs[len(evs)-1].Message, "lifetime") {
 		t.Errorf("policy events = %+v, want a second one by alice naming the lifetime", evs)
 	}

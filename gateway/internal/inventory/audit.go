@@ -15,27 +15,21 @@ import (
 	"time"
 
 	"gorm.io/gorm"
-)
 
-// Kinds of the events the store appends itself, in the same transaction as the change.
-const (
-	EventCertIssued    = "cert.issued"    // RecordIssuance: serial, request_id, reason, not_after, replaces, fingerprint
-	EventTokenUsed     = "token.used"     // RecordIssuance consumed an enrollment token: request_id
-	EventCertActivated = "cert.activated" // Activate: serial, previous
-	EventCertRevoked   = "cert.revoked"   // Revoke, RevokeDevice: serial, reason, status (before)
-	EventTokenCreated  = "token.created"  // CreateToken: name, family, expires_at
-	EventDeviceRemoved = "device.removed" // RemoveDevice
-	EventDeviceState   = "device.state"   // SetState: from, to
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // DefaultActor is the actor of events appended without one in the event or the context.
 const DefaultActor = "hub"
 
 // Event is one record of the audit log. Seq, Hash and PrevHash are assigned by the store.
+// Kind is one of protocol.EventTypes; the store itself appends the certificate, token and
+// device events of its changes (protocol.EventCertIssued and the six after it), each in the
+// transaction of its change.
 type Event struct {
 	Seq      int64
 	Time     time.Time
-	Kind     string
+	Kind     protocol.EventType
 	DeviceID string
 	Actor    string
 	Message  string
@@ -47,7 +41,7 @@ type Event struct {
 // EventFilter selects events; zero fields select everything.
 type EventFilter struct {
 	DeviceID string
-	Kind     string
+	Kind     protocol.EventType
 	Since    time.Time // events at or after Since
 	Limit    int       // at most the Limit most recent matching events; <= 0: no limit
 }
@@ -91,7 +85,7 @@ func (s *Store) appendEvent(ctx context.Context, tx *gorm.DB, e Event) (Event, e
 	if e.Kind == "" || unix(e.Time) == 0 {
 		return Event{}, invalidf("event needs a kind and a time")
 	}
-	texts := []string{e.Kind, e.DeviceID, e.Actor, e.Message}
+	texts := []string{string(e.Kind), e.DeviceID, e.Actor, e.Message}
 	for k, v := range e.Data {
 		texts = append(texts, k, v)
 	}
@@ -118,7 +112,7 @@ func (s *Store) appendEvent(ctx context.Context, tx *gorm.DB, e Event) (Event, e
 	e.Seq, e.PrevHash = seq+1, prev
 	e.Time = fromUnix(e.Time.Unix())
 	e.Hash = eventHash(e)
-	err = s.exec(ctx, tx, s.st.insertEvent, e.Seq, e.Time.Unix(), e.Kind, e.DeviceID, e.Actor, e.Message, data, e.Hash, e.PrevHash)
+	err = s.exec(ctx, tx, s.st.insertEvent, e.Seq, e.Time.Unix(), string(e.Kind), e.DeviceID, e.Actor, e.Message, data, e.Hash, e.PrevHash)
 	if err != nil {
 		return Event{}, err
 	}
@@ -142,7 +136,7 @@ func eventHash(e Event) string {
 	field(e.PrevHash)
 	field(strconv.FormatInt(e.Seq, 10))
 	field(strconv.FormatInt(e.Time.Unix(), 10))
-	field(e.Kind)
+	field(string(e.Kind))
 	field(e.DeviceID)
 	field(e.Actor)
 	field(e.Message)
@@ -161,7 +155,7 @@ func (s *Store) Events(ctx context.Context, f EventFilter) ([]Event, error) {
 		q = q.Where("device_id = ?", f.DeviceID)
 	}
 	if f.Kind != "" {
-		q = q.Where("kind = ?", f.Kind)
+		q = q.Where("kind = ?", string(f.Kind))
 	}
 	if !f.Since.IsZero() {
 		q = q.Where("time >= ?", f.Since.Unix())

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata golden files")
@@ -20,7 +22,7 @@ func appendN(t *testing.T, s *Store, n int) []Event {
 	var out []Event
 	for i := range n {
 		e, err := s.AppendEvent(t.Context(), Event{
-			Time: t0.Add(time.Duration(i) * time.Minute), Kind: []string{"ca.rotated", "policy.changed"}[i%2],
+			Time: t0.Add(time.Duration(i) * time.Minute), Kind: []protocol.EventType{"ca.rotated", "policy.changed"}[i%2],
 			DeviceID: fmt.Sprintf("dev-%d", i%3), Actor: "cli", Message: fmt.Sprintf("event %d", i),
 			Data: map[string]string{"i": fmt.Sprint(i)},
 		})
@@ -228,7 +230,7 @@ func FuzzAppendEvent(f *testing.F) {
 	}
 	f.Cleanup(func() { s.Close() })
 	f.Fuzz(func(t *testing.T, kind, device, actor, message, key, value string, sec int64) {
-		in := Event{Time: time.Unix(sec, 0), Kind: kind, DeviceID: device, Actor: actor, Message: message,
+		in := Event{Time: time.Unix(sec, 0), Kind: protocol.EventType(kind), DeviceID: device, Actor: actor, Message: message,
 			Data: map[string]string{key: value}}
 		e, err := s.AppendEvent(t.Context(), in)
 		if err != nil {

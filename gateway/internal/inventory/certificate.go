@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // Status is a certificate's place in its lifecycle.
@@ -33,8 +35,8 @@ type Certificate struct {
 	NotBefore    time.Time
 	NotAfter     time.Time
 	Issuer       string
-	KeyAlgorithm string
-	Fingerprint  string // SHA-256 of the DER, lowercase hex
+	KeyAlgorithm protocol.KeyAlgorithm
+	Fingerprint  string // protocol.Fingerprint.Hex: the SHA-256 of the DER, lowercase hex
 	Status       Status
 	PEM          string
 	RequestID    string // the attempt that produced it
@@ -111,7 +113,7 @@ func (s *Store) ActiveCertificate(ctx context.Context, deviceID string) (Certifi
 
 // Activate makes serial the device's active certificate, in one transaction: the device's
 // previously active certificate (returned as previous, "" if none) becomes superseded, a
-// device still enrolling becomes active, and an EventCertActivated event is appended. A
+// device still enrolling becomes active, and a protocol.EventCertActivated event is appended. A
 // pending or superseded certificate may be activated (a device that rolled back proves its
 // previous certificate again). Activating the active certificate changes nothing and
 // returns changed == false. A revoked certificate is refused with ErrRevoked, and a
@@ -131,7 +133,7 @@ func (s *Store) Activate(ctx context.Context, deviceID, serial string, now time.
 	return previous, changed, nil
 }
 
-// Revoke marks the certificate revoked with reason at now and appends an EventCertRevoked
+// Revoke marks the certificate revoked with reason at now and appends a protocol.EventCertRevoked
 // event, in one transaction. Revoking a revoked certificate changes nothing (the first
 // time and reason stay).
 func (s *Store) Revoke(ctx context.Context, serial, reason string, now time.Time) error {
@@ -164,14 +166,14 @@ func (s *Store) revoke(ctx context.Context, tx *gorm.DB, r certRow, reason strin
 	if err != nil {
 		return err
 	}
-	_, err = s.appendEvent(ctx, tx, Event{Time: now, Kind: EventCertRevoked, DeviceID: r.DeviceID, Actor: actorFrom(ctx),
+	_, err = s.appendEvent(ctx, tx, Event{Time: now, Kind: protocol.EventCertRevoked, DeviceID: r.DeviceID, Actor: actorFrom(ctx),
 		Data: map[string]string{"serial": r.Serial, "reason": reason, "status": r.Status}})
 	return err
 }
 
 // RevokeDevice revokes every certificate of the device not yet revoked (an identity epoch:
 // whatever it held before is no longer trusted), in one transaction with one
-// EventCertRevoked event per certificate. It returns how many it revoked; a device without
+// protocol.EventCertRevoked event per certificate. It returns how many it revoked; a device without
 // certificates is not an error.
 func (s *Store) RevokeDevice(ctx context.Context, deviceID, reason string, now time.Time) (int, error) {
 	if err := checkText(reason); err != nil {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 func statuses(t *testing.T, s *Store, device string) map[string]Status {
@@ -79,7 +81,7 @@ func TestActivate(t *testing.T) {
 	if d.State != StateActive {
 		t.Errorf("device state after activation = %q, want %q", d.State, StateActive)
 	}
-	evs, _ := s.Events(ctx, EventFilter{Kind: EventCertActivated})
+	evs, _ := s.Events(ctx, EventFilter{Kind: protocol.EventCertActivated})
 	if len(evs) != 3 {
 		t.Errorf("cert.activated events = %d, want 3 (one per change)", len(evs))
 	}
@@ -169,7 +171,7 @@ func TestRevoke(t *testing.T) {
 	if diff := cmp.Diff([]string{"01", "02", "03"}, serials); diff != "" {
 		t.Errorf("Revoked() (-want +got):\n%s", diff)
 	}
-	evs, _ := s.Events(ctx, EventFilter{Kind: EventCertRevoked})
+	evs, _ := s.Events(ctx, EventFilter{Kind: protocol.EventCertRevoked})
 	if len(evs) != 3 {
 		t.Fatalf("cert.revoked events = %d, want 3", len(evs))
 	}

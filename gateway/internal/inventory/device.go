@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // Device states.
@@ -263,7 +265,7 @@ func (s *Store) SetRenewal(ctx context.Context, id string, st RenewalStatus) err
 	})
 }
 
-// SetState changes the device's state and, when it changes, appends an EventDeviceState
+// SetState changes the device's state and, when it changes, appends a protocol.EventDeviceState
 // event (data: from, to) in the same transaction.
 func (s *Store) SetState(ctx context.Context, id, state string, now time.Time) error {
 	if !slices.Contains(deviceStates, state) {
@@ -283,7 +285,7 @@ func (s *Store) SetState(ctx context.Context, id, state string, now time.Time) e
 		if err := tx.Model(&deviceRow{}).Where("id = ?", id).Update("state", state).Error; err != nil {
 			return err
 		}
-		_, err := s.appendEvent(ctx, tx, Event{Time: now, Kind: EventDeviceState, DeviceID: id, Actor: actorFrom(ctx),
+		_, err := s.appendEvent(ctx, tx, Event{Time: now, Kind: protocol.EventDeviceState, DeviceID: id, Actor: actorFrom(ctx),
 			Data: map[string]string{"from": rows[0].State, "to": state}})
 		return err
 	})
@@ -294,7 +296,7 @@ func (s *Store) SetState(ctx context.Context, id, state string, now time.Time) e
 }
 
 // RemoveDevice deletes the device and its enrollment tokens, and appends an
-// EventDeviceRemoved event, in one transaction. Its certificates, attempts and events stay
+// protocol.EventDeviceRemoved event, in one transaction. Its certificates, attempts and events stay
 // for the audit; revoking its certificates is the caller's decision (RevokeDevice).
 func (s *Store) RemoveDevice(ctx context.Context, id string, now time.Time) error {
 	err := s.write(ctx, func(tx *gorm.DB) error {
@@ -308,7 +310,7 @@ func (s *Store) RemoveDevice(ctx context.Context, id string, now time.Time) erro
 		if err := tx.Where("device_id = ?", id).Delete(&tokenRow{}).Error; err != nil {
 			return err
 		}
-		_, err := s.appendEvent(ctx, tx, Event{Time: now, Kind: EventDeviceRemoved, DeviceID: id, Actor: actorFrom(ctx)})
+		_, err := s.appendEvent(ctx, tx, Event{Time: now, Kind: protocol.EventDeviceRemoved, DeviceID: id, Actor: actorFrom(ctx)})
 		return err
 	})
 	if err != nil {

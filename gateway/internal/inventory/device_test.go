@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 func TestUpsertDevice(t *testing.T) {
@@ -145,7 +147,7 @@ func TestSetStateAudited(t *testing.T) {
 	if err != nil || d.State != StateActive {
 		t.Errorf("Device().State = %q, %v, want %q", d.State, err, StateActive)
 	}
-	evs, err := s.Events(ctx, EventFilter{Kind: EventDeviceState})
+	evs, err := s.Events(ctx, EventFilter{Kind: protocol.EventDeviceState})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +187,7 @@ func TestRemoveDeviceKeepsAudit(t *testing.T) {
 	if _, err := s.Certificate(ctx, "0a"); err != nil {
 		t.Errorf("Certificate(removed device's) = %v, want it kept", err)
 	}
-	evs, _ := s.Events(ctx, EventFilter{DeviceID: "plug-1", Kind: EventDeviceRemoved})
+	evs, _ := s.Events(ctx, EventFilter{DeviceID: "plug-1", Kind: protocol.EventDeviceRemoved})
 	if len(evs) != 1 {
 		t.Errorf("device.removed events = %d, want 1", len(evs))
 	}

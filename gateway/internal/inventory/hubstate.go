@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // Settings keys of the hub's own state.
@@ -16,9 +18,6 @@ const (
 	settingPolicyHash = "policy/hash"
 	settingPolicyYAML = "policy/yaml"
 )
-
-// EventPolicyChanged is the audit event of a policy change: who, when, and the difference.
-const EventPolicyChanged = "policy.changed"
 
 // NextCRLNumber returns the number of the next CRL, one above the last one handed out (1 for
 // the first), and records it, in one transaction: CRL numbers only grow (RFC 5280, 5.2.3),
@@ -80,7 +79,7 @@ func (s *Store) RecordPolicy(ctx context.Context, hash, yaml, change string, now
 		if len(rows) == 1 {
 			prev = rows[0].Value
 		}
-		if _, err := s.appendEvent(ctx, tx, Event{Time: now, Kind: EventPolicyChanged, Actor: actorFrom(ctx), Message: change,
+		if _, err := s.appendEvent(ctx, tx, Event{Time: now, Kind: protocol.EventPolicyChanged, Actor: actorFrom(ctx), Message: change,
 			Data: map[string]string{"hash": hash, "previous": prev}}); err != nil {
 			return err
 		}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // Issuance is everything one signed certificate changes, recorded atomically by
@@ -82,14 +84,14 @@ func (in Issuance) normalize() (Issuance, error) {
 	if err := checkAttemptKey(*a); err != nil {
 		return in, err
 	}
-	return in, checkText(c.Issuer, c.KeyAlgorithm, c.Fingerprint, c.PEM, c.RequestID, in.TokenHash)
+	return in, checkText(c.Issuer, string(c.KeyAlgorithm), c.Fingerprint, c.PEM, c.RequestID, in.TokenHash)
 }
 
 // RecordIssuance records one issuance in one transaction: it consumes the token (if
 // TokenHash is set), creates or updates the device, stores the pending certificate and the
-// issued attempt, and appends EventCertIssued (and EventTokenUsed). Either all of it is
-// written or nothing: a bad token returns ErrTokenInvalid, ErrTokenUsed or ErrTokenExpired; a
-// serial or (device, request id) already stored returns ErrDuplicate.
+// issued attempt, and appends protocol.EventCertIssued (and protocol.EventTokenUsed). Either
+// all of it is written or nothing: a bad token returns ErrTokenInvalid, ErrTokenUsed or
+// ErrTokenExpired; a serial or (device, request id) already stored returns ErrDuplicate.
 func (s *Store) RecordIssuance(ctx context.Context, in Issuance) error {
 	in, err := in.normalize()
 	if err != nil {
@@ -173,7 +175,7 @@ func (s *Store) recordIssuance(ctx context.Context, tx *gorm.DB, in Issuance) er
 		return fmt.Errorf("certificate %s: %w", in.Cert.Serial, err)
 	}
 	actor := actorFrom(ctx)
-	_, err = s.appendEvent(ctx, tx, Event{Time: at, Kind: EventCertIssued, DeviceID: in.Device.ID, Actor: actor,
+	_, err = s.appendEvent(ctx, tx, Event{Time: at, Kind: protocol.EventCertIssued, DeviceID: in.Device.ID, Actor: actor,
 		Data: map[string]string{
 			"serial":      in.Cert.Serial,
 			"request_id":  in.Attempt.RequestID,
@@ -185,7 +187,7 @@ func (s *Store) recordIssuance(ctx context.Context, tx *gorm.DB, in Issuance) er
 	if err != nil || in.TokenHash == "" {
 		return err
 	}
-	_, err = s.appendEvent(ctx, tx, Event{Time: at, Kind: EventTokenUsed, DeviceID: in.Device.ID, Actor: actor,
+	_, err = s.appendEvent(ctx, tx, Event{Time: at, Kind: protocol.EventTokenUsed, DeviceID: in.Device.ID, Actor: actor,
 		Data: map[string]string{"request_id": in.Attempt.RequestID}})
 	return err
 }

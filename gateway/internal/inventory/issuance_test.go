@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 func TestRecordIssuanceWritesEverything(t *testing.T) {
@@ -41,7 +43,7 @@ func TestRecordIssuanceWritesEverything(t *testing.T) {
 	evs, _ := s.Events(ctx, EventFilter{DeviceID: "plug-1"})
 	var kinds []string
 	for _, e := range evs {
-		kinds = append(kinds, e.Kind+"/"+e.Actor)
+		kinds = append(kinds, string(e.Kind)+"/"+e.Actor)
 	}
 	wantKinds := []string{"token.created/device:plug-1", "cert.issued/device:plug-1", "token.used/device:plug-1"}
 	if diff := cmp.Diff(wantKinds, kinds); diff != "" {
@@ -148,7 +150,7 @@ func TestRecordIssuancesBatch(t *testing.T) {
 	if err := s.VerifyAudit(ctx); err != nil {
 		t.Errorf("VerifyAudit() after batch with rollbacks = %v", err)
 	}
-	evs, _ := s.Events(ctx, EventFilter{Kind: EventCertIssued})
+	evs, _ := s.Events(ctx, EventFilter{Kind: protocol.EventCertIssued})
 	if len(evs) != 3 {
 		t.Errorf("cert.issued events = %d, want 3", len(evs))
 	}

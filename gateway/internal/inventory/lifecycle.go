@@ -6,12 +6,8 @@ import (
 	"time"
 
 	"gorm.io/gorm"
-)
 
-// Audit event kinds of the device state machine (gateway/internal/lifecycle).
-const (
-	EventRequestRolledBack = "renewal.rolled_back" // EndRequest (agent's report) or Commit with rollback: serial, failed, request_id
-	EventRequestExpired    = "renewal.expired"     // EndRequest or AbandonStale: no commit before the in-flight timeout: serial, request_id
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // Command is a renew command a device has not acted on yet. The zero Command is none.
@@ -77,7 +73,7 @@ func (s *Store) Lifecycle(ctx context.Context, deviceID string) (Lifecycle, erro
 // (the previously active one, returned as previous, superseded; an enrolling device active),
 // the attempt requestID ends committed, and an EventCertActivated event is appended. With
 // rollback set the device went back to serial after the commit of requestID: the attempt
-// ends rolled back and an EventRequestRolledBack event is appended too. A revoked
+// ends rolled back and an protocol.EventRenewalRolledBack event is appended too. A revoked
 // certificate is refused with ErrRevoked, a certificate of another device with ErrNotFound.
 func (s *Store) Commit(ctx context.Context, deviceID, requestID, serial string, rollback bool, now time.Time) (previous string, err error) {
 	serial, err = normSerial(serial)
@@ -99,7 +95,7 @@ func (s *Store) Commit(ctx context.Context, deviceID, requestID, serial string, 
 			return res.Error
 		}
 		if rollback {
-			_, err = s.appendEvent(ctx, tx, Event{Time: now, Kind: EventRequestRolledBack, DeviceID: deviceID, Actor: actorFrom(ctx),
+			_, err = s.appendEvent(ctx, tx, Event{Time: now, Kind: protocol.EventRenewalRolledBack, DeviceID: deviceID, Actor: actorFrom(ctx),
 				Message: fmt.Sprintf("device went back to certificate %s after the commit of %s", serial, previous),
 				Data:    map[string]string{"serial": serial, "failed": previous, "request_id": requestID}})
 		}
@@ -147,7 +143,7 @@ func (s *Store) activate(ctx context.Context, tx *gorm.DB, deviceID, serial stri
 	if err != nil {
 		return "", false, err
 	}
-	_, err = s.appendEvent(ctx, tx, Event{Time: now, Kind: EventCertActivated, DeviceID: deviceID, Actor: actorFrom(ctx),
+	_, err = s.appendEvent(ctx, tx, Event{Time: now, Kind: protocol.EventCertActivated, DeviceID: deviceID, Actor: actorFrom(ctx),
 		Data: map[string]string{"serial": serial, "previous": previous}})
 	return previous, true, err
 }
@@ -155,14 +151,14 @@ func (s *Store) activate(ctx context.Context, tx *gorm.DB, deviceID, serial stri
 // EndRequest records, in one transaction, that the device's request ended without a commit:
 // the attempt's outcome becomes outcome (OutcomeRolledBack or OutcomeExpired) with detail,
 // its certificate serial (if one was issued and is still pending) becomes abandoned, and an
-// event (EventRequestRolledBack or EventRequestExpired) is appended. A request the store
+// event (protocol.EventRenewalRolledBack or protocol.EventRenewalExpired) is appended. A request the store
 // does not know is not an error: nothing was recorded for it.
 func (s *Store) EndRequest(ctx context.Context, deviceID, requestID, serial, outcome, detail string, now time.Time) error {
-	kind := EventRequestRolledBack
+	kind := protocol.EventRenewalRolledBack
 	switch outcome {
 	case OutcomeRolledBack:
 	case OutcomeExpired:
-		kind = EventRequestExpired
+		kind = protocol.EventRenewalExpired
 	default:
 		return invalidf("request %q ends with outcome %q", requestID, outcome)
 	}
@@ -193,7 +189,7 @@ func (s *Store) EndRequest(ctx context.Context, deviceID, requestID, serial, out
 }
 
 // AbandonStale ends every request still in flight that started before cutoff: its attempt
-// ends expired and its pending certificate becomes abandoned, with one EventRequestExpired
+// ends expired and its pending certificate becomes abandoned, with one protocol.EventRenewalExpired
 // event per request. The hub calls it at start with now minus the in-flight timeout, for the
 // requests a crash interrupted. It returns how many requests it ended.
 func (s *Store) AbandonStale(ctx context.Context, cutoff, now time.Time) (int, error) {
@@ -215,7 +211,7 @@ func (s *Store) AbandonStale(ctx context.Context, cutoff, now time.Time) (int, e
 					return err
 				}
 			}
-			if _, err := s.appendEvent(ctx, tx, Event{Time: now, Kind: EventRequestExpired, DeviceID: a.DeviceID, Actor: actorFrom(ctx),
+			if _, err := s.appendEvent(ctx, tx, Event{Time: now, Kind: protocol.EventRenewalExpired, DeviceID: a.DeviceID, Actor: actorFrom(ctx),
 				Message: "no commit before the in-flight timeout (the request was in flight when the hub stopped)",
 				Data:    map[string]string{"serial": a.Serial, "request_id": a.RequestID}}); err != nil {
 				return err

@@ -176,6 +176,16 @@ var migrations = []migration{
 		`ALTER TABLE devices ADD COLUMN command_deadline INTEGER NOT NULL DEFAULT 0`,
 		`ALTER TABLE devices ADD COLUMN renewal_again INTEGER NOT NULL DEFAULT 0`,
 	}},
+	// Key names written for people ("ECDSA P-256", "Ed25519", "RSA 2048", "unknown (T)")
+	// become the protocol's (protocol.KeyAlgorithm: "p256", "ed25519", "rsa2048", "unknown").
+	{version: 3, name: "protocol key algorithm names", sql: []string{
+		`UPDATE certificates SET key_algorithm = CASE
+			WHEN key_algorithm GLOB 'ECDSA P-[0-9]*' THEN 'p' || substr(key_algorithm, 9)
+			WHEN key_algorithm = 'Ed25519' THEN 'ed25519'
+			WHEN key_algorithm GLOB 'RSA [0-9]*' THEN 'rsa' || substr(key_algorithm, 5)
+			WHEN key_algorithm GLOB 'unknown (*)' THEN 'unknown'
+			ELSE key_algorithm END`,
+	}},
 }
 
 // migrate applies the steps of ms the database lacks, each in its own transaction together

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 	"unicode/utf8"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // The row structs below mirror the tables of migrations. Their Go field names avoid
@@ -155,7 +157,7 @@ func (r certRow) certificate() Certificate {
 	return Certificate{
 		Serial: r.Serial, DeviceID: r.DeviceID,
 		NotBefore: fromUnix(r.NotBefore), NotAfter: fromUnix(r.NotAfter),
-		Issuer: r.Issuer, KeyAlgorithm: r.KeyAlgorithm, Fingerprint: r.Fingerprint,
+		Issuer: r.Issuer, KeyAlgorithm: protocol.KeyAlgorithm(r.KeyAlgorithm), Fingerprint: r.Fingerprint,
 		Status: Status(r.Status), PEM: r.PEM, RequestID: r.RequestID, Replaces: r.Replaces,
 		CreatedAt: fromUnix(r.Created), ActivatedAt: fromUnix(r.Activated),
 		RevokedAt: fromUnix(r.Revoked), RevokeReason: r.RevokeReason,
@@ -166,7 +168,7 @@ func certRowOf(c Certificate) certRow {
 	return certRow{
 		Serial: c.Serial, DeviceID: c.DeviceID,
 		NotBefore: unix(c.NotBefore), NotAfter: unix(c.NotAfter),
-		Issuer: c.Issuer, KeyAlgorithm: c.KeyAlgorithm, Fingerprint: c.Fingerprint,
+		Issuer: c.Issuer, KeyAlgorithm: string(c.KeyAlgorithm), Fingerprint: c.Fingerprint,
 		Status: string(c.Status), PEM: c.PEM, RequestID: c.RequestID, Replaces: c.Replaces,
 		Created: unix(c.CreatedAt), Activated: unix(c.ActivatedAt),
 		Revoked: unix(c.RevokedAt), RevokeReason: c.RevokeReason,
@@ -198,7 +200,7 @@ func (r tokenRow) token() Token {
 
 func (r eventRow) event() (Event, error) {
 	e := Event{
-		Seq: r.Seq, Time: fromUnix(r.Time), Kind: r.Kind, DeviceID: r.DeviceID,
+		Seq: r.Seq, Time: fromUnix(r.Time), Kind: protocol.EventType(r.Kind), DeviceID: r.DeviceID,
 		Actor: r.Actor, Message: r.Message, Hash: r.Hash, PrevHash: r.PrevHash,
 	}
 	if r.Data != "" && r.Data != "{}" {

@@ -2,9 +2,12 @@ package inventory
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 func TestOpenCreatesPrivateFiles(t *testing.T) {
@@ -191,5 +194,43 @@ func TestSettings(t *testing.T) {
 	}
 	if err := s.SetSetting(ctx, "", "x"); !errors.Is(err, ErrInvalid) {
 		t.Errorf("SetSetting(empty key) = %v, want %v", err, ErrInvalid)
+	}
+}
+
+func TestMigrateKeyAlgorithmNames(t *testing.T) {
+	db, err := openPool(t.Context(), filepath.Join(t.TempDir(), "m.db")+"?_txlock=immediate", 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB, _ := db.DB()
+	defer sqlDB.Close()
+	if err := migrate(t.Context(), db, migrations[:1]); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		old  string
+		want protocol.KeyAlgorithm
+	}{
+		{"ECDSA P-256", protocol.KeyP256}, {"ECDSA P-384", protocol.KeyP384}, {"ECDSA P-521", protocol.KeyP521},
+		{"Ed25519", protocol.KeyEd25519}, {"RSA 2048", protocol.KeyRSA2048}, {"RSA 4096", protocol.KeyRSA4096},
+		{"unknown (*mlkem.PublicKey)", protocol.KeyUnknown}, {"", ""}, {"p256", protocol.KeyP256},
+	}
+	for i, tt := range tests {
+		if err := db.Exec("INSERT INTO certificates (serial, device_id, not_before, not_after, key_algorithm, status) VALUES (?, 'd', 0, 1, ?, 'superseded')",
+			fmt.Sprintf("%x", i+1), tt.old).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := migrate(t.Context(), db, migrations); err != nil {
+		t.Fatalf("migrate(all) = %v", err)
+	}
+	for i, tt := range tests {
+		var got string
+		if err := db.Raw("SELECT key_algorithm FROM certificates WHERE serial = ?", fmt.Sprintf("%x", i+1)).Scan(&got).Error; err != nil {
+			t.Fatal(err)
+		}
+		if got != string(tt.want) {
+			t.Errorf("key_algorithm %q migrated to %q, want %q", tt.old, got, tt.want)
+		}
 	}
 }

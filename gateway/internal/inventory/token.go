@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // Token is a single-use enrollment token for one device id. The store keeps only its hash:
@@ -21,7 +23,7 @@ type Token struct {
 	UsedAt    time.Time // zero while unused
 }
 
-// CreateToken stores t and appends an EventTokenCreated event (at CreatedAt), in one
+// CreateToken stores t and appends a protocol.EventTokenCreated event (at CreatedAt), in one
 // transaction. Hash, DeviceID, CreatedAt and an ExpiresAt after CreatedAt are required; a
 // device may hold several open tokens. A hash that is already stored is refused with
 // ErrDuplicate.
@@ -45,7 +47,7 @@ func (s *Store) CreateToken(ctx context.Context, t Token) error {
 		if err := tx.Create(&r).Error; err != nil {
 			return err
 		}
-		_, err := s.appendEvent(ctx, tx, Event{Time: t.CreatedAt, Kind: EventTokenCreated, DeviceID: t.DeviceID, Actor: actorFrom(ctx),
+		_, err := s.appendEvent(ctx, tx, Event{Time: t.CreatedAt, Kind: protocol.EventTokenCreated, DeviceID: t.DeviceID, Actor: actorFrom(ctx),
 			Data: map[string]string{"name": t.Name, "family": t.Family, "expires_at": t.ExpiresAt.UTC().Format(time.RFC3339)}})
 		return err
 	})

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 func TestCheckToken(t *testing.T) {
@@ -115,7 +117,7 @@ func TestCreateTokenRefusals(t *testing.T) {
 			}
 		})
 	}
-	evs, _ := s.Events(ctx, EventFilter{Kind: EventTokenCreated})
+	evs, _ := s.Events(ctx, EventFilter{Kind: protocol.EventTokenCreated})
 	if len(evs) != 1 || evs[0].Data["expires_at"] != "2026-03-01T13:00:00Z" {
 		t.Errorf("token.created events = %+v, want one expiring 2026-03-01T13:00:00Z", evs)
 	}

@@ -17,7 +17,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
@@ -161,7 +160,8 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	g.info.KeyAlgorithm, g.info.KeyBits = policy.KeyAlgorithmOf(csr.PublicKey)
+	key := protocol.KeyAlgorithmOf(csr.PublicKey)
+	g.info.KeyAlgorithm, g.info.KeyBits = key.Family(), key.Bits()
 	g.info.DNSNames = csr.DNSNames
 	d := i.cfg.Policy().Admit(g.subject, g.info, now)
 	if r := d.Refusal; r != nil {
@@ -194,7 +194,7 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Result, error) {
 	if req.Auth == AuthAdmin {
 		by = " from a CSR an admin uploaded"
 	}
-	i.cfg.Notify(protocol.Event{V: protocol.Version, Type: inventory.EventCertIssued, Time: now, DeviceID: req.DeviceID,
+	i.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventCertIssued, Time: now, DeviceID: req.DeviceID,
 		Message: fmt.Sprintf("certificate %s issued%s (%s, %s)", cert.Serial, by, g.info.Reason, d.Class),
 		Data:    map[string]string{"serial": cert.Serial, "request_id": req.RequestID, "reason": g.info.Reason}})
 	return Result{Cert: cert, Chain: i.chain(cert), Class: d.Class, Reason: protocol.Reason(g.info.Reason)}, nil
@@ -337,8 +337,8 @@ func CertificateOf(leaf *x509.Certificate, id string) inventory.Certificate {
 		NotBefore:    leaf.NotBefore.UTC(),
 		NotAfter:     leaf.NotAfter.UTC(),
 		Issuer:       leaf.Issuer.String(),
-		KeyAlgorithm: ca.KeyAlgorithm(leaf.PublicKey),
-		Fingerprint:  strings.TrimPrefix(ca.FingerprintOf(leaf), "SHA256:"),
+		KeyAlgorithm: protocol.KeyAlgorithmOf(leaf.PublicKey),
+		Fingerprint:  protocol.FingerprintOf(leaf).Hex(),
 		Status:       inventory.StatusPending,
 		PEM:          string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})),
 	}

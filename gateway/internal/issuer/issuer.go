@@ -225,7 +225,7 @@ func (i *Issuer) publish(topic string, m protocol.Message, retain bool) {
 
 // wireError is r as the error object of a reply.
 func wireError(r *Refusal) *protocol.Error {
-	e := &protocol.Error{Code: r.Code, Message: truncate(r.Reason, protocol.MaxTextLen)}
+	e := &protocol.Error{Code: r.Code, Message: protocol.ClipText(r.Reason)}
 	if r.RetryAfter > 0 {
 		e.RetryAfter = int((r.RetryAfter + time.Second - 1) / time.Second)
 	} else if info, _ := r.Code.Info(); info.Retry {
@@ -244,11 +244,4 @@ func requestIDOf(payload []byte) string {
 		return v.RequestID
 	}
 	return "unknown"
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

@@ -148,7 +148,7 @@ func activeSerial(t *testing.T, s *inventory.Store, id string) string {
 	return c.Serial
 }
 
-func countEvents(t *testing.T, s *inventory.Store, kind string) int {
+func countEvents(t *testing.T, s *inventory.Store, kind protocol.EventType) int {
 	t.Helper()
 	evs, err := s.Events(context.Background(), inventory.EventFilter{Kind: kind})
 	if err != nil {
@@ -191,7 +191,7 @@ func TestLateOnlineAfterCommit(t *testing.T) {
 	if got := activeSerial(t, s, "d1"); got != "b" {
 		t.Errorf("inventory active = %q, want b", got)
 	}
-	if n := countEvents(t, s, inventory.EventCertActivated); n != 2 {
+	if n := countEvents(t, s, protocol.EventCertActivated); n != 2 {
 		t.Errorf("cert.activated events = %d, want 2 (enrollment and commit)", n)
 	}
 	acks := on[protocol.Ack](t, f.pub, f.topics.Device("d1", protocol.KindAck))

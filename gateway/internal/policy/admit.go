@@ -1,11 +1,6 @@
 package policy
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"fmt"
 	"strings"
 	"time"
@@ -23,7 +18,8 @@ const (
 )
 
 // CSRInfo is what Admit needs to know of a certificate request. The issuer fills
-// it after checking the CSR's signature; KeyAlgorithmOf names the key.
+// it after checking the CSR's signature; the key's name and size come from
+// protocol.KeyAlgorithmOf (its Family and Bits), the one naming of keys.
 type CSRInfo struct {
 	// KeyAlgorithm is KeyP256, KeyP384, KeyEd25519, KeyRSA or another name for
 	// an algorithm no class allows ("p224", "p521", "unknown").
@@ -246,30 +242,4 @@ func keyName(csr CSRInfo) string {
 		return "unknown"
 	}
 	return csr.KeyAlgorithm
-}
-
-// KeyAlgorithmOf names a public key as CSRInfo wants it: KeyP256, KeyP384,
-// KeyEd25519 or KeyRSA with its size in bits; other ECDSA curves are "p224" and
-// "p521", anything else "unknown".
-func KeyAlgorithmOf(pub crypto.PublicKey) (alg string, bits int) {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256():
-			return KeyP256, 256
-		case elliptic.P384():
-			return KeyP384, 384
-		case elliptic.P224():
-			return "p224", 224
-		case elliptic.P521():
-			return "p521", 521
-		}
-	case ed25519.PublicKey:
-		return KeyEd25519, 256
-	case *rsa.PublicKey:
-		if k.N != nil {
-			return KeyRSA, k.N.BitLen()
-		}
-	}
-	return "unknown", 0
 }

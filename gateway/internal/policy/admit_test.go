@@ -1,12 +1,6 @@
 package policy
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"strings"
 	"testing"
 	"time"
@@ -110,44 +104,6 @@ func TestAdmitProfile(t *testing.T) {
 	d = p.Admit(Subject{DeviceID: "plug"}, CSRInfo{KeyAlgorithm: KeyP256, Reason: CSREnroll, DNSNames: []string{"plug.lan"}}, now)
 	if !d.Allowed() || d.Profile.DNSNames != nil || len(d.Dropped) != 1 || d.Profile.ServerAuth {
 		t.Errorf("Admit(default class with DNS) = %+v, want admitted without names or serverAuth", d)
-	}
-}
-
-func TestKeyAlgorithmOf(t *testing.T) {
-	gen := func(c elliptic.Curve) crypto.PublicKey {
-		k, err := ecdsa.GenerateKey(c, rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &k.PublicKey
-	}
-	edPub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name     string
-		pub      crypto.PublicKey
-		wantAlg  string
-		wantBits int
-	}{
-		{"p256", gen(elliptic.P256()), KeyP256, 256},
-		{"p384", gen(elliptic.P384()), KeyP384, 384},
-		{"p521", gen(elliptic.P521()), "p521", 521},
-		{"ed25519", edPub, KeyEd25519, 256},
-		{"rsa", &rsaKey.PublicKey, KeyRSA, 2048},
-		{"nil", nil, "unknown", 0},
-		{"empty rsa", &rsa.PublicKey{}, "unknown", 0},
-	}
-	for _, tt := range tests {
-		alg, bits := KeyAlgorithmOf(tt.pub)
-		if alg != tt.wantAlg || bits != tt.wantBits {
-			t.Errorf("KeyAlgorithmOf(%s) = %q, %d; want %q, %d", tt.name, alg, bits, tt.wantAlg, tt.wantBits)
-		}
 	}
 }
 

@@ -24,7 +24,9 @@ const (
 	HighRiskClass = "high-risk"
 )
 
-// Key algorithm names, as written in a class's keys list and in CSRInfo.KeyAlgorithm.
+// Key algorithm names, as written in a class's keys list and in CSRInfo.KeyAlgorithm: the
+// families of the protocol's key names (protocol.KeyAlgorithm.Family), "rsa" for every RSA
+// size.
 const (
 	KeyP256    = "p256"
 	KeyP384    = "p384"

@@ -16,59 +16,6 @@ import (
 	"github.com/hearth-pki/hearth/protocol"
 )
 
-// Selector chooses the devices of a campaign: every agent device with an active
-// certificate when All is set, else those of Family and/or of the policy class Class (both
-// when both are set).
-type Selector struct {
-	Family string `json:"family,omitempty"`
-	Class  string `json:"class,omitempty"`
-	All    bool   `json:"all,omitempty"`
-}
-
-// Campaign renews (or re-keys) a selection of devices as one operation: a compromised family
-// re-keyed, a fleet moved to a new intermediate (gateway/README.md, "How a certificate is
-// issued and renewed"; the campaign/start operation of protocol/README.md, "Bridge API").
-type Campaign struct {
-	// ID names the campaign: 1 to 64 letters, digits, '.', '_' or '-'.
-	ID       string   `json:"id"`
-	Selector Selector `json:"selector"`
-	// Rate is the campaign's commands per minute, under the scheduler's own rate; 0 leaves
-	// only the scheduler's rate.
-	Rate float64 `json:"rate,omitempty"`
-	// Canary is the number of devices commanded first; the others wait until every canary
-	// committed, and a canary that fails aborts the campaign.
-	Canary int `json:"canary,omitempty"`
-	// AbortAfter stops the campaign once this fraction of its devices failed (0..1; 0:
-	// never). Devices not yet commanded are then left untouched.
-	AbortAfter float64 `json:"abort_after,omitempty"`
-	// Action is protocol.ActionRenew (default) or protocol.ActionRekey.
-	Action protocol.Action `json:"action,omitempty"`
-}
-
-// Campaign states.
-const (
-	CampaignRunning  = "running"
-	CampaignAborted  = "aborted"
-	CampaignFinished = "finished"
-)
-
-// CampaignStatus is a campaign with its progress.
-type CampaignStatus struct {
-	Campaign
-	State   string    `json:"state"` // one of the Campaign* states
-	Started time.Time `json:"started"`
-	Ended   time.Time `json:"ended,omitzero"`
-	Cause   string    `json:"cause,omitempty"` // why it was aborted
-	// Total devices; Commanded so far; InFlight (commanded, no outcome yet); Committed
-	// (a new certificate is active, commanded or not); Failed; Pending (not yet commanded).
-	Total     int `json:"total"`
-	Commanded int `json:"commanded"`
-	InFlight  int `json:"in_flight"`
-	Committed int `json:"committed"`
-	Failed    int `json:"failed"`
-	Pending   int `json:"pending"`
-}
-
 // ErrInvalidCampaign reports a campaign StartCampaign refuses; the message says why.
 var ErrInvalidCampaign = errors.New("invalid campaign")
 
@@ -91,12 +38,12 @@ const (
 
 // campaignRecord is a campaign as stored.
 type campaignRecord struct {
-	Campaign Campaign         `json:"campaign"`
-	State    string           `json:"state"`
-	Started  time.Time        `json:"started"`
-	Ended    time.Time        `json:"ended,omitzero"`
-	Cause    string           `json:"cause,omitempty"`
-	Devices  []campaignDevice `json:"devices"` // canaries first
+	Campaign protocol.Campaign      `json:"campaign"`
+	State    protocol.CampaignState `json:"state"`
+	Started  time.Time              `json:"started"`
+	Ended    time.Time              `json:"ended,omitzero"`
+	Cause    string                 `json:"cause,omitempty"`
+	Devices  []campaignDevice       `json:"devices"` // canaries first
 }
 
 // campaignDevice is one device of a campaign.
@@ -112,8 +59,8 @@ type campaignDevice struct {
 }
 
 // status returns the record's progress.
-func (r *campaignRecord) status() CampaignStatus {
-	st := CampaignStatus{Campaign: r.Campaign, State: r.State, Started: r.Started, Ended: r.Ended, Cause: r.Cause,
+func (r *campaignRecord) status() protocol.CampaignStatus {
+	st := protocol.CampaignStatus{Campaign: r.Campaign, State: r.State, Started: r.Started, Ended: r.Ended, Cause: r.Cause,
 		Total: len(r.Devices)}
 	for _, e := range r.Devices {
 		if !e.CommandedAt.IsZero() {
@@ -134,12 +81,12 @@ func (r *campaignRecord) status() CampaignStatus {
 }
 
 // progress returns st's counts, to compare two moments of a campaign.
-func (st CampaignStatus) progress() [6]int {
+func progress(st protocol.CampaignStatus) [6]int {
 	return [6]int{st.Total, st.Commanded, st.InFlight, st.Committed, st.Failed, st.Pending}
 }
 
-// validate checks c and fills its defaults.
-func (c *Campaign) validate() error {
+// validateCampaign checks c and fills its defaults.
+func validateCampaign(c *protocol.Campaign) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w %q: %s", ErrInvalidCampaign, c.ID, fmt.Sprintf(format, args...))
 	}
@@ -178,47 +125,47 @@ func (c *Campaign) validate() error {
 // canaries chosen among those online first), stores the campaign and kicks a pass, which
 // commands its first devices. It returns ErrInvalidCampaign or ErrCampaignExists (wrapped)
 // for a campaign it refuses, and ErrInvalidCampaign when the selector matches no device.
-func (s *Scheduler) StartCampaign(ctx context.Context, c Campaign) (CampaignStatus, error) {
+func (s *Scheduler) StartCampaign(ctx context.Context, c protocol.Campaign) (protocol.CampaignStatus, error) {
 	if err := s.check(); err != nil {
-		return CampaignStatus{}, err
+		return protocol.CampaignStatus{}, err
 	}
-	if err := c.validate(); err != nil {
-		return CampaignStatus{}, err
+	if err := validateCampaign(&c); err != nil {
+		return protocol.CampaignStatus{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	store := s.cfg.Store
 	if _, err := store.Setting(ctx, campaignKeyPrefix+c.ID); err == nil {
-		return CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, ErrCampaignExists)
+		return protocol.CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, ErrCampaignExists)
 	} else if !errors.Is(err, inventory.ErrNotFound) {
-		return CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, err)
+		return protocol.CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, err)
 	}
 	entries, err := s.selectDevices(ctx, c)
 	if err != nil {
-		return CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, err)
+		return protocol.CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, err)
 	}
 	if len(entries) == 0 {
-		return CampaignStatus{}, fmt.Errorf("%w %q: the selector matches no agent device with an active certificate", ErrInvalidCampaign, c.ID)
+		return protocol.CampaignStatus{}, fmt.Errorf("%w %q: the selector matches no agent device with an active certificate", ErrInvalidCampaign, c.ID)
 	}
 	now := s.now()
-	rec := &campaignRecord{Campaign: c, State: CampaignRunning, Started: now, Devices: entries}
+	rec := &campaignRecord{Campaign: c, State: protocol.CampaignRunning, Started: now, Devices: entries}
 	// The index first: an id listed without a record is skipped by Campaigns and may be
 	// started again; a record without its index entry would be invisible.
 	ids, err := s.campaignIDs(ctx)
 	if err != nil {
-		return CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, err)
+		return protocol.CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, err)
 	}
 	if !slices.Contains(ids, c.ID) {
 		b, _ := json.Marshal(append(ids, c.ID))
 		if err := store.SetSetting(ctx, campaignIndexKey, string(b)); err != nil {
-			return CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, err)
+			return protocol.CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, err)
 		}
 	}
 	if err := s.saveCampaign(ctx, rec); err != nil {
-		return CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, err)
+		return protocol.CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, err)
 	}
 	st := rec.status()
-	s.event(ctx, inventory.Event{Time: now, Kind: EventCampaignStarted,
+	s.event(ctx, inventory.Event{Time: now, Kind: protocol.EventCampaignStarted,
 		Message: fmt.Sprintf("campaign %s started: %s of %d devices, %d canaries", c.ID, c.Action, st.Total, min(c.Canary, st.Total)),
 		Data:    map[string]string{"id": c.ID, "action": string(c.Action), "total": strconv.Itoa(st.Total)}}, true)
 	s.cfg.Changed()
@@ -227,7 +174,7 @@ func (s *Scheduler) StartCampaign(ctx context.Context, c Campaign) (CampaignStat
 }
 
 // selectDevices returns the campaign's devices, canaries first.
-func (s *Scheduler) selectDevices(ctx context.Context, c Campaign) ([]campaignDevice, error) {
+func (s *Scheduler) selectDevices(ctx context.Context, c protocol.Campaign) ([]campaignDevice, error) {
 	devs, err := s.cfg.Store.Devices(ctx)
 	if err != nil {
 		return nil, err
@@ -294,7 +241,7 @@ func btoi(b bool) int {
 }
 
 // Campaigns returns every campaign with its progress, oldest first.
-func (s *Scheduler) Campaigns(ctx context.Context) ([]CampaignStatus, error) {
+func (s *Scheduler) Campaigns(ctx context.Context) ([]protocol.CampaignStatus, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
@@ -302,7 +249,7 @@ func (s *Scheduler) Campaigns(ctx context.Context) ([]CampaignStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]CampaignStatus, len(recs))
+	out := make([]protocol.CampaignStatus, len(recs))
 	for i, r := range recs {
 		out[i] = r.status()
 	}

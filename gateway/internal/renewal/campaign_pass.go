@@ -9,12 +9,13 @@ import (
 
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/rate"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // campaignRun is a campaign during a pass.
 type campaignRun struct {
 	rec     *campaignRecord
-	before  CampaignStatus // progress when the pass began
+	before  protocol.CampaignStatus // progress when the pass began
 	changed bool
 	limiter *rate.Limiter
 }
@@ -29,7 +30,7 @@ func (s *Scheduler) loadCampaigns(ctx context.Context) ([]*campaignRun, error) {
 	var runs []*campaignRun
 	for _, r := range recs {
 		st := r.status()
-		if r.State != CampaignRunning && st.InFlight == 0 {
+		if r.State != protocol.CampaignRunning && st.InFlight == 0 {
 			s.done[r.Campaign.ID] = true
 			continue
 		}
@@ -53,7 +54,7 @@ func (r *campaignRun) commanded(e *campaignDevice, now time.Time, failures int, 
 
 // finish records e's outcome.
 func (r *campaignRun) finish(e *campaignDevice, stage, cause string) {
-	e.Stage, e.Cause = stage, truncate(cause, maxCause)
+	e.Stage, e.Cause = stage, protocol.Clip(cause, maxCause)
 	r.changed = true
 }
 
@@ -86,7 +87,7 @@ func (p *pass) progress(r *campaignRun) {
 
 // judge aborts r when a canary failed or too many devices did.
 func (p *pass) judge(r *campaignRun) {
-	if r.rec.State != CampaignRunning {
+	if r.rec.State != protocol.CampaignRunning {
 		return
 	}
 	var cause string
@@ -104,9 +105,9 @@ func (p *pass) judge(r *campaignRun) {
 	if cause == "" {
 		return
 	}
-	r.rec.State, r.rec.Ended, r.rec.Cause, r.changed = CampaignAborted, p.now, cause, true
+	r.rec.State, r.rec.Ended, r.rec.Cause, r.changed = protocol.CampaignAborted, p.now, cause, true
 	st = r.rec.status()
-	p.s.event(p.ctx, inventory.Event{Time: p.now, Kind: EventCampaignAborted,
+	p.s.event(p.ctx, inventory.Event{Time: p.now, Kind: protocol.EventCampaignAborted,
 		Message: fmt.Sprintf("campaign %s aborted: %s; %d devices left untouched", r.rec.Campaign.ID, cause, st.Pending),
 		Data:    campaignData(st)}, true)
 }
@@ -114,7 +115,7 @@ func (p *pass) judge(r *campaignRun) {
 // pick makes candidates of r's pending devices that are online, canaries first, as r's rate
 // allows.
 func (p *pass) pick(r *campaignRun) {
-	if r.rec.State != CampaignRunning {
+	if r.rec.State != protocol.CampaignRunning {
 		return
 	}
 	canaries := false
@@ -152,16 +153,16 @@ func (p *pass) pick(r *campaignRun) {
 // settle finishes r when nothing is left to do, and stores and announces its progress.
 func (p *pass) settle(r *campaignRun) {
 	st := r.rec.status()
-	if r.rec.State == CampaignRunning {
+	if r.rec.State == protocol.CampaignRunning {
 		p.rep.Campaigns++
 		if st.Pending == 0 && st.InFlight == 0 {
-			r.rec.State, r.rec.Ended, r.changed = CampaignFinished, p.now, true
+			r.rec.State, r.rec.Ended, r.changed = protocol.CampaignFinished, p.now, true
 			p.rep.Campaigns--
-			p.s.event(p.ctx, inventory.Event{Time: p.now, Kind: EventCampaignFinished,
+			p.s.event(p.ctx, inventory.Event{Time: p.now, Kind: protocol.EventCampaignFinished,
 				Message: fmt.Sprintf("campaign %s finished: %d committed, %d failed", r.rec.Campaign.ID, st.Committed, st.Failed),
 				Data:    campaignData(st)}, true)
-		} else if st.progress() != r.before.progress() {
-			p.s.event(p.ctx, inventory.Event{Time: p.now, Kind: EventCampaignProgress,
+		} else if progress(st) != progress(r.before) {
+			p.s.event(p.ctx, inventory.Event{Time: p.now, Kind: protocol.EventCampaignProgress,
 				Message: fmt.Sprintf("campaign %s: %d of %d committed, %d failed, %d in flight, %d pending",
 					r.rec.Campaign.ID, st.Committed, st.Total, st.Failed, st.InFlight, st.Pending),
 				Data: campaignData(st)}, true)
@@ -178,8 +179,8 @@ func (p *pass) settle(r *campaignRun) {
 }
 
 // campaignData is the data of campaign events.
-func campaignData(st CampaignStatus) map[string]string {
-	return map[string]string{"id": st.ID, "state": st.State, "total": strconv.Itoa(st.Total),
+func campaignData(st protocol.CampaignStatus) map[string]string {
+	return map[string]string{"id": st.ID, "state": string(st.State), "total": strconv.Itoa(st.Total),
 		"commanded": strconv.Itoa(st.Commanded), "committed": strconv.Itoa(st.Committed),
 		"failed": strconv.Itoa(st.Failed), "pending": strconv.Itoa(st.Pending)}
 }

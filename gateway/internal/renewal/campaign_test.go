@@ -14,7 +14,7 @@ import (
 )
 
 // progressOf returns the counts of a campaign status.
-func progressOf(st CampaignStatus) map[string]int {
+func progressOf(st protocol.CampaignStatus) map[string]int {
 	return map[string]int{"total": st.Total, "commanded": st.Commanded, "in_flight": st.InFlight,
 		"committed": st.Committed, "failed": st.Failed, "pending": st.Pending}
 }
@@ -37,12 +37,12 @@ func TestCampaignCanariesThenAbortAtThreshold(t *testing.T) {
 		return nil
 	}
 
-	st, err := f.s.StartCampaign(ctx, Campaign{ID: "rekey-acme", Selector: Selector{Family: "acme"}, Rate: 60,
+	st, err := f.s.StartCampaign(ctx, protocol.Campaign{ID: "rekey-acme", Selector: protocol.CampaignSelector{Family: "acme"}, Rate: 60,
 		Canary: 2, AbortAfter: 0.3, Action: protocol.ActionRekey})
 	if err != nil {
 		t.Fatalf("StartCampaign() = %v", err)
 	}
-	if st.Total != 10 || st.Pending != 10 || st.State != CampaignRunning {
+	if st.Total != 10 || st.Pending != 10 || st.State != protocol.CampaignRunning {
 		t.Fatalf("StartCampaign() = %+v, want 10 pending devices (agents of family acme)", st)
 	}
 	step := func() Report { // one pass a second: the campaign's rate allows one command each
@@ -79,7 +79,7 @@ func TestCampaignCanariesThenAbortAtThreshold(t *testing.T) {
 		t.Fatalf("Campaigns() = %v, %v, want one campaign", all, err)
 	}
 	st = all[0]
-	if st.State != CampaignAborted || st.Cause == "" {
+	if st.State != protocol.CampaignAborted || st.Cause == "" {
 		t.Errorf("campaign state %q, cause %q, want aborted with a cause", st.State, st.Cause)
 	}
 	want := map[string]int{"total": 10, "commanded": 3, "in_flight": 1, "committed": 2, "failed": 3, "pending": 4}
@@ -93,8 +93,8 @@ func TestCampaignCanariesThenAbortAtThreshold(t *testing.T) {
 			t.Errorf("%s after the abort: serial %s (was %s), state %q, want untouched and idle", id, c.Serial, serials[id], st.State)
 		}
 	}
-	if n := len(f.events(EventCampaignAborted)); n != 1 {
-		t.Errorf("%d %s events, want 1", n, EventCampaignAborted)
+	if n := len(f.events(protocol.EventCampaignAborted)); n != 1 {
+		t.Errorf("%d %s events, want 1", n, protocol.EventCampaignAborted)
 	}
 
 	// After a restart nothing more is commanded for the campaign; the device in flight still
@@ -108,7 +108,7 @@ func TestCampaignCanariesThenAbortAtThreshold(t *testing.T) {
 		t.Errorf("after a restart: %d commands, want still 3", n)
 	}
 	all, _ = f.s.Campaigns(ctx)
-	if all[0].Committed != 3 || all[0].InFlight != 0 || all[0].State != CampaignAborted {
+	if all[0].Committed != 3 || all[0].InFlight != 0 || all[0].State != protocol.CampaignAborted {
 		t.Errorf("after acme-02 committed: %+v, want 3 committed, none in flight, still aborted", all[0])
 	}
 }
@@ -119,7 +119,7 @@ func TestCampaignCanaryFailureAborts(t *testing.T) {
 	for i := range 4 {
 		f.enroll(spec{id: fmt.Sprintf("cam-%d", i), family: "cam"}, t0, 30*day)
 	}
-	if _, err := f.s.StartCampaign(ctx, Campaign{ID: "c1", Selector: Selector{All: true}, Canary: 1}); err != nil {
+	if _, err := f.s.StartCampaign(ctx, protocol.Campaign{ID: "c1", Selector: protocol.CampaignSelector{All: true}, Canary: 1}); err != nil {
 		t.Fatalf("StartCampaign() = %v", err)
 	}
 	f.reconcile()
@@ -128,7 +128,7 @@ func TestCampaignCanaryFailureAborts(t *testing.T) {
 	f.clock.Add(time.Hour)
 	f.reconcile()
 	all, _ := f.s.Campaigns(ctx)
-	if all[0].State != CampaignAborted || all[0].Failed != 1 || all[0].Pending != 3 {
+	if all[0].State != protocol.CampaignAborted || all[0].Failed != 1 || all[0].Pending != 3 {
 		t.Errorf("after the canary's deadline: %+v, want aborted, 1 failed, 3 pending", all[0])
 	}
 	if got := f.cmd.ids(); !slices.Equal(got, []string{"cam-0", "cam-0"}) {
@@ -143,7 +143,7 @@ func TestCampaignFinishes(t *testing.T) {
 	for i := range 3 {
 		f.enroll(spec{id: fmt.Sprintf("plug-%d", i), family: "plug"}, t0, 30*day)
 	}
-	if _, err := f.s.StartCampaign(ctx, Campaign{ID: "renew-all", Selector: Selector{Class: "default"}}); err != nil {
+	if _, err := f.s.StartCampaign(ctx, protocol.Campaign{ID: "renew-all", Selector: protocol.CampaignSelector{Class: "default"}}); err != nil {
 		t.Fatalf("StartCampaign() = %v", err)
 	}
 	if rep := f.reconcile(); rep.Commanded != 3 || rep.Campaigns != 1 {
@@ -157,11 +157,11 @@ func TestCampaignFinishes(t *testing.T) {
 		t.Errorf("after the commits: %+v, want no campaign running, 3 renewed", rep)
 	}
 	all, _ := f.s.Campaigns(ctx)
-	if all[0].State != CampaignFinished || all[0].Committed != 3 {
+	if all[0].State != protocol.CampaignFinished || all[0].Committed != 3 {
 		t.Errorf("campaign = %+v, want finished with 3 committed", all[0])
 	}
-	if n := f.notes.kinds()[EventCampaignFinished]; n != 1 {
-		t.Errorf("%d %s notifications, want 1", n, EventCampaignFinished)
+	if n := f.notes.kinds()[protocol.EventCampaignFinished]; n != 1 {
+		t.Errorf("%d %s notifications, want 1", n, protocol.EventCampaignFinished)
 	}
 }
 
@@ -169,23 +169,23 @@ func TestStartCampaignRefuses(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, t0.Add(day), Config{})
 	f.enroll(spec{id: "plug-1", family: "plug"}, t0, 30*day)
-	if _, err := f.s.StartCampaign(ctx, Campaign{ID: "taken", Selector: Selector{All: true}}); err != nil {
+	if _, err := f.s.StartCampaign(ctx, protocol.Campaign{ID: "taken", Selector: protocol.CampaignSelector{All: true}}); err != nil {
 		t.Fatalf("StartCampaign(taken) = %v", err)
 	}
 	tests := []struct {
 		name string
-		c    Campaign
+		c    protocol.Campaign
 		want error
 	}{
-		{"empty id", Campaign{Selector: Selector{All: true}}, ErrInvalidCampaign},
-		{"id with a slash", Campaign{ID: "a/b", Selector: Selector{All: true}}, ErrInvalidCampaign},
-		{"no selector", Campaign{ID: "x"}, ErrInvalidCampaign},
-		{"all and family", Campaign{ID: "x", Selector: Selector{All: true, Family: "plug"}}, ErrInvalidCampaign},
-		{"negative rate", Campaign{ID: "x", Selector: Selector{All: true}, Rate: -1}, ErrInvalidCampaign},
-		{"abort after 2", Campaign{ID: "x", Selector: Selector{All: true}, AbortAfter: 2}, ErrInvalidCampaign},
-		{"report action", Campaign{ID: "x", Selector: Selector{All: true}, Action: protocol.ActionReport}, ErrInvalidCampaign},
-		{"no device", Campaign{ID: "x", Selector: Selector{Family: "none"}}, ErrInvalidCampaign},
-		{"id taken", Campaign{ID: "taken", Selector: Selector{All: true}}, ErrCampaignExists},
+		{"empty id", protocol.Campaign{Selector: protocol.CampaignSelector{All: true}}, ErrInvalidCampaign},
+		{"id with a slash", protocol.Campaign{ID: "a/b", Selector: protocol.CampaignSelector{All: true}}, ErrInvalidCampaign},
+		{"no selector", protocol.Campaign{ID: "x"}, ErrInvalidCampaign},
+		{"all and family", protocol.Campaign{ID: "x", Selector: protocol.CampaignSelector{All: true, Family: "plug"}}, ErrInvalidCampaign},
+		{"negative rate", protocol.Campaign{ID: "x", Selector: protocol.CampaignSelector{All: true}, Rate: -1}, ErrInvalidCampaign},
+		{"abort after 2", protocol.Campaign{ID: "x", Selector: protocol.CampaignSelector{All: true}, AbortAfter: 2}, ErrInvalidCampaign},
+		{"report action", protocol.Campaign{ID: "x", Selector: protocol.CampaignSelector{All: true}, Action: protocol.ActionReport}, ErrInvalidCampaign},
+		{"no device", protocol.Campaign{ID: "x", Selector: protocol.CampaignSelector{Family: "none"}}, ErrInvalidCampaign},
+		{"id taken", protocol.Campaign{ID: "taken", Selector: protocol.CampaignSelector{All: true}}, ErrCampaignExists},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

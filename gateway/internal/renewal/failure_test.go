@@ -63,11 +63,11 @@ func TestBackoffGrowsAndCaps(t *testing.T) {
 				}
 				f.clock.Set(st.NextAttemptAt)
 			}
-			if n := len(f.events(EventFailing)); n != 1 {
-				t.Errorf("%d %s events, want 1", n, EventFailing)
+			if n := len(f.events(protocol.EventRenewalFailing)); n != 1 {
+				t.Errorf("%d %s events, want 1", n, protocol.EventRenewalFailing)
 			}
-			if got := f.notes.kinds()[EventFailed]; got != len(tt.want) {
-				t.Errorf("%d %s notifications, want %d", got, EventFailed, len(tt.want))
+			if got := f.notes.kinds()[protocol.EventRenewalFailed]; got != len(tt.want) {
+				t.Errorf("%d %s notifications, want %d", got, protocol.EventRenewalFailed, len(tt.want))
 			}
 		})
 	}
@@ -168,8 +168,8 @@ func TestFailingAfterMaxFailuresWithCause(t *testing.T) {
 	if rep := f.reconcile(); rep.Failing != 1 {
 		t.Errorf("Report.Failing = %d, want 1", rep.Failing)
 	}
-	if got := f.notes.kinds()[EventFailing]; got != 1 {
-		t.Errorf("%d %s notifications, want 1", got, EventFailing)
+	if got := f.notes.kinds()[protocol.EventRenewalFailing]; got != 1 {
+		t.Errorf("%d %s notifications, want 1", got, protocol.EventRenewalFailing)
 	}
 
 	// Failing devices are still retried; a commit brings them back to idle.

@@ -96,10 +96,10 @@ func (n *notes) notify(e protocol.Event) {
 	n.mu.Unlock()
 }
 
-func (n *notes) kinds() map[string]int {
+func (n *notes) kinds() map[protocol.EventType]int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	out := map[string]int{}
+	out := map[protocol.EventType]int{}
 	for _, e := range n.events {
 		out[e.Type]++
 	}
@@ -244,7 +244,7 @@ func (f *fixture) status(id string) inventory.RenewalStatus {
 }
 
 // events returns the stored events of a kind.
-func (f *fixture) events(kind string) []inventory.Event {
+func (f *fixture) events(kind protocol.EventType) []inventory.Event {
 	f.t.Helper()
 	evs, err := f.store.Events(context.Background(), inventory.EventFilter{Kind: kind})
 	if err != nil {

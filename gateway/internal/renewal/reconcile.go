@@ -181,7 +181,7 @@ func (p *pass) track(d *device) {
 		}
 		st.State, st.NextAttemptAt = inventory.RenewalDue, time.Time{}
 		_, why := policy.Due(w, now)
-		p.s.event(p.ctx, inventory.Event{Time: now, Kind: EventDue, DeviceID: d.dev.ID,
+		p.s.event(p.ctx, inventory.Event{Time: now, Kind: protocol.EventRenewalDue, DeviceID: d.dev.ID,
 			Message: fmt.Sprintf("certificate %s is due: %s", d.cert.Serial, why),
 			Data:    map[string]string{"serial": d.cert.Serial, "reason": why}}, true)
 	}
@@ -264,7 +264,7 @@ func retryable(code string) bool {
 func (p *pass) fail(d *device, cause string) {
 	st, cfg, now := &d.st, &p.s.cfg, p.now
 	st.Failures++
-	st.LastCause = truncate(cause, maxCause)
+	st.LastCause = protocol.Clip(cause, maxCause)
 	wait := policy.Backoff(st.Failures-1, cfg.BackoffBase, cfg.BackoffMax, cfg.Rand())
 	if d.win.Phase(now) >= policy.PhaseEmergency {
 		wait = min(wait, cfg.BackoffBase)
@@ -280,12 +280,12 @@ func (p *pass) fail(d *device, cause string) {
 	}
 	p.rep.Failed++
 	p.wake(st.NextAttemptAt)
-	p.s.event(p.ctx, inventory.Event{Time: now, Kind: EventFailed, DeviceID: d.dev.ID,
+	p.s.event(p.ctx, inventory.Event{Time: now, Kind: protocol.EventRenewalFailed, DeviceID: d.dev.ID,
 		Message: fmt.Sprintf("renewal failed (%d in a row): %s; next attempt at %s", st.Failures, st.LastCause, stamp(st.NextAttemptAt)),
 		Data: map[string]string{"cause": st.LastCause, "failures": strconv.Itoa(st.Failures),
 			"next_attempt_at": stamp(st.NextAttemptAt)}}, true)
 	if st.Failures == cfg.MaxFailures {
-		p.s.event(p.ctx, inventory.Event{Time: now, Kind: EventFailing, DeviceID: d.dev.ID,
+		p.s.event(p.ctx, inventory.Event{Time: now, Kind: protocol.EventRenewalFailing, DeviceID: d.dev.ID,
 			Message: fmt.Sprintf("renewal failing after %d attempts: %s", st.Failures, st.LastCause),
 			Data:    map[string]string{"cause": st.LastCause, "failures": strconv.Itoa(st.Failures)}}, true)
 	}
@@ -298,7 +298,7 @@ func (p *pass) dispatch() {
 	})
 	slots := p.s.cfg.MaxInFlight - p.rep.InFlight
 	for _, c := range cands {
-		if c.campaign != nil && c.campaign.rec.State != CampaignRunning {
+		if c.campaign != nil && c.campaign.rec.State != protocol.CampaignRunning {
 			// The campaign stopped during this pass: leave its device untouched unless it
 			// is due anyway.
 			if !c.routine {
@@ -370,7 +370,7 @@ func (p *pass) command(c *candidate) bool {
 		data["campaign"] = c.campaign.rec.Campaign.ID
 		c.campaign.commanded(c.entry, now, before.Failures, id)
 	}
-	p.s.event(p.ctx, inventory.Event{Time: now, Kind: EventCommanded, DeviceID: d.dev.ID,
+	p.s.event(p.ctx, inventory.Event{Time: now, Kind: protocol.EventRenewalCommanded, DeviceID: d.dev.ID,
 		Message: fmt.Sprintf("%s command %s sent: %s", action, id, reason), Data: data}, false)
 	return true
 }
@@ -402,16 +402,3 @@ func sameStatus(a, b inventory.RenewalStatus) bool {
 
 // stamp formats a time for messages and event data.
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
-
-// truncate shortens s to at most n bytes without splitting a UTF-8 sequence.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !isRuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }

@@ -95,8 +95,8 @@ func TestDueOnlyFromWindowEnd(t *testing.T) {
 			if st.State != inventory.RenewalCommanded || !st.NextAttemptAt.Equal(tt.at.Add(10*time.Minute)) {
 				t.Errorf("status = %+v, want commanded with the deadline %s", st, tt.at.Add(10*time.Minute))
 			}
-			if n := len(f.events(EventDue)); n != 1 {
-				t.Errorf("%d %s events, want 1", n, EventDue)
+			if n := len(f.events(protocol.EventRenewalDue)); n != 1 {
+				t.Errorf("%d %s events, want 1", n, protocol.EventRenewalDue)
 			}
 		})
 	}

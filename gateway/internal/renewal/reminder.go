@@ -8,6 +8,7 @@ import (
 
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // Threshold labels of reminder events (data "threshold").
@@ -99,6 +100,6 @@ func (p *pass) remind(d *device) {
 			m.label, stamp(w.Expiry))
 	}
 	p.rep.Reminders++
-	p.s.event(p.ctx, inventory.Event{Time: now, Kind: EventReminder, DeviceID: d.dev.ID, Message: msg,
+	p.s.event(p.ctx, inventory.Event{Time: now, Kind: protocol.EventRenewalReminder, DeviceID: d.dev.ID, Message: msg,
 		Data: map[string]string{"serial": d.cert.Serial, "threshold": m.label, "expires": stamp(w.Expiry)}}, true)
 }

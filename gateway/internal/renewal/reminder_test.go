@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 func TestRemindersForManualDevices(t *testing.T) {
@@ -38,7 +39,7 @@ func TestRemindersForManualDevices(t *testing.T) {
 		}
 	}
 	var got []string
-	for _, e := range f.events(EventReminder) {
+	for _, e := range f.events(protocol.EventRenewalReminder) {
 		got = append(got, e.Data["threshold"])
 	}
 	if want := []string{ThresholdWindow, "7d", ThresholdExpired}; !slices.Equal(got, want) {

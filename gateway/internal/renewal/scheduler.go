@@ -23,21 +23,6 @@ type Commander interface {
 	Renew(ctx context.Context, deviceID string, action protocol.Action, reason string) (commandID string, err error)
 }
 
-// Kinds of the audit events the scheduler appends (and passes to Notify, except
-// EventCommanded, which the Commander announces itself as admin.Service.Renew does).
-const (
-	EventDue              = "renewal.due"       // a device reached the end of its window: reason
-	EventForced           = "renewal.forced"    // Force: reason
-	EventCommanded        = "renewal.commanded" // a command was sent: command_id, action, reason, deadline, campaign
-	EventFailed           = "renewal.failed"    // an attempt failed: cause, failures, next_attempt_at
-	EventFailing          = "renewal.failing"   // MaxFailures consecutive failures: cause, failures
-	EventReminder         = "renewal.reminder"  // a manual device's reminder: serial, threshold, expires
-	EventCampaignStarted  = "campaign.started"  // StartCampaign: id, action, total
-	EventCampaignProgress = "campaign.progress" // counts changed: id, total, commanded, committed, failed, pending
-	EventCampaignAborted  = "campaign.aborted"  // the abort threshold was reached: id, cause and counts
-	EventCampaignFinished = "campaign.finished" // every device committed or failed: id and counts
-)
-
 // Config holds the scheduler's collaborators and limits. Zero values mean the defaults.
 type Config struct {
 	// Store is the inventory; required.
@@ -331,7 +316,7 @@ func (s *Scheduler) Force(ctx context.Context, deviceID, reason string) (Forced,
 		if err := store.SetRenewal(ctx, deviceID, st); err != nil {
 			return Forced{}, fmt.Errorf("force renewal of %q: %w", deviceID, err)
 		}
-		s.event(ctx, inventory.Event{Time: s.now(), Kind: EventForced, DeviceID: deviceID,
+		s.event(ctx, inventory.Event{Time: s.now(), Kind: protocol.EventRenewalForced, DeviceID: deviceID,
 			Message: "renewal forced while one is in flight; it follows once that one ends: " + reason,
 			Data:    map[string]string{"reason": reason, "after_current": "true"}}, true)
 		s.cfg.Changed()
@@ -352,7 +337,7 @@ func (s *Scheduler) Force(ctx context.Context, deviceID, reason string) (Forced,
 	if err := store.SetRenewal(ctx, deviceID, st); err != nil {
 		return Forced{}, fmt.Errorf("force renewal of %q: %w", deviceID, err)
 	}
-	s.event(ctx, inventory.Event{Time: now, Kind: EventForced, DeviceID: deviceID,
+	s.event(ctx, inventory.Event{Time: now, Kind: protocol.EventRenewalForced, DeviceID: deviceID,
 		Message: "renewal forced: " + reason, Data: map[string]string{"reason": reason}}, true)
 	s.cfg.Changed()
 	s.Kick()

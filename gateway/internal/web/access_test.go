@@ -9,8 +9,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/hearth-pki/hearth/gateway/internal/admin"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 func TestTrustIngressClients(t *testing.T) {
@@ -76,7 +76,7 @@ func TestTrustIngressActor(t *testing.T) {
 			t.Fatalf("renew from the ingress proxy with %v = %d, want 303", h, resp.StatusCode)
 		}
 	}
-	evs, err := f.store.Events(t.Context(), inventory.EventFilter{Kind: admin.EventRenewRequested})
+	evs, err := f.store.Events(t.Context(), inventory.EventFilter{Kind: protocol.EventRenewalRequested})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestLocalActorIgnoresUserHeaders(t *testing.T) {
 	r.Header.Set("X-Remote-User-Name", "admin")
 	resp, body := f.do(t, r)
 	mustStatus(t, "renew", resp, body, http.StatusOK)
-	evs, err := f.store.Events(t.Context(), inventory.EventFilter{Kind: admin.EventRenewRequested})
+	evs, err := f.store.Events(t.Context(), inventory.EventFilter{Kind: protocol.EventRenewalRequested})
 	if err != nil {
 		t.Fatal(err)
 	}

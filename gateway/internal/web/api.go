@@ -80,10 +80,7 @@ func (s *server) apiEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	payload, _ := json.Marshal(struct {
-		ID    string `json:"id,omitempty"`
-		Limit int    `json:"limit"`
-	}{q.Get("device"), limit})
+	payload, _ := json.Marshal(protocol.EventsRequest{ID: q.Get("device"), Limit: limit})
 	s.writeResponse(w, s.cfg.Admin.Do(r.Context(), s.actor(r), "events", payload))
 }
 
@@ -91,7 +88,7 @@ func (s *server) apiEvents(w http.ResponseWriter, r *http.Request) {
 func (s *server) apiMissing(w http.ResponseWriter, r *http.Request, id string) bool {
 	_, err := s.cfg.Store.Device(r.Context(), id)
 	if errors.Is(err, inventory.ErrNotFound) {
-		resp := apiError(protocol.CodeBadRequest, fmt.Sprintf("device %q is not in the inventory", id))
+		resp := apiError(protocol.CodeNotFound, fmt.Sprintf("device %q is not in the inventory", id))
 		writeJSON(w, http.StatusNotFound, resp)
 		return true
 	}
@@ -128,6 +125,8 @@ func statusOf(c protocol.Code) int {
 	switch c {
 	case protocol.CodeInternal:
 		return http.StatusInternalServerError
+	case protocol.CodeNotFound:
+		return http.StatusNotFound
 	case protocol.CodeTooLarge:
 		return http.StatusRequestEntityTooLarge
 	case protocol.CodeUnauthorized:

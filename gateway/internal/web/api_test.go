@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hearth-pki/hearth/gateway/internal/admin"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -64,7 +63,7 @@ func TestAPIShapes(t *testing.T) {
 	}
 
 	_, body = f.get(t, "/api/devices/kitchen-plug")
-	var detail admin.Detail
+	var detail protocol.DeviceDetail
 	if err := json.Unmarshal([]byte(body), &detail); err != nil {
 		t.Fatalf("GET /api/devices/kitchen-plug: %v\n%s", err, body)
 	}
@@ -93,8 +92,8 @@ func TestAPIErrors(t *testing.T) {
 		status int
 		code   protocol.Code
 	}{
-		{"unknown device", http.MethodGet, "/api/devices/nope", false, http.StatusNotFound, protocol.CodeBadRequest},
-		{"renew unknown device", http.MethodPost, "/api/devices/nope/renew", true, http.StatusNotFound, protocol.CodeBadRequest},
+		{"unknown device", http.MethodGet, "/api/devices/nope", false, http.StatusNotFound, protocol.CodeNotFound},
+		{"renew unknown device", http.MethodPost, "/api/devices/nope/renew", true, http.StatusNotFound, protocol.CodeNotFound},
 		{"limit zero", http.MethodGet, "/api/events?limit=0", false, http.StatusBadRequest, protocol.CodeBadRequest},
 		{"limit too big", http.MethodGet, "/api/events?limit=1001", false, http.StatusBadRequest, protocol.CodeBadRequest},
 		{"limit not a number", http.MethodGet, "/api/events?limit=ten", false, http.StatusBadRequest, protocol.CodeBadRequest},

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hearth-pki/hearth/gateway/internal/admin"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/monitor"
 	"github.com/hearth-pki/hearth/protocol"
@@ -106,7 +105,7 @@ func (s *server) index(w http.ResponseWriter, r *http.Request) {
 
 // deviceView is the device page's data.
 type deviceView struct {
-	admin.Detail
+	protocol.DeviceDetail
 	Renewed string // the command id of a renewal just requested
 	CSRF    string
 }
@@ -122,7 +121,7 @@ func (s *server) device(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusInternalServerError, "The device could not be read: "+err.Error())
 		return
 	}
-	v := deviceView{Detail: d, CSRF: s.csrf}
+	v := deviceView{DeviceDetail: d, CSRF: s.csrf}
 	if c := r.URL.Query().Get("renewed"); protocol.ValidateRequestID(c) == nil {
 		v.Renewed = c
 	}
@@ -169,7 +168,7 @@ func (s *server) renewForm(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, statusOf(resp.Code), "The renewal could not be requested: "+resp.Error)
 		return
 	}
-	var ren admin.Renewal
+	var ren protocol.DeviceRenewed
 	_ = json.Unmarshal(resp.Data, &ren)
 	sent := ren.CommandID
 	if sent == "" {
@@ -212,7 +211,7 @@ func (s *server) enrollForm(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, statusOf(resp.Code), "The device could not be added: "+resp.Error)
 		return
 	}
-	var tok admin.TokenCreated
+	var tok protocol.TokenCreated
 	if err := json.Unmarshal(resp.Data, &tok); err != nil {
 		s.errorPage(w, r, http.StatusInternalServerError, "The token could not be read: "+err.Error())
 		return

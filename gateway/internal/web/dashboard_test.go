@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hearth-pki/hearth/gateway/internal/admin"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 func TestDashboardListsDevicesProblemsFirst(t *testing.T) {
@@ -199,7 +199,7 @@ func TestRenewForm(t *testing.T) {
 		if !strings.Contains(body, "Renew command <code>"+next.Query().Get("renewed")+"</code> sent") {
 			t.Errorf("device page after renew lacks the notice:\n%s", body)
 		}
-		evs, err := f.store.Events(t.Context(), inventory.EventFilter{Kind: admin.EventRenewRequested})
+		evs, err := f.store.Events(t.Context(), inventory.EventFilter{Kind: protocol.EventRenewalRequested})
 		if err != nil {
 			t.Fatal(err)
 		}
