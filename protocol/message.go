@@ -168,7 +168,7 @@ type BridgeInfo struct {
 	Started       time.Time `json:"started"`
 }
 
-// DeviceSummary is one device in "bridge/devices" and in device/list replies.
+// DeviceSummary is one device in "bridge/devices", "bridge/device/<id>" and device/list replies.
 type DeviceSummary struct {
 	ID           string    `json:"id"`
 	Name         string    `json:"name,omitempty"`
@@ -181,6 +181,8 @@ type DeviceSummary struct {
 	RenewalState string    `json:"renewal_state,omitempty"`
 	LastSeen     time.Time `json:"last_seen,omitzero"`
 	Problems     []string  `json:"problems,omitempty"`
+	// ProblemDetails says what each of Problems means for this device, in the same order.
+	ProblemDetails []Problem `json:"problem_details,omitempty"`
 }
 
 // BridgeDevices is the inventory summary, published retained on "bridge/devices".

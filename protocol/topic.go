@@ -142,6 +142,12 @@ func (t Topics) Parse(topic string) (Topic, error) {
 	case KindBridgeState, KindBridgeInfo, KindBridgeDevices, KindBridgeEvent:
 		return Topic{Kind: k}, nil
 	}
+	if tp, ok, err := parseBridgeDevice(rest); ok {
+		if err != nil {
+			return Topic{}, fmt.Errorf("%w: %w", ErrTopic, err)
+		}
+		return tp, nil
+	}
 	v, ok := strings.CutPrefix(rest, fmt.Sprintf("v%d/", Version))
 	if !ok {
 		return Topic{}, fmt.Errorf("%w: %q is not a version %d topic", ErrTopic, topic, Version)
