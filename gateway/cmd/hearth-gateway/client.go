@@ -248,6 +248,9 @@ func printDetail(w io.Writer, d admin.Detail, now time.Time) error {
 	}
 	row("Renewal", orDash(d.Device.Renewal.State)+" "+d.Device.Renewal.LastCause)
 	row("Problems", orDash(strings.Join(d.Problems, ", ")))
+	for _, p := range d.ProblemDetails {
+		row("  "+p.Code, p.Text)
+	}
 	if h := d.Device.Health; !h.At.IsZero() {
 		row("Last health", fmt.Sprintf("%s ago: agent %s, chain ok %v, clock skew %s", humanDuration(now.Sub(h.At)), h.AgentVersion, h.ChainOK, h.ClockSkew))
 	}

@@ -55,7 +55,8 @@ type Config struct {
 	// reconnect otherwise, and retries until the device commits) and runs campaigns. Without
 	// it, device/renew publishes one command and campaigns are unavailable.
 	Scheduler Scheduler
-	// Policy is the policy in force, for device/sign. Default policy.Default.
+	// Policy is the policy in force, for device/sign and for judging devices (their renewal
+	// windows). Default policy.Default.
 	Policy func() *policy.Policy
 	// ReloadPolicy re-reads and applies the policy file, returning what changed.
 	ReloadPolicy func(ctx context.Context) ([]string, error)
@@ -254,10 +255,10 @@ func (s *Service) List(ctx context.Context) ([]protocol.DeviceSummary, error) {
 	if err != nil {
 		return nil, internal(err)
 	}
-	now := s.cfg.Now()
+	now, pol := s.cfg.Now(), s.cfg.Policy()
 	out := make([]protocol.DeviceSummary, 0, len(devs))
 	for _, d := range devs {
-		out = append(out, monitor.Summary(d, s.active(ctx, d.ID), now))
+		out = append(out, monitor.Summary(d, s.active(ctx, d.ID), pol, now))
 	}
 	return out, nil
 }
@@ -292,7 +293,7 @@ func (s *Service) Get(ctx context.Context, id string) (Detail, error) {
 	if err != nil {
 		return Detail{}, internal(err)
 	}
-	return Detail{DeviceSummary: monitor.Summary(d, s.active(ctx, id), s.cfg.Now()), Device: d,
+	return Detail{DeviceSummary: monitor.Summary(d, s.active(ctx, id), s.cfg.Policy(), s.cfg.Now()), Device: d,
 		Certificates: certs, Attempts: atts, Events: evs}, nil
 }
 

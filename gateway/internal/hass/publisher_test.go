@@ -18,6 +18,9 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/hearth-pki/hearth/gateway/internal/monitor"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 const mosquittoBin = "/usr/sbin/mosquitto"
@@ -414,16 +417,16 @@ func TestRunRejectsABadConfig(t *testing.T) {
 
 func TestUpdateNeverBlocksAndCopies(t *testing.T) {
 	p := New(Config{}, nil)
-	problems := []string{ReasonExpired}
+	problems := []protocol.Problem{{Code: monitor.ProblemExpired}}
 	devices := []Device{{ID: "a", Problems: problems}}
 	for range 1000 {
 		p.Update(Hub{}, devices) // no Run: must not block
 	}
 	devices[0].ID = "changed"
-	problems[0] = "changed"
+	problems[0].Code = "changed"
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if got := p.latest.devices; got[0].ID != "a" || !slices.Equal(got[0].Problems, []string{ReasonExpired}) {
+	if got := p.latest.devices; got[0].ID != "a" || !slices.Equal(got[0].Problems, []protocol.Problem{{Code: monitor.ProblemExpired}}) {
 		t.Errorf("Update kept a reference to the caller's slices: %+v", got)
 	}
 }

@@ -83,16 +83,18 @@ func (h *Hub) haSnapshot(ctx context.Context) (hass.Hub, []hass.Device, error) {
 	}
 	out := make([]hass.Device, 0, len(devs))
 	problems := 0
+	pol := h.policy.Load()
 	for _, d := range devs {
 		var active *inventory.Certificate
 		if c, err := h.store.ActiveCertificate(ctx, d.ID); err == nil {
 			active = &c
-			if c.NotAfter.Sub(now) < monitor.ExpiringWithin {
-				hub.ExpiringSoon++
-			}
+		}
+		v := monitor.Judge(d, active, pol, now)
+		if v.Has(monitor.ProblemExpiring) || v.Has(monitor.ProblemExpired) {
+			hub.ExpiringSoon++
 		}
 		hd := hass.Device{ID: d.ID, Name: d.Name, Model: d.Model, Vendor: d.Vendor, Firmware: d.Firmware, LastSeen: d.LastSeen,
-			Problems: monitor.Problems(d, active, now)}
+			Problems: v.Problems}
 		if active != nil {
 			hd.Expires = active.NotAfter
 		}
