@@ -72,13 +72,12 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 			return nil
 		}
 	case "devices":
-		raw, err = client.Do(ctx, "device/list", struct{}{})
-		if err == nil && !*asJSON {
-			var list []protocol.DeviceSummary
-			if err := json.Unmarshal(raw, &list); err != nil {
-				return err
+		var list []protocol.DeviceSummary
+		if list, err = listDevices(ctx, client); err == nil {
+			if !*asJSON {
+				return printDevices(stdout, list, time.Now())
 			}
-			return printDevices(stdout, list, time.Now())
+			raw, err = json.Marshal(list)
 		}
 	case "device import", "device sign":
 		args := fs.Args()
@@ -216,6 +215,27 @@ func indentJSON(raw json.RawMessage) []byte {
 	}
 	b, _ := json.MarshalIndent(v, "", "  ")
 	return b
+}
+
+// listDevices reads every device, page after page of device/list.
+func listDevices(ctx context.Context, client *control.Client) ([]protocol.DeviceSummary, error) {
+	list := []protocol.DeviceSummary{}
+	req := protocol.DeviceListRequest{Limit: protocol.MaxDeviceListLimit}
+	for {
+		raw, err := client.Do(ctx, "device/list", req)
+		if err != nil {
+			return nil, err
+		}
+		var page protocol.DeviceList
+		if err := json.Unmarshal(raw, &page); err != nil {
+			return nil, fmt.Errorf("device/list: %w", err)
+		}
+		list = append(list, page.Devices...)
+		if page.NextCursor == "" {
+			return list, nil
+		}
+		req.Cursor = page.NextCursor
+	}
 }
 
 func printDevices(w io.Writer, list []protocol.DeviceSummary, now time.Time) error {

@@ -152,7 +152,11 @@ func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error
 		}
 		return s.CreateToken(ctx, r)
 	case "device/list":
-		return s.List(ctx)
+		var r protocol.DeviceListRequest
+		if err := protocol.Decode(payload, &r); err != nil {
+			return nil, err
+		}
+		return s.ListPage(ctx, r)
 	case "device/get", "device/renew", "device/revoke", "device/remove":
 		var r protocol.DeviceRequest
 		if err := protocol.Decode(payload, &r); err != nil {
@@ -249,16 +253,63 @@ func (s *Service) CreateToken(ctx context.Context, r protocol.TokenRequest) (Tok
 			s.cfg.Advertise, r.ID, tok, s.cfg.CA.Fingerprint())}, nil
 }
 
-// List returns every device's summary.
+// List returns every device's summary, in id order, for the dashboard and the metrics
+// (device/list pages instead). It reads the inventory in batches of inventory.MaxBatch
+// devices, two queries each.
 func (s *Service) List(ctx context.Context) ([]protocol.DeviceSummary, error) {
-	devs, err := s.cfg.Store.Devices(ctx)
+	now, pol := s.cfg.Now(), s.cfg.Policy()
+	var out []protocol.DeviceSummary
+	after := ""
+	for {
+		page, err := s.cfg.Store.DevicePage(ctx, inventory.DeviceFilter{}, after, inventory.MaxBatch)
+		if err != nil {
+			return nil, internal(err)
+		}
+		for _, r := range page {
+			out = append(out, monitor.Summary(r.Device, r.Active, pol, now))
+		}
+		if len(page) < inventory.MaxBatch {
+			return out, nil
+		}
+		after = page[len(page)-1].Device.ID
+	}
+}
+
+// ListPage answers device/list: the devices after r.Cursor that match r's filters, in id
+// order, at most r.PageSize() and at most protocol.MaxDeviceListBytes of them encoded, so the
+// answer always fits in one message. NextCursor is set when more devices may follow.
+func (s *Service) ListPage(ctx context.Context, r protocol.DeviceListRequest) (protocol.DeviceList, error) {
+	limit := r.PageSize()
+	after, err := r.After()
 	if err != nil {
-		return nil, internal(err)
+		return protocol.DeviceList{}, err
+	}
+	f := inventory.DeviceFilter{State: r.State, Family: r.Family, Class: r.Class, Online: r.Online}
+	// One more than asked tells whether another page follows, while the batch allows it.
+	fetch := min(limit+1, inventory.MaxBatch)
+	page, err := s.cfg.Store.DevicePage(ctx, f, after, fetch)
+	if err != nil {
+		return protocol.DeviceList{}, internal(err)
 	}
 	now, pol := s.cfg.Now(), s.cfg.Policy()
-	out := make([]protocol.DeviceSummary, 0, len(devs))
-	for _, d := range devs {
-		out = append(out, monitor.Summary(d, s.active(ctx, d.ID), pol, now))
+	out := protocol.DeviceList{Devices: []protocol.DeviceSummary{}}
+	size := 0
+	for i, rec := range page {
+		if i == limit {
+			break
+		}
+		sum := monitor.Summary(rec.Device, rec.Active, pol, now)
+		b, err := json.Marshal(sum)
+		if err != nil {
+			return protocol.DeviceList{}, internal(err)
+		}
+		if size += len(b) + 1; size > protocol.MaxDeviceListBytes && len(out.Devices) > 0 {
+			break
+		}
+		out.Devices = append(out.Devices, sum)
+	}
+	if len(page) == fetch || len(out.Devices) < min(len(page), limit) {
+		out.NextCursor = protocol.DeviceCursor(out.Devices[len(out.Devices)-1].ID)
 	}
 	return out, nil
 }
