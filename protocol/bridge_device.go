@@ -3,10 +3,12 @@ package protocol
 import (
 	"encoding/base64"
 	"strings"
+	"time"
 )
 
-// The bridge's view of the fleet scales with it: every device has its own retained topic and
-// device/list answers one page at a time, so no message grows with the number of devices.
+// The bridge's view of the fleet scales with it: every device has its own retained topic,
+// "bridge/devices" carries counts only, and device/list answers one page at a time. No
+// message grows with the number of devices, so none can outgrow MaxMessageSize.
 
 // KindBridgeDevice is the retained state of one device, "<prefix>/bridge/device/<id>".
 const KindBridgeDevice Kind = "bridge/device"
@@ -61,6 +63,25 @@ type BridgeDevice struct {
 	DeviceSummary
 }
 
+// BridgeDevices is the fleet's summary, published retained on "bridge/devices": counts, never
+// a list, so its size does not depend on the number of devices.
+type BridgeDevices struct {
+	V int `json:"v"`
+	// Total is the number of devices in the inventory.
+	Total int `json:"total"`
+	// Online is the number of devices with a live session.
+	Online int `json:"online"`
+	// States counts the devices in each state (enrolling, active, …); states without
+	// devices are left out.
+	States map[string]int `json:"states"`
+	// WithProblems is the number of devices with at least one problem.
+	WithProblems int `json:"with_problems"`
+	// Problems counts the devices with each problem code; codes no device has are left out.
+	Problems map[string]int `json:"problems"`
+	// Updated is when the hub computed these counts.
+	Updated time.Time `json:"updated"`
+}
+
 // DeviceListRequest is the payload of device/list: one page of devices in id order, with
 // optional filters.
 type DeviceListRequest struct {
@@ -112,6 +133,24 @@ func (m *BridgeDevice) Validate() error {
 		return err
 	}
 	return checkSummary(&m.DeviceSummary)
+}
+
+// Validate checks the message.
+func (m *BridgeDevices) Validate() error {
+	if err := checkVersion(m.V); err != nil {
+		return err
+	}
+	if m.Total < 0 || m.Online < 0 || m.WithProblems < 0 {
+		return invalid("negative device count")
+	}
+	for _, counts := range []map[string]int{m.States, m.Problems} {
+		for k, n := range counts {
+			if k == "" || n < 0 {
+				return invalid("count %q = %d", k, n)
+			}
+		}
+	}
+	return checkHubTime("updated", m.Updated)
 }
 
 // Validate checks the request.

@@ -86,6 +86,10 @@ func TestBridgeStateRejects(t *testing.T) {
 		{"device with a bad serial", &BridgeDevice{V: Version, DeviceSummary: DeviceSummary{ID: "a", Serial: "XYZ"}}},
 		{"problem without code", &BridgeDevice{V: Version, DeviceSummary: DeviceSummary{ID: "a", ProblemDetails: []Problem{{Text: "x"}}}}},
 		{"device of another version", &BridgeDevice{V: 2, DeviceSummary: DeviceSummary{ID: "a"}}},
+		{"summary without time", &BridgeDevices{V: Version}},
+		{"negative count", &BridgeDevices{V: Version, Total: -1, Updated: t0}},
+		{"negative state count", &BridgeDevices{V: Version, States: map[string]int{"active": -1}, Updated: t0}},
+		{"empty problem code", &BridgeDevices{V: Version, Problems: map[string]int{"": 1}, Updated: t0}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

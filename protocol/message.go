@@ -168,7 +168,7 @@ type BridgeInfo struct {
 	Started       time.Time `json:"started"`
 }
 
-// DeviceSummary is one device in "bridge/devices", "bridge/device/<id>" and device/list replies.
+// DeviceSummary is one device as "bridge/device/<id>" and device/list show it.
 type DeviceSummary struct {
 	ID           string    `json:"id"`
 	Name         string    `json:"name,omitempty"`
@@ -183,12 +183,6 @@ type DeviceSummary struct {
 	Problems     []string  `json:"problems,omitempty"`
 	// ProblemDetails says what each of Problems means for this device, in the same order.
 	ProblemDetails []Problem `json:"problem_details,omitempty"`
-}
-
-// BridgeDevices is the inventory summary, published retained on "bridge/devices".
-type BridgeDevices struct {
-	V       int             `json:"v"`
-	Devices []DeviceSummary `json:"devices"`
 }
 
 // Event is a hub event (renewal, revocation, alert), published on "bridge/event".

@@ -45,10 +45,12 @@ type Config struct {
 	// TokenTTL is the default life of an enrollment token. Default 24 h.
 	TokenTTL time.Duration
 	Now      func() time.Time
-	// Changed is called after an operation changed the inventory (refresh bridge topics,
-	// Home Assistant entities); Revoked after certificates were revoked (regenerate the CRL).
-	Changed func()
-	Revoked func(ctx context.Context)
+	// DeviceChanged is called with the device an operation changed (refresh its bridge
+	// topic and Home Assistant entities); Changed after a change that names no device.
+	// Revoked is called after certificates were revoked (regenerate the CRL).
+	DeviceChanged func(deviceID string)
+	Changed       func()
+	Revoked       func(ctx context.Context)
 	// Notify receives events to publish on bridge/event.
 	Notify func(protocol.Event)
 	// Scheduler, when set, takes device/renew (it commands the device now when online, on
@@ -86,6 +88,9 @@ func New(cfg Config) *Service {
 	}
 	if cfg.Policy == nil {
 		cfg.Policy = policy.Default
+	}
+	if cfg.DeviceChanged == nil {
+		cfg.DeviceChanged = func(string) {}
 	}
 	if cfg.Changed == nil {
 		cfg.Changed = func() {}
@@ -191,10 +196,21 @@ func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error
 			return nil, fmt.Errorf("events: %w", err)
 		}
 		return s.cfg.Store.Events(ctx, inventory.EventFilter{DeviceID: r.ID, Limit: max(1, min(r.Limit, 1000))})
-	case "device/import":
-		return s.Import(ctx, payload)
-	case "device/sign":
-		return s.SignCSR(ctx, payload)
+	case "device/import", "device/sign":
+		do := s.Import
+		if op == "device/sign" {
+			do = s.SignCSR
+		}
+		data, err := do(ctx, payload)
+		if err == nil {
+			// The device the request named (decoded again: the answer's type is manual.go's).
+			var r struct {
+				ID string `json:"id"`
+			}
+			_ = json.Unmarshal(payload, &r)
+			s.cfg.DeviceChanged(r.ID)
+		}
+		return data, err
 	case "campaign/start", "campaign/list":
 		if s.cfg.Scheduler == nil {
 			return nil, errors.New("campaigns need the renewal scheduler")
@@ -416,12 +432,13 @@ func (s *Service) Revoke(ctx context.Context, id, reason string) (Revoked, error
 	s.cfg.Revoked(ctx)
 	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: inventory.EventCertRevoked, Time: now.UTC(), DeviceID: id,
 		Message: fmt.Sprintf("%d certificate(s) revoked: %s", n, reason)})
-	s.cfg.Changed()
+	s.cfg.DeviceChanged(id)
 	return out, nil
 }
 
 // Remove revokes the device's certificates, deletes it from the inventory (its certificates
-// and events stay for the audit) and clears its retained topics.
+// and events stay for the audit) and clears its retained topics (its bridge/device topic is
+// cleared by whoever DeviceChanged tells).
 func (s *Service) Remove(ctx context.Context, id string) (Revoked, error) {
 	out, err := s.Revoke(ctx, id, "device removed")
 	if err != nil {
@@ -436,7 +453,7 @@ func (s *Service) Remove(ctx context.Context, id string) (Revoked, error) {
 		}
 	}
 	out.Removed = true
-	s.cfg.Changed()
+	s.cfg.DeviceChanged(id)
 	return out, nil
 }
 

@@ -130,30 +130,6 @@ func (p *Publisher) RemoveDevice(id string) {
 	notify(p.wake)
 }
 
-// Update hands the Publisher the hub and the complete list of devices: UpdateHub,
-// UpdateDevice for each, RemoveDevice for the devices it had and the list lacks, then
-// Complete. Its cost grows with the list; the hub moves to per-device updates.
-func (p *Publisher) Update(hub Hub, devices []Device) {
-	keep := map[string]bool{}
-	for _, d := range devices {
-		keep[objectID(d.ID)] = true
-		p.UpdateDevice(d)
-	}
-	p.mu.Lock()
-	var gone []string
-	for oid, d := range p.devices {
-		if !keep[oid] {
-			gone = append(gone, d.ID)
-		}
-	}
-	p.mu.Unlock()
-	for _, id := range gone {
-		p.RemoveDevice(id)
-	}
-	p.UpdateHub(hub)
-	p.Complete()
-}
-
 // Complete tells the Publisher that every device has been given with UpdateDevice since New.
 // From then on, retained Hearth configs found on the broker for other devices (removed while
 // the hub was down) are cleared; before it, none is, so a restart never removes entities.

@@ -44,7 +44,7 @@ func (h *Hub) handle(ctx context.Context, from broker.Identity, t protocol.Topic
 		} else {
 			h.issuer.HandleCommit(ctx, s, payload)
 		}
-		h.markChanged()
+		h.deviceChanged(from.DeviceID)
 	case protocol.KindHealth:
 		h.health(ctx, from.DeviceID, payload)
 	case protocol.KindBridgeRequest:
@@ -71,7 +71,7 @@ func (h *Hub) presence(id broker.Identity, online bool) {
 		h.log.Warn("record presence", "device", id.DeviceID, "err", err)
 		return
 	}
-	defer h.markChanged()
+	defer h.deviceChanged(id.DeviceID)
 	if !online || id.Serial == "" {
 		return
 	}
@@ -129,7 +129,7 @@ func (h *Hub) health(ctx context.Context, device string, payload []byte) {
 		h.notify(protocol.Event{V: protocol.Version, Type: "finding.unexpected_issuer", Time: now.UTC(), DeviceID: device,
 			Message: fmt.Sprintf("device reports issuer %q, not the hub's intermediate", r.Issuer)})
 	}
-	h.markChanged()
+	h.deviceChanged(device)
 }
 
 // notify publishes an event on bridge/event, and tells the renewal scheduler of commits and
@@ -155,14 +155,6 @@ func (h *Hub) publish(topic string, payload []byte, retain bool) {
 	}
 }
 
-// markChanged asks the publish loop to refresh the inventory summary; calls coalesce.
-func (h *Hub) markChanged() {
-	select {
-	case h.changed <- struct{}{}:
-	default:
-	}
-}
-
 // publishStatic publishes the retained hub topics that change only with the hub: state, info,
 // the CA chain and the CRL.
 func (h *Hub) publishStatic(ctx context.Context) {
@@ -174,7 +166,6 @@ func (h *Hub) publishStatic(ctx context.Context) {
 	}
 	h.publish(h.topics.CA(), h.ca.ChainPEM(), true)
 	h.publishCRL(ctx)
-	h.publishDevices(ctx)
 }
 
 // publishCRL regenerates the CRL from the inventory's revoked certificates, with a CRL
@@ -219,32 +210,8 @@ func (h *Hub) publishCRL(ctx context.Context) {
 	h.publish(h.topics.CRL(), crl, true)
 }
 
-// publishDevices publishes the retained inventory summary on bridge/devices.
-func (h *Hub) publishDevices(ctx context.Context) {
-	list, err := h.admin.List(ctx)
-	if err != nil {
-		h.log.Warn("list devices", "err", err)
-		return
-	}
-	b, err := protocol.Encode(&protocol.BridgeDevices{V: protocol.Version, Devices: list})
-	if err != nil {
-		// A large fleet outgrows one message: publish what fits and say so.
-		h.log.Warn("bridge/devices", "err", err)
-		return
-	}
-	h.publish(h.topics.Bridge(protocol.KindBridgeDevices), b, true)
-	if h.ha != nil {
-		hub, devs, err := h.haSnapshot(ctx)
-		if err != nil {
-			h.log.Warn("Home Assistant snapshot", "err", err)
-			return
-		}
-		h.ha.Update(hub, devs)
-	}
-}
-
-// publishLoop refreshes bridge/devices after changes, at most once a second, and the CRL
-// daily so it never goes stale.
+// publishLoop republishes the CRL daily so it never goes stale. (The fleet's topics are the
+// fleet view's.)
 func (h *Hub) publishLoop(ctx context.Context) error {
 	crl := time.NewTicker(24 * time.Hour)
 	defer crl.Stop()
@@ -252,13 +219,6 @@ func (h *Hub) publishLoop(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-h.changed:
-			h.publishDevices(ctx)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(time.Second):
-			}
 		case <-crl.C:
 			h.publishCRL(ctx)
 		}
