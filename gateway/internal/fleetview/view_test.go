@@ -216,9 +216,6 @@ func (o *haObserver) await(t *testing.T, what string, ok func(o *haObserver) boo
 // correct, the summary's counts are right, and a change to one device publishes that device
 // only.
 func TestThousandDevices(t *testing.T) {
-	if testing.Short() {
-		t.Skip("1,000 devices through a real broker")
-	}
 	const n = 1000
 	store, ids := fillFleet(t, n)
 	port := startMosquitto(t)
