@@ -168,7 +168,7 @@ type BridgeInfo struct {
 	Started       time.Time `json:"started"`
 }
 
-// DeviceSummary is one device in "bridge/devices" and in device/list replies.
+// DeviceSummary is one device as "bridge/device/<id>" and device/list show it.
 type DeviceSummary struct {
 	ID           string    `json:"id"`
 	Name         string    `json:"name,omitempty"`
@@ -181,12 +181,8 @@ type DeviceSummary struct {
 	RenewalState string    `json:"renewal_state,omitempty"`
 	LastSeen     time.Time `json:"last_seen,omitzero"`
 	Problems     []string  `json:"problems,omitempty"`
-}
-
-// BridgeDevices is the inventory summary, published retained on "bridge/devices".
-type BridgeDevices struct {
-	V       int             `json:"v"`
-	Devices []DeviceSummary `json:"devices"`
+	// ProblemDetails says what each of Problems means for this device, in the same order.
+	ProblemDetails []Problem `json:"problem_details,omitempty"`
 }
 
 // Event is a hub event (renewal, revocation, alert), published on "bridge/event".

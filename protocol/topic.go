@@ -25,7 +25,7 @@ const (
 
 	KindBridgeState    Kind = "bridge/state"    // hub (Will), retained: online or offline
 	KindBridgeInfo     Kind = "bridge/info"     // hub, retained: version and settings
-	KindBridgeDevices  Kind = "bridge/devices"  // hub, retained: inventory summary
+	KindBridgeDevices  Kind = "bridge/devices"  // hub, retained: the fleet's counts (KindBridgeDevice: one device)
 	KindBridgeEvent    Kind = "bridge/event"    // hub: renewal, revocation and alert events
 	KindBridgeRequest  Kind = "bridge/request"  // admin → hub: "<prefix>/bridge/request/<op>"
 	KindBridgeResponse Kind = "bridge/response" // hub → admin: "<prefix>/bridge/response/<op>"
@@ -141,6 +141,12 @@ func (t Topics) Parse(topic string) (Topic, error) {
 	switch k := Kind(rest); k {
 	case KindBridgeState, KindBridgeInfo, KindBridgeDevices, KindBridgeEvent:
 		return Topic{Kind: k}, nil
+	}
+	if tp, ok, err := parseBridgeDevice(rest); ok {
+		if err != nil {
+			return Topic{}, fmt.Errorf("%w: %w", ErrTopic, err)
+		}
+		return tp, nil
 	}
 	v, ok := strings.CutPrefix(rest, fmt.Sprintf("v%d/", Version))
 	if !ok {

@@ -355,19 +355,6 @@ func (m *BridgeInfo) Validate() error {
 }
 
 // Validate checks the message.
-func (m *BridgeDevices) Validate() error {
-	if err := checkVersion(m.V); err != nil {
-		return err
-	}
-	for _, d := range m.Devices {
-		if err := ValidateDeviceID(d.ID); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Validate checks the message.
 func (m *Event) Validate() error {
 	if err := checkVersion(m.V); err != nil {
 		return err

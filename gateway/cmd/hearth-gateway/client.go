@@ -69,13 +69,12 @@ func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io
 			return nil
 		}
 	case "devices":
-		raw, err = client.Do(ctx, "device/list", struct{}{})
-		if err == nil && !*asJSON {
-			var list []protocol.DeviceSummary
-			if err := json.Unmarshal(raw, &list); err != nil {
-				return err
+		var list []protocol.DeviceSummary
+		if list, err = listDevices(ctx, client); err == nil {
+			if !*asJSON {
+				return printDevices(stdout, list, time.Now())
 			}
-			return printDevices(stdout, list, time.Now())
+			raw, err = json.Marshal(list)
 		}
 	case "device import", "device sign":
 		args := fs.Args()
@@ -215,6 +214,27 @@ func indentJSON(raw json.RawMessage) []byte {
 	return b
 }
 
+// listDevices reads every device, page after page of device/list.
+func listDevices(ctx context.Context, client *control.Client) ([]protocol.DeviceSummary, error) {
+	list := []protocol.DeviceSummary{}
+	req := protocol.DeviceListRequest{Limit: protocol.MaxDeviceListLimit}
+	for {
+		raw, err := client.Do(ctx, "device/list", req)
+		if err != nil {
+			return nil, err
+		}
+		var page protocol.DeviceList
+		if err := json.Unmarshal(raw, &page); err != nil {
+			return nil, fmt.Errorf("device/list: %w", err)
+		}
+		list = append(list, page.Devices...)
+		if page.NextCursor == "" {
+			return list, nil
+		}
+		req.Cursor = page.NextCursor
+	}
+}
+
 func printDevices(w io.Writer, list []protocol.DeviceSummary, now time.Time) error {
 	if len(list) == 0 {
 		fmt.Fprintln(w, "no devices yet: create an enrollment token with `hearth-gateway token create --device ID`")
@@ -245,6 +265,9 @@ func printDetail(w io.Writer, d protocol.DeviceDetail, now time.Time) error {
 	}
 	row("Renewal", orDash(d.Device.Renewal.State)+" "+d.Device.Renewal.LastCause)
 	row("Problems", orDash(strings.Join(d.Problems, ", ")))
+	for _, p := range d.ProblemDetails {
+		row("  "+p.Code, p.Text)
+	}
 	if h := d.Device.Health; !h.At.IsZero() {
 		row("Last health", fmt.Sprintf("%s ago: agent %s, chain ok %v, clock skew %s", humanDuration(now.Sub(h.At)), h.AgentVersion, h.ChainOK, h.ClockSkew))
 	}

@@ -47,10 +47,12 @@ type Config struct {
 	// TokenTTL is the default life of an enrollment token. Default 24 h.
 	TokenTTL time.Duration
 	Now      func() time.Time
-	// Changed is called after an operation changed the inventory (refresh bridge topics,
-	// Home Assistant entities); Revoked after certificates were revoked (regenerate the CRL).
-	Changed func()
-	Revoked func(ctx context.Context)
+	// DeviceChanged is called with the device an operation changed (refresh its bridge
+	// topic and Home Assistant entities); Changed after a change that names no device.
+	// Revoked is called after certificates were revoked (regenerate the CRL).
+	DeviceChanged func(deviceID string)
+	Changed       func()
+	Revoked       func(ctx context.Context)
 	// Notify receives events to publish on bridge/event.
 	Notify func(protocol.Event)
 	// Commands queues renew commands for devices (the device state machine); required for
@@ -63,8 +65,8 @@ type Config struct {
 	// Issuer runs device/sign through the hub's one issuance pipeline (its checks, its
 	// policy, its rate limit). Without it device/sign is unavailable.
 	Issuer *issuer.Issuer
-	// Policy is the policy in force, for the class of an imported device. Default
-	// policy.Default.
+	// Policy is the policy in force, for the class of an imported device and for judging
+	// devices (their renewal windows). Default policy.Default.
 	Policy func() *policy.Policy
 	// ReloadPolicy re-reads and applies the policy file, returning what changed.
 	ReloadPolicy func(ctx context.Context) ([]string, error)
@@ -101,6 +103,9 @@ func New(cfg Config) *Service {
 	}
 	if cfg.Policy == nil {
 		cfg.Policy = policy.Default
+	}
+	if cfg.DeviceChanged == nil {
+		cfg.DeviceChanged = func(string) {}
 	}
 	if cfg.Changed == nil {
 		cfg.Changed = func() {}
@@ -187,7 +192,11 @@ func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error
 		}
 		return s.CreateToken(ctx, r)
 	case "device/list":
-		return s.List(ctx)
+		var r protocol.DeviceListRequest
+		if err := protocol.Decode(payload, &r); err != nil {
+			return nil, err
+		}
+		return s.ListPage(ctx, r)
 	case "device/get", "device/renew", "device/revoke", "device/remove":
 		var r protocol.DeviceRequest
 		if err := protocol.Decode(payload, &r); err != nil {
@@ -229,10 +238,21 @@ func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error
 			return nil, err
 		}
 		return auditEvents(evs), nil
-	case "device/import":
-		return s.Import(ctx, payload)
-	case "device/sign":
-		return s.SignCSR(ctx, payload)
+	case "device/import", "device/sign":
+		do := s.Import
+		if op == "device/sign" {
+			do = s.SignCSR
+		}
+		data, err := do(ctx, payload)
+		if err == nil {
+			// The device the request named (decoded again: the answer's type is manual.go's).
+			var r struct {
+				ID string `json:"id"`
+			}
+			_ = json.Unmarshal(payload, &r)
+			s.cfg.DeviceChanged(r.ID)
+		}
+		return data, err
 	case "campaign/start", "campaign/list":
 		if s.cfg.Scheduler == nil {
 			return nil, errors.New("campaigns need the renewal scheduler")
@@ -283,16 +303,63 @@ func (s *Service) CreateToken(ctx context.Context, r protocol.TokenRequest) (pro
 			s.cfg.Advertise, r.ID, tok, s.cfg.CA.Fingerprint())}, nil
 }
 
-// List returns every device's summary.
+// List returns every device's summary, in id order, for the dashboard and the metrics
+// (device/list pages instead). It reads the inventory in batches of inventory.MaxBatch
+// devices, two queries each.
 func (s *Service) List(ctx context.Context) ([]protocol.DeviceSummary, error) {
-	devs, err := s.cfg.Store.Devices(ctx)
-	if err != nil {
-		return nil, internal(err)
+	now, pol := s.cfg.Now(), s.cfg.Policy()
+	var out []protocol.DeviceSummary
+	after := ""
+	for {
+		page, err := s.cfg.Store.DevicePage(ctx, inventory.DeviceFilter{}, after, inventory.MaxBatch)
+		if err != nil {
+			return nil, internal(err)
+		}
+		for _, r := range page {
+			out = append(out, monitor.Summary(r.Device, r.Active, pol, now))
+		}
+		if len(page) < inventory.MaxBatch {
+			return out, nil
+		}
+		after = page[len(page)-1].Device.ID
 	}
-	now := s.cfg.Now()
-	out := make([]protocol.DeviceSummary, 0, len(devs))
-	for _, d := range devs {
-		out = append(out, monitor.Summary(d, s.active(ctx, d.ID), now))
+}
+
+// ListPage answers device/list: the devices after r.Cursor that match r's filters, in id
+// order, at most r.PageSize() and at most protocol.MaxDeviceListBytes of them encoded, so the
+// answer always fits in one message. NextCursor is set when more devices may follow.
+func (s *Service) ListPage(ctx context.Context, r protocol.DeviceListRequest) (protocol.DeviceList, error) {
+	limit := r.PageSize()
+	after, err := r.After()
+	if err != nil {
+		return protocol.DeviceList{}, err
+	}
+	f := inventory.DeviceFilter{State: r.State, Family: r.Family, Class: r.Class, Online: r.Online}
+	// One more than asked tells whether another page follows, while the batch allows it.
+	fetch := min(limit+1, inventory.MaxBatch)
+	page, err := s.cfg.Store.DevicePage(ctx, f, after, fetch)
+	if err != nil {
+		return protocol.DeviceList{}, internal(err)
+	}
+	now, pol := s.cfg.Now(), s.cfg.Policy()
+	out := protocol.DeviceList{Devices: []protocol.DeviceSummary{}}
+	size := 0
+	for i, rec := range page {
+		if i == limit {
+			break
+		}
+		sum := monitor.Summary(rec.Device, rec.Active, pol, now)
+		b, err := json.Marshal(sum)
+		if err != nil {
+			return protocol.DeviceList{}, internal(err)
+		}
+		if size += len(b) + 1; size > protocol.MaxDeviceListBytes && len(out.Devices) > 0 {
+			break
+		}
+		out.Devices = append(out.Devices, sum)
+	}
+	if len(page) == fetch || len(out.Devices) < min(len(page), limit) {
+		out.NextCursor = protocol.DeviceCursor(out.Devices[len(out.Devices)-1].ID)
 	}
 	return out, nil
 }
@@ -316,7 +383,7 @@ func (s *Service) Get(ctx context.Context, id string) (protocol.DeviceDetail, er
 	if err != nil {
 		return protocol.DeviceDetail{}, internal(err)
 	}
-	return protocol.DeviceDetail{DeviceSummary: monitor.Summary(d, s.active(ctx, id), s.cfg.Now()), Device: deviceRecord(d),
+	return protocol.DeviceDetail{DeviceSummary: monitor.Summary(d, s.active(ctx, id), s.cfg.Policy(), s.cfg.Now()), Device: deviceRecord(d),
 		Certificates: certificateRecords(certs), Attempts: attemptRecords(atts), Events: auditEvents(evs)}, nil
 }
 
@@ -374,12 +441,13 @@ func (s *Service) Revoke(ctx context.Context, id, reason string) (protocol.Devic
 	s.cfg.Revoked(ctx)
 	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventCertRevoked, Time: now.UTC(), DeviceID: id,
 		Message: fmt.Sprintf("%d certificate(s) revoked: %s", n, reason)})
-	s.cfg.Changed()
+	s.cfg.DeviceChanged(id)
 	return out, nil
 }
 
 // Remove revokes the device's certificates, deletes it from the inventory (its certificates
-// and events stay for the audit) and clears its retained topics.
+// and events stay for the audit) and clears its retained topics (its bridge/device topic is
+// cleared by whoever DeviceChanged tells).
 func (s *Service) Remove(ctx context.Context, id string) (protocol.DeviceRevoked, error) {
 	out, err := s.Revoke(ctx, id, "device removed")
 	if err != nil {
@@ -394,7 +462,7 @@ func (s *Service) Remove(ctx context.Context, id string) (protocol.DeviceRevoked
 		}
 	}
 	out.Removed = true
-	s.cfg.Changed()
+	s.cfg.DeviceChanged(id)
 	return out, nil
 }
 

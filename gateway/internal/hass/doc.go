@@ -29,19 +29,23 @@
 //
 // # Invariants
 //
-//   - What is retained on the broker converges to the last Update: new devices get their
-//     config and state, changed states are re-published, and devices that left get both topics
-//     cleared (an empty retained payload, which makes Home Assistant remove the entities).
-//     Retained Hearth configs found on the broker that the last Update does not list (a device
-//     removed while the hub was down) are cleared as well, but only once a first Update has
-//     arrived, so a restart never removes entities.
-//   - Configs are re-published whenever Home Assistant announces itself online.
+//   - What is retained on the broker converges to the updates given: UpdateDevice publishes a
+//     device's config and state (only the payloads that changed), RemoveDevice clears both
+//     topics (an empty retained payload, which makes Home Assistant remove the entities).
+//     Retained Hearth configs found on the broker for devices never given (removed while the
+//     hub was down) are cleared too, but only after Complete, so a restart never removes
+//     entities.
+//   - The work of an update is independent of the number of devices: only changed objects
+//     are rendered and published, and what is retained is remembered by digest, not payload.
+//     Everything is published again only on a new connection (the broker may have lost its
+//     retained store) and when Home Assistant announces itself online.
 //   - Retained bridge requests are never executed: a request must be sent live.
 //
 // # Concurrency
 //
 // New starts nothing. Run owns the MQTT connection and every publication; it runs one
-// goroutine for bridge requests besides its own loop. Update may be called from any goroutine,
-// before or during Run, and never blocks: snapshots coalesce and only the latest is published.
+// goroutine for bridge requests besides its own loop. UpdateHub, UpdateDevice, RemoveDevice
+// and Complete may be called from any goroutine, before or during Run, and never block on the
+// network: changes coalesce, and Run publishes the latest state of each changed object.
 // paho's handlers only hand messages over through channels and never block.
 package hass

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // Hub is what Home Assistant shows about the hub itself. The caller fills it from the
@@ -17,7 +19,7 @@ type Hub struct {
 	Version        string    // the hub's version, shown as the device's firmware and origin
 	Online         bool      // the hub's broker for agents is serving
 	Devices        int       // devices under management
-	ExpiringSoon   int       // devices whose certificate expires within 7 days
+	ExpiringSoon   int       // devices with the expiring or expired problem
 	SuccessRate24h float64   // renewals that succeeded in the last 24 h, in percent (0–100); NaN if there were none
 	CAExpires      time.Time // expiry of the issuing CA certificate; zero if unknown
 	Problem        string    // a sentence describing the hub's problem; empty when all is well
@@ -32,19 +34,12 @@ type Device struct {
 	Firmware string
 	Expires  time.Time // not-after of the active certificate; zero if none
 	LastSeen time.Time // the device's last message to the hub; zero if never
-	Problems []string  // reasons, Reason* constants; empty when all is well
+	// Problems is what is wrong, as the hub's monitor judged it: codes of the one list
+	// (monitor.Codes, documented in protocol/README.md "Problems") with their texts. Home
+	// Assistant shows the codes in the "reasons" attribute of the device's "Certificate
+	// problem" entity and the texts in "details". Empty when all is well.
+	Problems []protocol.Problem
 }
-
-// The reasons a device can have a problem, as Device.Problems lists them. Home Assistant shows
-// them in the "reasons" attribute of the device's "Certificate problem" entity.
-const (
-	ReasonExpiring         = "expiring"          // inside the emergency floor, or renewal overdue
-	ReasonExpired          = "expired"           // the certificate is no longer valid
-	ReasonRenewalFailing   = "renewal_failing"   // the last renewals failed
-	ReasonRevoked          = "revoked"           // the active certificate is revoked
-	ReasonClockSkew        = "clock_skew"        // the device's clock is off
-	ReasonUnexpectedIssuer = "unexpected_issuer" // the device presents a certificate the hub did not issue
-)
 
 const (
 	nodePrefix   = "hearth_"
@@ -193,8 +188,14 @@ func deviceConfig(t topics, hubVersion string, d Device) []byte {
 
 // deviceStatePayload builds the state message of one device.
 func deviceStatePayload(d Device) []byte {
-	reasons := slices.Compact(slices.Sorted(slices.Values(d.Problems)))
-	if reasons == nil {
+	reasons, details := []string{}, []string{}
+	for _, p := range d.Problems {
+		reasons = append(reasons, p.Code)
+		if p.Text != "" {
+			details = append(details, p.Code+": "+p.Text)
+		}
+	}
+	if reasons = slices.Compact(slices.Sorted(slices.Values(reasons))); reasons == nil {
 		reasons = []string{}
 	}
 	return mustJSON(deviceState{
@@ -202,6 +203,7 @@ func deviceStatePayload(d Device) []byte {
 		LastSeen: timestamp(d.LastSeen),
 		Problem:  len(reasons) > 0,
 		Reasons:  reasons,
+		Details:  details,
 	})
 }
 
@@ -225,7 +227,7 @@ func hubConfig(t topics, h Hub) []byte {
 	devices := measure("managed_devices", "Managed devices", "mdi:devices")
 	devices.ValueTemplate = tmplDevices
 
-	expiring := measure("expiring_soon", "Devices expiring within 7 days", "mdi:certificate-outline")
+	expiring := measure("expiring_soon", "Devices with expiring certificates", "mdi:certificate-outline")
 	expiring.ValueTemplate = tmplExpiring
 
 	rate := measure("renewal_success_rate", "Renewal success rate (24 h)", "mdi:percent-circle-outline")

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hearth-pki/hearth/gateway/internal/monitor"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -25,7 +28,10 @@ var (
 func thermostat() Device {
 	return Device{
 		ID: "thermostat-1", Name: "Hall thermostat", Model: "T100", Vendor: "Acme", Firmware: "2.4.1",
-		Expires: expires, LastSeen: lastSeen, Problems: []string{ReasonRenewalFailing, ReasonExpiring, ReasonExpiring},
+		Expires: expires, LastSeen: lastSeen, Problems: []protocol.Problem{
+			{Code: monitor.ProblemExpiring, Text: "past the end of its renewal window at 2026-04-25T00:00:00Z (class default); the certificate expires 2026-05-01T12:00:00Z"},
+			{Code: monitor.ProblemRenewalFailing, Text: "3 renewal attempt(s) in a row failed, the last with: command not sent"},
+			{Code: monitor.ProblemExpiring}},
 	}
 }
 

@@ -2,6 +2,8 @@ package hass
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -18,8 +20,9 @@ type loop struct {
 	needFull   bool   // a full publication failed: the next sync is full too
 	seen       uint64 // the Publisher's connects counter when last handled
 
-	published view                // what the broker acknowledged as retained
-	stale     map[string]struct{} // Hearth configs seen on the broker, to clear unless wanted
+	published ledger              // what the broker acknowledged as retained
+	retry     map[string]struct{} // object ids to sync again (taken from dirty, or failed)
+	version   string              // the hub version of the last complete publication
 }
 
 // connectionChanged reacts to the connection going up or down. On a new connection it
@@ -89,32 +92,61 @@ func (l *loop) subscribe(ctx context.Context) error {
 	return nil
 }
 
-// sync publishes what moves the broker to the latest snapshot (everything again if full). It
-// reports false if some publication failed and a retry is due.
+// sync publishes what changed since the last sync: the objects marked dirty (and those whose
+// publication failed), and the stale configs to clear. With full set, or after a new
+// connection, it publishes every object again: the broker may have lost its retained store,
+// or Home Assistant asked. It reports false if some publication failed and a retry is due.
 func (l *loop) sync(ctx context.Context, full bool) bool {
 	l.p.mu.Lock()
-	snap := l.p.latest
+	if !l.ready() || l.p.hub == nil {
+		// Nothing to publish to, or the hub is not known yet: the dirty set waits.
+		l.p.mu.Unlock()
+		return true
+	}
+	hub := *l.p.hub
+	full = full || l.needFull || hub.Version != l.version // device configs carry the version
+	for oid := range l.p.dirty {
+		l.retry[oid] = struct{}{}
+	}
+	clear(l.p.dirty)
+	var devices []Device
+	var gone []string
+	if full {
+		devices = slices.Collect(maps.Values(l.p.devices))
+		for oid := range l.published {
+			if _, ok := l.p.devices[oid]; !ok && oid != hubObjectID {
+				gone = append(gone, oid)
+			}
+		}
+	} else {
+		for oid := range l.retry {
+			if oid == hubObjectID {
+				continue
+			}
+			if d, ok := l.p.devices[oid]; ok {
+				devices = append(devices, d)
+			} else {
+				gone = append(gone, oid)
+			}
+		}
+	}
+	var staleGone []string
 	for oid := range l.p.stale {
-		if len(l.stale) < maxStale {
-			l.stale[oid] = struct{}{}
+		if _, ok := l.p.devices[oid]; ok {
+			delete(l.p.stale, oid)
+		} else if l.p.complete {
+			staleGone = append(staleGone, oid)
+			delete(l.p.stale, oid)
 		}
 	}
-	clear(l.p.stale)
 	l.p.mu.Unlock()
+	clear(l.retry)
 
-	if !l.ready() || snap == nil {
-		return true // nothing to publish to, or nothing to publish yet
-	}
-	full = full || l.needFull
-	want := render(l.p.t, *snap)
-	msgs := plan(l.p.t, l.published, want, l.stale, full)
-	for oid := range l.stale {
-		if _, ok := want[oid]; ok {
-			delete(l.stale, oid)
-		}
-	}
+	// The hub's state is rendered every time: it is one object, and plan skips it unchanged.
+	want := render(l.p.t, &hub, hub.Version, devices)
+	msgs := plan(l.p.t, l.published, want, append(gone, staleGone...), full)
 	if len(msgs) == 0 {
-		l.needFull = false
+		l.needFull, l.version = false, hub.Version
 		return true
 	}
 
@@ -135,17 +167,23 @@ func (l *loop) sync(ctx context.Context, full bool) bool {
 		}
 		l.published.apply(msgs[i])
 	}
-	for _, m := range msgs {
-		if len(m.payload) == 0 && !failed[m.oid] {
-			delete(l.stale, m.oid)
-		}
-	}
 	if firstErr != nil {
+		// Failed objects are synced again; a failed stale clear is remembered again.
+		l.p.mu.Lock()
+		for oid := range failed {
+			l.retry[oid] = struct{}{}
+		}
+		for _, oid := range staleGone {
+			if failed[oid] {
+				l.p.stale[oid] = struct{}{}
+			}
+		}
+		l.p.mu.Unlock()
 		l.p.log.Warn("some publications to home assistant failed; retrying", "failed", len(failed), "err", firstErr)
 		l.needFull = l.needFull || full
 		return false
 	}
-	l.needFull = false
+	l.needFull, l.version = false, hub.Version
 	l.p.log.Debug("published to home assistant", "messages", len(msgs), "full", full)
 	return true
 }

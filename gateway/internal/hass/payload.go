@@ -64,15 +64,18 @@ func newComponent(t topics, oid, key, platform, name string) component {
 
 // deviceState is the JSON on hearth/hass/device/<oid>/state:
 //
-//	{"expires":"2026-05-01T12:00:00Z","last_seen":"2026-04-20T08:00:00Z","problem":true,"reasons":["expiring"]}
+//	{"expires":"2026-05-01T12:00:00Z","last_seen":"2026-04-20T08:00:00Z","problem":true,"reasons":["expiring"],
+//	 "details":["expiring: past the end of its renewal window at 2026-04-25T00:00:00Z (class default); …"]}
 //
 // Times are RFC 3339 in UTC, null when unknown (the value templates then render "None", which
-// Home Assistant shows as unknown). reasons is sorted and never null.
+// Home Assistant shows as unknown). reasons (problem codes) is sorted and never null; details
+// holds a "code: text" sentence per problem, in the monitor's order, and is never null.
 type deviceState struct {
 	Expires  *string  `json:"expires"`
 	LastSeen *string  `json:"last_seen"`
 	Problem  bool     `json:"problem"`
 	Reasons  []string `json:"reasons"`
+	Details  []string `json:"details"`
 }
 
 // hubState is the JSON on hearth/hass/hub/state:
@@ -95,7 +98,7 @@ const (
 	tmplExpires     = "{{ value_json.expires }}"
 	tmplLastSeen    = "{{ value_json.last_seen }}"
 	tmplProblem     = "{{ 'ON' if value_json.problem else 'OFF' }}"
-	tmplReasons     = "{{ {'reasons': value_json.reasons} | tojson }}"
+	tmplReasons     = "{{ {'reasons': value_json.reasons, 'details': value_json.details} | tojson }}"
 	tmplOnline      = "{{ 'ON' if value_json.online else 'OFF' }}"
 	tmplDevices     = "{{ value_json.devices }}"
 	tmplExpiring    = "{{ value_json.expiring_soon }}"

@@ -40,19 +40,22 @@ type Config struct {
 }
 
 // Publisher keeps Home Assistant's view of the hub and its devices current. Create it with
-// New, feed it with Update and run it with Run.
+// New, feed it with UpdateHub, UpdateDevice, RemoveDevice and Complete, and run it with Run.
 type Publisher struct {
 	cfg Config
 	t   topics
 	log *slog.Logger
 
-	mu     sync.Mutex
-	latest *snapshot           // the last Update; nil before the first
-	stale  map[string]struct{} // Hearth discovery configs seen on the broker, not yet handled
+	mu       sync.Mutex
+	hub      *Hub                // the last UpdateHub; nil before the first
+	devices  map[string]Device   // by object id: the devices that should have entities
+	dirty    map[string]struct{} // object ids changed since Run's loop last looked
+	complete bool                // every device has been given (Complete)
+	stale    map[string]struct{} // Hearth discovery configs seen on the broker, not yet handled
 
 	connects atomic.Uint64 // OnConnect calls so far
 
-	wake     chan struct{} // an Update, or a stale config, arrived
+	wake     chan struct{} // an update, or a stale config, arrived
 	conn     chan struct{} // the connection went up or down
 	birth    chan struct{} // Home Assistant announced itself online
 	requests chan request  // bridge requests for the worker
@@ -77,6 +80,8 @@ func New(cfg Config, logger *slog.Logger) *Publisher {
 		cfg:      cfg,
 		t:        topics{discovery: cfg.DiscoveryPrefix, prefix: cfg.TopicPrefix},
 		log:      logger,
+		devices:  map[string]Device{},
+		dirty:    map[string]struct{}{},
 		stale:    map[string]struct{}{},
 		wake:     make(chan struct{}, 1),
 		conn:     make(chan struct{}, 1),
@@ -85,18 +90,52 @@ func New(cfg Config, logger *slog.Logger) *Publisher {
 	}
 }
 
-// Update hands the Publisher the current hub and the complete list of devices. It never
-// blocks: the Publisher publishes the latest snapshot it has when it gets to it, so snapshots
-// given in quick succession coalesce. Devices left out of the list have their entities removed
-// from Home Assistant. devices is copied.
-func (p *Publisher) Update(hub Hub, devices []Device) {
-	s := &snapshot{hub: hub, devices: make([]Device, len(devices))}
-	for i, d := range devices {
-		d.Problems = slices.Clone(d.Problems)
-		s.devices[i] = d
-	}
+// The update methods below may be called from any goroutine, before or during Run. None
+// blocks on the network: each records the change, and Run's loop publishes what changed since
+// it last looked, so updates in quick succession coalesce and the work of one is independent
+// of the number of devices.
+
+// UpdateHub sets the hub's own state. Nothing is published before the first UpdateHub: the
+// hub's discovery config comes first, so that the devices' via_device resolves.
+func (p *Publisher) UpdateHub(h Hub) {
 	p.mu.Lock()
-	p.latest = s
+	p.hub = &h
+	p.dirty[hubObjectID] = struct{}{}
+	p.mu.Unlock()
+	notify(p.wake)
+}
+
+// UpdateDevice sets the state of one device, creating its entities if it is new. A device
+// without an ID is ignored. d is copied.
+func (p *Publisher) UpdateDevice(d Device) {
+	if d.ID == "" {
+		return
+	}
+	d.Problems = slices.Clone(d.Problems)
+	oid := objectID(d.ID)
+	p.mu.Lock()
+	p.devices[oid] = d
+	p.dirty[oid] = struct{}{}
+	p.mu.Unlock()
+	notify(p.wake)
+}
+
+// RemoveDevice removes the entities of device id from Home Assistant.
+func (p *Publisher) RemoveDevice(id string) {
+	oid := objectID(id)
+	p.mu.Lock()
+	delete(p.devices, oid)
+	p.dirty[oid] = struct{}{}
+	p.mu.Unlock()
+	notify(p.wake)
+}
+
+// Complete tells the Publisher that every device has been given with UpdateDevice since New.
+// From then on, retained Hearth configs found on the broker for other devices (removed while
+// the hub was down) are cleared; before it, none is, so a restart never removes entities.
+func (p *Publisher) Complete() {
+	p.mu.Lock()
+	p.complete = true
 	p.mu.Unlock()
 	notify(p.wake)
 }
@@ -116,7 +155,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	wg.Go(func() { p.connect(workCtx, client) })
 	wg.Go(func() { p.serveRequests(workCtx, client) })
 
-	l := loop{p: p, client: client, published: view{}, stale: map[string]struct{}{}}
+	l := loop{p: p, client: client, published: ledger{}, retry: map[string]struct{}{}}
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()

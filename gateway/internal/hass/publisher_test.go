@@ -15,7 +15,9 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/hearth-pki/hearth/gateway/internal/monitor"
 	"github.com/hearth-pki/hearth/gateway/internal/testkit"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // awaitLimit only guards against a hang; nothing here measures speed.
@@ -170,6 +172,15 @@ func deviceWith(id string, exp time.Time) Device {
 	return Device{ID: id, Name: id, Expires: exp}
 }
 
+// give hands p the hub and every device, as the hub does at start.
+func give(p *Publisher, hub Hub, devices ...Device) {
+	p.UpdateHub(hub)
+	for _, d := range devices {
+		p.UpdateDevice(d)
+	}
+	p.Complete()
+}
+
 func TestPublisherAgainstMosquitto(t *testing.T) {
 	m := testkit.StartMosquitto(t)
 	live := newObserver(t, m, "homeassistant/#", "hearth/#")
@@ -182,7 +193,7 @@ func TestPublisherAgainstMosquitto(t *testing.T) {
 
 	exp := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	p, calls, stop := startPublisher(t, m, func(p *Publisher) {
-		p.Update(testHub(), []Device{deviceWith("thermostat-1", exp), deviceWith("plug-1", exp)})
+		give(p, testHub(), deviceWith("thermostat-1", exp), deviceWith("plug-1", exp))
 	})
 
 	thermoConfig := "homeassistant/device/hearth_thermostat-1/config"
@@ -262,7 +273,7 @@ func TestPublisherAgainstMosquitto(t *testing.T) {
 	t.Run("a new expiry changes the state", func(t *testing.T) {
 		mark := live.mark()
 		later := exp.Add(30 * 24 * time.Hour)
-		p.Update(testHub(), []Device{deviceWith("thermostat-1", later), deviceWith("plug-1", exp)})
+		p.UpdateDevice(deviceWith("thermostat-1", later))
 		msg := live.await(mark, thermoState, nil)
 		var st deviceState
 		if err := json.Unmarshal(msg.Payload(), &st); err != nil || st.Expires == nil || *st.Expires != "2026-05-31T12:00:00Z" {
@@ -272,7 +283,7 @@ func TestPublisherAgainstMosquitto(t *testing.T) {
 
 	t.Run("a removed device has its entities cleared", func(t *testing.T) {
 		mark := live.mark()
-		p.Update(testHub(), []Device{deviceWith("thermostat-1", exp.Add(30*24*time.Hour))})
+		p.RemoveDevice("plug-1")
 		live.await(mark, plugConfig, empty)
 		live.await(mark, plugState, empty)
 		got := retained(t, m, "#", "test/marker/2")
@@ -307,7 +318,7 @@ func TestPublisherAgainstMosquitto(t *testing.T) {
 func TestPublisherRepublishesAfterBrokerRestart(t *testing.T) {
 	m := testkit.StartMosquitto(t)
 	_, _, _ = startPublisher(t, m, func(p *Publisher) {
-		p.Update(testHub(), []Device{deviceWith("plug-1", time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))})
+		give(p, testHub(), deviceWith("plug-1", time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)))
 	})
 	first := newObserver(t, m, "homeassistant/#")
 	first.await(0, "homeassistant/device/hearth_plug-1/config", nil)
@@ -339,18 +350,71 @@ func TestRunRejectsABadConfig(t *testing.T) {
 	}
 }
 
-func TestUpdateNeverBlocksAndCopies(t *testing.T) {
+func TestUpdatesNeverBlockAndCopy(t *testing.T) {
 	p := New(Config{}, nil)
-	problems := []string{ReasonExpired}
-	devices := []Device{{ID: "a", Problems: problems}}
-	for range 1000 {
-		p.Update(Hub{}, devices) // no Run: must not block
+	problems := []protocol.Problem{{Code: monitor.ProblemExpired, Text: "expired"}}
+	d := Device{ID: "a", Problems: problems}
+	for i := range 1000 { // no Run: must not block
+		p.UpdateHub(Hub{})
+		p.UpdateDevice(d)
+		p.RemoveDevice(fmt.Sprintf("gone-%d", i))
 	}
-	devices[0].ID = "changed"
-	problems[0] = "changed"
+	p.UpdateDevice(Device{}) // no id: ignored
+	problems[0].Code = "changed"
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if got := p.latest.devices; got[0].ID != "a" || !slices.Equal(got[0].Problems, []string{ReasonExpired}) {
-		t.Errorf("Update kept a reference to the caller's slices: %+v", got)
+	if got := p.devices["a"]; got.Problems[0].Code != monitor.ProblemExpired {
+		t.Errorf("UpdateDevice kept a reference to the caller's slice: %+v", got)
+	}
+	if len(p.devices) != 1 || len(p.dirty) != 1002 {
+		t.Errorf("after the updates: %d devices, %d dirty objects; want 1 and 1002 (a, the hub, 1000 removed)", len(p.devices), len(p.dirty))
+	}
+}
+
+// TestOneDeviceChangePublishesOnlyIt checks that the work of an update does not grow with the
+// fleet: after the first publication of 200 devices, changing one publishes that device's
+// state and nothing else.
+func TestOneDeviceChangePublishesOnlyIt(t *testing.T) {
+	m := testkit.StartMosquitto(t)
+	live := newObserver(t, m, "homeassistant/#", "hearth/#")
+	exp := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	var devices []Device
+	for i := range 200 {
+		devices = append(devices, deviceWith(fmt.Sprintf("d%03d", i), exp))
+	}
+	p, _, _ := startPublisher(t, m, func(p *Publisher) { give(p, testHub(), devices...) })
+	live.await(0, "hearth/hass/device/d199/state", nil)
+
+	mark := live.mark()
+	changed := deviceWith("d042", exp.Add(24*time.Hour))
+	p.UpdateDevice(changed)
+	// A sentinel whose topics sort after every device's: once its state arrives, whatever the
+	// change caused has arrived too (one client, one connection, in order).
+	p.UpdateDevice(deviceWith("zzz", exp))
+	live.await(mark, "hearth/hass/device/zzz/state", nil)
+	live.mu.Lock()
+	var got []string
+	for _, msg := range live.msgs[mark:] {
+		got = append(got, msg.Topic())
+	}
+	live.mu.Unlock()
+	want := []string{"hearth/hass/device/d042/state", "homeassistant/device/hearth_zzz/config", "hearth/hass/device/zzz/state"}
+	if sorted := slices.Sorted(slices.Values(got)); !slices.Equal(sorted, slices.Sorted(slices.Values(want))) {
+		t.Errorf("one device's change published %q, want exactly %q", got, want)
+	}
+
+	// The same state again publishes nothing.
+	mark = live.mark()
+	p.UpdateDevice(changed)
+	p.RemoveDevice("zzz")
+	live.await(mark, "hearth/hass/device/zzz/state", func(msg mqtt.Message) bool { return len(msg.Payload()) == 0 })
+	live.mu.Lock()
+	got = got[:0]
+	for _, msg := range live.msgs[mark:] {
+		got = append(got, msg.Topic())
+	}
+	live.mu.Unlock()
+	if want := []string{"homeassistant/device/hearth_zzz/config", "hearth/hass/device/zzz/state"}; !slices.Equal(got, want) {
+		t.Errorf("an unchanged device and a removal published %q, want only the removal %q", got, want)
 	}
 }

@@ -190,14 +190,6 @@ func (h *Hub) publish(topic string, payload []byte, retain bool) {
 	}
 }
 
-// markChanged asks the publish loop to refresh the inventory summary; calls coalesce.
-func (h *Hub) markChanged() {
-	select {
-	case h.changed <- struct{}{}:
-	default:
-	}
-}
-
 // publishStatic publishes the retained hub topics that change only with the hub: state, info,
 // the CA chain and the CRL.
 func (h *Hub) publishStatic(ctx context.Context) {
@@ -209,7 +201,6 @@ func (h *Hub) publishStatic(ctx context.Context) {
 	}
 	h.publish(h.topics.CA(), h.ca.ChainPEM(), true)
 	h.publishCRL(ctx)
-	h.publishDevices(ctx)
 }
 
 // publishCRL regenerates the CRL from the inventory's revoked certificates, with the next
@@ -246,32 +237,8 @@ func (h *Hub) publishCRL(ctx context.Context) {
 	h.publish(h.topics.CRL(), crl, true)
 }
 
-// publishDevices publishes the retained inventory summary on bridge/devices.
-func (h *Hub) publishDevices(ctx context.Context) {
-	list, err := h.admin.List(ctx)
-	if err != nil {
-		h.log.Warn("list devices", "err", err)
-		return
-	}
-	b, err := protocol.Encode(&protocol.BridgeDevices{V: protocol.Version, Devices: list})
-	if err != nil {
-		// A large fleet outgrows one message: publish what fits and say so.
-		h.log.Warn("bridge/devices", "err", err)
-		return
-	}
-	h.publish(h.topics.Bridge(protocol.KindBridgeDevices), b, true)
-	if h.ha != nil {
-		hub, devs, err := h.haSnapshot(ctx)
-		if err != nil {
-			h.log.Warn("Home Assistant snapshot", "err", err)
-			return
-		}
-		h.ha.Update(hub, devs)
-	}
-}
-
-// publishLoop refreshes bridge/devices after changes, at most once a second, and daily
-// regenerates the CRL (so it never goes stale) and prunes the inventory.
+// publishLoop republishes the CRL daily so it never goes stale, and prunes the inventory at
+// start and daily. (The fleet's topics are the fleet view's.)
 func (h *Hub) publishLoop(ctx context.Context) error {
 	h.prune(ctx)
 	daily := time.NewTicker(24 * time.Hour)
@@ -280,13 +247,6 @@ func (h *Hub) publishLoop(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-h.changed:
-			h.publishDevices(ctx)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(time.Second):
-			}
 		case <-daily.C:
 			h.publishCRL(ctx)
 			h.prune(ctx)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,8 +15,6 @@ import (
 
 	"github.com/hearth-pki/hearth/gateway/internal/atomicfile"
 	"github.com/hearth-pki/hearth/gateway/internal/hass"
-	"github.com/hearth-pki/hearth/gateway/internal/inventory"
-	"github.com/hearth-pki/hearth/gateway/internal/monitor"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -68,43 +65,6 @@ func (h *Hub) homeAssistant(ctx context.Context) *hass.Publisher {
 			b, _ := json.Marshal(resp)
 			return b
 		}}, h.log.With("part", "hass"))
-}
-
-// haSnapshot maps the inventory to the entities' inputs.
-func (h *Hub) haSnapshot(ctx context.Context) (hass.Hub, []hass.Device, error) {
-	devs, err := h.store.Devices(ctx)
-	if err != nil {
-		return hass.Hub{}, nil, err
-	}
-	now := h.now()
-	hub := hass.Hub{Version: h.version, Online: true, Devices: len(devs), CAExpires: h.ca.Intermediate().NotAfter, SuccessRate24h: math.NaN()}
-	if ok, failed, err := h.store.AttemptStats(ctx, now.Add(-24*time.Hour)); err == nil && ok+failed > 0 {
-		hub.SuccessRate24h = 100 * float64(ok) / float64(ok+failed)
-	}
-	out := make([]hass.Device, 0, len(devs))
-	problems := 0
-	for _, d := range devs {
-		var active *inventory.Certificate
-		if c, err := h.store.ActiveCertificate(ctx, d.ID); err == nil {
-			active = &c
-			if c.NotAfter.Sub(now) < monitor.ExpiringWithin {
-				hub.ExpiringSoon++
-			}
-		}
-		hd := hass.Device{ID: d.ID, Name: d.Name, Model: d.Model, Vendor: d.Vendor, Firmware: d.Firmware, LastSeen: d.LastSeen,
-			Problems: monitor.Problems(d, active, now)}
-		if active != nil {
-			hd.Expires = active.NotAfter
-		}
-		if len(hd.Problems) > 0 {
-			problems++
-		}
-		out = append(out, hd)
-	}
-	if problems > 0 {
-		hub.Problem = fmt.Sprintf("%d device(s) need attention", problems)
-	}
-	return hub, out, nil
 }
 
 // exportCA writes the CA bundle to SSLDir/hearth/ so other add-ons can trust the hub's

@@ -27,6 +27,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/config"
 	"github.com/hearth-pki/hearth/gateway/internal/control"
+	"github.com/hearth-pki/hearth/gateway/internal/fleetview"
 	"github.com/hearth-pki/hearth/gateway/internal/hass"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/issuer"
@@ -58,10 +59,10 @@ type Hub struct {
 	admin   *admin.Service
 	control net.Listener
 
-	ha *hass.Publisher // nil without Home Assistant discovery
+	ha   *hass.Publisher // nil without Home Assistant discovery
+	view *fleetview.View // bridge/device/<id>, bridge/devices and Home Assistant states
 
-	changed chan struct{} // inventory changed: refresh bridge/devices (coalescing)
-	crlMu   sync.Mutex
+	crlMu sync.Mutex
 }
 
 // Options are what main passes besides the configuration.
@@ -75,8 +76,7 @@ type Options struct {
 // Open creates or loads the data directory, the CA and the inventory, binds the broker's
 // listeners and the control socket, and returns a Hub ready to Run. It starts no goroutine.
 func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err error) {
-	h := &Hub{cfg: cfg, version: opts.Version, log: opts.Logger, now: opts.Now, topics: cfg.Topics(),
-		changed: make(chan struct{}, 1)}
+	h := &Hub{cfg: cfg, version: opts.Version, log: opts.Logger, now: opts.Now, topics: cfg.Topics()}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -148,6 +148,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 
+	h.view = h.newFleetView()
 	h.issuer = issuer.New(issuer.Config{CA: h.ca, Store: h.store, Policy: h.policy.Load, Pub: h.broker, Topics: h.topics,
 		Rate: cfg.IssuanceRate, Burst: int(2 * cfg.IssuanceRate),
 		Now: h.now, Notify: h.notify, Logger: h.log.With("part", "issuer")})
@@ -159,16 +160,17 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 					h.renewal.DeviceOnline(id)
 				}
 			},
-			Changed: func(string) { h.markChanged() }}})
+			Changed: h.deviceChanged}})
 	if err != nil {
 		return nil, err
 	}
 	h.renewal = renewal.New(renewal.Config{Store: h.store, Policy: h.policy.Load, Commander: commander{h},
-		Online: h.broker.Online, PublishWindow: h.issuer.PublishRenewal, Now: h.now, Notify: h.notify, Changed: h.markChanged,
+		Online: h.broker.Online, PublishWindow: h.issuer.PublishRenewal, Now: h.now, Notify: h.notify,
+		DeviceChanged: h.deviceChanged, Changed: h.summaryChanged,
 		Rate: cfg.Renewal.Rate, MaxInFlight: cfg.Renewal.MaxInFlight, AttemptDeadline: cfg.Renewal.InFlightTimeout,
 		Logger: h.log.With("part", "renewal")})
 	h.admin = admin.New(admin.Config{Store: h.store, CA: h.ca, Broker: h.broker, Commands: h.machine, Topics: h.topics, Advertise: cfg.Advertise,
-		TokenTTL: cfg.TokenTTL, Now: h.now, Changed: h.markChanged, Revoked: h.publishCRL, Notify: h.notify,
+		TokenTTL: cfg.TokenTTL, Now: h.now, DeviceChanged: h.deviceChanged, Changed: h.summaryChanged, Revoked: h.publishCRL, Notify: h.notify,
 		Scheduler: h.renewal, Issuer: h.issuer, Policy: h.policy.Load, ReloadPolicy: h.ReloadPolicy, Logger: h.log.With("part", "admin")})
 
 	if _, err := h.applyPolicy(ctx, pol, "hub start"); err != nil {
@@ -207,12 +209,14 @@ func (h *Hub) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("recover device states: %w", err)
 	}
-	h.ha = h.homeAssistant(ctx)
+	if h.ha = h.homeAssistant(ctx); h.ha != nil {
+		h.view.SetHomeAssistant(h.ha)
+	}
 	h.publishStatic(ctx)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	var wg sync.WaitGroup
 	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
@@ -230,7 +234,8 @@ func (h *Hub) Run(ctx context.Context) error {
 	if h.ha != nil {
 		run("home assistant", h.ha.Run)
 	}
-	run("bridge publisher", h.publishLoop)
+	run("fleet view", h.view.Run)
+	run("CRL publisher", h.publishLoop)
 	run("renewal", h.renewal.Run)
 	if h.cfg.HTTPListen != "" {
 		handler := web.Handler(web.Config{Admin: h.admin, Store: h.store, Online: h.onlineCount, Version: h.version, Now: h.now,

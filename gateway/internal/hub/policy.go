@@ -74,6 +74,7 @@ func (h *Hub) ReloadPolicy(ctx context.Context) ([]string, error) {
 		return diff, err
 	}
 	h.renewal.Kick()
+	h.view.Resync() // every renewal window may have moved, and "expiring" with it
 	h.notify(protocol.Event{V: protocol.Version, Type: protocol.EventPolicyChanged, Time: h.now().UTC(),
 		Message: protocol.ClipText(fmt.Sprintf("policy changed: %s", strings.Join(diff, "; ")))})
 	return diff, nil

@@ -351,6 +351,7 @@ func (p *pass) command(c *candidate) bool {
 		return false
 	}
 	d.st, d.saved, p.changed = st, st, true
+	cfg.DeviceChanged(d.dev.ID)
 	id, err := cfg.Commander.Renew(p.ctx, d.dev.ID, action, reason)
 	if err != nil {
 		cause := "command not sent: " + err.Error()
@@ -386,6 +387,7 @@ func (p *pass) save(d *device) {
 		return
 	}
 	d.saved, p.changed = d.st, true
+	p.s.cfg.DeviceChanged(d.dev.ID)
 }
 
 // wake records that the pass has work at t.

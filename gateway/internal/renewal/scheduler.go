@@ -67,9 +67,11 @@ type Config struct {
 	ReminderLeads []time.Duration
 	// Notify receives the events worth showing (bridge/event). Default: none.
 	Notify func(protocol.Event)
-	// Changed is called after a pass, Force or StartCampaign changed a device's renewal
-	// state or a campaign (refresh bridge/devices). Default: nothing.
-	Changed func()
+	// DeviceChanged is called with each device whose renewal status a pass or Force stored
+	// (refresh its bridge topic and entities); Changed after a pass, Force or StartCampaign
+	// changed anything, devices or campaigns (refresh the summary). Default: nothing.
+	DeviceChanged func(deviceID string)
+	Changed       func()
 	// Logger receives a line per pass (Info when it did something, Debug otherwise) and
 	// the errors that do not stop a pass. Default: discard.
 	Logger *slog.Logger
@@ -151,6 +153,9 @@ func New(cfg Config) *Scheduler {
 	}
 	if cfg.Notify == nil {
 		cfg.Notify = func(protocol.Event) {}
+	}
+	if cfg.DeviceChanged == nil {
+		cfg.DeviceChanged = func(string) {}
 	}
 	if cfg.Changed == nil {
 		cfg.Changed = func() {}
@@ -339,6 +344,7 @@ func (s *Scheduler) Force(ctx context.Context, deviceID, reason string) (Forced,
 	}
 	s.event(ctx, inventory.Event{Time: now, Kind: protocol.EventRenewalForced, DeviceID: deviceID,
 		Message: "renewal forced: " + reason, Data: map[string]string{"reason": reason}}, true)
+	s.cfg.DeviceChanged(deviceID)
 	s.cfg.Changed()
 	s.Kick()
 	return Forced{}, nil

@@ -23,8 +23,29 @@ const MaxEventLimit = 1000
 // (status "error", error, code) and an HTTP status: 404 for an unknown device, 400 for bad
 // input, 413 for an oversized body, 500 for the hub's own failures.
 
+// apiDevices answers one page of device/list; the query string carries the request's
+// fields: ?limit=&cursor=&state=&family=&class=&online=true|false.
 func (s *server) apiDevices(w http.ResponseWriter, r *http.Request) {
-	s.writeResponse(w, s.cfg.Admin.Do(r.Context(), s.actor(r), "device/list", nil))
+	q := r.URL.Query()
+	req := protocol.DeviceListRequest{Cursor: q.Get("cursor"), State: q.Get("state"), Family: q.Get("family"), Class: q.Get("class")}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			s.writeResponse(w, apiError(protocol.CodeBadRequest, fmt.Sprintf("limit %q: want a number from 1 to %d", v, protocol.MaxDeviceListLimit)))
+			return
+		}
+		req.Limit = n
+	}
+	if v := q.Get("online"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			s.writeResponse(w, apiError(protocol.CodeBadRequest, fmt.Sprintf("online %q: want true or false", v)))
+			return
+		}
+		req.Online = &b
+	}
+	payload, _ := json.Marshal(req)
+	s.writeResponse(w, s.cfg.Admin.Do(r.Context(), s.actor(r), "device/list", payload))
 }
 
 func (s *server) apiDevice(w http.ResponseWriter, r *http.Request) {

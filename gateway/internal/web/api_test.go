@@ -49,10 +49,11 @@ func TestAPIShapes(t *testing.T) {
 	f := newFixture(t, nil)
 
 	_, body := f.get(t, "/api/devices")
-	var list []protocol.DeviceSummary
-	if err := json.Unmarshal([]byte(body), &list); err != nil {
+	var page protocol.DeviceList
+	if err := json.Unmarshal([]byte(body), &page); err != nil {
 		t.Fatalf("GET /api/devices: %v\n%s", err, body)
 	}
+	list := page.Devices
 	if len(list) != len(seededOrder) {
 		t.Errorf("GET /api/devices lists %d devices, want %d", len(list), len(seededOrder))
 	}

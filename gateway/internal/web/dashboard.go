@@ -25,7 +25,7 @@ type snapshot struct {
 	Now       time.Time
 	Devices   []protocol.DeviceSummary // sorted by id
 	Online    int
-	Expiring  int // active certificates expiring within monitor.ExpiringWithin (or expired)
+	Expiring  int // devices whose certificate is expiring or expired (monitor.Judge)
 	WithIssue int // devices with at least one problem
 	Successes int // renewal attempts of the last 24 h
 	Failures  int
@@ -47,16 +47,15 @@ func (s *server) gather(ctx context.Context) (snapshot, error) {
 	if err != nil {
 		return snapshot{}, err
 	}
-	exp, err := s.cfg.Store.ExpiringBefore(ctx, now.Add(monitor.ExpiringWithin))
-	if err != nil {
-		return snapshot{}, err
-	}
 	ok, failed, err := s.cfg.Store.AttemptStats(ctx, now.Add(-24*time.Hour))
 	if err != nil {
 		return snapshot{}, err
 	}
-	snap := snapshot{Now: now, Devices: devs, Expiring: len(exp), Successes: ok, Failures: failed}
+	snap := snapshot{Now: now, Devices: devs, Successes: ok, Failures: failed}
 	for _, d := range devs {
+		if slices.Contains(d.Problems, monitor.ProblemExpiring) || slices.Contains(d.Problems, monitor.ProblemExpired) {
+			snap.Expiring++
+		}
 		if d.Online {
 			snap.Online++
 		}

@@ -37,7 +37,8 @@ func TestDashboardListsDevicesProblemsFirst(t *testing.T) {
 		f.cfg.CA.Fingerprint, // CA fingerprint
 		`<span class="n">7</span><span class="l">devices`,
 		`<span class="n">2</span><span class="l">online now`,
-		`<span class="n">2</span><span class="l">expiring within 7 days`, // hall-thermostat and the expired garage-door
+		`<span class="n">2</span><span class="l">expiring or expired`, // hall-thermostat and the expired garage-door
+		`title="past the end of its renewal window at `,               // the problem's text, on its badge
 		`<span class="n">4</span><span class="l">with problems`,
 		`<span class="n">67 %</span>`, // 2 of 3 requests in 24 h
 		"expired 2 d 0 h ago", "3 d 0 h left",

@@ -21,7 +21,7 @@ const (
 	MetricDevices         = "hearth_devices"                              // {state}
 	MetricDevicesOnline   = "hearth_devices_online"                       //
 	MetricCertExpiry      = "hearth_certificate_expiry_timestamp_seconds" // {device}: active certificate's not_after
-	MetricCertsExpiring   = "hearth_certificates_expiring"                // {within="7d"}, expired ones included
+	MetricCertsExpiring   = "hearth_certificates_expiring"                // devices with the expiring or expired problem
 	MetricDeviceProblems  = "hearth_device_problems"                      // {problem}: devices with that problem
 	MetricRenewalAttempts = "hearth_renewal_attempts_24h"                 // {outcome="success|failure"}
 	MetricCAExpiry        = "hearth_ca_expiry_timestamp_seconds"          // {ca="root|intermediate"}
@@ -35,8 +35,7 @@ const (
 var (
 	deviceStates = []string{inventory.StateEnrolling, inventory.StateActive, inventory.StateOffline,
 		inventory.StateQuarantined, inventory.StateRemoved}
-	problems = []string{monitor.ProblemExpired, monitor.ProblemExpiring, monitor.ProblemRenewalFailing,
-		monitor.ProblemRevoked, monitor.ProblemClockSkew, monitor.ProblemUnexpectedSerial, monitor.ProblemNoCertificate}
+	problems = monitor.Codes()
 )
 
 func (s *server) metrics(w http.ResponseWriter, r *http.Request) {
@@ -80,8 +79,8 @@ func writeMetrics(w io.Writer, snap snapshot, ca CAInfo, version string) {
 		}
 	}
 
-	m.family(MetricCertsExpiring, "Active certificates expiring within the window, already expired ones included.")
-	m.sample(MetricCertsExpiring, int64(snap.Expiring), "within", fmt.Sprintf("%dd", monitor.ExpiringWithin/(24*time.Hour)))
+	m.family(MetricCertsExpiring, "Devices whose certificate is past its renewal window's end, inside the emergency floor, or expired.")
+	m.sample(MetricCertsExpiring, int64(snap.Expiring))
 
 	m.family(MetricDeviceProblems, "Devices with each problem.")
 	for _, p := range withExtra(problems, byProblem) {

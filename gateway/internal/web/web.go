@@ -6,7 +6,7 @@
 //	GET  /                        dashboard: tiles and the device table, problems first
 //	GET  /devices/{id}            one device: certificates, attempts, events, health, "Renew now"
 //	POST /devices/{id}/renew      the dashboard's renew form; 303 back to the device page
-//	GET  /api/devices             admin "device/list" data
+//	GET  /api/devices             admin "device/list" data, one page (?limit=&cursor=&state=&family=&class=&online=)
 //	GET  /api/devices/{id}        admin "device/get" data
 //	POST /api/devices/{id}/renew  admin "device/renew" data
 //	GET  /api/events              admin "events" data (?device=&limit=, limit 1..1000, default 50)
