@@ -550,9 +550,9 @@ func FuzzManual(f *testing.F) {
 // commandRecorder is the renewal scheduler's Commander: it records every renew command.
 type commandRecorder struct{ devices []string }
 
-func (c *commandRecorder) Renew(_ context.Context, id string, _ protocol.Action, _ string) (string, error) {
+func (c *commandRecorder) Queue(_ context.Context, id string, _ inventory.Command) error {
 	c.devices = append(c.devices, id)
-	return "cmd-1", nil
+	return nil
 }
 
 // TestManualDevicesGetReminders runs the real renewal scheduler over an imported and a

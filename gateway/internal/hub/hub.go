@@ -164,7 +164,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	if err != nil {
 		return nil, err
 	}
-	h.renewal = renewal.New(renewal.Config{Store: h.store, Policy: h.policy.Load, Commander: commander{h},
+	h.renewal = renewal.New(renewal.Config{Store: h.store, Policy: h.policy.Load, Commander: commander{h.machine},
 		Online: h.broker.Online, PublishWindow: h.issuer.PublishRenewal, Now: h.now, Notify: h.notify,
 		DeviceChanged: h.deviceChanged, Changed: h.summaryChanged,
 		Rate: cfg.Renewal.Rate, MaxInFlight: cfg.Renewal.MaxInFlight, AttemptDeadline: cfg.Renewal.InFlightTimeout,
@@ -257,13 +257,13 @@ func (h *Hub) Run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// commander lets the renewal scheduler push commands through the admin service (built after
-// the scheduler, which it uses in turn).
-type commander struct{ h *Hub }
+// commander hands the commands the renewal scheduler stored (with their renewal state,
+// campaign entry and event, in one transaction) to the device state machine, which sends
+// them once the device subscribes.
+type commander struct{ m *lifecycle.Machine }
 
-func (c commander) Renew(ctx context.Context, id string, action protocol.Action, reason string) (string, error) {
-	r, err := c.h.admin.Renew(ctx, id, action, reason, c.h.now().Add(c.h.cfg.Renewal.InFlightTimeout))
-	return r.CommandID, err
+func (c commander) Queue(ctx context.Context, id string, cmd inventory.Command) error {
+	return c.m.Queue(ctx, id, lifecycle.Command{ID: cmd.ID, Action: cmd.Action, Reason: cmd.Reason, Deadline: cmd.Deadline})
 }
 
 // onlineCount is the number of devices with a live session.

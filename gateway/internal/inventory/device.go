@@ -255,14 +255,19 @@ func (s *Store) SetRenewal(ctx context.Context, id string, st RenewalStatus) err
 	if err := checkText(st.LastCause); err != nil {
 		return err
 	}
+	return s.updateDevice(ctx, id, "set renewal", renewalColumns(st))
+}
+
+// renewalColumns are the device columns SetRenewal writes for st.
+func renewalColumns(st RenewalStatus) map[string]any {
 	var r deviceRow
 	r.setRenewal(st)
-	return s.updateDevice(ctx, id, "set renewal", map[string]any{
+	return map[string]any{
 		"renewal_state": r.RenewalState, "renewal_failures": r.RenewalFailures,
 		"renewal_next_attempt_at": r.RenewalNextAttempt, "renewal_last_cause": r.RenewalLastCause,
 		"renewal_window_start": r.RenewalWindowStart, "renewal_window_end": r.RenewalWindowEnd,
 		"renewal_again": r.RenewalAgain,
-	})
+	}
 }
 
 // SetState changes the device's state and, when it changes, appends a protocol.EventDeviceState

@@ -245,6 +245,17 @@ func (s *Store) ResetPresence(ctx context.Context) (int, error) {
 	return int(n), nil
 }
 
+// ClearCommand clears the device's stored command if it is still commandID: a newer command
+// stored meanwhile (by RecordCommand) is kept.
+func (s *Store) ClearCommand(ctx context.Context, deviceID, commandID string) error {
+	err := s.w.WithContext(ctx).Model(&deviceRow{}).Where("id = ? AND command_id = ?", deviceID, commandID).
+		Updates(map[string]any{"command_id": "", "command_action": "", "command_reason": "", "command_deadline": 0}).Error
+	if err != nil {
+		return fmt.Errorf("clear command of device %q: %w", deviceID, err)
+	}
+	return nil
+}
+
 // SetCommand stores the renew command the device has not acted on; the zero Command clears
 // it. An unknown device is ErrNotFound.
 func (s *Store) SetCommand(ctx context.Context, deviceID string, c Command) error {

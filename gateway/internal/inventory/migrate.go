@@ -14,6 +14,9 @@ type migration struct {
 	version int
 	name    string
 	sql     []string
+	// apply, if set, runs after sql in the same transaction: data conversions SQL alone
+	// cannot express.
+	apply func(tx *gorm.DB) error
 }
 
 // migrations is the schema history. Times are INTEGER Unix seconds (0 = unset), durations
@@ -186,6 +189,42 @@ var migrations = []migration{
 			WHEN key_algorithm GLOB 'unknown (*)' THEN 'unknown'
 			ELSE key_algorithm END`,
 	}},
+	// Campaigns as rows (issue 10): a campaign's device entry changes in the same
+	// transaction as the command it describes (RecordCommand), and a pass writes only the
+	// entries that changed. The JSON records of earlier versions (settings "campaigns" and
+	// "campaign/<id>") are converted and removed (migrateCampaignSettings).
+	{version: 4, name: "campaign rows", sql: []string{
+		`CREATE TABLE campaigns (
+			seq INTEGER PRIMARY KEY NOT NULL,
+			id TEXT NOT NULL UNIQUE,
+			family TEXT NOT NULL DEFAULT '',
+			class TEXT NOT NULL DEFAULT '',
+			all_devices INTEGER NOT NULL DEFAULT 0,
+			rate REAL NOT NULL DEFAULT 0,
+			canary INTEGER NOT NULL DEFAULT 0,
+			abort_after REAL NOT NULL DEFAULT 0,
+			action TEXT NOT NULL DEFAULT '',
+			state TEXT NOT NULL CHECK (state IN ('running', 'aborted', 'finished')),
+			started_at INTEGER NOT NULL,
+			ended_at INTEGER NOT NULL DEFAULT 0,
+			cause TEXT NOT NULL DEFAULT ''
+		) STRICT`,
+		// No foreign key to devices: an entry outlives a removed device (it ends failed).
+		`CREATE TABLE campaign_devices (
+			campaign_id TEXT NOT NULL REFERENCES campaigns (id),
+			device_id TEXT NOT NULL,
+			position INTEGER NOT NULL,
+			serial TEXT NOT NULL DEFAULT '',
+			canary INTEGER NOT NULL DEFAULT 0,
+			stage TEXT NOT NULL CHECK (stage IN ('pending', 'commanded', 'committed', 'failed')),
+			commanded_at INTEGER NOT NULL DEFAULT 0,
+			command_id TEXT NOT NULL DEFAULT '',
+			failures INTEGER NOT NULL DEFAULT 0,
+			cause TEXT NOT NULL DEFAULT '',
+			PRIMARY KEY (campaign_id, device_id)
+		) STRICT`,
+		`CREATE INDEX campaign_devices_stage ON campaign_devices (campaign_id, stage)`,
+	}, apply: migrateCampaignSettings},
 }
 
 // migrate applies the steps of ms the database lacks, each in its own transaction together
@@ -224,6 +263,11 @@ func migrate(ctx context.Context, db *gorm.DB, ms []migration) error {
 			m := ms[current]
 			for _, stmt := range m.sql {
 				if err := tx.Exec(stmt).Error; err != nil {
+					return fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
+				}
+			}
+			if m.apply != nil {
+				if err := m.apply(tx); err != nil {
 					return fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
 				}
 			}

@@ -1,5 +1,6 @@
 // Package inventory is the hub's durable state: devices, certificates, issuance attempts,
-// enrollment tokens, a hash-chained audit log and a few settings, kept in one SQLite file.
+// enrollment tokens, renewal campaigns, a hash-chained audit log and a few settings, kept in
+// one SQLite file.
 //
 // It is the only package of the hub that imports gorm. Its exported types carry no gorm
 // tags: private row structs hold the columns and are converted at the boundary.
@@ -7,8 +8,10 @@
 // Invariants:
 //   - A device has at most one active certificate (a partial unique index enforces it);
 //     Activate moves the previous active one to superseded in the same transaction.
-//   - Multi-row changes (RecordIssuance, Activate, RevokeDevice, RemoveDevice) are one
-//     transaction each: they happen entirely or not at all.
+//   - Multi-row changes (RecordIssuance, Activate, RevokeDevice, RemoveDevice, CreateCampaign,
+//     RecordCommand) are one transaction each: they happen entirely or not at all. A renew
+//     command of the scheduler (RecordCommand) is stored with the device's renewal state,
+//     its campaign entry and its audit event.
 //   - Every certificate issuance, activation and revocation, every token creation and use,
 //     every device removal or state change appends an audit event in the same transaction
 //     as the change (see the Event* kind constants). The actor of those events is taken

@@ -513,7 +513,7 @@ func (m *Machine) do(ctx context.Context, sh *shard, it item, st *State, e Effec
 		m.publish(m.cfg.Topics.Device(id, protocol.KindCmd), &protocol.Command{V: protocol.Version, CommandID: c.ID,
 			Action: protocol.Action(c.Action), Reason: c.Reason, Deadline: c.Deadline, HubTime: now})
 	case CommandSeen:
-		if err := store.SetCommand(ctx, id, inventory.Command{}); err != nil && !errors.Is(err, inventory.ErrNotFound) {
+		if err := store.ClearCommand(ctx, id, e.ID); err != nil {
 			m.cfg.Logger.Warn("clear command", "device", id, "err", err)
 		}
 	default:

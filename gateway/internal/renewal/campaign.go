@@ -3,7 +3,6 @@ package renewal
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -22,58 +21,35 @@ var ErrInvalidCampaign = errors.New("invalid campaign")
 // ErrCampaignExists reports a campaign id already used.
 var ErrCampaignExists = errors.New("campaign already exists")
 
-// Settings keys of the campaign records.
-const (
-	campaignIndexKey  = "campaigns" // JSON list of campaign ids, oldest first
-	campaignKeyPrefix = "campaign/" // + id: the campaign's record
-)
-
-// Stages of a device in a campaign.
-const (
-	stagePending   = "pending"
-	stageCommanded = "commanded"
-	stageCommitted = "committed"
-	stageFailed    = "failed"
-)
-
-// campaignRecord is a campaign as stored.
-type campaignRecord struct {
-	Campaign protocol.Campaign      `json:"campaign"`
-	State    protocol.CampaignState `json:"state"`
-	Started  time.Time              `json:"started"`
-	Ended    time.Time              `json:"ended,omitzero"`
-	Cause    string                 `json:"cause,omitempty"`
-	Devices  []campaignDevice       `json:"devices"` // canaries first
+// campaignOf returns the definition of a stored campaign.
+func campaignOf(c inventory.Campaign) protocol.Campaign {
+	return protocol.Campaign{ID: c.ID, Selector: protocol.CampaignSelector{Family: c.Family, Class: c.Class, All: c.All}, Rate: c.Rate,
+		Canary: c.Canary, AbortAfter: c.AbortAfter, Action: protocol.Action(c.Action)}
 }
 
-// campaignDevice is one device of a campaign.
-type campaignDevice struct {
-	ID          string    `json:"id"`
-	Serial      string    `json:"serial"` // the active certificate when the campaign started
-	Canary      bool      `json:"canary,omitempty"`
-	Stage       string    `json:"stage"`
-	CommandedAt time.Time `json:"commanded_at,omitzero"`
-	CommandID   string    `json:"command_id,omitempty"`
-	Failures    int       `json:"failures,omitempty"` // the device's failure count when commanded
-	Cause       string    `json:"cause,omitempty"`
+// storedCampaign returns c as the inventory stores it, in state running from started.
+func storedCampaign(c protocol.Campaign, started time.Time) inventory.Campaign {
+	return inventory.Campaign{ID: c.ID, Family: c.Selector.Family, Class: c.Selector.Class, All: c.Selector.All,
+		Rate: c.Rate, Canary: c.Canary, AbortAfter: c.AbortAfter, Action: string(c.Action),
+		State: inventory.CampaignRunning, Started: started}
 }
 
-// status returns the record's progress.
-func (r *campaignRecord) status() protocol.CampaignStatus {
-	st := protocol.CampaignStatus{Campaign: r.Campaign, State: r.State, Started: r.Started, Ended: r.Ended, Cause: r.Cause,
+// statusOf returns the progress of a campaign read with its devices.
+func statusOf(r *inventory.CampaignRecord) protocol.CampaignStatus {
+	st := protocol.CampaignStatus{Campaign: campaignOf(r.Campaign), State: protocol.CampaignState(r.State), Started: r.Started, Ended: r.Ended, Cause: r.Cause,
 		Total: len(r.Devices)}
 	for _, e := range r.Devices {
 		if !e.CommandedAt.IsZero() {
 			st.Commanded++
 		}
 		switch e.Stage {
-		case stagePending:
+		case inventory.StagePending:
 			st.Pending++
-		case stageCommanded:
+		case inventory.StageCommanded:
 			st.InFlight++
-		case stageCommitted:
+		case inventory.StageCommitted:
 			st.Committed++
-		case stageFailed:
+		case inventory.StageFailed:
 			st.Failed++
 		}
 	}
@@ -122,9 +98,10 @@ func validateCampaign(c *protocol.Campaign) error {
 }
 
 // StartCampaign selects the campaign's devices (agent devices with an active certificate,
-// canaries chosen among those online first), stores the campaign and kicks a pass, which
-// commands its first devices. It returns ErrInvalidCampaign or ErrCampaignExists (wrapped)
-// for a campaign it refuses, and ErrInvalidCampaign when the selector matches no device.
+// canaries chosen among those online first), stores the campaign with its devices and its
+// start event in one transaction, and kicks a pass, which commands its first devices. It
+// returns ErrInvalidCampaign or ErrCampaignExists (wrapped) for a campaign it refuses, and
+// ErrInvalidCampaign when the selector matches no device.
 func (s *Scheduler) StartCampaign(ctx context.Context, c protocol.Campaign) (protocol.CampaignStatus, error) {
 	if err := s.check(); err != nil {
 		return protocol.CampaignStatus{}, err
@@ -134,12 +111,6 @@ func (s *Scheduler) StartCampaign(ctx context.Context, c protocol.Campaign) (pro
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	store := s.cfg.Store
-	if _, err := store.Setting(ctx, campaignKeyPrefix+c.ID); err == nil {
-		return protocol.CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, ErrCampaignExists)
-	} else if !errors.Is(err, inventory.ErrNotFound) {
-		return protocol.CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, err)
-	}
 	entries, err := s.selectDevices(ctx, c)
 	if err != nil {
 		return protocol.CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, err)
@@ -148,33 +119,26 @@ func (s *Scheduler) StartCampaign(ctx context.Context, c protocol.Campaign) (pro
 		return protocol.CampaignStatus{}, fmt.Errorf("%w %q: the selector matches no agent device with an active certificate", ErrInvalidCampaign, c.ID)
 	}
 	now := s.now()
-	rec := &campaignRecord{Campaign: c, State: protocol.CampaignRunning, Started: now, Devices: entries}
-	// The index first: an id listed without a record is skipped by Campaigns and may be
-	// started again; a record without its index entry would be invisible.
-	ids, err := s.campaignIDs(ctx)
+	rec := &inventory.CampaignRecord{Campaign: storedCampaign(c, now), Devices: entries}
+	st := statusOf(rec)
+	e := inventory.Event{Time: now, Kind: protocol.EventCampaignStarted,
+		Message: fmt.Sprintf("campaign %s started: %s of %d devices, %d canaries", c.ID, c.Action, st.Total, min(c.Canary, st.Total)),
+		Data:    map[string]string{"id": c.ID, "action": string(c.Action), "total": strconv.Itoa(st.Total)}}
+	err = s.cfg.Store.CreateCampaign(ctx, *rec, e)
+	if errors.Is(err, inventory.ErrDuplicate) {
+		return protocol.CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, ErrCampaignExists)
+	}
 	if err != nil {
 		return protocol.CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, err)
 	}
-	if !slices.Contains(ids, c.ID) {
-		b, _ := json.Marshal(append(ids, c.ID))
-		if err := store.SetSetting(ctx, campaignIndexKey, string(b)); err != nil {
-			return protocol.CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, err)
-		}
-	}
-	if err := s.saveCampaign(ctx, rec); err != nil {
-		return protocol.CampaignStatus{}, fmt.Errorf("start campaign %q: %w", c.ID, err)
-	}
-	st := rec.status()
-	s.event(ctx, inventory.Event{Time: now, Kind: protocol.EventCampaignStarted,
-		Message: fmt.Sprintf("campaign %s started: %s of %d devices, %d canaries", c.ID, c.Action, st.Total, min(c.Canary, st.Total)),
-		Data:    map[string]string{"id": c.ID, "action": string(c.Action), "total": strconv.Itoa(st.Total)}}, true)
+	s.notify(e)
 	s.cfg.Changed()
 	s.Kick()
 	return st, nil
 }
 
-// selectDevices returns the campaign's devices, canaries first.
-func (s *Scheduler) selectDevices(ctx context.Context, c protocol.Campaign) ([]campaignDevice, error) {
+// selectDevices returns the campaign's devices, pending, canaries first.
+func (s *Scheduler) selectDevices(ctx context.Context, c protocol.Campaign) ([]inventory.CampaignDevice, error) {
 	devs, err := s.cfg.Store.Devices(ctx)
 	if err != nil {
 		return nil, err
@@ -189,7 +153,7 @@ func (s *Scheduler) selectDevices(ctx context.Context, c protocol.Campaign) ([]c
 	}
 	pol := s.policy()
 	type pick struct {
-		e      campaignDevice
+		e      inventory.CampaignDevice
 		online bool
 	}
 	var picks []pick
@@ -211,7 +175,8 @@ func (s *Scheduler) selectDevices(ctx context.Context, c protocol.Campaign) ([]c
 		if s.cfg.Online != nil {
 			online = s.cfg.Online(d.ID)
 		}
-		picks = append(picks, pick{campaignDevice{ID: d.ID, Serial: serial, Stage: stagePending}, online})
+		picks = append(picks, pick{inventory.CampaignDevice{DeviceID: d.ID, Serial: serial,
+			CampaignStage: inventory.CampaignStage{Stage: inventory.StagePending}}, online})
 	}
 	// Canaries: the first devices by id among those online, then among the others; a
 	// canary that never connects would hold the campaign.
@@ -219,13 +184,13 @@ func (s *Scheduler) selectDevices(ctx context.Context, c protocol.Campaign) ([]c
 	slices.SortStableFunc(byCanary, func(a, b pick) int { return cmp.Compare(btoi(!a.online), btoi(!b.online)) })
 	canary := map[string]bool{}
 	for _, p := range byCanary[:min(c.Canary, len(byCanary))] {
-		canary[p.e.ID] = true
+		canary[p.e.DeviceID] = true
 	}
-	out := make([]campaignDevice, 0, len(picks))
+	out := make([]inventory.CampaignDevice, 0, len(picks))
 	for pass := range 2 {
 		for _, p := range picks {
-			if canary[p.e.ID] == (pass == 0) {
-				p.e.Canary = canary[p.e.ID]
+			if canary[p.e.DeviceID] == (pass == 0) {
+				p.e.Canary = canary[p.e.DeviceID]
 				out = append(out, p.e)
 			}
 		}
@@ -240,70 +205,21 @@ func btoi(b bool) int {
 	return 0
 }
 
-// Campaigns returns every campaign with its progress, oldest first.
+// Campaigns returns every campaign with its progress, oldest first. The counts come from
+// one aggregate query, not from reading every device of every campaign.
 func (s *Scheduler) Campaigns(ctx context.Context) ([]protocol.CampaignStatus, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	recs, err := s.readCampaigns(ctx, nil)
+	sums, err := s.cfg.Store.Campaigns(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]protocol.CampaignStatus, len(recs))
-	for i, r := range recs {
-		out[i] = r.status()
+	out := make([]protocol.CampaignStatus, len(sums))
+	for i, c := range sums {
+		out[i] = protocol.CampaignStatus{Campaign: campaignOf(c.Campaign), State: protocol.CampaignState(c.State), Started: c.Started, Ended: c.Ended,
+			Cause: c.Cause, Total: c.Total, Commanded: c.Commanded, InFlight: c.InFlight, Committed: c.Committed,
+			Failed: c.Failed, Pending: c.Pending}
 	}
 	return out, nil
-}
-
-// campaignIDs reads the campaign index.
-func (s *Scheduler) campaignIDs(ctx context.Context) ([]string, error) {
-	v, err := s.cfg.Store.Setting(ctx, campaignIndexKey)
-	if errors.Is(err, inventory.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var ids []string
-	if err := json.Unmarshal([]byte(v), &ids); err != nil {
-		return nil, fmt.Errorf("campaign index: %w", err)
-	}
-	return ids, nil
-}
-
-// readCampaigns reads the records of the indexed campaigns, skipping the ids skip holds.
-func (s *Scheduler) readCampaigns(ctx context.Context, skip map[string]bool) ([]*campaignRecord, error) {
-	ids, err := s.campaignIDs(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var out []*campaignRecord
-	for _, id := range ids {
-		if skip[id] {
-			continue
-		}
-		v, err := s.cfg.Store.Setting(ctx, campaignKeyPrefix+id)
-		if errors.Is(err, inventory.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		r := &campaignRecord{}
-		if err := json.Unmarshal([]byte(v), r); err != nil {
-			return nil, fmt.Errorf("campaign %q: %w", id, err)
-		}
-		out = append(out, r)
-	}
-	return out, nil
-}
-
-// saveCampaign stores a campaign's record.
-func (s *Scheduler) saveCampaign(ctx context.Context, r *campaignRecord) error {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	return s.cfg.Store.SetSetting(ctx, campaignKeyPrefix+r.Campaign.ID, string(b))
 }

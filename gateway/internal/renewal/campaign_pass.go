@@ -12,50 +12,55 @@ import (
 	"github.com/hearth-pki/hearth/protocol"
 )
 
-// campaignRun is a campaign during a pass.
+// campaignRun is a campaign during a pass. The pass changes rec in memory and stores only
+// what changed: each command with its entry (Store.RecordCommand), the other entries that
+// changed (dirty, at the end of the pass), and the campaign's end.
 type campaignRun struct {
-	rec     *campaignRecord
+	rec     *inventory.CampaignRecord
 	before  protocol.CampaignStatus // progress when the pass began
-	changed bool
+	dirty   map[int]bool            // indexes of rec.Devices changed and not yet stored
+	ended   bool                    // rec.State changed from running during the pass, not yet stored
 	limiter *rate.Limiter
 }
 
 // loadCampaigns reads the campaigns a pass must look at: running ones, and stopped ones
 // with devices still in flight. Mu must be held.
 func (s *Scheduler) loadCampaigns(ctx context.Context) ([]*campaignRun, error) {
-	recs, err := s.readCampaigns(ctx, s.done)
+	recs, err := s.cfg.Store.CampaignsInProgress(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var runs []*campaignRun
-	for _, r := range recs {
-		st := r.status()
-		if r.State != protocol.CampaignRunning && st.InFlight == 0 {
-			s.done[r.Campaign.ID] = true
-			continue
-		}
-		l := s.campaigns[r.Campaign.ID]
+	runs := make([]*campaignRun, 0, len(recs))
+	for i := range recs {
+		r := &recs[i]
+		l := s.campaigns[r.ID]
 		if l == nil {
-			perSecond := r.Campaign.Rate / 60
+			perSecond := r.Rate / 60
 			l = rate.New(perSecond, max(1, int(math.Ceil(perSecond*minPassGap.Seconds()))))
-			s.campaigns[r.Campaign.ID] = l
+			s.campaigns[r.ID] = l
 		}
-		runs = append(runs, &campaignRun{rec: r, before: st, limiter: l})
+		runs = append(runs, &campaignRun{rec: r, before: statusOf(r), dirty: map[int]bool{}, limiter: l})
 	}
 	return runs, nil
 }
 
-// commanded records that e's device was commanded (id "" when it already had a command in
-// flight) while it had failures failures.
-func (r *campaignRun) commanded(e *campaignDevice, now time.Time, failures int, id string) {
-	e.Stage, e.CommandedAt, e.Failures, e.CommandID = stageCommanded, now, failures, id
-	r.changed = true
+// set changes the stage of entry i, to be stored at the end of the pass.
+func (r *campaignRun) set(i int, st inventory.CampaignStage) {
+	r.rec.Devices[i].CampaignStage = st
+	r.dirty[i] = true
 }
 
-// finish records e's outcome.
-func (r *campaignRun) finish(e *campaignDevice, stage, cause string) {
-	e.Stage, e.Cause = stage, protocol.Clip(cause, maxCause)
-	r.changed = true
+// commanded records that entry i's device was commanded (id "" when it already had a
+// command in flight) while it had failures failures.
+func (r *campaignRun) commanded(i int, now time.Time, failures int, id string) {
+	r.set(i, inventory.CampaignStage{Stage: inventory.StageCommanded, CommandedAt: now, CommandID: id, Failures: failures})
+}
+
+// finish records entry i's outcome.
+func (r *campaignRun) finish(i int, stage, cause string) {
+	st := r.rec.Devices[i].CampaignStage
+	st.Stage, st.Cause = stage, protocol.Clip(cause, maxCause)
+	r.set(i, st)
 }
 
 // progress records the outcomes of r's devices: committed when the device's active
@@ -64,37 +69,38 @@ func (r *campaignRun) finish(e *campaignDevice, stage, cause string) {
 func (p *pass) progress(r *campaignRun) {
 	for i := range r.rec.Devices {
 		e := &r.rec.Devices[i]
-		if e.Stage != stagePending && e.Stage != stageCommanded {
+		if e.Stage != inventory.StagePending && e.Stage != inventory.StageCommanded {
 			continue
 		}
-		d := p.devices[e.ID]
+		d := p.devices[e.DeviceID]
 		switch {
 		case d == nil || !commandable(d.dev):
-			r.finish(e, stageFailed, "the device has no active certificate or agent any more")
+			r.finish(i, inventory.StageFailed, "the device has no active certificate or agent any more")
 		case d.cert.Serial != e.Serial:
-			r.finish(e, stageCommitted, "")
-		case e.Stage != stageCommanded:
+			r.finish(i, inventory.StageCommitted, "")
+		case e.Stage != inventory.StageCommanded:
 		case d.st.Failures > e.Failures:
-			r.finish(e, stageFailed, d.st.LastCause)
+			r.finish(i, inventory.StageFailed, d.st.LastCause)
 		case d.st.State != inventory.RenewalCommanded:
 			// No command in flight, no failure, the same certificate: the command was
 			// forgotten (a new policy moved the window); command it again.
-			e.Stage = stagePending
-			r.changed = true
+			st := e.CampaignStage
+			st.Stage = inventory.StagePending
+			r.set(i, st)
 		}
 	}
 }
 
 // judge aborts r when a canary failed or too many devices did.
 func (p *pass) judge(r *campaignRun) {
-	if r.rec.State != protocol.CampaignRunning {
+	if r.rec.State != inventory.CampaignRunning {
 		return
 	}
 	var cause string
-	st := r.rec.status()
+	st := statusOf(r.rec)
 	for _, e := range r.rec.Devices {
-		if e.Canary && e.Stage == stageFailed {
-			cause = fmt.Sprintf("canary %s failed: %s", e.ID, e.Cause)
+		if e.Canary && e.Stage == inventory.StageFailed {
+			cause = fmt.Sprintf("canary %s failed: %s", e.DeviceID, e.Cause)
 			break
 		}
 	}
@@ -105,77 +111,95 @@ func (p *pass) judge(r *campaignRun) {
 	if cause == "" {
 		return
 	}
-	r.rec.State, r.rec.Ended, r.rec.Cause, r.changed = protocol.CampaignAborted, p.now, cause, true
-	st = r.rec.status()
-	p.s.event(p.ctx, inventory.Event{Time: p.now, Kind: protocol.EventCampaignAborted,
-		Message: fmt.Sprintf("campaign %s aborted: %s; %d devices left untouched", r.rec.Campaign.ID, cause, st.Pending),
-		Data:    campaignData(st)}, true)
+	r.rec.State, r.rec.Ended, r.rec.Cause, r.ended = inventory.CampaignAborted, p.now, protocol.Clip(cause, maxCause), true
 }
 
 // pick makes candidates of r's pending devices that are online, canaries first, as r's rate
 // allows.
 func (p *pass) pick(r *campaignRun) {
-	if r.rec.State != protocol.CampaignRunning {
+	if r.rec.State != inventory.CampaignRunning {
 		return
 	}
 	canaries := false
 	for _, e := range r.rec.Devices {
-		if e.Canary && e.Stage != stageCommitted {
+		if e.Canary && e.Stage != inventory.StageCommitted {
 			canaries = true
 		}
 	}
 	for i := range r.rec.Devices {
 		e := &r.rec.Devices[i]
-		if e.Stage != stagePending || canaries && !e.Canary {
+		if e.Stage != inventory.StagePending || canaries && !e.Canary {
 			continue
 		}
-		d := p.devices[e.ID]
+		d := p.devices[e.DeviceID]
 		if d == nil || !p.online(d) {
 			continue
 		}
 		if d.st.State == inventory.RenewalCommanded {
-			r.commanded(e, p.now, d.st.Failures, "") // its commit counts for the campaign
+			r.commanded(i, p.now, d.st.Failures, "") // its commit counts for the campaign
 			continue
 		}
 		if ok, wait := r.limiter.Allow(p.now); !ok {
 			p.wake(p.now.Add(wait))
 			return
 		}
-		c := p.cands[e.ID]
+		c := p.cands[e.DeviceID]
 		if c == nil {
 			c = &candidate{d: d}
-			p.cands[e.ID] = c
+			p.cands[e.DeviceID] = c
 		}
-		c.campaign, c.entry = r, e
+		c.campaign, c.entry = r, i
 	}
 }
 
-// settle finishes r when nothing is left to do, and stores and announces its progress.
+// settle stores what the pass changed of r besides its commands — the entries whose stage
+// changed, one row each, then its end (aborted by judge, or finished when nothing is left
+// to do) with its event — and announces its progress. An entry that could not be stored
+// keeps the campaign from ending in this pass: the next one derives the same outcomes
+// again from the devices.
 func (p *pass) settle(r *campaignRun) {
-	st := r.rec.status()
-	if r.rec.State == protocol.CampaignRunning {
-		p.rep.Campaigns++
-		if st.Pending == 0 && st.InFlight == 0 {
-			r.rec.State, r.rec.Ended, r.changed = protocol.CampaignFinished, p.now, true
-			p.rep.Campaigns--
-			p.s.event(p.ctx, inventory.Event{Time: p.now, Kind: protocol.EventCampaignFinished,
-				Message: fmt.Sprintf("campaign %s finished: %d committed, %d failed", r.rec.Campaign.ID, st.Committed, st.Failed),
-				Data:    campaignData(st)}, true)
-		} else if progress(st) != progress(r.before) {
-			p.s.event(p.ctx, inventory.Event{Time: p.now, Kind: protocol.EventCampaignProgress,
-				Message: fmt.Sprintf("campaign %s: %d of %d committed, %d failed, %d in flight, %d pending",
-					r.rec.Campaign.ID, st.Committed, st.Total, st.Failed, st.InFlight, st.Pending),
-				Data: campaignData(st)}, true)
+	if len(r.dirty) > 0 {
+		stages := make(map[string]inventory.CampaignStage, len(r.dirty))
+		for i := range r.dirty {
+			stages[r.rec.Devices[i].DeviceID] = r.rec.Devices[i].CampaignStage
 		}
+		if err := p.s.cfg.Store.SetCampaignStages(p.ctx, r.rec.ID, stages); err != nil {
+			p.errs = append(p.errs, err)
+			return
+		}
+		r.dirty = map[int]bool{}
+		p.changed = true
 	}
-	if !r.changed {
+	st := statusOf(r.rec)
+	if r.rec.State == inventory.CampaignRunning && st.Pending == 0 && st.InFlight == 0 {
+		r.rec.State, r.rec.Ended, r.ended = inventory.CampaignFinished, p.now, true
+	}
+	if r.ended {
+		st = statusOf(r.rec)
+		e := inventory.Event{Time: p.now, Kind: protocol.EventCampaignFinished, Data: campaignData(st),
+			Message: fmt.Sprintf("campaign %s finished: %d committed, %d failed", r.rec.ID, st.Committed, st.Failed)}
+		if r.rec.State == inventory.CampaignAborted {
+			e.Kind = protocol.EventCampaignAborted
+			e.Message = fmt.Sprintf("campaign %s aborted: %s; %d devices left untouched", r.rec.ID, r.rec.Cause, st.Pending)
+		}
+		if err := p.s.cfg.Store.EndCampaign(p.ctx, r.rec.ID, r.rec.State, r.rec.Ended, r.rec.Cause, e); err != nil {
+			p.errs = append(p.errs, err)
+			return
+		}
+		r.ended, p.changed = false, true
+		p.s.notify(e)
 		return
 	}
-	if err := p.s.saveCampaign(p.ctx, r.rec); err != nil {
-		p.errs = append(p.errs, fmt.Errorf("campaign %q: %w", r.rec.Campaign.ID, err))
+	if r.rec.State != inventory.CampaignRunning {
 		return
 	}
-	p.changed = true
+	p.rep.Campaigns++
+	if progress(st) != progress(r.before) {
+		p.s.event(p.ctx, inventory.Event{Time: p.now, Kind: protocol.EventCampaignProgress,
+			Message: fmt.Sprintf("campaign %s: %d of %d committed, %d failed, %d in flight, %d pending",
+				r.rec.ID, st.Committed, st.Total, st.Failed, st.InFlight, st.Pending),
+			Data: campaignData(st)}, true)
+	}
 }
 
 // campaignData is the data of campaign events.

@@ -29,13 +29,9 @@ func TestCampaignCanariesThenAbortAtThreshold(t *testing.T) {
 	}
 	f.enroll(spec{id: "other-1", family: "other"}, t0, 30*day)
 	f.enroll(spec{id: "meter-1", family: "acme", manual: true}, t0, 30*day)
+	// The agents of acme-03, 04 and 05 fail their renewal as soon as they are commanded.
 	broken := map[string]bool{"acme-03": true, "acme-04": true, "acme-05": true}
-	f.cmd.fail = func(id string) error {
-		if broken[id] {
-			return errBrokerDown
-		}
-		return nil
-	}
+	reported := map[string]bool{}
 
 	st, err := f.s.StartCampaign(ctx, protocol.Campaign{ID: "rekey-acme", Selector: protocol.CampaignSelector{Family: "acme"}, Rate: 60,
 		Canary: 2, AbortAfter: 0.3, Action: protocol.ActionRekey})
@@ -47,6 +43,12 @@ func TestCampaignCanariesThenAbortAtThreshold(t *testing.T) {
 	}
 	step := func() Report { // one pass a second: the campaign's rate allows one command each
 		rep := f.reconcile()
+		for _, id := range f.cmd.ids() {
+			if broken[id] && !reported[id] {
+				reported[id] = true
+				f.s.Failed(id, string(protocol.CodePolicyDenied))
+			}
+		}
 		f.clock.Add(time.Second)
 		return rep
 	}
@@ -71,7 +73,7 @@ func TestCampaignCanariesThenAbortAtThreshold(t *testing.T) {
 		step()
 	}
 	// acme-02 is commanded; 03, 04 and 05 fail: 3 of 10 reach the 0.3 threshold.
-	if got, want := f.cmd.ids(), []string{"acme-00", "acme-01", "acme-02"}; !slices.Equal(got, want) {
+	if got, want := f.cmd.ids(), []string{"acme-00", "acme-01", "acme-02", "acme-03", "acme-04", "acme-05"}; !slices.Equal(got, want) {
 		t.Errorf("commands %v, want %v", got, want)
 	}
 	all, err := f.s.Campaigns(ctx)
@@ -82,7 +84,7 @@ func TestCampaignCanariesThenAbortAtThreshold(t *testing.T) {
 	if st.State != protocol.CampaignAborted || st.Cause == "" {
 		t.Errorf("campaign state %q, cause %q, want aborted with a cause", st.State, st.Cause)
 	}
-	want := map[string]int{"total": 10, "commanded": 3, "in_flight": 1, "committed": 2, "failed": 3, "pending": 4}
+	want := map[string]int{"total": 10, "commanded": 6, "in_flight": 1, "committed": 2, "failed": 3, "pending": 4}
 	if diff := cmp.Diff(want, progressOf(st)); diff != "" {
 		t.Errorf("campaign progress (-want +got):\n%s", diff)
 	}
@@ -104,8 +106,8 @@ func TestCampaignCanariesThenAbortAtThreshold(t *testing.T) {
 	for range 5 {
 		step()
 	}
-	if n := len(f.cmd.commands()); n != 3 {
-		t.Errorf("after a restart: %d commands, want still 3", n)
+	if n := len(f.cmd.commands()); n != 6 {
+		t.Errorf("after a restart: %d commands, want still 6", n)
 	}
 	all, _ = f.s.Campaigns(ctx)
 	if all[0].Committed != 3 || all[0].InFlight != 0 || all[0].State != protocol.CampaignAborted {

@@ -30,13 +30,22 @@
 // All state lives in the inventory: the device's RenewalStatus (State, Failures,
 // NextAttemptAt — the command's deadline while "commanded", the next retry while "due" or
 // "failing", the next reminder for a manual device —, LastCause, WindowStart, WindowEnd), the
-// audit events the scheduler appends (Event* kinds), and each campaign's record under the
-// setting "campaign/<id>". A new Scheduler on the same store therefore loses nothing and
-// repeats nothing: a device commanded before a restart is not commanded again until its
-// deadline has passed. A command's state is written before the command is sent, so a crash in
-// between costs one deadline, never a duplicate. The only state kept in memory is what may be
-// lost: the rate limiters' tokens, and outcomes reported by hooks (Failed) that a pass has not
-// yet applied (the deadline or the inventory's attempts catch them after a crash).
+// device's stored command, the audit events the scheduler appends (Event* kinds), and each
+// campaign's row with one row per device (inventory.CampaignRecord). A new Scheduler on the
+// same store therefore loses nothing and repeats nothing: a device commanded before a restart
+// is not commanded again until its deadline has passed.
+//
+// A command is stored whole before it is sent: the device's renewal state (commanded until
+// the deadline), the command itself, its campaign entry (commanded, with commanded_at and the
+// command id) and its renewal.commanded event are one transaction (Store.RecordCommand), and
+// only then is the command handed to the Commander. A crash leaves all of them or none; the
+// hub's device state machine sends a stored command on the device's next subscription, after
+// a restart too. A pass writes only what changed — a device's status, the campaign entries
+// whose stage moved, one row each, and a campaign's end —, never a campaign's every entry.
+// Campaign outcomes are derived from the devices (a new active certificate, a grown failure
+// count), so a pass cut short derives them again. The only state kept in memory is what may
+// be lost: the rate limiters' tokens, and outcomes reported by hooks (Failed) that a pass has
+// not yet applied (the deadline or the inventory's attempts catch them after a crash).
 //
 // # Concurrency
 //

@@ -151,30 +151,30 @@ func (f *fixture) failedAttempt(id string, code protocol.Code) {
 func TestFailingAfterMaxFailuresWithCause(t *testing.T) {
 	plug := spec{id: "plug-1"}
 	f := newFixture(t, t0, Config{MaxFailures: 3})
-	f.cmd.fail = func(string) error { return errBrokerDown }
 	c := f.enroll(plug, t0, 30*day)
 	f.clock.Set(window(plug, c).End)
+	const cause = "the agent's renewal failed: policy_denied"
 	for i := range 3 {
+		f.reconcile() // commands it
+		f.s.Failed(plug.id, string(protocol.CodePolicyDenied))
 		rep := f.reconcile()
 		if rep.Failed != 1 {
 			t.Fatalf("pass %d: Failed = %d, want 1", i+1, rep.Failed)
 		}
+		if want := i / 2; rep.Failing != want { // failing from the third failure on
+			t.Errorf("pass %d: Report.Failing = %d, want %d", i+1, rep.Failing, want)
+		}
 		f.clock.Set(f.status(plug.id).NextAttemptAt)
 	}
 	st := f.status(plug.id)
-	if st.State != inventory.RenewalFailing || st.Failures != 3 || st.LastCause != "command not sent: broker down" {
-		t.Errorf("status = %+v, want failing after 3 failures with cause %q", st, "command not sent: broker down")
-	}
-	if rep := f.reconcile(); rep.Failing != 1 {
-		t.Errorf("Report.Failing = %d, want 1", rep.Failing)
+	if st.State != inventory.RenewalFailing || st.Failures != 3 || st.LastCause != cause {
+		t.Errorf("status = %+v, want failing after 3 failures with cause %q", st, cause)
 	}
 	if got := f.notes.kinds()[protocol.EventRenewalFailing]; got != 1 {
 		t.Errorf("%d %s notifications, want 1", got, protocol.EventRenewalFailing)
 	}
 
 	// Failing devices are still retried; a commit brings them back to idle.
-	f.cmd.fail = nil
-	f.clock.Set(f.status(plug.id).NextAttemptAt)
 	f.reconcile()
 	if got := f.status(plug.id).State; got != inventory.RenewalCommanded {
 		t.Fatalf("failing device after its backoff: state %q, want commanded", got)
@@ -195,12 +195,14 @@ func TestEmergencyOverridesBackoff(t *testing.T) {
 	plug := spec{id: "plug-1"}
 	base := time.Minute
 	f := newFixture(t, t0, Config{BackoffBase: base, BackoffMax: 6 * time.Hour, MaxFailures: 1, Rand: func() float64 { return 1 }})
-	f.cmd.fail = func(string) error { return errBrokerDown }
 	c := f.enroll(plug, t0, 30*day)
 	w := window(plug, c)
-	// Fail repeatedly before the floor until the backoff is long.
+	// Fail repeatedly before the floor until the backoff is long: each command's renewal
+	// fails at once.
 	f.clock.Set(w.EmergencyAt.Add(-20 * time.Hour))
 	for range 12 {
+		f.reconcile()
+		f.s.Failed(plug.id, string(protocol.CodePolicyDenied))
 		f.reconcile()
 		if next := f.status(plug.id).NextAttemptAt; next.Before(w.EmergencyAt) {
 			f.clock.Set(next)
@@ -210,10 +212,10 @@ func TestEmergencyOverridesBackoff(t *testing.T) {
 	if !st.NextAttemptAt.After(w.EmergencyAt.Add(10 * time.Minute)) {
 		t.Fatalf("setup: next attempt %s, want well past the emergency floor %s", st.NextAttemptAt, w.EmergencyAt)
 	}
-	f.cmd.fail = nil
+	before := len(f.cmd.commands())
 	f.clock.Set(w.EmergencyAt)
 	f.reconcile()
-	if got := len(f.cmd.commands()); got != 1 {
+	if got := len(f.cmd.commands()) - before; got != 1 {
 		t.Fatalf("at the emergency floor with a retry due at %s: %d commands, want 1", st.NextAttemptAt, got)
 	}
 	f.clock.Add(10 * time.Minute)

@@ -22,15 +22,18 @@ const day = 24 * time.Hour
 // t0 is the tests' "now" outside synctest bubbles.
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// command is one call of the fake commander.
+// command is one command the fake commander took up.
 type command struct {
-	ID     string
-	Action protocol.Action
-	Reason string
-	At     time.Time
+	ID        string // the device
+	CommandID string
+	Action    protocol.Action
+	Reason    string
+	Deadline  time.Time
+	At        time.Time
 }
 
-// commander is a fake Commander: it records commands and fails those fail chooses.
+// commander is a fake Commander: it records the commands queued, and refuses those fail
+// chooses (the scheduler has stored them already).
 type commander struct {
 	mu    sync.Mutex
 	now   func() time.Time
@@ -38,19 +41,20 @@ type commander struct {
 	calls []command
 }
 
-func (c *commander) Renew(_ context.Context, id string, action protocol.Action, reason string) (string, error) {
+func (c *commander) Queue(_ context.Context, id string, cmd inventory.Command) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.fail != nil {
 		if err := c.fail(id); err != nil {
-			return "", err
+			return err
 		}
 	}
-	c.calls = append(c.calls, command{ID: id, Action: action, Reason: reason, At: c.now()})
-	return fmt.Sprintf("cmd-%d", len(c.calls)), nil
+	c.calls = append(c.calls, command{ID: id, CommandID: cmd.ID, Action: protocol.Action(cmd.Action), Reason: cmd.Reason,
+		Deadline: cmd.Deadline, At: c.now()})
+	return nil
 }
 
-// commands returns the commands sent so far.
+// commands returns the commands queued so far.
 func (c *commander) commands() []command {
 	c.mu.Lock()
 	defer c.mu.Unlock()

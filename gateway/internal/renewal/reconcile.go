@@ -3,6 +3,8 @@ package renewal
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -39,9 +41,10 @@ type candidate struct {
 	// reason is then the routine command's reason.
 	routine bool
 	reason  string
-	// campaign and entry are set when a campaign picked the device.
+	// campaign is set when a campaign picked the device; entry is then the device's index
+	// in the campaign's record.
 	campaign *campaignRun
-	entry    *campaignDevice
+	entry    int
 }
 
 // pass is the state of one reconcile pass.
@@ -298,13 +301,13 @@ func (p *pass) dispatch() {
 	})
 	slots := p.s.cfg.MaxInFlight - p.rep.InFlight
 	for _, c := range cands {
-		if c.campaign != nil && c.campaign.rec.State != protocol.CampaignRunning {
+		if c.campaign != nil && c.campaign.rec.State != inventory.CampaignRunning {
 			// The campaign stopped during this pass: leave its device untouched unless it
 			// is due anyway.
 			if !c.routine {
 				continue
 			}
-			c.campaign, c.entry = nil, nil
+			c.campaign = nil
 		}
 		p.rep.Due++
 		if !p.online(c.d) {
@@ -334,46 +337,57 @@ func (p *pass) online(d *device) bool {
 	return d.dev.Online
 }
 
-// command sends c's command. The device's state is stored as commanded first, so that a
-// crash right after sending never sends it twice.
+// command commands c's device. The command is stored first, in one transaction with the
+// device's renewal state (commanded until the deadline), its campaign entry and its audit
+// event (Store.RecordCommand); only then is it handed to the Commander, which sends it
+// once the device subscribes. A failure to store leaves everything as it was, for a later
+// pass. A failure to hand it over leaves the stored command to the state machine, which
+// sends it on the device's next subscription (after a restart too), and to the deadline.
 func (p *pass) command(c *candidate) bool {
 	d, cfg, now := c.d, &p.s.cfg, p.now
 	action, reason := protocol.ActionRenew, c.reason
 	if c.campaign != nil {
-		action = c.campaign.rec.Campaign.Action
-		reason = fmt.Sprintf("campaign %s: %s", c.campaign.rec.Campaign.ID, action)
+		action = protocol.Action(c.campaign.rec.Action)
+		reason = fmt.Sprintf("campaign %s: %s", c.campaign.rec.ID, action)
 	}
-	before := d.st
+	reason = truncate(reason, protocol.MaxTextLen)
 	st := d.st
 	st.State, st.NextAttemptAt = inventory.RenewalCommanded, now.Add(cfg.AttemptDeadline)
-	if err := cfg.Store.SetRenewal(p.ctx, d.dev.ID, st); err != nil {
+	cmd := inventory.Command{ID: newCommandID(), Action: string(action), Reason: reason, Deadline: st.NextAttemptAt}
+	rec := inventory.CommandRecord{DeviceID: d.dev.ID, Renewal: st, Command: cmd}
+	data := map[string]string{"command_id": cmd.ID, "action": string(action), "reason": reason, "deadline": stamp(cmd.Deadline)}
+	if c.campaign != nil {
+		data["campaign"] = c.campaign.rec.ID
+		rec.Campaign = c.campaign.rec.ID
+		rec.Stage = inventory.CampaignStage{Stage: inventory.StageCommanded, CommandedAt: now, CommandID: cmd.ID, Failures: d.st.Failures}
+	}
+	rec.Event = inventory.Event{Time: now, Kind: protocol.EventRenewalCommanded, DeviceID: d.dev.ID,
+		Message: fmt.Sprintf("%s command %s: %s", action, cmd.ID, reason), Data: data}
+	if err := cfg.Store.RecordCommand(p.ctx, rec); err != nil {
 		p.errs = append(p.errs, err)
 		return false
 	}
 	d.st, d.saved, p.changed = st, st, true
 	cfg.DeviceChanged(d.dev.ID)
-	id, err := cfg.Commander.Renew(p.ctx, d.dev.ID, action, reason)
-	if err != nil {
-		cause := "command not sent: " + err.Error()
-		p.fail(d, cause)
-		p.save(d)
-		if c.entry != nil {
-			c.campaign.finish(c.entry, stageFailed, cause)
-			p.judge(c.campaign)
-		}
-		return false
+	if r := c.campaign; r != nil {
+		r.rec.Devices[c.entry].CampaignStage = rec.Stage
+		delete(r.dirty, c.entry) // stored with the command
 	}
 	p.rep.Commanded++
 	p.rep.InFlight++
 	p.wake(st.NextAttemptAt)
-	data := map[string]string{"command_id": id, "action": string(action), "reason": reason, "deadline": stamp(st.NextAttemptAt)}
-	if c.campaign != nil {
-		data["campaign"] = c.campaign.rec.Campaign.ID
-		c.campaign.commanded(c.entry, now, before.Failures, id)
+	if err := cfg.Commander.Queue(p.ctx, d.dev.ID, cmd); err != nil {
+		p.errs = append(p.errs, fmt.Errorf("queue command %s of %q (stored; sent on its next subscription): %w", cmd.ID, d.dev.ID, err))
 	}
-	p.s.event(p.ctx, inventory.Event{Time: now, Kind: protocol.EventRenewalCommanded, DeviceID: d.dev.ID,
-		Message: fmt.Sprintf("%s command %s sent: %s", action, id, reason), Data: data}, false)
+	p.s.notify(rec.Event)
 	return true
+}
+
+// newCommandID returns a fresh command id (as admin.Service.Renew makes them).
+func newCommandID() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return "cmd-" + hex.EncodeToString(b)
 }
 
 // save stores d's status when the pass changed it.
@@ -404,3 +418,16 @@ func sameStatus(a, b inventory.RenewalStatus) bool {
 
 // stamp formats a time for messages and event data.
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// truncate shortens s to at most n bytes without splitting a UTF-8 sequence.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !isRuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }

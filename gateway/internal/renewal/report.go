@@ -19,7 +19,7 @@ type Report struct {
 	// Due is the number of devices that needed a command at the pass's time: those
 	// commanded, those queued offline and those held back by the rate or the cap.
 	Due int `json:"due"`
-	// Commanded is the number of commands sent.
+	// Commanded is the number of commands stored and handed to the Commander.
 	Commanded int `json:"commanded"`
 	// QueuedOffline is the number of due devices waiting to reconnect.
 	QueuedOffline int `json:"queued_offline"`
@@ -30,8 +30,7 @@ type Report struct {
 	Waiting int `json:"waiting"`
 	// InFlight is the number of devices commanded and not yet committed or failed.
 	InFlight int `json:"in_flight"`
-	// Failed is the number of failures recorded (missed deadlines, rollbacks, refusals,
-	// commands that could not be sent).
+	// Failed is the number of failures recorded (missed deadlines, rollbacks, refusals).
 	Failed int `json:"failed"`
 	// Failing is the number of devices in state "failing".
 	Failing int `json:"failing"`

@@ -16,11 +16,13 @@ import (
 	"github.com/hearth-pki/hearth/protocol"
 )
 
-// Commander pushes a command to a device and returns the command's id. The hub's
-// admin.Service.Renew does it over MQTT; tests use a fake. An error means the command was
-// not sent.
+// Commander hands over a renew command the scheduler has stored (Store.RecordCommand, with
+// the device's renewal state, its campaign entry and its event) to what sends it: in the hub,
+// the device state machine (lifecycle.Machine.Queue), which sends it once the device
+// subscribes to its command topic. An error means it was not taken up now; the command stays
+// stored, and the state machine sends stored commands on the device's next subscription.
 type Commander interface {
-	Renew(ctx context.Context, deviceID string, action protocol.Action, reason string) (commandID string, err error)
+	Queue(ctx context.Context, deviceID string, c inventory.Command) error
 }
 
 // Config holds the scheduler's collaborators and limits. Zero values mean the defaults.
@@ -29,7 +31,7 @@ type Config struct {
 	Store *inventory.Store
 	// Policy returns the policy in force; called once per pass. Default policy.Default.
 	Policy func() *policy.Policy
-	// Commander sends renew commands; required.
+	// Commander takes up the renew commands the scheduler stored; required.
 	Commander Commander
 	// Online reports whether a device has a live session. Default: the inventory's
 	// Device.Online (the hub records presence there).
@@ -96,7 +98,6 @@ type Scheduler struct {
 
 	mu        sync.Mutex               // serializes passes, Force and StartCampaign
 	campaigns map[string]*rate.Limiter // campaign id → its command rate; under mu
-	done      map[string]bool          // campaigns finished or aborted with nothing in flight; under mu
 
 	hookMu    sync.Mutex
 	failed    map[string]hookFailure // device → failure reported by Failed, not yet applied
@@ -168,7 +169,6 @@ func New(cfg Config) *Scheduler {
 		limiter:   rate.New(cfg.Rate, cfg.Burst),
 		kick:      make(chan struct{}, 1),
 		campaigns: map[string]*rate.Limiter{},
-		done:      map[string]bool{},
 		failed:    map[string]hookFailure{},
 		committed: map[string]bool{},
 	}
@@ -324,6 +324,7 @@ func (s *Scheduler) Force(ctx context.Context, deviceID, reason string) (Forced,
 		s.event(ctx, inventory.Event{Time: s.now(), Kind: protocol.EventRenewalForced, DeviceID: deviceID,
 			Message: "renewal forced while one is in flight; it follows once that one ends: " + reason,
 			Data:    map[string]string{"reason": reason, "after_current": "true"}}, true)
+		s.cfg.DeviceChanged(deviceID)
 		s.cfg.Changed()
 		return Forced{AfterCurrent: true}, nil
 	}
@@ -382,7 +383,12 @@ func (s *Scheduler) event(ctx context.Context, e inventory.Event, notify bool) {
 		s.cfg.Logger.Warn("append renewal event", "kind", e.Kind, "device", e.DeviceID, "err", err)
 	}
 	if notify {
-		s.cfg.Notify(protocol.Event{V: protocol.Version, Type: e.Kind, Time: e.Time, DeviceID: e.DeviceID,
-			Message: e.Message, Data: e.Data})
+		s.notify(e)
 	}
+}
+
+// notify passes e, appended already, to Notify.
+func (s *Scheduler) notify(e inventory.Event) {
+	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: e.Kind, Time: e.Time, DeviceID: e.DeviceID,
+		Message: e.Message, Data: e.Data})
 }
