@@ -118,23 +118,27 @@ func (f *Fleet) Run(ctx context.Context) error {
 
 	var agents sync.WaitGroup
 	f.startAll(agentCtx, br, &agents)
-	f.mu.Lock()
-	f.phase, f.readyAt = PhaseHolding, f.cfg.Now()
-	f.checkAllRenewed()
-	ready := f.summaryLocked()
-	f.mu.Unlock()
-	f.progress(fmt.Sprintf("hearth-fleet: ready after %s: %d of %d devices enrolled, %d online",
-		ready.ReadyAfter, ready.Enrolled, ready.Devices, ready.Online))
-
 	var err error
-	if ready.Enrolled == 0 {
-		err = fmt.Errorf("fleet: no device could be enrolled%s", causes(ready.EnrollFailures))
-	} else if f.cfg.UntilRenewed {
+	if agentCtx.Err() == nil {
+		f.mu.Lock()
+		f.phase, f.readyAt = PhaseHolding, f.cfg.Now()
+		f.checkAllRenewed()
+		ready := f.summaryLocked()
+		f.mu.Unlock()
+		f.progress(fmt.Sprintf("hearth-fleet: ready after %s: %d of %d devices enrolled, %d online",
+			ready.ReadyAfter, ready.Enrolled, ready.Devices, ready.Online))
+		if ready.Enrolled == 0 {
+			err = fmt.Errorf("fleet: no device could be enrolled%s", causes(ready.EnrollFailures))
+		}
+	}
+	switch {
+	case err != nil || agentCtx.Err() != nil:
+	case f.cfg.UntilRenewed:
 		select {
 		case <-agentCtx.Done():
 		case <-f.allRenewed:
 		}
-	} else {
+	default:
 		<-agentCtx.Done()
 	}
 	stopAgents()

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -283,11 +284,18 @@ func TestMintTokens(t *testing.T) {
 // fakeBridge answers token/create requests on h's broker as the hub's bridge does, with an
 // error for refuse, and returns the channel of the ids asked for.
 func fakeBridge(t *testing.T, h *testHub, refuse string) <-chan string {
+	return fakeBridgeDropping(t, h, refuse, 0)
+}
+
+// fakeBridgeDropping is fakeBridge ignoring the first drop requests, as the hub's publish rate
+// limit does.
+func fakeBridgeDropping(t *testing.T, h *testHub, refuse string, drop int) <-chan string {
 	t.Helper()
 	ids := make(chan string, 64)
 	pool := x509.NewCertPool()
 	pool.AddCert(h.ca.Root)
 	var c mqtt.Client
+	var dropped atomic.Int32
 	topics := protocol.Topics{}
 	c = mqtt.NewClient(mqtt.NewClientOptions().AddBroker("ssl://" + h.broker.Addr).SetClientID("fake-bridge").
 		SetTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}).SetOrderMatters(false).
@@ -298,6 +306,9 @@ func fakeBridge(t *testing.T, h *testHub, refuse string) <-chan string {
 				return
 			}
 			ids <- r.ID
+			if dropped.Add(1) <= int32(drop) {
+				return
+			}
 			resp := protocol.BridgeResponse{Transaction: r.Transaction, Status: "ok", Data: json.RawMessage(`{"id":"` + r.ID + `","token":"hst_fake"}`)}
 			if r.ID == refuse {
 				resp = protocol.BridgeResponse{Transaction: r.Transaction, Status: "error", Error: "refused", Code: protocol.CodeBadRequest}
@@ -390,5 +401,28 @@ func TestConfigRefuses(t *testing.T) {
 		if _, err := New(c); err == nil {
 			t.Errorf("New(%s) = nil error, want a refusal", tt.name)
 		}
+	}
+}
+
+// TestBridgeResends sends a token/create request again when the hub drops it.
+func TestBridgeResends(t *testing.T) {
+	h := newTestHub(t)
+	requests := fakeBridgeDropping(t, h, "", 1)
+	cfg, err := Config{HubURL: h.broker.URL, CA: []*x509.Certificate{h.ca.Root}, Devices: 1, Admin: &AdminLogin{Password: "p"}}.resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := dialBridge(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("dialBridge() = %v", err)
+	}
+	defer b.close()
+	b.resend = 100 * time.Millisecond
+	tok, err := b.createToken(t.Context(), "plug-1")
+	if err != nil || tok != "hst_fake" {
+		t.Fatalf("createToken() = %q, %v; want the token of the second request", tok, err)
+	}
+	if len(requests) != 2 {
+		t.Errorf("%d requests reached the bridge, want 2 (one dropped, one answered)", len(requests))
 	}
 }
