@@ -141,7 +141,7 @@ func (s Summary) WriteText(w io.Writer) error {
 	if s.Reused > 0 {
 		fmt.Fprintf(&b, " (%d reused)", s.Reused)
 	}
-	fmt.Fprintf(&b, ", %d failed to enroll%s; %d online at the end\n", s.EnrollFailed, causes(s.EnrollFailures), s.Online)
+	fmt.Fprintf(&b, ", %d failed to enroll%s\n", s.EnrollFailed, causes(s.EnrollFailures))
 	fmt.Fprintf(&b, "renewals:    %d committed by %d devices, %d failed%s; %d hub commands received\n",
 		s.Committed, s.DevicesRenewed, s.Failed, causes(s.Failures), s.Commands)
 	if s.Committed > 0 {
