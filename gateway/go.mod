@@ -5,7 +5,6 @@ go 1.26.0
 require (
 	github.com/eclipse/paho.mqtt.golang v1.5.1
 	github.com/google/go-cmp v0.7.0
-	github.com/hearth-pki/hearth/agent v0.0.0-00010101000000-000000000000
 	github.com/hearth-pki/hearth/protocol v0.0.0
 	github.com/mochi-mqtt/server/v2 v2.7.9
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.2
@@ -31,9 +30,5 @@ require (
 )
 
 replace github.com/hearth-pki/hearth/protocol => ../protocol
-
-// The agent module is used only by tests: the end-to-end tests and the renewal-storm
-// benchmark run real agent code in-process against the hub.
-replace github.com/hearth-pki/hearth/agent => ../agent
 
 tool honnef.co/go/tools/cmd/staticcheck

@@ -37,7 +37,7 @@ type Agent struct {
 
 	// Owned by the goroutine running Run (or Renew).
 	clk          *clock.Clock
-	ks           *keystore.Dir
+	ks           keys
 	ca           []*x509.Certificate
 	st           keystore.State
 	savedFloor   time.Time
@@ -103,11 +103,11 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // load reads the identity, the pinned CA and the state.
-func (a *Agent) load(ks *keystore.Dir) error {
+func (a *Agent) load(ks keys) error {
 	a.ks = ks
 	ca, err := ks.CA()
 	if errors.Is(err, keystore.ErrNoCA) {
-		return fmt.Errorf("%w: no pinned CA in %s", ErrNotEnrolled, a.cfg.Dir)
+		return fmt.Errorf("%w: no pinned CA in %s", ErrNotEnrolled, a.cfg.where())
 	}
 	if err != nil {
 		return fmt.Errorf("device: %w", err)
@@ -122,7 +122,7 @@ func (a *Agent) load(ks *keystore.Dir) error {
 			return fmt.Errorf("device: %w", err)
 		}
 	case errors.Is(err, keystore.ErrNoIdentity):
-		return fmt.Errorf("%w: no certificate in %s", ErrNotEnrolled, a.cfg.Dir)
+		return fmt.Errorf("%w: no certificate in %s", ErrNotEnrolled, a.cfg.where())
 	case err != nil:
 		return fmt.Errorf("device: %w", err)
 	}
@@ -154,6 +154,16 @@ func (a *Agent) shutdown() {
 
 // current returns the identity in use.
 func (a *Agent) current() keystore.Pair { return *a.pair.Load() }
+
+// Serial returns the serial number (lowercase hex) of the certificate the agent presents to
+// the hub, or "" before Run (or Renew) has loaded it. Unlike the rest of an Agent, it may be
+// called from any goroutine, during and after Run.
+func (a *Agent) Serial() string {
+	if p := a.pair.Load(); p != nil {
+		return p.Serial()
+	}
+	return ""
+}
 
 // now is the device clock, for intervals (with its monotonic reading when real).
 func (a *Agent) now() time.Time { return a.cfg.Now() }

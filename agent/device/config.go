@@ -1,7 +1,9 @@
 package device
 
 import (
+	"crypto"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -43,6 +45,12 @@ var minBuildTime = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 type Config struct {
 	// Dir is the state directory (keys, pinned CA, state). Default DefaultDir.
 	Dir string
+	// Memory, if set, keeps the keys, the pinned CA and the state in memory instead of in
+	// Dir: nothing is read from or written to disk (no config.json, status.json or lock), so
+	// HubURL and DeviceID must be given to every entry point, and nothing survives the
+	// process. Pass the same Memory to Enroll and then to New. For simulated devices
+	// (hearth-fleet); ReadStatus and ExportPEM do not apply.
+	Memory *Memory
 	// HubURL is the hub's MQTT address, "mqtts://host:port".
 	HubURL string
 	// DeviceID is the device's id (see protocol.ValidateDeviceID).
@@ -149,7 +157,7 @@ func (c Config) resolve(fromDisk bool) (Config, error) {
 	if c.Dir == "" {
 		c.Dir = DefaultDir
 	}
-	if fromDisk {
+	if fromDisk && c.Memory == nil {
 		s, err := loadSettings(c.Dir)
 		if err != nil {
 			return c, fmt.Errorf("device: config: %w", err)
@@ -173,6 +181,9 @@ func (c Config) resolve(fromDisk bool) (Config, error) {
 		c.ExportPEM = c.ExportPEM || s.ExportPEM
 	}
 	if c.HubURL == "" || c.DeviceID == "" {
+		if c.Memory != nil {
+			return c, fmt.Errorf("device: config: %w (a device in memory needs its hub URL and device id)", ErrNotEnrolled)
+		}
 		return c, fmt.Errorf("device: config: %w (no hub URL or device id in %s)", ErrNotEnrolled, filepath.Join(c.Dir, settingsName))
 	}
 	u, err := hub.ParseURL(c.HubURL)
@@ -238,9 +249,48 @@ func (c Config) floor(lastKnownGood time.Time) time.Time {
 	return f
 }
 
-// openDir creates the state directory if needed, locks it against a second agent process and
-// opens the keystore in it. The caller must call release.
-func openDir(c Config) (*keystore.Dir, func(), error) {
+// where names the place the identity is kept, for error messages.
+func (c Config) where() string {
+	if c.Memory != nil {
+		return "memory"
+	}
+	return c.Dir
+}
+
+// keyStorage is the key storage reported in health messages.
+func (c Config) keyStorage() string {
+	if c.Memory != nil {
+		return "memory"
+	}
+	return "file"
+}
+
+// keys is what the agent needs of a keystore: the state directory's files (keystore.Dir), or
+// memory (keystore.Memory) for a simulated device.
+type keys interface {
+	Current() (keystore.Pair, error)
+	Previous() (keystore.Pair, error)
+	Install(key crypto.Signer, chain []*x509.Certificate) error
+	Rollback() error
+	CA() ([]*x509.Certificate, error)
+	WriteCA(chain []*x509.Certificate) error
+	LoadState() (keystore.State, error)
+	SaveState(s keystore.State) error
+}
+
+// Memory holds one simulated device's keys, pinned CA and state (Config.Memory). The zero
+// value is empty and ready to use. It takes no lock: use it for one device, with one Enroll,
+// Renew or Run at a time, as a state directory's lock would enforce.
+type Memory struct {
+	ks keystore.Memory
+}
+
+// openDir returns the keystore: c.Memory's, or the state directory's, created if needed and
+// locked against a second agent process. The caller must call release.
+func openDir(c Config) (keys, func(), error) {
+	if c.Memory != nil {
+		return &c.Memory.ks, func() {}, nil
+	}
 	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("device: %w", err)
 	}

@@ -1,11 +1,11 @@
 // Package device is the Hearth agent's runtime: enrollment, the renewal loop, health reports
 // and status, everything hearth-agent does except parsing its command line.
 //
-// It is a public package on purpose: the hub's end-to-end tests and its renewal-storm
-// benchmark (in the gateway module) run real agent code in-process against a real hub, many
-// agents at once, each with its own state directory. Its API is therefore kept small and
-// stable: Config, Enroll, New and Agent.Run, Renew, ReadStatus, the sentinel errors and Event.
-// Fingerprints are protocol.Fingerprint, shared with the hub.
+// Besides hearth-agent, the fleet simulator hearth-fleet (agent/cmd/hearth-fleet) runs many
+// agents of this package in one process, each with its own state directory or its keys in
+// memory (Config.Memory), so that what it measures is the real agent's behaviour. Its API is
+// kept small: Config, Memory, Enroll, New and Agent.Run, Agent.Serial, Renew, ReadStatus, the
+// sentinel errors and Event. Fingerprints are protocol.Fingerprint, shared with the hub.
 //
 // # Flows
 //
@@ -40,12 +40,14 @@
 // state.json. This package adds config.json (hub URL, device id, topic prefix, key algorithm,
 // written by Enroll), status.json (what the running agent last knew: connection, clock, next
 // renewal, on-renew result; informative only) and lock (a flock(2) held by the one process
-// using the directory). Every file is written atomically.
+// using the directory). Every file is written atomically. With Config.Memory there is no
+// directory: the keystore is a keystore.Memory and none of these files exists.
 //
 // # Concurrency
 //
 // An Agent's Run must be called once; everything else of an Agent is owned by that goroutine.
-// Config.OnEvent is called from it and must not block. Enroll, Renew and Run take the
-// directory's lock and fail with ErrLocked if another holder exists, in this process or
-// another. ReadStatus takes no lock and changes nothing.
+// Config.OnEvent is called from it and must not block; Agent.Serial may be called from any
+// goroutine. Enroll, Renew and Run take the directory's lock and fail with ErrLocked if
+// another holder exists, in this process or another (a Memory has no lock: one user at a
+// time). ReadStatus takes no lock and changes nothing.
 package device

@@ -99,8 +99,10 @@ func Enroll(ctx context.Context, cfg Config, token, caFingerprint string) error 
 	if err := ks.Install(key, chain); err != nil && !errors.Is(err, keystore.ErrExport) {
 		return fmt.Errorf("device: enroll: %w", err)
 	}
-	if err := saveSettings(cfg.Dir, cfg); err != nil {
-		return fmt.Errorf("device: enroll: %w", err)
+	if cfg.Memory == nil {
+		if err := saveSettings(cfg.Dir, cfg); err != nil {
+			return fmt.Errorf("device: enroll: %w", err)
+		}
 	}
 	st := keystore.State{LastKnownGood: clk.Floor(), Pending: &keystore.Pending{RequestID: reqID}}
 	if err := ks.SaveState(st); err != nil {

@@ -10,6 +10,7 @@ const (
 	EventConnected    EventKind = "connected"     // a mutual-TLS session with the hub is up
 	EventDisconnected EventKind = "disconnected"  // the session ended (Err says why)
 	EventUnreachable  EventKind = "unreachable"   // a connection attempt failed (Err says why); the agent keeps trying
+	EventRenewing     EventKind = "renewing"      // a renewal starts (Detail is its protocol reason)
 	EventRenewed      EventKind = "renewed"       // a new certificate was installed and acknowledged
 	EventRolledBack   EventKind = "rolled_back"   // an installed certificate was given up (Err says why)
 	EventRenewFailed  EventKind = "renew_failed"  // a renewal failed before anything was installed

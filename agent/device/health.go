@@ -24,7 +24,7 @@ func (a *Agent) healthReport() *protocol.Health {
 	h := &protocol.Health{
 		V: protocol.Version, Serial: pair.Serial(), Issuer: leaf.Issuer.String(),
 		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, KeyAlgorithm: protocol.KeyAlgorithmOf(leaf.PublicKey),
-		KeyStorage: "file", DeviceTime: r.Device, ClockTrusted: r.Trusted, AgentVersion: a.cfg.Version,
+		KeyStorage: a.cfg.keyStorage(), DeviceTime: r.Device, ClockTrusted: r.Trusted, AgentVersion: a.cfg.Version,
 		LastError: protocol.ClipText(a.st.LastError), NextRenewal: a.nextRenewal().At,
 	}
 	if r.HubSeen {

@@ -88,6 +88,7 @@ func (a *Agent) renew(ctx context.Context, reason protocol.Reason, commandID str
 		return errors.New("device: renew: not connected to the hub")
 	}
 	old := a.current()
+	a.emit(Event{Kind: EventRenewing, Detail: string(reason)})
 	key, err := keystore.GenerateKey(protocol.KeyAlgorithm(a.cfg.KeyAlgorithm))
 	if err != nil {
 		return fmt.Errorf("device: renew: %w", err)

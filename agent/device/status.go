@@ -41,7 +41,7 @@ type runtimeState struct {
 
 // saveRuntime writes status.json.
 func (a *Agent) saveRuntime() {
-	if a.ks == nil {
+	if a.ks == nil || a.cfg.Memory != nil {
 		return
 	}
 	p := a.nextRenewal()

@@ -11,16 +11,8 @@ import (
 // Every certificate must be a CA certificate. Writing the chain already pinned touches nothing,
 // so it is cheap to call on every retained CA message.
 func (d *Dir) WriteCA(chain []*x509.Certificate) error {
-	if len(chain) == 0 {
-		return fmt.Errorf("keystore: write CA: empty chain")
-	}
-	for i, c := range chain {
-		if c == nil {
-			return fmt.Errorf("keystore: write CA: certificate %d is nil", i)
-		}
-		if !c.BasicConstraintsValid || !c.IsCA {
-			return fmt.Errorf("keystore: write CA: certificate %d (%q) is not a CA certificate", i, c.Subject.CommonName)
-		}
+	if err := checkCAChain(chain); err != nil {
+		return err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -47,4 +39,20 @@ func (d *Dir) CA() ([]*x509.Certificate, error) {
 		return nil, fmt.Errorf("%s: %w", caName, err)
 	}
 	return chain, nil
+}
+
+// checkCAChain refuses an empty chain and any certificate that is not a CA certificate.
+func checkCAChain(chain []*x509.Certificate) error {
+	if len(chain) == 0 {
+		return fmt.Errorf("keystore: write CA: empty chain")
+	}
+	for i, c := range chain {
+		if c == nil {
+			return fmt.Errorf("keystore: write CA: certificate %d is nil", i)
+		}
+		if !c.BasicConstraintsValid || !c.IsCA {
+			return fmt.Errorf("keystore: write CA: certificate %d (%q) is not a CA certificate", i, c.Subject.CommonName)
+		}
+	}
+	return nil
 }

@@ -41,10 +41,15 @@
 //   - Nothing in this package logs or formats private key material: Pair's String, GoString and
 //     LogValue print only public facts about the certificate.
 //
+// # In memory
+//
+// Memory has the same methods and rules as Dir without any file: for simulated devices
+// (hearth-fleet), where thousands share one process and nothing must outlive it.
+//
 // # Concurrency
 //
-// A Dir's methods are safe for concurrent use by multiple goroutines. A directory must be owned
-// by one process at a time, through one Dir: the package takes no lock across processes, and
-// Current keeps the pair it validated until the Dir itself changes current.pem. Functions that
-// do not take a Dir hold no state.
+// The methods of a Dir and of a Memory are safe for concurrent use by multiple goroutines. A
+// directory must be owned by one process at a time, through one Dir: the package takes no lock
+// across processes, and Current keeps the pair it validated until the Dir itself changes
+// current.pem. Functions that do not take a Dir or a Memory hold no state.
 package keystore
