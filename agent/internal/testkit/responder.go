@@ -47,6 +47,12 @@ type Responder struct {
 
 	wg sync.WaitGroup // answers in flight
 
+	// life guards stopped: handlers hold it shared while they run, the test's cleanup
+	// exclusively, so no handler touches t once the test ended.
+	life    sync.RWMutex
+	stopped bool
+	done    chan struct{} // closed first at cleanup: unblocks a handler waiting to record
+
 	mu        sync.Mutex
 	behaviour Behaviour
 	errorCode protocol.Code
@@ -69,7 +75,7 @@ func StartResponder(t testing.TB, b *Broker) *Responder {
 		Healths: make(chan protocol.Health, 256), States: make(chan protocol.State, 256),
 		t: t, broker: b, ca: b.CA, other: NewCA(t, "Rogue"),
 		lifetime: time.Hour, hubNow: time.Now, issued: map[string]*protocol.Cert{}, clientIDs: map[string]string{},
-		errorCode: protocol.CodeRateLimited,
+		errorCode: protocol.CodeRateLimited, done: make(chan struct{}),
 	}
 	r.client = r.connect("hearth-test-hub")
 	tok := r.client.SubscribeMultiple(map[string]byte{
@@ -93,6 +99,10 @@ func StartResponder(t testing.TB, b *Broker) *Responder {
 		t.Fatalf("responder subscribe to the broker log: %v", tok.Error())
 	}
 	t.Cleanup(func() {
+		close(r.done)
+		r.life.Lock()
+		r.stopped = true
+		r.life.Unlock()
 		r.client.Disconnect(0)
 		r.wg.Wait()
 	})
@@ -183,6 +193,11 @@ func (r *Responder) PublishCA() {
 }
 
 func (r *Responder) handle(_ mqtt.Client, m mqtt.Message) {
+	r.life.RLock()
+	defer r.life.RUnlock()
+	if r.stopped {
+		return // a message that arrived as the test ended
+	}
 	t, err := r.topics.Parse(m.Topic())
 	if err != nil {
 		return
@@ -194,7 +209,11 @@ func (r *Responder) handle(_ mqtt.Client, m mqtt.Message) {
 			r.t.Errorf("responder: invalid CSR from %s: %v", t.DeviceID, err)
 			return
 		}
-		r.CSRs <- c
+		select {
+		case r.CSRs <- c:
+		case <-r.done:
+			return
+		}
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
@@ -206,7 +225,11 @@ func (r *Responder) handle(_ mqtt.Client, m mqtt.Message) {
 			r.t.Errorf("responder: invalid commit from %s: %v", t.DeviceID, err)
 			return
 		}
-		r.Commits <- c
+		select {
+		case r.Commits <- c:
+		case <-r.done:
+			return
+		}
 		if c.Outcome == protocol.OutcomeCommitted {
 			r.wg.Add(1)
 			go func() {
