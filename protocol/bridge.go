@@ -1,6 +1,8 @@
 package protocol
 
 import (
+	"encoding/json"
+	"math"
 	"strings"
 	"time"
 	"unicode"
@@ -23,10 +25,10 @@ type TokenCreated struct {
 // DeviceDetail is the data of a device/get response: the device's summary and its inventory
 // records.
 //
-// The records (DeviceRecord, CertificateRecord, AttemptRecord, AuditEvent) keep the field
-// names device/get and events have always answered with, which are Go's (Serial, NotAfter),
-// not snake case: renaming them would break their readers, so they stay until a new
-// operation replaces them.
+// The records (DeviceRecord, CertificateRecord, AttemptRecord, AuditEvent) follow the rules
+// of every bridge body (README.md, "JSON conventions"): snake_case names, RFC 3339 times,
+// fields left out rather than sent as zero values, durations in seconds. Until issue 16 they
+// carried Go's field names (Serial, NotAfter), zero times and nanoseconds.
 type DeviceDetail struct {
 	DeviceSummary
 	Device       DeviceRecord        `json:"device"`
@@ -37,90 +39,145 @@ type DeviceDetail struct {
 
 // DeviceRecord is a device as the hub's inventory holds it.
 type DeviceRecord struct {
-	ID        string        `json:"ID"`
-	Name      string        `json:"Name"`
-	Family    string        `json:"Family"`
-	Model     string        `json:"Model"`
-	Vendor    string        `json:"Vendor"`
-	Firmware  string        `json:"Firmware"`
-	Class     string        `json:"Class"` // the policy class
-	Tags      []string      `json:"Tags"`
-	Path      string        `json:"Path"`      // "direct", "gateway" or ""
-	Via       string        `json:"Via"`       // the device this one is reached through
-	Mechanism string        `json:"Mechanism"` // "agent", "manual" or ""
-	CreatedAt time.Time     `json:"CreatedAt"`
-	LastSeen  time.Time     `json:"LastSeen"`
-	State     string        `json:"State"` // as DeviceSummary.State
-	Online    bool          `json:"Online"`
-	Health    DeviceHealth  `json:"Health"`
-	Renewal   DeviceRenewal `json:"Renewal"`
+	ID        string        `json:"id"`
+	Name      string        `json:"name,omitempty"`
+	Family    string        `json:"family,omitempty"`
+	Model     string        `json:"model,omitempty"`
+	Vendor    string        `json:"vendor,omitempty"`
+	Firmware  string        `json:"firmware,omitempty"`
+	Class     string        `json:"class,omitempty"` // the policy class
+	Tags      []string      `json:"tags,omitempty"`
+	Path      string        `json:"path,omitempty"`      // "direct", "gateway" or absent
+	Via       string        `json:"via,omitempty"`       // the device this one is reached through
+	Mechanism string        `json:"mechanism,omitempty"` // "agent", "manual" or absent
+	CreatedAt time.Time     `json:"created_at,omitzero"`
+	LastSeen  time.Time     `json:"last_seen,omitzero"`
+	State     string        `json:"state"` // as DeviceSummary.State
+	Online    bool          `json:"online"`
+	Health    DeviceHealth  `json:"health,omitzero"`  // absent until the agent reports
+	Renewal   DeviceRenewal `json:"renewal,omitzero"` // absent for a device never scheduled
 }
 
 // DeviceHealth is what the device's agent last reported (Health), as the hub recorded it.
+// In JSON, ClockSkew is clock_skew_seconds.
 type DeviceHealth struct {
-	ReportedSerial   string        `json:"ReportedSerial"`
-	ReportedNotAfter time.Time     `json:"ReportedNotAfter"`
-	ChainOK          bool          `json:"ChainOK"`
-	ClockSkew        time.Duration `json:"ClockSkew"` // nanoseconds, device clock minus hub clock
-	AgentVersion     string        `json:"AgentVersion"`
-	LastError        string        `json:"LastError"`
-	At               time.Time     `json:"At"` // when the report arrived
+	ReportedSerial   string        `json:"reported_serial,omitempty"`
+	ReportedNotAfter time.Time     `json:"reported_not_after,omitzero"`
+	ChainOK          bool          `json:"chain_ok"`
+	ClockSkew        time.Duration `json:"-"` // device clock minus hub clock
+	AgentVersion     string        `json:"agent_version,omitempty"`
+	LastError        string        `json:"last_error,omitempty"`
+	At               time.Time     `json:"reported_at,omitzero"` // when the report arrived
+}
+
+// deviceHealthJSON is DeviceHealth on the wire: the skew in seconds.
+type deviceHealthJSON struct {
+	plainDeviceHealth
+	ClockSkewSeconds float64 `json:"clock_skew_seconds"`
+}
+
+type plainDeviceHealth DeviceHealth
+
+// MarshalJSON writes the skew as clock_skew_seconds.
+func (h DeviceHealth) MarshalJSON() ([]byte, error) {
+	return json.Marshal(deviceHealthJSON{plainDeviceHealth(h), h.ClockSkew.Seconds()})
+}
+
+// UnmarshalJSON reads clock_skew_seconds into ClockSkew.
+func (h *DeviceHealth) UnmarshalJSON(b []byte) error {
+	var j deviceHealthJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*h = DeviceHealth(j.plainDeviceHealth)
+	h.ClockSkew = secondsDuration(j.ClockSkewSeconds)
+	return nil
 }
 
 // DeviceRenewal is the renewal scheduler's bookkeeping for a device.
 type DeviceRenewal struct {
-	State         string    `json:"State"` // as DeviceSummary.RenewalState
-	Failures      int       `json:"Failures"`
-	NextAttemptAt time.Time `json:"NextAttemptAt"`
-	LastCause     string    `json:"LastCause"`
-	WindowStart   time.Time `json:"WindowStart"`
-	WindowEnd     time.Time `json:"WindowEnd"`
+	State         string    `json:"state,omitempty"` // as DeviceSummary.RenewalState
+	Failures      int       `json:"failures,omitempty"`
+	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
+	LastCause     string    `json:"last_cause,omitempty"`
+	WindowStart   time.Time `json:"window_start,omitzero"`
+	WindowEnd     time.Time `json:"window_end,omitzero"`
 }
 
 // CertificateRecord is one certificate of a device as the inventory holds it.
 type CertificateRecord struct {
-	Serial       string       `json:"Serial"`
-	DeviceID     string       `json:"DeviceID"`
-	NotBefore    time.Time    `json:"NotBefore"`
-	NotAfter     time.Time    `json:"NotAfter"`
-	Issuer       string       `json:"Issuer"`
-	KeyAlgorithm KeyAlgorithm `json:"KeyAlgorithm"`
-	Fingerprint  string       `json:"Fingerprint"` // Fingerprint.Hex
-	Status       string       `json:"Status"`      // "pending", "active", "superseded" or "revoked"
-	PEM          string       `json:"PEM"`
-	RequestID    string       `json:"RequestID"`
-	Replaces     string       `json:"Replaces"`
-	CreatedAt    time.Time    `json:"CreatedAt"`
-	ActivatedAt  time.Time    `json:"ActivatedAt"`
-	RevokedAt    time.Time    `json:"RevokedAt"`
-	RevokeReason string       `json:"RevokeReason"`
+	Serial       string       `json:"serial"`
+	DeviceID     string       `json:"device_id"`
+	NotBefore    time.Time    `json:"not_before,omitzero"`
+	NotAfter     time.Time    `json:"not_after,omitzero"`
+	Issuer       string       `json:"issuer,omitempty"`
+	KeyAlgorithm KeyAlgorithm `json:"key_algorithm,omitempty"`
+	Fingerprint  string       `json:"fingerprint,omitempty"` // Fingerprint.Hex
+	Status       string       `json:"status"`                // "pending", "active", "superseded" or "revoked"
+	PEM          string       `json:"pem,omitempty"`         // left out by device/get
+	RequestID    string       `json:"request_id,omitempty"`
+	Replaces     string       `json:"replaces,omitempty"`
+	CreatedAt    time.Time    `json:"created_at,omitzero"`
+	ActivatedAt  time.Time    `json:"activated_at,omitzero"`
+	RevokedAt    time.Time    `json:"revoked_at,omitzero"`
+	RevokeReason string       `json:"revoke_reason,omitempty"`
 }
 
-// AttemptRecord is one certificate request of a device as the inventory holds it.
+// AttemptRecord is one certificate request of a device as the inventory holds it. In JSON,
+// Latency is latency_seconds.
 type AttemptRecord struct {
-	RequestID  string        `json:"RequestID"`
-	DeviceID   string        `json:"DeviceID"`
-	Reason     string        `json:"Reason"` // a CSR Reason, or "import"
-	Serial     string        `json:"Serial"`
-	StartedAt  time.Time     `json:"StartedAt"`
-	FinishedAt time.Time     `json:"FinishedAt"`
-	Outcome    string        `json:"Outcome"`   // "issued", "committed", "rolled_back" or "failed"
-	ErrorCode  Code          `json:"ErrorCode"` // of a failure or rollback
-	Latency    time.Duration `json:"Latency"`   // nanoseconds to issue (or to fail)
+	RequestID  string        `json:"request_id"`
+	DeviceID   string        `json:"device_id"`
+	Reason     string        `json:"reason,omitempty"` // a CSR Reason, or "import"
+	Serial     string        `json:"serial,omitempty"`
+	StartedAt  time.Time     `json:"started_at,omitzero"`
+	FinishedAt time.Time     `json:"finished_at,omitzero"`
+	Outcome    string        `json:"outcome,omitempty"`    // "issued", "committed", "rolled_back" or "failed"
+	ErrorCode  Code          `json:"error_code,omitempty"` // of a failure or rollback
+	Latency    time.Duration `json:"-"`                    // to issue (or to fail)
+}
+
+type plainAttemptRecord AttemptRecord
+
+// attemptRecordJSON is AttemptRecord on the wire: the latency in seconds.
+type attemptRecordJSON struct {
+	plainAttemptRecord
+	LatencySeconds float64 `json:"latency_seconds,omitempty"`
+}
+
+// MarshalJSON writes the latency as latency_seconds.
+func (a AttemptRecord) MarshalJSON() ([]byte, error) {
+	return json.Marshal(attemptRecordJSON{plainAttemptRecord(a), a.Latency.Seconds()})
+}
+
+// UnmarshalJSON reads latency_seconds into Latency.
+func (a *AttemptRecord) UnmarshalJSON(b []byte) error {
+	var j attemptRecordJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*a = AttemptRecord(j.plainAttemptRecord)
+	a.Latency = secondsDuration(j.LatencySeconds)
+	return nil
+}
+
+// secondsDuration converts seconds on the wire back to a Duration, to the nanosecond.
+func secondsDuration(s float64) time.Duration {
+	return time.Duration(math.Round(s * float64(time.Second)))
 }
 
 // AuditEvent is one record of the hub's audit log, in device/get and events responses. Hash
 // chains the records: the SHA-256 over the record and PrevHash.
 type AuditEvent struct {
-	Seq      int64             `json:"Seq"`
-	Time     time.Time         `json:"Time"`
-	Kind     EventType         `json:"Kind"`
-	DeviceID string            `json:"DeviceID"`
-	Actor    string            `json:"Actor"` // who caused it, e.g. "hub", "cli" or "mqtt:<username>"
-	Message  string            `json:"Message"`
-	Data     map[string]string `json:"Data"`
-	Hash     string            `json:"Hash"`
-	PrevHash string            `json:"PrevHash"`
+	Seq      int64             `json:"seq"`
+	Time     time.Time         `json:"time"`
+	Kind     EventType         `json:"kind"`
+	DeviceID string            `json:"device_id,omitempty"`
+	Actor    string            `json:"actor,omitempty"` // who caused it, e.g. "hub", "cli" or "mqtt:<username>"
+	Message  string            `json:"message,omitempty"`
+	Data     map[string]string `json:"data,omitempty"`
+	Hash     string            `json:"hash"`
+	PrevHash string            `json:"prev_hash,omitempty"` // absent for the first record
 }
 
 // DeviceRenewed is the data of a device/renew response: Queued when the renewal scheduler

@@ -26,7 +26,7 @@ func Decode(data []byte, m Message) error {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), MaxMessageSize)
 	}
 	if err := json.Unmarshal(data, m); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
+		return invalid("malformed JSON: %v", err)
 	}
 	return m.Validate()
 }

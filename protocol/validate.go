@@ -21,8 +21,18 @@ const (
 // ErrInvalid is wrapped by every validation error.
 var ErrInvalid = errors.New("invalid message")
 
+// invalidError is a validation error: errors.Is(err, ErrInvalid) holds, but its text is only
+// what is wrong ("device id ... must be ..."), so the message a person reads through the CLI
+// or a form carries no "invalid message:" prefix (issue 16).
+type invalidError struct{ msg string }
+
+func (e *invalidError) Error() string { return e.msg }
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *invalidError) Is(target error) bool { return target == ErrInvalid }
+
 func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+	return &invalidError{msg: fmt.Sprintf(format, args...)}
 }
 
 // ValidateRequestID checks a request or command id: 1 to 64 characters of A-Z, a-z, 0-9, '.',

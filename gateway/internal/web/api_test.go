@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -74,7 +73,7 @@ func TestAPIShapes(t *testing.T) {
 	}
 
 	_, body = f.get(t, "/api/events?device=kitchen-plug&limit=2")
-	var evs []inventory.Event
+	var evs []protocol.AuditEvent
 	if err := json.Unmarshal([]byte(body), &evs); err != nil {
 		t.Fatalf("GET /api/events: %v\n%s", err, body)
 	}
