@@ -12,23 +12,26 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 )
 
-// runBackup implements the add-on's backup hooks. `backup prepare` writes a consistent
+// setupBackup implements the add-on's backup hooks. `backup prepare` writes a consistent
 // snapshot of the inventory to DATA/backup/hearth-snapshot.db while the hub keeps running
 // (the live database files are excluded from Home Assistant's backup); `backup finish`
 // removes it. On restore, the hub starts from the snapshot (config.RestoreSnapshot).
-func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) string) error {
-	if len(args) == 0 || (args[0] != "prepare" && args[0] != "finish") {
-		return fmt.Errorf("backup: want `backup prepare` or `backup finish`")
+func setupBackup(which string) func(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
+	return func(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
+		data := fs.String("data", "", "data `DIR` ($HEARTH_DATA, else ./hearth-data)")
+		return func(ctx context.Context, args []string) error {
+			if err := exactArgs("backup "+which, args); err != nil {
+				return err
+			}
+			return backup(ctx, which, config.DataDirFrom(*data, s.env), s.stdout)
+		}
 	}
-	fs := flag.NewFlagSet("backup "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	data := fs.String("data", "", "data `directory`")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	dir := config.DataDirFrom(*data, env)
+}
+
+// backup runs `backup prepare` or `backup finish` on data directory dir.
+func backup(ctx context.Context, which, dir string, stdout io.Writer) error {
 	snap := config.SnapshotPath(dir)
-	if args[0] == "finish" {
+	if which == "finish" {
 		for _, p := range []string{snap, snap + ".tmp"} {
 			if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
 				return fmt.Errorf("backup finish: %w", err)

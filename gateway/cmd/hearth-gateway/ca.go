@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,121 +14,65 @@ import (
 	"github.com/hearth-pki/hearth/protocol"
 )
 
-const caUsageText = `Usage:
-  hearth-gateway ca init [--data DIR] [--passphrase-file FILE] [--kdf-iterations N]
-  hearth-gateway ca show [--data DIR] [--json]
+const caInitAbout = `The CA lives in DIR/ca. Its private keys are encrypted with the passphrase
+from --passphrase-file, else from $HEARTH_CA_PASSPHRASE, else from
+DIR/ca/passphrase, generated if missing. That last fallback keeps the
+passphrase beside the keys: it does not protect a copied data directory or
+backup. Supply the passphrase from elsewhere to get that protection.
+` + "`serve`" + ` creates the CA on its first start if it does not exist.`
 
-DIR defaults to $HEARTH_DATA, else ./hearth-data; the CA lives in DIR/ca.
-
-init creates the hub's root and intermediate CA. The private keys are
-encrypted with the passphrase from --passphrase-file, else from
-$HEARTH_CA_PASSPHRASE, else from DIR/ca/passphrase, generated if missing.
-That last fallback keeps the passphrase beside the keys: it does not protect
-a copied data directory or backup. Supply the passphrase from elsewhere to
-get that protection.
-
-show prints the root and intermediate certificates (no passphrase needed),
-including the root fingerprint that agents pin.
-`
-
-// runCA runs the ca subcommand. args are the words after "ca"; env reads
-// the environment (os.Getenv in production). It returns nil after -h or
-// help, and an error wrapping errUsage for bad arguments, after printing
-// what was wrong to stderr.
-func runCA(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, "ca: give a subcommand, init or show")
-		return fmt.Errorf("ca: no subcommand: %w", errUsage)
-	}
-	switch args[0] {
-	case "init":
-		return runCAInit(args[1:], stdout, stderr, env)
-	case "show":
-		return runCAShow(args[1:], stdout, stderr, env)
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, caUsageText)
-		return nil
-	default:
-		fmt.Fprintf(stderr, "ca: unknown subcommand %q (want init or show)\n", args[0])
-		return fmt.Errorf("ca: unknown subcommand %q: %w", args[0], errUsage)
-	}
-}
-
-// caParse parses a ca subcommand's flags; done reports -h.
-func caParse(fs *flag.FlagSet, args []string, stderr io.Writer) (done bool, err error) {
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, caUsageText, "\nFlags of ", fs.Name(), ":\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return true, nil
-		}
-		return false, fmt.Errorf("%s: %v: %w", fs.Name(), err, errUsage)
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
-		return false, fmt.Errorf("%s: unexpected argument %q: %w", fs.Name(), fs.Arg(0), errUsage)
-	}
-	return false, nil
-}
-
-func runCAInit(args []string, stdout, stderr io.Writer, env func(string) string) error {
-	fs := flag.NewFlagSet("ca init", flag.ContinueOnError)
-	data := fs.String("data", "", "hub data `directory` (default $HEARTH_DATA or ./hearth-data); the CA goes in its ca/ subdirectory")
-	passFile := fs.String("passphrase-file", "", "read the CA passphrase from `file` (first line)")
+func setupCAInit(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
+	data := fs.String("data", "", "hub data `DIR` ($HEARTH_DATA, else ./hearth-data); the CA goes in its ca/ subdirectory")
+	passFile := fs.String("passphrase-file", "", "read the CA passphrase from `FILE` (first line)")
 	iterations := fs.Int("kdf-iterations", ca.DefaultIterations,
-		"PBKDF2 `count` protecting the keys: fewer opens faster on a slow hub, more resists a stolen backup")
-	if done, err := caParse(fs, args, stderr); done || err != nil {
-		return err
+		"PBKDF2 `COUNT` protecting the keys: fewer opens faster on a slow hub, more resists a stolen backup")
+	return func(ctx context.Context, args []string) error {
+		if err := exactArgs("ca init", args); err != nil {
+			return err
+		}
+		dataDir := config.DataDirFrom(*data, s.env)
+		pass, src, err := ca.ResolvePassphrase(dataDir, *passFile, s.env(ca.PassphraseEnv))
+		if err != nil {
+			return fmt.Errorf("ca init: %w", err)
+		}
+		dir := ca.Dir(dataDir)
+		c, err := ca.InitWithIterations(dir, pass, time.Now(), *iterations)
+		if err != nil {
+			return fmt.Errorf("ca init: %w", err)
+		}
+		if src.Fallback() {
+			fmt.Fprintf(s.stderr, "warning: the CA keys are encrypted with the passphrase in %s (%s).\n"+
+				"It sits beside the keys, so a copy of the data directory or a backup exposes them.\n"+
+				"To protect them, move that passphrase out of the data directory and supply it with\n"+
+				"%s or --passphrase-file.\n", ca.PassphrasePath(dataDir), src, ca.PassphraseEnv)
+		}
+		fmt.Fprintf(s.stdout, "Created the Hearth CA in %s (passphrase from %s).\n\n", dir, src)
+		return writeCATable(s.stdout, dir, c.Root(), c.Intermediate())
 	}
-	*data = config.DataDirFrom(*data, env)
-	pass, src, err := ca.ResolvePassphrase(*data, *passFile, env(ca.PassphraseEnv))
-	if err != nil {
-		return fmt.Errorf("ca init: %w", err)
-	}
-	dir := ca.Dir(*data)
-	c, err := ca.InitWithIterations(dir, pass, time.Now(), *iterations)
-	if err != nil {
-		return fmt.Errorf("ca init: %w", err)
-	}
-	if src.Fallback() {
-		fmt.Fprintf(stderr, "warning: the CA keys are encrypted with the passphrase in %s (%s).\n"+
-			"It sits beside the keys, so a copy of the data directory or a backup exposes them.\n"+
-			"To protect them, move that passphrase out of the data directory and supply it with\n"+
-			"%s or --passphrase-file.\n", ca.PassphrasePath(*data), src, ca.PassphraseEnv)
-	}
-	fmt.Fprintf(stdout, "Created the Hearth CA in %s (passphrase from %s).\n\n", dir, src)
-	return writeCATable(stdout, dir, c.Root(), c.Intermediate())
 }
 
-func runCAShow(args []string, stdout, stderr io.Writer, env func(string) string) error {
-	fs := flag.NewFlagSet("ca show", flag.ContinueOnError)
-	data := fs.String("data", "", "hub data `directory` (default $HEARTH_DATA or ./hearth-data)")
+func setupCAShow(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
+	data := fs.String("data", "", "hub data `DIR` ($HEARTH_DATA, else ./hearth-data)")
 	asJSON := fs.Bool("json", false, "print JSON for scripts instead of a table")
-	if done, err := caParse(fs, args, stderr); done || err != nil {
-		return err
+	return func(ctx context.Context, args []string) error {
+		if err := exactArgs("ca show", args); err != nil {
+			return err
+		}
+		dir := ca.Dir(config.DataDirFrom(*data, s.env))
+		root, inter, err := ca.ReadCertificates(dir)
+		if err != nil {
+			return fmt.Errorf("ca show: %w", err)
+		}
+		if *asJSON {
+			return writeJSON(s.stdout, caShowJSON{
+				Dir:          dir,
+				Fingerprint:  protocol.FingerprintOf(root).String(),
+				Root:         caCertInfo(root),
+				Intermediate: caCertInfo(inter),
+			})
+		}
+		return writeCATable(s.stdout, dir, root, inter)
 	}
-	dir := ca.Dir(config.DataDirFrom(*data, env))
-	root, inter, err := ca.ReadCertificates(dir)
-	if err != nil {
-		return fmt.Errorf("ca show: %w", err)
-	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(caShowJSON{
-			Dir:          dir,
-			Fingerprint:  protocol.FingerprintOf(root).String(),
-			Root:         caCertInfo(root),
-			Intermediate: caCertInfo(inter),
-		})
-	}
-	return writeCATable(stdout, dir, root, inter)
 }
 
 // caShowJSON is the output of ca show --json. Field names are stable for

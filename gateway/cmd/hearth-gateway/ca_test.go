@@ -36,7 +36,7 @@ func runCATest(t *testing.T, env func(string) string, args ...string) (string, s
 		// The production KDF cost is covered by the ca package's tests.
 		args = append([]string{"init", "--kdf-iterations", "1000"}, args[1:]...)
 	}
-	err := runCA(t.Context(), args, &stdout, &stderr, env)
+	err := run(t.Context(), append([]string{"ca"}, args...), nil, &stdout, &stderr, env)
 	return stdout.String(), stderr.String(), err
 }
 

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,200 +19,355 @@ import (
 	"github.com/hearth-pki/hearth/protocol"
 )
 
-// runClient runs a command against the running hub's control socket.
-func runClient(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer, env func(string) string) error {
-	name := cmd
-	if (cmd == "token" || cmd == "device" || cmd == "audit") && len(args) > 0 {
-		name, args = cmd+" "+args[0], args[1:]
+// hubFlags are the flags every client command has: the data directory of the running hub
+// and, for most, --json.
+type hubFlags struct {
+	data   *string
+	asJSON *bool
+	s      *stdio
+}
+
+func newHubFlags(fs *flag.FlagSet, s *stdio, withJSON bool) *hubFlags {
+	h := &hubFlags{s: s, data: fs.String("data", "", "data `DIR` of the running hub ($HEARTH_DATA, else ./hearth-data)")}
+	h.asJSON = new(bool)
+	if withJSON {
+		fs.BoolVar(h.asJSON, "json", false, "print JSON for scripts (protocol/README.md, \"JSON conventions\")")
 	}
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	data := fs.String("data", "", "data `directory` of the running hub")
-	asJSON := fs.Bool("json", false, "print JSON for scripts")
-	device := fs.String("device", "", "device `id`")
-	ttl := fs.String("ttl", "", "token lifetime, e.g. 24h")
-	devName := fs.String("name", "", "device name")
-	family := fs.String("family", "", "device family (token create), or the family a renew campaign selects")
-	reason := fs.String("reason", "", "why, for the audit log")
-	limit := fs.Int("limit", 50, "at most this many events")
-	camp := campaignFlags(fs, family)
-	outFile := fs.String("out", "", "device sign: write the chain to this `file`")
-	if err := fs.Parse(interleave(args)); err != nil {
-		return err
-	}
-	client := control.NewClient(config.DataDirFrom(*data, env) + "/hearth.sock")
-	id := func() (string, error) {
-		if *device != "" {
-			return *device, nil
-		}
-		if fs.NArg() == 1 {
-			return fs.Arg(0), nil
-		}
-		return "", fmt.Errorf("%s: give one device id", name)
-	}
-	var (
-		raw json.RawMessage
-		err error
-	)
-	switch name {
-	case "token create":
-		if *device == "" {
-			return fmt.Errorf("token create: --device is required")
-		}
-		raw, err = client.Do(ctx, "token/create", protocol.TokenRequest{ID: *device, Name: *devName, Family: *family, TTL: *ttl})
-		if err == nil && !*asJSON {
-			var t protocol.TokenCreated
-			if err := json.Unmarshal(raw, &t); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "Enrollment token for %s (single use, expires %s):\n  %s\n\nOn the device, run:\n  %s\n",
-				t.ID, t.ExpiresAt.Local().Format(time.RFC1123), t.Token, t.Command)
-			return nil
-		}
-	case "devices":
-		var list []protocol.DeviceSummary
-		if list, err = listDevices(ctx, client); err == nil {
-			if !*asJSON {
-				return printDevices(stdout, list, time.Now())
-			}
-			raw, err = json.Marshal(list)
-		}
-	case "device import", "device sign":
-		args := fs.Args()
-		if *outFile != "" {
-			args = append([]string{"--out=" + *outFile}, args...)
-		}
-		return runManual(ctx, client, name, *device, *devName, *family, args, *asJSON, stdout)
-	case "device show":
-		var d string
-		if d, err = id(); err != nil {
-			return err
-		}
-		raw, err = client.Do(ctx, "device/get", protocol.DeviceRequest{ID: d})
-		if err == nil && !*asJSON {
-			var det protocol.DeviceDetail
-			if err := json.Unmarshal(raw, &det); err != nil {
-				return err
-			}
-			return printDetail(stdout, det, time.Now())
-		}
-	case "renew", "revoke", "remove":
-		if name == "renew" && camp.selected() {
-			c, err := camp.campaign()
-			if err != nil {
-				return err
-			}
-			raw, err = client.Do(ctx, "campaign/start", c)
-			if err == nil && !*asJSON {
-				var st protocol.CampaignStatus
-				_ = json.Unmarshal(raw, &st)
-				fmt.Fprintf(stdout, "campaign %s started: %d device(s), %d canary first; follow it with `hearth-gateway campaigns`\n", st.ID, st.Total, st.Canary)
-				return nil
-			}
-			break
-		}
-		var d string
-		if d, err = id(); err != nil {
-			return err
-		}
-		op := map[string]string{"renew": "device/renew", "revoke": "device/revoke", "remove": "device/remove"}[name]
-		raw, err = client.Do(ctx, op, protocol.DeviceRequest{ID: d, Reason: *reason})
-		if err == nil && !*asJSON {
-			switch name {
-			case "renew":
-				var r protocol.DeviceRenewed
-				_ = json.Unmarshal(raw, &r)
-				if r.Queued {
-					fmt.Fprintf(stdout, "renewal of %s queued: the hub commands it now if it is online, else when it reconnects, and retries until it commits\n", r.ID)
-				} else {
-					fmt.Fprintf(stdout, "renew command %s sent to %s (the agent has until %s)\n", r.CommandID, r.ID, r.Deadline.Local().Format(time.Kitchen))
-				}
-			default:
-				var r protocol.DeviceRevoked
-				_ = json.Unmarshal(raw, &r)
-				fmt.Fprintf(stdout, "%s: %d certificate(s) revoked, %d session(s) dropped%s\n", r.ID, r.Revoked, r.Disconnected,
-					map[bool]string{true: ", removed from the inventory"}[r.Removed])
-			}
-			return nil
-		}
-	case "campaigns":
-		raw, err = client.Do(ctx, "campaign/list", struct{}{})
-		if err == nil && !*asJSON {
-			var list []protocol.CampaignStatus
-			if err := json.Unmarshal(raw, &list); err != nil {
-				return err
-			}
-			tw := tabwriter.NewWriter(stdout, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(tw, "CAMPAIGN\tSTATE\tSTARTED\tTOTAL\tCOMMITTED\tFAILED\tIN FLIGHT\tPENDING\tCAUSE")
-			for _, c := range list {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", c.ID, c.State, c.Started.Local().Format(time.DateTime),
-					c.Total, c.Committed, c.Failed, c.InFlight, c.Pending, orDash(c.Cause))
-			}
-			return tw.Flush()
-		}
-	case "events":
-		raw, err = client.Do(ctx, "events", protocol.EventsRequest{ID: *device, Limit: *limit})
-		if err == nil && !*asJSON {
-			var evs []protocol.AuditEvent
-			if err := json.Unmarshal(raw, &evs); err != nil {
-				return err
-			}
-			tw := tabwriter.NewWriter(stdout, 0, 2, 2, ' ', 0)
-			fmt.Fprintln(tw, "TIME\tKIND\tDEVICE\tACTOR\tDETAIL")
-			for _, e := range evs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Kind, e.DeviceID, e.Actor, eventDetail(e))
-			}
-			return tw.Flush()
-		}
-	case "audit verify":
-		raw, err = client.Do(ctx, "audit/verify", struct{}{})
-		if err == nil && !*asJSON {
-			fmt.Fprintln(stdout, "audit log intact: every event's hash chains to the one before")
-			return nil
-		}
-	default:
-		return fmt.Errorf("unknown command %q", name)
-	}
+	return h
+}
+
+func (h *hubFlags) client() *control.Client {
+	return control.NewClient(config.DataDirFrom(*h.data, h.s.env) + "/hearth.sock")
+}
+
+// do runs op on the hub and decodes its data into out.
+func (h *hubFlags) do(ctx context.Context, op string, payload, out any) error {
+	raw, err := h.client().Do(ctx, op, payload)
 	if err != nil {
-		if errors.Is(err, control.ErrNotRunning) {
-			return fmt.Errorf("%w", err)
+		return err
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("%s: the hub answered what this CLI cannot read: %w", op, err)
+	}
+	return nil
+}
+
+// writeJSON prints v indented: the --json output of every command.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// isNotFound reports a hub answer that the named device (or campaign) does not exist.
+func isNotFound(err error) bool {
+	var ce *control.Error
+	return errors.As(err, &ce) && ce.Code == protocol.CodeNotFound
+}
+
+// unknownDevice turns a not-found answer about id into an error that lists the devices the
+// hub has; other errors pass through.
+func (h *hubFlags) unknownDevice(ctx context.Context, err error) error {
+	if !isNotFound(err) {
+		return err
+	}
+	list, lerr := listDevices(ctx, h.client())
+	if lerr != nil {
+		return err
+	}
+	return fmt.Errorf("%w; %s", err, known("devices", deviceIDs(list), "hearth-gateway devices"))
+}
+
+// known lists what exists, at most 10, e.g. "devices: a, b, c (and 4 more: `hearth-gateway
+// devices`)"; "no devices yet" when there are none.
+func known(what string, names []string, listCmd string) string {
+	if len(names) == 0 {
+		return "no " + what + " yet"
+	}
+	const max = 10
+	more := ""
+	if len(names) > max {
+		more = fmt.Sprintf(" (and %d more: `%s`)", len(names)-max, listCmd)
+		names = names[:max]
+	}
+	return what + ": " + strings.Join(names, ", ") + more
+}
+
+func deviceIDs(list []protocol.DeviceSummary) []string {
+	ids := make([]string, len(list))
+	for i, d := range list {
+		ids[i] = d.ID
+	}
+	return ids
+}
+
+func setupTokenCreate(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
+	h := newHubFlags(fs, s, true)
+	device := fs.String("device", "", "device `ID` the token enrolls (or give it as the argument)")
+	ttl := fs.String("ttl", "", "token lifetime, e.g. 30m or 24h (default the hub's token_ttl, 24h)")
+	name := fs.String("name", "", "device `NAME` people read")
+	family := fs.String("family", "", "device `FAMILY`, for campaigns (renew --family)")
+	replace := fs.Bool("replace", false, "allow a token for a device that is already enrolled: its next enrollment replaces its identity")
+	return func(ctx context.Context, args []string) error {
+		id := *device
+		if id == "" && len(args) == 1 {
+			id, args = args[0], nil
+		}
+		if id == "" {
+			return usagef("token create", "give the device id: --device ID")
+		}
+		if len(args) > 0 {
+			return usagef("token create", "unexpected argument %q", args[0])
+		}
+		if !*replace {
+			var det protocol.DeviceDetail
+			err := h.do(ctx, "device/get", protocol.DeviceRequest{ID: id}, &det)
+			switch {
+			case err == nil && (det.Serial != "" || len(det.Certificates) > 0):
+				return fmt.Errorf("%s is already enrolled (state %s): a new token lets whoever holds it replace the device's identity; "+
+					"to do that, run `hearth-gateway token create --device %s --replace`", id, det.State, id)
+			case err != nil && !isNotFound(err):
+				return err
+			}
+		}
+		var t protocol.TokenCreated
+		if err := h.do(ctx, "token/create", protocol.TokenRequest{ID: id, Name: *name, Family: *family, TTL: *ttl}, &t); err != nil {
+			return err
+		}
+		if *h.asJSON {
+			return writeJSON(s.stdout, t)
+		}
+		_, err := fmt.Fprintf(s.stdout, "Enrollment token for %s (single use, expires %s):\n  %s\n\nOn the device, run:\n  %s\n",
+			t.ID, t.ExpiresAt.Local().Format(time.RFC1123), t.Token, t.Command)
+		return err
+	}
+}
+
+func setupDevices(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
+	h := newHubFlags(fs, s, true)
+	return func(ctx context.Context, args []string) error {
+		if err := exactArgs("devices", args); err != nil {
+			return err
+		}
+		list, err := listDevices(ctx, h.client())
+		if err != nil {
+			return err
+		}
+		if *h.asJSON {
+			return writeJSON(s.stdout, list)
+		}
+		return printDevices(s.stdout, list, time.Now())
+	}
+}
+
+func setupDeviceShow(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
+	h := newHubFlags(fs, s, true)
+	return func(ctx context.Context, args []string) error {
+		if err := exactArgs("device show", args, "ID"); err != nil {
+			return err
+		}
+		var det protocol.DeviceDetail
+		if err := h.do(ctx, "device/get", protocol.DeviceRequest{ID: args[0]}, &det); err != nil {
+			return h.unknownDevice(ctx, err)
+		}
+		if *h.asJSON {
+			return writeJSON(s.stdout, det)
+		}
+		return printDetail(s.stdout, det, time.Now())
+	}
+}
+
+func setupManual(name string) func(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
+	return func(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
+		h := newHubFlags(fs, s, true)
+		device := fs.String("device", "", "device `ID` (required)")
+		devName := fs.String("name", "", "device `NAME` people read")
+		family := fs.String("family", "", "device `FAMILY`")
+		var out *string
+		if name == "device sign" {
+			out = fs.String("out", "", "write the signed chain to `FILE` instead of standard output")
+		}
+		return func(ctx context.Context, args []string) error {
+			if len(args) == 0 {
+				return usagef(name, "give the FILE to read (- for standard input)")
+			}
+			if out != nil && *out != "" {
+				args = append([]string{"--out=" + *out}, args...)
+			}
+			return runManual(ctx, h.client(), name, *device, *devName, *family, args, *h.asJSON, s.stdout)
+		}
+	}
+}
+
+func setupRenew(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
+	h := newHubFlags(fs, s, true)
+	family := fs.String("family", "", "campaign: every device of this `FAMILY`")
+	camp := campaignFlags(fs, family)
+	return func(ctx context.Context, args []string) error {
+		if camp.selected() {
+			if len(args) > 0 {
+				return usagef("renew", "give a device ID or a selection (--all, --family, --class), not both")
+			}
+			return h.startCampaign(ctx, camp)
+		}
+		if err := exactArgs("renew", args, "ID"); err != nil {
+			return usagef("renew", "give a device ID, or --all, --family F or --class C for a campaign")
+		}
+		var r protocol.DeviceRenewed
+		if err := h.do(ctx, "device/renew", protocol.DeviceRequest{ID: args[0]}, &r); err != nil {
+			return h.unknownDevice(ctx, err)
+		}
+		if *h.asJSON {
+			return writeJSON(s.stdout, r)
+		}
+		if r.Queued {
+			_, err := fmt.Fprintf(s.stdout, "renewal of %s queued: the hub commands it now if it is online, else when it reconnects, and retries until it commits\n", r.ID)
+			return err
+		}
+		_, err := fmt.Fprintf(s.stdout, "renew command %s sent to %s (the agent has until %s)\n", r.CommandID, r.ID, r.Deadline.Local().Format(time.Kitchen))
+		return err
+	}
+}
+
+// startCampaign starts the campaign the flags describe. A family or class no device has is
+// an error listing those that exist, before anything starts.
+func (h *hubFlags) startCampaign(ctx context.Context, camp *campaignOptions) error {
+	c, err := camp.campaign()
+	if err != nil {
+		return &usageError{cmd: "renew", err: err}
+	}
+	var st protocol.CampaignStatus
+	if err := h.do(ctx, "campaign/start", c, &st); err != nil {
+		var ce *control.Error
+		if errors.As(err, &ce) && ce.Code == protocol.CodeBadRequest && (c.Selector.Family != "" || c.Selector.Class != "") {
+			if list, lerr := listDevices(ctx, h.client()); lerr == nil {
+				return fmt.Errorf("%w; %s", err, selectorsKnown(list))
+			}
 		}
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "%s\n", indentJSON(raw))
+	if *h.asJSON {
+		return writeJSON(h.s.stdout, st)
+	}
+	_, err = fmt.Fprintf(h.s.stdout, "campaign %s started: %d device(s), %d canary first; follow it with `hearth-gateway campaigns`\n", st.ID, st.Total, st.Canary)
 	return err
 }
 
-// interleave moves flags before positional arguments, so `device show ID --json` works.
-func interleave(args []string) []string {
-	var flags, pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if strings.HasPrefix(a, "-") {
-			flags = append(flags, a)
-			if !strings.Contains(a, "=") && i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") && !isBoolFlag(a) {
-				flags = append(flags, args[i+1])
-				i++
-			}
-			continue
+// selectorsKnown lists the families and classes the devices have.
+func selectorsKnown(list []protocol.DeviceSummary) string {
+	var fams, classes []string
+	for _, d := range list {
+		if d.Family != "" && !slices.Contains(fams, d.Family) {
+			fams = append(fams, d.Family)
 		}
-		pos = append(pos, a)
+		if d.Class != "" && !slices.Contains(classes, d.Class) {
+			classes = append(classes, d.Class)
+		}
 	}
-	return append(flags, pos...)
+	slices.Sort(fams)
+	slices.Sort(classes)
+	return known("families", fams, "hearth-gateway devices") + "; " + known("classes", classes, "hearth-gateway devices")
 }
 
-func isBoolFlag(a string) bool {
-	a = strings.TrimLeft(a, "-")
-	return a == "json" || a == "h" || a == "help"
+func setupRevoke(name string) func(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
+	return func(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
+		h := newHubFlags(fs, s, true)
+		reason := fs.String("reason", "", "why, for the audit log")
+		return func(ctx context.Context, args []string) error {
+			if err := exactArgs(name, args, "ID"); err != nil {
+				return err
+			}
+			var r protocol.DeviceRevoked
+			if err := h.do(ctx, "device/"+name, protocol.DeviceRequest{ID: args[0], Reason: *reason}, &r); err != nil {
+				return h.unknownDevice(ctx, err)
+			}
+			if *h.asJSON {
+				return writeJSON(s.stdout, r)
+			}
+			_, err := fmt.Fprintf(s.stdout, "%s: %d certificate(s) revoked, %d session(s) dropped%s\n", r.ID, r.Revoked, r.Disconnected,
+				map[bool]string{true: ", removed from the inventory"}[r.Removed])
+			return err
+		}
+	}
 }
 
-func indentJSON(raw json.RawMessage) []byte {
-	var v any
-	if json.Unmarshal(raw, &v) != nil {
-		return raw
+func setupCampaigns(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
+	h := newHubFlags(fs, s, true)
+	return func(ctx context.Context, args []string) error {
+		if err := exactArgs("campaigns", args); err != nil {
+			return err
+		}
+		list := []protocol.CampaignStatus{}
+		if err := h.do(ctx, "campaign/list", struct{}{}, &list); err != nil {
+			return err
+		}
+		if *h.asJSON {
+			return writeJSON(s.stdout, list)
+		}
+		if len(list) == 0 {
+			_, err := fmt.Fprintln(s.stdout, "no campaigns yet: start one with `hearth-gateway renew --all`")
+			return err
+		}
+		tw := tabwriter.NewWriter(s.stdout, 0, 2, 2, ' ', 0)
+		fmt.Fprintln(tw, "CAMPAIGN\tSTATE\tSTARTED\tTOTAL\tCOMMITTED\tFAILED\tIN FLIGHT\tPENDING\tCAUSE")
+		for _, c := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", c.ID, c.State, c.Started.Local().Format(time.DateTime),
+				c.Total, c.Committed, c.Failed, c.InFlight, c.Pending, orDash(c.Cause))
+		}
+		return tw.Flush()
 	}
-	b, _ := json.MarshalIndent(v, "", "  ")
-	return b
+}
+
+func setupEvents(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
+	h := newHubFlags(fs, s, true)
+	device := fs.String("device", "", "only the events of device `ID`")
+	limit := fs.Int("limit", 50, "at most `N` events, the newest (1 to 1000)")
+	return func(ctx context.Context, args []string) error {
+		if err := exactArgs("events", args); err != nil {
+			return err
+		}
+		if *limit < 1 || *limit > 1000 {
+			return usagef("events", "--limit %d: want 1 to 1000", *limit)
+		}
+		evs := []protocol.AuditEvent{}
+		if err := h.do(ctx, "events", protocol.EventsRequest{ID: *device, Limit: *limit}, &evs); err != nil {
+			return err
+		}
+		if len(evs) == 0 && *device != "" {
+			// An unknown device has no events: say so rather than print nothing.
+			var det protocol.DeviceDetail
+			if err := h.do(ctx, "device/get", protocol.DeviceRequest{ID: *device}, &det); isNotFound(err) {
+				return h.unknownDevice(ctx, err)
+			}
+		}
+		if *h.asJSON {
+			return writeJSON(s.stdout, evs)
+		}
+		tw := tabwriter.NewWriter(s.stdout, 0, 2, 2, ' ', 0)
+		fmt.Fprintln(tw, "TIME\tKIND\tDEVICE\tACTOR\tDETAIL")
+		for _, e := range evs {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Kind, orDash(e.DeviceID), e.Actor, eventDetail(e))
+		}
+		return tw.Flush()
+	}
+}
+
+func setupAuditVerify(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
+	h := newHubFlags(fs, s, true)
+	return func(ctx context.Context, args []string) error {
+		if err := exactArgs("audit verify", args); err != nil {
+			return err
+		}
+		var v protocol.AuditVerified
+		if err := h.do(ctx, "audit/verify", struct{}{}, &v); err != nil {
+			return err
+		}
+		if *h.asJSON {
+			return writeJSON(s.stdout, v)
+		}
+		_, err := fmt.Fprintln(s.stdout, "audit log intact: every event's hash chains to the one before")
+		return err
+	}
 }
 
 // listDevices reads every device, page after page of device/list.
@@ -333,19 +489,24 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-// runAdmin implements `admin hash`: a password on stdin, its hash on stdout.
-func runAdmin(args []string, stdin io.Reader, stdout io.Writer) error {
-	if len(args) != 1 || args[0] != "hash" {
-		return fmt.Errorf("admin: want `admin hash` (password on standard input)")
-	}
-	line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
+// setupAdminHash is `admin hash`: a password on stdin, its hash on stdout.
+func setupAdminHash(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
+	return func(ctx context.Context, args []string) error {
+		if err := exactArgs("admin hash", args); err != nil {
+			return err
+		}
+		if s.stdin == nil {
+			return errors.New("admin hash: no standard input to read the password from")
+		}
+		line, err := bufio.NewReader(io.LimitReader(s.stdin, 4096)).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		hash, err := secret.HashPassword(strings.TrimRight(line, "\r\n"))
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(s.stdout, hash)
 		return err
 	}
-	hash, err := secret.HashPassword(strings.TrimRight(line, "\r\n"))
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintln(stdout, hash)
-	return err
 }

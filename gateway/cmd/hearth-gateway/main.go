@@ -1,83 +1,59 @@
 // Command hearth-gateway is the Hearth hub: an MQTT broker, a certificate authority and a
 // renewal orchestrator that keep a smart home's device certificates valid. `serve` runs it;
 // the other subcommands manage the CA and talk to a running hub through its control socket.
+//
+// Exit status: 0 success (and --help); 1 failure; 2 usage error.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/hearth-pki/hearth/gateway/internal/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "0.1.0-dev"
 
-const usage = `usage: hearth-gateway <command> [flags]
-
-Run the hub:
-  serve [--config FILE] [--addon] [--data DIR] [--listen ADDR] ...   run the hub (see serve --help)
-
-Certificate authority:
-  ca init [--data DIR]             create the CA without starting the hub
-  ca show [--data DIR] [--json]    show the root and intermediate
-
-Talk to the running hub (control socket in the data directory):
-  token create --device ID [--ttl 24h] [--name NAME] [--family F] [--json]
-  devices [--json]                 list devices and their certificates
-  device show ID [--json]          one device: certificates, attempts, events
-  device import --device ID [--name N] [--family F] FILE
-                                   track a device without an agent by its certificate (PEM)
-  device sign --device ID [--name N] [--family F] [--out FILE] FILE
-                                   sign a CSR (PEM) for a device without an agent
-  renew ID                         renew a device now (commanded at once, or when it reconnects)
-  renew --family F | --class C | --all [--rate 100/min] [--canary 5] [--abort-after 10%] [--rekey]
-                                   a renewal campaign: canaries first, stops at the abort threshold
-  campaigns [--json]               campaigns and their progress
-  revoke ID [--reason TEXT]        revoke every certificate of a device
-  remove ID                        revoke and delete a device
-  events [--device ID] [--limit N] [--json]
-  audit verify                     check the audit log's hash chain
-
-Policy:
-  policy check FILE                validate a policy file without applying it
-  policy reload [--data DIR]       apply the policy file to the running hub (recorded with its diff)
-
-Other:
-  backup prepare|finish [--data DIR]  consistent inventory snapshot for backups (add-on hooks)
-  admin hash                       read a password on stdin, print its hash for the config file
-  version                          print the version
-
-Every client command takes --data DIR (default ./hearth-data, or $HEARTH_DATA).
-`
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
-	switch {
-	case err == nil:
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(0)
-	case errors.Is(err, errUsage):
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "hearth-gateway:", err)
-		var ec exitCode
-		if errors.As(err, &ec) {
-			os.Exit(int(ec))
-		}
-		os.Exit(1)
-	}
+	stop()
+	os.Exit(exitStatus(err, os.Stderr))
 }
 
-// errUsage asks main to print the usage.
-var errUsage = errors.New("usage")
+// exitStatus prints err, if any, and returns the process's exit status for it.
+func exitStatus(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(stderr, "hearth-gateway:", err)
+	var ue *usageError
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "Run `%s` for usage.\n", ue.hint())
+		return 2
+	case errors.Is(err, config.ErrUsage):
+		fmt.Fprintln(stderr, "Run `hearth-gateway serve --help` for usage.")
+		return 2
+	}
+	var ec exitCode
+	if errors.As(err, &ec) {
+		return int(ec)
+	}
+	return 1
+}
+
+// errUsage is matched by every usage error (errors.Is).
+var errUsage = errors.New("usage error")
+
+// Is makes errors.Is(err, errUsage) true for a usage error.
+func (e *usageError) Is(target error) bool { return target == errUsage }
 
 // exitCode is an error carrying a specific exit status.
 type exitCode int
@@ -86,30 +62,120 @@ func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) 
 
 // run dispatches a command line. It is main without the process: tests call it.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, env func(string) string) error {
+	s := &stdio{stdin: stdin, stdout: stdout, stderr: stderr, env: env}
 	if len(args) == 0 {
-		return errUsage
+		fmt.Fprint(stderr, usage())
+		return usagef("", "no command given")
 	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "serve":
-		return runServe(ctx, rest, stdout, stderr, env)
-	case "ca":
-		return runCA(ctx, rest, stdout, stderr, env)
-	case "token", "devices", "device", "renew", "revoke", "remove", "campaigns", "events", "audit":
-		return runClient(ctx, cmd, rest, stdout, stderr, env)
-	case "policy":
-		return runPolicy(ctx, rest, stdout, env)
-	case "backup":
-		return runBackup(ctx, rest, stdout, stderr, env)
-	case "admin":
-		return runAdmin(rest, stdin, stdout)
-	case "version", "--version":
-		fmt.Fprintln(stdout, "hearth-gateway", version)
-		return nil
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
+	switch args[0] {
+	case "version", "--version", "-version":
+		_, err := fmt.Fprintln(stdout, "hearth-gateway", version)
+		return err
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 && !isHelpFlag(args[1]) {
+			c, _, err := lookup(append(args[1:len(args):len(args)], "--help"))
+			if err != nil {
+				return err
+			}
+			return c.help(stdout)
+		}
+		_, err := fmt.Fprint(stdout, usage())
+		return err
 	}
-	fmt.Fprintf(stderr, "unknown command %q\n", cmd)
-	return errUsage
+	c, rest, err := lookup(args)
+	if err != nil {
+		return err
+	}
+	return runCommand(ctx, c, s, rest)
+}
+
+// commands is every subcommand, in the order of the overview.
+var commands = []command{
+	{name: "serve", synopsis: "[--config FILE] [--data DIR] [--listen ADDR] [--hostnames NAMES] [--advertise HOST:PORT] ...",
+		group: "Run the hub", summary: "run the hub: broker, CA, renewals, dashboard",
+		about: `Settings come from, lowest first: defaults, the YAML file (--config), the add-on
+options (--addon), HEARTH_* environment variables, these flags. gateway/README.md
+lists them all. On start it prints the address agents dial, the dashboard URL,
+the CA fingerprint and the command that enrolls a first device.`,
+		examples: []string{
+			"hearth-gateway serve",
+			"hearth-gateway serve --data /var/lib/hearth --hostnames hub.lan,192.168.1.10",
+			"hearth-gateway serve --config /etc/hearth/gateway.yaml",
+		},
+		raw: func(ctx context.Context, s *stdio, args []string) error {
+			return runServe(ctx, args, s.stdout, s.stderr, s.env)
+		},
+		flags: config.ServeFlags},
+
+	{name: "ca init", synopsis: "[--data DIR] [--passphrase-file FILE] [--kdf-iterations N]", group: "Certificate authority",
+		summary: "create the CA without starting the hub", about: caInitAbout, setup: setupCAInit,
+		examples: []string{"hearth-gateway ca init --data /var/lib/hearth --passphrase-file /etc/hearth/ca-passphrase"}},
+	{name: "ca show", synopsis: "[--data DIR] [--json]", group: "Certificate authority",
+		summary: "show the root and intermediate, and the fingerprint agents pin", setup: setupCAShow,
+		about:    "Reads the certificates only: no passphrase is needed, and the hub need not run.",
+		examples: []string{"hearth-gateway ca show", "hearth-gateway ca show --json | jq -r .fingerprint"}},
+
+	{name: "token create", synopsis: "--device ID [--name NAME] [--family F] [--ttl 24h] [--replace] [--json]",
+		group: "Devices (talk to the running hub)", summary: "create a one-time enrollment token and print the agent command",
+		about: `The token is shown once; the hub keeps only its hash. A device that is already
+enrolled needs --replace: whoever enrolls with the new token takes over its name.`,
+		setup: setupTokenCreate,
+		examples: []string{
+			"hearth-gateway token create --device thermostat-hall --name 'Hall thermostat' --family thermostat",
+			"hearth-gateway token create --device camera-door --ttl 1h --json | jq -r .command",
+			"hearth-gateway token create --device camera-door --replace",
+		}},
+	{name: "devices", synopsis: "[--json]", group: "Devices (talk to the running hub)",
+		summary: "list the devices and their certificates", setup: setupDevices,
+		examples: []string{"hearth-gateway devices", "hearth-gateway devices --json | jq -r '.[] | select(.problems) | .id'"}},
+	{name: "device show", synopsis: "ID [--json]", group: "Devices (talk to the running hub)",
+		summary: "one device: certificates, attempts, events", setup: setupDeviceShow,
+		examples: []string{"hearth-gateway device show thermostat-hall", "hearth-gateway device show thermostat-hall --json"}},
+	{name: "device import", synopsis: "--device ID [--name N] [--family F] [--json] FILE", group: "Devices (talk to the running hub)",
+		summary: "track a device without an agent by its certificate chain (PEM; - reads stdin)", setup: setupManual("device import"),
+		examples: []string{"hearth-gateway device import --device porch-cam --name 'Porch camera' porch-cam.pem",
+			"cat chain.pem | hearth-gateway device import --device printer -"}},
+	{name: "device sign", synopsis: "--device ID [--name N] [--family F] [--out FILE] [--json] FILE", group: "Devices (talk to the running hub)",
+		summary: "sign a CSR (PEM; - reads stdin) for a device without an agent", setup: setupManual("device sign"),
+		examples: []string{"hearth-gateway device sign --device printer --out printer-chain.pem printer.csr"}},
+	{name: "renew", synopsis: "ID | --all | --family F | --class C [--rate 100/min] [--canary 5] [--abort-after 10%] [--rekey] [--json]",
+		group: "Devices (talk to the running hub)", summary: "renew a device now, or a campaign of many",
+		about: `With an ID: the hub commands the device at once if it is online, else when it
+reconnects, and retries until it commits. With --all, --family or --class: a
+campaign, canaries first, stopped at the abort threshold; follow it with
+` + "`hearth-gateway campaigns`" + `.`,
+		setup: setupRenew,
+		examples: []string{"hearth-gateway renew thermostat-hall", "hearth-gateway renew --all --rate 100/min --canary 5 --abort-after 10%",
+			"hearth-gateway renew --family acme-cam --rekey"}},
+	{name: "campaigns", synopsis: "[--json]", group: "Devices (talk to the running hub)",
+		summary: "campaigns and their progress", setup: setupCampaigns,
+		examples: []string{"hearth-gateway campaigns", "hearth-gateway campaigns --json"}},
+	{name: "revoke", synopsis: "ID [--reason TEXT] [--json]", group: "Devices (talk to the running hub)",
+		summary: "revoke every certificate of a device and drop its sessions", setup: setupRevoke("revoke"),
+		examples: []string{"hearth-gateway revoke camera-door --reason 'SD card lost'"}},
+	{name: "remove", synopsis: "ID [--reason TEXT] [--json]", group: "Devices (talk to the running hub)",
+		summary: "revoke and delete a device (its audit records stay)", setup: setupRevoke("remove"),
+		examples: []string{"hearth-gateway remove camera-door"}},
+	{name: "events", synopsis: "[--device ID] [--limit N] [--json]", group: "Devices (talk to the running hub)",
+		summary: "the newest audit events", setup: setupEvents,
+		examples: []string{"hearth-gateway events --limit 20", "hearth-gateway events --device thermostat-hall --json"}},
+	{name: "audit verify", synopsis: "[--json]", group: "Devices (talk to the running hub)",
+		summary: "check the audit log's hash chain", setup: setupAuditVerify,
+		examples: []string{"hearth-gateway audit verify"}},
+
+	{name: "policy check", synopsis: "FILE", group: "Policy", summary: "validate a policy file without applying it",
+		setup: setupPolicyCheck, examples: []string{"hearth-gateway policy check hearth-data/policy.yaml"}},
+	{name: "policy reload", synopsis: "[--data DIR] [--json]", group: "Policy",
+		summary: "apply the policy file to the running hub (recorded with its diff)", setup: setupPolicyReload,
+		examples: []string{"hearth-gateway policy reload"}},
+
+	{name: "backup prepare", synopsis: "[--data DIR]", group: "Maintenance",
+		summary: "write a consistent inventory snapshot for a backup (add-on hook)", setup: setupBackup("prepare"),
+		examples: []string{"hearth-gateway backup prepare --data /data"}},
+	{name: "backup finish", synopsis: "[--data DIR]", group: "Maintenance",
+		summary: "remove the snapshot after the backup", setup: setupBackup("finish"),
+		examples: []string{"hearth-gateway backup finish --data /data"}},
+	{name: "admin hash", synopsis: "< PASSWORD", group: "Maintenance",
+		summary: "read a password on stdin, print its hash for the config file's admins", setup: setupAdminHash,
+		examples: []string{"printf '%s' 'correct horse' | hearth-gateway admin hash"}},
 }

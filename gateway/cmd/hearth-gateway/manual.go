@@ -77,6 +77,11 @@ func manualInterleave(args []string) []string {
 	return append(flags, pos...)
 }
 
+func isBoolFlag(a string) bool {
+	a = strings.TrimLeft(a, "-")
+	return a == "json" || a == "h" || a == "help"
+}
+
 // manual runs one parsed command against the hub.
 func manual(ctx context.Context, client *control.Client, a manualArgs, stdin io.Reader, stdout io.Writer) error {
 	if a.device == "" {
@@ -111,8 +116,7 @@ func manual(ctx context.Context, client *control.Client, a manualArgs, stdin io.
 			return fmt.Errorf("%s: bad answer: %w", a.cmd, err)
 		}
 		if a.asJSON {
-			_, err := fmt.Fprintf(stdout, "%s\n", indentJSON(raw))
-			return err
+			return writeJSON(stdout, r)
 		}
 		return printImported(stdout, r, time.Now())
 	}
@@ -128,8 +132,7 @@ func manual(ctx context.Context, client *control.Client, a manualArgs, stdin io.
 		}
 	}
 	if a.asJSON {
-		_, err := fmt.Fprintf(stdout, "%s\n", indentJSON(raw))
-		return err
+		return writeJSON(stdout, r)
 	}
 	return printSigned(stdout, r, a.out, time.Now())
 }

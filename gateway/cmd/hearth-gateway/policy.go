@@ -2,28 +2,27 @@ package main
 
 import (
 	"context"
-	"encoding/json"
+	"flag"
 	"fmt"
-	"io"
 	"strings"
 	"text/tabwriter"
 
-	"github.com/hearth-pki/hearth/gateway/internal/config"
-	"github.com/hearth-pki/hearth/gateway/internal/control"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
-// runPolicy implements `policy check FILE` (validate without applying; needs no hub) and
-// `policy reload [--data DIR]` (the running hub re-reads its policy file and records the
-// change).
-func runPolicy(ctx context.Context, args []string, stdout io.Writer, env func(string) string) error {
-	if len(args) == 2 && args[0] == "check" {
-		p, err := policy.Load(args[1])
-		if err != nil {
-			return fmt.Errorf("%s:\n  %w", args[1], indentErrors(err))
+// setupPolicyCheck is `policy check FILE`: validate without applying; needs no hub.
+func setupPolicyCheck(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
+	return func(ctx context.Context, args []string) error {
+		if err := exactArgs("policy check", args, "FILE"); err != nil {
+			return err
 		}
-		tw := tabwriter.NewWriter(stdout, 0, 2, 2, ' ', 0)
-		fmt.Fprintf(tw, "%s is valid (%s). Classes, most specific match first:\n", args[1], p.Hash())
+		p, err := policy.Load(args[0])
+		if err != nil {
+			return fmt.Errorf("%s:\n  %w", args[0], indentErrors(err))
+		}
+		tw := tabwriter.NewWriter(s.stdout, 0, 2, 2, ' ', 0)
+		fmt.Fprintf(tw, "%s is valid (%s). Classes, most specific match first:\n", args[0], p.Hash())
 		fmt.Fprintln(tw, "  CLASS\tLIFETIME\tKEYS\tPRIORITY\tMATCHES")
 		for _, c := range p.Classes {
 			var keys []string
@@ -35,32 +34,33 @@ func runPolicy(ctx context.Context, args []string, stdout io.Writer, env func(st
 		}
 		return tw.Flush()
 	}
-	if len(args) >= 1 && args[0] == "reload" {
-		data := ""
-		if len(args) == 3 && args[1] == "--data" {
-			data = args[2]
-		} else if len(args) != 1 {
-			return fmt.Errorf("policy reload: want `policy reload [--data DIR]`")
-		}
-		raw, err := control.NewClient(config.DataDirFrom(data, env)+"/hearth.sock").Do(ctx, "policy/reload", struct{}{})
-		if err != nil {
+}
+
+// setupPolicyReload is `policy reload`: the running hub re-reads its policy file and records
+// the change.
+func setupPolicyReload(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
+	h := newHubFlags(fs, s, true)
+	return func(ctx context.Context, args []string) error {
+		if err := exactArgs("policy reload", args); err != nil {
 			return err
 		}
-		var r struct{ Changed []string }
-		if err := json.Unmarshal(raw, &r); err != nil {
+		r := protocol.PolicyReloaded{Changed: []string{}}
+		if err := h.do(ctx, "policy/reload", struct{}{}, &r); err != nil {
 			return err
+		}
+		if *h.asJSON {
+			return writeJSON(s.stdout, r)
 		}
 		if len(r.Changed) == 0 {
-			fmt.Fprintln(stdout, "policy unchanged")
-			return nil
+			_, err := fmt.Fprintln(s.stdout, "policy unchanged")
+			return err
 		}
-		fmt.Fprintln(stdout, "policy applied from the next renewal; changes:")
+		fmt.Fprintln(s.stdout, "policy applied from the next renewal; changes:")
 		for _, c := range r.Changed {
-			fmt.Fprintln(stdout, "  "+c)
+			fmt.Fprintln(s.stdout, "  "+c)
 		}
 		return nil
 	}
-	return fmt.Errorf("policy: want `policy check FILE` or `policy reload [--data DIR]`")
 }
 
 func indentErrors(err error) error {

@@ -192,31 +192,66 @@ func (c *Config) Logger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// Load builds the configuration of `hearth-gateway serve` from args (flags after the
-// subcommand) and env (os.Getenv in main).
-func Load(args []string, env func(string) string) (Config, error) {
+// ErrUsage is wrapped by Load's errors about the command line itself (an unknown flag, an
+// argument): main exits 2 for them, 1 for a configuration that does not validate.
+var ErrUsage = errors.New("usage error")
+
+// usageError is a command-line error of serve; its text is only what is wrong.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string        { return "serve: " + e.err.Error() }
+func (e *usageError) Unwrap() error        { return e.err }
+func (e *usageError) Is(target error) bool { return target == ErrUsage }
+
+// serveFlags are the flags of `hearth-gateway serve`.
+type serveFlags struct {
+	file, dataDir, listen, plain, httpL, hosts, advertise, logFormat, logLevel, passFile, policy *string
+	addon                                                                                        *bool
+}
+
+func newServeFlags() (*flag.FlagSet, *serveFlags) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	var (
-		file      = fs.String("config", "", "YAML configuration `file`")
-		addon     = fs.Bool("addon", false, "run as a Home Assistant add-on")
-		dataDir   = fs.String("data", "", "data `directory`")
-		listen    = fs.String("listen", "", "MQTT over TLS listen `address`")
-		plain     = fs.String("plain-listen", "", "plaintext MQTT listen `address` (loopback only)")
-		httpL     = fs.String("http", "", "dashboard listen `address`, or off")
-		hosts     = fs.String("hostnames", "", "comma-separated `names` for the broker certificate")
-		advertise = fs.String("advertise", "", "`host:port` agents connect to")
-		logFormat = fs.String("log-format", "", "text or json")
-		logLevel  = fs.String("log-level", "", "debug, info, warn or error")
-		passFile  = fs.String("ca-passphrase-file", "", "`file` holding the CA passphrase")
-		policy    = fs.String("policy", "", "policy YAML `file`")
-	)
+	fs.Usage = func() {}
+	return fs, &serveFlags{
+		file:      fs.String("config", "", "YAML configuration `FILE` (gateway/README.md lists its settings)"),
+		addon:     fs.Bool("addon", false, "run as a Home Assistant add-on: options from /data/options.json"),
+		dataDir:   fs.String("data", "", "data `DIR`: CA, inventory, policy, control socket ($HEARTH_DATA, else "+DefaultDataDir+")"),
+		listen:    fs.String("listen", "", "MQTT over TLS listen `ADDR` (default "+DefaultListen+")"),
+		plain:     fs.String("plain-listen", "", "plaintext MQTT listen `ADDR`, loopback only (default off)"),
+		httpL:     fs.String("http", "", "dashboard listen `ADDR`, or off (default "+DefaultHTTPListen+")"),
+		hosts:     fs.String("hostnames", "", "comma-separated `NAMES` and IP addresses in the broker certificate (default: host name, host name.local, LAN addresses, localhost)"),
+		advertise: fs.String("advertise", "", "`HOST:PORT` agents are told to dial (default the first host name and the listener's port)"),
+		logFormat: fs.String("log-format", "", "log `FORMAT`: text or json (default text)"),
+		logLevel:  fs.String("log-level", "", "log `LEVEL`: debug, info, warn or error (default info)"),
+		passFile:  fs.String("ca-passphrase-file", "", "`FILE` holding the CA passphrase (default $HEARTH_CA_PASSPHRASE, else DIR/ca/passphrase)"),
+		policy:    fs.String("policy", "", "renewal policy YAML `FILE` (default DIR/policy.yaml when it exists)"),
+	}
+}
+
+// ServeFlags returns the flags of `hearth-gateway serve`, defined and not parsed, for its
+// --help.
+func ServeFlags() *flag.FlagSet {
+	fs, _ := newServeFlags()
+	return fs
+}
+
+// Load builds the configuration of `hearth-gateway serve` from args (flags after the
+// subcommand) and env (os.Getenv in main). Errors about args wrap ErrUsage (flag.ErrHelp
+// too, for -h).
+func Load(args []string, env func(string) string) (Config, error) {
+	fs, f := newServeFlags()
 	if err := fs.Parse(args); err != nil {
-		return Config{}, fmt.Errorf("serve: %w", err)
+		return Config{}, &usageError{err}
 	}
 	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+		return Config{}, &usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
+	var (
+		file, addon, dataDir, listen, plain, httpL = f.file, f.addon, f.dataDir, f.listen, f.plain, f.httpL
+		hosts, advertise, logFormat, logLevel      = f.hosts, f.advertise, f.logFormat, f.logLevel
+		passFile, policy                           = f.passFile, f.policy
+	)
 	var c Config
 	if *file != "" {
 		if err := c.readFile(*file); err != nil {

@@ -99,7 +99,7 @@ func NewClient(path string) *Client {
 }
 
 // Do runs op with payload on the hub. An error response from the hub is returned as an
-// error carrying its message; ErrNotRunning when nothing listens on the socket.
+// *Error; ErrNotRunning when nothing listens on the socket.
 func (c *Client) Do(ctx context.Context, op string, payload any) (json.RawMessage, error) {
 	body, err := json.Marshal(payload)
 	if err != nil {
@@ -122,7 +122,16 @@ func (c *Client) Do(ctx context.Context, op string, payload any) (json.RawMessag
 		return nil, fmt.Errorf("control socket: bad answer (HTTP %d): %w", res.StatusCode, err)
 	}
 	if resp.Status != "ok" {
-		return nil, fmt.Errorf("%s", resp.Error)
+		return nil, &Error{Code: resp.Code, Message: resp.Error}
 	}
 	return resp.Data, nil
 }
+
+// Error is an error response of the hub: its wire code, for callers that branch (an unknown
+// device is protocol.CodeNotFound), and its message, for people.
+type Error struct {
+	Code    protocol.Code
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
