@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hearth-pki/hearth/agent/internal/clock"
@@ -83,10 +84,36 @@ func verifyChain(chain, ca []*x509.Certificate, at time.Time, usage x509.ExtKeyU
 		KeyUsages: []x509.ExtKeyUsage{usage}, DNSName: dnsName,
 	})
 	if err != nil {
+		var he x509.HostnameError
+		if errors.As(err, &he) && dnsName != "" {
+			return nil, &NameMismatchError{Host: dnsName, Names: certNames(chain[0])}
+		}
 		return nil, err
 	}
 	p := paths[0]
 	return p[:len(p)-1], nil
+}
+
+// NameMismatchError is a hub certificate that does not name the host the agent dialled:
+// most often a hub reached by an address or name its broker certificate lacks.
+type NameMismatchError struct {
+	Host  string   // what the agent dialled, from --hub
+	Names []string // the DNS names and IP addresses the certificate holds
+}
+
+func (e *NameMismatchError) Error() string {
+	return fmt.Sprintf("the hub's certificate is valid for %s, not %q: use one of those in --hub, "+
+		"or add %q to the hub's broker certificate (hearth-gateway serve --hostnames %s,%s, or hostnames in its config file) and restart the hub",
+		strings.Join(e.Names, ", "), e.Host, e.Host, strings.Join(e.Names, ","), e.Host)
+}
+
+// certNames lists the DNS names and IP addresses of c.
+func certNames(c *x509.Certificate) []string {
+	names := append([]string(nil), c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		names = append(names, ip.String())
+	}
+	return names
 }
 
 // checkIdentity requires leaf to name exactly device id, as the hub's broker reads it:

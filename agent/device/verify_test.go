@@ -4,6 +4,8 @@ import (
 	"crypto"
 	"crypto/x509"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,4 +71,25 @@ func FuzzVerifyIssued(f *testing.F) {
 			t.Errorf("verifyIssued accepted a chain for another key")
 		}
 	})
+}
+
+// TestNameMismatch checks that a hub certificate without the dialled name says which names
+// it has and how to add one (issue 16).
+func TestNameMismatch(t *testing.T) {
+	ca := testkit.NewCA(t, "Test")
+	leaf, _ := ca.ServerCert(t, "hub.local", "192.168.1.10")
+	_, err := verifyChain([]*x509.Certificate{leaf, ca.Intermediate}, []*x509.Certificate{ca.Root}, time.Now(),
+		x509.ExtKeyUsageServerAuth, "10.0.0.7")
+	var nm *NameMismatchError
+	if !errors.As(err, &nm) {
+		t.Fatalf("verifyChain for a name the certificate lacks = %v, want a *NameMismatchError", err)
+	}
+	if nm.Host != "10.0.0.7" || !slices.Contains(nm.Names, "hub.local") || !slices.Contains(nm.Names, "192.168.1.10") {
+		t.Errorf("NameMismatchError = %+v, want host 10.0.0.7 and names hub.local, 192.168.1.10", nm)
+	}
+	for _, want := range []string{"hub.local, 192.168.1.10", "--hostnames hub.local,192.168.1.10,10.0.0.7", "hearth-gateway serve"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
 }

@@ -22,7 +22,7 @@ import (
 const usage = `usage: hearth-agent <command> [flags]
 
 commands:
-  enroll   --hub mqtts://HOST:PORT --id ID --token T --ca-fingerprint SHA256:... [--dir DIR] [--key p256|p384|ed25519|rsa2048]
+  enroll   --hub mqtts://HOST:PORT --id ID --token T|--token-file FILE|- --ca-fingerprint SHA256:... [--dir DIR] [--key p256|p384|ed25519|rsa2048] [--force]
   run      [--dir DIR] [--on-renew 'CMD'] [--log-format text|json]
   status   [--dir DIR] [--json]
   renew    [--dir DIR]
@@ -130,27 +130,33 @@ func enroll(ctx context.Context, args []string, stderr io.Writer) error {
 	hubURL := fs.String("hub", "", "hub address, mqtts://HOST:PORT (required)")
 	id := fs.String("id", "", "device id (required)")
 	token := fs.String("token", "", "one-time enrollment token (or --token-file, or $HEARTH_TOKEN)")
-	tokenFile := fs.String("token-file", "", "file holding the enrollment token")
+	tokenFile := fs.String("token-file", "", "read the enrollment token from this file; - reads standard input")
 	fp := fs.String("ca-fingerprint", "", "hub root CA fingerprint, SHA256:... (required)")
 	key := fs.String("key", string(protocol.KeyP256), "key algorithm: p256, p384, ed25519 or rsa2048")
 	prefix := fs.String("prefix", protocol.DefaultPrefix, "topic prefix of the hub")
 	export := fs.Bool("export-pem", false, "also keep cert.pem and key.pem in the state directory for local services")
+	force := fs.Bool("force", false, "enroll even if the state directory holds another device's identity (it is replaced)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	tok := *token
 	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
+		t, err := readToken(*tokenFile)
 		if err != nil {
-			return err
+			return fmt.Errorf("enroll: --token-file: %w", err)
 		}
-		tok = strings.TrimSpace(string(b))
+		tok = t
 	}
 	if tok == "" {
 		tok = os.Getenv("HEARTH_TOKEN")
 	}
 	if *hubURL == "" || *id == "" || tok == "" || *fp == "" {
-		return &exitError{code: 2, err: errors.New("enroll: --hub, --id, --token and --ca-fingerprint are required")}
+		return &exitError{code: 2, err: errors.New("enroll: --hub, --id, --token (or --token-file) and --ca-fingerprint are required")}
+	}
+	if st, err := device.ReadStatus(device.Config{Dir: c.dir}); err == nil && st.Enrolled && !*force &&
+		(st.DeviceID != *id || (st.Hub != "" && st.Hub != *hubURL)) {
+		return &exitError{code: 1, err: fmt.Errorf("enroll: %s already holds the identity of %s (hub %s); "+
+			"enrolling as %s would replace it: add --force to do so, or give another --dir", c.dir, st.DeviceID, orDash(st.Hub), *id)}
 	}
 	topics, err := protocol.NewTopics(*prefix)
 	if err != nil {
@@ -169,6 +175,31 @@ func enroll(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "enrolled %s; start the agent with: hearth-agent run --dir %s\n", *id, c.dir)
 	return nil
+}
+
+// stdin is where --token-file - reads the token.
+var stdin io.Reader = os.Stdin
+
+// readToken reads a token from path ("-": standard input): the first line, trimmed.
+func readToken(path string) (string, error) {
+	var r io.Reader = stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, 4096))
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	if line = strings.TrimSpace(line); line == "" {
+		return "", fmt.Errorf("%s holds no token", path)
+	}
+	return line, nil
 }
 
 func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
@@ -204,7 +235,11 @@ func renew(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if err := device.Renew(ctx, cfg); err != nil {
 		if errors.Is(err, device.ErrLocked) {
-			return fmt.Errorf("%w\nthe agent is running: ask the hub for a renewal (hearth-gateway device renew) instead", err)
+			id := "DEVICE-ID"
+			if st, serr := device.ReadStatus(device.Config{Dir: c.dir}); serr == nil && st.DeviceID != "" {
+				id = st.DeviceID
+			}
+			return fmt.Errorf("%w\nthe agent is running: ask the hub for a renewal instead: hearth-gateway renew %s", err, id)
 		}
 		return err
 	}
