@@ -200,3 +200,27 @@ func TestExitStatusOfBinary(t *testing.T) {
 		}
 	}
 }
+
+// TestServeBanner locks what serve prints on start (testdata/serve-banner*.txt) and runs its
+// hints.
+func TestServeBanner(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		b    banner
+	}{
+		{"default", banner{Version: "1.0.0", Advertise: "hub.local:8883", Listening: "[::]:8883",
+			Hostnames: []string{"hub.local", "hub", "192.168.1.10", "localhost", "127.0.0.1", "::1"}, HTTPListen: "127.0.0.1:8099",
+			Fingerprint: "SHA256:9f86d0", DataDir: "./hearth-data"}},
+		{"lan dashboard", banner{Version: "1.0.0", Advertise: "hub.lan:8883", Listening: "[::]:8883", Hostnames: []string{"hub.lan"},
+			HTTPListen: ":8099", Fingerprint: "SHA256:9f86d0", DataDir: "/var/lib/hearth"}},
+		{"no dashboard", banner{Version: "1.0.0", Advertise: "10.0.0.2:8883", Listening: "10.0.0.2:8883",
+			Hostnames: []string{"10.0.0.2", "localhost"}, Fingerprint: "SHA256:9f86d0", DataDir: "my data"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			printBanner(&b, tt.b)
+			golden(t, "serve-banner-"+strings.ReplaceAll(tt.name, " ", "-")+".txt", b.String())
+			checkHints(t, b.String())
+		})
+	}
+}

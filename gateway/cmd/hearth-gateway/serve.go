@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"time"
 
@@ -24,15 +25,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, `Hearth hub %s
-  broker:          mqtts://%s (listening on %s)
-  CA fingerprint:  %s
-  data:            %s
-
-Enroll a first device:
-  hearth-gateway token create --device my-thermostat --data %s
-and run the hearth-agent command it prints on the device.
-`, version, cfg.Advertise, h.BrokerAddr(), h.Fingerprint(), cfg.DataDir, shellQuote(cfg.DataDir))
+	printBanner(stdout, banner{Version: version, Advertise: cfg.Advertise, Listening: h.BrokerAddr().String(),
+		Hostnames: cfg.Hostnames, HTTPListen: cfg.HTTPListen, Fingerprint: h.Fingerprint(), DataDir: cfg.DataDir})
 
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()
@@ -48,6 +42,63 @@ and run the hearth-agent command it prints on the device.
 	case <-time.After(shutdownGrace):
 		return fmt.Errorf("hub did not stop within %s", shutdownGrace)
 	}
+}
+
+// banner is what serve prints on start: how to reach the hub and the first step.
+type banner struct {
+	Version, Advertise, Listening string
+	Hostnames                     []string
+	HTTPListen                    string // "" when the dashboard is off
+	Fingerprint, DataDir          string
+}
+
+// printBanner prints b for the person who just ran serve.
+func printBanner(w io.Writer, b banner) {
+	host, port, _ := net.SplitHostPort(b.Advertise)
+	var others []string
+	for _, n := range b.Hostnames {
+		if n != host {
+			others = append(others, n)
+		}
+	}
+	fmt.Fprintf(w, "Hearth hub %s\n", b.Version)
+	fmt.Fprintf(w, "  agents dial:     mqtts://%s (listening on %s)\n", b.Advertise, b.Listening)
+	if len(others) > 0 {
+		fmt.Fprintf(w, "  or by:           %s (port %s; the broker certificate's names: set them with --hostnames)\n", strings.Join(others, ", "), port)
+	}
+	fmt.Fprintf(w, "  dashboard:       %s\n", dashboardURL(b.HTTPListen, host))
+	fmt.Fprintf(w, "  CA fingerprint:  %s\n", b.Fingerprint)
+	fmt.Fprintf(w, "  data:            %s\n", b.DataDir)
+	data := ""
+	if b.DataDir != config.DefaultDataDir {
+		data = " --data " + shellQuote(b.DataDir)
+	}
+	fmt.Fprintf(w, `
+Enroll a first device:
+  hearth-gateway token create --device my-thermostat%s
+and run the hearth-agent command it prints on the device. Then watch it with:
+  hearth-gateway devices%s
+`, data, data)
+}
+
+// dashboardURL is where the dashboard listening on listen is opened; host names the machine
+// when listen binds every address.
+func dashboardURL(listen, host string) string {
+	if listen == "" {
+		return "off (--http ADDR turns it on)"
+	}
+	h, p, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	local := ""
+	switch ip := net.ParseIP(h); {
+	case h == "" || (ip != nil && ip.IsUnspecified()):
+		h = host
+	case h == "localhost" || (ip != nil && ip.IsLoopback()):
+		local = " (this machine only: --http :" + p + " opens it to the LAN)"
+	}
+	return "http://" + net.JoinHostPort(h, p) + "/" + local
 }
 
 func shellQuote(s string) string {

@@ -8,6 +8,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,10 +41,11 @@ type Config struct {
 	// (":8099" in the add-on, behind Home Assistant's ingress). "off" disables it.
 	HTTPListen string `yaml:"http_listen"`
 	// Hostnames are the DNS names and IP addresses in the broker's server certificate.
-	// Default: this machine's host name, localhost, 127.0.0.1 and ::1.
+	// Default (DefaultHostnames): <host>.local, the host name, this machine's LAN addresses,
+	// localhost, 127.0.0.1 and ::1.
 	Hostnames []string `yaml:"hostnames"`
 	// Advertise is the host:port agents are told to connect to (enrollment command, bridge
-	// info). Default: the first host name and the listener's port.
+	// info). Default: the first host name (<host>.local by default) and the listener's port.
 	Advertise string `yaml:"advertise"`
 	// TopicPrefix is the first level of every hearth topic. Default "hearth".
 	TopicPrefix string `yaml:"topic_prefix"`
@@ -386,10 +389,7 @@ func (c *Config) finish() error {
 		c.Renewal.InFlightTimeout = DefaultInFlightTimeout
 	}
 	if len(c.Hostnames) == 0 {
-		c.Hostnames = []string{"localhost", "127.0.0.1", "::1"}
-		if h, err := os.Hostname(); err == nil && h != "" && h != "localhost" {
-			c.Hostnames = append([]string{strings.ToLower(h)}, c.Hostnames...)
-		}
+		c.Hostnames = DefaultHostnames(os.Hostname, lanAddrs)
 	}
 	var errs []error
 	bad := func(field, format string, args ...any) {
@@ -459,6 +459,58 @@ func (c *Config) finish() error {
 		bad("home_assistant.broker", "%q must start with mqtt:// or mqtts://", c.HA.Broker)
 	}
 	return errors.Join(errs...)
+}
+
+// DefaultHostnames are the broker certificate's names when the settings give none: the names
+// and addresses a device on the LAN may dial. First <host>.local (mDNS, what agents are told
+// to dial), then the bare host name, every LAN address of the machine, and the loopback
+// names. hostname and addrs are os.Hostname and the machine's interface addresses (tests
+// pass their own).
+func DefaultHostnames(hostname func() (string, error), addrs func() []net.IP) []string {
+	var names []string
+	if h, err := hostname(); err == nil {
+		h = strings.TrimSuffix(strings.ToLower(h), ".")
+		switch {
+		case h == "" || h == "localhost":
+		case strings.Contains(h, "."):
+			names = append(names, h)
+		default:
+			names = append(names, h+".local", h)
+		}
+	}
+	for _, ip := range addrs() {
+		names = append(names, ip.String())
+	}
+	return append(names, "localhost", "127.0.0.1", "::1")
+}
+
+// lanAddrs returns the machine's unicast addresses that other machines can reach: not
+// loopback, not link-local (an fe80:: address needs a zone no certificate can name).
+func lanAddrs() []net.IP {
+	ifaddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []net.IP
+	for _, a := range ifaddrs {
+		n, ok := a.(*net.IPNet)
+		if !ok || n.IP.IsLoopback() || n.IP.IsLinkLocalUnicast() || !n.IP.IsGlobalUnicast() {
+			continue
+		}
+		out = append(out, n.IP)
+	}
+	// IPv4 first: the address people type.
+	slices.SortStableFunc(out, func(a, b net.IP) int {
+		return cmp.Compare(boolInt(a.To4() == nil), boolInt(b.To4() == nil))
+	})
+	return out
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func splitList(s string) []string {

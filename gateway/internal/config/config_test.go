@@ -1,8 +1,10 @@
 package config
 
 import (
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -96,5 +98,29 @@ func TestLoadAddon(t *testing.T) {
 	os.WriteFile(opts, []byte(`{"log_level":"loud"}`), 0o600)
 	if _, err := Load([]string{"--addon"}, envOf(map[string]string{"HEARTH_ADDON_OPTIONS": opts})); err == nil || !strings.Contains(err.Error(), "log_level") {
 		t.Errorf("bad add-on option: %v, want an error naming log_level", err)
+	}
+}
+
+func TestDefaultHostnames(t *testing.T) {
+	lan := func() []net.IP { return []net.IP{net.ParseIP("192.168.1.10"), net.ParseIP("fd00::10")} }
+	tests := []struct {
+		name, host string
+		want       []string
+	}{
+		{"bare host name", "Hub", []string{"hub.local", "hub", "192.168.1.10", "fd00::10", "localhost", "127.0.0.1", "::1"}},
+		{"qualified host name", "hub.example.net.", []string{"hub.example.net", "192.168.1.10", "fd00::10", "localhost", "127.0.0.1", "::1"}},
+		{"localhost", "localhost", []string{"192.168.1.10", "fd00::10", "localhost", "127.0.0.1", "::1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := DefaultHostnames(func() (string, error) { return tt.host, nil }, lan)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("DefaultHostnames(%q) = %q, want %q", tt.host, got, tt.want)
+			}
+		})
+	}
+	c, err := Load([]string{"--hostnames", "hub.lan,10.0.0.2"}, func(string) string { return "" })
+	if err != nil || !slices.Equal(c.Hostnames, []string{"hub.lan", "10.0.0.2"}) || c.Advertise != "hub.lan:8883" {
+		t.Errorf("Load(--hostnames) = %q, advertise %q, %v; want the flag's names only, hub.lan:8883 advertised", c.Hostnames, c.Advertise, err)
 	}
 }
