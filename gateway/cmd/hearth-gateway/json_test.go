@@ -147,7 +147,7 @@ func TestJSONGolden(t *testing.T) {
 func TestCLIWithCannedHub(t *testing.T) {
 	data := startCannedHub(t, cannedFleet())
 	out, errOut, status := runCLI(t, "device", "show", "nope", "--data", data)
-	if status != 1 || !strings.Contains(errOut, `device "nope" is not in the inventory; devices: thermostat-hall, plug-1`) {
+	if status != 1 || out != "" || !strings.Contains(errOut, `device "nope" is not in the inventory; devices: thermostat-hall, plug-1`) {
 		t.Errorf("device show nope = exit %d, %q; want exit 1 and the devices listed", status, errOut)
 	}
 	checkHints(t, errOut)

@@ -35,14 +35,14 @@ type manualArgs struct {
 }
 
 // runManual implements `device import --device ID [--name N] [--family F] FILE` and
-// `device sign --device ID [--name N] FILE [--out FILE]`. args are the words runClient did
-// not take as flags: the FILE and, for sign, --out (runClient knows no --out, so it arrives
-// here after "--"). FILE "-" is standard input.
+// `device sign --device ID [--name N] FILE [--out FILE]`. args are the positional words of
+// the command line: the FILE and anything after "--" (flags given there are parsed here), with
+// --out prepended by setupManual. FILE "-" is standard input.
 func runManual(ctx context.Context, client *control.Client, name, device, devName, family string, args []string, asJSON bool, stdout io.Writer) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	out := fs.String("out", "", "write the signed chain to `FILE` (device sign)")
-	// runClient stops at a leading "-" (stdin), leaving the flags after it to us.
+	// Flags after "--" on the command line arrive here, positional.
 	dev, nm, fam := fs.String("device", device, ""), fs.String("name", devName, ""), fs.String("family", family, "")
 	js := fs.Bool("json", asJSON, "")
 	if err := fs.Parse(manualInterleave(args)); err != nil {
