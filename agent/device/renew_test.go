@@ -196,6 +196,42 @@ func TestResubmitAfterDroppedConnection(t *testing.T) {
 	}
 }
 
+// TestCommitAgainAfterDroppedConnection loses the session after the commit, before its ack
+// (the hub restarted): the agent reconnects with the new certificate and commits again
+// instead of rolling back (issue 10: a renewal a crash interrupted finishes after the
+// restart).
+func TestCommitAgainAfterDroppedConnection(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, true)
+	cfg := e.config("plug-1")
+	e.enroll(cfg)
+	old := onDisk(t, cfg.Dir).Serial()
+	e.hub.SetBehaviour(testkit.DropCommitOnce)
+	r := e.start(cfg)
+	r.waitFor(t, EventConnected)
+	e.hub.Command("plug-1", "cmd-1", protocol.ActionRenew)
+
+	var ev Event
+	for ev.Kind != EventRenewed {
+		select {
+		case ev = <-r.events:
+		case <-time.After(hangGuard):
+			t.Fatalf("no renewal within %s", hangGuard)
+		}
+		if ev.Kind == EventRolledBack {
+			t.Fatalf("the agent rolled back after a dropped connection: %v", ev.Err)
+		}
+	}
+	first := recv(t, e.hub.Commits, "commit")
+	again := recv(t, e.hub.Commits, "commit sent again")
+	if again.RequestID != first.RequestID || again.Serial != first.Serial || again.Outcome != protocol.OutcomeCommitted {
+		t.Errorf("commit after reconnecting = %+v, want the first one %+v again", again, first)
+	}
+	if ev.Serial == old || onDisk(t, cfg.Dir).Serial() != ev.Serial {
+		t.Errorf("serial after renewal = %s (on disk %s), want a new one, not %s", ev.Serial, onDisk(t, cfg.Dir).Serial(), old)
+	}
+}
+
 func TestHubErrorBacksOff(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, true)
