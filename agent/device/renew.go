@@ -152,7 +152,7 @@ func (a *Agent) request(ctx context.Context, msg *protocol.CSR) (*protocol.Cert,
 		}
 		a.log.Info("connection lost while waiting for the certificate; resubmitting the same request", "request_id", msg.RequestID)
 		a.detach()
-		if err := sleep(ctx, backoff(attempt, a.reconnectMin(), reconnectMax, a.cfg.Rand.Float64())); err != nil {
+		if err := sleep(ctx, backoff(attempt, a.reconnectMin(), a.cfg.ReconnectMax, a.cfg.Rand.Float64())); err != nil {
 			return nil, attempt, err
 		}
 		// A hub that restarts is back within the request's timeout: wait for it.
@@ -183,7 +183,7 @@ func (a *Agent) reconnect(ctx context.Context) error {
 		}
 		a.emit(Event{Kind: EventUnreachable, Err: err})
 		a.log.Info("cannot reach the hub during a renewal; trying again", "err", err)
-		if sleep(ctx, backoff(n, a.reconnectMin(), reconnectMax, a.cfg.Rand.Float64())) != nil {
+		if sleep(ctx, backoff(n, a.reconnectMin(), a.cfg.ReconnectMax, a.cfg.Rand.Float64())) != nil {
 			return err
 		}
 	}

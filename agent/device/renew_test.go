@@ -1,8 +1,10 @@
 package device
 
 import (
+	"context"
 	"errors"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/hearth-pki/hearth/agent/internal/testkit"
@@ -284,4 +286,42 @@ func TestKeepsTryingWhileUnreachable(t *testing.T) {
 	if h := healthWith(t, e, old); h.LastError != "" {
 		t.Errorf("health after reconnecting reports %q, want no error", h.LastError)
 	}
+}
+
+// TestReconnectMax caps the wait between connection attempts to an unreachable hub, in a
+// synctest bubble whose clock is virtual: without the cap the waits double towards 5 min.
+func TestReconnectMax(t *testing.T) {
+	e := newEnv(t, true)
+	cfg := e.config("plug-1")
+	e.enroll(cfg)
+	cfg.HubURL = "mqtts://127.0.0.1:1" // nothing listens there
+	cfg.RetryMin, cfg.ReconnectMax = time.Second, 2*time.Second
+	synctest.Test(t, func(t *testing.T) {
+		var times []time.Time
+		cfg.OnEvent = func(ev Event) {
+			if ev.Kind == EventUnreachable {
+				times = append(times, ev.Time)
+			}
+		}
+		a, err := New(cfg)
+		if err != nil {
+			t.Fatalf("New() = %v", err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		time.Sleep(time.Minute) // virtual: about 40 attempts 1–2 s apart
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run() = %v", err)
+		}
+		if len(times) < 20 {
+			t.Fatalf("%d connection attempts in a minute, want at least 20 with waits of at most %s", len(times), cfg.ReconnectMax)
+		}
+		for i := 1; i < len(times); i++ {
+			if gap := times[i].Sub(times[i-1]); gap > cfg.ReconnectMax {
+				t.Errorf("attempt %d came %s after the previous one, want at most %s", i+1, gap, cfg.ReconnectMax)
+			}
+		}
+	})
 }

@@ -258,7 +258,7 @@ func (f *Fleet) deviceConfig(s *sim) device.Config {
 	c := device.Config{
 		HubURL: f.cfg.HubURL, DeviceID: s.id, Topics: f.cfg.Topics, KeyAlgorithm: f.cfg.KeyAlgorithm,
 		Memory: s.memory, Version: f.cfg.Version, Logger: f.cfg.Logger,
-		ConnectTimeout: f.cfg.Timeout, RequestTimeout: f.cfg.Timeout, AckTimeout: f.cfg.Timeout,
+		ConnectTimeout: f.cfg.Timeout, RequestTimeout: f.cfg.Timeout, AckTimeout: f.cfg.Timeout, ReconnectMax: f.cfg.ReconnectMax,
 		OnEvent: func(ev device.Event) { f.observe(s, ev) },
 	}
 	if f.cfg.KeysDir != "" {
