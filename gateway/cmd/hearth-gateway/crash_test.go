@@ -40,7 +40,7 @@ const (
 	// crashMaxDelay bounds the random wait before each kill, and crashWaveDelay the random
 	// moment into the wave of renewals it lands in.
 	crashMaxDelay  = 2 * time.Second
-	crashWaveDelay = 100 * time.Millisecond
+	crashWaveDelay = 40 * time.Millisecond
 	// crashReconnectMax caps the agents' wait between connection attempts. Theirs doubles
 	// with each session that ended within a minute (1, 2, 4, 8, 16 s… after kills a few
 	// seconds apart), which would measure the agents' protection of a failing hub, not the
