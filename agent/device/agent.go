@@ -16,9 +16,9 @@ import (
 	"github.com/hearth-pki/hearth/protocol"
 )
 
-// Reconnection backoff bounds (the renewal backoff is Config.RetryMin/RetryMax).
+// Reconnection and wait bounds (the backoffs are Config.RetryMin/RetryMax and
+// Config.ReconnectMax).
 const (
-	reconnectMax    = 5 * time.Minute
 	stableSession   = time.Minute // a session that lasted this long resets the reconnect backoff
 	minWait         = 50 * time.Millisecond
 	maxRequestTries = 3 // submissions of one request across dropped connections
@@ -190,7 +190,7 @@ func (a *Agent) connect(ctx context.Context) {
 			return
 		}
 		a.connFailures++
-		d := backoff(a.connFailures, a.reconnectMin(), reconnectMax, a.cfg.Rand.Float64())
+		d := backoff(a.connFailures, a.reconnectMin(), a.cfg.ReconnectMax, a.cfg.Rand.Float64())
 		a.connRetryAt = a.now().Add(d)
 		a.log.Warn("cannot reach the hub", "err", err, "retry_in", d.Round(time.Second))
 		if msg := protocol.ClipText(err.Error()); msg != a.rt.ConnectError {
@@ -235,7 +235,7 @@ func (a *Agent) detach() {
 		a.connFailures = 0
 	}
 	a.connFailures++
-	a.connRetryAt = a.now().Add(backoff(a.connFailures, a.reconnectMin(), reconnectMax, a.cfg.Rand.Float64()))
+	a.connRetryAt = a.now().Add(backoff(a.connFailures, a.reconnectMin(), a.cfg.ReconnectMax, a.cfg.Rand.Float64()))
 	a.rt.Connected, a.rt.Since = false, a.now()
 	a.saveRuntime()
 	a.emit(Event{Kind: EventDisconnected, Err: err})

@@ -30,6 +30,7 @@ const (
 	DefaultAckTimeout     = 30 * time.Second
 	DefaultRetryMin       = 30 * time.Second
 	DefaultRetryMax       = time.Hour
+	DefaultReconnectMax   = 5 * time.Minute
 	DefaultStep           = time.Minute
 	DefaultHookTimeout    = 2 * time.Minute
 )
@@ -89,8 +90,12 @@ type Config struct {
 	AckTimeout time.Duration
 	// RetryMin and RetryMax bound the exponential backoff after a failed renewal
 	// (default 30 s doubling up to 1 h, with jitter); reconnection waits 1 s (or RetryMin if
-	// shorter) doubling up to 5 min.
+	// shorter) doubling up to ReconnectMax.
 	RetryMin, RetryMax time.Duration
+	// ReconnectMax caps the wait between connection attempts. The wait doubles with each
+	// failed attempt and each session that ended within a minute, so that a hub that keeps
+	// failing is not hammered by its whole fleet. Default 5 min.
+	ReconnectMax time.Duration
 	// Step is the longest the agent sleeps before looking at the wall clock again; timers
 	// stall while a device is suspended. Default 1 min.
 	Step time.Duration
@@ -214,6 +219,7 @@ func (c Config) resolve(fromDisk bool) (Config, error) {
 	def(&c.AckTimeout, DefaultAckTimeout)
 	def(&c.RetryMin, DefaultRetryMin)
 	def(&c.RetryMax, DefaultRetryMax)
+	def(&c.ReconnectMax, DefaultReconnectMax)
 	def(&c.Step, DefaultStep)
 	if c.RetryMax < c.RetryMin {
 		c.RetryMax = c.RetryMin

@@ -152,37 +152,81 @@ func (a *Agent) request(ctx context.Context, msg *protocol.CSR) (*protocol.Cert,
 		}
 		a.log.Info("connection lost while waiting for the certificate; resubmitting the same request", "request_id", msg.RequestID)
 		a.detach()
-		if err := sleep(ctx, backoff(attempt, a.reconnectMin(), reconnectMax, a.cfg.Rand.Float64())); err != nil {
+		if err := sleep(ctx, backoff(attempt, a.reconnectMin(), a.cfg.ReconnectMax, a.cfg.Rand.Float64())); err != nil {
 			return nil, attempt, err
 		}
-		sess, err := a.dial(ctx)
+		// A hub that restarts is back within the request's timeout: wait for it.
+		dctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
+		err = a.reconnect(dctx)
+		cancel()
 		if err != nil {
 			return nil, attempt, err
 		}
-		a.attach(sess)
+	}
+}
+
+// reconnect opens a session presenting the current pair in the middle of a renewal, after
+// the hub went away: a hub that cannot be reached is tried again, backing off, until ctx
+// ends; a hub that refuses the connection (its CONNACK) ends it at once. A hub restarting
+// is no reason to give up a request or a commit: it keeps both, and answers a resubmitted
+// CSR or a repeated commit the same way (protocol/README.md, "Timeouts and failures").
+func (a *Agent) reconnect(ctx context.Context) error {
+	for n := 1; ; n++ {
+		sess, err := a.dial(ctx)
+		if err == nil {
+			a.attach(sess)
+			return nil
+		}
+		var refused *hub.RefusedError
+		if errors.As(err, &refused) || ctx.Err() != nil {
+			return err
+		}
+		a.emit(Event{Kind: EventUnreachable, Err: err})
+		a.log.Info("cannot reach the hub during a renewal; trying again", "err", err)
+		if sleep(ctx, backoff(n, a.reconnectMin(), a.cfg.ReconnectMax, a.cfg.Rand.Float64())) != nil {
+			return err
+		}
 	}
 }
 
 // commit is the second phase: reconnect with the new pair, commit, wait for the ack; roll
-// back on any failure.
+// back on any failure. The commit deadline (Config.AckTimeout) covers the whole phase: a hub
+// that cannot be reached, or that drops the session before its ack (a restart), is waited
+// for and sent the same commit again, which it answers the same way.
 func (a *Agent) commit(ctx context.Context, reqID string, attempt int, old, fresh keystore.Pair) error {
 	if a.sess != nil {
 		a.sess.Drop()
 		a.sess = nil
 	}
-	sess, err := a.dial(ctx)
-	if err != nil {
-		return a.rollback(ctx, reqID, attempt, old, fresh.Serial(), fmt.Errorf("reconnect with the new certificate refused: %w", err))
-	}
-	a.attach(sess)
 	actx, cancel := context.WithTimeout(ctx, a.cfg.AckTimeout)
-	ack, err := a.sess.Commit(actx, &protocol.Commit{
-		V: protocol.Version, RequestID: reqID, Serial: fresh.Serial(), Outcome: protocol.OutcomeCommitted,
-		Time: a.clk.Read().Device, Hook: a.hook, Attempt: attempt,
-	})
-	cancel()
-	if err := checkAck(ctx, ack, err, fresh.Serial()); err != nil {
-		return a.rollback(ctx, reqID, attempt, old, fresh.Serial(), err)
+	defer cancel()
+	msg := &protocol.Commit{V: protocol.Version, RequestID: reqID, Serial: fresh.Serial(), Outcome: protocol.OutcomeCommitted,
+		Hook: a.hook, Attempt: attempt}
+	var ack *protocol.Ack
+	for {
+		if a.sess == nil {
+			if err := a.reconnect(actx); err != nil {
+				var refused *hub.RefusedError
+				if errors.As(err, &refused) {
+					err = fmt.Errorf("reconnect with the new certificate refused: %w", err)
+				} else {
+					err = fmt.Errorf("no session with the new certificate before the commit deadline: %w", err)
+				}
+				return a.rollback(ctx, reqID, attempt, old, fresh.Serial(), err)
+			}
+		}
+		msg.Time = a.clk.Read().Device
+		var err error
+		ack, err = a.sess.Commit(actx, msg)
+		if errors.Is(err, hub.ErrConnectionLost) && actx.Err() == nil {
+			a.log.Info("connection lost while waiting for the commit's ack; committing again", "request_id", reqID)
+			a.detach()
+			continue
+		}
+		if err := checkAck(ctx, ack, err, fresh.Serial()); err != nil {
+			return a.rollback(ctx, reqID, attempt, old, fresh.Serial(), err)
+		}
+		break
 	}
 	a.observe(ack.HubTime, false)
 	a.lastAckHub = ack.HubTime

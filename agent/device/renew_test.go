@@ -1,8 +1,10 @@
 package device
 
 import (
+	"context"
 	"errors"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/hearth-pki/hearth/agent/internal/testkit"
@@ -196,6 +198,42 @@ func TestResubmitAfterDroppedConnection(t *testing.T) {
 	}
 }
 
+// TestCommitAgainAfterDroppedConnection loses the session after the commit, before its ack
+// (the hub restarted): the agent reconnects with the new certificate and commits again
+// instead of rolling back (issue 10: a renewal a crash interrupted finishes after the
+// restart).
+func TestCommitAgainAfterDroppedConnection(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, true)
+	cfg := e.config("plug-1")
+	e.enroll(cfg)
+	old := onDisk(t, cfg.Dir).Serial()
+	e.hub.SetBehaviour(testkit.DropCommitOnce)
+	r := e.start(cfg)
+	r.waitFor(t, EventConnected)
+	e.hub.Command("plug-1", "cmd-1", protocol.ActionRenew)
+
+	var ev Event
+	for ev.Kind != EventRenewed {
+		select {
+		case ev = <-r.events:
+		case <-time.After(hangGuard):
+			t.Fatalf("no renewal within %s", hangGuard)
+		}
+		if ev.Kind == EventRolledBack {
+			t.Fatalf("the agent rolled back after a dropped connection: %v", ev.Err)
+		}
+	}
+	first := recv(t, e.hub.Commits, "commit")
+	again := recv(t, e.hub.Commits, "commit sent again")
+	if again.RequestID != first.RequestID || again.Serial != first.Serial || again.Outcome != protocol.OutcomeCommitted {
+		t.Errorf("commit after reconnecting = %+v, want the first one %+v again", again, first)
+	}
+	if ev.Serial == old || onDisk(t, cfg.Dir).Serial() != ev.Serial {
+		t.Errorf("serial after renewal = %s (on disk %s), want a new one, not %s", ev.Serial, onDisk(t, cfg.Dir).Serial(), old)
+	}
+}
+
 func TestHubErrorBacksOff(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, true)
@@ -248,4 +286,42 @@ func TestKeepsTryingWhileUnreachable(t *testing.T) {
 	if h := healthWith(t, e, old); h.LastError != "" {
 		t.Errorf("health after reconnecting reports %q, want no error", h.LastError)
 	}
+}
+
+// TestReconnectMax caps the wait between connection attempts to an unreachable hub, in a
+// synctest bubble whose clock is virtual: without the cap the waits double towards 5 min.
+func TestReconnectMax(t *testing.T) {
+	e := newEnv(t, true)
+	cfg := e.config("plug-1")
+	e.enroll(cfg)
+	cfg.HubURL = "mqtts://127.0.0.1:1" // nothing listens there
+	cfg.RetryMin, cfg.ReconnectMax = time.Second, 2*time.Second
+	synctest.Test(t, func(t *testing.T) {
+		var times []time.Time
+		cfg.OnEvent = func(ev Event) {
+			if ev.Kind == EventUnreachable {
+				times = append(times, ev.Time)
+			}
+		}
+		a, err := New(cfg)
+		if err != nil {
+			t.Fatalf("New() = %v", err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		time.Sleep(time.Minute) // virtual: about 40 attempts 1–2 s apart
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run() = %v", err)
+		}
+		if len(times) < 20 {
+			t.Fatalf("%d connection attempts in a minute, want at least 20 with waits of at most %s", len(times), cfg.ReconnectMax)
+		}
+		for i := 1; i < len(times); i++ {
+			if gap := times[i].Sub(times[i-1]); gap > cfg.ReconnectMax {
+				t.Errorf("attempt %d came %s after the previous one, want at most %s", i+1, gap, cfg.ReconnectMax)
+			}
+		}
+	})
 }

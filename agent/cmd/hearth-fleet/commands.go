@@ -56,7 +56,7 @@ type options struct {
 	idPrefix, keysDir, key, topicPrefix, state    string
 	logLevel, logFormat                           string
 	devices, concurrency                          int
-	timeout, duration, progress                   time.Duration
+	timeout, duration, progress, reconnectMax     time.Duration
 	untilRenewed, asJSON                          bool
 }
 
@@ -76,6 +76,7 @@ func parseRun(args []string, stderr io.Writer, getenv func(string) string) (opti
 	fs.StringVar(&o.key, "key", "p256", "key algorithm: p256, p384, ed25519 or rsa2048")
 	fs.StringVar(&o.topicPrefix, "prefix", protocol.DefaultPrefix, "topic prefix of the hub")
 	fs.DurationVar(&o.timeout, "timeout", fleet.DefaultTimeout, "each device's connect, CSR reply and commit ack timeout")
+	fs.DurationVar(&o.reconnectMax, "reconnect-max", 0, "cap each device's wait between connection attempts (default the agent's, 5m)")
 	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (default: at SIGINT or SIGTERM)")
 	fs.BoolVar(&o.untilRenewed, "until-renewed", false, "stop once every device has committed a renewal (exit status 1 if --duration ends first)")
 	fs.DurationVar(&o.progress, "progress", fleet.DefaultProgressEvery, "interval between progress lines (stderr) and --state rewrites")
@@ -120,7 +121,7 @@ func (o options) config(stderr io.Writer) (fleet.Config, error) {
 	}
 	cfg := fleet.Config{
 		HubURL: o.hub, CA: ca, Devices: o.devices, IDPrefix: o.idPrefix, Concurrency: o.concurrency,
-		KeysDir: o.keysDir, KeyAlgorithm: o.key, Topics: topics, Timeout: o.timeout,
+		KeysDir: o.keysDir, KeyAlgorithm: o.key, Topics: topics, Timeout: o.timeout, ReconnectMax: o.reconnectMax,
 		UntilRenewed: o.untilRenewed, ProgressEvery: o.progress, Progress: stderr, StateFile: o.state,
 		Logger: logger, Version: "fleet-" + version,
 	}

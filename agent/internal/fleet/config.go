@@ -57,6 +57,10 @@ type Config struct {
 	// Timeout bounds each device's connection attempts, CSR replies and commit
 	// acknowledgments (a loaded hub answers slowly). Default 2 min.
 	Timeout time.Duration
+	// ReconnectMax caps each device's wait between connection attempts (device.Config).
+	// Default the agent's, 5 min: the wait doubles with each session that ended within a
+	// minute, so a test that kills the hub every few seconds caps it to measure the hub.
+	ReconnectMax time.Duration
 	// UntilRenewed makes Run return once every enrolled device has committed at least one
 	// renewal (enrollment not counted).
 	UntilRenewed bool

@@ -60,6 +60,8 @@ type sim struct {
 	enrolled      bool
 	online        bool
 	renewingSince time.Time
+	lastAttempt   time.Time // start of the last renewal, in DeviceState's form
+	lastCommit    time.Time // the last commit's ack, likewise
 	renewals      int
 	failures      int
 	err           string
@@ -256,7 +258,7 @@ func (f *Fleet) deviceConfig(s *sim) device.Config {
 	c := device.Config{
 		HubURL: f.cfg.HubURL, DeviceID: s.id, Topics: f.cfg.Topics, KeyAlgorithm: f.cfg.KeyAlgorithm,
 		Memory: s.memory, Version: f.cfg.Version, Logger: f.cfg.Logger,
-		ConnectTimeout: f.cfg.Timeout, RequestTimeout: f.cfg.Timeout, AckTimeout: f.cfg.Timeout,
+		ConnectTimeout: f.cfg.Timeout, RequestTimeout: f.cfg.Timeout, AckTimeout: f.cfg.Timeout, ReconnectMax: f.cfg.ReconnectMax,
 		OnEvent: func(ev device.Event) { f.observe(s, ev) },
 	}
 	if f.cfg.KeysDir != "" {
@@ -316,6 +318,7 @@ func (f *Fleet) observe(s *sim, ev device.Event) {
 			f.renewing++
 		}
 		s.renewingSince = ev.Time
+		s.lastAttempt = stateTime(ev.Time)
 		if f.firstRenewal.IsZero() {
 			f.firstRenewal = ev.Time
 		}
@@ -327,6 +330,7 @@ func (f *Fleet) observe(s *sim, ev device.Event) {
 		}
 		f.committed++
 		s.renewals++
+		s.lastCommit = stateTime(ev.Time)
 		if s.renewals == 1 {
 			f.devicesRenewed++
 		}
@@ -417,7 +421,8 @@ func (f *Fleet) summaryLocked() Summary {
 	}
 	s.DeviceList = make([]DeviceState, len(f.sims))
 	for i, d := range f.sims {
-		ds := DeviceState{ID: d.id, Online: d.online, Renewals: d.renewals, Failures: d.failures, Error: d.err}
+		ds := DeviceState{ID: d.id, Online: d.online, Renewals: d.renewals, Failures: d.failures, Error: d.err,
+			LastAttempt: d.lastAttempt, LastCommit: d.lastCommit}
 		if d.agent != nil {
 			ds.Serial = d.agent.Serial()
 		}
@@ -425,6 +430,10 @@ func (f *Fleet) summaryLocked() Summary {
 	}
 	return s
 }
+
+// stateTime is t as a DeviceState holds it: UTC without a monotonic reading, so that a
+// DeviceState read back from the state file equals the one written.
+func stateTime(t time.Time) time.Time { return t.UTC().Round(0) }
 
 // clone copies a map of counts; nil when empty, so that JSON omits it.
 func clone(m map[string]int) map[string]int {

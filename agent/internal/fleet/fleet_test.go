@@ -155,6 +155,9 @@ func TestRenewOnCommand(t *testing.T) {
 		if d.Renewals != 1 || d.Serial == "" {
 			t.Errorf("device %+v: want one renewal and a serial", d)
 		}
+		if d.LastAttempt.IsZero() || d.LastCommit.Before(d.LastAttempt) {
+			t.Errorf("device %s: last attempt %v, last commit %v; want an attempt and its later commit", d.ID, d.LastAttempt, d.LastCommit)
+		}
 		held[d.Serial] = true
 	}
 	renewed := 0

@@ -92,6 +92,11 @@ type DeviceState struct {
 	Failures int    `json:"failures,omitempty"`
 	// Error is the last failure: why it could not enroll, or why its last renewal failed.
 	Error string `json:"error,omitempty"`
+	// LastAttempt is when the device's last renewal started (its key and CSR), and
+	// LastCommit when its last commit was acknowledged: a test that crashes the hub tells
+	// from them which devices are renewing again since the restart.
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	LastCommit  time.Time `json:"last_commit,omitzero"`
 }
 
 // Seconds is a duration that encodes in JSON as seconds with millisecond precision.

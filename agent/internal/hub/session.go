@@ -372,7 +372,14 @@ func (s *Session) wait(ctx context.Context, tok mqtt.Token) error {
 	defer timer.Stop()
 	select {
 	case <-tok.Done():
-		return tok.Error()
+		err := tok.Error()
+		if err != nil && !s.client.IsConnectionOpen() {
+			// Paho fails the tokens of a lost connection ("connection lost before Publish
+			// completed", or not connected) before it reports the loss: the caller must
+			// see a lost connection, which it may try again on a new session.
+			return fmt.Errorf("%w: %w", ErrConnectionLost, err)
+		}
+		return err
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.lost:

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -155,6 +156,24 @@ func TestConnectionLost(t *testing.T) {
 	case <-s.Lost():
 	default:
 		t.Error("Lost() not closed after the connection was lost")
+	}
+}
+
+// TestSendAfterConnectionLost sends on a session whose connection is gone: paho fails the
+// publish at once, and the caller must see ErrConnectionLost (to commit again on a new
+// session), not paho's error, whichever of the two paho reports first.
+func TestSendAfterConnectionLost(t *testing.T) {
+	f := newFixture(t)
+	f.hub.SetBehaviour(testkit.DropOnce)
+	s := f.dial(t, Config{Mode: ModeDevice})
+	if _, err := s.Request(t.Context(), newCSR(t, "dev-1", "req-1")); !errors.Is(err, ErrConnectionLost) {
+		t.Fatalf("Request() when kicked off = %v, want ErrConnectionLost", err)
+	}
+	for i := range 20 {
+		c := &protocol.Commit{V: protocol.Version, RequestID: fmt.Sprintf("req-%d", i), Serial: "01", Outcome: protocol.OutcomeCommitted, Time: time.Now()}
+		if _, err := s.Commit(t.Context(), c); !errors.Is(err, ErrConnectionLost) {
+			t.Fatalf("Commit() on a lost connection = %v, want ErrConnectionLost", err)
+		}
 	}
 }
 

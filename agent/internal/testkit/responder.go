@@ -20,13 +20,14 @@ type Behaviour int
 
 // The behaviours.
 const (
-	Normal     Behaviour = iota // answer CSRs with a good chain and commits with an ack
-	BadChain                    // answer CSRs with a chain from another CA
-	NoReply                     // never answer CSRs
-	ErrorReply                  // answer CSRs with an error (ErrorCode)
-	DropOnce                    // on the first CSR, kick the device off (session takeover) without answering; then Normal
-	NoAck                       // answer CSRs, never acknowledge commits
-	AckError                    // answer CSRs, refuse commits with not_presented
+	Normal         Behaviour = iota // answer CSRs with a good chain and commits with an ack
+	BadChain                        // answer CSRs with a chain from another CA
+	NoReply                         // never answer CSRs
+	ErrorReply                      // answer CSRs with an error (ErrorCode)
+	DropOnce                        // on the first CSR, kick the device off (session takeover) without answering; then Normal
+	NoAck                           // answer CSRs, never acknowledge commits
+	AckError                        // answer CSRs, refuse commits with not_presented
+	DropCommitOnce                  // on the first commit, kick the device off without acknowledging it; then Normal
 )
 
 // Responder plays the hub on a Broker: it answers every device's CSRs (idempotently per
@@ -59,7 +60,7 @@ type Responder struct {
 	lifetime  time.Duration
 	hubNow    func() time.Time
 	issued    map[string]*protocol.Cert
-	dropped   bool
+	dropped   bool              // DropOnce or DropCommitOnce did
 	clientIDs map[string]string // device id → client id of its latest session (from mosquitto's log)
 }
 
@@ -277,11 +278,7 @@ func (r *Responder) answerCSR(id string, c protocol.CSR) {
 	case b == NoReply:
 		return
 	case drop:
-		if session == "" {
-			session = id
-		}
-		kicker := r.connect(session) // takes the device's session over
-		kicker.Disconnect(0)
+		r.kick(id, session)
 		return
 	}
 	reply := cached
@@ -313,15 +310,33 @@ func (r *Responder) answerCSR(id string, c protocol.CSR) {
 	r.send(r.topics.Device(id, protocol.KindCert), &out)
 }
 
+// kick ends the device's session (the client id of its latest one, or its id) by taking it
+// over.
+func (r *Responder) kick(id, session string) {
+	if session == "" {
+		session = id
+	}
+	kicker := r.connect(session)
+	kicker.Disconnect(0)
+}
+
 func (r *Responder) answerCommit(id string, c protocol.Commit) {
 	r.mu.Lock()
 	b, now := r.behaviour, r.hubNow().UTC()
+	drop := b == DropCommitOnce && !r.dropped
+	if drop {
+		r.dropped = true
+	}
+	session := r.clientIDs[id]
 	r.mu.Unlock()
 	ack := &protocol.Ack{V: protocol.Version, RequestID: c.RequestID, Serial: c.Serial, HubTime: now}
-	switch b {
-	case NoAck:
+	switch {
+	case drop:
+		r.kick(id, session)
 		return
-	case AckError:
+	case b == NoAck:
+		return
+	case b == AckError:
 		ack.Serial = ""
 		ack.Error = &protocol.Error{Code: protocol.CodeNotPresented, Message: "the TLS session presents another serial", RetryAfter: 5}
 	}

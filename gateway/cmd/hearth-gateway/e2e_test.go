@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,6 +58,8 @@ type hubProcess struct {
 	cmd  *exec.Cmd
 	addr string
 	data string
+	// started is when the process was started, listening when it reported its listener.
+	started, listening time.Time
 }
 
 // e2eAdminPassword is the admin password of the hubs the end-to-end tests start.
@@ -64,16 +67,26 @@ const e2eAdminPassword = "e2e admin password"
 
 var listenLine = regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
 
-func startHubProcess(t *testing.T, data, listen string) *hubProcess {
+// startHubProcess starts `hearth-gateway serve` on data with its broker on listen
+// ("127.0.0.1:0" for any port) and extra flags, its logs on the test's stderr.
+func startHubProcess(t *testing.T, data, listen string, extra ...string) *hubProcess {
 	t.Helper()
-	cmd := exec.Command(buildGateway(t), "serve", "--data", data, "--listen", listen, "--http", "off",
-		"--hostnames", "localhost,127.0.0.1", "--log-level", "warn")
+	return startHub(t, data, listen, os.Stderr, extra...)
+}
+
+// startHub is startHubProcess with the hub's logs written to logs.
+func startHub(t *testing.T, data, listen string, logs io.Writer, extra ...string) *hubProcess {
+	t.Helper()
+	args := append([]string{"serve", "--data", data, "--listen", listen, "--http", "off",
+		"--hostnames", "localhost,127.0.0.1", "--log-level", "warn"}, extra...)
+	cmd := exec.Command(buildGateway(t), args...)
 	cmd.Env = append(os.Environ(), "HEARTH_CA_PASSPHRASE=e2e passphrase", "HEARTH_ADMIN_PASSWORD="+e2eAdminPassword)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = logs
+	started := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -89,11 +102,36 @@ func startHubProcess(t *testing.T, data, listen string) *hubProcess {
 	}()
 	select {
 	case addr := <-found:
-		return &hubProcess{cmd: cmd, addr: addr, data: data}
+		return &hubProcess{cmd: cmd, addr: addr, data: data, started: started, listening: time.Now()}
 	case <-time.After(30 * time.Second):
 		t.Fatal("hub did not report its listener")
 		return nil
 	}
+}
+
+// kill SIGKILLs the hub and waits until it is gone.
+func (h *hubProcess) kill() {
+	h.cmd.Process.Signal(syscall.SIGKILL)
+	h.cmd.Wait()
+}
+
+// hubLog is a file that collects the logs of every hub process a test starts.
+type hubLog struct{ *os.File }
+
+func newHubLog(t *testing.T, path string) hubLog {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return hubLog{f}
+}
+
+// tail returns the last n bytes of the logs.
+func (l hubLog) tail(n int) string {
+	b, _ := os.ReadFile(l.Name())
+	return string(tailBytes(b, n))
 }
 
 // TestSIGKILLDuringIssuance kills the hub in the middle of a burst of enrollments and checks
@@ -147,8 +185,7 @@ func TestSIGKILLDuringIssuance(t *testing.T) {
 		defer mu.Unlock()
 		return len(delivered) >= devices/4
 	}, "fewer than %d of %d certificates delivered", devices/4, devices)
-	hub.cmd.Process.Signal(syscall.SIGKILL)
-	hub.cmd.Wait()
+	hub.kill()
 	wg.Wait()
 	mu.Lock()
 	got := append([]string(nil), delivered...)
