@@ -56,6 +56,7 @@ type Agent struct {
 	hook         *protocol.HookRun
 	lastAckHub   time.Time
 	lastCommand  string
+	owed         *protocol.Command // a renew command refused with a retryable code, retried at retryAt
 	rt           runtimeState
 	lastRuntime  []byte // status.json's content last written, without its time
 }
@@ -247,6 +248,15 @@ func (a *Agent) reconnectMin() time.Duration { return min(a.cfg.RetryMin, time.S
 
 // work does what is due: a renewal, a health report.
 func (a *Agent) work(ctx context.Context) {
+	if c := a.owed; c != nil && a.sess != nil && !a.now().Before(a.retryAt) {
+		if r := a.clk.Read(); r.Known && r.Best().After(c.Deadline) {
+			a.log.Info("giving up a command past its deadline", "command_id", c.CommandID)
+			a.owed = nil
+		} else {
+			a.log.Info("retrying the command the hub asked to retry", "command_id", c.CommandID)
+			a.obey(ctx, c)
+		}
+	}
 	pair := a.current()
 	r := a.clk.Read()
 	if p := a.plan(pair); !r.Now.Before(p.At) && !a.now().Before(a.retryAt) {
@@ -296,6 +306,9 @@ func (a *Agent) wait(ctx context.Context) {
 	} else {
 		r := a.clk.Read()
 		next := max(a.plan(a.current()).At.Sub(r.Now), a.retryAt.Sub(now))
+		if a.owed != nil {
+			next = a.retryAt.Sub(now) // an owed command is retried at retryAt, window or not
+		}
 		d = min(d, next, a.lastHealth.Add(a.cfg.HealthEvery).Sub(now))
 	}
 	d = max(d, minWait)

@@ -60,10 +60,22 @@ func (a *Agent) command(ctx context.Context, c *protocol.Command, retained bool)
 	switch c.Action {
 	case protocol.ActionReport:
 		a.healthDue = true
-	case protocol.ActionRenew:
-		a.attempt(ctx, protocol.ReasonCommand, c.CommandID)
-	case protocol.ActionRekey:
-		a.attempt(ctx, protocol.ReasonRekey, c.CommandID)
+	case protocol.ActionRenew, protocol.ActionRekey:
+		a.obey(ctx, c)
+	}
+}
+
+// obey runs the renewal a command asks for. A refusal the hub says to retry (busy,
+// rate_limited) keeps the command owed: work retries it after retry_after, until its
+// deadline, instead of waiting for the window.
+func (a *Agent) obey(ctx context.Context, c *protocol.Command) {
+	a.owed = nil
+	reason := protocol.ReasonCommand
+	if c.Action == protocol.ActionRekey {
+		reason = protocol.ReasonRekey
+	}
+	if err := a.attempt(ctx, reason, c.CommandID); err != nil && retryable(err) {
+		a.owed = c
 	}
 }
 

@@ -56,15 +56,16 @@ func Renew(ctx context.Context, cfg Config) error {
 }
 
 // attempt runs one renewal and records its outcome for the schedule: on failure an
-// exponential backoff (or the hub's retry-after, if longer) before the next try.
-func (a *Agent) attempt(ctx context.Context, reason protocol.Reason, commandID string) {
+// exponential backoff (or the hub's retry-after, if longer) before the next try. It returns
+// the renewal's error.
+func (a *Agent) attempt(ctx context.Context, reason protocol.Reason, commandID string) error {
 	err := a.renew(ctx, reason, commandID)
 	if err == nil {
 		a.failures, a.retryAt = 0, time.Time{}
-		return
+		return nil
 	}
 	if ctx.Err() != nil {
-		return
+		return err
 	}
 	a.failures++
 	hi := a.cfg.RetryMax
@@ -79,6 +80,18 @@ func (a *Agent) attempt(ctx context.Context, reason protocol.Reason, commandID s
 	a.retryAt = a.now().Add(d)
 	a.setLastError(err)
 	a.log.Warn("renewal failed", "err", err, "retry_in", d.Round(time.Second))
+	return err
+}
+
+// retryable reports whether err is a hub refusal the protocol says to retry after
+// retry_after (busy, rate_limited, internal).
+func retryable(err error) bool {
+	var he *HubError
+	if !errors.As(err, &he) {
+		return false
+	}
+	info, _ := protocol.Code(he.Code).Info()
+	return info.Retry
 }
 
 // renew is one renewal transaction (agent/README.md, "How it renews", steps 2–5;

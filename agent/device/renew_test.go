@@ -259,6 +259,37 @@ func TestHubErrorBacksOff(t *testing.T) {
 	}
 }
 
+// TestCommandRetriedAfterBusy: a commanded renewal the hub refuses with a retryable code
+// (busy, rate_limited) is retried after retry_after with the same command, although the
+// certificate's window is far away; it used to be dropped until the window.
+func TestCommandRetriedAfterBusy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, true)
+	cfg := e.config("plug-1")
+	cfg.RetryMin, cfg.RetryMax = 50*time.Millisecond, 100*time.Millisecond
+	e.enroll(cfg)
+	old := onDisk(t, cfg.Dir).Serial()
+	r := e.start(cfg)
+	r.waitFor(t, EventConnected)
+	e.hub.SetErrorCode(protocol.CodeBusy)
+	e.hub.SetBehaviour(testkit.ErrorReply)
+	e.hub.Command("plug-1", "cmd-busy", protocol.ActionRenew)
+	ev := r.waitFor(t, EventRenewFailed)
+	var he *HubError
+	if !errors.As(ev.Err, &he) || he.Code != string(protocol.CodeBusy) {
+		t.Fatalf("failure = %v, want busy", ev.Err)
+	}
+	e.hub.SetBehaviour(testkit.Normal)
+	done := r.waitFor(t, EventRenewed)
+	first, second := recv(t, e.hub.CSRs, "refused CSR"), recv(t, e.hub.CSRs, "retried CSR")
+	if first.CommandID != "cmd-busy" || second.CommandID != "cmd-busy" || second.Reason != protocol.ReasonCommand {
+		t.Errorf("CSRs = %+v then %+v, want both for cmd-busy, the second a command renewal", first, second)
+	}
+	if done.Serial == old {
+		t.Errorf("serial after the retry = %s, unchanged", done.Serial)
+	}
+}
+
 func TestKeepsTryingWhileUnreachable(t *testing.T) {
 	e := newEnv(t, true)
 	cfg := e.config("plug-1")
