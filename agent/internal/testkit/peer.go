@@ -13,6 +13,7 @@ import (
 // scripts/test.sh installs every one of them.
 var peerPackages = map[string]string{
 	"mosquitto": "mosquitto",
+	"xz":        "xz-utils",
 }
 
 // sbinDirs are searched after PATH: mosquitto lives in /usr/sbin, which is not on an
