@@ -64,10 +64,11 @@ const e2eAdminPassword = "e2e admin password"
 
 var listenLine = regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
 
-func startHubProcess(t *testing.T, data, listen string) *hubProcess {
+func startHubProcess(t *testing.T, data, listen string, extra ...string) *hubProcess {
 	t.Helper()
-	cmd := exec.Command(buildGateway(t), "serve", "--data", data, "--listen", listen, "--http", "off",
-		"--hostnames", "localhost,127.0.0.1", "--log-level", "warn")
+	args := append([]string{"serve", "--data", data, "--listen", listen, "--http", "off",
+		"--hostnames", "localhost,127.0.0.1", "--log-level", "warn"}, extra...)
+	cmd := exec.Command(buildGateway(t), args...)
 	cmd.Env = append(os.Environ(), "HEARTH_CA_PASSPHRASE=e2e passphrase", "HEARTH_ADMIN_PASSWORD="+e2eAdminPassword)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
