@@ -10,7 +10,9 @@
 # point at their sibling modules, so this needs nothing but the checkout.
 #
 # Tests run real peers: mosquitto, the mosquitto clients, openssl, apparmor_parser, qemu-user
-# (every agent target's emulator) and xz (scripts/build-agents.sh reports xz sizes). With CI=true (.ci/run, most CI services) a test whose peer is missing fails
+# (every agent target's emulator), xz (scripts/build-agents.sh reports xz sizes), busybox
+# (OpenWrt's shell, for the procd init script) and systemd-analyze (package systemd, for the
+# unit; it needs no systemd running as PID 1). With CI=true (.ci/run, most CI services) a test whose peer is missing fails
 # instead of skipping, so this script installs every one of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +39,8 @@ install_missing() {
 		have "qemu-$qemu-static" || { need+=(qemu-user-static); break; }
 	done
 	have xz || need+=(xz-utils)
+	have busybox || need+=(busybox)
+	have systemd-analyze || need+=(systemd)
 	have gcc || need+=(gcc libc6-dev)
 	if [ ${#need[@]} -eq 0 ]; then
 		echo "all test dependencies present"
