@@ -9,8 +9,10 @@
 # go.mod pins older versions than the workspace resolves). The modules' replace directives
 # point at their sibling modules, so this needs nothing but the checkout.
 #
-# Tests run real peers: mosquitto, the mosquitto clients, openssl, apparmor_parser and
-# qemu-user. With CI=true (.ci/run, most CI services) a test whose peer is missing fails
+# Tests run real peers: mosquitto, the mosquitto clients, openssl, apparmor_parser, qemu-user
+# (every agent target's emulator), xz (scripts/build-agents.sh reports xz sizes), busybox
+# (OpenWrt's shell, for the procd init script) and systemd-analyze (package systemd, for the
+# unit; it needs no systemd running as PID 1). With CI=true (.ci/run, most CI services) a test whose peer is missing fails
 # instead of skipping, so this script installs every one of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,8 +33,14 @@ install_missing() {
 	have mosquitto || need+=(mosquitto)
 	have mosquitto_sub && have mosquitto_pub || need+=(mosquitto-clients)
 	have apparmor_parser || need+=(apparmor)
-	have qemu-mipsel-static && have qemu-arm-static || need+=(qemu-user-static)
+	# The emulators of the nine agent targets (TestAgentsEndToEnd), all in one package.
+	local qemu
+	for qemu in aarch64 arm mips mipsel mips64 mips64el x86_64; do
+		have "qemu-$qemu-static" || { need+=(qemu-user-static); break; }
+	done
 	have xz || need+=(xz-utils)
+	have busybox || need+=(busybox)
+	have systemd-analyze || need+=(systemd)
 	have gcc || need+=(gcc libc6-dev)
 	if [ ${#need[@]} -eq 0 ]; then
 		echo "all test dependencies present"

@@ -1,5 +1,5 @@
 // Package hub is the agent's MQTT session with the Hearth hub: one TLS connection (MQTT 3.1.1
-// through paho), request/response correlated by request id, and the hub's pushes (commands,
+// through internal/mqtt), request/response correlated by request id, and the hub's pushes (commands,
 // renewal windows, the CA chain) handed over on a channel.
 //
 // A Session is one connection. There is no automatic reconnection: the caller dials a new
@@ -9,14 +9,14 @@
 // tls.Config.GetClientCertificate at each handshake, so a Session dialled after an install
 // presents the new pair.
 //
-// Paho is configured to avoid its traps: protocol version 4 (the only one the hub speaks,
-// protocol/README.md, "Overview"), a fresh client id per connection (protocol/README.md,
-// "Access control": a takeover can lose the new session's subscriptions), OrderMatters(false) so
-// that handlers run on their own goroutines, a clean session, and handlers that never block:
-// replies go to the waiter registered for their request id (a table of at most MaxWaiters
-// entries) and pushes to a buffered Inbox, both with a non-blocking send; what does not fit is
-// dropped and logged. Paho's in-memory store holds only the QoS 1 messages of this one
-// connection, and the caller keeps at most one request in flight, so it stays small.
+// The connection speaks protocol version 4 (the only one the hub speaks, protocol/README.md,
+// "Overview") with a clean session and a fresh client id per connection (protocol/README.md,
+// "Access control": a takeover can lose the new session's subscriptions). Its message handler
+// runs on the connection's reading goroutine and never blocks: replies go to the waiter
+// registered for their request id (a table of at most MaxWaiters entries) and pushes to a
+// buffered Inbox, both with a non-blocking send; what does not fit is dropped and logged.
+// Nothing is stored across connections: a request the connection lost before its reply is
+// resubmitted by the caller on the next Session.
 //
 // A device Session (ModeDevice) sets a retained Will "offline" on its own state topic and
 // publishes a retained "online" after subscribing to its cert, ack, cmd and renewal topics and

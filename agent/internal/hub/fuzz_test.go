@@ -5,27 +5,9 @@ import (
 	"log/slog"
 	"testing"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
-
+	"github.com/hearth-pki/hearth/agent/internal/mqtt"
 	"github.com/hearth-pki/hearth/protocol"
 )
-
-// message is an mqtt.Message for feeding route directly.
-type message struct {
-	topic    string
-	payload  []byte
-	retained bool
-}
-
-func (m message) Duplicate() bool   { return false }
-func (m message) Qos() byte         { return 1 }
-func (m message) Retained() bool    { return m.retained }
-func (m message) Topic() string     { return m.topic }
-func (m message) MessageID() uint16 { return 1 }
-func (m message) Payload() []byte   { return m.payload }
-func (m message) Ack()              {}
-
-var _ mqtt.Message = message{}
 
 // FuzzRoute feeds arbitrary topics and payloads to the publish handler: it must never panic
 // or block, and may only deliver valid messages.
@@ -42,13 +24,13 @@ func FuzzRoute(f *testing.F) {
 			cfg:   Config{DeviceID: "dev-1"},
 			log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 			inbox: make(chan Inbound, 1),
-			lost:  make(chan struct{}),
 			certs: map[string]chan *protocol.Cert{},
 			acks:  map[string]chan *protocol.Ack{},
 		}
 		certs, _, _ := register(s, s.certs, "c")
-		s.route(nil, message{topic, payload, retained})
-		s.route(nil, message{topic, payload, retained}) // a full inbox must not block
+		m := mqtt.Message{Topic: topic, Payload: payload, QoS: 1, Retained: retained}
+		s.route(m)
+		s.route(m) // a full inbox must not block
 		select {
 		case in := <-s.Inbox():
 			switch {

@@ -4,24 +4,24 @@ import (
 	"context"
 	"fmt"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/hearth-pki/hearth/agent/internal/mqtt"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
 // maxCASize bounds the retained CA topic's PEM payload.
 const maxCASize = 64 << 10
 
-// route is paho's publish handler for every subscription. It runs on its own goroutine
-// (OrderMatters(false)) and never blocks.
-func (s *Session) route(_ mqtt.Client, m mqtt.Message) {
-	payload := m.Payload()
-	t, err := s.cfg.Topics.Parse(m.Topic())
+// route is the connection's message handler. It runs on the connection's reading goroutine
+// and never blocks.
+func (s *Session) route(m mqtt.Message) {
+	payload := m.Payload
+	t, err := s.cfg.Topics.Parse(m.Topic)
 	if err != nil {
-		s.log.Debug("ignoring message on unexpected topic", "topic", m.Topic())
+		s.log.Debug("ignoring message on unexpected topic", "topic", m.Topic)
 		return
 	}
 	if t.DeviceID != "" && t.DeviceID != s.cfg.DeviceID {
-		s.log.Debug("ignoring message for another device", "topic", m.Topic())
+		s.log.Debug("ignoring message for another device", "topic", m.Topic)
 		return
 	}
 	switch t.Kind {
@@ -45,7 +45,7 @@ func (s *Session) route(_ mqtt.Client, m mqtt.Message) {
 			s.log.Warn("ignoring invalid command", "err", err)
 			return
 		}
-		s.push(Inbound{Command: &c, Retained: m.Retained()})
+		s.push(Inbound{Command: &c, Retained: m.Retained})
 	case protocol.KindRenewal:
 		if len(payload) == 0 {
 			return // the hub cleared the retained window
@@ -55,13 +55,13 @@ func (s *Session) route(_ mqtt.Client, m mqtt.Message) {
 			s.log.Warn("ignoring invalid renewal info", "err", err)
 			return
 		}
-		s.push(Inbound{Renewal: &r, Retained: m.Retained()})
+		s.push(Inbound{Renewal: &r, Retained: m.Retained})
 	case protocol.KindCA:
 		if len(payload) == 0 || len(payload) > maxCASize {
 			s.log.Warn("ignoring CA message of unexpected size", "bytes", len(payload))
 			return
 		}
-		s.push(Inbound{CA: string(payload), Retained: m.Retained()})
+		s.push(Inbound{CA: string(payload), Retained: m.Retained})
 	}
 }
 
@@ -125,7 +125,7 @@ func roundTrip[T any](ctx context.Context, s *Session, table map[string]chan T, 
 		return v, nil
 	case <-ctx.Done():
 		return zero, ctx.Err()
-	case <-s.lost:
+	case <-s.conn.Done():
 		return zero, s.lostError()
 	}
 }

@@ -14,8 +14,7 @@ import (
 	"sync"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/eclipse/paho.mqtt.golang/packets"
+	"github.com/hearth-pki/hearth/agent/internal/mqtt"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -93,10 +92,8 @@ type RefusedError struct {
 
 // Error names the refusal.
 func (e *RefusedError) Error() string {
-	if reason, ok := packets.ConnackReturnCodes[e.Code]; ok {
-		return fmt.Sprintf("hub refused the connection: %s (code %d)", strings.ToLower(reason), e.Code)
-	}
-	return fmt.Sprintf("hub refused the connection: code %d", e.Code)
+	msg := (&mqtt.RefusedError{Code: e.Code}).Error()
+	return "hub refused the connection: " + strings.TrimPrefix(msg, "mqtt: connection refused: ")
 }
 
 // DialError means the connection could not be opened (network, TLS handshake, timeout).
@@ -123,18 +120,14 @@ type Inbound struct {
 
 // Session is one connection to the hub. Create it with Dial.
 type Session struct {
-	cfg    Config
-	log    *slog.Logger
-	client mqtt.Client
-	inbox  chan Inbound
+	cfg   Config
+	log   *slog.Logger
+	conn  *mqtt.Conn
+	inbox chan Inbound
 
-	lost     chan struct{}
-	lostOnce sync.Once
-
-	mu      sync.Mutex
-	lostErr error
-	certs   map[string]chan *protocol.Cert
-	acks    map[string]chan *protocol.Ack
+	mu    sync.Mutex
+	certs map[string]chan *protocol.Cert
+	acks  map[string]chan *protocol.Ack
 }
 
 // ParseURL checks a hub URL and returns it normalized to "mqtts://host:port".
@@ -185,7 +178,6 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 		cfg:   cfg,
 		log:   cfg.Logger,
 		inbox: make(chan Inbound, cfg.InboxSize),
-		lost:  make(chan struct{}),
 		certs: make(map[string]chan *protocol.Cert),
 		acks:  make(map[string]chan *protocol.Ack),
 	}
@@ -194,62 +186,48 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 	}
 	s.log = s.log.With("hub", u.Host)
 
-	opts := mqtt.NewClientOptions().
-		AddBroker(u.String()).
-		SetProtocolVersion(4).
-		SetClientID(s.clientID()).
-		SetCleanSession(true).
-		SetOrderMatters(false).
-		SetAutoReconnect(false).
-		SetConnectRetry(false).
-		SetResumeSubs(false).
-		SetConnectTimeout(cfg.ConnectTimeout).
-		SetWriteTimeout(cfg.ConnectTimeout).
-		SetKeepAlive(cfg.KeepAlive).
-		SetPingTimeout(cfg.ConnectTimeout).
-		SetTLSConfig(cfg.TLS).
-		SetStore(mqtt.NewMemoryStore()).
-		SetMessageChannelDepth(uint(cfg.InboxSize)).
-		SetDefaultPublishHandler(s.route).
-		SetConnectionLostHandler(func(_ mqtt.Client, err error) { s.markLost(err) })
+	mc := mqtt.Config{
+		ClientID:  s.clientID(),
+		KeepAlive: cfg.KeepAlive,
+		Timeout:   cfg.ConnectTimeout,
+		OnMessage: s.route,
+	}
 	switch cfg.Mode {
 	case ModeDevice:
 		offline, err := protocol.Encode(&protocol.State{V: protocol.Version, State: protocol.Offline, AgentVersion: cfg.Version})
 		if err != nil {
 			return nil, fmt.Errorf("hub: dial: %w", err)
 		}
-		opts.SetBinaryWill(cfg.Topics.Device(cfg.DeviceID, protocol.KindState), offline, 1, true)
+		mc.Will = &mqtt.Message{Topic: cfg.Topics.Device(cfg.DeviceID, protocol.KindState), Payload: offline, QoS: 1, Retained: true}
 	case ModeEnroll:
-		opts.SetUsername(cfg.Username).SetPassword(cfg.Password)
+		mc.Username, mc.Password = cfg.Username, cfg.Password
 	}
-	s.client = mqtt.NewClient(opts)
 
-	tok := s.client.Connect()
-	select {
-	case <-tok.Done():
-	case <-ctx.Done():
-		// Paho finishes (or times out) the attempt on its own goroutine; close what it opened.
-		go func() {
-			<-tok.Done()
-			s.client.Disconnect(0)
-		}()
-		return nil, ctx.Err()
+	// One deadline for the TCP dial, the TLS handshake and CONNECT/CONNACK.
+	dctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
+	defer cancel()
+	d := tls.Dialer{Config: cfg.TLS}
+	nc, err := d.DialContext(dctx, "tcp", u.Host)
+	if err == nil {
+		s.conn, err = mqtt.Connect(dctx, nc, mc)
 	}
-	if err := tok.Error(); err != nil {
-		if ct, ok := tok.(*mqtt.ConnectToken); ok {
-			if rc := ct.ReturnCode(); rc != packets.Accepted && rc != packets.ErrNetworkError {
-				return nil, &RefusedError{Code: rc}
-			}
+	if err != nil {
+		var refused *mqtt.RefusedError
+		switch {
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case errors.As(err, &refused):
+			return nil, &RefusedError{Code: refused.Code}
 		}
 		return nil, &DialError{Err: err}
 	}
 	if err := s.subscribe(ctx); err != nil {
-		s.client.Disconnect(0)
+		s.conn.Disconnect()
 		return nil, err
 	}
 	if cfg.Mode == ModeDevice {
 		if err := s.publishState(ctx, protocol.Online); err != nil {
-			s.client.Disconnect(0)
+			s.conn.Disconnect()
 			return nil, err
 		}
 	}
@@ -272,37 +250,35 @@ func (s *Session) clientID() string {
 	return s.cfg.DeviceID + ":" + hex.EncodeToString(b)
 }
 
-// subscribe makes the subscriptions of the session's mode, QoS 1.
+// subscribe makes the subscriptions of the session's mode, QoS 1, in one SUBSCRIBE.
 func (s *Session) subscribe(ctx context.Context) error {
 	t := s.cfg.Topics
-	filters := map[string]byte{}
+	var subs []mqtt.Subscription
 	switch s.cfg.Mode {
 	case ModeDevice:
 		for _, k := range []protocol.Kind{protocol.KindCert, protocol.KindAck, protocol.KindCmd, protocol.KindRenewal} {
-			filters[t.Device(s.cfg.DeviceID, k)] = 1
+			subs = append(subs, mqtt.Subscription{Filter: t.Device(s.cfg.DeviceID, k), QoS: 1})
 		}
-		filters[t.CA()] = 1
+		subs = append(subs, mqtt.Subscription{Filter: t.CA(), QoS: 1})
 	case ModeEnroll:
-		filters[t.Device(s.cfg.DeviceID, protocol.KindCert)] = 1
+		subs = append(subs, mqtt.Subscription{Filter: t.Device(s.cfg.DeviceID, protocol.KindCert), QoS: 1})
 	case ModeCA:
-		filters[t.CA()] = 1
+		subs = append(subs, mqtt.Subscription{Filter: t.CA(), QoS: 1})
 	}
-	tok := s.client.SubscribeMultiple(filters, nil)
-	if err := s.wait(ctx, tok); err != nil {
+	codes, err := wait(ctx, s, func(ctx context.Context) ([]byte, error) { return s.conn.Subscribe(ctx, subs...) })
+	if err != nil {
 		return fmt.Errorf("hub: subscribe: %w", err)
 	}
-	if st, ok := tok.(*mqtt.SubscribeToken); ok {
-		for topic, qos := range st.Result() {
-			if qos != 0x80 { // SUBACK failure (MQTT 3.1.1 §3.9.3)
-				continue
-			}
-			if topic == t.CA() && s.cfg.Mode == ModeDevice {
-				// Only CA rotation needs it; the session is useful without.
-				s.log.Warn("hub refused the subscription to its CA topic", "topic", topic)
-				continue
-			}
-			return fmt.Errorf("%w: %s", ErrSubscribeRefused, topic)
+	for i, code := range codes {
+		if code != mqtt.SubackFailure {
+			continue
 		}
+		if topic := subs[i].Filter; topic == t.CA() && s.cfg.Mode == ModeDevice {
+			// Only CA rotation needs it; the session is useful without.
+			s.log.Warn("hub refused the subscription to its CA topic", "topic", topic)
+			continue
+		}
+		return fmt.Errorf("%w: %s", ErrSubscribeRefused, subs[i].Filter)
 	}
 	return nil
 }
@@ -325,31 +301,21 @@ func (s *Session) publishState(ctx context.Context, p protocol.Presence) error {
 func (s *Session) Inbox() <-chan Inbound { return s.inbox }
 
 // Lost returns a channel closed when the connection is lost or closed.
-func (s *Session) Lost() <-chan struct{} { return s.lost }
+func (s *Session) Lost() <-chan struct{} { return s.conn.Done() }
 
 // Err returns why the connection was lost, or nil while it is up.
 func (s *Session) Err() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lostErr
-}
-
-func (s *Session) markLost(err error) {
-	if err == nil {
-		err = ErrConnectionLost
+	err := s.conn.Err()
+	if errors.Is(err, mqtt.ErrClosed) {
+		return fmt.Errorf("%w: closed by the agent", ErrConnectionLost)
 	}
-	s.mu.Lock()
-	if s.lostErr == nil {
-		s.lostErr = err
-	}
-	s.mu.Unlock()
-	s.lostOnce.Do(func() { close(s.lost) })
+	return err
 }
 
 // Close announces the device offline (ModeDevice), disconnects and waits at most a moment for
 // the disconnection to be sent. It is safe to call more than once.
 func (s *Session) Close(ctx context.Context) {
-	if s.cfg.Mode == ModeDevice && s.client.IsConnectionOpen() {
+	if s.cfg.Mode == ModeDevice && s.conn.Err() == nil {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if err := s.publishState(ctx, protocol.Offline); err != nil {
 			s.log.Debug("could not announce offline state", "err", err)
@@ -361,32 +327,25 @@ func (s *Session) Close(ctx context.Context) {
 
 // Drop disconnects without announcing anything: the Will is discarded, as after any clean
 // disconnection. It is used to reconnect at once with another certificate.
-func (s *Session) Drop() {
-	s.client.Disconnect(250)
-	s.markLost(fmt.Errorf("%w: closed by the agent", ErrConnectionLost))
-}
+func (s *Session) Drop() { s.conn.Disconnect() }
 
-// wait waits for tok, ctx or the loss of the connection.
-func (s *Session) wait(ctx context.Context, tok mqtt.Token) error {
-	timer := time.NewTimer(s.cfg.ConnectTimeout)
-	defer timer.Stop()
-	select {
-	case <-tok.Done():
-		err := tok.Error()
-		if err != nil && !s.client.IsConnectionOpen() {
-			// Paho fails the tokens of a lost connection ("connection lost before Publish
-			// completed", or not connected) before it reports the loss: the caller must
-			// see a lost connection, which it may try again on a new session.
-			return fmt.Errorf("%w: %w", ErrConnectionLost, err)
-		}
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.lost:
-		return s.lostError()
-	case <-timer.C:
-		return fmt.Errorf("no answer from the hub within %s", s.cfg.ConnectTimeout)
+// wait runs op with a deadline of ConnectTimeout, and reports the loss of the connection as
+// ErrConnectionLost (wrapping its cause) and the deadline as no answer from the hub.
+func wait[T any](ctx context.Context, s *Session, op func(context.Context) (T, error)) (T, error) {
+	octx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
+	defer cancel()
+	v, err := op(octx)
+	switch {
+	case err == nil:
+		return v, nil
+	case ctx.Err() != nil:
+		return v, ctx.Err()
+	case octx.Err() != nil:
+		return v, fmt.Errorf("no answer from the hub within %s", s.cfg.ConnectTimeout)
+	case s.conn.Err() != nil:
+		return v, s.lostError()
 	}
+	return v, err
 }
 
 func (s *Session) lostError() error {
@@ -398,5 +357,8 @@ func (s *Session) lostError() error {
 
 // publish sends a QoS 1 message and waits for the hub's PUBACK.
 func (s *Session) publish(ctx context.Context, topic string, retained bool, payload []byte) error {
-	return s.wait(ctx, s.client.Publish(topic, 1, retained, payload))
+	_, err := wait(ctx, s, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, s.conn.Publish(ctx, mqtt.Message{Topic: topic, Payload: payload, QoS: 1, Retained: retained})
+	})
+	return err
 }

@@ -12,7 +12,10 @@ import (
 // peerPackages names the Debian package of each peer program the tests run against.
 // scripts/test.sh installs every one of them.
 var peerPackages = map[string]string{
-	"mosquitto": "mosquitto",
+	"mosquitto":       "mosquitto",
+	"busybox":         "busybox",
+	"systemd-analyze": "systemd",
+	"xz":              "xz-utils",
 }
 
 // sbinDirs are searched after PATH: mosquitto lives in /usr/sbin, which is not on an

@@ -13,6 +13,7 @@
 //     In CI (CI=true) a missing one fails the test; elsewhere it skips with how to install it.
 //   - [StartMosquitto]: a real mosquitto broker on 127.0.0.1, playing Home Assistant's.
 //   - [Publisher]: a fake of the hub's broker as the hub's parts publish through it.
+//   - [Relay]: a TCP relay in front of a server that can refuse the next connections.
 //
 // testkit imports only the standard library, so that every package of the module, including
 // ca and inventory, can use it in its own tests. Package hubkit builds the hub's real parts

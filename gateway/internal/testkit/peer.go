@@ -16,6 +16,7 @@ var peerPackages = map[string]string{
 	"mosquitto_pub":   "mosquitto-clients",
 	"mosquitto_sub":   "mosquitto-clients",
 	"openssl":         "openssl",
+	"xz":              "xz-utils",
 	"apparmor_parser": "apparmor",
 }
 

@@ -4,6 +4,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -109,5 +111,50 @@ func TestLazy(t *testing.T) {
 	n = 2
 	if got := fmt.Sprintf("%v", l); got != "2" {
 		t.Errorf("Lazy formatted as %q, want %q (the value when formatted)", got, "2")
+	}
+}
+
+func TestRelay(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	r := StartRelay(t, ln.Addr().String())
+	echo := func() (string, error) {
+		c, err := net.Dial("tcp", r.Addr)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return "", err
+		}
+		b := make([]byte, 4)
+		_, err = io.ReadFull(c, b)
+		return string(b), err
+	}
+	if got, err := echo(); got != "ping" || err != nil {
+		t.Fatalf("echo through the relay = %q, %v; want ping", got, err)
+	}
+	r.RefuseNext(1)
+	if got, err := echo(); err == nil {
+		t.Errorf("echo through a refusing relay = %q, want an error", got)
+	}
+	if got, err := echo(); got != "ping" || err != nil {
+		t.Errorf("echo after the refusal = %q, %v; want ping", got, err)
+	}
+	if r.Refused() != 1 || r.Accepted() != 3 {
+		t.Errorf("Refused(), Accepted() = %d, %d; want 1, 3", r.Refused(), r.Accepted())
 	}
 }
