@@ -151,9 +151,10 @@ func (s *Store) activate(ctx context.Context, tx *gorm.DB, deviceID, serial stri
 // EndRequest records, in one transaction, that the device's request ended without a commit:
 // the attempt's outcome becomes outcome (OutcomeRolledBack or OutcomeExpired) with detail,
 // its certificate serial (if one was issued and is still pending) becomes abandoned, and an
-// event (protocol.EventRenewalRolledBack or protocol.EventRenewalExpired) is appended. A request the store
-// does not know is not an error: nothing was recorded for it.
-func (s *Store) EndRequest(ctx context.Context, deviceID, requestID, serial, outcome, detail string, now time.Time) error {
+// event is appended: protocol.EventRenewalRolledBack with serial = current (the certificate
+// the device stays on) and failed = serial, or protocol.EventRenewalExpired with serial. A
+// request the store does not know is not an error: nothing was recorded for it.
+func (s *Store) EndRequest(ctx context.Context, deviceID, requestID, serial, current, outcome, detail string, now time.Time) error {
 	kind := protocol.EventRenewalRolledBack
 	switch outcome {
 	case OutcomeRolledBack:
@@ -178,8 +179,12 @@ func (s *Store) EndRequest(ctx context.Context, deviceID, requestID, serial, out
 				return err
 			}
 		}
+		data := map[string]string{"serial": serial, "request_id": requestID}
+		if outcome == OutcomeRolledBack {
+			data = map[string]string{"serial": current, "failed": serial, "request_id": requestID}
+		}
 		_, err := s.appendEvent(ctx, tx, Event{Time: now, Kind: kind, DeviceID: deviceID, Actor: actorFrom(ctx), Message: detail,
-			Data: map[string]string{"serial": serial, "request_id": requestID}})
+			Data: data})
 		return err
 	})
 	if err != nil {

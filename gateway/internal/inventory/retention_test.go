@@ -3,6 +3,8 @@ package inventory
 import (
 	"testing"
 	"time"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 func TestPrune(t *testing.T) {
@@ -30,7 +32,7 @@ func TestPrune(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.EndRequest(ctx, "cam", "r3", "a3", OutcomeExpired, "test", t0.Add(26*24*time.Hour)); err != nil {
+	if err := s.EndRequest(ctx, "cam", "r3", "a3", "", OutcomeExpired, "test", t0.Add(26*24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Commit(ctx, "cam", "r4", "a4", false, t0.Add(200*24*time.Hour)); err != nil {
@@ -62,5 +64,33 @@ func TestNextCRLNumber(t *testing.T) {
 		if err != nil || n.Int64() != want {
 			t.Fatalf("NextCRLNumber() = %v, %v; want %d", n, err, want)
 		}
+	}
+}
+
+// TestEndRequestEvent: a rolled-back request's audit record names the certificate the
+// device stays on as serial and the abandoned one as failed, as the spec's event table says.
+func TestEndRequestEvent(t *testing.T) {
+	s := openTest(t)
+	ctx := t.Context()
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct{ serial, req string }{{"a1", "r1"}, {"a2", "r2"}} {
+		if err := s.RecordIssuance(ctx, Issuance{Device: Device{ID: "cam", Mechanism: MechanismAgent},
+			Cert:    Certificate{Serial: c.serial, NotBefore: at, NotAfter: at.Add(time.Hour)},
+			Attempt: Attempt{RequestID: c.req, StartedAt: at, FinishedAt: at}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Commit(ctx, "cam", "r1", "a1", false, at); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EndRequest(ctx, "cam", "r2", "a2", "a1", OutcomeRolledBack, "the agent rolled back", at); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := s.Events(ctx, EventFilter{Kind: protocol.EventRenewalRolledBack})
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("rolled_back events = %v, %v; want one", evs, err)
+	}
+	if d := evs[0].Data; d["serial"] != "a1" || d["failed"] != "a2" || d["request_id"] != "r2" {
+		t.Errorf("rolled_back data = %v, want serial a1, failed a2, request_id r2", d)
 	}
 }

@@ -491,7 +491,7 @@ func (m *Machine) do(ctx context.Context, sh *shard, it item, st *State, e Effec
 		if e.Outcome == OutcomeExpired {
 			outcome = inventory.OutcomeExpired
 		}
-		if err := store.EndRequest(ctx, id, e.RequestID, e.Serial, outcome, e.Cause, now); err != nil {
+		if err := store.EndRequest(ctx, id, e.RequestID, e.Serial, e.Current, outcome, e.Cause, now); err != nil {
 			m.cfg.Logger.Error("record end of request", "device", id, "request", e.RequestID, "err", err)
 			m.reload(ctx, sh, id, st)
 			if e.Acknowledge {
