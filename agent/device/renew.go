@@ -190,8 +190,12 @@ func (a *Agent) reconnect(ctx context.Context) error {
 			a.attach(sess)
 			return nil
 		}
+		// A hub that answers and turns this session down (CONNECT refused, or a TLS alert, as
+		// for a certificate it does not trust) is a refusal: roll back now. An address that
+		// cannot be reached, or a connection that breaks (a hub restarting), is waited for.
 		var refused *hub.RefusedError
-		if errors.As(err, &refused) || ctx.Err() != nil {
+		var dialErr *hub.DialError
+		if errors.As(err, &refused) || (errors.As(err, &dialErr) && dialErr.Alert) || ctx.Err() != nil {
 			return err
 		}
 		a.emit(Event{Kind: EventUnreachable, Err: err})
@@ -220,7 +224,8 @@ func (a *Agent) commit(ctx context.Context, reqID string, attempt int, old, fres
 		if a.sess == nil {
 			if err := a.reconnect(actx); err != nil {
 				var refused *hub.RefusedError
-				if errors.As(err, &refused) {
+				var dialErr *hub.DialError
+				if errors.As(err, &refused) || (errors.As(err, &dialErr) && dialErr.Alert) {
 					err = fmt.Errorf("reconnect with the new certificate refused: %w", err)
 				} else {
 					err = fmt.Errorf("no session with the new certificate before the commit deadline: %w", err)

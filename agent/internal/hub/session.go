@@ -99,6 +99,10 @@ func (e *RefusedError) Error() string {
 // DialError means the connection could not be opened (network, TLS handshake, timeout).
 type DialError struct {
 	Err error
+	// Alert is set when the hub answered the TLS handshake with an alert: it turned this
+	// client down, as a hub does with a certificate it does not trust. Unset when the address
+	// could not be reached or the connection broke (a hub restarting, the network down).
+	Alert bool
 }
 
 // Error describes the failure.
@@ -153,7 +157,7 @@ func ParseURL(raw string) (*url.URL, error) {
 
 // Dial connects to the hub and subscribes according to cfg.Mode. The returned error is a
 // *RefusedError when the hub refused CONNECT, a *DialError when the connection or the TLS
-// handshake failed, or ctx's error.
+// handshake failed (DialError.Alert when the hub refused the handshake), or ctx's error.
 func Dial(ctx context.Context, cfg Config) (*Session, error) {
 	u, err := ParseURL(cfg.URL)
 	if err != nil {
@@ -206,12 +210,26 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 	// One deadline for the TCP dial, the TLS handshake and CONNECT/CONNACK.
 	dctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
-	d := tls.Dialer{Config: cfg.TLS}
-	nc, err := d.DialContext(dctx, "tcp", u.Host)
+	var nd net.Dialer
+	raw, err := nd.DialContext(dctx, "tcp", u.Host)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, &DialError{Err: err}
+	}
+	tc := cfg.TLS
+	if tc.ServerName == "" {
+		tc = tc.Clone()
+		tc.ServerName = u.Hostname()
+	}
+	nc := tls.Client(raw, tc)
+	err = nc.HandshakeContext(dctx)
 	if err == nil {
 		s.conn, err = mqtt.Connect(dctx, nc, mc)
 	}
 	if err != nil {
+		_ = raw.Close()
 		var refused *mqtt.RefusedError
 		switch {
 		case ctx.Err() != nil:
@@ -219,7 +237,7 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 		case errors.As(err, &refused):
 			return nil, &RefusedError{Code: refused.Code}
 		}
-		return nil, &DialError{Err: err}
+		return nil, &DialError{Err: err, Alert: isAlert(err)}
 	}
 	if err := s.subscribe(ctx); err != nil {
 		s.conn.Disconnect()
@@ -233,6 +251,14 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 	}
 	s.log.Debug("connected to hub", "mode", cfg.Mode)
 	return s, nil
+}
+
+// isAlert reports whether err is a TLS alert the peer sent: crypto/tls reports one as a
+// *net.OpError whose Op is "remote error" (an alert of our own side is a tls.AlertError).
+func isAlert(err error) bool {
+	var oe *net.OpError
+	var ae tls.AlertError
+	return (errors.As(err, &oe) && oe.Op == "remote error") || errors.As(err, &ae)
 }
 
 // clientID is the MQTT client id: the device id and a random suffix per connection

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"testing"
 	"time"
 
@@ -218,5 +219,41 @@ func TestDialErrors(t *testing.T) {
 				t.Errorf("Dial(%s) = %v, want a *DialError", tc.name, err)
 			}
 		})
+	}
+}
+
+// TestDialAlertIsARefusal: a hub that answers the TLS handshake with an alert (as for a
+// certificate it does not trust) is told apart from one that cannot be reached.
+func TestDialAlertIsARefusal(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 4096)
+			_, _ = c.Read(buf)
+			_, _ = c.Write([]byte{21, 3, 3, 0, 2, 2, 42}) // fatal bad_certificate
+			c.Close()
+		}
+	}()
+	cfg := Config{URL: "mqtts://" + ln.Addr().String(), DeviceID: "dev-1", TLS: &tls.Config{MinVersion: tls.VersionTLS12}, Mode: ModeDevice}
+	_, err = Dial(t.Context(), cfg)
+	var de *DialError
+	if !errors.As(err, &de) || !de.Alert {
+		t.Errorf("Dial to a server answering an alert = %v, want a DialError with Alert", err)
+	}
+	ln2, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln2.Addr().String()
+	ln2.Close() // nothing listens there now
+	cfg.URL = "mqtts://" + addr
+	_, err = Dial(t.Context(), cfg)
+	if !errors.As(err, &de) || de.Alert {
+		t.Errorf("Dial to a closed port = %v, want a DialError without Alert", err)
 	}
 }

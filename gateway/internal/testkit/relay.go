@@ -60,8 +60,9 @@ func (r *Relay) SetTarget(target string) {
 	r.mu.Unlock()
 }
 
-// RefuseNext makes the relay close the next n connections as soon as it accepts them, before
-// a byte is read: to the client, a server that hung up during the TLS handshake.
+// RefuseNext makes the relay refuse the next n connections as a TLS server refuses a client
+// certificate, without reaching the server: a fatal bad_certificate alert to the
+// ClientHello, then close.
 func (r *Relay) RefuseNext(n int) {
 	r.mu.Lock()
 	r.refuse = n
@@ -97,7 +98,21 @@ func (r *Relay) accept() {
 			r.refused++
 		}
 		r.mu.Unlock()
-		if refuse || target == "" {
+		if refuse {
+			// Turn the client down as a TLS server does a certificate it does not trust:
+			// read its ClientHello, answer a fatal bad_certificate alert (RFC 8446, 6.2),
+			// close.
+			r.wg.Add(1)
+			go func() {
+				defer r.wg.Done()
+				defer c.Close()
+				buf := make([]byte, 4096)
+				_, _ = c.Read(buf)
+				_, _ = c.Write([]byte{21, 3, 3, 0, 2, 2, 42})
+			}()
+			continue
+		}
+		if target == "" {
 			c.Close()
 			continue
 		}
