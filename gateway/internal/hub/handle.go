@@ -39,7 +39,7 @@ func (h *Hub) handle(ctx context.Context, from broker.Identity, t protocol.Topic
 		if err := protocol.Decode(payload, &c); err != nil {
 			h.log.Info("commit refused", "device", from.DeviceID, "err", err)
 			ack := protocol.Ack{V: protocol.Version, RequestID: "unknown", HubTime: h.now().UTC(),
-				Error: &protocol.Error{Code: protocol.CodeFor(err), Message: clip(err.Error(), protocol.MaxTextLen)}}
+				Error: &protocol.Error{Code: protocol.CodeFor(err), Message: protocol.ClipText(err.Error())}}
 			if protocol.ValidateRequestID(c.RequestID) == nil {
 				ack.RequestID = c.RequestID
 			}
@@ -145,17 +145,6 @@ func (h *Hub) finding(f lifecycle.Finding) {
 		Message: fmt.Sprintf("certificate %s on %d connections at once", f.Serial, f.Count), Data: map[string]string{"serial": f.Serial}}); err != nil {
 		h.log.Warn("record finding", "err", err)
 	}
-}
-
-// clip shortens s to at most n bytes without splitting a UTF-8 sequence.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n]
 }
 
 // health hands a health report to the device state machine, which records it and raises a

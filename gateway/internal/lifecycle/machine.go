@@ -550,7 +550,7 @@ func (m *Machine) ack(id, requestID, serial string, now time.Time) {
 // refuse publishes r as an error reply: on the ack topic for a commit, on the cert topic for
 // a CSR.
 func (m *Machine) refuse(id string, r Refuse, now time.Time) {
-	werr := &protocol.Error{Code: r.Code, Message: clip(r.Message, protocol.MaxTextLen)}
+	werr := &protocol.Error{Code: r.Code, Message: protocol.ClipText(r.Message)}
 	if r.RetryAfter > 0 {
 		werr.RetryAfter = int((r.RetryAfter + time.Second - 1) / time.Second)
 	} else if info, _ := r.Code.Info(); info.Retry {
@@ -573,15 +573,4 @@ func (m *Machine) publish(topic string, msg protocol.Message) {
 	if err := m.cfg.Publisher.Publish(topic, b, false); err != nil {
 		m.cfg.Logger.Warn("publish", "topic", topic, "err", err)
 	}
-}
-
-// clip shortens s to at most n bytes without splitting a UTF-8 sequence.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n]
 }

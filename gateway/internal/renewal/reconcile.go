@@ -350,7 +350,7 @@ func (p *pass) command(c *candidate) bool {
 		action = protocol.Action(c.campaign.rec.Action)
 		reason = fmt.Sprintf("campaign %s: %s", c.campaign.rec.ID, action)
 	}
-	reason = truncate(reason, protocol.MaxTextLen)
+	reason = protocol.ClipText(reason)
 	st := d.st
 	st.State, st.NextAttemptAt = inventory.RenewalCommanded, now.Add(cfg.AttemptDeadline)
 	cmd := inventory.Command{ID: newCommandID(), Action: string(action), Reason: reason, Deadline: st.NextAttemptAt}
@@ -418,16 +418,3 @@ func sameStatus(a, b inventory.RenewalStatus) bool {
 
 // stamp formats a time for messages and event data.
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
-
-// truncate shortens s to at most n bytes without splitting a UTF-8 sequence.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !isRuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
