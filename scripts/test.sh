@@ -42,6 +42,10 @@ install_missing() {
 	have busybox || need+=(busybox)
 	have systemd-analyze || need+=(systemd)
 	have gcc || need+=(gcc libc6-dev)
+	# The add-on container test (TestAddonRelease) lays out /data and /ssl in private mount and
+	# network namespaces.
+	have unshare || need+=(util-linux)
+	have ip || need+=(iproute2)
 	if [ ${#need[@]} -eq 0 ]; then
 		echo "all test dependencies present"
 		return

@@ -264,25 +264,28 @@ func TestAddonTranslationsCoverEveryOption(t *testing.T) {
 	}
 }
 
+// TestAddonDockerfileBuildsTheHub checks the build's flags; TestAddonRelease in
+// cmd/hearth-gateway builds the released add-on with the same script and runs it.
 func TestAddonDockerfileBuildsTheHub(t *testing.T) {
-	dockerfile := string(readAddonFile(t, "Dockerfile"))
+	script := string(readAddonFile(t, "build-hub.sh"))
 	var build string
-	for line := range strings.SplitSeq(dockerfile, "\n") {
+	for line := range strings.SplitSeq(script, "\n") {
 		if strings.Contains(line, "go build") {
 			build = line
 		}
 	}
-	for _, want := range []string{"CGO_ENABLED=1", "GOWORK=off", "-trimpath", "./cmd/hearth-gateway", "-o /out/hearth-gateway"} {
+	for _, want := range []string{"CGO_ENABLED=1", "GOWORK=off", "-trimpath", "./cmd/hearth-gateway", `-o "$out"`} {
 		if !strings.Contains(build, want) {
-			t.Errorf("Dockerfile go build line %q lacks %q", build, want)
+			t.Errorf("build-hub.sh go build line %q lacks %q", build, want)
 		}
 	}
+	dockerfile := string(readAddonFile(t, "Dockerfile"))
 	for _, want := range []string{
 		"FROM ${BUILD_FROM}",
 		"ARG BUILD_FROM=ghcr.io/home-assistant/",
+		"RUN sh /build-hub.sh /src /out/hearth-gateway",
 		"COPY --from=builder /out/hearth-gateway /usr/bin/hearth-gateway",
-		"COPY protocol/ protocol/",
-		"COPY addon/run.sh /run.sh",
+		"COPY run.sh /run.sh",
 	} {
 		if !strings.Contains(dockerfile, want) {
 			t.Errorf("Dockerfile lacks %q", want)
@@ -292,8 +295,10 @@ func TestAddonDockerfileBuildsTheHub(t *testing.T) {
 	if !bytes.Contains(run, []byte("exec /usr/bin/hearth-gateway serve --addon")) {
 		t.Errorf("run.sh does not exec the hub: %s", run)
 	}
-	if fi, err := os.Stat(filepath.Join(addonDir, "run.sh")); err != nil || fi.Mode()&0o111 == 0 {
-		t.Errorf("run.sh is not executable: %v", err)
+	for _, name := range []string{"run.sh", "build-hub.sh"} {
+		if fi, err := os.Stat(filepath.Join(addonDir, name)); err != nil || fi.Mode()&0o111 == 0 {
+			t.Errorf("%s is not executable: %v", name, err)
+		}
 	}
 }
 

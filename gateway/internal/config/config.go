@@ -9,6 +9,7 @@ package config
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -45,7 +46,8 @@ type Config struct {
 	// localhost, 127.0.0.1 and ::1.
 	Hostnames []string `yaml:"hostnames"`
 	// Advertise is the host:port agents are told to connect to (enrollment command, bridge
-	// info). Default: the first host name (<host>.local by default) and the listener's port.
+	// info). Default: the first host name and the listener's port; with the default host
+	// names, the one AdvertiseHost picks.
 	Advertise string `yaml:"advertise"`
 	// TopicPrefix is the first level of every hearth topic. Default "hearth".
 	TopicPrefix string `yaml:"topic_prefix"`
@@ -388,7 +390,8 @@ func (c *Config) finish() error {
 	if c.Renewal.InFlightTimeout == 0 {
 		c.Renewal.InFlightTimeout = DefaultInFlightTimeout
 	}
-	if len(c.Hostnames) == 0 {
+	defaultNames := len(c.Hostnames) == 0
+	if defaultNames {
 		c.Hostnames = DefaultHostnames(os.Hostname, lanAddrs)
 	}
 	var errs []error
@@ -415,7 +418,11 @@ func (c *Config) finish() error {
 		if p == "0" {
 			p = "8883"
 		}
-		c.Advertise = net.JoinHostPort(c.Hostnames[0], p)
+		host := c.Hostnames[0]
+		if defaultNames {
+			host = AdvertiseHost(c.Hostnames, resolvesHere)
+		}
+		c.Advertise = net.JoinHostPort(host, p)
 	}
 	if _, p, err := net.SplitHostPort(c.Advertise); err != nil || p == "" {
 		bad("advertise", "%q is not host:port", c.Advertise)
@@ -482,6 +489,37 @@ func DefaultHostnames(hostname func() (string, error), addrs func() []net.IP) []
 		names = append(names, ip.String())
 	}
 	return append(names, "localhost", "127.0.0.1", "::1")
+}
+
+// AdvertiseHost picks, among the default names (DefaultHostnames' order), the one agents are
+// told to dial: the first name — <host>.local, or a dotted host name — when this machine
+// resolves it (for .local: it publishes its name over mDNS, as avahi-daemon does); else the
+// first LAN address, because a name the hub's own machine cannot resolve will not resolve on
+// the devices either; else the first name that resolves; else the first name. resolves
+// reports whether a name resolves here (tests pass their own).
+func AdvertiseHost(names []string, resolves func(string) bool) string {
+	if net.ParseIP(names[0]) == nil && names[0] != "localhost" && resolves(names[0]) {
+		return names[0]
+	}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil && !ip.IsLoopback() {
+			return n
+		}
+	}
+	for _, n := range names {
+		if net.ParseIP(n) == nil && n != "localhost" && resolves(n) {
+			return n
+		}
+	}
+	return names[0]
+}
+
+// resolvesHere reports whether name resolves on this machine within two seconds.
+func resolvesHere(name string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupHost(ctx, name)
+	return err == nil && len(addrs) > 0
 }
 
 // lanAddrs returns the machine's unicast addresses that other machines can reach: not

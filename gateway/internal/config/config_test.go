@@ -124,3 +124,27 @@ func TestDefaultHostnames(t *testing.T) {
 		t.Errorf("Load(--hostnames) = %q, advertise %q, %v; want the flag's names only, hub.lan:8883 advertised", c.Hostnames, c.Advertise, err)
 	}
 }
+
+func TestAdvertiseHost(t *testing.T) {
+	names := []string{"hub.local", "hub", "192.168.1.10", "fd00::10", "localhost", "127.0.0.1", "::1"}
+	for _, tt := range []struct {
+		name     string
+		names    []string
+		resolves []string
+		want     string
+	}{
+		{"mDNS published", names, []string{"hub.local", "hub"}, "hub.local"},
+		{"no mDNS: the LAN address", names, []string{"hub"}, "192.168.1.10"},
+		{"no mDNS, no LAN: the host name", []string{"hub.local", "hub", "localhost", "127.0.0.1", "::1"}, []string{"hub"}, "hub"},
+		{"a dotted host name that does not", []string{"hub.example.net", "10.0.0.2", "localhost"}, nil, "10.0.0.2"},
+		{"nothing resolves", []string{"hub.local", "hub", "localhost", "127.0.0.1", "::1"}, nil, "hub.local"},
+		{"a dotted host name that resolves", []string{"hub.example.net", "10.0.0.2", "localhost"}, []string{"hub.example.net"}, "hub.example.net"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := AdvertiseHost(tt.names, func(n string) bool { return slices.Contains(tt.resolves, n) })
+			if got != tt.want {
+				t.Errorf("AdvertiseHost(%q) = %q, want %q", tt.names, got, tt.want)
+			}
+		})
+	}
+}

@@ -58,6 +58,7 @@ type Hub struct {
 	renewal *renewal.Scheduler
 	admin   *admin.Service
 	control net.Listener
+	web     net.Listener // the dashboard's, nil when it is off
 
 	ha   *hass.Publisher // nil without Home Assistant discovery
 	view *fleetview.View // bridge/device/<id>, bridge/devices and Home Assistant states
@@ -180,6 +181,13 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		return nil, err
 	}
 	closers = append(closers, h.control.Close)
+	if cfg.HTTPListen != "" {
+		// Bound here, not in Run: serve prints the dashboard's URL once Open returns.
+		if h.web, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
+			return nil, fmt.Errorf("dashboard: listen: %w", err)
+		}
+		closers = append(closers, h.web.Close)
+	}
 	return h, nil
 }
 
@@ -200,6 +208,11 @@ func (h *Hub) Store() *inventory.Store { return h.store }
 func (h *Hub) Run(ctx context.Context) error {
 	defer h.store.Close()
 	defer os.Remove(h.cfg.SocketPath())
+	// Closed by their servers when those run; closed here too when Run ends before them.
+	defer h.control.Close()
+	if h.web != nil {
+		defer h.web.Close()
+	}
 	if err := h.exportCA(); err != nil {
 		h.log.Warn("CA bundle not exported", "err", err)
 	}
@@ -237,11 +250,11 @@ func (h *Hub) Run(ctx context.Context) error {
 	run("fleet view", h.view.Run)
 	run("CRL publisher", h.publishLoop)
 	run("renewal", h.renewal.Run)
-	if h.cfg.HTTPListen != "" {
+	if h.web != nil {
 		handler := web.Handler(web.Config{Admin: h.admin, Store: h.store, Online: h.onlineCount, Version: h.version, Now: h.now,
 			CA:           web.CAInfo{RootNotAfter: h.ca.Root().NotAfter, IntermediateNotAfter: h.ca.Intermediate().NotAfter, Fingerprint: h.ca.Fingerprint()},
 			TrustIngress: h.cfg.Addon, AllowedHosts: h.cfg.Hostnames, Logger: h.log.With("part", "web")})
-		run("dashboard", func(ctx context.Context) error { return web.Serve(ctx, h.cfg.HTTPListen, handler) })
+		run("dashboard", func(ctx context.Context) error { return web.Serve(ctx, h.web, handler) })
 	}
 	h.log.Info("hub running", "broker", h.broker.Addr().String(), "advertise", h.cfg.Advertise,
 		"ca_fingerprint", h.ca.Fingerprint(), "data", h.cfg.DataDir, "control", h.cfg.SocketPath())

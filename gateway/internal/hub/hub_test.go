@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -386,5 +387,43 @@ func TestHealthUpdatesInventory(t *testing.T) {
 	}
 	if d.Health.ReportedSerial != "abcdef" || !d.LastSeen.After(before.LastSeen) {
 		t.Errorf("after a health report: reported serial %q, last seen %s (was %s); want abcdef and later", d.Health.ReportedSerial, d.LastSeen, before.LastSeen)
+	}
+}
+
+// TestOpenBindsTheDashboard: Open binds the dashboard's port, so a taken port fails before
+// serve prints the dashboard's URL, and the URL answers as soon as Open returns.
+func TestOpenBindsTheDashboard(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cfg := hubkit.Config(t, "")
+	cfg.HTTPListen = taken.Addr().String()
+	if _, err := Open(t.Context(), cfg, Options{Version: "test"}); err == nil {
+		t.Fatalf("Open() with the dashboard's port taken = nil error")
+	}
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := free.Addr().String()
+	free.Close()
+	cfg = hubkit.Config(t, "")
+	cfg.HTTPListen = addr
+	h, err := Open(t.Context(), cfg, Options{Version: "test"})
+	if err != nil {
+		t.Fatalf("Open() = %v", err)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Errorf("the dashboard does not accept connections after Open: %v", err)
+	} else {
+		c.Close()
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // Run with an ended context closes what Open opened
+	if err := h.Run(ctx); err != nil {
+		t.Errorf("Run() = %v", err)
 	}
 }

@@ -18,6 +18,9 @@ var peerPackages = map[string]string{
 	"openssl":         "openssl",
 	"xz":              "xz-utils",
 	"apparmor_parser": "apparmor",
+	"unshare":         "util-linux",
+	"chroot":          "coreutils",
+	"ip":              "iproute2",
 }
 
 // sbinDirs are searched after PATH: mosquitto and apparmor_parser live in /usr/sbin, which

@@ -13,14 +13,10 @@ import (
 // cut off.
 const ShutdownTimeout = 3 * time.Second
 
-// Serve listens on addr and serves h until ctx ends, then shuts down gracefully within
-// ShutdownTimeout. It returns nil after a shutdown caused by ctx, or the error that stopped it.
-func Serve(ctx context.Context, addr string, h http.Handler) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
-	if err != nil {
-		return fmt.Errorf("web: listen: %w", err)
-	}
+// Serve serves h on ln until ctx ends, then shuts down gracefully within ShutdownTimeout, and
+// closes ln. It returns nil after a shutdown caused by ctx, or the error that stopped it. The
+// caller binds ln, so that a taken port is an error before anything says the dashboard is up.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	return serve(ctx, ln, h)
 }
 

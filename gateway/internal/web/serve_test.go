@@ -44,13 +44,18 @@ func TestServe(t *testing.T) {
 	}
 }
 
-func TestServeErrors(t *testing.T) {
-	if err := Serve(t.Context(), "256.0.0.1:99999", http.NotFoundHandler()); err == nil {
-		t.Errorf("Serve(bad address) = nil, want an error")
+func TestServeCancelledClosesListener(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := Serve(ctx, "127.0.0.1:0", http.NotFoundHandler()); err != nil {
+	if err := Serve(ctx, ln, http.NotFoundHandler()); err != nil {
 		t.Errorf("Serve(cancelled context) = %v, want nil", err)
+	}
+	if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		c.Close()
+		t.Errorf("the listener still accepts after Serve returned")
 	}
 }
