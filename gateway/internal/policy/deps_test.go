@@ -22,7 +22,7 @@ func TestDependencies(t *testing.T) {
 		t.Fatalf("go list -deps: %v", err)
 	}
 	allowed := map[string]bool{
-		"go.yaml.in/yaml/v3":                                     true,
+		"go.yaml.in/yaml/v3":                                   true,
 		"github.com/hearth-pki/hearth/protocol":                true,
 		"github.com/hearth-pki/hearth/gateway/internal/policy": true,
 	}
