@@ -42,6 +42,8 @@ install_missing() {
 	have busybox || need+=(busybox)
 	have systemd-analyze || need+=(systemd)
 	have gcc || need+=(gcc libc6-dev)
+	# scripts/release.sh cross-builds the arm64 hub with cgo (TestRelease).
+	have aarch64-linux-gnu-gcc || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 	# The add-on container test (TestAddonRelease) lays out /data and /ssl in private mount and
 	# network namespaces.
 	have unshare || need+=(util-linux)

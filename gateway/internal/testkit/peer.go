@@ -12,15 +12,16 @@ import (
 // peerPackages names the Debian package of each peer program the tests run against.
 // scripts/test.sh installs every one of them.
 var peerPackages = map[string]string{
-	"mosquitto":       "mosquitto",
-	"mosquitto_pub":   "mosquitto-clients",
-	"mosquitto_sub":   "mosquitto-clients",
-	"openssl":         "openssl",
-	"xz":              "xz-utils",
-	"apparmor_parser": "apparmor",
-	"unshare":         "util-linux",
-	"chroot":          "coreutils",
-	"ip":              "iproute2",
+	"mosquitto":             "mosquitto",
+	"mosquitto_pub":         "mosquitto-clients",
+	"mosquitto_sub":         "mosquitto-clients",
+	"openssl":               "openssl",
+	"xz":                    "xz-utils",
+	"apparmor_parser":       "apparmor",
+	"unshare":               "util-linux",
+	"chroot":                "coreutils",
+	"ip":                    "iproute2",
+	"aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu",
 }
 
 // sbinDirs are searched after PATH: mosquitto and apparmor_parser live in /usr/sbin, which
