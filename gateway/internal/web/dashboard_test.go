@@ -13,44 +13,105 @@ import (
 	"github.com/hearth-pki/hearth/protocol"
 )
 
-func TestDashboardListsDevicesProblemsFirst(t *testing.T) {
+func TestDeviceListNeedsAttentionFirst(t *testing.T) {
 	f := newFixture(t, nil)
-	resp, body := f.get(t, "/")
-	mustStatus(t, "GET /", resp, body, http.StatusOK)
+	resp, body := f.get(t, "/devices")
+	mustStatus(t, "GET /devices", resp, body, http.StatusOK)
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
-		t.Errorf("GET / Content-Type = %q, want text/html", ct)
+		t.Errorf("GET /devices Content-Type = %q, want text/html", ct)
 	}
-	last := -1
-	for _, id := range seededOrder {
-		link := `href="./devices/` + html.EscapeString(url.PathEscape(id)) + `"`
-		i := strings.Index(strings.ToLower(body), strings.ToLower(link)) // %5c or %5C
-		if i < 0 {
-			t.Fatalf("GET / has no link %s:\n%s", link, body)
-		}
-		if i < last {
-			t.Errorf("device %q is listed before the previous one; want order %q", id, seededOrder)
-		}
-		last = i
+	if got := listedIDs(body); strings.Join(got, " ") != strings.Join(seededOrder, " ") {
+		t.Errorf("GET /devices lists %q, want %q", got, seededOrder)
 	}
 	for _, want := range []string{
 		"1.2.3-test",         // hub version
 		f.cfg.CA.Fingerprint, // CA fingerprint
+		`title="past the end of its renewal window at `, // the problem's text, on its badge
+		"expired 2 d 0 h ago", "3 d 0 h left",
+		"Odd &lt;b&gt;name&lt;/b&gt;", // names are escaped
+		"7 of 7 devices",
+		`title="its certificates are revoked: it may only enroll again, with a new token">quarantined (revoked)`,
+		"What the words mean",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("GET /devices does not contain %q", want)
+		}
+	}
+	if strings.Contains(body, "<b>name</b>") {
+		t.Errorf("GET /devices renders a device name unescaped")
+	}
+}
+
+// listedIDs returns the device ids of the device list's rows, in order.
+func listedIDs(body string) []string {
+	var out []string
+	for _, m := range rowDevice.FindAllStringSubmatch(body, -1) {
+		out = append(out, html.UnescapeString(m[1]))
+	}
+	return out
+}
+
+var rowDevice = regexp.MustCompile(`<tr class="sev-[a-z]+" data-device="([^"]*)">`)
+
+func TestDeviceListFilters(t *testing.T) {
+	f := newFixture(t, nil)
+	tests := []struct {
+		query string
+		want  []string
+	}{
+		{"problem=any", []string{"garage-door", "porch-camera", "old-bulb", "hall-thermostat"}},
+		{"problem=none", []string{"new-sensor", "kitchen-plug", `odd"id\x`}},
+		{"problem=expired", []string{"garage-door"}},
+		{"online=yes", []string{"hall-thermostat", "kitchen-plug"}},
+		{"state=quarantined", []string{"old-bulb"}},
+		{"q=PLUG", []string{"garage-door", "porch-camera", "old-bulb", "hall-thermostat", "new-sensor", "kitchen-plug", `odd"id\x`}}, // the family
+		{"q=kitchen", []string{"kitchen-plug"}},
+		{"q=Odd+%3Cb", []string{`odd"id\x`}},
+		{"q=nothing-like-it", nil},
+		{"sort=id", []string{"garage-door", "hall-thermostat", "kitchen-plug", "new-sensor", `odd"id\x`, "old-bulb", "porch-camera"}},
+		{"sort=expiry&online=no", []string{"garage-door", "porch-camera", `odd"id\x`, "new-sensor", "old-bulb"}},
+		{"sort=bogus&page=99", seededOrder}, // unknown values fall back
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			resp, body := f.get(t, "/devices?"+tt.query)
+			mustStatus(t, "GET /devices?"+tt.query, resp, body, http.StatusOK)
+			if got := listedIDs(body); strings.Join(got, " ") != strings.Join(tt.want, " ") {
+				t.Errorf("GET /devices?%s lists %q, want %q", tt.query, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestOverview(t *testing.T) {
+	f := newFixture(t, nil)
+	resp, body := f.get(t, "/")
+	mustStatus(t, "GET /", resp, body, http.StatusOK)
+	for _, want := range []string{
 		`<span class="n">7</span><span class="l">devices`,
 		`<span class="n">2</span><span class="l">online now`,
 		`<span class="n">2</span><span class="l">expiring or expired`, // hall-thermostat and the expired garage-door
-		`title="past the end of its renewal window at `,               // the problem's text, on its badge
-		`<span class="n">4</span><span class="l">with problems`,
+		`<span class="n">4</span><span class="l">need attention`,
 		`<span class="n">67 %</span>`, // 2 of 3 requests in 24 h
-		"expired 2 d 0 h ago", "3 d 0 h left",
-		"Odd &lt;b&gt;name&lt;/b&gt;", // names are escaped
+		`aria-label="Certificate expiry over the next 90 days, 7 devices in 1 groups"`,
+		`aria-label="Renewal success rate, 24 h, 24 bars"`,
+		`aria-label="Renewal success rate, 30 d, 30 bars"`,
+		`<title>plug: 1</title>`,          // failures by family
+		`<title>policy_denied: 1</title>`, // and by cause
+		`<title>valid certificate: 50 % (2 of 4)</title>`,
+		`<title>no valid certificate: 0 % (0 of 3)</title>`,
 		`http-equiv="refresh" content="30"`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("GET / does not contain %q", want)
 		}
 	}
-	if strings.Contains(body, "<b>name</b>") {
-		t.Errorf("GET / renders a device name unescaped")
+	if n := strings.Count(body, `<g class="mark `); n != len(seededOrder) {
+		t.Errorf("GET / timeline has %d marks, want one per device (%d)", n, len(seededOrder))
+	}
+	_, byClass := f.get(t, "/?group=class")
+	if !strings.Contains(byClass, `<option value="class" selected>`) || !strings.Contains(byClass, `class="lane-label" x="4" y="41">default</text>`) {
+		t.Errorf("GET /?group=class does not group by class: lanes %q", regexp.MustCompile(`class="lane-label"[^<]*<`).FindAllString(byClass, -1))
 	}
 }
 
@@ -63,10 +124,17 @@ func TestDashboardShowsEmptyInventory(t *testing.T) {
 	}
 	resp, body := f.get(t, "/")
 	mustStatus(t, "GET /", resp, body, http.StatusOK)
-	for _, want := range []string{"No devices yet", `<span class="n">0</span><span class="l">devices`} {
-		if !strings.Contains(body, want) {
-			t.Errorf("GET / on an empty inventory does not contain %q:\n%s", want, body)
-		}
+	if want := `<span class="n">0</span><span class="l">devices`; !strings.Contains(body, want) {
+		t.Errorf("GET / on an empty inventory does not contain %q:\n%s", want, body)
+	}
+	resp, body = f.get(t, "/devices")
+	mustStatus(t, "GET /devices", resp, body, http.StatusOK)
+	if want := "No devices yet"; !strings.Contains(body, want) {
+		t.Errorf("GET /devices on an empty inventory does not contain %q:\n%s", want, body)
+	}
+	_, body = f.get(t, "/home")
+	if want := "Everything is fine"; !strings.Contains(body, want) {
+		t.Errorf("GET /home on an empty inventory does not contain %q:\n%s", want, body)
 	}
 }
 
@@ -107,7 +175,8 @@ var attrURL = regexp.MustCompile(`(?i)\b(href|src|action|formaction|content)\s*=
 func TestPageURLsAreRelative(t *testing.T) {
 	f := newFixture(t, nil)
 	const prefix = "/api/hassio_ingress/AbC123"
-	pages := []string{"/", devicePath("kitchen-plug"), devicePath(`odd"id\x`), devicePath("nope")}
+	pages := []string{"/", "/devices", "/devices?q=o&sort=id", "/campaigns", "/policy", "/audit", "/home", "/enroll",
+		devicePath("kitchen-plug"), devicePath(`odd"id\x`), devicePath("nope")}
 	seen := 0
 	for _, p := range pages {
 		_, body := f.get(t, p)
@@ -115,8 +184,13 @@ func TestPageURLsAreRelative(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, m := range attrURL.FindAllStringSubmatch(body, -1) {
+		for _, loc := range attrURL.FindAllStringSubmatchIndex(body, -1) {
+			m := []string{body[loc[0]:loc[1]], body[loc[2]:loc[3]], body[loc[4]:loc[5]]}
 			attr, raw := strings.ToLower(m[1]), html.UnescapeString(m[2])
+			if strings.HasPrefix(raw, "#") {
+				continue // a fragment of the page itself
+			}
+			tag := body[strings.LastIndex(body[:loc[0]], "<"):loc[0]]
 			if attr == "content" {
 				if !strings.Contains(raw, "/") {
 					continue // meta refresh "30", viewport
@@ -138,7 +212,7 @@ func TestPageURLsAreRelative(t *testing.T) {
 				continue
 			}
 			method := http.MethodGet
-			if attr == "action" {
+			if attr == "action" && strings.Contains(tag, `method="post"`) {
 				method = http.MethodPost
 			}
 			r, err := http.NewRequestWithContext(t.Context(), method, "/"+path, nil)

@@ -88,10 +88,12 @@ func issue(t *testing.T, s *inventory.Store, d inventory.Device, serial string, 
 	}
 }
 
-// Seeded devices, in the order the dashboard must list them: problems first (soonest expiry
-// first, no certificate last), then the others.
-var seededOrder = []string{"garage-door", "hall-thermostat", "porch-camera", "old-bulb",
-	"kitchen-plug", `odd"id\x`, "new-sensor"}
+// Seeded devices, in the order the device list must show them: problems first (expired
+// garage-door, failing porch-camera, revoked old-bulb without an active certificate), then
+// the expiring hall-thermostat, then new-sensor still enrolling, then the healthy ones;
+// soonest expiry first within each.
+var seededOrder = []string{"garage-door", "porch-camera", "old-bulb", "hall-thermostat", "new-sensor",
+	"kitchen-plug", `odd"id\x`}
 
 // seed fills the inventory: seven devices covering every state of the dashboard. In the last
 // 24 hours there were two successful requests (kitchen-plug, new-sensor) and one failure
