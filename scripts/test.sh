@@ -42,6 +42,7 @@ install_missing() {
 	have busybox || need+=(busybox)
 	have systemd-analyze || need+=(systemd)
 	have gcc || need+=(gcc libc6-dev)
+	have chromium || need+=(chromium) # the dashboard's browser test (gateway/internal/web)
 	if [ ${#need[@]} -eq 0 ]; then
 		echo "all test dependencies present"
 		return

@@ -18,6 +18,7 @@ var peerPackages = map[string]string{
 	"openssl":         "openssl",
 	"xz":              "xz-utils",
 	"apparmor_parser": "apparmor",
+	"chromium":        "chromium",
 }
 
 // sbinDirs are searched after PATH: mosquitto and apparmor_parser live in /usr/sbin, which

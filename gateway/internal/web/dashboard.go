@@ -111,6 +111,7 @@ func (s *server) renewForm(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, statusOf(resp.Code), "The renewal could not be requested: "+resp.Error)
 		return
 	}
+	s.fleet.invalidate()
 	var ren protocol.DeviceRenewed
 	_ = json.Unmarshal(resp.Data, &ren)
 	sent := ren.CommandID

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"fmt"
 	"html"
 	"net/http"
 	"net/url"
@@ -145,13 +146,19 @@ func TestDevicePage(t *testing.T) {
 		id     string
 		status int
 		want   []string
+		absent []string
 	}{
-		{"healthy", "kitchen-plug", http.StatusOK, []string{"Kitchen plug", "Renew now", "0a02", "superseded",
-			"cert.activated", "29 d 0 h left", `action="../devices/kitchen-plug/renew"`, `href="../"`}},
-		{"failing", "porch-camera", http.StatusOK, []string{"renewal_failing", "policy_denied", "3 failure(s)", "failed"}},
-		{"revoked", "old-bulb", http.StatusOK, []string{"revoked", "key compromise", "quarantined", "no active certificate"}},
-		{"escaped id", `odd"id\x`, http.StatusOK, []string{`odd&#34;id\x`, `action="../devices/odd%22id%5cx/renew"`}},
-		{"unknown", "nope", http.StatusNotFound, []string{"is not in the inventory", `href="../"`}},
+		{"healthy", "kitchen-plug", http.StatusOK, []string{"Kitchen plug", ">Renew now</button>", "0a02", "superseded",
+			"cert.activated", "29 d 0 h left", `action="../devices/kitchen-plug/renew"`, `href="../"`, "renews itself in 17 d 9 h",
+			"4.00 ms", // the issuance latency, not "0 ms"
+			`aria-label="Certificate history, 2 certificates"`}, nil},
+		{"failing", "porch-camera", http.StatusOK, []string{"renewal_failing", "policy_denied: ", "3 failure(s)", "failed",
+			"renewal failing: retrying, 25 d 0 h left", ">Renew now</button>"}, []string{">0 ms<"}},
+		{"revoked", "old-bulb", http.StatusOK, []string{"revoked", "key compromise", "quarantined (revoked)", "no active certificate",
+			"no longer trusted", "it can only come back with a new enrollment token", `href="../enroll?id=old-bulb"`},
+			[]string{">Renew now</button>", "verified by the device", "idle: nothing to do"}},
+		{"escaped id", `odd"id\x`, http.StatusOK, []string{`odd&#34;id\x`, `action="../devices/odd%22id%5cx/renew"`}, nil},
+		{"unknown", "nope", http.StatusNotFound, []string{"is not in the inventory", `href="../"`}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -162,7 +169,58 @@ func TestDevicePage(t *testing.T) {
 					t.Errorf("GET %s does not contain %q", devicePath(tt.id), w)
 				}
 			}
+			for _, w := range tt.absent {
+				if strings.Contains(body, w) {
+					t.Errorf("GET %s contains %q", devicePath(tt.id), w)
+				}
+			}
 		})
+	}
+}
+
+// TestDeviceEventsNewestFirst pages through a device's events: newest first, EventPageSize a
+// page, every event once.
+func TestDeviceEventsNewestFirst(t *testing.T) {
+	f := newFixture(t, nil)
+	for i := range 2*EventPageSize + 3 {
+		if _, err := f.store.AppendEvent(t.Context(), inventory.Event{Time: t0.Add(time.Duration(i) * time.Second),
+			Kind: protocol.EventRenewalForced, DeviceID: "kitchen-plug", Message: fmt.Sprintf("forced #%03d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := f.store.Events(t.Context(), inventory.EventFilter{DeviceID: "kitchen-plug"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	older := regexp.MustCompile(`href="../devices/kitchen-plug\?before=(\d+)" rel="next"`)
+	var seen []string
+	target := devicePath("kitchen-plug")
+	for pages := 0; ; pages++ {
+		resp, body := f.get(t, target)
+		mustStatus(t, "GET "+target, resp, body, http.StatusOK)
+		for _, m := range regexp.MustCompile(`<td title="[^"]*">([a-z_.]+)</td>`).FindAllStringSubmatch(body, -1) {
+			seen = append(seen, m[1])
+		}
+		m := older.FindStringSubmatch(body)
+		if m == nil {
+			break
+		}
+		if pages > 5 {
+			t.Fatal("the pages never end")
+		}
+		target = devicePath("kitchen-plug") + "?before=" + m[1]
+	}
+	if len(seen) != len(all) {
+		t.Fatalf("pages listed %d events, want %d", len(seen), len(all))
+	}
+	for i, e := range all {
+		if got := seen[len(all)-1-i]; got != string(e.Kind) {
+			t.Fatalf("event %d from the newest is %s, want %s (newest first)", len(all)-1-i, got, e.Kind)
+		}
+	}
+	_, first := f.get(t, devicePath("kitchen-plug"))
+	if i, j := strings.Index(first, "forced #052"), strings.Index(first, "forced #051"); i < 0 || j < 0 || i > j {
+		t.Errorf("first page does not list forced #052 before #051")
 	}
 }
 

@@ -23,6 +23,7 @@ func (s *server) devices(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := listDevices(fleet, parseDeviceQuery(r.URL.Query().Get))
+	completeFleet(p.Devices, s.cfg.Policy(), now)
 	s.render(w, r, http.StatusOK, "devices.html", page{Title: "Devices", Nav: "devices", Now: now, Data: p})
 }
 
@@ -117,7 +118,9 @@ func (s *server) judged(ctx context.Context, id string, now time.Time) (fleetDev
 	if len(recs) == 0 {
 		return fleetDevice{}, fmt.Errorf("device %q: %w", id, inventory.ErrNotFound)
 	}
-	return judgeDevice(recs[0], s.cfg.Policy(), now), nil
+	d := judgeDevice(recs[0], s.cfg.Policy(), now)
+	d.complete(s.cfg.Policy(), now)
+	return d, nil
 }
 
 // deviceView gathers the device page: a constant number of queries.

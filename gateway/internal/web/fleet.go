@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
@@ -22,19 +23,25 @@ type fleetDevice struct {
 	protocol.DeviceSummary
 	Manual    bool // certificates installed by a person (imported or signed by hand)
 	NotBefore time.Time
-	Window    policy.Window // zero without an active certificate
-	Severity  string        // sevOK, sevWarn, sevBad or sevNone
-	// Status says in a few words where the device stands, e.g. "renews itself in 20 d" or
-	// "renew by hand: 12 d left"; Attention is true when a person should look at it even
-	// though it has no problem (a manual device whose renewal window is open).
+	Severity  string // sevOK, sevWarn, sevBad or sevNone
+	// Window, Status and Attention are set by complete (judgeDevice completes only manual
+	// devices, whose Attention changes their Severity): Window is zero without an active
+	// certificate; Status says in a few words where the device stands, e.g. "renews itself
+	// in 20 d" or "renew by hand: 12 d left"; Attention is true when a person should look at
+	// it even though it has no problem (a manual device whose renewal window is open).
+	Window    policy.Window
 	Status    string
 	Attention bool
+	tags      []string
+	completed bool
 }
 
 // badProblems are the problems that mean the device cannot (or soon will not) connect.
 var badProblems = []string{monitor.ProblemExpired, monitor.ProblemRevoked, monitor.ProblemNoCertificate, monitor.ProblemRenewalFailing}
 
-// judgeFleet turns inventory records into fleet devices at now: pure, one pass.
+// judgeFleet judges inventory records at now: pure, one pass. The devices are not
+// completed (see fleetDevice) except the manual ones; completeFleet or complete finishes
+// those a page shows, so that listing 10,000 devices computes 50 windows, not 10,000.
 func judgeFleet(recs []inventory.DeviceRecord, pol *policy.Policy, now time.Time) []fleetDevice {
 	if pol == nil {
 		pol = policy.Default()
@@ -46,18 +53,23 @@ func judgeFleet(recs []inventory.DeviceRecord, pol *policy.Policy, now time.Time
 	return out
 }
 
+// completeFleet completes every device of fleet.
+func completeFleet(fleet []fleetDevice, pol *policy.Policy, now time.Time) {
+	for i := range fleet {
+		fleet[i].complete(pol, now)
+	}
+}
+
 // judgeDevice is judgeFleet for one device.
 func judgeDevice(r inventory.DeviceRecord, pol *policy.Policy, now time.Time) fleetDevice {
 	d := r.Device
 	v := monitor.Judge(d, r.Active, pol, now)
-	f := fleetDevice{DeviceSummary: monitor.SummaryOf(d, r.Active, v), Manual: d.Mechanism == inventory.MechanismManual}
-	subject := policy.Subject{DeviceID: d.ID, Family: d.Family, Tags: d.Tags}
+	f := fleetDevice{DeviceSummary: monitor.SummaryOf(d, r.Active, v), Manual: d.Mechanism == inventory.MechanismManual, tags: d.Tags}
 	if r.Active != nil {
 		f.NotBefore = r.Active.NotBefore
-		f.Window = pol.Window(subject, policy.CertInfo{Serial: r.Active.Serial, NotBefore: r.Active.NotBefore, NotAfter: r.Active.NotAfter}, now)
 	}
 	if f.Class == "" {
-		c, _ := pol.ClassFor(subject)
+		c, _ := pol.ClassFor(policy.Subject{DeviceID: d.ID, Family: d.Family, Tags: d.Tags})
 		f.Class = c.Name
 	}
 	switch {
@@ -70,11 +82,29 @@ func judgeDevice(r inventory.DeviceRecord, pol *policy.Policy, now time.Time) fl
 	default:
 		f.Severity = sevOK
 	}
-	f.Status, f.Attention = status(f, now)
+	if f.Manual {
+		f.complete(pol, now)
+	}
+	return f
+}
+
+// complete computes f's window, status and attention (once).
+func (f *fleetDevice) complete(pol *policy.Policy, now time.Time) {
+	if f.completed {
+		return
+	}
+	f.completed = true
+	if pol == nil {
+		pol = policy.Default()
+	}
+	if !f.NotAfter.IsZero() {
+		f.Window = pol.Window(policy.Subject{DeviceID: f.ID, Family: f.Family, Tags: f.tags},
+			policy.CertInfo{Serial: f.Serial, NotBefore: f.NotBefore, NotAfter: f.NotAfter}, now)
+	}
+	f.Status, f.Attention = status(*f, now)
 	if f.Attention && f.Severity == sevOK {
 		f.Severity = sevWarn
 	}
-	return f
 }
 
 // status says where a device stands in its certificate's life, in a few words, and whether
@@ -89,6 +119,8 @@ func status(f fleetDevice, now time.Time) (string, bool) {
 		return "no certificate", false
 	case !now.Before(f.NotAfter):
 		return "expired " + formatDuration(now.Sub(f.NotAfter)) + " ago", false
+	case slices.Contains(f.Problems, monitor.ProblemRenewalFailing):
+		return "renewal failing: retrying, " + formatDuration(f.NotAfter.Sub(now)) + " left", false
 	}
 	left := formatDuration(f.NotAfter.Sub(now))
 	phase := f.Window.Phase(now)
@@ -115,13 +147,48 @@ func formatDay(t time.Time) string {
 	return t.UTC().Format("2006-01-02")
 }
 
-// loadFleet reads and judges the whole fleet: two queries (inventory.Store.Fleet).
+// DefaultFleetMaxAge is how long one read of the whole fleet serves the fleet pages unless
+// Config.FleetMaxAge says otherwise.
+const DefaultFleetMaxAge = 2 * time.Second
+
+// fleetCache keeps the last judged fleet, so that a burst of page views (a person paging
+// through 10,000 devices, several viewers, the 30-second refresh) reads and judges the
+// fleet once, not once a page. It is dropped when older than Config.FleetMaxAge, when the
+// policy in force changes, and when the dashboard itself changed something.
+type fleetCache struct {
+	mu    sync.Mutex
+	at    time.Time
+	pol   *policy.Policy
+	fleet []fleetDevice
+}
+
+// invalidate drops the cached fleet.
+func (c *fleetCache) invalidate() {
+	c.mu.Lock()
+	c.fleet = nil
+	c.mu.Unlock()
+}
+
+// loadFleet returns the whole fleet judged at now, not completed: one query
+// (inventory.Store.Fleet), or none when the cache holds a fleet judged at most FleetMaxAge
+// before now. The caller owns the slice it gets.
 func (s *server) loadFleet(ctx context.Context, now time.Time) ([]fleetDevice, error) {
+	pol := s.cfg.Policy()
+	c := &s.fleet
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fleet != nil && c.pol == pol && !now.Before(c.at) && now.Sub(c.at) < s.cfg.FleetMaxAge {
+		return slices.Clone(c.fleet), nil
+	}
 	recs, err := s.cfg.Store.Fleet(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return judgeFleet(recs, s.cfg.Policy(), now), nil
+	fleet := judgeFleet(recs, pol, now)
+	if s.cfg.FleetMaxAge > 0 {
+		c.at, c.pol, c.fleet = now, pol, slices.Clone(fleet)
+	}
+	return fleet, nil
 }
 
 // deviceQuery is the device list's search, filters, sort and page, from the query string.

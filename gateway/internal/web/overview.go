@@ -66,7 +66,7 @@ type overview struct {
 	Approaching []fleetDevice // the soonest expirations that need a look, at most 10
 }
 
-// buildOverview computes the overview from the judged fleet, the attempt history of each of
+// buildOverview computes the overview from the judged and completed fleet, the attempt history of each of
 // rateWindows and the failures of the last 30 days: pure.
 func buildOverview(fleet []fleetDevice, hist [][]inventory.AttemptBucket, fails []inventory.FailureCount, group string, now time.Time) overview {
 	o := overview{Now: now, Total: len(fleet), Group: group}
@@ -210,6 +210,7 @@ func (s *server) gatherOverview(ctx context.Context, group string) (overview, er
 	if err != nil {
 		return overview{}, err
 	}
+	completeFleet(fleet, s.cfg.Policy(), now)
 	o := buildOverview(fleet, hist, fails, group, now)
 	if s.cfg.Online != nil {
 		o.Online = s.cfg.Online()

@@ -49,7 +49,7 @@ type timelineMark struct {
 const (
 	tlLabel   = 120.0
 	tlPast    = 44.0
-	tlDays    = 630.0 // 7 px a day
+	tlDays    = 900.0 // 10 px a day
 	tlLater   = 44.0
 	tlWidth   = tlLabel + tlPast + tlDays + tlLater
 	tlAxis    = 22.0 // the axis labels above the lanes
@@ -85,20 +85,23 @@ func timelineSVG(groups []string, marks []timelineMark, now time.Time) template.
 		return x0 + tlDays*float64(d)/float64(TimelineHorizon)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg class="plot timeline" viewBox="0 0 %s %s" role="img" aria-label="Certificate expiry over the next 90 days, %d devices in %d groups">`,
+	fmt.Fprintf(&b, `<svg class="plot timeline" viewBox="0 0 %[1]s %[2]s" width="%[1]s" role="img" aria-label="Certificate expiry over the next 90 days, %[3]d devices in %[4]d groups">`,
 		f1(tlWidth), f1(height), len(marks), len(groups))
 	// Axis: expired, today, every 15 days, later.
-	fmt.Fprintf(&b, `<text class="axis" x="%s" y="12" text-anchor="middle">expired</text>`, f1(tlLabel+tlPast/2))
+	fmt.Fprintf(&b, `<text class="axis" x="%s" y="12" text-anchor="end">expired</text>`, f1(x0-4))
 	for d := 0; d <= 90; d += 15 {
 		x := x0 + tlDays*float64(d)/90
-		label := fmt.Sprintf("+%d d", d)
-		if d == 0 {
-			label = "today"
+		switch d {
+		case 0:
+			fmt.Fprintf(&b, `<text class="axis" x="%s" y="12">today</text>`, f1(x+4))
+		case 90:
+			fmt.Fprintf(&b, `<text class="axis" x="%s" y="12" text-anchor="end">+90 d</text>`, f1(x-3))
+		default:
+			fmt.Fprintf(&b, `<text class="axis" x="%s" y="12" text-anchor="middle">+%d d</text>`, f1(x), d)
 		}
-		fmt.Fprintf(&b, `<text class="axis" x="%s" y="12" text-anchor="middle">%s</text>`, f1(x), label)
 		fmt.Fprintf(&b, `<line class="grid" x1="%s" y1="%s" x2="%s" y2="%s"/>`, f1(x), f1(tlAxis-6), f1(x), f1(height))
 	}
-	fmt.Fprintf(&b, `<text class="axis" x="%s" y="12" text-anchor="middle">later</text>`, f1(x0+tlDays+tlLater/2))
+	fmt.Fprintf(&b, `<text class="axis" x="%s" y="12">later</text>`, f1(x0+tlDays+3))
 	for i, g := range groups {
 		y := tlAxis + float64(i)*laneH
 		fmt.Fprintf(&b, `<rect class="lane" x="0" y="%s" width="%s" height="%s"/>`, f1(y), f1(tlWidth), f1(laneH-tlLaneGap/2))
@@ -132,6 +135,9 @@ func timelineSVG(groups []string, marks []timelineMark, now time.Time) template.
 		if !m.WindowStart.IsZero() && m.WindowEnd.After(now) && m.WindowStart.Before(now.Add(TimelineHorizon)) {
 			ws, we := clip(m.WindowStart), clip(m.WindowEnd)
 			fmt.Fprintf(&b, `<rect class="window" x="%s" y="%s" width="%s" height="%s"/>`, f1(ws), f1(y-2.5), f1(max(1, we-ws)), "5")
+			if x := xOf(m.NotAfter); x > we {
+				fmt.Fprintf(&b, `<line class="life" x1="%s" y1="%s" x2="%s" y2="%s"/>`, f1(we), f1(y), f1(x), f1(y))
+			}
 		}
 		switch {
 		case m.NotAfter.IsZero():
@@ -160,7 +166,7 @@ func rateSVG(name string, buckets []rateBucket) template.HTML {
 	n := max(1, len(buckets))
 	bw := w / float64(n)
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg class="plot rate" viewBox="0 0 %s %s" role="img" aria-label="Renewal success rate, %s, %d bars">`,
+	fmt.Fprintf(&b, `<svg class="plot rate" viewBox="0 0 %[1]s %[2]s" width="%[1]s" role="img" aria-label="Renewal success rate, %[3]s, %[4]d bars">`,
 		f1(w), f1(h), svgText(name), len(buckets))
 	fmt.Fprintf(&b, `<line class="grid" x1="0" y1="%s" x2="%s" y2="%s"/>`, f1(top), f1(w), f1(top))
 	fmt.Fprintf(&b, `<line class="axis-line" x1="0" y1="%s" x2="%s" y2="%s"/>`, f1(h-bottom), f1(w), f1(h-bottom))
@@ -211,7 +217,7 @@ func barsSVG(name string, bars []bar) template.HTML {
 		largest = max(largest, r.N)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg class="plot bars" viewBox="0 0 %s %s" role="img" aria-label="%s, %d bars">`, f1(w), f1(h), svgText(name), len(bars))
+	fmt.Fprintf(&b, `<svg class="plot bars" viewBox="0 0 %[1]s %[2]s" width="%[1]s" role="img" aria-label="%[3]s, %[4]d bars">`, f1(w), f1(h), svgText(name), len(bars))
 	for i, r := range bars {
 		y := float64(i) * rowH
 		frac := float64(r.N) / float64(largest)
@@ -265,7 +271,7 @@ func lifetimeSVG(pops []population) template.HTML {
 	const w, labelW, rowH, legendH = 420.0, 110.0, 22.0, 22.0
 	h := legendH + max(1, float64(len(pops)))*rowH
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg class="plot lifetimes" viewBox="0 0 %s %s" role="img" aria-label="Certificate lifetimes, %d populations">`, f1(w), f1(h), len(pops))
+	fmt.Fprintf(&b, `<svg class="plot lifetimes" viewBox="0 0 %[1]s %[2]s" width="%[1]s" role="img" aria-label="Certificate lifetimes, %[3]d populations">`, f1(w), f1(h), len(pops))
 	for i, l := range lifetimeBuckets {
 		x := float64(i) * (w / float64(len(lifetimeBuckets)))
 		fmt.Fprintf(&b, `<rect class="life l%d" x="%s" y="4" width="10" height="10"/><text class="axis" x="%s" y="13">%s</text>`,
@@ -307,7 +313,7 @@ type historyCert struct {
 // historySVG draws a device's certificates as validity bars, newest on top, each coloured by
 // its status, with a diamond where it became active and today's line.
 func historySVG(certs []historyCert, now time.Time) template.HTML {
-	const w, labelW, rowH, axisH = 640.0, 110.0, 18.0, 18.0
+	const w, labelW, rowH, axisH = 900.0, 110.0, 18.0, 18.0
 	h := axisH + max(1, float64(len(certs)))*rowH
 	lo, hi := now, now
 	for _, c := range certs {
@@ -326,7 +332,7 @@ func historySVG(certs []historyCert, now time.Time) template.HTML {
 		return labelW + (w-labelW-8)*float64(t.Sub(lo))/float64(span)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg class="plot history" viewBox="0 0 %s %s" role="img" aria-label="Certificate history, %d certificates">`, f1(w), f1(h), len(certs))
+	fmt.Fprintf(&b, `<svg class="plot history" viewBox="0 0 %[1]s %[2]s" width="%[1]s" role="img" aria-label="Certificate history, %[3]d certificates">`, f1(w), f1(h), len(certs))
 	fmt.Fprintf(&b, `<text class="axis" x="%s" y="12">%s</text>`, f1(labelW), lo.UTC().Format("2006-01-02"))
 	fmt.Fprintf(&b, `<text class="axis" x="%s" y="12" text-anchor="end">%s</text>`, f1(w-8), hi.UTC().Format("2006-01-02"))
 	for i, c := range certs {

@@ -123,7 +123,7 @@ func residentWords(d fleetDevice, now time.Time) (item residentItem, needsHelp b
 	return item, false
 }
 
-// buildResident describes the fleet for the resident, devices needing help first: pure.
+// buildResident describes the completed fleet for the resident, devices needing help first: pure.
 func buildResident(fleet []fleetDevice, now time.Time) residentView {
 	var v residentView
 	for _, d := range fleet {
@@ -154,6 +154,7 @@ func (s *server) home(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusInternalServerError, "Hearth could not read its list of devices: "+err.Error())
 		return
 	}
+	completeFleet(fleet, s.cfg.Policy(), now)
 	v := buildResident(fleet, now)
 	v.Sent, v.CSRF = r.URL.Query().Get("help") == "sent", s.csrf
 	s.render(w, r, http.StatusOK, "home.html", page{Title: "Your devices", Nav: "home", Refresh: !v.Sent, Now: now, Data: v})

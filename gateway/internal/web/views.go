@@ -33,7 +33,7 @@ func progressSVG(c inventory.CampaignSummary) template.HTML {
 	const w, h = 400.0, 14.0
 	total := max(1, c.Total)
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg class="plot progress" viewBox="0 0 %s %s" role="img" aria-label="%d of %d committed, %d failed, %d in flight, %d pending">`,
+	fmt.Fprintf(&b, `<svg class="plot progress" viewBox="0 0 %[1]s %[2]s" width="%[1]s" role="img" aria-label="%[3]d of %[4]d committed, %[5]d failed, %[6]d in flight, %[7]d pending">`,
 		f1(w), f1(h), c.Committed, c.Total, c.Failed, c.InFlight, c.Pending)
 	x := 0.0
 	for _, seg := range []struct {
@@ -127,7 +127,7 @@ func windowSVG(c policy.Class, opens, ends, emergency time.Duration) template.HT
 	const w, h = 400.0, 14.0
 	life := float64(max(c.Lifetime, time.Second))
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg class="plot window-bar" viewBox="0 0 %s %s" role="img" aria-label="Class %s: a %s certificate waits %s, renews itself until %s, is commanded until %s, then renews at once">`,
+	fmt.Fprintf(&b, `<svg class="plot window-bar" viewBox="0 0 %[1]s %[2]s" width="%[1]s" role="img" aria-label="Class %[3]s: a %[4]s certificate waits %[5]s, renews itself until %[6]s, is commanded until %[7]s, then renews at once">`,
 		f1(w), f1(h), svgText(c.Name), formatDuration(c.Lifetime), formatDuration(opens), formatDuration(ends), formatDuration(emergency))
 	x := 0.0
 	for _, seg := range []struct {

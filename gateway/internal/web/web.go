@@ -38,7 +38,8 @@
 //     /healthz is open to every client either way.
 //
 // Concurrency: the handler is safe for concurrent use; it keeps no state besides its
-// configuration and CSRF token.
+// configuration, CSRF token and the last judged fleet (at most Config.FleetMaxAge old, under
+// a mutex).
 package web
 
 import (
@@ -101,9 +102,13 @@ type Config struct {
 	// is false, besides IP addresses and localhost; "*" accepts any.
 	AllowedHosts []string
 	Logger       *slog.Logger
-	// Policy is the policy in force, for the devices' renewal windows and the policy page.
-	// Default policy.Default.
+	// Policy is the policy in force, for the devices' renewal windows and the policy page;
+	// a new value (pointer) drops the cached fleet. Default policy.Default.
 	Policy func() *policy.Policy
+	// FleetMaxAge is how long one read of the whole fleet serves the overview, the device
+	// list, the policy and the resident's pages (a device's own page always reads it
+	// afresh). Zero means DefaultFleetMaxAge; negative, a read on every page.
+	FleetMaxAge time.Duration
 	// Notify receives the events the dashboard raises (help.requested) for bridge/event and
 	// the alert routes. Default: none (they are still recorded in the audit log).
 	Notify func(protocol.Event)
@@ -113,6 +118,7 @@ type server struct {
 	cfg   Config
 	csrf  string
 	pages *template.Template
+	fleet fleetCache
 }
 
 // Handler returns the dashboard, API, metrics and health handler described in the package
@@ -125,10 +131,14 @@ func Handler(cfg Config) http.Handler {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Policy == nil {
-		cfg.Policy = policy.Default
+		def := policy.Default() // one value, so that the fleet cache sees the same policy
+		cfg.Policy = func() *policy.Policy { return def }
 	}
 	if cfg.Notify == nil {
 		cfg.Notify = func(protocol.Event) {}
+	}
+	if cfg.FleetMaxAge == 0 {
+		cfg.FleetMaxAge = DefaultFleetMaxAge
 	}
 	token := make([]byte, 32)
 	rand.Read(token) // never fails (crypto/rand)
