@@ -181,3 +181,23 @@ func BenchmarkFleet(b *testing.B) {
 		}
 	}
 }
+
+func TestCampaignCanaries(t *testing.T) {
+	s := openTest(t)
+	rec := CampaignRecord{Campaign: Campaign{ID: "c1", All: true, Canary: 2, State: CampaignRunning, Started: t0}, Devices: []CampaignDevice{
+		{DeviceID: "a", Canary: true, CampaignStage: CampaignStage{Stage: StageCommitted}},
+		{DeviceID: "b", Canary: true, CampaignStage: CampaignStage{Stage: StageFailed, Cause: "busy"}},
+		{DeviceID: "c", CampaignStage: CampaignStage{Stage: StagePending}},
+	}}
+	if err := s.CreateCampaign(t.Context(), rec, Event{Time: t0, Kind: protocol.EventCampaignStarted}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.CampaignCanaries(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []CanaryCount{{"c1", StageCommitted, 1}, {"c1", StageFailed, 1}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("CampaignCanaries() (-want +got):\n%s", diff)
+	}
+}

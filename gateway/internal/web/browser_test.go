@@ -174,10 +174,15 @@ func (b *browserFixture) checkConsole(t *testing.T, what string) {
 	}
 }
 
-// screenshot writes the whole page as name.png.
+// screenshot writes the whole page as name.png; a name starting with "phone-" gets the
+// screen only, what a phone shows before scrolling.
 func (b *browserFixture) screenshot(t *testing.T, name string) {
 	t.Helper()
-	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	shot := chromedp.FullScreenshot(100)
+	if strings.HasPrefix(name, "phone-") {
+		shot = chromedp.CaptureScreenshot()
+	}
+	png, err := chromedp.Run(b.ctx, shot)
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -364,6 +369,7 @@ func TestBrowser(t *testing.T) {
 		}
 		b.open(t, "home", "phone-home")
 		b.open(t, "devices", "phone-devices")
+		b.open(t, "devices/porch-camera", "phone-device")
 		// Nothing may be wider than the phone's screen but the tables and plots, which scroll.
 		if w := eval[int](t, b, `document.documentElement.scrollWidth`); w > 390 {
 			t.Errorf("devices page is %d px wide on a 390 px phone", w)

@@ -102,7 +102,7 @@ func seedShowcase(t *testing.T, s *inventory.Store) {
 		}
 	}
 	campaign("spring-cameras", "camera", 2, []string{inventory.StageCommitted}, inventory.CampaignFinished, "")
-	campaign("locks-rekey", "lock", 1, []string{inventory.StageFailed, inventory.StagePending}, inventory.CampaignAborted,
+	campaign("locks-rekey", "lock", 1, []string{inventory.StageFailed, inventory.StagePending, inventory.StagePending, inventory.StagePending}, inventory.CampaignAborted,
 		"canary lock-1 failed (install_failed): the other 3 devices were left untouched")
 	campaign("sensors-2026", "sensor", 2, []string{inventory.StageCommitted, inventory.StageCommitted, inventory.StageCommitted,
 		inventory.StageCommanded, inventory.StageCommanded, inventory.StagePending}, inventory.CampaignRunning, "")
