@@ -38,7 +38,11 @@ func TestResidentWords(t *testing.T) {
 		{"enrolling", dev(func(d *fleetDevice) { d.NotAfter, d.Window = time.Time{}, policy.Window{} }), false, "It is still being set up.", ""},
 		{"expired", dev(func(d *fleetDevice) { d.NotAfter = now.Add(-2 * day); d.Problems = []string{"expired"} }), true,
 			"Its certificate ran out about 2 days ago, so it can no longer connect securely.", "Make sure it is switched on"},
-		{"expired manual", dev(func(d *fleetDevice) { d.NotAfter = now.Add(-2 * day); d.Problems = []string{"expired"}; d.Manual = true }), true,
+		{"expired manual", dev(func(d *fleetDevice) {
+			d.NotAfter = now.Add(-2 * day)
+			d.Problems = []string{"expired"}
+			d.Manual = true
+		}), true,
 			"Its certificate ran out about 2 days ago", "by hand"},
 		{"revoked", dev(func(d *fleetDevice) { d.Problems = []string{"revoked"} }), true, "Hearth no longer trusts this device", "added to Hearth again"},
 		{"failing", dev(func(d *fleetDevice) { d.Problems = []string{"renewal_failing"} }), true,
