@@ -159,7 +159,36 @@ func (b *browserFixture) open(t *testing.T, path, shot string) {
 		t.Fatalf("open %s: %v", path, err)
 	}
 	b.checkConsole(t, path)
+	b.checkAccessible(t, path)
 	b.screenshot(t, shot)
+}
+
+// accessibilityProblems lists, in the page, form fields without a label, buttons and links
+// without text, plots without a role and a description, images without alternative text,
+// and a page without one h1 or without lang.
+const accessibilityProblems = `(() => {
+  const out = [];
+  const name = e => (e.getAttribute("aria-label") || e.textContent || "").trim();
+  for (const e of document.querySelectorAll("input:not([type=hidden]), select, textarea")) {
+    if (!e.closest("label") && !e.getAttribute("aria-label") && !(e.id && document.querySelector("label[for='" + e.id + "']")))
+      out.push("unlabelled " + e.tagName.toLowerCase() + " " + (e.name || ""));
+  }
+  for (const e of document.querySelectorAll("button, a")) if (!name(e)) out.push("empty " + e.tagName.toLowerCase());
+  for (const e of document.querySelectorAll("svg")) {
+    if (e.getAttribute("role") !== "img" || !e.getAttribute("aria-label")) out.push("svg without role=img and aria-label: " + e.getAttribute("class"));
+  }
+  for (const e of document.querySelectorAll("img")) if (!e.getAttribute("alt")) out.push("img without alt");
+  if (document.querySelectorAll("h1").length !== 1) out.push(document.querySelectorAll("h1").length + " h1 elements");
+  if (!document.documentElement.lang) out.push("no lang");
+  return out;
+})()`
+
+// checkAccessible fails the test with the page's accessibility problems.
+func (b *browserFixture) checkAccessible(t *testing.T, what string) {
+	t.Helper()
+	for _, p := range eval[[]string](t, b, accessibilityProblems) {
+		t.Errorf("%s: %s", what, p)
+	}
 }
 
 // checkConsole fails the test with the errors the page reported.
@@ -214,6 +243,13 @@ func TestBrowser(t *testing.T) {
 
 	t.Run("overview", func(t *testing.T) {
 		b.open(t, "", "overview")
+		// The keyboard reaches the skip link first, and it leads to the content.
+		if err := chromedp.Do(b.ctx, chromedp.KeyEvent("\t")); err != nil {
+			t.Fatal(err)
+		}
+		if got := eval[string](t, b, `document.activeElement.getAttribute("href") + " " + document.activeElement.textContent`); got != "#main Skip to the content" {
+			t.Errorf("first Tab focuses %q, want the skip link", got)
+		}
 		if n := eval[int](t, b, `document.querySelectorAll("svg.timeline g.mark").length`); n != total {
 			t.Errorf("timeline marks = %d, want one per device (%d)", n, total)
 		}
