@@ -27,8 +27,15 @@
 //     own depth, and the pages load nothing else (CSS is inline, plots are inline SVG drawn
 //     on the server; the one script, static/app.js, only adds copy buttons).
 //   - Every operation goes through admin.Service, the one implementation shared with the bridge
-//     API and the CLI; this package renders, it decides nothing.
-//   - State-changing requests are POSTs with a CSRF defence: the renew form carries a random
+//     API and the CLI; this package renders, and decides only what to show (monitor.Judge
+//     decides the problems). The one exception is Request help, which changes no device: it
+//     appends its help.requested record to the audit log and hands the event to
+//     Config.Notify (bridge/event) itself.
+//   - A page costs a fixed number of queries, whatever the fleet's size: the fleet pages read
+//     the whole fleet in one (inventory.Store.Fleet), shared for FleetMaxAge; a device's page
+//     reads that device; nothing queries once per device.
+//   - Plots are pure functions of the inventory and now, drawn on the server as SVG.
+//   - State-changing requests are POSTs with a CSRF defence: the dashboard's forms carry a random
 //     token made once per Handler, and the JSON API requires an X-Requested-With header, which a
 //     cross-site page cannot send without a CORS preflight this server never grants.
 //   - With TrustIngress only Home Assistant's ingress proxy (172.30.32.2) and loopback are
