@@ -3,6 +3,7 @@ package inventory
 import (
 	"fmt"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -174,12 +175,17 @@ func BenchmarkFleet(b *testing.B) {
 		}
 	}
 	b.ReportAllocs()
+	var ru0, ru1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	for b.Loop() {
 		recs, err := s.Fleet(b.Context())
 		if err != nil || len(recs) != len(items) || recs[0].Active == nil {
 			b.Fatalf("Fleet() = %d records, %v", len(recs), err)
 		}
 	}
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/op")
 }
 
 func TestCampaignCanaries(t *testing.T) {
