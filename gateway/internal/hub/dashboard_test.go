@@ -1,6 +1,10 @@
 package hub
 
 import (
+	"crypto/pbkdf2"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 	"github.com/hearth-pki/hearth/gateway/internal/testkit/hubkit"
 	"github.com/hearth-pki/hearth/protocol"
@@ -25,14 +30,38 @@ func TestDashboardRequestHelp(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // the hub binds it again; nothing else on this machine is told about it
-	cfg := hubkit.Config(t, "")
+	// An admin whose password hash is cheap to check (1,000 PBKDF2 rounds, the least the hub
+	// accepts): the default admin's 600,000 rounds outlast the client's connect timeout under
+	// the race detector on a busy machine.
+	const watcherPassword = "watcher password"
+	salt := []byte("0123456789abcdef")
+	key, err := pbkdf2.Key(sha256.New, watcherPassword, salt, 1000, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := base64.RawStdEncoding
+	hash := fmt.Sprintf("pbkdf2-sha256$1000$%s$%s", enc.EncodeToString(salt), enc.EncodeToString(key))
+	cfg := hubkit.Config(t, fmt.Sprintf("admins:\n  - name: watcher\n    password_hash: %q\n", hash))
 	cfg.HTTPListen = addr
 	h := runHub(t, cfg, Options{Version: "test"})
 	pair, reply, _ := enroll(t, h, "cam")
 	if err := tryCommit(t, h, "cam", pair, "enroll-1", reply.Serial); err != nil {
 		t.Fatal(err)
 	}
-	events := watchEvents(t, h)
+	watcher, err := client(t, h, "watcher", watcherPassword, nil)
+	if err != nil {
+		t.Fatalf("admin login: %v", err)
+	}
+	events := make(chan protocol.Event, 100)
+	tok := watcher.Subscribe(h.topics.Bridge(protocol.KindBridgeEvent), 1, func(_ mqtt.Client, m mqtt.Message) {
+		var e protocol.Event
+		if err := protocol.Decode(m.Payload(), &e); err == nil {
+			events <- e
+		}
+	})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe to bridge/event: %v", tok.Error())
+	}
 
 	base := "http://" + addr + "/"
 	var page string
