@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -173,9 +174,5 @@ func (s *server) deviceView(ctx context.Context, id string, r *http.Request) (de
 
 // sortHistory puts the newest certificate first.
 func sortHistory(h []historyCert) {
-	for i := 1; i < len(h); i++ {
-		for j := i; j > 0 && h[j].NotBefore.After(h[j-1].NotBefore); j-- {
-			h[j], h[j-1] = h[j-1], h[j]
-		}
-	}
+	slices.SortStableFunc(h, func(a, b historyCert) int { return b.NotBefore.Compare(a.NotBefore) })
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -84,10 +85,7 @@ func (s *server) campaigns(w http.ResponseWriter, r *http.Request) {
 		}
 		v.Campaigns = append(v.Campaigns, cv)
 	}
-	// Newest first.
-	for i, j := 0, len(v.Campaigns)-1; i < j; i, j = i+1, j-1 {
-		v.Campaigns[i], v.Campaigns[j] = v.Campaigns[j], v.Campaigns[i]
-	}
+	slices.Reverse(v.Campaigns) // newest first
 	s.render(w, r, http.StatusOK, "campaigns.html", page{Title: "Campaigns", Nav: "campaigns", Refresh: true, Data: v})
 }
 
