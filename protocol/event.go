@@ -35,6 +35,7 @@ const (
 	EventFindingUnexpectedSerial EventType = "finding.unexpected_serial"
 	EventFindingUnexpectedIssuer EventType = "finding.unexpected_issuer"
 	EventRenewalExpired          EventType = "renewal.expired"
+	EventHelpRequested           EventType = "help.requested"
 )
 
 // EventTypeInfo describes an event type: what it reports, where the hub writes it, and the
@@ -84,6 +85,8 @@ var eventTypes = []EventTypeInfo{
 	{EventFindingUnexpectedIssuer, "a health report names an issuer other than the hub's intermediate", true, false, nil},
 	{EventRenewalExpired, "a request ended without a commit before the in-flight timeout; its certificate (serial, if one was issued) is abandoned", true, true,
 		[]string{"serial", "request_id"}},
+	{EventHelpRequested, "someone pressed Request help on the dashboard's resident view, about the device if named; problems are its problem codes then (comma-separated), actor who asked", true, true,
+		[]string{"problems", "actor"}},
 }
 
 // EventTypes returns every event type in the order it was added.

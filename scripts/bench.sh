@@ -84,6 +84,9 @@ echo
 echo "== inventory: issuance records, one per transaction and batched"
 run gateway ./internal/inventory/ 'RecordIssuance' 2s
 echo
+echo "== dashboard: one page of the device list and the overview at 10,000 devices"
+run gateway ./internal/web/ 'DeviceList|Overview' 10x
+echo
 echo "== agent: key and CSR generation per key type"
 run agent ./internal/keystore/ 'KeyAndCSR' 1s
 echo

@@ -48,6 +48,7 @@ install_missing() {
 	# network namespaces.
 	have unshare || need+=(util-linux)
 	have ip || need+=(iproute2)
+	have chromium || need+=(chromium) # the dashboard's browser test (gateway/internal/web)
 	if [ ${#need[@]} -eq 0 ]; then
 		echo "all test dependencies present"
 		return

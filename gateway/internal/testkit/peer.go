@@ -22,6 +22,7 @@ var peerPackages = map[string]string{
 	"chroot":                "coreutils",
 	"ip":                    "iproute2",
 	"aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu",
+	"chromium":              "chromium",
 }
 
 // sbinDirs are searched after PATH: mosquitto and apparmor_parser live in /usr/sbin, which

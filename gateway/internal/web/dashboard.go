@@ -1,11 +1,11 @@
 package web
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -69,68 +69,6 @@ func (s *server) gather(ctx context.Context) (snapshot, error) {
 	return snap, nil
 }
 
-// dashboardOrder sorts devices with problems first, then by soonest expiry (devices without
-// a certificate last), then by id.
-func dashboardOrder(a, b protocol.DeviceSummary) int {
-	if pa, pb := len(a.Problems) > 0, len(b.Problems) > 0; pa != pb {
-		if pa {
-			return -1
-		}
-		return 1
-	}
-	if za, zb := a.NotAfter.IsZero(), b.NotAfter.IsZero(); za != zb {
-		if zb {
-			return -1
-		}
-		return 1
-	}
-	if c := a.NotAfter.Compare(b.NotAfter); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.ID, b.ID)
-}
-
-func (s *server) index(w http.ResponseWriter, r *http.Request) {
-	snap, err := s.gather(r.Context())
-	if err != nil {
-		s.cfg.Logger.Error("dashboard", "err", err)
-		s.errorPage(w, r, http.StatusInternalServerError, "The inventory could not be read: "+err.Error())
-		return
-	}
-	snap.Devices = slices.Clone(snap.Devices)
-	slices.SortStableFunc(snap.Devices, dashboardOrder)
-	s.render(w, r, http.StatusOK, "index.html", page{Title: "Certificates", Refresh: true, Now: snap.Now, Data: snap})
-}
-
-// deviceView is the device page's data.
-type deviceView struct {
-	protocol.DeviceDetail
-	Renewed string // the command id of a renewal just requested
-	CSRF    string
-}
-
-func (s *server) device(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if !s.exists(w, r, id) {
-		return
-	}
-	d, err := s.cfg.Admin.Get(r.Context(), id)
-	if err != nil {
-		s.cfg.Logger.Error("device page", "device", id, "err", err)
-		s.errorPage(w, r, http.StatusInternalServerError, "The device could not be read: "+err.Error())
-		return
-	}
-	v := deviceView{DeviceDetail: d, CSRF: s.csrf}
-	if c := r.URL.Query().Get("renewed"); protocol.ValidateRequestID(c) == nil {
-		v.Renewed = c
-	}
-	title := d.ID
-	if d.Name != "" {
-		title = d.Name
-	}
-	s.render(w, r, http.StatusOK, "device.html", page{Title: title, Refresh: true, Data: v})
-}
-
 // exists answers 404 (or 500) and returns false when device id is not in the inventory.
 func (s *server) exists(w http.ResponseWriter, r *http.Request, id string) bool {
 	_, err := s.cfg.Store.Device(r.Context(), id)
@@ -162,11 +100,18 @@ func (s *server) renewForm(w http.ResponseWriter, r *http.Request) {
 	if !s.exists(w, r, id) {
 		return
 	}
+	if d, err := s.judged(r.Context(), id, s.cfg.Now()); err == nil {
+		if a := renewActionFor(d); !a.OK {
+			s.errorPage(w, r, http.StatusConflict, "A renewal cannot work for this device. "+a.Why)
+			return
+		}
+	}
 	resp := s.renew(r.Context(), s.actor(r), id, "renewal requested on the dashboard")
 	if resp.Status != "ok" {
 		s.errorPage(w, r, statusOf(resp.Code), "The renewal could not be requested: "+resp.Error)
 		return
 	}
+	s.fleet.invalidate()
 	var ren protocol.DeviceRenewed
 	_ = json.Unmarshal(resp.Data, &ren)
 	sent := ren.CommandID
@@ -185,6 +130,12 @@ func (s *server) renewForm(w http.ResponseWriter, r *http.Request) {
 func (s *server) renew(ctx context.Context, actor, id, reason string) protocol.BridgeResponse {
 	payload, _ := json.Marshal(protocol.DeviceRequest{ID: id, Reason: reason})
 	return s.cfg.Admin.Do(ctx, actor, "device/renew", payload)
+}
+
+// tokenView is the token page's data: the token, shown once, and its command as a QR code.
+type tokenView struct {
+	protocol.TokenCreated
+	QR template.HTML
 }
 
 // enrollForm creates an enrollment token from the dashboard's "Add a device" form and shows
@@ -215,6 +166,10 @@ func (s *server) enrollForm(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusInternalServerError, "The token could not be read: "+err.Error())
 		return
 	}
+	qr, err := qrSVG(tok.Command)
+	if err != nil {
+		s.cfg.Logger.Warn("enrollment QR code", "err", err) // the page still shows the command
+	}
 	w.Header().Set("Cache-Control", "no-store")
-	s.render(w, r, http.StatusOK, "token.html", page{Title: "Enroll " + tok.ID, Data: tok})
+	s.render(w, r, http.StatusOK, "token.html", page{Title: "Enroll " + tok.ID, Nav: "enroll", Data: tokenView{TokenCreated: tok, QR: qr}})
 }

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"fmt"
 	"html"
 	"net/http"
 	"net/url"
@@ -13,44 +14,105 @@ import (
 	"github.com/hearth-pki/hearth/protocol"
 )
 
-func TestDashboardListsDevicesProblemsFirst(t *testing.T) {
+func TestDeviceListNeedsAttentionFirst(t *testing.T) {
 	f := newFixture(t, nil)
-	resp, body := f.get(t, "/")
-	mustStatus(t, "GET /", resp, body, http.StatusOK)
+	resp, body := f.get(t, "/devices")
+	mustStatus(t, "GET /devices", resp, body, http.StatusOK)
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
-		t.Errorf("GET / Content-Type = %q, want text/html", ct)
+		t.Errorf("GET /devices Content-Type = %q, want text/html", ct)
 	}
-	last := -1
-	for _, id := range seededOrder {
-		link := `href="./devices/` + html.EscapeString(url.PathEscape(id)) + `"`
-		i := strings.Index(strings.ToLower(body), strings.ToLower(link)) // %5c or %5C
-		if i < 0 {
-			t.Fatalf("GET / has no link %s:\n%s", link, body)
-		}
-		if i < last {
-			t.Errorf("device %q is listed before the previous one; want order %q", id, seededOrder)
-		}
-		last = i
+	if got := listedIDs(body); strings.Join(got, " ") != strings.Join(seededOrder, " ") {
+		t.Errorf("GET /devices lists %q, want %q", got, seededOrder)
 	}
 	for _, want := range []string{
 		"1.2.3-test",         // hub version
 		f.cfg.CA.Fingerprint, // CA fingerprint
+		`title="past the end of its renewal window at `, // the problem's text, on its badge
+		"expired 2 d 0 h ago", "3 d 0 h left",
+		"Odd &lt;b&gt;name&lt;/b&gt;", // names are escaped
+		"7 of 7 devices",
+		`title="its certificates are revoked: it may only enroll again, with a new token">quarantined (revoked)`,
+		"What the words mean",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("GET /devices does not contain %q", want)
+		}
+	}
+	if strings.Contains(body, "<b>name</b>") {
+		t.Errorf("GET /devices renders a device name unescaped")
+	}
+}
+
+// listedIDs returns the device ids of the device list's rows, in order.
+func listedIDs(body string) []string {
+	var out []string
+	for _, m := range rowDevice.FindAllStringSubmatch(body, -1) {
+		out = append(out, html.UnescapeString(m[1]))
+	}
+	return out
+}
+
+var rowDevice = regexp.MustCompile(`<tr class="sev-[a-z]+" data-device="([^"]*)">`)
+
+func TestDeviceListFilters(t *testing.T) {
+	f := newFixture(t, nil)
+	tests := []struct {
+		query string
+		want  []string
+	}{
+		{"problem=any", []string{"garage-door", "porch-camera", "old-bulb", "hall-thermostat"}},
+		{"problem=none", []string{"new-sensor", "kitchen-plug", `odd"id\x`}},
+		{"problem=expired", []string{"garage-door"}},
+		{"online=yes", []string{"hall-thermostat", "kitchen-plug"}},
+		{"state=quarantined", []string{"old-bulb"}},
+		{"q=PLUG", []string{"garage-door", "porch-camera", "old-bulb", "hall-thermostat", "new-sensor", "kitchen-plug", `odd"id\x`}}, // the family
+		{"q=kitchen", []string{"kitchen-plug"}},
+		{"q=Odd+%3Cb", []string{`odd"id\x`}},
+		{"q=nothing-like-it", nil},
+		{"sort=id", []string{"garage-door", "hall-thermostat", "kitchen-plug", "new-sensor", `odd"id\x`, "old-bulb", "porch-camera"}},
+		{"sort=expiry&online=no", []string{"garage-door", "porch-camera", `odd"id\x`, "new-sensor", "old-bulb"}},
+		{"sort=bogus&page=99", seededOrder}, // unknown values fall back
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			resp, body := f.get(t, "/devices?"+tt.query)
+			mustStatus(t, "GET /devices?"+tt.query, resp, body, http.StatusOK)
+			if got := listedIDs(body); strings.Join(got, " ") != strings.Join(tt.want, " ") {
+				t.Errorf("GET /devices?%s lists %q, want %q", tt.query, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestOverview(t *testing.T) {
+	f := newFixture(t, nil)
+	resp, body := f.get(t, "/")
+	mustStatus(t, "GET /", resp, body, http.StatusOK)
+	for _, want := range []string{
 		`<span class="n">7</span><span class="l">devices`,
 		`<span class="n">2</span><span class="l">online now`,
 		`<span class="n">2</span><span class="l">expiring or expired`, // hall-thermostat and the expired garage-door
-		`title="past the end of its renewal window at `,               // the problem's text, on its badge
-		`<span class="n">4</span><span class="l">with problems`,
+		`<span class="n">4</span><span class="l">need attention`,
 		`<span class="n">67 %</span>`, // 2 of 3 requests in 24 h
-		"expired 2 d 0 h ago", "3 d 0 h left",
-		"Odd &lt;b&gt;name&lt;/b&gt;", // names are escaped
+		`aria-label="Certificate expiry over the next 90 days, 7 devices in 1 groups"`,
+		`aria-label="Renewal success rate, 24 h, 24 bars"`,
+		`aria-label="Renewal success rate, 30 d, 30 bars"`,
+		`<title>plug: 1</title>`,          // failures by family
+		`<title>policy_denied: 1</title>`, // and by cause
+		`<title>valid certificate: 50 % (2 of 4)</title>`,
+		`<title>no valid certificate: 0 % (0 of 3)</title>`,
 		`http-equiv="refresh" content="30"`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("GET / does not contain %q", want)
 		}
 	}
-	if strings.Contains(body, "<b>name</b>") {
-		t.Errorf("GET / renders a device name unescaped")
+	if n := strings.Count(body, `<g class="mark `); n != len(seededOrder) {
+		t.Errorf("GET / timeline has %d marks, want one per device (%d)", n, len(seededOrder))
+	}
+	_, byClass := f.get(t, "/?group=class")
+	if !strings.Contains(byClass, `<option value="class" selected>`) || !strings.Contains(byClass, `class="lane-label" x="4" y="41">default</text>`) {
+		t.Errorf("GET /?group=class does not group by class: lanes %q", regexp.MustCompile(`class="lane-label"[^<]*<`).FindAllString(byClass, -1))
 	}
 }
 
@@ -63,10 +125,17 @@ func TestDashboardShowsEmptyInventory(t *testing.T) {
 	}
 	resp, body := f.get(t, "/")
 	mustStatus(t, "GET /", resp, body, http.StatusOK)
-	for _, want := range []string{"No devices yet", `<span class="n">0</span><span class="l">devices`} {
-		if !strings.Contains(body, want) {
-			t.Errorf("GET / on an empty inventory does not contain %q:\n%s", want, body)
-		}
+	if want := `<span class="n">0</span><span class="l">devices`; !strings.Contains(body, want) {
+		t.Errorf("GET / on an empty inventory does not contain %q:\n%s", want, body)
+	}
+	resp, body = f.get(t, "/devices")
+	mustStatus(t, "GET /devices", resp, body, http.StatusOK)
+	if want := "No devices yet"; !strings.Contains(body, want) {
+		t.Errorf("GET /devices on an empty inventory does not contain %q:\n%s", want, body)
+	}
+	_, body = f.get(t, "/home")
+	if want := "Everything is fine"; !strings.Contains(body, want) {
+		t.Errorf("GET /home on an empty inventory does not contain %q:\n%s", want, body)
 	}
 }
 
@@ -77,13 +146,19 @@ func TestDevicePage(t *testing.T) {
 		id     string
 		status int
 		want   []string
+		absent []string
 	}{
-		{"healthy", "kitchen-plug", http.StatusOK, []string{"Kitchen plug", "Renew now", "0a02", "superseded",
-			"cert.activated", "29 d 0 h left", `action="../devices/kitchen-plug/renew"`, `href="../"`}},
-		{"failing", "porch-camera", http.StatusOK, []string{"renewal_failing", "policy_denied", "3 failure(s)", "failed"}},
-		{"revoked", "old-bulb", http.StatusOK, []string{"revoked", "key compromise", "quarantined", "no active certificate"}},
-		{"escaped id", `odd"id\x`, http.StatusOK, []string{`odd&#34;id\x`, `action="../devices/odd%22id%5cx/renew"`}},
-		{"unknown", "nope", http.StatusNotFound, []string{"is not in the inventory", `href="../"`}},
+		{"healthy", "kitchen-plug", http.StatusOK, []string{"Kitchen plug", ">Renew now</button>", "0a02", "superseded",
+			"cert.activated", "29 d 0 h left", `action="../devices/kitchen-plug/renew"`, `href="../"`, "renews itself in 17 d 9 h",
+			"4.00 ms", // the issuance latency, not "0 ms"
+			`aria-label="Certificate history, 2 certificates"`}, nil},
+		{"failing", "porch-camera", http.StatusOK, []string{"renewal_failing", "policy_denied: ", "3 failure(s)", "failed",
+			"renewal failing: retrying, 25 d 0 h left", ">Renew now</button>"}, []string{">0 ms<"}},
+		{"revoked", "old-bulb", http.StatusOK, []string{"revoked", "key compromise", "quarantined (revoked)", "no active certificate",
+			"no longer trusted", "it can only come back with a new enrollment token", `href="../enroll?id=old-bulb"`},
+			[]string{">Renew now</button>", "verified by the device", "idle: nothing to do"}},
+		{"escaped id", `odd"id\x`, http.StatusOK, []string{`odd&#34;id\x`, `action="../devices/odd%22id%5cx/renew"`}, nil},
+		{"unknown", "nope", http.StatusNotFound, []string{"is not in the inventory", `href="../"`}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,7 +169,58 @@ func TestDevicePage(t *testing.T) {
 					t.Errorf("GET %s does not contain %q", devicePath(tt.id), w)
 				}
 			}
+			for _, w := range tt.absent {
+				if strings.Contains(body, w) {
+					t.Errorf("GET %s contains %q", devicePath(tt.id), w)
+				}
+			}
 		})
+	}
+}
+
+// TestDeviceEventsNewestFirst pages through a device's events: newest first, EventPageSize a
+// page, every event once.
+func TestDeviceEventsNewestFirst(t *testing.T) {
+	f := newFixture(t, nil)
+	for i := range 2*EventPageSize + 3 {
+		if _, err := f.store.AppendEvent(t.Context(), inventory.Event{Time: t0.Add(time.Duration(i) * time.Second),
+			Kind: protocol.EventRenewalForced, DeviceID: "kitchen-plug", Message: fmt.Sprintf("forced #%03d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := f.store.Events(t.Context(), inventory.EventFilter{DeviceID: "kitchen-plug"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	older := regexp.MustCompile(`href="../devices/kitchen-plug\?before=(\d+)" rel="next"`)
+	var seen []string
+	target := devicePath("kitchen-plug")
+	for pages := 0; ; pages++ {
+		resp, body := f.get(t, target)
+		mustStatus(t, "GET "+target, resp, body, http.StatusOK)
+		for _, m := range regexp.MustCompile(`<td title="[^"]*">([a-z_.]+)</td>`).FindAllStringSubmatch(body, -1) {
+			seen = append(seen, m[1])
+		}
+		m := older.FindStringSubmatch(body)
+		if m == nil {
+			break
+		}
+		if pages > 5 {
+			t.Fatal("the pages never end")
+		}
+		target = devicePath("kitchen-plug") + "?before=" + m[1]
+	}
+	if len(seen) != len(all) {
+		t.Fatalf("pages listed %d events, want %d", len(seen), len(all))
+	}
+	for i, e := range all {
+		if got := seen[len(all)-1-i]; got != string(e.Kind) {
+			t.Fatalf("event %d from the newest is %s, want %s (newest first)", len(all)-1-i, got, e.Kind)
+		}
+	}
+	_, first := f.get(t, devicePath("kitchen-plug"))
+	if i, j := strings.Index(first, "forced #052"), strings.Index(first, "forced #051"); i < 0 || j < 0 || i > j {
+		t.Errorf("first page does not list forced #052 before #051")
 	}
 }
 
@@ -107,7 +233,8 @@ var attrURL = regexp.MustCompile(`(?i)\b(href|src|action|formaction|content)\s*=
 func TestPageURLsAreRelative(t *testing.T) {
 	f := newFixture(t, nil)
 	const prefix = "/api/hassio_ingress/AbC123"
-	pages := []string{"/", devicePath("kitchen-plug"), devicePath(`odd"id\x`), devicePath("nope")}
+	pages := []string{"/", "/devices", "/devices?q=o&sort=id", "/campaigns", "/policy", "/audit", "/home", "/enroll",
+		devicePath("kitchen-plug"), devicePath(`odd"id\x`), devicePath("nope")}
 	seen := 0
 	for _, p := range pages {
 		_, body := f.get(t, p)
@@ -115,8 +242,13 @@ func TestPageURLsAreRelative(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, m := range attrURL.FindAllStringSubmatch(body, -1) {
+		for _, loc := range attrURL.FindAllStringSubmatchIndex(body, -1) {
+			m := []string{body[loc[0]:loc[1]], body[loc[2]:loc[3]], body[loc[4]:loc[5]]}
 			attr, raw := strings.ToLower(m[1]), html.UnescapeString(m[2])
+			if strings.HasPrefix(raw, "#") {
+				continue // a fragment of the page itself
+			}
+			tag := body[strings.LastIndex(body[:loc[0]], "<"):loc[0]]
 			if attr == "content" {
 				if !strings.Contains(raw, "/") {
 					continue // meta refresh "30", viewport
@@ -138,7 +270,7 @@ func TestPageURLsAreRelative(t *testing.T) {
 				continue
 			}
 			method := http.MethodGet
-			if attr == "action" {
+			if attr == "action" && strings.Contains(tag, `method="post"`) {
 				method = http.MethodPost
 			}
 			r, err := http.NewRequestWithContext(t.Context(), method, "/"+path, nil)

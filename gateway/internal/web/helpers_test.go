@@ -34,7 +34,7 @@ type fixture struct {
 
 // newFixture opens a seeded inventory and returns the handler built from cfg as changed by
 // mod (which may be nil).
-func newFixture(t *testing.T, mod func(*Config)) *fixture {
+func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	t.Helper()
 	store := hubkit.Store(t)
 	authority := hubkit.CA(t, t0.Add(-365*day))
@@ -69,7 +69,7 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 
 // issue records a certificate for device valid until notAfter (30 days long), requested at
 // requested, and activates it when activate is set.
-func issue(t *testing.T, s *inventory.Store, d inventory.Device, serial string, notAfter, requested time.Time, activate bool) {
+func issue(t testing.TB, s *inventory.Store, d inventory.Device, serial string, notAfter, requested time.Time, activate bool) {
 	t.Helper()
 	err := s.RecordIssuance(t.Context(), inventory.Issuance{
 		Device: d,
@@ -88,15 +88,17 @@ func issue(t *testing.T, s *inventory.Store, d inventory.Device, serial string, 
 	}
 }
 
-// Seeded devices, in the order the dashboard must list them: problems first (soonest expiry
-// first, no certificate last), then the others.
-var seededOrder = []string{"garage-door", "hall-thermostat", "porch-camera", "old-bulb",
-	"kitchen-plug", `odd"id\x`, "new-sensor"}
+// Seeded devices, in the order the device list must show them: problems first (expired
+// garage-door, failing porch-camera, revoked old-bulb without an active certificate), then
+// the expiring hall-thermostat, then new-sensor still enrolling, then the healthy ones;
+// soonest expiry first within each.
+var seededOrder = []string{"garage-door", "porch-camera", "old-bulb", "hall-thermostat", "new-sensor",
+	"kitchen-plug", `odd"id\x`}
 
 // seed fills the inventory: seven devices covering every state of the dashboard. In the last
 // 24 hours there were two successful requests (kitchen-plug, new-sensor) and one failure
 // (porch-camera).
-func seed(t *testing.T, s *inventory.Store) {
+func seed(t testing.TB, s *inventory.Store) {
 	t.Helper()
 	ctx := t.Context()
 	dev := func(id, name string) inventory.Device {
@@ -127,6 +129,10 @@ func seed(t *testing.T, s *inventory.Store) {
 	}
 	if err := s.SetState(ctx, "old-bulb", inventory.StateQuarantined, t0.Add(-day)); err != nil {
 		t.Fatalf("SetState() = %v", err)
+	}
+	// Its agent reported a verified chain before the revocation: the page must not show that as trust.
+	if err := s.UpdateHealth(ctx, "old-bulb", inventory.Health{ReportedSerial: "0e01", ChainOK: true, At: t0.Add(-2 * day)}); err != nil {
+		t.Fatalf("UpdateHealth() = %v", err)
 	}
 	// An id that needs escaping everywhere (the inventory does not forbid it).
 	issue(t, s, dev(`odd"id\x`, "Odd <b>name</b>"), "0f01", t0.Add(40*day), t0.Add(-10*day), true)

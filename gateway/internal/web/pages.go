@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 //go:embed templates
@@ -23,13 +25,60 @@ func parsePages() *template.Template {
 		"short":    short,
 		"duration": formatDuration,
 		"join":     strings.Join,
+		"add":      func(a, b int) int { return a + b },
+		"percent":  func(f float64) string { return fmt.Sprintf("%.0f %%", 100*f) },
+		"stateWord": func(s string) string {
+			if s == "quarantined" {
+				return "quarantined (revoked)"
+			}
+			return s
+		},
+		"stateHelp":   stateHelp,
+		"renewalWord": renewalWord,
+		"eventHelp": func(t protocol.EventType) string {
+			info, _ := t.Info()
+			return info.Description
+		},
 	}).ParseFS(templateFS, "templates/*.html", "templates/*.css"))
+}
+
+// stateHelp explains a device state in a sentence (the badge's title).
+func stateHelp(state string) string {
+	switch state {
+	case "active":
+		return "the device proved its current certificate by connecting with it"
+	case "enrolling":
+		return "added with a one-time token; it has not yet connected with its first certificate"
+	case "offline":
+		return "not connected for a long time"
+	case "quarantined":
+		return "its certificates are revoked: it may only enroll again, with a new token"
+	case "removed":
+		return "removed from the inventory"
+	}
+	return state
+}
+
+// renewalWord explains a renewal state in a few words.
+func renewalWord(state string) string {
+	switch state {
+	case "", "idle":
+		return "idle: nothing to do until the window opens"
+	case "due":
+		return "due: inside the window, waiting for the agent"
+	case "commanded":
+		return "commanded: a renew command was sent"
+	case "failing":
+		return "failing: the last attempts failed, retrying with backoff"
+	}
+	return state
 }
 
 // page is what every page template receives besides its own data.
 type page struct {
 	Title   string
 	Root    string // relative path to the handler's root, ending in "/"
+	Nav     string // the navigation entry of the page: overview, devices, campaigns, policy, audit, home, enroll
 	Refresh bool   // reload every 30 s
 	Version string
 	CA      CAInfo

@@ -3,9 +3,17 @@
 //
 // Routes, all relative to wherever the handler is mounted:
 //
-//	GET  /                        dashboard: tiles and the device table, problems first
-//	GET  /devices/{id}            one device: certificates, attempts, events, health, "Renew now"
+//	GET  /                        overview: tiles, expiry timeline, lifetimes, success rates, failures, uptime
+//	GET  /devices                 device list (?q=&family=&class=&state=&problem=&online=&sort=&page=)
+//	GET  /devices/{id}            one device: certificate history, attempts, events (?before=), health, actions
 //	POST /devices/{id}/renew      the dashboard's renew form; 303 back to the device page
+//	GET  /campaigns               campaigns: progress, canaries, abort reason
+//	GET  /policy                  policy classes, their devices and windows
+//	GET  /audit                   audit log (?actor=&before=), chain verification (?verify=1)
+//	GET  /home                    the resident's plain-language view
+//	POST /home/help               "Request help": records and publishes help.requested; 303 back
+//	GET  /enroll, POST /enroll    add a device: the form, then the token once with a QR code
+//	GET  /static/{file}           the dashboard's one script (copy buttons)
 //	GET  /api/devices             admin "device/list" data, one page (?limit=&cursor=&state=&family=&class=&online=)
 //	GET  /api/devices/{id}        admin "device/get" data
 //	POST /api/devices/{id}/renew  admin "device/renew" data
@@ -16,10 +24,18 @@
 // Invariants:
 //   - Every URL the pages contain is relative (Home Assistant's ingress serves the add-on under
 //     a changing path prefix): links, form actions and redirects are computed from the request's
-//     own depth, and the pages load nothing else (CSS is inline, there is no script).
+//     own depth, and the pages load nothing else (CSS is inline, plots are inline SVG drawn
+//     on the server; the one script, static/app.js, only adds copy buttons).
 //   - Every operation goes through admin.Service, the one implementation shared with the bridge
-//     API and the CLI; this package renders, it decides nothing.
-//   - State-changing requests are POSTs with a CSRF defence: the renew form carries a random
+//     API and the CLI; this package renders, and decides only what to show (monitor.Judge
+//     decides the problems). The one exception is Request help, which changes no device: it
+//     appends its help.requested record to the audit log and hands the event to
+//     Config.Notify (bridge/event) itself.
+//   - A page costs a fixed number of queries, whatever the fleet's size: the fleet pages read
+//     the whole fleet in one (inventory.Store.Fleet), shared for FleetMaxAge; a device's page
+//     reads that device; nothing queries once per device.
+//   - Plots are pure functions of the inventory and now, drawn on the server as SVG.
+//   - State-changing requests are POSTs with a CSRF defence: the dashboard's forms carry a random
 //     token made once per Handler, and the JSON API requires an X-Requested-With header, which a
 //     cross-site page cannot send without a CORS preflight this server never grants.
 //   - With TrustIngress only Home Assistant's ingress proxy (172.30.32.2) and loopback are
@@ -29,7 +45,8 @@
 //     /healthz is open to every client either way.
 //
 // Concurrency: the handler is safe for concurrent use; it keeps no state besides its
-// configuration and CSRF token.
+// configuration, CSRF token and the last judged fleet (at most Config.FleetMaxAge old, under
+// a mutex).
 package web
 
 import (
@@ -49,6 +66,8 @@ import (
 
 	"github.com/hearth-pki/hearth/gateway/internal/admin"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/policy"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // ingressProxy is the address Home Assistant's ingress proxy connects from.
@@ -90,12 +109,23 @@ type Config struct {
 	// is false, besides IP addresses and localhost; "*" accepts any.
 	AllowedHosts []string
 	Logger       *slog.Logger
+	// Policy is the policy in force, for the devices' renewal windows and the policy page;
+	// a new value (pointer) drops the cached fleet. Default policy.Default.
+	Policy func() *policy.Policy
+	// FleetMaxAge is how long one read of the whole fleet serves the overview, the device
+	// list, the policy and the resident's pages (a device's own page always reads it
+	// afresh). Zero means DefaultFleetMaxAge; negative, a read on every page.
+	FleetMaxAge time.Duration
+	// Notify receives the events the dashboard raises (help.requested) for bridge/event and
+	// the alert routes. Default: none (they are still recorded in the audit log).
+	Notify func(protocol.Event)
 }
 
 type server struct {
 	cfg   Config
 	csrf  string
 	pages *template.Template
+	fleet fleetCache
 }
 
 // Handler returns the dashboard, API, metrics and health handler described in the package
@@ -107,17 +137,32 @@ func Handler(cfg Config) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Policy == nil {
+		def := policy.Default() // one value, so that the fleet cache sees the same policy
+		cfg.Policy = func() *policy.Policy { return def }
+	}
+	if cfg.Notify == nil {
+		cfg.Notify = func(protocol.Event) {}
+	}
+	if cfg.FleetMaxAge == 0 {
+		cfg.FleetMaxAge = DefaultFleetMaxAge
+	}
 	token := make([]byte, 32)
 	rand.Read(token) // never fails (crypto/rand)
 	s := &server{cfg: cfg, csrf: hex.EncodeToString(token), pages: parsePages()}
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", s.index)
+	mux.HandleFunc("GET /{$}", s.overview)
+	mux.HandleFunc("GET /devices", s.devices)
 	mux.HandleFunc("GET /devices/{id}", s.device)
+	mux.HandleFunc("GET /campaigns", s.campaigns)
+	mux.HandleFunc("GET /policy", s.policy)
+	mux.HandleFunc("GET /audit", s.audit)
+	mux.HandleFunc("GET /home", s.home)
+	mux.HandleFunc("POST /home/help", s.helpForm)
+	mux.HandleFunc("GET /static/{file}", s.static)
 	mux.HandleFunc("POST /devices/{id}/renew", s.renewForm)
-	mux.HandleFunc("GET /enroll", func(w http.ResponseWriter, r *http.Request) {
-		s.render(w, r, http.StatusOK, "enroll.html", page{Title: "Add a device"})
-	})
+	mux.HandleFunc("GET /enroll", s.enrollPage)
 	mux.HandleFunc("POST /enroll", s.enrollForm)
 	mux.HandleFunc("GET /api/devices", s.apiDevices)
 	mux.HandleFunc("GET /api/devices/{id}", s.apiDevice)
@@ -151,8 +196,9 @@ func (s *server) gate(next http.Handler) http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "same-origin")
 		h.Set("Cache-Control", "no-store")
-		// No script, no external resource; framing only by the same origin (HA's ingress iframe).
-		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "+
+		// Only the dashboard's own script, no external resource; framing only by the same
+		// origin (HA's ingress iframe).
+		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src data:; "+
 			"form-action 'self'; frame-ancestors 'self'; base-uri 'none'")
 		next.ServeHTTP(w, r)
 	})
