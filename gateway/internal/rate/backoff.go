@@ -19,7 +19,7 @@ type Backoff struct {
 
 	mu       sync.Mutex
 	keys     map[string]*failures
-	nextScan int
+	nextScan int       // len(keys) at which forgotten keys are swept next
 	swept    time.Time // when sweep last ran
 }
 

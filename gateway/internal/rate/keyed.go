@@ -22,8 +22,8 @@ type Keyed struct {
 
 	mu       sync.Mutex
 	buckets  map[string]*bucket
-	nextScan int
-	swept    time.Time // when sweep last ran // len(buckets) at which full buckets are swept next
+	nextScan int       // len(buckets) at which full buckets are swept next
+	swept    time.Time // when sweep last ran
 }
 
 type bucket struct {
