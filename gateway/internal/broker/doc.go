@@ -23,9 +23,20 @@
 //   - A refused publish (ACL or rate) is acknowledged and dropped (mochi's
 //     CodeSuccessIgnore): a 3.1.1 QoS 1 client gets its PUBACK, is not disconnected and
 //     does not re-send in a loop.
-//   - A connection gets at most Config.ConnectTimeout for its TLS handshake and CONNECT; a
-//     packet larger than Config.MaxPacketSize is refused from its fixed header, before any
-//     buffer of the claimed size exists.
+//   - A connection gets at most Config.ConnectTimeout for its TLS handshake and CONNECT. Every
+//     packet's claimed size is checked from its fixed header as the bytes arrive, before
+//     mochi allocates a buffer of that size: a CONNECT may claim at most
+//     MaxConnectCertificate (with a client certificate) or MaxConnectPassword bytes, later
+//     packets of devices and enrolling sessions protocol.MaxMessageSize plus a little, of
+//     admins Config.MaxPacketSize. A larger claim closes the connection.
+//   - Connections are limited per source (an IPv4 address or an IPv6 /64) and in total
+//     (Config.Limits). A connection is pending until its CONNECT is authenticated; when the
+//     pending ones of a source, or all of them, reach their limit, the most silent pending
+//     connection of that source (or of the busiest source) is closed to admit the new one,
+//     so an idle flood sheds itself and a client that talks gets through. Authenticated
+//     connections beyond the total or their source's limit (loopback is exempt: local
+//     processes can take the machine's memory anyway) are refused at CONNECT. A device holds
+//     at most Limits.MaxSessionsPerDevice sessions: a new one closes its oldest.
 //
 // Concurrency: all exported methods of [Broker] are safe for concurrent use. The Handler is
 // called synchronously from the sending client's read goroutine (so one client's messages

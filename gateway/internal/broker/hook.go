@@ -86,6 +86,9 @@ func (b *Broker) authenticate(c *conn, cl *mqtt.Client, pk packets.Packet) (Iden
 		return id, err
 	}
 	if id.Role == RoleAdmin {
+		if err := b.adm.establish(c); err != nil {
+			return id, err
+		}
 		c.grant.Store(newGrant(b.cfg.Topics, id))
 		return id, nil
 	}
@@ -106,6 +109,16 @@ func (b *Broker) authenticate(c *conn, cl *mqtt.Client, pk packets.Packet) (Iden
 	if err != nil {
 		b.reg.remove(c)
 		return id, fmt.Errorf("%w: %s %q: %w", ErrRefused, id.Role, id.DeviceID, err)
+	}
+	if err := b.adm.establish(c); err != nil {
+		b.reg.remove(c)
+		return id, err
+	}
+	// The device's oldest sessions beyond MaxSessionsPerDevice give way to this one.
+	for _, old := range b.reg.excess(id.DeviceID, c) {
+		b.log.Info("mqtt session closed: too many sessions of the device", "device", id.DeviceID,
+			"closed", old.id, "limit", b.cfg.Limits.MaxSessionsPerDevice)
+		_ = old.Close()
 	}
 	c.grant.Store(newGrant(b.cfg.Topics, id))
 	if id.Role == RoleDevice && !b.reg.online(c, id) {
