@@ -20,6 +20,11 @@
 //   - Client ids are tied to identities, since mochi hands a session to whoever reuses its
 //     client id: a device or enrolling session uses its device id, "<device id>:<anything>"
 //     or a broker-assigned id; "inline" (mochi's own client) is refused to everyone.
+//   - Every message of a device or enrolling session is checked against its topic's schema
+//     (protocol.Decode into the topic's type: size, JSON, version, rules) before it is
+//     delivered or retained; one that fails is not delivered, a state is dropped, and a
+//     request (csr, commit, health) still reaches the Handler so the hub can answer it with
+//     the error's code. A Will must be a valid State.
 //   - A refused publish (ACL or rate) is acknowledged and dropped (mochi's
 //     CodeSuccessIgnore): a 3.1.1 QoS 1 client gets its PUBACK, is not disconnected and
 //     does not re-send in a loop.

@@ -82,7 +82,7 @@ func (b *Broker) authenticate(c *conn, cl *mqtt.Client, pk packets.Packet) (Iden
 	if err := checkClientID(id, cl.ID, cl.Properties.Props.AssignedClientID != ""); err != nil {
 		return id, err
 	}
-	if err := checkWill(b.cfg.Topics, id, pk.Connect.WillFlag, pk.Connect.WillTopic); err != nil {
+	if err := checkWill(b.cfg.Topics, id, pk.Connect.WillFlag, pk.Connect.WillTopic, pk.Connect.WillPayload); err != nil {
 		return id, err
 	}
 	if id.Role == RoleAdmin {
@@ -177,6 +177,17 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	if pk.FixedHeader.Retain && !mayRetain(t) {
 		pk.FixedHeader.Retain = false
+	}
+	if err := checkPayload(t.Kind, pk.Payload); err != nil {
+		// Nothing that breaks its topic's schema is delivered or retained. A request is
+		// still handed to the hub, which answers it with the error's code when it can read
+		// a request id from it; a state is only dropped.
+		b.log.Info("mqtt publish refused: invalid payload", "client", cl.ID, "role", g.id.Role,
+			"device", g.id.DeviceID, "topic", pk.TopicName, "bytes", len(pk.Payload), "error", err)
+		if t.Kind != protocol.KindState {
+			b.handle(b.ctx, g.id, t, bytes.Clone(pk.Payload))
+		}
+		return pk, packets.CodeSuccessIgnore
 	}
 	b.handle(b.ctx, g.id, t, bytes.Clone(pk.Payload))
 	return pk, nil
