@@ -111,7 +111,7 @@ func New(cfg Config, auth Auth, handle Handler, logger *slog.Logger) (*Broker, e
 		ClientNetWriteBufferSize: clientBufferSize,
 		SysTopicResendInterval:   sysTopicInterval,
 		InlineClient:             true,
-		Logger:                   logger.With("component", "mochi"),
+		Logger:                   slog.New(redactPackets{logger.Handler()}).With("component", "mochi"),
 	})
 	if err := b.srv.AddHook(&hook{b: b}, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)
