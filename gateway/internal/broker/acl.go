@@ -31,7 +31,7 @@ func newGrant(topics protocol.Topics, id Identity) *grant {
 			topics.CA(),
 			topics.CRL(),
 		}
-	case RoleEnrolling:
+	case RoleEnrolling, RoleRefused:
 		g.reads = []string{topics.Device(id.DeviceID, protocol.KindCert), topics.CA()}
 	case RoleAdmin:
 		g.prefix = topics.Prefix() + "/"
@@ -67,7 +67,7 @@ func (g *grant) mayPublish(t protocol.Topic) bool {
 		case protocol.KindCSR, protocol.KindCommit, protocol.KindHealth, protocol.KindState:
 			return true
 		}
-	case RoleEnrolling:
+	case RoleEnrolling, RoleRefused:
 		return t.Kind == protocol.KindCSR && t.DeviceID == g.id.DeviceID
 	case RoleAdmin:
 		return t.Kind == protocol.KindBridgeRequest

@@ -58,6 +58,9 @@ type Config struct {
 	// Limits caps connections per source and in total, and sessions per device; zero values
 	// mean the defaults (DefaultMaxPending…).
 	Limits Limits
+	// Logins, if set, is told of every enrollment login, accepted or refused with a reason
+	// (Refusal). It is called on the client's connect path: it must return fast.
+	Logins func(Login)
 	// Sessions, if set, is told of every device session (RoleDevice), in order.
 	Sessions Sessions
 	// Now returns the current time, for the rate limiter; default time.Now.

@@ -14,6 +14,12 @@
 //     publishes only its own csr and reads its own cert and the CA; an admin reads anything
 //     under the prefix and publishes only bridge requests. Subscriptions of devices and
 //     enrolling sessions must name exact topics: wildcards are refused.
+//   - An enrollment login that Auth refuses with a Refusal (token unknown, used, expired,
+//     locked out) is accepted as a refused session (RoleRefused): the rights of an enrolling
+//     session, but its CSR is answered by the broker, on its cert topic and to it alone, with
+//     the refusal's code, and the session is closed ConnectTimeout after its CONNECT. It is
+//     never a session of its device and stays pending for the connection limits. Every
+//     enrollment login, accepted or refused, is told to Config.Logins.
 //   - Only the hub (the inline client, [Broker.Publish]) and a device on its own state topic
 //     store retained messages; a Will is accepted only for a device on its own state topic,
 //     and is not retained while another session of the device is online (a takeover).

@@ -59,10 +59,11 @@ func (p *testPKI) serverTLSConfig() *tls.Config {
 // fakeAuth is an in-memory Auth: revoked serials, enrollment tokens, admin passwords.
 type fakeAuth struct {
 	mu      sync.Mutex
-	revoked map[string]bool   // serial → revoked
-	tokens  map[string]string // device id → token
-	admins  map[string]string // username → password
-	asked   map[string]int    // serial → Certificate calls
+	revoked map[string]bool          // serial → revoked
+	tokens  map[string]string        // device id → token
+	refuse  map[string]protocol.Code // device id → the reason a bad token is refused with
+	admins  map[string]string        // username → password
+	asked   map[string]int           // serial → Certificate calls
 }
 
 var errRevoked = errors.New("certificate revoked")
@@ -71,6 +72,7 @@ func newFakeAuth() *fakeAuth {
 	return &fakeAuth{
 		revoked: map[string]bool{},
 		tokens:  map[string]string{},
+		refuse:  map[string]protocol.Code{},
 		admins:  map[string]string{"admin": "admin-secret"},
 		asked:   map[string]int{},
 	}
@@ -92,10 +94,25 @@ func (a *fakeAuth) Token(_ context.Context, deviceID, token string) error {
 	if want, ok := a.tokens[deviceID]; ok && want == token {
 		return nil
 	}
+	if code, ok := a.refuse[deviceID]; ok {
+		return fakeRefusal{code}
+	}
 	return errors.New("unknown token")
 }
 
-func (a *fakeAuth) Admin(username, password string) bool {
+// fakeRefusal is a Refusal; locked_out asks for 42 s.
+type fakeRefusal struct{ code protocol.Code }
+
+func (r fakeRefusal) Error() string { return "refused: " + string(r.code) }
+
+func (r fakeRefusal) Reason() (protocol.Code, time.Duration) {
+	if r.code == protocol.CodeLockedOut {
+		return r.code, 42 * time.Second
+	}
+	return r.code, 0
+}
+
+func (a *fakeAuth) Admin(_ context.Context, username, password string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	want, ok := a.admins[username]

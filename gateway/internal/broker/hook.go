@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -59,6 +60,8 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 func (b *Broker) authenticate(c *conn, cl *mqtt.Client, pk packets.Packet) (Identity, error) {
 	username, password := string(pk.Connect.Username), string(pk.Connect.Password)
 	id := Identity{Username: username, Remote: cl.Net.Remote, Conn: c.id}
+	ctx, cancel := context.WithTimeout(WithSource(b.ctx, c.src.String()), b.cfg.ConnectTimeout)
+	defer cancel()
 	switch {
 	case c.leaf != nil:
 		dev, err := protocol.DeviceIDFromCert(c.leaf)
@@ -71,7 +74,7 @@ func (b *Broker) authenticate(c *conn, cl *mqtt.Client, pk packets.Packet) (Iden
 		id.Role, id.DeviceID, id.Serial = RoleDevice, dev, serialOf(c.leaf)
 	case username == "" || password == "":
 		return id, fmt.Errorf("%w: no client certificate and no username and password", ErrRefused)
-	case b.auth.Admin(username, password):
+	case b.auth.Admin(ctx, username, password):
 		id.Role = RoleAdmin
 	default:
 		if err := protocol.ValidateDeviceID(username); err != nil {
@@ -98,17 +101,24 @@ func (b *Broker) authenticate(c *conn, cl *mqtt.Client, pk packets.Packet) (Iden
 	if !b.reg.add(c, id.DeviceID) {
 		return id, fmt.Errorf("%w: connection closed during CONNECT", ErrRefused)
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.ConnectTimeout)
-	defer cancel()
 	var err error
 	if id.Role == RoleDevice {
 		err = b.auth.Certificate(ctx, id.DeviceID, id.Serial)
 	} else {
 		err = b.auth.Token(ctx, id.DeviceID, password)
 	}
+	var refusal Refusal
+	if err != nil && id.Role == RoleEnrolling && errors.As(err, &refusal) {
+		b.reg.remove(c)
+		b.refuse(c, id, refusal)
+		return id, nil
+	}
 	if err != nil {
 		b.reg.remove(c)
 		return id, fmt.Errorf("%w: %s %q: %w", ErrRefused, id.Role, id.DeviceID, err)
+	}
+	if id.Role == RoleEnrolling && b.cfg.Logins != nil {
+		b.cfg.Logins(Login{DeviceID: id.DeviceID, Source: c.src.String()})
 	}
 	if err := b.adm.establish(c); err != nil {
 		b.reg.remove(c)
@@ -173,6 +183,10 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if err != nil || !g.mayPublish(t) {
 		b.log.Info("mqtt publish denied", "client", cl.ID, "role", g.id.Role,
 			"device", g.id.DeviceID, "topic", pk.TopicName)
+		return pk, packets.CodeSuccessIgnore
+	}
+	if g.id.Role == RoleRefused {
+		b.answerRefused(cl, c, g.id, pk.Payload)
 		return pk, packets.CodeSuccessIgnore
 	}
 	if pk.FixedHeader.Retain && !mayRetain(t) {

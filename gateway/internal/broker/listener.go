@@ -212,6 +212,10 @@ type conn struct {
 
 	grant atomic.Pointer[grant] // set once the CONNECT is authenticated
 
+	// A refused session's reason and its closing timer (RoleRefused only).
+	refusal *refusal // set before grant, read after it
+	expire  atomic.Pointer[time.Timer]
+
 	// Guarded by registry.mu.
 	deviceID   string
 	registered bool // in registry.byDevice
@@ -247,6 +251,9 @@ func (c *conn) nextLimit() int {
 func (c *conn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
+		if t := c.expire.Load(); t != nil {
+			t.Stop()
+		}
 		err = c.raw.Close()
 		c.onClose(c)
 	})

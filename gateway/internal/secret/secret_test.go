@@ -13,6 +13,12 @@ func TestToken(t *testing.T) {
 	if !strings.HasPrefix(a, TokenPrefix) || len(a) != len(TokenPrefix)+32 {
 		t.Errorf("NewToken() = %q, want %s and 32 characters", a, TokenPrefix)
 	}
+	if !IsToken(a) || IsToken(a[:len(a)-1]) || IsToken(strings.ToUpper(a)) || IsToken("hst_guess") || IsToken("admin-secret") {
+		t.Errorf("IsToken does not tell the token %q from other strings", a)
+	}
+	if _, err := HashPassword(a); err == nil {
+		t.Errorf("HashPassword(a token) = nil error, want one")
+	}
 	if h := HashToken(a); h == HashToken(b) || h != HashToken(strings.Clone(a)) || len(h) != 64 {
 		t.Errorf("HashToken is not a stable 64-hex-digit digest")
 	}
