@@ -5,10 +5,11 @@ package issuer
 // authenticates its requester, says which Authority it holds, and calls Issue; it then only
 // turns the Result or the *Refusal into its own answer. The steps, in order:
 //
-//	validate → replay → parse → identity → key → authorise → policy → rate → sign → record
+//	validate → replay → parse → identity → key → authorise → policy → quota → rate → sign → record
 //
 // so that the same CSR is refused with the same wire code whoever sends it, and one rate
-// limit covers every front end.
+// limit and one per-device quota cover every front end. A replay is answered before the
+// quota: resubmitting a request costs none of it.
 
 import (
 	"context"
@@ -166,6 +167,10 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Result, error) {
 	d := i.cfg.Policy().Admit(g.subject, g.info, now)
 	if r := d.Refusal; r != nil {
 		return Result{}, &Refusal{Code: r.Code, Reason: r.Error(), Err: r}
+	}
+	if ok, wait := i.quota.Allow(req.DeviceID, now); !ok {
+		return Result{}, &Refusal{Code: protocol.CodeQuotaExceeded, RetryAfter: max(wait, time.Second),
+			Reason: fmt.Sprintf("the device had its %d certificates of the last hour; the next in %s", i.cfg.QuotaPerHour, wait.Round(time.Second))}
 	}
 	if ok, wait := i.limiter.Allow(now); !ok {
 		return Result{}, &Refusal{Code: protocol.CodeRateLimited, Reason: "the hub's issuance rate is exhausted", RetryAfter: max(wait, time.Second)}
