@@ -202,6 +202,11 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Result, error) {
 	i.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventCertIssued, Time: now, DeviceID: req.DeviceID,
 		Message: fmt.Sprintf("certificate %s issued%s (%s, %s)", cert.Serial, by, g.info.Reason, d.Class),
 		Data:    map[string]string{"serial": cert.Serial, "request_id": req.RequestID, "reason": g.info.Reason}})
+	if g.tokenHash != "" {
+		i.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventTokenUsed, Time: now, DeviceID: req.DeviceID,
+			Message: fmt.Sprintf("the enrollment token of %s was used by request %s", req.DeviceID, req.RequestID),
+			Data:    map[string]string{"request_id": req.RequestID}})
+	}
 	return Result{Cert: cert, Chain: i.chain(cert), Class: d.Class, Reason: protocol.Reason(g.info.Reason)}, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -271,4 +272,27 @@ func rsaKey(t *testing.T, bits int) *rsa.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// TestTokenUsedPublished checks that an enrollment's issuance publishes token.used after
+// cert.issued (issue 16: token events appear on bridge/event), and a renewal does not.
+func TestTokenUsedPublished(t *testing.T) {
+	f := newFixture(t)
+	var got []protocol.EventType
+	f.iss = New(Config{CA: f.ca, Store: f.store, Policy: func() *policy.Policy { return f.pol }, Pub: f.pub,
+		Now: func() time.Time { return f.now }, Notify: func(e protocol.Event) {
+			if _, err := protocol.Encode(&e); err != nil {
+				t.Errorf("event %s does not encode: %v", e.Type, err)
+			}
+			got = append(got, e.Type)
+		}})
+	plug := f.enrolled(t, "plug", p256(t).(*ecdsa.PrivateKey))
+	if _, err := f.iss.Issue(t.Context(), Request{DeviceID: "plug", RequestID: "renew", CSR: csrFor(t, p256(t), ""),
+		Auth: AuthCertificate, Reason: protocol.ReasonWindow, Replaces: plug.Serial}); err != nil {
+		t.Fatal(err)
+	}
+	want := []protocol.EventType{protocol.EventCertIssued, protocol.EventTokenUsed, protocol.EventCertIssued}
+	if !slices.Equal(got, want) {
+		t.Errorf("events = %v, want %v", got, want)
+	}
 }
