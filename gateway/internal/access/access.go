@@ -113,11 +113,7 @@ func New(store *inventory.Store, admins []Admin, now func() time.Time) *Checker 
 	// admins there is no name to hide, and no password is checked.
 	var standIn string
 	if len(admins) > 0 {
-		var err error
-		standIn, err = secret.HashPasswordIterations(secret.NewToken()[len(secret.TokenPrefix):], iterations)
-		if err != nil { // only malformed hashes, which never match anyway
-			standIn, _ = secret.HashPassword(secret.NewToken()[len(secret.TokenPrefix):])
-		}
+		standIn = secret.StandIn(iterations)
 	}
 	backoff := func() *rate.Backoff {
 		return rate.NewBackoff(rate.BackoffConfig{Free: FreeFailures, Base: FirstWait, Max: MaxWait, Forget: ForgetAfter})
