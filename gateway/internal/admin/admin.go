@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
@@ -72,11 +73,15 @@ type Config struct {
 	// ReloadPolicy re-reads and applies the policy file, returning what changed.
 	ReloadPolicy func(ctx context.Context) ([]string, error)
 	// RenewCooldown is the least time between two device/renew requests of one device,
-	// whoever sends them (bridge, Home Assistant, dashboard, CLI): one within it is answered
+	// whoever sends them (bridge, Home Assistant, dashboard): one within it is answered
 	// quota_exceeded, so renew spam cannot keep a device renewing. Default
 	// DefaultRenewCooldown; negative: none.
 	RenewCooldown time.Duration
-	Logger        *slog.Logger
+	// RenewCooldownExempt lists the actors the cool-down does not hold: the hub passes the
+	// CLI's ("cli"), whose control socket (0600) only the hub's own user reaches, and who can
+	// do anything to the hub anyway.
+	RenewCooldownExempt []string
+	Logger              *slog.Logger
 }
 
 // DefaultRenewCooldown is the default RenewCooldown.
@@ -148,6 +153,11 @@ func (s *Service) coolDown(deviceID string) error {
 	return nil
 }
 
+// exemptKey marks the context of a request whose actor RenewCooldownExempt names.
+type exemptKey struct{}
+
+func exempt(ctx context.Context) bool { v, _ := ctx.Value(exemptKey{}).(bool); return v }
+
 // quotaError is a request a per-device quota holds; Do answers it with
 // protocol.CodeQuotaExceeded.
 type quotaError struct{ msg string }
@@ -175,6 +185,9 @@ func (s *Service) Do(ctx context.Context, actor, op string, payload []byte) prot
 	}
 	_ = json.Unmarshal(payload, &base)
 	ctx = inventory.WithActor(ctx, actor)
+	if slices.Contains(s.cfg.RenewCooldownExempt, actor) {
+		ctx = context.WithValue(ctx, exemptKey{}, true)
+	}
 	data, err := s.do(ctx, op, payload)
 	if err != nil {
 		return errResponse(base.Transaction, codeOf(err), err)
@@ -249,8 +262,10 @@ func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error
 			if _, err := s.device(ctx, r.ID); err != nil {
 				return nil, err
 			}
-			if err := s.coolDown(r.ID); err != nil {
-				return nil, err
+			if !exempt(ctx) {
+				if err := s.coolDown(r.ID); err != nil {
+					return nil, err
+				}
 			}
 			if s.cfg.Scheduler == nil {
 				return s.Renew(ctx, r.ID, protocol.ActionRenew, reason, time.Time{})

@@ -112,7 +112,7 @@ type Limits struct {
 	// CertificatesPerHour is the certificates one device may get per hour. Default 12.
 	CertificatesPerHour int `yaml:"certificates_per_hour"`
 	// RenewCooldown is the least time between two renew requests for one device (bridge,
-	// Home Assistant, dashboard, CLI). Default 1m.
+	// Home Assistant, dashboard; the CLI is exempt). Default 1m.
 	RenewCooldown time.Duration `yaml:"renew_cooldown"`
 }
 

@@ -176,7 +176,8 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	h.admin = admin.New(admin.Config{Store: h.store, CA: h.ca, Broker: h.broker, Commands: h.machine, Topics: h.topics, Advertise: cfg.Advertise,
 		TokenTTL: cfg.TokenTTL, Now: h.now, DeviceChanged: h.deviceChanged, Changed: h.summaryChanged, Revoked: h.publishCRL, Notify: h.notify,
 		Scheduler: h.renewal, Issuer: h.issuer, Policy: h.policy.Load, ReloadPolicy: h.ReloadPolicy, RenewCooldown: cfg.Limits.RenewCooldown,
-		Logger: h.log.With("part", "admin")})
+		RenewCooldownExempt: []string{"cli"},
+		Logger:              h.log.With("part", "admin")})
 
 	if _, err := h.applyPolicy(ctx, pol, "hub start"); err != nil {
 		return nil, fmt.Errorf("record policy: %w", err)
