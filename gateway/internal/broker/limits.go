@@ -151,7 +151,9 @@ func (a *admission) arrive(c *conn) *conn {
 	return victim
 }
 
-// mostSilent returns the pending connection of s that received nothing for longest.
+// mostSilent returns the pending connection of s to shed: one that never sent a byte (the
+// oldest of them), else the one silent longest. A legitimate client sends its ClientHello at
+// once, so an idle flood goes first; among clients that talked, the one that stalled longest.
 func mostSilent(s *sourceState) *conn {
 	var out *conn
 	var oldest int64

@@ -126,6 +126,14 @@ func TestAdmissionShedsTheMostSilent(t *testing.T) {
 	if v := a.arrive(fakeConn(4, "192.0.2.1/32", 30)); v != flood[1] {
 		t.Fatalf("arrive at the source's limit shed %v, want connection 2 (silent longest)", v)
 	}
+	// A connection that never sent anything goes before any that did, even a newer one.
+	mute := fakeConn(8, "203.0.113.5/32", 0)
+	b := newAdmission(Limits{MaxPending: 10, MaxPendingPerSource: 2, MaxConns: 10, MaxConnsPerSource: 10, MaxSessionsPerDevice: 1})
+	b.arrive(fakeConn(7, "203.0.113.5/32", 1))
+	b.arrive(mute)
+	if v := b.arrive(fakeConn(9, "203.0.113.5/32", 2)); v != mute {
+		t.Errorf("arrive shed %v, want the connection that never sent a byte", v)
+	}
 	// Another source fills the total: the busiest source (192.0.2.1) gives way, not it.
 	other := fakeConn(5, "198.51.100.7/32", 1)
 	if v := a.arrive(other); v != nil {

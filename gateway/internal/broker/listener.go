@@ -94,8 +94,9 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		delay = 0
+		// active stays 0 until the client sends something: a socket that never did is shed
+		// before any that did (mostSilent), oldest first.
 		c := &conn{raw: raw, onClose: l.forget, id: l.ids.Add(1), src: sourceOf(raw.RemoteAddr()), limit: l.limit}
-		c.active.Store(time.Now().UnixNano())
 		c.Conn = activityConn{Conn: raw, active: &c.active}
 		if !l.track(c) {
 			_ = raw.Close()
@@ -117,8 +118,11 @@ func (l *listener) track(c *conn) bool {
 	l.wg.Add(1)
 	l.mu.Unlock()
 	if victim := l.adm.arrive(c); victim != nil {
-		l.log.Debug("mqtt pending connection shed to make room", "listener", l.id, "remote", victim.raw.RemoteAddr().String(),
-			"silent", time.Since(time.Unix(0, victim.active.Load())).Round(time.Millisecond))
+		silent := "since it connected (sent nothing)"
+		if t := victim.active.Load(); t != 0 {
+			silent = time.Since(time.Unix(0, t)).Round(time.Millisecond).String()
+		}
+		l.log.Debug("mqtt pending connection shed to make room", "listener", l.id, "remote", victim.raw.RemoteAddr().String(), "silent", silent)
 		_ = victim.Close()
 	}
 	return true
@@ -201,7 +205,7 @@ type conn struct {
 	leaf      *x509.Certificate // the verified client certificate; nil without one
 	onClose   func(*conn)
 	closeOnce sync.Once
-	active    atomic.Int64 // unix nanoseconds of the last read from the socket that returned data
+	active    atomic.Int64 // unix nanoseconds of the last read from the socket that returned data; 0: none yet
 
 	state connState // guarded by admission.mu
 
