@@ -43,8 +43,9 @@
 //   - Connections are limited per source (an IPv4 address or an IPv6 /64) and in total
 //     (Config.Limits). A connection is pending until its CONNECT is authenticated; when the
 //     pending ones of a source, or all of them, reach their limit, the most silent pending
-//     connection of that source (or of the busiest source) is closed to admit the new one,
-//     so an idle flood sheds itself and a client that talks gets through. Authenticated
+//     connection of that source (or of the busiest source) is closed to admit the new one —
+//     one that never sent a byte, oldest first, else the one silent longest — so an idle
+//     flood sheds itself and a client that talks gets through. Authenticated
 //     connections beyond the total or their source's limit (loopback is exempt: local
 //     processes can take the machine's memory anyway) are refused at CONNECT. A device holds
 //     at most Limits.MaxSessionsPerDevice sessions: a new one closes its oldest.
