@@ -1,8 +1,11 @@
 package hub
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -230,5 +233,61 @@ func TestHARequests(t *testing.T) {
 	forced, err := h.store.Events(t.Context(), inventory.EventFilter{Kind: protocol.EventRenewalForced, DeviceID: "plug"})
 	if err != nil || len(forced) != 1 {
 		t.Errorf("renewal.forced events of plug: %d (%v), want 1", len(forced), err)
+	}
+}
+
+// clientFrom is client for a token login from the local address ip (127.0.0.2 is another
+// source than 127.0.0.1 on Linux).
+func clientFrom(t *testing.T, h *Hub, ip, id, password string) (mqtt.Client, error) {
+	t.Helper()
+	roots := x509.NewCertPool()
+	roots.AddCert(h.ca.Root())
+	opts := mqtt.NewClientOptions().AddBroker("tls://"+h.BrokerAddr().String()).SetClientID(id).
+		SetTLSConfig(&tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12}).
+		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).SetUsername(id).SetPassword(password).
+		SetDialer(&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second})
+	c := mqtt.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		return nil, fmt.Errorf("login from %s: %v", ip, tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return c, nil
+}
+
+// TestBadTokensFromOneSource checks issue 15's proof through the real broker: bad tokens
+// for a device from one source lock that source out, right token included, but the device's
+// own enrollment from another source goes through.
+func TestBadTokensFromOneSource(t *testing.T) {
+	h := runHub(t, hubkit.Config(t, ""), Options{Version: "test"})
+	tok, err := h.Admin().CreateToken(t.Context(), protocol.TokenRequest{ID: "cam"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := func(ip, token string) protocol.Cert {
+		t.Helper()
+		c, err := clientFrom(t, h, ip, "cam", token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Disconnect(0)
+		_, csr := testkit.KeyAndCSR(t, "cam")
+		var reply protocol.Cert
+		raw := request(t, c, h.topics.Device("cam", protocol.KindCSR), &protocol.CSR{V: 1, RequestID: "enroll-1", CSR: csr, Reason: protocol.ReasonEnroll, Time: time.Now()},
+			h.topics.Device("cam", protocol.KindCert))
+		if err := protocol.Decode(raw, &reply); err != nil {
+			t.Fatal(err)
+		}
+		return reply
+	}
+	for i := range 7 { // five free failures, then the source waits
+		if r := ask("127.0.0.2", secret.NewToken()); r.Error == nil || (r.Error.Code != protocol.CodeTokenUnknown && r.Error.Code != protocol.CodeLockedOut) {
+			t.Fatalf("bad token %d from 127.0.0.2 = %+v, want token_unknown or locked_out", i+1, r.Error)
+		}
+	}
+	if r := ask("127.0.0.2", tok.Token); r.Error == nil || r.Error.Code != protocol.CodeLockedOut || r.Error.RetryAfter < 1 {
+		t.Errorf("the right token from the failing source = %+v, want locked_out with a retry_after", r.Error)
+	}
+	if r := ask("127.0.0.1", tok.Token); r.Error != nil || r.Chain == "" {
+		t.Errorf("the device's own enrollment from another source = %+v, want a certificate", r.Error)
 	}
 }
