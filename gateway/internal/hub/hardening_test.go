@@ -242,7 +242,7 @@ func clientFrom(t *testing.T, h *Hub, ip, id, password string) (mqtt.Client, err
 	t.Helper()
 	roots := x509.NewCertPool()
 	roots.AddCert(h.ca.Root())
-	opts := mqtt.NewClientOptions().AddBroker("tls://"+h.BrokerAddr().String()).SetClientID(id).
+	opts := mqtt.NewClientOptions().AddBroker("tls://" + h.BrokerAddr().String()).SetClientID(id).
 		SetTLSConfig(&tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12}).
 		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).SetUsername(id).SetPassword(password).
 		SetDialer(&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second})
