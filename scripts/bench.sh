@@ -84,6 +84,9 @@ echo
 echo "== inventory: issuance records, one per transaction and batched"
 run gateway ./internal/inventory/ 'RecordIssuance' 2s
 echo
+echo "== broker: heap per unauthenticated connection holding the largest CONNECT it may claim"
+run gateway ./internal/broker/ 'HeldConnectClaims' 3x
+echo
 echo "== agent: key and CSR generation per key type"
 run agent ./internal/keystore/ 'KeyAndCSR' 1s
 echo

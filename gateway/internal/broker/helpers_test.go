@@ -29,7 +29,7 @@ type testPKI struct {
 	server tls.Certificate
 }
 
-func newPKI(t *testing.T) *testPKI {
+func newPKI(t testing.TB) *testPKI {
 	t.Helper()
 	ca := testkit.NewCA(t, "Test hub")
 	return &testPKI{CA: ca, server: ca.Server(t, "127.0.0.1", "localhost").TLS}
@@ -45,7 +45,7 @@ type device struct {
 }
 
 // device issues a device certificate for id: CN and URI SAN naming it.
-func (p *testPKI) device(t *testing.T, id string) device {
+func (p *testPKI) device(t testing.TB, id string) device {
 	t.Helper()
 	l := p.Client(t, id, protocol.DeviceURI(id))
 	return device{id: id, cert: l.TLS, certFile: l.CertFile, keyFile: l.KeyFile, serial: l.Serial()}
@@ -212,7 +212,7 @@ type env struct {
 }
 
 // start runs a broker on 127.0.0.1:0 until the test ends; edit may change its Config.
-func start(t *testing.T, edit func(*Config)) *env {
+func start(t testing.TB, edit func(*Config)) *env {
 	t.Helper()
 	pki := newPKI(t)
 	e := &env{pki: pki, auth: newFakeAuth(), rec: newRecorder(), pres: newPresence()}
