@@ -22,6 +22,11 @@ const (
 	CodeNotPresented       Code = "not_presented"       // a commit's serial is not the one on the TLS session
 	CodeExpired            Code = "expired"             // the certificate expired beyond the recovery grace
 	CodeNotFound           Code = "not_found"           // a bridge request names a device, token or campaign the hub does not know
+	CodeTokenUnknown       Code = "token_unknown"       // the hub knows no unused or used token of that value for the device
+	CodeTokenUsed          Code = "token_used"          // the token enrolled a device already
+	CodeTokenExpired       Code = "token_expired"       // the token's lifetime ended
+	CodeLockedOut          Code = "locked_out"          // too many failed logins from this source; retry_after says how long
+	CodeQuotaExceeded      Code = "quota_exceeded"      // a per-device quota is used up; retry_after says when it refills
 )
 
 // CodeInfo describes a code: whether a client should retry, and after how long by default.
@@ -49,6 +54,11 @@ var codeInfos = []CodeInfo{
 	{CodeNotPresented, true, 5, "the committed serial is not the one presented on the TLS session"},
 	{CodeExpired, false, 0, "the certificate expired beyond the recovery grace; enroll again"},
 	{CodeNotFound, false, 0, "the device, token or campaign the request names is not known to the hub"},
+	{CodeTokenUnknown, false, 0, "the enrollment token is not one the hub issued for this device id"},
+	{CodeTokenUsed, false, 0, "the enrollment token was already used to enroll the device"},
+	{CodeTokenExpired, false, 0, "the enrollment token expired before it was used"},
+	{CodeLockedOut, true, 60, "too many failed logins came from this source or for this name; wait retry_after"},
+	{CodeQuotaExceeded, true, 600, "a per-device quota (certificates per hour, renew requests per cool-down) is used up"},
 }
 
 // Codes returns every code in the order it was added.

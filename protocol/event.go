@@ -36,6 +36,8 @@ const (
 	EventFindingUnexpectedIssuer EventType = "finding.unexpected_issuer"
 	EventRenewalExpired          EventType = "renewal.expired"
 	EventHelpRequested           EventType = "help.requested"
+	EventEnrollmentLogin         EventType = "enrollment.login"
+	EventEnrollmentRefused       EventType = "enrollment.refused"
 )
 
 // EventTypeInfo describes an event type: what it reports, where the hub writes it, and the
@@ -54,12 +56,12 @@ var campaignCounts = []string{"id", "state", "total", "commanded", "committed", 
 var eventTypes = []EventTypeInfo{
 	{EventCertIssued, "a certificate was issued, pending until the device proves it; the audit record adds not_after, replaces and fingerprint", true, true,
 		[]string{"serial", "request_id", "reason", "not_after", "replaces", "fingerprint"}},
-	{EventTokenUsed, "an issuance consumed the device's enrollment token", false, true, []string{"request_id"}},
+	{EventTokenUsed, "an issuance consumed the device's enrollment token", true, true, []string{"request_id"}},
 	{EventCertActivated, "a certificate became the device's active one, superseding previous; reason is import for an imported certificate", true, true,
 		[]string{"serial", "previous", "reason"}},
 	{EventCertRevoked, "certificates of the device were revoked (one audit record each, with the status it had)", true, true,
 		[]string{"serial", "reason", "status"}},
-	{EventTokenCreated, "an enrollment token was created for the device", false, true, []string{"name", "family", "expires_at"}},
+	{EventTokenCreated, "an enrollment token was created for the device", true, true, []string{"name", "family", "expires_at"}},
 	{EventDeviceRemoved, "the device was removed from the inventory (its certificates and records stay)", false, true, nil},
 	{EventDeviceState, "the device's state changed", false, true, []string{"from", "to"}},
 	{EventRenewalDue, "the device's certificate reached the end of its renewal window", true, true, []string{"serial", "reason"}},
@@ -87,6 +89,9 @@ var eventTypes = []EventTypeInfo{
 		[]string{"serial", "request_id"}},
 	{EventHelpRequested, "someone pressed Request help on the dashboard's resident view, about the device if named; problems are its problem codes then (comma-separated), actor who asked", true, true,
 		[]string{"problems", "actor"}},
+	{EventEnrollmentLogin, "a device logged in with a valid enrollment token; source is where from", true, false, []string{"source"}},
+	{EventEnrollmentRefused, "an enrollment login was refused; code is the reason the agent is told (token_unknown, token_used, token_expired, locked_out); at most a few a second are published, suppressed counts those left out before it", true, false,
+		[]string{"code", "source", "suppressed"}},
 }
 
 // EventTypes returns every event type in the order it was added.

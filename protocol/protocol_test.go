@@ -133,7 +133,8 @@ func TestCodesAppendOnly(t *testing.T) {
 	// The list is append-only: this golden order may only grow at the end.
 	want := []Code{"bad_request", "too_large", "unsupported_version", "bad_csr", "identity_mismatch",
 		"weak_key", "policy_denied", "unauthorized", "revoked", "busy", "rate_limited", "internal",
-		"unknown_request", "not_presented", "expired", "not_found"}
+		"unknown_request", "not_presented", "expired", "not_found", "token_unknown", "token_used",
+		"token_expired", "locked_out", "quota_exceeded"}
 	got := Codes()
 	if len(got) < len(want) {
 		t.Fatalf("Codes() has %d codes, want at least %d", len(got), len(want))

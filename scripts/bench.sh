@@ -87,6 +87,9 @@ echo
 echo "== dashboard: one page of the device list and the overview at 10,000 devices"
 run gateway ./internal/web/ 'DeviceList|Overview' 10x
 echo
+echo "== broker: heap per unauthenticated connection holding the largest CONNECT it may claim"
+run gateway ./internal/broker/ 'HeldConnectClaims' 3x
+echo
 echo "== agent: key and CSR generation per key type"
 run agent ./internal/keystore/ 'KeyAndCSR' 1s
 echo

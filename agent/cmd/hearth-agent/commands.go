@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hearth-pki/hearth/agent/device"
+	"github.com/hearth-pki/hearth/agent/internal/hub"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -171,10 +172,39 @@ func enroll(ctx context.Context, args []string, stderr io.Writer) error {
 		if errors.Is(err, device.ErrNotCommitted) {
 			return fmt.Errorf("%w\nthe certificate is installed; `hearth-agent run` will commit it", err)
 		}
+		if hint := enrollHint(err, *id); hint != "" {
+			return fmt.Errorf("%w\n%s", err, hint)
+		}
 		return err
 	}
 	fmt.Fprintf(stderr, "enrolled %s; start the agent with: hearth-agent run --dir %s\n", *id, c.dir)
 	return nil
+}
+
+// enrollHint says how to fix a refused enrollment of id (protocol/README.md, "Why an
+// enrollment login was refused"), or "" when err is no refusal of the token.
+func enrollHint(err error, id string) string {
+	var he *device.HubError
+	var refused *hub.RefusedError
+	switch {
+	case errors.As(err, &he):
+		switch protocol.Code(he.Code) {
+		case protocol.CodeTokenUnknown:
+			return fmt.Sprintf("the hub issued no such token for %s: check --id and the token, or create one on the hub:\n  hearth-gateway token create --device %s", id, id)
+		case protocol.CodeTokenUsed:
+			return fmt.Sprintf("this token already enrolled %s: create a new one on the hub:\n  hearth-gateway token create --device %s --replace", id, id)
+		case protocol.CodeTokenExpired:
+			return fmt.Sprintf("this token expired before it was used: create a new one on the hub:\n  hearth-gateway token create --device %s", id)
+		case protocol.CodeLockedOut:
+			return fmt.Sprintf("too many failed logins came from this address: wait %s, then run the same command again", max(he.RetryAfter, time.Second))
+		case protocol.CodeUnauthorized:
+			return fmt.Sprintf("the hub refused the token: create a new one on the hub:\n  hearth-gateway token create --device %s", id)
+		}
+	case errors.As(err, &refused) && refused.Code == 5:
+		// A hub that gives no reason (before protocol/README.md's refusal codes).
+		return fmt.Sprintf("the hub refused the login without saying why: check --id and the token, or create a new one on the hub:\n  hearth-gateway token create --device %s", id)
+	}
+	return ""
 }
 
 // stdin is where --token-file - reads the token.

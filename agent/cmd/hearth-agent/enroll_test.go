@@ -1,11 +1,16 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hearth-pki/hearth/agent/device"
+	"github.com/hearth-pki/hearth/agent/internal/hub"
 )
 
 // TestEnrollRefusesAnotherIdentity checks that enroll does not silently overwrite the
@@ -47,5 +52,29 @@ func TestReadToken(t *testing.T) {
 	stdin = strings.NewReader("\n")
 	if _, err := readToken("-"); err == nil {
 		t.Errorf("readToken(-) of an empty stdin = nil error, want one")
+	}
+}
+
+// TestEnrollHint checks the fix hearth-agent enroll prints for each reason the hub gives for
+// a refused enrollment (issue 16, item 4), and none for other errors.
+func TestEnrollHint(t *testing.T) {
+	wrap := func(err error) error { return fmt.Errorf("device: enroll: %w", err) }
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string // "" for no hint
+	}{
+		{"unknown", wrap(&device.HubError{Code: "token_unknown"}), "hearth-gateway token create --device cam"},
+		{"used", wrap(&device.HubError{Code: "token_used"}), "hearth-gateway token create --device cam --replace"},
+		{"expired", wrap(&device.HubError{Code: "token_expired"}), "expired"},
+		{"locked out", wrap(&device.HubError{Code: "locked_out", RetryAfter: 42 * time.Second}), "wait 42s"},
+		{"older hub", wrap(&hub.RefusedError{Code: 5}), "without saying why"},
+		{"another refusal", wrap(&device.HubError{Code: "weak_key"}), ""},
+		{"no refusal", errors.New("connection refused"), ""},
+	} {
+		got := enrollHint(tc.err, "cam")
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("enrollHint(%s) = %q, want it to contain %q", tc.name, got, tc.want)
+		}
 	}
 }

@@ -4,8 +4,20 @@
 // session logged in with (the token is consumed only when a certificate is issued, so a
 // refused CSR does not burn it).
 //
-// Repeated token failures for one device id lock that id out for LockoutFor: an attacker
-// cannot guess tokens faster than MaxFailures per LockoutFor.
+// Failed logins lock out without letting anyone lock out a device or an admin
+// (protocol/README.md, "Why an enrollment login was refused"; issue 15): failures are counted
+// per source (broker.Source: an IPv4 address or an IPv6 /64) and per name (device id, admin
+// name). A source that failed more than FreeFailures times waits, with exponential backoff,
+// before any further login; a name that failed likewise waits only for sources that failed
+// themselves, so the right token or password still works from a source that did not fail.
+// Failures are forgotten ForgetAfter the last one. A refused token login says why with a
+// *Refusal (token_unknown, token_used, token_expired, locked_out), which the broker tells the
+// agent.
+//
+// Admin passwords cost a PBKDF2 of 600,000 iterations. Admin computes one for every password
+// login that is not token-shaped, with a stand-in hash when the name is no admin's, so the
+// time taken does not tell admin names from others; token-shaped passwords (secret.IsToken)
+// are enrollments and never reach PBKDF2.
 //
 // A Checker is safe for concurrent use.
 package access
@@ -17,14 +29,19 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hearth-pki/hearth/gateway/internal/broker"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/rate"
 	"github.com/hearth-pki/hearth/gateway/internal/secret"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // Lockout settings.
 const (
-	MaxFailures = 5
-	LockoutFor  = 15 * time.Minute
+	FreeFailures = 5                // failed logins per source or name before any wait
+	FirstWait    = time.Second      // the wait after the next failure; it doubles with each
+	MaxWait      = 15 * time.Minute // the longest wait
+	ForgetAfter  = time.Hour        // failures are forgotten this long after the last one
 )
 
 // Errors returned to the broker; it refuses the CONNECT on any error.
@@ -32,9 +49,29 @@ var (
 	ErrUnknownCertificate = errors.New("certificate not issued by this hub to this device")
 	ErrRevoked            = errors.New("certificate revoked")
 	ErrAbandoned          = errors.New("certificate abandoned: its request ended without a commit")
-	ErrLockedOut          = errors.New("too many failed token attempts; locked out")
+	ErrLockedOut          = errors.New("too many failed logins; locked out")
 	ErrBadToken           = errors.New("enrollment token refused")
 )
+
+// Refusal is a refused token login with the reason the agent is told. It implements
+// broker.Refusal and wraps ErrLockedOut or ErrBadToken (and then the inventory's
+// ErrTokenInvalid, ErrTokenUsed or ErrTokenExpired).
+type Refusal struct {
+	Code       protocol.Code
+	RetryAfter time.Duration // with CodeLockedOut: how long the source must wait
+	Err        error
+}
+
+// Error describes the refusal for the log.
+func (r *Refusal) Error() string { return r.Err.Error() }
+
+// Unwrap returns the cause.
+func (r *Refusal) Unwrap() error { return r.Err }
+
+// Reason returns the code and wait the agent is told.
+func (r *Refusal) Reason() (protocol.Code, time.Duration) { return r.Code, r.RetryAfter }
+
+var _ broker.Refusal = (*Refusal)(nil)
 
 // Admin is an administrator login: a name and a hash from secret.HashPassword.
 type Admin struct {
@@ -47,15 +84,18 @@ type Checker struct {
 	store  *inventory.Store
 	admins map[string]string
 	now    func() time.Time
+	// standIn is the hash checked for a name that is no admin's, so that such a login costs
+	// what an admin's does.
+	standIn string
+	// check checks a password against a hash (secret.CheckPassword; tests count its calls).
+	check func(hash, password string) bool
 
-	mu       sync.Mutex
-	failures map[string]*failure // by device id
-	tokens   map[string]string   // device id → hash of the token its session logged in with
-}
+	sources *rate.Backoff // failed logins by source, tokens and passwords alike
+	ids     *rate.Backoff // failed token logins by device id
+	names   *rate.Backoff // failed admin logins by name
 
-type failure struct {
-	count int
-	until time.Time
+	mu     sync.Mutex
+	tokens map[string]string // device id → hash of the token its session logged in with
 }
 
 // New returns a Checker. now defaults to time.Now.
@@ -64,10 +104,40 @@ func New(store *inventory.Store, admins []Admin, now func() time.Time) *Checker 
 		now = time.Now
 	}
 	m := make(map[string]string, len(admins))
+	iterations := 0
 	for _, a := range admins {
 		m[a.Name] = a.PasswordHash
+		iterations = max(iterations, secret.Iterations(a.PasswordHash))
 	}
-	return &Checker{store: store, admins: m, now: now, failures: map[string]*failure{}, tokens: map[string]string{}}
+	// The stand-in costs what the admins' hashes cost (the most expensive of them). Without
+	// admins there is no name to hide, and no password is checked.
+	var standIn string
+	if len(admins) > 0 {
+		standIn = secret.StandIn(iterations)
+	}
+	backoff := func() *rate.Backoff {
+		return rate.NewBackoff(rate.BackoffConfig{Free: FreeFailures, Base: FirstWait, Max: MaxWait, Forget: ForgetAfter})
+	}
+	return &Checker{store: store, admins: m, now: now, standIn: standIn, check: secret.CheckPassword,
+		sources: backoff(), ids: backoff(), names: backoff(), tokens: map[string]string{}}
+}
+
+// wait returns how long a login for name (in names) from src must still wait: the source's
+// own wait, or the name's when the source failed too.
+func (c *Checker) wait(names *rate.Backoff, src, name string, now time.Time) time.Duration {
+	if w := c.sources.Wait(src, now); w > 0 {
+		return w
+	}
+	if c.sources.Failed(src, now) {
+		return names.Wait(name, now)
+	}
+	return 0
+}
+
+// Failures returns how many sources, device ids and admin names the lockout remembers at
+// now; the counts shrink as failures are forgotten.
+func (c *Checker) Failures(now time.Time) (sources, ids, names int) {
+	return c.sources.Len(now), c.ids.Len(now), c.names.Len(now)
 }
 
 // Certificate allows a verified client certificate when the inventory holds it for that
@@ -91,39 +161,44 @@ func (c *Checker) Certificate(ctx context.Context, deviceID, serial string) erro
 }
 
 // Token allows an enrollment login with an unused, unexpired token for deviceID, and
-// remembers it for TokenHash.
+// remembers it for TokenHash. A refusal of a token-shaped password is a *Refusal, except
+// when the inventory could not be read (then nothing counts as a failure).
 func (c *Checker) Token(ctx context.Context, deviceID, token string) error {
-	now := c.now()
-	c.mu.Lock()
-	if f := c.failures[deviceID]; f != nil && now.Before(f.until) {
-		c.mu.Unlock()
-		return fmt.Errorf("%w until %s", ErrLockedOut, f.until.UTC().Format(time.RFC3339))
+	if !secret.IsToken(token) {
+		// A failed admin login (Admin counted it): refused without a reason, as a person
+		// with a wrong password expects (CONNACK "not authorized").
+		return fmt.Errorf("%w: the password is neither an admin's nor an enrollment token", ErrBadToken)
 	}
-	c.mu.Unlock()
-
+	now, src := c.now(), broker.Source(ctx)
+	if w := c.wait(c.ids, src, deviceID, now); w > 0 {
+		return &Refusal{Code: protocol.CodeLockedOut, RetryAfter: w,
+			Err: fmt.Errorf("%w: source %s, device %s, for %s", ErrLockedOut, src, deviceID, w.Round(time.Second))}
+	}
 	hash := secret.HashToken(token)
 	err := c.store.CheckToken(ctx, deviceID, hash, now)
 	if errors.Is(err, inventory.ErrTokenUsed) && c.replyLost(ctx, deviceID, hash, now) {
 		err = nil
 	}
-
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err != nil {
-		f := c.failures[deviceID]
-		if f == nil || (!f.until.IsZero() && !now.Before(f.until)) {
-			f = &failure{}
-			c.failures[deviceID] = f
-		}
-		f.count++
-		if f.count >= MaxFailures {
-			f.until = now.Add(LockoutFor)
-		}
-		return fmt.Errorf("%w: %w", ErrBadToken, err)
+	var code protocol.Code
+	switch {
+	case err == nil:
+		c.ids.Reset(deviceID)
+		c.mu.Lock()
+		c.tokens[deviceID] = hash
+		c.mu.Unlock()
+		return nil
+	case errors.Is(err, inventory.ErrTokenInvalid):
+		code = protocol.CodeTokenUnknown
+	case errors.Is(err, inventory.ErrTokenUsed):
+		code = protocol.CodeTokenUsed
+	case errors.Is(err, inventory.ErrTokenExpired):
+		code = protocol.CodeTokenExpired
+	default:
+		return fmt.Errorf("check token: %w", err)
 	}
-	delete(c.failures, deviceID)
-	c.tokens[deviceID] = hash
-	return nil
+	c.sources.Fail(src, now)
+	c.ids.Fail(deviceID, now)
+	return &Refusal{Code: code, Err: fmt.Errorf("%w: %w", ErrBadToken, err)}
 }
 
 // ResubmitWindow is how long after its use a token still logs in, while its device has not
@@ -154,8 +229,27 @@ func (c *Checker) IsAdmin(name string) bool {
 	return ok
 }
 
-// Admin checks an admin's password.
-func (c *Checker) Admin(name, password string) bool {
+// Admin checks an admin's password. A token-shaped password is an enrollment: false at once.
+// Any other takes one PBKDF2, against the admin's hash or a stand-in when name is no admin's
+// (the same path, so the same time), unless the lockout makes the source wait; a failure
+// counts for the source and the name.
+func (c *Checker) Admin(ctx context.Context, name, password string) bool {
+	if secret.IsToken(password) || len(c.admins) == 0 {
+		return false
+	}
+	now, src := c.now(), broker.Source(ctx)
+	if c.wait(c.names, src, name, now) > 0 {
+		return false
+	}
 	hash, ok := c.admins[name]
-	return ok && secret.CheckPassword(hash, password)
+	if !ok {
+		hash = c.standIn
+	}
+	if c.check(hash, password) && ok {
+		c.names.Reset(name)
+		return true
+	}
+	c.sources.Fail(src, now)
+	c.names.Fail(name, now)
+	return false
 }

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
@@ -25,6 +26,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/lifecycle"
 	"github.com/hearth-pki/hearth/gateway/internal/monitor"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
+	"github.com/hearth-pki/hearth/gateway/internal/rate"
 	"github.com/hearth-pki/hearth/gateway/internal/renewal"
 	"github.com/hearth-pki/hearth/gateway/internal/secret"
 	"github.com/hearth-pki/hearth/protocol"
@@ -70,8 +72,20 @@ type Config struct {
 	Policy func() *policy.Policy
 	// ReloadPolicy re-reads and applies the policy file, returning what changed.
 	ReloadPolicy func(ctx context.Context) ([]string, error)
-	Logger       *slog.Logger
+	// RenewCooldown is the least time between two device/renew requests of one device,
+	// whoever sends them (bridge, Home Assistant, dashboard): one within it is answered
+	// quota_exceeded, so renew spam cannot keep a device renewing. Default
+	// DefaultRenewCooldown; negative: none.
+	RenewCooldown time.Duration
+	// RenewCooldownExempt lists the actors the cool-down does not hold: the hub passes the
+	// CLI's ("cli"), whose control socket (0600) only the hub's own user reaches, and who can
+	// do anything to the hub anyway.
+	RenewCooldownExempt []string
+	Logger              *slog.Logger
 }
+
+// DefaultRenewCooldown is the default RenewCooldown.
+const DefaultRenewCooldown = time.Minute
 
 // Commands is what the service needs of the device state machine: it stores a renew
 // command and sends it once (and each time) the device subscribes to its command topic,
@@ -88,7 +102,10 @@ type Scheduler interface {
 }
 
 // Service runs administrative operations.
-type Service struct{ cfg Config }
+type Service struct {
+	cfg     Config
+	renewed *rate.Keyed // device/renew requests per device; nil: no cool-down
+}
 
 // New returns a Service.
 func New(cfg Config) *Service {
@@ -116,8 +133,36 @@ func New(cfg Config) *Service {
 	if cfg.Notify == nil {
 		cfg.Notify = func(protocol.Event) {}
 	}
-	return &Service{cfg: cfg}
+	if cfg.RenewCooldown == 0 {
+		cfg.RenewCooldown = DefaultRenewCooldown
+	}
+	s := &Service{cfg: cfg}
+	if cfg.RenewCooldown > 0 {
+		s.renewed = rate.NewKeyed(1/cfg.RenewCooldown.Seconds(), 1, 0)
+	}
+	return s
 }
+
+// coolDown takes deviceID's renew request, or refuses it while the last one is less than
+// RenewCooldown old.
+func (s *Service) coolDown(deviceID string) error {
+	if ok, wait := s.renewed.Allow(deviceID, s.cfg.Now()); !ok {
+		return &quotaError{fmt.Sprintf("a renewal of %s was requested less than %s ago; ask again in %s",
+			deviceID, s.cfg.RenewCooldown, max(wait, time.Second).Round(time.Second))}
+	}
+	return nil
+}
+
+// exemptKey marks the context of a request whose actor RenewCooldownExempt names.
+type exemptKey struct{}
+
+func exempt(ctx context.Context) bool { v, _ := ctx.Value(exemptKey{}).(bool); return v }
+
+// quotaError is a request a per-device quota holds; Do answers it with
+// protocol.CodeQuotaExceeded.
+type quotaError struct{ msg string }
+
+func (e *quotaError) Error() string { return e.msg }
 
 // ErrUnknownOp is returned for an operation the service does not have.
 var ErrUnknownOp = errors.New("unknown operation")
@@ -140,6 +185,9 @@ func (s *Service) Do(ctx context.Context, actor, op string, payload []byte) prot
 	}
 	_ = json.Unmarshal(payload, &base)
 	ctx = inventory.WithActor(ctx, actor)
+	if slices.Contains(s.cfg.RenewCooldownExempt, actor) {
+		ctx = context.WithValue(ctx, exemptKey{}, true)
+	}
 	data, err := s.do(ctx, op, payload)
 	if err != nil {
 		return errResponse(base.Transaction, codeOf(err), err)
@@ -165,6 +213,10 @@ func codeOf(err error) protocol.Code {
 	var nf *notFoundError
 	if errors.As(err, &nf) {
 		return protocol.CodeNotFound
+	}
+	var qe *quotaError
+	if errors.As(err, &qe) {
+		return protocol.CodeQuotaExceeded
 	}
 	return protocol.CodeBadRequest
 }
@@ -207,11 +259,16 @@ func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error
 			return s.Get(ctx, r.ID)
 		case "device/renew":
 			reason := firstNonEmpty(r.Reason, "renewal requested by an admin")
-			if s.cfg.Scheduler == nil {
-				return s.Renew(ctx, r.ID, protocol.ActionRenew, reason, time.Time{})
-			}
 			if _, err := s.device(ctx, r.ID); err != nil {
 				return nil, err
+			}
+			if !exempt(ctx) {
+				if err := s.coolDown(r.ID); err != nil {
+					return nil, err
+				}
+			}
+			if s.cfg.Scheduler == nil {
+				return s.Renew(ctx, r.ID, protocol.ActionRenew, reason, time.Time{})
 			}
 			f, err := s.cfg.Scheduler.Force(ctx, r.ID, reason)
 			if err != nil {
@@ -298,6 +355,14 @@ func (s *Service) CreateToken(ctx context.Context, r protocol.TokenRequest) (pro
 	if err != nil {
 		return protocol.TokenCreated{}, internal(err)
 	}
+	data := map[string]string{"expires_at": now.Add(ttl).Format(time.RFC3339)}
+	for k, v := range map[string]string{"name": r.Name, "family": r.Family} {
+		if v != "" {
+			data[k] = protocol.Clip(v, protocol.MaxTextLen)
+		}
+	}
+	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventTokenCreated, Time: now, DeviceID: r.ID,
+		Message: fmt.Sprintf("an enrollment token for %s was created, valid until %s", r.ID, now.Add(ttl).Format(time.RFC3339)), Data: data})
 	return protocol.TokenCreated{ID: r.ID, Token: tok, ExpiresAt: now.Add(ttl),
 		Command: fmt.Sprintf("hearth-agent enroll --hub mqtts://%s --id %s --token %s --ca-fingerprint %s",
 			s.cfg.Advertise, r.ID, tok, s.cfg.CA.Fingerprint())}, nil

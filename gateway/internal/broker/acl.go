@@ -31,7 +31,7 @@ func newGrant(topics protocol.Topics, id Identity) *grant {
 			topics.CA(),
 			topics.CRL(),
 		}
-	case RoleEnrolling:
+	case RoleEnrolling, RoleRefused:
 		g.reads = []string{topics.Device(id.DeviceID, protocol.KindCert), topics.CA()}
 	case RoleAdmin:
 		g.prefix = topics.Prefix() + "/"
@@ -67,7 +67,7 @@ func (g *grant) mayPublish(t protocol.Topic) bool {
 		case protocol.KindCSR, protocol.KindCommit, protocol.KindHealth, protocol.KindState:
 			return true
 		}
-	case RoleEnrolling:
+	case RoleEnrolling, RoleRefused:
 		return t.Kind == protocol.KindCSR && t.DeviceID == g.id.DeviceID
 	case RoleAdmin:
 		return t.Kind == protocol.KindBridgeRequest
@@ -98,13 +98,16 @@ func checkClientID(id Identity, clientID string, assigned bool) error {
 		ErrRefused, clientID, id.DeviceID, id.DeviceID, id.DeviceID+":<suffix>")
 }
 
-// checkWill accepts a Will only from a device, on its own state topic: mochi publishes a Will
-// without any ACL check (mochi issue #503).
-func checkWill(topics protocol.Topics, id Identity, willFlag bool, willTopic string) error {
+// checkWill accepts a Will only from a device, on its own state topic, with a valid State as
+// its payload: mochi publishes (and retains) a Will without any ACL check (mochi issue #503).
+func checkWill(topics protocol.Topics, id Identity, willFlag bool, willTopic string, payload []byte) error {
 	if !willFlag {
 		return nil
 	}
 	if id.Role == RoleDevice && willTopic == topics.Device(id.DeviceID, protocol.KindState) {
+		if err := checkPayload(protocol.KindState, payload); err != nil {
+			return fmt.Errorf("%w: Will: %w", ErrRefused, err)
+		}
 		return nil
 	}
 	return fmt.Errorf("%w: a %s session may not set a Will on %q", ErrRefused, id.Role, willTopic)

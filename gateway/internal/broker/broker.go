@@ -55,6 +55,12 @@ type Config struct {
 	// per second with bursts of 50. Publishes over the limit are acknowledged and dropped.
 	PublishRate  float64
 	PublishBurst int
+	// Limits caps connections per source and in total, and sessions per device; zero values
+	// mean the defaults (DefaultMaxPending…).
+	Limits Limits
+	// Logins, if set, is told of every enrollment login, accepted or refused with a reason
+	// (Refusal). It is called on the client's connect path: it must return fast.
+	Logins func(Login)
 	// Sessions, if set, is told of every device session (RoleDevice), in order.
 	Sessions Sessions
 	// Now returns the current time, for the rate limiter; default time.Now.
@@ -71,6 +77,7 @@ type Broker struct {
 	tlsLn   *listener
 	plainLn *listener // nil without PlainAddr
 	reg     *registry
+	adm     *admission
 	conns   atomic.Uint64   // connections accepted: the last Identity.Conn
 	ctx     context.Context // Run's context, for Auth and Handler calls
 	running atomic.Bool
@@ -90,7 +97,7 @@ func New(cfg Config, auth Auth, handle Handler, logger *slog.Logger) (*Broker, e
 		return nil, err
 	}
 	b := &Broker{cfg: cfg, auth: auth, handle: handle, log: logger, ctx: context.Background(),
-		reg: newRegistry(cfg.Sessions)}
+		reg: newRegistry(cfg.Sessions, cfg.Limits.MaxSessionsPerDevice), adm: newAdmission(cfg.Limits)}
 
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = cfg.MaxPacketSize
@@ -107,7 +114,7 @@ func New(cfg Config, auth Auth, handle Handler, logger *slog.Logger) (*Broker, e
 		ClientNetWriteBufferSize: clientBufferSize,
 		SysTopicResendInterval:   sysTopicInterval,
 		InlineClient:             true,
-		Logger:                   logger.With("component", "mochi"),
+		Logger:                   slog.New(redactPackets{logger.Handler()}).With("component", "mochi"),
 	})
 	if err := b.srv.AddHook(&hook{b: b}, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)
@@ -151,6 +158,11 @@ func withDefaults(cfg Config) (Config, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	lim, err := cfg.Limits.withDefaults()
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Limits = lim
 	switch {
 	case cfg.ConnectTimeout < 0 || cfg.PublishRate < 0 || cfg.PublishBurst < 0:
 		return cfg, fmt.Errorf("%w: negative ConnectTimeout, PublishRate or PublishBurst", ErrConfig)
@@ -215,12 +227,29 @@ func (b *Broker) listen(id, addr string, tc *tls.Config) (*listener, error) {
 		return nil, fmt.Errorf("broker: listen %s: %w", addr, err)
 	}
 	l := &listener{id: id, ln: ln, tls: tc, timeout: b.cfg.ConnectTimeout, log: b.log,
-		onClose: b.reg.closed, ids: &b.conns, done: make(chan struct{}), conns: map[*conn]struct{}{}}
+		onClose: b.reg.closed, ids: &b.conns, adm: b.adm, limit: b.packetLimit, done: make(chan struct{}), conns: map[*conn]struct{}{}}
 	if err := b.srv.AddListener(l); err != nil {
 		_ = ln.Close()
 		return nil, fmt.Errorf("broker: add listener %s: %w", id, err)
 	}
 	return l, nil
+}
+
+// packetLimit returns the largest remaining length c's next packet may claim: its CONNECT
+// is small (MaxConnectCertificate, MaxConnectPassword), and afterwards a device or enrolling
+// session sends messages of at most protocol.MaxMessageSize; an admin may send up to
+// MaxPacketSize.
+func (b *Broker) packetLimit(c *conn) int {
+	if c.packets == 0 {
+		if c.leaf != nil {
+			return MaxConnectCertificate
+		}
+		return MaxConnectPassword
+	}
+	if g := c.grant.Load(); g != nil && g.id.Role == RoleAdmin {
+		return int(b.cfg.MaxPacketSize)
+	}
+	return min(int(b.cfg.MaxPacketSize), protocol.MaxMessageSize+packetOverhead)
 }
 
 // Addr returns the TLS listener's bound address.

@@ -27,6 +27,7 @@ func TestConnect(t *testing.T) {
 		user     string
 		pass     string
 		will     string // Will topic, "" for none
+		willBody string // Will payload, default {"v":1,"state":"offline"}
 		wantRole Role   // 0: refused
 	}
 	a := &e.a
@@ -55,6 +56,8 @@ func TestConnect(t *testing.T) {
 		{name: "admin, inline client id", clientID: "inline", user: "admin", pass: "admin-secret"},
 		{name: "Will on own state", clientID: "dev-a", cert: a, will: tp.Device("dev-a", protocol.KindState), wantRole: RoleDevice},
 		{name: "Will on another device's state", clientID: "dev-a", cert: a, will: tp.Device("dev-b", protocol.KindState)},
+		{name: "Will on own state, junk payload", clientID: "dev-a", cert: a, will: tp.Device("dev-a", protocol.KindState), willBody: "junk"},
+		{name: "Will on own state, unknown state", clientID: "dev-a", cert: a, will: tp.Device("dev-a", protocol.KindState), willBody: `{"v":1,"state":"gone"}`},
 		{name: "Will on own csr", clientID: "dev-a", cert: a, will: tp.Device("dev-a", protocol.KindCSR)},
 		{name: "Will on a bridge request", clientID: "dev-a", cert: a, will: tp.BridgeRequest("device/revoke")},
 	}
@@ -66,7 +69,11 @@ func TestConnect(t *testing.T) {
 			}
 			opts := e.clientOpts(tt.clientID, cert).SetUsername(tt.user).SetPassword(tt.pass)
 			if tt.will != "" {
-				opts.SetWill(tt.will, `{"v":1,"state":"offline"}`, 1, true)
+				body := tt.willBody
+				if body == "" {
+					body = `{"v":1,"state":"offline"}`
+				}
+				opts.SetWill(tt.will, body, 1, true)
 			}
 			c, err := connect(t, opts)
 			if tt.wantRole == 0 {

@@ -29,7 +29,7 @@ type testPKI struct {
 	server tls.Certificate
 }
 
-func newPKI(t *testing.T) *testPKI {
+func newPKI(t testing.TB) *testPKI {
 	t.Helper()
 	ca := testkit.NewCA(t, "Test hub")
 	return &testPKI{CA: ca, server: ca.Server(t, "127.0.0.1", "localhost").TLS}
@@ -45,7 +45,7 @@ type device struct {
 }
 
 // device issues a device certificate for id: CN and URI SAN naming it.
-func (p *testPKI) device(t *testing.T, id string) device {
+func (p *testPKI) device(t testing.TB, id string) device {
 	t.Helper()
 	l := p.Client(t, id, protocol.DeviceURI(id))
 	return device{id: id, cert: l.TLS, certFile: l.CertFile, keyFile: l.KeyFile, serial: l.Serial()}
@@ -59,10 +59,11 @@ func (p *testPKI) serverTLSConfig() *tls.Config {
 // fakeAuth is an in-memory Auth: revoked serials, enrollment tokens, admin passwords.
 type fakeAuth struct {
 	mu      sync.Mutex
-	revoked map[string]bool   // serial → revoked
-	tokens  map[string]string // device id → token
-	admins  map[string]string // username → password
-	asked   map[string]int    // serial → Certificate calls
+	revoked map[string]bool          // serial → revoked
+	tokens  map[string]string        // device id → token
+	refuse  map[string]protocol.Code // device id → the reason a bad token is refused with
+	admins  map[string]string        // username → password
+	asked   map[string]int           // serial → Certificate calls
 }
 
 var errRevoked = errors.New("certificate revoked")
@@ -71,6 +72,7 @@ func newFakeAuth() *fakeAuth {
 	return &fakeAuth{
 		revoked: map[string]bool{},
 		tokens:  map[string]string{},
+		refuse:  map[string]protocol.Code{},
 		admins:  map[string]string{"admin": "admin-secret"},
 		asked:   map[string]int{},
 	}
@@ -92,10 +94,25 @@ func (a *fakeAuth) Token(_ context.Context, deviceID, token string) error {
 	if want, ok := a.tokens[deviceID]; ok && want == token {
 		return nil
 	}
+	if code, ok := a.refuse[deviceID]; ok {
+		return fakeRefusal{code}
+	}
 	return errors.New("unknown token")
 }
 
-func (a *fakeAuth) Admin(username, password string) bool {
+// fakeRefusal is a Refusal; locked_out asks for 42 s.
+type fakeRefusal struct{ code protocol.Code }
+
+func (r fakeRefusal) Error() string { return "refused: " + string(r.code) }
+
+func (r fakeRefusal) Reason() (protocol.Code, time.Duration) {
+	if r.code == protocol.CodeLockedOut {
+		return r.code, 42 * time.Second
+	}
+	return r.code, 0
+}
+
+func (a *fakeAuth) Admin(_ context.Context, username, password string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	want, ok := a.admins[username]
@@ -195,7 +212,7 @@ type env struct {
 }
 
 // start runs a broker on 127.0.0.1:0 until the test ends; edit may change its Config.
-func start(t *testing.T, edit func(*Config)) *env {
+func start(t testing.TB, edit func(*Config)) *env {
 	t.Helper()
 	pki := newPKI(t)
 	e := &env{pki: pki, auth: newFakeAuth(), rec: newRecorder(), pres: newPresence()}

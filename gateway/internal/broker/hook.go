@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -59,6 +60,8 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 func (b *Broker) authenticate(c *conn, cl *mqtt.Client, pk packets.Packet) (Identity, error) {
 	username, password := string(pk.Connect.Username), string(pk.Connect.Password)
 	id := Identity{Username: username, Remote: cl.Net.Remote, Conn: c.id}
+	ctx, cancel := context.WithTimeout(WithSource(b.ctx, c.src.String()), b.cfg.ConnectTimeout)
+	defer cancel()
 	switch {
 	case c.leaf != nil:
 		dev, err := protocol.DeviceIDFromCert(c.leaf)
@@ -71,7 +74,7 @@ func (b *Broker) authenticate(c *conn, cl *mqtt.Client, pk packets.Packet) (Iden
 		id.Role, id.DeviceID, id.Serial = RoleDevice, dev, serialOf(c.leaf)
 	case username == "" || password == "":
 		return id, fmt.Errorf("%w: no client certificate and no username and password", ErrRefused)
-	case b.auth.Admin(username, password):
+	case b.auth.Admin(ctx, username, password):
 		id.Role = RoleAdmin
 	default:
 		if err := protocol.ValidateDeviceID(username); err != nil {
@@ -82,10 +85,13 @@ func (b *Broker) authenticate(c *conn, cl *mqtt.Client, pk packets.Packet) (Iden
 	if err := checkClientID(id, cl.ID, cl.Properties.Props.AssignedClientID != ""); err != nil {
 		return id, err
 	}
-	if err := checkWill(b.cfg.Topics, id, pk.Connect.WillFlag, pk.Connect.WillTopic); err != nil {
+	if err := checkWill(b.cfg.Topics, id, pk.Connect.WillFlag, pk.Connect.WillTopic, pk.Connect.WillPayload); err != nil {
 		return id, err
 	}
 	if id.Role == RoleAdmin {
+		if err := b.adm.establish(c); err != nil {
+			return id, err
+		}
 		c.grant.Store(newGrant(b.cfg.Topics, id))
 		return id, nil
 	}
@@ -95,17 +101,34 @@ func (b *Broker) authenticate(c *conn, cl *mqtt.Client, pk packets.Packet) (Iden
 	if !b.reg.add(c, id.DeviceID) {
 		return id, fmt.Errorf("%w: connection closed during CONNECT", ErrRefused)
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.ConnectTimeout)
-	defer cancel()
 	var err error
 	if id.Role == RoleDevice {
 		err = b.auth.Certificate(ctx, id.DeviceID, id.Serial)
 	} else {
 		err = b.auth.Token(ctx, id.DeviceID, password)
 	}
+	var refusal Refusal
+	if err != nil && id.Role == RoleEnrolling && errors.As(err, &refusal) {
+		b.reg.remove(c)
+		b.refuse(c, id, refusal)
+		return id, nil
+	}
 	if err != nil {
 		b.reg.remove(c)
 		return id, fmt.Errorf("%w: %s %q: %w", ErrRefused, id.Role, id.DeviceID, err)
+	}
+	if id.Role == RoleEnrolling && b.cfg.Logins != nil {
+		b.cfg.Logins(Login{DeviceID: id.DeviceID, Source: c.src.String()})
+	}
+	if err := b.adm.establish(c); err != nil {
+		b.reg.remove(c)
+		return id, err
+	}
+	// The device's oldest sessions beyond MaxSessionsPerDevice give way to this one.
+	for _, old := range b.reg.excess(id.DeviceID, c) {
+		b.log.Info("mqtt session closed: too many sessions of the device", "device", id.DeviceID,
+			"closed", old.id, "limit", b.cfg.Limits.MaxSessionsPerDevice)
+		_ = old.Close()
 	}
 	c.grant.Store(newGrant(b.cfg.Topics, id))
 	if id.Role == RoleDevice && !b.reg.online(c, id) {
@@ -162,8 +185,23 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			"device", g.id.DeviceID, "topic", pk.TopicName)
 		return pk, packets.CodeSuccessIgnore
 	}
+	if g.id.Role == RoleRefused {
+		b.answerRefused(cl, c, g.id, pk.Payload)
+		return pk, packets.CodeSuccessIgnore
+	}
 	if pk.FixedHeader.Retain && !mayRetain(t) {
 		pk.FixedHeader.Retain = false
+	}
+	if err := checkPayload(t.Kind, pk.Payload); err != nil {
+		// Nothing that breaks its topic's schema is delivered or retained. A request is
+		// still handed to the hub, which answers it with the error's code when it can read
+		// a request id from it; a state is only dropped.
+		b.log.Info("mqtt publish refused: invalid payload", "client", cl.ID, "role", g.id.Role,
+			"device", g.id.DeviceID, "topic", pk.TopicName, "bytes", len(pk.Payload), "error", err)
+		if t.Kind != protocol.KindState {
+			b.handle(b.ctx, g.id, t, bytes.Clone(pk.Payload))
+		}
+		return pk, packets.CodeSuccessIgnore
 	}
 	b.handle(b.ctx, g.id, t, bytes.Clone(pk.Payload))
 	return pk, nil

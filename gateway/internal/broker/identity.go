@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"time"
 
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -16,6 +17,9 @@ const (
 	RoleDevice    Role = iota + 1 // an enrolled agent, authenticated by its client certificate
 	RoleEnrolling                 // an agent enrolling with a one-time token
 	RoleAdmin                     // a person or tool with admin credentials
+	// RoleRefused is an enrollment login that Auth refused with a Refusal: the session is
+	// accepted so that the agent can be told why, on its cert topic, and nothing else.
+	RoleRefused
 )
 
 // String returns the role's name as it appears in logs.
@@ -27,6 +31,8 @@ func (r Role) String() string {
 		return "enrolling"
 	case RoleAdmin:
 		return "admin"
+	case RoleRefused:
+		return "refused"
 	}
 	return fmt.Sprintf("Role(%d)", int(r))
 }
@@ -68,9 +74,42 @@ type Auth interface {
 	// when the token currently authorizes deviceID to enroll; it should not consume it.
 	Token(ctx context.Context, deviceID, token string) error
 	// Admin reports whether username and password are an admin's credentials. It is asked
-	// first for every login by password, enrollment included: answer false at once for a
-	// username that is no admin's.
-	Admin(username, password string) bool
+	// first for every login by password, enrollment included: answer false at once for an
+	// enrollment token, and take the same time for a username that is no admin's as for one
+	// that is (issue 15).
+	Admin(ctx context.Context, username, password string) bool
+}
+
+// Refusal is what an error from Auth.Token may implement to say why, in the wire's words:
+// the broker then tells the agent (protocol/README.md, "Why an enrollment login was
+// refused") instead of refusing the CONNECT without a reason.
+type Refusal interface {
+	error
+	// Reason returns the code the agent is told and, for a retryable one, how long to wait.
+	Reason() (protocol.Code, time.Duration)
+}
+
+type sourceKey struct{}
+
+// Source returns where the CONNECT whose Auth call ctx belongs to comes from: the client's
+// IPv4 address, or its IPv6 /64, as text; "" outside such a call. Auth keys its lockouts by it.
+func Source(ctx context.Context) string {
+	s, _ := ctx.Value(sourceKey{}).(string)
+	return s
+}
+
+// WithSource returns ctx carrying src, as Source reads it. The broker's Auth calls carry the
+// client's source; another caller of an Auth (a test, another front end) sets its own.
+func WithSource(ctx context.Context, src string) context.Context {
+	return context.WithValue(ctx, sourceKey{}, src)
+}
+
+// Login is an enrollment login, accepted or refused, as Config.Logins is told of it.
+type Login struct {
+	DeviceID string
+	Source   string        // where it came from, as Source returns it
+	Refused  protocol.Code // the reason the agent is told; "" for an accepted login
+	Err      error         // what Auth said, for the log; nil for an accepted login
 }
 
 // Handler receives each allowed message an agent or admin sends to the hub: topic kinds

@@ -21,11 +21,6 @@ const (
 	maxAcceptDelay = time.Second
 )
 
-// maxPending bounds the connections that have not finished their TLS handshake and CONNECT:
-// beyond it new connections are closed at once, so a flood of idle sockets cannot grow the
-// goroutines and TLS state without bound.
-const maxPending = 1024
-
 // nextDelay returns the accept backoff after prev (zero for the first error).
 func nextDelay(prev time.Duration) time.Duration {
 	if prev <= 0 {
@@ -48,13 +43,14 @@ type listener struct {
 	log     *slog.Logger
 	onClose func(*conn)    // called once per connection, when it closes
 	ids     *atomic.Uint64 // the broker's connection counter, shared by its listeners
+	adm     *admission     // the broker's connection counts, shared by its listeners
+	limit   func(*conn) int
 
-	done    chan struct{} // closed by Close
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	conns   map[*conn]struct{} // every open connection, to close them all on Close
-	pending int                // connections not yet handed to mochi
-	closed  bool
+	done   chan struct{} // closed by Close
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  map[*conn]struct{} // every open connection, to close them all on Close
+	closed bool
 }
 
 var _ listeners.Listener = (*listener)(nil)
@@ -98,7 +94,10 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			continue
 		}
 		delay = 0
-		c := &conn{Conn: raw, raw: raw, onClose: l.forget, id: l.ids.Add(1)}
+		// active stays 0 until the client sends something: a socket that never did is shed
+		// before any that did (mostSilent), oldest first.
+		c := &conn{raw: raw, onClose: l.forget, id: l.ids.Add(1), src: sourceOf(raw.RemoteAddr()), limit: l.limit}
+		c.Conn = activityConn{Conn: raw, active: &c.active}
 		if !l.track(c) {
 			_ = raw.Close()
 			continue
@@ -107,20 +106,25 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 	}
 }
 
-// track registers a new connection; it refuses when closed or over maxPending.
+// track registers a new connection as pending; it refuses when closed. A pending
+// connection shed to make room for it is closed here.
 func (l *listener) track(c *conn) bool {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.closed {
+		l.mu.Unlock()
 		return false
 	}
-	if l.pending >= maxPending {
-		l.log.Warn("mqtt connection refused: too many pending handshakes", "listener", l.id, "remote", c.raw.RemoteAddr().String())
-		return false
-	}
-	l.pending++
 	l.conns[c] = struct{}{}
 	l.wg.Add(1)
+	l.mu.Unlock()
+	if victim := l.adm.arrive(c); victim != nil {
+		silent := "since it connected (sent nothing)"
+		if t := victim.active.Load(); t != 0 {
+			silent = time.Since(time.Unix(0, t)).Round(time.Millisecond).String()
+		}
+		l.log.Debug("mqtt pending connection shed to make room", "listener", l.id, "remote", victim.raw.RemoteAddr().String(), "silent", silent)
+		_ = victim.Close()
+	}
 	return true
 }
 
@@ -129,17 +133,10 @@ func (l *listener) handle(c *conn, establish listeners.EstablishFn) {
 	defer l.wg.Done()
 	defer c.Close()
 	remote := c.raw.RemoteAddr().String()
-	ready := func() bool {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.pending--
-		return !l.closed
-	}
 	_ = c.raw.SetDeadline(time.Now().Add(l.timeout))
 	if l.tls != nil {
-		tc := tls.Server(c.raw, l.tls)
+		tc := tls.Server(c.Conn, l.tls)
 		if err := tc.Handshake(); err != nil {
-			ready()
 			l.log.Debug("mqtt tls handshake failed", "listener", l.id, "remote", remote, "error", err)
 			return
 		}
@@ -148,7 +145,7 @@ func (l *listener) handle(c *conn, establish listeners.EstablishFn) {
 			c.leaf = chains[0][0]
 		}
 	}
-	if !ready() {
+	if l.isClosed() {
 		return
 	}
 	if err := establish(l.id, c); err != nil {
@@ -161,6 +158,7 @@ func (l *listener) forget(c *conn) {
 	l.mu.Lock()
 	delete(l.conns, c)
 	l.mu.Unlock()
+	l.adm.leave(c)
 	l.onClose(c)
 }
 
@@ -200,14 +198,27 @@ func (l *listener) wait() { l.wg.Wait() }
 // session's state for the hook: the verified client certificate and, once authenticated,
 // its grant.
 type conn struct {
-	net.Conn                    // the *tls.Conn, or the raw connection on the plaintext listener
+	net.Conn                    // the *tls.Conn, or the activityConn on the plaintext listener
 	raw       net.Conn          // the TCP connection
 	id        uint64            // Identity.Conn: numbered in accept order
+	src       source            // where it comes from, for the connection limits
 	leaf      *x509.Certificate // the verified client certificate; nil without one
 	onClose   func(*conn)
 	closeOnce sync.Once
+	active    atomic.Int64 // unix nanoseconds of the last read from the socket that returned data; 0: none yet
+
+	state connState // guarded by admission.mu
+
+	// Only the client's read goroutine (mochi's) uses these.
+	frames  frames
+	packets int             // packets whose size was checked so far
+	limit   func(*conn) int // the largest remaining length allowed for c's next packet
 
 	grant atomic.Pointer[grant] // set once the CONNECT is authenticated
+
+	// A refused session's reason and its closing timer (RoleRefused only).
+	refusal *refusal // set before grant, read after it
+	expire  atomic.Pointer[time.Timer]
 
 	// Guarded by registry.mu.
 	deviceID   string
@@ -219,11 +230,34 @@ type conn struct {
 	bucket tokenBucket
 }
 
+// Read reads from the connection, checking the size every packet claims before the bytes
+// reach mochi: one that claims more than the session may send closes the connection and
+// fails with ErrPacketTooLarge.
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		if ferr := c.frames.scan(p[:n], c.nextLimit); ferr != nil {
+			_ = c.Close()
+			return 0, ferr
+		}
+	}
+	return n, err
+}
+
+func (c *conn) nextLimit() int {
+	max := c.limit(c)
+	c.packets++
+	return max
+}
+
 // Close closes the TCP connection without a TLS close_notify, which could block for
 // seconds on a peer that does not read; MQTT does not rely on it.
 func (c *conn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
+		if t := c.expire.Load(); t != nil {
+			t.Stop()
+		}
 		err = c.raw.Close()
 		c.onClose(c)
 	})

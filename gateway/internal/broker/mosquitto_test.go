@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -174,9 +176,10 @@ func TestMosquittoDeviceACL(t *testing.T) {
 		}
 	})
 
+	const online = `{"v":1,"state":"online","agent_version":"retained"}`
 	t.Run("retain only own state", func(t *testing.T) {
 		for _, k := range []protocol.Kind{protocol.KindHealth, protocol.KindState} {
-			_, errOut, code := run(t, e.mosquittoCmd(t, ctx, "mosquitto_pub", a, "-q", "1", "-r", "-t", tp.Device(a.id, k), "-m", "retained-"+string(k)))
+			_, errOut, code := run(t, e.mosquittoCmd(t, ctx, "mosquitto_pub", a, "-q", "1", "-r", "-t", tp.Device(a.id, k), "-m", online))
 			if code != 0 {
 				t.Fatalf("mosquitto_pub -r %s: exit %d: %s", k, code, errOut)
 			}
@@ -184,8 +187,34 @@ func TestMosquittoDeviceACL(t *testing.T) {
 		if got := e.retained(tp.Device(a.id, protocol.KindHealth)); len(got) != 0 {
 			t.Errorf("retained on own health = %q, want none", got)
 		}
-		if got, want := e.retained(tp.Device(a.id, protocol.KindState)), []string{"retained-state"}; !slices.Equal(got, want) {
+		if got, want := e.retained(tp.Device(a.id, protocol.KindState)), []string{online}; !slices.Equal(got, want) {
 			t.Errorf("retained on own state = %q, want %q", got, want)
+		}
+	})
+
+	// The security review parked 200,000 bytes of junk, retained, on a device's state topic.
+	t.Run("state must be a State", func(t *testing.T) {
+		for name, junk := range map[string]string{
+			"200,000 bytes":        strings.Repeat("j", 200_000),
+			"64 KiB of JSON":       `{"v":1,"state":"online","agent_version":"` + strings.Repeat("x", 65_000) + `"}`,
+			"not JSON":             "junk",
+			"another state":        `{"v":1,"state":"asleep"}`,
+			"no version":           `{"state":"online"}`,
+			"long agent version":   `{"v":1,"state":"online","agent_version":"` + strings.Repeat("1", 65) + `"}`,
+			"empty (clears state)": "",
+		} {
+			file := filepath.Join(t.TempDir(), "payload")
+			if err := os.WriteFile(file, []byte(junk), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"-q", "1", "-r", "-t", tp.Device(a.id, protocol.KindState), "-f", file}
+			if junk == "" {
+				args = []string{"-q", "1", "-r", "-t", tp.Device(a.id, protocol.KindState), "-n"}
+			}
+			run(t, e.mosquittoCmd(t, ctx, "mosquitto_pub", a, args...)) // over the packet limit the broker closes the connection
+			if got, want := e.retained(tp.Device(a.id, protocol.KindState)), []string{online}; !slices.Equal(got, want) {
+				t.Errorf("%s: retained on own state = %.80q, want %q", name, got, want)
+			}
 		}
 	})
 }

@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 )
 
@@ -14,14 +16,36 @@ import (
 // too, since their socket closes. The observer is called with mu held, so the calls for one
 // device are made in the order the registry saw them.
 type registry struct {
-	obs Sessions // nil: nobody to tell
+	obs         Sessions // nil: nobody to tell
+	maxSessions int      // sessions per device kept by excess
 
 	mu       sync.Mutex
 	byDevice map[string]map[*conn]struct{}
 }
 
-func newRegistry(obs Sessions) *registry {
-	return &registry{obs: obs, byDevice: map[string]map[*conn]struct{}{}}
+func newRegistry(obs Sessions, maxSessions int) *registry {
+	return &registry{obs: obs, maxSessions: maxSessions, byDevice: map[string]map[*conn]struct{}{}}
+}
+
+// excess returns the oldest sessions of deviceID beyond maxSessions, never keep, for
+// the caller to close: a new session of a device wins over its old ones, so a device that
+// lost its connection reconnects at once, and one that opens sessions in a loop holds at
+// most maxSessions. The cost is one pass over the device's own sessions.
+func (r *registry) excess(deviceID string, keep *conn) []*conn {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	set := r.byDevice[deviceID]
+	if len(set) <= r.maxSessions {
+		return nil
+	}
+	others := make([]*conn, 0, len(set))
+	for c := range set {
+		if c != keep {
+			others = append(others, c)
+		}
+	}
+	slices.SortFunc(others, func(a, b *conn) int { return cmp.Compare(a.id, b.id) })
+	return others[:len(set)-r.maxSessions]
 }
 
 // add registers c as a session of deviceID before its credentials are checked, so that a

@@ -92,6 +92,30 @@ type Config struct {
 	ExportCA bool `yaml:"export_ca"`
 	// HA configures Home Assistant discovery.
 	HA HA `yaml:"home_assistant"`
+	// Limits caps connections, sessions, certificates and renew requests (issue 15).
+	Limits Limits `yaml:"limits"`
+}
+
+// Limits are the hub's caps against floods and loops; a zero value means the default of the
+// part that enforces it (gateway/README.md, "Limits").
+type Limits struct {
+	// MaxPending and MaxPendingPerSource bound the connections still in their TLS handshake
+	// or CONNECT, in total (default 2048) and per source address (IPv6: per /64; default
+	// 512). At the bound the most silent pending connection is shed, never the new one.
+	MaxPending          int `yaml:"max_pending"`
+	MaxPendingPerSource int `yaml:"max_pending_per_source"`
+	// MaxConnections and MaxConnectionsPerSource bound authenticated connections (default
+	// 16384 and 1024; loopback is exempt from the per-source bound).
+	MaxConnections          int `yaml:"max_connections"`
+	MaxConnectionsPerSource int `yaml:"max_connections_per_source"`
+	// SessionsPerDevice is the sessions one device id may hold; a new one closes the oldest.
+	// Default 4.
+	SessionsPerDevice int `yaml:"sessions_per_device"`
+	// CertificatesPerHour is the certificates one device may get per hour. Default 12.
+	CertificatesPerHour int `yaml:"certificates_per_hour"`
+	// RenewCooldown is the least time between two renew requests for one device (bridge,
+	// Home Assistant, dashboard; the CLI is exempt). Default 1m.
+	RenewCooldown time.Duration `yaml:"renew_cooldown"`
 }
 
 // Admin is one administrator login.
@@ -450,6 +474,10 @@ func (c *Config) finish() error {
 	}
 	if c.IssuanceRate < 0 {
 		bad("issuance_rate", "%v must be positive", c.IssuanceRate)
+	}
+	l := c.Limits
+	if min(l.MaxPending, l.MaxPendingPerSource, l.MaxConnections, l.MaxConnectionsPerSource, l.SessionsPerDevice, l.CertificatesPerHour) < 0 || l.RenewCooldown < 0 {
+		bad("limits", "every limit must be positive (or 0 for the default)")
 	}
 	if c.TokenTTL < time.Minute || c.TokenTTL > protocol.MaxTokenTTL {
 		bad("token_ttl", "%s must be between 1m and %s", c.TokenTTL, protocol.MaxTokenTTL)

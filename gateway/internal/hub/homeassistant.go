@@ -20,7 +20,29 @@ import (
 
 // haOps are the bridge operations Home Assistant's broker may call. token/create is not
 // among them: its answer carries a secret, and every client of HA's broker could read it.
+// device/renew is held by the admin service's per-device cool-down like every renew, and
+// device/get answers only what HA shows (haRequest).
 var haOps = []string{"device/list", "device/get", "device/renew"}
+
+// haRequest answers a bridge request from Home Assistant's broker, where any client (a smart
+// plug with broker credentials) may publish: only haOps, and device/get cut down to the
+// device's summary — the state, presence and expiry HA shows — without its inventory record,
+// certificates, attempts and audit events.
+func haRequest(ctx context.Context, do func(ctx context.Context, actor, op string, payload []byte) protocol.BridgeResponse, op string, payload []byte) protocol.BridgeResponse {
+	if !slices.Contains(haOps, op) {
+		return protocol.BridgeResponse{Status: "error", Code: protocol.CodeBadRequest,
+			Error: fmt.Sprintf("operation %q is not available from Home Assistant's broker (use %v)", op, haOps)}
+	}
+	resp := do(ctx, "ha", op, payload)
+	if op == "device/get" && resp.Status == "ok" {
+		var summary protocol.DeviceSummary
+		if err := json.Unmarshal(resp.Data, &summary); err != nil {
+			return protocol.BridgeResponse{Transaction: resp.Transaction, Status: "error", Code: protocol.CodeInternal, Error: "the device could not be summarised"}
+		}
+		resp.Data, _ = json.Marshal(summary)
+	}
+	return resp
+}
 
 // homeAssistant returns the discovery publisher, or nil when discovery is off or Home
 // Assistant has no broker.
@@ -55,14 +77,7 @@ func (h *Hub) homeAssistant(ctx context.Context) *hass.Publisher {
 	}
 	return hass.New(hass.Config{Broker: b, DiscoveryPrefix: h.cfg.HA.DiscoveryPrefix, TopicPrefix: h.topics.Prefix(),
 		Bridge: func(ctx context.Context, op string, payload []byte) []byte {
-			var resp protocol.BridgeResponse
-			if slices.Contains(haOps, op) {
-				resp = h.admin.Do(ctx, "ha", op, payload)
-			} else {
-				resp = protocol.BridgeResponse{Status: "error", Code: protocol.CodeBadRequest,
-					Error: fmt.Sprintf("operation %q is not available from Home Assistant's broker (use %v)", op, haOps)}
-			}
-			b, _ := json.Marshal(resp)
+			b, _ := json.Marshal(haRequest(ctx, h.admin.Do, op, payload))
 			return b
 		}}, h.log.With("part", "hass"))
 }

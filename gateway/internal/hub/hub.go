@@ -144,6 +144,10 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		TLS:       &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: clientCAs, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12},
 		Topics:    h.topics,
 		Sessions:  sessions{h},
+		Limits: broker.Limits{MaxPending: cfg.Limits.MaxPending, MaxPendingPerSource: cfg.Limits.MaxPendingPerSource,
+			MaxConns: cfg.Limits.MaxConnections, MaxConnsPerSource: cfg.Limits.MaxConnectionsPerSource,
+			MaxSessionsPerDevice: cfg.Limits.SessionsPerDevice},
+		Logins: newLoginEvents(h.notify, h.now).login,
 	}, h.checker, h.handle, h.log.With("part", "broker"))
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -151,7 +155,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 
 	h.view = h.newFleetView()
 	h.issuer = issuer.New(issuer.Config{CA: h.ca, Store: h.store, Policy: h.policy.Load, Pub: h.broker, Topics: h.topics,
-		Rate: cfg.IssuanceRate, Burst: int(2 * cfg.IssuanceRate),
+		Rate: cfg.IssuanceRate, Burst: int(2 * cfg.IssuanceRate), QuotaPerHour: cfg.Limits.CertificatesPerHour,
 		Now: h.now, Notify: h.notify, Logger: h.log.With("part", "issuer")})
 	h.machine, err = lifecycle.New(lifecycle.Config{Rules: lifecycle.Rules{InFlight: cfg.Renewal.InFlightTimeout, Issuer: h.ca.Intermediate().Subject.String()}, Store: h.store,
 		Publisher: h.broker, Topics: h.topics, Now: h.now, Logger: h.log.With("part", "lifecycle"),
@@ -172,7 +176,9 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		Logger: h.log.With("part", "renewal")})
 	h.admin = admin.New(admin.Config{Store: h.store, CA: h.ca, Broker: h.broker, Commands: h.machine, Topics: h.topics, Advertise: cfg.Advertise,
 		TokenTTL: cfg.TokenTTL, Now: h.now, DeviceChanged: h.deviceChanged, Changed: h.summaryChanged, Revoked: h.publishCRL, Notify: h.notify,
-		Scheduler: h.renewal, Issuer: h.issuer, Policy: h.policy.Load, ReloadPolicy: h.ReloadPolicy, Logger: h.log.With("part", "admin")})
+		Scheduler: h.renewal, Issuer: h.issuer, Policy: h.policy.Load, ReloadPolicy: h.ReloadPolicy, RenewCooldown: cfg.Limits.RenewCooldown,
+		RenewCooldownExempt: []string{"cli"},
+		Logger:              h.log.With("part", "admin")})
 
 	if _, err := h.applyPolicy(ctx, pol, "hub start"); err != nil {
 		return nil, fmt.Errorf("record policy: %w", err)

@@ -261,7 +261,7 @@ func TestLoginRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := client(t, h, tt.id, tt.password, nil); err == nil {
+			if !loginRefused(t, h, tt.id, tt.password) {
 				t.Errorf("login %s/%q succeeded, want refused", tt.id, tt.password)
 			}
 		})
@@ -279,9 +279,29 @@ func TestLoginRefusals(t *testing.T) {
 	request(t, c, h.topics.Device("cam2", protocol.KindCommit),
 		&protocol.Commit{V: 1, RequestID: "enroll-1", Serial: reply.Serial, Outcome: protocol.OutcomeCommitted, Time: time.Now()},
 		h.topics.Device("cam2", protocol.KindAck))
-	if _, err := client(t, h, "cam2", used, nil); err == nil {
+	if !loginRefused(t, h, "cam2", used) {
 		t.Error("used token logged in after the device committed")
 	}
+}
+
+// loginRefused reports whether an enrollment login is refused: at CONNECT, or, for a
+// token-shaped password, as a refused session whose CSR is answered with a token error and
+// no certificate (protocol/README.md, "Why an enrollment login was refused").
+func loginRefused(t *testing.T, h *Hub, id, password string) bool {
+	t.Helper()
+	c, err := client(t, h, id, password, nil)
+	if err != nil {
+		return true
+	}
+	defer c.Disconnect(0)
+	_, csr := testkit.KeyAndCSR(t, id)
+	var reply protocol.Cert
+	raw := request(t, c, h.topics.Device(id, protocol.KindCSR), &protocol.CSR{V: 1, RequestID: "probe", CSR: csr, Reason: protocol.ReasonEnroll, Time: time.Now()},
+		h.topics.Device(id, protocol.KindCert))
+	if err := protocol.Decode(raw, &reply); err != nil {
+		t.Fatal(err)
+	}
+	return reply.Chain == "" && reply.Error != nil && strings.HasPrefix(string(reply.Error.Code), "token_")
 }
 
 func TestDuplicateSessionFinding(t *testing.T) {

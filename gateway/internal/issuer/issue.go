@@ -5,10 +5,11 @@ package issuer
 // authenticates its requester, says which Authority it holds, and calls Issue; it then only
 // turns the Result or the *Refusal into its own answer. The steps, in order:
 //
-//	validate → replay → parse → identity → key → authorise → policy → rate → sign → record
+//	validate → replay → parse → identity → key → authorise → policy → quota → rate → sign → record
 //
 // so that the same CSR is refused with the same wire code whoever sends it, and one rate
-// limit covers every front end.
+// limit and one per-device quota cover every front end. A replay is answered before the
+// quota: resubmitting a request costs none of it.
 
 import (
 	"context"
@@ -167,6 +168,10 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Result, error) {
 	if r := d.Refusal; r != nil {
 		return Result{}, &Refusal{Code: r.Code, Reason: r.Error(), Err: r}
 	}
+	if ok, wait := i.quota.Allow(req.DeviceID, now); !ok {
+		return Result{}, &Refusal{Code: protocol.CodeQuotaExceeded, RetryAfter: max(wait, time.Second),
+			Reason: fmt.Sprintf("the device had its %d certificates of the last hour; the next in %s", i.cfg.QuotaPerHour, wait.Round(time.Second))}
+	}
 	if ok, wait := i.limiter.Allow(now); !ok {
 		return Result{}, &Refusal{Code: protocol.CodeRateLimited, Reason: "the hub's issuance rate is exhausted", RetryAfter: max(wait, time.Second)}
 	}
@@ -197,6 +202,11 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Result, error) {
 	i.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventCertIssued, Time: now, DeviceID: req.DeviceID,
 		Message: fmt.Sprintf("certificate %s issued%s (%s, %s)", cert.Serial, by, g.info.Reason, d.Class),
 		Data:    map[string]string{"serial": cert.Serial, "request_id": req.RequestID, "reason": g.info.Reason}})
+	if g.tokenHash != "" {
+		i.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventTokenUsed, Time: now, DeviceID: req.DeviceID,
+			Message: fmt.Sprintf("the enrollment token of %s was used by request %s", req.DeviceID, req.RequestID),
+			Data:    map[string]string{"request_id": req.RequestID}})
+	}
 	return Result{Cert: cert, Chain: i.chain(cert), Class: d.Class, Reason: protocol.Reason(g.info.Reason)}, nil
 }
 

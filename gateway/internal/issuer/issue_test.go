@@ -8,6 +8,8 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -151,6 +153,45 @@ func TestIssueRefusals(t *testing.T) {
 	}
 }
 
+// TestIssueQuota checks the per-device quota (issue 15, item 4): one device asking for
+// certificates in a loop gets QuotaPerHour of them, then quota_exceeded with the time until
+// the next, while another device is not held; an hour/QuotaPerHour later it gets one more.
+func TestIssueQuota(t *testing.T) {
+	f := newFixture(t)
+	f.iss = New(Config{CA: f.ca, Store: f.store, Policy: func() *policy.Policy { return f.pol }, Pub: f.pub,
+		Now: func() time.Time { return f.now }, QuotaPerHour: 4})
+	plug := f.enrolled(t, "plug", p256(t).(*ecdsa.PrivateKey)) // the enrollment is the first of the 4
+	issued := 1
+	var refusal *Refusal
+	for i := range 50 {
+		_, err := f.iss.Issue(t.Context(), Request{DeviceID: "plug", RequestID: fmt.Sprintf("loop-%d", i), CSR: csrFor(t, p256(t), ""),
+			Auth: AuthCertificate, Reason: protocol.ReasonWindow, Replaces: plug.Serial})
+		if err == nil {
+			issued++
+			continue
+		}
+		if !errors.As(err, &refusal) || refusal.Code != protocol.CodeQuotaExceeded {
+			t.Fatalf("request %d = %v, want issued or quota_exceeded", i, err)
+		}
+	}
+	if issued != 4 {
+		t.Errorf("a device asking 51 times got %d certificates, want its quota 4", issued)
+	}
+	if refusal == nil || refusal.RetryAfter != 15*time.Minute {
+		t.Errorf("quota refusal = %+v, want retry after 15m0s (an hour / 4)", refusal)
+	}
+	certs, _ := f.store.Certificates(t.Context(), "plug")
+	if len(certs) != 4 {
+		t.Errorf("the inventory holds %d certificates of the device, want 4", len(certs))
+	}
+	f.enrolled(t, "printer", p256(t).(*ecdsa.PrivateKey)) // another device is not held
+	f.now = f.now.Add(15 * time.Minute)
+	if _, err := f.iss.Issue(t.Context(), Request{DeviceID: "plug", RequestID: "later", CSR: csrFor(t, p256(t), ""),
+		Auth: AuthCertificate, Reason: protocol.ReasonWindow, Replaces: plug.Serial}); err != nil {
+		t.Errorf("a request a quarter of an hour later = %v, want issued", err)
+	}
+}
+
 // TestIssueBackdate checks the policy's backdate reaches the leaf exactly, 0 included
 // (issue 9: a zero backdate became one minute in the CA).
 func TestIssueBackdate(t *testing.T) {
@@ -231,4 +272,27 @@ func rsaKey(t *testing.T, bits int) *rsa.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// TestTokenUsedPublished checks that an enrollment's issuance publishes token.used after
+// cert.issued (issue 16: token events appear on bridge/event), and a renewal does not.
+func TestTokenUsedPublished(t *testing.T) {
+	f := newFixture(t)
+	var got []protocol.EventType
+	f.iss = New(Config{CA: f.ca, Store: f.store, Policy: func() *policy.Policy { return f.pol }, Pub: f.pub,
+		Now: func() time.Time { return f.now }, Notify: func(e protocol.Event) {
+			if _, err := protocol.Encode(&e); err != nil {
+				t.Errorf("event %s does not encode: %v", e.Type, err)
+			}
+			got = append(got, e.Type)
+		}})
+	plug := f.enrolled(t, "plug", p256(t).(*ecdsa.PrivateKey))
+	if _, err := f.iss.Issue(t.Context(), Request{DeviceID: "plug", RequestID: "renew", CSR: csrFor(t, p256(t), ""),
+		Auth: AuthCertificate, Reason: protocol.ReasonWindow, Replaces: plug.Serial}); err != nil {
+		t.Fatal(err)
+	}
+	want := []protocol.EventType{protocol.EventCertIssued, protocol.EventTokenUsed, protocol.EventCertIssued}
+	if !slices.Equal(got, want) {
+		t.Errorf("events = %v, want %v", got, want)
+	}
 }

@@ -2,8 +2,8 @@
 //
 // Issue (issue.go) takes a certificate request from any front end — the requester's
 // device id, authority (a device certificate, an enrollment token, an administrator) and
-// CSR — and runs validate → replay → parse → identity → key → authorise → policy → rate
-// limit → sign → record, refusing with a *Refusal that carries the wire code. Decode and
+// CSR — and runs validate → replay → parse → identity → key → authorise → policy → quota →
+// rate limit → sign → record, refusing with a *Refusal that carries the wire code. Decode and
 // Answer are the MQTT front end of Issue (admin's device/sign is another). Which request may
 // run at all (one in flight per device, until it is committed or times out) is the device
 // state machine's decision (gateway/internal/lifecycle), which calls Answer on the device's
@@ -17,7 +17,8 @@
 //   - One request is in flight per device; another request id gets "busy".
 //   - Only the CSR's public key is used; its extensions and subject are never copied.
 //   - The same CSR is refused with the same code whatever the front end, and one rate
-//     limit (Config.Rate) covers them all.
+//     limit (Config.Rate) covers them all, as does the per-device quota
+//     (Config.QuotaPerHour, quota_exceeded).
 //
 // An Issuer is safe for concurrent use.
 package issuer
@@ -68,15 +69,24 @@ type Config struct {
 	// second). Default 500/s, burst 1000.
 	Rate  float64
 	Burst int
+	// QuotaPerHour caps the certificates one device gets, whoever asks and through whichever
+	// front end: QuotaPerHour at once, then one every hour/QuotaPerHour (a bucket per device,
+	// forgotten once full). Default DefaultQuotaPerHour; negative: no quota.
+	QuotaPerHour int
 	// Notify, if set, receives every event worth showing (bridge/event, dashboards).
 	Notify func(protocol.Event)
 	Logger *slog.Logger
 }
 
+// DefaultQuotaPerHour is the certificates a device may get per hour by default: an
+// enrollment, a few renewals and their retries, far below what a device in a loop asks for.
+const DefaultQuotaPerHour = 12
+
 // Issuer signs certificates for devices.
 type Issuer struct {
 	cfg     Config
 	limiter *rate.Limiter
+	quota   *rate.Keyed // certificates per device; nil: no quota
 }
 
 // New returns an Issuer. It starts nothing.
@@ -96,7 +106,14 @@ func New(cfg Config) *Issuer {
 	if cfg.Notify == nil {
 		cfg.Notify = func(protocol.Event) {}
 	}
-	return &Issuer{cfg: cfg, limiter: rate.New(cfg.Rate, cfg.Burst)}
+	if cfg.QuotaPerHour == 0 {
+		cfg.QuotaPerHour = DefaultQuotaPerHour
+	}
+	var quota *rate.Keyed
+	if cfg.QuotaPerHour > 0 {
+		quota = rate.NewKeyed(float64(cfg.QuotaPerHour)/3600, cfg.QuotaPerHour, 0)
+	}
+	return &Issuer{cfg: cfg, limiter: rate.New(cfg.Rate, cfg.Burst), quota: quota}
 }
 
 // Decode decodes a CSR from sender on its csr topic. A payload that does not decode is

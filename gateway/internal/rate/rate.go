@@ -1,5 +1,13 @@
-// Package rate provides a token-bucket rate limiter with the time passed in, so callers and
-// tests decide what "now" is. A Limiter is safe for concurrent use.
+// Package rate provides rate limits with the time passed in, so callers and tests decide
+// what "now" is: a token bucket ([Limiter]), one bucket per key ([Keyed]: quotas and
+// cool-downs per device), and exponential backoff after failures per key ([Backoff]:
+// lockouts per source and per name).
+//
+// The per-key types forget a key once its state is back to that of a key never seen, so
+// their memory follows the keys active recently, not every key ever used; each also holds at
+// most a fixed number of keys, so a flood of distinct keys cannot grow it without bound.
+//
+// Every type here is safe for concurrent use.
 package rate
 
 import (
