@@ -89,6 +89,7 @@ type Commit struct {
 	Hook      *HookRun  `json:"hook,omitempty"`    // the --on-renew command's result
 	Failed    string    `json:"failed,omitempty"`  // with rolled_back: the serial given up
 	Attempt   int       `json:"attempt,omitempty"` // the agent's attempt count for this request
+	Cause     Cause     `json:"cause,omitempty"`   // with rolled_back: why, one of Causes
 }
 
 // HookRun is the result of the command an agent runs once its new certificate is installed
@@ -146,6 +147,7 @@ type Health struct {
 	SkewSeconds  int64        `json:"skew_seconds"`         // device time minus last hub time seen
 	AgentVersion string       `json:"agent_version"`        // the agent's build version
 	LastError    string       `json:"last_error,omitempty"` // the last renewal error, for people
+	LastCause    Cause        `json:"last_cause,omitempty"` // LastError's cause, one of Causes
 	NextRenewal  time.Time    `json:"next_renewal,omitzero"`
 }
 
