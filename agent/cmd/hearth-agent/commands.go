@@ -317,6 +317,10 @@ func printStatus(w io.Writer, st device.Status) {
 	row("next renewal", "%s (%s)", ts(st.NextRenewal), orDash(st.NextRenewalReason))
 	row("last renewal", "%s", ts(st.LastRenewal))
 	row("last error", "%s", orDash(st.LastError))
+	if st.LastCause != "" {
+		cause := protocol.Cause(st.LastCause)
+		row("last cause", "%s (%s)", cause, cause.Class())
+	}
 	if st.PendingRequest != "" {
 		row("pending request", "%s", st.PendingRequest)
 	}
