@@ -81,6 +81,8 @@ type attemptRow struct {
 	Outcome   string `gorm:"column:outcome"`
 	ErrorCode string `gorm:"column:error_code"`
 	LatencyNS int64  `gorm:"column:latency_ns"`
+	Cause     string `gorm:"column:cause"`
+	Detail    string `gorm:"column:detail"`
 }
 
 func (attemptRow) TableName() string { return "attempts" }
@@ -180,6 +182,7 @@ func (r attemptRow) attempt() Attempt {
 		RequestID: r.RequestID, DeviceID: r.DeviceID, Reason: r.Reason, Serial: r.Serial,
 		StartedAt: fromUnix(r.Started), FinishedAt: fromUnix(r.Finished),
 		Outcome: r.Outcome, ErrorCode: r.ErrorCode, Latency: time.Duration(r.LatencyNS),
+		Cause: protocol.Cause(r.Cause), Detail: r.Detail,
 	}
 }
 
@@ -188,6 +191,7 @@ func attemptRowOf(a Attempt) attemptRow {
 		DeviceID: a.DeviceID, RequestID: a.RequestID, Reason: a.Reason, Serial: a.Serial,
 		Started: unix(a.StartedAt), Finished: unix(a.FinishedAt),
 		Outcome: a.Outcome, ErrorCode: a.ErrorCode, LatencyNS: int64(a.Latency),
+		Cause: string(a.Cause), Detail: a.Detail,
 	}
 }
 

@@ -200,7 +200,7 @@ func (i *Issuer) recordFailure(ctx context.Context, device string, req *protocol
 	}
 	err := i.cfg.Store.RecordFailedAttempt(ctx, inventory.Attempt{RequestID: req.RequestID, DeviceID: device,
 		Reason: string(req.Reason), StartedAt: now, FinishedAt: i.cfg.Now().UTC(), Outcome: inventory.OutcomeFailed,
-		ErrorCode: string(r.Code), Latency: i.cfg.Now().Sub(now)})
+		ErrorCode: string(r.Code), Latency: i.cfg.Now().Sub(now), Cause: protocol.CauseOf(r.Code), Detail: protocol.ClipText(r.Reason)})
 	if err != nil {
 		i.cfg.Logger.Warn("record failed attempt", "device", device, "err", err)
 	}
