@@ -100,6 +100,9 @@ func (v *View) apply(r inventory.DeviceRecord, now time.Time, pol *policy.Policy
 	if v.ha != nil {
 		v.ha.UpdateDevice(haDevice(d, r.Active, verdict))
 	}
+	if v.cfg.Observer != nil {
+		v.cfg.Observer.Judged(r, verdict, pol, now)
+	}
 }
 
 // publishDevice publishes the retained state of one device unless the broker already has it.
@@ -139,6 +142,9 @@ func (v *View) remove(id string) {
 	delete(v.known, id)
 	if v.ha != nil {
 		v.ha.RemoveDevice(id)
+	}
+	if v.cfg.Observer != nil {
+		v.cfg.Observer.Removed(id)
 	}
 }
 

@@ -70,6 +70,9 @@ type Config struct {
 	Burst int
 	// Notify, if set, receives every event worth showing (bridge/event, dashboards).
 	Notify func(protocol.Event)
+	// Refused, if set, hears of every CSR Answer refused, with the time the refusal took:
+	// the metrics and the alerts count refusals by cause.
+	Refused func(device string, req *protocol.CSR, code protocol.Code, reason string, took time.Duration)
 	Logger *slog.Logger
 }
 
@@ -129,6 +132,9 @@ func (i *Issuer) Answer(ctx context.Context, from Sender, req *protocol.CSR) (se
 		}
 		i.recordFailure(ctx, from.DeviceID, req, r, now)
 		i.replyError(from.DeviceID, req.RequestID, r, now)
+		if i.cfg.Refused != nil {
+			i.cfg.Refused(from.DeviceID, req, r.Code, r.Reason, i.cfg.Now().Sub(now))
+		}
 		return "", false
 	}
 	i.publish(i.cfg.Topics.Device(from.DeviceID, protocol.KindCert), reply, false)

@@ -10,7 +10,7 @@
 //	GET  /api/devices/{id}        admin "device/get" data
 //	POST /api/devices/{id}/renew  admin "device/renew" data
 //	GET  /api/events              admin "events" data (?device=&limit=, limit 1..1000, default 50)
-//	GET  /metrics                 Prometheus text format 0.0.4
+//	GET  /metrics                 Config.Metrics: Prometheus exposition (gateway/internal/metrics)
 //	GET  /healthz                 200 "ok"
 //
 // Invariants:
@@ -89,7 +89,9 @@ type Config struct {
 	// AllowedHosts are host names (without port) accepted in the Host header when TrustIngress
 	// is false, besides IP addresses and localhost; "*" accepts any.
 	AllowedHosts []string
-	Logger       *slog.Logger
+	// Metrics serves GET /metrics (metrics.Metrics.Handler); nil serves none.
+	Metrics http.Handler
+	Logger  *slog.Logger
 }
 
 type server struct {
@@ -123,7 +125,9 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("GET /api/devices/{id}", s.apiDevice)
 	mux.HandleFunc("POST /api/devices/{id}/renew", s.apiRenew)
 	mux.HandleFunc("GET /api/events", s.apiEvents)
-	mux.HandleFunc("GET /metrics", s.metrics)
+	if cfg.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok"))
