@@ -73,7 +73,7 @@ type Config struct {
 	// Refused, if set, hears of every CSR Answer refused, with the time the refusal took:
 	// the metrics and the alerts count refusals by cause.
 	Refused func(device string, req *protocol.CSR, code protocol.Code, reason string, took time.Duration)
-	Logger *slog.Logger
+	Logger  *slog.Logger
 }
 
 // Issuer signs certificates for devices.
