@@ -363,10 +363,27 @@ func (d *Detector) Skipped(id, family, class, detail string, at time.Time) []Fin
 		Family: family, Class: class, At: at, Message: fmt.Sprintf("device %s did not renew in its window: %s", id, detail)})
 }
 
-// Renewed resolves the device's findings a renewal ends: a skipped window, another issuer.
+// Renewed resolves the device's findings a renewal ends: a skipped window, another issuer,
+// its reminders. Its cost is the number of open findings, not of devices.
 func (d *Detector) Renewed(id string, at time.Time) []Finding {
 	out := d.resolve(nil, string(FindingRenewalSkipped)+"/"+id, fmt.Sprintf("device %s renewed", id), at)
-	return d.resolve(out, string(FindingIssuerChanged)+"/"+id, fmt.Sprintf("device %s renewed with the hub", id), at)
+	out = d.resolve(out, string(FindingIssuerChanged)+"/"+id, fmt.Sprintf("device %s renewed with the hub", id), at)
+	prefix := string(FindingReminder) + "/" + id + "/"
+	for _, key := range slices.Sorted(maps.Keys(d.open)) {
+		if strings.HasPrefix(key, prefix) {
+			out = d.resolve(out, key, fmt.Sprintf("device %s has a new certificate", id), at)
+		}
+	}
+	return out
+}
+
+// Reminder raises the reminder that device id, which has no agent, reached threshold (as
+// the renewal scheduler names it, e.g. "7d") before its certificate expires at expires; its
+// next certificate resolves it (Renewed). Each threshold is raised once.
+func (d *Detector) Reminder(id, family, class, threshold string, expires, at time.Time) []Finding {
+	return d.raise(nil, Finding{Kind: FindingReminder, Key: string(FindingReminder) + "/" + id + "/" + threshold, DeviceID: id,
+		Family: family, Class: class, At: at,
+		Message: fmt.Sprintf("device %s has no agent: renew its certificate by hand before it expires %s (%s left)", id, stamp(expires), expires.Sub(at).Round(time.Hour))})
 }
 
 // HubCertificates judges the hub's own certificates (name → not-after) at now: each within

@@ -178,6 +178,10 @@ func TestDeviceAndHubFindings(t *testing.T) {
 		{"again", func() []Finding { return d.IssuerChanged("cam", "cam", "", "CN=Other CA", f0) }, nil},
 		{"skipped", func() []Finding { return d.Skipped("cam", "cam", "", "window ended", f0) }, []brief{{"renewal_skipped/cam", false, nil}}},
 		{"renewed", func() []Finding { return d.Renewed("cam", f0) }, []brief{{"renewal_skipped/cam", true, nil}, {"issuer_changed/cam", true, nil}}},
+		{"reminder", func() []Finding { return d.Reminder("meter", "", "", "7d", f0.Add(7*24*time.Hour), f0) }, []brief{{"renewal_reminder/meter/7d", false, nil}}},
+		{"same reminder", func() []Finding { return d.Reminder("meter", "", "", "7d", f0.Add(7*24*time.Hour), f0) }, nil},
+		{"next reminder", func() []Finding { return d.Reminder("meter", "", "", "1d", f0.Add(24*time.Hour), f0) }, []brief{{"renewal_reminder/meter/1d", false, nil}}},
+		{"meter imported again", func() []Finding { return d.Renewed("meter", f0) }, []brief{{"renewal_reminder/meter/1d", true, nil}, {"renewal_reminder/meter/7d", true, nil}}},
 		{"hub fine", func() []Finding {
 			return d.HubCertificates(map[string]time.Time{"broker": f0.Add(60 * 24 * time.Hour), "root": f0.Add(3650 * 24 * time.Hour)}, f0)
 		}, nil},
