@@ -90,6 +90,8 @@ type Config struct {
 	ExportCA bool `yaml:"export_ca"`
 	// HA configures Home Assistant discovery.
 	HA HA `yaml:"home_assistant"`
+	// Alerts routes the monitor's alerts to people (gateway/README.md, "Alerts").
+	Alerts Alerts `yaml:"alerts"`
 }
 
 // Admin is one administrator login.
@@ -340,6 +342,8 @@ func (c *Config) applyAddon() error {
 	c.SSLDir = "/ssl"
 	c.HA.Discovery = o.HADiscovery
 	c.HA.DiscoveryPrefix = o.DiscoveryPrefix
+	c.Alerts.HomeAssistant = o.AlertNotify
+	c.Alerts.Webhook.URL, c.Alerts.Webhook.Secret = o.AlertWebhookURL, o.AlertWebhookSecret
 	return nil
 }
 
@@ -421,6 +425,9 @@ func (c *Config) finish() error {
 		bad("advertise", "%q is not host:port", c.Advertise)
 	} else if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
 		bad("advertise", "port %q is not 1-65535", p)
+	}
+	for _, err := range c.Alerts.finish() {
+		bad("alerts", "%v", err)
 	}
 	if _, err := protocol.NewTopics(c.TopicPrefix); err != nil {
 		bad("topic_prefix", "%v", err)

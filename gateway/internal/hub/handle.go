@@ -105,7 +105,7 @@ func (h *Hub) ended(e lifecycle.Ended) {
 		msg = fmt.Sprintf("agent rolled back request %s and stays on %s", e.RequestID, e.Current)
 	}
 	h.notify(protocol.Event{V: protocol.Version, Type: kind, Time: e.At, DeviceID: e.DeviceID, Message: msg,
-		Data: map[string]string{"serial": e.Current, "failed": e.Serial, "request_id": e.RequestID}})
+		Data: map[string]string{"serial": e.Current, "failed": e.Serial, "request_id": e.RequestID, "cause": string(e.Failure)}})
 	h.renewal.Failed(e.DeviceID, string(e.Outcome))
 	if e.AfterCommit {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

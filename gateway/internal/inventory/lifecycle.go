@@ -190,9 +190,9 @@ func (s *Store) EndRequest(ctx context.Context, deviceID, requestID, serial, cur
 				return err
 			}
 		}
-		data := map[string]string{"serial": serial, "request_id": requestID}
+		data := map[string]string{"serial": serial, "request_id": requestID, "cause": string(cause)}
 		if outcome == OutcomeRolledBack {
-			data = map[string]string{"serial": current, "failed": serial, "request_id": requestID}
+			data = map[string]string{"serial": current, "failed": serial, "request_id": requestID, "cause": string(cause)}
 		}
 		_, err := s.appendEvent(ctx, tx, Event{Time: now, Kind: kind, DeviceID: deviceID, Actor: actorFrom(ctx), Message: detail,
 			Data: data})
