@@ -125,6 +125,10 @@ type HA struct {
 	Password string `yaml:"password"`
 	// DiscoveryPrefix is Home Assistant's discovery prefix. Default "homeassistant".
 	DiscoveryPrefix string `yaml:"discovery_prefix"`
+	// BirthTopic is where Home Assistant announces itself online, which makes the hub publish
+	// its discovery again. Default "homeassistant/status", whatever the discovery prefix (Home
+	// Assistant's MQTT integration's default).
+	BirthTopic string `yaml:"birth_topic"`
 	// SupervisorURL is the Supervisor API. Default "http://supervisor".
 	SupervisorURL string `yaml:"-"`
 	// SupervisorToken comes from SUPERVISOR_TOKEN.
@@ -379,6 +383,7 @@ func (c *Config) finish() error {
 	c.LogLevel = orDefault(c.LogLevel, "info")
 	c.SSLDir = orDefault(c.SSLDir, "/ssl")
 	c.HA.DiscoveryPrefix = orDefault(c.HA.DiscoveryPrefix, "homeassistant")
+	c.HA.BirthTopic = orDefault(c.HA.BirthTopic, "homeassistant/status")
 	c.HA.SupervisorURL = orDefault(c.HA.SupervisorURL, "http://supervisor")
 	if c.TokenTTL == 0 {
 		c.TokenTTL = DefaultTokenTTL

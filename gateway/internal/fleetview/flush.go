@@ -201,9 +201,13 @@ func (v *View) publishSummary(ctx context.Context, now time.Time) error {
 // haDevice is what Home Assistant shows of a device, with the monitor's verdict.
 func haDevice(d inventory.Device, active *inventory.Certificate, verdict monitor.Verdict) hass.Device {
 	hd := hass.Device{ID: d.ID, Name: d.Name, Model: d.Model, Vendor: d.Vendor, Firmware: d.Firmware, LastSeen: d.LastSeen,
-		Problems: verdict.Problems}
-	if active != nil {
+		Problems: verdict.Problems, Agent: d.Mechanism != inventory.MechanismManual}
+	switch {
+	case active != nil:
 		hd.Expires = active.NotAfter
+	case verdict.Has(monitor.ProblemRevoked):
+		// Revoked: the certificate the device still holds keeps its date in Home Assistant.
+		hd.Expires = d.Health.ReportedNotAfter
 	}
 	return hd
 }

@@ -32,8 +32,11 @@ type Device struct {
 	Model    string
 	Vendor   string
 	Firmware string
-	Expires  time.Time // not-after of the active certificate; zero if none
+	Expires  time.Time // not-after of the active certificate (the revoked one after a revocation); zero if none
 	LastSeen time.Time // the device's last message to the hub; zero if never
+	// Agent is set for a device with an agent, which a Renew press can command; a device
+	// without one (imported) gets no Renew button.
+	Agent bool
 	// Problems is what is wrong, as the hub's monitor judged it: codes of the one list
 	// (monitor.Codes, documented in protocol/README.md "Problems") with their texts. Home
 	// Assistant shows the codes in the "reasons" attribute of the device's "Certificate
@@ -100,15 +103,16 @@ func entitySlug(s string) string {
 
 // topics names the topics of one Publisher.
 type topics struct {
-	discovery string // "homeassistant"
-	prefix    string // "hearth"
+	discovery  string // "homeassistant"
+	prefix     string // "hearth"
+	birthTopic string // "homeassistant/status"
 }
 
 func (t topics) config(oid string) string {
 	return t.discovery + "/device/" + nodePrefix + oid + "/config"
 }
 func (t topics) configFilter() string { return t.discovery + "/device/+/config" }
-func (t topics) birth() string        { return t.discovery + "/status" }
+func (t topics) birth() string        { return t.birthTopic }
 func (t topics) state(oid string) string {
 	if oid == hubObjectID {
 		return t.prefix + "/hass/hub/state"
@@ -120,6 +124,7 @@ func (t topics) requestFilter() string     { return t.prefix + "/bridge/request/
 func (t topics) requestPrefix() string     { return t.prefix + "/bridge/request/" }
 func (t topics) response(op string) string { return t.prefix + "/bridge/response/" + op }
 func (t topics) renewRequest() string      { return t.requestPrefix() + "device/renew" }
+func (t topics) alert() string             { return t.prefix + "/hass/hub/alert" }
 
 // configObjectID returns the object id of a Hearth discovery topic, or "" for any other topic.
 func configObjectID(t topics, topic string) string {
@@ -157,6 +162,7 @@ func deviceConfig(t topics, hubVersion string, d Device) []byte {
 
 	renew := newComponent(t, oid, "renew_certificate", "button", "Renew certificate")
 	renew.Icon = "mdi:certificate"
+	renew.EntityCategory = "config"
 	renew.CommandTopic = t.renewRequest()
 	renew.PayloadPress = string(mustJSON(map[string]string{"id": d.ID}))
 
@@ -167,6 +173,14 @@ func deviceConfig(t topics, hubVersion string, d Device) []byte {
 	lastSeen.StateTopic = state
 	lastSeen.ValueTemplate = tmplLastSeen
 
+	cmps := map[string]component{
+		"certificate_expires": expires,
+		"certificate_problem": problem,
+		"last_seen":           lastSeen,
+	}
+	if d.Agent {
+		cmps["renew_certificate"] = renew
+	}
 	return mustJSON(discoveryPayload{
 		Device: deviceInfo{
 			Identifiers:  []string{nodePrefix + oid},
@@ -176,23 +190,19 @@ func deviceConfig(t topics, hubVersion string, d Device) []byte {
 			SWVersion:    d.Firmware,
 			ViaDevice:    nodePrefix + hubObjectID,
 		},
-		Origin: origin{Name: originName, SW: hubVersion, URL: originURL},
-		Components: map[string]component{
-			"certificate_expires": expires,
-			"certificate_problem": problem,
-			"renew_certificate":   renew,
-			"last_seen":           lastSeen,
-		},
+		Origin:     origin{Name: originName, SW: hubVersion, URL: originURL},
+		Components: cmps,
 	})
 }
 
 // deviceStatePayload builds the state message of one device.
 func deviceStatePayload(d Device) []byte {
-	reasons, details := []string{}, []string{}
+	reasons, details, texts := []string{}, []string{}, []string{}
 	for _, p := range d.Problems {
 		reasons = append(reasons, p.Code)
 		if p.Text != "" {
 			details = append(details, p.Code+": "+p.Text)
+			texts = append(texts, p.Text)
 		}
 	}
 	if reasons = slices.Compact(slices.Sorted(slices.Values(reasons))); reasons == nil {
@@ -204,6 +214,7 @@ func deviceStatePayload(d Device) []byte {
 		Problem:  len(reasons) > 0,
 		Reasons:  reasons,
 		Details:  details,
+		Text:     strings.Join(texts, "; "),
 	})
 }
 
@@ -248,6 +259,13 @@ func hubConfig(t topics, h Hub) []byte {
 	problem.JSONAttributesTopic = state
 	problem.JSONAttributesTemplate = tmplHubReason
 
+	// Alerts (gateway/internal/alert) arrive as events: raised, resolved, and renew_failed
+	// for a Renew press the hub refused.
+	alerts := newComponent(t, hubObjectID, "alert", "event", "Alert")
+	alerts.Icon = "mdi:alert-circle-outline"
+	alerts.StateTopic = t.alert()
+	alerts.EventTypes = EventTypes()
+
 	return mustJSON(discoveryPayload{
 		Device: deviceInfo{
 			Identifiers:  []string{nodePrefix + hubObjectID},
@@ -264,6 +282,7 @@ func hubConfig(t topics, h Hub) []byte {
 			"renewal_success_rate": rate,
 			"ca_expires":           caExpires,
 			"problem":              problem,
+			"alert":                alerts,
 		},
 	})
 }

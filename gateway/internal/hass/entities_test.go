@@ -18,7 +18,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
-var testTopics = topics{discovery: "homeassistant", prefix: "hearth"}
+var testTopics = topics{discovery: "homeassistant", prefix: "hearth", birthTopic: DefaultBirthTopic}
 
 var (
 	expires  = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -27,7 +27,7 @@ var (
 
 func thermostat() Device {
 	return Device{
-		ID: "thermostat-1", Name: "Hall thermostat", Model: "T100", Vendor: "Acme", Firmware: "2.4.1",
+		ID: "thermostat-1", Name: "Hall thermostat", Model: "T100", Vendor: "Acme", Firmware: "2.4.1", Agent: true,
 		Expires: expires, LastSeen: lastSeen, Problems: []protocol.Problem{
 			{Code: monitor.ProblemExpiring, Text: "past the end of its renewal window at 2026-04-25T00:00:00Z (class default); the certificate expires 2026-05-01T12:00:00Z"},
 			{Code: monitor.ProblemRenewalFailing, Text: "3 renewal attempt(s) in a row failed, the last with: command not sent"},
@@ -102,7 +102,7 @@ func TestDiscoveryRequiredKeys(t *testing.T) {
 }
 
 var (
-	entityIDPattern = regexp.MustCompile(`^(sensor|binary_sensor|button)\.[a-z0-9_]+$`)
+	entityIDPattern = regexp.MustCompile(`^(sensor|binary_sensor|button|event)\.[a-z0-9_]+$`)
 	uniqueIDPattern = regexp.MustCompile(`^hearth_[A-Za-z0-9_-]+$`)
 )
 
@@ -149,11 +149,19 @@ func checkDiscovery(t *testing.T, payload []byte) {
 		if c["availability_topic"] != "hearth/bridge/state" {
 			t.Errorf("cmps.%s availability_topic = %v, want hearth/bridge/state", key, c["availability_topic"])
 		}
-		if c["platform"] == "button" {
-			if c["command_topic"] != "hearth/bridge/request/device/renew" || c["payload_press"] == nil {
-				t.Errorf("cmps.%s button = %v, want the renew request topic and a payload", key, c)
+		switch c["platform"] {
+		case "button":
+			if c["command_topic"] != "hearth/bridge/request/device/renew" || c["payload_press"] == nil || c["entity_category"] != "config" {
+				t.Errorf("cmps.%s button = %v, want the renew request topic, a payload and entity_category config", key, c)
 			}
-		} else if c["state_topic"] == nil || c["value_template"] == nil {
+			continue
+		case "event":
+			if c["state_topic"] == nil || len(c["event_types"].([]any)) == 0 {
+				t.Errorf("cmps.%s event = %v, want a state_topic and event_types", key, c)
+			}
+			continue
+		}
+		if c["state_topic"] == nil || c["value_template"] == nil {
 			t.Errorf("cmps.%s has no state_topic or value_template", key)
 		}
 	}
@@ -162,12 +170,27 @@ func checkDiscovery(t *testing.T, payload []byte) {
 func TestRenewButtonPayloadCarriesTheRealID(t *testing.T) {
 	id := `odd "id"/+#`
 	var msg discoveryPayload
-	if err := json.Unmarshal(deviceConfig(testTopics, "", Device{ID: id}), &msg); err != nil {
+	if err := json.Unmarshal(deviceConfig(testTopics, "", Device{ID: id, Agent: true}), &msg); err != nil {
 		t.Fatal(err)
 	}
 	var press struct{ ID string }
 	if err := json.Unmarshal([]byte(msg.Components["renew_certificate"].PayloadPress), &press); err != nil || press.ID != id {
 		t.Errorf("payload_press = %s, want {\"id\": %q}", msg.Components["renew_certificate"].PayloadPress, id)
+	}
+}
+
+// TestNoRenewButtonWithoutAgent: a device without an agent (imported) cannot be commanded,
+// so it gets no button that would fail silently.
+func TestNoRenewButtonWithoutAgent(t *testing.T) {
+	var msg discoveryPayload
+	if err := json.Unmarshal(deviceConfig(testTopics, "", Device{ID: "meter", Agent: false}), &msg); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := msg.Components["renew_certificate"]; ok {
+		t.Errorf("agentless device has a Renew button: %v", msg.Components)
+	}
+	if _, ok := msg.Components["certificate_expires"]; !ok {
+		t.Errorf("agentless device lacks its expiry sensor: %v", msg.Components)
 	}
 }
 

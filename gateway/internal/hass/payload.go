@@ -25,27 +25,28 @@ type origin struct {
 // component is one entity of a device-based discovery message. Full option names are used
 // rather than abbreviations, for whoever reads the retained messages.
 type component struct {
-	Platform               string `json:"platform"`
-	Name                   string `json:"name"`
-	UniqueID               string `json:"unique_id"`
-	DefaultEntityID        string `json:"default_entity_id"`
-	DeviceClass            string `json:"device_class,omitempty"`
-	StateClass             string `json:"state_class,omitempty"`
-	UnitOfMeasurement      string `json:"unit_of_measurement,omitempty"`
-	SuggestedPrecision     *int   `json:"suggested_display_precision,omitempty"`
-	EntityCategory         string `json:"entity_category,omitempty"`
-	EnabledByDefault       *bool  `json:"enabled_by_default,omitempty"`
-	Icon                   string `json:"icon,omitempty"`
-	StateTopic             string `json:"state_topic,omitempty"`
-	ValueTemplate          string `json:"value_template,omitempty"`
-	JSONAttributesTopic    string `json:"json_attributes_topic,omitempty"`
-	JSONAttributesTemplate string `json:"json_attributes_template,omitempty"`
-	CommandTopic           string `json:"command_topic,omitempty"`
-	PayloadPress           string `json:"payload_press,omitempty"`
-	AvailabilityTopic      string `json:"availability_topic"`
-	PayloadAvailable       string `json:"payload_available"`
-	PayloadNotAvailable    string `json:"payload_not_available"`
-	QoS                    int    `json:"qos"`
+	Platform               string   `json:"platform"`
+	Name                   string   `json:"name"`
+	UniqueID               string   `json:"unique_id"`
+	DefaultEntityID        string   `json:"default_entity_id"`
+	DeviceClass            string   `json:"device_class,omitempty"`
+	StateClass             string   `json:"state_class,omitempty"`
+	UnitOfMeasurement      string   `json:"unit_of_measurement,omitempty"`
+	SuggestedPrecision     *int     `json:"suggested_display_precision,omitempty"`
+	EntityCategory         string   `json:"entity_category,omitempty"`
+	EnabledByDefault       *bool    `json:"enabled_by_default,omitempty"`
+	Icon                   string   `json:"icon,omitempty"`
+	StateTopic             string   `json:"state_topic,omitempty"`
+	ValueTemplate          string   `json:"value_template,omitempty"`
+	JSONAttributesTopic    string   `json:"json_attributes_topic,omitempty"`
+	JSONAttributesTemplate string   `json:"json_attributes_template,omitempty"`
+	CommandTopic           string   `json:"command_topic,omitempty"`
+	PayloadPress           string   `json:"payload_press,omitempty"`
+	EventTypes             []string `json:"event_types,omitempty"`
+	AvailabilityTopic      string   `json:"availability_topic"`
+	PayloadAvailable       string   `json:"payload_available"`
+	PayloadNotAvailable    string   `json:"payload_not_available"`
+	QoS                    int      `json:"qos"`
 }
 
 // newComponent fills what every entity shares: ids, availability and QoS.
@@ -69,13 +70,15 @@ func newComponent(t topics, oid, key, platform, name string) component {
 //
 // Times are RFC 3339 in UTC, null when unknown (the value templates then render "None", which
 // Home Assistant shows as unknown). reasons (problem codes) is sorted and never null; details
-// holds a "code: text" sentence per problem, in the monitor's order, and is never null.
+// holds a "code: text" sentence per problem, in the monitor's order, and is never null; text
+// is the problems' sentences joined with "; ", for people ("" when all is well).
 type deviceState struct {
 	Expires  *string  `json:"expires"`
 	LastSeen *string  `json:"last_seen"`
 	Problem  bool     `json:"problem"`
 	Reasons  []string `json:"reasons"`
 	Details  []string `json:"details"`
+	Text     string   `json:"text"`
 }
 
 // hubState is the JSON on hearth/hass/hub/state:
@@ -98,7 +101,7 @@ const (
 	tmplExpires     = "{{ value_json.expires }}"
 	tmplLastSeen    = "{{ value_json.last_seen }}"
 	tmplProblem     = "{{ 'ON' if value_json.problem else 'OFF' }}"
-	tmplReasons     = "{{ {'reasons': value_json.reasons, 'details': value_json.details} | tojson }}"
+	tmplReasons     = "{{ {'reasons': value_json.reasons, 'details': value_json.details, 'text': value_json.text} | tojson }}"
 	tmplOnline      = "{{ 'ON' if value_json.online else 'OFF' }}"
 	tmplDevices     = "{{ value_json.devices }}"
 	tmplExpiring    = "{{ value_json.expiring_soon }}"

@@ -20,6 +20,9 @@ const (
 	DefaultDiscoveryPrefix = "homeassistant"
 	DefaultTopicPrefix     = "hearth"
 	DefaultClientID        = "hearth-hass"
+	// DefaultBirthTopic is where Home Assistant announces itself by default, whatever the
+	// discovery prefix: its MQTT integration's birth message.
+	DefaultBirthTopic = "homeassistant/status"
 )
 
 const (
@@ -34,7 +37,8 @@ type Config struct {
 	Broker          Broker      // Home Assistant's broker, from DiscoverBroker
 	DiscoveryPrefix string      // Home Assistant's discovery prefix; default "homeassistant"
 	TopicPrefix     string      // Hearth's topic prefix; default "hearth"
-	ClientID        string      // MQTT client id, without '/', '+' or '#'; default "hearth-hass"
+	ClientID        string      // MQTT client id, without '/', '+' or '#', unique per hub (two hubs on one broker); default "hearth-hass"
+	BirthTopic      string      // Home Assistant's birth topic; default DefaultBirthTopic
 	Bridge          Bridge      // answers bridge requests; nil answers each with an error
 	TLSConfig       *tls.Config // for Broker.SSL; nil verifies against the system roots
 }
@@ -52,6 +56,7 @@ type Publisher struct {
 	dirty    map[string]struct{} // object ids changed since Run's loop last looked
 	complete bool                // every device has been given (Complete)
 	stale    map[string]struct{} // Hearth discovery configs seen on the broker, not yet handled
+	events   []Event             // for the event entity, not yet published
 
 	connects atomic.Uint64 // OnConnect calls so far
 
@@ -73,12 +78,15 @@ func New(cfg Config, logger *slog.Logger) *Publisher {
 	if cfg.ClientID == "" {
 		cfg.ClientID = DefaultClientID
 	}
+	if cfg.BirthTopic == "" {
+		cfg.BirthTopic = DefaultBirthTopic
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Publisher{
 		cfg:      cfg,
-		t:        topics{discovery: cfg.DiscoveryPrefix, prefix: cfg.TopicPrefix},
+		t:        topics{discovery: cfg.DiscoveryPrefix, prefix: cfg.TopicPrefix, birthTopic: cfg.BirthTopic},
 		log:      logger,
 		devices:  map[string]Device{},
 		dirty:    map[string]struct{}{},
@@ -168,17 +176,17 @@ func (p *Publisher) Run(ctx context.Context) error {
 			l.shutdown()
 			return nil
 		case <-p.conn:
-			ok = l.connectionChanged(ctx)
+			ok = l.connectionChanged(ctx) && l.flushEvents(ctx)
 		case <-p.birth:
 			p.log.Info("home assistant is online: publishing discovery again")
 			ok = l.sync(ctx, true)
 		case <-p.wake:
-			ok = l.sync(ctx, false)
+			ok = l.sync(ctx, false) && l.flushEvents(ctx)
 		case <-retry.C:
 			if l.online && !l.ready() {
 				ok = l.connectionChanged(ctx)
 			} else {
-				ok = l.sync(ctx, false)
+				ok = l.sync(ctx, false) && l.flushEvents(ctx)
 			}
 		}
 		if !ok {
@@ -194,6 +202,9 @@ func (p *Publisher) check() error {
 	}
 	if err := checkPrefix(p.cfg.TopicPrefix); err != nil {
 		return fmt.Errorf("hass: topic prefix: %w", err)
+	}
+	if err := checkPrefix(p.cfg.BirthTopic); err != nil {
+		return fmt.Errorf("hass: birth topic: %w", err)
 	}
 	if id := p.cfg.ClientID; strings.ContainsAny(id, "/+#") || len(id) > 64 {
 		return fmt.Errorf("hass: client id %q: at most 64 characters, without '/', '+' or '#'", id)
@@ -304,6 +315,9 @@ func (p *Publisher) serveRequests(ctx context.Context, client mqtt.Client) {
 			if len(reply) == 0 {
 				continue
 			}
+			if r.op == "device/renew" {
+				p.renewFailed(r.payload, reply)
+			}
 			tok := client.Publish(p.t.response(r.op), 1, false, reply)
 			if err := waitTokens(ctx, time.Now().Add(publishTimeout), tok); err != nil {
 				p.log.Warn("cannot publish a bridge response", "op", r.op, "err", err)
@@ -313,11 +327,16 @@ func (p *Publisher) serveRequests(ctx context.Context, client mqtt.Client) {
 }
 
 // onRequest takes a bridge request off the broker. Retained requests are ignored: a stale
-// request must never run again at every reconnect.
+// request must never run again at every reconnect. (MQTT 3.1.1 clears the retain flag of a
+// message forwarded live, so a request published with it runs once, when it is sent, and
+// never again.) An empty payload — clearing a retained request — is ignored without a reply.
 func (p *Publisher) onRequest(_ mqtt.Client, m mqtt.Message) {
 	op := strings.TrimPrefix(m.Topic(), p.t.requestPrefix())
 	if m.Retained() {
 		p.log.Warn("ignoring a retained bridge request; send requests without the retain flag", "op", op)
+		return
+	}
+	if len(m.Payload()) == 0 {
 		return
 	}
 	select {

@@ -10,7 +10,7 @@ import (
 func (h *Hub) newFleetView() *fleetview.View {
 	return fleetview.New(fleetview.Config{Store: h.store, Topics: h.topics, Publish: h.broker.Publish,
 		Hub:    hass.Hub{Version: h.version, CAExpires: h.ca.Intermediate().NotAfter},
-		Policy: h.policy.Load, Now: h.now, Logger: h.log.With("part", "fleetview")})
+		Policy: h.policy.Load, Now: h.now, Observer: h.metrics, Logger: h.log.With("part", "fleetview")})
 }
 
 // deviceChanged tells the fleet view that device id changed: its bridge topic, its Home

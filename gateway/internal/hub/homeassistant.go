@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/atomicfile"
@@ -54,6 +55,7 @@ func (h *Hub) homeAssistant(ctx context.Context) *hass.Publisher {
 		return nil
 	}
 	return hass.New(hass.Config{Broker: b, DiscoveryPrefix: h.cfg.HA.DiscoveryPrefix, TopicPrefix: h.topics.Prefix(),
+		BirthTopic: h.cfg.HA.BirthTopic, ClientID: h.haClientID(),
 		Bridge: func(ctx context.Context, op string, payload []byte) []byte {
 			var resp protocol.BridgeResponse
 			if slices.Contains(haOps, op) {
@@ -65,6 +67,13 @@ func (h *Hub) homeAssistant(ctx context.Context) *hass.Publisher {
 			b, _ := json.Marshal(resp)
 			return b
 		}}, h.log.With("part", "hass"))
+}
+
+// haClientID is the client id on Home Assistant's broker: unique per hub (its CA's
+// fingerprint), so two hubs on one broker do not take each other's session.
+func (h *Hub) haClientID() string {
+	fp := strings.TrimPrefix(h.ca.Fingerprint(), "SHA256:")
+	return hass.DefaultClientID + "-" + fp[:min(12, len(fp))]
 }
 
 // exportCA writes the CA bundle to SSLDir/hearth/ so other add-ons can trust the hub's

@@ -23,6 +23,7 @@ import (
 
 	"github.com/hearth-pki/hearth/gateway/internal/access"
 	"github.com/hearth-pki/hearth/gateway/internal/admin"
+	"github.com/hearth-pki/hearth/gateway/internal/alert"
 	"github.com/hearth-pki/hearth/gateway/internal/broker"
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/config"
@@ -32,6 +33,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/issuer"
 	"github.com/hearth-pki/hearth/gateway/internal/lifecycle"
+	"github.com/hearth-pki/hearth/gateway/internal/metrics"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
 	"github.com/hearth-pki/hearth/gateway/internal/renewal"
 	"github.com/hearth-pki/hearth/gateway/internal/secret"
@@ -61,6 +63,10 @@ type Hub struct {
 
 	ha   *hass.Publisher // nil without Home Assistant discovery
 	view *fleetview.View // bridge/device/<id>, bridge/devices and Home Assistant states
+
+	metrics        *metrics.Metrics
+	alerts         *alert.Alerter
+	brokerNotAfter time.Time
 
 	crlMu sync.Mutex
 }
@@ -135,6 +141,8 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	// The chain ends with the root, so an enrolling agent can check the fingerprint it pinned
 	// before it sends its token.
 	serverCert.Certificate = append(serverCert.Certificate, h.ca.Root().Raw)
+	h.brokerNotAfter = leafNotAfter(serverCert.Certificate)
+	h.metrics = metrics.New(metrics.Config{Version: h.version, Hub: h.hubCertificates})
 	clientCAs := x509.NewCertPool()
 	clientCAs.AddCert(h.ca.Root())
 	h.broker, err = broker.New(broker.Config{
@@ -143,7 +151,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		TLS:       &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: clientCAs, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12},
 		Topics:    h.topics,
 		Sessions:  sessions{h},
-	}, h.checker, h.handle, h.log.With("part", "broker"))
+	}, countingAuth{h.checker, h.metrics}, h.handle, h.log.With("part", "broker"))
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
@@ -151,7 +159,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	h.view = h.newFleetView()
 	h.issuer = issuer.New(issuer.Config{CA: h.ca, Store: h.store, Policy: h.policy.Load, Pub: h.broker, Topics: h.topics,
 		Rate: cfg.IssuanceRate, Burst: int(2 * cfg.IssuanceRate),
-		Now: h.now, Notify: h.notify, Logger: h.log.With("part", "issuer")})
+		Now: h.now, Notify: h.notify, Refused: h.observeRefusal, Logger: h.log.With("part", "issuer")})
 	h.machine, err = lifecycle.New(lifecycle.Config{Rules: lifecycle.Rules{InFlight: cfg.Renewal.InFlightTimeout, Issuer: h.ca.Intermediate().Subject.String()}, Store: h.store,
 		Publisher: h.broker, Topics: h.topics, Now: h.now, Logger: h.log.With("part", "lifecycle"),
 		Hooks: lifecycle.Hooks{Committed: h.committed, Ended: h.ended, Finding: h.finding,
@@ -172,6 +180,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	h.admin = admin.New(admin.Config{Store: h.store, CA: h.ca, Broker: h.broker, Commands: h.machine, Topics: h.topics, Advertise: cfg.Advertise,
 		TokenTTL: cfg.TokenTTL, Now: h.now, DeviceChanged: h.deviceChanged, Changed: h.summaryChanged, Revoked: h.publishCRL, Notify: h.notify,
 		Scheduler: h.renewal, Issuer: h.issuer, Policy: h.policy.Load, ReloadPolicy: h.ReloadPolicy, Logger: h.log.With("part", "admin")})
+	h.alerts = h.newAlerter()
 
 	if _, err := h.applyPolicy(ctx, pol, "hub start"); err != nil {
 		return nil, fmt.Errorf("record policy: %w", err)
@@ -237,10 +246,11 @@ func (h *Hub) Run(ctx context.Context) error {
 	run("fleet view", h.view.Run)
 	run("CRL publisher", h.publishLoop)
 	run("renewal", h.renewal.Run)
+	run("alerts", h.alerts.Run)
 	if h.cfg.HTTPListen != "" {
 		handler := web.Handler(web.Config{Admin: h.admin, Store: h.store, Online: h.onlineCount, Version: h.version, Now: h.now,
 			CA:           web.CAInfo{RootNotAfter: h.ca.Root().NotAfter, IntermediateNotAfter: h.ca.Intermediate().NotAfter, Fingerprint: h.ca.Fingerprint()},
-			TrustIngress: h.cfg.Addon, AllowedHosts: h.cfg.Hostnames, Logger: h.log.With("part", "web")})
+			TrustIngress: h.cfg.Addon, AllowedHosts: h.cfg.Hostnames, Metrics: h.metrics.Handler(), Logger: h.log.With("part", "web")})
 		run("dashboard", func(ctx context.Context) error { return web.Serve(ctx, h.cfg.HTTPListen, handler) })
 	}
 	h.log.Info("hub running", "broker", h.broker.Addr().String(), "advertise", h.cfg.Advertise,

@@ -47,6 +47,7 @@ const (
 	NameDeviceProblems  = "hearth_device_problems"                              // {problem}
 	NameHubCertExpiry   = "hearth_hub_certificate_expiration_timestamp_seconds" // {certificate}
 	NameBuildInfo       = "hearth_build_info"                                   // {version}
+	NameAlertFailures   = "hearth_alert_delivery_failures_total"                // {route}
 )
 
 // Outcomes of a renewal, the outcome label of NameRenewals and NameRenewalDuration.
@@ -88,6 +89,7 @@ type Metrics struct {
 	commands *prometheus.CounterVec
 	logins   *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	alerts   *prometheus.CounterVec
 
 	mu      sync.RWMutex
 	devices map[string]deviceState
@@ -118,9 +120,11 @@ func New(cfg Config) *Metrics {
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: NameRenewalDuration,
 			Help:    "Time from a certificate request to its end (the commit's acknowledgement, a refusal, a rollback).",
 			Buckets: DurationBuckets}, []string{"outcome"}),
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: NameAlertFailures,
+			Help: "Alerts not delivered, by route (webhook, home_assistant, bridge; rate: over the rate limit)."}, []string{"route"}),
 		devices: map[string]deviceState{},
 	}
-	m.reg.MustRegister(m.renewals, m.issued, m.commands, m.logins, m.duration,
+	m.reg.MustRegister(m.renewals, m.issued, m.commands, m.logins, m.duration, m.alerts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&fleetCollector{m: m, hub: cfg.Hub},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: NameBuildInfo, Help: "Hub build information; the value is always 1.",
@@ -154,6 +158,17 @@ func (m *Metrics) Command(action string) { m.commands.WithLabelValues(action).In
 
 // RefusedLogin counts a login refused at where ("mqtt", "dashboard").
 func (m *Metrics) RefusedLogin(where string) { m.logins.WithLabelValues(where).Inc() }
+
+// AlertFailed counts an alert not delivered on route.
+func (m *Metrics) AlertFailed(route string) { m.alerts.WithLabelValues(route).Inc() }
+
+// Device returns the family and class of a device as last judged, and whether it is known.
+func (m *Metrics) Device(id string) (family, class string, ok bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	d, ok := m.devices[id]
+	return d.family, d.class, ok
+}
 
 // Judged records the fleet view's verdict on a device that changed: the gauges of its next
 // scrape. pol is the policy in force (nil: policy.Default), now the time of the verdict.
