@@ -34,13 +34,19 @@ const (
 
 // Config configures a Publisher. The zero value of every field but Broker means its default.
 type Config struct {
-	Broker          Broker      // Home Assistant's broker, from DiscoverBroker
-	DiscoveryPrefix string      // Home Assistant's discovery prefix; default "homeassistant"
-	TopicPrefix     string      // Hearth's topic prefix; default "hearth"
-	ClientID        string      // MQTT client id, without '/', '+' or '#', unique per hub (two hubs on one broker); default "hearth-hass"
-	BirthTopic      string      // Home Assistant's birth topic; default DefaultBirthTopic
-	Bridge          Bridge      // answers bridge requests; nil answers each with an error
-	TLSConfig       *tls.Config // for Broker.SSL; nil verifies against the system roots
+	Broker Broker // Home Assistant's broker, from DiscoverBroker
+	// Discover, when set, finds the broker instead (DiscoverBroker through the Supervisor):
+	// Run asks it, retrying from DiscoverBackoff doubling to a minute, until it answers — a
+	// Mosquitto add-on that starts after Hearth, or a Supervisor that answers 401 at first,
+	// still gets discovery started.
+	Discover        func(context.Context) (Broker, error)
+	DiscoverBackoff time.Duration // default 1 s
+	DiscoveryPrefix string        // Home Assistant's discovery prefix; default "homeassistant"
+	TopicPrefix     string        // Hearth's topic prefix; default "hearth"
+	ClientID        string        // MQTT client id, without '/', '+' or '#', unique per hub (two hubs on one broker); default "hearth-hass"
+	BirthTopic      string        // Home Assistant's birth topic; default DefaultBirthTopic
+	Bridge          Bridge        // answers bridge requests; nil answers each with an error
+	TLSConfig       *tls.Config   // for Broker.SSL; nil verifies against the system roots
 }
 
 // Publisher keeps Home Assistant's view of the hub and its devices current. Create it with
@@ -153,6 +159,13 @@ func (p *Publisher) Complete() {
 // ctx ends. It then marks the hub offline, disconnects and returns nil. It returns an error at
 // once if the Config is invalid. Run must not be called twice.
 func (p *Publisher) Run(ctx context.Context) error {
+	if p.cfg.Discover != nil {
+		b, ok := p.discover(ctx)
+		if !ok {
+			return nil // ctx ended first
+		}
+		p.cfg.Broker = b
+	}
 	if err := p.check(); err != nil {
 		return err
 	}
@@ -192,6 +205,37 @@ func (p *Publisher) Run(ctx context.Context) error {
 		if !ok {
 			retry.Reset(retryDelay)
 		}
+	}
+}
+
+// discover asks Config.Discover for the broker until it answers or ctx ends.
+func (p *Publisher) discover(ctx context.Context) (Broker, bool) {
+	backoff := p.cfg.DiscoverBackoff
+	if backoff <= 0 {
+		backoff = time.Second
+	}
+	for attempt := 0; ; attempt++ {
+		b, err := p.cfg.Discover(ctx)
+		if err == nil {
+			if attempt > 0 {
+				p.log.Info("found home assistant's broker through the supervisor", "attempts", attempt+1)
+			}
+			return b, true
+		}
+		level := slog.LevelWarn
+		if attempt > 0 {
+			level = slog.LevelDebug
+		}
+		p.log.Log(ctx, level, "cannot find home assistant's broker through the supervisor yet (install or start the Mosquitto add-on); retrying",
+			"err", err, "retry_in", backoff)
+		timer := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return Broker{}, false
+		case <-timer.C:
+		}
+		backoff = min(2*backoff, time.Minute)
 	}
 }
 

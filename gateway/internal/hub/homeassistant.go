@@ -3,7 +3,6 @@ package hub
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -30,6 +29,7 @@ func (h *Hub) homeAssistant(ctx context.Context) *hass.Publisher {
 		return nil
 	}
 	var b hass.Broker
+	var discover func(context.Context) (hass.Broker, error)
 	switch {
 	case h.cfg.HA.Broker != "":
 		u, err := url.Parse(h.cfg.HA.Broker)
@@ -40,22 +40,17 @@ func (h *Hub) homeAssistant(ctx context.Context) *hass.Publisher {
 		}
 		b = hass.Broker{Host: u.Hostname(), Port: port, SSL: u.Scheme == "mqtts", Username: h.cfg.HA.Username, Password: h.cfg.HA.Password}
 	case h.cfg.HA.SupervisorToken != "":
-		var err error
-		b, err = hass.DiscoverBroker(ctx, h.cfg.HA.SupervisorURL, h.cfg.HA.SupervisorToken, &http.Client{Timeout: 10 * time.Second})
-		if errors.Is(err, hass.ErrNoBroker) {
-			h.log.Warn("Home Assistant has no MQTT broker (install the Mosquitto add-on): devices are not shown as entities")
-			return nil
-		}
-		if err != nil {
-			h.log.Error("ask the Supervisor for Home Assistant's MQTT broker", "err", err)
-			return nil
+		// Found by the publisher's Run, retried until the Supervisor answers.
+		client := &http.Client{Timeout: 10 * time.Second}
+		discover = func(ctx context.Context) (hass.Broker, error) {
+			return hass.DiscoverBroker(ctx, h.cfg.HA.SupervisorURL, h.cfg.HA.SupervisorToken, client)
 		}
 	default:
 		h.log.Warn("Home Assistant discovery is on but no broker is configured (home_assistant.broker)")
 		return nil
 	}
 	return hass.New(hass.Config{Broker: b, DiscoveryPrefix: h.cfg.HA.DiscoveryPrefix, TopicPrefix: h.topics.Prefix(),
-		BirthTopic: h.cfg.HA.BirthTopic, ClientID: h.haClientID(),
+		BirthTopic: h.cfg.HA.BirthTopic, ClientID: h.haClientID(), Discover: discover,
 		Bridge: func(ctx context.Context, op string, payload []byte) []byte {
 			var resp protocol.BridgeResponse
 			if slices.Contains(haOps, op) {
