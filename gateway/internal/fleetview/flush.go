@@ -201,7 +201,7 @@ func (v *View) publishSummary(ctx context.Context, now time.Time) error {
 // haDevice is what Home Assistant shows of a device, with the monitor's verdict.
 func haDevice(d inventory.Device, active *inventory.Certificate, verdict monitor.Verdict) hass.Device {
 	hd := hass.Device{ID: d.ID, Name: d.Name, Model: d.Model, Vendor: d.Vendor, Firmware: d.Firmware, LastSeen: d.LastSeen,
-		Problems: verdict.Problems, Agent: d.Mechanism != inventory.MechanismManual}
+		Problems: verdict.Problems, Agent: d.Mechanism != inventory.MechanismManual, Online: d.Online}
 	switch {
 	case active != nil:
 		hd.Expires = active.NotAfter

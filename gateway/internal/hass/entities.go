@@ -37,6 +37,9 @@ type Device struct {
 	// Agent is set for a device with an agent, which a Renew press can command; a device
 	// without one (imported) gets no Renew button.
 	Agent bool
+	// Online is set while the device's agent has a session with the hub; with Agent, every
+	// entity of the device is unavailable in Home Assistant while it is not.
+	Online bool
 	// Problems is what is wrong, as the hub's monitor judged it: codes of the one list
 	// (monitor.Codes, documented in protocol/README.md "Problems") with their texts. Home
 	// Assistant shows the codes in the "reasons" attribute of the device's "Certificate
@@ -180,6 +183,9 @@ func deviceConfig(t topics, hubVersion string, d Device) []byte {
 	}
 	if d.Agent {
 		cmps["renew_certificate"] = renew
+		for k, c := range cmps {
+			cmps[k] = withDeviceAvailability(c, state)
+		}
 	}
 	return mustJSON(discoveryPayload{
 		Device: deviceInfo{
@@ -215,6 +221,7 @@ func deviceStatePayload(d Device) []byte {
 		Reasons:  reasons,
 		Details:  details,
 		Text:     strings.Join(texts, "; "),
+		Online:   d.Online || !d.Agent,
 	})
 }
 

@@ -130,7 +130,7 @@ func checkDiscovery(t *testing.T, payload []byte) {
 	uniques := map[string]bool{}
 	for key, v := range cmps {
 		c, _ := v.(map[string]any)
-		for _, k := range []string{"platform", "name", "unique_id", "default_entity_id", "availability_topic"} {
+		for _, k := range []string{"platform", "name", "unique_id", "default_entity_id"} {
 			if s, _ := c[k].(string); s == "" {
 				t.Errorf("cmps.%s has no %s", key, k)
 			}
@@ -146,8 +146,12 @@ func checkDiscovery(t *testing.T, payload []byte) {
 			t.Errorf("cmps.%s unique_id = %q: not valid or not unique", key, uid)
 		}
 		uniques[uid] = true
-		if c["availability_topic"] != "hearth/bridge/state" {
-			t.Errorf("cmps.%s availability_topic = %v, want hearth/bridge/state", key, c["availability_topic"])
+		avail, _ := c["availability"].([]any)
+		if len(avail) == 0 || avail[0].(map[string]any)["topic"] != "hearth/bridge/state" {
+			t.Errorf("cmps.%s availability = %v, want hearth/bridge/state first", key, c["availability"])
+		}
+		if len(avail) > 1 && c["availability_mode"] != "all" {
+			t.Errorf("cmps.%s has %d availability entries, availability_mode %v; want all", key, len(avail), c["availability_mode"])
 		}
 		switch c["platform"] {
 		case "button":
