@@ -76,7 +76,7 @@ func examples() map[string]Message {
 		"health": &Health{V: Version, Serial: "5a6d5f376c97abdb85d26defd2ed9b08", Issuer: "CN=Hearth Intermediate CA,O=Hearth",
 			NotBefore: t0.Add(-time.Minute), NotAfter: t0.Add(30 * 24 * time.Hour), ChainOK: true, KeyAlgorithm: KeyP256,
 			KeyStorage: "file", DeviceTime: t0.Add(2 * time.Second), ClockTrusted: true, SkewSeconds: 2,
-			AgentVersion: "0.1.0", NextRenewal: t0.Add(21 * 24 * time.Hour)},
+			AgentVersion: "0.1.0", NextRenewal: t0.Add(21 * 24 * time.Hour), Manufacturer: "Acme", Model: "Smart Plug 2", Arch: "armv7"},
 		"state_online":  &State{V: Version, State: Online, AgentVersion: "0.1.0"},
 		"state_offline": &State{V: Version, State: Offline},
 		"bridge_info": &BridgeInfo{V: Version, Version: "0.1.0", Protocol: Version,

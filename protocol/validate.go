@@ -337,7 +337,8 @@ func (m *Health) Validate() error {
 	}
 	for _, f := range []struct {
 		name, s string
-	}{{"issuer", m.Issuer}, {"chain_error", m.ChainError}, {"key_algorithm", string(m.KeyAlgorithm)}, {"key_storage", m.KeyStorage}, {"agent_version", m.AgentVersion}, {"last_error", m.LastError}} {
+	}{{"issuer", m.Issuer}, {"chain_error", m.ChainError}, {"key_algorithm", string(m.KeyAlgorithm)}, {"key_storage", m.KeyStorage}, {"agent_version", m.AgentVersion}, {"last_error", m.LastError},
+		{"manufacturer", m.Manufacturer}, {"model", m.Model}, {"arch", m.Arch}} {
 		if err := checkText(f.name, f.s, MaxTextLen); err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -26,6 +27,7 @@ func (a *Agent) healthReport() *protocol.Health {
 		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, KeyAlgorithm: protocol.KeyAlgorithmOf(leaf.PublicKey),
 		KeyStorage: a.cfg.keyStorage(), DeviceTime: r.Device, ClockTrusted: r.Trusted, AgentVersion: a.cfg.Version,
 		LastError: protocol.ClipText(a.st.LastError), LastCause: lastCause(a.st), NextRenewal: a.nextRenewal().At,
+		Manufacturer: protocol.ClipText(a.cfg.Manufacturer), Model: protocol.ClipText(a.cfg.Model), Arch: runtime.GOARCH,
 	}
 	if r.HubSeen {
 		h.SkewSeconds = int64(r.Skew.Round(time.Second) / time.Second)

@@ -23,7 +23,7 @@ const usage = `usage: hearth-agent <command> [flags]
 
 commands:
   enroll   --hub mqtts://HOST:PORT --id ID --token T|--token-file FILE|- --ca-fingerprint SHA256:... [--dir DIR] [--key p256|p384|ed25519|rsa2048] [--force]
-  run      [--dir DIR] [--on-renew 'CMD'] [--log-format text|json]
+  run      [--dir DIR] [--on-renew 'CMD'] [--model M] [--manufacturer M] [--log-format text|json]
   status   [--dir DIR] [--json]
   renew    [--dir DIR]
   version
@@ -206,6 +206,8 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	var c common
 	fs := newFlagSet("run", stderr, &c)
 	onRenew := fs.String("on-renew", "", "shell command run after each acknowledged renewal (sh -c)")
+	model := fs.String("model", "", "the device's model, shown in Home Assistant")
+	manufacturer := fs.String("manufacturer", "", "the device's manufacturer, shown in Home Assistant")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -213,6 +215,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	cfg.Model, cfg.Manufacturer = *model, *manufacturer
 	if *onRenew != "" {
 		cfg.OnRenew = []string{"/bin/sh", "-c", *onRenew}
 	}
