@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -63,7 +64,9 @@ func buildNativeAgent(t *testing.T) string {
 }
 
 // TestHomeAssistantAvailabilityWithRealAgent runs the hub process with discovery to a real
-// mosquitto as Home Assistant's broker and a real agent: the device's entities carry two
+// mosquitto as Home Assistant's broker and a real agent: the device's info carries what the
+// agent was told (--model, --manufacturer), its version and architecture, and a link to the
+// dashboard's page of the device; its entities carry two
 // availability entries (the hub's and the device's, availability_mode all); the device is
 // online while its agent runs, and a killed agent makes it offline — the broker sees its
 // connection close — well within the agent's keepalive (60 s).
@@ -76,7 +79,7 @@ func TestHomeAssistantAvailabilityWithRealAgent(t *testing.T) {
 	agent := buildNativeAgent(t)
 	data := t.TempDir()
 	conf := filepath.Join(t.TempDir(), "hearth.yaml")
-	if err := os.WriteFile(conf, []byte("home_assistant:\n  discovery: true\n  broker: mqtt://"+m.Addr+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte("home_assistant:\n  discovery: true\n  broker: mqtt://"+m.Addr+"\n  dashboard_url: http://hub.local:8099\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	relay := testkit.StartRelay(t, "")
@@ -94,7 +97,7 @@ func TestHomeAssistantAvailabilityWithRealAgent(t *testing.T) {
 	if out, err := exec.Command(agent, append(args[1:], "--dir", dir)...).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", tok.Command, err, out)
 	}
-	run := exec.Command(agent, "run", "--dir", dir)
+	run := exec.Command(agent, "run", "--dir", dir, "--model", "Smart Plug 2", "--manufacturer", "Acme")
 	logs := &syncBuffer{}
 	run.Stdout, run.Stderr = logs, logs
 	if err := run.Start(); err != nil {
@@ -123,6 +126,13 @@ func TestHomeAssistantAvailabilityWithRealAgent(t *testing.T) {
 		testkit.Lazy(func() string { return string(ha.get(state)) }))
 
 	var config struct {
+		Dev struct {
+			Model            string `json:"model"`
+			Manufacturer     string `json:"manufacturer"`
+			SWVersion        string `json:"sw_version"`
+			HWVersion        string `json:"hw_version"`
+			ConfigurationURL string `json:"configuration_url"`
+		} `json:"dev"`
 		Cmps map[string]struct {
 			Availability []struct {
 				Topic         string `json:"topic"`
@@ -131,8 +141,13 @@ func TestHomeAssistantAvailabilityWithRealAgent(t *testing.T) {
 			AvailabilityMode string `json:"availability_mode"`
 		} `json:"cmps"`
 	}
-	if err := json.Unmarshal(ha.get("homeassistant/device/hearth_"+id+"/config"), &config); err != nil || len(config.Cmps) == 0 {
-		t.Fatalf("discovery config of %s: %v", id, err)
+	configTopic := "homeassistant/device/hearth_" + id + "/config"
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		return json.Unmarshal(ha.get(configTopic), &config) == nil && config.Dev.Model == "Smart Plug 2"
+	}, "the device info never reached Home Assistant: %s", testkit.Lazy(func() string { return string(ha.get(configTopic)) }))
+	if d := config.Dev; d.Manufacturer != "Acme" || !strings.HasPrefix(d.SWVersion, "hearth-agent ") || d.HWVersion != runtime.GOARCH ||
+		d.ConfigurationURL != "http://hub.local:8099/devices/"+id {
+		t.Errorf("device info = %+v; want Acme, the agent's version, %s and the dashboard's device page", d, runtime.GOARCH)
 	}
 	for key, c := range config.Cmps {
 		if len(c.Availability) != 2 || c.Availability[0].Topic != "hearth/bridge/state" || c.Availability[1].Topic != state ||

@@ -47,3 +47,28 @@ func TestLoadAlerts(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadAddonAlertsAndPanel: the add-on's alert options become routes, Home Assistant
+// notifications are on by default, and the ingress panel (from the container's host name, the
+// add-on's slug) is the dashboard Home Assistant links to.
+func TestLoadAddonAlertsAndPanel(t *testing.T) {
+	opts := filepath.Join(t.TempDir(), "options.json")
+	os.WriteFile(opts, []byte(`{"alert_notify":"notify.mobile_app_phone","alert_webhook_url":"https://hooks.example.org/h","alert_webhook_secret":"0123456789abcdef"}`), 0o600)
+	env := map[string]string{"HEARTH_ADDON_OPTIONS": opts, "SUPERVISOR_TOKEN": "tok", "HOSTNAME": "a0d7b954-hearth"}
+	c, err := Load([]string{"--addon"}, envOf(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Alerts.HomeAssistant != "notify.mobile_app_phone" || c.Alerts.Webhook.URL != "https://hooks.example.org/h" ||
+		c.Alerts.Webhook.Secret != "0123456789abcdef" || c.HA.DashboardURL != "homeassistant://hassio/ingress/a0d7b954_hearth" ||
+		c.HA.BirthTopic != "homeassistant/status" {
+		t.Errorf("add-on alerts %+v, dashboard %q, birth topic %q", c.Alerts, c.HA.DashboardURL, c.HA.BirthTopic)
+	}
+	os.WriteFile(opts, []byte(`{}`), 0o600)
+	if c, err := Load([]string{"--addon"}, envOf(env)); err != nil || c.Alerts.HomeAssistant != AlertNotifyPersistent || c.Alerts.Webhook.URL != "" {
+		t.Errorf("add-on default alerts = %+v, %v; want persistent notifications and no webhook", c.Alerts, err)
+	}
+	if c, err := Load(nil, envOf(map[string]string{"HOSTNAME": "box"})); err != nil || c.HA.DashboardURL != "" || c.Alerts.HomeAssistant != "" {
+		t.Errorf("outside the add-on: dashboard %q, alerts %+v, %v; want neither", c.HA.DashboardURL, c.Alerts, err)
+	}
+}

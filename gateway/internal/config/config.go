@@ -129,6 +129,9 @@ type HA struct {
 	// its discovery again. Default "homeassistant/status", whatever the discovery prefix (Home
 	// Assistant's MQTT integration's default).
 	BirthTopic string `yaml:"birth_topic"`
+	// DashboardURL is the dashboard as Home Assistant links to it (configuration_url of the
+	// hub and of each device). In the add-on, its ingress panel. Default none.
+	DashboardURL string `yaml:"dashboard_url"`
 	// SupervisorURL is the Supervisor API. Default "http://supervisor".
 	SupervisorURL string `yaml:"-"`
 	// SupervisorToken comes from SUPERVISOR_TOKEN.
@@ -365,6 +368,10 @@ func (c *Config) applyEnv(env func(string) string) {
 	str("HEARTH_CA_PASSPHRASE", &c.CAPassphrase)
 	str("HEARTH_ADMIN_PASSWORD", &c.AdminPassword)
 	str("SUPERVISOR_TOKEN", &c.HA.SupervisorToken)
+	if host := env("HOSTNAME"); c.Addon && host != "" && c.HA.DashboardURL == "" {
+		// The Supervisor names an add-on's container after its slug, '_' written '-'.
+		c.HA.DashboardURL = "homeassistant://hassio/ingress/" + strings.ReplaceAll(host, "-", "_")
+	}
 	if v := env("HEARTH_HOSTNAMES"); v != "" {
 		c.Hostnames = splitList(v)
 	}

@@ -1,6 +1,7 @@
 package fleetview
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -201,7 +202,10 @@ func (v *View) publishSummary(ctx context.Context, now time.Time) error {
 // haDevice is what Home Assistant shows of a device, with the monitor's verdict.
 func haDevice(d inventory.Device, active *inventory.Certificate, verdict monitor.Verdict) hass.Device {
 	hd := hass.Device{ID: d.ID, Name: d.Name, Model: d.Model, Vendor: d.Vendor, Firmware: d.Firmware, LastSeen: d.LastSeen,
-		Problems: verdict.Problems, Agent: d.Mechanism != inventory.MechanismManual, Online: d.Online}
+		Problems: verdict.Problems, Agent: d.Mechanism != inventory.MechanismManual, Online: d.Online,
+		Family: d.Family, AgentVersion: d.Health.AgentVersion, Arch: d.Health.Arch}
+	hd.Model = cmp.Or(d.Health.Model, d.Model)
+	hd.Vendor = cmp.Or(d.Health.Manufacturer, d.Vendor)
 	switch {
 	case active != nil:
 		hd.Expires = active.NotAfter

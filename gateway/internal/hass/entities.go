@@ -2,10 +2,12 @@ package hass
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"math"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -40,6 +42,10 @@ type Device struct {
 	// Online is set while the device's agent has a session with the hub; with Agent, every
 	// entity of the device is unavailable in Home Assistant while it is not.
 	Online bool
+	// Family is the device's family (given at token creation), shown as its model when the
+	// agent reports none; AgentVersion and Arch are the agent's, shown as the software
+	// version (when the device reports no firmware) and the hardware version.
+	Family, AgentVersion, Arch string
 	// Problems is what is wrong, as the hub's monitor judged it: codes of the one list
 	// (monitor.Codes, documented in protocol/README.md "Problems") with their texts. Home
 	// Assistant shows the codes in the "reasons" attribute of the device's "Certificate
@@ -109,6 +115,7 @@ type topics struct {
 	discovery  string // "homeassistant"
 	prefix     string // "hearth"
 	birthTopic string // "homeassistant/status"
+	dashboard  string // the dashboard's URL for configuration_url; "" for none
 }
 
 func (t topics) config(oid string) string {
@@ -128,6 +135,22 @@ func (t topics) requestPrefix() string     { return t.prefix + "/bridge/request/
 func (t topics) response(op string) string { return t.prefix + "/bridge/response/" + op }
 func (t topics) renewRequest() string      { return t.requestPrefix() + "device/renew" }
 func (t topics) alert() string             { return t.prefix + "/hass/hub/alert" }
+
+// deviceURL is the device's page on the dashboard, "" without a dashboard.
+func (t topics) deviceURL(id string) string {
+	if t.dashboard == "" {
+		return ""
+	}
+	return strings.TrimSuffix(t.dashboard, "/") + "/devices/" + url.PathEscape(id)
+}
+
+// agentVersion names the agent's version as a software version.
+func agentVersion(v string) string {
+	if v == "" {
+		return ""
+	}
+	return "hearth-agent " + v
+}
 
 // configObjectID returns the object id of a Hearth discovery topic, or "" for any other topic.
 func configObjectID(t topics, topic string) string {
@@ -189,12 +212,14 @@ func deviceConfig(t topics, hubVersion string, d Device) []byte {
 	}
 	return mustJSON(discoveryPayload{
 		Device: deviceInfo{
-			Identifiers:  []string{nodePrefix + oid},
-			Name:         name,
-			Model:        d.Model,
-			Manufacturer: d.Vendor,
-			SWVersion:    d.Firmware,
-			ViaDevice:    nodePrefix + hubObjectID,
+			Identifiers:      []string{nodePrefix + oid},
+			Name:             name,
+			Model:            cmp.Or(d.Model, d.Family),
+			Manufacturer:     d.Vendor,
+			SWVersion:        cmp.Or(d.Firmware, agentVersion(d.AgentVersion)),
+			HWVersion:        d.Arch,
+			ViaDevice:        nodePrefix + hubObjectID,
+			ConfigurationURL: t.deviceURL(d.ID),
 		},
 		Origin:     origin{Name: originName, SW: hubVersion, URL: originURL},
 		Components: cmps,
@@ -275,11 +300,12 @@ func hubConfig(t topics, h Hub) []byte {
 
 	return mustJSON(discoveryPayload{
 		Device: deviceInfo{
-			Identifiers:  []string{nodePrefix + hubObjectID},
-			Name:         "Hearth",
-			Model:        "Certificate hub",
-			Manufacturer: manufacturer,
-			SWVersion:    h.Version,
+			Identifiers:      []string{nodePrefix + hubObjectID},
+			Name:             "Hearth",
+			Model:            "Certificate hub",
+			Manufacturer:     manufacturer,
+			SWVersion:        h.Version,
+			ConfigurationURL: t.dashboard,
 		},
 		Origin: origin{Name: originName, SW: h.Version, URL: originURL},
 		Components: map[string]component{

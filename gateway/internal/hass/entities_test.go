@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"github.com/google/go-cmp/cmp"
 	"math"
 	"os"
 	"path/filepath"
@@ -18,7 +19,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
-var testTopics = topics{discovery: "homeassistant", prefix: "hearth", birthTopic: DefaultBirthTopic}
+var testTopics = topics{discovery: "homeassistant", prefix: "hearth", birthTopic: DefaultBirthTopic, dashboard: "homeassistant://hassio/ingress/a0d7b954_hearth"}
 
 var (
 	expires  = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -28,6 +29,7 @@ var (
 func thermostat() Device {
 	return Device{
 		ID: "thermostat-1", Name: "Hall thermostat", Model: "T100", Vendor: "Acme", Firmware: "2.4.1", Agent: true,
+		Family: "thermostat", AgentVersion: "0.1.0", Arch: "armv7",
 		Expires: expires, LastSeen: lastSeen, Problems: []protocol.Problem{
 			{Code: monitor.ProblemExpiring, Text: "past the end of its renewal window at 2026-04-25T00:00:00Z (class default); the certificate expires 2026-05-01T12:00:00Z"},
 			{Code: monitor.ProblemRenewalFailing, Text: "3 renewal attempt(s) in a row failed, the last with: command not sent"},
@@ -180,6 +182,39 @@ func TestRenewButtonPayloadCarriesTheRealID(t *testing.T) {
 	var press struct{ ID string }
 	if err := json.Unmarshal([]byte(msg.Components["renew_certificate"].PayloadPress), &press); err != nil || press.ID != id {
 		t.Errorf("payload_press = %s, want {\"id\": %q}", msg.Components["renew_certificate"].PayloadPress, id)
+	}
+}
+
+// TestDeviceInfo: the discovery payload carries what the agent and the token told the hub,
+// and links the device and the hub to the dashboard.
+func TestDeviceInfo(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		d    Device
+		want deviceInfo
+	}{
+		{"reported", Device{ID: "plug 1", Model: "Smart Plug 2", Vendor: "Acme", Family: "plug", AgentVersion: "0.3.0", Arch: "mipsle", Agent: true},
+			deviceInfo{Identifiers: []string{"hearth_" + objectID("plug 1")}, Name: "plug 1", Model: "Smart Plug 2", Manufacturer: "Acme",
+				SWVersion: "hearth-agent 0.3.0", HWVersion: "mipsle", ViaDevice: "hearth_hub",
+				ConfigurationURL: "homeassistant://hassio/ingress/a0d7b954_hearth/devices/plug%201"}},
+		{"family as model, firmware first", Device{ID: "cam", Family: "camera", Firmware: "4.2", AgentVersion: "0.3.0"},
+			deviceInfo{Identifiers: []string{"hearth_cam"}, Name: "cam", Model: "camera", SWVersion: "4.2", ViaDevice: "hearth_hub",
+				ConfigurationURL: "homeassistant://hassio/ingress/a0d7b954_hearth/devices/cam"}},
+	} {
+		var msg discoveryPayload
+		if err := json.Unmarshal(deviceConfig(testTopics, "", tc.d), &msg); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(tc.want, msg.Device); diff != "" {
+			t.Errorf("%s: device info (-want +got):\n%s", tc.name, diff)
+		}
+	}
+	var hub discoveryPayload
+	if err := json.Unmarshal(hubConfig(testTopics, testHub()), &hub); err != nil {
+		t.Fatal(err)
+	}
+	if hub.Device.ConfigurationURL != "homeassistant://hassio/ingress/a0d7b954_hearth" {
+		t.Errorf("hub configuration_url = %q, want the ingress panel", hub.Device.ConfigurationURL)
 	}
 }
 

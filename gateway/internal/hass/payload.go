@@ -13,7 +13,11 @@ type deviceInfo struct {
 	Model        string   `json:"model,omitempty"`
 	Manufacturer string   `json:"manufacturer,omitempty"`
 	SWVersion    string   `json:"sw_version,omitempty"`
+	HWVersion    string   `json:"hw_version,omitempty"`
 	ViaDevice    string   `json:"via_device,omitempty"`
+	// ConfigurationURL links the device's page in Home Assistant to the hub's dashboard (its
+	// ingress panel in the add-on).
+	ConfigurationURL string `json:"configuration_url,omitempty"`
 }
 
 type origin struct {

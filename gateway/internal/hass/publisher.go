@@ -45,8 +45,12 @@ type Config struct {
 	TopicPrefix     string        // Hearth's topic prefix; default "hearth"
 	ClientID        string        // MQTT client id, without '/', '+' or '#', unique per hub (two hubs on one broker); default "hearth-hass"
 	BirthTopic      string        // Home Assistant's birth topic; default DefaultBirthTopic
-	Bridge          Bridge        // answers bridge requests; nil answers each with an error
-	TLSConfig       *tls.Config   // for Broker.SSL; nil verifies against the system roots
+	// DashboardURL is the hub's dashboard (in the add-on its ingress panel,
+	// homeassistant://hassio/ingress/<slug>): the hub's configuration_url, and with
+	// /devices/<id> each device's. Empty: none.
+	DashboardURL string
+	Bridge       Bridge      // answers bridge requests; nil answers each with an error
+	TLSConfig    *tls.Config // for Broker.SSL; nil verifies against the system roots
 }
 
 // Publisher keeps Home Assistant's view of the hub and its devices current. Create it with
@@ -92,7 +96,7 @@ func New(cfg Config, logger *slog.Logger) *Publisher {
 	}
 	return &Publisher{
 		cfg:      cfg,
-		t:        topics{discovery: cfg.DiscoveryPrefix, prefix: cfg.TopicPrefix, birthTopic: cfg.BirthTopic},
+		t:        topics{discovery: cfg.DiscoveryPrefix, prefix: cfg.TopicPrefix, birthTopic: cfg.BirthTopic, dashboard: cfg.DashboardURL},
 		log:      logger,
 		devices:  map[string]Device{},
 		dirty:    map[string]struct{}{},

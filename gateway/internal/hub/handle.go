@@ -163,7 +163,8 @@ func (h *Hub) health(from broker.Identity, payload []byte) {
 		skew = 0
 	}
 	h.machine.Health(from.DeviceID, lifecycle.Conn(from.Conn), r.Issuer, inventory.Health{ReportedSerial: r.Serial,
-		ReportedNotAfter: r.NotAfter, ChainOK: r.ChainOK, ClockSkew: skew, AgentVersion: r.AgentVersion, LastError: r.LastError})
+		ReportedNotAfter: r.NotAfter, ChainOK: r.ChainOK, ClockSkew: skew, AgentVersion: r.AgentVersion, LastError: r.LastError,
+		Manufacturer: r.Manufacturer, Model: r.Model, Arch: r.Arch})
 }
 
 // notify publishes an event on bridge/event.

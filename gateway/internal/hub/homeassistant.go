@@ -50,7 +50,7 @@ func (h *Hub) homeAssistant(ctx context.Context) *hass.Publisher {
 		return nil
 	}
 	return hass.New(hass.Config{Broker: b, DiscoveryPrefix: h.cfg.HA.DiscoveryPrefix, TopicPrefix: h.topics.Prefix(),
-		BirthTopic: h.cfg.HA.BirthTopic, ClientID: h.haClientID(), Discover: discover,
+		BirthTopic: h.cfg.HA.BirthTopic, ClientID: h.haClientID(), Discover: discover, DashboardURL: h.cfg.HA.DashboardURL,
 		Bridge: func(ctx context.Context, op string, payload []byte) []byte {
 			var resp protocol.BridgeResponse
 			if slices.Contains(haOps, op) {

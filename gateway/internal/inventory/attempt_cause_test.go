@@ -114,3 +114,21 @@ func TestMigrateAttemptCauses(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthDeviceInfo stores the device info a health report brings.
+func TestHealthDeviceInfo(t *testing.T) {
+	s := openTest(t)
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	mustIssue(t, s, issuance("plug", "a1", "r1", t0))
+	h := Health{ReportedSerial: "a1", AgentVersion: "0.3.0", Manufacturer: "Acme", Model: "Smart Plug 2", Arch: "mipsle", At: t0}
+	if err := s.UpdateHealth(t.Context(), "plug", h); err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.Device(t.Context(), "plug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Health.Manufacturer != "Acme" || d.Health.Model != "Smart Plug 2" || d.Health.Arch != "mipsle" || d.Health.AgentVersion != "0.3.0" {
+		t.Errorf("Device().Health = %+v, want the reported device info", d.Health)
+	}
+}

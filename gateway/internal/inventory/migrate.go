@@ -227,8 +227,12 @@ var migrations = []migration{
 	}, apply: migrateCampaignSettings},
 	// Failure causes (issue 13): every attempt that did not succeed names one of the
 	// protocol's causes (protocol.Causes) and keeps its detail for people. Attempts recorded
-	// before get the cause their error code or outcome implies.
-	{version: 5, name: "attempt causes", sql: []string{
+	// before get the cause their error code or outcome implies. Health reports bring the
+	// device's manufacturer, model and the agent's architecture (Home Assistant's device info).
+	{version: 5, name: "attempt causes, device info", sql: []string{
+		`ALTER TABLE devices ADD COLUMN health_manufacturer TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE devices ADD COLUMN health_model TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE devices ADD COLUMN health_arch TEXT NOT NULL DEFAULT ''`,
 		`ALTER TABLE attempts ADD COLUMN cause TEXT NOT NULL DEFAULT ''`,
 		`ALTER TABLE attempts ADD COLUMN detail TEXT NOT NULL DEFAULT ''`,
 		`UPDATE attempts SET cause = CASE

@@ -36,6 +36,9 @@ type deviceRow struct {
 	HealthAgentVersion string `gorm:"column:health_agent_version"`
 	HealthLastError    string `gorm:"column:health_last_error"`
 	HealthAt           int64  `gorm:"column:health_at"`
+	HealthManufacturer string `gorm:"column:health_manufacturer"`
+	HealthModel        string `gorm:"column:health_model"`
+	HealthArch         string `gorm:"column:health_arch"`
 	RenewalState       string `gorm:"column:renewal_state"`
 	RenewalFailures    int    `gorm:"column:renewal_failures"`
 	RenewalNextAttempt int64  `gorm:"column:renewal_next_attempt_at"`
@@ -134,6 +137,9 @@ func (r deviceRow) device() (Device, error) {
 			AgentVersion:     r.HealthAgentVersion,
 			LastError:        r.HealthLastError,
 			At:               fromUnix(r.HealthAt),
+			Manufacturer:     r.HealthManufacturer,
+			Model:            r.HealthModel,
+			Arch:             r.HealthArch,
 		},
 		Renewal: RenewalStatus{
 			State:         r.RenewalState,
