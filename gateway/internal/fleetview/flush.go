@@ -186,7 +186,7 @@ func (v *View) publishSummary(ctx context.Context, now time.Time) error {
 		return nil
 	}
 	h := v.cfg.Hub
-	h.Online, h.Devices, h.ExpiringSoon, h.SuccessRate24h = true, c.Total, v.expiring, math.NaN()
+	h.Online, h.Devices, h.ExpiringSoon, h.SuccessRate24h = v.cfg.Serving == nil || v.cfg.Serving(), c.Total, v.expiring, math.NaN()
 	if ok, failed, err := v.cfg.Store.AttemptStats(ctx, now.Add(-24*time.Hour)); err != nil {
 		return err
 	} else if ok+failed > 0 {

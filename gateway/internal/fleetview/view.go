@@ -91,7 +91,10 @@ type Config struct {
 	Refresh time.Duration
 	// Observer, if set, hears every verdict and removal.
 	Observer Observer
-	Logger   *slog.Logger
+	// Serving reports whether the hub's broker for agents accepts connections: the hub's
+	// Connectivity entity, checked at each summary. Nil: always.
+	Serving func() bool
+	Logger  *slog.Logger
 }
 
 // View keeps the published view of the fleet current. Create it with New.

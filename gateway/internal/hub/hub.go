@@ -67,6 +67,7 @@ type Hub struct {
 	metrics        *metrics.Metrics
 	alerts         *alert.Alerter
 	brokerNotAfter time.Time
+	serving        serving // the Connectivity entity's last check
 
 	crlMu sync.Mutex
 }
