@@ -46,3 +46,22 @@ func TestCauseOf(t *testing.T) {
 		}
 	}
 }
+
+// TestHookFailedCause: an --on-renew command that exits with an error is the cause the next
+// health report gives, after a renewal that itself committed.
+func TestHookFailedCause(t *testing.T) {
+	e := newEnv(t, true)
+	cfg := e.config("plug-1")
+	e.enroll(cfg)
+	cfg.OnRenew = []string{"/bin/sh", "-c", "echo reload failed; exit 3"}
+	r := e.start(cfg)
+	r.waitFor(t, EventConnected)
+	e.hub.Command("plug-1", "cmd-1", protocol.ActionRenew)
+	ev := r.waitFor(t, EventRenewed)
+	for {
+		h := healthWith(t, e, ev.Serial)
+		if h.LastCause == protocol.CauseHookFailed {
+			break
+		}
+	}
+}
