@@ -234,3 +234,26 @@ func histCount(f *dto.MetricFamily, outcome string) uint64 {
 	}
 	return 0
 }
+
+// TestReminderAlertForAgentlessDevice: a device signed by hand (no agent) nearing its
+// expiry gets a renewal_reminder alert on the webhook, once per threshold.
+func TestReminderAlertForAgentlessDevice(t *testing.T) {
+	const secret = "a-webhook-secret-for-the-test"
+	hook, hooks := recordingServer(t)
+	cfg := hubkit.Config(t, "")
+	cfg.Alerts = config.Alerts{Webhook: config.Webhook{URL: hook.URL, Secret: secret}}
+	clock := testkit.NewClock(time.Now().UTC())
+	h := runHub(t, cfg, Options{Version: "test", Now: clock.Now})
+
+	_, csr := testkit.KeyAndCSR(t, "printer")
+	signed, err := h.Admin().Sign(t.Context(), protocol.SignRequest{ManualDevice: protocol.ManualDevice{ID: "printer"}, CSR: csr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Set(signed.NotAfter.Add(-24*time.Hour + time.Hour)) // past the 1-day reminder threshold
+	h.renewal.Kick()
+	n := nextAlert(t, hooks, secret)
+	if n["kind"] != "renewal_reminder" || n["device_id"] != "printer" || n["state"] != "raised" {
+		t.Errorf("webhook alert = %v, want a renewal reminder for printer", n)
+	}
+}
