@@ -86,3 +86,20 @@ func TestObserverAndConnectivity(t *testing.T) {
 		t.Errorf("after one change: %s judged %d times, %s %d; want 2 and 1", ids[0], obs.count(ids[0]), ids[1], obs.count(ids[1]))
 	}
 }
+
+// TestHADeviceKeepsExpiryAfterRevocation: a quarantined device has no active certificate, but
+// Home Assistant keeps showing the expiry of the one it holds; an imported device has no
+// Renew button; the agent's device info is passed on.
+func TestHADeviceKeepsExpiryAfterRevocation(t *testing.T) {
+	held := fleetNow.Add(20 * 24 * time.Hour)
+	d := inventory.Device{ID: "cam", Family: "camera", State: inventory.StateQuarantined, Mechanism: inventory.MechanismAgent,
+		Health: inventory.Health{ReportedNotAfter: held, AgentVersion: "0.3.0", Manufacturer: "Acme", Model: "C1", Arch: "arm64"}}
+	hd := haDevice(d, nil, monitor.Judge(d, nil, nil, fleetNow))
+	if !hd.Expires.Equal(held) || !hd.Agent || hd.Vendor != "Acme" || hd.Model != "C1" || hd.Arch != "arm64" || hd.Family != "camera" {
+		t.Errorf("haDevice(quarantined) = %+v, want the held expiry %s and the agent's info", hd, held)
+	}
+	m := inventory.Device{ID: "meter", Mechanism: inventory.MechanismManual, State: inventory.StateActive}
+	if hd := haDevice(m, &inventory.Certificate{NotAfter: held, Status: inventory.StatusActive}, monitor.Verdict{}); hd.Agent {
+		t.Errorf("haDevice(imported) = %+v, want no agent", hd)
+	}
+}
