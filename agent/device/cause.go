@@ -1,6 +1,7 @@
 package device
 
 import (
+	"crypto/x509"
 	"errors"
 
 	"github.com/hearth-pki/hearth/agent/internal/hub"
@@ -36,11 +37,16 @@ func causeOf(err error) protocol.Cause {
 	var he *HubError
 	var refused *hub.RefusedError
 	var dialErr *hub.DialError
+	var invalid x509.CertificateInvalidError
 	switch {
 	case errors.As(err, &ce):
 		return ce.cause
 	case errors.As(err, &he):
 		return protocol.CauseOf(protocol.Code(he.Code))
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		// A certificate outside its validity at the device's time: the hub's (the TLS
+		// handshake) or the pinned CA's. The clock is the suspect, not the certificate.
+		return protocol.CauseClockSkew
 	case errors.Is(err, ErrNotCommitted):
 		return protocol.CauseCommitTimeout
 	case errors.Is(err, ErrBadChain):

@@ -2,6 +2,7 @@ package device
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"testing"
@@ -32,6 +33,8 @@ func TestCauseOf(t *testing.T) {
 		{"connect refused", &hub.RefusedError{Code: 5}, protocol.CauseReconnectRefused},
 		{"tls alert", &hub.DialError{Err: errors.New("remote error: tls: bad certificate"), Alert: true}, protocol.CauseReconnectRefused},
 		{"unreachable", &hub.DialError{Err: errors.New("connection refused")}, protocol.CauseNetwork},
+		{"hub certificate not valid at the device's time", &hub.DialError{Err: fmt.Errorf("verify the hub: %w",
+			x509.CertificateInvalidError{Reason: x509.Expired, Detail: "current time 2031-01-01 is after 2030-01-01"})}, protocol.CauseClockSkew},
 		{"connection lost", fmt.Errorf("request: %w", hub.ErrConnectionLost), protocol.CauseNetwork},
 		{"key generation", withCause(protocol.CauseKeyGeneration, errors.New("entropy")), protocol.CauseKeyGeneration},
 		{"storage", fmt.Errorf("device: renew: %w", withCause(protocol.CauseStorage, errors.New("disk full"))), protocol.CauseStorage},
