@@ -135,6 +135,11 @@ type AttemptRecord struct {
 	Outcome    string        `json:"outcome,omitempty"`    // "issued", "committed", "rolled_back" or "failed"
 	ErrorCode  Code          `json:"error_code,omitempty"` // of a failure or rollback
 	Latency    time.Duration `json:"-"`                    // to issue (or to fail)
+	// Cause is why a failed, rolled-back or expired attempt did not succeed, CauseClass its
+	// class (see Causes), Detail the refusal's or the agent's explanation.
+	Cause      Cause  `json:"cause,omitempty"`
+	CauseClass Class  `json:"cause_class,omitempty"`
+	Detail     string `json:"detail,omitempty"`
 }
 
 type plainAttemptRecord AttemptRecord

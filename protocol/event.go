@@ -38,6 +38,9 @@ const (
 	EventHelpRequested           EventType = "help.requested"
 	EventEnrollmentLogin         EventType = "enrollment.login"
 	EventEnrollmentRefused       EventType = "enrollment.refused"
+	EventAlertRaised             EventType = "alert.raised"
+	EventAlertResolved           EventType = "alert.resolved"
+	EventAlertFailed             EventType = "alert.failed"
 )
 
 // EventTypeInfo describes an event type: what it reports, where the hub writes it, and the
@@ -82,17 +85,25 @@ var eventTypes = []EventTypeInfo{
 	{EventFindingDuplicateSession, "one certificate is presented on two connections at once: a cloned device or a leaked key", true, true,
 		[]string{"serial"}},
 	{EventRenewalRolledBack, "the agent gave up a request (failed: the certificate abandoned, if one was issued) and stays on serial, or went back to serial after the commit of request_id; previous is no longer sent", true, true,
-		[]string{"serial", "failed", "request_id", "previous"}},
+		[]string{"serial", "failed", "request_id", "previous", "cause"}},
 	{EventFindingUnexpectedSerial, "a health report names a serial other than the active certificate's", true, false, nil},
 	{EventFindingUnexpectedIssuer, "a health report names an issuer other than the hub's intermediate", true, false, nil},
 	{EventRenewalExpired, "a request ended without a commit before the in-flight timeout; its certificate (serial, if one was issued) is abandoned", true, true,
-		[]string{"serial", "request_id"}},
+		[]string{"serial", "request_id", "cause"}},
 	{EventHelpRequested, "someone pressed Request help on the dashboard's resident view, about the device if named; problems are its problem codes then (comma-separated), actor who asked", true, true,
 		[]string{"problems", "actor"}},
 	{EventEnrollmentLogin, "a device logged in with a valid enrollment token; source is where from", true, false, []string{"source"}},
 	{EventEnrollmentRefused, "an enrollment login was refused; code is the reason the agent is told (token_unknown, token_used, token_expired, locked_out); at most a few a second are published, suppressed counts those left out before it", true, false,
 		[]string{"code", "source", "suppressed"}},
+	{EventAlertRaised, "the hub's monitor raised an alert (a family failing, a device failing repeatedly with one cause, a hub certificate expiring…); id is the same for the same problem", true, true,
+		alertKeys},
+	{EventAlertResolved, "the problem of alert id cleared", true, true, alertKeys},
+	{EventAlertFailed, "an alert could not be delivered on route (webhook, home_assistant, or rate when over the rate limit)", true, true,
+		[]string{"id", "state", "route", "error"}},
 }
+
+// alertKeys are the data keys of alert.raised and alert.resolved.
+var alertKeys = []string{"id", "kind", "family", "class", "devices", "cause", "cause_class"}
 
 // EventTypes returns every event type in the order it was added.
 func EventTypes() []EventTypeInfo {

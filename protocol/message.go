@@ -89,6 +89,7 @@ type Commit struct {
 	Hook      *HookRun  `json:"hook,omitempty"`    // the --on-renew command's result
 	Failed    string    `json:"failed,omitempty"`  // with rolled_back: the serial given up
 	Attempt   int       `json:"attempt,omitempty"` // the agent's attempt count for this request
+	Cause     Cause     `json:"cause,omitempty"`   // with rolled_back: why, one of Causes
 }
 
 // HookRun is the result of the command an agent runs once its new certificate is installed
@@ -142,10 +143,14 @@ type Health struct {
 	KeyAlgorithm KeyAlgorithm `json:"key_algorithm"` // the certificate's key, e.g. "p256"
 	KeyStorage   string       `json:"key_storage"`   // "file", or a hardware backend's name
 	DeviceTime   time.Time    `json:"device_time"`
-	ClockTrusted bool         `json:"clock_trusted"`        // false while the clock is clearly wrong
-	SkewSeconds  int64        `json:"skew_seconds"`         // device time minus last hub time seen
-	AgentVersion string       `json:"agent_version"`        // the agent's build version
-	LastError    string       `json:"last_error,omitempty"` // the last renewal error, for people
+	ClockTrusted bool         `json:"clock_trusted"`          // false while the clock is clearly wrong
+	SkewSeconds  int64        `json:"skew_seconds"`           // device time minus last hub time seen
+	AgentVersion string       `json:"agent_version"`          // the agent's build version
+	LastError    string       `json:"last_error,omitempty"`   // the last renewal error, for people
+	LastCause    Cause        `json:"last_cause,omitempty"`   // LastError's cause, one of Causes
+	Manufacturer string       `json:"manufacturer,omitempty"` // the device's maker, as its operator configured the agent
+	Model        string       `json:"model,omitempty"`        // the device's model, likewise
+	Arch         string       `json:"arch,omitempty"`         // the agent's CPU architecture, e.g. "arm64", "mipsle"
 	NextRenewal  time.Time    `json:"next_renewal,omitzero"`
 }
 

@@ -238,6 +238,9 @@ func (m *Commit) Validate() error {
 	if err := checkText("detail", m.Detail, MaxTextLen); err != nil {
 		return err
 	}
+	if err := ValidateCause(m.Cause); err != nil {
+		return err
+	}
 	return checkDeviceTime("time", m.Time)
 }
 
@@ -334,12 +337,13 @@ func (m *Health) Validate() error {
 	}
 	for _, f := range []struct {
 		name, s string
-	}{{"issuer", m.Issuer}, {"chain_error", m.ChainError}, {"key_algorithm", string(m.KeyAlgorithm)}, {"key_storage", m.KeyStorage}, {"agent_version", m.AgentVersion}, {"last_error", m.LastError}} {
+	}{{"issuer", m.Issuer}, {"chain_error", m.ChainError}, {"key_algorithm", string(m.KeyAlgorithm)}, {"key_storage", m.KeyStorage}, {"agent_version", m.AgentVersion}, {"last_error", m.LastError},
+		{"manufacturer", m.Manufacturer}, {"model", m.Model}, {"arch", m.Arch}} {
 		if err := checkText(f.name, f.s, MaxTextLen); err != nil {
 			return err
 		}
 	}
-	return nil
+	return ValidateCause(m.LastCause)
 }
 
 // Validate checks the message.
@@ -444,4 +448,21 @@ func (m *BridgeResponse) Validate() error {
 		return invalid("an error response needs an error message")
 	}
 	return checkText("transaction", m.Transaction, 128)
+}
+
+// maxCauseLen bounds a cause's name; a newer peer's cause is accepted if it is a short word.
+const maxCauseLen = 32
+
+// ValidateCause checks that c is empty or a cause name: 1 to 32 of a-z, 0-9 and '_'. A
+// cause this version does not list is valid (a newer peer's); see Cause.Info.
+func ValidateCause(c Cause) error {
+	if len(c) > maxCauseLen {
+		return invalid("cause is longer than %d bytes", maxCauseLen)
+	}
+	for _, r := range c {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
+			return invalid("cause %q is not a word of a-z, 0-9 and _", c)
+		}
+	}
+	return nil
 }

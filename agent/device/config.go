@@ -73,6 +73,9 @@ type Config struct {
 	HookTimeout time.Duration
 	// Version is the agent's version, reported to the hub.
 	Version string
+	// Manufacturer and Model describe the device, reported to the hub in health reports
+	// (Home Assistant shows them on the device's page). Optional.
+	Manufacturer, Model string
 	// BuildTime is when the agent was built: a device clock before it is clearly wrong.
 	BuildTime time.Time
 	// Now is the device's wall clock. Default time.Now.

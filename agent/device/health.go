@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -25,7 +26,8 @@ func (a *Agent) healthReport() *protocol.Health {
 		V: protocol.Version, Serial: pair.Serial(), Issuer: leaf.Issuer.String(),
 		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, KeyAlgorithm: protocol.KeyAlgorithmOf(leaf.PublicKey),
 		KeyStorage: a.cfg.keyStorage(), DeviceTime: r.Device, ClockTrusted: r.Trusted, AgentVersion: a.cfg.Version,
-		LastError: protocol.ClipText(a.st.LastError), NextRenewal: a.nextRenewal().At,
+		LastError: protocol.ClipText(a.st.LastError), LastCause: lastCause(a.st), NextRenewal: a.nextRenewal().At,
+		Manufacturer: protocol.ClipText(a.cfg.Manufacturer), Model: protocol.ClipText(a.cfg.Model), Arch: runtime.GOARCH,
 	}
 	if r.HubSeen {
 		h.SkewSeconds = int64(r.Skew.Round(time.Second) / time.Second)
@@ -70,11 +72,11 @@ func (a *Agent) setLastError(err error) {
 	if err == nil {
 		return
 	}
-	msg := protocol.ClipText(err.Error())
-	if msg == a.st.LastError {
+	msg, cause := protocol.ClipText(err.Error()), string(causeOf(err))
+	if msg == a.st.LastError && cause == a.st.LastCause {
 		return
 	}
-	a.st.LastError = msg
+	a.st.LastError, a.st.LastCause = msg, cause
 	a.healthDue = true
 	a.saveState()
 }
@@ -147,9 +149,21 @@ func (a *Agent) runHook(ctx context.Context, pair keystore.Pair) {
 	a.saveRuntime()
 	a.emit(Event{Kind: EventHookFinished, Detail: strconv.Itoa(run.ExitCode)})
 	if run.ExitCode != 0 {
-		a.setLastError(fmt.Errorf("on-renew command exited with %d: %s", run.ExitCode, protocol.Clip(run.Output, 200)))
+		a.setLastError(withCause(protocol.CauseHookFailed, fmt.Errorf("on-renew command exited with %d: %s", run.ExitCode, protocol.Clip(run.Output, 200))))
 		a.log.Warn("on-renew command failed", "exit_code", run.ExitCode, "output", protocol.Clip(run.Output, 200))
 		return
 	}
 	a.log.Info("on-renew command succeeded")
+}
+
+// lastCause returns the state's last cause for a health report: "" without an error, unknown
+// for an error saved by an agent that recorded no cause.
+func lastCause(st keystore.State) protocol.Cause {
+	switch {
+	case st.LastError == "":
+		return ""
+	case st.LastCause == "":
+		return protocol.CauseUnknown
+	}
+	return protocol.Cause(st.LastCause)
 }

@@ -104,11 +104,11 @@ func (a *Agent) renew(ctx context.Context, reason protocol.Reason, commandID str
 	a.emit(Event{Kind: EventRenewing, Detail: string(reason)})
 	key, err := keystore.GenerateKey(protocol.KeyAlgorithm(a.cfg.KeyAlgorithm))
 	if err != nil {
-		return fmt.Errorf("device: renew: %w", err)
+		return fmt.Errorf("device: renew: %w", withCause(protocol.CauseKeyGeneration, err))
 	}
 	csr, err := keystore.NewCSR(key, a.cfg.DeviceID)
 	if err != nil {
-		return fmt.Errorf("device: renew: %w", err)
+		return fmt.Errorf("device: renew: %w", withCause(protocol.CauseKeyGeneration, err))
 	}
 	reqID := newRequestID()
 	a.st.Pending = &keystore.Pending{RequestID: reqID, Replaces: old.Serial()}
@@ -135,12 +135,14 @@ func (a *Agent) renew(ctx context.Context, reason protocol.Reason, commandID str
 		return fmt.Errorf("device: renew: %w", err)
 	}
 	if err := a.ks.Install(key, chain); err != nil && !errors.Is(err, keystore.ErrExport) {
+		err = withCause(protocol.CauseStorage, err)
 		a.giveUp(ctx, reqID, attempt, reply.Serial, err, true)
 		return fmt.Errorf("device: renew: %w", err)
 	}
 	fresh, err := a.ks.Current()
 	if err != nil {
-		return a.rollback(ctx, reqID, attempt, old, reply.Serial, fmt.Errorf("read back the installed pair: %w", err))
+		return a.rollback(ctx, reqID, attempt, old, reply.Serial,
+			withCause(protocol.CauseStorage, fmt.Errorf("read back the installed pair: %w", err)))
 	}
 	a.pair.Store(&fresh)
 	a.clk.AtLeast(fresh.Leaf().NotBefore)
@@ -226,9 +228,9 @@ func (a *Agent) commit(ctx context.Context, reqID string, attempt int, old, fres
 				var refused *hub.RefusedError
 				var dialErr *hub.DialError
 				if errors.As(err, &refused) || (errors.As(err, &dialErr) && dialErr.Alert) {
-					err = fmt.Errorf("reconnect with the new certificate refused: %w", err)
+					err = withCause(protocol.CauseReconnectRefused, fmt.Errorf("reconnect with the new certificate refused: %w", err))
 				} else {
-					err = fmt.Errorf("no session with the new certificate before the commit deadline: %w", err)
+					err = withCause(protocol.CauseCommitTimeout, fmt.Errorf("no session with the new certificate before the commit deadline: %w", err))
 				}
 				return a.rollback(ctx, reqID, attempt, old, fresh.Serial(), err)
 			}
@@ -249,7 +251,7 @@ func (a *Agent) commit(ctx context.Context, reqID string, attempt int, old, fres
 	a.observe(ack.HubTime, false)
 	a.lastAckHub = ack.HubTime
 	a.hook = nil
-	a.st.Pending, a.st.LastRenewal, a.st.LastError = nil, a.clk.Read().Now, ""
+	a.st.Pending, a.st.LastRenewal, a.st.LastError, a.st.LastCause = nil, a.clk.Read().Now, "", ""
 	a.saveState()
 	a.info = nil
 	a.healthDue = true
@@ -280,7 +282,7 @@ func (a *Agent) rollback(ctx context.Context, reqID string, attempt int, old key
 	c := &protocol.Commit{
 		V: protocol.Version, RequestID: reqID, Serial: old.Serial(), Outcome: protocol.OutcomeRolledBack,
 		Detail: protocol.ClipText(cause.Error()), Failed: failed, Time: a.clk.Read().Device,
-		Hook: a.hook, Attempt: attempt,
+		Hook: a.hook, Attempt: attempt, Cause: causeOf(cause),
 	}
 	if sess, err := a.dial(ctx); err == nil {
 		a.attach(sess)
@@ -308,7 +310,7 @@ func (a *Agent) giveUp(ctx context.Context, reqID string, attempt int, failed st
 	c := &protocol.Commit{
 		V: protocol.Version, RequestID: reqID, Serial: a.current().Serial(), Outcome: protocol.OutcomeRolledBack,
 		Detail: protocol.ClipText(cause.Error()), Failed: failed, Time: a.clk.Read().Device,
-		Hook: a.hook, Attempt: attempt,
+		Hook: a.hook, Attempt: attempt, Cause: causeOf(cause),
 	}
 	if err := a.sess.Report(ctx, c); err != nil {
 		a.unsent = c
@@ -330,11 +332,12 @@ func (a *Agent) resume(ctx context.Context) {
 		c := &protocol.Commit{
 			V: protocol.Version, RequestID: p.RequestID, Serial: cur.Serial(), Outcome: protocol.OutcomeRolledBack,
 			Detail: "the agent restarted before installing the certificate", Time: a.clk.Read().Device,
+			Cause: protocol.CauseInterrupted,
 		}
 		if err := a.sess.Report(ctx, c); err != nil {
 			a.unsent = c
 		}
-		a.emit(Event{Kind: EventRenewFailed, RequestID: p.RequestID, Err: errors.New("interrupted before install")})
+		a.emit(Event{Kind: EventRenewFailed, RequestID: p.RequestID, Err: withCause(protocol.CauseInterrupted, errors.New("interrupted before install"))})
 		return
 	}
 	a.log.Info("committing a certificate installed before a restart", "request_id", p.RequestID, "serial", cur.Serial())
@@ -356,7 +359,7 @@ func (a *Agent) resume(ctx context.Context) {
 	a.observe(ack.HubTime, false)
 	a.lastAckHub = ack.HubTime
 	a.hook = nil
-	a.st.Pending, a.st.LastRenewal, a.st.LastError = nil, a.clk.Read().Now, ""
+	a.st.Pending, a.st.LastRenewal, a.st.LastError, a.st.LastCause = nil, a.clk.Read().Now, "", ""
 	a.saveState()
 	a.emit(Event{Kind: EventRenewed, RequestID: p.RequestID})
 }

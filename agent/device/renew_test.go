@@ -110,13 +110,14 @@ func TestRollback(t *testing.T) {
 		name      string
 		behaviour testkit.Behaviour
 		event     EventKind
-		installed bool  // the new certificate was installed before the failure
-		want      error // what the last error wraps
+		installed bool           // the new certificate was installed before the failure
+		want      error          // what the last error wraps
+		cause     protocol.Cause // what the rolled-back commit and the health report say
 	}{
-		{"bad chain", testkit.BadChain, EventRenewFailed, false, ErrBadChain},
-		{"no reply", testkit.NoReply, EventRenewFailed, false, ErrNoReply},
-		{"no ack", testkit.NoAck, EventRolledBack, true, ErrNoReply},
-		{"ack error", testkit.AckError, EventRolledBack, true, ErrNotCommitted},
+		{"bad chain", testkit.BadChain, EventRenewFailed, false, ErrBadChain, protocol.CauseChainVerification},
+		{"no reply", testkit.NoReply, EventRenewFailed, false, ErrNoReply, protocol.CauseTimeout},
+		{"no ack", testkit.NoAck, EventRolledBack, true, ErrNoReply, protocol.CauseCommitTimeout},
+		{"ack error", testkit.AckError, EventRolledBack, true, ErrNotCommitted, protocol.CauseCommitRefused},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // most of the time is spent waiting for timeouts
@@ -147,6 +148,9 @@ func TestRollback(t *testing.T) {
 			if commit.Outcome != protocol.OutcomeRolledBack || commit.Serial != old || commit.RequestID != csr.RequestID || commit.Detail == "" {
 				t.Errorf("commit = %+v, want rolled_back to %s for request %s with a detail", commit, old, csr.RequestID)
 			}
+			if commit.Cause != tc.cause {
+				t.Errorf("rolled-back commit cause = %q, want %q", commit.Cause, tc.cause)
+			}
 			if tc.installed && commit.Failed != failed {
 				t.Errorf("commit.Failed = %q, want the given-up serial %q", commit.Failed, failed)
 			}
@@ -164,9 +168,12 @@ func TestRollback(t *testing.T) {
 			if !h.ChainOK {
 				t.Errorf("health after rollback = %+v, want a good chain", h)
 			}
+			if h.LastCause != tc.cause {
+				t.Errorf("health last_cause = %q, want %q", h.LastCause, tc.cause)
+			}
 			r.stop(t)
-			if st := loadState(t, cfg.Dir); st.Pending != nil || st.LastError == "" {
-				t.Errorf("state after rollback = %+v, want no pending request and a last error", st)
+			if st := loadState(t, cfg.Dir); st.Pending != nil || st.LastError == "" || st.LastCause != string(tc.cause) {
+				t.Errorf("state after rollback = %+v, want no pending request, a last error and cause %s", st, tc.cause)
 			}
 		})
 	}

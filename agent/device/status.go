@@ -97,6 +97,7 @@ type Status struct {
 	NextRenewalReason string    `json:"next_renewal_reason,omitempty"`
 	LastRenewal       time.Time `json:"last_renewal,omitzero"`
 	LastError         string    `json:"last_error,omitempty"`
+	LastCause         string    `json:"last_cause,omitempty"` // LastError's cause (protocol/README.md, "Causes")
 	PendingRequest    string    `json:"pending_request,omitempty"`
 	// Connected is the hub connection as the agent last recorded it, at ConnectionSince;
 	// AgentPID is that agent's process id.
@@ -138,6 +139,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 type stateView struct {
 	LastKnownGood time.Time `json:"last_known_good"`
 	LastError     string    `json:"last_error"`
+	LastCause     string    `json:"last_cause"`
 	LastRenewal   time.Time `json:"last_renewal"`
 	Pending       *struct {
 		RequestID string `json:"request_id"`
@@ -166,7 +168,7 @@ func ReadStatus(cfg Config) (Status, error) {
 	if err := readJSON(filepath.Join(cfg.Dir, "state.json"), &sv); err != nil {
 		return s, fmt.Errorf("device: status: %w", err)
 	}
-	s.LastError, s.LastRenewal, s.LastKnownGood = sv.LastError, sv.LastRenewal, sv.LastKnownGood
+	s.LastError, s.LastCause, s.LastRenewal, s.LastKnownGood = sv.LastError, sv.LastCause, sv.LastRenewal, sv.LastKnownGood
 	if sv.Pending != nil {
 		s.PendingRequest = sv.Pending.RequestID
 	}

@@ -151,6 +151,9 @@ func TestResumeBeforeInstall(t *testing.T) {
 	if c.RequestID != "req-cut-short" || c.Serial != old.Serial() || c.Outcome != protocol.OutcomeRolledBack {
 		t.Errorf("report = %+v, want rolled_back of req-cut-short staying on %s", c, old.Serial())
 	}
+	if c.Cause != protocol.CauseInterrupted {
+		t.Errorf("report cause = %q, want %q", c.Cause, protocol.CauseInterrupted)
+	}
 	r.stop(t)
 	if got := onDisk(t, cfg.Dir).Serial(); got != old.Serial() {
 		t.Errorf("serial on disk = %s, want %s", got, old.Serial())

@@ -24,7 +24,7 @@ const usage = `usage: hearth-agent <command> [flags]
 
 commands:
   enroll   --hub mqtts://HOST:PORT --id ID --token T|--token-file FILE|- --ca-fingerprint SHA256:... [--dir DIR] [--key p256|p384|ed25519|rsa2048] [--force]
-  run      [--dir DIR] [--on-renew 'CMD'] [--log-format text|json]
+  run      [--dir DIR] [--on-renew 'CMD'] [--model M] [--manufacturer M] [--log-format text|json]
   status   [--dir DIR] [--json]
   renew    [--dir DIR]
   version
@@ -236,6 +236,8 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	var c common
 	fs := newFlagSet("run", stderr, &c)
 	onRenew := fs.String("on-renew", "", "shell command run after each acknowledged renewal (sh -c)")
+	model := fs.String("model", "", "the device's model, shown in Home Assistant")
+	manufacturer := fs.String("manufacturer", "", "the device's manufacturer, shown in Home Assistant")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -243,6 +245,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	cfg.Model, cfg.Manufacturer = *model, *manufacturer
 	if *onRenew != "" {
 		cfg.OnRenew = []string{"/bin/sh", "-c", *onRenew}
 	}
@@ -347,6 +350,10 @@ func printStatus(w io.Writer, st device.Status) {
 	row("next renewal", "%s (%s)", ts(st.NextRenewal), orDash(st.NextRenewalReason))
 	row("last renewal", "%s", ts(st.LastRenewal))
 	row("last error", "%s", orDash(st.LastError))
+	if st.LastCause != "" {
+		cause := protocol.Cause(st.LastCause)
+		row("last cause", "%s (%s)", cause, cause.Class())
+	}
 	if st.PendingRequest != "" {
 		row("pending request", "%s", st.PendingRequest)
 	}

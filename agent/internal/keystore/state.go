@@ -15,6 +15,8 @@ type State struct {
 	LastKnownGood time.Time
 	// LastError is the last renewal or connection error, for health reports.
 	LastError string
+	// LastCause is LastError's cause, one of the protocol's causes ("" with no error).
+	LastCause string
 	// LastRenewal is when the current generation was installed and committed.
 	LastRenewal time.Time
 	// Pending is the renewal request in flight, or nil.
@@ -37,6 +39,7 @@ type stateFile struct {
 	V             int          `json:"v"`
 	LastKnownGood time.Time    `json:"last_known_good,omitzero"`
 	LastError     string       `json:"last_error,omitempty"`
+	LastCause     string       `json:"last_cause,omitempty"`
 	LastRenewal   time.Time    `json:"last_renewal,omitzero"`
 	Pending       *pendingFile `json:"pending,omitempty"`
 }
@@ -52,6 +55,7 @@ func encodeState(s State) ([]byte, error) {
 		V:             stateVersion,
 		LastKnownGood: s.LastKnownGood.UTC(),
 		LastError:     s.LastError,
+		LastCause:     s.LastCause,
 		LastRenewal:   s.LastRenewal.UTC(),
 	}
 	if s.Pending != nil {
@@ -73,7 +77,7 @@ func decodeState(data []byte) (State, error) {
 	if f.V != stateVersion {
 		return State{}, fmt.Errorf("%w: %s: version %d, want %d", ErrCorrupt, stateName, f.V, stateVersion)
 	}
-	s := State{LastKnownGood: f.LastKnownGood, LastError: f.LastError, LastRenewal: f.LastRenewal}
+	s := State{LastKnownGood: f.LastKnownGood, LastError: f.LastError, LastCause: f.LastCause, LastRenewal: f.LastRenewal}
 	if f.Pending != nil {
 		if f.Pending.RequestID == "" {
 			return State{}, fmt.Errorf("%w: %s: pending request without an id", ErrCorrupt, stateName)

@@ -13,12 +13,13 @@ import (
 var goldenState = State{
 	LastKnownGood: time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC),
 	LastError:     "hub: no reply to request r-17 within 30s",
+	LastCause:     "timeout",
 	LastRenewal:   time.Date(2026, 2, 12, 8, 0, 0, 0, time.UTC),
 	Pending:       &Pending{RequestID: "r-17", Replaces: "1f2e"},
 }
 
 func stateEqual(a, b State) bool {
-	if !a.LastKnownGood.Equal(b.LastKnownGood) || a.LastError != b.LastError || !a.LastRenewal.Equal(b.LastRenewal) {
+	if !a.LastKnownGood.Equal(b.LastKnownGood) || a.LastError != b.LastError || a.LastCause != b.LastCause || !a.LastRenewal.Equal(b.LastRenewal) {
 		return false
 	}
 	if a.Pending == nil || b.Pending == nil {

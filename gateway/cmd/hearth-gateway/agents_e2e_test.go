@@ -265,6 +265,9 @@ func (e *agentE2E) run() int64 {
 	if n := e.relay.Refused() - refused; n != 1 {
 		t.Errorf("the relay refused %d connections, want 1", n)
 	}
+	if ev, _ := e.event(id, protocol.EventRenewalRolledBack); ev.Data["cause"] != string(protocol.CauseReconnectRefused) {
+		t.Errorf("rollback recorded with cause %q, want %s (the agent's report)", ev.Data["cause"], protocol.CauseReconnectRefused)
+	}
 
 	// Peak RSS, then SIGTERM: the agent announces itself offline and exits 0.
 	rss := peakRSS(t, runCmd.Process.Pid)

@@ -437,9 +437,14 @@ func printDetail(w io.Writer, d protocol.DeviceDetail, now time.Time) error {
 	tw.Flush()
 	fmt.Fprintln(w, "\nRecent attempts:")
 	tw = tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(tw, "  STARTED\tREQUEST\tREASON\tOUTCOME\tCODE")
+	fmt.Fprintln(tw, "  STARTED\tREQUEST\tREASON\tOUTCOME\tCODE\tCAUSE\tDETAIL")
 	for _, a := range d.Attempts {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", a.StartedAt.Local().Format(time.DateTime), a.RequestID, a.Reason, a.Outcome, orDash(string(a.ErrorCode)))
+		cause := "-"
+		if a.Cause != "" {
+			cause = fmt.Sprintf("%s (%s)", a.Cause, a.CauseClass)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.StartedAt.Local().Format(time.DateTime), a.RequestID, a.Reason, a.Outcome,
+			orDash(string(a.ErrorCode)), cause, orDash(protocol.Clip(a.Detail, 80)))
 	}
 	return tw.Flush()
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -18,18 +17,6 @@ import (
 	"github.com/hearth-pki/hearth/protocol"
 )
 
-// buildNativeAgent builds hearth-agent for this machine, as scripts/install.sh does.
-func buildNativeAgent(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "hearth-agent")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/hearth-agent")
-	cmd.Dir = filepath.Join("..", "..", "..", "agent")
-	cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build hearth-agent: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // TestHardeningEndToEnd runs the real hub process, the real agent binary and a real
 // mosquitto_sub (issue 15, item 3 and issue 16, items 4 and 7): with 2,000 idle sockets held

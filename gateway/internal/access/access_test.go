@@ -218,7 +218,7 @@ func TestCertificate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := store.EndRequest(ctx, "cam", "r4", "a4", "a2", inventory.OutcomeRolledBack, "test", now); err != nil {
+	if err := store.EndRequest(ctx, "cam", "r4", "a4", "a2", inventory.OutcomeRolledBack, "", "test", now); err != nil {
 		t.Fatal(err)
 	}
 	if err := store.Revoke(ctx, "a5", "test", now); err != nil {

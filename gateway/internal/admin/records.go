@@ -49,7 +49,10 @@ func attemptRecords(atts []inventory.Attempt) []protocol.AttemptRecord {
 		out[i] = protocol.AttemptRecord{
 			RequestID: a.RequestID, DeviceID: a.DeviceID, Reason: a.Reason, Serial: a.Serial,
 			StartedAt: a.StartedAt, FinishedAt: a.FinishedAt, Outcome: a.Outcome,
-			ErrorCode: protocol.Code(a.ErrorCode), Latency: a.Latency,
+			ErrorCode: protocol.Code(a.ErrorCode), Latency: a.Latency, Cause: a.Cause, Detail: a.Detail,
+		}
+		if a.Cause != "" {
+			out[i].CauseClass = a.Cause.Class()
 		}
 	}
 	return out

@@ -200,6 +200,7 @@ func TestAddonSchemaPatternsAgreeWithValidation(t *testing.T) {
 	}{
 		{"leaf_lifetime", []string{"30d", "720h", "1h", "365d", "7d"}, []string{"90m", "0d", "30", "d", "30d ", "1.5d", "-1d"}},
 		{"discovery_prefix", []string{"homeassistant", "ha/discovery", "a_b-c"}, []string{"", "home/", "/home", "home/#", "ho me", "a//b", "+"}},
+		{"alert_notify", []string{"off", "persistent_notification", "notify.mobile_app_phone", "notify.notify"}, []string{"notify.", "email", "notify.Phone", "notifyXphone", "notify.a b"}},
 	}
 	for _, tt := range tests {
 		typ := schemaElement(m.Schema[tt.key])

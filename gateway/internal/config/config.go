@@ -94,6 +94,8 @@ type Config struct {
 	HA HA `yaml:"home_assistant"`
 	// Limits caps connections, sessions, certificates and renew requests (issue 15).
 	Limits Limits `yaml:"limits"`
+	// Alerts routes the monitor's alerts to people (gateway/README.md, "Alerts").
+	Alerts Alerts `yaml:"alerts"`
 }
 
 // Limits are the hub's caps against floods and loops; a zero value means the default of the
@@ -149,6 +151,13 @@ type HA struct {
 	Password string `yaml:"password"`
 	// DiscoveryPrefix is Home Assistant's discovery prefix. Default "homeassistant".
 	DiscoveryPrefix string `yaml:"discovery_prefix"`
+	// BirthTopic is where Home Assistant announces itself online, which makes the hub publish
+	// its discovery again. Default "homeassistant/status", whatever the discovery prefix (Home
+	// Assistant's MQTT integration's default).
+	BirthTopic string `yaml:"birth_topic"`
+	// DashboardURL is the dashboard as Home Assistant links to it (configuration_url of the
+	// hub and of each device). In the add-on, its ingress panel. Default none.
+	DashboardURL string `yaml:"dashboard_url"`
 	// SupervisorURL is the Supervisor API. Default "http://supervisor".
 	SupervisorURL string `yaml:"-"`
 	// SupervisorToken comes from SUPERVISOR_TOKEN.
@@ -366,6 +375,8 @@ func (c *Config) applyAddon() error {
 	c.SSLDir = "/ssl"
 	c.HA.Discovery = o.HADiscovery
 	c.HA.DiscoveryPrefix = o.DiscoveryPrefix
+	c.Alerts.HomeAssistant = o.AlertNotify
+	c.Alerts.Webhook.URL, c.Alerts.Webhook.Secret = o.AlertWebhookURL, o.AlertWebhookSecret
 	return nil
 }
 
@@ -383,6 +394,10 @@ func (c *Config) applyEnv(env func(string) string) {
 	str("HEARTH_CA_PASSPHRASE", &c.CAPassphrase)
 	str("HEARTH_ADMIN_PASSWORD", &c.AdminPassword)
 	str("SUPERVISOR_TOKEN", &c.HA.SupervisorToken)
+	if host := env("HOSTNAME"); c.Addon && host != "" && c.HA.DashboardURL == "" {
+		// The Supervisor names an add-on's container after its slug, '_' written '-'.
+		c.HA.DashboardURL = "homeassistant://hassio/ingress/" + strings.ReplaceAll(host, "-", "_")
+	}
 	if v := env("HEARTH_HOSTNAMES"); v != "" {
 		c.Hostnames = splitList(v)
 	}
@@ -401,6 +416,7 @@ func (c *Config) finish() error {
 	c.LogLevel = orDefault(c.LogLevel, "info")
 	c.SSLDir = orDefault(c.SSLDir, "/ssl")
 	c.HA.DiscoveryPrefix = orDefault(c.HA.DiscoveryPrefix, "homeassistant")
+	c.HA.BirthTopic = orDefault(c.HA.BirthTopic, "homeassistant/status")
 	c.HA.SupervisorURL = orDefault(c.HA.SupervisorURL, "http://supervisor")
 	if c.TokenTTL == 0 {
 		c.TokenTTL = DefaultTokenTTL
@@ -452,6 +468,9 @@ func (c *Config) finish() error {
 		bad("advertise", "%q is not host:port", c.Advertise)
 	} else if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
 		bad("advertise", "port %q is not 1-65535", p)
+	}
+	for _, err := range c.Alerts.finish() {
+		bad("alerts", "%v", err)
 	}
 	if _, err := protocol.NewTopics(c.TopicPrefix); err != nil {
 		bad("topic_prefix", "%v", err)

@@ -43,6 +43,7 @@ const (
 var optionKeys = []string{
 	"log_level", "broker_hostnames", "advertise_host", "ca_passphrase",
 	"leaf_lifetime", "export_ca_to_ssl", "ha_discovery", "discovery_prefix",
+	"alert_notify", "alert_webhook_url", "alert_webhook_secret",
 }
 
 // logLevels are the values of the log_level option, in the order the add-on UI lists them.
@@ -78,6 +79,14 @@ type AddonOptions struct {
 	HADiscovery bool `json:"ha_discovery"`
 	// DiscoveryPrefix is Home Assistant's MQTT discovery prefix. Default "homeassistant".
 	DiscoveryPrefix string `json:"discovery_prefix"`
+	// AlertNotify is how alerts reach Home Assistant: "persistent_notification" (the
+	// default), "notify.<service>" (a phone, a speaker) or "off".
+	AlertNotify string `json:"alert_notify"`
+	// AlertWebhookURL, if set, receives every alert as a signed JSON POST.
+	AlertWebhookURL string `json:"alert_webhook_url"`
+	// AlertWebhookSecret signs the webhook's body (HMAC-SHA256); required with the URL.
+	// Never log it: AddonOptions.LogValue redacts it.
+	AlertWebhookSecret string `json:"alert_webhook_secret"`
 }
 
 // addonOptionsFile is the wire form of options.json: pointers tell a missing option (take the
@@ -91,6 +100,9 @@ type addonOptionsFile struct {
 	ExportCAToSSL   *bool    `json:"export_ca_to_ssl"`
 	HADiscovery     *bool    `json:"ha_discovery"`
 	DiscoveryPrefix *string  `json:"discovery_prefix"`
+	AlertNotify     *string  `json:"alert_notify"`
+	AlertWebhookURL *string  `json:"alert_webhook_url"`
+	AlertWebhookKey *string  `json:"alert_webhook_secret"`
 }
 
 // LoadAddonOptions reads the add-on options file at path (the Supervisor writes it to
@@ -154,6 +166,7 @@ func parseAddonOptions(data []byte) (AddonOptions, error) {
 		ExportCAToSSL:   true,
 		HADiscovery:     true,
 		DiscoveryPrefix: defaultDiscoveryPrefix,
+		AlertNotify:     AlertNotifyPersistent,
 	}
 	var errs []error
 	bad := func(option, format string, args ...any) {
@@ -211,6 +224,26 @@ func parseAddonOptions(data []byte) (AddonOptions, error) {
 		} else {
 			o.DiscoveryPrefix = *raw.DiscoveryPrefix
 		}
+	}
+	if raw.AlertNotify != nil && *raw.AlertNotify != "" {
+		if err := checkNotifyService(*raw.AlertNotify); err != nil {
+			bad("alert_notify", "%v", err)
+		} else {
+			o.AlertNotify = *raw.AlertNotify
+		}
+	}
+	if raw.AlertWebhookURL != nil && *raw.AlertWebhookURL != "" {
+		if err := checkWebhookURL(*raw.AlertWebhookURL); err != nil {
+			bad("alert_webhook_url", "%v", err)
+		} else {
+			o.AlertWebhookURL = *raw.AlertWebhookURL
+		}
+	}
+	if raw.AlertWebhookKey != nil && *raw.AlertWebhookKey != "" {
+		o.AlertWebhookSecret = *raw.AlertWebhookKey
+	}
+	if err := checkWebhookSecret(o.AlertWebhookURL, o.AlertWebhookSecret); err != nil {
+		bad("alert_webhook_secret", "%v", err)
 	}
 	if len(errs) > 0 {
 		return AddonOptions{}, errors.Join(errs...)
@@ -323,5 +356,8 @@ func (o AddonOptions) LogValue() slog.Value {
 		slog.Bool("export_ca_to_ssl", o.ExportCAToSSL),
 		slog.Bool("ha_discovery", o.HADiscovery),
 		slog.String("discovery_prefix", o.DiscoveryPrefix),
+		slog.String("alert_notify", o.AlertNotify),
+		slog.String("alert_webhook_url", o.AlertWebhookURL),
+		slog.Bool("alert_webhook_secret", o.AlertWebhookSecret != ""),
 	)
 }

@@ -31,6 +31,7 @@ func defaultOptions() AddonOptions {
 		ExportCAToSSL:   true,
 		HADiscovery:     true,
 		DiscoveryPrefix: "homeassistant",
+		AlertNotify:     "persistent_notification",
 	}
 }
 
@@ -51,7 +52,8 @@ func TestLoadAddonOptionsValid(t *testing.T) {
 			name: "every option set",
 			content: `{"log_level":"debug","broker_hostnames":["homeassistant.local","192.168.1.10","fd00::1"],` +
 				`"advertise_host":"hub.example.org","ca_passphrase":"correct horse battery","leaf_lifetime":"720h",` +
-				`"export_ca_to_ssl":false,"ha_discovery":false,"discovery_prefix":"ha/discovery"}`,
+				`"export_ca_to_ssl":false,"ha_discovery":false,"discovery_prefix":"ha/discovery",` +
+				`"alert_notify":"notify.mobile_app_phone","alert_webhook_url":"https://hooks.example.org/hearth","alert_webhook_secret":"0123456789abcdef"}`,
 			want: func(o *AddonOptions) {
 				o.LogLevel = "debug"
 				o.BrokerHostnames = []string{"homeassistant.local", "192.168.1.10", "fd00::1"}
@@ -61,6 +63,8 @@ func TestLoadAddonOptionsValid(t *testing.T) {
 				o.ExportCAToSSL = false
 				o.HADiscovery = false
 				o.DiscoveryPrefix = "ha/discovery"
+				o.AlertNotify = "notify.mobile_app_phone"
+				o.AlertWebhookURL, o.AlertWebhookSecret = "https://hooks.example.org/hearth", "0123456789abcdef"
 			},
 		},
 		{name: "empty optional strings mean unset", content: `{"advertise_host":"","ca_passphrase":"","leaf_lifetime":""}`, want: func(*AddonOptions) {}},
@@ -90,6 +94,12 @@ func TestLoadAddonOptionsInvalid(t *testing.T) {
 		content string
 		want    []string // every fragment must appear in the error
 	}{
+		{name: "alert route unknown", content: `{"alert_notify":"email"}`,
+			want: []string{`option alert_notify: "email" is not persistent_notification, off or notify.<service>`}},
+		{name: "webhook not a URL", content: `{"alert_webhook_url":"hooks.example.org","alert_webhook_secret":"0123456789abcdef"}`,
+			want: []string{`option alert_webhook_url: "hooks.example.org" is not an http:// or https:// URL`}},
+		{name: "webhook without a secret", content: `{"alert_webhook_url":"https://hooks.example.org"}`,
+			want: []string{"option alert_webhook_secret: the webhook needs a secret of at least 16 characters"}},
 		{name: "unknown log level", content: `{"log_level":"loud"}`,
 			want: []string{`option log_level: "loud" is not one of debug, info, warning, error`}},
 		{name: "empty log level", content: `{"log_level":""}`, want: []string{`option log_level: "" is not one of`}},

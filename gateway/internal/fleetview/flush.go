@@ -1,6 +1,7 @@
 package fleetview
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -100,6 +101,9 @@ func (v *View) apply(r inventory.DeviceRecord, now time.Time, pol *policy.Policy
 	if v.ha != nil {
 		v.ha.UpdateDevice(haDevice(d, r.Active, verdict))
 	}
+	if v.cfg.Observer != nil {
+		v.cfg.Observer.Judged(r, verdict, pol, now)
+	}
 }
 
 // publishDevice publishes the retained state of one device unless the broker already has it.
@@ -140,6 +144,9 @@ func (v *View) remove(id string) {
 	if v.ha != nil {
 		v.ha.RemoveDevice(id)
 	}
+	if v.cfg.Observer != nil {
+		v.cfg.Observer.Removed(id)
+	}
 }
 
 // count adds delta to the counts of codes.
@@ -179,7 +186,7 @@ func (v *View) publishSummary(ctx context.Context, now time.Time) error {
 		return nil
 	}
 	h := v.cfg.Hub
-	h.Online, h.Devices, h.ExpiringSoon, h.SuccessRate24h = true, c.Total, v.expiring, math.NaN()
+	h.Online, h.Devices, h.ExpiringSoon, h.SuccessRate24h = v.cfg.Serving == nil || v.cfg.Serving(), c.Total, v.expiring, math.NaN()
 	if ok, failed, err := v.cfg.Store.AttemptStats(ctx, now.Add(-24*time.Hour)); err != nil {
 		return err
 	} else if ok+failed > 0 {
@@ -195,9 +202,16 @@ func (v *View) publishSummary(ctx context.Context, now time.Time) error {
 // haDevice is what Home Assistant shows of a device, with the monitor's verdict.
 func haDevice(d inventory.Device, active *inventory.Certificate, verdict monitor.Verdict) hass.Device {
 	hd := hass.Device{ID: d.ID, Name: d.Name, Model: d.Model, Vendor: d.Vendor, Firmware: d.Firmware, LastSeen: d.LastSeen,
-		Problems: verdict.Problems}
-	if active != nil {
+		Problems: verdict.Problems, Agent: d.Mechanism != inventory.MechanismManual, Online: d.Online,
+		Family: d.Family, AgentVersion: d.Health.AgentVersion, Arch: d.Health.Arch}
+	hd.Model = cmp.Or(d.Health.Model, d.Model)
+	hd.Vendor = cmp.Or(d.Health.Manufacturer, d.Vendor)
+	switch {
+	case active != nil:
 		hd.Expires = active.NotAfter
+	case verdict.Has(monitor.ProblemRevoked):
+		// Revoked: the certificate the device still holds keeps its date in Home Assistant.
+		hd.Expires = d.Health.ReportedNotAfter
 	}
 	return hd
 }

@@ -36,6 +36,7 @@ import (
 
 	"github.com/hearth-pki/hearth/gateway/internal/hass"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/monitor"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -59,6 +60,14 @@ type HomeAssistant interface {
 	Complete()
 }
 
+// Observer receives the View's verdict on every device it judges (each changed device, and
+// every device at a resync) and the removal of a device, from Run's goroutine: the
+// in-memory fleet state the metrics and the alerts keep. It must not block.
+type Observer interface {
+	Judged(r inventory.DeviceRecord, v monitor.Verdict, pol *policy.Policy, now time.Time)
+	Removed(id string)
+}
+
 // Config configures a View. Store and Publish are required; the zero value of every other
 // field means its default.
 type Config struct {
@@ -80,6 +89,11 @@ type Config struct {
 	// Refresh is the longest time between two summaries, which carry the time they were
 	// computed and the success rate of the last 24 hours. Default DefaultRefresh.
 	Refresh time.Duration
+	// Observer, if set, hears every verdict and removal.
+	Observer Observer
+	// Serving reports whether the hub's broker for agents accepts connections: the hub's
+	// Connectivity entity, checked at each summary. Nil: always.
+	Serving func() bool
 	Logger  *slog.Logger
 }
 

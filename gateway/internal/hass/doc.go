@@ -11,11 +11,13 @@
 //	homeassistant/device/hearth_hub/config      retained  hub device discovery
 //	homeassistant/device/hearth_<oid>/config    retained  one device's discovery
 //	hearth/hass/hub/state                       retained  hub state (JSON)
-//	hearth/hass/device/<oid>/state              retained  device state (JSON)
+//	hearth/hass/device/<oid>/state              retained  device state (JSON), with "online"
+//	hearth/hass/hub/alert                       out       the Alert event entity's events (Publish)
 //	hearth/bridge/state                         retained  "online", or "offline" (Will)
 //	hearth/bridge/request/<op>                  in        bridge request, handed to Bridge
 //	hearth/bridge/response/<op>                 out       the Bridge's reply
-//	homeassistant/status                        in        HA's birth message: "online"
+//	homeassistant/status                        in        HA's birth message: "online" (Config.BirthTopic,
+//	                                                      the same whatever the discovery prefix)
 //
 // <oid> is the device id when it is made of letters, digits, '_' and '-' (and is not "hub");
 // any other id is cleaned and suffixed with a short hash of itself, so that every device gets
@@ -23,7 +25,8 @@
 //
 // Device-based discovery is used (one config per device with its components under "cmps"),
 // with default_entity_id (object_id is gone from Home Assistant), an origin block, and every
-// entity's availability tied to hearth/bridge/state. The state payloads and the value
+// entity's availability tied to hearth/bridge/state — and, for a device with an agent, to its
+// own "online" too (availability_mode all). The state payloads and the value
 // templates that read them are documented on deviceState and hubState and locked by the
 // golden files in testdata/.
 //
@@ -39,7 +42,9 @@
 //     are rendered and published, and what is retained is remembered by digest, not payload.
 //     Everything is published again only on a new connection (the broker may have lost its
 //     retained store) and when Home Assistant announces itself online.
-//   - Retained bridge requests are never executed: a request must be sent live.
+//   - Retained bridge requests are never executed: a request must be sent live; an empty
+//     payload (a retained request being cleared) is ignored without a reply. A Renew press
+//     the Bridge refuses becomes a renew_failed event.
 //
 // # Concurrency
 //

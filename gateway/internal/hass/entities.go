@@ -2,10 +2,12 @@ package hass
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"math"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -32,8 +34,18 @@ type Device struct {
 	Model    string
 	Vendor   string
 	Firmware string
-	Expires  time.Time // not-after of the active certificate; zero if none
+	Expires  time.Time // not-after of the active certificate (the revoked one after a revocation); zero if none
 	LastSeen time.Time // the device's last message to the hub; zero if never
+	// Agent is set for a device with an agent, which a Renew press can command; a device
+	// without one (imported) gets no Renew button.
+	Agent bool
+	// Online is set while the device's agent has a session with the hub; with Agent, every
+	// entity of the device is unavailable in Home Assistant while it is not.
+	Online bool
+	// Family is the device's family (given at token creation), shown as its model when the
+	// agent reports none; AgentVersion and Arch are the agent's, shown as the software
+	// version (when the device reports no firmware) and the hardware version.
+	Family, AgentVersion, Arch string
 	// Problems is what is wrong, as the hub's monitor judged it: codes of the one list
 	// (monitor.Codes, documented in protocol/README.md "Problems") with their texts. Home
 	// Assistant shows the codes in the "reasons" attribute of the device's "Certificate
@@ -100,15 +112,17 @@ func entitySlug(s string) string {
 
 // topics names the topics of one Publisher.
 type topics struct {
-	discovery string // "homeassistant"
-	prefix    string // "hearth"
+	discovery  string // "homeassistant"
+	prefix     string // "hearth"
+	birthTopic string // "homeassistant/status"
+	dashboard  string // the dashboard's URL for configuration_url; "" for none
 }
 
 func (t topics) config(oid string) string {
 	return t.discovery + "/device/" + nodePrefix + oid + "/config"
 }
 func (t topics) configFilter() string { return t.discovery + "/device/+/config" }
-func (t topics) birth() string        { return t.discovery + "/status" }
+func (t topics) birth() string        { return t.birthTopic }
 func (t topics) state(oid string) string {
 	if oid == hubObjectID {
 		return t.prefix + "/hass/hub/state"
@@ -120,6 +134,23 @@ func (t topics) requestFilter() string     { return t.prefix + "/bridge/request/
 func (t topics) requestPrefix() string     { return t.prefix + "/bridge/request/" }
 func (t topics) response(op string) string { return t.prefix + "/bridge/response/" + op }
 func (t topics) renewRequest() string      { return t.requestPrefix() + "device/renew" }
+func (t topics) alert() string             { return t.prefix + "/hass/hub/alert" }
+
+// deviceURL is the device's page on the dashboard, "" without a dashboard.
+func (t topics) deviceURL(id string) string {
+	if t.dashboard == "" {
+		return ""
+	}
+	return strings.TrimSuffix(t.dashboard, "/") + "/devices/" + url.PathEscape(id)
+}
+
+// agentVersion names the agent's version as a software version.
+func agentVersion(v string) string {
+	if v == "" {
+		return ""
+	}
+	return "hearth-agent " + v
+}
 
 // configObjectID returns the object id of a Hearth discovery topic, or "" for any other topic.
 func configObjectID(t topics, topic string) string {
@@ -157,6 +188,7 @@ func deviceConfig(t topics, hubVersion string, d Device) []byte {
 
 	renew := newComponent(t, oid, "renew_certificate", "button", "Renew certificate")
 	renew.Icon = "mdi:certificate"
+	renew.EntityCategory = "config"
 	renew.CommandTopic = t.renewRequest()
 	renew.PayloadPress = string(mustJSON(map[string]string{"id": d.ID}))
 
@@ -167,32 +199,41 @@ func deviceConfig(t topics, hubVersion string, d Device) []byte {
 	lastSeen.StateTopic = state
 	lastSeen.ValueTemplate = tmplLastSeen
 
+	cmps := map[string]component{
+		"certificate_expires": expires,
+		"certificate_problem": problem,
+		"last_seen":           lastSeen,
+	}
+	if d.Agent {
+		cmps["renew_certificate"] = renew
+		for k, c := range cmps {
+			cmps[k] = withDeviceAvailability(c, state)
+		}
+	}
 	return mustJSON(discoveryPayload{
 		Device: deviceInfo{
-			Identifiers:  []string{nodePrefix + oid},
-			Name:         name,
-			Model:        d.Model,
-			Manufacturer: d.Vendor,
-			SWVersion:    d.Firmware,
-			ViaDevice:    nodePrefix + hubObjectID,
+			Identifiers:      []string{nodePrefix + oid},
+			Name:             name,
+			Model:            cmp.Or(d.Model, d.Family),
+			Manufacturer:     d.Vendor,
+			SWVersion:        cmp.Or(d.Firmware, agentVersion(d.AgentVersion)),
+			HWVersion:        d.Arch,
+			ViaDevice:        nodePrefix + hubObjectID,
+			ConfigurationURL: t.deviceURL(d.ID),
 		},
-		Origin: origin{Name: originName, SW: hubVersion, URL: originURL},
-		Components: map[string]component{
-			"certificate_expires": expires,
-			"certificate_problem": problem,
-			"renew_certificate":   renew,
-			"last_seen":           lastSeen,
-		},
+		Origin:     origin{Name: originName, SW: hubVersion, URL: originURL},
+		Components: cmps,
 	})
 }
 
 // deviceStatePayload builds the state message of one device.
 func deviceStatePayload(d Device) []byte {
-	reasons, details := []string{}, []string{}
+	reasons, details, texts := []string{}, []string{}, []string{}
 	for _, p := range d.Problems {
 		reasons = append(reasons, p.Code)
 		if p.Text != "" {
 			details = append(details, p.Code+": "+p.Text)
+			texts = append(texts, p.Text)
 		}
 	}
 	if reasons = slices.Compact(slices.Sorted(slices.Values(reasons))); reasons == nil {
@@ -204,6 +245,8 @@ func deviceStatePayload(d Device) []byte {
 		Problem:  len(reasons) > 0,
 		Reasons:  reasons,
 		Details:  details,
+		Text:     strings.Join(texts, "; "),
+		Online:   d.Online || !d.Agent,
 	})
 }
 
@@ -248,13 +291,21 @@ func hubConfig(t topics, h Hub) []byte {
 	problem.JSONAttributesTopic = state
 	problem.JSONAttributesTemplate = tmplHubReason
 
+	// Alerts (gateway/internal/alert) arrive as events: raised, resolved, and renew_failed
+	// for a Renew press the hub refused.
+	alerts := newComponent(t, hubObjectID, "alert", "event", "Alert")
+	alerts.Icon = "mdi:alert-circle-outline"
+	alerts.StateTopic = t.alert()
+	alerts.EventTypes = EventTypes()
+
 	return mustJSON(discoveryPayload{
 		Device: deviceInfo{
-			Identifiers:  []string{nodePrefix + hubObjectID},
-			Name:         "Hearth",
-			Model:        "Certificate hub",
-			Manufacturer: manufacturer,
-			SWVersion:    h.Version,
+			Identifiers:      []string{nodePrefix + hubObjectID},
+			Name:             "Hearth",
+			Model:            "Certificate hub",
+			Manufacturer:     manufacturer,
+			SWVersion:        h.Version,
+			ConfigurationURL: t.dashboard,
 		},
 		Origin: origin{Name: originName, SW: h.Version, URL: originURL},
 		Components: map[string]component{
@@ -264,6 +315,7 @@ func hubConfig(t topics, h Hub) []byte {
 			"renewal_success_rate": rate,
 			"ca_expires":           caExpires,
 			"problem":              problem,
+			"alert":                alerts,
 		},
 	})
 }

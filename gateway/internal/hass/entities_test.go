@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"github.com/google/go-cmp/cmp"
 	"math"
 	"os"
 	"path/filepath"
@@ -18,7 +19,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
-var testTopics = topics{discovery: "homeassistant", prefix: "hearth"}
+var testTopics = topics{discovery: "homeassistant", prefix: "hearth", birthTopic: DefaultBirthTopic, dashboard: "homeassistant://hassio/ingress/a0d7b954_hearth"}
 
 var (
 	expires  = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -27,7 +28,8 @@ var (
 
 func thermostat() Device {
 	return Device{
-		ID: "thermostat-1", Name: "Hall thermostat", Model: "T100", Vendor: "Acme", Firmware: "2.4.1",
+		ID: "thermostat-1", Name: "Hall thermostat", Model: "T100", Vendor: "Acme", Firmware: "2.4.1", Agent: true,
+		Family: "thermostat", AgentVersion: "0.1.0", Arch: "armv7",
 		Expires: expires, LastSeen: lastSeen, Problems: []protocol.Problem{
 			{Code: monitor.ProblemExpiring, Text: "past the end of its renewal window at 2026-04-25T00:00:00Z (class default); the certificate expires 2026-05-01T12:00:00Z"},
 			{Code: monitor.ProblemRenewalFailing, Text: "3 renewal attempt(s) in a row failed, the last with: command not sent"},
@@ -102,7 +104,7 @@ func TestDiscoveryRequiredKeys(t *testing.T) {
 }
 
 var (
-	entityIDPattern = regexp.MustCompile(`^(sensor|binary_sensor|button)\.[a-z0-9_]+$`)
+	entityIDPattern = regexp.MustCompile(`^(sensor|binary_sensor|button|event)\.[a-z0-9_]+$`)
 	uniqueIDPattern = regexp.MustCompile(`^hearth_[A-Za-z0-9_-]+$`)
 )
 
@@ -130,7 +132,7 @@ func checkDiscovery(t *testing.T, payload []byte) {
 	uniques := map[string]bool{}
 	for key, v := range cmps {
 		c, _ := v.(map[string]any)
-		for _, k := range []string{"platform", "name", "unique_id", "default_entity_id", "availability_topic"} {
+		for _, k := range []string{"platform", "name", "unique_id", "default_entity_id"} {
 			if s, _ := c[k].(string); s == "" {
 				t.Errorf("cmps.%s has no %s", key, k)
 			}
@@ -146,14 +148,26 @@ func checkDiscovery(t *testing.T, payload []byte) {
 			t.Errorf("cmps.%s unique_id = %q: not valid or not unique", key, uid)
 		}
 		uniques[uid] = true
-		if c["availability_topic"] != "hearth/bridge/state" {
-			t.Errorf("cmps.%s availability_topic = %v, want hearth/bridge/state", key, c["availability_topic"])
+		avail, _ := c["availability"].([]any)
+		if len(avail) == 0 || avail[0].(map[string]any)["topic"] != "hearth/bridge/state" {
+			t.Errorf("cmps.%s availability = %v, want hearth/bridge/state first", key, c["availability"])
 		}
-		if c["platform"] == "button" {
-			if c["command_topic"] != "hearth/bridge/request/device/renew" || c["payload_press"] == nil {
-				t.Errorf("cmps.%s button = %v, want the renew request topic and a payload", key, c)
+		if len(avail) > 1 && c["availability_mode"] != "all" {
+			t.Errorf("cmps.%s has %d availability entries, availability_mode %v; want all", key, len(avail), c["availability_mode"])
+		}
+		switch c["platform"] {
+		case "button":
+			if c["command_topic"] != "hearth/bridge/request/device/renew" || c["payload_press"] == nil || c["entity_category"] != "config" {
+				t.Errorf("cmps.%s button = %v, want the renew request topic, a payload and entity_category config", key, c)
 			}
-		} else if c["state_topic"] == nil || c["value_template"] == nil {
+			continue
+		case "event":
+			if c["state_topic"] == nil || len(c["event_types"].([]any)) == 0 {
+				t.Errorf("cmps.%s event = %v, want a state_topic and event_types", key, c)
+			}
+			continue
+		}
+		if c["state_topic"] == nil || c["value_template"] == nil {
 			t.Errorf("cmps.%s has no state_topic or value_template", key)
 		}
 	}
@@ -162,12 +176,60 @@ func checkDiscovery(t *testing.T, payload []byte) {
 func TestRenewButtonPayloadCarriesTheRealID(t *testing.T) {
 	id := `odd "id"/+#`
 	var msg discoveryPayload
-	if err := json.Unmarshal(deviceConfig(testTopics, "", Device{ID: id}), &msg); err != nil {
+	if err := json.Unmarshal(deviceConfig(testTopics, "", Device{ID: id, Agent: true}), &msg); err != nil {
 		t.Fatal(err)
 	}
 	var press struct{ ID string }
 	if err := json.Unmarshal([]byte(msg.Components["renew_certificate"].PayloadPress), &press); err != nil || press.ID != id {
 		t.Errorf("payload_press = %s, want {\"id\": %q}", msg.Components["renew_certificate"].PayloadPress, id)
+	}
+}
+
+// TestDeviceInfo: the discovery payload carries what the agent and the token told the hub,
+// and links the device and the hub to the dashboard.
+func TestDeviceInfo(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		d    Device
+		want deviceInfo
+	}{
+		{"reported", Device{ID: "plug 1", Model: "Smart Plug 2", Vendor: "Acme", Family: "plug", AgentVersion: "0.3.0", Arch: "mipsle", Agent: true},
+			deviceInfo{Identifiers: []string{"hearth_" + objectID("plug 1")}, Name: "plug 1", Model: "Smart Plug 2", Manufacturer: "Acme",
+				SWVersion: "hearth-agent 0.3.0", HWVersion: "mipsle", ViaDevice: "hearth_hub",
+				ConfigurationURL: "homeassistant://hassio/ingress/a0d7b954_hearth/devices/plug%201"}},
+		{"family as model, firmware first", Device{ID: "cam", Family: "camera", Firmware: "4.2", AgentVersion: "0.3.0"},
+			deviceInfo{Identifiers: []string{"hearth_cam"}, Name: "cam", Model: "camera", SWVersion: "4.2", ViaDevice: "hearth_hub",
+				ConfigurationURL: "homeassistant://hassio/ingress/a0d7b954_hearth/devices/cam"}},
+	} {
+		var msg discoveryPayload
+		if err := json.Unmarshal(deviceConfig(testTopics, "", tc.d), &msg); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(tc.want, msg.Device); diff != "" {
+			t.Errorf("%s: device info (-want +got):\n%s", tc.name, diff)
+		}
+	}
+	var hub discoveryPayload
+	if err := json.Unmarshal(hubConfig(testTopics, testHub()), &hub); err != nil {
+		t.Fatal(err)
+	}
+	if hub.Device.ConfigurationURL != "homeassistant://hassio/ingress/a0d7b954_hearth" {
+		t.Errorf("hub configuration_url = %q, want the ingress panel", hub.Device.ConfigurationURL)
+	}
+}
+
+// TestNoRenewButtonWithoutAgent: a device without an agent (imported) cannot be commanded,
+// so it gets no button that would fail silently.
+func TestNoRenewButtonWithoutAgent(t *testing.T) {
+	var msg discoveryPayload
+	if err := json.Unmarshal(deviceConfig(testTopics, "", Device{ID: "meter", Agent: false}), &msg); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := msg.Components["renew_certificate"]; ok {
+		t.Errorf("agentless device has a Renew button: %v", msg.Components)
+	}
+	if _, ok := msg.Components["certificate_expires"]; !ok {
+		t.Errorf("agentless device lacks its expiry sensor: %v", msg.Components)
 	}
 }
 

@@ -13,7 +13,11 @@ type deviceInfo struct {
 	Model        string   `json:"model,omitempty"`
 	Manufacturer string   `json:"manufacturer,omitempty"`
 	SWVersion    string   `json:"sw_version,omitempty"`
+	HWVersion    string   `json:"hw_version,omitempty"`
 	ViaDevice    string   `json:"via_device,omitempty"`
+	// ConfigurationURL links the device's page in Home Assistant to the hub's dashboard (its
+	// ingress panel in the add-on).
+	ConfigurationURL string `json:"configuration_url,omitempty"`
 }
 
 type origin struct {
@@ -25,41 +29,58 @@ type origin struct {
 // component is one entity of a device-based discovery message. Full option names are used
 // rather than abbreviations, for whoever reads the retained messages.
 type component struct {
-	Platform               string `json:"platform"`
-	Name                   string `json:"name"`
-	UniqueID               string `json:"unique_id"`
-	DefaultEntityID        string `json:"default_entity_id"`
-	DeviceClass            string `json:"device_class,omitempty"`
-	StateClass             string `json:"state_class,omitempty"`
-	UnitOfMeasurement      string `json:"unit_of_measurement,omitempty"`
-	SuggestedPrecision     *int   `json:"suggested_display_precision,omitempty"`
-	EntityCategory         string `json:"entity_category,omitempty"`
-	EnabledByDefault       *bool  `json:"enabled_by_default,omitempty"`
-	Icon                   string `json:"icon,omitempty"`
-	StateTopic             string `json:"state_topic,omitempty"`
-	ValueTemplate          string `json:"value_template,omitempty"`
-	JSONAttributesTopic    string `json:"json_attributes_topic,omitempty"`
-	JSONAttributesTemplate string `json:"json_attributes_template,omitempty"`
-	CommandTopic           string `json:"command_topic,omitempty"`
-	PayloadPress           string `json:"payload_press,omitempty"`
-	AvailabilityTopic      string `json:"availability_topic"`
-	PayloadAvailable       string `json:"payload_available"`
-	PayloadNotAvailable    string `json:"payload_not_available"`
-	QoS                    int    `json:"qos"`
+	Platform               string         `json:"platform"`
+	Name                   string         `json:"name"`
+	UniqueID               string         `json:"unique_id"`
+	DefaultEntityID        string         `json:"default_entity_id"`
+	DeviceClass            string         `json:"device_class,omitempty"`
+	StateClass             string         `json:"state_class,omitempty"`
+	UnitOfMeasurement      string         `json:"unit_of_measurement,omitempty"`
+	SuggestedPrecision     *int           `json:"suggested_display_precision,omitempty"`
+	EntityCategory         string         `json:"entity_category,omitempty"`
+	EnabledByDefault       *bool          `json:"enabled_by_default,omitempty"`
+	Icon                   string         `json:"icon,omitempty"`
+	StateTopic             string         `json:"state_topic,omitempty"`
+	ValueTemplate          string         `json:"value_template,omitempty"`
+	JSONAttributesTopic    string         `json:"json_attributes_topic,omitempty"`
+	JSONAttributesTemplate string         `json:"json_attributes_template,omitempty"`
+	CommandTopic           string         `json:"command_topic,omitempty"`
+	PayloadPress           string         `json:"payload_press,omitempty"`
+	EventTypes             []string       `json:"event_types,omitempty"`
+	Availability           []availability `json:"availability"`
+	AvailabilityMode       string         `json:"availability_mode,omitempty"`
+	QoS                    int            `json:"qos"`
+}
+
+// availability is one entry of an entity's availability list.
+type availability struct {
+	Topic               string `json:"topic"`
+	PayloadAvailable    string `json:"payload_available"`
+	PayloadNotAvailable string `json:"payload_not_available"`
+	ValueTemplate       string `json:"value_template,omitempty"`
 }
 
 // newComponent fills what every entity shares: ids, availability and QoS.
 func newComponent(t topics, oid, key, platform, name string) component {
 	return component{
-		Platform:            platform,
-		Name:                name,
-		UniqueID:            nodePrefix + oid + "_" + key,
-		DefaultEntityID:     platform + "." + entitySlug(nodePrefix+oid+"_"+key),
-		AvailabilityTopic:   t.availability(),
-		PayloadAvailable:    "online",
-		PayloadNotAvailable: "offline",
-		QoS:                 1,
+		Platform:        platform,
+		Name:            name,
+		UniqueID:        nodePrefix + oid + "_" + key,
+		DefaultEntityID: platform + "." + entitySlug(nodePrefix+oid+"_"+key),
+		Availability:    []availability{{Topic: t.availability(), PayloadAvailable: "online", PayloadNotAvailable: "offline"}},
+		QoS:             1,
 	}
+}
+
+// withDeviceAvailability makes c available only while both the hub and the device's agent
+// are online (availability_mode all): the second entry reads "online" from the device's
+// state, which the hub keeps from the agent's session (its Will makes it offline within the
+// agent's keepalive).
+func withDeviceAvailability(c component, state string) component {
+	c.Availability = append(c.Availability, availability{Topic: state, PayloadAvailable: "online", PayloadNotAvailable: "offline",
+		ValueTemplate: tmplAvailable})
+	c.AvailabilityMode = "all"
+	return c
 }
 
 // deviceState is the JSON on hearth/hass/device/<oid>/state:
@@ -69,13 +90,16 @@ func newComponent(t topics, oid, key, platform, name string) component {
 //
 // Times are RFC 3339 in UTC, null when unknown (the value templates then render "None", which
 // Home Assistant shows as unknown). reasons (problem codes) is sorted and never null; details
-// holds a "code: text" sentence per problem, in the monitor's order, and is never null.
+// holds a "code: text" sentence per problem, in the monitor's order, and is never null; text
+// is the problems' sentences joined with "; ", for people ("" when all is well).
 type deviceState struct {
 	Expires  *string  `json:"expires"`
 	LastSeen *string  `json:"last_seen"`
 	Problem  bool     `json:"problem"`
 	Reasons  []string `json:"reasons"`
 	Details  []string `json:"details"`
+	Text     string   `json:"text"`
+	Online   bool     `json:"online"`
 }
 
 // hubState is the JSON on hearth/hass/hub/state:
@@ -98,11 +122,12 @@ const (
 	tmplExpires     = "{{ value_json.expires }}"
 	tmplLastSeen    = "{{ value_json.last_seen }}"
 	tmplProblem     = "{{ 'ON' if value_json.problem else 'OFF' }}"
-	tmplReasons     = "{{ {'reasons': value_json.reasons, 'details': value_json.details} | tojson }}"
+	tmplReasons     = "{{ {'reasons': value_json.reasons, 'details': value_json.details, 'text': value_json.text} | tojson }}"
 	tmplOnline      = "{{ 'ON' if value_json.online else 'OFF' }}"
 	tmplDevices     = "{{ value_json.devices }}"
 	tmplExpiring    = "{{ value_json.expiring_soon }}"
 	tmplSuccessRate = "{{ value_json.success_rate_24h }}"
 	tmplCAExpires   = "{{ value_json.ca_expires }}"
 	tmplHubReason   = "{{ {'reason': value_json.problem_reason} | tojson }}"
+	tmplAvailable   = "{{ 'online' if value_json.online else 'offline' }}"
 )

@@ -20,6 +20,9 @@ const (
 	DefaultDiscoveryPrefix = "homeassistant"
 	DefaultTopicPrefix     = "hearth"
 	DefaultClientID        = "hearth-hass"
+	// DefaultBirthTopic is where Home Assistant announces itself by default, whatever the
+	// discovery prefix: its MQTT integration's birth message.
+	DefaultBirthTopic = "homeassistant/status"
 )
 
 const (
@@ -31,12 +34,23 @@ const (
 
 // Config configures a Publisher. The zero value of every field but Broker means its default.
 type Config struct {
-	Broker          Broker      // Home Assistant's broker, from DiscoverBroker
-	DiscoveryPrefix string      // Home Assistant's discovery prefix; default "homeassistant"
-	TopicPrefix     string      // Hearth's topic prefix; default "hearth"
-	ClientID        string      // MQTT client id, without '/', '+' or '#'; default "hearth-hass"
-	Bridge          Bridge      // answers bridge requests; nil answers each with an error
-	TLSConfig       *tls.Config // for Broker.SSL; nil verifies against the system roots
+	Broker Broker // Home Assistant's broker, from DiscoverBroker
+	// Discover, when set, finds the broker instead (DiscoverBroker through the Supervisor):
+	// Run asks it, retrying from DiscoverBackoff doubling to a minute, until it answers — a
+	// Mosquitto add-on that starts after Hearth, or a Supervisor that answers 401 at first,
+	// still gets discovery started.
+	Discover        func(context.Context) (Broker, error)
+	DiscoverBackoff time.Duration // default 1 s
+	DiscoveryPrefix string        // Home Assistant's discovery prefix; default "homeassistant"
+	TopicPrefix     string        // Hearth's topic prefix; default "hearth"
+	ClientID        string        // MQTT client id, without '/', '+' or '#', unique per hub (two hubs on one broker); default "hearth-hass"
+	BirthTopic      string        // Home Assistant's birth topic; default DefaultBirthTopic
+	// DashboardURL is the hub's dashboard (in the add-on its ingress panel,
+	// homeassistant://hassio/ingress/<slug>): the hub's configuration_url, and with
+	// /devices/<id> each device's. Empty: none.
+	DashboardURL string
+	Bridge       Bridge      // answers bridge requests; nil answers each with an error
+	TLSConfig    *tls.Config // for Broker.SSL; nil verifies against the system roots
 }
 
 // Publisher keeps Home Assistant's view of the hub and its devices current. Create it with
@@ -52,6 +66,7 @@ type Publisher struct {
 	dirty    map[string]struct{} // object ids changed since Run's loop last looked
 	complete bool                // every device has been given (Complete)
 	stale    map[string]struct{} // Hearth discovery configs seen on the broker, not yet handled
+	events   []Event             // for the event entity, not yet published
 
 	connects atomic.Uint64 // OnConnect calls so far
 
@@ -73,12 +88,15 @@ func New(cfg Config, logger *slog.Logger) *Publisher {
 	if cfg.ClientID == "" {
 		cfg.ClientID = DefaultClientID
 	}
+	if cfg.BirthTopic == "" {
+		cfg.BirthTopic = DefaultBirthTopic
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Publisher{
 		cfg:      cfg,
-		t:        topics{discovery: cfg.DiscoveryPrefix, prefix: cfg.TopicPrefix},
+		t:        topics{discovery: cfg.DiscoveryPrefix, prefix: cfg.TopicPrefix, birthTopic: cfg.BirthTopic, dashboard: cfg.DashboardURL},
 		log:      logger,
 		devices:  map[string]Device{},
 		dirty:    map[string]struct{}{},
@@ -145,6 +163,13 @@ func (p *Publisher) Complete() {
 // ctx ends. It then marks the hub offline, disconnects and returns nil. It returns an error at
 // once if the Config is invalid. Run must not be called twice.
 func (p *Publisher) Run(ctx context.Context) error {
+	if p.cfg.Discover != nil {
+		b, ok := p.discover(ctx)
+		if !ok {
+			return nil // ctx ended first
+		}
+		p.cfg.Broker = b
+	}
 	if err := p.check(); err != nil {
 		return err
 	}
@@ -168,22 +193,53 @@ func (p *Publisher) Run(ctx context.Context) error {
 			l.shutdown()
 			return nil
 		case <-p.conn:
-			ok = l.connectionChanged(ctx)
+			ok = l.connectionChanged(ctx) && l.flushEvents(ctx)
 		case <-p.birth:
 			p.log.Info("home assistant is online: publishing discovery again")
 			ok = l.sync(ctx, true)
 		case <-p.wake:
-			ok = l.sync(ctx, false)
+			ok = l.sync(ctx, false) && l.flushEvents(ctx)
 		case <-retry.C:
 			if l.online && !l.ready() {
 				ok = l.connectionChanged(ctx)
 			} else {
-				ok = l.sync(ctx, false)
+				ok = l.sync(ctx, false) && l.flushEvents(ctx)
 			}
 		}
 		if !ok {
 			retry.Reset(retryDelay)
 		}
+	}
+}
+
+// discover asks Config.Discover for the broker until it answers or ctx ends.
+func (p *Publisher) discover(ctx context.Context) (Broker, bool) {
+	backoff := p.cfg.DiscoverBackoff
+	if backoff <= 0 {
+		backoff = time.Second
+	}
+	for attempt := 0; ; attempt++ {
+		b, err := p.cfg.Discover(ctx)
+		if err == nil {
+			if attempt > 0 {
+				p.log.Info("found home assistant's broker through the supervisor", "attempts", attempt+1)
+			}
+			return b, true
+		}
+		level := slog.LevelWarn
+		if attempt > 0 {
+			level = slog.LevelDebug
+		}
+		p.log.Log(ctx, level, "cannot find home assistant's broker through the supervisor yet (install or start the Mosquitto add-on); retrying",
+			"err", err, "retry_in", backoff)
+		timer := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return Broker{}, false
+		case <-timer.C:
+		}
+		backoff = min(2*backoff, time.Minute)
 	}
 }
 
@@ -194,6 +250,9 @@ func (p *Publisher) check() error {
 	}
 	if err := checkPrefix(p.cfg.TopicPrefix); err != nil {
 		return fmt.Errorf("hass: topic prefix: %w", err)
+	}
+	if err := checkPrefix(p.cfg.BirthTopic); err != nil {
+		return fmt.Errorf("hass: birth topic: %w", err)
 	}
 	if id := p.cfg.ClientID; strings.ContainsAny(id, "/+#") || len(id) > 64 {
 		return fmt.Errorf("hass: client id %q: at most 64 characters, without '/', '+' or '#'", id)
@@ -304,6 +363,9 @@ func (p *Publisher) serveRequests(ctx context.Context, client mqtt.Client) {
 			if len(reply) == 0 {
 				continue
 			}
+			if r.op == "device/renew" {
+				p.renewFailed(r.payload, reply)
+			}
 			tok := client.Publish(p.t.response(r.op), 1, false, reply)
 			if err := waitTokens(ctx, time.Now().Add(publishTimeout), tok); err != nil {
 				p.log.Warn("cannot publish a bridge response", "op", r.op, "err", err)
@@ -313,11 +375,16 @@ func (p *Publisher) serveRequests(ctx context.Context, client mqtt.Client) {
 }
 
 // onRequest takes a bridge request off the broker. Retained requests are ignored: a stale
-// request must never run again at every reconnect.
+// request must never run again at every reconnect. (MQTT 3.1.1 clears the retain flag of a
+// message forwarded live, so a request published with it runs once, when it is sent, and
+// never again.) An empty payload — clearing a retained request — is ignored without a reply.
 func (p *Publisher) onRequest(_ mqtt.Client, m mqtt.Message) {
 	op := strings.TrimPrefix(m.Topic(), p.t.requestPrefix())
 	if m.Retained() {
 		p.log.Warn("ignoring a retained bridge request; send requests without the retain flag", "op", op)
+		return
+	}
+	if len(m.Payload()) == 0 {
 		return
 	}
 	select {

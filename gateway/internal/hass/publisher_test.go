@@ -169,7 +169,7 @@ func startPublisher(t *testing.T, m *testkit.Mosquitto, before func(*Publisher))
 }
 
 func deviceWith(id string, exp time.Time) Device {
-	return Device{ID: id, Name: id, Expires: exp}
+	return Device{ID: id, Name: id, Expires: exp, Agent: true}
 }
 
 // give hands p the hub and every device, as the hub does at start.
@@ -416,5 +416,78 @@ func TestOneDeviceChangePublishesOnlyIt(t *testing.T) {
 	live.mu.Unlock()
 	if want := []string{"homeassistant/device/hearth_zzz/config", "hearth/hass/device/zzz/state"}; !slices.Equal(got, want) {
 		t.Errorf("an unchanged device and a removal published %q, want only the removal %q", got, want)
+	}
+}
+
+// TestPublisherBirthEventsAndRefusals runs against mosquitto with a custom discovery prefix:
+// Home Assistant's birth message on its default homeassistant/status still re-publishes the
+// configs; clearing a retained request runs nothing and gets no reply; a Renew press the hub
+// refuses becomes a renew_failed event; an alert reaches the event entity's topic.
+func TestPublisherBirthEventsAndRefusals(t *testing.T) {
+	m := testkit.StartMosquitto(t)
+	live := newObserver(t, m, "custom/#", "hearth/#")
+	calls := make(chan bridgeCall, 16)
+	bridge := func(_ context.Context, op string, payload []byte) []byte {
+		calls <- bridgeCall{op, payload}
+		reply, _ := json.Marshal(map[string]any{"status": "error", "code": "not_found", "error": "device ghost is not known to the hub"})
+		return reply
+	}
+	p := New(Config{Broker: Broker{Host: "127.0.0.1", Port: m.Port}, Bridge: bridge, ClientID: "hearth-test-2", DiscoveryPrefix: "custom"},
+		slog.New(slog.NewTextHandler(t.Output(), nil)))
+	give(p, testHub(), deviceWith("plug-1", time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	config := "custom/device/hearth_plug-1/config"
+	nonEmpty := func(msg mqtt.Message) bool { return len(msg.Payload()) > 0 }
+	live.await(0, config, nonEmpty)
+	live.await(0, "hearth/bridge/state", func(msg mqtt.Message) bool { return string(msg.Payload()) == "online" })
+
+	mark := live.mark()
+	publish(t, live, "homeassistant/status", false, "online")
+	live.await(mark, config, nonEmpty)
+
+	// Clearing a retained request: an empty retained payload, delivered live.
+	publish(t, live, "hearth/bridge/request/device/renew", true, "")
+	mark = live.mark()
+	publish(t, live, "hearth/bridge/request/device/renew", false, `{"id":"ghost"}`)
+	if call := <-calls; call.op != "device/renew" || string(call.payload) != `{"id":"ghost"}` {
+		t.Errorf("Bridge got (%q, %s), want only the live press (the clear runs nothing)", call.op, call.payload)
+	}
+	ev := live.await(mark, "hearth/hass/hub/alert", nil)
+	var got Event
+	if err := json.Unmarshal(ev.Payload(), &got); err != nil || got.EventType != EventRenewFailed || got.DeviceID != "ghost" ||
+		got.Message != "device ghost is not known to the hub" {
+		t.Errorf("event after a refused press = %s, %v; want renew_failed for ghost with the hub's error", ev.Payload(), err)
+	}
+	if ev.Retained() {
+		t.Errorf("event is retained")
+	}
+
+	mark = live.mark()
+	p.Publish(Event{EventType: EventRaised, ID: "family_failures/plug", Kind: "family_failures", Message: "3 plugs", Family: "plug",
+		Devices: []string{"plug-1", "plug-2", "plug-3"}, Time: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)})
+	ev = live.await(mark, "hearth/hass/hub/alert", nil)
+	if err := json.Unmarshal(ev.Payload(), &got); err != nil || got.EventType != EventRaised || got.Family != "plug" || len(got.Devices) != 3 {
+		t.Errorf("alert event = %s, %v", ev.Payload(), err)
+	}
+	live.await(0, "hearth/bridge/response/device/renew", nil)
+	live.mu.Lock()
+	replies := 0
+	for _, msg := range live.msgs {
+		if msg.Topic() == "hearth/bridge/response/device/renew" {
+			replies++
+		}
+	}
+	live.mu.Unlock()
+	if replies != 1 {
+		t.Errorf("%d replies on device/renew, want 1: the press's, none for the cleared request", replies)
+	}
+	select {
+	case call := <-calls:
+		t.Errorf("unexpected Bridge call %q %s (the cleared request ran)", call.op, call.payload)
+	default:
 	}
 }

@@ -1,6 +1,11 @@
 package hub
 
 import (
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
 	"github.com/hearth-pki/hearth/gateway/internal/fleetview"
 	"github.com/hearth-pki/hearth/gateway/internal/hass"
 )
@@ -10,7 +15,49 @@ import (
 func (h *Hub) newFleetView() *fleetview.View {
 	return fleetview.New(fleetview.Config{Store: h.store, Topics: h.topics, Publish: h.broker.Publish,
 		Hub:    hass.Hub{Version: h.version, CAExpires: h.ca.Intermediate().NotAfter},
-		Policy: h.policy.Load, Now: h.now, Logger: h.log.With("part", "fleetview")})
+		Policy: h.policy.Load, Now: h.now, Observer: h.metrics, Serving: h.brokerServing, Logger: h.log.With("part", "fleetview")})
+}
+
+// servingCheck is how long a check of the broker's listener stands: summaries may follow
+// each other every quarter of a second during a renewal storm.
+const servingCheck = 30 * time.Second
+
+// serving caches the last check of the broker's listener.
+type serving struct {
+	mu sync.Mutex
+	at time.Time
+	ok bool
+}
+
+// brokerServing reports whether the broker for agents accepts a connection: the hub dials its
+// own listener (loopback for a wildcard address), as an agent would reach it, at most every
+// servingCheck.
+func (h *Hub) brokerServing() bool {
+	h.serving.mu.Lock()
+	defer h.serving.mu.Unlock()
+	if now := time.Now(); now.Sub(h.serving.at) < servingCheck {
+		return h.serving.ok
+	}
+	h.serving.ok, h.serving.at = h.dialBroker(), time.Now()
+	return h.serving.ok
+}
+
+func (h *Hub) dialBroker() bool {
+	addr, ok := h.broker.Addr().(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	ip := addr.IP
+	if ip == nil || ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(ip.String(), strconv.Itoa(addr.Port)), time.Second)
+	if err != nil {
+		h.log.Warn("the broker for agents does not accept connections", "addr", addr, "err", err)
+		return false
+	}
+	c.Close()
+	return true
 }
 
 // deviceChanged tells the fleet view that device id changed: its bridge topic, its Home

@@ -86,6 +86,7 @@ func (h *Hub) committed(c lifecycle.Committed) {
 	h.notify(protocol.Event{V: protocol.Version, Type: protocol.EventCertActivated, Time: c.At, DeviceID: c.DeviceID,
 		Message: msg, Data: map[string]string{"serial": c.Serial, "previous": c.Previous, "request_id": c.RequestID}})
 	h.renewal.Committed(c.DeviceID)
+	h.observeCommit(c)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if cert, err := h.store.Certificate(ctx, c.Serial); err == nil {
@@ -105,8 +106,9 @@ func (h *Hub) ended(e lifecycle.Ended) {
 		msg = fmt.Sprintf("agent rolled back request %s and stays on %s", e.RequestID, e.Current)
 	}
 	h.notify(protocol.Event{V: protocol.Version, Type: kind, Time: e.At, DeviceID: e.DeviceID, Message: msg,
-		Data: map[string]string{"serial": e.Current, "failed": e.Serial, "request_id": e.RequestID}})
+		Data: map[string]string{"serial": e.Current, "failed": e.Serial, "request_id": e.RequestID, "cause": string(e.Failure)}})
 	h.renewal.Failed(e.DeviceID, string(e.Outcome))
+	h.observeEnd(e)
 	if e.AfterCommit {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -129,6 +131,7 @@ func (h *Hub) finding(f lifecycle.Finding) {
 		kind = protocol.EventFindingUnexpectedSerial
 		msg = fmt.Sprintf("device reports serial %s, the active certificate is %s", f.Serial, f.Detail)
 	case lifecycle.FindingUnexpectedIssuer:
+		h.observeIssuer(f)
 		kind = protocol.EventFindingUnexpectedIssuer
 		msg = fmt.Sprintf("device reports issuer %q, not the hub's intermediate", f.Detail)
 	default:
@@ -160,11 +163,13 @@ func (h *Hub) health(from broker.Identity, payload []byte) {
 		skew = 0
 	}
 	h.machine.Health(from.DeviceID, lifecycle.Conn(from.Conn), r.Issuer, inventory.Health{ReportedSerial: r.Serial,
-		ReportedNotAfter: r.NotAfter, ChainOK: r.ChainOK, ClockSkew: skew, AgentVersion: r.AgentVersion, LastError: r.LastError})
+		ReportedNotAfter: r.NotAfter, ChainOK: r.ChainOK, ClockSkew: skew, AgentVersion: r.AgentVersion, LastError: r.LastError,
+		Manufacturer: r.Manufacturer, Model: r.Model, Arch: r.Arch})
 }
 
 // notify publishes an event on bridge/event.
 func (h *Hub) notify(e protocol.Event) {
+	h.observeEvent(e)
 	b, err := protocol.Encode(&e)
 	if err != nil {
 		h.log.Error("encode event", "err", err)

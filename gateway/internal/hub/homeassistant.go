@@ -3,7 +3,6 @@ package hub
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -11,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/atomicfile"
@@ -51,6 +51,7 @@ func (h *Hub) homeAssistant(ctx context.Context) *hass.Publisher {
 		return nil
 	}
 	var b hass.Broker
+	var discover func(context.Context) (hass.Broker, error)
 	switch {
 	case h.cfg.HA.Broker != "":
 		u, err := url.Parse(h.cfg.HA.Broker)
@@ -61,25 +62,28 @@ func (h *Hub) homeAssistant(ctx context.Context) *hass.Publisher {
 		}
 		b = hass.Broker{Host: u.Hostname(), Port: port, SSL: u.Scheme == "mqtts", Username: h.cfg.HA.Username, Password: h.cfg.HA.Password}
 	case h.cfg.HA.SupervisorToken != "":
-		var err error
-		b, err = hass.DiscoverBroker(ctx, h.cfg.HA.SupervisorURL, h.cfg.HA.SupervisorToken, &http.Client{Timeout: 10 * time.Second})
-		if errors.Is(err, hass.ErrNoBroker) {
-			h.log.Warn("Home Assistant has no MQTT broker (install the Mosquitto add-on): devices are not shown as entities")
-			return nil
-		}
-		if err != nil {
-			h.log.Error("ask the Supervisor for Home Assistant's MQTT broker", "err", err)
-			return nil
+		// Found by the publisher's Run, retried until the Supervisor answers.
+		client := &http.Client{Timeout: 10 * time.Second}
+		discover = func(ctx context.Context) (hass.Broker, error) {
+			return hass.DiscoverBroker(ctx, h.cfg.HA.SupervisorURL, h.cfg.HA.SupervisorToken, client)
 		}
 	default:
 		h.log.Warn("Home Assistant discovery is on but no broker is configured (home_assistant.broker)")
 		return nil
 	}
 	return hass.New(hass.Config{Broker: b, DiscoveryPrefix: h.cfg.HA.DiscoveryPrefix, TopicPrefix: h.topics.Prefix(),
+		BirthTopic: h.cfg.HA.BirthTopic, ClientID: h.haClientID(), Discover: discover, DashboardURL: h.cfg.HA.DashboardURL,
 		Bridge: func(ctx context.Context, op string, payload []byte) []byte {
 			b, _ := json.Marshal(haRequest(ctx, h.admin.Do, op, payload))
 			return b
 		}}, h.log.With("part", "hass"))
+}
+
+// haClientID is the client id on Home Assistant's broker: unique per hub (its CA's
+// fingerprint), so two hubs on one broker do not take each other's session.
+func (h *Hub) haClientID() string {
+	fp := strings.TrimPrefix(h.ca.Fingerprint(), "SHA256:")
+	return hass.DefaultClientID + "-" + fp[:min(12, len(fp))]
 }
 
 // exportCA writes the CA bundle to SSLDir/hearth/ so other add-ons can trust the hub's

@@ -2,6 +2,8 @@ package hub
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -138,4 +140,46 @@ func TestHomeAssistantEntitiesAndButton(t *testing.T) {
 		t.Fatalf("remove: %+v", resp)
 	}
 	watcher.wait(t, cfgTopic, func(p string) bool { return p == "" })
+}
+
+// TestLateSupervisorStillStartsDiscovery: the Supervisor first answers that Home Assistant
+// has no MQTT service (Mosquitto starts after Hearth), then 401, then the broker: discovery
+// starts without a restart, under a client id that names this hub.
+func TestLateSupervisorStillStartsDiscovery(t *testing.T) {
+	m := testkit.StartMosquitto(t)
+	var mu sync.Mutex
+	calls := 0
+	sup := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		n := calls
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case r.URL.Path != "/services/mqtt" || r.Header.Get("Authorization") != "Bearer tok":
+			w.WriteHeader(http.StatusNotFound)
+		case n == 1:
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"result":"error","message":"No mqtt service"}`))
+		case n == 2:
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"result":"error","message":"Unauthorized"}`))
+		default:
+			fmt.Fprintf(w, `{"result":"ok","data":{"host":"127.0.0.1","port":%d,"ssl":false,"protocol":"3.1.1","username":"addons","password":"pw"}}`, m.Port)
+		}
+	}))
+	defer sup.Close()
+	cfg := hubkit.Config(t, "home_assistant:\n  discovery: true\n")
+	cfg.HA.SupervisorURL, cfg.HA.SupervisorToken = sup.URL, "tok"
+	watcher := watchHA(t, m.Addr)
+	h := runHub(t, cfg, Options{Version: "test"})
+	watcher.wait(t, "homeassistant/device/hearth_hub/config", func(p string) bool { return strings.Contains(p, `"cmps"`) })
+	mu.Lock()
+	if calls < 3 {
+		t.Errorf("Supervisor asked %d times, want at least 3 (two refusals, then the broker)", calls)
+	}
+	mu.Unlock()
+	if id := h.haClientID(); !strings.HasPrefix(id, "hearth-hass-") || len(id) != len("hearth-hass-")+12 {
+		t.Errorf("client id %q, want hearth-hass- and 12 characters of the CA fingerprint", id)
+	}
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/hearth-pki/hearth/gateway/internal/access"
 	"github.com/hearth-pki/hearth/gateway/internal/admin"
+	"github.com/hearth-pki/hearth/gateway/internal/alert"
 	"github.com/hearth-pki/hearth/gateway/internal/broker"
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/config"
@@ -32,6 +33,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/issuer"
 	"github.com/hearth-pki/hearth/gateway/internal/lifecycle"
+	"github.com/hearth-pki/hearth/gateway/internal/metrics"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
 	"github.com/hearth-pki/hearth/gateway/internal/renewal"
 	"github.com/hearth-pki/hearth/gateway/internal/secret"
@@ -62,6 +64,11 @@ type Hub struct {
 
 	ha   *hass.Publisher // nil without Home Assistant discovery
 	view *fleetview.View // bridge/device/<id>, bridge/devices and Home Assistant states
+
+	metrics        *metrics.Metrics
+	alerts         *alert.Alerter
+	brokerNotAfter time.Time
+	serving        serving // the Connectivity entity's last check
 
 	crlMu sync.Mutex
 }
@@ -136,6 +143,8 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	// The chain ends with the root, so an enrolling agent can check the fingerprint it pinned
 	// before it sends its token.
 	serverCert.Certificate = append(serverCert.Certificate, h.ca.Root().Raw)
+	h.brokerNotAfter = leafNotAfter(serverCert.Certificate)
+	h.metrics = metrics.New(metrics.Config{Version: h.version, Hub: h.hubCertificates})
 	clientCAs := x509.NewCertPool()
 	clientCAs.AddCert(h.ca.Root())
 	h.broker, err = broker.New(broker.Config{
@@ -148,7 +157,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 			MaxConns: cfg.Limits.MaxConnections, MaxConnsPerSource: cfg.Limits.MaxConnectionsPerSource,
 			MaxSessionsPerDevice: cfg.Limits.SessionsPerDevice},
 		Logins: newLoginEvents(h.notify, h.now).login,
-	}, h.checker, h.handle, h.log.With("part", "broker"))
+	}, countingAuth{h.checker, h.metrics}, h.handle, h.log.With("part", "broker"))
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
@@ -156,7 +165,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	h.view = h.newFleetView()
 	h.issuer = issuer.New(issuer.Config{CA: h.ca, Store: h.store, Policy: h.policy.Load, Pub: h.broker, Topics: h.topics,
 		Rate: cfg.IssuanceRate, Burst: int(2 * cfg.IssuanceRate), QuotaPerHour: cfg.Limits.CertificatesPerHour,
-		Now: h.now, Notify: h.notify, Logger: h.log.With("part", "issuer")})
+		Now: h.now, Notify: h.notify, Refused: h.observeRefusal, Logger: h.log.With("part", "issuer")})
 	h.machine, err = lifecycle.New(lifecycle.Config{Rules: lifecycle.Rules{InFlight: cfg.Renewal.InFlightTimeout, Issuer: h.ca.Intermediate().Subject.String()}, Store: h.store,
 		Publisher: h.broker, Topics: h.topics, Now: h.now, Logger: h.log.With("part", "lifecycle"),
 		Hooks: lifecycle.Hooks{Committed: h.committed, Ended: h.ended, Finding: h.finding,
@@ -179,6 +188,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		Scheduler: h.renewal, Issuer: h.issuer, Policy: h.policy.Load, ReloadPolicy: h.ReloadPolicy, RenewCooldown: cfg.Limits.RenewCooldown,
 		RenewCooldownExempt: []string{"cli"},
 		Logger:              h.log.With("part", "admin")})
+	h.alerts = h.newAlerter()
 
 	if _, err := h.applyPolicy(ctx, pol, "hub start"); err != nil {
 		return nil, fmt.Errorf("record policy: %w", err)
@@ -256,11 +266,12 @@ func (h *Hub) Run(ctx context.Context) error {
 	run("fleet view", h.view.Run)
 	run("CRL publisher", h.publishLoop)
 	run("renewal", h.renewal.Run)
+	run("alerts", h.alerts.Run)
 	if h.web != nil {
 		handler := web.Handler(web.Config{Admin: h.admin, Store: h.store, Online: h.onlineCount, Version: h.version, Now: h.now,
 			CA:           web.CAInfo{RootNotAfter: h.ca.Root().NotAfter, IntermediateNotAfter: h.ca.Intermediate().NotAfter, Fingerprint: h.ca.Fingerprint()},
 			TrustIngress: h.cfg.Addon, AllowedHosts: h.cfg.Hostnames, Logger: h.log.With("part", "web"),
-			Policy: h.policy.Load, Notify: h.notify})
+			Policy: h.policy.Load, Notify: h.notify, Metrics: h.metrics.Handler()})
 		run("dashboard", func(ctx context.Context) error { return web.Serve(ctx, h.web, handler) })
 	}
 	h.log.Info("hub running", "broker", h.broker.Addr().String(), "advertise", h.cfg.Advertise,

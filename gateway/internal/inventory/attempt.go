@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // Attempt outcomes.
@@ -32,20 +34,27 @@ type Attempt struct {
 	Outcome    string        // one of the Outcome* constants
 	ErrorCode  string        // the protocol error code of a failure or rollback
 	Latency    time.Duration // time to issue (or to fail); FinishAttempt keeps it
+	// Cause is why a failed, rolled-back or expired attempt did not succeed (protocol/README.md,
+	// "Causes"); a failed attempt without one gets the cause of its ErrorCode.
+	Cause  protocol.Cause
+	Detail string // the refusal's or the agent's explanation, for people
 }
 
 func checkAttemptKey(a Attempt) error {
 	if a.DeviceID == "" || a.RequestID == "" {
 		return invalidf("attempt needs a device id and a request id")
 	}
-	return checkText(a.DeviceID, a.RequestID, a.Reason, a.ErrorCode)
+	if err := protocol.ValidateCause(a.Cause); err != nil {
+		return invalidf("attempt %q: %v", a.RequestID, err)
+	}
+	return checkText(a.DeviceID, a.RequestID, a.Reason, a.ErrorCode, a.Detail)
 }
 
 // insertAttempt inserts a inside tx; a stored (device, request id) is ErrDuplicate.
 func (s *Store) insertAttempt(ctx context.Context, tx *gorm.DB, a Attempt) error {
 	r := attemptRowOf(a)
 	err := s.exec(ctx, tx, s.st.insertAtt, r.DeviceID, r.RequestID, r.Reason, r.Serial, r.Started, r.Finished,
-		r.Outcome, r.ErrorCode, r.LatencyNS)
+		r.Outcome, r.ErrorCode, r.LatencyNS, r.Cause, r.Detail)
 	if err != nil {
 		return fmt.Errorf("attempt %q of device %q: %w", a.RequestID, a.DeviceID, err)
 	}
@@ -96,6 +105,9 @@ func (s *Store) RecordFailedAttempt(ctx context.Context, a Attempt) error {
 	}
 	if a.Outcome != OutcomeFailed {
 		return invalidf("failed attempt with outcome %q", a.Outcome)
+	}
+	if a.Cause == "" {
+		a.Cause = protocol.CauseOf(protocol.Code(a.ErrorCode))
 	}
 	if err := s.write(ctx, func(tx *gorm.DB) error { return s.insertAttempt(ctx, tx, a) }); err != nil {
 		return fmt.Errorf("record failed attempt: %w", err)

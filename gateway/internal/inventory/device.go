@@ -70,6 +70,9 @@ type Health struct {
 	AgentVersion     string
 	LastError        string
 	At               time.Time // when the report arrived
+	// Manufacturer, Model and Arch describe the device as its agent reports them (its
+	// operator's --manufacturer and --model, the agent's CPU architecture).
+	Manufacturer, Model, Arch string
 }
 
 // RenewalStatus is the renewal orchestrator's bookkeeping for a device.
@@ -161,6 +164,7 @@ func (r *deviceRow) setHealth(h Health) {
 	r.HealthAgentVersion = h.AgentVersion
 	r.HealthLastError = h.LastError
 	r.HealthAt = unix(h.At)
+	r.HealthManufacturer, r.HealthModel, r.HealthArch = h.Manufacturer, h.Model, h.Arch
 }
 
 func (r *deviceRow) setRenewal(st RenewalStatus) {
@@ -228,7 +232,7 @@ func (s *Store) updateDevice(ctx context.Context, id, what string, set map[strin
 
 // UpdateHealth replaces the device's health fields with h.
 func (s *Store) UpdateHealth(ctx context.Context, id string, h Health) error {
-	if err := checkText(h.ReportedSerial, h.AgentVersion, h.LastError); err != nil {
+	if err := checkText(h.ReportedSerial, h.AgentVersion, h.LastError, h.Manufacturer, h.Model, h.Arch); err != nil {
 		return err
 	}
 	var r deviceRow
@@ -237,7 +241,8 @@ func (s *Store) UpdateHealth(ctx context.Context, id string, h Health) error {
 		"health_serial": r.HealthSerial, "health_not_after": r.HealthNotAfter,
 		"health_chain_ok": r.HealthChainOK, "health_clock_skew_ns": r.HealthClockSkewNS,
 		"health_agent_version": r.HealthAgentVersion, "health_last_error": r.HealthLastError,
-		"health_at": r.HealthAt,
+		"health_at": r.HealthAt, "health_manufacturer": r.HealthManufacturer, "health_model": r.HealthModel,
+		"health_arch": r.HealthArch,
 	})
 }
 

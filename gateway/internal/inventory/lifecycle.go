@@ -149,12 +149,13 @@ func (s *Store) activate(ctx context.Context, tx *gorm.DB, deviceID, serial stri
 }
 
 // EndRequest records, in one transaction, that the device's request ended without a commit:
-// the attempt's outcome becomes outcome (OutcomeRolledBack or OutcomeExpired) with detail,
+// the attempt's outcome becomes outcome (OutcomeRolledBack or OutcomeExpired) with cause and
+// detail (an empty cause is CauseUnknown, or CauseCommitTimeout for an expired request),
 // its certificate serial (if one was issued and is still pending) becomes abandoned, and an
 // event is appended: protocol.EventRenewalRolledBack with serial = current (the certificate
 // the device stays on) and failed = serial, or protocol.EventRenewalExpired with serial. A
 // request the store does not know is not an error: nothing was recorded for it.
-func (s *Store) EndRequest(ctx context.Context, deviceID, requestID, serial, current, outcome, detail string, now time.Time) error {
+func (s *Store) EndRequest(ctx context.Context, deviceID, requestID, serial, current, outcome string, cause protocol.Cause, detail string, now time.Time) error {
 	kind := protocol.EventRenewalRolledBack
 	switch outcome {
 	case OutcomeRolledBack:
@@ -166,9 +167,19 @@ func (s *Store) EndRequest(ctx context.Context, deviceID, requestID, serial, cur
 	if err := checkText(detail); err != nil {
 		return err
 	}
+	if err := protocol.ValidateCause(cause); err != nil {
+		return invalidf("request %q: %v", requestID, err)
+	}
+	switch {
+	case cause != "":
+	case outcome == OutcomeExpired:
+		cause = protocol.CauseCommitTimeout
+	default:
+		cause = protocol.CauseUnknown
+	}
 	err := s.write(ctx, func(tx *gorm.DB) error {
 		res := tx.Model(&attemptRow{}).Where("device_id = ? AND request_id = ? AND outcome = ?", deviceID, requestID, OutcomeIssued).
-			Updates(map[string]any{"outcome": outcome, "finished_at": unix(now)})
+			Updates(map[string]any{"outcome": outcome, "finished_at": unix(now), "cause": string(cause), "detail": detail})
 		if res.Error != nil {
 			return res.Error
 		}
@@ -179,9 +190,9 @@ func (s *Store) EndRequest(ctx context.Context, deviceID, requestID, serial, cur
 				return err
 			}
 		}
-		data := map[string]string{"serial": serial, "request_id": requestID}
+		data := map[string]string{"serial": serial, "request_id": requestID, "cause": string(cause)}
 		if outcome == OutcomeRolledBack {
-			data = map[string]string{"serial": current, "failed": serial, "request_id": requestID}
+			data = map[string]string{"serial": current, "failed": serial, "request_id": requestID, "cause": string(cause)}
 		}
 		_, err := s.appendEvent(ctx, tx, Event{Time: now, Kind: kind, DeviceID: deviceID, Actor: actorFrom(ctx), Message: detail,
 			Data: data})
@@ -207,7 +218,7 @@ func (s *Store) AbandonStale(ctx context.Context, cutoff, now time.Time) (int, e
 		}
 		for _, a := range atts {
 			if err := tx.Model(&attemptRow{}).Where("device_id = ? AND request_id = ?", a.DeviceID, a.RequestID).
-				Updates(map[string]any{"outcome": OutcomeExpired, "finished_at": unix(now)}).Error; err != nil {
+				Updates(map[string]any{"outcome": OutcomeExpired, "finished_at": unix(now), "cause": string(protocol.CauseCommitTimeout)}).Error; err != nil {
 				return err
 			}
 			if a.Serial != "" {

@@ -225,6 +225,28 @@ var migrations = []migration{
 		) STRICT`,
 		`CREATE INDEX campaign_devices_stage ON campaign_devices (campaign_id, stage)`,
 	}, apply: migrateCampaignSettings},
+	// Failure causes (issue 13): every attempt that did not succeed names one of the
+	// protocol's causes (protocol.Causes) and keeps its detail for people. Attempts recorded
+	// before get the cause their error code or outcome implies. Health reports bring the
+	// device's manufacturer, model and the agent's architecture (Home Assistant's device info).
+	{version: 5, name: "attempt causes, device info", sql: []string{
+		`ALTER TABLE devices ADD COLUMN health_manufacturer TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE devices ADD COLUMN health_model TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE devices ADD COLUMN health_arch TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE attempts ADD COLUMN cause TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE attempts ADD COLUMN detail TEXT NOT NULL DEFAULT ''`,
+		`UPDATE attempts SET cause = CASE
+			WHEN outcome = 'expired' THEN 'commit_timeout'
+			WHEN error_code = 'busy' THEN 'hub_busy'
+			WHEN error_code = 'rate_limited' THEN 'rate_limited'
+			WHEN error_code = 'internal' THEN 'hub_internal'
+			WHEN error_code = 'policy_denied' THEN 'policy_refused'
+			WHEN error_code IN ('bad_request', 'too_large', 'unsupported_version', 'bad_csr', 'identity_mismatch', 'weak_key') THEN 'bad_request'
+			WHEN error_code IN ('unauthorized', 'revoked', 'expired') THEN error_code
+			WHEN error_code IN ('unknown_request', 'not_presented') THEN 'commit_refused'
+			WHEN outcome IN ('failed', 'rolled_back') THEN 'unknown'
+			ELSE '' END`,
+	}},
 }
 
 // migrate applies the steps of ms the database lacks, each in its own transaction together

@@ -32,7 +32,7 @@ func TestPrune(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.EndRequest(ctx, "cam", "r3", "a3", "", OutcomeExpired, "test", t0.Add(26*24*time.Hour)); err != nil {
+	if err := s.EndRequest(ctx, "cam", "r3", "a3", "", OutcomeExpired, "", "test", t0.Add(26*24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Commit(ctx, "cam", "r4", "a4", false, t0.Add(200*24*time.Hour)); err != nil {
@@ -83,7 +83,7 @@ func TestEndRequestEvent(t *testing.T) {
 	if _, err := s.Commit(ctx, "cam", "r1", "a1", false, at); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.EndRequest(ctx, "cam", "r2", "a2", "a1", OutcomeRolledBack, "the agent rolled back", at); err != nil {
+	if err := s.EndRequest(ctx, "cam", "r2", "a2", "a1", OutcomeRolledBack, protocol.CauseTimeout, "the agent rolled back", at); err != nil {
 		t.Fatal(err)
 	}
 	evs, err := s.Events(ctx, EventFilter{Kind: protocol.EventRenewalRolledBack})

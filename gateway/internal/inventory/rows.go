@@ -36,6 +36,9 @@ type deviceRow struct {
 	HealthAgentVersion string `gorm:"column:health_agent_version"`
 	HealthLastError    string `gorm:"column:health_last_error"`
 	HealthAt           int64  `gorm:"column:health_at"`
+	HealthManufacturer string `gorm:"column:health_manufacturer"`
+	HealthModel        string `gorm:"column:health_model"`
+	HealthArch         string `gorm:"column:health_arch"`
 	RenewalState       string `gorm:"column:renewal_state"`
 	RenewalFailures    int    `gorm:"column:renewal_failures"`
 	RenewalNextAttempt int64  `gorm:"column:renewal_next_attempt_at"`
@@ -81,6 +84,8 @@ type attemptRow struct {
 	Outcome   string `gorm:"column:outcome"`
 	ErrorCode string `gorm:"column:error_code"`
 	LatencyNS int64  `gorm:"column:latency_ns"`
+	Cause     string `gorm:"column:cause"`
+	Detail    string `gorm:"column:detail"`
 }
 
 func (attemptRow) TableName() string { return "attempts" }
@@ -132,6 +137,9 @@ func (r deviceRow) device() (Device, error) {
 			AgentVersion:     r.HealthAgentVersion,
 			LastError:        r.HealthLastError,
 			At:               fromUnix(r.HealthAt),
+			Manufacturer:     r.HealthManufacturer,
+			Model:            r.HealthModel,
+			Arch:             r.HealthArch,
 		},
 		Renewal: RenewalStatus{
 			State:         r.RenewalState,
@@ -180,6 +188,7 @@ func (r attemptRow) attempt() Attempt {
 		RequestID: r.RequestID, DeviceID: r.DeviceID, Reason: r.Reason, Serial: r.Serial,
 		StartedAt: fromUnix(r.Started), FinishedAt: fromUnix(r.Finished),
 		Outcome: r.Outcome, ErrorCode: r.ErrorCode, Latency: time.Duration(r.LatencyNS),
+		Cause: protocol.Cause(r.Cause), Detail: r.Detail,
 	}
 }
 
@@ -188,6 +197,7 @@ func attemptRowOf(a Attempt) attemptRow {
 		DeviceID: a.DeviceID, RequestID: a.RequestID, Reason: a.Reason, Serial: a.Serial,
 		Started: unix(a.StartedAt), Finished: unix(a.FinishedAt),
 		Outcome: a.Outcome, ErrorCode: a.ErrorCode, LatencyNS: int64(a.Latency),
+		Cause: string(a.Cause), Detail: a.Detail,
 	}
 }
 

@@ -50,8 +50,8 @@ const (
 			fingerprint, status, pem, request_id, replaces, created_at, activated_at, revoked_at, revoke_reason)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	insertAttemptSQL = `INSERT INTO attempts (device_id, request_id, reason, serial, started_at, finished_at,
-			outcome, error_code, latency_ns)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+			outcome, error_code, latency_ns, cause, detail)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	eventHeadSQL   = `SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1`
 	insertEventSQL = `INSERT INTO events (seq, time, kind, device_id, actor, message, data, hash, prev_hash)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`

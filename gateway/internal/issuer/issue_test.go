@@ -260,8 +260,8 @@ func TestHandleCSRExpired(t *testing.T) {
 		t.Fatalf("recovery past the grace: reply = %+v, want expired", reply)
 	}
 	atts, _ := f.store.Attempts(t.Context(), "plug", 1)
-	if len(atts) != 1 || atts[0].ErrorCode != string(protocol.CodeExpired) {
-		t.Errorf("latest attempt = %+v, want a failure with code expired", atts)
+	if len(atts) != 1 || atts[0].ErrorCode != string(protocol.CodeExpired) || atts[0].Cause != protocol.CauseExpired || atts[0].Detail == "" {
+		t.Errorf("latest attempt = %+v, want a failure with code and cause expired, and the refusal's text", atts)
 	}
 }
 

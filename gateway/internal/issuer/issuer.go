@@ -75,7 +75,10 @@ type Config struct {
 	QuotaPerHour int
 	// Notify, if set, receives every event worth showing (bridge/event, dashboards).
 	Notify func(protocol.Event)
-	Logger *slog.Logger
+	// Refused, if set, hears of every CSR Answer refused, with the time the refusal took:
+	// the metrics and the alerts count refusals by cause.
+	Refused func(device string, req *protocol.CSR, code protocol.Code, reason string, took time.Duration)
+	Logger  *slog.Logger
 }
 
 // DefaultQuotaPerHour is the certificates a device may get per hour by default: an
@@ -146,6 +149,9 @@ func (i *Issuer) Answer(ctx context.Context, from Sender, req *protocol.CSR) (se
 		}
 		i.recordFailure(ctx, from.DeviceID, req, r, now)
 		i.replyError(from.DeviceID, req.RequestID, r, now)
+		if i.cfg.Refused != nil {
+			i.cfg.Refused(from.DeviceID, req, r.Code, r.Reason, i.cfg.Now().Sub(now))
+		}
 		return "", false
 	}
 	i.publish(i.cfg.Topics.Device(from.DeviceID, protocol.KindCert), reply, false)
@@ -217,7 +223,7 @@ func (i *Issuer) recordFailure(ctx context.Context, device string, req *protocol
 	}
 	err := i.cfg.Store.RecordFailedAttempt(ctx, inventory.Attempt{RequestID: req.RequestID, DeviceID: device,
 		Reason: string(req.Reason), StartedAt: now, FinishedAt: i.cfg.Now().UTC(), Outcome: inventory.OutcomeFailed,
-		ErrorCode: string(r.Code), Latency: i.cfg.Now().Sub(now)})
+		ErrorCode: string(r.Code), Latency: i.cfg.Now().Sub(now), Cause: protocol.CauseOf(r.Code), Detail: protocol.ClipText(r.Reason)})
 	if err != nil {
 		i.cfg.Logger.Warn("record failed attempt", "device", device, "err", err)
 	}

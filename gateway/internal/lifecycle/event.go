@@ -47,6 +47,8 @@ type CommitReceived struct {
 	Serial    string // the serial the agent says it now uses
 	Outcome   protocol.Outcome
 	Failed    string // with rolled_back: the serial the agent gave up
+	Cause     protocol.Cause
+	Detail    string // with rolled_back: the agent's explanation
 }
 
 // CommandQueued is a renew command the renewal scheduler wants the device to get.
@@ -119,7 +121,8 @@ type EndRequest struct {
 	RequestID   string
 	Serial      string // the pending certificate, "" when none was issued
 	Outcome     Outcome
-	Cause       string
+	Cause       string         // what happened, for people
+	Failure     protocol.Cause // why, one of protocol.Causes
 	Acknowledge bool
 	Current     string // with Acknowledge: the serial the device stays on
 }

@@ -57,7 +57,8 @@ type Ended struct {
 	Serial      string // the certificate given up, "" if none was issued
 	Current     string // the certificate the device stays on, when known
 	Outcome     Outcome
-	Cause       string
+	Cause       string         // what happened, for people
+	Failure     protocol.Cause // why, one of protocol.Causes ("" after a commit)
 	AfterCommit bool
 	At          time.Time
 }
@@ -226,7 +227,7 @@ func (m *Machine) Health(device string, conn Conn, issuer string, h inventory.He
 // Commit submits a commit report that arrived on a session presenting serial presented.
 func (m *Machine) Commit(device string, conn Conn, presented string, c *protocol.Commit) {
 	m.submit(item{device: device, ev: CommitReceived{Conn: conn, Presented: presented, RequestID: c.RequestID,
-		Serial: c.Serial, Outcome: c.Outcome, Failed: c.Failed}})
+		Serial: c.Serial, Outcome: c.Outcome, Failed: c.Failed, Cause: c.Cause, Detail: c.Detail}})
 }
 
 // Command queues a renew command for the device: it is stored, then sent as soon as (and
@@ -491,7 +492,7 @@ func (m *Machine) do(ctx context.Context, sh *shard, it item, st *State, e Effec
 		if e.Outcome == OutcomeExpired {
 			outcome = inventory.OutcomeExpired
 		}
-		if err := store.EndRequest(ctx, id, e.RequestID, e.Serial, e.Current, outcome, e.Cause, now); err != nil {
+		if err := store.EndRequest(ctx, id, e.RequestID, e.Serial, e.Current, outcome, e.Failure, protocol.ClipText(e.Cause), now); err != nil {
 			m.cfg.Logger.Error("record end of request", "device", id, "request", e.RequestID, "err", err)
 			m.reload(ctx, sh, id, st)
 			if e.Acknowledge {
@@ -505,7 +506,7 @@ func (m *Machine) do(ctx context.Context, sh *shard, it item, st *State, e Effec
 		}
 		if hooks.Ended != nil {
 			hooks.Ended(Ended{DeviceID: id, RequestID: e.RequestID, Serial: e.Serial, Current: e.Current, Outcome: e.Outcome,
-				Cause: e.Cause, At: now})
+				Cause: e.Cause, Failure: e.Failure, At: now})
 		}
 		m.changed(id)
 	case SendCommand:

@@ -139,7 +139,7 @@ func (r Rules) expire(s *State, now time.Time, out []Effect) []Effect {
 		return out
 	}
 	s.Pending = nil
-	return append(out, EndRequest{RequestID: p.RequestID, Serial: p.Serial, Outcome: OutcomeExpired,
+	return append(out, EndRequest{RequestID: p.RequestID, Serial: p.Serial, Outcome: OutcomeExpired, Failure: protocol.CauseCommitTimeout,
 		Cause: "no commit before the in-flight timeout " + p.Expires.UTC().Format(time.RFC3339)})
 }
 
@@ -179,8 +179,15 @@ func (r Rules) commit(s *State, e CommitReceived, out []Effect) []Effect {
 			return refuse(protocol.CodeUnknownRequest, 0, "serial %s is not the device's active certificate %s", e.Serial, s.Active)
 		case inFlight:
 			s.Pending = nil
+			cause, detail := e.Cause, "the agent rolled back"
+			if cause == "" {
+				cause = protocol.CauseUnknown // an agent too old to say
+			}
+			if e.Detail != "" {
+				detail += ": " + e.Detail
+			}
 			return append(out, EndRequest{RequestID: e.RequestID, Serial: p.Serial, Outcome: OutcomeRolledBack,
-				Cause: "the agent rolled back", Acknowledge: true, Current: e.Serial})
+				Cause: detail, Failure: cause, Acknowledge: true, Current: e.Serial})
 		case e.RequestID == s.LastRequest && s.Previous != "" && e.Serial == s.Previous:
 			// The agent went back to its previous pair after the hub recorded the commit
 			// (its acknowledgement was lost, or the new pair failed at once): the session

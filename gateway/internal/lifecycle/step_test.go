@@ -110,7 +110,8 @@ func TestStep(t *testing.T) {
 			at:     t0.Add(time.Minute),
 			events: []Event{CSRReceived{Conn: 1, RequestID: "r2"}},
 			want: []Effect{
-				EndRequest{RequestID: "r1", Serial: "b", Outcome: OutcomeExpired, Cause: "no commit before the in-flight timeout 2026-12-01T12:01:00Z"},
+				EndRequest{RequestID: "r1", Serial: "b", Outcome: OutcomeExpired, Failure: protocol.CauseCommitTimeout,
+					Cause: "no commit before the in-flight timeout 2026-12-01T12:01:00Z"},
 				Proceed{RequestID: "r2"},
 			},
 			active: "a", pending: "r2", online: true,
@@ -180,7 +181,19 @@ func TestStep(t *testing.T) {
 			start:  renewing,
 			events: []Event{rolledBack(1, "a", "r1", "a", "b")},
 			want: []Effect{EndRequest{RequestID: "r1", Serial: "b", Outcome: OutcomeRolledBack, Cause: "the agent rolled back",
-				Acknowledge: true, Current: "a"}},
+				Failure: protocol.CauseUnknown, Acknowledge: true, Current: "a"}},
+			active: "a", online: true,
+		},
+		{
+			name:  "rolled back request keeps the agent's cause and detail",
+			start: renewing,
+			events: []Event{func() Event {
+				e := rolledBack(1, "a", "r1", "a", "b")
+				e.Cause, e.Detail = protocol.CauseChainVerification, "x509: unknown authority"
+				return e
+			}()},
+			want: []Effect{EndRequest{RequestID: "r1", Serial: "b", Outcome: OutcomeRolledBack, Cause: "the agent rolled back: x509: unknown authority",
+				Failure: protocol.CauseChainVerification, Acknowledge: true, Current: "a"}},
 			active: "a", online: true,
 		},
 		{
@@ -230,7 +243,8 @@ func TestStep(t *testing.T) {
 			at:     t0.Add(time.Minute),
 			events: []Event{Tick{}, committed(2, "b", "r1")},
 			want: []Effect{
-				EndRequest{RequestID: "r1", Serial: "b", Outcome: OutcomeExpired, Cause: "no commit before the in-flight timeout 2026-12-01T12:01:00Z"},
+				EndRequest{RequestID: "r1", Serial: "b", Outcome: OutcomeExpired, Failure: protocol.CauseCommitTimeout,
+					Cause: "no commit before the in-flight timeout 2026-12-01T12:01:00Z"},
 				Refuse{Commit: true, RequestID: "r1", Code: protocol.CodeUnknownRequest, Message: "request r1 is not in flight"},
 			},
 			active: "a", online: true,

@@ -14,6 +14,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/admin"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/lifecycle"
+	"github.com/hearth-pki/hearth/gateway/internal/metrics"
 	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 	"github.com/hearth-pki/hearth/gateway/internal/testkit/hubkit"
 )
@@ -61,6 +62,7 @@ func newFixture(t testing.TB, mod func(*Config)) *fixture {
 		Admin: f.admin, Store: store, Online: func() int { return 2 }, Version: "1.2.3-test", Now: now,
 		CA: CAInfo{RootNotAfter: authority.Root().NotAfter, IntermediateNotAfter: authority.Intermediate().NotAfter,
 			Fingerprint: authority.Fingerprint()},
+		Metrics: metrics.New(metrics.Config{Version: "1.2.3-test"}).Handler(),
 	}
 	if mod != nil {
 		mod(&f.cfg)

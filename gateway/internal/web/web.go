@@ -18,7 +18,7 @@
 //	GET  /api/devices/{id}        admin "device/get" data
 //	POST /api/devices/{id}/renew  admin "device/renew" data
 //	GET  /api/events              admin "events" data (?device=&limit=, limit 1..1000, default 50)
-//	GET  /metrics                 Prometheus text format 0.0.4
+//	GET  /metrics                 Config.Metrics: Prometheus exposition (gateway/internal/metrics)
 //	GET  /healthz                 200 "ok"
 //
 // Invariants:
@@ -119,6 +119,8 @@ type Config struct {
 	// Notify receives the events the dashboard raises (help.requested) for bridge/event and
 	// the alert routes. Default: none (they are still recorded in the audit log).
 	Notify func(protocol.Event)
+	// Metrics serves GET /metrics (metrics.Metrics.Handler); nil serves none.
+	Metrics http.Handler
 }
 
 type server struct {
@@ -168,7 +170,9 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("GET /api/devices/{id}", s.apiDevice)
 	mux.HandleFunc("POST /api/devices/{id}/renew", s.apiRenew)
 	mux.HandleFunc("GET /api/events", s.apiEvents)
-	mux.HandleFunc("GET /metrics", s.metrics)
+	if cfg.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok"))
