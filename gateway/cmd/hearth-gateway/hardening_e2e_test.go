@@ -17,7 +17,6 @@ import (
 	"github.com/hearth-pki/hearth/protocol"
 )
 
-
 // TestHardeningEndToEnd runs the real hub process, the real agent binary and a real
 // mosquitto_sub (issue 15, item 3 and issue 16, items 4 and 7): with 2,000 idle sockets held
 // open from the agents' own address, an agent still enrolls and renews; a wrong, a used and an
