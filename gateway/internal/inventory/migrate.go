@@ -225,6 +225,15 @@ var migrations = []migration{
 		) STRICT`,
 		`CREATE INDEX campaign_devices_stage ON campaign_devices (campaign_id, stage)`,
 	}, apply: migrateCampaignSettings},
+	// Revocation that bites (issue 12): the RFC 5280 reason code of each revocation, when a
+	// certificate was superseded (it logs in only during the overlap after that), and each
+	// device's identity epoch (no certificate created at or before it logs in).
+	{version: 5, name: "revocation reasons, superseded time, identity epoch", sql: []string{
+		`ALTER TABLE certificates ADD COLUMN revoke_code INTEGER NOT NULL DEFAULT 0`,
+		`ALTER TABLE certificates ADD COLUMN superseded_at INTEGER NOT NULL DEFAULT 0`,
+		`ALTER TABLE devices ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0`,
+		`CREATE INDEX certificates_revoked ON certificates (revoked_at) WHERE revoked_at > 0`,
+	}},
 }
 
 // migrate applies the steps of ms the database lacks, each in its own transaction together
