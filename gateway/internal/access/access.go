@@ -32,6 +32,8 @@ var (
 	ErrUnknownCertificate = errors.New("certificate not issued by this hub to this device")
 	ErrRevoked            = errors.New("certificate revoked")
 	ErrAbandoned          = errors.New("certificate abandoned: its request ended without a commit")
+	ErrSuperseded         = errors.New("certificate superseded by a newer one")
+	ErrQuarantined        = errors.New("device quarantined: enroll it again with a new token")
 	ErrLockedOut          = errors.New("too many failed token attempts; locked out")
 	ErrBadToken           = errors.New("enrollment token refused")
 )
@@ -47,6 +49,8 @@ type Checker struct {
 	store  *inventory.Store
 	admins map[string]string
 	now    func() time.Time
+	// overlap is how long a superseded certificate still logs in (SetSupersededOverlap).
+	overlap time.Duration
 
 	mu       sync.Mutex
 	failures map[string]*failure // by device id
@@ -67,27 +71,8 @@ func New(store *inventory.Store, admins []Admin, now func() time.Time) *Checker 
 	for _, a := range admins {
 		m[a.Name] = a.PasswordHash
 	}
-	return &Checker{store: store, admins: m, now: now, failures: map[string]*failure{}, tokens: map[string]string{}}
-}
-
-// Certificate allows a verified client certificate when the inventory holds it for that
-// device as pending, active or superseded; revoked and abandoned ones (a request that ended
-// without a commit) are refused. Expiry was already checked by TLS.
-func (c *Checker) Certificate(ctx context.Context, deviceID, serial string) error {
-	cert, err := c.store.Certificate(ctx, serial)
-	if errors.Is(err, inventory.ErrNotFound) || (err == nil && cert.DeviceID != deviceID) {
-		return fmt.Errorf("%w: %s of %s", ErrUnknownCertificate, serial, deviceID)
-	}
-	if err != nil {
-		return fmt.Errorf("look up certificate: %w", err)
-	}
-	switch cert.Status {
-	case inventory.StatusRevoked:
-		return fmt.Errorf("%w: %s", ErrRevoked, serial)
-	case inventory.StatusAbandoned:
-		return fmt.Errorf("%w: %s", ErrAbandoned, serial)
-	}
-	return nil
+	return &Checker{store: store, admins: m, now: now, overlap: DefaultSupersededOverlap,
+		failures: map[string]*failure{}, tokens: map[string]string{}}
 }
 
 // Token allows an enrollment login with an unused, unexpired token for deviceID, and

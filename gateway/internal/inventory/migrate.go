@@ -233,6 +233,8 @@ var migrations = []migration{
 		`ALTER TABLE certificates ADD COLUMN superseded_at INTEGER NOT NULL DEFAULT 0`,
 		`ALTER TABLE devices ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0`,
 		`CREATE INDEX certificates_revoked ON certificates (revoked_at) WHERE revoked_at > 0`,
+		// Devices quarantined before: their epoch is now, so only a new enrollment logs in.
+		`UPDATE devices SET epoch = CAST(strftime('%s', 'now') AS INTEGER) WHERE state = 'quarantined'`,
 	}},
 }
 
