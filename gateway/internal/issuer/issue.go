@@ -275,8 +275,12 @@ func (i *Issuer) authorise(ctx context.Context, req Request, csr *x509.Certifica
 		if err != nil || old.DeviceID != req.DeviceID {
 			return grant{}, refuse(protocol.CodePolicyDenied, "serial %s is not a certificate of %s", req.Replaces, req.DeviceID)
 		}
-		if old.Status == inventory.StatusRevoked {
+		switch old.Status {
+		case inventory.StatusRevoked:
 			return grant{}, refuse(protocol.CodeRevoked, "certificate %s is revoked", req.Replaces)
+		case inventory.StatusSuperseded, inventory.StatusAbandoned:
+			// Old keys renew nothing (issue 12): only the active or pending certificate does.
+			return grant{}, refuse(protocol.CodeRevoked, "certificate %s is %s; renew from the device's active certificate", req.Replaces, old.Status)
 		}
 		g.info.CurrentNotAfter = old.NotAfter
 		g.info.SameKeyAsCurrent = samePublicKey(old.PEM, csr)
