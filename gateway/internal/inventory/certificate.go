@@ -146,7 +146,7 @@ func (s *Store) Activate(ctx context.Context, deviceID, serial string, now time.
 // Revoking a revoked certificate changes nothing (the first time and reason stay). See
 // RevokeCertificate for a revocation with its RFC 5280 reason.
 func (s *Store) Revoke(ctx context.Context, serial, reason string, now time.Time) error {
-	_, err := s.RevokeCertificate(ctx, serial, Revocation{Reason: protocol.RevokeUnspecified, Note: reason}, now)
+	_, err := s.RevokeCertificate(ctx, "", serial, Revocation{Reason: protocol.RevokeUnspecified, Note: reason}, now)
 	return err
 }
 

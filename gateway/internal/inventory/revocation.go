@@ -107,12 +107,12 @@ func (s *Store) revokeAll(ctx context.Context, tx *gorm.DB, deviceID string, rv 
 	return out, nil
 }
 
-// RevokeCertificate revokes one certificate with rv at now, in one transaction with its
+// RevokeCertificate revokes one certificate of deviceID ("": of any device) with rv at now, in one transaction with its
 // protocol.EventCertRevoked event; a request in flight that issued it ends failed with code
 // revoked. It returns the certificate as it was before (its Status tells what was revoked:
 // the active one, a pending one, ...). Revoking a revoked certificate changes nothing. An
-// unknown serial is ErrNotFound.
-func (s *Store) RevokeCertificate(ctx context.Context, serial string, rv Revocation, now time.Time) (Certificate, error) {
+// unknown serial, or one of another device, is ErrNotFound.
+func (s *Store) RevokeCertificate(ctx context.Context, deviceID, serial string, rv Revocation, now time.Time) (Certificate, error) {
 	serial, err := normSerial(serial)
 	if err != nil {
 		return Certificate{}, err
@@ -124,6 +124,9 @@ func (s *Store) RevokeCertificate(ctx context.Context, serial string, rv Revocat
 	err = s.write(ctx, func(tx *gorm.DB) error {
 		if was, err = findCert(tx, serial); err != nil {
 			return err
+		}
+		if deviceID != "" && was.DeviceID != deviceID {
+			return fmt.Errorf("certificate %s belongs to device %q: %w", serial, was.DeviceID, ErrNotFound)
 		}
 		changed, err := s.revoke(ctx, tx, was, rv, now)
 		if err != nil || !changed {

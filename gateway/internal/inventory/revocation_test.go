@@ -93,7 +93,7 @@ func TestRevokeCertificate(t *testing.T) {
 	s := openTest(t)
 	ctx := t.Context()
 	mustIssue(t, s, issuance("plug", "c1", "r1", t0))
-	was, err := s.RevokeCertificate(ctx, "C1", Revocation{Reason: protocol.RevokeCessationOfOperation}, t0.Add(time.Hour))
+	was, err := s.RevokeCertificate(ctx, "plug", "C1", Revocation{Reason: protocol.RevokeCessationOfOperation}, t0.Add(time.Hour))
 	if err != nil || was.Status != StatusPending || was.DeviceID != "plug" {
 		t.Fatalf("RevokeCertificate() = %s of %q, %v, want pending of plug", was.Status, was.DeviceID, err)
 	}
@@ -105,14 +105,21 @@ func TestRevokeCertificate(t *testing.T) {
 		t.Errorf("one certificate revoked quarantined the device")
 	}
 	// Revoking again keeps the first reason.
-	if _, err := s.RevokeCertificate(ctx, "c1", Revocation{Reason: protocol.RevokeKeyCompromise}, t0.Add(2*time.Hour)); err != nil {
+	if _, err := s.RevokeCertificate(ctx, "plug", "c1", Revocation{Reason: protocol.RevokeKeyCompromise}, t0.Add(2*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if c, _ := s.Certificate(ctx, "c1"); c.RevokeCode != 5 {
 		t.Errorf("second revocation changed the code to %d", c.RevokeCode)
 	}
-	if _, err := s.RevokeCertificate(ctx, "ff", Revocation{}, t0); !errors.Is(err, ErrNotFound) {
+	if _, err := s.RevokeCertificate(ctx, "plug", "ff", Revocation{}, t0); !errors.Is(err, ErrNotFound) {
 		t.Errorf("RevokeCertificate(unknown) = %v, want ErrNotFound", err)
+	}
+	mustIssue(t, s, issuance("lamp", "c2", "r1", t0))
+	if _, err := s.RevokeCertificate(ctx, "plug", "c2", Revocation{}, t0); !errors.Is(err, ErrNotFound) {
+		t.Errorf("RevokeCertificate(another device's) = %v, want ErrNotFound", err)
+	}
+	if c, _ := s.Certificate(ctx, "c2"); c.Status != StatusPending {
+		t.Errorf("another device's certificate is %s after a refused revocation", c.Status)
 	}
 }
 
@@ -159,7 +166,7 @@ func TestCRLEntries(t *testing.T) {
 	mustIssue(t, s, issuance("d", "e4", "r1", t0)) // abandoned: listed as superseded
 	mustIssue(t, s, issuance("e", "e5", "r1", t0)) // pending: not listed
 	for _, serial := range []string{"e1", "e2", "e3"} {
-		if _, err := s.RevokeCertificate(ctx, serial, Revocation{Reason: protocol.RevokeKeyCompromise}, t0.Add(time.Hour)); err != nil {
+		if _, err := s.RevokeCertificate(ctx, "", serial, Revocation{Reason: protocol.RevokeKeyCompromise}, t0.Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 	}
