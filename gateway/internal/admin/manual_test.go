@@ -76,7 +76,7 @@ func newManualFixture(t testing.TB) *manualFixture {
 	notify := func(e protocol.Event) { f.events = append(f.events, e) }
 	f.iss = issuer.New(issuer.Config{CA: authority, Store: store, Now: now, Notify: notify})
 	f.s = admin.New(admin.Config{Store: store, CA: authority, Broker: f.broker, Issuer: f.iss, Now: now,
-		Changed: func() { f.changed++ }, Notify: notify})
+		Revoker: runMachine(t, store, now), Changed: func() { f.changed++ }, Notify: notify})
 	return f
 }
 

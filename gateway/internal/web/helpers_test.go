@@ -48,7 +48,7 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = machine.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	f.admin = admin.New(admin.Config{Store: store, CA: authority, Broker: f.broker, Commands: machine, Advertise: "hub.test:8883", Now: now})
+	f.admin = admin.New(admin.Config{Store: store, CA: authority, Broker: f.broker, Commands: machine, Revoker: machine, Advertise: "hub.test:8883", Now: now})
 	seed(t, store)
 	// The agent devices are online and subscribed to their commands.
 	for i, id := range []string{"hall-thermostat", "kitchen-plug"} {

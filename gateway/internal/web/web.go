@@ -89,7 +89,10 @@ type Config struct {
 	// AllowedHosts are host names (without port) accepted in the Host header when TrustIngress
 	// is false, besides IP addresses and localhost; "*" accepts any.
 	AllowedHosts []string
-	Logger       *slog.Logger
+	// CRL, when set, serves the hub's CRL at crl (DER) and crl.pem (PEM) for third-party
+	// verifiers, without login.
+	CRL    http.Handler
+	Logger *slog.Logger
 }
 
 type server struct {
@@ -124,6 +127,10 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("POST /api/devices/{id}/renew", s.apiRenew)
 	mux.HandleFunc("GET /api/events", s.apiEvents)
 	mux.HandleFunc("GET /metrics", s.metrics)
+	if cfg.CRL != nil {
+		mux.Handle("GET /crl", cfg.CRL)
+		mux.Handle("GET /crl.pem", cfg.CRL)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok"))
