@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"fmt"
 	"strings"
 )
 
@@ -57,7 +56,7 @@ func ParseRevocationReason(s string) (RevocationReason, error) {
 	for i, r := range revocationCodes {
 		words[i] = string(r.reason)
 	}
-	return "", fmt.Errorf("%w: revocation reason %q is not one of %s", ErrInvalid, s, strings.Join(words, ", "))
+	return "", invalid("revocation reason %q is not one of %s", s, strings.Join(words, ", "))
 }
 
 // Code returns the reason's RFC 5280 CRLReason number, or -1 for a word that is not a reason.
