@@ -152,7 +152,7 @@ campaign, canaries first, stopped at the abort threshold; follow it with
 		examples: []string{"hearth-gateway campaigns", "hearth-gateway campaigns --json"}},
 	{name: "revoke", synopsis: "ID [--serial SERIAL] [--reason WORD] [--note TEXT] [--json]", group: "Devices (talk to the running hub)",
 		summary: "revoke a device (every certificate; quarantined until enrolled again) or one certificate, and drop its sessions",
-		setup: setupRevoke("revoke"),
+		setup:   setupRevoke("revoke"),
 		examples: []string{"hearth-gateway revoke camera-door --reason keyCompromise --note 'SD card lost'",
 			"hearth-gateway revoke camera-door --serial 3f09c2… --reason superseded"}},
 	{name: "remove", synopsis: "ID [--reason TEXT] [--json]", group: "Devices (talk to the running hub)",
