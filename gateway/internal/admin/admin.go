@@ -34,7 +34,16 @@ import (
 type Broker interface {
 	Publish(topic string, payload []byte, retain bool) error
 	Disconnect(deviceID string) int
+	// DisconnectAfter closes the device's sessions once grace has passed, returning how
+	// many it will close.
+	DisconnectAfter(deviceID string, grace time.Duration) int
 }
+
+// RevokeGrace is how long a revoked device's live sessions stay open after the revocation
+// is stored and the new CRL published: long enough for the CRL to reach the device (so its
+// agent can say it is revoked), well within the second in which a revoked session must end.
+// The broker refuses the revoked certificates from the moment the revocation is stored.
+const RevokeGrace = 300 * time.Millisecond
 
 // Config holds the service's collaborators.
 type Config struct {
@@ -463,9 +472,9 @@ func (s *Service) Revoke(ctx context.Context, id, serial string, rv inventory.Re
 	if err != nil {
 		return protocol.DeviceRevoked{}, internal(err)
 	}
-	out := protocol.DeviceRevoked{ID: id, Revoked: len(r.Serials), Disconnected: s.cfg.Broker.Disconnect(id), Reason: rv.Reason,
-		Serial: serial, Quarantined: r.Identity}
-	s.cfg.Revoked(ctx)
+	s.cfg.Revoked(ctx) // the new CRL, published before the sessions close
+	out := protocol.DeviceRevoked{ID: id, Revoked: len(r.Serials), Disconnected: s.cfg.Broker.DisconnectAfter(id, RevokeGrace),
+		Reason: rv.Reason, Serial: serial, Quarantined: r.Identity}
 	what := fmt.Sprintf("%d certificate(s) revoked (%s)", len(r.Serials), rv.Reason)
 	if r.Identity {
 		what += "; the device is quarantined until it enrolls again"

@@ -48,6 +48,8 @@ func (b *recordingBroker) Publish(topic string, _ []byte, _ bool) error {
 
 func (b *recordingBroker) Disconnect(string) int { return 0 }
 
+func (b *recordingBroker) DisconnectAfter(string, time.Duration) int { return 0 }
+
 // manualFixture is an admin service over a real inventory and a real CA, at a settable time.
 type manualFixture struct {
 	s       *admin.Service

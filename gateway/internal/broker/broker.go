@@ -279,5 +279,25 @@ func (b *Broker) Disconnect(deviceID string) int {
 	return len(sessions)
 }
 
+// DisconnectAfter is Disconnect with a grace: it returns at once how many sessions of
+// deviceID are open, and closes them when grace has passed, so that what the hub published
+// to them just before (the CRL that revokes them) reaches them first. Auth must already
+// refuse the device.
+func (b *Broker) DisconnectAfter(deviceID string, grace time.Duration) int {
+	if grace <= 0 {
+		return b.Disconnect(deviceID)
+	}
+	sessions := b.reg.sessions(deviceID)
+	if len(sessions) > 0 {
+		time.AfterFunc(grace, func() {
+			for _, c := range sessions {
+				_ = c.Close()
+			}
+			b.log.Info("mqtt device disconnected", "device", deviceID, "sessions", len(sessions), "grace", grace)
+		})
+	}
+	return len(sessions)
+}
+
 // Online reports whether deviceID has an authenticated device (certificate) session.
 func (b *Broker) Online(deviceID string) bool { return b.reg.Online(deviceID) }
