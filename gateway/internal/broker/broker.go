@@ -55,8 +55,12 @@ type Config struct {
 	// per second with bursts of 50. Publishes over the limit are acknowledged and dropped.
 	PublishRate  float64
 	PublishBurst int
-	// Sessions, if set, is told of every device session (RoleDevice), in order.
+	// Sessions, if set, is told of every device session (RoleDevice), in order; not of
+	// recovery sessions (Identity.Expired).
 	Sessions Sessions
+	// AcceptExpired lets a device whose certificate expired (and chains to the hub CA)
+	// connect for a recovery session: see recovery.go.
+	AcceptExpired bool
 	// Now returns the current time, for the rate limiter; default time.Now.
 	Now func() time.Time
 }
@@ -170,6 +174,11 @@ func withDefaults(cfg Config) (Config, error) {
 	if err != nil {
 		return cfg, err
 	}
+	if cfg.AcceptExpired {
+		if t, err = acceptExpired(t, cfg.Now); err != nil {
+			return cfg, err
+		}
+	}
 	cfg.TLS = t
 	return cfg, nil
 }
@@ -214,7 +223,7 @@ func (b *Broker) listen(id, addr string, tc *tls.Config) (*listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: listen %s: %w", addr, err)
 	}
-	l := &listener{id: id, ln: ln, tls: tc, timeout: b.cfg.ConnectTimeout, log: b.log,
+	l := &listener{id: id, ln: ln, tls: tc, acceptExpired: b.cfg.AcceptExpired, timeout: b.cfg.ConnectTimeout, log: b.log,
 		onClose: b.reg.closed, ids: &b.conns, done: make(chan struct{}), conns: map[*conn]struct{}{}}
 	if err := b.srv.AddListener(l); err != nil {
 		_ = ln.Close()

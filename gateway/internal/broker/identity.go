@@ -41,6 +41,9 @@ type Identity struct {
 	// Conn numbers the connection: the broker numbers them from 1 in the order it accepts
 	// them, so a larger Conn is a newer connection.
 	Conn uint64
+	// Expired marks a RoleDevice session whose certificate had expired at CONNECT (only with
+	// Config.AcceptExpired): a recovery session, which may send one CSR and read its answer.
+	Expired bool
 }
 
 // Sessions is told of each device session (RoleDevice), in the order things happen to it:

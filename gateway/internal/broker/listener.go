@@ -41,13 +41,15 @@ func nextDelay(prev time.Duration) time.Duration {
 // covers the CONNECT packet: mochi replaces it with the keepalive deadline once it has
 // read CONNECT.
 type listener struct {
-	id      string
-	ln      net.Listener
-	tls     *tls.Config // nil: plaintext (loopback only, checked by New)
-	timeout time.Duration
-	log     *slog.Logger
-	onClose func(*conn)    // called once per connection, when it closes
-	ids     *atomic.Uint64 // the broker's connection counter, shared by its listeners
+	id  string
+	ln  net.Listener
+	tls *tls.Config // nil: plaintext (loopback only, checked by New)
+	// acceptExpired: tls only requests client certificates, verifyClient checks them.
+	acceptExpired bool
+	timeout       time.Duration
+	log           *slog.Logger
+	onClose       func(*conn)    // called once per connection, when it closes
+	ids           *atomic.Uint64 // the broker's connection counter, shared by its listeners
 
 	done    chan struct{} // closed by Close
 	wg      sync.WaitGroup
@@ -144,9 +146,7 @@ func (l *listener) handle(c *conn, establish listeners.EstablishFn) {
 			return
 		}
 		c.Conn = tc
-		if chains := tc.ConnectionState().VerifiedChains; len(chains) > 0 && len(chains[0]) > 0 {
-			c.leaf = chains[0][0]
-		}
+		c.leaf = peerLeaf(tc.ConnectionState(), l.acceptExpired)
 	}
 	if !ready() {
 		return

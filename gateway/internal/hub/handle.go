@@ -19,7 +19,7 @@ import (
 func (h *Hub) handle(ctx context.Context, from broker.Identity, t protocol.Topic, payload []byte) {
 	switch t.Kind {
 	case protocol.KindCSR:
-		s := issuer.Sender{DeviceID: from.DeviceID, Serial: from.Serial}
+		s := issuer.Sender{DeviceID: from.DeviceID, Serial: from.Serial, Expired: from.Expired}
 		if from.Role == broker.RoleEnrolling {
 			s.Serial, s.TokenHash = "", h.checker.TokenHash(from.DeviceID)
 		}

@@ -144,6 +144,10 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		TLS:       &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: clientCAs, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12},
 		Topics:    h.topics,
 		Sessions:  sessions{h},
+		// Devices whose certificate expired while the hub was out of reach renew by
+		// themselves within their class's grace (a recovery session).
+		AcceptExpired: true,
+		Now:           h.now,
 	}, h.checker, h.handle, h.log.With("part", "broker"))
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
