@@ -47,3 +47,25 @@ func TestParseRevocationReasonRefuses(t *testing.T) {
 		t.Errorf(`RevocationReason("nope").Code() = %d, want -1`, got)
 	}
 }
+
+// FuzzParseRevocationReason: any word either is a reason that round-trips through its code,
+// or is refused with ErrInvalid; never a panic.
+func FuzzParseRevocationReason(f *testing.F) {
+	for _, r := range RevocationReasons() {
+		f.Add(string(r))
+	}
+	f.Add("certificateHold")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseRevocationReason(s)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("ParseRevocationReason(%q) = %v, want ErrInvalid", s, err)
+			}
+			return
+		}
+		if back, ok := RevocationReasonOf(r.Code()); !ok || back != r {
+			t.Errorf("ParseRevocationReason(%q) = %q, which does not round-trip through code %d", s, r, r.Code())
+		}
+	})
+}
