@@ -63,9 +63,10 @@ type Sessions interface {
 // quick SQLite read.
 type Auth interface {
 	// Certificate decides a client certificate that TLS already verified against the hub
-	// CA. deviceID is the device it names (protocol.DeviceIDFromCert), serial is
-	// lowercase hex. It returns nil to allow (pending, active, superseded but unexpired) and
-	// an error to refuse (revoked, unknown, quarantined device).
+	// CA (with Config.AcceptExpired, possibly expired: Identity.Expired). deviceID is the
+	// device it names (protocol.DeviceIDFromCert), serial is lowercase hex. It returns nil
+	// to allow (pending, active, superseded within the overlap) and an error to refuse
+	// (revoked, abandoned, unknown, superseded past the overlap, quarantined device).
 	Certificate(ctx context.Context, deviceID, serial string) error
 	// Token decides an enrollment login: username deviceID, password token. It returns nil
 	// when the token currently authorizes deviceID to enroll; it should not consume it.

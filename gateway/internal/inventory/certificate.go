@@ -186,12 +186,6 @@ func (s *Store) RevokeDevice(ctx context.Context, deviceID, reason string, now t
 	return n, nil
 }
 
-// Revoked returns every revoked certificate, oldest revocation first: the source of the CRL
-// and of the broker's deny-set. Expired ones are included; the caller decides what to drop.
-func (s *Store) Revoked(ctx context.Context) ([]Certificate, error) {
-	return certs(s.read(ctx).Where("status = ?", StatusRevoked).Order("revoked_at, serial"), "revoked certificates")
-}
-
 // ExpiringBefore returns the active certificates whose NotAfter is before t, soonest first.
 // Pending and superseded certificates are left out: only what devices use matters.
 func (s *Store) ExpiringBefore(ctx context.Context, t time.Time) ([]Certificate, error) {
