@@ -39,8 +39,12 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	return &fixture{store: hubkit.Store(t), ca: hubkit.CA(t, t0.Add(-24*time.Hour)), dir: t.TempDir(), clock: testkit.NewClock(t0)}
+	return &fixture{store: hubkitStore(t), ca: hubkitCA(t), dir: t.TempDir(), clock: testkit.NewClock(t0)}
 }
+
+func hubkitStore(t testing.TB) *inventory.Store { return hubkit.Store(t) }
+
+func hubkitCA(t testing.TB) *ca.CA { return hubkit.CA(t, t0.Add(-24*time.Hour)) }
 
 func (f *fixture) publisher(t *testing.T, store Store) *Publisher {
 	t.Helper()
