@@ -40,9 +40,9 @@ type Broker interface {
 }
 
 // RevokeGrace is how long a revoked device's live sessions stay open after the revocation
-// is stored and the new CRL published: long enough for the CRL to reach the device (so its
-// agent can say it is revoked), well within the second in which a revoked session must end.
-// The broker refuses the revoked certificates from the moment the revocation is stored.
+// is stored: long enough for the new CRL to be published and reach the device (so its agent
+// can say it is revoked), well within the second in which a revoked session must end. The
+// broker refuses the revoked certificates from the moment the revocation is stored.
 const RevokeGrace = 300 * time.Millisecond
 
 // Config holds the service's collaborators.
@@ -472,9 +472,12 @@ func (s *Service) Revoke(ctx context.Context, id, serial string, rv inventory.Re
 	if err != nil {
 		return protocol.DeviceRevoked{}, internal(err)
 	}
-	s.cfg.Revoked(ctx) // the new CRL, published before the sessions close
+	// The sessions close RevokeGrace after the revocation was stored, whatever the CRL's
+	// size; the new CRL is published meanwhile (some 20 ms for a home's), so it reaches them
+	// first.
 	out := protocol.DeviceRevoked{ID: id, Revoked: len(r.Serials), Disconnected: s.cfg.Broker.DisconnectAfter(id, RevokeGrace),
 		Reason: rv.Reason, Serial: serial, Quarantined: r.Identity}
+	s.cfg.Revoked(ctx)
 	what := fmt.Sprintf("%d certificate(s) revoked (%s)", len(r.Serials), rv.Reason)
 	if r.Identity {
 		what += "; the device is quarantined until it enrolls again"
