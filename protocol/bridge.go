@@ -201,10 +201,13 @@ type DeviceRenewed struct {
 
 // DeviceRevoked is the data of device/revoke and device/remove responses.
 type DeviceRevoked struct {
-	ID           string `json:"id"`
-	Revoked      int    `json:"revoked"`      // certificates revoked
-	Disconnected int    `json:"disconnected"` // live sessions dropped
-	Removed      bool   `json:"removed,omitempty"`
+	ID           string           `json:"id"`
+	Revoked      int              `json:"revoked"`      // certificates revoked
+	Disconnected int              `json:"disconnected"` // live sessions dropped
+	Removed      bool             `json:"removed,omitempty"`
+	Reason       RevocationReason `json:"reason,omitempty"`      // the RFC 5280 reason recorded
+	Serial       string           `json:"serial,omitempty"`      // with one certificate revoked: its serial
+	Quarantined  bool             `json:"quarantined,omitempty"` // the whole device was revoked: it must enroll again
 }
 
 // Limits of device/import and device/sign.

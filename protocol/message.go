@@ -207,10 +207,15 @@ type BridgeRequest struct {
 }
 
 // DeviceRequest is the payload of device/get, device/renew, device/remove and device/revoke.
+// For device/revoke, Reason is a RevocationReason word ("" is unspecified), Serial selects
+// one certificate instead of the whole device, and Note is free text for the audit log; for
+// device/renew, Reason is free text.
 type DeviceRequest struct {
 	Transaction string `json:"transaction,omitempty"`
 	ID          string `json:"id"`
 	Reason      string `json:"reason,omitempty"`
+	Serial      string `json:"serial,omitempty"`
+	Note        string `json:"note,omitempty"`
 }
 
 // TokenRequest is the payload of token/create.

@@ -34,6 +34,8 @@ type Agent struct {
 
 	// pair is the identity presented at the next TLS handshake (GetClientCertificate).
 	pair atomic.Pointer[keystore.Pair]
+	// crl is the hub's last verified CRL (nil before one arrived), read at each handshake.
+	crl atomic.Pointer[x509.RevocationList]
 
 	// Owned by the goroutine running Run (or Renew).
 	clk          *clock.Clock
@@ -136,6 +138,7 @@ func (a *Agent) load(ks keys) error {
 	// The hub backdates not-before by a minute: the true time is later than it.
 	a.clk.AtLeast(pair.Leaf().NotBefore)
 	a.pair.Store(&pair)
+	a.loadCRL()
 	a.healthDue = true
 	return nil
 }
@@ -177,7 +180,7 @@ func (a *Agent) dial(ctx context.Context) (*hub.Session, error) {
 	}
 	return hub.Dial(ctx, hub.Config{
 		URL: a.cfg.HubURL, DeviceID: a.cfg.DeviceID, Topics: a.cfg.Topics, Mode: hub.ModeDevice,
-		Version: a.cfg.Version, TLS: serverTLS(a.ca, a.host, a.clk, getCert),
+		Version: a.cfg.Version, TLS: serverTLS(a.ca, a.host, a.clk, getCert, a.hubRevoked),
 		ConnectTimeout: a.cfg.ConnectTimeout, Logger: a.cfg.Logger,
 	})
 }

@@ -73,7 +73,7 @@ func Enroll(ctx context.Context, cfg Config, token, caFingerprint string) error 
 	sess, err := hub.Dial(ctx, hub.Config{
 		URL: cfg.HubURL, DeviceID: cfg.DeviceID, Topics: cfg.Topics, Mode: hub.ModeEnroll,
 		Username: cfg.DeviceID, Password: token, Version: cfg.Version,
-		TLS:            serverTLS(ca, u.Hostname(), clk, nil),
+		TLS:            serverTLS(ca, u.Hostname(), clk, nil, nil),
 		ConnectTimeout: cfg.ConnectTimeout, Logger: cfg.Logger,
 	})
 	if err != nil {
@@ -119,7 +119,7 @@ func Enroll(ctx context.Context, cfg Config, token, caFingerprint string) error 
 		URL: cfg.HubURL, DeviceID: cfg.DeviceID, Topics: cfg.Topics, Mode: hub.ModeDevice, Version: cfg.Version,
 		TLS: serverTLS(ca, u.Hostname(), clk, func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			return &tc, nil
-		}),
+		}, nil),
 		ConnectTimeout: cfg.ConnectTimeout, Logger: cfg.Logger,
 	})
 	if err != nil {

@@ -37,6 +37,8 @@ func (a *Agent) handle(ctx context.Context, in hub.Inbound) {
 		}
 	case in.CA != "":
 		a.updateCA(in.CA)
+	case in.CRL != "":
+		a.updateCRL(in.CRL)
 	}
 }
 

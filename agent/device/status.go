@@ -91,6 +91,12 @@ type Status struct {
 	// not).
 	ChainOK    bool   `json:"chain_ok"`
 	ChainError string `json:"chain_error,omitempty"`
+	// Revoked reports that the hub's CRL (the last one the agent received and verified,
+	// crl.pem) lists the certificate, since RevokedAt for RevocationReason: the device must
+	// enroll again with a new token.
+	Revoked          bool                      `json:"revoked"`
+	RevokedAt        time.Time                 `json:"revoked_at,omitzero"`
+	RevocationReason protocol.RevocationReason `json:"revocation_reason,omitempty"`
 	// NextRenewal and its reason are as the running agent last computed them (or the default
 	// plan when no agent has run).
 	NextRenewal       time.Time `json:"next_renewal,omitzero"`
@@ -211,6 +217,13 @@ func ReadStatus(cfg Config) (Status, error) {
 		s.ChainError = err.Error()
 	} else {
 		s.ChainOK = true
+	}
+	if raw, err := readSmall(filepath.Join(cfg.Dir, crlName), maxCRLBytes); err == nil {
+		if l, err := parseCRL(raw, ca); err == nil {
+			if rv, ok := revokedIn(l, s.Serial); ok {
+				s.Revoked, s.RevokedAt, s.RevocationReason = true, rv.At, rv.Reason
+			}
+		}
 	}
 	return s, nil
 }

@@ -306,6 +306,9 @@ func status(args []string, stdout, stderr io.Writer) error {
 	switch {
 	case !st.Enrolled:
 		return &exitError{code: 2, err: fmt.Errorf("no certificate in %s: run hearth-agent enroll", st.Dir)}
+	case st.Revoked:
+		return &exitError{code: 4, err: fmt.Errorf("certificate %s is revoked by the hub (%s) since %s: enroll again with a new token",
+			st.Serial, orDash(string(st.RevocationReason)), st.RevokedAt.UTC().Format(time.RFC3339))}
 	case st.Expired:
 		return &exitError{code: 3, err: fmt.Errorf("certificate %s expired at %s", st.Serial, st.NotAfter.UTC().Format(time.RFC3339))}
 	}
@@ -342,9 +345,12 @@ func printStatus(w io.Writer, st device.Status) {
 	default:
 		row("expires", "%s (in %s)", ts(st.NotAfter), human(left))
 	}
-	if st.ChainOK {
+	switch {
+	case st.Revoked:
+		row("chain", "REVOKED by the hub since %s (%s): enroll again with a new token", ts(st.RevokedAt), orDash(string(st.RevocationReason)))
+	case st.ChainOK:
 		row("chain", "verifies against the pinned CA")
-	} else {
+	default:
 		row("chain", "DOES NOT VERIFY: %s", st.ChainError)
 	}
 	row("next renewal", "%s (%s)", ts(st.NextRenewal), orDash(st.NextRenewalReason))

@@ -11,6 +11,9 @@ import (
 // maxCASize bounds the retained CA topic's PEM payload.
 const maxCASize = 64 << 10
 
+// maxCRLSize bounds the retained CRL topic's PEM payload (some 4,000 revoked certificates).
+const maxCRLSize = 256 << 10
+
 // route is the connection's message handler. It runs on the connection's reading goroutine
 // and never blocks.
 func (s *Session) route(m mqtt.Message) {
@@ -62,6 +65,12 @@ func (s *Session) route(m mqtt.Message) {
 			return
 		}
 		s.push(Inbound{CA: string(payload), Retained: m.Retained})
+	case protocol.KindCRL:
+		if len(payload) == 0 || len(payload) > maxCRLSize {
+			s.log.Warn("ignoring CRL message of unexpected size", "bytes", len(payload))
+			return
+		}
+		s.push(Inbound{CRL: string(payload), Retained: m.Retained})
 	}
 }
 

@@ -117,6 +117,8 @@ type Inbound struct {
 	Renewal *protocol.RenewalInfo
 	// CA is the PEM content of the retained CA topic.
 	CA string
+	// CRL is the PEM content of the retained CRL topic.
+	CRL string
 	// Retained reports that the message was the broker's retained copy (its hub time may be
 	// old), not a live publication.
 	Retained bool
@@ -285,7 +287,7 @@ func (s *Session) subscribe(ctx context.Context) error {
 		for _, k := range []protocol.Kind{protocol.KindCert, protocol.KindAck, protocol.KindCmd, protocol.KindRenewal} {
 			subs = append(subs, mqtt.Subscription{Filter: t.Device(s.cfg.DeviceID, k), QoS: 1})
 		}
-		subs = append(subs, mqtt.Subscription{Filter: t.CA(), QoS: 1})
+		subs = append(subs, mqtt.Subscription{Filter: t.CA(), QoS: 1}, mqtt.Subscription{Filter: t.CRL(), QoS: 1})
 	case ModeEnroll:
 		subs = append(subs, mqtt.Subscription{Filter: t.Device(s.cfg.DeviceID, protocol.KindCert), QoS: 1})
 	case ModeCA:
@@ -299,9 +301,9 @@ func (s *Session) subscribe(ctx context.Context) error {
 		if code != mqtt.SubackFailure {
 			continue
 		}
-		if topic := subs[i].Filter; topic == t.CA() && s.cfg.Mode == ModeDevice {
-			// Only CA rotation needs it; the session is useful without.
-			s.log.Warn("hub refused the subscription to its CA topic", "topic", topic)
+		if topic := subs[i].Filter; (topic == t.CA() || topic == t.CRL()) && s.cfg.Mode == ModeDevice {
+			// Only CA rotation and revocation checks need them; the session is useful without.
+			s.log.Warn("hub refused the subscription to one of its CA topics", "topic", topic)
 			continue
 		}
 		return fmt.Errorf("%w: %s", ErrSubscribeRefused, subs[i].Filter)

@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"bytes"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -23,6 +24,8 @@ type Broker struct {
 	CA *CA
 	// PresentsRoot reports whether the TLS handshake includes the root certificate.
 	PresentsRoot bool
+	// Cert is the broker's server certificate.
+	Cert *x509.Certificate
 }
 
 // StartBroker starts mosquitto with a TLS listener whose server certificate (for 127.0.0.1)
@@ -93,7 +96,7 @@ user root
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return &Broker{URL: "mqtts://" + addr, Addr: addr, CA: ca, PresentsRoot: presentRoot}
+	return &Broker{URL: "mqtts://" + addr, Addr: addr, CA: ca, PresentsRoot: presentRoot, Cert: leaf}
 }
 
 // freePort returns a TCP port that was free on 127.0.0.1 a moment ago.

@@ -143,3 +143,20 @@ func (ca *CA) issue(t testing.TB, pub crypto.PublicKey, id string, serial *big.I
 		BasicConstraintsValid: true,
 	}, ca.Intermediate, pub, ca.interKey)
 }
+
+// CRL returns a PEM CRL of the intermediate with CRL number number, listing serials
+// (revoked an hour ago, keyCompromise), as the hub publishes on its CRL topic.
+func (ca *CA) CRL(t testing.TB, number int64, serials ...*big.Int) []byte {
+	t.Helper()
+	now := time.Now().UTC().Truncate(time.Second)
+	var entries []x509.RevocationListEntry
+	for _, s := range serials {
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: s, RevocationTime: now.Add(-time.Hour), ReasonCode: 1})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(number), ThisUpdate: now,
+		NextUpdate: now.Add(7 * 24 * time.Hour), RevokedCertificateEntries: entries}, ca.Intermediate, ca.interKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
+}

@@ -272,20 +272,46 @@ func selectorsKnown(list []protocol.DeviceSummary) string {
 func setupRevoke(name string) func(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
 	return func(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
 		h := newHubFlags(fs, s, true)
-		reason := fs.String("reason", "", "why, for the audit log")
+		var reason, serial, note *string
+		if name == "revoke" {
+			words := make([]string, 0, 6)
+			for _, r := range protocol.RevocationReasons() {
+				words = append(words, string(r))
+			}
+			reason = fs.String("reason", "", "the RFC 5280 reason `WORD`: "+strings.Join(words, ", ")+" (default unspecified)")
+			serial = fs.String("serial", "", "revoke only the certificate with this `SERIAL` (hex), not the whole device")
+			note = fs.String("note", "", "why, in plain `TEXT`, for the audit log")
+		} else {
+			note = fs.String("reason", "", "why, for the audit log")
+		}
 		return func(ctx context.Context, args []string) error {
 			if err := exactArgs(name, args, "ID"); err != nil {
 				return err
 			}
+			req := protocol.DeviceRequest{ID: args[0], Note: *note}
+			if reason != nil {
+				if _, err := protocol.ParseRevocationReason(*reason); err != nil {
+					return &usageError{cmd: name, err: err}
+				}
+				req.Reason, req.Serial = *reason, *serial
+			}
 			var r protocol.DeviceRevoked
-			if err := h.do(ctx, "device/"+name, protocol.DeviceRequest{ID: args[0], Reason: *reason}, &r); err != nil {
+			if err := h.do(ctx, "device/"+name, req, &r); err != nil {
 				return h.unknownDevice(ctx, err)
 			}
 			if *h.asJSON {
 				return writeJSON(s.stdout, r)
 			}
-			_, err := fmt.Fprintf(s.stdout, "%s: %d certificate(s) revoked, %d session(s) dropped%s\n", r.ID, r.Revoked, r.Disconnected,
-				map[bool]string{true: ", removed from the inventory"}[r.Removed])
+			var err error
+			switch {
+			case r.Removed:
+				_, err = fmt.Fprintf(s.stdout, "%s: %d certificate(s) revoked, %d session(s) dropped, removed from the inventory\n", r.ID, r.Revoked, r.Disconnected)
+			case r.Serial != "":
+				_, err = fmt.Fprintf(s.stdout, "%s: certificate %s revoked (%s), %d session(s) dropped\n", r.ID, r.Serial, r.Reason, r.Disconnected)
+			default:
+				_, err = fmt.Fprintf(s.stdout, "%s: %d certificate(s) revoked (%s), %d session(s) dropped; quarantined until enrolled again with a new token\n",
+					r.ID, r.Revoked, r.Reason, r.Disconnected)
+			}
 			return err
 		}
 	}

@@ -107,6 +107,7 @@ func TestUsageErrors(t *testing.T) {
 		{"events limit", []string{"events", "--limit", "0"}, "events: --limit 0: want 1 to 1000"},
 		{"token without device", []string{"token", "create"}, "token create: give the device id"},
 		{"policy check without file", []string{"policy", "check"}, "policy check: missing FILE"},
+		{"revoke reason not RFC 5280", []string{"revoke", "cam", "--reason", "lost"}, `revocation reason "lost" is not one of unspecified, keyCompromise`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -67,8 +67,9 @@ func startManualHub(t *testing.T) *manualHub {
 
 type nopBroker struct{}
 
-func (nopBroker) Publish(string, []byte, bool) error { return nil }
-func (nopBroker) Disconnect(string) int              { return 0 }
+func (nopBroker) Publish(string, []byte, bool) error        { return nil }
+func (nopBroker) Disconnect(string) int                     { return 0 }
+func (nopBroker) DisconnectAfter(string, time.Duration) int { return 0 }
 
 // writeManualFile writes content to a file in a temp dir and returns its path.
 func writeManualFile(t *testing.T, name, content string) string {

@@ -49,6 +49,8 @@ var (
 	ErrUnknownCertificate = errors.New("certificate not issued by this hub to this device")
 	ErrRevoked            = errors.New("certificate revoked")
 	ErrAbandoned          = errors.New("certificate abandoned: its request ended without a commit")
+	ErrSuperseded         = errors.New("certificate superseded by a newer one")
+	ErrQuarantined        = errors.New("device quarantined: enroll it again with a new token")
 	ErrLockedOut          = errors.New("too many failed logins; locked out")
 	ErrBadToken           = errors.New("enrollment token refused")
 )
@@ -89,6 +91,8 @@ type Checker struct {
 	standIn string
 	// check checks a password against a hash (secret.CheckPassword; tests count its calls).
 	check func(hash, password string) bool
+	// overlap is how long a superseded certificate still logs in (SetSupersededOverlap).
+	overlap time.Duration
 
 	sources *rate.Backoff // failed logins by source, tokens and passwords alike
 	ids     *rate.Backoff // failed token logins by device id
@@ -118,7 +122,7 @@ func New(store *inventory.Store, admins []Admin, now func() time.Time) *Checker 
 	backoff := func() *rate.Backoff {
 		return rate.NewBackoff(rate.BackoffConfig{Free: FreeFailures, Base: FirstWait, Max: MaxWait, Forget: ForgetAfter})
 	}
-	return &Checker{store: store, admins: m, now: now, standIn: standIn, check: secret.CheckPassword,
+	return &Checker{store: store, admins: m, now: now, standIn: standIn, overlap: DefaultSupersededOverlap, check: secret.CheckPassword,
 		sources: backoff(), ids: backoff(), names: backoff(), tokens: map[string]string{}}
 }
 
@@ -138,26 +142,6 @@ func (c *Checker) wait(names *rate.Backoff, src, name string, now time.Time) tim
 // now; the counts shrink as failures are forgotten.
 func (c *Checker) Failures(now time.Time) (sources, ids, names int) {
 	return c.sources.Len(now), c.ids.Len(now), c.names.Len(now)
-}
-
-// Certificate allows a verified client certificate when the inventory holds it for that
-// device as pending, active or superseded; revoked and abandoned ones (a request that ended
-// without a commit) are refused. Expiry was already checked by TLS.
-func (c *Checker) Certificate(ctx context.Context, deviceID, serial string) error {
-	cert, err := c.store.Certificate(ctx, serial)
-	if errors.Is(err, inventory.ErrNotFound) || (err == nil && cert.DeviceID != deviceID) {
-		return fmt.Errorf("%w: %s of %s", ErrUnknownCertificate, serial, deviceID)
-	}
-	if err != nil {
-		return fmt.Errorf("look up certificate: %w", err)
-	}
-	switch cert.Status {
-	case inventory.StatusRevoked:
-		return fmt.Errorf("%w: %s", ErrRevoked, serial)
-	case inventory.StatusAbandoned:
-		return fmt.Errorf("%w: %s", ErrAbandoned, serial)
-	}
-	return nil
 }
 
 // Token allows an enrollment login with an unused, unexpired token for deviceID, and

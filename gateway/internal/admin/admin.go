@@ -36,7 +36,16 @@ import (
 type Broker interface {
 	Publish(topic string, payload []byte, retain bool) error
 	Disconnect(deviceID string) int
+	// DisconnectAfter closes the device's sessions once grace has passed, returning how
+	// many it will close.
+	DisconnectAfter(deviceID string, grace time.Duration) int
 }
+
+// RevokeGrace is how long a revoked device's live sessions stay open after the revocation
+// is stored: long enough for the new CRL to be published and reach the device (so its agent
+// can say it is revoked), well within the second in which a revoked session must end. The
+// broker refuses the revoked certificates from the moment the revocation is stored.
+const RevokeGrace = 300 * time.Millisecond
 
 // Config holds the service's collaborators.
 type Config struct {
@@ -60,6 +69,9 @@ type Config struct {
 	// Commands queues renew commands for devices (the device state machine); required for
 	// Renew.
 	Commands Commands
+	// Revoker revokes devices and certificates in order with their requests (the device
+	// state machine); required for Revoke and Remove.
+	Revoker Revoker
 	// Scheduler, when set, takes device/renew (it commands the device now when online, on
 	// reconnect otherwise, and retries until the device commits) and runs campaigns. Without
 	// it, device/renew publishes one command and campaigns are unavailable.
@@ -92,6 +104,12 @@ const DefaultRenewCooldown = time.Minute
 // until the device acts on it or its deadline passes.
 type Commands interface {
 	Command(ctx context.Context, deviceID string, c lifecycle.Command) error
+}
+
+// Revoker is what the service needs of the device state machine to revoke: the device's
+// identity (serial "") or one certificate, durably, in order with the device's requests.
+type Revoker interface {
+	Revoke(ctx context.Context, deviceID, serial string, rv inventory.Revocation) (lifecycle.Revoked, error)
 }
 
 // Scheduler is what the service needs of the renewal scheduler.
@@ -281,7 +299,11 @@ func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error
 			}
 			return out, nil
 		case "device/revoke":
-			return s.Revoke(ctx, r.ID, firstNonEmpty(r.Reason, "revoked by an admin"))
+			reason, err := protocol.ParseRevocationReason(r.Reason)
+			if err != nil {
+				return nil, err
+			}
+			return s.Revoke(ctx, r.ID, r.Serial, inventory.Revocation{Reason: reason, Note: r.Note})
 		default:
 			return s.Remove(ctx, r.ID)
 		}
@@ -488,24 +510,48 @@ func (s *Service) Renew(ctx context.Context, id string, action protocol.Action, 
 	return protocol.DeviceRenewed{ID: id, CommandID: cmd.CommandID, Deadline: cmd.Deadline}, nil
 }
 
-// Revoke revokes every certificate of the device, drops its live session and regenerates
-// the CRL. The device needs a new enrollment token to come back.
-func (s *Service) Revoke(ctx context.Context, id, reason string) (protocol.DeviceRevoked, error) {
+// Revoke revokes the device's identity (serial "": every certificate it holds, its request
+// in flight; the device is quarantined until enrolled again with a new token) or one of its
+// certificates, through the device state machine, then drops the device's live sessions
+// and regenerates the CRL. The broker refuses the revoked certificates from the moment the
+// revocation is stored, so a device that reconnects comes back only on a certificate still
+// valid.
+func (s *Service) Revoke(ctx context.Context, id, serial string, rv inventory.Revocation) (protocol.DeviceRevoked, error) {
 	if _, err := s.device(ctx, id); err != nil {
 		return protocol.DeviceRevoked{}, err
 	}
-	now := s.cfg.Now()
-	n, err := s.cfg.Store.RevokeDevice(ctx, id, reason, now)
+	if s.cfg.Revoker == nil {
+		return protocol.DeviceRevoked{}, errors.New("revoke needs the device state machine")
+	}
+	if rv.Reason == "" {
+		rv.Reason = protocol.RevokeUnspecified
+	}
+	if serial != "" {
+		c, err := s.cfg.Store.Certificate(ctx, serial)
+		if err != nil || c.DeviceID != id {
+			return protocol.DeviceRevoked{}, &notFoundError{msg: fmt.Sprintf("device %q has no certificate %s", id, serial)}
+		}
+		serial = c.Serial
+	}
+	r, err := s.cfg.Revoker.Revoke(ctx, id, serial, rv)
 	if err != nil {
 		return protocol.DeviceRevoked{}, internal(err)
 	}
-	if err := s.cfg.Store.SetState(ctx, id, inventory.StateQuarantined, now); err != nil {
-		return protocol.DeviceRevoked{}, internal(err)
-	}
-	out := protocol.DeviceRevoked{ID: id, Revoked: n, Disconnected: s.cfg.Broker.Disconnect(id)}
+	// The sessions close RevokeGrace after the revocation was stored, whatever the CRL's
+	// size; the new CRL is published meanwhile (some 20 ms for a home's), so it reaches them
+	// first.
+	out := protocol.DeviceRevoked{ID: id, Revoked: len(r.Serials), Disconnected: s.cfg.Broker.DisconnectAfter(id, RevokeGrace),
+		Reason: rv.Reason, Serial: serial, Quarantined: r.Identity}
 	s.cfg.Revoked(ctx)
-	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventCertRevoked, Time: now.UTC(), DeviceID: id,
-		Message: fmt.Sprintf("%d certificate(s) revoked: %s", n, reason)})
+	what := fmt.Sprintf("%d certificate(s) revoked (%s)", len(r.Serials), rv.Reason)
+	if r.Identity {
+		what += "; the device is quarantined until it enrolls again"
+	}
+	if rv.Note != "" {
+		what += ": " + rv.Note
+	}
+	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventCertRevoked, Time: r.At.UTC(), DeviceID: id,
+		Message: what, Data: map[string]string{"reason": string(rv.Reason), "serial": serial}})
 	s.cfg.DeviceChanged(id)
 	return out, nil
 }
@@ -514,7 +560,7 @@ func (s *Service) Revoke(ctx context.Context, id, reason string) (protocol.Devic
 // and events stay for the audit) and clears its retained topics (its bridge/device topic is
 // cleared by whoever DeviceChanged tells).
 func (s *Service) Remove(ctx context.Context, id string) (protocol.DeviceRevoked, error) {
-	out, err := s.Revoke(ctx, id, "device removed")
+	out, err := s.Revoke(ctx, id, "", inventory.Revocation{Reason: protocol.RevokeCessationOfOperation, Note: "device removed"})
 	if err != nil {
 		return out, err
 	}

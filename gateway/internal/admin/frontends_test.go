@@ -64,7 +64,7 @@ func newHub(t *testing.T, pol *policy.Policy, burst int) *hub {
 	}
 	h.iss = issuer.New(cfg)
 	h.svc = admin.New(admin.Config{Store: store, CA: authority, Broker: &recordingBroker{}, Issuer: h.iss,
-		Policy: func() *policy.Policy { return pol }, Now: now})
+		Revoker: runMachine(t, store, now), Policy: func() *policy.Policy { return pol }, Now: now})
 	return h
 }
 

@@ -48,6 +48,8 @@ func (b *recordingBroker) Publish(topic string, _ []byte, _ bool) error {
 
 func (b *recordingBroker) Disconnect(string) int { return 0 }
 
+func (b *recordingBroker) DisconnectAfter(string, time.Duration) int { return 0 }
+
 // manualFixture is an admin service over a real inventory and a real CA, at a settable time.
 type manualFixture struct {
 	s       *admin.Service
@@ -76,7 +78,7 @@ func newManualFixture(t testing.TB) *manualFixture {
 	notify := func(e protocol.Event) { f.events = append(f.events, e) }
 	f.iss = issuer.New(issuer.Config{CA: authority, Store: store, Now: now, Notify: notify})
 	f.s = admin.New(admin.Config{Store: store, CA: authority, Broker: f.broker, Issuer: f.iss, Now: now,
-		Changed: func() { f.changed++ }, Notify: notify})
+		Revoker: runMachine(t, store, now), Changed: func() { f.changed++ }, Notify: notify})
 	return f
 }
 

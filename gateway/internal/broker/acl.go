@@ -21,8 +21,8 @@ type grant struct {
 // newGrant returns the grant of id under topics.
 func newGrant(topics protocol.Topics, id Identity) *grant {
 	g := &grant{id: id}
-	switch id.Role {
-	case RoleDevice:
+	switch {
+	case id.Role == RoleDevice: // a recovery session (Expired) reads the same, publishes only its CSR
 		g.reads = []string{
 			topics.Device(id.DeviceID, protocol.KindCert),
 			topics.Device(id.DeviceID, protocol.KindAck),
@@ -31,9 +31,9 @@ func newGrant(topics protocol.Topics, id Identity) *grant {
 			topics.CA(),
 			topics.CRL(),
 		}
-	case RoleEnrolling, RoleRefused:
+	case id.Role == RoleEnrolling || id.Role == RoleRefused:
 		g.reads = []string{topics.Device(id.DeviceID, protocol.KindCert), topics.CA()}
-	case RoleAdmin:
+	case id.Role == RoleAdmin:
 		g.prefix = topics.Prefix() + "/"
 	}
 	return g
@@ -62,6 +62,9 @@ func (g *grant) mayPublish(t protocol.Topic) bool {
 	case RoleDevice:
 		if t.DeviceID != g.id.DeviceID {
 			return false
+		}
+		if g.id.Expired {
+			return t.Kind == protocol.KindCSR
 		}
 		switch t.Kind {
 		case protocol.KindCSR, protocol.KindCommit, protocol.KindHealth, protocol.KindState:

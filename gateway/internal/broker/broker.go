@@ -61,8 +61,12 @@ type Config struct {
 	// Logins, if set, is told of every enrollment login, accepted or refused with a reason
 	// (Refusal). It is called on the client's connect path: it must return fast.
 	Logins func(Login)
-	// Sessions, if set, is told of every device session (RoleDevice), in order.
+	// Sessions, if set, is told of every device session (RoleDevice), in order; not of
+	// recovery sessions (Identity.Expired).
 	Sessions Sessions
+	// AcceptExpired lets a device whose certificate expired (and chains to the hub CA)
+	// connect for a recovery session: see recovery.go.
+	AcceptExpired bool
 	// Now returns the current time, for the rate limiter; default time.Now.
 	Now func() time.Time
 }
@@ -182,6 +186,11 @@ func withDefaults(cfg Config) (Config, error) {
 	if err != nil {
 		return cfg, err
 	}
+	if cfg.AcceptExpired {
+		if t, err = acceptExpired(t, cfg.Now); err != nil {
+			return cfg, err
+		}
+	}
 	cfg.TLS = t
 	return cfg, nil
 }
@@ -226,7 +235,7 @@ func (b *Broker) listen(id, addr string, tc *tls.Config) (*listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: listen %s: %w", addr, err)
 	}
-	l := &listener{id: id, ln: ln, tls: tc, timeout: b.cfg.ConnectTimeout, log: b.log,
+	l := &listener{id: id, ln: ln, tls: tc, acceptExpired: b.cfg.AcceptExpired, timeout: b.cfg.ConnectTimeout, log: b.log,
 		onClose: b.reg.closed, ids: &b.conns, adm: b.adm, limit: b.packetLimit, done: make(chan struct{}), conns: map[*conn]struct{}{}}
 	if err := b.srv.AddListener(l); err != nil {
 		_ = ln.Close()
@@ -304,6 +313,26 @@ func (b *Broker) Disconnect(deviceID string) int {
 	}
 	if len(sessions) > 0 {
 		b.log.Info("mqtt device disconnected", "device", deviceID, "sessions", len(sessions))
+	}
+	return len(sessions)
+}
+
+// DisconnectAfter is Disconnect with a grace: it returns at once how many sessions of
+// deviceID are open, and closes them when grace has passed, so that what the hub published
+// to them just before (the CRL that revokes them) reaches them first. Auth must already
+// refuse the device.
+func (b *Broker) DisconnectAfter(deviceID string, grace time.Duration) int {
+	if grace <= 0 {
+		return b.Disconnect(deviceID)
+	}
+	sessions := b.reg.sessions(deviceID)
+	if len(sessions) > 0 {
+		time.AfterFunc(grace, func() {
+			for _, c := range sessions {
+				_ = c.Close()
+			}
+			b.log.Info("mqtt device disconnected", "device", deviceID, "sessions", len(sessions), "grace", grace)
+		})
 	}
 	return len(sessions)
 }

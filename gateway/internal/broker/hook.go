@@ -72,6 +72,7 @@ func (b *Broker) authenticate(c *conn, cl *mqtt.Client, pk packets.Packet) (Iden
 			return id, fmt.Errorf("%w: username %q differs from the certificate's device %q", ErrRefused, username, dev)
 		}
 		id.Role, id.DeviceID, id.Serial = RoleDevice, dev, serialOf(c.leaf)
+		id.Expired = b.cfg.Now().After(c.leaf.NotAfter)
 	case username == "" || password == "":
 		return id, fmt.Errorf("%w: no client certificate and no username and password", ErrRefused)
 	case b.auth.Admin(ctx, username, password):
@@ -131,7 +132,7 @@ func (b *Broker) authenticate(c *conn, cl *mqtt.Client, pk packets.Packet) (Iden
 		_ = old.Close()
 	}
 	c.grant.Store(newGrant(b.cfg.Topics, id))
-	if id.Role == RoleDevice && !b.reg.online(c, id) {
+	if id.Role == RoleDevice && !id.Expired && !b.reg.online(c, id) {
 		return id, fmt.Errorf("%w: connection closed during CONNECT", ErrRefused)
 	}
 	return id, nil
@@ -237,8 +238,8 @@ func (h *hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	if !ok {
 		return will, nil
 	}
-	if g := c.grant.Load(); g != nil && g.id.Role == RoleDevice && h.b.reg.onlineBesides(g.id.DeviceID, c) {
-		will.Retain = false
+	if g := c.grant.Load(); g != nil && g.id.Role == RoleDevice && (g.id.Expired || h.b.reg.onlineBesides(g.id.DeviceID, c)) {
+		will.Retain = false // a recovery session never went online
 	}
 	return will, nil
 }

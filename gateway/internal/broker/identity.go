@@ -47,6 +47,9 @@ type Identity struct {
 	// Conn numbers the connection: the broker numbers them from 1 in the order it accepts
 	// them, so a larger Conn is a newer connection.
 	Conn uint64
+	// Expired marks a RoleDevice session whose certificate had expired at CONNECT (only with
+	// Config.AcceptExpired): a recovery session, which may send one CSR and read its answer.
+	Expired bool
 }
 
 // Sessions is told of each device session (RoleDevice), in the order things happen to it:
@@ -66,9 +69,10 @@ type Sessions interface {
 // quick SQLite read.
 type Auth interface {
 	// Certificate decides a client certificate that TLS already verified against the hub
-	// CA. deviceID is the device it names (protocol.DeviceIDFromCert), serial is
-	// lowercase hex. It returns nil to allow (pending, active, superseded but unexpired) and
-	// an error to refuse (revoked, unknown, quarantined device).
+	// CA (with Config.AcceptExpired, possibly expired: Identity.Expired). deviceID is the
+	// device it names (protocol.DeviceIDFromCert), serial is lowercase hex. It returns nil
+	// to allow (pending, active, superseded within the overlap) and an error to refuse
+	// (revoked, abandoned, unknown, superseded past the overlap, quarantined device).
 	Certificate(ctx context.Context, deviceID, serial string) error
 	// Token decides an enrollment login: username deviceID, password token. It returns nil
 	// when the token currently authorizes deviceID to enroll; it should not consume it.

@@ -36,15 +36,17 @@ func nextDelay(prev time.Duration) time.Duration {
 // covers the CONNECT packet: mochi replaces it with the keepalive deadline once it has
 // read CONNECT.
 type listener struct {
-	id      string
-	ln      net.Listener
-	tls     *tls.Config // nil: plaintext (loopback only, checked by New)
-	timeout time.Duration
-	log     *slog.Logger
-	onClose func(*conn)    // called once per connection, when it closes
-	ids     *atomic.Uint64 // the broker's connection counter, shared by its listeners
-	adm     *admission     // the broker's connection counts, shared by its listeners
-	limit   func(*conn) int
+	id  string
+	ln  net.Listener
+	tls *tls.Config // nil: plaintext (loopback only, checked by New)
+	// acceptExpired: tls only requests client certificates, verifyClient checks them.
+	acceptExpired bool
+	timeout       time.Duration
+	log           *slog.Logger
+	onClose       func(*conn)    // called once per connection, when it closes
+	ids           *atomic.Uint64 // the broker's connection counter, shared by its listeners
+	adm           *admission     // the broker's connection counts, shared by its listeners
+	limit         func(*conn) int
 
 	done   chan struct{} // closed by Close
 	wg     sync.WaitGroup
@@ -141,9 +143,7 @@ func (l *listener) handle(c *conn, establish listeners.EstablishFn) {
 			return
 		}
 		c.Conn = tc
-		if chains := tc.ConnectionState().VerifiedChains; len(chains) > 0 && len(chains[0]) > 0 {
-			c.leaf = chains[0][0]
-		}
+		c.leaf = peerLeaf(tc.ConnectionState(), l.acceptExpired)
 	}
 	if l.isClosed() {
 		return

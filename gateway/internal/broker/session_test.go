@@ -321,3 +321,34 @@ func TestEnrollingAndAdminACL(t *testing.T) {
 		}
 	})
 }
+
+// TestDisconnectAfterDeliversFirst: what the hub publishes to a device just before
+// DisconnectAfter (the CRL that revokes it) reaches the device before its session closes.
+func TestDisconnectAfterDeliversFirst(t *testing.T) {
+	e := start(t, nil)
+	order := make(chan string, 2)
+	opts := e.clientOpts("dev-a", &e.a.cert).
+		SetConnectionLostHandler(func(paho.Client, error) { order <- "lost" })
+	c := mustConnect(t, opts)
+	e.pres.next(t)
+	if tok := c.Subscribe(e.topic.CRL(), 1, func(paho.Client, paho.Message) { order <- "crl" }); !tok.WaitTimeout(waitFor) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	e.auth.revoke(e.a.serial)
+	if err := e.b.Publish(e.topic.CRL(), []byte("-----BEGIN X509 CRL-----"), true); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.b.DisconnectAfter("dev-a", 200*time.Millisecond); n != 1 {
+		t.Errorf("DisconnectAfter(dev-a) = %d, want 1", n)
+	}
+	for _, want := range []string{"crl", "lost"} {
+		select {
+		case got := <-order:
+			if got != want {
+				t.Fatalf("the device saw %q, want %q next (the CRL, then the end of its session)", got, want)
+			}
+		case <-time.After(waitFor):
+			t.Fatalf("the device never saw %q", want)
+		}
+	}
+}

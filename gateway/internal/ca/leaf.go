@@ -59,7 +59,8 @@ var ErrBadProfile = errors.New("ca: profile has no validity")
 // the DNS names p allows: CN = deviceID, URI SAN protocol.DeviceURN(deviceID), CA:FALSE,
 // keyUsage digitalSignature (and keyEncipherment for RSA), extKeyUsage clientAuth (and
 // serverAuth if p says so), AKI of the intermediate, SKI of the key, a random 128-bit
-// serial, and exactly p's NotBefore and NotAfter (UTC, truncated to the second): the
+// serial, the CRL distribution points p names (the policy's crl_url), and exactly p's
+// NotBefore and NotAfter (UTC, truncated to the second): the
 // policy's backdate, 0 included, is already in NotBefore. NotAfter never passes the
 // intermediate's.
 func (c *CA) SignLeaf(csr *x509.CertificateRequest, deviceID string, p policy.Profile) (*x509.Certificate, error) {
@@ -99,6 +100,7 @@ func (c *CA) SignLeaf(csr *x509.CertificateRequest, deviceID string, p policy.Pr
 		SubjectKeyId:          subjectKeyID(csr.PublicKey),
 		URIs:                  []*url.URL{protocol.DeviceURI(deviceID)},
 		DNSNames:              allowedDNSNames(csr.DNSNames, p.DNSNames),
+		CRLDistributionPoints: p.CRLDistributionPoints,
 	}
 	return c.issue(tmpl, csr.PublicKey)
 }

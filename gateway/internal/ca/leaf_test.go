@@ -354,6 +354,16 @@ func TestSignLeafProfile(t *testing.T) {
 	if _, err := c.SignLeaf(csr, "dev", leafAt(interEnd.Add(time.Hour))); err == nil {
 		t.Error("SignLeaf after the intermediate expired = nil error")
 	}
+	// The policy's crl_url becomes the leaf's CRL distribution point; none without it.
+	withCDP := leafAt(testNow)
+	withCDP.CRLDistributionPoints = []string{"http://hub.local:8099/crl"}
+	leaf, err := c.SignLeaf(csr, "dev", withCDP)
+	if err != nil || !slices.Equal(leaf.CRLDistributionPoints, withCDP.CRLDistributionPoints) {
+		t.Errorf("SignLeaf(crl_url) CRLDistributionPoints = %q, %v, want %q", leaf.CRLDistributionPoints, err, withCDP.CRLDistributionPoints)
+	}
+	if leaf, _ := c.SignLeaf(csr, "dev", leafAt(testNow)); len(leaf.CRLDistributionPoints) != 0 {
+		t.Errorf("SignLeaf without crl_url has CRL distribution points %q", leaf.CRLDistributionPoints)
+	}
 }
 
 // TestServerCertificate runs a real TLS handshake on 127.0.0.1 against the

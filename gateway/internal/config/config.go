@@ -79,6 +79,10 @@ type Config struct {
 	// superseded or abandoned certificates (from their expiry); the audit log is kept for
 	// good. Default 90 days (inventory.DefaultRetention).
 	Retention time.Duration `yaml:"retention"`
+	// SupersededOverlap is how long a superseded certificate still logs in after the commit
+	// of its successor (an agent reconnecting mid-commit); after it, only the new one does.
+	// Default 2m (access.DefaultSupersededOverlap), at most 1h.
+	SupersededOverlap time.Duration `yaml:"superseded_overlap"`
 	// LeafLifetime overrides the policy's default leaf lifetime when set.
 	LeafLifetime time.Duration `yaml:"leaf_lifetime"`
 	// Addon runs as a Home Assistant add-on: options from /data/options.json, data in /data,
@@ -174,6 +178,8 @@ const (
 	DefaultIssuanceRate = 500
 	// DefaultInFlightTimeout is Renewal.InFlightTimeout's default.
 	DefaultInFlightTimeout = 10 * time.Minute
+	// DefaultSupersededOverlap is SupersededOverlap's default (access.DefaultSupersededOverlap).
+	DefaultSupersededOverlap = 2 * time.Minute
 )
 
 // AddonDefaultHost is the name agents are told to dial in the add-on when the options give
@@ -427,6 +433,9 @@ func (c *Config) finish() error {
 	if c.Retention == 0 {
 		c.Retention = 90 * 24 * time.Hour
 	}
+	if c.SupersededOverlap == 0 {
+		c.SupersededOverlap = DefaultSupersededOverlap
+	}
 	if c.Renewal.InFlightTimeout == 0 {
 		c.Renewal.InFlightTimeout = DefaultInFlightTimeout
 	}
@@ -487,6 +496,9 @@ func (c *Config) finish() error {
 	}
 	if c.Renewal.InFlightTimeout < 10*time.Second {
 		bad("renewal.in_flight_timeout", "%s is too short: an agent needs time to install and reconnect (at least 10s)", c.Renewal.InFlightTimeout)
+	}
+	if c.SupersededOverlap < 0 || c.SupersededOverlap > time.Hour {
+		bad("superseded_overlap", "%s is out of range: an old key may log in for at most 1h after its successor's commit", c.SupersededOverlap)
 	}
 	if c.Retention < 24*time.Hour {
 		bad("retention", "%s is too short: keep at least a day of history", c.Retention)

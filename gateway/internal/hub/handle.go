@@ -4,13 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/big"
-	"path/filepath"
 	"time"
 
-	"github.com/hearth-pki/hearth/gateway/internal/atomicfile"
 	"github.com/hearth-pki/hearth/gateway/internal/broker"
-	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/issuer"
 	"github.com/hearth-pki/hearth/gateway/internal/lifecycle"
@@ -23,7 +19,7 @@ import (
 func (h *Hub) handle(ctx context.Context, from broker.Identity, t protocol.Topic, payload []byte) {
 	switch t.Kind {
 	case protocol.KindCSR:
-		s := issuer.Sender{DeviceID: from.DeviceID, Serial: from.Serial}
+		s := issuer.Sender{DeviceID: from.DeviceID, Serial: from.Serial, Expired: from.Expired}
 		if from.Role == broker.RoleEnrolling {
 			s.Serial, s.TokenHash = "", h.checker.TokenHash(from.DeviceID)
 		}
@@ -109,6 +105,9 @@ func (h *Hub) ended(e lifecycle.Ended) {
 		Data: map[string]string{"serial": e.Current, "failed": e.Serial, "request_id": e.RequestID, "cause": string(e.Failure)}})
 	h.renewal.Failed(e.DeviceID, string(e.Outcome))
 	h.observeEnd(e)
+	if e.Serial != "" {
+		h.crl.Changed() // abandoned, or revoked as superseded after a rollback: on the CRL
+	}
 	if e.AfterCommit {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -184,8 +183,8 @@ func (h *Hub) publish(topic string, payload []byte, retain bool) {
 	}
 }
 
-// publishStatic publishes the retained hub topics that change only with the hub: state, info,
-// the CA chain and the CRL.
+// publishStatic publishes the retained hub topics that change only with the hub: state, info
+// and the CA chain. (The CRL publisher publishes the CRL.)
 func (h *Hub) publishStatic(ctx context.Context) {
 	h.publish(h.topics.Bridge(protocol.KindBridgeState), []byte(protocol.Online), true)
 	info := protocol.BridgeInfo{V: protocol.Version, Version: h.version, Protocol: protocol.Version,
@@ -194,46 +193,19 @@ func (h *Hub) publishStatic(ctx context.Context) {
 		h.publish(h.topics.Bridge(protocol.KindBridgeInfo), b, true)
 	}
 	h.publish(h.topics.CA(), h.ca.ChainPEM(), true)
-	h.publishCRL(ctx)
 }
 
-// publishCRL regenerates the CRL from the inventory's revoked certificates, with the next
-// CRL number, and publishes it retained and as DataDir/crl.pem.
-func (h *Hub) publishCRL(ctx context.Context) {
-	h.crlMu.Lock()
-	defer h.crlMu.Unlock()
-	revoked, err := h.store.Revoked(ctx)
-	if err != nil {
-		h.log.Error("list revoked certificates", "err", err)
-		return
+// regenerateCRL publishes a new CRL at once, after an administrator's revocation.
+func (h *Hub) regenerateCRL(ctx context.Context) {
+	if _, err := h.crl.Regenerate(ctx); err != nil {
+		h.log.Error("regenerate the CRL", "err", err)
+		h.crl.Changed() // the publisher retries
 	}
-	entries := make([]ca.Revoked, 0, len(revoked))
-	for _, c := range revoked {
-		n, ok := new(big.Int).SetString(c.Serial, 16)
-		if !ok {
-			continue
-		}
-		entries = append(entries, ca.Revoked{Serial: n, At: c.RevokedAt})
-	}
-	number, err := h.store.NextCRLNumber(ctx)
-	if err != nil {
-		h.log.Error("next CRL number", "err", err)
-		return
-	}
-	crl, err := h.ca.CRL(entries, number, h.now(), 7*24*time.Hour)
-	if err != nil {
-		h.log.Error("generate CRL", "err", err)
-		return
-	}
-	if err := atomicfile.WriteFile(filepath.Join(h.cfg.DataDir, "crl.pem"), crl, 0o644); err != nil {
-		h.log.Warn("write crl.pem", "err", err)
-	}
-	h.publish(h.topics.CRL(), crl, true)
 }
 
-// publishLoop republishes the CRL daily so it never goes stale, and prunes the inventory at
-// start and daily. (The fleet's topics are the fleet view's.)
-func (h *Hub) publishLoop(ctx context.Context) error {
+// pruneLoop prunes the inventory at start and daily. (The fleet's topics are the fleet
+// view's, the CRL the CRL publisher's.)
+func (h *Hub) pruneLoop(ctx context.Context) error {
 	h.prune(ctx)
 	daily := time.NewTicker(24 * time.Hour)
 	defer daily.Stop()
@@ -242,7 +214,6 @@ func (h *Hub) publishLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-daily.C:
-			h.publishCRL(ctx)
 			h.prune(ctx)
 		}
 	}

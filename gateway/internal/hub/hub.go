@@ -28,6 +28,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/config"
 	"github.com/hearth-pki/hearth/gateway/internal/control"
+	"github.com/hearth-pki/hearth/gateway/internal/crl"
 	"github.com/hearth-pki/hearth/gateway/internal/fleetview"
 	"github.com/hearth-pki/hearth/gateway/internal/hass"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
@@ -70,7 +71,7 @@ type Hub struct {
 	brokerNotAfter time.Time
 	serving        serving // the Connectivity entity's last check
 
-	crlMu sync.Mutex
+	crl *crl.Publisher // the CRL: retained on MQTT, DATA/crl.pem, HTTP
 }
 
 // Options are what main passes besides the configuration.
@@ -135,6 +136,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		return nil, err
 	}
 	h.checker = access.New(h.store, admins, h.now)
+	h.checker.SetSupersededOverlap(cfg.SupersededOverlap)
 
 	serverCert, err := h.ca.ServerCertificate(cfg.Hostnames, h.now())
 	if err != nil {
@@ -157,6 +159,10 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 			MaxConns: cfg.Limits.MaxConnections, MaxConnsPerSource: cfg.Limits.MaxConnectionsPerSource,
 			MaxSessionsPerDevice: cfg.Limits.SessionsPerDevice},
 		Logins: newLoginEvents(h.notify, h.now).login,
+		// Devices whose certificate expired while the hub was out of reach renew by
+		// themselves within their class's grace (a recovery session).
+		AcceptExpired: true,
+		Now:           h.now,
 	}, countingAuth{h.checker, h.metrics}, h.handle, h.log.With("part", "broker"))
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -183,8 +189,13 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		DeviceChanged: h.deviceChanged, Changed: h.summaryChanged,
 		Rate: cfg.Renewal.Rate, MaxInFlight: cfg.Renewal.MaxInFlight, AttemptDeadline: cfg.Renewal.InFlightTimeout,
 		Logger: h.log.With("part", "renewal")})
-	h.admin = admin.New(admin.Config{Store: h.store, CA: h.ca, Broker: h.broker, Commands: h.machine, Topics: h.topics, Advertise: cfg.Advertise,
-		TokenTTL: cfg.TokenTTL, Now: h.now, DeviceChanged: h.deviceChanged, Changed: h.summaryChanged, Revoked: h.publishCRL, Notify: h.notify,
+	h.crl, err = crl.New(crl.Config{Store: h.store, CA: h.ca, Path: filepath.Join(cfg.DataDir, "crl.pem"), Now: h.now,
+		Publish: func(b []byte) error { return h.broker.Publish(h.topics.CRL(), b, true) }, Logger: h.log.With("part", "crl")})
+	if err != nil {
+		return nil, err
+	}
+	h.admin = admin.New(admin.Config{Store: h.store, CA: h.ca, Broker: h.broker, Commands: h.machine, Revoker: h.machine, Topics: h.topics, Advertise: cfg.Advertise,
+		TokenTTL: cfg.TokenTTL, Now: h.now, DeviceChanged: h.deviceChanged, Changed: h.summaryChanged, Revoked: h.regenerateCRL, Notify: h.notify,
 		Scheduler: h.renewal, Issuer: h.issuer, Policy: h.policy.Load, ReloadPolicy: h.ReloadPolicy, RenewCooldown: cfg.Limits.RenewCooldown,
 		RenewCooldownExempt: []string{"cli"},
 		Logger:              h.log.With("part", "admin")})
@@ -264,14 +275,15 @@ func (h *Hub) Run(ctx context.Context) error {
 		run("home assistant", h.ha.Run)
 	}
 	run("fleet view", h.view.Run)
-	run("CRL publisher", h.publishLoop)
+	run("CRL publisher", h.crl.Run)
+	run("pruning", h.pruneLoop)
 	run("renewal", h.renewal.Run)
 	run("alerts", h.alerts.Run)
 	if h.web != nil {
 		handler := web.Handler(web.Config{Admin: h.admin, Store: h.store, Online: h.onlineCount, Version: h.version, Now: h.now,
 			CA:           web.CAInfo{RootNotAfter: h.ca.Root().NotAfter, IntermediateNotAfter: h.ca.Intermediate().NotAfter, Fingerprint: h.ca.Fingerprint()},
 			TrustIngress: h.cfg.Addon, AllowedHosts: h.cfg.Hostnames, Logger: h.log.With("part", "web"),
-			Policy: h.policy.Load, Notify: h.notify, Metrics: h.metrics.Handler()})
+			Policy: h.policy.Load, Notify: h.notify, Metrics: h.metrics.Handler(), CRL: h.crl})
 		run("dashboard", func(ctx context.Context) error { return web.Serve(ctx, h.web, handler) })
 	}
 	h.log.Info("hub running", "broker", h.broker.Addr().String(), "advertise", h.cfg.Advertise,

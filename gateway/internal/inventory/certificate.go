@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -16,10 +17,11 @@ type Status string
 
 // Certificate statuses. A certificate is issued pending, becomes active when the device
 // proves it on a TLS session (Activate), superseded when another one of the device becomes
-// active, and revoked by Revoke or RevokeDevice. Pending, active and superseded certificates
-// are accepted by the broker until they expire; revoked ones never. A pending certificate
-// whose request ended without a commit (rolled back, or past the in-flight timeout) becomes
-// abandoned, and is never accepted again either.
+// active (SupersededAt records when), and revoked by RevokeCertificate or RevokeIdentity.
+// Pending and active certificates are accepted by the broker until they expire, superseded
+// ones only for a short overlap after SupersededAt, revoked ones never. A pending
+// certificate whose request ended without a commit (rolled back, or past the in-flight
+// timeout) becomes abandoned: never accepted again, and listed on the CRL as superseded.
 const (
 	StatusPending    Status = "pending"
 	StatusActive     Status = "active"
@@ -44,7 +46,13 @@ type Certificate struct {
 	CreatedAt    time.Time
 	ActivatedAt  time.Time
 	RevokedAt    time.Time
-	RevokeReason string
+	RevokeReason string // free text for people: who and why
+	// RevokeCode is the RFC 5280 CRLReason of the revocation (protocol.RevocationReason's
+	// Code): 0 unspecified, 1 keyCompromise, 4 superseded, ...
+	RevokeCode int
+	// SupersededAt is when another certificate of the device became active in its place
+	// (zero while it was never superseded).
+	SupersededAt time.Time
 }
 
 // normSerial returns serial in lowercase, or ErrInvalid if it is not hexadecimal.
@@ -133,78 +141,49 @@ func (s *Store) Activate(ctx context.Context, deviceID, serial string, now time.
 	return previous, changed, nil
 }
 
-// Revoke marks the certificate revoked with reason at now and appends a protocol.EventCertRevoked
-// event, in one transaction. Revoking a revoked certificate changes nothing (the first
-// time and reason stay).
+// Revoke marks the certificate revoked with reason (free text, RFC 5280 reason
+// unspecified) at now and appends a protocol.EventCertRevoked event, in one transaction.
+// Revoking a revoked certificate changes nothing (the first time and reason stay). See
+// RevokeCertificate for a revocation with its RFC 5280 reason.
 func (s *Store) Revoke(ctx context.Context, serial, reason string, now time.Time) error {
-	serial, err := normSerial(serial)
-	if err != nil {
-		return err
-	}
-	if err := checkText(reason); err != nil {
-		return err
-	}
-	err = s.write(ctx, func(tx *gorm.DB) error {
-		r, err := findCert(tx, serial)
-		if err != nil {
-			return err
-		}
-		return s.revoke(ctx, tx, r, reason, now)
-	})
-	if err != nil {
-		return fmt.Errorf("revoke certificate %s: %w", serial, err)
-	}
-	return nil
-}
-
-func (s *Store) revoke(ctx context.Context, tx *gorm.DB, r certRow, reason string, now time.Time) error {
-	if r.Status == string(StatusRevoked) {
-		return nil
-	}
-	err := tx.Model(&certRow{}).Where("serial = ?", r.Serial).
-		Updates(map[string]any{"status": StatusRevoked, "revoked_at": unix(now), "revoke_reason": reason}).Error
-	if err != nil {
-		return err
-	}
-	_, err = s.appendEvent(ctx, tx, Event{Time: now, Kind: protocol.EventCertRevoked, DeviceID: r.DeviceID, Actor: actorFrom(ctx),
-		Data: map[string]string{"serial": r.Serial, "reason": reason, "status": r.Status}})
+	_, err := s.RevokeCertificate(ctx, "", serial, Revocation{Reason: protocol.RevokeUnspecified, Note: reason}, now)
 	return err
 }
 
-// RevokeDevice revokes every certificate of the device not yet revoked (an identity epoch:
-// whatever it held before is no longer trusted), in one transaction with one
-// protocol.EventCertRevoked event per certificate. It returns how many it revoked; a device without
-// certificates is not an error.
+// revoke marks r revoked inside tx with rv's code and text and appends its event; a revoked
+// certificate stays as it is. It reports whether it changed r.
+func (s *Store) revoke(ctx context.Context, tx *gorm.DB, r certRow, rv Revocation, now time.Time) (bool, error) {
+	if r.Status == string(StatusRevoked) {
+		return false, nil
+	}
+	err := tx.Model(&certRow{}).Where("serial = ?", r.Serial).
+		Updates(map[string]any{"status": StatusRevoked, "revoked_at": unix(now), "revoke_reason": rv.text(), "revoke_code": rv.code()}).Error
+	if err != nil {
+		return false, err
+	}
+	_, err = s.appendEvent(ctx, tx, Event{Time: now, Kind: protocol.EventCertRevoked, DeviceID: r.DeviceID, Actor: actorFrom(ctx),
+		Data: map[string]string{"serial": r.Serial, "reason": rv.text(), "code": string(cmp.Or(rv.Reason, protocol.RevokeUnspecified)), "status": r.Status}})
+	return err == nil, err
+}
+
+// RevokeDevice revokes every certificate of the device not yet revoked with reason (free
+// text, RFC 5280 reason unspecified), in one transaction with one protocol.EventCertRevoked
+// event per certificate. It returns how many it revoked; a device without certificates is
+// not an error. It leaves the device's state alone: RevokeIdentity also quarantines it.
 func (s *Store) RevokeDevice(ctx context.Context, deviceID, reason string, now time.Time) (int, error) {
 	if err := checkText(reason); err != nil {
 		return 0, err
 	}
 	n := 0
 	err := s.write(ctx, func(tx *gorm.DB) error {
-		n = 0
-		var rows []certRow
-		err := tx.Where("device_id = ? AND status <> ?", deviceID, StatusRevoked).Order("created_at, rowid").Find(&rows).Error
-		if err != nil {
-			return err
-		}
-		for _, r := range rows {
-			if err := s.revoke(ctx, tx, r, reason, now); err != nil {
-				return err
-			}
-			n++
-		}
-		return nil
+		revoked, err := s.revokeAll(ctx, tx, deviceID, Revocation{Reason: protocol.RevokeUnspecified, Note: reason}, now)
+		n = len(revoked)
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("revoke certificates of device %q: %w", deviceID, err)
 	}
 	return n, nil
-}
-
-// Revoked returns every revoked certificate, oldest revocation first: the source of the CRL
-// and of the broker's deny-set. Expired ones are included; the caller decides what to drop.
-func (s *Store) Revoked(ctx context.Context) ([]Certificate, error) {
-	return certs(s.read(ctx).Where("status = ?", StatusRevoked).Order("revoked_at, serial"), "revoked certificates")
 }
 
 // ExpiringBefore returns the active certificates whose NotAfter is before t, soonest first.

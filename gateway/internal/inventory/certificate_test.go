@@ -160,7 +160,7 @@ func TestRevoke(t *testing.T) {
 	if _, err := s.ActiveCertificate(ctx, "cam"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("ActiveCertificate(after RevokeDevice) = %v, want %v", err, ErrNotFound)
 	}
-	rev, err := s.Revoked(ctx)
+	rev, err := s.CRLEntries(ctx, "Hearth Intermediate", t0.Add(4*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestRevoke(t *testing.T) {
 		serials = append(serials, c.Serial)
 	}
 	if diff := cmp.Diff([]string{"01", "02", "03"}, serials); diff != "" {
-		t.Errorf("Revoked() (-want +got):\n%s", diff)
+		t.Errorf("CRLEntries() (-want +got):\n%s", diff)
 	}
 	evs, _ := s.Events(ctx, EventFilter{Kind: protocol.EventCertRevoked})
 	if len(evs) != 3 {

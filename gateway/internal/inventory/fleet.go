@@ -38,7 +38,8 @@ type DeviceCounts struct {
 
 // certColumns are the certificate columns the fleet queries read: all but the PEM.
 var certColumns = []string{"serial", "device_id", "not_before", "not_after", "issuer", "key_algorithm", "fingerprint",
-	"status", "request_id", "replaces", "created_at", "activated_at", "revoked_at", "revoke_reason"}
+	"status", "request_id", "replaces", "created_at", "activated_at", "revoked_at", "revoke_reason",
+	"revoke_code", "superseded_at"}
 
 // DeviceRecords returns the devices among ids that exist, sorted by id, each with its active
 // certificate, in two queries per MaxBatch ids. Unknown ids are left out (a removed device);

@@ -73,7 +73,8 @@ func (s *Store) Lifecycle(ctx context.Context, deviceID string) (Lifecycle, erro
 // (the previously active one, returned as previous, superseded; an enrolling device active),
 // the attempt requestID ends committed, and an EventCertActivated event is appended. With
 // rollback set the device went back to serial after the commit of requestID: the attempt
-// ends rolled back and an protocol.EventRenewalRolledBack event is appended too. A revoked
+// ends rolled back, an protocol.EventRenewalRolledBack event is appended too, and the
+// certificate given up (the one that was active) is revoked as superseded. A revoked
 // certificate is refused with ErrRevoked, a certificate of another device with ErrNotFound.
 func (s *Store) Commit(ctx context.Context, deviceID, requestID, serial string, rollback bool, now time.Time) (previous string, err error) {
 	serial, err = normSerial(serial)
@@ -98,6 +99,17 @@ func (s *Store) Commit(ctx context.Context, deviceID, requestID, serial string, 
 			_, err = s.appendEvent(ctx, tx, Event{Time: now, Kind: protocol.EventRenewalRolledBack, DeviceID: deviceID, Actor: actorFrom(ctx),
 				Message: fmt.Sprintf("device went back to certificate %s after the commit of %s", serial, previous),
 				Data:    map[string]string{"serial": serial, "failed": previous, "request_id": requestID}})
+			if err != nil || previous == "" {
+				return err
+			}
+			// The certificate given up never logs in again (issue 12: old keys die).
+			r, err := findCert(tx, previous)
+			if err != nil {
+				return err
+			}
+			_, err = s.revoke(ctx, tx, r, Revocation{Reason: protocol.RevokeSuperseded,
+				Note: "rolled back: the device went back to " + serial}, now)
+			return err
 		}
 		return err
 	})
@@ -130,7 +142,8 @@ func (s *Store) activate(ctx context.Context, tx *gorm.DB, deviceID, serial stri
 	}
 	if len(prev) > 0 {
 		previous = prev[0].Serial
-		if err := tx.Model(&certRow{}).Where("serial = ?", previous).Update("status", StatusSuperseded).Error; err != nil {
+		if err := tx.Model(&certRow{}).Where("serial = ?", previous).
+			Updates(map[string]any{"status": StatusSuperseded, "superseded_at": unix(now)}).Error; err != nil {
 			return "", false, err
 		}
 	}
@@ -139,7 +152,8 @@ func (s *Store) activate(ctx context.Context, tx *gorm.DB, deviceID, serial stri
 	if err != nil {
 		return "", false, err
 	}
-	err = tx.Model(&deviceRow{}).Where("id = ? AND state = ?", deviceID, StateEnrolling).Update("state", StateActive).Error
+	// A device enrolling, or quarantined and enrolled again with a new token, is active.
+	err = tx.Model(&deviceRow{}).Where("id = ? AND state IN ?", deviceID, []string{StateEnrolling, StateQuarantined}).Update("state", StateActive).Error
 	if err != nil {
 		return "", false, err
 	}
@@ -185,7 +199,7 @@ func (s *Store) EndRequest(ctx context.Context, deviceID, requestID, serial, cur
 		}
 		if serial != "" {
 			err := tx.Model(&certRow{}).Where("serial = ? AND device_id = ? AND status = ?", serial, deviceID, StatusPending).
-				Update("status", StatusAbandoned).Error
+				Updates(abandon(detail, now)).Error
 			if err != nil {
 				return err
 			}
@@ -223,7 +237,7 @@ func (s *Store) AbandonStale(ctx context.Context, cutoff, now time.Time) (int, e
 			}
 			if a.Serial != "" {
 				if err := tx.Model(&certRow{}).Where("serial = ? AND status = ?", a.Serial, StatusPending).
-					Update("status", StatusAbandoned).Error; err != nil {
+					Updates(abandon("the request was in flight when the hub stopped", now)).Error; err != nil {
 					return err
 				}
 			}
@@ -236,13 +250,20 @@ func (s *Store) AbandonStale(ctx context.Context, cutoff, now time.Time) (int, e
 		}
 		// Pending certificates without an attempt in flight (an older hub's leftovers).
 		res := tx.Model(&certRow{}).Where("status = ? AND created_at < ? AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.device_id = certificates.device_id AND a.request_id = certificates.request_id AND a.outcome = ?)",
-			StatusPending, unix(cutoff), OutcomeIssued).Update("status", StatusAbandoned)
+			StatusPending, unix(cutoff), OutcomeIssued).Updates(abandon("left pending by an older hub", now))
 		return res.Error
 	})
 	if err != nil {
 		return 0, fmt.Errorf("abandon stale requests: %w", err)
 	}
 	return n, nil
+}
+
+// abandon is the change that abandons a pending certificate: it is never accepted again and
+// the CRL lists it as superseded (issue 12: pending certificates that end unused are revoked).
+func abandon(detail string, now time.Time) map[string]any {
+	return map[string]any{"status": StatusAbandoned, "revoked_at": unix(now), "revoke_code": protocol.RevokeSuperseded.Code(),
+		"revoke_reason": protocol.ClipText("abandoned: " + detail)}
 }
 
 // ResetPresence marks every device offline, in one statement: at start no session is live,

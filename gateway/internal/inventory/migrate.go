@@ -247,6 +247,17 @@ var migrations = []migration{
 			WHEN outcome IN ('failed', 'rolled_back') THEN 'unknown'
 			ELSE '' END`,
 	}},
+	// Revocation that bites (issue 12): the RFC 5280 reason code of each revocation, when a
+	// certificate was superseded (it logs in only during the overlap after that), and each
+	// device's identity epoch (no certificate created at or before it logs in).
+	{version: 6, name: "revocation reasons, superseded time, identity epoch", sql: []string{
+		`ALTER TABLE certificates ADD COLUMN revoke_code INTEGER NOT NULL DEFAULT 0`,
+		`ALTER TABLE certificates ADD COLUMN superseded_at INTEGER NOT NULL DEFAULT 0`,
+		`ALTER TABLE devices ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0`,
+		`CREATE INDEX certificates_revoked ON certificates (revoked_at) WHERE revoked_at > 0`,
+		// Devices quarantined before: their epoch is now, so only a new enrollment logs in.
+		`UPDATE devices SET epoch = CAST(strftime('%s', 'now') AS INTEGER) WHERE state = 'quarantined'`,
+	}},
 }
 
 // migrate applies the steps of ms the database lacks, each in its own transaction together

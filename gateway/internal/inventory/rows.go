@@ -50,6 +50,7 @@ type deviceRow struct {
 	CommandAction      string `gorm:"column:command_action"`
 	CommandReason      string `gorm:"column:command_reason"`
 	CommandDeadline    int64  `gorm:"column:command_deadline"`
+	Epoch              int64  `gorm:"column:epoch"`
 }
 
 func (deviceRow) TableName() string { return "devices" }
@@ -70,6 +71,8 @@ type certRow struct {
 	Activated    int64  `gorm:"column:activated_at"`
 	Revoked      int64  `gorm:"column:revoked_at"`
 	RevokeReason string `gorm:"column:revoke_reason"`
+	RevokeCode   int    `gorm:"column:revoke_code"`
+	Superseded   int64  `gorm:"column:superseded_at"`
 }
 
 func (certRow) TableName() string { return "certificates" }
@@ -169,6 +172,7 @@ func (r certRow) certificate() Certificate {
 		Status: Status(r.Status), PEM: r.PEM, RequestID: r.RequestID, Replaces: r.Replaces,
 		CreatedAt: fromUnix(r.Created), ActivatedAt: fromUnix(r.Activated),
 		RevokedAt: fromUnix(r.Revoked), RevokeReason: r.RevokeReason,
+		RevokeCode: r.RevokeCode, SupersededAt: fromUnix(r.Superseded),
 	}
 }
 
@@ -180,6 +184,7 @@ func certRowOf(c Certificate) certRow {
 		Status: string(c.Status), PEM: c.PEM, RequestID: c.RequestID, Replaces: c.Replaces,
 		Created: unix(c.CreatedAt), Activated: unix(c.ActivatedAt),
 		Revoked: unix(c.RevokedAt), RevokeReason: c.RevokeReason,
+		RevokeCode: c.RevokeCode, Superseded: unix(c.SupersededAt),
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
@@ -79,6 +80,10 @@ type Request struct {
 	Replaces string
 	// Describe is what a person says of the device (AuthAdmin).
 	Describe Description
+	// Recovering, for AuthCertificate, is the expired certificate the requester's session
+	// presents (a recovery session, issue 12): the request must then be a recovery
+	// renewing that very certificate, and the policy's grace decides.
+	Recovering string
 }
 
 // Description is what a person says of a device without an agent. Empty fields keep what
@@ -281,12 +286,19 @@ func (i *Issuer) authorise(ctx context.Context, req Request, csr *x509.Certifica
 		if req.Reason == protocol.ReasonEnroll {
 			return grant{}, refuse(protocol.CodePolicyDenied, "an enrolled device renews; it does not enroll again")
 		}
+		if req.Recovering != "" && (req.Reason != protocol.ReasonRecovery || !strings.EqualFold(req.Replaces, req.Recovering)) {
+			return grant{}, refuse(protocol.CodePolicyDenied, "certificate %s has expired: its session may only send a recovery CSR replacing it", req.Recovering)
+		}
 		old, err := store.Certificate(ctx, req.Replaces)
 		if err != nil || old.DeviceID != req.DeviceID {
 			return grant{}, refuse(protocol.CodePolicyDenied, "serial %s is not a certificate of %s", req.Replaces, req.DeviceID)
 		}
-		if old.Status == inventory.StatusRevoked {
+		switch old.Status {
+		case inventory.StatusRevoked:
 			return grant{}, refuse(protocol.CodeRevoked, "certificate %s is revoked", req.Replaces)
+		case inventory.StatusSuperseded, inventory.StatusAbandoned:
+			// Old keys renew nothing (issue 12): only the active or pending certificate does.
+			return grant{}, refuse(protocol.CodeRevoked, "certificate %s is %s; renew from the device's active certificate", req.Replaces, old.Status)
 		}
 		g.info.CurrentNotAfter = old.NotAfter
 		g.info.SameKeyAsCurrent = samePublicKey(old.PEM, csr)

@@ -99,6 +99,18 @@ func TestIssueRefusals(t *testing.T) {
 			return Request{DeviceID: "plug", RequestID: "r", CSR: csrFor(t, p256(t), ""), Auth: AuthCertificate,
 				Reason: protocol.ReasonWindow, Replaces: plug.Serial}
 		}, protocol.CodeRevoked, nil, false},
+		{"superseded certificate renews", func(t *testing.T, f *fixture, plug inventory.Certificate) Request {
+			res, err := f.iss.Issue(t.Context(), Request{DeviceID: "plug", RequestID: "r1", CSR: csrFor(t, p256(t), ""), Auth: AuthCertificate,
+				Reason: protocol.ReasonWindow, Replaces: plug.Serial})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.store.Commit(t.Context(), "plug", "r1", res.Cert.Serial, false, f.now); err != nil {
+				t.Fatal(err)
+			}
+			return Request{DeviceID: "plug", RequestID: "r2", CSR: csrFor(t, p256(t), ""), Auth: AuthCertificate,
+				Reason: protocol.ReasonWindow, Replaces: plug.Serial}
+		}, protocol.CodeRevoked, nil, false},
 		{"same key", func(t *testing.T, f *fixture, plug inventory.Certificate) Request {
 			return Request{DeviceID: "plug", RequestID: "r", CSR: csrFor(t, key, ""), Auth: AuthCertificate,
 				Reason: protocol.ReasonWindow, Replaces: plug.Serial}

@@ -50,6 +50,8 @@ type Sender struct {
 	Serial string
 	// TokenHash is the enrollment token the session logged in with; "" for a device.
 	TokenHash string
+	// Expired marks a recovery session: its certificate Serial had expired at CONNECT.
+	Expired bool
 }
 
 // Enrolling reports whether the sender logged in with a token rather than a certificate.
@@ -173,6 +175,9 @@ func requestOf(from Sender, m *protocol.CSR) Request {
 		Auth: AuthCertificate}
 	if from.Enrolling() {
 		r.Auth, r.TokenHash = AuthToken, from.TokenHash
+	}
+	if from.Expired {
+		r.Recovering = from.Serial
 	}
 	return r
 }

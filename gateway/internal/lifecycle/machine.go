@@ -38,6 +38,8 @@ type Hooks struct {
 	Finding func(Finding)
 	// Changed follows any change of the device's stored state (for the bridge and HA).
 	Changed func(deviceID string)
+	// Revoked follows a revocation (drop the sessions, regenerate the CRL).
+	Revoked func(Revoked)
 }
 
 // Committed is a commit the machine recorded.
@@ -120,6 +122,8 @@ type item struct {
 	done   chan<- error // with CommandQueued: answered once durable (and sent, if it can be)
 	stored bool         // with CommandQueued: the caller already stored the command
 	probe  chan<- State // a State request (Inspect)
+
+	revoked chan<- revokeResult // with RevokeRequested: answered once durable
 }
 
 // New returns a Machine; Run starts it.
@@ -292,6 +296,9 @@ func (m *Machine) work(ctx context.Context, sh *shard) {
 			if it.done != nil {
 				it.done <- ErrStopped
 			}
+			if it.revoked != nil {
+				it.revoked <- revokeResult{err: ErrStopped}
+			}
 		}
 	}()
 	for {
@@ -416,6 +423,9 @@ func (m *Machine) failItem(it item, err error) {
 	if it.probe != nil {
 		close(it.probe)
 	}
+	if it.revoked != nil {
+		it.revoked <- revokeResult{err: err}
+	}
 }
 
 // do carries out one effect for st's device. An effect whose durable write fails leaves st
@@ -517,6 +527,8 @@ func (m *Machine) do(ctx context.Context, sh *shard, it item, st *State, e Effec
 		if err := store.ClearCommand(ctx, id, e.ID); err != nil {
 			m.cfg.Logger.Warn("clear command", "device", id, "err", err)
 		}
+	case RevokeCertificates:
+		m.revokeNow(ctx, sh, it, st, e, now)
 	default:
 		panic(fmt.Sprintf("lifecycle: unknown effect %T", e))
 	}

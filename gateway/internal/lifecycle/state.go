@@ -23,6 +23,10 @@
 //   - A renew command is sent only to a device that has a session subscribed to its command
 //     topic, and is sent again on each new subscription until the device acts on it (a CSR)
 //     or the command's deadline passes.
+//   - A revocation (RevokeRequested) is an event of the device like the others: a request
+//     whose certificate is being signed when it arrives is recorded first and revoked with
+//     the rest, and the state forgets what it revoked, so no later commit or rollback brings
+//     a revoked certificate back.
 package lifecycle
 
 import (

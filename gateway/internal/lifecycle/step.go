@@ -120,6 +120,8 @@ func (r Rules) Step(s State, e Event, now time.Time) (State, []Effect) {
 		if e.Issuer != "" && r.Issuer != "" && e.Issuer != r.Issuer {
 			out = append(out, Found{Kind: FindingUnexpectedIssuer, Serial: reported, Detail: e.Issuer})
 		}
+	case RevokeRequested:
+		out = r.revoke(&s, e, out)
 	case Tick:
 		out = r.expire(&s, now, out)
 		if c := s.Command; c != nil && !now.Before(c.Deadline) {

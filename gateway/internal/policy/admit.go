@@ -57,6 +57,9 @@ type Profile struct {
 	DNSNames []string
 	// ServerAuth adds the serverAuth extended key usage (clientAuth is always set).
 	ServerAuth bool
+	// CRLDistributionPoints are the URLs of the leaf's CRL distribution point extension
+	// (the policy's crl_url); none when empty.
+	CRLDistributionPoints []string
 }
 
 // Refusal is why Admit refused a CSR: the wire code a front end answers with, the setting
@@ -151,6 +154,9 @@ func (p *Policy) Admit(s Subject, csr CSRInfo, now time.Time) Decision {
 			ServerAuth: c.ServerAuth,
 		},
 		Dropped: dropped,
+	}
+	if p.CRLURL != "" {
+		d.Profile.CRLDistributionPoints = []string{p.CRLURL}
 	}
 	d.Reason = fmt.Sprintf("admitted (%s): %s key, %s certificate", why.Text, keyName(csr), formatDuration(c.Lifetime))
 	if len(dropped) > 0 {

@@ -11,7 +11,7 @@ import (
 // The keys each YAML mapping accepts; anything else is refused, so that a typo
 // ("lifetme: 7d") is an error rather than a silently ignored setting.
 var (
-	policyKeys = []string{"version", "backdate", "classes"}
+	policyKeys = []string{"version", "backdate", "crl_url", "classes"}
 	classKeys  = []string{"name", "match", "keys", "lifetime", "renew_at", "renew_before", "jitter",
 		"emergency_floor", "rekey", "grace", "verify", "priority", "dns_names", "server_auth"}
 	matchKeys = []string{"devices", "tags", "families"}
@@ -21,6 +21,7 @@ var (
 type rawPolicy struct {
 	backdate     *time.Duration
 	backdateLine int
+	crlURL       string
 	classes      []rawClass
 }
 
@@ -170,6 +171,16 @@ func (d *decoder) policy(root *yaml.Node) *rawPolicy {
 			if dur, ok := d.duration(v, key); ok {
 				raw.backdate, raw.backdateLine = &dur, v.Line
 			}
+		case "crl_url":
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!str" {
+				d.fail(v, key, "want a URL, got %s", kindName(v))
+				return
+			}
+			if err := checkCRLURL(v.Value); err != nil {
+				d.fail(v, key, "%v", err)
+				return
+			}
+			raw.crlURL = v.Value
 		case "classes":
 			if v.Kind != yaml.SequenceNode {
 				d.fail(v, key, "want a list of classes, got %s", kindName(v))

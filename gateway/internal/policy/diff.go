@@ -23,6 +23,9 @@ func Diff(before, after *Policy) []string {
 	if before.Backdate != after.Backdate {
 		out = append(out, fmt.Sprintf("backdate: %s -> %s", formatDuration(before.Backdate), formatDuration(after.Backdate)))
 	}
+	if before.CRLURL != after.CRLURL {
+		out = append(out, fmt.Sprintf("crl_url: %q -> %q", before.CRLURL, after.CRLURL))
+	}
 	var common []string
 	for i := range before.Classes {
 		b := &before.Classes[i]

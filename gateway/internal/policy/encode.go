@@ -20,6 +20,9 @@ func (p *Policy) Marshal() ([]byte, error) {
 		"version", scalar("!!int", "1"),
 		"backdate", scalar("!!str", formatDuration(p.Backdate)),
 	)
+	if p.CRLURL != "" {
+		root.Content = append(root.Content, scalar("!!str", "crl_url"), scalar("!!str", p.CRLURL))
+	}
 	classes := &yaml.Node{Kind: yaml.SequenceNode}
 	for i := range p.Classes {
 		classes.Content = append(classes.Content, classNode(&p.Classes[i]))

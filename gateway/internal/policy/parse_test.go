@@ -163,7 +163,10 @@ func TestParseErrorPaths(t *testing.T) {
 	}{
 		{"duration", "classes:\n  - name: a\n  - name: b\n    lifetime: 3x\n", `classes[1].lifetime: "3x" is not a duration`},
 		{"unknown key", "classes:\n  - name: a\n    lifetme: 7d\n", `classes[0]: unknown key "lifetme" (allowed: name, match, keys,`},
-		{"unknown top key", "clases: []\n", `unknown key "clases" (allowed: version, backdate, classes)`},
+		{"unknown top key", "clases: []\n", `unknown key "clases" (allowed: version, backdate, crl_url, classes)`},
+		{"crl_url https", "crl_url: https://hub.local/crl\n", `crl_url: "https://hub.local/crl" is not an http:// URL with a host`},
+		{"crl_url relative", "crl_url: /crl\n", `crl_url: "/crl" is not an http:// URL`},
+		{"crl_url not a string", "crl_url: [a]\n", `crl_url: want a URL`},
 		{"unknown match key", "classes:\n  - name: a\n    match: {device: [x]}\n", `classes[0].match: unknown key "device"`},
 		{"key", "classes:\n  - name: default\n    keys: [p256, dsa]\n", `classes[0].keys[1]: "dsa" is not a key algorithm`},
 		{"rsa bits", "classes:\n  - name: default\n    keys: [rsa1024]\n", `classes[0].keys[0]: RSA minimum of 1024 bits is not allowed (use 2048 to 16384)`},

@@ -74,6 +74,10 @@ type Policy struct {
 	// little behind accept a new certificate at once. 0 means no backdate: an
 	// unset backdate is resolved to one minute by Parse, not by a zero value.
 	Backdate time.Duration
+	// CRLURL, when set, is the CRL distribution point written into every leaf (RFC 5280
+	// section 4.2.1.13): an http:// URL where third-party verifiers fetch the hub's CRL, such
+	// as the dashboard's http://hub.local:8099/crl. Empty: leaves carry none.
+	CRLURL string
 	// Classes in the order that breaks ties between tag matches (see ClassFor).
 	// It always holds DefaultClass (first, after Parse) and HighRiskClass.
 	Classes []Class
@@ -255,7 +259,7 @@ func resolve(raw *rawPolicy) (*Policy, []origin) {
 	if raw == nil {
 		raw = &rawPolicy{}
 	}
-	p := &Policy{Backdate: time.Minute}
+	p := &Policy{Backdate: time.Minute, CRLURL: raw.crlURL}
 	if raw.backdate != nil {
 		p.Backdate = *raw.backdate
 	}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"math"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -75,6 +76,11 @@ func validate(p *Policy, origins []origin, backdateLine int) []*FieldError {
 	v := &validator{origins: origins}
 	if p.Backdate < 0 || p.Backdate > maxBackdate {
 		v.errs = append(v.errs, &FieldError{Path: "backdate", Line: backdateLine, Msg: fmt.Sprintf("%s must be between 0s and %s", formatDuration(p.Backdate), formatDuration(maxBackdate))})
+	}
+	if p.CRLURL != "" {
+		if err := checkCRLURL(p.CRLURL); err != nil {
+			v.errs = append(v.errs, &FieldError{Path: "crl_url", Msg: err.Error()})
+		}
 	}
 	names := map[string]int{}
 	for _, want := range []string{DefaultClass, HighRiskClass} {
@@ -289,4 +295,14 @@ func validName(s string) bool {
 		}
 	}
 	return true
+}
+
+// checkCRLURL accepts an absolute http:// URL with a host: RFC 5280 section 4.2.1.13 has
+// CRLs fetched over plain HTTP (a CRL is signed; TLS would need revocation checking itself).
+func checkCRLURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "http" || u.Host == "" || u.User != nil || u.Fragment != "" {
+		return fmt.Errorf("%q is not an http:// URL with a host (for example http://hub.local:8099/crl)", s)
+	}
+	return nil
 }

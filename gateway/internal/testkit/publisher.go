@@ -3,6 +3,7 @@ package testkit
 import (
 	"slices"
 	"sync"
+	"time"
 )
 
 // Message is one call of Publisher.Publish.
@@ -44,6 +45,11 @@ func (p *Publisher) Disconnect(deviceID string) int {
 	defer p.mu.Unlock()
 	p.disconnected = append(p.disconnected, deviceID)
 	return 0
+}
+
+// DisconnectAfter is Disconnect: the grace passes at once.
+func (p *Publisher) DisconnectAfter(deviceID string, _ time.Duration) int {
+	return p.Disconnect(deviceID)
 }
 
 // Messages returns every message published so far, in order.

@@ -50,7 +50,7 @@ func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	go func() { defer close(done); _ = machine.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	// No renew cool-down: the tests renew one device several times to compare actors.
-	f.admin = admin.New(admin.Config{Store: store, CA: authority, Broker: f.broker, Commands: machine, Advertise: "hub.test:8883", Now: now,
+	f.admin = admin.New(admin.Config{Store: store, CA: authority, Broker: f.broker, Commands: machine, Revoker: machine, Advertise: "hub.test:8883", Now: now,
 		RenewCooldown: -1})
 	seed(t, store)
 	// The agent devices are online and subscribed to their commands.

@@ -121,6 +121,9 @@ type Config struct {
 	Notify func(protocol.Event)
 	// Metrics serves GET /metrics (metrics.Metrics.Handler); nil serves none.
 	Metrics http.Handler
+	// CRL, when set, serves the hub's CRL at crl (DER) and crl.pem (PEM) for third-party
+	// verifiers, without login.
+	CRL http.Handler
 }
 
 type server struct {
@@ -172,6 +175,10 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("GET /api/events", s.apiEvents)
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics)
+	}
+	if cfg.CRL != nil {
+		mux.Handle("GET /crl", cfg.CRL)
+		mux.Handle("GET /crl.pem", cfg.CRL)
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
