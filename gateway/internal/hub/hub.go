@@ -35,6 +35,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
 	"github.com/hearth-pki/hearth/gateway/internal/renewal"
 	"github.com/hearth-pki/hearth/gateway/internal/secret"
+	"github.com/hearth-pki/hearth/gateway/internal/servercert"
 	"github.com/hearth-pki/hearth/gateway/internal/web"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -58,6 +59,8 @@ type Hub struct {
 	renewal *renewal.Scheduler
 	admin   *admin.Service
 	control net.Listener
+	// serverCert is the broker's TLS certificate, renewed while the hub runs.
+	serverCert *servercert.Keeper
 
 	ha   *hass.Publisher // nil without Home Assistant discovery
 	view *fleetview.View // bridge/device/<id>, bridge/devices and Home Assistant states
@@ -128,19 +131,17 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	}
 	h.checker = access.New(h.store, admins, h.now)
 
-	serverCert, err := h.ca.ServerCertificate(cfg.Hostnames, h.now())
+	h.serverCert, err = servercert.New(servercert.Config{Hosts: cfg.Hostnames, Issue: h.issueServerCert, Now: h.now,
+		Logger: h.log.With("part", "broker certificate")})
 	if err != nil {
-		return nil, fmt.Errorf("broker certificate: %w", err)
+		return nil, err
 	}
-	// The chain ends with the root, so an enrolling agent can check the fingerprint it pinned
-	// before it sends its token.
-	serverCert.Certificate = append(serverCert.Certificate, h.ca.Root().Raw)
 	clientCAs := x509.NewCertPool()
 	clientCAs.AddCert(h.ca.Root())
 	h.broker, err = broker.New(broker.Config{
 		Addr:      cfg.Listen,
 		PlainAddr: cfg.PlainListen,
-		TLS:       &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: clientCAs, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12},
+		TLS:       &tls.Config{GetCertificate: h.serverCert.GetCertificate, ClientCAs: clientCAs, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12},
 		Topics:    h.topics,
 		Sessions:  sessions{h},
 	}, h.checker, h.handle, h.log.With("part", "broker"))
@@ -237,6 +238,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	run("fleet view", h.view.Run)
 	run("CRL publisher", h.publishLoop)
 	run("renewal", h.renewal.Run)
+	run("broker certificate", h.serverCert.Run)
 	if h.cfg.HTTPListen != "" {
 		handler := web.Handler(web.Config{Admin: h.admin, Store: h.store, Online: h.onlineCount, Version: h.version, Now: h.now,
 			CA:           web.CAInfo{RootNotAfter: h.ca.Root().NotAfter, IntermediateNotAfter: h.ca.Intermediate().NotAfter, Fingerprint: h.ca.Fingerprint()},
@@ -255,6 +257,17 @@ func (h *Hub) Run(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// issueServerCert mints the broker's certificate. Its chain ends with the root, so an
+// enrolling agent can check the fingerprint it pinned before it sends its token.
+func (h *Hub) issueServerCert(hosts []string, now time.Time) (tls.Certificate, error) {
+	c, err := h.ca.ServerCertificate(hosts, now)
+	if err != nil {
+		return c, err
+	}
+	c.Certificate = append(c.Certificate, h.ca.Root().Raw)
+	return c, nil
 }
 
 // commander hands the commands the renewal scheduler stored (with their renewal state,
