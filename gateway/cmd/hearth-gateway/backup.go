@@ -1,13 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
+	"github.com/hearth-pki/hearth/gateway/internal/atomicfile"
+	backuppkg "github.com/hearth-pki/hearth/gateway/internal/backup"
+	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/config"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 )
@@ -50,4 +56,111 @@ func backup(ctx context.Context, which, dir string, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "inventory snapshot written to", snap)
 	return nil
+}
+
+const backupCreateAbout = `Writes one archive with everything a hub needs to come back on another
+disk: the CA certificates and keys (still encrypted with the CA passphrase),
+a consistent snapshot of the inventory (taken while the hub keeps running),
+the policy file and the CRL. The CA passphrase is never in it: keep a copy of
+the passphrase apart from the archive, or the archive cannot be used.`
+
+func setupBackupCreate(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
+	data := fs.String("data", "", "data `DIR` ($HEARTH_DATA, else ./hearth-data)")
+	out := fs.String("out", "", "write the archive to `FILE` (- for stdout); required")
+	return func(ctx context.Context, args []string) error {
+		if err := exactArgs("backup create", args); err != nil {
+			return err
+		}
+		if *out == "" {
+			return &usageError{cmd: "backup create", err: errors.New("--out FILE is required")}
+		}
+		dir := config.DataDirFrom(*data, s.env)
+		store, err := inventory.Open(ctx, filepath.Join(dir, "hearth.db"))
+		if err != nil {
+			return fmt.Errorf("backup create: %w", err)
+		}
+		defer store.Close()
+		if *out == "-" {
+			m, err := backuppkg.Create(ctx, dir, store.Snapshot, dir, s.stdout, time.Now())
+			if err != nil {
+				return fmt.Errorf("backup create: %w", err)
+			}
+			fmt.Fprintf(s.stderr, "backup of the hub with CA %s written (%d files)\n", m.Fingerprint, len(m.Files))
+			return nil
+		}
+		var buf bytes.Buffer
+		m, err := backuppkg.Create(ctx, dir, store.Snapshot, dir, &buf, time.Now())
+		if err != nil {
+			return fmt.Errorf("backup create: %w", err)
+		}
+		if err := atomicfile.WriteFile(*out, buf.Bytes(), 0o600); err != nil {
+			return fmt.Errorf("backup create: %w", err)
+		}
+		fmt.Fprintf(s.stdout, "backup written to %s: CA %s, %d files, %d bytes\n", *out, m.Fingerprint, len(m.Files), buf.Len())
+		fmt.Fprintln(s.stdout, "The CA passphrase is not in the backup: restoring needs it.")
+		return nil
+	}
+}
+
+const backupRestoreAbout = `Unpacks an archive from backup create into an empty data directory (or one
+that does not exist yet), checking every file against the archive's manifest.
+With the CA passphrase (--passphrase-file or $HEARTH_CA_PASSPHRASE) it also
+checks that the keys open, before anything is moved into place. Then start
+the hub on that directory: enrolled devices log in with the certificates
+they have, without enrolling again. Devices that renewed after the backup
+was taken hold certificates the restored inventory does not know: they are
+refused and must enroll again, so take a backup after every campaign.`
+
+func setupBackupRestore(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
+	data := fs.String("data", "", "empty data `DIR` to restore into ($HEARTH_DATA, else ./hearth-data)")
+	from := fs.String("from", "", "read the archive from `FILE` (- for stdin); required")
+	passFile := fs.String("passphrase-file", "", "read the CA passphrase from `FILE` to check the keys open")
+	return func(ctx context.Context, args []string) error {
+		if err := exactArgs("backup restore", args); err != nil {
+			return err
+		}
+		if *from == "" {
+			return &usageError{cmd: "backup restore", err: errors.New("--from FILE is required")}
+		}
+		var r io.Reader = s.stdin
+		if *from != "-" {
+			f, err := os.Open(*from)
+			if err != nil {
+				return fmt.Errorf("backup restore: %w", err)
+			}
+			defer f.Close()
+			r = f
+		}
+		var pass []byte
+		switch env := s.env(ca.PassphraseEnv); {
+		case *passFile != "":
+			p, _, err := ca.ResolvePassphrase("", *passFile, "")
+			if err != nil {
+				return fmt.Errorf("backup restore: %w", err)
+			}
+			pass = p
+		case env != "":
+			pass = []byte(env)
+		}
+		check := func(dir string) error {
+			if pass == nil {
+				return nil
+			}
+			if _, err := ca.Load(ca.Dir(dir), pass); err != nil {
+				return fmt.Errorf("the CA in the backup does not open with this passphrase: %w", err)
+			}
+			return nil
+		}
+		dir := config.DataDirFrom(*data, s.env)
+		m, err := backuppkg.Restore(r, dir, check)
+		if err != nil {
+			return fmt.Errorf("backup restore: %w", err)
+		}
+		fmt.Fprintf(s.stdout, "restored the backup of %s into %s: CA %s, %d files\n",
+			m.Created.Format(time.RFC3339), dir, m.Fingerprint, len(m.Files))
+		if pass == nil {
+			fmt.Fprintln(s.stdout, "The CA keys were not checked (no passphrase given); the hub checks them when it starts.")
+		}
+		return nil
+	}
 }
