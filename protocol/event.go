@@ -35,6 +35,7 @@ const (
 	EventFindingUnexpectedSerial EventType = "finding.unexpected_serial"
 	EventFindingUnexpectedIssuer EventType = "finding.unexpected_issuer"
 	EventRenewalExpired          EventType = "renewal.expired"
+	EventIncidentNotice          EventType = "incident.notice"
 )
 
 // EventTypeInfo describes an event type: what it reports, where the hub writes it, and the
@@ -84,6 +85,8 @@ var eventTypes = []EventTypeInfo{
 	{EventFindingUnexpectedIssuer, "a health report names an issuer other than the hub's intermediate", true, false, nil},
 	{EventRenewalExpired, "a request ended without a commit before the in-flight timeout; its certificate (serial, if one was issued) is abandoned", true, true,
 		[]string{"serial", "request_id"}},
+	{EventIncidentNotice, "an incident runbook ran; the message is what residents are told, in plain language", true, true,
+		[]string{"incident", "family", "campaign", "devices"}},
 }
 
 // EventTypes returns every event type in the order it was added.

@@ -169,6 +169,15 @@ campaign, canaries first, stopped at the abort threshold; follow it with
 		summary: "apply the policy file to the running hub (recorded with its diff)", setup: setupPolicyReload,
 		examples: []string{"hearth-gateway policy reload"}},
 
+	{name: "incident device-lost", synopsis: "ID [--dry-run] [--json]", group: "Incidents",
+		summary: "a device was lost or stolen: revoke it (keyCompromise) and quarantine it",
+		about:   incidentDeviceLostAbout, setup: setupIncidentDeviceLost,
+		examples: []string{"hearth-gateway incident device-lost porch-camera --dry-run", "hearth-gateway incident device-lost porch-camera"}},
+	{name: "incident family-compromised", synopsis: "--family F [--dry-run] [--json]", group: "Incidents",
+		summary: "a family's keys may have leaked: re-key it, revoking each old certificate at commit",
+		about:   incidentFamilyAbout, setup: setupIncidentFamily,
+		examples: []string{"hearth-gateway incident family-compromised --family acme-cam --dry-run"}},
+
 	{name: "backup prepare", synopsis: "[--data DIR]", group: "Maintenance",
 		summary: "write a consistent inventory snapshot for a backup (add-on hook)", setup: setupBackup("prepare"),
 		examples: []string{"hearth-gateway backup prepare --data /data"}},
