@@ -131,10 +131,11 @@ func setupBackupRestore(fs *flag.FlagSet, s *stdio) func(context.Context, []stri
 			defer f.Close()
 			r = f
 		}
+		dir := config.DataDirFrom(*data, s.env)
 		var pass []byte
 		switch env := s.env(ca.PassphraseEnv); {
 		case *passFile != "":
-			p, _, err := ca.ResolvePassphrase("", *passFile, "")
+			p, _, err := ca.ResolvePassphrase(dir, ca.PassphraseOptions{File: *passFile})
 			if err != nil {
 				return fmt.Errorf("backup restore: %w", err)
 			}
@@ -151,7 +152,6 @@ func setupBackupRestore(fs *flag.FlagSet, s *stdio) func(context.Context, []stri
 			}
 			return nil
 		}
-		dir := config.DataDirFrom(*data, s.env)
 		m, err := backuppkg.Restore(r, dir, check)
 		if err != nil {
 			return fmt.Errorf("backup restore: %w", err)

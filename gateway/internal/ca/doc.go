@@ -33,7 +33,7 @@
 //	intermediate.pem  intermediate certificate
 //	root.key          root private key, encrypted (format below)
 //	intermediate.key  intermediate private key, encrypted
-//	passphrase        only with the fallback described under Passphrase
+//	passphrase        legacy only: moved out as described under Passphrase
 //
 // Every file is 0600 and written atomically: a temporary file in the same
 // directory, fsync, rename, fsync of the directory. Init writes root.pem
@@ -76,12 +76,13 @@
 // # Passphrase
 //
 // ResolvePassphrase picks the passphrase, in order: a passphrase file named by
-// the operator, the HEARTH_CA_PASSPHRASE value, then the fallback file
-// <data>/ca/passphrase, generated on first use (32 random bytes, base64,
-// mode 0600) when no CA exists yet. The fallback keeps a hub working with no
-// configuration, but it sits beside the keys it unlocks: encryption at rest
-// protects against a leaked backup or copied data directory only when the
-// passphrase is supplied from outside the data directory.
+// the operator, the HEARTH_CA_PASSPHRASE value, the legacy fallback file
+// <data>/ca/passphrase (moved into the store when one is configured), the
+// passphrase store outside the data directory, or a passphrase generated into
+// the store (32 random bytes, base64, mode 0600) when no CA exists yet. A file
+// or store inside the data directory is refused (ErrPassphraseBesideKeys):
+// encryption at rest protects against a leaked backup or copied data
+// directory only when the passphrase is not in it.
 //
 // # Fingerprints
 //

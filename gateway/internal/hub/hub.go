@@ -99,13 +99,17 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	pass, src, err := ca.ResolvePassphrase(cfg.DataDir, cfg.CAPassphraseFile, cfg.CAPassphrase)
+	pass, src, err := ca.ResolvePassphrase(cfg.DataDir, ca.PassphraseOptions{File: cfg.CAPassphraseFile, Env: cfg.CAPassphrase, Store: cfg.CAPassphraseStore})
 	if err != nil {
 		return nil, err
 	}
-	if src == ca.PassphraseGenerated || src == ca.PassphraseFromDataDir {
-		h.log.Warn("CA keys are encrypted with a passphrase kept beside them; set HEARTH_CA_PASSPHRASE or --ca-passphrase-file to protect backups",
+	switch src {
+	case ca.PassphraseFromDataDir:
+		h.log.Warn("CA keys are encrypted with a passphrase kept beside them; set HEARTH_CA_PASSPHRASE, --ca-passphrase-file or ca_passphrase_store to protect backups",
 			"file", ca.PassphrasePath(cfg.DataDir))
+	case ca.PassphraseGenerated, ca.PassphraseMigrated:
+		h.log.Warn("CA passphrase kept outside the data directory: keep a copy of it, the CA cannot be opened without it (backups do not hold it)",
+			"store", cfg.CAPassphraseStore, "source", src.String())
 	}
 	if h.ca, err = ca.Open(cfg.CADir(), pass, h.now()); err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)
