@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -88,15 +87,13 @@ func setupBackupCreate(fs *flag.FlagSet, s *stdio) func(context.Context, []strin
 			fmt.Fprintf(s.stderr, "backup of the hub with CA %s written (%d files)\n", m.Fingerprint, len(m.Files))
 			return nil
 		}
-		var buf bytes.Buffer
-		m, err := backuppkg.Create(ctx, dir, store.Snapshot, dir, &buf, time.Now())
+		m, size, err := writeBackup(*out, func(w io.Writer) (backuppkg.Manifest, error) {
+			return backuppkg.Create(ctx, dir, store.Snapshot, dir, w, time.Now())
+		})
 		if err != nil {
 			return fmt.Errorf("backup create: %w", err)
 		}
-		if err := atomicfile.WriteFile(*out, buf.Bytes(), 0o600); err != nil {
-			return fmt.Errorf("backup create: %w", err)
-		}
-		fmt.Fprintf(s.stdout, "backup written to %s: CA %s, %d files, %d bytes\n", *out, m.Fingerprint, len(m.Files), buf.Len())
+		fmt.Fprintf(s.stdout, "backup written to %s: CA %s, %d files, %d bytes\n", *out, m.Fingerprint, len(m.Files), size)
 		fmt.Fprintln(s.stdout, "The CA passphrase is not in the backup: restoring needs it.")
 		return nil
 	}
@@ -163,4 +160,37 @@ func setupBackupRestore(fs *flag.FlagSet, s *stdio) func(context.Context, []stri
 		}
 		return nil
 	}
+}
+
+// writeBackup streams an archive into path through a temporary file in the same directory,
+// synced and renamed into place only when complete: a failed or interrupted backup never
+// leaves a truncated archive under the name asked for.
+func writeBackup(path string, create func(io.Writer) (backuppkg.Manifest, error)) (backuppkg.Manifest, int64, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), atomicfile.TempPrefix+"backup-")
+	if err != nil {
+		return backuppkg.Manifest{}, 0, err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // a no-op once renamed
+	m, err := create(f)
+	if err == nil {
+		err = f.Chmod(0o600)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	var size int64
+	if info, serr := f.Stat(); serr == nil {
+		size = info.Size()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = atomicfile.SyncDir(filepath.Dir(path))
+	}
+	return m, size, err
 }
