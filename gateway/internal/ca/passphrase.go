@@ -90,9 +90,9 @@ type PassphraseOptions struct {
 //  1. the contents of o.File (one trailing newline removed);
 //  2. o.Env;
 //  3. the legacy fallback <data>/ca/passphrase: moved into o.Store when one is set (written
-//     there, read back and compared, and only then removed from the data directory; if the
-//     store already holds a different passphrase, nothing is touched and it fails), else
-//     used as it is (PassphraseFromDataDir);
+//     there, read back and compared, and only then removed from the data directory), else,
+//     or when the store already holds a different passphrase (another hub's), used as it is
+//     and left in place (PassphraseFromDataDir);
 //  4. o.Store, if the file exists;
 //  5. for a data directory without a CA only: a new passphrase of 32 random bytes in
 //     base64, written to o.Store (mode 0600, its directory 0700).
@@ -170,8 +170,9 @@ func migratePassphrase(old []byte, legacy, store string) ([]byte, PassphraseSour
 		return nil, 0, err
 	}
 	if !bytes.Equal(cur, old) {
-		return nil, 0, fmt.Errorf("%w: %s and %s hold different passphrases; keep the one that opens the CA, delete the other",
-			ErrNoPassphrase, legacy, store)
+		// The store belongs to another data directory (two hubs of one user): moving this
+		// one there would lose one of the two. Keep using the legacy file; the caller warns.
+		return old, PassphraseFromDataDir, nil
 	}
 	if err := os.Remove(legacy); err != nil {
 		return nil, 0, fmt.Errorf("remove %s after moving it to %s: %w", legacy, store, err)
