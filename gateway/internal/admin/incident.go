@@ -134,15 +134,24 @@ func (s *Service) FamilyCompromised(ctx context.Context, family string, dryRun b
 	if dryRun {
 		return plan, nil
 	}
-	// Remember the incident before the first device can commit.
+	// Remember the incident before the first device can commit; forget it again if the
+	// campaign does not start.
 	s.incidents.mu.Lock()
 	if s.incidents.started == nil {
 		s.incidents.started = map[string]time.Time{}
 	}
+	prev, had := s.incidents.started[family]
 	s.incidents.started[family] = now
 	s.incidents.mu.Unlock()
 	st, err := s.cfg.Scheduler.StartCampaign(ctx, c)
 	if err != nil {
+		s.incidents.mu.Lock()
+		if had {
+			s.incidents.started[family] = prev
+		} else {
+			delete(s.incidents.started, family)
+		}
+		s.incidents.mu.Unlock()
 		return protocol.IncidentPlan{}, err
 	}
 	plan.Campaign = st.ID
@@ -170,6 +179,9 @@ func (s *Service) Committed(ctx context.Context, deviceID, previous string) {
 	if !ok {
 		return
 	}
+	// The inventory keeps times to the second: a certificate issued in the incident's first
+	// second counts as suspect. The error is on the safe side, and harmless: it is revoked
+	// only once superseded.
 	old, err := s.cfg.Store.Certificate(ctx, previous)
 	if err != nil || !old.CreatedAt.Before(since.Add(time.Second)) || old.Status == inventory.StatusRevoked {
 		return
