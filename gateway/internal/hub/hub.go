@@ -59,13 +59,14 @@ type Hub struct {
 	renewal *renewal.Scheduler
 	admin   *admin.Service
 	control net.Listener
-	// serverCert is the broker's TLS certificate, renewed while the hub runs.
-	serverCert *servercert.Keeper
 
 	ha   *hass.Publisher // nil without Home Assistant discovery
 	view *fleetview.View // bridge/device/<id>, bridge/devices and Home Assistant states
 
 	crlMu sync.Mutex
+
+	// serverCert is the broker's TLS certificate, renewed while the hub runs.
+	serverCert *servercert.Keeper
 }
 
 // Options are what main passes besides the configuration.
