@@ -236,6 +236,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 	run("lifecycle", h.machine.Run)
 	run("broker", h.broker.Run)
+	run("broker certificate", h.serverCert.Run)
 	run("control socket", func(ctx context.Context) error { return control.Serve(ctx, h.control, h.admin) })
 	if h.ha != nil {
 		run("home assistant", h.ha.Run)
@@ -243,7 +244,6 @@ func (h *Hub) Run(ctx context.Context) error {
 	run("fleet view", h.view.Run)
 	run("CRL publisher", h.publishLoop)
 	run("renewal", h.renewal.Run)
-	run("broker certificate", h.serverCert.Run)
 	if h.cfg.HTTPListen != "" {
 		handler := web.Handler(web.Config{Admin: h.admin, Store: h.store, Online: h.onlineCount, Version: h.version, Now: h.now,
 			CA:           web.CAInfo{RootNotAfter: h.ca.Root().NotAfter, IntermediateNotAfter: h.ca.Intermediate().NotAfter, Fingerprint: h.ca.Fingerprint()},
