@@ -102,9 +102,9 @@ func setupBackupCreate(fs *flag.FlagSet, s *stdio) func(context.Context, []strin
 const backupRestoreAbout = `Unpacks an archive from backup create into an empty data directory (or one
 that does not exist yet), checking every file against the archive's manifest.
 With the CA passphrase (--passphrase-file or $HEARTH_CA_PASSPHRASE) it also
-checks that the keys open, before anything is moved into place. Then start
-the hub on that directory: enrolled devices log in with the certificates
-they have, without enrolling again. Devices that renewed after the backup
+checks that both CA keys, the root's too, open before anything is moved into
+place. Then start the hub on that directory: enrolled devices log in with the
+certificates they have, without enrolling again. Devices that renewed after the backup
 was taken hold certificates the restored inventory does not know: they are
 refused and must enroll again, so take a backup after every campaign.`
 
@@ -144,8 +144,8 @@ func setupBackupRestore(fs *flag.FlagSet, s *stdio) func(context.Context, []stri
 			if pass == nil {
 				return nil
 			}
-			if _, err := ca.Load(ca.Dir(dir), pass); err != nil {
-				return fmt.Errorf("the CA in the backup does not open with this passphrase: %w", err)
+			if err := ca.CheckKeys(ca.Dir(dir), pass); err != nil {
+				return fmt.Errorf("the CA keys in the backup do not open with this passphrase: %w", err)
 			}
 			return nil
 		}

@@ -123,6 +123,36 @@ func Load(dir string, passphrase []byte) (*CA, error) {
 	return newCA(root, inter, interKey), nil
 }
 
+// CheckKeys opens the CA in dir as Load does and also decrypts the root key, checks that it
+// matches root.pem, and drops it: proof that both keys are intact and open with passphrase,
+// for a restored backup (the hub itself never decrypts the root key). It never writes.
+func CheckKeys(dir string, passphrase []byte) error {
+	c, err := Load(dir, passphrase)
+	if err != nil {
+		return err
+	}
+	data, err := readCAFile(dir, rootKeyFile)
+	if err != nil {
+		return err
+	}
+	rk, err := parseKeyFile(data, roleRoot)
+	if err != nil {
+		return err
+	}
+	kek, err := deriveKey(passphrase, rk.kdf)
+	if err != nil {
+		return err
+	}
+	key, err := rk.decrypt(kek, roleRoot)
+	if err != nil {
+		return err
+	}
+	if !publicKeyEqual(key.Public(), c.root.PublicKey) {
+		return fmt.Errorf("%w: root.key does not match root.pem", ErrCorrupt)
+	}
+	return nil
+}
+
 // ReadCertificates reads and checks the root and intermediate certificates
 // in dir without the passphrase: the root must be a self-signed CA and the
 // intermediate a CA signed by it.

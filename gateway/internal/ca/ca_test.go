@@ -139,6 +139,37 @@ func TestLoadLeavesRootKeyEncrypted(t *testing.T) {
 	}
 }
 
+// TestCheckKeys: CheckKeys finds what Load leaves alone, a root key that does not open or
+// belongs to another CA.
+func TestCheckKeys(t *testing.T) {
+	_, otherDir := newTestCA(t)
+	for _, tc := range []struct {
+		name    string
+		damage  func(t *testing.T, dir string)
+		wantErr error
+	}{
+		{"intact", func(*testing.T, string) {}, nil},
+		{"root ciphertext altered", func(t *testing.T, dir string) {
+			block, _ := pem.Decode(read(t, dir, rootKeyFile))
+			block.Bytes[len(block.Bytes)/2] ^= 1
+			write(t, dir, rootKeyFile, pem.EncodeToMemory(block))
+		}, ErrWrongPassphrase},
+		{"root key of another CA", func(t *testing.T, dir string) {
+			write(t, dir, rootKeyFile, read(t, otherDir, rootKeyFile))
+		}, ErrCorrupt},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, dir := newTestCA(t)
+			tc.damage(t, dir)
+			before := snapshot(t, dir)
+			if err := CheckKeys(dir, testPass); !errors.Is(err, tc.wantErr) {
+				t.Errorf("CheckKeys = %v, want %v", err, tc.wantErr)
+			}
+			assertUnchanged(t, dir, before)
+		})
+	}
+}
+
 func TestInitWithIterations(t *testing.T) {
 	for _, bad := range []int{-1, 1, MinIterations - 1, maxIterations + 1} {
 		if _, err := InitWithIterations(t.TempDir(), testPass, testNow, bad); err == nil {
