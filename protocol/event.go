@@ -41,6 +41,7 @@ const (
 	EventAlertRaised             EventType = "alert.raised"
 	EventAlertResolved           EventType = "alert.resolved"
 	EventAlertFailed             EventType = "alert.failed"
+	EventIncidentNotice          EventType = "incident.notice"
 )
 
 // EventTypeInfo describes an event type: what it reports, where the hub writes it, and the
@@ -100,6 +101,8 @@ var eventTypes = []EventTypeInfo{
 	{EventAlertResolved, "the problem of alert id cleared", true, true, alertKeys},
 	{EventAlertFailed, "an alert could not be delivered on route (webhook, home_assistant, or rate when over the rate limit)", true, true,
 		[]string{"id", "state", "route", "error"}},
+	{EventIncidentNotice, "an incident runbook ran; the message is what residents are told, in plain language", true, true,
+		[]string{"incident", "family", "campaign", "devices"}},
 }
 
 // alertKeys are the data keys of alert.raised and alert.resolved.

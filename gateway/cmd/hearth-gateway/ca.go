@@ -15,10 +15,12 @@ import (
 )
 
 const caInitAbout = `The CA lives in DIR/ca. Its private keys are encrypted with the passphrase
-from --passphrase-file, else from $HEARTH_CA_PASSPHRASE, else from
-DIR/ca/passphrase, generated if missing. That last fallback keeps the
-passphrase beside the keys: it does not protect a copied data directory or
-backup. Supply the passphrase from elsewhere to get that protection.
+from --passphrase-file, else $HEARTH_CA_PASSPHRASE, else the systemd
+credential hearth-ca-passphrase, else the passphrase store outside the data
+directory ($HEARTH_CA_PASSPHRASE_STORE, /etc/hearth/ca-passphrase under the
+shipped unit, else ~/.config/hearth/ca-passphrase), generated there if
+missing. It is never kept beside the keys: a copy of the data directory or a
+backup does not open them. Keep a copy of the passphrase somewhere safe.
 ` + "`serve`" + ` creates the CA on its first start if it does not exist.`
 
 func setupCAInit(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
@@ -31,7 +33,12 @@ func setupCAInit(fs *flag.FlagSet, s *stdio) func(context.Context, []string) err
 			return err
 		}
 		dataDir := config.DataDirFrom(*data, s.env)
-		pass, src, err := ca.ResolvePassphrase(dataDir, *passFile, s.env(ca.PassphraseEnv))
+		file := *passFile
+		if file == "" {
+			file = config.CredentialPassphraseFrom(s.env)
+		}
+		pass, src, err := ca.ResolvePassphrase(dataDir, ca.PassphraseOptions{File: file, Env: s.env(ca.PassphraseEnv),
+			Store: config.PassphraseStoreFrom(s.env)})
 		if err != nil {
 			return fmt.Errorf("ca init: %w", err)
 		}
@@ -40,11 +47,10 @@ func setupCAInit(fs *flag.FlagSet, s *stdio) func(context.Context, []string) err
 		if err != nil {
 			return fmt.Errorf("ca init: %w", err)
 		}
-		if src.Fallback() {
-			fmt.Fprintf(s.stderr, "warning: the CA keys are encrypted with the passphrase in %s (%s).\n"+
-				"It sits beside the keys, so a copy of the data directory or a backup exposes them.\n"+
-				"To protect them, move that passphrase out of the data directory and supply it with\n"+
-				"%s or --passphrase-file.\n", ca.PassphrasePath(dataDir), src, ca.PassphraseEnv)
+		if src == ca.PassphraseGenerated {
+			fmt.Fprintf(s.stderr, "The CA passphrase was generated into %s, outside the data directory.\n"+
+				"Keep a copy of it somewhere safe: backups do not hold it, and the CA cannot be opened without it.\n",
+				config.PassphraseStoreFrom(s.env))
 		}
 		fmt.Fprintf(s.stdout, "Created the Hearth CA in %s (passphrase from %s).\n\n", dir, src)
 		return writeCATable(s.stdout, dir, c.Root(), c.Intermediate())

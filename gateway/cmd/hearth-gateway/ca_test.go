@@ -97,22 +97,32 @@ func TestRunCAInitShow(t *testing.T) {
 	}
 }
 
-func TestRunCAInitFallbackPassphrase(t *testing.T) {
+// TestRunCAInitGeneratesPassphraseOutsideData: with no passphrase given, ca init generates
+// one into the passphrase store, never into the data directory beside the keys.
+func TestRunCAInitGeneratesPassphraseOutsideData(t *testing.T) {
 	data := t.TempDir()
-	_, errOut, err := runCATest(t, caEnv(""), "init", "--data", data)
+	store := filepath.Join(t.TempDir(), "hearth", "ca-passphrase")
+	env := func(k string) string { return map[string]string{"HEARTH_CA_PASSPHRASE_STORE": store}[k] }
+	_, errOut, err := runCATest(t, env, "init", "--data", data)
 	if err != nil {
 		t.Fatalf("ca init = %v", err)
 	}
-	path := ca.PassphrasePath(data)
-	if !strings.Contains(errOut, path) || !strings.Contains(errOut, ca.PassphraseEnv) {
-		t.Errorf("ca init without a passphrase does not warn about %s:\n%s", path, errOut)
+	if !strings.Contains(errOut, store) || !strings.Contains(errOut, "Keep a copy") {
+		t.Errorf("ca init without a passphrase does not say where it put it (%s):\n%s", store, errOut)
 	}
-	pass, src, err := ca.ResolvePassphrase(data, "", "")
-	if err != nil || src != ca.PassphraseFromDataDir {
-		t.Fatalf("ResolvePassphrase = %v, %v", src, err)
+	if _, err := os.Stat(ca.PassphrasePath(data)); err == nil {
+		t.Errorf("ca init wrote %s beside the keys", ca.PassphrasePath(data))
+	}
+	pass, src, err := ca.ResolvePassphrase(data, ca.PassphraseOptions{Store: store})
+	if err != nil || src != ca.PassphraseFromStore {
+		t.Fatalf("ResolvePassphrase = %v, %v; want the store", src, err)
 	}
 	if _, err := ca.Load(ca.Dir(data), pass); err != nil {
 		t.Errorf("Load with the generated passphrase = %v", err)
+	}
+	// Without a store (no HOME, no setting) and no passphrase, ca init refuses.
+	if _, _, err := runCATest(t, caEnv(""), "init", "--data", t.TempDir()); !errors.Is(err, ca.ErrNoPassphrase) {
+		t.Errorf("ca init with nowhere to keep a passphrase = %v, want ErrNoPassphrase", err)
 	}
 }
 

@@ -50,19 +50,6 @@ func (b *haBroker) get(topic string) []byte {
 	return b.last[topic]
 }
 
-// buildNativeAgent builds hearth-agent for this machine from the repository's agent module.
-func buildNativeAgent(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "hearth-agent")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/hearth-agent")
-	cmd.Dir = filepath.Join("..", "..", "..", "agent")
-	cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build hearth-agent: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // TestHomeAssistantAvailabilityWithRealAgent runs the hub process with discovery to a real
 // mosquitto as Home Assistant's broker and a real agent: the device's info carries what the
 // agent was told (--model, --manufacturer), its version and architecture, and a link to the
@@ -76,7 +63,7 @@ func TestHomeAssistantAvailabilityWithRealAgent(t *testing.T) {
 	}
 	m := testkit.StartMosquitto(t)
 	ha := watchHABroker(t, m.Addr)
-	agent := buildNativeAgent(t)
+	agent := buildAgent(t)
 	data := t.TempDir()
 	conf := filepath.Join(t.TempDir(), "hearth.yaml")
 	if err := os.WriteFile(conf, []byte("home_assistant:\n  discovery: true\n  broker: mqtt://"+m.Addr+"\n  dashboard_url: http://hub.local:8099\n"), 0o600); err != nil {

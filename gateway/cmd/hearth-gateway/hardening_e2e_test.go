@@ -27,7 +27,7 @@ func TestHardeningEndToEnd(t *testing.T) {
 		t.Skip("runs the hub, the agent and mosquitto_sub as processes")
 	}
 	sub := testkit.RequirePeer(t, "mosquitto_sub")
-	agent := buildNativeAgent(t)
+	agent := buildAgent(t)
 	data := t.TempDir()
 	hub := startHubProcess(t, data, "127.0.0.1:0")
 	cli := func(args ...string) []byte {

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,19 +10,6 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 	"github.com/hearth-pki/hearth/protocol"
 )
-
-// buildAgent builds hearth-agent for the host into a temporary directory.
-func buildAgent(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "hearth-agent")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/hearth-agent")
-	cmd.Dir = filepath.Join("..", "..", "..", "agent")
-	cmd.Env = append(cmd.Environ(), "GOWORK=off", "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build hearth-agent: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // TestRevokedAgent is issue 12's proof with real processes: a running hearth-agent whose
 // device is revoked (hearth-gateway revoke --reason keyCompromise) loses its session, takes

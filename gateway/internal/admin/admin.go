@@ -5,7 +5,8 @@
 //
 // Operations: token/create, device/list, device/get, device/renew, device/revoke,
 // device/remove, device/import, device/sign, campaign/start, campaign/list, policy/reload,
-// events, audit/verify, ca/show. A Service is safe for concurrent use.
+// events, audit/verify, ca/show, and the incident runbooks incident/device-lost and
+// incident/family-compromised (incident.go). A Service is safe for concurrent use.
 package admin
 
 import (
@@ -116,13 +117,15 @@ type Revoker interface {
 type Scheduler interface {
 	Force(ctx context.Context, deviceID, reason string) (renewal.Forced, error)
 	StartCampaign(ctx context.Context, c protocol.Campaign) (protocol.CampaignStatus, error)
+	PlanCampaign(ctx context.Context, c protocol.Campaign) ([]inventory.CampaignDevice, error)
 	Campaigns(ctx context.Context) ([]protocol.CampaignStatus, error)
 }
 
 // Service runs administrative operations.
 type Service struct {
-	cfg     Config
-	renewed *rate.Keyed // device/renew requests per device; nil: no cool-down
+	cfg       Config
+	renewed   *rate.Keyed // device/renew requests per device; nil: no cool-down
+	incidents incidents
 }
 
 // New returns a Service.
@@ -188,7 +191,8 @@ var ErrUnknownOp = errors.New("unknown operation")
 // Ops lists the operations in the order the docs present them.
 func Ops() []string {
 	return []string{"token/create", "device/list", "device/get", "device/renew", "device/revoke", "device/remove",
-		"device/import", "device/sign", "campaign/start", "campaign/list", "policy/reload", "events", "audit/verify", "ca/show"}
+		"device/import", "device/sign", "campaign/start", "campaign/list", "policy/reload", "events", "audit/verify", "ca/show",
+		"incident/device-lost", "incident/family-compromised"}
 }
 
 // Do runs operation op with its JSON payload as actor (for the audit log) and returns the
@@ -360,6 +364,9 @@ func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error
 		return protocol.AuditVerified{Audit: protocol.AuditIntact}, nil
 	case "ca/show":
 		return s.CAInfo(), nil
+	}
+	if inc, ok := incidentOps[op]; ok {
+		return s.incident(ctx, inc, payload)
 	}
 	return nil, fmt.Errorf("%w %q (have %v)", ErrUnknownOp, op, Ops())
 }

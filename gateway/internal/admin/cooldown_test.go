@@ -28,6 +28,10 @@ func (s *countingScheduler) Campaigns(context.Context) ([]protocol.CampaignStatu
 	return nil, nil
 }
 
+func (s *countingScheduler) PlanCampaign(context.Context, protocol.Campaign) ([]inventory.CampaignDevice, error) {
+	return nil, nil
+}
+
 // TestRenewCooldown checks the per-device cool-down on device/renew (issue 15, item 4): renew
 // spam from any front end reaches the scheduler once per cool-down, per device, answered
 // quota_exceeded otherwise; an unknown device is still not_found.

@@ -55,12 +55,13 @@ const (
 	caBackdate = time.Hour
 )
 
-// CA is an opened certificate authority: certificates plus decrypted keys.
-// It is immutable and safe for concurrent use. Certificates it returns are
+// CA is an opened certificate authority: certificates plus the decrypted
+// intermediate key. The root key is not held: it stays encrypted in root.key.
+// A CA is immutable and safe for concurrent use. Certificates it returns are
 // shared and must not be modified.
 type CA struct {
 	root, inter       *x509.Certificate
-	rootKey, interKey crypto.Signer
+	interKey          crypto.Signer
 	rootPEM, interPEM []byte
 	roots, inters     *x509.CertPool
 }
@@ -99,26 +100,16 @@ func Load(dir string, passphrase []byte) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	rk, err := parseKeyFile(rootData, roleRoot)
-	if err != nil {
+	// The root key is only checked for shape here, never decrypted: it signs nothing
+	// but intermediates, so it stays encrypted on disk while the hub runs (issue 15).
+	if _, err := parseKeyFile(rootData, roleRoot); err != nil {
 		return nil, err
 	}
 	ik, err := parseKeyFile(interData, roleIntermediate)
 	if err != nil {
 		return nil, err
 	}
-	// Init gives both files the same KDF parameters: derive once.
-	rootKEK, err := deriveKey(passphrase, rk.kdf)
-	if err != nil {
-		return nil, err
-	}
-	interKEK := rootKEK
-	if ik.kdf.iterations != rk.kdf.iterations || !bytes.Equal(ik.kdf.salt, rk.kdf.salt) {
-		if interKEK, err = deriveKey(passphrase, ik.kdf); err != nil {
-			return nil, err
-		}
-	}
-	rootKey, err := rk.decrypt(rootKEK, roleRoot)
+	interKEK, err := deriveKey(passphrase, ik.kdf)
 	if err != nil {
 		return nil, err
 	}
@@ -126,13 +117,40 @@ func Load(dir string, passphrase []byte) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !publicKeyEqual(rootKey.Public(), root.PublicKey) {
-		return nil, fmt.Errorf("%w: root.key does not match root.pem", ErrCorrupt)
-	}
 	if !publicKeyEqual(interKey.Public(), inter.PublicKey) {
 		return nil, fmt.Errorf("%w: intermediate.key does not match intermediate.pem", ErrCorrupt)
 	}
-	return newCA(root, inter, rootKey, interKey), nil
+	return newCA(root, inter, interKey), nil
+}
+
+// CheckKeys opens the CA in dir as Load does and also decrypts the root key, checks that it
+// matches root.pem, and drops it: proof that both keys are intact and open with passphrase,
+// for a restored backup (the hub itself never decrypts the root key). It never writes.
+func CheckKeys(dir string, passphrase []byte) error {
+	c, err := Load(dir, passphrase)
+	if err != nil {
+		return err
+	}
+	data, err := readCAFile(dir, rootKeyFile)
+	if err != nil {
+		return err
+	}
+	rk, err := parseKeyFile(data, roleRoot)
+	if err != nil {
+		return err
+	}
+	kek, err := deriveKey(passphrase, rk.kdf)
+	if err != nil {
+		return err
+	}
+	key, err := rk.decrypt(kek, roleRoot)
+	if err != nil {
+		return err
+	}
+	if !publicKeyEqual(key.Public(), c.root.PublicKey) {
+		return fmt.Errorf("%w: root.key does not match root.pem", ErrCorrupt)
+	}
+	return nil
 }
 
 // ReadCertificates reads and checks the root and intermediate certificates
@@ -253,7 +271,12 @@ func create(dir string, passphrase []byte, now time.Time, iterations int) (*CA, 
 		IsCA:                  true,
 		MaxPathLen:            0,
 		MaxPathLenZero:        true,
-		SubjectKeyId:          subjectKeyID(interKey.Public()),
+		// Everything the intermediate signs is a TLS client (devices) or server (the broker,
+		// devices whose profile allows serverAuth): constraining it to those two purposes
+		// keeps a stolen intermediate key from minting code-signing or e-mail certificates
+		// that a verifier checking EKU nesting would accept (issue 15).
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+		SubjectKeyId: subjectKeyID(interKey.Public()),
 	}
 	interDER, err := x509.CreateCertificate(rand.Reader, interTmpl, root, interKey.Public(), rootKey)
 	if err != nil {
@@ -277,7 +300,7 @@ func create(dir string, passphrase []byte, now time.Time, iterations int) (*CA, 
 	if err != nil {
 		return nil, err
 	}
-	c := newCA(root, inter, rootKey, interKey)
+	c := newCA(root, inter, interKey)
 	// root.pem is the commit marker: the other three files are durable in
 	// the directory before it appears.
 	files := []struct {
@@ -297,9 +320,9 @@ func create(dir string, passphrase []byte, now time.Time, iterations int) (*CA, 
 	return c, nil
 }
 
-func newCA(root, inter *x509.Certificate, rootKey, interKey crypto.Signer) *CA {
+func newCA(root, inter *x509.Certificate, interKey crypto.Signer) *CA {
 	c := &CA{
-		root: root, inter: inter, rootKey: rootKey, interKey: interKey,
+		root: root, inter: inter, interKey: interKey,
 		rootPEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw}),
 		interPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: inter.Raw}),
 		roots:    x509.NewCertPool(),

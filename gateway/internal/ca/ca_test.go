@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -103,8 +104,8 @@ func TestLoadRoundTrip(t *testing.T) {
 	if !bytes.Equal(got.Intermediate().Raw, c.Intermediate().Raw) {
 		t.Error("Load().Intermediate() differs from the created one")
 	}
-	if !publicKeyEqual(got.interKey.Public(), c.interKey.Public()) || !publicKeyEqual(got.rootKey.Public(), c.rootKey.Public()) {
-		t.Error("Load() keys differ from the created ones")
+	if !publicKeyEqual(got.interKey.Public(), c.interKey.Public()) {
+		t.Error("Load() intermediate key differs from the created one")
 	}
 	// The loaded keys sign: a leaf from the reloaded CA verifies under the original.
 	key := testkit.NewKey(t)
@@ -114,6 +115,58 @@ func TestLoadRoundTrip(t *testing.T) {
 	}
 	if err := c.Verify(leaf, testNow); err != nil {
 		t.Errorf("Verify(leaf of reloaded CA) = %v", err)
+	}
+}
+
+// TestLoadLeavesRootKeyEncrypted: Load never decrypts the root key (it only signs
+// intermediates), so a root.key whose ciphertext no passphrase opens still loads a CA that
+// issues, while a root.key of the wrong shape is still refused.
+func TestLoadLeavesRootKeyEncrypted(t *testing.T) {
+	c, dir := newTestCA(t)
+	block, _ := pem.Decode(read(t, dir, rootKeyFile))
+	block.Bytes[len(block.Bytes)/2] ^= 1
+	write(t, dir, rootKeyFile, pem.EncodeToMemory(block))
+	got, err := Load(dir, testPass)
+	if err != nil {
+		t.Fatalf("Load(root ciphertext altered) = %v; want the CA, its root key untouched", err)
+	}
+	leaf, err := got.SignLeaf(testkit.NewCSR(t, testkit.NewKey(t), nil), "dev-1", leafAt(testNow))
+	if err != nil {
+		t.Fatalf("SignLeaf = %v", err)
+	}
+	if err := c.Verify(leaf, testNow); err != nil {
+		t.Errorf("Verify = %v", err)
+	}
+}
+
+// TestCheckKeys: CheckKeys finds what Load leaves alone, a root key that does not open or
+// belongs to another CA.
+func TestCheckKeys(t *testing.T) {
+	_, otherDir := newTestCA(t)
+	for _, tc := range []struct {
+		name    string
+		damage  func(t *testing.T, dir string)
+		wantErr error
+	}{
+		{"intact", func(*testing.T, string) {}, nil},
+		{"root ciphertext altered", func(t *testing.T, dir string) {
+			block, _ := pem.Decode(read(t, dir, rootKeyFile))
+			block.Bytes[len(block.Bytes)/2] ^= 1
+			write(t, dir, rootKeyFile, pem.EncodeToMemory(block))
+		}, ErrWrongPassphrase},
+		{"root key of another CA", func(t *testing.T, dir string) {
+			write(t, dir, rootKeyFile, read(t, otherDir, rootKeyFile))
+		}, ErrCorrupt},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, dir := newTestCA(t)
+			tc.damage(t, dir)
+			before := snapshot(t, dir)
+			if err := CheckKeys(dir, testPass); !errors.Is(err, tc.wantErr) {
+				t.Errorf("CheckKeys = %v, want %v", err, tc.wantErr)
+			}
+			assertUnchanged(t, dir, before)
+		})
 	}
 }
 
@@ -283,6 +336,12 @@ func TestCACertificates(t *testing.T) {
 	if err := inter.CheckSignatureFrom(root); err != nil {
 		t.Errorf("intermediate.CheckSignatureFrom(root) = %v", err)
 	}
+	if want := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}; !slices.Equal(inter.ExtKeyUsage, want) {
+		t.Errorf("intermediate ExtKeyUsage = %v, want %v", inter.ExtKeyUsage, want)
+	}
+	if len(root.ExtKeyUsage) != 0 {
+		t.Errorf("root ExtKeyUsage = %v, want none", root.ExtKeyUsage)
+	}
 	if len(root.SubjectKeyId) != 20 || !bytes.Equal(inter.AuthorityKeyId, root.SubjectKeyId) || len(inter.SubjectKeyId) != 20 {
 		t.Errorf("key ids: root SKI %x, intermediate AKI %x SKI %x", root.SubjectKeyId, inter.AuthorityKeyId, inter.SubjectKeyId)
 	}
@@ -330,7 +389,8 @@ func TestCACertificatesOpenSSL(t *testing.T) {
 	if err != nil {
 		t.Fatalf("openssl x509 = %v\n%s", err, out)
 	}
-	for _, want := range []string{"CA:TRUE, pathlen:0", "Certificate Sign, CRL Sign", "X509v3 Subject Key Identifier", "X509v3 Authority Key Identifier", "ASN1 OID: prime256v1"} {
+	for _, want := range []string{"CA:TRUE, pathlen:0", "Certificate Sign, CRL Sign",
+		"X509v3 Extended Key Usage: \n                TLS Web Client Authentication, TLS Web Server Authentication", "X509v3 Subject Key Identifier", "X509v3 Authority Key Identifier", "ASN1 OID: prime256v1"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("openssl x509 -text intermediate lacks %q:\n%s", want, out)
 		}

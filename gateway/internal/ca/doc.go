@@ -4,10 +4,20 @@
 //
 // # Keys and certificates
 //
-// Both CA keys are ECDSA P-256 and are held as crypto.Signer. The root is
-// valid for 10 years (CA:TRUE, keyCertSign|cRLSign); the intermediate for 5
-// years, with path length 0 so it can sign only end-entity certificates. CA
-// certificates are backdated by one hour to tolerate clock skew. Leaves take
+// Both CA keys are ECDSA P-256. The root is valid for 10 years (CA:TRUE,
+// keyCertSign|cRLSign); the intermediate for 5 years, with path length 0 so it
+// can sign only end-entity certificates, and extended key usage clientAuth and
+// serverAuth, the only purposes of what it signs, so verifiers that check EKU
+// nesting (Go, OpenSSL) refuse anything else a stolen intermediate key might
+// mint. It carries no name constraints: device names are URNs
+// (urn:hearth:device:ID), which RFC 5280 URI constraints cannot express (they
+// constrain a host), and the broker's names are whatever the operator sets in
+// hostnames, which may change during the intermediate's five years. CA
+// certificates are backdated by one hour to tolerate clock skew.
+//
+// An opened CA holds only the intermediate key, as a crypto.Signer. The root
+// key signs nothing but intermediates, so Load checks root.key's shape and
+// never decrypts it: it stays encrypted on disk while the hub runs. Leaves take
 // only the public key from a CSR and, from its DNS names, those the policy.Profile
 // allows: never the CSR's subject, extensions, IP, e-mail or URI names. A
 // device leaf names its device twice, as CN and as the URI SAN
@@ -23,7 +33,7 @@
 //	intermediate.pem  intermediate certificate
 //	root.key          root private key, encrypted (format below)
 //	intermediate.key  intermediate private key, encrypted
-//	passphrase        only with the fallback described under Passphrase
+//	passphrase        legacy only: moved out as described under Passphrase
 //
 // Every file is 0600 and written atomically: a temporary file in the same
 // directory, fsync, rename, fsync of the directory. Init writes root.pem
@@ -66,12 +76,13 @@
 // # Passphrase
 //
 // ResolvePassphrase picks the passphrase, in order: a passphrase file named by
-// the operator, the HEARTH_CA_PASSPHRASE value, then the fallback file
-// <data>/ca/passphrase, generated on first use (32 random bytes, base64,
-// mode 0600) when no CA exists yet. The fallback keeps a hub working with no
-// configuration, but it sits beside the keys it unlocks: encryption at rest
-// protects against a leaked backup or copied data directory only when the
-// passphrase is supplied from outside the data directory.
+// the operator, the HEARTH_CA_PASSPHRASE value, the legacy fallback file
+// <data>/ca/passphrase (moved into the store when one is configured), the
+// passphrase store outside the data directory, or a passphrase generated into
+// the store (32 random bytes, base64, mode 0600) when no CA exists yet. A file
+// or store inside the data directory is refused (ErrPassphraseBesideKeys):
+// encryption at rest protects against a leaked backup or copied data
+// directory only when the passphrase is not in it.
 //
 // # Fingerprints
 //

@@ -176,7 +176,8 @@ func CheckKey(pub crypto.PublicKey) error {
 // ServerCertificate issues a TLS server certificate for the hub's own
 // listeners, with a fresh P-256 key held only in memory. Each host becomes
 // an IP or DNS SAN; the first is also the CN. It is valid for
-// ServerLifetime (serverAuth only) and its chain carries the intermediate.
+// ServerLifetime (serverAuth only) and its chain carries the intermediate. The hub renews it
+// while running (gateway/internal/servercert).
 func (c *CA) ServerCertificate(hosts []string, now time.Time) (tls.Certificate, error) {
 	if len(hosts) == 0 {
 		return tls.Certificate{}, errors.New("server certificate: no host names")

@@ -10,60 +10,94 @@ import (
 )
 
 func TestResolvePassphrase(t *testing.T) {
-	tests := []struct {
-		name     string
-		setup    func(t *testing.T, data string) (file string)
-		env      string
-		want     string // "" means: the generated or stored fallback
-		wantSrc  PassphraseSource
-		wantErr  error
-		wantFile bool // whether <data>/ca/passphrase exists afterwards
-	}{
-		{"file with trailing newline", func(t *testing.T, data string) string {
-			return writeTemp(t, "from-file\r\n")
-		}, "", "from-file", PassphraseFromFile, nil, false},
-		{"file beats env", func(t *testing.T, data string) string {
-			return writeTemp(t, "from-file")
-		}, "from-env", "from-file", PassphraseFromFile, nil, false},
-		{"env", func(*testing.T, string) string { return "" }, "from-env", "from-env", PassphraseFromEnv, nil, false},
-		{"missing file", func(t *testing.T, data string) string {
-			return filepath.Join(data, "nope")
-		}, "from-env", "", 0, fs.ErrNotExist, false},
-		{"empty file", func(t *testing.T, data string) string {
-			return writeTemp(t, "\n")
-		}, "", "", 0, ErrNoPassphrase, false},
-		{"generated", func(*testing.T, string) string { return "" }, "", "", PassphraseGenerated, nil, true},
-		{"existing fallback", func(t *testing.T, data string) string {
+	legacy := func(content string) func(t *testing.T, data, store string) {
+		return func(t *testing.T, data, store string) {
 			if err := os.MkdirAll(Dir(data), 0o700); err != nil {
 				t.Fatal(err)
 			}
-			write(t, Dir(data), PassphraseFile, []byte("stored\n"))
-			return ""
-		}, "", "stored", PassphraseFromDataDir, nil, true},
-		{"CA exists, no passphrase anywhere", func(t *testing.T, data string) string {
-			if _, err := create(Dir(data), testPass, testNow, testIterations); err != nil {
+			write(t, Dir(data), PassphraseFile, []byte(content+"\n"))
+		}
+	}
+	inStore := func(content string) func(t *testing.T, data, store string) {
+		return func(t *testing.T, data, store string) {
+			if err := writeStore(store, []byte(content)); err != nil {
 				t.Fatal(err)
 			}
-			return ""
-		}, "", "", 0, ErrNoPassphrase, false},
+		}
+	}
+	both := func(a, b func(t *testing.T, data, store string)) func(t *testing.T, data, store string) {
+		return func(t *testing.T, data, store string) { a(t, data, store); b(t, data, store) }
+	}
+	withCA := func(t *testing.T, data, store string) {
+		if _, err := create(Dir(data), testPass, testNow, testIterations); err != nil {
+			t.Fatal(err)
+		}
+	}
+	none := func(*testing.T, string, string) {}
+	tests := []struct {
+		name        string
+		setup       func(t *testing.T, data, store string)
+		file        func(data string) string // "" for none
+		env         string
+		noStore     bool
+		want        string // "" means: a generated one
+		wantSrc     PassphraseSource
+		wantErr     error
+		wantLegacy  bool   // whether <data>/ca/passphrase exists afterwards
+		wantInStore string // what the store holds afterwards ("" none, "=" the result)
+	}{
+		{name: "file with trailing newline", setup: none, file: func(string) string { return writeTemp(t, "from-file\r\n") },
+			want: "from-file", wantSrc: PassphraseFromFile},
+		{name: "file beats env", setup: none, file: func(string) string { return writeTemp(t, "from-file") }, env: "from-env",
+			want: "from-file", wantSrc: PassphraseFromFile},
+		{name: "env", setup: none, env: "from-env", want: "from-env", wantSrc: PassphraseFromEnv},
+		{name: "missing file", setup: none, file: func(string) string { return filepath.Join(t.TempDir(), "nope") }, env: "from-env",
+			wantErr: fs.ErrNotExist},
+		{name: "empty file", setup: none, file: func(string) string { return writeTemp(t, "\n") }, wantErr: ErrNoPassphrase},
+		{name: "file inside the data directory", setup: legacy("stored"), file: PassphrasePath, wantErr: ErrPassphraseBesideKeys, wantLegacy: true},
+		{name: "generated into the store", setup: none, wantSrc: PassphraseGenerated, wantInStore: "="},
+		{name: "existing store", setup: inStore("kept"), want: "kept", wantSrc: PassphraseFromStore, wantInStore: "kept"},
+		{name: "legacy moved into the store", setup: legacy("stored"), want: "stored", wantSrc: PassphraseMigrated, wantInStore: "stored"},
+		{name: "legacy equal to the store", setup: both(legacy("stored"), inStore("stored")), want: "stored", wantSrc: PassphraseMigrated, wantInStore: "stored"},
+		{name: "legacy and store disagree", setup: both(legacy("stored"), inStore("other")), want: "stored", wantSrc: PassphraseFromDataDir,
+			wantLegacy: true, wantInStore: "other"},
+		{name: "legacy without a store", setup: legacy("stored"), noStore: true, want: "stored", wantSrc: PassphraseFromDataDir, wantLegacy: true},
+		{name: "CA exists, no passphrase anywhere", setup: withCA, wantErr: ErrNoPassphrase},
+		{name: "no CA, no store", setup: none, noStore: true, wantErr: ErrNoPassphrase},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			data := filepath.Join(t.TempDir(), "data")
-			file := tt.setup(t, data)
-			got, src, err := ResolvePassphrase(data, file, tt.env)
+			store := filepath.Join(t.TempDir(), "etc", "hearth", "ca-passphrase")
+			tt.setup(t, data, store)
+			o := PassphraseOptions{Env: tt.env, Store: store}
+			if tt.file != nil {
+				o.File = tt.file(data)
+			}
+			if tt.noStore {
+				o.Store = ""
+			}
+			got, src, err := ResolvePassphrase(data, o)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("ResolvePassphrase = %q, %v, %v; want error %v", got, src, err, tt.wantErr)
 			}
-			_, statErr := os.Stat(PassphrasePath(data))
-			if exists := statErr == nil; exists != tt.wantFile {
-				t.Errorf("fallback file exists = %v, want %v", exists, tt.wantFile)
+			if _, statErr := os.Stat(PassphrasePath(data)); (statErr == nil) != tt.wantLegacy {
+				t.Errorf("legacy file exists = %v, want %v", statErr == nil, tt.wantLegacy)
+			}
+			stored, storeErr := readPassphrase(store)
+			switch {
+			case tt.wantInStore == "" && storeErr == nil:
+				t.Errorf("the store holds %q, want no file", stored)
+			case tt.wantInStore == "=" && (storeErr != nil || string(stored) != string(got)):
+				t.Errorf("the store holds %q (%v), want the passphrase %q", stored, storeErr, got)
+			case tt.wantInStore != "" && tt.wantInStore != "=" && string(stored) != tt.wantInStore:
+				t.Errorf("the store holds %q (%v), want %q", stored, storeErr, tt.wantInStore)
 			}
 			if err != nil {
 				return
 			}
-			if src != tt.wantSrc || src.Fallback() != tt.wantFile {
-				t.Errorf("source = %v (fallback %v), want %v", src, src.Fallback(), tt.wantSrc)
+			if src != tt.wantSrc {
+				t.Errorf("source = %v, want %v", src, tt.wantSrc)
 			}
 			if tt.want != "" && string(got) != tt.want {
 				t.Errorf("passphrase = %q, want %q", got, tt.want)
@@ -74,15 +108,31 @@ func TestResolvePassphrase(t *testing.T) {
 			if raw, err := base64.StdEncoding.DecodeString(string(got)); err != nil || len(raw) != 32 {
 				t.Errorf("generated passphrase %q: want base64 of 32 bytes (%v)", got, err)
 			}
-			info, err := os.Stat(PassphrasePath(data))
-			if err != nil || info.Mode().Perm() != 0o600 {
+			if info, err := os.Stat(store); err != nil || info.Mode().Perm() != 0o600 {
 				t.Errorf("generated file: %v, mode %v, want 0600", err, info.Mode().Perm())
 			}
-			again, src, err := ResolvePassphrase(data, "", "")
-			if err != nil || string(again) != string(got) || src != PassphraseFromDataDir {
+			if info, err := os.Stat(filepath.Dir(store)); err != nil || info.Mode().Perm() != 0o700 {
+				t.Errorf("store directory: %v, mode %v, want 0700", err, info.Mode().Perm())
+			}
+			again, src, err := ResolvePassphrase(data, o)
+			if err != nil || string(again) != string(got) || src != PassphraseFromStore {
 				t.Errorf("second ResolvePassphrase = %q, %v, %v; want the stored %q", again, src, err, got)
 			}
 		})
+	}
+}
+
+// TestResolvePassphraseStoreInsideDataDir: a store in the data directory would put the
+// passphrase back beside the keys.
+func TestResolvePassphraseStoreInsideDataDir(t *testing.T) {
+	data := t.TempDir()
+	for _, store := range []string{filepath.Join(data, "pass"), filepath.Join(data, "ca", "x", "..", "pass")} {
+		if _, _, err := ResolvePassphrase(data, PassphraseOptions{Store: store}); !errors.Is(err, ErrPassphraseBesideKeys) {
+			t.Errorf("ResolvePassphrase(store %s) = %v, want ErrPassphraseBesideKeys", store, err)
+		}
+	}
+	if _, _, err := ResolvePassphrase(data, PassphraseOptions{Store: data + "-elsewhere/pass"}); err != nil {
+		t.Errorf("ResolvePassphrase(store beside, not inside, the data directory) = %v", err)
 	}
 }
 

@@ -55,9 +55,13 @@ type Config struct {
 	LogFormat string `yaml:"log_format"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
-	// CAPassphraseFile holds the passphrase that encrypts the CA keys. When neither it nor
-	// HEARTH_CA_PASSPHRASE is set, the hub generates one in DataDir/ca/passphrase.
+	// CAPassphraseFile holds the passphrase that encrypts the CA keys. Default: the systemd
+	// credential $CREDENTIALS_DIRECTORY/hearth-ca-passphrase when it exists.
 	CAPassphraseFile string `yaml:"ca_passphrase_file"`
+	// CAPassphraseStore is where the hub keeps the passphrase it generates when none is
+	// given, outside the data directory (PassphraseStoreFrom; HEARTH_CA_PASSPHRASE_STORE).
+	// Empty in the add-on, whose only storage is /data and /config, both in its backup.
+	CAPassphraseStore string `yaml:"ca_passphrase_store"`
 	// CAPassphrase comes from HEARTH_CA_PASSPHRASE or the add-on options, never from flags.
 	CAPassphrase string `yaml:"-"`
 	// PolicyFile is the renewal policy. Default DataDir/policy.yaml when it exists, else the
@@ -268,7 +272,7 @@ func newServeFlags() (*flag.FlagSet, *serveFlags) {
 		advertise: fs.String("advertise", "", "`HOST:PORT` agents are told to dial (default the first host name and the listener's port)"),
 		logFormat: fs.String("log-format", "", "log `FORMAT`: text or json (default text)"),
 		logLevel:  fs.String("log-level", "", "log `LEVEL`: debug, info, warn or error (default info)"),
-		passFile:  fs.String("ca-passphrase-file", "", "`FILE` holding the CA passphrase (default $HEARTH_CA_PASSPHRASE, else DIR/ca/passphrase)"),
+		passFile:  fs.String("ca-passphrase-file", "", "`FILE` holding the CA passphrase (default $HEARTH_CA_PASSPHRASE, else the systemd credential, else the passphrase store outside DIR)"),
 		policy:    fs.String("policy", "", "renewal policy YAML `FILE` (default DIR/policy.yaml when it exists)"),
 	}
 }
@@ -309,6 +313,9 @@ func Load(args []string, env func(string) string) (Config, error) {
 			return Config{}, err
 		}
 	}
+	if !c.Addon {
+		c.CAPassphraseStore = orDefault(c.CAPassphraseStore, PassphraseStoreFrom(env))
+	}
 	c.applyEnv(env)
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -325,6 +332,7 @@ func Load(args []string, env func(string) string) (Config, error) {
 	apply("log-format", &c.LogFormat, *logFormat)
 	apply("log-level", &c.LogLevel, *logLevel)
 	apply("ca-passphrase-file", &c.CAPassphraseFile, *passFile)
+	c.CAPassphraseFile = orDefault(c.CAPassphraseFile, CredentialPassphraseFrom(env))
 	apply("policy", &c.PolicyFile, *policy)
 	if set["hostnames"] {
 		c.Hostnames = splitList(*hosts)
@@ -339,6 +347,40 @@ func Load(args []string, env func(string) string) (Config, error) {
 // else HEARTH_DATA, else the default.
 func DataDirFrom(flagValue string, env func(string) string) string {
 	return orDefault(flagValue, orDefault(env("HEARTH_DATA"), DefaultDataDir))
+}
+
+// PassphraseStoreFrom is the default passphrase store outside the data directory: under
+// systemd's ConfigurationDirectory= (/etc/hearth/ca-passphrase with the shipped unit), else
+// HEARTH_CA_PASSPHRASE_STORE, else $XDG_CONFIG_HOME/hearth/ca-passphrase, else
+// ~/.config/hearth/ca-passphrase; "" when none can be named.
+func PassphraseStoreFrom(env func(string) string) string {
+	if v := env("HEARTH_CA_PASSPHRASE_STORE"); v != "" {
+		return v
+	}
+	if d, _, _ := strings.Cut(env("CONFIGURATION_DIRECTORY"), ":"); d != "" {
+		return filepath.Join(d, "ca-passphrase")
+	}
+	if d := env("XDG_CONFIG_HOME"); d != "" {
+		return filepath.Join(d, "hearth", "ca-passphrase")
+	}
+	if d := env("HOME"); d != "" {
+		return filepath.Join(d, ".config", "hearth", "ca-passphrase")
+	}
+	return ""
+}
+
+// CredentialPassphraseFrom is the CA passphrase file systemd hands the service
+// (LoadCredential= or LoadCredentialEncrypted= named hearth-ca-passphrase), when it exists.
+func CredentialPassphraseFrom(env func(string) string) string {
+	d := env("CREDENTIALS_DIRECTORY")
+	if d == "" {
+		return ""
+	}
+	p := filepath.Join(d, "hearth-ca-passphrase")
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
 }
 
 func (c *Config) readFile(path string) error {
@@ -398,6 +440,7 @@ func (c *Config) applyEnv(env func(string) string) {
 	str("HEARTH_LOG_FORMAT", &c.LogFormat)
 	str("HEARTH_LOG_LEVEL", &c.LogLevel)
 	str("HEARTH_CA_PASSPHRASE", &c.CAPassphrase)
+	str("HEARTH_CA_PASSPHRASE_STORE", &c.CAPassphraseStore)
 	str("HEARTH_ADMIN_PASSWORD", &c.AdminPassword)
 	str("SUPERVISOR_TOKEN", &c.HA.SupervisorToken)
 	if host := env("HOSTNAME"); c.Addon && host != "" && c.HA.DashboardURL == "" {

@@ -88,6 +88,7 @@ func (h *Hub) committed(c lifecycle.Committed) {
 	if cert, err := h.store.Certificate(ctx, c.Serial); err == nil {
 		h.issuer.PublishRenewal(ctx, cert, c.At)
 	}
+	h.admin.Committed(ctx, c.DeviceID, c.Previous) // a compromised family's old key dies now
 }
 
 // ended follows a request that ended without a commit, or a rollback after one.

@@ -38,6 +38,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
 	"github.com/hearth-pki/hearth/gateway/internal/renewal"
 	"github.com/hearth-pki/hearth/gateway/internal/secret"
+	"github.com/hearth-pki/hearth/gateway/internal/servercert"
 	"github.com/hearth-pki/hearth/gateway/internal/web"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -66,12 +67,14 @@ type Hub struct {
 	ha   *hass.Publisher // nil without Home Assistant discovery
 	view *fleetview.View // bridge/device/<id>, bridge/devices and Home Assistant states
 
-	metrics        *metrics.Metrics
-	alerts         *alert.Alerter
-	brokerNotAfter time.Time
-	serving        serving // the Connectivity entity's last check
+	metrics *metrics.Metrics
+	alerts  *alert.Alerter
+	serving serving // the Connectivity entity's last check
 
 	crl *crl.Publisher // the CRL: retained on MQTT, DATA/crl.pem, HTTP
+
+	// serverCert is the broker's TLS certificate, renewed while the hub runs.
+	serverCert *servercert.Keeper
 }
 
 // Options are what main passes besides the configuration.
@@ -105,13 +108,17 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	pass, src, err := ca.ResolvePassphrase(cfg.DataDir, cfg.CAPassphraseFile, cfg.CAPassphrase)
+	pass, src, err := ca.ResolvePassphrase(cfg.DataDir, ca.PassphraseOptions{File: cfg.CAPassphraseFile, Env: cfg.CAPassphrase, Store: cfg.CAPassphraseStore})
 	if err != nil {
 		return nil, err
 	}
-	if src == ca.PassphraseGenerated || src == ca.PassphraseFromDataDir {
-		h.log.Warn("CA keys are encrypted with a passphrase kept beside them; set HEARTH_CA_PASSPHRASE or --ca-passphrase-file to protect backups",
+	switch src {
+	case ca.PassphraseFromDataDir:
+		h.log.Warn("CA keys are encrypted with a passphrase kept beside them; set HEARTH_CA_PASSPHRASE, --ca-passphrase-file or ca_passphrase_store to protect backups",
 			"file", ca.PassphrasePath(cfg.DataDir))
+	case ca.PassphraseGenerated, ca.PassphraseMigrated:
+		h.log.Warn("CA passphrase kept outside the data directory: keep a copy of it, the CA cannot be opened without it (backups do not hold it)",
+			"store", cfg.CAPassphraseStore, "source", src.String())
 	}
 	if h.ca, err = ca.Open(cfg.CADir(), pass, h.now()); err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)
@@ -138,21 +145,18 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	h.checker = access.New(h.store, admins, h.now)
 	h.checker.SetSupersededOverlap(cfg.SupersededOverlap)
 
-	serverCert, err := h.ca.ServerCertificate(cfg.Hostnames, h.now())
+	h.serverCert, err = servercert.New(servercert.Config{Hosts: cfg.Hostnames, Issue: h.issueServerCert, Now: h.now,
+		Logger: h.log.With("part", "broker certificate")})
 	if err != nil {
-		return nil, fmt.Errorf("broker certificate: %w", err)
+		return nil, err
 	}
-	// The chain ends with the root, so an enrolling agent can check the fingerprint it pinned
-	// before it sends its token.
-	serverCert.Certificate = append(serverCert.Certificate, h.ca.Root().Raw)
-	h.brokerNotAfter = leafNotAfter(serverCert.Certificate)
 	h.metrics = metrics.New(metrics.Config{Version: h.version, Hub: h.hubCertificates})
 	clientCAs := x509.NewCertPool()
 	clientCAs.AddCert(h.ca.Root())
 	h.broker, err = broker.New(broker.Config{
 		Addr:      cfg.Listen,
 		PlainAddr: cfg.PlainListen,
-		TLS:       &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: clientCAs, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12},
+		TLS:       &tls.Config{GetCertificate: h.serverCert.GetCertificate, ClientCAs: clientCAs, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12},
 		Topics:    h.topics,
 		Sessions:  sessions{h},
 		Limits: broker.Limits{MaxPending: cfg.Limits.MaxPending, MaxPendingPerSource: cfg.Limits.MaxPendingPerSource,
@@ -270,6 +274,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 	run("lifecycle", h.machine.Run)
 	run("broker", h.broker.Run)
+	run("broker certificate", h.serverCert.Run)
 	run("control socket", func(ctx context.Context) error { return control.Serve(ctx, h.control, h.admin) })
 	if h.ha != nil {
 		run("home assistant", h.ha.Run)
@@ -298,6 +303,17 @@ func (h *Hub) Run(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// issueServerCert mints the broker's certificate. Its chain ends with the root, so an
+// enrolling agent can check the fingerprint it pinned before it sends its token.
+func (h *Hub) issueServerCert(hosts []string, now time.Time) (tls.Certificate, error) {
+	c, err := h.ca.ServerCertificate(hosts, now)
+	if err != nil {
+		return c, err
+	}
+	c.Certificate = append(c.Certificate, h.ca.Root().Raw)
+	return c, nil
 }
 
 // commander hands the commands the renewal scheduler stored (with their renewal state,

@@ -3,7 +3,6 @@ package hub
 import (
 	"cmp"
 	"context"
-	"crypto/x509"
 	"fmt"
 	"strings"
 	"time"
@@ -25,7 +24,7 @@ import (
 
 // hubCertificates returns the not-after of the hub's own certificates.
 func (h *Hub) hubCertificates() map[string]time.Time {
-	return map[string]time.Time{"root": h.ca.Root().NotAfter, "intermediate": h.ca.Intermediate().NotAfter, "broker": h.brokerNotAfter}
+	return map[string]time.Time{"root": h.ca.Root().NotAfter, "intermediate": h.ca.Intermediate().NotAfter, "broker": h.serverCert.Current().NotAfter}
 }
 
 // newAlerter builds the alert routes the configuration asks for: the bridge events always,
@@ -200,16 +199,4 @@ func (a countingAuth) Token(ctx context.Context, deviceID, token string) error {
 		a.m.RefusedLogin("token")
 	}
 	return err
-}
-
-// leafNotAfter is the not-after of a TLS certificate's leaf.
-func leafNotAfter(der [][]byte) time.Time {
-	if len(der) == 0 {
-		return time.Time{}
-	}
-	c, err := x509.ParseCertificate(der[0])
-	if err != nil {
-		return time.Time{}
-	}
-	return c.NotAfter
 }

@@ -17,10 +17,11 @@ type Revocation struct {
 	Note   string
 }
 
-// text is what the revoke_reason column and the audit record say: the note, else the reason.
+// text is what the revoke_reason column and the audit record say: the reason, then the note
+// if there is one ("keyCompromise: SD card lost").
 func (rv Revocation) text() string {
 	if rv.Note != "" {
-		return rv.Note
+		return string(rv.Reason) + ": " + rv.Note
 	}
 	return string(rv.Reason)
 }

@@ -137,6 +137,20 @@ func (s *Scheduler) StartCampaign(ctx context.Context, c protocol.Campaign) (pro
 	return st, nil
 }
 
+// PlanCampaign returns the devices campaign c would command, canaries first, without
+// starting it or changing anything: a dry run shows them before anyone commits to it.
+func (s *Scheduler) PlanCampaign(ctx context.Context, c protocol.Campaign) ([]inventory.CampaignDevice, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if err := validateCampaign(&c); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.selectDevices(ctx, c)
+}
+
 // selectDevices returns the campaign's devices, pending, canaries first.
 func (s *Scheduler) selectDevices(ctx context.Context, c protocol.Campaign) ([]inventory.CampaignDevice, error) {
 	devs, err := s.cfg.Store.Devices(ctx)
