@@ -35,6 +35,13 @@ const (
 	EventFindingUnexpectedSerial EventType = "finding.unexpected_serial"
 	EventFindingUnexpectedIssuer EventType = "finding.unexpected_issuer"
 	EventRenewalExpired          EventType = "renewal.expired"
+	EventUserAdded               EventType = "user.added"
+	EventUserRemoved             EventType = "user.removed"
+	EventUserRoleChanged         EventType = "user.role_changed"
+	EventLoginFailed             EventType = "login.failed"
+	EventChangeProposed          EventType = "change.proposed"
+	EventChangeApproved          EventType = "change.approved"
+	EventChangeRejected          EventType = "change.rejected"
 )
 
 // EventTypeInfo describes an event type: what it reports, where the hub writes it, and the
@@ -84,6 +91,15 @@ var eventTypes = []EventTypeInfo{
 	{EventFindingUnexpectedIssuer, "a health report names an issuer other than the hub's intermediate", true, false, nil},
 	{EventRenewalExpired, "a request ended without a commit before the in-flight timeout; its certificate (serial, if one was issued) is abandoned", true, true,
 		[]string{"serial", "request_id"}},
+	{EventUserAdded, "a user was added with role; the record's actor is who added it", false, true, []string{"user", "role"}},
+	{EventUserRemoved, "a user was removed, and its dashboard sessions with it", false, true, []string{"user", "role"}},
+	{EventUserRoleChanged, "a user's role changed from previous to role", false, true, []string{"user", "role", "previous"}},
+	{EventLoginFailed, "a login was refused (wrong name or password, or throttled); the actor is the name tried", false, true,
+		[]string{"user", "remote", "via", "reason"}},
+	{EventChangeProposed, "an admin proposed a change that needs a second admin's approval (kind policy)", false, true,
+		[]string{"id", "kind", "hash", "canary"}},
+	{EventChangeApproved, "a second admin approved a proposed change, which was applied", false, true, []string{"id", "kind", "proposed_by"}},
+	{EventChangeRejected, "an admin rejected (or the proposer withdrew) a proposed change", false, true, []string{"id", "kind", "proposed_by"}},
 }
 
 // EventTypes returns every event type in the order it was added.

@@ -225,6 +225,40 @@ var migrations = []migration{
 		) STRICT`,
 		`CREATE INDEX campaign_devices_stage ON campaign_devices (campaign_id, stage)`,
 	}, apply: migrateCampaignSettings},
+	// People and change approval (issue 15): users with a role, dashboard sessions (only the
+	// hash of the cookie is kept), and proposed changes waiting for a second admin.
+	{version: 5, name: "users, sessions and proposals", sql: []string{
+		`CREATE TABLE users (
+			name TEXT PRIMARY KEY NOT NULL,
+			role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+			password_hash TEXT NOT NULL,
+			created_at INTEGER NOT NULL DEFAULT 0,
+			updated_at INTEGER NOT NULL DEFAULT 0
+		) STRICT`,
+		`CREATE TABLE sessions (
+			hash TEXT PRIMARY KEY NOT NULL,
+			user TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+			created_at INTEGER NOT NULL,
+			expires_at INTEGER NOT NULL
+		) STRICT`,
+		`CREATE INDEX sessions_user ON sessions (user)`,
+		`CREATE INDEX sessions_expires ON sessions (expires_at)`,
+		`CREATE TABLE proposals (
+			id TEXT PRIMARY KEY NOT NULL,
+			kind TEXT NOT NULL,
+			content TEXT NOT NULL,
+			hash TEXT NOT NULL DEFAULT '',
+			base_hash TEXT NOT NULL DEFAULT '',
+			canary TEXT NOT NULL DEFAULT '',
+			summary TEXT NOT NULL DEFAULT '',
+			proposed_by TEXT NOT NULL,
+			proposed_at INTEGER NOT NULL,
+			state TEXT NOT NULL CHECK (state IN ('open', 'applied', 'rejected')),
+			decided_by TEXT NOT NULL DEFAULT '',
+			decided_at INTEGER NOT NULL DEFAULT 0
+		) STRICT`,
+		`CREATE INDEX proposals_state ON proposals (state, proposed_at)`,
+	}},
 }
 
 // migrate applies the steps of ms the database lacks, each in its own transaction together
