@@ -22,6 +22,8 @@ const (
 	CodeNotPresented       Code = "not_presented"       // a commit's serial is not the one on the TLS session
 	CodeExpired            Code = "expired"             // the certificate expired beyond the recovery grace
 	CodeNotFound           Code = "not_found"           // a bridge request names a device, token or campaign the hub does not know
+	CodeForbidden          Code = "forbidden"           // the requester's role may not run the operation, or no one is logged in
+	CodeNeedsApproval      Code = "needs_approval"      // the operation needs a second admin: propose it (change/propose)
 )
 
 // CodeInfo describes a code: whether a client should retry, and after how long by default.
@@ -49,6 +51,8 @@ var codeInfos = []CodeInfo{
 	{CodeNotPresented, true, 5, "the committed serial is not the one presented on the TLS session"},
 	{CodeExpired, false, 0, "the certificate expired beyond the recovery grace; enroll again"},
 	{CodeNotFound, false, 0, "the device, token or campaign the request names is not known to the hub"},
+	{CodeForbidden, false, 0, "the requester's role may not run the operation, or no one is logged in"},
+	{CodeNeedsApproval, false, 0, "the operation needs a second admin's approval: propose it instead"},
 }
 
 // Codes returns every code in the order it was added.

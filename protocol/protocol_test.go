@@ -133,7 +133,7 @@ func TestCodesAppendOnly(t *testing.T) {
 	// The list is append-only: this golden order may only grow at the end.
 	want := []Code{"bad_request", "too_large", "unsupported_version", "bad_csr", "identity_mismatch",
 		"weak_key", "policy_denied", "unauthorized", "revoked", "busy", "rate_limited", "internal",
-		"unknown_request", "not_presented", "expired", "not_found"}
+		"unknown_request", "not_presented", "expired", "not_found", "forbidden", "needs_approval"}
 	got := Codes()
 	if len(got) < len(want) {
 		t.Fatalf("Codes() has %d codes, want at least %d", len(got), len(want))
