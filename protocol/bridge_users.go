@@ -96,3 +96,50 @@ type Change struct {
 type ChangeList struct {
 	Changes []Change `json:"changes"`
 }
+
+// Validate checks the fields present: a user name has the syntax of a device id; a password,
+// when given, 8 to 256 characters (the hub also refuses a short one).
+func (m *UserRequest) Validate() error {
+	if err := checkText("transaction", m.Transaction, 128); err != nil {
+		return err
+	}
+	if err := ValidateDeviceID(m.Name); m.Name != "" && err != nil {
+		return invalid("user name %q: letters, digits, '-' and '_' only, 1 to 64 characters", m.Name)
+	}
+	if len(m.Password) > 256 {
+		return invalid("password longer than 256 bytes")
+	}
+	return checkText("role", m.Role, 16)
+}
+
+// Validate checks the sizes: the policy fits a message, the canary is a class name, the id
+// short.
+func (m *PolicyChangeRequest) Validate() error {
+	if err := checkText("transaction", m.Transaction, 128); err != nil {
+		return err
+	}
+	if err := checkText("canary", m.Canary, 64); err != nil {
+		return err
+	}
+	if err := checkText("id", m.ID, 64); err != nil {
+		return err
+	}
+	return checkText("policy", m.Policy, MaxMessageSize)
+}
+
+// Validate checks the sizes of the fields and that the payload, if any, is JSON.
+func (m *ChangeRequest) Validate() error {
+	if err := checkText("transaction", m.Transaction, 128); err != nil {
+		return err
+	}
+	if err := checkText("id", m.ID, 64); err != nil {
+		return err
+	}
+	if err := checkText("op", m.Op, 64); err != nil {
+		return err
+	}
+	if len(m.Payload) > 0 && !json.Valid(m.Payload) {
+		return invalid("payload is not JSON")
+	}
+	return nil
+}

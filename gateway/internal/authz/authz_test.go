@@ -15,7 +15,7 @@ func TestCheck(t *testing.T) {
 		need Role
 	}{
 		{"device/list", Viewer}, {"device/get", Viewer}, {"events", Viewer}, {"campaign/list", Viewer},
-		{"ca/show", Viewer}, {"audit/verify", Viewer}, {"policy/diff", Viewer}, {"policy/proposals", Viewer},
+		{"ca/show", Viewer}, {"audit/verify", Viewer}, {"policy/diff", Viewer}, {"change/list", Viewer}, {"change/approve", Admin}, {"change/propose", Admin},
 		{"device/renew", Operator}, {"campaign/start", Operator}, {"token/create", Operator},
 		{"device/import", Operator}, {"device/sign", Operator},
 		{"device/revoke", Admin}, {"device/remove", Admin}, {"policy/reload", Admin}, {"policy/propose", Admin},
@@ -33,6 +33,15 @@ func TestCheck(t *testing.T) {
 			if err != nil && (!errors.Is(err, ErrDenied) || !errors.As(err, &de) || de.Need != tc.need) {
 				t.Errorf("Check(%s, %q) = %#v, want a DeniedError needing %s", r, tc.op, err, tc.need)
 			}
+		}
+	}
+}
+
+func TestNeedsApproval(t *testing.T) {
+	for op, want := range map[string]bool{"policy/apply": true, "policy/reload": true, "ca/rotate": true,
+		"ca/show": false, "device/revoke": false, "policy/propose": false, "change/approve": false, "user/add": false} {
+		if got := NeedsApproval(op); got != want {
+			t.Errorf("NeedsApproval(%q) = %v, want %v", op, got, want)
 		}
 	}
 }

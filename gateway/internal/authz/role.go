@@ -85,7 +85,7 @@ func (e *DeniedError) Unwrap() error { return ErrDenied }
 // needs an admin.
 var (
 	readOps = []string{"device/list", "device/get", "events", "campaign/list", "ca/show", "audit/verify",
-		"policy/diff", "policy/proposals"}
+		"policy/diff", "change/list"}
 	operateOps = []string{"device/renew", "campaign/start", "token/create", "device/import", "device/sign"}
 )
 
@@ -98,6 +98,17 @@ func Need(op string) Role {
 		return Operator
 	}
 	return Admin
+}
+
+// approvalOps are the operations that, with change approval on, run only once a second
+// admin approves them (issue 15): policy changes and operations on the CA. A CA operation
+// (rotation, a family's revocation) joins by its name starting with "ca/"; ca/show reads.
+var approvalOps = []string{"policy/apply", "policy/reload"}
+
+// NeedsApproval reports whether op, with change approval on, must be proposed and approved by
+// a second admin rather than run directly.
+func NeedsApproval(op string) bool {
+	return slices.Contains(approvalOps, op) || (strings.HasPrefix(op, "ca/") && Need(op) == Admin)
 }
 
 // Check returns nil when p may run op, else a *DeniedError (errors.Is ErrDenied).
