@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hearth-pki/hearth/gateway/internal/secret"
+	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 )
 
 func TestCheck(t *testing.T) {
@@ -70,10 +70,7 @@ func (a accounts) Account(_ context.Context, name string) (Account, error) {
 }
 
 func TestAuthenticate(t *testing.T) {
-	hash, err := secret.HashPassword("right-password")
-	if err != nil {
-		t.Fatal(err)
-	}
+	hash := testkit.PasswordHash("right-password")
 	a := NewAuthenticator([]Account{{Name: "root", Role: Admin, PasswordHash: hash}},
 		accounts{"vera": {Name: "vera", Role: Viewer, PasswordHash: hash}, "root": {Name: "root", Role: Viewer, PasswordHash: hash}})
 	tests := []struct {
