@@ -69,9 +69,9 @@ func TestUsers(t *testing.T) {
 		got = append(got, string(e.Kind)+" by "+e.Actor+": "+e.Data["user"]+" "+e.Data["role"]+" "+e.Data["previous"])
 	}
 	want := map[string]bool{
-		string(protocol.EventUserAdded) + " by cli:root: alice admin ":              true,
+		string(protocol.EventUserAdded) + " by cli:root: alice admin ":               true,
 		string(protocol.EventUserRoleChanged) + " by user:alice: alice viewer admin": true,
-		string(protocol.EventUserRemoved) + " by cli:root: alice viewer ":           true,
+		string(protocol.EventUserRemoved) + " by cli:root: alice viewer ":            true,
 	}
 	if len(got) != len(want) {
 		t.Fatalf("events = %q, want %d", got, len(want))
