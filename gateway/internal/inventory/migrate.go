@@ -226,7 +226,9 @@ var migrations = []migration{
 		`CREATE INDEX campaign_devices_stage ON campaign_devices (campaign_id, stage)`,
 	}, apply: migrateCampaignSettings},
 	// People and change approval (issue 15): users with a role, dashboard sessions (only the
-	// hash of the cookie is kept), and proposed changes waiting for a second admin.
+	// hash of the cookie is kept; no foreign key, since an admin of the configuration file
+	// logs in too, and RemoveUser deletes a user's sessions), and proposed changes waiting
+	// for a second admin.
 	{version: 5, name: "users, sessions and proposals", sql: []string{
 		`CREATE TABLE users (
 			name TEXT PRIMARY KEY NOT NULL,
@@ -237,7 +239,7 @@ var migrations = []migration{
 		) STRICT`,
 		`CREATE TABLE sessions (
 			hash TEXT PRIMARY KEY NOT NULL,
-			user TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+			user TEXT NOT NULL,
 			created_at INTEGER NOT NULL,
 			expires_at INTEGER NOT NULL
 		) STRICT`,
