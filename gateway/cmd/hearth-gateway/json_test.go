@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hearth-pki/hearth/gateway/internal/authz"
 	"github.com/hearth-pki/hearth/gateway/internal/control"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -16,7 +17,7 @@ import (
 // cannedHub answers control operations with fixed data, so the CLI's output is exact.
 type cannedHub map[string]any
 
-func (h cannedHub) Do(_ context.Context, _, op string, payload []byte) protocol.BridgeResponse {
+func (h cannedHub) DoAs(_ context.Context, _ authz.Principal, op string, payload []byte) protocol.BridgeResponse {
 	if op == "device/get" && strings.Contains(string(payload), `"nope"`) {
 		return protocol.BridgeResponse{Status: "error", Code: protocol.CodeNotFound, Error: `device "nope" is not in the inventory`}
 	}

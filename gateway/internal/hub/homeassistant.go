@@ -57,9 +57,11 @@ func (h *Hub) homeAssistant(ctx context.Context) *hass.Publisher {
 		Bridge: func(ctx context.Context, op string, payload []byte) []byte {
 			var resp protocol.BridgeResponse
 			if slices.Contains(haOps, op) {
-				resp = h.admin.Do(ctx, "ha", op, payload)
+				resp = h.admin.DoAs(ctx, haPrincipal, op, payload)
 			} else {
-				resp = protocol.BridgeResponse{Status: "error", Code: protocol.CodeBadRequest,
+				var req protocol.BridgeRequest
+				_ = json.Unmarshal(payload, &req)
+				resp = protocol.BridgeResponse{Status: "error", Code: protocol.CodeForbidden, Transaction: req.Transaction,
 					Error: fmt.Sprintf("operation %q is not available from Home Assistant's broker (use %v)", op, haOps)}
 			}
 			b, _ := json.Marshal(resp)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/hearth-pki/hearth/gateway/internal/access"
 	"github.com/hearth-pki/hearth/gateway/internal/admin"
+	"github.com/hearth-pki/hearth/gateway/internal/authz"
 	"github.com/hearth-pki/hearth/gateway/internal/broker"
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/config"
@@ -57,6 +59,7 @@ type Hub struct {
 	machine *lifecycle.Machine
 	renewal *renewal.Scheduler
 	admin   *admin.Service
+	users   *authz.Authenticator
 	control net.Listener
 
 	ha   *hass.Publisher // nil without Home Assistant discovery
@@ -127,6 +130,12 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		return nil, err
 	}
 	h.checker = access.New(h.store, admins, h.now)
+	if h.users, err = h.newUsers(); err != nil {
+		return nil, err
+	}
+	if err := h.checkDashboardLogin(ctx); err != nil {
+		return nil, err
+	}
 
 	serverCert, err := h.ca.ServerCertificate(cfg.Hostnames, h.now())
 	if err != nil {
@@ -143,7 +152,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		TLS:       &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: clientCAs, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12},
 		Topics:    h.topics,
 		Sessions:  sessions{h},
-	}, h.checker, h.handle, h.log.With("part", "broker"))
+	}, brokerAuth{h.checker, h.users}, h.handle, h.log.With("part", "broker"))
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
@@ -171,7 +180,8 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		Logger: h.log.With("part", "renewal")})
 	h.admin = admin.New(admin.Config{Store: h.store, CA: h.ca, Broker: h.broker, Commands: h.machine, Topics: h.topics, Advertise: cfg.Advertise,
 		TokenTTL: cfg.TokenTTL, Now: h.now, DeviceChanged: h.deviceChanged, Changed: h.summaryChanged, Revoked: h.publishCRL, Notify: h.notify,
-		Scheduler: h.renewal, Issuer: h.issuer, Policy: h.policy.Load, ReloadPolicy: h.ReloadPolicy, Logger: h.log.With("part", "admin")})
+		Scheduler: h.renewal, Issuer: h.issuer, Policy: h.policy.Load, ReloadPolicy: h.ReloadPolicy, ApplyPolicy: h.ApplyPolicy,
+		ApprovalRequired: cfg.ChangeApproval, ConfiguredAdmins: adminNames(admins), Logger: h.log.With("part", "admin")})
 
 	if _, err := h.applyPolicy(ctx, pol, "hub start"); err != nil {
 		return nil, fmt.Errorf("record policy: %w", err)
@@ -238,9 +248,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	run("CRL publisher", h.publishLoop)
 	run("renewal", h.renewal.Run)
 	if h.cfg.HTTPListen != "" {
-		handler := web.Handler(web.Config{Admin: h.admin, Store: h.store, Online: h.onlineCount, Version: h.version, Now: h.now,
-			CA:           web.CAInfo{RootNotAfter: h.ca.Root().NotAfter, IntermediateNotAfter: h.ca.Intermediate().NotAfter, Fingerprint: h.ca.Fingerprint()},
-			TrustIngress: h.cfg.Addon, AllowedHosts: h.cfg.Hostnames, Logger: h.log.With("part", "web")})
+		handler := h.dashboard()
 		run("dashboard", func(ctx context.Context) error { return web.Serve(ctx, h.cfg.HTTPListen, handler) })
 	}
 	h.log.Info("hub running", "broker", h.broker.Addr().String(), "advertise", h.cfg.Advertise,
@@ -255,6 +263,18 @@ func (h *Hub) Run(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// dashboard is the web handler: dashboard, JSON API, metrics, logins.
+func (h *Hub) dashboard() http.Handler {
+	wc := web.Config{Admin: h.admin, Store: h.store, Online: h.onlineCount, Version: h.version, Now: h.now,
+		CA:           web.CAInfo{RootNotAfter: h.ca.Root().NotAfter, IntermediateNotAfter: h.ca.Intermediate().NotAfter, Fingerprint: h.ca.Fingerprint()},
+		TrustIngress: h.cfg.Addon, AllowedHosts: h.cfg.Hostnames, Logger: h.log.With("part", "web")}
+	if h.cfg.HTTPAuth != config.HTTPAuthNone {
+		wc.Users = h.users
+	}
+	wc.IngressRole, wc.IngressUsers = ingressRoles(h.cfg)
+	return web.Handler(wc)
 }
 
 // commander hands the commands the renewal scheduler stored (with their renewal state,
@@ -307,6 +327,14 @@ func (h *Hub) admins() ([]access.Admin, error) {
 		out = append(out, access.Admin{Name: "admin", PasswordHash: hash})
 	}
 	return out, nil
+}
+
+func adminNames(admins []access.Admin) []string {
+	var out []string
+	for _, a := range admins {
+		out = append(out, a.Name)
+	}
+	return out
 }
 
 // setDefaultLifetime applies the leaf_lifetime setting to the policy's default class.

@@ -1,0 +1,247 @@
+package hub
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/hearth-pki/hearth/gateway/internal/authz"
+	"github.com/hearth-pki/hearth/gateway/internal/control"
+	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/testkit"
+	"github.com/hearth-pki/hearth/gateway/internal/testkit/hubkit"
+	"github.com/hearth-pki/hearth/protocol"
+)
+
+const userPassword = "correct horse battery"
+
+// frontEnd runs one operation through one of the hub's front ends as one principal and
+// reports whether it was allowed (false for a refusal for want of a role; the test fails on
+// any other outcome).
+type frontEnd struct {
+	name string
+	role authz.Role // the role this front end acts with
+	run  func(t *testing.T, op string, payload map[string]any) (allowed, reachable bool)
+}
+
+// TestRolesAcrossFrontEnds: one operation needs the same role whichever front end it
+// comes through — the CLI's socket (its owner: admin), the bridge API on the hub's broker
+// (as the user who logged in), the dashboard's JSON API and forms (as the session's user)
+// and Home Assistant's broker (an operator limited to list, get and renew). A table over
+// operations × principals.
+func TestRolesAcrossFrontEnds(t *testing.T) {
+	haAddr := testkit.StartMosquitto(t).Addr
+	cfg := hubkit.Config(t, fmt.Sprintf("home_assistant:\n  discovery: true\n  broker: mqtt://%s\n", haAddr))
+	h := runHub(t, cfg, Options{Version: "test"})
+	enroll(t, h, "dev-1")
+	for name, role := range map[string]string{"vera": "viewer", "olga": "operator", "alice": "admin"} {
+		if err := h.store.AddUser(t.Context(), inventory.User{Name: name, Role: role, PasswordHash: testkit.PasswordHash(userPassword), CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ops := []struct {
+		op      string
+		payload map[string]any
+	}{
+		{"device/list", map[string]any{}},
+		{"device/get", map[string]any{"id": "dev-1"}},
+		{"events", map[string]any{"limit": 5}},
+		{"device/renew", map[string]any{"id": "dev-1"}},
+		{"token/create", map[string]any{"id": "new-lamp"}},
+		{"user/list", map[string]any{}},
+		{"device/revoke", map[string]any{"id": "dev-missing"}},
+	}
+
+	cli := control.NewClient(cfg.SocketPath())
+	var fronts []frontEnd
+	fronts = append(fronts, frontEnd{name: "cli", role: authz.Admin, run: func(t *testing.T, op string, p map[string]any) (bool, bool) {
+		_, err := cli.Do(t.Context(), op, p)
+		return allowedBy(t, err), true
+	}})
+	srv := httptest.NewServer(h.dashboard())
+	t.Cleanup(srv.Close)
+	for _, u := range []struct {
+		name string
+		role authz.Role
+	}{{"vera", authz.Viewer}, {"olga", authz.Operator}, {"alice", authz.Admin}} {
+		c, err := client(t, h, u.name, userPassword, nil)
+		if err != nil {
+			t.Fatalf("broker login as %s: %v", u.name, err)
+		}
+		fronts = append(fronts, frontEnd{name: "bridge as " + u.name, role: u.role, run: func(t *testing.T, op string, p map[string]any) (bool, bool) {
+			return bridgeAllowed(t, c, h.topics, op, p), true
+		}})
+		web := dashboardClient(t, srv.URL, u.name)
+		fronts = append(fronts, frontEnd{name: "dashboard as " + u.name, role: u.role, run: web})
+	}
+	fronts = append(fronts, frontEnd{name: "dashboard anonymous", role: 0, run: dashboardClient(t, srv.URL, "")})
+	ha := haClient(t, haAddr)
+	fronts = append(fronts, frontEnd{name: "home assistant", role: authz.Operator, run: func(t *testing.T, op string, p map[string]any) (bool, bool) {
+		allowed, ok := ha(t, op, p)
+		return allowed, ok
+	}})
+
+	for _, fe := range fronts {
+		for _, o := range ops {
+			t.Run(fe.name+" "+o.op, func(t *testing.T) {
+				allowed, reachable := fe.run(t, o.op, o.payload)
+				if !reachable {
+					if allowed {
+						t.Errorf("%s: %s is not offered but was run", fe.name, o.op)
+					}
+					return
+				}
+				if want := fe.role >= authz.Need(o.op); allowed != want {
+					t.Errorf("%s %s allowed = %v, want %v (needs %s, has %s)", fe.name, o.op, allowed, want, authz.Need(o.op), fe.role)
+				}
+			})
+		}
+	}
+}
+
+// allowedBy reads a control client's answer: nil or any refusal but forbidden is "allowed"
+// (the operation ran, and may have failed on its own terms, as revoking an unknown device).
+func allowedBy(t *testing.T, err error) bool {
+	t.Helper()
+	if ce, ok := err.(*control.Error); ok && ce.Code == protocol.CodeForbidden {
+		return false
+	}
+	return true
+}
+
+func bridgeAllowed(t *testing.T, c mqtt.Client, topics protocol.Topics, op string, p map[string]any) bool {
+	t.Helper()
+	p["transaction"] = fmt.Sprintf("tx-%d", time.Now().UnixNano())
+	got := make(chan protocol.BridgeResponse, 4)
+	reply := topics.BridgeResponse(op)
+	if tok := c.Subscribe(reply, 1, func(_ mqtt.Client, m mqtt.Message) {
+		var r protocol.BridgeResponse
+		if json.Unmarshal(m.Payload(), &r) == nil && r.Transaction == p["transaction"] {
+			got <- r
+		}
+	}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe %s: %v", reply, tok.Error())
+	}
+	defer func() { c.Unsubscribe(reply).WaitTimeout(time.Second) }()
+	b, _ := json.Marshal(p)
+	c.Publish(topics.BridgeRequest(op), 1, false, b).WaitTimeout(5 * time.Second)
+	select {
+	case r := <-got:
+		return r.Code != protocol.CodeForbidden
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no answer to %s", op)
+		return false
+	}
+}
+
+// dashboardClient logs in as user ("" stays anonymous) and runs operations through the
+// dashboard's routes; an operation without a route is not reachable.
+func dashboardClient(t *testing.T, base, user string) func(t *testing.T, op string, p map[string]any) (bool, bool) {
+	t.Helper()
+	c := &http.Client{Jar: newJar(t), CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	csrf := func() string {
+		resp, err := c.Get(base + "/login")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		m := regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`).FindSubmatch(b)
+		if m == nil {
+			t.Fatalf("no CSRF token on the login page:\n%s", b)
+		}
+		return string(m[1])
+	}
+	token := csrf()
+	if user != "" {
+		resp, err := c.PostForm(base+"/login", url.Values{"csrf": {token}, "name": {user}, "password": {userPassword}})
+		if err != nil || resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("dashboard login as %s: %v %v", user, resp, err)
+		}
+		resp.Body.Close()
+	}
+	return func(t *testing.T, op string, p map[string]any) (bool, bool) {
+		var req *http.Request
+		switch op {
+		case "device/list":
+			req, _ = http.NewRequest(http.MethodGet, base+"/api/devices", nil)
+		case "device/get":
+			req, _ = http.NewRequest(http.MethodGet, base+"/api/devices/"+p["id"].(string), nil)
+		case "events":
+			req, _ = http.NewRequest(http.MethodGet, base+"/api/events", nil)
+		case "device/renew":
+			req, _ = http.NewRequest(http.MethodPost, base+"/api/devices/"+p["id"].(string)+"/renew", nil)
+			req.Header.Set("X-Requested-With", "test")
+		case "token/create":
+			req, _ = http.NewRequest(http.MethodPost, base+"/enroll", strings.NewReader(url.Values{"csrf": {token}, "id": {p["id"].(string)}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		default:
+			return false, false
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		// Refused for want of a role: 403, or an anonymous page sent to the login page. Any
+		// other answer ran the operation (which may refuse on its own terms: dev-1 has no
+		// active certificate to renew yet).
+		return resp.StatusCode != http.StatusForbidden && resp.StatusCode != http.StatusSeeOther, true
+	}
+}
+
+// haClient sends bridge requests on Home Assistant's broker; an operation HA's broker is not
+// offered (haOps) is not reachable.
+func haClient(t *testing.T, addr string) func(t *testing.T, op string, p map[string]any) (bool, bool) {
+	t.Helper()
+	opts := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("ha-automation").SetProtocolVersion(4)
+	c := mqtt.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect to HA's broker: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	topics, _ := protocol.NewTopics(protocol.DefaultPrefix)
+	return func(t *testing.T, op string, p map[string]any) (bool, bool) {
+		p["transaction"] = fmt.Sprintf("ha-%d", time.Now().UnixNano())
+		got := make(chan protocol.BridgeResponse, 4)
+		reply := topics.BridgeResponse(op)
+		c.Subscribe(reply, 1, func(_ mqtt.Client, m mqtt.Message) {
+			var r protocol.BridgeResponse
+			if json.Unmarshal(m.Payload(), &r) == nil && r.Transaction == p["transaction"] {
+				got <- r
+			}
+		}).WaitTimeout(5 * time.Second)
+		defer func() { c.Unsubscribe(reply).WaitTimeout(time.Second) }()
+		b, _ := json.Marshal(p)
+		c.Publish(topics.BridgeRequest(op), 1, false, b).WaitTimeout(5 * time.Second)
+		var r protocol.BridgeResponse
+		select {
+		case r = <-got:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no answer to %s from HA's broker", op)
+		}
+		if strings.Contains(r.Error, "is not available from Home Assistant's broker") {
+			return false, false
+		}
+		return r.Code != protocol.CodeForbidden, true
+	}
+}
+
+func newJar(t *testing.T) http.CookieJar {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jar
+}
