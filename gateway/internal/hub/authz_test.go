@@ -8,6 +8,8 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -16,6 +18,8 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/hearth-pki/hearth/gateway/internal/authz"
+	"github.com/hearth-pki/hearth/gateway/internal/ca"
+	"github.com/hearth-pki/hearth/gateway/internal/config"
 	"github.com/hearth-pki/hearth/gateway/internal/control"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/testkit"
@@ -244,4 +248,63 @@ func newJar(t *testing.T) http.CookieJar {
 		t.Fatal(err)
 	}
 	return jar
+}
+
+// TestDashboardOnTheLANNeedsALogin: a dashboard other machines can reach refuses to start
+// when nobody could log in to it, and starts once an admin is configured.
+func TestDashboardOnTheLANNeedsALogin(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{ca.PassphraseEnv: hubkit.Passphrase}
+	load := func(extra ...string) config.Config {
+		cfg, err := config.Load(append([]string{"--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0",
+			"--hostnames", "localhost,127.0.0.1"}, extra...), func(k string) string { return env[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	_, err := Open(t.Context(), load("--http", "0.0.0.0:0"), Options{})
+	if err == nil || !strings.Contains(err.Error(), "no one can log in to the dashboard") {
+		t.Fatalf("Open(--http 0.0.0.0:0, no users) = %v, want a refusal naming the missing login", err)
+	}
+	env["HEARTH_ADMIN_PASSWORD"] = hubkit.AdminPassword
+	h, err := Open(t.Context(), load("--http", "0.0.0.0:0"), Options{})
+	if err != nil {
+		t.Fatalf("Open(--http 0.0.0.0:0, an admin configured) = %v", err)
+	}
+	h.store.Close()
+	h.control.Close()
+}
+
+// TestApprovedPolicyIsKept: an approved policy change is in force and written to the
+// policy file, so a restart keeps it.
+func TestApprovedPolicyIsKept(t *testing.T) {
+	cfg := hubkit.Config(t, "change_approval: true\n")
+	h := runHub(t, cfg, Options{Version: "test"})
+	alice := authz.Principal{Name: "user:alice", Role: authz.Admin}
+	bob := authz.Principal{Name: "user:bob", Role: authz.Admin}
+	yaml := "version: 1\nclasses:\n  - name: default\n    lifetime: 9d\n"
+	payload, _ := json.Marshal(protocol.PolicyChangeRequest{Policy: yaml})
+	if resp := h.Admin().DoAs(t.Context(), alice, "policy/apply", payload); resp.Code != protocol.CodeNeedsApproval {
+		t.Fatalf("policy/apply with approval on = %+v, want needs_approval", resp)
+	}
+	resp := h.Admin().DoAs(t.Context(), alice, "policy/propose", payload)
+	var c protocol.Change
+	if resp.Status != "ok" || json.Unmarshal(resp.Data, &c) != nil {
+		t.Fatalf("policy/propose = %+v", resp)
+	}
+	if d := h.policy.Load().Classes[0].Lifetime; d == 9*24*time.Hour {
+		t.Fatal("the proposal applied before its approval")
+	}
+	approve, _ := json.Marshal(protocol.ChangeRequest{ID: c.ID})
+	if resp := h.Admin().DoAs(t.Context(), bob, "change/approve", approve); resp.Status != "ok" {
+		t.Fatalf("change/approve by a second admin = %+v", resp)
+	}
+	if d := h.policy.Load().Classes[0].Lifetime; d != 9*24*time.Hour {
+		t.Errorf("default lifetime after approval = %v, want 216h", d)
+	}
+	b, err := os.ReadFile(filepath.Join(cfg.DataDir, "policy.yaml"))
+	if err != nil || !strings.Contains(string(b), "lifetime: 9d") {
+		t.Errorf("policy file after approval = %q, %v; want the approved policy", b, err)
+	}
 }
