@@ -74,6 +74,15 @@ func (h *Hub) checkDashboardLogin(ctx context.Context) error {
 	return nil
 }
 
+// CanLogIn reports whether anyone can log in to the dashboard: a configured admin or a user.
+func (h *Hub) CanLogIn(ctx context.Context) bool {
+	if h.users.Static() {
+		return true
+	}
+	users, err := h.store.Users(ctx)
+	return err != nil || len(users) > 0 // on a read error, do not claim there is nobody
+}
+
 // ingressRoles reads the configured Home Assistant users' roles (validated by config).
 func ingressRoles(cfg config.Config) (authz.Role, map[string]authz.Role) {
 	def, err := authz.ParseRole(cfg.IngressRole)
