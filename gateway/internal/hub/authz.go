@@ -9,6 +9,8 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/access"
 	"github.com/hearth-pki/hearth/gateway/internal/authz"
 	"github.com/hearth-pki/hearth/gateway/internal/config"
+	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // haPrincipal is who Home Assistant's broker is: any of its clients, restricted further to
@@ -20,17 +22,41 @@ var haPrincipal = authz.Principal{Name: "ha:broker", Role: authz.Operator}
 type brokerAuth struct {
 	*access.Checker
 	users *authz.Authenticator
+	// failed records a refused password of an existing account (the audit log).
+	failed func(username string)
 }
 
-// Admin accepts a configured admin's password (access.Checker) or a hub user's.
+// Admin accepts a configured admin's password (access.Checker) or a hub user's. A name that
+// is no account's (an enrolling device's id) is answered at once, from one inventory read.
 func (a brokerAuth) Admin(username, password string) bool {
 	if a.Checker.IsAdmin(username) {
-		return a.Checker.Admin(username, password)
+		ok := a.Checker.Admin(username, password)
+		if !ok {
+			a.failed(username)
+		}
+		return ok
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := a.users.Authenticate(ctx, username, password)
-	return err == nil
+	if _, err := a.users.Lookup(ctx, username); err != nil {
+		return false
+	}
+	if _, err := a.users.Authenticate(ctx, username, password); err != nil {
+		a.failed(username)
+		return false
+	}
+	return true
+}
+
+// brokerLoginFailed appends the login.failed record of a refused broker login.
+func (h *Hub) brokerLoginFailed(username string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	user := protocol.Clip(username, 64)
+	if _, err := h.store.AppendEvent(ctx, inventory.Event{Time: h.now(), Kind: protocol.EventLoginFailed, Actor: authz.PrincipalName(user),
+		Message: "broker login refused: wrong password", Data: map[string]string{"user": user, "via": "mqtt", "reason": "wrong password"}}); err != nil {
+		h.log.Error("audit failed broker login", "user", user, "err", err)
+	}
 }
 
 // bridgePrincipal is who sent a bridge request on the hub's broker: the user the session

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -306,5 +307,65 @@ func TestApprovedPolicyIsKept(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(cfg.DataDir, "policy.yaml"))
 	if err != nil || !strings.Contains(string(b), "lifetime: 9d") {
 		t.Errorf("policy file after approval = %q, %v; want the approved policy", b, err)
+	}
+}
+
+// TestUnapprovedPolicyFileNotApplied: with change approval on, a policy file edited behind the
+// hub's back does not take effect at the next start.
+func TestUnapprovedPolicyFileNotApplied(t *testing.T) {
+	cfg := hubkit.Config(t, "change_approval: true\n")
+	h, err := Open(t.Context(), cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := h.policy.Load().Hash()
+	h.store.Close()
+	h.control.Close()
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, "policy.yaml"), []byte("version: 1\nclasses:\n  - name: default\n    lifetime: 2d\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h, err = Open(t.Context(), cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { h.store.Close(); h.control.Close() }()
+	if got := h.policy.Load().Hash(); got != before {
+		t.Errorf("policy after editing the file = %s, want the approved %s kept", got, before)
+	}
+}
+
+// TestBrokerLoginFailuresAudited: a wrong password for a user or a configured admin on the
+// hub's broker is refused and recorded with the name tried; a device id is not an account.
+func TestBrokerLoginFailuresAudited(t *testing.T) {
+	h, _ := startHub(t)
+	if err := h.store.AddUser(t.Context(), inventory.User{Name: "vera", Role: "viewer", PasswordHash: testkit.PasswordHash(userPassword), CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"vera", "admin"} {
+		if _, err := client(t, h, name, "wrong password", nil); err == nil {
+			t.Errorf("broker login %s with a wrong password succeeded", name)
+		}
+	}
+	if _, err := client(t, h, "vera", userPassword, nil); err != nil {
+		t.Errorf("broker login vera = %v, want accepted", err)
+	}
+	client(t, h, "some-device", "hst_wrong", nil)
+	// The client may see its connection end (the broker's CONNECT deadline) before the
+	// password check, slow under the race detector, has returned and been recorded.
+	var actors []string
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		evs, err := h.store.Events(t.Context(), inventory.EventFilter{Kind: protocol.EventLoginFailed, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		actors = actors[:0]
+		for _, e := range evs {
+			actors = append(actors, e.Actor)
+		}
+		slices.Sort(actors)
+		return len(actors) >= 2
+	}, "two login.failed records")
+	if !slices.Equal(actors, []string{"user:admin", "user:vera"}) {
+		t.Errorf("login.failed actors = %v, want user:admin and user:vera", actors)
 	}
 }

@@ -152,7 +152,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		TLS:       &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: clientCAs, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12},
 		Topics:    h.topics,
 		Sessions:  sessions{h},
-	}, brokerAuth{h.checker, h.users}, h.handle, h.log.With("part", "broker"))
+	}, brokerAuth{h.checker, h.users, h.brokerLoginFailed}, h.handle, h.log.With("part", "broker"))
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
@@ -183,6 +183,9 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		Scheduler: h.renewal, Issuer: h.issuer, Policy: h.policy.Load, ReloadPolicy: h.ReloadPolicy, ApplyPolicy: h.ApplyPolicy,
 		ApprovalRequired: cfg.ChangeApproval, ConfiguredAdmins: adminNames(admins), Logger: h.log.With("part", "admin")})
 
+	if pol, err = h.approvedPolicy(ctx, pol); err != nil {
+		return nil, err
+	}
 	if _, err := h.applyPolicy(ctx, pol, "hub start"); err != nil {
 		return nil, fmt.Errorf("record policy: %w", err)
 	}

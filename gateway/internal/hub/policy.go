@@ -114,3 +114,23 @@ func (h *Hub) policyChanged(diff []string) {
 	h.notify(protocol.Event{V: protocol.Version, Type: protocol.EventPolicyChanged, Time: h.now().UTC(),
 		Message: protocol.ClipText(fmt.Sprintf("policy changed: %s", strings.Join(diff, "; ")))})
 }
+
+// approvedPolicy is the policy to start with: pol, the file's, unless change approval is on
+// and the file differs from the policy last in force, which then stays in force: an edited
+// file goes through policy propose like any other change, and a restart does not bypass it.
+func (h *Hub) approvedPolicy(ctx context.Context, pol *policy.Policy) (*policy.Policy, error) {
+	if !h.cfg.ChangeApproval {
+		return pol, nil
+	}
+	hash, yaml, err := h.store.PolicyInForce(ctx)
+	if err != nil || hash == "" || hash == pol.Hash() {
+		return pol, err
+	}
+	kept, err := policy.Parse([]byte(yaml))
+	if err != nil {
+		return nil, fmt.Errorf("policy in force: %w", err)
+	}
+	h.log.Warn("the policy file differs from the approved policy in force, which stays: propose the file (hearth-gateway policy propose)",
+		"file", h.policyPath(), "in_force", hash, "file_hash", pol.Hash(), "changes", strings.Join(policy.Diff(kept, pol), "; "))
+	return kept, nil
+}
