@@ -34,7 +34,7 @@ type fixture struct {
 
 // newFixture opens a seeded inventory and returns the handler built from cfg as changed by
 // mod (which may be nil).
-func newFixture(t *testing.T, mod func(*Config)) *fixture {
+func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	t.Helper()
 	store := hubkit.Store(t)
 	authority := hubkit.CA(t, t0.Add(-365*day))
@@ -69,7 +69,7 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 
 // issue records a certificate for device valid until notAfter (30 days long), requested at
 // requested, and activates it when activate is set.
-func issue(t *testing.T, s *inventory.Store, d inventory.Device, serial string, notAfter, requested time.Time, activate bool) {
+func issue(t testing.TB, s *inventory.Store, d inventory.Device, serial string, notAfter, requested time.Time, activate bool) {
 	t.Helper()
 	err := s.RecordIssuance(t.Context(), inventory.Issuance{
 		Device: d,
@@ -96,7 +96,7 @@ var seededOrder = []string{"garage-door", "hall-thermostat", "porch-camera", "ol
 // seed fills the inventory: seven devices covering every state of the dashboard. In the last
 // 24 hours there were two successful requests (kitchen-plug, new-sensor) and one failure
 // (porch-camera).
-func seed(t *testing.T, s *inventory.Store) {
+func seed(t testing.TB, s *inventory.Store) {
 	t.Helper()
 	ctx := t.Context()
 	dev := func(id, name string) inventory.Device {
@@ -180,7 +180,7 @@ func (f *fixture) postForm(t *testing.T, target string, form url.Values) (*http.
 var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
 
 // csrfToken reads the renew form's token from a device page.
-func csrfToken(t *testing.T, html string) string {
+func csrfToken(t testing.TB, html string) string {
 	t.Helper()
 	m := csrfField.FindStringSubmatch(html)
 	if m == nil {
