@@ -233,6 +233,11 @@ func (s *Service) propose(ctx context.Context, op string, payload json.RawMessag
 	if !authz.NeedsApproval(op) {
 		return protocol.Change{}, fmt.Errorf("%s does not need approval: run it", op)
 	}
+	if op == "policy/reload" {
+		// Approving a reload would apply whatever the file holds when approved, not what was
+		// reviewed: the file's content is proposed instead.
+		return protocol.Change{}, errors.New("propose the policy file itself (policy/propose, `hearth-gateway policy propose FILE`), not a reload")
+	}
 	if err := authz.Check(p, op); err != nil {
 		return protocol.Change{}, err
 	}

@@ -122,6 +122,8 @@ func TestApprovalFlow(t *testing.T) {
 	f.refused(t, alice, "policy/apply", req, protocol.CodeNeedsApproval)
 	f.refused(t, alice, "policy/reload", struct{}{}, protocol.CodeNeedsApproval)
 	f.refused(t, olga, "policy/propose", req, protocol.CodeForbidden)
+	f.refused(t, alice, "change/propose", protocol.ChangeRequest{Op: "policy/reload"}, protocol.CodeBadRequest)
+	f.refused(t, alice, "change/propose", protocol.ChangeRequest{Op: "device/renew"}, protocol.CodeBadRequest)
 
 	var diff protocol.PolicyDiff
 	f.ok(t, vera, "policy/diff", req, &diff)
