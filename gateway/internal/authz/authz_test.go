@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hearth-pki/hearth/gateway/internal/secret"
 	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 )
 
@@ -91,6 +92,17 @@ func TestAuthenticate(t *testing.T) {
 				t.Errorf("Authenticate(%q, %q) = %v, %v, want %v, %v", tc.user, tc.password, got, err, tc.want, tc.wantErr)
 			}
 		})
+	}
+	// An unknown name costs the same password check as a known one.
+	calls := 0
+	a.check = func(h, pw string) bool { calls++; return secret.CheckPassword(h, pw) }
+	a.dummy = func() string { return hash }
+	for _, name := range []string{"vera", "mallory"} {
+		calls = 0
+		a.Authenticate(t.Context(), name, "wrong-password")
+		if calls != 1 {
+			t.Errorf("Authenticate(%q, wrong) checked %d passwords, want 1", name, calls)
+		}
 	}
 	if p, err := a.Lookup(t.Context(), "vera"); err != nil || p.Role != Viewer {
 		t.Errorf("Lookup(vera) = %v, %v, want a viewer", p, err)

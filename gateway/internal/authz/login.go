@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/hearth-pki/hearth/gateway/internal/secret"
 )
@@ -33,7 +34,21 @@ var (
 type Authenticator struct {
 	static   map[string]Account
 	accounts Accounts
+	// check compares a password with a hash (secret.CheckPassword; tests count the calls).
+	check func(hash, password string) bool
+	// dummy is the hash an unknown name's password is checked against, so that a name
+	// nobody has costs the same work as a real one.
+	dummy func() string
 }
+
+// dummyHash is made once per process, with the cost of every stored hash.
+var dummyHash = sync.OnceValue(func() string {
+	h, err := secret.HashPassword("no account has this password " + secret.NewToken())
+	if err != nil {
+		panic(err) // the password above is long enough; HashPassword fails on nothing else
+	}
+	return h
+})
 
 // NewAuthenticator returns an Authenticator over static accounts and accounts (nil: only the
 // static ones).
@@ -42,7 +57,7 @@ func NewAuthenticator(static []Account, accounts Accounts) *Authenticator {
 	for _, a := range static {
 		m[a.Name] = a
 	}
-	return &Authenticator{static: m, accounts: accounts}
+	return &Authenticator{static: m, accounts: accounts, check: secret.CheckPassword, dummy: dummyHash}
 }
 
 // PrincipalName is the audit actor of the account name: the same for a person whichever
@@ -61,14 +76,19 @@ func (a *Authenticator) account(ctx context.Context, name string) (Account, erro
 
 // Authenticate is the one password check of the hub for people (dashboard logins, broker
 // logins of users): the principal of name when password is its password, else an error
-// wrapping ErrBadLogin, the same whether the name exists or not. Wrap this function to add
-// throttling or constant-time behaviour; every caller goes through it.
+// wrapping ErrBadLogin, the same whether the name exists or not, after the same password
+// hashing work (an unknown name is checked against a dummy hash). Wrap this function to add
+// throttling; every caller goes through it.
 func (a *Authenticator) Authenticate(ctx context.Context, name, password string) (Principal, error) {
 	acc, err := a.account(ctx, name)
 	if err != nil && !errors.Is(err, ErrNoAccount) {
 		return Principal{}, fmt.Errorf("look up user %q: %w", name, err)
 	}
-	if err != nil || password == "" || !secret.CheckPassword(acc.PasswordHash, password) {
+	if err != nil {
+		a.check(a.dummy(), password) // the same work as for a real name
+		return Principal{}, ErrBadLogin
+	}
+	if !a.check(acc.PasswordHash, password) || password == "" {
 		return Principal{}, ErrBadLogin
 	}
 	return Principal{Name: PrincipalName(acc.Name), Role: acc.Role}, nil
