@@ -70,16 +70,12 @@ func (h *Hub) bridgePrincipal(ctx context.Context, username string) (authz.Princ
 }
 
 // newUsers is the hub's authenticator: the configured admins, then the inventory's users.
-func (h *Hub) newUsers() (*authz.Authenticator, error) {
-	admins, err := h.admins()
-	if err != nil {
-		return nil, err
-	}
+func (h *Hub) newUsers(admins []access.Admin) *authz.Authenticator {
 	static := make([]authz.Account, 0, len(admins))
 	for _, a := range admins {
 		static = append(static, authz.Account{Name: a.Name, Role: authz.Admin, PasswordHash: a.PasswordHash})
 	}
-	return authz.NewAuthenticator(static, authz.Inventory(h.store)), nil
+	return authz.NewAuthenticator(static, authz.Inventory(h.store))
 }
 
 // checkDashboardLogin refuses to serve the dashboard to other machines when nobody could

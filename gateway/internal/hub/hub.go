@@ -130,9 +130,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		return nil, err
 	}
 	h.checker = access.New(h.store, admins, h.now)
-	if h.users, err = h.newUsers(); err != nil {
-		return nil, err
-	}
+	h.users = h.newUsers(admins)
 	if err := h.checkDashboardLogin(ctx); err != nil {
 		return nil, err
 	}
