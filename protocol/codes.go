@@ -27,6 +27,8 @@ const (
 	CodeTokenExpired       Code = "token_expired"       // the token's lifetime ended
 	CodeLockedOut          Code = "locked_out"          // too many failed logins from this source; retry_after says how long
 	CodeQuotaExceeded      Code = "quota_exceeded"      // a per-device quota is used up; retry_after says when it refills
+	CodeForbidden          Code = "forbidden"           // the requester's role may not run the operation, or no one is logged in
+	CodeNeedsApproval      Code = "needs_approval"      // the operation needs a second admin: propose it (change/propose)
 )
 
 // CodeInfo describes a code: whether a client should retry, and after how long by default.
@@ -59,6 +61,8 @@ var codeInfos = []CodeInfo{
 	{CodeTokenExpired, false, 0, "the enrollment token expired before it was used"},
 	{CodeLockedOut, true, 60, "too many failed logins came from this source or for this name; wait retry_after"},
 	{CodeQuotaExceeded, true, 600, "a per-device quota (certificates per hour, renew requests per cool-down) is used up"},
+	{CodeForbidden, false, 0, "the requester's role may not run the operation, or no one is logged in"},
+	{CodeNeedsApproval, false, 0, "the operation needs a second admin's approval: propose it instead"},
 }
 
 // Codes returns every code in the order it was added.

@@ -42,6 +42,13 @@ const (
 	EventAlertResolved           EventType = "alert.resolved"
 	EventAlertFailed             EventType = "alert.failed"
 	EventIncidentNotice          EventType = "incident.notice"
+	EventUserAdded               EventType = "user.added"
+	EventUserRemoved             EventType = "user.removed"
+	EventUserRoleChanged         EventType = "user.role_changed"
+	EventLoginFailed             EventType = "login.failed"
+	EventChangeProposed          EventType = "change.proposed"
+	EventChangeApproved          EventType = "change.approved"
+	EventChangeRejected          EventType = "change.rejected"
 )
 
 // EventTypeInfo describes an event type: what it reports, where the hub writes it, and the
@@ -103,6 +110,15 @@ var eventTypes = []EventTypeInfo{
 		[]string{"id", "state", "route", "error"}},
 	{EventIncidentNotice, "an incident runbook ran; the message is what residents are told, in plain language", true, true,
 		[]string{"incident", "family", "campaign", "devices"}},
+	{EventUserAdded, "a user was added with role; the record's actor is who added it", false, true, []string{"user", "role"}},
+	{EventUserRemoved, "a user was removed, and its dashboard sessions with it", false, true, []string{"user", "role"}},
+	{EventUserRoleChanged, "a user's role changed from previous to role", false, true, []string{"user", "role", "previous"}},
+	{EventLoginFailed, "a login was refused (wrong name or password, or throttled); the actor is the name tried", false, true,
+		[]string{"user", "remote", "via", "reason"}},
+	{EventChangeProposed, "an admin proposed a change that needs a second admin's approval (kind policy)", false, true,
+		[]string{"id", "kind", "hash", "canary"}},
+	{EventChangeApproved, "a second admin approved a proposed change, which was applied", false, true, []string{"id", "kind", "proposed_by"}},
+	{EventChangeRejected, "an admin rejected (or the proposer withdrew) a proposed change", false, true, []string{"id", "kind", "proposed_by"}},
 }
 
 // alertKeys are the data keys of alert.raised and alert.resolved.

@@ -11,6 +11,8 @@ import (
 // decodes re-encodes to a payload that decodes to the same message.
 func fuzzDecoder(f *testing.F, zero func() Message) {
 	golden, _ := filepath.Glob("testdata/*.json")
+	bridge, _ := filepath.Glob("testdata/bridge/*.json")
+	golden = append(golden, bridge...)
 	for _, g := range golden {
 		b, err := os.ReadFile(g)
 		if err != nil {
@@ -63,6 +65,11 @@ func FuzzEvent(f *testing.F)          { fuzzDecoder(f, func() Message { return n
 func FuzzDeviceRequest(f *testing.F)  { fuzzDecoder(f, func() Message { return new(DeviceRequest) }) }
 func FuzzTokenRequest(f *testing.F)   { fuzzDecoder(f, func() Message { return new(TokenRequest) }) }
 func FuzzBridgeResponse(f *testing.F) { fuzzDecoder(f, func() Message { return new(BridgeResponse) }) }
+func FuzzUserRequest(f *testing.F)    { fuzzDecoder(f, func() Message { return new(UserRequest) }) }
+func FuzzPolicyChangeRequest(f *testing.F) {
+	fuzzDecoder(f, func() Message { return new(PolicyChangeRequest) })
+}
+func FuzzChangeRequest(f *testing.F) { fuzzDecoder(f, func() Message { return new(ChangeRequest) }) }
 
 func FuzzParseTopic(f *testing.F) {
 	for _, s := range []string{"hearth/v1/dev/a/csr", "hearth/bridge/request/device/renew", "hearth/v1/ca"} {

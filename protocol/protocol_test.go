@@ -134,7 +134,7 @@ func TestCodesAppendOnly(t *testing.T) {
 	want := []Code{"bad_request", "too_large", "unsupported_version", "bad_csr", "identity_mismatch",
 		"weak_key", "policy_denied", "unauthorized", "revoked", "busy", "rate_limited", "internal",
 		"unknown_request", "not_presented", "expired", "not_found", "token_unknown", "token_used",
-		"token_expired", "locked_out", "quota_exceeded"}
+		"token_expired", "locked_out", "quota_exceeded", "forbidden", "needs_approval"}
 	got := Codes()
 	if len(got) < len(want) {
 		t.Fatalf("Codes() has %d codes, want at least %d", len(got), len(want))

@@ -212,6 +212,8 @@ func TestServeBanner(t *testing.T) {
 		{"default", banner{Version: "1.0.0", Advertise: "hub.local:8883", Listening: "[::]:8883",
 			Hostnames: []string{"hub.local", "hub", "192.168.1.10", "localhost", "127.0.0.1", "::1"}, HTTPListen: "127.0.0.1:8099",
 			Fingerprint: "SHA256:9f86d0", DataDir: "./hearth-data"}},
+		{"no users", banner{Version: "1.0.0", Advertise: "hub.local:8883", Listening: "[::]:8883",
+			Hostnames: []string{"hub.local"}, HTTPListen: "127.0.0.1:8099", Fingerprint: "SHA256:9f86d0", DataDir: "./hearth-data", NoLogin: true}},
 		{"lan dashboard", banner{Version: "1.0.0", Advertise: "hub.lan:8883", Listening: "[::]:8883", Hostnames: []string{"hub.lan"},
 			HTTPListen: ":8099", Fingerprint: "SHA256:9f86d0", DataDir: "/var/lib/hearth"}},
 		{"no dashboard", banner{Version: "1.0.0", Advertise: "10.0.0.2:8883", Listening: "10.0.0.2:8883",

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hearth-pki/hearth/gateway/internal/authz"
 	"github.com/hearth-pki/hearth/gateway/internal/control"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -16,7 +17,7 @@ import (
 // cannedHub answers control operations with fixed data, so the CLI's output is exact.
 type cannedHub map[string]any
 
-func (h cannedHub) Do(_ context.Context, _, op string, payload []byte) protocol.BridgeResponse {
+func (h cannedHub) DoAs(_ context.Context, _ authz.Principal, op string, payload []byte) protocol.BridgeResponse {
 	if op == "device/get" && strings.Contains(string(payload), `"nope"`) {
 		return protocol.BridgeResponse{Status: "error", Code: protocol.CodeNotFound, Error: `device "nope" is not in the inventory`}
 	}
@@ -49,7 +50,16 @@ func cannedFleet() cannedHub {
 		State: "active", Online: true, Serial: "5a6d", NotAfter: t0.Add(30 * 24 * time.Hour), RenewalState: "idle", LastSeen: t0}
 	campaign := protocol.CampaignStatus{Campaign: protocol.Campaign{ID: "campaign-1", Selector: protocol.CampaignSelector{All: true},
 		Rate: 100, Canary: 1}, State: protocol.CampaignRunning, Started: t0, Total: 2, Commanded: 1, InFlight: 1, Pending: 1}
+	change := protocol.Change{ID: "chg-5f2a9c01d3e4", Op: "policy/apply", State: "applied", Summary: "classes.camera.lifetime: 30d -> 14d",
+		ProposedBy: "user:alice", ProposedAt: t0, DecidedBy: "user:bob", DecidedAt: t0.Add(time.Hour)}
 	return cannedHub{
+		"user/list": protocol.UserList{Users: []protocol.UserInfo{{Name: "alice", Role: "operator", CreatedAt: t0, UpdatedAt: t0}},
+			Configured: []string{"admin"}},
+		"user/set-role":  protocol.UserInfo{Name: "alice", Role: "admin", Previous: "operator", UpdatedAt: t0},
+		"change/list":    protocol.ChangeList{Changes: []protocol.Change{change}},
+		"change/approve": change,
+		"policy/diff": protocol.PolicyDiff{Hash: "3f1c", Changes: []string{"classes.camera.lifetime: 30d -> 14d"},
+			Moves: []protocol.DeviceMove{{ID: "cam-porch", From: "default", To: "camera"}}, Moved: 1, Affected: 4},
 		"device/list": protocol.DeviceList{Devices: []protocol.DeviceSummary{sum, {ID: "plug-1", State: "enrolling"}}},
 		"device/get": protocol.DeviceDetail{DeviceSummary: sum,
 			Device: protocol.DeviceRecord{ID: sum.ID, Name: sum.Name, Family: sum.Family, Class: "default", Mechanism: "agent",
@@ -125,6 +135,11 @@ func TestJSONGolden(t *testing.T) {
 		{"remove", []string{"remove", "thermostat-hall"}},
 		{"audit-verify", []string{"audit", "verify"}},
 		{"policy-reload", []string{"policy", "reload"}},
+		{"user-list", []string{"user", "list"}},
+		{"user-set-role", []string{"user", "set-role", "alice", "admin"}},
+		{"change-list", []string{"change", "list"}},
+		{"change-approve", []string{"change", "approve", "chg-5f2a9c01d3e4"}},
+		{"policy-diff", []string{"policy", "diff", "chg-5f2a9c01d3e4"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

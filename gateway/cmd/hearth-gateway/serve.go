@@ -26,7 +26,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return err
 	}
 	printBanner(stdout, banner{Version: version, Advertise: cfg.Advertise, Listening: h.BrokerAddr().String(),
-		Hostnames: cfg.Hostnames, HTTPListen: cfg.HTTPListen, Fingerprint: h.Fingerprint(), DataDir: cfg.DataDir})
+		Hostnames: cfg.Hostnames, HTTPListen: cfg.HTTPListen, Fingerprint: h.Fingerprint(), DataDir: cfg.DataDir,
+		NoLogin: cfg.HTTPListen != "" && !cfg.Addon && cfg.HTTPAuth == config.HTTPAuthLogin && !h.CanLogIn(ctx)})
 
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()
@@ -50,6 +51,7 @@ type banner struct {
 	Hostnames                     []string
 	HTTPListen                    string // "" when the dashboard is off
 	Fingerprint, DataDir          string
+	NoLogin                       bool // the dashboard needs a login and no one has one yet
 }
 
 // printBanner prints b for the person who just ran serve.
@@ -67,6 +69,9 @@ func printBanner(w io.Writer, b banner) {
 		fmt.Fprintf(w, "  or by:           %s (port %s; the broker certificate's names: set them with --hostnames)\n", strings.Join(others, ", "), port)
 	}
 	fmt.Fprintf(w, "  dashboard:       %s\n", dashboardURL(b.HTTPListen, host))
+	if b.NoLogin {
+		fmt.Fprintf(w, "  dashboard login: no user yet: printf '%%s' 'PASSWORD' | hearth-gateway user add NAME --role admin\n")
+	}
 	fmt.Fprintf(w, "  CA fingerprint:  %s\n", b.Fingerprint)
 	fmt.Fprintf(w, "  data:            %s\n", b.DataDir)
 	data := ""

@@ -5,8 +5,12 @@
 //
 // Operations: token/create, device/list, device/get, device/renew, device/revoke,
 // device/remove, device/import, device/sign, campaign/start, campaign/list, policy/reload,
-// events, audit/verify, ca/show, and the incident runbooks incident/device-lost and
-// incident/family-compromised (incident.go). A Service is safe for concurrent use.
+// events, audit/verify, ca/show; the incident runbooks incident/device-lost and
+// incident/family-compromised (incident.go); user/add, user/remove, user/list, user/set-role
+// (access.go); policy/diff, policy/propose, policy/apply, change/propose, change/approve,
+// change/reject, change/list (change.go). DoAs checks the requester's role
+// (gateway/internal/authz) first: every front end calls it. A Service is safe for
+// concurrent use.
 package admin
 
 import (
@@ -19,8 +23,10 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
+	"github.com/hearth-pki/hearth/gateway/internal/authz"
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/issuer"
@@ -94,7 +100,16 @@ type Config struct {
 	// CLI's ("cli"), whose control socket (0600) only the hub's own user reaches, and who can
 	// do anything to the hub anyway.
 	RenewCooldownExempt []string
-	Logger              *slog.Logger
+	// ApplyPolicy puts a policy (its YAML) in force and keeps it (the policy file), returning
+	// what changed: policy/apply and approved policy changes.
+	ApplyPolicy func(ctx context.Context, yaml []byte) ([]string, error)
+	// ApprovalRequired turns on change approval: operations that need it
+	// (authz.NeedsApproval) run only as a change approved by a second admin.
+	ApprovalRequired bool
+	// ConfiguredAdmins are the names of the admins of the configuration (listed by user/list;
+	// no user may take their names).
+	ConfiguredAdmins []string
+	Logger           *slog.Logger
 }
 
 // DefaultRenewCooldown is the default RenewCooldown.
@@ -126,6 +141,7 @@ type Service struct {
 	cfg       Config
 	renewed   *rate.Keyed // device/renew requests per device; nil: no cool-down
 	incidents incidents
+	changeMu  sync.Mutex // one change approved or rejected at a time
 }
 
 // New returns a Service.
@@ -192,12 +208,18 @@ var ErrUnknownOp = errors.New("unknown operation")
 func Ops() []string {
 	return []string{"token/create", "device/list", "device/get", "device/renew", "device/revoke", "device/remove",
 		"device/import", "device/sign", "campaign/start", "campaign/list", "policy/reload", "events", "audit/verify", "ca/show",
-		"incident/device-lost", "incident/family-compromised"}
+		"incident/device-lost", "incident/family-compromised",
+		"user/add", "user/remove", "user/list", "user/set-role", "policy/diff", "policy/propose", "policy/apply",
+		"change/propose", "change/approve", "change/reject", "change/list"}
 }
 
 // Do runs operation op with its JSON payload as actor (for the audit log) and returns the
-// response; it never panics on bad input and always echoes the request's transaction.
+// response; it never panics on bad input and always echoes the request's transaction. It
+// checks no role: it is for the hub's own callers; front ends call DoAs.
 func (s *Service) Do(ctx context.Context, actor, op string, payload []byte) protocol.BridgeResponse {
+	if principalFrom(ctx).Name == "" {
+		ctx = withPrincipal(ctx, authz.Principal{Name: actor, Role: authz.Admin})
+	}
 	var base protocol.BridgeRequest
 	if len(payload) > protocol.MaxMessageSize {
 		return errResponse("", protocol.CodeTooLarge, fmt.Errorf("payload of %d bytes over the limit", len(payload)))
@@ -229,6 +251,8 @@ func codeOf(err error) protocol.Code {
 	switch {
 	case errors.As(err, &refused):
 		return refused.Code
+	case errors.Is(err, authz.ErrDenied), errors.Is(err, errSameAdmin):
+		return protocol.CodeForbidden
 	case errors.Is(err, errInternal):
 		return protocol.CodeInternal
 	}
@@ -258,6 +282,12 @@ func errResponse(tx string, code protocol.Code, err error) protocol.BridgeRespon
 }
 
 func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error) {
+	if data, ok, err := s.doUsers(ctx, op, payload); ok {
+		return data, err
+	}
+	if data, ok, err := s.doChange(ctx, op, payload); ok {
+		return data, err
+	}
 	switch op {
 	case "token/create":
 		var r protocol.TokenRequest

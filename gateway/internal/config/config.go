@@ -72,6 +72,18 @@ type Config struct {
 	Admins []Admin `yaml:"admins"`
 	// AdminPassword, from HEARTH_ADMIN_PASSWORD, adds an admin named "admin".
 	AdminPassword string `yaml:"-"`
+	// HTTPAuth is how the dashboard and its API authenticate people outside Home Assistant's
+	// ingress: "login" (a user name and password, then a session cookie) or "none" (everyone
+	// who reaches http_listen is an admin), allowed only on a loopback http_listen.
+	// Default "login".
+	HTTPAuth string `yaml:"http_auth"`
+	// IngressRole is the role of a Home Assistant user in the add-on's panel. Default admin.
+	IngressRole string `yaml:"ingress_role"`
+	// IngressUsers give Home Assistant users (by name or id) another role than IngressRole.
+	IngressUsers map[string]string `yaml:"ingress_users"`
+	// ChangeApproval makes policy changes and CA operations wait for a second admin's
+	// approval (propose, approve, apply). Default off.
+	ChangeApproval bool `yaml:"change_approval"`
 	// TokenTTL is the default life of an enrollment token. Default 24h.
 	TokenTTL time.Duration `yaml:"token_ttl"`
 	// IssuanceRate caps certificates signed per second across all devices (bursts up to
@@ -425,6 +437,9 @@ func (c *Config) applyAddon() error {
 	c.HA.DiscoveryPrefix = o.DiscoveryPrefix
 	c.Alerts.HomeAssistant = o.AlertNotify
 	c.Alerts.Webhook.URL, c.Alerts.Webhook.Secret = o.AlertWebhookURL, o.AlertWebhookSecret
+	c.IngressRole = o.DashboardRole
+	c.IngressUsers = o.DashboardUserRoles
+	c.ChangeApproval = c.ChangeApproval || o.ChangeApproval
 	return nil
 }
 
@@ -505,6 +520,23 @@ func (c *Config) finish() error {
 			bad("http_listen", "%q is not host:port or off", c.HTTPListen)
 		}
 	}
+	c.HTTPAuth = orDefault(c.HTTPAuth, HTTPAuthLogin)
+	c.IngressRole = orDefault(c.IngressRole, "admin")
+	switch {
+	case c.HTTPAuth != HTTPAuthLogin && c.HTTPAuth != HTTPAuthNone:
+		bad("http_auth", "%q is not login or none", c.HTTPAuth)
+	case c.HTTPAuth == HTTPAuthNone && c.HTTPListen != "" && !c.Addon && !IsLoopback(c.HTTPListen):
+		bad("http_auth", "none serves the dashboard to anyone who reaches http_listen %q, which is not a loopback address: "+
+			"keep http_auth login (users from `hearth-gateway user add`) or listen on 127.0.0.1", c.HTTPListen)
+	}
+	for name, role := range c.IngressUsers {
+		if !slices.Contains([]string{"viewer", "operator", "admin"}, role) {
+			bad("ingress_users."+name, "%q is not viewer, operator or admin", role)
+		}
+	}
+	if !slices.Contains([]string{"viewer", "operator", "admin"}, c.IngressRole) {
+		bad("ingress_role", "%q is not viewer, operator or admin", c.IngressRole)
+	}
 	if c.Advertise == "" && port != "" {
 		p := port
 		if p == "0" {
@@ -568,6 +600,26 @@ func (c *Config) finish() error {
 		bad("home_assistant.broker", "%q must start with mqtt:// or mqtts://", c.HA.Broker)
 	}
 	return errors.Join(errs...)
+}
+
+// The values of http_auth.
+const (
+	HTTPAuthLogin = "login"
+	HTTPAuthNone  = "none"
+)
+
+// IsLoopback reports whether the host of addr (host:port) is a loopback address or
+// localhost; an empty host (all interfaces) is not.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // DefaultHostnames are the broker certificate's names when the settings give none: the names

@@ -51,6 +51,10 @@ func TestLoadErrors(t *testing.T) {
 	dir := t.TempDir()
 	unknown := filepath.Join(dir, "unknown.yaml")
 	os.WriteFile(unknown, []byte("listne: \":1\"\n"), 0o600)
+	open := filepath.Join(dir, "open.yaml")
+	os.WriteFile(open, []byte("http_auth: none\n"), 0o600)
+	badRole := filepath.Join(dir, "role.yaml")
+	os.WriteFile(badRole, []byte("ingress_users: {alice: root}\n"), 0o600)
 	tests := []struct {
 		name string
 		args []string
@@ -65,6 +69,9 @@ func TestLoadErrors(t *testing.T) {
 		{"missing file", []string{"--config", filepath.Join(dir, "nope.yaml")}, nil, "config file"},
 		{"stray argument", []string{"extra"}, nil, "unexpected argument"},
 		{"unknown flag", []string{"--bogus"}, nil, "bogus"},
+		{"dashboard without login on the LAN", []string{"--config", open, "--http", ":8099"}, nil, "http_auth: none serves the dashboard to anyone"},
+		{"dashboard without login on a LAN address", []string{"--config", open, "--http", "192.168.1.5:8099"}, nil, "not a loopback address"},
+		{"unknown ingress role", []string{"--config", badRole}, nil, "ingress_users.alice"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -73,6 +80,27 @@ func TestLoadErrors(t *testing.T) {
 				t.Errorf("Load(%q) = %v, want an error naming %q", tt.args, err, tt.want)
 			}
 		})
+	}
+}
+
+func TestLoadHTTPAuth(t *testing.T) {
+	dir := t.TempDir()
+	open := filepath.Join(dir, "open.yaml")
+	os.WriteFile(open, []byte("http_auth: none\n"), 0o600)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, HTTPAuthLogin},
+		{[]string{"--http", ":8099"}, HTTPAuthLogin},
+		{[]string{"--config", open}, HTTPAuthNone},
+		{[]string{"--config", open, "--http", "[::1]:8099"}, HTTPAuthNone},
+		{[]string{"--config", open, "--http", "off"}, HTTPAuthNone},
+	} {
+		c, err := Load(tc.args, envOf(nil))
+		if err != nil || c.HTTPAuth != tc.want {
+			t.Errorf("Load(%q).HTTPAuth = %q, %v, want %q", tc.args, c.HTTPAuth, err, tc.want)
+		}
 	}
 }
 

@@ -44,7 +44,15 @@ var optionKeys = []string{
 	"log_level", "broker_hostnames", "advertise_host", "ca_passphrase",
 	"leaf_lifetime", "export_ca_to_ssl", "ha_discovery", "discovery_prefix",
 	"alert_notify", "alert_webhook_url", "alert_webhook_secret",
+	"dashboard_role", "dashboard_user_roles", "change_approval",
 }
+
+// dashboardRoles are the values of dashboard_role (gateway/internal/authz's roles).
+var dashboardRoles = []string{"viewer", "operator", "admin"}
+
+// userRolePattern is the syntax of a dashboard_user_roles entry: a Home Assistant user name,
+// "=", a role.
+var userRolePattern = regexp.MustCompile(`^([^=]{1,64})=(viewer|operator|admin)$`)
 
 // logLevels are the values of the log_level option, in the order the add-on UI lists them.
 var logLevels = []string{"debug", "info", "warning", "error"}
@@ -87,6 +95,15 @@ type AddonOptions struct {
 	// AlertWebhookSecret signs the webhook's body (HMAC-SHA256); required with the URL.
 	// Never log it: AddonOptions.LogValue redacts it.
 	AlertWebhookSecret string `json:"alert_webhook_secret"`
+	// DashboardRole is the role of a Home Assistant user in the panel (ingress): viewer,
+	// operator or admin. Default admin (the panel is shown to Home Assistant admins only).
+	DashboardRole string `json:"dashboard_role"`
+	// DashboardUserRoles give some Home Assistant users (by user name or id) another role
+	// than DashboardRole, as "name=role" entries.
+	DashboardUserRoles map[string]string `json:"dashboard_user_roles"`
+	// ChangeApproval makes policy changes and CA operations wait for a second admin.
+	// Default false.
+	ChangeApproval bool `json:"change_approval"`
 }
 
 // addonOptionsFile is the wire form of options.json: pointers tell a missing option (take the
@@ -103,6 +120,9 @@ type addonOptionsFile struct {
 	AlertNotify     *string  `json:"alert_notify"`
 	AlertWebhookURL *string  `json:"alert_webhook_url"`
 	AlertWebhookKey *string  `json:"alert_webhook_secret"`
+	DashboardRole   *string  `json:"dashboard_role"`
+	UserRoles       []string `json:"dashboard_user_roles"`
+	ChangeApproval  *bool    `json:"change_approval"`
 }
 
 // LoadAddonOptions reads the add-on options file at path (the Supervisor writes it to
@@ -167,6 +187,7 @@ func parseAddonOptions(data []byte) (AddonOptions, error) {
 		HADiscovery:     true,
 		DiscoveryPrefix: defaultDiscoveryPrefix,
 		AlertNotify:     AlertNotifyPersistent,
+		DashboardRole:   "admin",
 	}
 	var errs []error
 	bad := func(option, format string, args ...any) {
@@ -244,6 +265,27 @@ func parseAddonOptions(data []byte) (AddonOptions, error) {
 	}
 	if err := checkWebhookSecret(o.AlertWebhookURL, o.AlertWebhookSecret); err != nil {
 		bad("alert_webhook_secret", "%v", err)
+	}
+	if raw.DashboardRole != nil {
+		if !slices.Contains(dashboardRoles, *raw.DashboardRole) {
+			bad("dashboard_role", "%q is not one of %s", *raw.DashboardRole, strings.Join(dashboardRoles, ", "))
+		} else {
+			o.DashboardRole = *raw.DashboardRole
+		}
+	}
+	for _, e := range raw.UserRoles {
+		m := userRolePattern.FindStringSubmatch(e)
+		if m == nil {
+			bad("dashboard_user_roles", "%q is not user=role with a role of %s", e, strings.Join(dashboardRoles, ", "))
+			continue
+		}
+		if o.DashboardUserRoles == nil {
+			o.DashboardUserRoles = map[string]string{}
+		}
+		o.DashboardUserRoles[strings.TrimSpace(m[1])] = m[2]
+	}
+	if raw.ChangeApproval != nil {
+		o.ChangeApproval = *raw.ChangeApproval
 	}
 	if len(errs) > 0 {
 		return AddonOptions{}, errors.Join(errs...)
@@ -359,5 +401,8 @@ func (o AddonOptions) LogValue() slog.Value {
 		slog.String("alert_notify", o.AlertNotify),
 		slog.String("alert_webhook_url", o.AlertWebhookURL),
 		slog.Bool("alert_webhook_secret", o.AlertWebhookSecret != ""),
+		slog.String("dashboard_role", o.DashboardRole),
+		slog.Any("dashboard_user_roles", o.DashboardUserRoles),
+		slog.Bool("change_approval", o.ChangeApproval),
 	)
 }

@@ -32,6 +32,7 @@ func defaultOptions() AddonOptions {
 		HADiscovery:     true,
 		DiscoveryPrefix: "homeassistant",
 		AlertNotify:     "persistent_notification",
+		DashboardRole:   "admin",
 	}
 }
 
@@ -72,6 +73,12 @@ func TestLoadAddonOptionsValid(t *testing.T) {
 		{name: "seven days", content: `{"leaf_lifetime":"7d"}`, want: func(o *AddonOptions) { o.LeafLifetime = 7 * 24 * time.Hour }},
 		{name: "shortest lifetime", content: `{"leaf_lifetime":"1h"}`, want: func(o *AddonOptions) { o.LeafLifetime = time.Hour }},
 		{name: "longest lifetime", content: `{"leaf_lifetime":"365d"}`, want: func(o *AddonOptions) { o.LeafLifetime = 365 * 24 * time.Hour }},
+		{name: "dashboard roles and approval", content: `{"dashboard_role":"viewer","dashboard_user_roles":["alice=admin","Bob Smith=operator"],"change_approval":true}`,
+			want: func(o *AddonOptions) {
+				o.DashboardRole = "viewer"
+				o.DashboardUserRoles = map[string]string{"alice": "admin", "Bob Smith": "operator"}
+				o.ChangeApproval = true
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -100,6 +107,10 @@ func TestLoadAddonOptionsInvalid(t *testing.T) {
 			want: []string{`option alert_webhook_url: "hooks.example.org" is not an http:// or https:// URL`}},
 		{name: "webhook without a secret", content: `{"alert_webhook_url":"https://hooks.example.org"}`,
 			want: []string{"option alert_webhook_secret: the webhook needs a secret of at least 16 characters"}},
+		{name: "unknown dashboard role", content: `{"dashboard_role":"root"}`,
+			want: []string{`option dashboard_role: "root" is not one of viewer, operator, admin`}},
+		{name: "user role without a role", content: `{"dashboard_user_roles":["alice"]}`,
+			want: []string{`option dashboard_user_roles: "alice" is not user=role`}},
 		{name: "unknown log level", content: `{"log_level":"loud"}`,
 			want: []string{`option log_level: "loud" is not one of debug, info, warning, error`}},
 		{name: "empty log level", content: `{"log_level":""}`, want: []string{`option log_level: "" is not one of`}},

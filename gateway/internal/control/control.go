@@ -2,6 +2,11 @@
 // the data directory. The CLI's client commands use it to reach the running hub's admin
 // service; file permissions are the authentication, as for Docker's socket.
 //
+// Identity: only the hub's own OS user (and root) can open the socket, and either can read
+// the data directory, CA keys included, so the socket grants the admin role. The actor in the
+// audit log is "cli:<name>" of the connecting process's OS user, which the kernel reports
+// (SO_PEERCRED): the client presents nothing, and cannot claim to be someone else.
+//
 // Wire format: POST /v1/op/<operation> with the operation's JSON payload (the same as the
 // bridge request's); the answer is the protocol.BridgeResponse JSON.
 package control
@@ -19,12 +24,25 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hearth-pki/hearth/gateway/internal/authz"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
-// Doer runs an admin operation (admin.Service implements it).
+// Doer runs an admin operation for a principal (admin.Service implements it).
 type Doer interface {
-	Do(ctx context.Context, actor, op string, payload []byte) protocol.BridgeResponse
+	DoAs(ctx context.Context, p authz.Principal, op string, payload []byte) protocol.BridgeResponse
+}
+
+type peerKey struct{}
+
+// principal is who the connection of r belongs to: the admin role, named after the peer's OS
+// user.
+func principal(r *http.Request) authz.Principal {
+	name, _ := r.Context().Value(peerKey{}).(string)
+	if name == "" {
+		name = "unknown"
+	}
+	return authz.Principal{Name: "cli:" + name, Role: authz.Admin}
 }
 
 // Listen binds the control socket at path, replacing a stale socket left by a crash but
@@ -57,7 +75,7 @@ func Handler(d Doer) http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		resp := d.Do(r.Context(), "cli", r.PathValue("op"), body)
+		resp := d.DoAs(r.Context(), principal(r), r.PathValue("op"), body)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(resp)
 	})
@@ -66,7 +84,10 @@ func Handler(d Doer) http.Handler {
 
 // Serve serves the control API on l until ctx ends.
 func Serve(ctx context.Context, l net.Listener, d Doer) error {
-	srv := &http.Server{Handler: Handler(d), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: Handler(d), ReadHeaderTimeout: 5 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, peerKey{}, peerName(c))
+		}}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)

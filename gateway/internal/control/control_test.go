@@ -5,17 +5,23 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/hearth-pki/hearth/gateway/internal/authz"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
 // echo answers every operation with its name and the actor, and fails "boom".
 type echo struct{}
 
-func (echo) Do(_ context.Context, actor, op string, payload []byte) protocol.BridgeResponse {
+func (echo) DoAs(_ context.Context, p authz.Principal, op string, payload []byte) protocol.BridgeResponse {
+	actor := p.Name
+	if p.Role != authz.Admin {
+		actor += " (not an admin)"
+	}
 	if op == "boom" {
 		return protocol.BridgeResponse{Status: "error", Error: "it went boom", Code: protocol.CodeInternal}
 	}
@@ -49,7 +55,11 @@ func TestClientServer(t *testing.T) {
 	}
 	var got map[string]string
 	json.Unmarshal(raw, &got)
-	if got["op"] != "device/get" || got["actor"] != "cli" || got["payload"] != `{"id":"cam"}` {
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["op"] != "device/get" || got["actor"] != "cli:"+me.Username || got["payload"] != `{"id":"cam"}` {
 		t.Errorf("Do(device/get) reached the service as %v", got)
 	}
 	if _, err := c.Do(t.Context(), "boom", struct{}{}); err == nil || err.Error() != "it went boom" {

@@ -48,8 +48,12 @@ func (h *Hub) handle(ctx context.Context, from broker.Identity, t protocol.Topic
 	case protocol.KindHealth:
 		h.health(from, payload)
 	case protocol.KindBridgeRequest:
-		actor := "mqtt:" + from.Username
-		resp := h.admin.Do(ctx, actor, t.Op, payload)
+		resp := protocol.BridgeResponse{Status: "error", Code: protocol.CodeInternal, Error: "the hub could not look up the sender's role"}
+		if p, err := h.bridgePrincipal(ctx, from.Username); err != nil {
+			h.log.Error("bridge request: look up the sender", "user", from.Username, "err", err)
+		} else {
+			resp = h.admin.DoAs(ctx, p, t.Op, payload)
+		}
 		b, err := json.Marshal(resp)
 		if err == nil {
 			h.publish(h.topics.BridgeResponse(t.Op), b, false)

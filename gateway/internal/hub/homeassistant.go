@@ -30,7 +30,9 @@ var haOps = []string{"device/list", "device/get", "device/renew"}
 // certificates, attempts and audit events.
 func haRequest(ctx context.Context, do func(ctx context.Context, actor, op string, payload []byte) protocol.BridgeResponse, op string, payload []byte) protocol.BridgeResponse {
 	if !slices.Contains(haOps, op) {
-		return protocol.BridgeResponse{Status: "error", Code: protocol.CodeBadRequest,
+		var req protocol.BridgeRequest
+		_ = json.Unmarshal(payload, &req)
+		return protocol.BridgeResponse{Status: "error", Code: protocol.CodeForbidden, Transaction: req.Transaction,
 			Error: fmt.Sprintf("operation %q is not available from Home Assistant's broker (use %v)", op, haOps)}
 	}
 	resp := do(ctx, "ha", op, payload)
@@ -74,7 +76,10 @@ func (h *Hub) homeAssistant(ctx context.Context) *hass.Publisher {
 	return hass.New(hass.Config{Broker: b, DiscoveryPrefix: h.cfg.HA.DiscoveryPrefix, TopicPrefix: h.topics.Prefix(),
 		BirthTopic: h.cfg.HA.BirthTopic, ClientID: h.haClientID(), Discover: discover, DashboardURL: h.cfg.HA.DashboardURL,
 		Bridge: func(ctx context.Context, op string, payload []byte) []byte {
-			b, _ := json.Marshal(haRequest(ctx, h.admin.Do, op, payload))
+			doAs := func(ctx context.Context, _, op string, payload []byte) protocol.BridgeResponse {
+				return h.admin.DoAs(ctx, haPrincipal, op, payload)
+			}
+			b, _ := json.Marshal(haRequest(ctx, doAs, op, payload))
 			return b
 		}}, h.log.With("part", "hass"))
 }

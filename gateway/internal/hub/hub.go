@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/access"
 	"github.com/hearth-pki/hearth/gateway/internal/admin"
 	"github.com/hearth-pki/hearth/gateway/internal/alert"
+	"github.com/hearth-pki/hearth/gateway/internal/authz"
 	"github.com/hearth-pki/hearth/gateway/internal/broker"
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/config"
@@ -61,6 +63,7 @@ type Hub struct {
 	machine *lifecycle.Machine
 	renewal *renewal.Scheduler
 	admin   *admin.Service
+	users   *authz.Authenticator
 	control net.Listener
 	web     net.Listener // the dashboard's, nil when it is off
 
@@ -144,6 +147,10 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	}
 	h.checker = access.New(h.store, admins, h.now)
 	h.checker.SetSupersededOverlap(cfg.SupersededOverlap)
+	h.users = h.newUsers(admins)
+	if err := h.checkDashboardLogin(ctx); err != nil {
+		return nil, err
+	}
 
 	h.serverCert, err = servercert.New(servercert.Config{Hosts: cfg.Hostnames, Issue: h.issueServerCert, Now: h.now,
 		Logger: h.log.With("part", "broker certificate")})
@@ -167,7 +174,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		// themselves within their class's grace (a recovery session).
 		AcceptExpired: true,
 		Now:           h.now,
-	}, countingAuth{h.checker, h.metrics}, h.handle, h.log.With("part", "broker"))
+	}, countingAuth{brokerAuth{h.checker, h.users, h.brokerLoginFailed}, h.metrics}, h.handle, h.log.With("part", "broker"))
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
@@ -201,10 +208,13 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	h.admin = admin.New(admin.Config{Store: h.store, CA: h.ca, Broker: h.broker, Commands: h.machine, Revoker: h.machine, Topics: h.topics, Advertise: cfg.Advertise,
 		TokenTTL: cfg.TokenTTL, Now: h.now, DeviceChanged: h.deviceChanged, Changed: h.summaryChanged, Revoked: h.regenerateCRL, Notify: h.notify,
 		Scheduler: h.renewal, Issuer: h.issuer, Policy: h.policy.Load, ReloadPolicy: h.ReloadPolicy, RenewCooldown: cfg.Limits.RenewCooldown,
-		RenewCooldownExempt: []string{"cli"},
-		Logger:              h.log.With("part", "admin")})
+		RenewCooldownExempt: []string{"cli"}, ApplyPolicy: h.ApplyPolicy,
+		ApprovalRequired: cfg.ChangeApproval, ConfiguredAdmins: adminNames(admins), Logger: h.log.With("part", "admin")})
 	h.alerts = h.newAlerter()
 
+	if pol, err = h.approvedPolicy(ctx, pol); err != nil {
+		return nil, err
+	}
 	if _, err := h.applyPolicy(ctx, pol, "hub start"); err != nil {
 		return nil, fmt.Errorf("record policy: %w", err)
 	}
@@ -285,10 +295,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	run("renewal", h.renewal.Run)
 	run("alerts", h.alerts.Run)
 	if h.web != nil {
-		handler := web.Handler(web.Config{Admin: h.admin, Store: h.store, Online: h.onlineCount, Version: h.version, Now: h.now,
-			CA:           web.CAInfo{RootNotAfter: h.ca.Root().NotAfter, IntermediateNotAfter: h.ca.Intermediate().NotAfter, Fingerprint: h.ca.Fingerprint()},
-			TrustIngress: h.cfg.Addon, AllowedHosts: h.cfg.Hostnames, Logger: h.log.With("part", "web"),
-			Policy: h.policy.Load, Notify: h.notify, Metrics: h.metrics.Handler(), CRL: h.crl})
+		handler := h.dashboard()
 		run("dashboard", func(ctx context.Context) error { return web.Serve(ctx, h.web, handler) })
 	}
 	h.log.Info("hub running", "broker", h.broker.Addr().String(), "advertise", h.cfg.Advertise,
@@ -314,6 +321,19 @@ func (h *Hub) issueServerCert(hosts []string, now time.Time) (tls.Certificate, e
 	}
 	c.Certificate = append(c.Certificate, h.ca.Root().Raw)
 	return c, nil
+}
+
+// dashboard is the web handler: dashboard, JSON API, metrics, logins.
+func (h *Hub) dashboard() http.Handler {
+	wc := web.Config{Admin: h.admin, Store: h.store, Online: h.onlineCount, Version: h.version, Now: h.now,
+		CA:           web.CAInfo{RootNotAfter: h.ca.Root().NotAfter, IntermediateNotAfter: h.ca.Intermediate().NotAfter, Fingerprint: h.ca.Fingerprint()},
+		TrustIngress: h.cfg.Addon, AllowedHosts: h.cfg.Hostnames, Logger: h.log.With("part", "web"),
+		Policy: h.policy.Load, Notify: h.notify, Metrics: h.metrics.Handler(), CRL: h.crl}
+	if h.cfg.HTTPAuth != config.HTTPAuthNone {
+		wc.Users = h.users
+	}
+	wc.IngressRole, wc.IngressUsers = ingressRoles(h.cfg)
+	return web.Handler(wc)
 }
 
 // commander hands the commands the renewal scheduler stored (with their renewal state,
@@ -366,6 +386,14 @@ func (h *Hub) admins() ([]access.Admin, error) {
 		out = append(out, access.Admin{Name: "admin", PasswordHash: hash})
 	}
 	return out, nil
+}
+
+func adminNames(admins []access.Admin) []string {
+	var out []string
+	for _, a := range admins {
+		out = append(out, a.Name)
+	}
+	return out
 }
 
 // setDefaultLifetime applies the leaf_lifetime setting to the policy's default class.

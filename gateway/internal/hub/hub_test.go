@@ -57,7 +57,9 @@ func runHub(t testing.TB, cfg config.Config, opts Options) *Hub {
 	return h
 }
 
-// client connects a paho client to the hub; cert nil means a token login.
+// client connects a paho client to the hub; cert nil means a token login. The connect
+// timeout leaves room for an admin's PBKDF2 check (600,000 iterations), which takes seconds
+// under the race detector on a loaded machine.
 func client(t testing.TB, h *Hub, id, password string, cert *tls.Certificate) (mqtt.Client, error) {
 	t.Helper()
 	roots := x509.NewCertPool()
@@ -67,13 +69,13 @@ func client(t testing.TB, h *Hub, id, password string, cert *tls.Certificate) (m
 		tc.Certificates = []tls.Certificate{*cert}
 	}
 	opts := mqtt.NewClientOptions().AddBroker("tls://" + h.BrokerAddr().String()).SetClientID(id).
-		SetTLSConfig(tc).SetProtocolVersion(4).SetOrderMatters(false).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+		SetTLSConfig(tc).SetProtocolVersion(4).SetOrderMatters(false).SetAutoReconnect(false).SetConnectTimeout(20 * time.Second)
 	if cert == nil {
 		opts.SetUsername(id).SetPassword(password)
 	}
 	c := mqtt.NewClient(opts)
 	tok := c.Connect()
-	if !tok.WaitTimeout(10 * time.Second) {
+	if !tok.WaitTimeout(30 * time.Second) {
 		return nil, errors.New("connect timed out")
 	}
 	if err := tok.Error(); err != nil {

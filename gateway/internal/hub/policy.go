@@ -3,8 +3,10 @@ package hub
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 
+	"github.com/hearth-pki/hearth/gateway/internal/atomicfile"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
 	"github.com/hearth-pki/hearth/protocol"
@@ -73,9 +75,62 @@ func (h *Hub) ReloadPolicy(ctx context.Context) ([]string, error) {
 	if err != nil || len(diff) == 0 {
 		return diff, err
 	}
+	h.policyChanged(diff)
+	return diff, nil
+}
+
+// ApplyPolicy puts a policy given as YAML in force (policy/apply, an approved policy change):
+// it is checked, written to the policy file in force (DATA/policy.yaml when none is
+// configured) atomically, so a restart keeps it, and applied as ReloadPolicy applies a file.
+func (h *Hub) ApplyPolicy(ctx context.Context, yaml []byte) ([]string, error) {
+	pol, err := policy.Parse(yaml)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	path := h.policyPath()
+	if path == "" {
+		path = filepath.Join(h.cfg.DataDir, "policy.yaml")
+	}
+	if err := atomicfile.WriteFile(path, yaml, 0o600); err != nil {
+		return nil, fmt.Errorf("write policy file: %w", err)
+	}
+	if h.cfg.LeafLifetime != 0 {
+		if err := setDefaultLifetime(pol, h.cfg.LeafLifetime); err != nil {
+			return nil, err
+		}
+	}
+	diff, err := h.applyPolicy(ctx, pol, "")
+	if err != nil || len(diff) == 0 {
+		return diff, err
+	}
+	h.policyChanged(diff)
+	return diff, nil
+}
+
+// policyChanged follows a change of the policy in force.
+func (h *Hub) policyChanged(diff []string) {
 	h.renewal.Kick()
 	h.view.Resync() // every renewal window may have moved, and "expiring" with it
 	h.notify(protocol.Event{V: protocol.Version, Type: protocol.EventPolicyChanged, Time: h.now().UTC(),
 		Message: protocol.ClipText(fmt.Sprintf("policy changed: %s", strings.Join(diff, "; ")))})
-	return diff, nil
+}
+
+// approvedPolicy is the policy to start with: pol, the file's, unless change approval is on
+// and the file differs from the policy last in force, which then stays in force: an edited
+// file goes through policy propose like any other change, and a restart does not bypass it.
+func (h *Hub) approvedPolicy(ctx context.Context, pol *policy.Policy) (*policy.Policy, error) {
+	if !h.cfg.ChangeApproval {
+		return pol, nil
+	}
+	hash, yaml, err := h.store.PolicyInForce(ctx)
+	if err != nil || hash == "" || hash == pol.Hash() {
+		return pol, err
+	}
+	kept, err := policy.Parse([]byte(yaml))
+	if err != nil {
+		return nil, fmt.Errorf("policy in force: %w", err)
+	}
+	h.log.Warn("the policy file differs from the approved policy in force, which stays: propose the file (hearth-gateway policy propose)",
+		"file", h.policyPath(), "in_force", hash, "file_hash", pol.Hash(), "changes", strings.Join(policy.Diff(kept, pol), "; "))
+	return kept, nil
 }

@@ -258,6 +258,42 @@ var migrations = []migration{
 		// Devices quarantined before: their epoch is now, so only a new enrollment logs in.
 		`UPDATE devices SET epoch = CAST(strftime('%s', 'now') AS INTEGER) WHERE state = 'quarantined'`,
 	}},
+	// People and change approval (issue 15): users with a role, dashboard sessions (only the
+	// hash of the cookie is kept; no foreign key, since an admin of the configuration file
+	// logs in too, and RemoveUser deletes a user's sessions), and proposed changes waiting
+	// for a second admin.
+	{version: 7, name: "users, sessions and proposals", sql: []string{
+		`CREATE TABLE users (
+			name TEXT PRIMARY KEY NOT NULL,
+			role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+			password_hash TEXT NOT NULL,
+			created_at INTEGER NOT NULL DEFAULT 0,
+			updated_at INTEGER NOT NULL DEFAULT 0
+		) STRICT`,
+		`CREATE TABLE sessions (
+			hash TEXT PRIMARY KEY NOT NULL,
+			user TEXT NOT NULL,
+			created_at INTEGER NOT NULL,
+			expires_at INTEGER NOT NULL
+		) STRICT`,
+		`CREATE INDEX sessions_user ON sessions (user)`,
+		`CREATE INDEX sessions_expires ON sessions (expires_at)`,
+		`CREATE TABLE proposals (
+			id TEXT PRIMARY KEY NOT NULL,
+			kind TEXT NOT NULL,
+			content TEXT NOT NULL,
+			hash TEXT NOT NULL DEFAULT '',
+			base_hash TEXT NOT NULL DEFAULT '',
+			canary TEXT NOT NULL DEFAULT '',
+			summary TEXT NOT NULL DEFAULT '',
+			proposed_by TEXT NOT NULL,
+			proposed_at INTEGER NOT NULL,
+			state TEXT NOT NULL CHECK (state IN ('open', 'applied', 'rejected')),
+			decided_by TEXT NOT NULL DEFAULT '',
+			decided_at INTEGER NOT NULL DEFAULT 0
+		) STRICT`,
+		`CREATE INDEX proposals_state ON proposals (state, proposed_at)`,
+	}},
 }
 
 // migrate applies the steps of ms the database lacks, each in its own transaction together

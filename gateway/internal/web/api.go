@@ -45,7 +45,7 @@ func (s *server) apiDevices(w http.ResponseWriter, r *http.Request) {
 		req.Online = &b
 	}
 	payload, _ := json.Marshal(req)
-	s.writeResponse(w, s.cfg.Admin.Do(r.Context(), s.actor(r), "device/list", payload))
+	s.writeResponse(w, s.cfg.Admin.DoAs(r.Context(), s.principal(r), "device/list", payload))
 }
 
 func (s *server) apiDevice(w http.ResponseWriter, r *http.Request) {
@@ -54,7 +54,7 @@ func (s *server) apiDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	payload, _ := json.Marshal(protocol.DeviceRequest{ID: id})
-	s.writeResponse(w, s.cfg.Admin.Do(r.Context(), s.actor(r), "device/get", payload))
+	s.writeResponse(w, s.cfg.Admin.DoAs(r.Context(), s.principal(r), "device/get", payload))
 }
 
 // apiRenew commands a renewal. The optional JSON body may give a reason and a transaction.
@@ -85,7 +85,7 @@ func (s *server) apiRenew(w http.ResponseWriter, r *http.Request) {
 	if reason == "" {
 		reason = "renewal requested through the web API"
 	}
-	resp := s.renew(r.Context(), s.actor(r), id, reason)
+	resp := s.renew(r.Context(), s.principal(r), id, reason)
 	resp.Transaction = req.Transaction
 	s.writeResponse(w, resp)
 }
@@ -102,7 +102,7 @@ func (s *server) apiEvents(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	payload, _ := json.Marshal(protocol.EventsRequest{ID: q.Get("device"), Limit: limit})
-	s.writeResponse(w, s.cfg.Admin.Do(r.Context(), s.actor(r), "events", payload))
+	s.writeResponse(w, s.cfg.Admin.DoAs(r.Context(), s.principal(r), "events", payload))
 }
 
 // apiMissing answers 404 and returns true when device id is not in the inventory.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hearth-pki/hearth/gateway/internal/authz"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/monitor"
 	"github.com/hearth-pki/hearth/protocol"
@@ -106,7 +107,7 @@ func (s *server) renewForm(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	resp := s.renew(r.Context(), s.actor(r), id, "renewal requested on the dashboard")
+	resp := s.renew(r.Context(), s.principal(r), id, "renewal requested on the dashboard")
 	if resp.Status != "ok" {
 		s.errorPage(w, r, statusOf(resp.Code), "The renewal could not be requested: "+resp.Error)
 		return
@@ -127,9 +128,9 @@ func (s *server) renewForm(w http.ResponseWriter, r *http.Request) {
 
 // renew asks the admin service to command a renewal; the service records who asked in the
 // audit log.
-func (s *server) renew(ctx context.Context, actor, id, reason string) protocol.BridgeResponse {
+func (s *server) renew(ctx context.Context, p authz.Principal, id, reason string) protocol.BridgeResponse {
 	payload, _ := json.Marshal(protocol.DeviceRequest{ID: id, Reason: reason})
-	return s.cfg.Admin.Do(ctx, actor, "device/renew", payload)
+	return s.cfg.Admin.DoAs(ctx, p, "device/renew", payload)
 }
 
 // tokenView is the token page's data: the token, shown once, and its command as a QR code.
@@ -156,7 +157,7 @@ func (s *server) enrollForm(w http.ResponseWriter, r *http.Request) {
 	req := protocol.TokenRequest{ID: strings.TrimSpace(r.PostForm.Get("id")), Name: strings.TrimSpace(r.PostForm.Get("name")),
 		Family: strings.TrimSpace(r.PostForm.Get("family"))}
 	payload, _ := json.Marshal(req)
-	resp := s.cfg.Admin.Do(r.Context(), s.actor(r), "token/create", payload)
+	resp := s.cfg.Admin.DoAs(r.Context(), s.principal(r), "token/create", payload)
 	if resp.Status != "ok" {
 		s.errorPage(w, r, statusOf(resp.Code), "The device could not be added: "+resp.Error)
 		return

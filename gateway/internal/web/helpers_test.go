@@ -190,7 +190,7 @@ func (f *fixture) postForm(t *testing.T, target string, form url.Values) (*http.
 var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
 
 // csrfToken reads the renew form's token from a device page.
-func csrfToken(t *testing.T, html string) string {
+func csrfToken(t testing.TB, html string) string {
 	t.Helper()
 	m := csrfField.FindStringSubmatch(html)
 	if m == nil {

@@ -84,12 +84,13 @@ type page struct {
 	CA      CAInfo
 	Now     time.Time
 	CSRF    string // the forms' token (see server.validToken)
+	User    string // the logged-in user, for the logout form; empty without a session
 	Data    any
 }
 
 // render writes the named template, or a plain 500 if it fails before anything was sent.
 func (s *server) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
-	p.Root, p.Version, p.CA, p.CSRF = root(r), s.cfg.Version, s.cfg.CA, s.csrf
+	p.Root, p.Version, p.CA, p.CSRF, p.User = root(r), s.cfg.Version, s.cfg.CA, s.csrf, whoOf(r).account
 	if p.Now.IsZero() {
 		p.Now = s.cfg.Now()
 	}

@@ -196,7 +196,7 @@ func (s *server) helpForm(w http.ResponseWriter, r *http.Request) {
 	}
 	e := inventory.Event{Time: now.UTC().Truncate(time.Second), Kind: protocol.EventHelpRequested, DeviceID: id,
 		Message: protocol.ClipText(msg), Data: map[string]string{"problems": strings.Join(problems, ",")}}
-	rec, err := s.cfg.Store.AppendEvent(inventory.WithActor(r.Context(), s.actor(r)), e)
+	rec, err := s.cfg.Store.AppendEvent(inventory.WithActor(r.Context(), s.principal(r).Name), e)
 	if err != nil {
 		s.cfg.Logger.Error("help request", "err", err)
 		s.errorPage(w, r, http.StatusInternalServerError, "The request could not be recorded: "+err.Error())

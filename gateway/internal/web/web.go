@@ -20,6 +20,8 @@
 //	GET  /api/events              admin "events" data (?device=&limit=, limit 1..1000, default 50)
 //	GET  /metrics                 Config.Metrics: Prometheus exposition (gateway/internal/metrics)
 //	GET  /healthz                 200 "ok"
+//	GET  /login, POST /login      the login form; a session cookie, then 303 to the dashboard
+//	POST /logout                  ends the session; 303 to the login page
 //
 // Invariants:
 //   - Every URL the pages contain is relative (Home Assistant's ingress serves the add-on under
@@ -39,10 +41,17 @@
 //     token made once per Handler, and the JSON API requires an X-Requested-With header, which a
 //     cross-site page cannot send without a CORS preflight this server never grants.
 //   - With TrustIngress only Home Assistant's ingress proxy (172.30.32.2) and loopback are
-//     served, and the person acting is the Home Assistant user the proxy names. Without it any
-//     client is served, but only under a Host that is an IP address, localhost or one of
-//     AllowedHosts, so a DNS-rebinding page cannot read or drive a dashboard bound to loopback.
-//     /healthz is open to every client either way.
+//     served, and a request from the proxy is the Home Assistant user it names (X-Remote-User-*
+//     headers, trusted from the proxy only), with the role IngressRole / IngressUsers give.
+//     Without it any client is served, but only under a Host that is an IP address, localhost
+//     or one of AllowedHosts, so a DNS-rebinding page cannot read or drive a dashboard bound
+//     to loopback. /healthz is open to every client either way.
+//   - Every other request needs a principal whose role allows the route's operation
+//     (login.go: routeOps, checked with authz.Check, the check every front end shares): from
+//     ingress, a login session (cookie HttpOnly, SameSite=Strict, Secure over TLS) or HTTP
+//     basic credentials of a hub user. Logins are throttled per address and name, and each
+//     failure is in the audit log. A state-changing request whose Origin is another host is
+//     refused.
 //
 // Concurrency: the handler is safe for concurrent use; it keeps no state besides its
 // configuration, CSRF token and the last judged fleet (at most Config.FleetMaxAge old, under
@@ -50,6 +59,7 @@
 package web
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
@@ -65,6 +75,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hearth-pki/hearth/gateway/internal/admin"
+	"github.com/hearth-pki/hearth/gateway/internal/authz"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
 	"github.com/hearth-pki/hearth/protocol"
@@ -108,7 +119,6 @@ type Config struct {
 	// AllowedHosts are host names (without port) accepted in the Host header when TrustIngress
 	// is false, besides IP addresses and localhost; "*" accepts any.
 	AllowedHosts []string
-	Logger       *slog.Logger
 	// Policy is the policy in force, for the devices' renewal windows and the policy page;
 	// a new value (pointer) drops the cached fleet. Default policy.Default.
 	Policy func() *policy.Policy
@@ -124,13 +134,27 @@ type Config struct {
 	// CRL, when set, serves the hub's CRL at crl (DER) and crl.pem (PEM) for third-party
 	// verifiers, without login.
 	CRL http.Handler
+	// Users logs people in outside Home Assistant's ingress (login.go): every route but
+	// /healthz and the login page then needs a session (or HTTP basic credentials) of a user
+	// whose role allows the route's operation. Nil is http_auth none: everyone who reaches the
+	// listener is an admin (config allows it only on a loopback address).
+	Users Users
+	// IngressRole is the role of a Home Assistant user coming through ingress; IngressUsers
+	// overrides it per user name or id. Default authz.Admin.
+	IngressRole  authz.Role
+	IngressUsers map[string]authz.Role
+	// SessionTTL is how long a login lasts. Default DefaultSessionTTL.
+	SessionTTL time.Duration
+	Logger     *slog.Logger
 }
 
 type server struct {
-	cfg   Config
-	csrf  string
-	pages *template.Template
-	fleet fleetCache
+	cfg      Config
+	csrf     string
+	pages    *template.Template
+	mux      *http.ServeMux
+	throttle *authz.Throttle
+	fleet    fleetCache
 }
 
 // Handler returns the dashboard, API, metrics and health handler described in the package
@@ -154,9 +178,13 @@ func Handler(cfg Config) http.Handler {
 	}
 	token := make([]byte, 32)
 	rand.Read(token) // never fails (crypto/rand)
-	s := &server{cfg: cfg, csrf: hex.EncodeToString(token), pages: parsePages()}
+	s := &server{cfg: cfg, csrf: hex.EncodeToString(token), pages: parsePages(), throttle: authz.NewThrottle(cfg.Now)}
 
 	mux := http.NewServeMux()
+	s.mux = mux
+	mux.HandleFunc("GET /login", s.loginPage)
+	mux.HandleFunc("POST /login", s.loginForm)
+	mux.HandleFunc("POST /logout", s.logout)
 	mux.HandleFunc("GET /{$}", s.overview)
 	mux.HandleFunc("GET /devices", s.devices)
 	mux.HandleFunc("GET /devices/{id}", s.device)
@@ -211,6 +239,23 @@ func (s *server) gate(next http.Handler) http.Handler {
 		// origin (HA's ingress iframe).
 		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src data:; "+
 			"form-action 'self'; frame-ancestors 'self'; base-uri 'none'")
+		if r.URL.Path == "/healthz" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if s.crossOrigin(r) {
+			s.cfg.Logger.Warn("web request refused: cross-origin", "origin", r.Header.Get("Origin"), "host", r.Host, "path", r.URL.Path)
+			http.Error(w, "forbidden: cross-origin request", http.StatusForbidden)
+			return
+		}
+		id, ok := s.identify(w, r)
+		if !ok {
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, id))
+		if _, pattern := s.mux.Handler(r); pattern != "" && !s.authorize(w, r, pattern) {
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
 }
@@ -244,19 +289,6 @@ func (s *server) hostAllowed(host string) bool {
 	return slices.ContainsFunc(s.cfg.AllowedHosts, func(a string) bool {
 		return a == "*" || strings.EqualFold(strings.TrimSuffix(a, "."), host)
 	})
-}
-
-// actor names who makes the request, for the audit log.
-func (s *server) actor(r *http.Request) string {
-	if !s.cfg.TrustIngress {
-		return ActorLocal
-	}
-	for _, h := range []string{"X-Remote-User-Name", "X-Remote-User-Id"} {
-		if u := cleanUser(r.Header.Get(h)); u != "" {
-			return "ha:" + u
-		}
-	}
-	return ActorIngress
 }
 
 // cleanUser makes a header value fit for the audit log: valid UTF-8, printable, trimmed, at

@@ -1,0 +1,121 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hearth-pki/hearth/gateway/internal/access"
+	"github.com/hearth-pki/hearth/gateway/internal/authz"
+	"github.com/hearth-pki/hearth/gateway/internal/config"
+	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/protocol"
+)
+
+// haPrincipal is who Home Assistant's broker is: any of its clients, restricted further to
+// haOps. An operator may renew, which is what the entities' buttons do.
+var haPrincipal = authz.Principal{Name: "ha:broker", Role: authz.Operator}
+
+// brokerAuth lets the hub's users log in to the broker besides the configured admins, so a
+// bridge request runs with its sender's role.
+type brokerAuth struct {
+	*access.Checker
+	users *authz.Authenticator
+	// failed records a refused password of an existing account (the audit log).
+	failed func(username string)
+}
+
+// Admin accepts a configured admin's password (access.Checker) or a hub user's. A name that
+// is no account's goes to the checker too, which answers an enrollment token at once and
+// checks anything else against its stand-in hash: a login costs the same whether the name
+// exists or not (issue 15).
+func (a brokerAuth) Admin(ctx context.Context, username, password string) bool {
+	if a.Checker.IsAdmin(username) {
+		ok := a.Checker.Admin(ctx, username, password)
+		if !ok {
+			a.failed(username)
+		}
+		return ok
+	}
+	if _, err := a.users.Lookup(ctx, username); err != nil {
+		return a.Checker.Admin(ctx, username, password)
+	}
+	if _, err := a.users.Authenticate(ctx, username, password); err != nil {
+		a.failed(username)
+		return false
+	}
+	return true
+}
+
+// brokerLoginFailed appends the login.failed record of a refused broker login.
+func (h *Hub) brokerLoginFailed(username string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	user := protocol.Clip(username, 64)
+	if _, err := h.store.AppendEvent(ctx, inventory.Event{Time: h.now(), Kind: protocol.EventLoginFailed, Actor: authz.PrincipalName(user),
+		Message: "broker login refused: wrong password", Data: map[string]string{"user": user, "via": "mqtt", "reason": "wrong password"}}); err != nil {
+		h.log.Error("audit failed broker login", "user", user, "err", err)
+	}
+}
+
+// bridgePrincipal is who sent a bridge request on the hub's broker: the user the session
+// logged in as, with its role as it is now.
+func (h *Hub) bridgePrincipal(ctx context.Context, username string) (authz.Principal, error) {
+	p, err := h.users.Lookup(ctx, username)
+	if errors.Is(err, authz.ErrNoAccount) {
+		return authz.Principal{Name: authz.PrincipalName(username)}, nil // removed since it logged in: no role
+	}
+	return p, err
+}
+
+// newUsers is the hub's authenticator: the configured admins, then the inventory's users.
+func (h *Hub) newUsers(admins []access.Admin) *authz.Authenticator {
+	static := make([]authz.Account, 0, len(admins))
+	for _, a := range admins {
+		static = append(static, authz.Account{Name: a.Name, Role: authz.Admin, PasswordHash: a.PasswordHash})
+	}
+	return authz.NewAuthenticator(static, authz.Inventory(h.store))
+}
+
+// checkDashboardLogin refuses to serve the dashboard to other machines when nobody could
+// log in to it: with http_auth login that needs a configured admin or a user.
+func (h *Hub) checkDashboardLogin(ctx context.Context) error {
+	if h.cfg.HTTPListen == "" || h.cfg.Addon || h.cfg.HTTPAuth == config.HTTPAuthNone || config.IsLoopback(h.cfg.HTTPListen) || h.users.Static() {
+		return nil
+	}
+	users, err := h.store.Users(ctx)
+	if err != nil {
+		return err
+	}
+	if len(users) == 0 {
+		return fmt.Errorf("http_listen %s is reachable from other machines but no one can log in to the dashboard: "+
+			"set HEARTH_ADMIN_PASSWORD or admins in the config file, or start on 127.0.0.1 and add a user "+
+			"(hearth-gateway user add NAME --role admin)", h.cfg.HTTPListen)
+	}
+	return nil
+}
+
+// CanLogIn reports whether anyone can log in to the dashboard: a configured admin or a user.
+func (h *Hub) CanLogIn(ctx context.Context) bool {
+	if h.users.Static() {
+		return true
+	}
+	users, err := h.store.Users(ctx)
+	return err != nil || len(users) > 0 // on a read error, do not claim there is nobody
+}
+
+// ingressRoles reads the configured Home Assistant users' roles (validated by config).
+func ingressRoles(cfg config.Config) (authz.Role, map[string]authz.Role) {
+	def, err := authz.ParseRole(cfg.IngressRole)
+	if err != nil {
+		def = authz.Admin
+	}
+	m := make(map[string]authz.Role, len(cfg.IngressUsers))
+	for name, r := range cfg.IngressUsers {
+		if role, err := authz.ParseRole(r); err == nil {
+			m[name] = role
+		}
+	}
+	return def, m
+}
