@@ -133,6 +133,7 @@ var (
 	dialLine      = regexp.MustCompile(`agents dial:\s+(mqtts://\S+)`)
 	dashboardLine = regexp.MustCompile(`dashboard:\s+(http://\S+)`)
 	hintLine      = regexp.MustCompile(`(?m)^\s+(hearth-gateway .+)$`)
+	loginLine     = regexp.MustCompile(`(?m)dashboard login:.*?: (printf .+)$`)
 	agentLine     = regexp.MustCompile(`(?m)^\s*(hearth-agent enroll .+)$`)
 )
 
@@ -141,7 +142,8 @@ func TestNewcomerInside(t *testing.T) {
 	if bin == "" {
 		t.Skip("runs inside TestNewcomer's network namespace")
 	}
-	n := &newcomer{t: t, home: t.TempDir(), env: []string{"PATH=" + bin + ":/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + os.TempDir()}}
+	home := t.TempDir() // the working folder and $HOME (the hub keeps a generated CA passphrase in ~/.config)
+	n := &newcomer{t: t, home: home, env: []string{"PATH=" + bin + ":/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + home}}
 
 	// README.md: run the hub on its embedded defaults.
 	banner := newLineBuffer()
@@ -155,14 +157,24 @@ func TestNewcomerInside(t *testing.T) {
 		t.Fatalf("the banner lacks the dial address, the dashboard or the two next commands:\n%s", text)
 	}
 
-	// The dashboard the banner names answers.
-	resp, err := http.Get(dash[1])
+	// The banner says how to add a first dashboard user; run it as printed, then the
+	// dashboard it names answers that user.
+	login := loginLine.FindStringSubmatch(text)
+	if login == nil {
+		t.Fatalf("the banner does not say how to add a dashboard user:\n%s", text)
+	}
+	addUser := strings.NewReplacer("PASSWORD", "newcomer password", "NAME", "me").Replace(login[1])
+	n.run("sh -c", addUser)
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, dash[1], nil)
+	req.SetBasicAuth("me", "newcomer password")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("dashboard %s: %v", dash[1], err)
 	}
+	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("dashboard %s: HTTP %d", dash[1], resp.StatusCode)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "Hearth") {
+		t.Errorf("dashboard %s as the new user: HTTP %d %.200q", dash[1], resp.StatusCode, body)
 	}
 
 	// The banner's first hint makes a token; its output is the agent's command, run as
