@@ -138,3 +138,24 @@ func (s *Store) AttemptStats(ctx context.Context, since time.Time) (successes, f
 	}
 	return r.Successes, r.Failures, nil
 }
+
+// LatestAttempts returns the latest attempt (the first Attempts would return) of each device
+// among ids that has one, by device id, in one query per MaxBatch ids: the renewal
+// scheduler checks it for every device it has commanded, on every pass.
+func (s *Store) LatestAttempts(ctx context.Context, ids []string) (map[string]Attempt, error) {
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	out := make(map[string]Attempt, len(ids))
+	for chunk := range slices.Chunk(ids, MaxBatch) {
+		var rows []attemptRow
+		err := s.read(ctx).Raw(`SELECT * FROM attempts WHERE rowid IN (
+				SELECT (SELECT a.rowid FROM attempts a WHERE a.device_id = d.id ORDER BY a.started_at DESC, a.rowid DESC LIMIT 1)
+				FROM devices d WHERE d.id IN ?)`, chunk).Scan(&rows).Error
+		if err != nil {
+			return nil, fmt.Errorf("latest attempts of %d devices: %w", len(chunk), err)
+		}
+		for _, r := range rows {
+			out[r.DeviceID] = r.attempt()
+		}
+	}
+	return out, nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -256,6 +257,39 @@ func (s *Store) SetRenewal(ctx context.Context, id string, st RenewalStatus) err
 		return err
 	}
 	return s.updateDevice(ctx, id, "set renewal", renewalColumns(st))
+}
+
+// SetRenewals replaces the renewal fields of each device in sts, as SetRenewal does, in one
+// transaction: what one pass of the renewal scheduler changed, with one commit. A device
+// that does not exist (removed meanwhile) is skipped and listed in missing. Either every
+// change is written or, with an error, none.
+func (s *Store) SetRenewals(ctx context.Context, sts map[string]RenewalStatus) (missing []string, err error) {
+	for id, st := range sts {
+		if st.State != "" && !slices.Contains(renewalStates, st.State) {
+			return nil, invalidf("device %q: unknown renewal state %q", id, st.State)
+		}
+		if err := checkText(st.LastCause); err != nil {
+			return nil, err
+		}
+	}
+	ids := slices.Sorted(maps.Keys(sts))
+	err = s.write(ctx, func(tx *gorm.DB) error {
+		missing = nil
+		for _, id := range ids {
+			res := tx.Model(&deviceRow{}).Where("id = ?", id).Updates(renewalColumns(sts[id]))
+			if res.Error != nil {
+				return fmt.Errorf("device %q: %w", id, res.Error)
+			}
+			if res.RowsAffected == 0 {
+				missing = append(missing, id)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set renewal of %d devices: %w", len(sts), err)
+	}
+	return missing, nil
 }
 
 // renewalColumns are the device columns SetRenewal writes for st.
