@@ -139,17 +139,9 @@ func (s *Scheduler) StartCampaign(ctx context.Context, c protocol.Campaign) (pro
 
 // selectDevices returns the campaign's devices, pending, canaries first.
 func (s *Scheduler) selectDevices(ctx context.Context, c protocol.Campaign) ([]inventory.CampaignDevice, error) {
-	devs, err := s.cfg.Store.Devices(ctx)
+	recs, err := s.allDevices(ctx)
 	if err != nil {
 		return nil, err
-	}
-	certs, err := s.cfg.Store.ExpiringBefore(ctx, farFuture)
-	if err != nil {
-		return nil, err
-	}
-	serials := map[string]string{}
-	for _, cert := range certs {
-		serials[cert.DeviceID] = cert.Serial
 	}
 	pol := s.policy()
 	type pick struct {
@@ -157,11 +149,12 @@ func (s *Scheduler) selectDevices(ctx context.Context, c protocol.Campaign) ([]i
 		online bool
 	}
 	var picks []pick
-	for _, d := range devs {
-		serial, ok := serials[d.ID]
-		if !ok || !commandable(d) {
+	for _, r := range recs {
+		d := r.Device
+		if r.Active == nil || !commandable(d) {
 			continue
 		}
+		serial := r.Active.Serial
 		sel := c.Selector
 		if sel.Family != "" && d.Family != sel.Family {
 			continue
