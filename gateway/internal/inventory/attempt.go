@@ -73,13 +73,16 @@ func (s *Store) FinishAttempt(ctx context.Context, deviceID, requestID, outcome,
 	if err := checkText(code); err != nil {
 		return err
 	}
-	res := s.w.WithContext(ctx).Model(&attemptRow{}).Where("device_id = ? AND request_id = ?", deviceID, requestID).
-		Updates(map[string]any{"outcome": outcome, "error_code": code, "finished_at": unix(now)})
-	if res.Error != nil {
-		return fmt.Errorf("finish attempt %q of device %q: %w", requestID, deviceID, res.Error)
-	}
-	if res.RowsAffected == 0 {
-		return fmt.Errorf("finish attempt %q of device %q: %w", requestID, deviceID, ErrNotFound)
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		res := tx.Model(&attemptRow{}).Where("device_id = ? AND request_id = ?", deviceID, requestID).
+			Updates(map[string]any{"outcome": outcome, "error_code": code, "finished_at": unix(now)})
+		if res.Error == nil && res.RowsAffected == 0 {
+			return ErrNotFound
+		}
+		return res.Error
+	})
+	if err != nil {
+		return fmt.Errorf("finish attempt %q of device %q: %w", requestID, deviceID, err)
 	}
 	return nil
 }

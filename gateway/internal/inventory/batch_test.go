@@ -121,3 +121,30 @@ func TestLatestAttempts(t *testing.T) {
 		t.Errorf("LatestAttempts() disagrees with Attempts(id, 1) (-Attempts +LatestAttempts):\n%s", diff)
 	}
 }
+
+func TestRecordHealthMarksTheDeviceSeen(t *testing.T) {
+	s := openTest(t)
+	ctx := t.Context()
+	mustIssue(t, s, issuance("plug-1", "0a", "r", t0))
+	h := Health{ReportedSerial: "0a", ChainOK: true, AgentVersion: "0.1.0", At: t0.Add(time.Hour)}
+	if err := s.UpdateHealth(ctx, "plug-1", h); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := s.Device(ctx, "plug-1"); d.Online || !d.LastSeen.IsZero() && !d.LastSeen.Before(h.At) {
+		t.Fatalf("after UpdateHealth: online %v, last seen %s; want presence untouched", d.Online, d.LastSeen)
+	}
+	h.At = t0.Add(2 * time.Hour)
+	if err := s.RecordHealth(ctx, "plug-1", h); err != nil {
+		t.Fatalf("RecordHealth() = %v", err)
+	}
+	d, err := s.Device(ctx, "plug-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(h, d.Health); diff != "" || !d.Online || !d.LastSeen.Equal(h.At) {
+		t.Errorf("after RecordHealth: online %v, last seen %s, health (-want +got):\n%s; want online, seen at %s", d.Online, d.LastSeen, diff, h.At)
+	}
+	if err := s.RecordHealth(ctx, "ghost", h); !errors.Is(err, ErrNotFound) {
+		t.Errorf("RecordHealth(unknown device) = %v, want ErrNotFound", err)
+	}
+}

@@ -217,29 +217,47 @@ func (s *Store) CountDevices(ctx context.Context) (int, error) {
 
 // updateDevice applies set to device id, or returns ErrNotFound.
 func (s *Store) updateDevice(ctx context.Context, id, what string, set map[string]any) error {
-	res := s.w.WithContext(ctx).Model(&deviceRow{}).Where("id = ?", id).Updates(set)
-	if res.Error != nil {
-		return fmt.Errorf("%s of device %q: %w", what, id, res.Error)
-	}
-	if res.RowsAffected == 0 {
-		return fmt.Errorf("%s of device %q: %w", what, id, ErrNotFound)
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		res := tx.Model(&deviceRow{}).Where("id = ?", id).Updates(set)
+		if res.Error == nil && res.RowsAffected == 0 {
+			return ErrNotFound
+		}
+		return res.Error
+	})
+	if err != nil {
+		return fmt.Errorf("%s of device %q: %w", what, id, err)
 	}
 	return nil
 }
 
 // UpdateHealth replaces the device's health fields with h.
 func (s *Store) UpdateHealth(ctx context.Context, id string, h Health) error {
+	return s.updateHealth(ctx, id, h, false)
+}
+
+// RecordHealth is UpdateHealth for a report that arrived over a live session: in the same
+// write the device is online and last seen at h.At (one write per report instead of
+// UpdateHealth and SetOnline).
+func (s *Store) RecordHealth(ctx context.Context, id string, h Health) error {
+	return s.updateHealth(ctx, id, h, true)
+}
+
+func (s *Store) updateHealth(ctx context.Context, id string, h Health, seen bool) error {
 	if err := checkText(h.ReportedSerial, h.AgentVersion, h.LastError); err != nil {
 		return err
 	}
 	var r deviceRow
 	r.setHealth(h)
-	return s.updateDevice(ctx, id, "update health", map[string]any{
+	set := map[string]any{
 		"health_serial": r.HealthSerial, "health_not_after": r.HealthNotAfter,
 		"health_chain_ok": r.HealthChainOK, "health_clock_skew_ns": r.HealthClockSkewNS,
 		"health_agent_version": r.HealthAgentVersion, "health_last_error": r.HealthLastError,
 		"health_at": r.HealthAt,
-	})
+	}
+	if seen {
+		set["online"], set["last_seen"] = true, unix(h.At)
+	}
+	return s.updateDevice(ctx, id, "update health", set)
 }
 
 // SetOnline records whether the device has a live session; LastSeen becomes now either way
