@@ -1,6 +1,7 @@
 package renewal
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 func TestDueIndex(t *testing.T) {
@@ -127,5 +129,39 @@ func TestNewPolicyRereadsEveryDevice(t *testing.T) {
 		if st := f.status(fmt.Sprintf("plug-%d", i)); st.State != inventory.RenewalIdle || st.WindowEnd.IsZero() {
 			t.Errorf("plug-%d: status %+v, want idle with the new window", i, st)
 		}
+	}
+}
+
+// TestCampaignReadsPendingDevicesWhenItReachesThem: a campaign paced at one command a
+// minute reads its pending devices only when it picks them (or when they are touched), and
+// still ends a pending device that left the scheduler's care as failed.
+func TestCampaignReadsPendingDevicesWhenItReachesThem(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, t0.Add(day), Config{})
+	for i := range 3 {
+		f.enroll(spec{id: fmt.Sprintf("plug-%d", i), family: "plug"}, t0, 30*day)
+	}
+	f.reconcile()
+	if _, err := f.s.StartCampaign(ctx, protocol.Campaign{ID: "slow", Selector: protocol.CampaignSelector{Family: "plug"}, Rate: 1}); err != nil {
+		t.Fatalf("StartCampaign() = %v", err)
+	}
+	if rep := f.reconcile(); rep.Commanded != 1 {
+		t.Fatalf("first pass of the campaign: Commanded %d, want 1 (one a minute)", rep.Commanded)
+	}
+	// plug-2, still pending, is quarantined (the hub touches a device it changes).
+	if err := f.store.SetState(ctx, "plug-2", inventory.StateQuarantined, f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	f.s.Touch("plug-2")
+	f.clock.Add(time.Minute)
+	f.reconcile()
+	f.clock.Add(time.Minute)
+	f.reconcile()
+	all, _ := f.s.Campaigns(ctx)
+	if all[0].Failed != 1 || all[0].Commanded != 2 || all[0].Pending != 0 {
+		t.Errorf("campaign = %+v, want plug-2 failed and the two others commanded", all[0])
+	}
+	if got := f.cmd.ids(); !slices.Equal(got, []string{"plug-0", "plug-1"}) {
+		t.Errorf("commands %v, want plug-0 then plug-1", got)
 	}
 }

@@ -57,6 +57,9 @@ type pass struct {
 	committed map[string]bool
 	attempts  map[string]inventory.Attempt // latest attempt of the commanded devices
 	unsaved   []*device                    // devices whose changed status flush stores
+	full      bool                         // the pass read every device
+	pol       *policy.Policy               // the policy in force
+	gone      map[string]bool              // devices read or named that the scheduler no longer tracks
 	changed   bool                         // a device's status or a campaign was stored
 	errs      []error
 }
@@ -141,9 +144,12 @@ func (s *Scheduler) load(ctx context.Context) (*pass, error) {
 	if full {
 		recs, err = s.allDevices(ctx)
 	} else {
+		// A campaign's commanded devices are looked at every pass (their outcome); its
+		// pending ones only when they are due or touched anyway, or when pick reaches them
+		// (pass.fetch).
 		for _, r := range runs {
 			for _, e := range r.rec.Devices {
-				if e.Stage == inventory.StagePending || e.Stage == inventory.StageCommanded {
+				if e.Stage == inventory.StageCommanded {
 					ids = append(ids, e.DeviceID)
 				}
 			}
@@ -158,14 +164,27 @@ func (s *Scheduler) load(ctx context.Context) (*pass, error) {
 		s.due, s.duePolicy = newDueIndex(), pol
 	}
 	p := &pass{s: s, ctx: ctx, now: now, rep: Report{At: now}, devices: map[string]*device{},
-		cands: map[string]*candidate{}, runs: runs}
+		cands: map[string]*candidate{}, runs: runs, full: full, pol: pol, gone: map[string]bool{}}
+	p.add(recs, ids)
+	p.failed, p.committed = failed, committed
+	if err := p.loadAttempts(); err != nil {
+		keep()
+		return nil, fmt.Errorf("renewal pass: %w", err)
+	}
+	return p, nil
+}
+
+// add makes the devices of recs that the scheduler tracks part of the pass; the others
+// among ids are gone (no active certificate any more, quarantined, removed) and leave the
+// index.
+func (p *pass) add(recs []inventory.DeviceRecord, ids []string) {
 	for _, r := range recs {
 		d := r.Device
 		if r.Active == nil || !tracked(d) {
 			continue
 		}
 		c := *r.Active
-		w := windowOf(pol, d, c, now)
+		w := windowOf(p.pol, d, c, p.now)
 		st := d.Renewal
 		if st.State == "" {
 			st.State = inventory.RenewalIdle
@@ -174,18 +193,42 @@ func (s *Scheduler) load(ctx context.Context) (*pass, error) {
 		p.devices[d.ID] = x
 		p.order = append(p.order, x)
 	}
-	// Devices named but no longer tracked leave the index.
 	for _, id := range ids {
 		if p.devices[id] == nil {
-			s.due.remove(id)
+			p.gone[id] = true
+			p.s.due.remove(id)
 		}
 	}
-	p.failed, p.committed = failed, committed
-	if err := p.loadAttempts(); err != nil {
-		keep()
-		return nil, fmt.Errorf("renewal pass: %w", err)
+}
+
+// device returns the device with id as the pass sees it, nil when it is gone, and ok false
+// when the pass has not read it (a pending campaign device neither due nor touched: its
+// stored state is what the last pass left, see pick and fetch).
+func (p *pass) device(id string) (d *device, ok bool) {
+	if d := p.devices[id]; d != nil {
+		return d, true
 	}
-	return p, nil
+	return nil, p.full || p.gone[id]
+}
+
+// fetch reads the devices of r's pending entries from index i on that the pass has not
+// read, up to inventory.MaxBatch of them, in one DeviceRecords call. Such a device has
+// nothing to track this pass (it would have been due or touched), so it only joins the
+// pass for pick and dispatch.
+func (p *pass) fetch(r *campaignRun, i int) error {
+	var ids []string
+	for ; i < len(r.rec.Devices) && len(ids) < inventory.MaxBatch; i++ {
+		e := r.rec.Devices[i]
+		if _, ok := p.device(e.DeviceID); e.Stage == inventory.StagePending && !ok {
+			ids = append(ids, e.DeviceID)
+		}
+	}
+	recs, err := p.s.cfg.Store.DeviceRecords(p.ctx, ids)
+	if err != nil {
+		return err
+	}
+	p.add(recs, ids)
+	return nil
 }
 
 // allDevices reads every device with its active certificate, in pages.
