@@ -266,19 +266,14 @@ func (c commander) Queue(ctx context.Context, id string, cmd inventory.Command) 
 	return c.m.Queue(ctx, id, lifecycle.Command{ID: cmd.ID, Action: cmd.Action, Reason: cmd.Reason, Deadline: cmd.Deadline})
 }
 
-// onlineCount is the number of devices with a live session.
+// onlineCount is the number of devices with a live session: one aggregate query, not a
+// read of every device.
 func (h *Hub) onlineCount() int {
-	devs, err := h.store.Devices(context.Background())
+	c, err := h.store.CountDevicesBy(context.Background())
 	if err != nil {
 		return 0
 	}
-	n := 0
-	for _, d := range devs {
-		if d.Online {
-			n++
-		}
-	}
-	return n
+	return c.Online
 }
 
 // policyPath is the policy file in force: the configured one, or DataDir/policy.yaml when it
