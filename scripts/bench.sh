@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the benchmarks behind README.md's Performance section and prints their results.
 # Usage: scripts/bench.sh [-short]      (-short: fewer iterations and a 1,000-device storm)
+#        HEARTH_STORM_DEVICES=N (default 10,000), HEARTH_STORM_EXTRA=M: the storm again with M
+#        more devices seeded into the inventory.
 # Every figure is measured in this run next to its baseline (e.g. raw ECDSA beside CA
 # signing), so a loaded machine shifts both alike.
 set -euo pipefail
@@ -60,7 +62,10 @@ storm() {
 		echo "inventory: $extra more devices seeded in $((SECONDS - t0)) s (both hub starts included)"
 	fi
 
-	local t0=$SECONDS
+	local t0 e0 ecpu0
+	e0=$(date +%s.%N)
+	ecpu0=$(awk '{print $14 + $15}' /proc/$hub/stat)
+	t0=$SECONDS
 	HEARTH_ADMIN_PASSWORD="$pass" "$tmp/hearth-fleet" run --hub "mqtts://$addr" --ca "$tmp/data/ca/root.pem" \
 		--devices "$n" --id-prefix storm- --concurrency 32 --until-renewed --progress 2s --state "$tmp/state.json" \
 		--json --duration 2h >"$tmp/summary.json" 2>"$tmp/fleet.log" &
@@ -70,6 +75,10 @@ storm() {
 		sleep 1
 	done
 	echo "enrolled and online: $(jq -r '"\(.enrolled) of \(.devices) devices, \(.online) online"' "$tmp/state.json") after $((SECONDS - t0)) s"
+	# Enrollment: a token minted over the bridge API, a TLS session logging in with it, a CSR,
+	# a reconnection with the certificate and its commit, per device (hearth-fleet, 32 at once).
+	awk -v a="$e0" -v b="$(date +%s.%N)" -v c0="$ecpu0" -v c1="$(awk '{print $14 + $15}' /proc/$hub/stat)" -v t="$(getconf CLK_TCK)" -v n="$n" \
+		'BEGIN { printf "enrollments: %.0f/s, hub CPU %.2f ms per enrollment (%.1f s)\n", n / (b - a), (c1 - c0) / t * 1000 / n, (c1 - c0) / t }'
 
 	local tick cpu0 cpu1 start end rss0 rss1 sampler
 	rss() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' /proc/$hub/status; }
@@ -119,11 +128,14 @@ storm() {
 	awk -v f="$floor" '/ms per renewal/ { ms = $(NF - 3) } END { printf "crypto floor: %.2f ms per renewal; hub CPU per renewal is %.1f× it\n", f / 1000, ms / (f / 1000) }' "$tmp/cpu.txt"
 }
 
-echo "== CA: leaf signing from CSRs beside raw ECDSA P-256 sign+verify"
-run gateway ./internal/ca/ 'SignLeafFromCSR|ECDSAP256SignVerify' 2s
+echo "== CA: leaf signing from CSRs beside raw ECDSA P-256 sign+verify, and the crypto floor of one renewal"
+run gateway ./internal/ca/ 'SignLeafFromCSR|ECDSAP256SignVerify|RenewalCryptoFloor' 2s
 echo
-echo "== inventory: issuance records, one per transaction and batched"
-run gateway ./internal/inventory/ 'RecordIssuance' 2s
+echo "== renewal scheduler: a pass over an idle fleet (the index leaves nothing to read)"
+run gateway ./internal/renewal/ 'ReconcileIdleFleet' 20x
+echo
+echo "== inventory: issuance records, one per transaction and batched; eight concurrent writers (group commit)"
+run gateway ./internal/inventory/ 'RecordIssuance|ConcurrentWrites' 2s
 echo
 echo "== agent: key and CSR generation per key type"
 run agent ./internal/keystore/ 'KeyAndCSR' 1s
@@ -140,3 +152,8 @@ echo "== renewal storm: hearth-fleet (the real agent code, one MQTT session per 
 devices=${HEARTH_STORM_DEVICES:-10000}
 [ "$rounds" = 100x ] && devices=1000
 storm "$devices"
+if [ -n "${HEARTH_STORM_EXTRA:-}" ]; then
+	echo
+	echo "== the same storm with $HEARTH_STORM_EXTRA more devices in the inventory (idle, never connected)"
+	storm "$devices" "$HEARTH_STORM_EXTRA"
+fi
