@@ -165,7 +165,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		return nil, err
 	}
 	h.renewal = renewal.New(renewal.Config{Store: h.store, Policy: h.policy.Load, Commander: commander{h.machine},
-		Online: h.broker.Online, PublishWindow: h.issuer.PublishRenewal, Now: h.now, Notify: h.notify,
+		Online: h.broker.Online, PublishWindow: h.issuer.PublishWindow, Now: h.now, Notify: h.notify,
 		DeviceChanged: h.view.DeviceChanged, Changed: h.summaryChanged,
 		Rate: cfg.Renewal.Rate, MaxInFlight: cfg.Renewal.MaxInFlight, AttemptDeadline: cfg.Renewal.InFlightTimeout,
 		Logger: h.log.With("part", "renewal")})

@@ -76,7 +76,7 @@ type publisher struct {
 	serials []string
 }
 
-func (p *publisher) publish(_ context.Context, c inventory.Certificate, _ time.Time) {
+func (p *publisher) publish(_ context.Context, c inventory.Certificate, _ policy.Window, _ time.Time) {
 	p.mu.Lock()
 	p.serials = append(p.serials, c.Serial)
 	p.mu.Unlock()

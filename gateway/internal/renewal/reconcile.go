@@ -320,7 +320,7 @@ func (p *pass) track(d *device) {
 		// A new certificate (or a new policy): the issuer published the window of a commit
 		// itself; anything else is published here, once.
 		if !p.committed[d.dev.ID] {
-			cfg.PublishWindow(p.ctx, d.cert, now)
+			cfg.PublishWindow(p.ctx, d.cert, w, now)
 			p.rep.Published++
 		}
 		st.WindowStart, st.WindowEnd = w.Start, w.End

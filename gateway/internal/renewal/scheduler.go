@@ -38,9 +38,9 @@ type Config struct {
 	// Online reports whether a device has a live session. Default: the inventory's
 	// Device.Online (the hub records presence there).
 	Online func(deviceID string) bool
-	// PublishWindow publishes the retained renewal window of certificate c
-	// (issuer.PublishRenewal). Default: publish nothing.
-	PublishWindow func(ctx context.Context, c inventory.Certificate, now time.Time)
+	// PublishWindow publishes the retained renewal window w of certificate c
+	// (issuer.PublishWindow). Default: publish nothing.
+	PublishWindow func(ctx context.Context, c inventory.Certificate, w policy.Window, now time.Time)
 	// Now is the hub clock. Default time.Now. Run's timers follow the time package, so
 	// anything but time.Now is for tests that call Reconcile themselves.
 	Now func() time.Time
@@ -124,7 +124,7 @@ func New(cfg Config) *Scheduler {
 		cfg.Policy = func() *policy.Policy { return def }
 	}
 	if cfg.PublishWindow == nil {
-		cfg.PublishWindow = func(context.Context, inventory.Certificate, time.Time) {}
+		cfg.PublishWindow = func(context.Context, inventory.Certificate, policy.Window, time.Time) {}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -384,7 +384,7 @@ func (s *Scheduler) Force(ctx context.Context, deviceID, reason string) (Forced,
 	// changed and is not overdue to idle (a commit), which would undo the Force.
 	w := windowOf(s.policy(), d, cert, now)
 	if !st.WindowStart.Equal(w.Start) || !st.WindowEnd.Equal(w.End) {
-		s.cfg.PublishWindow(ctx, cert, now)
+		s.cfg.PublishWindow(ctx, cert, w, now)
 		st.WindowStart, st.WindowEnd = w.Start, w.End
 	}
 	if err := store.SetRenewal(ctx, deviceID, st); err != nil {
