@@ -88,6 +88,24 @@ func TestSetRenewals(t *testing.T) {
 	if _, err := s.SetRenewals(ctx, map[string]RenewalStatus{"dev-1": {State: "bogus"}}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("SetRenewals(unknown state) = %v, want ErrInvalid", err)
 	}
+
+	// More than one batch: every device written, across the batches' transactions.
+	many := map[string]RenewalStatus{}
+	for i := range MaxBatch + 2 {
+		id := fmt.Sprintf("many-%04d", i)
+		if err := s.UpsertDevice(ctx, Device{ID: id, Mechanism: MechanismAgent}); err != nil {
+			t.Fatal(err)
+		}
+		many[id] = RenewalStatus{State: RenewalDue, Failures: i}
+	}
+	if missing, err := s.SetRenewals(ctx, many); err != nil || len(missing) != 0 {
+		t.Fatalf("SetRenewals(%d devices) = %v, %v", len(many), missing, err)
+	}
+	for _, id := range []string{"many-0000", fmt.Sprintf("many-%04d", MaxBatch+1)} {
+		if d, _ := s.Device(ctx, id); d.Renewal.State != RenewalDue || d.Renewal.Failures != many[id].Failures {
+			t.Errorf("%s renewal = %+v, want %+v", id, d.Renewal, many[id])
+		}
+	}
 }
 
 func TestLatestAttempts(t *testing.T) {

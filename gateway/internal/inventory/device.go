@@ -278,9 +278,11 @@ func (s *Store) SetRenewal(ctx context.Context, id string, st RenewalStatus) err
 }
 
 // SetRenewals replaces the renewal fields of each device in sts, as SetRenewal does, in one
-// transaction: what one pass of the renewal scheduler changed, with one commit. A device
-// that does not exist (removed meanwhile) is skipped and listed in missing. Either every
-// change is written or, with an error, none.
+// transaction per MaxBatch devices: what one pass of the renewal scheduler changed, with a
+// commit per batch (a first pass over a large inventory must not hold the writer for one
+// transaction of every device). A device that does not exist (removed meanwhile) is skipped
+// and listed in missing. On an error, the batches before the failed one are written, the
+// others not; each device's change is whole either way.
 func (s *Store) SetRenewals(ctx context.Context, sts map[string]RenewalStatus) (missing []string, err error) {
 	for id, st := range sts {
 		if st.State != "" && !slices.Contains(renewalStates, st.State) {
@@ -290,22 +292,25 @@ func (s *Store) SetRenewals(ctx context.Context, sts map[string]RenewalStatus) (
 			return nil, err
 		}
 	}
-	ids := slices.Sorted(maps.Keys(sts))
-	err = s.write(ctx, func(tx *gorm.DB) error {
-		missing = nil
-		for _, id := range ids {
-			res := tx.Model(&deviceRow{}).Where("id = ?", id).Updates(renewalColumns(sts[id]))
-			if res.Error != nil {
-				return fmt.Errorf("device %q: %w", id, res.Error)
+	for chunk := range slices.Chunk(slices.Sorted(maps.Keys(sts)), MaxBatch) {
+		var gone []string
+		err := s.write(ctx, func(tx *gorm.DB) error {
+			gone = nil
+			for _, id := range chunk {
+				res := tx.Model(&deviceRow{}).Where("id = ?", id).Updates(renewalColumns(sts[id]))
+				if res.Error != nil {
+					return fmt.Errorf("device %q: %w", id, res.Error)
+				}
+				if res.RowsAffected == 0 {
+					gone = append(gone, id)
+				}
 			}
-			if res.RowsAffected == 0 {
-				missing = append(missing, id)
-			}
+			return nil
+		})
+		if err != nil {
+			return missing, fmt.Errorf("set renewal of %d devices: %w", len(sts), err)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("set renewal of %d devices: %w", len(sts), err)
+		missing = append(missing, gone...)
 	}
 	return missing, nil
 }

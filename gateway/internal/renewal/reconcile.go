@@ -577,9 +577,9 @@ func (p *pass) save(d *device) {
 	}
 }
 
-// flush stores the statuses save queued, in one transaction (Store.SetRenewals). On an
-// error none is stored: the devices keep their stored status, and the next pass looks at
-// them again.
+// flush stores the statuses save queued (Store.SetRenewals: one transaction per
+// inventory.MaxBatch devices). On an error the devices not stored keep their stored status;
+// the next pass looks at every one of them again.
 func (p *pass) flush() {
 	if len(p.unsaved) == 0 {
 		return
