@@ -137,9 +137,10 @@ func (s *Scheduler) StartCampaign(ctx context.Context, c protocol.Campaign) (pro
 	return st, nil
 }
 
-// selectDevices returns the campaign's devices, pending, canaries first.
+// selectDevices returns the campaign's devices, pending, canaries first. A family is
+// selected by the inventory's query; a class needs the policy, so every device is read.
 func (s *Scheduler) selectDevices(ctx context.Context, c protocol.Campaign) ([]inventory.CampaignDevice, error) {
-	recs, err := s.allDevices(ctx)
+	recs, err := s.allDevices(ctx, inventory.DeviceFilter{Family: c.Selector.Family})
 	if err != nil {
 		return nil, err
 	}

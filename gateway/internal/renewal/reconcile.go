@@ -142,7 +142,7 @@ func (s *Scheduler) load(ctx context.Context) (*pass, error) {
 	}
 	var recs []inventory.DeviceRecord
 	if full {
-		recs, err = s.allDevices(ctx)
+		recs, err = s.allDevices(ctx, inventory.DeviceFilter{})
 	} else {
 		// A campaign's commanded devices are looked at every pass (their outcome); its
 		// pending ones only when they are due or touched anyway, or when pick reaches them
@@ -231,12 +231,12 @@ func (p *pass) fetch(r *campaignRun, i int) error {
 	return nil
 }
 
-// allDevices reads every device with its active certificate, in pages.
-func (s *Scheduler) allDevices(ctx context.Context) ([]inventory.DeviceRecord, error) {
+// allDevices reads every device f selects with its active certificate, in pages.
+func (s *Scheduler) allDevices(ctx context.Context, f inventory.DeviceFilter) ([]inventory.DeviceRecord, error) {
 	var out []inventory.DeviceRecord
 	after := ""
 	for {
-		page, err := s.cfg.Store.DevicePage(ctx, inventory.DeviceFilter{}, after, inventory.MaxBatch)
+		page, err := s.cfg.Store.DevicePage(ctx, f, after, inventory.MaxBatch)
 		if err != nil {
 			return nil, err
 		}
