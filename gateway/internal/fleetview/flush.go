@@ -84,7 +84,11 @@ func (v *View) apply(r inventory.DeviceRecord, now time.Time, pol *policy.Policy
 	if j == nil {
 		j = &judged{}
 		v.known[d.ID] = j
+	} else {
+		v.devices.add(j.dev, j.on, -1)
 	}
+	j.dev, j.on = d.State, d.Online
+	v.devices.add(j.dev, j.on, +1)
 	v.count(j.codes, -1)
 	j.codes, j.until = verdict.Codes(), verdict.Until
 	v.count(j.codes, +1)
@@ -140,6 +144,7 @@ func (v *View) remove(id string) {
 		}
 	}
 	v.count(j.codes, -1)
+	v.devices.add(j.dev, j.on, -1)
 	delete(v.known, id)
 	if v.ha != nil {
 		v.ha.RemoveDevice(id)
@@ -165,15 +170,12 @@ func (v *View) count(codes []string, delta int) {
 	}
 }
 
-// publishSummary publishes bridge/devices and the hub's Home Assistant state: totals and
-// states from one aggregate query, problem counts from the verdicts, the success rate from a
-// second aggregate query.
+// publishSummary publishes bridge/devices and the hub's Home Assistant state: totals, states
+// and problem counts from the devices the View loaded, the success rate from an aggregate
+// query over the last day's attempts.
 func (v *View) publishSummary(ctx context.Context, now time.Time) error {
-	c, err := v.cfg.Store.CountDevicesBy(ctx)
-	if err != nil {
-		return err
-	}
-	s := protocol.BridgeDevices{V: protocol.Version, Total: c.Total, Online: c.Online, States: c.States,
+	c := v.devices
+	s := protocol.BridgeDevices{V: protocol.Version, Total: c.total, Online: c.online, States: maps.Clone(c.states),
 		WithProblems: v.problems, Problems: maps.Clone(v.counts), Updated: now.UTC().Truncate(time.Second)}
 	b, err := protocol.Encode(&s)
 	if err != nil {
@@ -186,7 +188,7 @@ func (v *View) publishSummary(ctx context.Context, now time.Time) error {
 		return nil
 	}
 	h := v.cfg.Hub
-	h.Online, h.Devices, h.ExpiringSoon, h.SuccessRate24h = v.cfg.Serving == nil || v.cfg.Serving(), c.Total, v.expiring, math.NaN()
+	h.Online, h.Devices, h.ExpiringSoon, h.SuccessRate24h = v.cfg.Serving == nil || v.cfg.Serving(), c.total, v.expiring, math.NaN()
 	if ok, failed, err := v.cfg.Store.AttemptStats(ctx, now.Add(-24*time.Hour)); err != nil {
 		return err
 	} else if ok+failed > 0 {

@@ -7,7 +7,8 @@
 // # Invariants
 //
 //   - No work proportional to the fleet per change (issue 10): a flush costs two queries per
-//     inventory.MaxBatch dirty devices plus two aggregate queries for the summary, and
+//     inventory.MaxBatch dirty devices (plus, with Home Assistant, one aggregate query over
+//     the last day's attempts for the summary), and
 //     publishes one retained message per dirty device whose state changed, one summary, and
 //     the Home Assistant updates of the dirty devices. Only Resync (at start, and when the
 //     policy changes) reads every device, in batches.
@@ -16,9 +17,11 @@
 //   - Verdicts that change with time alone (a renewal window ends, the emergency floor or the
 //     expiry is reached: monitor.Verdict.Until) are re-judged when that time comes, without
 //     any notification.
-//   - The summary's problem counts come from the verdicts of the devices the View has judged,
-//     kept in memory (a few dozen bytes per device); totals and states come from one
-//     aggregate query.
+//   - The summary comes from what the View keeps in memory of the devices it has loaded (a
+//     few dozen bytes per device): problem counts from their verdicts, totals, states and
+//     presence from their records (issue 11: an aggregate query over the devices at every
+//     flush cost a storm in proportion to the fleet). A device the View is not told of is
+//     counted at the next Resync.
 //
 // # Concurrency
 //
@@ -115,6 +118,25 @@ type View struct {
 	problems int                // devices with at least one problem
 	expiring int                // devices with the expiring or expired problem
 	complete bool               // the first Resync finished (Home Assistant was told)
+	devices  deviceCounts       // devices by state and presence, from the records judged
+}
+
+// deviceCounts are the summary's totals, kept from the device records the View loaded, so
+// that publishing the summary reads nothing proportional to the fleet.
+type deviceCounts struct {
+	total, online int
+	states        map[string]int
+}
+
+// add counts a device in state, online or not, delta times (+1 or -1).
+func (c *deviceCounts) add(state string, online bool, delta int) {
+	c.total += delta
+	if online {
+		c.online += delta
+	}
+	if c.states[state] += delta; c.states[state] == 0 {
+		delete(c.states, state)
+	}
 }
 
 // judged is what the View remembers of a device it published.
@@ -122,6 +144,8 @@ type judged struct {
 	state [32]byte  // digest of the retained bridge/device payload; zero when none
 	codes []string  // its problem codes, for the summary's counts
 	until time.Time // when its verdict changes by itself; zero: never
+	dev   string    // the device's state as last loaded, for the summary's counts
+	on    bool      // whether it was online then
 }
 
 // New returns a View for cfg. It starts nothing; the first flush of Run reads every device.
@@ -142,7 +166,7 @@ func New(cfg Config) *View {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &View{cfg: cfg, dirty: map[string]struct{}{}, resync: true, summary: true, wake: make(chan struct{}, 1),
-		known: map[string]*judged{}, counts: map[string]int{}}
+		known: map[string]*judged{}, counts: map[string]int{}, devices: deviceCounts{states: map[string]int{}}}
 }
 
 // SetHomeAssistant makes the View keep Home Assistant's entities too. It must be called

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -378,6 +379,31 @@ func TestThousandDevices(t *testing.T) {
 		protocol.Decode(rec.lastOf("hearth/bridge/devices"), &got)
 		if got.Total != n-1 {
 			t.Errorf("bridge/devices total = %d after a removal, want %d", got.Total, n-1)
+		}
+	})
+
+	t.Run("the summary follows presence and state from the devices loaded", func(t *testing.T) {
+		var before protocol.BridgeDevices
+		protocol.Decode(rec.lastOf("hearth/bridge/devices"), &before)
+		d, err := store.Device(t.Context(), "d0007")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := store.SetOnline(t.Context(), "d0007", !d.Online, fleetNow); err != nil {
+			t.Fatal(err)
+		}
+		mark := rec.mark()
+		v.DeviceChanged("d0007")
+		rec.await(t, mark, "the flush of d0007", flushed(true))
+		var got protocol.BridgeDevices
+		protocol.Decode(rec.lastOf("hearth/bridge/devices"), &got)
+		_, _, want := expected(t, store)
+		if got.Online != want.Online || got.Total != want.Total || !maps.Equal(got.States, want.States) {
+			t.Errorf("bridge/devices after d0007 went online=%v: total %d, online %d, states %v; want %d, %d, %v (was online %d)",
+				!d.Online, got.Total, got.Online, got.States, want.Total, want.Online, want.States, before.Online)
+		}
+		if got.Online == before.Online {
+			t.Errorf("bridge/devices online = %d, unchanged by d0007's presence", got.Online)
 		}
 	})
 }

@@ -61,8 +61,12 @@ func (h *Hub) dialBroker() bool {
 }
 
 // deviceChanged tells the fleet view that device id changed: its bridge topic, its Home
-// Assistant entities and the summary follow within the view's interval.
-func (h *Hub) deviceChanged(id string) { h.view.DeviceChanged(id) }
+// Assistant entities and the summary follow within the view's interval. The renewal
+// scheduler, which reads only the devices it has reason to, looks at it in its next pass.
+func (h *Hub) deviceChanged(id string) {
+	h.view.DeviceChanged(id)
+	h.renewal.Touch(id)
+}
 
 // summaryChanged asks the fleet view for a new summary after a change that names no device.
 func (h *Hub) summaryChanged() { h.view.RefreshSummary() }

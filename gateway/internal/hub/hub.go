@@ -196,8 +196,8 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		return nil, err
 	}
 	h.renewal = renewal.New(renewal.Config{Store: h.store, Policy: h.policy.Load, Commander: commander{h.machine},
-		Online: h.broker.Online, PublishWindow: h.issuer.PublishRenewal, Now: h.now, Notify: h.notify,
-		DeviceChanged: h.deviceChanged, Changed: h.summaryChanged,
+		Online: h.broker.Online, PublishWindow: h.issuer.PublishWindow, Now: h.now, Notify: h.notify,
+		DeviceChanged: h.view.DeviceChanged, Changed: h.summaryChanged,
 		Rate: cfg.Renewal.Rate, MaxInFlight: cfg.Renewal.MaxInFlight, AttemptDeadline: cfg.Renewal.InFlightTimeout,
 		Logger: h.log.With("part", "renewal")})
 	h.crl, err = crl.New(crl.Config{Store: h.store, CA: h.ca, Path: filepath.Join(cfg.DataDir, "crl.pem"), Now: h.now,
@@ -345,19 +345,14 @@ func (c commander) Queue(ctx context.Context, id string, cmd inventory.Command) 
 	return c.m.Queue(ctx, id, lifecycle.Command{ID: cmd.ID, Action: cmd.Action, Reason: cmd.Reason, Deadline: cmd.Deadline})
 }
 
-// onlineCount is the number of devices with a live session.
+// onlineCount is the number of devices with a live session: one aggregate query, not a
+// read of every device.
 func (h *Hub) onlineCount() int {
-	devs, err := h.store.Devices(context.Background())
+	c, err := h.store.CountDevicesBy(context.Background())
 	if err != nil {
 		return 0
 	}
-	n := 0
-	for _, d := range devs {
-		if d.Online {
-			n++
-		}
-	}
-	return n
+	return c.Online
 }
 
 // policyPath is the policy file in force: the configured one, or DataDir/policy.yaml when it

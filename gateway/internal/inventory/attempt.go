@@ -82,13 +82,16 @@ func (s *Store) FinishAttempt(ctx context.Context, deviceID, requestID, outcome,
 	if err := checkText(code); err != nil {
 		return err
 	}
-	res := s.w.WithContext(ctx).Model(&attemptRow{}).Where("device_id = ? AND request_id = ?", deviceID, requestID).
-		Updates(map[string]any{"outcome": outcome, "error_code": code, "finished_at": unix(now)})
-	if res.Error != nil {
-		return fmt.Errorf("finish attempt %q of device %q: %w", requestID, deviceID, res.Error)
-	}
-	if res.RowsAffected == 0 {
-		return fmt.Errorf("finish attempt %q of device %q: %w", requestID, deviceID, ErrNotFound)
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		res := tx.Model(&attemptRow{}).Where("device_id = ? AND request_id = ?", deviceID, requestID).
+			Updates(map[string]any{"outcome": outcome, "error_code": code, "finished_at": unix(now)})
+		if res.Error == nil && res.RowsAffected == 0 {
+			return ErrNotFound
+		}
+		return res.Error
+	})
+	if err != nil {
+		return fmt.Errorf("finish attempt %q of device %q: %w", requestID, deviceID, err)
 	}
 	return nil
 }
@@ -149,4 +152,25 @@ func (s *Store) AttemptStats(ctx context.Context, since time.Time) (successes, f
 		return 0, 0, fmt.Errorf("attempt stats: %w", err)
 	}
 	return r.Successes, r.Failures, nil
+}
+
+// LatestAttempts returns the latest attempt (the first Attempts would return) of each device
+// among ids that has one, by device id, in one query per MaxBatch ids: the renewal
+// scheduler checks it for every device it has commanded, on every pass.
+func (s *Store) LatestAttempts(ctx context.Context, ids []string) (map[string]Attempt, error) {
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	out := make(map[string]Attempt, len(ids))
+	for chunk := range slices.Chunk(ids, MaxBatch) {
+		var rows []attemptRow
+		err := s.read(ctx).Raw(`SELECT * FROM attempts WHERE rowid IN (
+				SELECT (SELECT a.rowid FROM attempts a WHERE a.device_id = d.id ORDER BY a.started_at DESC, a.rowid DESC LIMIT 1)
+				FROM devices d WHERE d.id IN ?)`, chunk).Scan(&rows).Error
+		if err != nil {
+			return nil, fmt.Errorf("latest attempts of %d devices: %w", len(chunk), err)
+		}
+		for _, r := range rows {
+			out[r.DeviceID] = r.attempt()
+		}
+	}
+	return out, nil
 }

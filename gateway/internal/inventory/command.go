@@ -33,25 +33,74 @@ type CommandRecord struct {
 // left campaigns listing devices committed without commanded_at). An unknown device, or a
 // device the campaign does not hold, is ErrNotFound.
 func (s *Store) RecordCommand(ctx context.Context, r CommandRecord) error {
+	return s.RecordCommands(ctx, []CommandRecord{r})[0]
+}
+
+// RecordCommands stores a batch of renew commands, each as RecordCommand does, in one
+// transaction (one commit, hence one sync of the WAL, for all of them: a pass of the
+// renewal scheduler commands hundreds of devices at once), each inside its own SAVEPOINT:
+// a record that fails is rolled back alone and the others commit together. The result has
+// one entry per record, nil for those stored. If the transaction itself fails, every record
+// not already failed gets that error: none was written.
+func (s *Store) RecordCommands(ctx context.Context, recs []CommandRecord) []error {
+	errs := make([]error, len(recs))
+	sets := make([]map[string]any, len(recs))
+	events := make([]Event, len(recs))
+	for i, r := range recs {
+		sets[i], events[i], errs[i] = checkCommandRecord(ctx, r)
+	}
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		for i, r := range recs {
+			if errs[i] != nil {
+				continue
+			}
+			if err := tx.Exec("SAVEPOINT command").Error; err != nil {
+				return err
+			}
+			if err := s.recordCommand(ctx, tx, r, sets[i], events[i]); err != nil {
+				errs[i] = fmt.Errorf("record command %q of device %q: %w", r.Command.ID, r.DeviceID, err)
+				if err := tx.Exec("ROLLBACK TO command").Error; err != nil {
+					return err
+				}
+			}
+			if err := tx.Exec("RELEASE command").Error; err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("record commands: %w", err)
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+	}
+	return errs
+}
+
+// checkCommandRecord validates r and returns the device columns it sets and its event.
+func checkCommandRecord(ctx context.Context, r CommandRecord) (map[string]any, Event, error) {
 	st, c := r.Renewal, r.Command
 	switch {
 	case r.DeviceID == "":
-		return invalidf("command record has no device id")
+		return nil, Event{}, invalidf("command record has no device id")
 	case c.ID == "":
-		return invalidf("command for device %q has no id", r.DeviceID)
+		return nil, Event{}, invalidf("command for device %q has no id", r.DeviceID)
 	case st.State != "" && !slices.Contains(renewalStates, st.State):
-		return invalidf("device %q: unknown renewal state %q", r.DeviceID, st.State)
+		return nil, Event{}, invalidf("device %q: unknown renewal state %q", r.DeviceID, st.State)
 	}
 	if err := checkText(r.DeviceID, st.LastCause, c.ID, c.Action, c.Reason, r.Campaign); err != nil {
-		return err
+		return nil, Event{}, err
 	}
 	if r.Campaign != "" {
 		if err := checkStage(r.Stage); err != nil {
-			return err
+			return nil, Event{}, err
 		}
 	}
 	if err := checkEvent(r.Event); err != nil {
-		return err
+		return nil, Event{}, err
 	}
 	e := r.Event
 	if e.Actor == "" {
@@ -61,24 +110,23 @@ func (s *Store) RecordCommand(ctx context.Context, r CommandRecord) error {
 	// The columns SetCommand writes.
 	set["command_id"], set["command_action"], set["command_reason"], set["command_deadline"] =
 		c.ID, c.Action, c.Reason, unix(c.Deadline)
-	err := s.write(ctx, func(tx *gorm.DB) error {
-		res := tx.Model(&deviceRow{}).Where("id = ?", r.DeviceID).Updates(set)
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected == 0 {
-			return ErrNotFound
-		}
-		if r.Campaign != "" {
-			if err := setStage(tx, r.Campaign, r.DeviceID, r.Stage); err != nil {
-				return err
-			}
-		}
-		_, err := s.appendEvent(ctx, tx, e)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("record command %q of device %q: %w", c.ID, r.DeviceID, err)
+	return set, e, nil
+}
+
+// recordCommand writes one checked command record inside tx.
+func (s *Store) recordCommand(ctx context.Context, tx *gorm.DB, r CommandRecord, set map[string]any, e Event) error {
+	res := tx.Model(&deviceRow{}).Where("id = ?", r.DeviceID).Updates(set)
+	if res.Error != nil {
+		return res.Error
 	}
-	return nil
+	if res.RowsAffected == 0 {
+		return ErrNotFound
+	}
+	if r.Campaign != "" {
+		if err := setStage(tx, r.Campaign, r.DeviceID, r.Stage); err != nil {
+			return err
+		}
+	}
+	_, err := s.appendEvent(ctx, tx, e)
+	return err
 }

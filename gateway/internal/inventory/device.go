@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -220,30 +221,48 @@ func (s *Store) CountDevices(ctx context.Context) (int, error) {
 
 // updateDevice applies set to device id, or returns ErrNotFound.
 func (s *Store) updateDevice(ctx context.Context, id, what string, set map[string]any) error {
-	res := s.w.WithContext(ctx).Model(&deviceRow{}).Where("id = ?", id).Updates(set)
-	if res.Error != nil {
-		return fmt.Errorf("%s of device %q: %w", what, id, res.Error)
-	}
-	if res.RowsAffected == 0 {
-		return fmt.Errorf("%s of device %q: %w", what, id, ErrNotFound)
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		res := tx.Model(&deviceRow{}).Where("id = ?", id).Updates(set)
+		if res.Error == nil && res.RowsAffected == 0 {
+			return ErrNotFound
+		}
+		return res.Error
+	})
+	if err != nil {
+		return fmt.Errorf("%s of device %q: %w", what, id, err)
 	}
 	return nil
 }
 
 // UpdateHealth replaces the device's health fields with h.
 func (s *Store) UpdateHealth(ctx context.Context, id string, h Health) error {
+	return s.updateHealth(ctx, id, h, false)
+}
+
+// RecordHealth is UpdateHealth for a report that arrived over a live session: in the same
+// write the device is online and last seen at h.At (one write per report instead of
+// UpdateHealth and SetOnline).
+func (s *Store) RecordHealth(ctx context.Context, id string, h Health) error {
+	return s.updateHealth(ctx, id, h, true)
+}
+
+func (s *Store) updateHealth(ctx context.Context, id string, h Health, seen bool) error {
 	if err := checkText(h.ReportedSerial, h.AgentVersion, h.LastError, h.Manufacturer, h.Model, h.Arch); err != nil {
 		return err
 	}
 	var r deviceRow
 	r.setHealth(h)
-	return s.updateDevice(ctx, id, "update health", map[string]any{
+	set := map[string]any{
 		"health_serial": r.HealthSerial, "health_not_after": r.HealthNotAfter,
 		"health_chain_ok": r.HealthChainOK, "health_clock_skew_ns": r.HealthClockSkewNS,
 		"health_agent_version": r.HealthAgentVersion, "health_last_error": r.HealthLastError,
 		"health_at": r.HealthAt, "health_manufacturer": r.HealthManufacturer, "health_model": r.HealthModel,
 		"health_arch": r.HealthArch,
-	})
+	}
+	if seen {
+		set["online"], set["last_seen"] = true, unix(h.At)
+	}
+	return s.updateDevice(ctx, id, "update health", set)
 }
 
 // SetOnline records whether the device has a live session; LastSeen becomes now either way
@@ -261,6 +280,44 @@ func (s *Store) SetRenewal(ctx context.Context, id string, st RenewalStatus) err
 		return err
 	}
 	return s.updateDevice(ctx, id, "set renewal", renewalColumns(st))
+}
+
+// SetRenewals replaces the renewal fields of each device in sts, as SetRenewal does, in one
+// transaction per MaxBatch devices: what one pass of the renewal scheduler changed, with a
+// commit per batch (a first pass over a large inventory must not hold the writer for one
+// transaction of every device). A device that does not exist (removed meanwhile) is skipped
+// and listed in missing. On an error, the batches before the failed one are written, the
+// others not; each device's change is whole either way.
+func (s *Store) SetRenewals(ctx context.Context, sts map[string]RenewalStatus) (missing []string, err error) {
+	for id, st := range sts {
+		if st.State != "" && !slices.Contains(renewalStates, st.State) {
+			return nil, invalidf("device %q: unknown renewal state %q", id, st.State)
+		}
+		if err := checkText(st.LastCause); err != nil {
+			return nil, err
+		}
+	}
+	for chunk := range slices.Chunk(slices.Sorted(maps.Keys(sts)), MaxBatch) {
+		var gone []string
+		err := s.write(ctx, func(tx *gorm.DB) error {
+			gone = nil
+			for _, id := range chunk {
+				res := tx.Model(&deviceRow{}).Where("id = ?", id).Updates(renewalColumns(sts[id]))
+				if res.Error != nil {
+					return fmt.Errorf("device %q: %w", id, res.Error)
+				}
+				if res.RowsAffected == 0 {
+					gone = append(gone, id)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return missing, fmt.Errorf("set renewal of %d devices: %w", len(sts), err)
+		}
+		missing = append(missing, gone...)
+	}
+	return missing, nil
 }
 
 // renewalColumns are the device columns SetRenewal writes for st.

@@ -285,8 +285,10 @@ func (s *Store) ResetPresence(ctx context.Context) (int, error) {
 // ClearCommand clears the device's stored command if it is still commandID: a newer command
 // stored meanwhile (by RecordCommand) is kept.
 func (s *Store) ClearCommand(ctx context.Context, deviceID, commandID string) error {
-	err := s.w.WithContext(ctx).Model(&deviceRow{}).Where("id = ? AND command_id = ?", deviceID, commandID).
-		Updates(map[string]any{"command_id": "", "command_action": "", "command_reason": "", "command_deadline": 0}).Error
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		return tx.Model(&deviceRow{}).Where("id = ? AND command_id = ?", deviceID, commandID).
+			Updates(map[string]any{"command_id": "", "command_action": "", "command_reason": "", "command_deadline": 0}).Error
+	})
 	if err != nil {
 		return fmt.Errorf("clear command of device %q: %w", deviceID, err)
 	}

@@ -27,7 +27,9 @@
 //
 // Concurrency: a Store is safe for concurrent use. All writes go through one writer
 // connection, opened with BEGIN IMMEDIATE transactions, so read-then-write transactions
-// inside this process never fail with "database is locked"; reads use a small pool of
+// inside this process never fail with "database is locked"; writes that arrive together
+// share one transaction and one commit, each in its own savepoint (group commit: see
+// committer), and each returns only once that commit is on disk; reads use a small pool of
 // read-only connections that WAL lets run beside the writer. Another process (the CLI) may
 // open the same file: it waits up to the busy timeout (5 s) for the write lock.
 package inventory
@@ -51,9 +53,10 @@ const readConns = 4
 
 // Store is the inventory database. Create it with Open and release it with Close.
 type Store struct {
-	w  *gorm.DB // exactly one connection: every write transaction
-	r  *gorm.DB // read-only pool: reads outside write transactions
-	st *stmts   // the issuance path's statements, prepared on w's connection
+	w  *gorm.DB  // exactly one connection: every write transaction
+	r  *gorm.DB  // read-only pool: reads outside write transactions
+	st *stmts    // the issuance path's statements, prepared on w's connection
+	gc committer // groups the write transactions that arrive together (write)
 }
 
 // Open opens (creating if needed) the SQLite database at path and brings its schema up to
@@ -190,11 +193,6 @@ func openPool(ctx context.Context, dsn string, conns int, prepare bool) (*gorm.D
 		return nil, fmt.Errorf("open inventory: %w", err)
 	}
 	return db, nil
-}
-
-// write runs fn in one IMMEDIATE transaction on the writer connection.
-func (s *Store) write(ctx context.Context, fn func(tx *gorm.DB) error) error {
-	return s.w.WithContext(ctx).Transaction(fn)
 }
 
 // read returns the read pool bound to ctx.

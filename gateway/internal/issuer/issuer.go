@@ -199,12 +199,24 @@ func (i *Issuer) RenewalInfo(ctx context.Context, c inventory.Certificate, now t
 	}
 	w := i.cfg.Policy().Window(policy.Subject{DeviceID: c.DeviceID, Family: dev.Family, Tags: dev.Tags},
 		policy.CertInfo{Serial: c.Serial, NotBefore: c.NotBefore, NotAfter: c.NotAfter}, now)
+	return renewalInfo(c, w, now), nil
+}
+
+// renewalInfo is the retained renewal message of certificate c with window w.
+func renewalInfo(c inventory.Certificate, w policy.Window, now time.Time) *protocol.RenewalInfo {
 	end := w.End
 	if end.Before(w.Start) {
 		end = w.Start
 	}
 	return &protocol.RenewalInfo{V: protocol.Version, Serial: c.Serial, WindowStart: w.Start, WindowEnd: end,
-		RetryAfter: 6 * 3600, Explanation: w.Reason, HubTime: now}, nil
+		RetryAfter: 6 * 3600, Explanation: w.Reason, HubTime: now}
+}
+
+// PublishWindow publishes the retained renewal window w of the device's certificate c, as
+// PublishRenewal does, for a caller that computed the window already (the renewal
+// scheduler, which would otherwise cost a device query per window it publishes).
+func (i *Issuer) PublishWindow(_ context.Context, c inventory.Certificate, w policy.Window, now time.Time) {
+	i.publish(i.cfg.Topics.Device(c.DeviceID, protocol.KindRenewal), renewalInfo(c, w, now), true)
 }
 
 // PublishRenewal publishes the retained renewal window of the device's certificate c.

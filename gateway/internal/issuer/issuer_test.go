@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
@@ -178,6 +180,17 @@ func TestEnrollCommitRenew(t *testing.T) {
 	f.pub.last(t, topics.Device("thermostat-hall", protocol.KindRenewal), &info)
 	if info.Serial != reply.Serial {
 		t.Errorf("retained renewal info serial = %s, want %s", info.Serial, reply.Serial)
+	}
+	// The scheduler's form, with the window it computed, publishes the same message.
+	active := mustCert(t, f.store, reply.Serial)
+	dev, _ = f.store.Device(ctx, "thermostat-hall")
+	w := f.pol.Window(policy.Subject{DeviceID: dev.ID, Family: dev.Family, Tags: dev.Tags},
+		policy.CertInfo{Serial: active.Serial, NotBefore: active.NotBefore, NotAfter: active.NotAfter}, f.now)
+	f.iss.PublishWindow(ctx, active, w, f.now)
+	var viaWindow protocol.RenewalInfo
+	f.pub.last(t, topics.Device("thermostat-hall", protocol.KindRenewal), &viaWindow)
+	if diff := cmp.Diff(info, viaWindow); diff != "" {
+		t.Errorf("PublishWindow's message differs from PublishRenewal's (-PublishRenewal +PublishWindow):\n%s", diff)
 	}
 
 	// Renewal from the device's own session, with a fresh key.

@@ -448,15 +448,14 @@ func (m *Machine) do(ctx context.Context, sh *shard, it item, st *State, e Effec
 	case RecordHealth:
 		h := e.Health
 		h.At = now
-		if err := store.UpdateHealth(ctx, id, h); err != nil {
-			m.cfg.Logger.Warn("record health", "device", id, "err", err)
-			return
-		}
+		update := store.UpdateHealth
 		if st.Online() {
 			// A report arrives over a live session: the device was seen now.
-			if err := store.SetOnline(ctx, id, true, now); err != nil {
-				m.cfg.Logger.Warn("record last seen", "device", id, "err", err)
-			}
+			update = store.RecordHealth
+		}
+		if err := update(ctx, id, h); err != nil {
+			m.cfg.Logger.Warn("record health", "device", id, "err", err)
+			return
 		}
 		m.changed(id)
 	case Proceed:

@@ -151,19 +151,12 @@ func (s *Scheduler) PlanCampaign(ctx context.Context, c protocol.Campaign) ([]in
 	return s.selectDevices(ctx, c)
 }
 
-// selectDevices returns the campaign's devices, pending, canaries first.
+// selectDevices returns the campaign's devices, pending, canaries first. A family is
+// selected by the inventory's query; a class needs the policy, so every device is read.
 func (s *Scheduler) selectDevices(ctx context.Context, c protocol.Campaign) ([]inventory.CampaignDevice, error) {
-	devs, err := s.cfg.Store.Devices(ctx)
+	recs, err := s.allDevices(ctx, inventory.DeviceFilter{Family: c.Selector.Family})
 	if err != nil {
 		return nil, err
-	}
-	certs, err := s.cfg.Store.ExpiringBefore(ctx, farFuture)
-	if err != nil {
-		return nil, err
-	}
-	serials := map[string]string{}
-	for _, cert := range certs {
-		serials[cert.DeviceID] = cert.Serial
 	}
 	pol := s.policy()
 	type pick struct {
@@ -171,11 +164,12 @@ func (s *Scheduler) selectDevices(ctx context.Context, c protocol.Campaign) ([]i
 		online bool
 	}
 	var picks []pick
-	for _, d := range devs {
-		serial, ok := serials[d.ID]
-		if !ok || !commandable(d) {
+	for _, r := range recs {
+		d := r.Device
+		if r.Active == nil || !commandable(d) {
 			continue
 		}
+		serial := r.Active.Serial
 		sel := c.Selector
 		if sel.Family != "" && d.Family != sel.Family {
 			continue

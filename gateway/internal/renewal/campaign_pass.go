@@ -72,8 +72,10 @@ func (p *pass) progress(r *campaignRun) {
 		if e.Stage != inventory.StagePending && e.Stage != inventory.StageCommanded {
 			continue
 		}
-		d := p.devices[e.DeviceID]
+		d, ok := p.device(e.DeviceID)
 		switch {
+		case !ok:
+			// A pending device the pass did not read: unchanged since the last pass.
 		case d == nil || !commandable(d.dev):
 			r.finish(i, inventory.StageFailed, "the device has no active certificate or agent any more")
 		case d.cert.Serial != e.Serial:
@@ -131,8 +133,19 @@ func (p *pass) pick(r *campaignRun) {
 		if e.Stage != inventory.StagePending || canaries && !e.Canary {
 			continue
 		}
-		d := p.devices[e.DeviceID]
-		if d == nil || !p.online(d) {
+		d, ok := p.device(e.DeviceID)
+		if !ok {
+			if err := p.fetch(r, i); err != nil {
+				p.errs = append(p.errs, err)
+				return
+			}
+			d, _ = p.device(e.DeviceID)
+		}
+		if d == nil || !commandable(d.dev) {
+			r.finish(i, inventory.StageFailed, "the device has no active certificate or agent any more")
+			continue
+		}
+		if !p.online(d) {
 			continue
 		}
 		if d.st.State == inventory.RenewalCommanded {

@@ -2,7 +2,11 @@
 // renewed without anyone having to remember (gateway/README.md, "How a certificate is issued
 // and renewed", step 3; issue "Automatic renewal across the fleet").
 //
-// One reconcile pass (Scheduler.Reconcile) looks at every device with an active certificate:
+// A reconcile pass (Scheduler.Reconcile) looks at the devices with an active certificate
+// that need it — all of them in the first pass, and in the first under a new policy; after
+// that only those an in-memory index says are due, those commanded or held back, those
+// touched since the last pass (Touch, DeviceOnline and the hooks) and the campaign entries
+// it reaches, so that a pass costs what is due, not the fleet (issue 11):
 //
 //   - It computes the certificate's window with the policy in force and publishes it,
 //     retained, when it differs from the one last published (kept in the device's
@@ -44,8 +48,12 @@
 // whose stage moved, one row each, and a campaign's end —, never a campaign's every entry.
 // Campaign outcomes are derived from the devices (a new active certificate, a grown failure
 // count), so a pass cut short derives them again. The only state kept in memory is what may
-// be lost: the rate limiters' tokens, and outcomes reported by hooks (Failed) that a pass has
-// not yet applied (the deadline or the inventory's attempts catch them after a crash).
+// be lost: the rate limiters' tokens, outcomes reported by hooks (Failed) that a pass has not
+// yet applied (the deadline or the inventory's attempts catch them after a crash), and the
+// index of when each device next needs a look (dueIndex), which a new Scheduler rebuilds
+// from the inventory in its first pass. Whoever changes a device's stored state outside the
+// scheduler calls Touch (the hub does it for every change it makes), or the index does not
+// see the change before the device's next time.
 //
 // # Concurrency
 //

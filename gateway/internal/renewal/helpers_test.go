@@ -76,7 +76,7 @@ type publisher struct {
 	serials []string
 }
 
-func (p *publisher) publish(_ context.Context, c inventory.Certificate, _ time.Time) {
+func (p *publisher) publish(_ context.Context, c inventory.Certificate, _ policy.Window, _ time.Time) {
 	p.mu.Lock()
 	p.serials = append(p.serials, c.Serial)
 	p.mu.Unlock()
@@ -203,14 +203,18 @@ func (f *fixture) enroll(d spec, nb time.Time, life time.Duration) inventory.Cer
 	if err := f.store.SetOnline(context.Background(), d.id, !d.offline, nb); err != nil {
 		f.t.Fatalf("SetOnline(%s) = %v", d.id, err)
 	}
+	f.s.Touch(d.id) // as the hub does after the presence it records
 	return c
 }
 
 // renew records and activates a new certificate of the device valid from nb, as a commit
-// does; it does not call the Committed hook.
+// does; it does not call the Committed hook, only Touch (as the hub does after every change
+// of a device's stored state).
 func (f *fixture) renew(id string, nb time.Time, life time.Duration) inventory.Certificate {
 	f.t.Helper()
-	return f.issue(inventory.Device{ID: id}, nb, life, "command")
+	c := f.issue(inventory.Device{ID: id}, nb, life, "command")
+	f.s.Touch(id)
+	return c
 }
 
 func (f *fixture) issue(dev inventory.Device, nb time.Time, life time.Duration, reason string) inventory.Certificate {

@@ -18,10 +18,6 @@ import (
 	"github.com/hearth-pki/hearth/protocol"
 )
 
-// farFuture is a bound after every certificate's expiry: ExpiringBefore(farFuture) lists
-// every active certificate in one query.
-var farFuture = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
-
 // maxCause bounds the LastCause stored for a device (the dashboard shows it).
 const maxCause = 500
 
@@ -59,15 +55,22 @@ type pass struct {
 	runs      []*campaignRun
 	failed    map[string]hookFailure
 	committed map[string]bool
-	changed   bool // a device's status or a campaign was stored
+	attempts  map[string]inventory.Attempt // latest attempt of the commanded devices
+	unsaved   []*device                    // devices whose changed status flush stores
+	full      bool                         // the pass read every device
+	pol       *policy.Policy               // the policy in force
+	gone      map[string]bool              // devices read or named that the scheduler no longer tracks
+	changed   bool                         // a device's status or a campaign was stored
 	errs      []error
 }
 
-// Reconcile runs one pass over the inventory (see the package documentation) and reports
-// what it did. It does not wait for anything: devices the rate limit or the cap holds back
-// are left for a later pass, whose time the Report's NextWake gives. Errors reading the
-// inventory end the pass; errors writing one device's state are joined into the returned
-// error while the pass goes on with the other devices.
+// Reconcile runs one pass (see the package documentation) and reports what it did. The
+// first pass, and the first after the policy in force changed, reads every device; the
+// others read only the devices whose time came, those touched since (Touch and the hooks)
+// and those of campaigns in progress (see dueIndex). It does not wait for anything: devices
+// the rate limit or the cap holds back are left for a later pass, whose time the Report's
+// NextWake gives. Errors reading the inventory end the pass; errors writing one device's
+// state are joined into the returned error while the pass goes on with the other devices.
 func (s *Scheduler) Reconcile(ctx context.Context) (Report, error) {
 	if err := s.check(); err != nil {
 		return Report{}, err
@@ -86,6 +89,7 @@ func (s *Scheduler) Reconcile(ctx context.Context) (Report, error) {
 		}
 		p.save(d)
 	}
+	p.flush()
 	for _, r := range p.runs {
 		p.progress(r)
 		p.judge(r)
@@ -95,49 +99,92 @@ func (s *Scheduler) Reconcile(ctx context.Context) (Report, error) {
 	for _, r := range p.runs {
 		p.settle(r)
 	}
-	for _, d := range p.order {
-		if d.st.State == inventory.RenewalFailing {
-			p.rep.Failing++
-		}
-	}
+	p.index()
 	if p.changed {
 		s.cfg.Changed()
 	}
 	return p.rep, errors.Join(p.errs...)
 }
 
-// load reads the devices, their active certificates and the running campaigns.
+// load reads the devices the pass looks at, their active certificates and the campaigns in
+// progress: every device when the index is to be rebuilt, else those the index and the
+// hooks name.
 func (s *Scheduler) load(ctx context.Context) (*pass, error) {
 	now := s.now()
 	store := s.cfg.Store
 	// Hooks first: a Committed hook follows its activation, so the devices read next show
 	// the certificate it reports. (Hooks lost to an error are caught by the deadline.)
-	failed, committed := s.takeHooks()
-	devs, err := store.Devices(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("renewal pass: %w", err)
+	failed, committed, touched := s.takeHooks()
+	pol := s.policy()
+	full := s.due == nil || pol != s.duePolicy
+	var ids []string
+	if !full {
+		ids = s.due.due(now)
+		for id := range touched {
+			ids = append(ids, id)
+		}
+		for id := range failed {
+			ids = append(ids, id)
+		}
+		for id := range committed {
+			ids = append(ids, id)
+		}
 	}
-	certs, err := store.ExpiringBefore(ctx, farFuture)
-	if err != nil {
-		return nil, fmt.Errorf("renewal pass: %w", err)
+	// A pass that fails to read looks at the same devices next time.
+	keep := func() {
+		s.retouch(ids)
+		s.restoreHooks(failed, committed)
 	}
 	runs, err := s.loadCampaigns(ctx)
 	if err != nil {
+		keep()
 		return nil, fmt.Errorf("renewal pass: %w", err)
 	}
-	active := make(map[string]inventory.Certificate, len(certs))
-	for _, c := range certs {
-		active[c.DeviceID] = c
+	var recs []inventory.DeviceRecord
+	if full {
+		recs, err = s.allDevices(ctx, inventory.DeviceFilter{})
+	} else {
+		// A campaign's commanded devices are looked at every pass (their outcome); its
+		// pending ones only when they are due or touched anyway, or when pick reaches them
+		// (pass.fetch).
+		for _, r := range runs {
+			for _, e := range r.rec.Devices {
+				if e.Stage == inventory.StageCommanded {
+					ids = append(ids, e.DeviceID)
+				}
+			}
+		}
+		recs, err = store.DeviceRecords(ctx, ids)
 	}
-	pol := s.policy()
+	if err != nil {
+		keep()
+		return nil, fmt.Errorf("renewal pass: %w", err)
+	}
+	if full {
+		s.due, s.duePolicy = newDueIndex(), pol
+	}
 	p := &pass{s: s, ctx: ctx, now: now, rep: Report{At: now}, devices: map[string]*device{},
-		cands: map[string]*candidate{}, runs: runs}
-	for _, d := range devs {
-		c, ok := active[d.ID]
-		if !ok || !tracked(d) {
+		cands: map[string]*candidate{}, runs: runs, full: full, pol: pol, gone: map[string]bool{}}
+	p.add(recs, ids)
+	p.failed, p.committed = failed, committed
+	if err := p.loadAttempts(); err != nil {
+		keep()
+		return nil, fmt.Errorf("renewal pass: %w", err)
+	}
+	return p, nil
+}
+
+// add makes the devices of recs that the scheduler tracks part of the pass; the others
+// among ids are gone (no active certificate any more, quarantined, removed) and leave the
+// index.
+func (p *pass) add(recs []inventory.DeviceRecord, ids []string) {
+	for _, r := range recs {
+		d := r.Device
+		if r.Active == nil || !tracked(d) {
 			continue
 		}
-		w := windowOf(pol, d, c, now)
+		c := *r.Active
+		w := windowOf(p.pol, d, c, p.now)
 		st := d.Renewal
 		if st.State == "" {
 			st.State = inventory.RenewalIdle
@@ -146,9 +193,123 @@ func (s *Scheduler) load(ctx context.Context) (*pass, error) {
 		p.devices[d.ID] = x
 		p.order = append(p.order, x)
 	}
-	p.rep.Devices = len(p.order)
-	p.failed, p.committed = failed, committed
-	return p, nil
+	for _, id := range ids {
+		if p.devices[id] == nil {
+			p.gone[id] = true
+			p.s.due.remove(id)
+		}
+	}
+}
+
+// device returns the device with id as the pass sees it, nil when it is gone, and ok false
+// when the pass has not read it (a pending campaign device neither due nor touched: its
+// stored state is what the last pass left, see pick and fetch).
+func (p *pass) device(id string) (d *device, ok bool) {
+	if d := p.devices[id]; d != nil {
+		return d, true
+	}
+	return nil, p.full || p.gone[id]
+}
+
+// fetch reads the devices of r's pending entries from index i on that the pass has not
+// read, up to inventory.MaxBatch of them, in one DeviceRecords call. Such a device has
+// nothing to track this pass (it would have been due or touched), so it only joins the
+// pass for pick and dispatch.
+func (p *pass) fetch(r *campaignRun, i int) error {
+	var ids []string
+	for ; i < len(r.rec.Devices) && len(ids) < inventory.MaxBatch; i++ {
+		e := r.rec.Devices[i]
+		if _, ok := p.device(e.DeviceID); e.Stage == inventory.StagePending && !ok {
+			ids = append(ids, e.DeviceID)
+		}
+	}
+	recs, err := p.s.cfg.Store.DeviceRecords(p.ctx, ids)
+	if err != nil {
+		return err
+	}
+	p.add(recs, ids)
+	return nil
+}
+
+// allDevices reads every device f selects with its active certificate, in pages.
+func (s *Scheduler) allDevices(ctx context.Context, f inventory.DeviceFilter) ([]inventory.DeviceRecord, error) {
+	var out []inventory.DeviceRecord
+	after := ""
+	for {
+		page, err := s.cfg.Store.DevicePage(ctx, f, after, inventory.MaxBatch)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		if len(page) < inventory.MaxBatch {
+			return out, nil
+		}
+		after = page[len(page)-1].Device.ID
+	}
+}
+
+// loadAttempts reads the latest attempt of every commanded device the pass looks at, in
+// one query per inventory.MaxBatch devices (attemptFailure).
+func (p *pass) loadAttempts() error {
+	var ids []string
+	for _, d := range p.order {
+		if d.st.State == inventory.RenewalCommanded && d.dev.Mechanism != inventory.MechanismManual {
+			ids = append(ids, d.dev.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	atts, err := p.s.cfg.Store.LatestAttempts(p.ctx, ids)
+	if err != nil {
+		return err
+	}
+	p.attempts = atts
+	return nil
+}
+
+// index records, after the pass, when each device it looked at next needs a look, and
+// fills the report's fleet-wide counts from the index.
+func (p *pass) index() {
+	x := p.s.due
+	for _, d := range p.order {
+		x.set(d.dev.ID, p.nextLook(d), d.st.State == inventory.RenewalFailing)
+	}
+	p.rep.Devices, p.rep.Failing = len(x.at), len(x.failing)
+}
+
+// nextLook is when a pass must look at d again (zero: only when touched).
+func (p *pass) nextLook(d *device) time.Time {
+	st, w, now := d.st, d.win, p.now
+	if d.dev.Mechanism == inventory.MechanismManual {
+		return st.NextAttemptAt
+	}
+	switch st.State {
+	case inventory.RenewalIdle:
+		return w.End
+	case inventory.RenewalCommanded:
+		return now
+	}
+	// Due or failing.
+	if now.Before(st.NextAttemptAt) {
+		if w.Phase(now) < policy.PhaseEmergency {
+			return minTime(st.NextAttemptAt, w.EmergencyAt)
+		}
+		return st.NextAttemptAt
+	}
+	if !p.online(d) {
+		// Commanded when it reconnects (DeviceOnline touches it); still retried from the
+		// emergency floor on when it is backing off, as above.
+		return time.Time{}
+	}
+	return now // held back by the rate or the cap, or commanded by the next pass
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // track moves an agent device through idle → due → commanded → idle (or due/failing after
@@ -159,7 +320,7 @@ func (p *pass) track(d *device) {
 		// A new certificate (or a new policy): the issuer published the window of a commit
 		// itself; anything else is published here, once.
 		if !p.committed[d.dev.ID] {
-			cfg.PublishWindow(p.ctx, d.cert, now)
+			cfg.PublishWindow(p.ctx, d.cert, w, now)
 			p.rep.Published++
 		}
 		st.WindowStart, st.WindowEnd = w.Start, w.End
@@ -239,15 +400,10 @@ func (p *pass) checkCommand(d *device) {
 // or "" while it may still succeed. It catches the failures a hook reported to a hub that
 // then restarted.
 func (p *pass) attemptFailure(d *device, since time.Time) string {
-	atts, err := p.s.cfg.Store.Attempts(p.ctx, d.dev.ID, 1)
-	if err != nil {
-		p.errs = append(p.errs, err)
+	a, ok := p.attempts[d.dev.ID]
+	if !ok || a.StartedAt.Before(since) {
 		return ""
 	}
-	if len(atts) == 0 || atts[0].StartedAt.Before(since) {
-		return ""
-	}
-	a := atts[0]
 	switch {
 	case a.Outcome == inventory.OutcomeRolledBack:
 		return fmt.Sprintf("the agent rolled back certificate %s", a.Serial)
@@ -300,6 +456,7 @@ func (p *pass) dispatch() {
 		return cmp.Or(a.d.win.Urgency(p.now).Compare(b.d.win.Urgency(p.now)), strings.Compare(a.d.dev.ID, b.d.dev.ID))
 	})
 	slots := p.s.cfg.MaxInFlight - p.rep.InFlight
+	var batch []order
 	for _, c := range cands {
 		if c.campaign != nil && c.campaign.rec.State != inventory.CampaignRunning {
 			// The campaign stopped during this pass: leave its device untouched unless it
@@ -323,10 +480,10 @@ func (p *pass) dispatch() {
 			p.wake(p.now.Add(wait))
 			continue
 		}
-		if p.command(c) {
-			slots--
-		}
+		batch = append(batch, p.prepare(c))
+		slots--
 	}
+	p.command(batch)
 }
 
 // online reports whether d has a live session.
@@ -337,13 +494,16 @@ func (p *pass) online(d *device) bool {
 	return d.dev.Online
 }
 
-// command commands c's device. The command is stored first, in one transaction with the
-// device's renewal state (commanded until the deadline), its campaign entry and its audit
-// event (Store.RecordCommand); only then is it handed to the Commander, which sends it
-// once the device subscribes. A failure to store leaves everything as it was, for a later
-// pass. A failure to hand it over leaves the stored command to the state machine, which
-// sends it on the device's next subscription (after a restart too), and to the deadline.
-func (p *pass) command(c *candidate) bool {
+// order is a command of a pass, prepared for storing.
+type order struct {
+	c   *candidate
+	st  inventory.RenewalStatus // the device's status once commanded
+	rec inventory.CommandRecord
+}
+
+// prepare builds the command of c's device: its status commanded until the deadline, the
+// command, its campaign entry and its audit event.
+func (p *pass) prepare(c *candidate) order {
 	d, cfg, now := c.d, &p.s.cfg, p.now
 	action, reason := protocol.ActionRenew, c.reason
 	if c.campaign != nil {
@@ -363,24 +523,44 @@ func (p *pass) command(c *candidate) bool {
 	}
 	rec.Event = inventory.Event{Time: now, Kind: protocol.EventRenewalCommanded, DeviceID: d.dev.ID,
 		Message: fmt.Sprintf("%s command %s: %s", action, cmd.ID, reason), Data: data}
-	if err := cfg.Store.RecordCommand(p.ctx, rec); err != nil {
-		p.errs = append(p.errs, err)
-		return false
+	return order{c: c, st: st, rec: rec}
+}
+
+// command stores the pass's commands, each in one transaction with the device's renewal
+// state (commanded until the deadline), its campaign entry and its audit event, all of them
+// with one commit (Store.RecordCommands); only then is each handed to the Commander, which
+// sends it once the device subscribes. A command that could not be stored leaves its device
+// as it was, for a later pass.
+func (p *pass) command(batch []order) {
+	if len(batch) == 0 {
+		return
 	}
-	d.st, d.saved, p.changed = st, st, true
-	cfg.DeviceChanged(d.dev.ID)
-	if r := c.campaign; r != nil {
-		r.rec.Devices[c.entry].CampaignStage = rec.Stage
-		delete(r.dirty, c.entry) // stored with the command
+	cfg := &p.s.cfg
+	recs := make([]inventory.CommandRecord, len(batch))
+	for i, o := range batch {
+		recs[i] = o.rec
 	}
-	p.rep.Commanded++
-	p.rep.InFlight++
-	p.wake(st.NextAttemptAt)
-	if err := cfg.Commander.Queue(p.ctx, d.dev.ID, cmd); err != nil {
-		p.errs = append(p.errs, fmt.Errorf("queue command %s of %q (stored; sent on its next subscription): %w", cmd.ID, d.dev.ID, err))
+	errs := cfg.Store.RecordCommands(p.ctx, recs)
+	for i, o := range batch {
+		if errs[i] != nil {
+			p.errs = append(p.errs, errs[i])
+			continue
+		}
+		d, c, cmd := o.c.d, o.c, o.rec.Command
+		d.st, d.saved, p.changed = o.st, o.st, true
+		cfg.DeviceChanged(d.dev.ID)
+		if r := c.campaign; r != nil {
+			r.rec.Devices[c.entry].CampaignStage = o.rec.Stage
+			delete(r.dirty, c.entry) // stored with the command
+		}
+		p.rep.Commanded++
+		p.rep.InFlight++
+		p.wake(o.st.NextAttemptAt)
+		if err := cfg.Commander.Queue(p.ctx, d.dev.ID, cmd); err != nil {
+			p.errs = append(p.errs, fmt.Errorf("queue command %s of %q (stored; sent on its next subscription): %w", cmd.ID, d.dev.ID, err))
+		}
+		p.s.notify(o.rec.Event)
 	}
-	p.s.notify(rec.Event)
-	return true
 }
 
 // newCommandID returns a fresh command id (as admin.Service.Renew makes them).
@@ -390,18 +570,37 @@ func newCommandID() string {
 	return "cmd-" + hex.EncodeToString(b)
 }
 
-// save stores d's status when the pass changed it.
+// save queues d's status for flush when the pass changed it.
 func (p *pass) save(d *device) {
-	if sameStatus(d.st, d.saved) {
+	if !sameStatus(d.st, d.saved) {
+		p.unsaved = append(p.unsaved, d)
+	}
+}
+
+// flush stores the statuses save queued (Store.SetRenewals: one transaction per
+// inventory.MaxBatch devices). On an error the devices not stored keep their stored status;
+// the next pass looks at every one of them again.
+func (p *pass) flush() {
+	if len(p.unsaved) == 0 {
 		return
 	}
-	err := p.s.cfg.Store.SetRenewal(p.ctx, d.dev.ID, d.st)
-	if err != nil && !errors.Is(err, inventory.ErrNotFound) { // a device removed meanwhile
+	sts := make(map[string]inventory.RenewalStatus, len(p.unsaved))
+	for _, d := range p.unsaved {
+		sts[d.dev.ID] = d.st
+	}
+	if _, err := p.s.cfg.Store.SetRenewals(p.ctx, sts); err != nil { // a device removed meanwhile is skipped
 		p.errs = append(p.errs, err)
+		for _, d := range p.unsaved {
+			p.s.retouch([]string{d.dev.ID})
+		}
+		p.unsaved = nil
 		return
 	}
-	d.saved, p.changed = d.st, true
-	p.s.cfg.DeviceChanged(d.dev.ID)
+	for _, d := range p.unsaved {
+		d.saved, p.changed = d.st, true
+		p.s.cfg.DeviceChanged(d.dev.ID)
+	}
+	p.unsaved = nil
 }
 
 // wake records that the pass has work at t.

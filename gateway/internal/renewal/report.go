@@ -9,7 +9,8 @@ import (
 type Report struct {
 	// At is the pass's time.
 	At time.Time `json:"at"`
-	// Devices is the number of devices with an active certificate the pass looked at.
+	// Devices is the number of devices with an active certificate the scheduler looks after
+	// (the pass itself reads only those due or touched, see Reconcile).
 	Devices int `json:"devices"`
 	// Published is the number of renewal windows published because they changed.
 	Published int `json:"published"`
@@ -32,7 +33,7 @@ type Report struct {
 	InFlight int `json:"in_flight"`
 	// Failed is the number of failures recorded (missed deadlines, rollbacks, refusals).
 	Failed int `json:"failed"`
-	// Failing is the number of devices in state "failing".
+	// Failing is the number of devices in state "failing", across the fleet.
 	Failing int `json:"failing"`
 	// Reminders is the number of reminders sent for devices without an agent.
 	Reminders int `json:"reminders"`

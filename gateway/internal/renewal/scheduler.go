@@ -29,16 +29,18 @@ type Commander interface {
 type Config struct {
 	// Store is the inventory; required.
 	Store *inventory.Store
-	// Policy returns the policy in force; called once per pass. Default policy.Default.
+	// Policy returns the policy in force; called once per pass. A pass that finds another
+	// policy than the last one (another pointer) reads every device. Default
+	// policy.Default, made once.
 	Policy func() *policy.Policy
 	// Commander takes up the renew commands the scheduler stored; required.
 	Commander Commander
 	// Online reports whether a device has a live session. Default: the inventory's
 	// Device.Online (the hub records presence there).
 	Online func(deviceID string) bool
-	// PublishWindow publishes the retained renewal window of certificate c
-	// (issuer.PublishRenewal). Default: publish nothing.
-	PublishWindow func(ctx context.Context, c inventory.Certificate, now time.Time)
+	// PublishWindow publishes the retained renewal window w of certificate c
+	// (issuer.PublishWindow). Default: publish nothing.
+	PublishWindow func(ctx context.Context, c inventory.Certificate, w policy.Window, now time.Time)
 	// Now is the hub clock. Default time.Now. Run's timers follow the time package, so
 	// anything but time.Now is for tests that call Reconcile themselves.
 	Now func() time.Time
@@ -87,7 +89,7 @@ var ErrConfig = errors.New("renewal: invalid configuration")
 var ErrNotRenewable = errors.New("device cannot be renewed by command")
 
 // minPassGap is the least time between two passes of Run, however often it is kicked: a pass
-// reads the whole inventory.
+// reads every device touched since the last one, and those commanded or held back.
 const minPassGap = time.Second
 
 // Scheduler is the renewal orchestrator. Create it with New; run it with Run.
@@ -98,10 +100,15 @@ type Scheduler struct {
 
 	mu        sync.Mutex               // serializes passes, Force and StartCampaign
 	campaigns map[string]*rate.Limiter // campaign id → its command rate; under mu
+	due       *dueIndex                // when each device needs a pass; nil until the first pass; under mu
+	duePolicy *policy.Policy           // the policy due was built with; under mu
+	// defaultPolicy stands in when Policy returns nil; under mu.
+	defaultPolicy *policy.Policy
 
 	hookMu    sync.Mutex
 	failed    map[string]hookFailure // device → failure reported by Failed, not yet applied
 	committed map[string]bool        // device → Committed since the last pass
+	touched   map[string]bool        // device → Touch, DeviceOnline or Force since the last pass
 }
 
 // hookFailure is a failure reported by the hub, applied by the next pass.
@@ -113,10 +120,11 @@ type hookFailure struct {
 // New returns a Scheduler with cfg's defaults filled in. It starts nothing.
 func New(cfg Config) *Scheduler {
 	if cfg.Policy == nil {
-		cfg.Policy = policy.Default
+		def := policy.Default()
+		cfg.Policy = func() *policy.Policy { return def }
 	}
 	if cfg.PublishWindow == nil {
-		cfg.PublishWindow = func(context.Context, inventory.Certificate, time.Time) {}
+		cfg.PublishWindow = func(context.Context, inventory.Certificate, policy.Window, time.Time) {}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -171,6 +179,7 @@ func New(cfg Config) *Scheduler {
 		campaigns: map[string]*rate.Limiter{},
 		failed:    map[string]hookFailure{},
 		committed: map[string]bool{},
+		touched:   map[string]bool{},
 	}
 }
 
@@ -248,7 +257,43 @@ func (s *Scheduler) Kick() {
 // DeviceOnline tells the scheduler that a device has (re)connected: a due device queued
 // while it was offline is commanded by the next pass. Call it after recording the presence
 // in the inventory. It never blocks.
-func (s *Scheduler) DeviceOnline(deviceID string) { s.Kick() }
+func (s *Scheduler) DeviceOnline(deviceID string) { s.Touch(deviceID) }
+
+// Touch tells the scheduler that something it decides on changed in the device's stored
+// state outside the scheduler — a new active certificate, a quarantine or removal, a
+// mechanism, family or tags, presence —: the next pass looks at the device (between full
+// passes a pass reads only the devices it has reason to, see Reconcile). Call it after the
+// change is stored. It never blocks.
+func (s *Scheduler) Touch(deviceID string) {
+	s.hookMu.Lock()
+	s.touched[deviceID] = true
+	s.hookMu.Unlock()
+	s.Kick()
+}
+
+// retouch makes the next pass look at ids (a pass that could not read them).
+func (s *Scheduler) retouch(ids []string) {
+	s.hookMu.Lock()
+	defer s.hookMu.Unlock()
+	for _, id := range ids {
+		s.touched[id] = true
+	}
+}
+
+// restoreHooks puts back outcomes taken by a pass that could not apply them, unless a newer
+// one arrived meanwhile.
+func (s *Scheduler) restoreHooks(failed map[string]hookFailure, committed map[string]bool) {
+	s.hookMu.Lock()
+	defer s.hookMu.Unlock()
+	for id, f := range failed {
+		if _, ok := s.failed[id]; !ok {
+			s.failed[id] = f
+		}
+	}
+	for id := range committed {
+		s.committed[id] = true
+	}
+}
 
 // Committed tells the scheduler that the issuer activated a new certificate of the device and
 // published its window (issuer.HandleCommit does both): the next pass returns the device to
@@ -271,13 +316,14 @@ func (s *Scheduler) Failed(deviceID, code string) {
 	s.Kick()
 }
 
-// takeHooks returns and clears the outcomes the hooks reported since the last pass.
-func (s *Scheduler) takeHooks() (map[string]hookFailure, map[string]bool) {
+// takeHooks returns and clears the outcomes and touches the hooks reported since the last
+// pass.
+func (s *Scheduler) takeHooks() (map[string]hookFailure, map[string]bool, map[string]bool) {
 	s.hookMu.Lock()
 	defer s.hookMu.Unlock()
-	f, c := s.failed, s.committed
-	s.failed, s.committed = map[string]hookFailure{}, map[string]bool{}
-	return f, c
+	f, c, t := s.failed, s.committed, s.touched
+	s.failed, s.committed, s.touched = map[string]hookFailure{}, map[string]bool{}, map[string]bool{}
+	return f, c, t
 }
 
 // Forced is what Force did.
@@ -326,6 +372,7 @@ func (s *Scheduler) Force(ctx context.Context, deviceID, reason string) (Forced,
 			Data:    map[string]string{"reason": reason, "after_current": "true"}}, true)
 		s.cfg.DeviceChanged(deviceID)
 		s.cfg.Changed()
+		s.Touch(deviceID)
 		return Forced{AfterCurrent: true}, nil
 	}
 	if st.State != inventory.RenewalFailing {
@@ -337,7 +384,7 @@ func (s *Scheduler) Force(ctx context.Context, deviceID, reason string) (Forced,
 	// changed and is not overdue to idle (a commit), which would undo the Force.
 	w := windowOf(s.policy(), d, cert, now)
 	if !st.WindowStart.Equal(w.Start) || !st.WindowEnd.Equal(w.End) {
-		s.cfg.PublishWindow(ctx, cert, now)
+		s.cfg.PublishWindow(ctx, cert, w, now)
 		st.WindowStart, st.WindowEnd = w.Start, w.End
 	}
 	if err := store.SetRenewal(ctx, deviceID, st); err != nil {
@@ -347,7 +394,7 @@ func (s *Scheduler) Force(ctx context.Context, deviceID, reason string) (Forced,
 		Message: "renewal forced: " + reason, Data: map[string]string{"reason": reason}}, true)
 	s.cfg.DeviceChanged(deviceID)
 	s.cfg.Changed()
-	s.Kick()
+	s.Touch(deviceID)
 	return Forced{}, nil
 }
 
@@ -356,7 +403,10 @@ func (s *Scheduler) policy() *policy.Policy {
 	if p := s.cfg.Policy(); p != nil {
 		return p
 	}
-	return policy.Default()
+	if s.defaultPolicy == nil {
+		s.defaultPolicy = policy.Default()
+	}
+	return s.defaultPolicy
 }
 
 // windowOf computes the renewal window of device d's certificate c under pol.
