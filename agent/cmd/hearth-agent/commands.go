@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/hearth-pki/hearth/agent/device"
@@ -317,9 +316,19 @@ func status(args []string, stdout, stderr io.Writer) error {
 
 // printStatus prints st for people.
 func printStatus(w io.Writer, st device.Status) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	defer tw.Flush()
-	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, args...)...) }
+	// Two columns, the keys padded to the longest plus two spaces (what text/tabwriter would
+	// print; written out here, as tabwriter costs the mipsle binary 9 KiB of its budget).
+	var rows [][2]string
+	defer func() {
+		width := 0
+		for _, r := range rows {
+			width = max(width, len(r[0]))
+		}
+		for _, r := range rows {
+			fmt.Fprintf(w, "%-*s%s\n", width+2, r[0], r[1])
+		}
+	}()
+	row := func(k, format string, args ...any) { rows = append(rows, [2]string{k, fmt.Sprintf(format, args...)}) }
 	ts := func(t time.Time) string {
 		if t.IsZero() {
 			return "-"

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/json"
+	"github.com/hearth-pki/hearth/agent/device"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,5 +126,23 @@ func TestVersion(t *testing.T) {
 	out, _, code := runCLI(t, "version")
 	if code != 0 || !strings.HasPrefix(out, "hearth-agent dev (protocol v1") {
 		t.Errorf("version = %q, exit %d", out, code)
+	}
+}
+
+// TestPrintStatusAligned: status prints two columns, every value starting where the longest
+// key plus two spaces ends.
+func TestPrintStatusAligned(t *testing.T) {
+	var b bytes.Buffer
+	printStatus(&b, device.Status{DeviceID: "hall-thermostat", Hub: "mqtts://hub:8883", Dir: "/etc/hearth", Enrolled: true,
+		Serial: "0a1b", Issuer: "Hearth Intermediate CA", KeyAlgorithm: "p256", PendingRequest: "r1", ChainOK: true})
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	if len(lines) < 8 {
+		t.Fatalf("printStatus printed %d lines:\n%s", len(lines), b.String())
+	}
+	col := len("pending request") + 2
+	for _, l := range lines {
+		if len(l) <= col || l[col-1] != ' ' || l[col] == ' ' {
+			t.Errorf("line %q: the value does not start at column %d", l, col)
+		}
 	}
 }
