@@ -83,6 +83,10 @@ type PassphraseOptions struct {
 	// Store is where a generated passphrase is kept, outside the data directory (e.g.
 	// /etc/hearth/ca-passphrase, ~/.config/hearth/ca-passphrase); "" for none.
 	Store string
+	// GenerateBeside, with no Store, generates a new CA's passphrase into the legacy
+	// <data>/ca/passphrase: the Home Assistant add-on, which has no storage outside the
+	// backup its data directory is in (addon/DOCS.md says so). Never set elsewhere.
+	GenerateBeside bool
 }
 
 // ResolvePassphrase returns the CA passphrase for the hub data directory dataDir. In order:
@@ -95,7 +99,8 @@ type PassphraseOptions struct {
 //     and left in place (PassphraseFromDataDir);
 //  4. o.Store, if the file exists;
 //  5. for a data directory without a CA only: a new passphrase of 32 random bytes in
-//     base64, written to o.Store (mode 0600, its directory 0700).
+//     base64, written to o.Store (mode 0600, its directory 0700), or with o.GenerateBeside
+//     and no store (the add-on) to <data>/ca/passphrase.
 //
 // A File or Store inside dataDir fails with ErrPassphraseBesideKeys; no source at all fails
 // with ErrNoPassphrase, naming what to set. It never generates a passphrase for a CA that
@@ -142,11 +147,17 @@ func ResolvePassphrase(dataDir string, o PassphraseOptions) ([]byte, PassphraseS
 		return nil, 0, fmt.Errorf("%w: the CA in %s exists but no passphrase is given: set %s or a passphrase file",
 			ErrNoPassphrase, dir, PassphraseEnv)
 	}
+	p := []byte(base64.StdEncoding.EncodeToString(randomBytes(32)))
+	if o.Store == "" && o.GenerateBeside {
+		if err := writeStore(PassphrasePath(dataDir), p); err != nil {
+			return nil, 0, fmt.Errorf("generate passphrase: %w", err)
+		}
+		return p, PassphraseGenerated, nil
+	}
 	if o.Store == "" {
 		return nil, 0, fmt.Errorf("%w: set %s, a passphrase file, or a passphrase store outside %s where the hub keeps a generated one",
 			ErrNoPassphrase, PassphraseEnv, dataDir)
 	}
-	p := []byte(base64.StdEncoding.EncodeToString(randomBytes(32)))
 	if err := writeStore(o.Store, p); err != nil {
 		return nil, 0, fmt.Errorf("generate passphrase: %w", err)
 	}

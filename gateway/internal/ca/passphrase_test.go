@@ -144,3 +144,30 @@ func writeTemp(t *testing.T, content string) string {
 	}
 	return p
 }
+
+// TestResolvePassphraseAddon: the add-on, with no store outside its backup, generates a new
+// CA's passphrase into <data>/ca/passphrase and reads it from there afterwards; it still
+// never generates one for a CA that exists.
+func TestResolvePassphraseAddon(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	o := PassphraseOptions{GenerateBeside: true}
+	got, src, err := ResolvePassphrase(data, o)
+	if err != nil || src != PassphraseGenerated {
+		t.Fatalf("ResolvePassphrase = %q, %v, %v; want a generated passphrase", got, src, err)
+	}
+	if info, err := os.Stat(PassphrasePath(data)); err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("generated file: %v, want %s with mode 0600", err, PassphrasePath(data))
+	}
+	again, src, err := ResolvePassphrase(data, o)
+	if err != nil || string(again) != string(got) || src != PassphraseFromDataDir {
+		t.Errorf("second ResolvePassphrase = %q, %v, %v; want the generated %q from the data directory", again, src, err, got)
+	}
+
+	withCA := filepath.Join(t.TempDir(), "data")
+	if _, err := create(Dir(withCA), testPass, testNow, testIterations); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ResolvePassphrase(withCA, o); !errors.Is(err, ErrNoPassphrase) {
+		t.Errorf("ResolvePassphrase for an existing CA without its passphrase = %v, want ErrNoPassphrase", err)
+	}
+}

@@ -111,7 +111,8 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	pass, src, err := ca.ResolvePassphrase(cfg.DataDir, ca.PassphraseOptions{File: cfg.CAPassphraseFile, Env: cfg.CAPassphrase, Store: cfg.CAPassphraseStore})
+	pass, src, err := ca.ResolvePassphrase(cfg.DataDir, ca.PassphraseOptions{File: cfg.CAPassphraseFile, Env: cfg.CAPassphrase, Store: cfg.CAPassphraseStore,
+		GenerateBeside: cfg.Addon})
 	if err != nil {
 		return nil, err
 	}
