@@ -40,6 +40,10 @@ type Config struct {
 	// HTTPListen serves the dashboard, its API and /metrics. Default "127.0.0.1:8099"
 	// (":8099" in the add-on, behind Home Assistant's ingress). "off" disables it.
 	HTTPListen string `yaml:"http_listen"`
+	// DebugListen, if set, serves Go's runtime profiles (net/http/pprof) under /debug/pprof/
+	// on this address, which must be a loopback host:port such as 127.0.0.1:6060: the
+	// profiles reveal the process's memory and carry no authentication. Default off.
+	DebugListen string `yaml:"debug_listen"`
 	// Hostnames are the DNS names and IP addresses in the broker's server certificate.
 	// Default (DefaultHostnames): <host>.local, the host name, this machine's LAN addresses,
 	// localhost, 127.0.0.1 and ::1.
@@ -410,6 +414,9 @@ func (c *Config) finish() error {
 			bad("http_listen", "%q is not host:port or off", c.HTTPListen)
 		}
 	}
+	if c.DebugListen != "" && !isLoopbackHostPort(c.DebugListen) {
+		bad("debug_listen", "%q must be a loopback host:port such as 127.0.0.1:6060", c.DebugListen)
+	}
 	if c.Advertise == "" && port != "" {
 		p := port
 		if p == "0" {
@@ -521,6 +528,16 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// isLoopbackHostPort reports whether addr is host:port with host localhost or a loopback IP.
+func isLoopbackHostPort(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 // orDefault returns v, or def when v is empty.
