@@ -153,7 +153,11 @@ func pemKey(k *ecdsa.PrivateKey) []byte {
 // jwk returns the public JWK of k with its RFC 7638 thumbprint as kid.
 func jwk(k *ecdsa.PublicKey) map[string]string {
 	b64 := base64.RawURLEncoding.EncodeToString
-	x, y := k.X.FillBytes(make([]byte, 32)), k.Y.FillBytes(make([]byte, 32))
+	raw, err := k.Bytes() // 0x04 || X || Y
+	if err != nil {
+		panic(err) // a generated P-256 key always encodes
+	}
+	x, y := raw[1:33], raw[33:65]
 	thumb := sha256.Sum256(fmt.Appendf(nil, `{"crv":"P-256","kty":"EC","x":"%s","y":"%s"}`, b64(x), b64(y)))
 	return map[string]string{"use": "sig", "kty": "EC", "kid": b64(thumb[:]), "crv": "P-256", "alg": "ES256", "x": b64(x), "y": b64(y)}
 }
