@@ -93,9 +93,10 @@ wait_line() {
 	done
 }
 
-# start_hub TMP: starts hearth-gateway serve on TMP/data (debug_listen on 127.0.0.1:0 is not
-# needed: HEARTH_BENCH_DEBUG=ADDR sets it to profile a run); sets hub and hub_addr.
-start_hub() {
+# bench_hub TMP: starts hearth-gateway serve on TMP/data and sets hub and hub_addr. With
+# HEARTH_BENCH_DEBUG=127.0.0.1:PORT the hub serves its profiles there (debug_listen), to
+# profile a run with go tool pprof.
+bench_hub() {
 	local tmp=$1
 	printf 'issuance_rate: 1000000\nlog_level: warn\n' >"$tmp/hearth.yaml"
 	[ -n "${HEARTH_BENCH_DEBUG:-}" ] && echo "debug_listen: $HEARTH_BENCH_DEBUG" >>"$tmp/hearth.yaml"
@@ -140,17 +141,27 @@ sessions() {
 	trap 'kill $hub $fleet $mosq 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; trap - RETURN' RETURN
 	(cd gateway && go build -o "$tmp/hearth-gateway" ./cmd/hearth-gateway && go build -o "$tmp/hearth-bench" ./internal/hearth-bench)
 	(cd agent && go build -o "$tmp/hearth-fleet" ./cmd/hearth-fleet)
-	start_hub "$tmp" || return 1
-	HEARTH_ADMIN_PASSWORD="bench admin password" "$tmp/hearth-fleet" run --hub "mqtts://$hub_addr" --ca "$tmp/data/ca/root.pem" \
-		--devices "$n" --id-prefix sess- --concurrency 32 --keys-dir "$tmp/keys" --progress 2s --state "$tmp/state.json" >/dev/null 2>"$tmp/fleet.log" &
-	fleet=$!
-	until [ -s "$tmp/state.json" ] && [ "$(jq -r .phase "$tmp/state.json")" != starting ]; do
-		kill -0 $fleet 2>/dev/null || { echo "sessions: hearth-fleet exited:"; tail -5 "$tmp/fleet.log"; return 1; }
-		sleep 1
+	bench_hub "$tmp" || return 1
+	# hearth-fleet --keys-dir holds two descriptors per device (socket and lock): enroll in
+	# processes of at most 5,000 devices each, so that none reaches the open-file limit.
+	local part parts=$(((n + 4999) / 5000)) fleets=()
+	for part in $(seq "$parts"); do
+		HEARTH_ADMIN_PASSWORD="bench admin password" "$tmp/hearth-fleet" run --hub "mqtts://$hub_addr" --ca "$tmp/data/ca/root.pem" \
+			--devices $((n / parts)) --id-prefix "sess$part-" --concurrency 16 --keys-dir "$tmp/keys" --progress 2s \
+			--state "$tmp/state$part.json" >/dev/null 2>"$tmp/fleet$part.log" &
+		fleets+=($!)
+	done
+	fleet="${fleets[*]}"
+	for part in $(seq "$parts"); do
+		until [ -s "$tmp/state$part.json" ] && [ "$(jq -r .phase "$tmp/state$part.json")" != starting ]; do
+			kill -0 "${fleets[part - 1]}" 2>/dev/null || { echo "sessions: hearth-fleet exited:"; tail -5 "$tmp/fleet$part.log"; return 1; }
+			sleep 1
+		done
 	done
 	kill $fleet; wait $fleet 2>/dev/null || true; fleet=
+	n=$(find "$tmp/keys" -name current.pem | wc -l)
 	kill $hub; wait $hub 2>/dev/null || true
-	start_hub "$tmp" || return 1
+	bench_hub "$tmp" || return 1
 	sleep 2
 	echo "hub: idle RSS $(rss $hub) MiB with $n devices in the inventory"
 	held hub $hub "$tmp" "$n" "$hub_addr" "$tmp/data/ca/root.pem" || return 1
