@@ -102,14 +102,21 @@ func TestWriterStopsWithClient(t *testing.T) {
 	})
 }
 
-// TestRetainedSweepWithoutCopy checks Packets.Expired and the sweep built on it: only the
-// expired retained messages go.
-func TestRetainedSweepWithoutCopy(t *testing.T) {
-	s := newServer()
+// TestRetainedSweep checks the retained-message sweep: skipped while no retained message ever
+// had an expiry (and the server enforces none), and once one has, removing exactly the
+// expired messages, found with Packets.Expired rather than a copy of the map.
+func TestRetainedSweep(t *testing.T) {
+	s := newServer() // MaximumMessageExpiryInterval 0
 	now := int64(1000)
-	s.Topics.Retained.Add("keep", packets.Packet{ProtocolVersion: 4, TopicName: "keep"})
-	s.Topics.Retained.Add("keep5", packets.Packet{ProtocolVersion: 5, Expiry: now + 10, TopicName: "keep5"})
-	s.Topics.Retained.Add("gone", packets.Packet{ProtocolVersion: 5, Expiry: now - 1, TopicName: "gone"})
+	s.Topics.RetainMessage(packets.Packet{ProtocolVersion: 4, TopicName: "keep", Payload: []byte("a")})
+	if s.Topics.retainedExpiring.Load() {
+		t.Fatal("a retained message without expiry marked the sweep as needed")
+	}
+	s.Topics.RetainMessage(packets.Packet{ProtocolVersion: 5, Expiry: now + 10, TopicName: "keep5", Payload: []byte("b")})
+	s.Topics.RetainMessage(packets.Packet{ProtocolVersion: 5, Expiry: now - 1, TopicName: "gone", Payload: []byte("c")})
+	if !s.Topics.retainedExpiring.Load() {
+		t.Fatal("retained messages with an expiry did not mark the sweep as needed")
+	}
 	if got := s.Topics.Retained.Expired(func(pk packets.Packet) bool { return pk.TopicName == "gone" }); len(got) != 1 || got[0] != "gone" {
 		t.Errorf("Expired = %q, want [gone]", got)
 	}

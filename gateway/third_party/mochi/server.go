@@ -1715,7 +1715,13 @@ func (s *Server) clearExpiredClients(dt int64) {
 
 // clearExpiredRetainedMessage deletes retained messages from topics if they have expired.
 func (s *Server) clearExpiredRetainedMessages(now int64) {
-	// hearth: Expired walks the retained map in place instead of copying it (GetAll).
+	// hearth: nothing can expire while no retained message ever had an expiry and the server
+	// enforces none (the hub: MQTT 3.1.1 agents, MaximumMessageExpiryInterval 0), so the
+	// sweep is skipped instead of visiting every device's retained state each second; and
+	// Expired walks the retained map in place instead of copying it (GetAll).
+	if s.Options.Capabilities.MaximumMessageExpiryInterval == 0 && !s.Topics.retainedExpiring.Load() {
+		return
+	}
 	expired := s.Topics.Retained.Expired(func(pk packets.Packet) bool {
 		expired := pk.ProtocolVersion == 5 && pk.Expiry > 0 && pk.Expiry < now // [MQTT-3.3.2-5]
 

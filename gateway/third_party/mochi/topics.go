@@ -350,6 +350,8 @@ func (s *Subscribers) MergeSharedSelected() {
 type TopicsIndex struct {
 	Retained *packets.Packets
 	root     *particle // a leaf containing a message and more leaves.
+
+	retainedExpiring atomic.Bool // hearth: a retained message with an expiry was ever stored
 }
 
 // NewTopicsIndex returns a pointer to a new instance of Index.
@@ -460,6 +462,9 @@ func (x *TopicsIndex) RetainMessage(pk packets.Packet) int64 {
 	if len(pk.Payload) > 0 {
 		n.retainPath = pk.TopicName
 		x.Retained.Add(pk.TopicName, pk)
+		if pk.Expiry > 0 {
+			x.retainedExpiring.Store(true) // hearth: the sweep has work from now on
+		}
 		return 1
 	}
 
