@@ -5,5 +5,9 @@
 # /data/options.json itself and handles SIGTERM, so this script only hands over with exec.
 set -euo pipefail
 
-bashio::log.info "Starting the Hearth hub"
+# Go's soft memory limit, unless the environment sets one (gomemlimit.sh says how).
+GOMEMLIMIT="${GOMEMLIMIT:-$(/gomemlimit.sh)}"
+export GOMEMLIMIT
+
+bashio::log.info "Starting the Hearth hub (GOMEMLIMIT ${GOMEMLIMIT})"
 exec /usr/bin/hearth-gateway serve --addon

@@ -45,3 +45,5 @@ require (
 replace github.com/hearth-pki/hearth/protocol => ../protocol
 
 tool honnef.co/go/tools/cmd/staticcheck
+
+replace github.com/mochi-mqtt/server/v2 => ./third_party/mochi

@@ -3,6 +3,7 @@
 # Usage: scripts/bench.sh [-short]      (-short: fewer iterations and a 1,000-device storm)
 #        HEARTH_STORM_DEVICES=N (default 10,000), HEARTH_STORM_EXTRA=M: the storm again with M
 #        more devices seeded into the inventory.
+#        scripts/bench.sh peers|sessions|stepca [N]   (the peer comparisons, default 10,000 devices)
 # Every figure is measured in this run next to its baseline (e.g. raw ECDSA beside CA
 # signing), so a loaded machine shifts both alike.
 set -euo pipefail
@@ -133,6 +134,150 @@ storm() {
 		awk '/^BenchmarkRenewalCryptoFloor/ { for (i = 1; i < NF; i++) if ($(i + 1) == "hub-µs/op") print $i }')
 	awk -v f="$floor" '/ms per renewal/ { ms = $(NF - 3) } END { printf "crypto floor: %.2f ms per renewal; hub CPU per renewal is %.1f× it\n", f / 1000, ms / (f / 1000) }' "$tmp/cpu.txt"
 }
+
+# rss PID: the process's resident set in MiB.
+rss() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+
+# cpu_ms PID: the process's user + system CPU time in ms.
+cpu_ms() { awk -v t="$(getconf CLK_TCK)" '{printf "%.0f", ($14 + $15) * 1000 / t}' "/proc/$1/stat"; }
+
+# wait_line FILE REGEXP PID: waits until FILE has a line matching REGEXP, while PID lives.
+wait_line() {
+	until grep -qE "$2" "$1" 2>/dev/null; do
+		kill -0 "$3" 2>/dev/null || { echo "process $3 exited:"; tail -5 "$1"; return 1; }
+		sleep 0.5
+	done
+}
+
+# bench_hub TMP: starts hearth-gateway serve on TMP/data and sets hub and hub_addr. With
+# HEARTH_BENCH_DEBUG=127.0.0.1:PORT the hub serves its profiles there (debug_listen), to
+# profile a run with go tool pprof.
+bench_hub() {
+	local tmp=$1
+	printf 'issuance_rate: 1000000\nlog_level: warn\n' >"$tmp/hearth.yaml"
+	[ -n "${HEARTH_BENCH_DEBUG:-}" ] && echo "debug_listen: $HEARTH_BENCH_DEBUG" >>"$tmp/hearth.yaml"
+	: >"$tmp/hub.log"
+	HEARTH_CA_PASSPHRASE=bench HEARTH_ADMIN_PASSWORD="bench admin password" "$tmp/hearth-gateway" serve --config "$tmp/hearth.yaml" \
+		--data "$tmp/data" --listen 127.0.0.1:0 --http off --hostnames localhost,127.0.0.1 >>"$tmp/hub.log" 2>&1 &
+	hub=$!
+	hub_addr=
+	for _ in $(seq 300); do
+		hub_addr=$(sed -n 's/.*(listening on \(127\.0\.0\.1:[0-9]*\)).*/\1/p' "$tmp/hub.log")
+		[ -n "$hub_addr" ] && return 0
+		sleep 0.1
+	done
+	echo "the hub did not start:"; cat "$tmp/hub.log"; return 1
+}
+
+# held NAME PID TMP N: hearth-bench holds N sessions against a broker (PID) in two waves of
+# connections 64 at a time, printing the connect wall time and the broker's RSS after each.
+held() {
+	local name=$1 pid=$2 tmp=$3 n=$4 addr=$5 ca=$6 load
+	"$tmp/hearth-bench" sessions --addr "$addr" --ca "$ca" --keys "$tmp/keys" --devices "$n" --concurrency 64 --waves 2 >"$tmp/load-$name.log" 2>&1 &
+	load=$!
+	wait_line "$tmp/load-$name.log" '^wave 1:' $load || return 1
+	sleep 5 # let the broker settle (presence, retained state, a GC cycle)
+	echo "$name: $(sed -n 's/^wave 1: //p' "$tmp/load-$name.log"); RSS holding them $(rss "$pid") MiB"
+	kill -USR1 $load
+	wait_line "$tmp/load-$name.log" '^wave 2:' $load || return 1
+	sleep 5
+	echo "$name: reconnection storm (every session dropped, then all reconnected): $(sed -n 's/^wave 2: //p' "$tmp/load-$name.log"); RSS $(rss "$pid") MiB, peak $(awk '/^VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status") MiB"
+	grep -E '^  ' "$tmp/load-$name.log" | head -3
+	kill $load
+	wait $load 2>/dev/null || true
+}
+
+# sessions N: the hub and mosquitto each holding N mutual-TLS sessions of the same devices,
+# opened by the same load process (hearth-bench sessions: one session per device as
+# hearth-agent opens it). hearth-fleet enrolls the devices first and keeps their keys in a
+# directory; the hub is restarted before the measure, so its RSS counts the sessions only.
+sessions() {
+	local n=$1 tmp hub="" hub_addr fleet="" mosq=""
+	tmp=$(mktemp -d)
+	trap 'kill $hub $fleet $mosq 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; trap - RETURN' RETURN
+	(cd gateway && go build -o "$tmp/hearth-gateway" ./cmd/hearth-gateway && go build -o "$tmp/hearth-bench" ./internal/hearth-bench)
+	(cd agent && go build -o "$tmp/hearth-fleet" ./cmd/hearth-fleet)
+	bench_hub "$tmp" || return 1
+	# hearth-fleet --keys-dir holds two descriptors per device (socket and lock): enroll in
+	# processes of at most 5,000 devices each, so that none reaches the open-file limit.
+	local part parts=$(((n + 4999) / 5000)) fleets=()
+	for part in $(seq "$parts"); do
+		HEARTH_ADMIN_PASSWORD="bench admin password" "$tmp/hearth-fleet" run --hub "mqtts://$hub_addr" --ca "$tmp/data/ca/root.pem" \
+			--devices $((n / parts)) --id-prefix "sess$part-" --concurrency 16 --keys-dir "$tmp/keys" --progress 2s \
+			--state "$tmp/state$part.json" >/dev/null 2>"$tmp/fleet$part.log" &
+		fleets+=($!)
+	done
+	fleet="${fleets[*]}"
+	for part in $(seq "$parts"); do
+		until [ -s "$tmp/state$part.json" ] && [ "$(jq -r .phase "$tmp/state$part.json")" != starting ]; do
+			kill -0 "${fleets[part - 1]}" 2>/dev/null || { echo "sessions: hearth-fleet exited:"; tail -5 "$tmp/fleet$part.log"; return 1; }
+			sleep 1
+		done
+	done
+	kill $fleet; wait $fleet 2>/dev/null || true; fleet=
+	n=$(find "$tmp/keys" -name current.pem | wc -l)
+	kill $hub; wait $hub 2>/dev/null || true
+	bench_hub "$tmp" || return 1
+	sleep 2
+	echo "hub: idle RSS $(rss $hub) MiB with $n devices in the inventory"
+	held hub $hub "$tmp" "$n" "$hub_addr" "$tmp/data/ca/root.pem" || return 1
+	kill $hub; wait $hub 2>/dev/null || true; hub=
+
+	# mosquitto: its own server certificate, the hub's root to verify the same devices.
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
+		-addext subjectAltName=IP:127.0.0.1 -keyout "$tmp/mosq.key" -out "$tmp/mosq.crt" 2>/dev/null
+	local port=$((20000 + RANDOM % 20000))
+	# "user": mosquitto started as root would drop to the mosquitto user, who cannot read $tmp.
+	printf 'user %s\nper_listener_settings false\nlistener %s 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\nuse_identity_as_username true\npersistence false\nmax_queued_messages 64\nlog_dest stderr\nlog_type error\n' \
+		"$(id -un)" "$port" "$tmp/data/ca/root.pem" "$tmp/mosq.crt" "$tmp/mosq.key" >"$tmp/mosquitto.conf"
+	mosquitto -c "$tmp/mosquitto.conf" >"$tmp/mosquitto.log" 2>&1 &
+	mosq=$!
+	sleep 1
+	kill -0 $mosq 2>/dev/null || { echo "sessions: mosquitto did not start:"; cat "$tmp/mosquitto.log"; return 1; }
+	echo "mosquitto ($(mosquitto -h 2>&1 | sed -n '1s/mosquitto version //p')): idle RSS $(rss $mosq) MiB"
+	held mosquitto $mosq "$tmp" "$n" "127.0.0.1:$port" "$tmp/mosq.crt" || return 1
+}
+
+# stepca N: step-ca (built from its published source into a temporary GOBIN, never
+# committed) rekeying N devices over mutual TLS, 16 at a time, from hearth-bench in a
+# separate process; CPU from /proc of step-ca.
+stepca() {
+	local n=$1 tmp sca="" cpu0 cpu1 port=$((20000 + RANDOM % 20000))
+	tmp=$(mktemp -d)
+	trap 'kill $sca 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; trap - RETURN' RETURN
+	(cd gateway && go build -o "$tmp/hearth-bench" ./internal/hearth-bench)
+	CGO_ENABLED=0 GOBIN="$tmp/bin" go install github.com/smallstep/certificates/cmd/step-ca@v0.30.2
+	"$tmp/hearth-bench" stepca-init --dir "$tmp/ca" --devices "$n" --port "$port" >/dev/null
+	"$tmp/bin/step-ca" "$tmp/ca/ca.json" >"$tmp/step-ca.log" 2>&1 &
+	sca=$!
+	wait_line "$tmp/step-ca.log" 'Serving HTTPS' $sca || return 1
+	cpu0=$(cpu_ms $sca)
+	"$tmp/hearth-bench" rekey --url "https://127.0.0.1:$port" --dir "$tmp/ca" --devices "$n" --concurrency 16 >"$tmp/rekey.log" || { cat "$tmp/rekey.log"; return 1; }
+	cpu1=$(cpu_ms $sca)
+	echo "step-ca v0.30.2: $(sed -n 's/^rekey: //p' "$tmp/rekey.log")"
+	echo "step-ca CPU: $((cpu1 - cpu0)) ms for $n rekeys, $(awk -v c=$((cpu1 - cpu0)) -v n="$n" 'BEGIN {printf "%.2f", c / n}') ms per rekey; RSS $(rss $sca) MiB"
+}
+
+# peers N: every peer comparison in one run: step-ca's CPU per rekey beside the hub's per
+# renewal (the storm), mosquitto's RSS and connect time beside the hub's.
+peers() {
+	local n=$1
+	echo "== step-ca: /rekey over mutual TLS, $n devices"
+	stepca "$n"
+	echo
+	echo "== sessions: the hub and mosquitto holding $n mutual-TLS device sessions (hearth-bench sessions)"
+	sessions "$n"
+	echo
+	echo "== the hub: renewal storm of $n devices"
+	storm "$n"
+}
+
+case "${1:-}" in
+peers | sessions | stepca)
+	"$1" "${2:-${HEARTH_STORM_DEVICES:-10000}}"
+	exit
+	;;
+esac
 
 echo "== CA: leaf signing from CSRs beside raw ECDSA P-256 sign+verify, and the crypto floor of one renewal"
 run gateway ./internal/ca/ 'SignLeafFromCSR|ECDSAP256SignVerify|RenewalCryptoFloor' 2s

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/config"
+	"github.com/hearth-pki/hearth/gateway/internal/debughttp"
 	"github.com/hearth-pki/hearth/gateway/internal/hub"
 )
 
@@ -21,6 +22,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return err
 	}
 	log := cfg.Logger(stderr)
+	if cfg.DebugListen != "" {
+		d, err := debughttp.Listen(cfg.DebugListen, log)
+		if err != nil {
+			return err
+		}
+		go func() {
+			if err := d.Run(ctx); err != nil {
+				log.Error("profile server stopped", "error", err)
+			}
+		}()
+	}
 	h, err := hub.Open(ctx, cfg, hub.Options{Version: version, Logger: log})
 	if err != nil {
 		return err

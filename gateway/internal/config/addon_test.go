@@ -287,6 +287,9 @@ func TestAddonDockerfileBuildsTheHub(t *testing.T) {
 		"RUN sh /build-hub.sh /src /out/hearth-gateway",
 		"COPY --from=builder /out/hearth-gateway /usr/bin/hearth-gateway",
 		"COPY run.sh /run.sh",
+		"COPY gomemlimit.sh /gomemlimit.sh",
+		// go mod download needs the go.mod of every replaced module.
+		"COPY src/gateway/third_party/mochi/go.mod",
 	} {
 		if !strings.Contains(dockerfile, want) {
 			t.Errorf("Dockerfile lacks %q", want)
@@ -300,6 +303,47 @@ func TestAddonDockerfileBuildsTheHub(t *testing.T) {
 		if fi, err := os.Stat(filepath.Join(addonDir, name)); err != nil || fi.Mode()&0o111 == 0 {
 			t.Errorf("%s is not executable: %v", name, err)
 		}
+	}
+}
+
+// TestAddonMemoryLimit runs gomemlimit.sh, which run.sh asks for the hub's GOMEMLIMIT, on
+// stand-in cgroup and meminfo files.
+func TestAddonMemoryLimit(t *testing.T) {
+	bash, err := exec.LookPath("bash") // scripts/test.sh itself runs on bash
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	meminfo := filepath.Join(dir, "meminfo")
+	os.WriteFile(meminfo, []byte("MemTotal:        4030000 kB\nMemFree:          100000 kB\n"), 0o600)
+	tests := []struct {
+		name, cgroup, want string
+	}{
+		{"cgroup limit", "2147483648\n", "512MiB"},
+		{"no cgroup limit: the machine's memory", "max\n", "983MiB"},
+		{"small limit: the floor", "536870912\n", "256MiB"},
+		{"no cgroup file", "", "983MiB"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cgroup := filepath.Join(t.TempDir(), "memory.max")
+			if tt.cgroup != "" {
+				os.WriteFile(cgroup, []byte(tt.cgroup), 0o600)
+			}
+			cmd := exec.Command(bash, filepath.Join(addonDir, "gomemlimit.sh"))
+			cmd.Env = append(os.Environ(), "HEARTH_CGROUP_MEMORY_MAX="+cgroup, "HEARTH_MEMINFO="+meminfo)
+			out, err := cmd.Output()
+			if got := strings.TrimSpace(string(out)); err != nil || got != tt.want {
+				t.Errorf("gomemlimit.sh with memory.max %q = %q, %v; want %q", tt.cgroup, got, err, tt.want)
+			}
+		})
+	}
+	run := readAddonFile(t, "run.sh")
+	if !bytes.Contains(run, []byte("/gomemlimit.sh")) || !bytes.Contains(run, []byte("export GOMEMLIMIT")) {
+		t.Errorf("run.sh does not set GOMEMLIMIT from gomemlimit.sh: %s", run)
+	}
+	if profile := readAddonFile(t, "apparmor.txt"); !bytes.Contains(profile, []byte("/gomemlimit.sh rix,")) {
+		t.Error("apparmor.txt does not let the add-on run /gomemlimit.sh")
 	}
 }
 

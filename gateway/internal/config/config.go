@@ -41,6 +41,10 @@ type Config struct {
 	// HTTPListen serves the dashboard, its API and /metrics. Default "127.0.0.1:8099"
 	// (":8099" in the add-on, behind Home Assistant's ingress). "off" disables it.
 	HTTPListen string `yaml:"http_listen"`
+	// DebugListen, if set, serves Go's runtime profiles (net/http/pprof) under /debug/pprof/
+	// on this address, which must be a loopback host:port such as 127.0.0.1:6060: the
+	// profiles reveal the process's memory and carry no authentication. Default off.
+	DebugListen string `yaml:"debug_listen"`
 	// Hostnames are the DNS names and IP addresses in the broker's server certificate.
 	// Default (DefaultHostnames): <host>.local, the host name, this machine's LAN addresses,
 	// localhost, 127.0.0.1 and ::1.
@@ -536,6 +540,9 @@ func (c *Config) finish() error {
 	}
 	if !slices.Contains([]string{"viewer", "operator", "admin"}, c.IngressRole) {
 		bad("ingress_role", "%q is not viewer, operator or admin", c.IngressRole)
+	}
+	if c.DebugListen != "" && !IsLoopback(c.DebugListen) {
+		bad("debug_listen", "%q must be a loopback host:port such as 127.0.0.1:6060", c.DebugListen)
 	}
 	if c.Advertise == "" && port != "" {
 		p := port

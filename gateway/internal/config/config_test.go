@@ -47,6 +47,20 @@ func TestLoadPrecedence(t *testing.T) {
 	}
 }
 
+func TestLoadDebugListen(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:6060", "[::1]:6060", "localhost:0"} {
+		file := filepath.Join(t.TempDir(), "hearth.yaml")
+		os.WriteFile(file, []byte("debug_listen: \""+addr+"\"\n"), 0o600)
+		c, err := Load([]string{"--config", file}, envOf(nil))
+		if err != nil || c.DebugListen != addr {
+			t.Errorf("Load(debug_listen: %q) = %q, %v; want it kept", addr, c.DebugListen, err)
+		}
+	}
+	if c, err := Load(nil, envOf(nil)); err != nil || c.DebugListen != "" {
+		t.Errorf("Load() DebugListen = %q, %v; want off by default", c.DebugListen, err)
+	}
+}
+
 func TestLoadErrors(t *testing.T) {
 	dir := t.TempDir()
 	unknown := filepath.Join(dir, "unknown.yaml")
@@ -55,6 +69,10 @@ func TestLoadErrors(t *testing.T) {
 	os.WriteFile(open, []byte("http_auth: none\n"), 0o600)
 	badRole := filepath.Join(dir, "role.yaml")
 	os.WriteFile(badRole, []byte("ingress_users: {alice: root}\n"), 0o600)
+	publicDebug := filepath.Join(dir, "debug.yaml")
+	os.WriteFile(publicDebug, []byte("debug_listen: 0.0.0.0:6060\n"), 0o600)
+	badDebug := filepath.Join(dir, "debug-bad.yaml")
+	os.WriteFile(badDebug, []byte("debug_listen: \"6060\"\n"), 0o600)
 	tests := []struct {
 		name string
 		args []string
@@ -63,6 +81,8 @@ func TestLoadErrors(t *testing.T) {
 	}{
 		{"bad listen", []string{"--listen", "nonsense"}, nil, "listen"},
 		{"public plaintext", []string{"--plain-listen", "0.0.0.0:1883"}, nil, "plain_listen"},
+		{"public debug listener", []string{"--config", publicDebug}, nil, "debug_listen"},
+		{"debug listener without port", []string{"--config", badDebug}, nil, "debug_listen"},
 		{"bad log format", []string{"--log-format", "xml"}, nil, "log_format"},
 		{"bad log level", nil, map[string]string{"HEARTH_LOG_LEVEL": "loud"}, "log_level"},
 		{"unknown key in file", []string{"--config", unknown}, nil, "listne"},

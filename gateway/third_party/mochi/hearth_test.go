@@ -1,0 +1,130 @@
+// Tests of hearth's patches (README.md in this directory).
+
+package mqtt
+
+import (
+	"io"
+	"net"
+	"testing"
+	"testing/synctest"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/mochi-mqtt/server/v2/system"
+)
+
+// newIdleClient is a client with no writer goroutine, as attachClient now leaves it.
+func newIdleClient(w net.Conn, pending int) *Client {
+	cl := newClient(w, &ops{
+		info:  new(system.Info),
+		hooks: new(Hooks),
+		log:   logger,
+		options: &Options{Capabilities: &Capabilities{
+			ReceiveMaximum: 10, MaximumInflight: 5, TopicAliasMaximum: 10000,
+			MaximumClientWritesPending: int32(pending), maximumPacketID: 10,
+		}},
+	})
+	cl.ID = "hearth"
+	return cl
+}
+
+// TestWriterOnDemand queues bursts of publishes on a client without a WriteLoop: every packet
+// is written, in queue order, and once the queue is empty no writer is left running.
+func TestWriterOnDemand(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, w := net.Pipe()
+		defer r.Close()
+		cl := newIdleClient(w, 64)
+		got := make(chan string, 256)
+		go func() {
+			rc := newIdleClient(r, 1)
+			for {
+				var fh packets.FixedHeader
+				if err := rc.ReadFixedHeader(&fh); err != nil {
+					close(got)
+					return
+				}
+				pk, err := rc.ReadPacket(&fh)
+				if err != nil {
+					close(got)
+					return
+				}
+				got <- string(pk.Payload)
+			}
+		}()
+		n := 0
+		for burst := range 3 {
+			for range 20 + burst*10 {
+				pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: "t", Payload: []byte{byte('a' + n%26), byte(n / 26)}}
+				n++
+				cl.State.outbound <- &pk
+				cl.kickWriter()
+			}
+			synctest.Wait() // the writer wrote everything and ended
+			if cl.State.writing.Load() || len(cl.State.outbound) != 0 {
+				t.Fatalf("after burst %d: writing %v, %d packets queued; want no writer and an empty queue", burst, cl.State.writing.Load(), len(cl.State.outbound))
+			}
+		}
+		_ = w.Close()
+		i := 0
+		for p := range got {
+			if want := string([]byte{byte('a' + i%26), byte(i / 26)}); p != want {
+				t.Fatalf("packet %d = %q, want %q: out of order", i, p, want)
+			}
+			i++
+		}
+		if i != n {
+			t.Errorf("%d packets written, want %d", i, n)
+		}
+	})
+}
+
+// TestWriterStopsWithClient checks that a writer blocked on a peer that does not read ends
+// when the client stops, and that packets queued then are not written.
+func TestWriterStopsWithClient(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, w := net.Pipe()
+		cl := newIdleClient(w, 8)
+		for range 3 {
+			pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: "t", Payload: []byte("x")}
+			cl.State.outbound <- &pk
+			cl.kickWriter()
+		}
+		synctest.Wait() // the writer is blocked in its first write
+		if !cl.State.writing.Load() {
+			t.Fatal("no writer while the peer has not read")
+		}
+		cl.Stop(io.EOF)
+		_ = r.Close()
+		synctest.Wait()
+		if cl.State.writing.Load() {
+			t.Error("a writer is still running after the client stopped")
+		}
+	})
+}
+
+// TestRetainedSweep checks the retained-message sweep: skipped while no retained message ever
+// had an expiry (and the server enforces none), and once one has, removing exactly the
+// expired messages, found with Packets.Expired rather than a copy of the map.
+func TestRetainedSweep(t *testing.T) {
+	s := newServer() // MaximumMessageExpiryInterval 0
+	now := int64(1000)
+	s.Topics.RetainMessage(packets.Packet{ProtocolVersion: 4, TopicName: "keep", Payload: []byte("a")})
+	if s.Topics.retainedExpiring.Load() {
+		t.Fatal("a retained message without expiry marked the sweep as needed")
+	}
+	s.Topics.RetainMessage(packets.Packet{ProtocolVersion: 5, Expiry: now + 10, TopicName: "keep5", Payload: []byte("b")})
+	s.Topics.RetainMessage(packets.Packet{ProtocolVersion: 5, Expiry: now - 1, TopicName: "gone", Payload: []byte("c")})
+	if !s.Topics.retainedExpiring.Load() {
+		t.Fatal("retained messages with an expiry did not mark the sweep as needed")
+	}
+	if got := s.Topics.Retained.Expired(func(pk packets.Packet) bool { return pk.TopicName == "gone" }); len(got) != 1 || got[0] != "gone" {
+		t.Errorf("Expired = %q, want [gone]", got)
+	}
+	s.clearExpiredRetainedMessages(now)
+	if _, ok := s.Topics.Retained.Get("gone"); ok {
+		t.Error("the expired retained message is still there")
+	}
+	if s.Topics.Retained.Len() != 2 {
+		t.Errorf("%d retained messages left, want 2", s.Topics.Retained.Len())
+	}
+}
