@@ -20,7 +20,7 @@ type allowAll struct{}
 
 func (allowAll) Certificate(context.Context, string, string) error { return nil }
 func (allowAll) Token(context.Context, string, string) error       { return nil }
-func (allowAll) Admin(context.Context, string, string) bool                         { return false }
+func (allowAll) Admin(context.Context, string, string) bool        { return false }
 
 // TestSessionsAgainstTheBroker runs a wave of hearth-bench sessions against the hub's real
 // broker over mutual TLS, with identities laid out as hearth-fleet --keys-dir leaves them:
