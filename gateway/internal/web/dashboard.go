@@ -8,67 +8,15 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
-	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/authz"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
-	"github.com/hearth-pki/hearth/gateway/internal/monitor"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
 // maxForm bounds the body of a form or API POST.
 const maxForm = 16 << 10
-
-// snapshot is the fleet as the dashboard tiles and the metrics show it, at Now.
-type snapshot struct {
-	Now       time.Time
-	Devices   []protocol.DeviceSummary // sorted by id
-	Online    int
-	Expiring  int // devices whose certificate is expiring or expired (monitor.Judge)
-	WithIssue int // devices with at least one problem
-	Successes int // renewal attempts of the last 24 h
-	Failures  int
-}
-
-// Rate is the renewal success rate of the last 24 h as a percentage, "—" without attempts.
-func (s snapshot) Rate() string {
-	n := s.Successes + s.Failures
-	if n == 0 {
-		return "—"
-	}
-	return fmt.Sprintf("%.0f %%", 100*float64(s.Successes)/float64(n))
-}
-
-// gather reads the snapshot from the admin service and the inventory.
-func (s *server) gather(ctx context.Context) (snapshot, error) {
-	now := s.cfg.Now()
-	devs, err := s.cfg.Admin.List(ctx)
-	if err != nil {
-		return snapshot{}, err
-	}
-	ok, failed, err := s.cfg.Store.AttemptStats(ctx, now.Add(-24*time.Hour))
-	if err != nil {
-		return snapshot{}, err
-	}
-	snap := snapshot{Now: now, Devices: devs, Successes: ok, Failures: failed}
-	for _, d := range devs {
-		if slices.Contains(d.Problems, monitor.ProblemExpiring) || slices.Contains(d.Problems, monitor.ProblemExpired) {
-			snap.Expiring++
-		}
-		if d.Online {
-			snap.Online++
-		}
-		if len(d.Problems) > 0 {
-			snap.WithIssue++
-		}
-	}
-	if s.cfg.Online != nil {
-		snap.Online = s.cfg.Online()
-	}
-	return snap, nil
-}
 
 // exists answers 404 (or 500) and returns false when device id is not in the inventory.
 func (s *server) exists(w http.ResponseWriter, r *http.Request, id string) bool {
