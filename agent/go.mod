@@ -1,6 +1,6 @@
 module github.com/hearth-pki/hearth/agent
 
-go 1.26.0
+go 1.27.3
 
 require (
 	github.com/eclipse/paho.mqtt.golang v1.5.1
@@ -9,7 +9,7 @@ require (
 
 require (
 	github.com/gorilla/websocket v1.5.3 // indirect
-	golang.org/x/net v0.44.0 // indirect
+	golang.org/x/net v0.63.0 // indirect
 	golang.org/x/sync v0.17.0 // indirect
 )
 

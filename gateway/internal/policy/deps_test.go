@@ -22,13 +22,13 @@ func TestDependencies(t *testing.T) {
 		t.Fatalf("go list -deps: %v", err)
 	}
 	allowed := map[string]bool{
-		"gopkg.in/yaml.v3":                                     true,
+		"go.yaml.in/yaml/v3":                                     true,
 		"github.com/hearth-pki/hearth/protocol":                true,
 		"github.com/hearth-pki/hearth/gateway/internal/policy": true,
 	}
 	for dep := range strings.FieldsSeq(string(out)) {
 		if !allowed[dep] {
-			t.Errorf("policy imports %s; only the standard library, gopkg.in/yaml.v3 and protocol are allowed", dep)
+			t.Errorf("policy imports %s; only the standard library, go.yaml.in/yaml/v3 and protocol are allowed", dep)
 		}
 	}
 }
