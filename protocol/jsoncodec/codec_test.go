@@ -98,9 +98,7 @@ type everything struct {
 	TextP   *text             `json:"text_p,omitempty"`
 	Raw     raw               `json:"raw,omitempty"`
 	Skipped string            `json:"-"`
-	Dash    string            `json:"-,"`
 	NoTag   string
-	unexp   string
 	Nested  []everythingLeaf `json:"nested,omitempty"`
 }
 

@@ -24,10 +24,11 @@ func fieldsOf(t reflect.Type) []field {
 		index []int
 	}
 	var all []field
-	current, next := []level{}, []level{{t: t}}
+	next := []level{{t: t}}
 	visited := map[reflect.Type]bool{}
 	for len(next) > 0 {
-		current, next = next, nil
+		current := next
+		next = nil
 		count := map[string]int{}
 		var found []field
 		for _, l := range current {
