@@ -121,13 +121,14 @@ func New(w io.Writer, f Format, min Level) *Logger {
 // configure none.
 func Default() *Logger { return New(os.Stderr, Text, LevelInfo) }
 
-// Discard returns a logger that writes nothing.
-func Discard() *Logger { return nil }
+// Discard returns a logger that writes nothing. It is not nil, so that configurations which
+// replace a nil logger by Default keep it.
+func Discard() *Logger { return &Logger{} }
 
 // With returns a logger that adds args (as for Info) to every line.
 func (l *Logger) With(args ...any) *Logger {
-	if l == nil {
-		return nil
+	if l == nil || l.out == nil {
+		return l
 	}
 	c := *l
 	c.attrs = l.appendAttrs(append([]byte(nil), l.attrs...), args)
@@ -135,7 +136,7 @@ func (l *Logger) With(args ...any) *Logger {
 }
 
 // Enabled reports whether the logger writes lines of level.
-func (l *Logger) Enabled(level Level) bool { return l != nil && level >= l.min }
+func (l *Logger) Enabled(level Level) bool { return l != nil && l.out != nil && level >= l.min }
 
 // Debug logs msg at debug level with args: alternating keys and values, or Attrs.
 func (l *Logger) Debug(msg string, args ...any) { l.log(LevelDebug, msg, args) }

@@ -139,7 +139,12 @@ func TestLevels(t *testing.T) {
 	}
 	var b bytes.Buffer
 	New(&b, Text, LevelWarn).Info("hidden")
-	Discard().Error("nothing")
+	Discard().With("k", "v").Error("nothing")
+	var none *Logger
+	none.With("k", "v").Error("nothing")
+	if Discard() == nil {
+		t.Error("Discard() is nil, which device.Config would replace by Default")
+	}
 	if b.Len() != 0 {
 		t.Errorf("an info line at warn level: %q", b.String())
 	}
