@@ -113,7 +113,7 @@ func (d *decoder) skip() error {
 				if d.peek() != '"' {
 					return d.syntax("expected a member name")
 				}
-				if _, err := d.str(); err != nil {
+				if _, err := d.scanString(false); err != nil {
 					return err
 				}
 				if d.peek() != ':' {
@@ -136,7 +136,7 @@ func (d *decoder) skip() error {
 			}
 		}
 	case '"':
-		_, err := d.str()
+		_, err := d.scanString(false)
 		return err
 	case 't':
 		return d.literal("true")
@@ -203,7 +203,10 @@ func (d *decoder) number() ([]byte, error) {
 }
 
 // str parses a string and returns its content, invalid UTF-8 replaced by U+FFFD.
-func (d *decoder) str() (string, error) {
+func (d *decoder) str() (string, error) { return d.scanString(true) }
+
+// scanString parses a string, and returns its content when keep is set.
+func (d *decoder) scanString(keep bool) (string, error) {
 	d.pos++ // the opening quote
 	start := d.pos
 	var b []byte // only when the string needs rewriting
@@ -213,6 +216,9 @@ func (d *decoder) str() (string, error) {
 		case c == '"':
 			s := d.data[start:d.pos]
 			d.pos++
+			if !keep {
+				return "", nil
+			}
 			if b == nil {
 				return string(s), nil
 			}
