@@ -47,9 +47,10 @@ func Valid(data []byte) bool {
 }
 
 type decoder struct {
-	data  []byte
-	pos   int
-	depth int
+	data   []byte
+	pos    int
+	depth  int
+	fields fieldCache
 }
 
 func (d *decoder) checkAll() (int, error) {
@@ -449,7 +450,7 @@ func (d *decoder) object(v reflect.Value) error {
 	var fields []field
 	switch {
 	case v.Kind() == reflect.Struct:
-		fields = fieldsOf(v.Type())
+		fields = d.fields.of(v.Type())
 	case v.Kind() == reflect.Map && v.Type().Key().Kind() == reflect.String:
 		if v.IsNil() {
 			v.Set(reflect.MakeMap(v.Type()))

@@ -37,7 +37,13 @@ var ErrUnsupported = errors.New("jsoncodec: unsupported value")
 
 // Marshal returns the JSON encoding of v, byte for byte what json.Marshal returns.
 func Marshal(v any) ([]byte, error) {
-	return appendValue(nil, reflect.ValueOf(v))
+	var e encoder
+	return e.appendValue(make([]byte, 0, 512), reflect.ValueOf(v))
+}
+
+// encoder holds what one Marshal call learnt of struct types, for slices of them.
+type encoder struct {
+	fields fieldCache
 }
 
 // MarshalIndent is Marshal with each element on its own line, as json.MarshalIndent.
@@ -50,11 +56,14 @@ func MarshalIndent(v any, prefix, indent string) ([]byte, error) {
 }
 
 // appendValue appends v's JSON to b.
-func appendValue(b []byte, v reflect.Value) ([]byte, error) {
+func (e *encoder) appendValue(b []byte, v reflect.Value) ([]byte, error) {
 	if !v.IsValid() {
 		return append(b, "null"...), nil
 	}
 	t := v.Type()
+	if t.NumMethod() == 0 && t.Kind() != reflect.Pointer && t.Kind() != reflect.Struct && !v.CanAddr() {
+		return e.appendPlain(b, v, t)
+	}
 	if t.Kind() != reflect.Pointer && v.CanAddr() && !t.Implements(marshalerType) && !t.Implements(textMarshalerType) &&
 		(reflect.PointerTo(t).Implements(marshalerType) || reflect.PointerTo(t).Implements(textMarshalerType)) {
 		v, t = v.Addr(), reflect.PointerTo(t) // as encoding/json, for an addressable value
@@ -82,6 +91,11 @@ func appendValue(b []byte, v reflect.Value) ([]byte, error) {
 		}
 		return appendString(b, string(out)), nil
 	}
+	return e.appendPlain(b, v, t)
+}
+
+// appendPlain appends v, of a type without JSON or text methods.
+func (e *encoder) appendPlain(b []byte, v reflect.Value, t reflect.Type) ([]byte, error) {
 	switch t.Kind() {
 	case reflect.Bool:
 		return strconv.AppendBool(b, v.Bool()), nil
@@ -97,11 +111,11 @@ func appendValue(b []byte, v reflect.Value) ([]byte, error) {
 		if v.IsNil() {
 			return append(b, "null"...), nil
 		}
-		return appendValue(b, v.Elem())
+		return e.appendValue(b, v.Elem())
 	case reflect.Struct:
-		return appendStruct(b, v)
+		return e.appendStruct(b, v)
 	case reflect.Map:
-		return appendMap(b, v)
+		return e.appendMap(b, v)
 	case reflect.Slice:
 		if v.IsNil() {
 			return append(b, "null"...), nil
@@ -112,9 +126,9 @@ func appendValue(b []byte, v reflect.Value) ([]byte, error) {
 			b = base64.StdEncoding.AppendEncode(b, v.Bytes())
 			return append(b, '"'), nil
 		}
-		return appendArray(b, v)
+		return e.appendArray(b, v)
 	case reflect.Array:
-		return appendArray(b, v)
+		return e.appendArray(b, v)
 	}
 	return nil, fmt.Errorf("%w: type %s", ErrUnsupported, t)
 }
@@ -140,21 +154,21 @@ func appendFloat(b []byte, f float64, bits int) ([]byte, error) {
 	return b, nil
 }
 
-func appendArray(b []byte, v reflect.Value) ([]byte, error) {
+func (e *encoder) appendArray(b []byte, v reflect.Value) ([]byte, error) {
 	b = append(b, '[')
 	for i := range v.Len() {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		var err error
-		if b, err = appendValue(b, v.Index(i)); err != nil {
+		if b, err = e.appendValue(b, v.Index(i)); err != nil {
 			return nil, err
 		}
 	}
 	return append(b, ']'), nil
 }
 
-func appendMap(b []byte, v reflect.Value) ([]byte, error) {
+func (e *encoder) appendMap(b []byte, v reflect.Value) ([]byte, error) {
 	if v.Type().Key().Kind() != reflect.String {
 		return nil, fmt.Errorf("%w: map key type %s", ErrUnsupported, v.Type().Key())
 	}
@@ -171,17 +185,17 @@ func appendMap(b []byte, v reflect.Value) ([]byte, error) {
 		b = appendString(b, k.String())
 		b = append(b, ':')
 		var err error
-		if b, err = appendValue(b, v.MapIndex(k)); err != nil {
+		if b, err = e.appendValue(b, v.MapIndex(k)); err != nil {
 			return nil, err
 		}
 	}
 	return append(b, '}'), nil
 }
 
-func appendStruct(b []byte, v reflect.Value) ([]byte, error) {
+func (e *encoder) appendStruct(b []byte, v reflect.Value) ([]byte, error) {
 	b = append(b, '{')
 	first := true
-	for _, f := range fieldsOf(v.Type()) {
+	for _, f := range e.fields.of(v.Type()) {
 		fv, ok := fieldByIndex(v, f.index)
 		if !ok {
 			continue
@@ -196,7 +210,7 @@ func appendStruct(b []byte, v reflect.Value) ([]byte, error) {
 		b = appendString(b, f.name)
 		b = append(b, ':')
 		var err error
-		if b, err = appendValue(b, fv); err != nil {
+		if b, err = e.appendValue(b, fv); err != nil {
 			return nil, err
 		}
 	}

@@ -15,6 +15,21 @@ type field struct {
 	omitZero  bool
 }
 
+// fieldCache remembers fieldsOf for the struct types met by one Marshal or Unmarshal call.
+type fieldCache map[reflect.Type][]field
+
+func (c *fieldCache) of(t reflect.Type) []field {
+	if f, ok := (*c)[t]; ok {
+		return f
+	}
+	if *c == nil {
+		*c = fieldCache{}
+	}
+	f := fieldsOf(t)
+	(*c)[t] = f
+	return f
+}
+
 // fieldsOf returns t's JSON members in encoding/json's order and with its rules for
 // embedded structs: the shallowest name wins, then the tagged one; other conflicts drop
 // the name.
