@@ -1,12 +1,13 @@
 package protocol
 
 import (
-	"encoding/json"
 	"math"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/hearth-pki/hearth/protocol/jsoncodec"
 )
 
 // This file holds the bodies of the bridge operations (README.md, "Bridge API") besides the
@@ -80,13 +81,13 @@ type plainDeviceHealth DeviceHealth
 
 // MarshalJSON writes the skew as clock_skew_seconds.
 func (h DeviceHealth) MarshalJSON() ([]byte, error) {
-	return json.Marshal(deviceHealthJSON{plainDeviceHealth(h), h.ClockSkew.Seconds()})
+	return jsoncodec.Marshal(deviceHealthJSON{plainDeviceHealth(h), h.ClockSkew.Seconds()})
 }
 
 // UnmarshalJSON reads clock_skew_seconds into ClockSkew.
 func (h *DeviceHealth) UnmarshalJSON(b []byte) error {
 	var j deviceHealthJSON
-	if err := json.Unmarshal(b, &j); err != nil {
+	if err := jsoncodec.Unmarshal(b, &j); err != nil {
 		return err
 	}
 	*h = DeviceHealth(j.plainDeviceHealth)
@@ -152,13 +153,13 @@ type attemptRecordJSON struct {
 
 // MarshalJSON writes the latency as latency_seconds.
 func (a AttemptRecord) MarshalJSON() ([]byte, error) {
-	return json.Marshal(attemptRecordJSON{plainAttemptRecord(a), a.Latency.Seconds()})
+	return jsoncodec.Marshal(attemptRecordJSON{plainAttemptRecord(a), a.Latency.Seconds()})
 }
 
 // UnmarshalJSON reads latency_seconds into Latency.
 func (a *AttemptRecord) UnmarshalJSON(b []byte) error {
 	var j attemptRecordJSON
-	if err := json.Unmarshal(b, &j); err != nil {
+	if err := jsoncodec.Unmarshal(b, &j); err != nil {
 		return err
 	}
 	*a = AttemptRecord(j.plainAttemptRecord)

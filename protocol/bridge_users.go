@@ -1,7 +1,7 @@
 package protocol
 
 import (
-	"encoding/json"
+	"github.com/hearth-pki/hearth/protocol/jsoncodec"
 	"time"
 )
 
@@ -69,26 +69,26 @@ const MaxListedMoves = 100
 // ChangeRequest is the payload of change/propose (Op and its Payload: any operation that
 // needs approval), change/approve and change/reject (ID).
 type ChangeRequest struct {
-	Transaction string          `json:"transaction,omitempty"`
-	ID          string          `json:"id,omitempty"`
-	Op          string          `json:"op,omitempty"`
-	Payload     json.RawMessage `json:"payload,omitempty"`
+	Transaction string  `json:"transaction,omitempty"`
+	ID          string  `json:"id,omitempty"`
+	Op          string  `json:"op,omitempty"`
+	Payload     RawJSON `json:"payload,omitempty"`
 }
 
 // Change is a proposed change (answer of change/propose, policy/propose, change/approve,
 // change/reject; change/list answers ChangeList). State is open, applied or rejected; Result
 // is the applied operation's data.
 type Change struct {
-	ID         string          `json:"id"`
-	Op         string          `json:"op"`
-	State      string          `json:"state"`
-	Summary    string          `json:"summary,omitempty"`
-	Canary     string          `json:"canary,omitempty"`
-	ProposedBy string          `json:"proposed_by"`
-	ProposedAt time.Time       `json:"proposed_at"`
-	DecidedBy  string          `json:"decided_by,omitempty"`
-	DecidedAt  time.Time       `json:"decided_at,omitzero"`
-	Result     json.RawMessage `json:"result,omitempty"`
+	ID         string    `json:"id"`
+	Op         string    `json:"op"`
+	State      string    `json:"state"`
+	Summary    string    `json:"summary,omitempty"`
+	Canary     string    `json:"canary,omitempty"`
+	ProposedBy string    `json:"proposed_by"`
+	ProposedAt time.Time `json:"proposed_at"`
+	DecidedBy  string    `json:"decided_by,omitempty"`
+	DecidedAt  time.Time `json:"decided_at,omitzero"`
+	Result     RawJSON   `json:"result,omitempty"`
 }
 
 // ChangeList is the answer of change/list: the open changes, oldest first, then the last
@@ -138,7 +138,7 @@ func (m *ChangeRequest) Validate() error {
 	if err := checkText("op", m.Op, 64); err != nil {
 		return err
 	}
-	if len(m.Payload) > 0 && !json.Valid(m.Payload) {
+	if len(m.Payload) > 0 && !jsoncodec.Valid(m.Payload) {
 		return invalid("payload is not JSON")
 	}
 	return nil

@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"encoding/json"
 	"time"
 )
 
@@ -96,7 +95,7 @@ func examples() map[string]Message {
 		"request_device_renew": &DeviceRequest{Transaction: "auto-42", ID: "thermostat-hall"},
 		"request_token_create": &TokenRequest{Transaction: "t1", ID: "camera-door", Name: "Front door camera", Family: "camera", TTL: "24h"},
 		"response_ok": &BridgeResponse{Transaction: "auto-42", Status: "ok",
-			Data: json.RawMessage(`{"id":"thermostat-hall","command_id":"cmd-7f3a"}`)},
+			Data: RawJSON(`{"id":"thermostat-hall","command_id":"cmd-7f3a"}`)},
 		"response_error": &BridgeResponse{Transaction: "auto-42", Status: "error", Error: "device \"nope\" is not in the inventory", Code: CodeNotFound},
 	}
 }

@@ -1,10 +1,16 @@
 package protocol
 
 import (
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/hearth-pki/hearth/protocol/internal/randvalue"
+	"github.com/hearth-pki/hearth/protocol/jsoncodec"
 )
 
 // fuzzDecoder checks, for arbitrary input, that decoding never panics and that whatever
@@ -23,6 +29,7 @@ func fuzzDecoder(f *testing.F, zero func() Message) {
 	f.Add([]byte(`{"v":1}`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		agreesWithEncodingJSON(t, data, zero)
 		m := zero()
 		if err := Decode(data, m); err != nil {
 			return
@@ -49,6 +56,43 @@ func fuzzDecoder(f *testing.F, zero func() Message) {
 			t.Fatalf("decode → encode → decode changed %+v into %+v (%v)", again, third, err)
 		}
 	})
+}
+
+// agreesWithEncodingJSON checks that the codec behind Decode and Encode is encoding/json's
+// for this message type: data decodes (or fails) as json.Unmarshal decodes it, and a random
+// value drawn from data encodes to json.Marshal's bytes.
+func agreesWithEncodingJSON(t *testing.T, data []byte, zero func() Message) {
+	t.Helper()
+	got, want := zero(), zero()
+	err := Decode(data, got)
+	wantErr := json.Unmarshal(data, want)
+	if wantErr == nil && len(data) <= MaxMessageSize {
+		wantErr = want.Validate()
+	}
+	if len(data) > MaxMessageSize {
+		wantErr = ErrTooLarge
+	}
+	if (err != nil) != (wantErr != nil) {
+		t.Fatalf("Decode(%q) = %v; encoding/json and Validate: %v", data, err, wantErr)
+	}
+	if err == nil && !reflect.DeepEqual(got, want) {
+		t.Fatalf("Decode(%q)\n got %#v\nwant %#v", data, got, want)
+	}
+	var seed [16]byte
+	copy(seed[:], data)
+	r := rand.New(rand.NewPCG(uint64(len(data)), uint64(seed[0])|uint64(seed[1])<<8|uint64(seed[2])<<16|uint64(seed[3])<<24))
+	v := zero()
+	randvalue.Fill(r, reflect.ValueOf(v).Elem(), 0)
+	if br, ok := v.(*BridgeResponse); ok && br.Data != nil {
+		br.Data = RawJSON(`{"id" : "a<b>","n":[1, 2]}`)
+	}
+	for _, x := range []any{v, reflect.ValueOf(v).Elem().Interface()} {
+		enc, err := jsoncodec.Marshal(x)
+		wantEnc, wantErr := json.Marshal(x)
+		if (err != nil) != (wantErr != nil) || !bytes.Equal(enc, wantEnc) {
+			t.Fatalf("encoding %#v\n got %s, %v\nwant %s, %v", x, enc, err, wantEnc, wantErr)
+		}
+	}
 }
 
 func FuzzCSR(f *testing.F)            { fuzzDecoder(f, func() Message { return new(CSR) }) }

@@ -1,3 +1,3 @@
 module github.com/hearth-pki/hearth/protocol
 
-go 1.26.0
+go 1.27.3

@@ -1,7 +1,7 @@
 package protocol
 
 import (
-	"encoding/json"
+	"errors"
 	"time"
 )
 
@@ -229,9 +229,31 @@ type TokenRequest struct {
 
 // BridgeResponse is the hub's reply on "bridge/response/<op>".
 type BridgeResponse struct {
-	Transaction string          `json:"transaction,omitempty"`
-	Status      string          `json:"status"` // "ok" or "error"
-	Data        json.RawMessage `json:"data,omitempty"`
-	Error       string          `json:"error,omitempty"`
-	Code        Code            `json:"code,omitempty"`
+	Transaction string  `json:"transaction,omitempty"`
+	Status      string  `json:"status"` // "ok" or "error"
+	Data        RawJSON `json:"data,omitempty"`
+	Error       string  `json:"error,omitempty"`
+	Code        Code    `json:"code,omitempty"`
+}
+
+// RawJSON is a JSON value kept as its bytes, as json.RawMessage (which would link
+// encoding/json into the agent): encoding/json and jsoncodec both write it as it is and
+// read any value into it.
+type RawJSON []byte
+
+// MarshalJSON returns r, or null when r is empty.
+func (r RawJSON) MarshalJSON() ([]byte, error) {
+	if r == nil {
+		return []byte("null"), nil
+	}
+	return r, nil
+}
+
+// UnmarshalJSON keeps a copy of data.
+func (r *RawJSON) UnmarshalJSON(data []byte) error {
+	if r == nil {
+		return errors.New("protocol.RawJSON: UnmarshalJSON on nil pointer")
+	}
+	*r = append((*r)[0:0], data...)
+	return nil
 }

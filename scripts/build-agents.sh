@@ -15,6 +15,9 @@
 # the runtime on mips64 at start, issue 18.) Size comes from what the agent links instead:
 # agent/README.md, "Sizes", and the dependency budget in agent/cmd/hearth-agent/deps_test.go.
 set -euo pipefail
+# go.mod requires Go 1.27.3 (go1.26.8 has reachable standard-library advisories; see
+# govulncheck in scripts/test.sh); the go command fetches it from the module proxy once.
+export GOTOOLCHAIN=go1.27.3
 cd "$(dirname "$0")/.."
 root=$(pwd)
 version=${1:-${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}}

@@ -10,6 +10,9 @@
 #   VERSION       stamped into both binaries (default: git describe, else "dev")
 # The hub needs a C compiler (SQLite through cgo); the agent builds static (CGO_ENABLED=0).
 set -euo pipefail
+# go.mod requires Go 1.27.3 (go1.26.8 has reachable standard-library advisories; see
+# govulncheck in scripts/test.sh); the go command fetches it from the module proxy once.
+export GOTOOLCHAIN=go1.27.3
 cd "$(dirname "$0")/.."
 root=$(pwd)
 

@@ -6,13 +6,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync/atomic"
 	"time"
 
 	"github.com/hearth-pki/hearth/agent/internal/clock"
 	"github.com/hearth-pki/hearth/agent/internal/hub"
 	"github.com/hearth-pki/hearth/agent/internal/keystore"
+	"github.com/hearth-pki/hearth/agent/internal/log"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -29,7 +29,7 @@ const (
 // run it with Run.
 type Agent struct {
 	cfg  Config
-	log  *slog.Logger
+	log  *log.Logger
 	host string
 
 	// pair is the identity presented at the next TLS handshake (GetClientCertificate).

@@ -5,11 +5,9 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
@@ -18,7 +16,9 @@ import (
 	"github.com/hearth-pki/hearth/agent/internal/atomicfile"
 	"github.com/hearth-pki/hearth/agent/internal/hub"
 	"github.com/hearth-pki/hearth/agent/internal/keystore"
+	"github.com/hearth-pki/hearth/agent/internal/log"
 	"github.com/hearth-pki/hearth/protocol"
+	"github.com/hearth-pki/hearth/protocol/jsoncodec"
 )
 
 // Defaults of Config's zero fields.
@@ -83,8 +83,8 @@ type Config struct {
 	// Rand draws renewal instants and backoff jitter (never keys: those come from
 	// crypto/rand). Default: seeded from crypto/rand. Used by one goroutine at a time.
 	Rand *mrand.Rand
-	// Logger receives the agent's log. Default slog.Default().
-	Logger *slog.Logger
+	// Logger receives the agent's log. Default log.Default().
+	Logger *log.Logger
 	// ConnectTimeout bounds one connection attempt (TCP, TLS, CONNECT, subscriptions).
 	ConnectTimeout time.Duration
 	// RequestTimeout bounds the wait for the hub's reply to a CSR.
@@ -134,7 +134,7 @@ func loadSettings(dir string) (settings, error) {
 	if err != nil {
 		return s, err
 	}
-	if err := json.Unmarshal(data, &s); err != nil {
+	if err := jsoncodec.Unmarshal(data, &s); err != nil {
 		return settings{}, fmt.Errorf("%s: %w", settingsName, err)
 	}
 	if s.V != settingsVer {
@@ -145,7 +145,7 @@ func loadSettings(dir string) (settings, error) {
 
 // saveSettings writes config.json atomically.
 func saveSettings(dir string, c Config) error {
-	b, err := json.MarshalIndent(settings{
+	b, err := jsoncodec.MarshalIndent(settings{
 		V: settingsVer, Hub: c.HubURL, DeviceID: c.DeviceID, TopicPrefix: c.Topics.Prefix(),
 		KeyAlgorithm: c.KeyAlgorithm, ExportPEM: c.ExportPEM,
 	}, "", "  ")
@@ -238,7 +238,7 @@ func (c Config) resolve(fromDisk bool) (Config, error) {
 		c.Rand = mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = log.Default()
 	}
 	if c.Version == "" {
 		c.Version = "dev"

@@ -3,7 +3,6 @@ package device
 import (
 	"context"
 	"io"
-	"log/slog"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hearth-pki/hearth/agent/internal/keystore"
+	"github.com/hearth-pki/hearth/agent/internal/log"
 	"github.com/hearth-pki/hearth/agent/internal/testkit"
 )
 
@@ -49,9 +49,9 @@ func (w *testLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func newLogger(t testing.TB) *slog.Logger {
+func newLogger(t testing.TB) *log.Logger {
 	if !testing.Verbose() {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
+		return log.New(io.Discard, log.Text, log.LevelInfo)
 	}
 	w := &testLog{t: t}
 	t.Cleanup(func() {
@@ -59,7 +59,7 @@ func newLogger(t testing.TB) *slog.Logger {
 		w.done = true
 		w.mu.Unlock()
 	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return log.New(w, log.Text, log.LevelDebug)
 }
 
 // config returns a device configuration for id with a fresh state directory. Renewal retries

@@ -3,7 +3,6 @@ package device
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"github.com/hearth-pki/hearth/agent/internal/atomicfile"
 	"github.com/hearth-pki/hearth/agent/internal/clock"
 	"github.com/hearth-pki/hearth/protocol"
+	"github.com/hearth-pki/hearth/protocol/jsoncodec"
 )
 
 // runtimeName is the file where a running agent records what only it knows (connection,
@@ -49,13 +49,13 @@ func (a *Agent) saveRuntime() {
 	a.rt.NextRenewal, a.rt.NextRenewalReason, a.rt.Updated = p.At, p.Reason, time.Time{}
 	// Rewrite only what changed: the agent calls this after every event, and a device's flash
 	// wears with every write. Updated is the time of the last change.
-	same, _ := json.Marshal(a.rt)
+	same, _ := jsoncodec.Marshal(a.rt)
 	if bytes.Equal(same, a.lastRuntime) {
 		return
 	}
 	a.lastRuntime = same
 	a.rt.Updated = a.now()
-	b, err := json.MarshalIndent(a.rt, "", "  ")
+	b, err := jsoncodec.MarshalIndent(a.rt, "", "  ")
 	if err == nil {
 		// Without fsyncs, sparing the flash: a power loss may leave status.json empty, which
 		// ReadStatus reports as unknown.
@@ -126,13 +126,13 @@ type Duration time.Duration
 
 // MarshalJSON encodes d as a number of seconds.
 func (d Duration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(int64(time.Duration(d) / time.Second))
+	return jsoncodec.Marshal(int64(time.Duration(d) / time.Second))
 }
 
 // UnmarshalJSON decodes a number of seconds.
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s int64
-	if err := json.Unmarshal(b, &s); err != nil {
+	if err := jsoncodec.Unmarshal(b, &s); err != nil {
 		return err
 	}
 	*d = Duration(time.Duration(s) * time.Second)
@@ -237,7 +237,7 @@ func readJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	if err := json.Unmarshal(data, v); err != nil {
+	if err := jsoncodec.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("%s: %w", filepath.Base(path), err)
 	}
 	return nil

@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -16,7 +14,9 @@ import (
 
 	"github.com/hearth-pki/hearth/agent/device"
 	"github.com/hearth-pki/hearth/agent/internal/hub"
+	"github.com/hearth-pki/hearth/agent/internal/log"
 	"github.com/hearth-pki/hearth/protocol"
+	"github.com/hearth-pki/hearth/protocol/jsoncodec"
 )
 
 const usage = `usage: hearth-agent <command> [flags]
@@ -90,21 +90,20 @@ func parse(fs *flag.FlagSet, args []string) error {
 
 // config returns the device.Config for the common flags.
 func (c common) config(stderr io.Writer) (device.Config, error) {
-	var level slog.Level
+	var level log.Level
 	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return device.Config{}, &exitError{code: 2, err: fmt.Errorf("--log-level %q: %w", c.logLevel, err)}
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler
+	var format log.Format
 	switch c.logFormat {
 	case "text":
-		h = slog.NewTextHandler(stderr, opts)
+		format = log.Text
 	case "json":
-		h = slog.NewJSONHandler(stderr, opts)
+		format = log.JSON
 	default:
 		return device.Config{}, &exitError{code: 2, err: fmt.Errorf("--log-format %q: want text or json", c.logFormat)}
 	}
-	return device.Config{Dir: c.dir, Version: version, BuildTime: builtAt(), Logger: slog.New(h)}, nil
+	return device.Config{Dir: c.dir, Version: version, BuildTime: builtAt(), Logger: log.New(stderr, format, level)}, nil
 }
 
 // builtAt returns the build time: -X main.buildTime, else the VCS commit time, else zero.
@@ -294,9 +293,11 @@ func status(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(st); err != nil {
+		b, err := jsoncodec.MarshalIndent(st, "", "  ")
+		if err != nil {
+			return err
+		}
+		if _, err := stdout.Write(append(b, '\n')); err != nil {
 			return err
 		}
 	} else {

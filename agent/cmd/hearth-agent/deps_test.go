@@ -14,18 +14,22 @@ import (
 var allowedDeps = []string{
 	"github.com/hearth-pki/hearth/agent/",
 	"github.com/hearth-pki/hearth/protocol",
+	"github.com/hearth-pki/hearth/protocol/jsoncodec",
 	"github.com/eclipse/paho.mqtt.golang/packets",
 }
 
 // forbiddenStd are standard packages (or prefixes, ending in '/') that must not reach the
 // binary: test helpers (internal/testkit) leaking in, or machinery the agent does not use
 // and that costs size on every device — HTTP and what comes with it (compression, MIME,
-// IDNA), templates, other encoders, profiling.
+// IDNA), templates, other encoders, profiling — and encoding/json and log/slog (which imports
+// it): from Go 1.27 they link encoding/json/v2, about 0.7 MiB on mipsle; the agent has
+// protocol/jsoncodec and internal/log instead.
 var forbiddenStd = []string{
 	"testing", "net/http", "net/http/", "net/textproto", "net/rpc", "net/smtp", "net/mail",
 	"compress/", "archive/", "mime", "mime/", "vendor/golang.org/x/net/idna", "vendor/golang.org/x/net/http/",
 	"text/template", "html/template", "encoding/xml", "encoding/gob", "encoding/csv",
 	"expvar", "runtime/pprof", "os/user", "plugin", "database/sql",
+	"encoding/json", "encoding/json/", "log/slog", "log/slog/",
 }
 
 // TestDependencyBudget fails if hearth-agent grows a dependency beyond std, protocol and paho's

@@ -9,13 +9,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"runtime"
 	"syscall"
 	"time"
 
 	"github.com/hearth-pki/hearth/agent/internal/fleet"
+	"github.com/hearth-pki/hearth/agent/internal/log"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -236,20 +236,19 @@ func readCerts(path string) ([]*x509.Certificate, error) {
 }
 
 // newLogger returns the agents' logger.
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+func newLogger(w io.Writer, level, format string) (*log.Logger, error) {
 	if level == "off" {
-		return slog.New(slog.DiscardHandler), nil
+		return log.Discard(), nil
 	}
-	var l slog.Level
+	var l log.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: %w", level, err)
 	}
-	opts := &slog.HandlerOptions{Level: l}
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return log.New(w, log.Text, l), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return log.New(w, log.JSON, l), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }

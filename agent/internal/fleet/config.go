@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hearth-pki/hearth/agent/internal/hub"
+	"github.com/hearth-pki/hearth/agent/internal/log"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -73,7 +73,7 @@ type Config struct {
 	// report and when Run returns, so that another process can read the fleet's view.
 	StateFile string
 	// Logger receives the agents' logs. Default: discarded.
-	Logger *slog.Logger
+	Logger *log.Logger
 	// Version is the agent version the devices report. Default "fleet".
 	Version string
 	// Now is the clock of the measurements. Default time.Now.
@@ -170,7 +170,7 @@ func (c Config) resolve() (Config, error) {
 		c.ProgressEvery = DefaultProgressEvery
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
+		c.Logger = log.Discard()
 	}
 	if c.Version == "" {
 		c.Version = "fleet"

@@ -312,7 +312,7 @@ func fakeBridgeDropping(t *testing.T, h *testHub, refuse string, drop int) <-cha
 			if dropped.Add(1) <= int32(drop) {
 				return
 			}
-			resp := protocol.BridgeResponse{Transaction: r.Transaction, Status: "ok", Data: json.RawMessage(`{"id":"` + r.ID + `","token":"hst_fake"}`)}
+			resp := protocol.BridgeResponse{Transaction: r.Transaction, Status: "ok", Data: protocol.RawJSON(`{"id":"` + r.ID + `","token":"hst_fake"}`)}
 			if r.ID == refuse {
 				resp = protocol.BridgeResponse{Transaction: r.Transaction, Status: "error", Error: "refused", Code: protocol.CodeBadRequest}
 			}

@@ -2,9 +2,9 @@ package hub
 
 import (
 	"io"
-	"log/slog"
 	"testing"
 
+	"github.com/hearth-pki/hearth/agent/internal/log"
 	"github.com/hearth-pki/hearth/agent/internal/mqtt"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -22,7 +22,7 @@ func FuzzRoute(f *testing.F) {
 	f.Fuzz(func(t *testing.T, topic string, payload []byte, retained bool) {
 		s := &Session{
 			cfg:   Config{DeviceID: "dev-1"},
-			log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+			log:   log.New(io.Discard, log.Text, log.LevelInfo),
 			inbox: make(chan Inbound, 1),
 			certs: map[string]chan *protocol.Cert{},
 			acks:  map[string]chan *protocol.Ack{},

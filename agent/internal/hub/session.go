@@ -7,13 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/hearth-pki/hearth/agent/internal/log"
 	"github.com/hearth-pki/hearth/agent/internal/mqtt"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -69,8 +69,8 @@ type Config struct {
 	KeepAlive time.Duration
 	// InboxSize is the capacity of the Inbox channel; zero means DefaultInboxSize.
 	InboxSize int
-	// Logger receives the session's diagnostics; nil means slog.Default().
-	Logger *slog.Logger
+	// Logger receives the session's diagnostics; nil means log.Default().
+	Logger *log.Logger
 }
 
 // ErrConnectionLost means the connection ended while an operation waited on it.
@@ -127,7 +127,7 @@ type Inbound struct {
 // Session is one connection to the hub. Create it with Dial.
 type Session struct {
 	cfg   Config
-	log   *slog.Logger
+	log   *log.Logger
 	conn  *mqtt.Conn
 	inbox chan Inbound
 
@@ -188,7 +188,7 @@ func Dial(ctx context.Context, cfg Config) (*Session, error) {
 		acks:  make(map[string]chan *protocol.Ack),
 	}
 	if s.log == nil {
-		s.log = slog.Default()
+		s.log = log.Default()
 	}
 	s.log = s.log.With("hub", u.Host)
 

@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/hearth-pki/hearth/agent/internal/keystore"
+	"github.com/hearth-pki/hearth/agent/internal/log"
 	"github.com/hearth-pki/hearth/agent/internal/testkit"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -60,7 +60,7 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) dial(t *testing.T, cfg Config) *Session {
 	t.Helper()
-	cfg.URL, cfg.TLS, cfg.Logger = f.broker.URL, f.tls, slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.URL, cfg.TLS, cfg.Logger = f.broker.URL, f.tls, log.New(io.Discard, log.Text, log.LevelInfo)
 	if cfg.DeviceID == "" {
 		cfg.DeviceID = "dev-1"
 	}
@@ -212,7 +212,7 @@ func TestDialErrors(t *testing.T) {
 		{"nothing listening", Config{URL: "mqtts://127.0.0.1:1", DeviceID: "dev-1", TLS: f.tls}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+			tc.cfg.Logger = log.New(io.Discard, log.Text, log.LevelInfo)
 			_, err := Dial(t.Context(), tc.cfg)
 			var de *DialError
 			if !errors.As(err, &de) {

@@ -7,9 +7,9 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"log/slog"
 	"time"
 
+	"github.com/hearth-pki/hearth/agent/internal/log"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -70,18 +70,18 @@ func (p Pair) String() string {
 // GoString is String, so that %#v does not print the private key either.
 func (p Pair) GoString() string { return p.String() }
 
-// LogValue makes slog log the pair as its public facts, never the key.
-func (p Pair) LogValue() slog.Value {
+// LogValue makes the logger log the pair as its public facts, never the key.
+func (p Pair) LogValue() log.Value {
 	leaf := p.Leaf()
 	if leaf == nil {
-		return slog.GroupValue()
+		return log.GroupValue()
 	}
-	return slog.GroupValue(
-		slog.String("serial", p.Serial()),
-		slog.String("subject", leaf.Subject.CommonName),
-		slog.String("issuer", leaf.Issuer.CommonName),
-		slog.Time("not_after", leaf.NotAfter.UTC()),
-		slog.String("alg", string(p.Algorithm())),
+	return log.GroupValue(
+		log.String("serial", p.Serial()),
+		log.String("subject", leaf.Subject.CommonName),
+		log.String("issuer", leaf.Issuer.CommonName),
+		log.Time("not_after", leaf.NotAfter.UTC()),
+		log.String("alg", string(p.Algorithm())),
 	)
 }
 

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hearth-pki/hearth/agent/internal/log"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -54,8 +54,8 @@ func TestPairNeverPrintsKey(t *testing.T) {
 		string(raw), "PRIVATE KEY", string(keyPEM[30:60]),
 	}
 	var logged bytes.Buffer
-	slog.New(slog.NewJSONHandler(&logged, nil)).Info("pair", "pair", p, "ptr", &p)
-	slog.New(slog.NewTextHandler(&logged, nil)).Info("pair", "pair", p)
+	log.New(&logged, log.JSON, log.LevelInfo).Info("pair", "pair", p, "ptr", &p)
+	log.New(&logged, log.Text, log.LevelInfo).Info("pair", "pair", p)
 	outputs := map[string]string{
 		"%v": fmt.Sprintf("%v", p), "%+v": fmt.Sprintf("%+v", p), "%#v": fmt.Sprintf("%#v", p),
 		"%v of pointer": fmt.Sprintf("%v", &p), "%+v of pointer": fmt.Sprintf("%+v", &p),

@@ -1,11 +1,12 @@
 package keystore
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"time"
+
+	"github.com/hearth-pki/hearth/protocol/jsoncodec"
 )
 
 // State is what the agent remembers between runs besides its keys.
@@ -61,7 +62,7 @@ func encodeState(s State) ([]byte, error) {
 	if s.Pending != nil {
 		f.Pending = &pendingFile{RequestID: s.Pending.RequestID, Replaces: s.Pending.Replaces}
 	}
-	b, err := json.MarshalIndent(f, "", "  ")
+	b, err := jsoncodec.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +72,7 @@ func encodeState(s State) ([]byte, error) {
 // decodeState parses state.json. Every failure wraps ErrCorrupt and returns the zero State.
 func decodeState(data []byte) (State, error) {
 	var f stateFile
-	if err := json.Unmarshal(data, &f); err != nil {
+	if err := jsoncodec.Unmarshal(data, &f); err != nil {
 		return State{}, fmt.Errorf("%w: %s: %w", ErrCorrupt, stateName, err)
 	}
 	if f.V != stateVersion {

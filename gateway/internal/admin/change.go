@@ -64,7 +64,7 @@ func (s *Service) doChange(ctx context.Context, op string, payload []byte) (_ an
 		}
 		return out, true, nil
 	case "change/propose":
-		c, err := s.propose(ctx, r.Op, r.Payload, "", summaryOf(r.Op, r.Payload))
+		c, err := s.propose(ctx, r.Op, json.RawMessage(r.Payload), "", summaryOf(r.Op, r.Payload))
 		return c, true, err
 	case "change/approve":
 		c, err := s.approve(ctx, r.ID)
@@ -333,7 +333,7 @@ func (s *Service) proposal(ctx context.Context, id string) (inventory.Proposal, 
 
 func changeOf(p inventory.Proposal, result json.RawMessage) protocol.Change {
 	return protocol.Change{ID: p.ID, Op: p.Kind, State: p.State, Summary: p.Summary, Canary: p.Canary, ProposedBy: p.ProposedBy,
-		ProposedAt: p.ProposedAt, DecidedBy: p.DecidedBy, DecidedAt: p.DecidedAt, Result: result}
+		ProposedAt: p.ProposedAt, DecidedBy: p.DecidedBy, DecidedAt: p.DecidedAt, Result: protocol.RawJSON(result)}
 }
 
 func policyOf(payload []byte) string {

@@ -145,7 +145,7 @@ func (c *Client) Do(ctx context.Context, op string, payload any) (json.RawMessag
 	if resp.Status != "ok" {
 		return nil, &Error{Code: resp.Code, Message: resp.Error}
 	}
-	return resp.Data, nil
+	return json.RawMessage(resp.Data), nil
 }
 
 // Error is an error response of the hub: its wire code, for callers that branch (an unknown
