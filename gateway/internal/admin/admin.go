@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -190,6 +191,14 @@ func (s *Service) coolDown(deviceID string) error {
 	return nil
 }
 
+// exempt reports whether RenewCooldownExempt names actor: an entry "cli" is the actor "cli"
+// and every "cli:<user>" (the control socket names its OS user).
+func (s *Service) exempt(actor string) bool {
+	return slices.ContainsFunc(s.cfg.RenewCooldownExempt, func(e string) bool {
+		return actor == e || strings.HasPrefix(actor, e+":")
+	})
+}
+
 // exemptKey marks the context of a request whose actor RenewCooldownExempt names.
 type exemptKey struct{}
 
@@ -229,7 +238,7 @@ func (s *Service) Do(ctx context.Context, actor, op string, payload []byte) prot
 	}
 	_ = json.Unmarshal(payload, &base)
 	ctx = inventory.WithActor(ctx, actor)
-	if slices.Contains(s.cfg.RenewCooldownExempt, actor) {
+	if s.exempt(actor) {
 		ctx = context.WithValue(ctx, exemptKey{}, true)
 	}
 	data, err := s.do(ctx, op, payload)

@@ -80,7 +80,7 @@ func (s *Service) DeviceLost(ctx context.Context, id string, dryRun bool) (proto
 	if dryRun {
 		return plan, nil
 	}
-	out, err := s.Revoke(ctx, id, "", inventory.Revocation{Reason: protocol.RevokeKeyCompromise, Note: "device reported lost"})
+	out, err := s.Revoke(ctx, id, "", inventory.Revocation{Reason: protocol.RevokeKeyCompromise, Note: "keyCompromise: device reported lost"})
 	if err != nil {
 		return protocol.IncidentPlan{}, err
 	}
@@ -183,7 +183,7 @@ func (s *Service) Committed(ctx context.Context, deviceID, previous string) {
 		return
 	}
 	now := s.cfg.Now()
-	rv := inventory.Revocation{Reason: protocol.RevokeKeyCompromise, Note: "family " + d.Family + " re-keyed after a compromise"}
+	rv := inventory.Revocation{Reason: protocol.RevokeKeyCompromise, Note: "keyCompromise: family " + d.Family + " re-keyed after a compromise"}
 	if _, err := s.cfg.Store.RevokeCertificate(ctx, deviceID, previous, rv, now); err != nil {
 		s.cfg.Logger.Error("previous certificate of a compromised family not revoked", "device", deviceID, "serial", previous, "err", err)
 		return

@@ -114,6 +114,7 @@ func (s *Service) ImportChain(ctx context.Context, r protocol.ImportRequest) (pr
 		Message: protocol.ClipText(fmt.Sprintf("certificate %s imported (issuer %s, expires %s)%s", cert.Serial, cert.Issuer,
 			cert.NotAfter.Format(time.RFC3339), supersededText(prev))),
 		Data: map[string]string{"serial": cert.Serial, "previous": prev, "reason": ReasonImport}})
+	s.cfg.DeviceChanged(r.ID) // its bridge state, and the scheduler's reminders (renewal.Touch)
 	s.cfg.Changed()
 	return imported(cert, prev, false), nil
 }
@@ -153,6 +154,7 @@ func (s *Service) Sign(ctx context.Context, r protocol.SignRequest) (protocol.De
 	s.cfg.Notify(protocol.Event{V: protocol.Version, Type: protocol.EventCertActivated, Time: now.Truncate(time.Second), DeviceID: r.ID,
 		Message: fmt.Sprintf("certificate %s is active%s", cert.Serial, supersededText(prev)),
 		Data:    map[string]string{"serial": cert.Serial, "previous": prev}})
+	s.cfg.DeviceChanged(r.ID) // its bridge state, and the scheduler's reminders (renewal.Touch)
 	s.cfg.Changed()
 	return protocol.DeviceSigned{ID: r.ID, Serial: cert.Serial, NotAfter: cert.NotAfter, Class: res.Class, Chain: res.Chain, Superseded: prev}, nil
 }

@@ -47,7 +47,12 @@ func recordingServer(t *testing.T) (*httptest.Server, chan hookRequest) {
 // receiver would.
 func nextAlert(t *testing.T, got chan hookRequest, secret string) map[string]any {
 	t.Helper()
-	r := <-got
+	var r hookRequest
+	select {
+	case r = <-got:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no webhook notification within 30 s")
+	}
 	m := hmac.New(sha256.New, []byte(secret))
 	m.Write([]byte(r.header.Get("X-Hearth-Timestamp") + "." + string(r.body)))
 	if want := "sha256=" + hex.EncodeToString(m.Sum(nil)); r.header.Get("X-Hearth-Signature") != want {

@@ -17,11 +17,10 @@ type Revocation struct {
 	Note   string
 }
 
-// text is what the revoke_reason column and the audit record say: the reason, then the note
-// if there is one ("keyCompromise: SD card lost").
+// text is what the revoke_reason column and the audit record say: the note, else the reason.
 func (rv Revocation) text() string {
 	if rv.Note != "" {
-		return string(rv.Reason) + ": " + rv.Note
+		return rv.Note
 	}
 	return string(rv.Reason)
 }
