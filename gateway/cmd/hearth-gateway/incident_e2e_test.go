@@ -107,6 +107,8 @@ func TestIncidentRunbooks(t *testing.T) {
 	before := map[string]string{}
 	for _, a := range []*runningAgent{cam1, cam2, lock} {
 		before[a.id] = e.summary(a.id).Serial
+		// The hub records a session's presence just after the agent connects.
+		testkit.Eventually(t, 30*time.Second, func() bool { return e.summary(a.id).Online }, "%s never showed online", a.id)
 	}
 
 	t.Run("device-lost", func(t *testing.T) {

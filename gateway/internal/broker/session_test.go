@@ -326,7 +326,7 @@ func TestEnrollingAndAdminACL(t *testing.T) {
 // DisconnectAfter (the CRL that revokes it) reaches the device before its session closes.
 func TestDisconnectAfterDeliversFirst(t *testing.T) {
 	e := start(t, nil)
-	order := make(chan string, 2)
+	order := make(chan string, 8)
 	opts := e.clientOpts("dev-a", &e.a.cert).
 		SetConnectionLostHandler(func(paho.Client, error) { order <- "lost" })
 	c := mustConnect(t, opts)
@@ -341,14 +341,22 @@ func TestDisconnectAfterDeliversFirst(t *testing.T) {
 	if n := e.b.DisconnectAfter("dev-a", 200*time.Millisecond); n != 1 {
 		t.Errorf("DisconnectAfter(dev-a) = %d, want 1", n)
 	}
-	for _, want := range []string{"crl", "lost"} {
+	// The CRL may arrive more than once (the retained message and its live delivery); what
+	// matters is that it arrives before the session ends.
+	crls := 0
+	for {
 		select {
 		case got := <-order:
-			if got != want {
-				t.Fatalf("the device saw %q, want %q next (the CRL, then the end of its session)", got, want)
+			if got == "crl" {
+				crls++
+				continue
 			}
+			if crls == 0 {
+				t.Fatal("the session ended before the device saw the CRL")
+			}
+			return
 		case <-time.After(waitFor):
-			t.Fatalf("the device never saw %q", want)
+			t.Fatalf("the device saw %d CRL(s) and its session never ended", crls)
 		}
 	}
 }

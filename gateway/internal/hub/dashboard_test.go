@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"github.com/hearth-pki/hearth/gateway/internal/config"
 	"io"
 	"net"
 	"net/http"
@@ -43,6 +44,7 @@ func TestDashboardRequestHelp(t *testing.T) {
 	hash := fmt.Sprintf("pbkdf2-sha256$1000$%s$%s", enc.EncodeToString(salt), enc.EncodeToString(key))
 	cfg := hubkit.Config(t, fmt.Sprintf("admins:\n  - name: watcher\n    password_hash: %q\n", hash))
 	cfg.HTTPListen = addr
+	cfg.HTTPAuth = config.HTTPAuthNone // a resident on this machine's loopback, no login (http_auth none)
 	h := runHub(t, cfg, Options{Version: "test"})
 	pair, reply, _ := enroll(t, h, "cam")
 	if err := tryCommit(t, h, "cam", pair, "enroll-1", reply.Serial); err != nil {

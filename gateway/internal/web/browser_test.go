@@ -281,7 +281,21 @@ func TestBrowser(t *testing.T) {
 		}
 		// Choose a family and apply, as a person does.
 		if err := chromedp.Do(b.ctx, chromedp.SetValue(`select[name="family"]`, "camera"),
-			chromedp.Click(`form.filters button[type="submit"]`), chromedp.WaitReady(`footer`)); err != nil {
+			chromedp.Click(`form.filters button[type="submit"]`)); err != nil {
+			t.Fatal(err)
+		}
+		// Wait for the filtered page itself (the page being left has a footer too); while the
+		// tab navigates, an evaluation may fail.
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			search, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.readyState === "complete" ? location.search : ""`))
+			if err == nil && strings.Contains(search, "family=camera") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the filter form did not load the filtered page: %q, %v", search, err)
+			}
+		}
+		if err := chromedp.Do(b.ctx, chromedp.WaitReady(`footer`)); err != nil {
 			t.Fatal(err)
 		}
 		if err := chromedp.Do(b.ctx, chromedp.WaitVisible(`#count`)); err != nil {
