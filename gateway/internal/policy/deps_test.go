@@ -24,11 +24,12 @@ func TestDependencies(t *testing.T) {
 	allowed := map[string]bool{
 		"go.yaml.in/yaml/v3":                                   true,
 		"github.com/hearth-pki/hearth/protocol":                true,
+		"github.com/hearth-pki/hearth/protocol/jsoncodec":      true,
 		"github.com/hearth-pki/hearth/gateway/internal/policy": true,
 	}
 	for dep := range strings.FieldsSeq(string(out)) {
 		if !allowed[dep] {
-			t.Errorf("policy imports %s; only the standard library, go.yaml.in/yaml/v3 and protocol are allowed", dep)
+			t.Errorf("policy imports %s; only the standard library, go.yaml.in/yaml/v3 and protocol (with its jsoncodec) are allowed", dep)
 		}
 	}
 }
