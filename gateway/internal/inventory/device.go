@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -252,23 +253,35 @@ func (s *Store) updateHealth(ctx context.Context, id string, h Health, seen bool
 	}
 	var r deviceRow
 	r.setHealth(h)
-	set := map[string]any{
-		"health_serial": r.HealthSerial, "health_not_after": r.HealthNotAfter,
-		"health_chain_ok": r.HealthChainOK, "health_clock_skew_ns": r.HealthClockSkewNS,
-		"health_agent_version": r.HealthAgentVersion, "health_last_error": r.HealthLastError,
-		"health_at": r.HealthAt, "health_manufacturer": r.HealthManufacturer, "health_model": r.HealthModel,
-		"health_arch": r.HealthArch,
-	}
+	st, args := s.st.setHealth, []any{r.HealthSerial, r.HealthNotAfter, r.HealthChainOK, r.HealthClockSkewNS,
+		r.HealthAgentVersion, r.HealthLastError, r.HealthAt, r.HealthManufacturer, r.HealthModel, r.HealthArch}
 	if seen {
-		set["online"], set["last_seen"] = true, unix(h.At)
+		st, args = s.st.setHealthSeen, append(args, true, unix(h.At))
 	}
-	return s.updateDevice(ctx, id, "update health", set)
+	return s.setDevice(ctx, id, "update health", st, append(args, id)...)
 }
 
 // SetOnline records whether the device has a live session; LastSeen becomes now either way
 // (the moment it connected or was last known connected).
 func (s *Store) SetOnline(ctx context.Context, id string, online bool, now time.Time) error {
-	return s.updateDevice(ctx, id, "set online", map[string]any{"online": online, "last_seen": unix(now)})
+	return s.setDevice(ctx, id, "set online", s.st.setOnline, online, unix(now), id)
+}
+
+// setDevice is updateDevice for the state machine's frequent writes: a prepared UPDATE of
+// one device (st, whose last parameter is the device id), without gorm building and SQLite
+// compiling the statement at every write (issue 11). An unknown device is ErrNotFound.
+func (s *Store) setDevice(ctx context.Context, id, what string, st *sql.Stmt, args ...any) error {
+	err := s.write(ctx, func(tx *gorm.DB) error {
+		n, err := s.execN(ctx, tx, st, args...)
+		if err == nil && n == 0 {
+			return ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%s of device %q: %w", what, id, err)
+	}
+	return nil
 }
 
 // SetRenewal replaces the device's renewal fields with st.

@@ -2,6 +2,8 @@ package inventory
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -90,10 +92,8 @@ func (s *Store) Commit(ctx context.Context, deviceID, requestID, serial string, 
 		if rollback {
 			outcome = OutcomeRolledBack
 		}
-		res := tx.Model(&attemptRow{}).Where("device_id = ? AND request_id = ?", deviceID, requestID).
-			Updates(map[string]any{"outcome": outcome, "finished_at": unix(now)})
-		if res.Error != nil {
-			return res.Error
+		if err := s.exec(ctx, tx, s.st.endAttempt, outcome, unix(now), deviceID, requestID); err != nil {
+			return err
 		}
 		if rollback {
 			_, err = s.appendEvent(ctx, tx, Event{Time: now, Kind: protocol.EventRenewalRolledBack, DeviceID: deviceID, Actor: actorFrom(ctx),
@@ -122,39 +122,39 @@ func (s *Store) Commit(ctx context.Context, deviceID, requestID, serial string, 
 // activate makes serial active inside tx (see Activate) and returns the serial it
 // superseded. Activating the active certificate changes nothing (changed is false).
 func (s *Store) activate(ctx context.Context, tx *gorm.DB, deviceID, serial string, now time.Time) (previous string, changed bool, err error) {
-	r, err := findCert(tx, serial)
-	if err != nil {
+	// The statements are prepared (stmts): a commit is on every renewal's path (issue 11).
+	var owner, status string
+	switch err := queryRow(ctx, tx, s.st.certState, []any{serial}, &owner, &status); {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", false, fmt.Errorf("certificate %s: %w", serial, ErrNotFound)
+	case err != nil:
 		return "", false, err
 	}
 	switch {
-	case r.DeviceID != deviceID:
-		return "", false, fmt.Errorf("certificate %s belongs to device %q: %w", serial, r.DeviceID, ErrNotFound)
-	case r.Status == string(StatusRevoked):
+	case owner != deviceID:
+		return "", false, fmt.Errorf("certificate %s belongs to device %q: %w", serial, owner, ErrNotFound)
+	case status == string(StatusRevoked):
 		return "", false, fmt.Errorf("certificate %s: %w", serial, ErrRevoked)
-	case r.Status == string(StatusAbandoned):
+	case status == string(StatusAbandoned):
 		return "", false, fmt.Errorf("certificate %s: %w", serial, ErrAbandoned)
-	case r.Status == string(StatusActive):
+	case status == string(StatusActive):
 		return "", false, nil
 	}
-	var prev []certRow
-	if err := tx.Where("device_id = ? AND status = ?", deviceID, StatusActive).Limit(1).Find(&prev).Error; err != nil {
+	switch err := queryRow(ctx, tx, s.st.activeCert, []any{deviceID, string(StatusActive)}, &previous); {
+	case errors.Is(err, sql.ErrNoRows):
+		previous = ""
+	case err != nil:
 		return "", false, err
-	}
-	if len(prev) > 0 {
-		previous = prev[0].Serial
-		if err := tx.Model(&certRow{}).Where("serial = ?", previous).
-			Updates(map[string]any{"status": StatusSuperseded, "superseded_at": unix(now)}).Error; err != nil {
+	default:
+		if err := s.exec(ctx, tx, s.st.supersedeCert, string(StatusSuperseded), unix(now), previous); err != nil {
 			return "", false, err
 		}
 	}
-	err = tx.Model(&certRow{}).Where("serial = ?", serial).
-		Updates(map[string]any{"status": StatusActive, "activated_at": unix(now)}).Error
-	if err != nil {
+	if err := s.exec(ctx, tx, s.st.activateCert, string(StatusActive), unix(now), serial); err != nil {
 		return "", false, err
 	}
 	// A device enrolling, or quarantined and enrolled again with a new token, is active.
-	err = tx.Model(&deviceRow{}).Where("id = ? AND state IN ?", deviceID, []string{StateEnrolling, StateQuarantined}).Update("state", StateActive).Error
-	if err != nil {
+	if err := s.exec(ctx, tx, s.st.activateDev, StateActive, deviceID, StateEnrolling, StateQuarantined); err != nil {
 		return "", false, err
 	}
 	_, err = s.appendEvent(ctx, tx, Event{Time: now, Kind: protocol.EventCertActivated, DeviceID: deviceID, Actor: actorFrom(ctx),
@@ -286,8 +286,7 @@ func (s *Store) ResetPresence(ctx context.Context) (int, error) {
 // stored meanwhile (by RecordCommand) is kept.
 func (s *Store) ClearCommand(ctx context.Context, deviceID, commandID string) error {
 	err := s.write(ctx, func(tx *gorm.DB) error {
-		return tx.Model(&deviceRow{}).Where("id = ? AND command_id = ?", deviceID, commandID).
-			Updates(map[string]any{"command_id": "", "command_action": "", "command_reason": "", "command_deadline": 0}).Error
+		return s.exec(ctx, tx, s.st.clearCommand, deviceID, commandID)
 	})
 	if err != nil {
 		return fmt.Errorf("clear command of device %q: %w", deviceID, err)

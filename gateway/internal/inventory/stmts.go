@@ -10,7 +10,10 @@ import (
 )
 
 // stmts are the statements of the issuance path (RecordIssuance, and the audit append every
-// change makes), prepared once on the writer connection.
+// change makes) and of the writes the device state machine makes for every renewal
+// (presence, health, the command seen, the commit), prepared once on the writer connection.
+// The renewal path's statements are plain SQL (positional ? parameters, no SQLite-only
+// syntax).
 //
 // Why not gorm's PrepareStmt: a statement gorm first prepares inside a transaction belongs to
 // that transaction, and database/sql re-prepares it on every later use (Tx.StmtContext on a
@@ -24,6 +27,17 @@ type stmts struct {
 	insertAtt    *sql.Stmt
 	eventHead    *sql.Stmt
 	insertEvent  *sql.Stmt
+
+	setOnline     *sql.Stmt
+	setHealth     *sql.Stmt
+	setHealthSeen *sql.Stmt
+	clearCommand  *sql.Stmt
+	certState     *sql.Stmt
+	activeCert    *sql.Stmt
+	supersedeCert *sql.Stmt
+	activateCert  *sql.Stmt
+	activateDev   *sql.Stmt
+	endAttempt    *sql.Stmt
 }
 
 const (
@@ -55,6 +69,23 @@ const (
 	eventHeadSQL   = `SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1`
 	insertEventSQL = `INSERT INTO events (seq, time, kind, device_id, actor, message, data, hash, prev_hash)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+	setOnlineSQL = `UPDATE devices SET online = ?, last_seen = ? WHERE id = ?`
+	// setHealthSQL's columns are healthColumns, in order, then the device id.
+	setHealthSQL = `UPDATE devices SET health_serial = ?, health_not_after = ?, health_chain_ok = ?,
+			health_clock_skew_ns = ?, health_agent_version = ?, health_last_error = ?, health_at = ?,
+			health_manufacturer = ?, health_model = ?, health_arch = ? WHERE id = ?`
+	setHealthSeenSQL = `UPDATE devices SET health_serial = ?, health_not_after = ?, health_chain_ok = ?,
+			health_clock_skew_ns = ?, health_agent_version = ?, health_last_error = ?, health_at = ?,
+			health_manufacturer = ?, health_model = ?, health_arch = ?, online = ?, last_seen = ? WHERE id = ?`
+	clearCommandSQL = `UPDATE devices SET command_id = '', command_action = '', command_reason = '', command_deadline = 0
+		WHERE id = ? AND command_id = ?`
+	certStateSQL     = `SELECT device_id, status FROM certificates WHERE serial = ?`
+	activeCertSQL    = `SELECT serial FROM certificates WHERE device_id = ? AND status = ? LIMIT 1`
+	supersedeCertSQL = `UPDATE certificates SET status = ?, superseded_at = ? WHERE serial = ?`
+	activateCertSQL  = `UPDATE certificates SET status = ?, activated_at = ? WHERE serial = ?`
+	activateDevSQL   = `UPDATE devices SET state = ? WHERE id = ? AND state IN (?, ?)`
+	endAttemptSQL    = `UPDATE attempts SET outcome = ?, finished_at = ? WHERE device_id = ? AND request_id = ?`
 )
 
 // prepareStmts prepares the statements on db's connection; call it before any transaction
@@ -70,6 +101,16 @@ func prepareStmts(ctx context.Context, db *sql.DB) (*stmts, error) {
 		{&st.insertAtt, insertAttemptSQL},
 		{&st.eventHead, eventHeadSQL},
 		{&st.insertEvent, insertEventSQL},
+		{&st.setOnline, setOnlineSQL},
+		{&st.setHealth, setHealthSQL},
+		{&st.setHealthSeen, setHealthSeenSQL},
+		{&st.clearCommand, clearCommandSQL},
+		{&st.certState, certStateSQL},
+		{&st.activeCert, activeCertSQL},
+		{&st.supersedeCert, supersedeCertSQL},
+		{&st.activateCert, activateCertSQL},
+		{&st.activateDev, activateDevSQL},
+		{&st.endAttempt, endAttemptSQL},
 	} {
 		var err error
 		if *p.dst, err = db.PrepareContext(ctx, p.sql); err != nil {
@@ -81,7 +122,9 @@ func prepareStmts(ctx context.Context, db *sql.DB) (*stmts, error) {
 }
 
 func (st *stmts) close() {
-	for _, s := range []*sql.Stmt{st.upsertDevice, st.insertCert, st.insertAtt, st.eventHead, st.insertEvent} {
+	for _, s := range []*sql.Stmt{st.upsertDevice, st.insertCert, st.insertAtt, st.eventHead, st.insertEvent,
+		st.setOnline, st.setHealth, st.setHealthSeen, st.clearCommand, st.certState, st.activeCert,
+		st.supersedeCert, st.activateCert, st.activateDev, st.endAttempt} {
 		if s != nil {
 			s.Close()
 		}
@@ -100,16 +143,32 @@ func txStmt(ctx context.Context, tx *gorm.DB, st *sql.Stmt) (*sql.Stmt, error) {
 // exec runs a prepared statement inside tx; a primary key or unique violation is returned as
 // ErrDuplicate.
 func (s *Store) exec(ctx context.Context, tx *gorm.DB, st *sql.Stmt, args ...any) error {
+	_, err := s.execN(ctx, tx, st, args...)
+	return err
+}
+
+// execN is exec that also returns how many rows the statement changed.
+func (s *Store) execN(ctx context.Context, tx *gorm.DB, st *sql.Stmt, args ...any) (int64, error) {
+	stmt, err := txStmt(ctx, tx, st)
+	if err != nil {
+		return 0, err
+	}
+	res, err := stmt.ExecContext(ctx, args...)
+	if err != nil {
+		if t, ok := s.w.Dialector.(gorm.ErrorTranslator); ok && errors.Is(t.Translate(err), gorm.ErrDuplicatedKey) {
+			return 0, fmt.Errorf("%w: %w", ErrDuplicate, err)
+		}
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// queryRow runs a prepared single-row query inside tx and scans it into dest; no row is
+// sql.ErrNoRows.
+func queryRow(ctx context.Context, tx *gorm.DB, st *sql.Stmt, args []any, dest ...any) error {
 	stmt, err := txStmt(ctx, tx, st)
 	if err != nil {
 		return err
 	}
-	_, err = stmt.ExecContext(ctx, args...)
-	if err != nil {
-		if t, ok := s.w.Dialector.(gorm.ErrorTranslator); ok && errors.Is(t.Translate(err), gorm.ErrDuplicatedKey) {
-			return fmt.Errorf("%w: %w", ErrDuplicate, err)
-		}
-		return err
-	}
-	return nil
+	return stmt.QueryRowContext(ctx, args...).Scan(dest...)
 }
