@@ -47,10 +47,9 @@ func Valid(data []byte) bool {
 }
 
 type decoder struct {
-	data   []byte
-	pos    int
-	depth  int
-	fields fieldCache
+	data  []byte
+	pos   int
+	depth int
 }
 
 func (d *decoder) checkAll() (int, error) {
@@ -450,7 +449,7 @@ func (d *decoder) object(v reflect.Value) error {
 	var fields []field
 	switch {
 	case v.Kind() == reflect.Struct:
-		fields = d.fields.of(v.Type())
+		fields = typeFields.of(v.Type())
 	case v.Kind() == reflect.Map && v.Type().Key().Kind() == reflect.String:
 		if v.IsNil() {
 			v.Set(reflect.MakeMap(v.Type()))

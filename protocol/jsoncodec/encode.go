@@ -41,10 +41,8 @@ func Marshal(v any) ([]byte, error) {
 	return e.appendValue(make([]byte, 0, 512), reflect.ValueOf(v))
 }
 
-// encoder holds what one Marshal call learnt of struct types, for slices of them.
-type encoder struct {
-	fields fieldCache
-}
+// encoder encodes one Marshal call's value.
+type encoder struct{}
 
 // MarshalIndent is Marshal with each element on its own line, as json.MarshalIndent.
 func MarshalIndent(v any, prefix, indent string) ([]byte, error) {
@@ -195,7 +193,7 @@ func (e *encoder) appendMap(b []byte, v reflect.Value) ([]byte, error) {
 func (e *encoder) appendStruct(b []byte, v reflect.Value) ([]byte, error) {
 	b = append(b, '{')
 	first := true
-	for _, f := range e.fields.of(v.Type()) {
+	for _, f := range typeFields.of(v.Type()) {
 		fv, ok := fieldByIndex(v, f.index)
 		if !ok {
 			continue
