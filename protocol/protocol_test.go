@@ -54,6 +54,17 @@ func TestGolden(t *testing.T) {
 			if !reflect.DeepEqual(back, m) {
 				t.Errorf("Decode(Encode(%s)) = %+v, want %+v", name, back, m)
 			}
+			// The hub's codec (encoding/json) sends and reads the same bytes.
+			if hub, err := EncodeWith(m, json.Marshal); err != nil || !bytes.Equal(hub, got) {
+				t.Errorf("EncodeWith(%s, json.Marshal) = %s, %v; want %s (Encode)", name, hub, err, got)
+			}
+			fromGolden, hubBack := newOf(m), newOf(m)
+			if err := Decode(want, fromGolden); err != nil {
+				t.Fatal(err)
+			}
+			if err := DecodeWith(want, hubBack, json.Unmarshal); err != nil || !reflect.DeepEqual(hubBack, fromGolden) {
+				t.Errorf("DecodeWith(%s, json.Unmarshal) = %+v, %v; want %+v (Decode)", path, hubBack, err, fromGolden)
+			}
 		})
 	}
 }
@@ -103,6 +114,10 @@ func TestDecodeRejects(t *testing.T) {
 			}
 			if tt.code != CodeTooLarge && !errors.Is(err, ErrInvalid) {
 				t.Errorf("Decode(%s) = %v, want it to wrap ErrInvalid", tt.name, err)
+			}
+			// The hub's codec refuses it with the same code.
+			if err := DecodeWith(tt.in, &CSR{}, json.Unmarshal); err == nil || CodeFor(err) != tt.code {
+				t.Errorf("DecodeWith(%s, json.Unmarshal) = %v (code %q), want code %q", tt.name, err, CodeFor(err), tt.code)
 			}
 		})
 	}

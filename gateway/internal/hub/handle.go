@@ -15,7 +15,8 @@ import (
 
 // handle receives every message the broker accepted on a hub-bound topic. Certificate
 // requests and commits go to the device state machine, which applies them in order with the
-// device's session events.
+// device's session events. The hub reads and writes protocol messages with encoding/json
+// (protocol.DecodeWith, EncodeWith): the same bytes as the agent's codec, in less time.
 func (h *Hub) handle(ctx context.Context, from broker.Identity, t protocol.Topic, payload []byte) {
 	switch t.Kind {
 	case protocol.KindCSR:
@@ -32,14 +33,14 @@ func (h *Hub) handle(ctx context.Context, from broker.Identity, t protocol.Topic
 		})
 	case protocol.KindCommit:
 		var c protocol.Commit
-		if err := protocol.Decode(payload, &c); err != nil {
+		if err := protocol.DecodeWith(payload, &c, json.Unmarshal); err != nil {
 			h.log.Info("commit refused", "device", from.DeviceID, "err", err)
 			ack := protocol.Ack{V: protocol.Version, RequestID: "unknown", HubTime: h.now().UTC(),
 				Error: &protocol.Error{Code: protocol.CodeFor(err), Message: protocol.ClipText(err.Error())}}
 			if protocol.ValidateRequestID(c.RequestID) == nil {
 				ack.RequestID = c.RequestID
 			}
-			if b, err := protocol.Encode(&ack); err == nil {
+			if b, err := protocol.EncodeWith(&ack, json.Marshal); err == nil {
 				h.publish(h.topics.Device(from.DeviceID, protocol.KindAck), b, false)
 			}
 			return
@@ -158,7 +159,7 @@ func (h *Hub) finding(f lifecycle.Finding) {
 // finding when it contradicts the inventory.
 func (h *Hub) health(from broker.Identity, payload []byte) {
 	var r protocol.Health
-	if err := protocol.Decode(payload, &r); err != nil {
+	if err := protocol.DecodeWith(payload, &r, json.Unmarshal); err != nil {
 		h.log.Info("health report refused", "device", from.DeviceID, "err", err)
 		return
 	}
@@ -174,7 +175,7 @@ func (h *Hub) health(from broker.Identity, payload []byte) {
 // notify publishes an event on bridge/event.
 func (h *Hub) notify(e protocol.Event) {
 	h.observeEvent(e)
-	b, err := protocol.Encode(&e)
+	b, err := protocol.EncodeWith(&e, json.Marshal)
 	if err != nil {
 		h.log.Error("encode event", "err", err)
 		return

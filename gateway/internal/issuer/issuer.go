@@ -126,7 +126,7 @@ func New(cfg Config) *Issuer {
 // echoing), and Decode returns false.
 func (i *Issuer) Decode(from Sender, payload []byte) (*protocol.CSR, bool) {
 	var req protocol.CSR
-	if err := protocol.Decode(payload, &req); err != nil {
+	if err := protocol.DecodeWith(payload, &req, json.Unmarshal); err != nil {
 		i.replyError(from.DeviceID, requestIDOf(payload), refuseErr(protocol.CodeFor(err), err), i.cfg.Now().UTC())
 		return nil, false
 	}
@@ -253,7 +253,7 @@ func (i *Issuer) replyError(device, requestID string, r *Refusal, now time.Time)
 }
 
 func (i *Issuer) publish(topic string, m protocol.Message, retain bool) {
-	b, err := protocol.Encode(m)
+	b, err := protocol.EncodeWith(m, json.Marshal) // the agent's bytes, faster (issue 11)
 	if err != nil {
 		i.cfg.Logger.Error("encode reply", "topic", topic, "err", err)
 		return

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -577,7 +578,7 @@ func (m *Machine) refuse(id string, r Refuse, now time.Time) {
 }
 
 func (m *Machine) publish(topic string, msg protocol.Message) {
-	b, err := protocol.Encode(msg)
+	b, err := protocol.EncodeWith(msg, json.Marshal) // the agent's bytes, faster (issue 11)
 	if err != nil {
 		m.cfg.Logger.Error("encode reply", "topic", topic, "err", err)
 		return
