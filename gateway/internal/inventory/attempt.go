@@ -63,14 +63,14 @@ func (s *Store) insertAttempt(ctx context.Context, tx *gorm.DB, a Attempt) error
 
 // Attempt returns the device's attempt with the given request id, or ErrNotFound.
 func (s *Store) Attempt(ctx context.Context, deviceID, requestID string) (Attempt, error) {
-	var rows []attemptRow
-	if err := s.read(ctx).Where("device_id = ? AND request_id = ?", deviceID, requestID).Limit(1).Find(&rows).Error; err != nil {
+	row, found, err := one[attemptRow](s.read(ctx).Where("device_id = ? AND request_id = ?", deviceID, requestID))
+	if err != nil {
 		return Attempt{}, fmt.Errorf("attempt %q of device %q: %w", requestID, deviceID, err)
 	}
-	if len(rows) == 0 {
+	if !found {
 		return Attempt{}, fmt.Errorf("attempt %q of device %q: %w", requestID, deviceID, ErrNotFound)
 	}
-	return rows[0].attempt(), nil
+	return row.attempt(), nil
 }
 
 // FinishAttempt sets the attempt's outcome and error code, and FinishedAt to now: the

@@ -65,14 +65,14 @@ func normSerial(serial string) (string, error) {
 }
 
 func findCert(db *gorm.DB, serial string) (certRow, error) {
-	var rows []certRow
-	if err := db.Where("serial = ?", serial).Limit(1).Find(&rows).Error; err != nil {
+	row, found, err := one[certRow](db.Where("serial = ?", serial))
+	if err != nil {
 		return certRow{}, err
 	}
-	if len(rows) == 0 {
+	if !found {
 		return certRow{}, fmt.Errorf("certificate %s: %w", serial, ErrNotFound)
 	}
-	return rows[0], nil
+	return row, nil
 }
 
 func certs(db *gorm.DB, what string) ([]Certificate, error) {
@@ -108,15 +108,14 @@ func (s *Store) Certificates(ctx context.Context, deviceID string) ([]Certificat
 
 // ActiveCertificate returns the device's active certificate, or ErrNotFound.
 func (s *Store) ActiveCertificate(ctx context.Context, deviceID string) (Certificate, error) {
-	var rows []certRow
-	err := s.read(ctx).Where("device_id = ? AND status = ?", deviceID, StatusActive).Limit(1).Find(&rows).Error
+	row, found, err := one[certRow](s.read(ctx).Where("device_id = ? AND status = ?", deviceID, StatusActive))
 	if err != nil {
 		return Certificate{}, fmt.Errorf("active certificate of device %q: %w", deviceID, err)
 	}
-	if len(rows) == 0 {
+	if !found {
 		return Certificate{}, fmt.Errorf("active certificate of device %q: %w", deviceID, ErrNotFound)
 	}
-	return rows[0].certificate(), nil
+	return row.certificate(), nil
 }
 
 // Activate makes serial the device's active certificate, in one transaction: the device's

@@ -184,14 +184,14 @@ func (r *deviceRow) setRenewal(st RenewalStatus) {
 
 // Device returns the device with the given id, or ErrNotFound.
 func (s *Store) Device(ctx context.Context, id string) (Device, error) {
-	var rows []deviceRow
-	if err := s.read(ctx).Where("id = ?", id).Limit(1).Find(&rows).Error; err != nil {
+	row, found, err := one[deviceRow](s.read(ctx).Where("id = ?", id))
+	if err != nil {
 		return Device{}, fmt.Errorf("device %q: %w", id, err)
 	}
-	if len(rows) == 0 {
+	if !found {
 		return Device{}, fmt.Errorf("device %q: %w", id, ErrNotFound)
 	}
-	return rows[0].device()
+	return row.device()
 }
 
 // Devices returns every device, sorted by id.

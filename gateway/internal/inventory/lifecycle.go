@@ -44,29 +44,27 @@ type PendingRequest struct {
 func (s *Store) Lifecycle(ctx context.Context, deviceID string) (Lifecycle, error) {
 	var out Lifecycle
 	db := s.read(ctx)
-	var devs []deviceRow
-	if err := db.Select("command_id, command_action, command_reason, command_deadline").
-		Where("id = ?", deviceID).Limit(1).Find(&devs).Error; err != nil {
-		return out, fmt.Errorf("lifecycle of %q: %w", deviceID, err)
-	}
-	if len(devs) == 1 && devs[0].CommandID != "" {
-		d := devs[0]
-		out.Command = Command{ID: d.CommandID, Action: d.CommandAction, Reason: d.CommandReason, Deadline: fromUnix(d.CommandDeadline)}
-	}
-	var certs []certRow
-	if err := db.Where("device_id = ? AND status = ?", deviceID, StatusActive).Limit(1).Find(&certs).Error; err != nil {
-		return out, fmt.Errorf("lifecycle of %q: %w", deviceID, err)
-	}
-	if len(certs) == 1 {
-		out.Active, out.LastRequest, out.Previous = certs[0].Serial, certs[0].RequestID, certs[0].Replaces
-	}
-	var atts []attemptRow
-	err := db.Where("device_id = ? AND outcome = ?", deviceID, OutcomeIssued).Order("started_at DESC").Limit(1).Find(&atts).Error
+	d, found, err := one[deviceRow](db.Select("command_id, command_action, command_reason, command_deadline").Where("id = ?", deviceID))
 	if err != nil {
 		return out, fmt.Errorf("lifecycle of %q: %w", deviceID, err)
 	}
-	if len(atts) == 1 && atts[0].Serial != "" && atts[0].Serial != out.Active {
-		out.Pending = &PendingRequest{RequestID: atts[0].RequestID, Serial: atts[0].Serial, StartedAt: fromUnix(atts[0].Started)}
+	if found && d.CommandID != "" {
+		out.Command = Command{ID: d.CommandID, Action: d.CommandAction, Reason: d.CommandReason, Deadline: fromUnix(d.CommandDeadline)}
+	}
+	cert, found, err := one[certRow](db.Select("serial, request_id, replaces").Where("device_id = ? AND status = ?", deviceID, StatusActive))
+	if err != nil {
+		return out, fmt.Errorf("lifecycle of %q: %w", deviceID, err)
+	}
+	if found {
+		out.Active, out.LastRequest, out.Previous = cert.Serial, cert.RequestID, cert.Replaces
+	}
+	att, found, err := one[attemptRow](db.Select("request_id, serial, started_at").
+		Where("device_id = ? AND outcome = ?", deviceID, OutcomeIssued).Order("started_at DESC"))
+	if err != nil {
+		return out, fmt.Errorf("lifecycle of %q: %w", deviceID, err)
+	}
+	if found && att.Serial != "" && att.Serial != out.Active {
+		out.Pending = &PendingRequest{RequestID: att.RequestID, Serial: att.Serial, StartedAt: fromUnix(att.Started)}
 	}
 	return out, nil
 }

@@ -69,3 +69,42 @@ func cpuTime(b *testing.B) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkRenewalReads is what the hub reads of one device for a renewal: the state
+// machine's Lifecycle when it takes the command up, and after the commit the device (its
+// renewal window's policy inputs), the attempt (its latency) and the certificate (its
+// window). ns/op is per renewal.
+func BenchmarkRenewalReads(b *testing.B) {
+	s := openTest(b)
+	ctx := b.Context()
+	const devices = 1000
+	for i := range devices {
+		id := fmt.Sprintf("dev-%04d", i)
+		in := issuance(id, fmt.Sprintf("%012x", i+1), "enroll", t0)
+		if err := s.RecordIssuance(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Commit(ctx, id, "enroll", in.Cert.Serial, false, t0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		n := i % devices
+		id := fmt.Sprintf("dev-%04d", n)
+		if _, err := s.Lifecycle(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Device(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Attempt(ctx, id, "enroll"); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Certificate(ctx, fmt.Sprintf("%012x", n+1)); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}

@@ -60,19 +60,19 @@ func (s *Store) CreateToken(ctx context.Context, t Token) error {
 // checkToken returns the token row if hash is an unused token of deviceID that has not
 // expired at now; otherwise ErrTokenInvalid, ErrTokenUsed or ErrTokenExpired.
 func checkToken(db *gorm.DB, deviceID, hash string, now time.Time) (tokenRow, error) {
-	var rows []tokenRow
-	if err := db.Where("hash = ?", hash).Limit(1).Find(&rows).Error; err != nil {
+	row, found, err := one[tokenRow](db.Where("hash = ?", hash))
+	if err != nil {
 		return tokenRow{}, err
 	}
 	switch {
-	case len(rows) == 0 || rows[0].DeviceID != deviceID:
+	case !found || row.DeviceID != deviceID:
 		return tokenRow{}, ErrTokenInvalid
-	case rows[0].Used != 0:
+	case row.Used != 0:
 		return tokenRow{}, ErrTokenUsed
-	case now.Unix() >= rows[0].Expires:
+	case now.Unix() >= row.Expires:
 		return tokenRow{}, ErrTokenExpired
 	}
-	return rows[0], nil
+	return row, nil
 }
 
 // CheckToken reports whether hash is an unused, unexpired enrollment token of deviceID at

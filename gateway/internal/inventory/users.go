@@ -82,14 +82,14 @@ func (s *Store) AddUser(ctx context.Context, u User) error {
 
 // User returns the user named name, or ErrNotFound.
 func (s *Store) User(ctx context.Context, name string) (User, error) {
-	var rows []userRow
-	if err := s.read(ctx).Where("name = ?", name).Limit(1).Find(&rows).Error; err != nil {
+	row, found, err := one[userRow](s.read(ctx).Where("name = ?", name))
+	if err != nil {
 		return User{}, fmt.Errorf("user %q: %w", name, err)
 	}
-	if len(rows) == 0 {
+	if !found {
 		return User{}, fmt.Errorf("user %q: %w", name, ErrNotFound)
 	}
-	return rows[0].user(), nil
+	return row.user(), nil
 }
 
 // Users returns every user in name order.
