@@ -194,6 +194,31 @@ func (s *Store) Device(ctx context.Context, id string) (Device, error) {
 	return row.device()
 }
 
+// Subject is what the renewal policy matches a device on.
+type Subject struct {
+	Family string
+	Tags   []string
+}
+
+// Subject returns the device's family and tags, or ErrNotFound: the two columns the policy
+// needs for a window, read without the rest of the row (every commit publishes a window).
+func (s *Store) Subject(ctx context.Context, id string) (Subject, error) {
+	row, found, err := one[deviceRow](s.read(ctx).Select("family, tags").Where("id = ?", id))
+	if err != nil {
+		return Subject{}, fmt.Errorf("device %q: %w", id, err)
+	}
+	if !found {
+		return Subject{}, fmt.Errorf("device %q: %w", id, ErrNotFound)
+	}
+	out := Subject{Family: row.Family}
+	if row.Tags != "" && row.Tags != "[]" {
+		if err := json.Unmarshal([]byte(row.Tags), &out.Tags); err != nil {
+			return Subject{}, fmt.Errorf("device %q: decode tags: %w", id, err)
+		}
+	}
+	return out, nil
+}
+
 // Devices returns every device, sorted by id.
 func (s *Store) Devices(ctx context.Context) ([]Device, error) {
 	var rows []deviceRow

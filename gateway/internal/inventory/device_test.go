@@ -195,3 +195,44 @@ func TestRemoveDeviceKeepsAudit(t *testing.T) {
 		t.Errorf("RemoveDevice(again) = %v, want %v", err, ErrNotFound)
 	}
 }
+
+func TestSubject(t *testing.T) {
+	s := openTest(t)
+	ctx := t.Context()
+	for _, d := range []Device{
+		{ID: "tagged", Family: "plug", Tags: []string{"kitchen", "power"}, Path: PathDirect, Mechanism: MechanismAgent},
+		{ID: "untagged", Family: "sensor", Path: PathDirect, Mechanism: MechanismAgent},
+	} {
+		if err := s.UpsertDevice(ctx, d); err != nil {
+			t.Fatalf("UpsertDevice(%q) = %v", d.ID, err)
+		}
+	}
+	tests := []struct {
+		id      string
+		want    Subject
+		wantErr error
+	}{
+		{"tagged", Subject{Family: "plug", Tags: []string{"kitchen", "power"}}, nil},
+		{"untagged", Subject{Family: "sensor"}, nil},
+		{"unknown", Subject{}, ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.id, func(t *testing.T) {
+			got, err := s.Subject(ctx, tt.id)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Subject(%q) = %v, want %v", tt.id, err, tt.wantErr)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Subject(%q) (-want +got):\n%s", tt.id, diff)
+			}
+			if tt.wantErr != nil {
+				return
+			}
+			// The same as the whole device's.
+			d, err := s.Device(ctx, tt.id)
+			if err != nil || d.Family != got.Family || !cmp.Equal(d.Tags, got.Tags) {
+				t.Errorf("Subject(%q) = %+v, but Device() = %+v, %v", tt.id, got, d, err)
+			}
+		})
+	}
+}

@@ -71,9 +71,9 @@ func cpuTime(b *testing.B) time.Duration {
 }
 
 // BenchmarkRenewalReads is what the hub reads of one device for a renewal: the state
-// machine's Lifecycle when it takes the command up, and after the commit the device (its
-// renewal window's policy inputs), the attempt (its latency) and the certificate (its
-// window). ns/op is per renewal.
+// machine's Lifecycle when it takes the command up, and after the commit the device's policy
+// inputs (Subject), the attempt (its latency) and the certificate (its window). ns/op is per
+// renewal.
 func BenchmarkRenewalReads(b *testing.B) {
 	s := openTest(b)
 	ctx := b.Context()
@@ -96,7 +96,7 @@ func BenchmarkRenewalReads(b *testing.B) {
 		if _, err := s.Lifecycle(ctx, id); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := s.Device(ctx, id); err != nil {
+		if _, err := s.Subject(ctx, id); err != nil {
 			b.Fatal(err)
 		}
 		if _, err := s.Attempt(ctx, id, "enroll"); err != nil {

@@ -193,7 +193,7 @@ func (i *Issuer) certReply(ctx context.Context, requestID string, c inventory.Ce
 
 // RenewalInfo computes the suggested renewal window of certificate c under the policy in force.
 func (i *Issuer) RenewalInfo(ctx context.Context, c inventory.Certificate, now time.Time) (*protocol.RenewalInfo, error) {
-	dev, err := i.cfg.Store.Device(ctx, c.DeviceID)
+	dev, err := i.cfg.Store.Subject(ctx, c.DeviceID)
 	if err != nil && !errors.Is(err, inventory.ErrNotFound) {
 		return nil, fmt.Errorf("look up device: %w", err)
 	}
