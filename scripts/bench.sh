@@ -32,6 +32,8 @@ storm() {
 	(cd gateway && go build -o "$tmp/hearth-gateway" ./cmd/hearth-gateway)
 	(cd agent && go build -o "$tmp/hearth-fleet" ./cmd/hearth-fleet)
 	printf 'issuance_rate: 1000000\nlog_level: warn\nrenewal:\n  rate: 1000\n  max_in_flight: 400\n' >"$tmp/hearth.yaml"
+	# HEARTH_BENCH_DEBUG=127.0.0.1:PORT: the hub serves its profiles there (debug_listen).
+	[ -n "${HEARTH_BENCH_DEBUG:-}" ] && echo "debug_listen: $HEARTH_BENCH_DEBUG" >>"$tmp/hearth.yaml"
 	trap 'kill $hub $fleet 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; trap - RETURN' RETURN
 	start_hub() {
 		: >"$tmp/hub.log"
