@@ -156,8 +156,9 @@ func New(cfg Config) *Metrics {
 func (m *Metrics) Handler() http.Handler {
 	opts := promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}
 	full := promhttp.HandlerFor(prometheus.Gatherers{m.reg, m.devReg}, opts)
+	formats := expfmt.DefaultAcceptedFormats() // promhttp's, so that both choose alike
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if f := expfmt.Negotiate(r.Header); f.FormatType() == expfmt.TypeTextPlain {
+		if f := expfmt.NegotiateAccept(r.Header, formats...); f.FormatType() == expfmt.TypeTextPlain {
 			m.serveText(w, f)
 			return
 		}
