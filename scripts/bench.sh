@@ -4,6 +4,7 @@
 #        HEARTH_STORM_DEVICES=N (default 10,000), HEARTH_STORM_EXTRA=M: the storm again with M
 #        more devices seeded into the inventory.
 #        scripts/bench.sh peers|sessions|stepca [N]   (the peer comparisons, default 10,000 devices)
+#        scripts/bench.sh idle N   (what N idle devices in the inventory cost the hub's memory)
 # Every figure is measured in this run next to its baseline (e.g. raw ECDSA beside CA
 # signing), so a loaded machine shifts both alike.
 set -euo pipefail
@@ -32,6 +33,8 @@ storm() {
 	(cd gateway && go build -o "$tmp/hearth-gateway" ./cmd/hearth-gateway)
 	(cd agent && go build -o "$tmp/hearth-fleet" ./cmd/hearth-fleet)
 	printf 'issuance_rate: 1000000\nlog_level: warn\nrenewal:\n  rate: 1000\n  max_in_flight: 400\n' >"$tmp/hearth.yaml"
+	# HEARTH_BENCH_DEBUG=127.0.0.1:PORT: the hub serves its profiles there (debug_listen).
+	[ -n "${HEARTH_BENCH_DEBUG:-}" ] && echo "debug_listen: $HEARTH_BENCH_DEBUG" >>"$tmp/hearth.yaml"
 	trap 'kill $hub $fleet 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; trap - RETURN' RETURN
 	start_hub() {
 		: >"$tmp/hub.log"
@@ -261,6 +264,59 @@ stepca() {
 	echo "step-ca CPU: $((cpu1 - cpu0)) ms for $n rekeys, $(awk -v c=$((cpu1 - cpu0)) -v n="$n" 'BEGIN {printf "%.2f", c / n}') ms per rekey; RSS $(rss $sca) MiB"
 }
 
+# idle N: what N idle devices in the inventory cost the hub (issue 11): N devices seeded into
+# SQLite as storm seeds them, the hub started on them with its profiles on HEARTH_BENCH_DEBUG
+# (default 127.0.0.1:6161); once its first pass is over and it is idle, three forced GCs,
+# then its live heap (runtime.MemStats.HeapAlloc) and RSS, against the same hub with no device.
+idle() {
+	local n=$1 tmp hub="" hub_addr dbg=${HEARTH_BENCH_DEBUG:-127.0.0.1:6161} m heap0 heap1 rss0 t0
+	command -v sqlite3 >/dev/null || { echo "idle: needs sqlite3"; return 1; }
+	tmp=$(mktemp -d)
+	trap 'kill $hub 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; trap - RETURN' RETURN
+	(cd gateway && go build -o "$tmp/hearth-gateway" ./cmd/hearth-gateway)
+	# settled: waits until the hub used under 0.1 s of CPU in 5 s, then forces three GCs and
+	# prints its live heap in bytes.
+	settled() {
+		local a b
+		while :; do a=$(cpu_ms $hub); sleep 5; b=$(cpu_ms $hub); [ $((b - a)) -lt 100 ] && break; done
+		for _ in 1 2 3; do curl -s "http://$dbg/debug/pprof/heap?gc=1" >/dev/null; done
+		curl -s "http://$dbg/debug/pprof/heap?debug=1" | sed -n 's/^# HeapAlloc = //p'
+	}
+	HEARTH_BENCH_DEBUG=$dbg bench_hub "$tmp" || return 1
+	heap0=$(settled) rss0=$(rss $hub)
+	kill $hub; wait $hub 2>/dev/null || true
+	seed "$tmp/data/hearth.db" "$n"
+	t0=$SECONDS
+	HEARTH_BENCH_DEBUG=$dbg bench_hub "$tmp" || return 1
+	# The first pass stores every seeded device's window (and publishes it, once).
+	until [ "$(sqlite3 -readonly "$tmp/data/hearth.db" "SELECT count(*) FROM devices WHERE renewal_window_end <> 0")" -ge "$n" ]; do
+		kill -0 $hub 2>/dev/null || { echo "idle: the hub exited:"; tail -5 "$tmp/hub.log"; return 1; }
+		sleep 2
+	done
+	m=$(rss $hub)
+	heap1=$(settled)
+	echo "hub with no device: live heap $((heap0 / 1024)) KiB, RSS $rss0 MiB"
+	echo "hub with $n idle devices: first pass over in $((SECONDS - t0)) s (RSS $m MiB then); settled: live heap $((heap1 / 1048576)) MiB, RSS $(rss $hub) MiB"
+	echo "per idle device: $(((heap1 - heap0) / n)) bytes of live heap"
+}
+
+# seed DB N: writes N devices straight into the hub's SQLite file DB (family "seeded", idle,
+# with an active certificate, never connected).
+seed() {
+	local now
+	now=$(date +%s)
+	sqlite3 "$1" "BEGIN;
+		WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k WHERE i + 1 < $2)
+		INSERT INTO devices (id, name, family, path, mechanism, created_at, last_seen, state)
+			SELECT printf('seed-%07d', i), printf('seeded %d', i), 'seeded', 'direct', 'agent', $now, $now, 'active' FROM k;
+		WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k WHERE i + 1 < $2)
+		INSERT INTO certificates (serial, device_id, not_before, not_after, issuer, key_algorithm, fingerprint, status,
+				request_id, created_at, activated_at)
+			SELECT printf('5eed%012x', i), printf('seed-%07d', i), $now - 60, $now + 30 * 86400, 'seeded', 'p256',
+				printf('%064x', i), 'active', printf('seed-%d', i), $now, $now FROM k;
+		COMMIT;"
+}
+
 # peers N: every peer comparison in one run: step-ca's CPU per rekey beside the hub's per
 # renewal (the storm), mosquitto's RSS and connect time beside the hub's.
 peers() {
@@ -276,7 +332,7 @@ peers() {
 }
 
 case "${1:-}" in
-peers | sessions | stepca)
+peers | sessions | stepca | idle)
 	"$1" "${2:-${HEARTH_STORM_DEVICES:-10000}}"
 	exit
 	;;

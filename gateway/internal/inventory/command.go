@@ -77,6 +77,7 @@ func (s *Store) RecordCommands(ctx context.Context, recs []CommandRecord) []erro
 			}
 		}
 	}
+	s.cacheCommandStages(recs, errs)
 	return errs
 }
 
@@ -129,4 +130,19 @@ func (s *Store) recordCommand(ctx context.Context, tx *gorm.DB, r CommandRecord,
 	}
 	_, err := s.appendEvent(ctx, tx, e)
 	return err
+}
+
+// cacheCommandStages brings the cached campaign entries (campaignCache) up to date with the
+// records of RecordCommands: the stage of each one stored, and the campaign of each one that
+// failed dropped (its entry may or may not have been written).
+func (s *Store) cacheCommandStages(recs []CommandRecord, errs []error) {
+	for i, r := range recs {
+		switch {
+		case r.Campaign == "":
+		case errs[i] == nil:
+			s.camps.staged(r.Campaign, map[string]CampaignStage{r.DeviceID: r.Stage})
+		default:
+			s.camps.drop(r.Campaign)
+		}
+	}
 }

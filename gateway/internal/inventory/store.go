@@ -57,6 +57,8 @@ type Store struct {
 	r  *gorm.DB  // read-only pool: reads outside write transactions
 	st *stmts    // the issuance path's statements, prepared on w's connection
 	gc committer // groups the write transactions that arrive together (write)
+	// camps keeps the entries of the campaigns in progress (CampaignsInProgress).
+	camps campaignCache
 }
 
 // Open opens (creating if needed) the SQLite database at path and brings its schema up to

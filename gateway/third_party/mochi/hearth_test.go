@@ -5,6 +5,8 @@ package mqtt
 import (
 	"io"
 	"net"
+	"runtime"
+	"strconv"
 	"testing"
 	"testing/synctest"
 
@@ -126,5 +128,31 @@ func TestRetainedSweep(t *testing.T) {
 	}
 	if s.Topics.Retained.Len() != 2 {
 		t.Errorf("%d retained messages left, want 2", s.Topics.Retained.Len())
+	}
+}
+
+// BenchmarkRetainedPerDevice measures the heap the index keeps per device of the hub's
+// inventory that never connects: its two retained messages (bridge state and renewal window,
+// 300 bytes of payload each) with the topic levels they create.
+func BenchmarkRetainedPerDevice(b *testing.B) {
+	const devices = 20000
+	payload := make([]byte, 300)
+	var before, after runtime.MemStats
+	for b.Loop() {
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		x := NewTopicsIndex()
+		for i := range devices {
+			id := "seed-" + strconv.Itoa(i)
+			for _, topic := range []string{"hearth/bridge/device/" + id, "hearth/" + id + "/renewal"} {
+				pk := packets.Packet{TopicName: topic, Payload: append([]byte(nil), payload...), Origin: "inline", Created: 1,
+					FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true}}
+				x.RetainMessage(pk)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/devices, "bytes/device")
+		runtime.KeepAlive(x)
 	}
 }

@@ -122,6 +122,9 @@ func NewSharedSubscriptions() *SharedSubscriptions {
 func (s *SharedSubscriptions) Add(group, id string, val packets.Subscription) {
 	s.Lock()
 	defer s.Unlock()
+	if s.internal == nil { // hearth: see newParticle
+		s.internal = map[string]map[string]packets.Subscription{}
+	}
 	if _, ok := s.internal[group]; !ok {
 		s.internal[group] = map[string]packets.Subscription{}
 	}
@@ -208,6 +211,9 @@ func NewInlineSubscriptions() *InlineSubscriptions {
 func (s *InlineSubscriptions) Add(val InlineSubscription) {
 	s.Lock()
 	defer s.Unlock()
+	if s.internal == nil { // hearth: see newParticle
+		s.internal = map[int]InlineSubscription{}
+	}
 	s.internal[val.Identifier] = val
 }
 
@@ -263,6 +269,9 @@ func NewSubscriptions() *Subscriptions {
 func (s *Subscriptions) Add(id string, val packets.Subscription) {
 	s.Lock()
 	defer s.Unlock()
+	if s.internal == nil { // hearth: see newParticle
+		s.internal = map[string]packets.Subscription{}
+	}
 	s.internal[id] = val
 }
 
@@ -762,14 +771,17 @@ type particle struct {
 }
 
 // newParticle returns a pointer to a new instance of particle.
+// hearth: its four maps are made by their first Add, not here: most particles of the hub's
+// index are the levels of retained topics (two or three per device of the inventory) that
+// nobody subscribes to exactly, and four empty maps cost more than the particle itself.
+// Reading or deleting from a nil map is allowed, so only the Add methods changed.
 func newParticle(key string, parent *particle) *particle {
 	return &particle{
 		key:                 key,
 		parent:              parent,
-		particles:           newParticles(),
-		subscriptions:       NewSubscriptions(),
-		shared:              NewSharedSubscriptions(),
-		inlineSubscriptions: NewInlineSubscriptions(),
+		subscriptions:       &Subscriptions{},
+		shared:              &SharedSubscriptions{},
+		inlineSubscriptions: &InlineSubscriptions{},
 	}
 }
 
@@ -789,6 +801,9 @@ func newParticles() particles {
 // add adds a new particle.
 func (p *particles) add(val *particle) {
 	p.Lock()
+	if p.internal == nil { // hearth: see newParticle
+		p.internal = map[string]*particle{}
+	}
 	p.internal[val.key] = val
 	p.Unlock()
 }

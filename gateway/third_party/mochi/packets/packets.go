@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,23 +64,64 @@ var (
 )
 
 // Packets is a concurrency safe map of packets.
+// hearth: it keeps each packet in a compact form (storedPacket, about 130 bytes) instead of
+// the whole 800-byte Packet: the server's retained messages live here, one or more per
+// device of the hub's inventory, connected or not.
 type Packets struct {
-	internal map[string]Packet
+	internal map[string]storedPacket
 	sync.RWMutex
+}
+
+// storedPacket is a Packet as Packets keeps it: the fields a published message has set,
+// and the whole packet only when it sets others (MQTT 5 properties, connect parameters...).
+type storedPacket struct {
+	TopicName       string
+	Origin          string
+	Payload         []byte
+	Created         int64
+	Expiry          int64
+	FixedHeader     FixedHeader
+	Mods            Mods
+	PacketID        uint16
+	ProtocolVersion byte
+	full            *Packet // non-nil: the packet whole, the fields above unused
+}
+
+// store returns pk in its compact form.
+func store(pk Packet) storedPacket {
+	s := storedPacket{TopicName: pk.TopicName, Origin: pk.Origin, Payload: pk.Payload, Created: pk.Created,
+		Expiry: pk.Expiry, FixedHeader: pk.FixedHeader, Mods: pk.Mods, PacketID: pk.PacketID, ProtocolVersion: pk.ProtocolVersion}
+	rest := pk
+	rest.TopicName, rest.Origin, rest.Payload, rest.Created, rest.Expiry = "", "", nil, 0, 0
+	rest.FixedHeader, rest.Mods, rest.PacketID, rest.ProtocolVersion = FixedHeader{}, Mods{}, 0, 0
+	if !reflect.ValueOf(&rest).Elem().IsZero() {
+		return storedPacket{full: &pk}
+	}
+	return s
+}
+
+// packet returns the Packet s holds.
+func (s storedPacket) packet() Packet {
+	if s.full != nil {
+		return *s.full
+	}
+	return Packet{TopicName: s.TopicName, Origin: s.Origin, Payload: s.Payload, Created: s.Created, Expiry: s.Expiry,
+		FixedHeader: s.FixedHeader, Mods: s.Mods, PacketID: s.PacketID, ProtocolVersion: s.ProtocolVersion}
 }
 
 // NewPackets returns a new instance of Packets.
 func NewPackets() *Packets {
 	return &Packets{
-		internal: map[string]Packet{},
+		internal: map[string]storedPacket{},
 	}
 }
 
 // Add adds a new packet to the map.
 func (p *Packets) Add(id string, val Packet) {
+	sp := store(val)
 	p.Lock()
 	defer p.Unlock()
-	p.internal[id] = val
+	p.internal[id] = sp
 }
 
 // GetAll returns all packets in the map.
@@ -88,7 +130,7 @@ func (p *Packets) GetAll() map[string]Packet {
 	defer p.RUnlock()
 	m := map[string]Packet{}
 	for k, v := range p.internal {
-		m[k] = v
+		m[k] = v.packet()
 	}
 	return m
 }
@@ -101,7 +143,7 @@ func (p *Packets) Expired(expired func(Packet) bool) []string {
 	defer p.RUnlock()
 	var keys []string
 	for k, v := range p.internal {
-		if expired(v) {
+		if expired(v.packet()) {
 			keys = append(keys, k)
 		}
 	}
@@ -112,8 +154,11 @@ func (p *Packets) Expired(expired func(Packet) bool) []string {
 func (p *Packets) Get(id string) (val Packet, ok bool) {
 	p.RLock()
 	defer p.RUnlock()
-	val, ok = p.internal[id]
-	return val, ok
+	v, ok := p.internal[id]
+	if !ok {
+		return Packet{}, false
+	}
+	return v.packet(), true
 }
 
 // Len returns the number of packets in the map.
