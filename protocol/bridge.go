@@ -397,4 +397,8 @@ type CACertificate struct {
 type CAInfo struct {
 	Intermediate CACertificate `json:"intermediate"`
 	Root         CACertificate `json:"root"`
+	// Previous is the intermediate a rotation replaced, while it is still trusted.
+	Previous *CACertificate `json:"previous,omitempty"`
+	// Rotation is the latest intermediate rotation, under way or retired.
+	Rotation *CARotation `json:"rotation,omitempty"`
 }
