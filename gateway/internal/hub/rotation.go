@@ -1,0 +1,46 @@
+package hub
+
+import (
+	"context"
+
+	"github.com/hearth-pki/hearth/gateway/internal/ca"
+	"github.com/hearth-pki/hearth/gateway/internal/rotation"
+)
+
+// newRotation wires the intermediate rotation (issue 12): the passphrase is resolved again
+// each time the root key must open, from the same sources as at start.
+func (h *Hub) newRotation() (*rotation.Rotator, error) {
+	cfg := h.cfg
+	return rotation.New(rotation.Config{CA: h.ca, Dir: cfg.CADir(),
+		Passphrase: func() ([]byte, error) {
+			pass, _, err := ca.ResolvePassphrase(cfg.DataDir, ca.PassphraseOptions{File: cfg.CAPassphraseFile, Env: cfg.CAPassphrase,
+				Store: cfg.CAPassphraseStore})
+			return pass, err
+		},
+		Store: h.store, Campaigns: h.renewal, CRL: h.crl, Switched: h.caSwitched, Notify: h.notify, Now: h.now,
+		Logger: h.log.With("part", "intermediate rotation")})
+}
+
+// caSwitched follows a change of the intermediates in force: the bundle retained on the CA
+// topic first (so agents trust what signs the rest), the broker's certificate from the
+// intermediate in force, the CRL, and the Home Assistant export.
+func (h *Hub) caSwitched(ctx context.Context) {
+	h.publish(h.topics.CA(), h.ca.ChainPEM(), true)
+	if _, err := h.serverCert.Reissue(h.now()); err != nil {
+		h.log.Error("broker certificate not reissued after the intermediate changed", "err", err)
+	}
+	h.regenerateCRL(ctx)
+	if err := h.exportCA(); err != nil {
+		h.log.Warn("CA bundle not exported", "err", err)
+	}
+}
+
+// trustedIssuer reports whether issuer (as agents report it in health) is one of the
+// intermediates in force.
+func (h *Hub) trustedIssuer(issuer string) bool {
+	if issuer == h.ca.Intermediate().Subject.String() {
+		return true
+	}
+	prev := h.ca.Previous()
+	return prev != nil && issuer == prev.Subject.String()
+}
