@@ -33,7 +33,8 @@ func (p *Publisher) FinalPrevious(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	now := p.cfg.Now()
+	// To the second, as the CRL's thisUpdate: nextUpdate is then the intermediate's notAfter.
+	now := p.cfg.Now().UTC().Truncate(time.Second)
 	return p.signPrevious(ctx, now, max(ps.Previous().NotAfter.Sub(now), time.Hour))
 }
 
