@@ -69,14 +69,17 @@ type CA struct {
 }
 
 // state is one generation of the CA: the intermediate in force and, during a
-// rotation, the previous one, still trusted and still signing its own CRL.
+// rotation, the previous one, still trusted and still signing its own CRL; during a root
+// rotation also the previous root and the cross-certificate by which it vouches for the
+// root in force.
 type state struct {
 	root, inter       *x509.Certificate
 	interKey          crypto.Signer
 	prev              *x509.Certificate // nil outside a rotation
 	prevKey           crypto.Signer
+	prevRoot, cross   *x509.Certificate // nil outside a root rotation
 	rootPEM, interPEM []byte
-	prevPEM           []byte
+	bundlePEM         []byte // ChainPEM
 	roots, inters     *x509.CertPool
 }
 
@@ -148,12 +151,16 @@ func Load(dir string, passphrase []byte) (*CA, error) {
 		}
 		return k.decrypt(kek, roleIntermediate)
 	}
-	interKey, prev, prevKey, err := loadRotation(dir, root, inter, interKey, open)
+	prevRoot, cross, err := loadPreviousRoot(dir, root)
+	if err != nil {
+		return nil, err
+	}
+	interKey, prev, prevKey, err := loadRotation(dir, root, prevRoot, inter, interKey, open)
 	if err != nil {
 		return nil, err
 	}
 	c := &CA{}
-	c.st.Store(newState(root, inter, interKey, prev, prevKey))
+	c.st.Store((&state{root: root, inter: inter, interKey: interKey, prev: prev, prevKey: prevKey, prevRoot: prevRoot, cross: cross}).finish())
 	return c, nil
 }
 
@@ -165,26 +172,8 @@ func CheckKeys(dir string, passphrase []byte) error {
 	if err != nil {
 		return err
 	}
-	data, err := readCAFile(dir, rootKeyFile)
-	if err != nil {
-		return err
-	}
-	rk, err := parseKeyFile(data, roleRoot)
-	if err != nil {
-		return err
-	}
-	kek, err := deriveKey(passphrase, rk.kdf)
-	if err != nil {
-		return err
-	}
-	key, err := rk.decrypt(kek, roleRoot)
-	if err != nil {
-		return err
-	}
-	if !publicKeyEqual(key.Public(), c.Root().PublicKey) {
-		return fmt.Errorf("%w: root.key does not match root.pem", ErrCorrupt)
-	}
-	return nil
+	_, _, _, err = openRootKey(dir, passphrase, c.Root())
+	return err
 }
 
 // ReadCertificates reads and checks the root and intermediate certificates
@@ -206,6 +195,13 @@ func ReadCertificates(dir string) (root, intermediate *x509.Certificate, err err
 	}
 	if !root.IsCA || root.CheckSignatureFrom(root) != nil {
 		return nil, nil, fmt.Errorf("%w: %s is not a self-signed CA certificate", ErrCorrupt, rootCertFile)
+	}
+	if intermediate.CheckSignatureFrom(root) != nil {
+		// A root rotation stopped between its commit and the move of its intermediate: the
+		// new intermediate is still next.pem (see rootrotate.go).
+		if next, err := readCertFile(dir, nextCertFile); err == nil && next.CheckSignatureFrom(root) == nil {
+			intermediate = next
+		}
 	}
 	if !intermediate.IsCA || intermediate.CheckSignatureFrom(root) != nil {
 		return nil, nil, fmt.Errorf("%w: %s is not a CA certificate signed by the root", ErrCorrupt, interCertFile)
@@ -340,18 +336,31 @@ func newCA(root, inter *x509.Certificate, interKey crypto.Signer) *CA {
 }
 
 func newState(root, inter *x509.Certificate, interKey crypto.Signer, prev *x509.Certificate, prevKey crypto.Signer) *state {
-	s := &state{
-		root: root, inter: inter, interKey: interKey, prev: prev, prevKey: prevKey,
-		rootPEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw}),
-		interPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: inter.Raw}),
-		roots:    x509.NewCertPool(),
-		inters:   x509.NewCertPool(),
+	return (&state{root: root, inter: inter, interKey: interKey, prev: prev, prevKey: prevKey}).finish()
+}
+
+// finish derives the PEM forms and pools from the certificates.
+func (s *state) finish() *state {
+	enc := func(c *x509.Certificate) []byte {
+		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 	}
-	s.roots.AddCert(root)
-	s.inters.AddCert(inter)
-	if prev != nil {
-		s.prevPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: prev.Raw})
-		s.inters.AddCert(prev)
+	s.rootPEM, s.interPEM = enc(s.root), enc(s.inter)
+	s.roots, s.inters = x509.NewCertPool(), x509.NewCertPool()
+	s.roots.AddCert(s.root)
+	s.inters.AddCert(s.inter)
+	s.bundlePEM = bytes.Clone(s.interPEM)
+	if s.prev != nil {
+		s.inters.AddCert(s.prev)
+		s.bundlePEM = append(s.bundlePEM, enc(s.prev)...)
+	}
+	if s.cross != nil {
+		s.inters.AddCert(s.cross)
+		s.bundlePEM = append(s.bundlePEM, enc(s.cross)...)
+	}
+	s.bundlePEM = append(s.bundlePEM, s.rootPEM...)
+	if s.prevRoot != nil {
+		s.roots.AddCert(s.prevRoot)
+		s.bundlePEM = append(s.bundlePEM, enc(s.prevRoot)...)
 	}
 	return s
 }
@@ -371,15 +380,23 @@ func (c *CA) Previous() *x509.Certificate { return c.state().prev }
 func (c *CA) RootPEM() []byte { return bytes.Clone(c.state().rootPEM) }
 
 // ChainPEM returns the CA bundle as PEM: the intermediate in force, the
-// previous one during a rotation, then the root. It is what the hub publishes
-// on the CA topic, so agents trust both intermediates while devices move.
-func (c *CA) ChainPEM() []byte {
-	s := c.state()
-	out := append(bytes.Clone(s.interPEM), s.prevPEM...)
-	return append(out, s.rootPEM...)
-}
+// previous one during a rotation, the cross-certificate during a root rotation,
+// the root, and the previous root during a root rotation. It is what the hub
+// publishes on the CA topic, so agents trust both intermediates while devices
+// move, and move their pin to a new root the pinned one cross-signed.
+func (c *CA) ChainPEM() []byte { return bytes.Clone(c.state().bundlePEM) }
 
-// Roots returns a new pool holding the root certificate.
+// PreviousRoot returns the root a root rotation replaced, while it is still
+// trusted, or nil.
+func (c *CA) PreviousRoot() *x509.Certificate { return c.state().prevRoot }
+
+// Cross returns the certificate by which the previous root vouches for the root
+// in force (its subject and key, signed by the previous root) during a root
+// rotation, or nil.
+func (c *CA) Cross() *x509.Certificate { return c.state().cross }
+
+// Roots returns a new pool holding the root certificate, and the previous root
+// during a root rotation.
 func (c *CA) Roots() *x509.CertPool { return c.state().roots.Clone() }
 
 // Intermediates returns a new pool holding the intermediates: the one in

@@ -84,7 +84,7 @@ func (c *CA) rotate(dir string, passphrase []byte, now time.Time, after func(rot
 		return nil, err
 	}
 	// Leftovers of a rotation that crashed before its commit, or of a retirement.
-	for _, name := range []string{nextCertFile, nextKeyFile, prevCertFile, prevKeyFile} {
+	for _, name := range []string{nextCertFile, nextKeyFile, prevCertFile, prevKeyFile, nextRootCertFile, nextRootKeyFile, crossCertFile, prevRootCertFile} {
 		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("remove stale %s: %w", name, err)
 		}
@@ -139,9 +139,10 @@ func (c *CA) rotate(dir string, passphrase []byte, now time.Time, after func(rot
 	return inter, nil
 }
 
-// RetirePrevious stops trusting the previous intermediate: its key and certificate are
-// removed from dir (the key first, so a crash between the two leaves it retired) and the
-// bundle (ChainPEM) no longer names it. Sign its last CRL with PreviousCRL before. It fails
+// RetirePrevious stops trusting the previous intermediate, and after a root rotation the
+// previous root: their files are removed from dir (each key and the cross-certificate before
+// the certificate they make trusted, so a crash part way leaves them retired) and the bundle
+// (ChainPEM) no longer names them. Sign its last CRL with PreviousCRL before. It fails
 // with ErrNoRotation when there is none.
 func (c *CA) RetirePrevious(dir string) (*x509.Certificate, error) {
 	c.mu.Lock()
@@ -150,7 +151,7 @@ func (c *CA) RetirePrevious(dir string) (*x509.Certificate, error) {
 	if s.prev == nil {
 		return nil, ErrNoRotation
 	}
-	for _, name := range []string{prevKeyFile, prevCertFile} {
+	for _, name := range []string{prevKeyFile, prevCertFile, crossCertFile, prevRootCertFile} {
 		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("retire the previous intermediate: %w", err)
 		}
@@ -181,7 +182,24 @@ func openRootKey(dir string, passphrase []byte, root *x509.Certificate) (crypto.
 	if len(passphrase) == 0 {
 		return nil, kdfParams{}, nil, ErrNoPassphrase
 	}
-	data, err := readCAFile(dir, rootKeyFile)
+	key, kdf, kek, err := openKeyFile(dir, rootKeyFile, passphrase)
+	if err != nil {
+		return nil, kdfParams{}, nil, err
+	}
+	if !publicKeyEqual(key.Public(), root.PublicKey) {
+		// A root rotation stopped before its last rename: the new root's key is still
+		// next-root.key (see rootrotate.go).
+		if nk, nkdf, nkek, err := openKeyFile(dir, nextRootKeyFile, passphrase); err == nil && publicKeyEqual(nk.Public(), root.PublicKey) {
+			return nk, nkdf, nkek, nil
+		}
+		return nil, kdfParams{}, nil, fmt.Errorf("%w: root.key does not match root.pem", ErrCorrupt)
+	}
+	return key, kdf, kek, nil
+}
+
+// openKeyFile decrypts the root key file name in dir.
+func openKeyFile(dir, name string, passphrase []byte) (crypto.Signer, kdfParams, []byte, error) {
+	data, err := readCAFile(dir, name)
 	if err != nil {
 		return nil, kdfParams{}, nil, err
 	}
@@ -196,9 +214,6 @@ func openRootKey(dir string, passphrase []byte, root *x509.Certificate) (crypto.
 	key, err := rk.decrypt(kek, roleRoot)
 	if err != nil {
 		return nil, kdfParams{}, nil, err
-	}
-	if !publicKeyEqual(key.Public(), root.PublicKey) {
-		return nil, kdfParams{}, nil, fmt.Errorf("%w: root.key does not match root.pem", ErrCorrupt)
 	}
 	return key, rk.kdf, kek, nil
 }
@@ -241,8 +256,9 @@ func signIntermediate(cn string, key crypto.Signer, notBefore time.Time, root *x
 
 // loadRotation completes what Load reads of a rotation: the key of intermediate.pem when a
 // crash hit between the commit's two renames (it is then still next.key), and the previous
-// intermediate when one is still trusted. open decrypts an intermediate key file.
-func loadRotation(dir string, root, inter *x509.Certificate, interKey crypto.Signer, open func([]byte) (crypto.Signer, error)) (crypto.Signer, *x509.Certificate, crypto.Signer, error) {
+// intermediate when one is still trusted (signed by root, or by prevRoot during a root
+// rotation). open decrypts an intermediate key file.
+func loadRotation(dir string, root, prevRoot, inter *x509.Certificate, interKey crypto.Signer, open func([]byte) (crypto.Signer, error)) (crypto.Signer, *x509.Certificate, crypto.Signer, error) {
 	if !publicKeyEqual(interKey.Public(), inter.PublicKey) {
 		data, err := os.ReadFile(filepath.Join(dir, nextKeyFile))
 		if err != nil {
@@ -270,7 +286,8 @@ func loadRotation(dir string, root, inter *x509.Certificate, interKey crypto.Sig
 	if prev.Equal(inter) {
 		return interKey, nil, nil, nil // a rotation that crashed before its commit
 	}
-	if !prev.IsCA || prev.CheckSignatureFrom(root) != nil {
+	signed := prev.CheckSignatureFrom(root) == nil || (prevRoot != nil && prev.CheckSignatureFrom(prevRoot) == nil)
+	if !prev.IsCA || !signed {
 		return nil, nil, nil, fmt.Errorf("%w: %s is not a CA certificate signed by the root", ErrCorrupt, prevCertFile)
 	}
 	data, err := readCAFile(dir, prevKeyFile)
