@@ -401,4 +401,8 @@ type CAInfo struct {
 	Previous *CACertificate `json:"previous,omitempty"`
 	// Rotation is the latest intermediate rotation, under way or retired.
 	Rotation *CARotation `json:"rotation,omitempty"`
+	// PreviousRoot is the root a root rotation replaced and Cross the certificate by which it
+	// vouches for the root in force, while the previous root is still trusted.
+	PreviousRoot *CACertificate `json:"previous_root,omitempty"`
+	Cross        *CACertificate `json:"cross,omitempty"`
 }

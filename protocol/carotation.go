@@ -9,7 +9,7 @@ import "time"
 // CRL kept until it expires). incident/intermediate-compromised does the same and then lists
 // the previous intermediate on the root's CRL.
 
-// CARotateRequest is the payload of ca/rotate-intermediate. Rate, Canary and AbortAfter
+// CARotateRequest is the payload of ca/rotate-intermediate and ca/rotate-root. Rate, Canary and AbortAfter
 // shape the campaign that moves the devices, as for campaign/start; zero values take one
 // canary and an abort once a fifth failed. Run while a rotation is under way, it starts a
 // new campaign over the devices still on the previous intermediate.
@@ -56,4 +56,8 @@ type CARotation struct {
 	Remaining int `json:"remaining"`
 	// Revoked: the previous intermediate is on the root's CRL.
 	Revoked bool `json:"revoked,omitempty"`
+	// Root marks a root rotation (ca/rotate-root): a new root, cross-signed by the previous
+	// one, and a new intermediate under it; the previous root is retired with the previous
+	// intermediate.
+	Root bool `json:"root,omitempty"`
 }

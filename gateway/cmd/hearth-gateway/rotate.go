@@ -38,26 +38,48 @@ Residents are told in plain language. --dry-run lists the devices the campaign
 would take and changes nothing. What to check afterwards: gateway/README.md,
 "Incidents".`
 
+const caRotateRootAbout = `Creates a new root (the old root key is opened with the CA passphrase at this
+moment), a cross-certificate by which the old root certifies the new root's
+subject and key, and a new intermediate under the new root, and puts them in
+force at once, crash-safely. The bundle on the CA topic carries both roots,
+both intermediates and the cross-certificate: an agent moves its pin to the new
+root only when the cross-certificate verifies under the root it pinned, and
+refuses a bundle with any other new root. The broker trusts both roots and
+sends the cross-certificate in its chain, so agents still pinned to the old
+root connect. Then, as ca rotate-intermediate, a re-key campaign moves every
+device; once none uses the old intermediate, the old root and intermediate
+retire together and agents pin the new root alone. New enrollments use the new
+root's fingerprint (ca status). --dry-run counts the devices and checks that
+the passphrase opens the keys.`
+
 func setupCARotate(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
+	return setupRotate(fs, s, "ca rotate-intermediate", "ca/rotate-intermediate")
+}
+
+func setupCARotateRoot(fs *flag.FlagSet, s *stdio) func(context.Context, []string) error {
+	return setupRotate(fs, s, "ca rotate-root", "ca/rotate-root")
+}
+
+func setupRotate(fs *flag.FlagSet, s *stdio, name, op string) func(context.Context, []string) error {
 	h := newHubFlags(fs, s, true)
 	dry := fs.Bool("dry-run", false, "count the devices and check the passphrase; change nothing")
 	rate := fs.String("rate", "", "campaign pace, e.g. 100/min or 2/s")
 	canary := fs.Int("canary", 0, "devices re-keyed first (default 1)")
 	abortAfter := fs.String("abort-after", "", "stop the campaign when this share failed (default 20%)")
 	return func(ctx context.Context, args []string) error {
-		if err := exactArgs("ca rotate-intermediate", args); err != nil {
+		if err := exactArgs(name, args); err != nil {
 			return err
 		}
 		req := protocol.CARotateRequest{DryRun: *dry, Canary: *canary}
 		var err error
 		if req.Rate, err = parseRate(*rate); err != nil {
-			return &usageError{cmd: "ca rotate-intermediate", err: err}
+			return &usageError{cmd: name, err: err}
 		}
 		if req.AbortAfter, err = parseShare(*abortAfter); err != nil {
-			return &usageError{cmd: "ca rotate-intermediate", err: err}
+			return &usageError{cmd: name, err: err}
 		}
 		var rot protocol.CARotation
-		if err := h.do(ctx, "ca/rotate-intermediate", req, &rot); err != nil {
+		if err := h.do(ctx, op, req, &rot); err != nil {
 			return err
 		}
 		if *h.asJSON {
@@ -87,6 +109,10 @@ func setupCAStatus(fs *flag.FlagSet, s *stdio) func(context.Context, []string) e
 		if info.Previous != nil {
 			fmt.Fprintf(tw, "Previous, still trusted\t%s\t(serial %s)\n", info.Previous.Subject, info.Previous.Serial)
 		}
+		if info.PreviousRoot != nil {
+			fmt.Fprintf(tw, "Previous root, still trusted\t%s\t(cross-signs the root in force)\n", info.PreviousRoot.Subject)
+		}
+		fmt.Fprintf(tw, "Fingerprint\t%s\t(new enrollments pin this)\n", info.Root.Fingerprint)
 		if err := tw.Flush(); err != nil {
 			return err
 		}
@@ -125,7 +151,11 @@ func writeRotation(w io.Writer, r protocol.CARotation) error {
 	if r.DryRun {
 		state = "dry run: nothing changed"
 	}
-	fmt.Fprintf(tw, "Rotation\t%s\n", state)
+	kind := "Rotation"
+	if r.Root {
+		kind = "Root rotation"
+	}
+	fmt.Fprintf(tw, "%s\t%s\n", kind, state)
 	if r.Intermediate != nil {
 		fmt.Fprintf(tw, "  New intermediate\t%s\t(serial %s)\n", r.Intermediate.Subject, r.Intermediate.Serial)
 	}

@@ -262,3 +262,84 @@ func TestIntermediateRotationAgents(t *testing.T) {
 		}
 	})
 }
+
+// TestRootRotationAgent rotates the root of a hub process with two real agent processes: the
+// agents pin the new root next to the old one (the cross-certificate verifies under the root
+// they pinned), the campaign moves both onto the new root's intermediate, the old root and
+// intermediate retire and the agents pin the new root alone; an agent restarted afterwards
+// connects, and a new agent enrolls with the new root's fingerprint. (A forged
+// cross-certificate is refused: agent/device TestAcceptCA and FuzzAcceptCA.)
+func TestRootRotationAgent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a hub process and three agent processes")
+	}
+	agent := buildAgent(t)
+	relay := testkit.StartRelay(t, "")
+	data := filepath.Join(t.TempDir(), "data")
+	hub := startHubProcess(t, data, "127.0.0.1:0", "--advertise", relay.Addr)
+	relay.SetTarget(hub.addr)
+	e := &agentE2E{t: t, tgt: agentTarget{name: "linux-native"}, bin: agent, data: data, relay: relay}
+	agents := []*runningAgent{
+		e.startAgent("cam-porch", "porch camera", "acme-cam"),
+		e.startAgent("lock-front", "front door lock", "bolt-lock"),
+	}
+	before := e.caStatus()
+
+	var dry protocol.CARotation
+	if err := json.Unmarshal(e.cli("ca", "rotate-root", "--dry-run", "--json"), &dry); err != nil {
+		t.Fatal(err)
+	}
+	if !dry.DryRun || !dry.Root || dry.Devices != 2 {
+		t.Fatalf("ca rotate-root --dry-run = %+v; want a root rotation of 2 devices planned", dry)
+	}
+	if info := e.caStatus(); info.Root.Serial != before.Root.Serial || info.Rotation != nil {
+		t.Fatalf("ca status after the dry run = %+v; want nothing changed", info)
+	}
+	var rot protocol.CARotation
+	if err := json.Unmarshal(e.cli("ca", "rotate-root", "--json"), &rot); err != nil {
+		t.Fatal(err)
+	}
+	info := e.caStatus()
+	if !rot.Root || rot.State != protocol.RotationMoving || info.Root.Serial == before.Root.Serial || info.PreviousRoot == nil ||
+		info.PreviousRoot.Serial != before.Root.Serial || info.Cross == nil {
+		t.Fatalf("ca rotate-root = %+v, ca status %+v; want a new root with the old one still trusted", rot, info)
+	}
+	for _, a := range agents {
+		testkit.Eventually(t, 60*time.Second, func() bool {
+			s := pinnedSubjects(t, a.dir)
+			return len(s) == 5 && s[3] == info.Root.Subject && s[4] == before.Root.Subject
+		}, "%s never pinned the new root next to the old one: %v", a.id, pinnedSubjects(t, a.dir))
+	}
+	e.rotateAndWait(agents, rot)
+	info = e.caStatus()
+	if info.PreviousRoot != nil || info.Cross != nil {
+		t.Fatalf("ca status after retirement = %+v; want the new root alone", info)
+	}
+	for _, a := range agents {
+		testkit.Eventually(t, 60*time.Second, func() bool {
+			s := pinnedSubjects(t, a.dir)
+			return len(s) == 2 && s[0] == rot.Intermediate.Subject && s[1] == info.Root.Subject
+		}, "%s does not pin the new root alone: %v", a.id, pinnedSubjects(t, a.dir))
+	}
+	if got := e.rotationSteps(); strings.Join(got, ",") != "rooted,moving,retired" {
+		t.Errorf("ca.rotation events = %v, want rooted, moving, retired", got)
+	}
+	// An agent restarted now trusts the hub only through the new root it pinned.
+	a := agents[1]
+	a.cmd.Process.Kill()
+	<-a.exited
+	testkit.Eventually(t, 30*time.Second, func() bool { return !e.summary(a.id).Online }, "%s still online after its kill", a.id)
+	a.cmd = exec.Command(e.bin, "run", "--dir", a.dir)
+	a.cmd.Stdout, a.cmd.Stderr = a.logs, a.logs
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	a.exited = make(chan error, 1)
+	go func() { a.exited <- a.cmd.Wait() }()
+	testkit.Eventually(t, 60*time.Second, func() bool { return e.summary(a.id).Online }, "%s never came back after the root rotation", a.id)
+	// A new device enrolls with the new root's fingerprint, as token create prints it.
+	n := e.startAgent("plug-new", "new plug", "plugco")
+	if s := pinnedSubjects(t, n.dir); len(s) != 2 || s[1] != info.Root.Subject {
+		t.Errorf("a device enrolled after the root rotation pins %v, want the new root", s)
+	}
+}

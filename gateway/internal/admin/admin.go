@@ -5,7 +5,8 @@
 //
 // Operations: token/create, device/list, device/get, device/renew, device/revoke,
 // device/remove, device/import, device/sign, campaign/start, campaign/list, policy/reload,
-// events, audit/verify, ca/show, ca/rotate-intermediate (through internal/rotation); the
+// events, audit/verify, ca/show, ca/rotate-intermediate, ca/rotate-root (through
+// internal/rotation); the
 // incident runbooks incident/device-lost, incident/family-compromised and
 // incident/intermediate-compromised (incident.go); user/add, user/remove, user/list, user/set-role
 // (access.go); policy/diff, policy/propose, policy/apply, change/propose, change/approve,
@@ -229,7 +230,7 @@ var ErrUnknownOp = errors.New("unknown operation")
 func Ops() []string {
 	return []string{"token/create", "device/list", "device/get", "device/renew", "device/revoke", "device/remove",
 		"device/import", "device/sign", "campaign/start", "campaign/list", "policy/reload", "events", "audit/verify", "ca/show",
-		"ca/rotate-intermediate", "incident/device-lost", "incident/family-compromised", "incident/intermediate-compromised",
+		"ca/rotate-intermediate", "ca/rotate-root", "incident/device-lost", "incident/family-compromised", "incident/intermediate-compromised",
 		"user/add", "user/remove", "user/list", "user/set-role", "policy/diff", "policy/propose", "policy/apply",
 		"change/propose", "change/approve", "change/reject", "change/list"}
 }
@@ -415,12 +416,12 @@ func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error
 		return protocol.AuditVerified{Audit: protocol.AuditIntact}, nil
 	case "ca/show":
 		return s.CAStatus(ctx)
-	case "ca/rotate-intermediate":
+	case "ca/rotate-intermediate", "ca/rotate-root":
 		var r protocol.CARotateRequest
 		if err := json.Unmarshal(payload, &r); err != nil {
-			return nil, fmt.Errorf("ca/rotate-intermediate: %w", err)
+			return nil, fmt.Errorf("%s: %w", op, err)
 		}
-		return s.RotateIntermediate(ctx, r)
+		return s.Rotate(ctx, r, op == "ca/rotate-root")
 	}
 	if inc, ok := incidentOps[op]; ok {
 		return s.incident(ctx, inc, payload)
@@ -648,10 +649,14 @@ func (s *Service) CAInfo() protocol.CAInfo {
 			NotAfter: c.NotAfter, Fingerprint: protocol.FingerprintOf(c).String()}
 	}
 	out := protocol.CAInfo{Intermediate: info(s.cfg.CA.Intermediate()), Root: info(s.cfg.CA.Root())}
-	if prev := s.cfg.CA.Previous(); prev != nil {
-		p := info(prev)
-		out.Previous = &p
+	opt := func(c *x509.Certificate) *protocol.CACertificate {
+		if c == nil {
+			return nil
+		}
+		i := info(c)
+		return &i
 	}
+	out.Previous, out.PreviousRoot, out.Cross = opt(s.cfg.CA.Previous()), opt(s.cfg.CA.PreviousRoot()), opt(s.cfg.CA.Cross())
 	return out
 }
 
@@ -670,13 +675,13 @@ func (s *Service) CAStatus(ctx context.Context) (protocol.CAInfo, error) {
 	return out, nil
 }
 
-// RotateIntermediate runs ca/rotate-intermediate: a new intermediate in force and a re-key
-// campaign moving every device onto it (see internal/rotation).
-func (s *Service) RotateIntermediate(ctx context.Context, r protocol.CARotateRequest) (protocol.CARotation, error) {
+// Rotate runs ca/rotate-intermediate (root false) or ca/rotate-root: a new intermediate (and
+// root) in force and a re-key campaign moving every device onto it (see internal/rotation).
+func (s *Service) Rotate(ctx context.Context, r protocol.CARotateRequest, root bool) (protocol.CARotation, error) {
 	if s.cfg.Rotation == nil || s.cfg.Scheduler == nil {
-		return protocol.CARotation{}, errors.New("ca/rotate-intermediate needs the renewal scheduler and the rotation")
+		return protocol.CARotation{}, errors.New("CA rotations need the renewal scheduler and the rotation")
 	}
-	res, err := s.cfg.Rotation.Rotate(ctx, rotation.Request{CARotateRequest: r})
+	res, err := s.cfg.Rotation.Rotate(ctx, rotation.Request{CARotateRequest: r, Root: root})
 	if err != nil {
 		return protocol.CARotation{}, err
 	}

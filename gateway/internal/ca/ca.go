@@ -399,6 +399,10 @@ func (c *CA) Cross() *x509.Certificate { return c.state().cross }
 // during a root rotation.
 func (c *CA) Roots() *x509.CertPool { return c.state().roots.Clone() }
 
+// RootPool is Roots without the copy, for a verification per TLS handshake: the pool is
+// shared and must not be modified.
+func (c *CA) RootPool() *x509.CertPool { return c.state().roots }
+
 // Intermediates returns a new pool holding the intermediates: the one in
 // force and, during a rotation, the previous one.
 func (c *CA) Intermediates() *x509.CertPool { return c.state().inters.Clone() }

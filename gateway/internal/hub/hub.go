@@ -177,7 +177,9 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		// Devices whose certificate expired while the hub was out of reach renew by
 		// themselves within their class's grace (a recovery session).
 		AcceptExpired: true,
-		Now:           h.now,
+		// Both roots during a root rotation.
+		ClientRoots: h.ca.RootPool,
+		Now:         h.now,
 	}, countingAuth{brokerAuth{h.checker, h.users, h.brokerLoginFailed}, h.metrics}, h.handle, h.log.With("part", "broker"))
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -327,6 +329,11 @@ func (h *Hub) issueServerCert(hosts []string, now time.Time) (tls.Certificate, e
 	c, err := h.ca.ServerCertificate(hosts, now)
 	if err != nil {
 		return c, err
+	}
+	// During a root rotation the cross-certificate comes first: an agent still pinned to the
+	// previous root verifies the chain through it.
+	if x := h.ca.Cross(); x != nil {
+		c.Certificate = append(c.Certificate, x.Raw)
 	}
 	c.Certificate = append(c.Certificate, h.ca.Root().Raw)
 	return c, nil

@@ -124,6 +124,10 @@ type Request struct {
 	// Incident marks incident/intermediate-compromised: the previous intermediate is
 	// revoked on the root's CRL when it is retired.
 	Incident bool
+	// Root rotates the root too (ca/rotate-root): a new root cross-signed by the previous one
+	// and a new intermediate under it (ca.CA.RotateRoot); the previous root retires with the
+	// previous intermediate.
+	Root bool
 }
 
 // Result is a rotation started (or planned, for a dry run): its state and the devices its
@@ -152,7 +156,7 @@ func (r *Rotator) Rotate(ctx context.Context, req Request) (Result, error) {
 	}
 	prev := r.cfg.CA.Previous()
 	if req.DryRun {
-		rot := protocol.CARotation{DryRun: true, Incident: req.Incident, Previous: Info(r.cfg.CA.Intermediate()), Devices: len(picked)}
+		rot := protocol.CARotation{DryRun: true, Incident: req.Incident, Root: req.Root, Previous: Info(r.cfg.CA.Intermediate()), Devices: len(picked)}
 		if prev != nil {
 			rot = rec.CARotation
 			rot.DryRun, rot.Devices = true, len(picked)
@@ -168,8 +172,8 @@ func (r *Rotator) Rotate(ctx context.Context, req Request) (Result, error) {
 		return Result{Rotation: rot, Devices: picked}, nil
 	}
 	if prev == nil {
-		rec = record{protocol.CARotation{State: stateRotating, Incident: req.Incident, Started: now, Previous: Info(r.cfg.CA.Intermediate()),
-			Campaign: camp.ID}}
+		rec = record{protocol.CARotation{State: stateRotating, Incident: req.Incident, Root: req.Root, Started: now,
+			Previous: Info(r.cfg.CA.Intermediate()), Campaign: camp.ID}}
 		if err := r.save(ctx, rec); err != nil {
 			return Result{}, err
 		}
@@ -177,16 +181,23 @@ func (r *Rotator) Rotate(ctx context.Context, req Request) (Result, error) {
 		if err != nil {
 			return Result{}, r.abandon(ctx, fmt.Errorf("CA passphrase: %w", err))
 		}
-		inter, err := r.cfg.CA.RotateIntermediate(r.cfg.Dir, pass, now)
-		if err != nil {
+		rotate := r.cfg.CA.RotateIntermediate
+		if req.Root {
+			rotate = r.cfg.CA.RotateRoot
+		}
+		if _, err := rotate(r.cfg.Dir, pass, now); err != nil {
 			return Result{}, r.abandon(ctx, err)
 		}
-		r.cfg.Logger.Info("new intermediate in force", "intermediate", inter.Subject.String(), "previous", rec.Previous.Subject)
+		r.cfg.Logger.Info("new intermediate in force", "intermediate", r.cfg.CA.Intermediate().Subject.String(), "previous", rec.Previous.Subject,
+			"root", r.cfg.CA.Root().Subject.String())
 		if err := r.committed(ctx, &rec); err != nil {
 			return Result{}, err
 		}
 	} else {
 		// Under way: a new campaign over the devices still on the previous intermediate.
+		if req.Root && !rec.Root {
+			return Result{}, fmt.Errorf("%w: an intermediate rotation is under way; let it retire first", ca.ErrRotating)
+		}
 		rec.Campaign = camp.ID
 		rec.Incident = rec.Incident || req.Incident
 	}
@@ -207,8 +218,11 @@ func (r *Rotator) Rotate(ctx context.Context, req Request) (Result, error) {
 func (r *Rotator) campaign(req Request, now time.Time) protocol.Campaign {
 	c := protocol.Campaign{ID: "rotate-intermediate-" + stamp(now), Selector: protocol.CampaignSelector{All: true},
 		Action: protocol.ActionRekey, Rate: req.Rate, Canary: req.Canary, AbortAfter: req.AbortAfter}
-	if req.Incident {
+	switch {
+	case req.Incident:
 		c.ID = protocol.IncidentCampaignPrefix + "intermediate-" + stamp(now)
+	case req.Root:
+		c.ID = "rotate-root-" + stamp(now)
 	}
 	if c.Canary == 0 {
 		c.Canary = defaultCanary
@@ -323,7 +337,7 @@ func (r *Rotator) resume(ctx context.Context) error {
 			return nil
 		}
 	}
-	st, err := r.cfg.Campaigns.StartCampaign(ctx, r.campaign(Request{Incident: rec.Incident}, rec.Started))
+	st, err := r.cfg.Campaigns.StartCampaign(ctx, r.campaign(Request{Incident: rec.Incident, Root: rec.Root}, rec.Started))
 	if err != nil {
 		return err
 	}
@@ -439,10 +453,17 @@ func (r *Rotator) event(ctx context.Context, step string, rec record) {
 	if rec.Intermediate != nil {
 		data["intermediate"] = rec.Intermediate.Subject
 	}
+	if rec.Root {
+		data["root"] = r.cfg.CA.Root().Subject.String()
+		if step == "rotated" {
+			step, data["step"] = "rooted", "rooted"
+		}
+	}
 	msg := map[string]string{
 		"rotated": "new intermediate " + data["intermediate"] + " in force; " + rec.Previous.Subject + " still trusted while devices move",
+		"rooted":  "new root " + data["root"] + ", cross-signed by the previous root, and its intermediate " + data["intermediate"] + " in force; the previous root and intermediate still trusted while devices move",
 		"moving":  "campaign " + rec.Campaign + " moves the devices onto the new intermediate",
-		"retired": "no device uses " + rec.Previous.Subject + " any more: it is retired and no longer trusted",
+		"retired": "no device uses " + rec.Previous.Subject + " any more: it is retired and no longer trusted" + map[bool]string{true: ", nor the previous root"}[rec.Root],
 		"revoked": rec.Previous.Subject + " is revoked on the root's CRL (keyCompromise)",
 	}[step]
 	if _, err := r.cfg.Store.AppendEvent(ctx, inventory.Event{Time: now, Kind: protocol.EventCARotation, Message: msg, Data: data}); err != nil {
