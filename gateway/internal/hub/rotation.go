@@ -44,3 +44,15 @@ func (h *Hub) trustedIssuer(issuer string) bool {
 	prev := h.ca.Previous()
 	return prev != nil && issuer == prev.Subject.String()
 }
+
+// SetHostnames puts a broker certificate for hosts in service at once (a hostnames change
+// without a restart): new connections get it, connected agents keep their sessions. On error
+// the current certificate stays.
+func (h *Hub) SetHostnames(hosts []string) error {
+	leaf, err := h.serverCert.SetHosts(hosts, h.now())
+	if err != nil {
+		return err
+	}
+	h.log.Info("broker certificate reissued for new host names", "hosts", hosts, "serial", leaf.SerialNumber.Text(16))
+	return nil
+}
