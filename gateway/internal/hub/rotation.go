@@ -14,7 +14,7 @@ func (h *Hub) newRotation() (*rotation.Rotator, error) {
 	return rotation.New(rotation.Config{CA: h.ca, Dir: cfg.CADir(),
 		Passphrase: func() ([]byte, error) {
 			pass, _, err := ca.ResolvePassphrase(cfg.DataDir, ca.PassphraseOptions{File: cfg.CAPassphraseFile, Env: cfg.CAPassphrase,
-				Store: cfg.CAPassphraseStore})
+				Store: cfg.CAPassphraseStore, GenerateBeside: cfg.Addon})
 			return pass, err
 		},
 		Store: h.store, Campaigns: h.renewal, CRL: h.crl, Switched: h.caSwitched, Notify: h.notify, Now: h.now,
