@@ -37,6 +37,9 @@
 //	previous.pem      during an intermediate rotation: the replaced intermediate
 //	previous.key      and its key, still trusted until RetirePrevious
 //	next.pem/next.key a rotation's staged intermediate (only between its steps)
+//	previous-root.pem during a root rotation: the replaced root, still trusted
+//	cross.pem         and the certificate by which it vouches for root.pem
+//	next-root.*       a root rotation's staged root (only between its steps)
 //
 // Every file is 0600 and written atomically: a temporary file in the same
 // directory, fsync, rename, fsync of the directory. Init writes root.pem
@@ -103,7 +106,12 @@
 // never a mix). The replaced one is Previous: still in the bundle ChainPEM and
 // the Intermediates pool, still signing its own CRL (PreviousCRL), until
 // RetirePrevious, once no device uses it. RootCRL signs, with the root key, a
-// CRL revoking intermediates (an intermediate compromise).
+// CRL revoking intermediates (an intermediate compromise). RotateRoot does the
+// same with a new root above the new intermediate, and a cross-certificate (the
+// new root's subject and key signed by the old root) through which agents
+// pinned to the old root verify the new chain and move their pin; the old root
+// is PreviousRoot, trusted by Roots and RootPool until RetirePrevious
+// (rootrotate.go).
 //
 // # Concurrency
 //
