@@ -397,4 +397,12 @@ type CACertificate struct {
 type CAInfo struct {
 	Intermediate CACertificate `json:"intermediate"`
 	Root         CACertificate `json:"root"`
+	// Previous is the intermediate a rotation replaced, while it is still trusted.
+	Previous *CACertificate `json:"previous,omitempty"`
+	// Rotation is the latest intermediate rotation, under way or retired.
+	Rotation *CARotation `json:"rotation,omitempty"`
+	// PreviousRoot is the root a root rotation replaced and Cross the certificate by which it
+	// vouches for the root in force, while the previous root is still trusted.
+	PreviousRoot *CACertificate `json:"previous_root,omitempty"`
+	Cross        *CACertificate `json:"cross,omitempty"`
 }

@@ -68,6 +68,13 @@ func bridgeExamples() map[string]any {
 				NotAfter: t0.Add(5 * 365 * 24 * time.Hour), Fingerprint: "SHA256:1a2b3c4d5e6f708192a3b4c5d6e7f8093b1f0a8d2c6e4f5a7b9c1d3e5f708192"},
 			Root: CACertificate{Subject: "CN=Hearth Root CA,O=Hearth", Serial: "7a6b5c4d3e2f1a09", NotBefore: t0,
 				NotAfter: t0.Add(10 * 365 * 24 * time.Hour), Fingerprint: "SHA256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}},
+		"request_ca_rotate_intermediate": &CARotateRequest{Transaction: "t9", Rate: 30, Canary: 2, AbortAfter: 0.1},
+		"ca_rotation": &CARotation{State: RotationMoving, Started: t0, Campaign: "rotate-intermediate-20261125t120000z",
+			CampaignState: CampaignRunning, Devices: 12, Remaining: 5,
+			Intermediate: &CACertificate{Subject: "CN=Hearth Intermediate CA 2026-11-25 12:00:00Z,O=Hearth", Serial: "2a3b4c5d6e7f8091",
+				NotBefore: t0, NotAfter: t0.Add(5 * 365 * 24 * time.Hour), Fingerprint: "SHA256:5e6f708192a3b4c5d6e7f8093b1f0a8d2c6e4f5a7b9c1d3e5f7081921a2b3c4d"},
+			Previous: CACertificate{Subject: "CN=Hearth Intermediate CA,O=Hearth", Serial: "1f2e3d4c5b6a7988", NotBefore: t0,
+				NotAfter: t0.Add(5 * 365 * 24 * time.Hour), Fingerprint: "SHA256:1a2b3c4d5e6f708192a3b4c5d6e7f8093b1f0a8d2c6e4f5a7b9c1d3e5f708192"}},
 	}
 }
 

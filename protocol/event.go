@@ -49,6 +49,7 @@ const (
 	EventChangeProposed          EventType = "change.proposed"
 	EventChangeApproved          EventType = "change.approved"
 	EventChangeRejected          EventType = "change.rejected"
+	EventCARotation              EventType = "ca.rotation"
 )
 
 // EventTypeInfo describes an event type: what it reports, where the hub writes it, and the
@@ -119,6 +120,8 @@ var eventTypes = []EventTypeInfo{
 		[]string{"id", "kind", "hash", "canary"}},
 	{EventChangeApproved, "a second admin approved a proposed change, which was applied", false, true, []string{"id", "kind", "proposed_by"}},
 	{EventChangeRejected, "an admin rejected (or the proposer withdrew) a proposed change", false, true, []string{"id", "kind", "proposed_by"}},
+	{EventCARotation, "a step of an intermediate rotation: step rotated (the new intermediate in force, both trusted), rooted (a root rotation's new root, cross-signed by the previous one, and its intermediate in force), moving (the campaign campaign started), retired (no device uses previous; it is no longer trusted, nor a previous root) or revoked (previous listed on the root's CRL)", true, true,
+		[]string{"step", "intermediate", "previous", "campaign", "remaining", "incident", "root"}},
 }
 
 // alertKeys are the data keys of alert.raised and alert.resolved.

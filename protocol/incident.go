@@ -15,6 +15,10 @@ const (
 	// the family is re-keyed by a campaign, and the certificate each one leaves is revoked
 	// (keyCompromise) as soon as it commits its new one.
 	IncidentFamilyCompromised Incident = "family-compromised"
+	// IncidentIntermediateCompromised: the hub's intermediate key may have leaked. The
+	// intermediate is rotated (a new one in force, every device re-keyed onto it) and the old
+	// one revoked on the root's CRL once no device uses it.
+	IncidentIntermediateCompromised Incident = "intermediate-compromised"
 )
 
 // IncidentCampaignPrefix starts the id of every campaign an incident starts
@@ -59,6 +63,8 @@ type IncidentPlan struct {
 	Notice string `json:"notice"`
 	// Revoked is how many certificates were revoked now (device-lost).
 	Revoked int `json:"revoked,omitempty"`
-	// Campaign is the re-key campaign started (family-compromised).
+	// Campaign is the re-key campaign started (family-compromised, intermediate-compromised).
 	Campaign string `json:"campaign,omitempty"`
+	// Rotation is the intermediate rotation (intermediate-compromised).
+	Rotation *CARotation `json:"rotation,omitempty"`
 }

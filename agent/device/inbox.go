@@ -1,10 +1,15 @@
 package device
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
+	"errors"
+	"fmt"
+	"slices"
 	"time"
 
+	"github.com/hearth-pki/hearth/agent/internal/clock"
 	"github.com/hearth-pki/hearth/agent/internal/hub"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -81,43 +86,20 @@ func (a *Agent) obey(ctx context.Context, c *protocol.Command) {
 	}
 }
 
-// updateCA replaces the pinned CA chain with the hub's published one if it keeps the pinned
-// root (an intermediate rotation). A different root is never accepted from the network.
+// updateCA replaces the pinned CA chain with the hub's published one when acceptCA takes it:
+// an intermediate rotation under a pinned root, or a root rotation whose new root the pinned
+// root cross-signed. Anything else is logged and changes nothing.
 func (a *Agent) updateCA(pemChain string) {
 	chain, err := parseChain([]byte(pemChain))
 	if err != nil {
 		a.log.Warn("ignoring an unreadable CA message", "err", err)
 		return
 	}
-	var root *x509.Certificate
-	for _, c := range a.ca {
-		if selfSigned(c) {
-			root = c
-		}
-	}
-	var next []*x509.Certificate
-	keepsRoot := false
-	for _, c := range chain {
-		switch {
-		case root != nil && c.Equal(root):
-			keepsRoot = true
-		case selfSigned(c) || !c.IsCA:
-			a.log.Warn("ignoring a CA message with a foreign root or a non-CA certificate", "subject", c.Subject.CommonName)
-			return
-		default:
-			at := verifyAt(a.clk.Read(), c)
-			if _, err := verifyChain([]*x509.Certificate{c}, []*x509.Certificate{root}, at, x509.ExtKeyUsageAny, ""); err != nil {
-				a.log.Warn("ignoring a CA message whose intermediate does not verify against the pinned root", "err", err)
-				return
-			}
-			next = append(next, c)
-		}
-	}
-	if !keepsRoot {
-		a.log.Warn("the hub publishes a CA chain without the pinned root; keeping the pinned CA")
+	next, err := acceptCA(chain, a.ca, a.clk.Read())
+	if err != nil {
+		a.log.Warn("ignoring a CA message", "err", err)
 		return
 	}
-	next = append(next, root)
 	if sameChain(next, a.ca) {
 		return
 	}
@@ -128,6 +110,62 @@ func (a *Agent) updateCA(pemChain string) {
 	a.ca = next
 	a.emit(Event{Kind: EventCAUpdated})
 	a.log.Info("pinned CA chain updated from the hub", "certificates", len(next))
+}
+
+// acceptCA returns what to pin from a CA message (intermediates first, roots last), given the
+// pinned chain, with the device's clock reading r. A root of the message is taken when it is pinned already, or when
+// the message carries a cross-certificate for it — its subject and key, signed by a pinned
+// root, valid then (a root rotation, issue 12): a new root is never trusted from the network
+// otherwise, and a message with any root that is neither is refused whole. At least one root
+// must be taken, and every intermediate must chain to a root taken.
+func acceptCA(msg, pinned []*x509.Certificate, r clock.Reading) ([]*x509.Certificate, error) {
+	var roots, inters []*x509.Certificate
+	for _, c := range msg {
+		switch {
+		case !c.IsCA:
+			return nil, fmt.Errorf("%q is not a CA certificate", c.Subject.CommonName)
+		case selfSigned(c):
+			roots = append(roots, c)
+		default:
+			inters = append(inters, c)
+		}
+	}
+	var taken []*x509.Certificate
+	for _, root := range roots {
+		if !slices.ContainsFunc(pinned, root.Equal) && !crossSigned(root, inters, pinned, r) {
+			return nil, fmt.Errorf("root %q is neither pinned nor cross-signed by the pinned root", root.Subject.CommonName)
+		}
+		taken = append(taken, root)
+	}
+	if len(taken) == 0 {
+		return nil, errors.New("the chain holds no pinned root")
+	}
+	// Intermediates chain to a root taken, or (a cross-certificate) to a pinned one.
+	anchors := append(slices.Clone(taken), pinned...)
+	for _, c := range inters {
+		if _, err := verifyChain([]*x509.Certificate{c}, anchors, verifyAt(r, c), x509.ExtKeyUsageAny, ""); err != nil {
+			return nil, fmt.Errorf("intermediate %q does not verify against the pinned roots: %w", c.Subject.CommonName, err)
+		}
+	}
+	return append(inters, taken...), nil
+}
+
+// crossSigned reports whether one of certs certifies root's subject and key under a pinned
+// root, valid by the clock reading r.
+func crossSigned(root *x509.Certificate, certs, pinned []*x509.Certificate, r clock.Reading) bool {
+	for _, x := range certs {
+		at := verifyAt(r, x)
+		if !bytes.Equal(x.RawSubject, root.RawSubject) || !bytes.Equal(x.RawSubjectPublicKeyInfo, root.RawSubjectPublicKeyInfo) ||
+			at.Before(x.NotBefore) || at.After(x.NotAfter) {
+			continue
+		}
+		for _, p := range pinned {
+			if selfSigned(p) && x.CheckSignatureFrom(p) == nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func sameChain(x, y []*x509.Certificate) bool {

@@ -160,3 +160,36 @@ func (ca *CA) CRL(t testing.TB, number int64, serials ...*big.Int) []byte {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
 }
+
+// CrossSign certifies other's root (its subject and key) under ca's root, as the hub's old
+// root vouches for its new one in a root rotation, valid from notBefore to notAfter.
+func (ca *CA) CrossSign(t testing.TB, other *CA, notBefore, notAfter time.Time) *x509.Certificate {
+	t.Helper()
+	return sign(t, &x509.Certificate{
+		SerialNumber: serial(t), Subject: other.Root.Subject, NotBefore: notBefore, NotAfter: notAfter,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true,
+	}, ca.Root, other.Root.PublicKey, ca.rootKey)
+}
+
+// Impostor is a root with other's subject and a key of its own: what a forger would publish
+// as other's root.
+func Impostor(t testing.TB, other *CA) *CA {
+	t.Helper()
+	k := NewKey(t)
+	tmpl := &x509.Certificate{SerialNumber: serial(t), Subject: other.Root.Subject, NotBefore: other.Root.NotBefore,
+		NotAfter: other.Root.NotAfter, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true}
+	return &CA{Root: sign(t, tmpl, tmpl, k.Public(), k), rootKey: k}
+}
+
+// NewIntermediate returns a second intermediate of ca's root with a fresh key, as an
+// intermediate rotation makes; ca keeps signing with its own.
+func (ca *CA) NewIntermediate(t testing.TB, name string) *x509.Certificate {
+	t.Helper()
+	k := NewKey(t)
+	return sign(t, &x509.Certificate{
+		SerialNumber: serial(t), Subject: pkix.Name{CommonName: name, Organization: []string{"Hearth"}},
+		NotBefore: ca.Intermediate.NotBefore, NotAfter: ca.Intermediate.NotAfter,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true,
+		MaxPathLen: 0, MaxPathLenZero: true,
+	}, ca.Root, k.Public(), ca.rootKey)
+}

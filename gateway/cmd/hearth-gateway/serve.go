@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/config"
@@ -43,6 +47,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()
+	go reloadHostnames(ctx, h, args, env, log)
 	select {
 	case err := <-done:
 		return err
@@ -54,6 +59,29 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return err
 	case <-time.After(shutdownGrace):
 		return fmt.Errorf("hub did not stop within %s", shutdownGrace)
+	}
+}
+
+// reloadHostnames re-reads the configuration on each SIGHUP and puts a broker certificate for
+// its hostnames in service, without a restart. Other settings still take effect at the next
+// start.
+func reloadHostnames(ctx context.Context, h *hub.Hub, args []string, env func(string) string, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		cfg, err := config.Load(args, env)
+		if err == nil {
+			err = h.SetHostnames(cfg.Hostnames)
+		}
+		if err != nil {
+			log.Error("SIGHUP: host names not changed", "err", err)
+		}
 	}
 }
 

@@ -5,8 +5,10 @@
 //
 // Operations: token/create, device/list, device/get, device/renew, device/revoke,
 // device/remove, device/import, device/sign, campaign/start, campaign/list, policy/reload,
-// events, audit/verify, ca/show; the incident runbooks incident/device-lost and
-// incident/family-compromised (incident.go); user/add, user/remove, user/list, user/set-role
+// events, audit/verify, ca/show, ca/rotate-intermediate, ca/rotate-root (through
+// internal/rotation); the
+// incident runbooks incident/device-lost, incident/family-compromised and
+// incident/intermediate-compromised (incident.go); user/add, user/remove, user/list, user/set-role
 // (access.go); policy/diff, policy/propose, policy/apply, change/propose, change/approve,
 // change/reject, change/list (change.go). DoAs checks the requester's role
 // (gateway/internal/authz) first: every front end calls it. A Service is safe for
@@ -36,6 +38,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
 	"github.com/hearth-pki/hearth/gateway/internal/rate"
 	"github.com/hearth-pki/hearth/gateway/internal/renewal"
+	"github.com/hearth-pki/hearth/gateway/internal/rotation"
 	"github.com/hearth-pki/hearth/gateway/internal/secret"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -110,7 +113,17 @@ type Config struct {
 	// ConfiguredAdmins are the names of the admins of the configuration (listed by user/list;
 	// no user may take their names).
 	ConfiguredAdmins []string
-	Logger           *slog.Logger
+	// Rotation runs intermediate rotations (ca/rotate-intermediate,
+	// incident/intermediate-compromised) and says where the latest stands (ca/show). Without
+	// it those operations are unavailable.
+	Rotation Rotation
+	Logger   *slog.Logger
+}
+
+// Rotation is what the service needs of the intermediate rotation.
+type Rotation interface {
+	Rotate(ctx context.Context, req rotation.Request) (rotation.Result, error)
+	Status(ctx context.Context) (*protocol.CARotation, error)
 }
 
 // DefaultRenewCooldown is the default RenewCooldown.
@@ -217,7 +230,7 @@ var ErrUnknownOp = errors.New("unknown operation")
 func Ops() []string {
 	return []string{"token/create", "device/list", "device/get", "device/renew", "device/revoke", "device/remove",
 		"device/import", "device/sign", "campaign/start", "campaign/list", "policy/reload", "events", "audit/verify", "ca/show",
-		"incident/device-lost", "incident/family-compromised",
+		"ca/rotate-intermediate", "ca/rotate-root", "incident/device-lost", "incident/family-compromised", "incident/intermediate-compromised",
 		"user/add", "user/remove", "user/list", "user/set-role", "policy/diff", "policy/propose", "policy/apply",
 		"change/propose", "change/approve", "change/reject", "change/list"}
 }
@@ -402,7 +415,13 @@ func (s *Service) do(ctx context.Context, op string, payload []byte) (any, error
 		}
 		return protocol.AuditVerified{Audit: protocol.AuditIntact}, nil
 	case "ca/show":
-		return s.CAInfo(), nil
+		return s.CAStatus(ctx)
+	case "ca/rotate-intermediate", "ca/rotate-root":
+		var r protocol.CARotateRequest
+		if err := json.Unmarshal(payload, &r); err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		return s.Rotate(ctx, r, op == "ca/rotate-root")
 	}
 	if inc, ok := incidentOps[op]; ok {
 		return s.incident(ctx, inc, payload)
@@ -629,7 +648,47 @@ func (s *Service) CAInfo() protocol.CAInfo {
 		return protocol.CACertificate{Subject: c.Subject.String(), Serial: c.SerialNumber.Text(16), NotBefore: c.NotBefore,
 			NotAfter: c.NotAfter, Fingerprint: protocol.FingerprintOf(c).String()}
 	}
-	return protocol.CAInfo{Intermediate: info(s.cfg.CA.Intermediate()), Root: info(s.cfg.CA.Root())}
+	out := protocol.CAInfo{Intermediate: info(s.cfg.CA.Intermediate()), Root: info(s.cfg.CA.Root())}
+	opt := func(c *x509.Certificate) *protocol.CACertificate {
+		if c == nil {
+			return nil
+		}
+		i := info(c)
+		return &i
+	}
+	out.Previous, out.PreviousRoot, out.Cross = opt(s.cfg.CA.Previous()), opt(s.cfg.CA.PreviousRoot()), opt(s.cfg.CA.Cross())
+	return out
+}
+
+// CAStatus is CAInfo with the latest intermediate rotation and its progress.
+func (s *Service) CAStatus(ctx context.Context) (protocol.CAInfo, error) {
+	if s.cfg.Rotation == nil {
+		return s.CAInfo(), nil
+	}
+	// Status first: it may retire the previous intermediate.
+	rot, err := s.cfg.Rotation.Status(ctx)
+	if err != nil {
+		return protocol.CAInfo{}, internal(err)
+	}
+	out := s.CAInfo()
+	out.Rotation = rot
+	return out, nil
+}
+
+// Rotate runs ca/rotate-intermediate (root false) or ca/rotate-root: a new intermediate (and
+// root) in force and a re-key campaign moving every device onto it (see internal/rotation).
+func (s *Service) Rotate(ctx context.Context, r protocol.CARotateRequest, root bool) (protocol.CARotation, error) {
+	if s.cfg.Rotation == nil || s.cfg.Scheduler == nil {
+		return protocol.CARotation{}, errors.New("CA rotations need the renewal scheduler and the rotation")
+	}
+	res, err := s.cfg.Rotation.Rotate(ctx, rotation.Request{CARotateRequest: r, Root: root})
+	if err != nil {
+		return protocol.CARotation{}, err
+	}
+	if !r.DryRun {
+		s.cfg.Changed()
+	}
+	return res.Rotation, nil
 }
 
 func (s *Service) device(ctx context.Context, id string) (inventory.Device, error) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/rotation"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -20,8 +21,9 @@ import (
 
 // incidentOps maps the bridge operations to their incidents.
 var incidentOps = map[string]protocol.Incident{
-	"incident/device-lost":        protocol.IncidentDeviceLost,
-	"incident/family-compromised": protocol.IncidentFamilyCompromised,
+	"incident/device-lost":              protocol.IncidentDeviceLost,
+	"incident/family-compromised":       protocol.IncidentFamilyCompromised,
+	"incident/intermediate-compromised": protocol.IncidentIntermediateCompromised,
 }
 
 // Incident campaigns: one canary first (a family whose new keys fail stops at one device),
@@ -48,6 +50,8 @@ func (s *Service) incident(ctx context.Context, inc protocol.Incident, payload [
 	switch inc {
 	case protocol.IncidentDeviceLost:
 		return s.DeviceLost(ctx, r.ID, r.DryRun)
+	case protocol.IncidentIntermediateCompromised:
+		return s.IntermediateCompromised(ctx, r.DryRun)
 	default:
 		return s.FamilyCompromised(ctx, r.Family, r.DryRun)
 	}
@@ -152,6 +156,51 @@ func (s *Service) FamilyCompromised(ctx context.Context, family string, dryRun b
 	}
 	plan.Campaign = st.ID
 	return plan, s.announce(ctx, plan, "", family)
+}
+
+// IntermediateCompromised runs the intermediate-compromised runbook: an intermediate
+// rotation (a new intermediate in force, a re-key campaign over every device, one canary,
+// abort at 20 % failed), and once no device uses the old intermediate it is retired and
+// revoked on the root's CRL (keyCompromise). A dry run lists the devices the campaign would
+// take and checks that the passphrase opens the CA's keys.
+func (s *Service) IntermediateCompromised(ctx context.Context, dryRun bool) (protocol.IncidentPlan, error) {
+	if s.cfg.Rotation == nil || s.cfg.Scheduler == nil {
+		return protocol.IncidentPlan{}, errors.New("incident/intermediate-compromised needs the renewal scheduler and the rotation")
+	}
+	res, err := s.cfg.Rotation.Rotate(ctx, rotation.Request{CARotateRequest: protocol.CARotateRequest{DryRun: dryRun}, Incident: true})
+	if err != nil {
+		return protocol.IncidentPlan{}, err
+	}
+	devs, err := s.cfg.Store.Devices(ctx)
+	if err != nil {
+		return protocol.IncidentPlan{}, internal(err)
+	}
+	byID := make(map[string]inventory.Device, len(devs))
+	for _, d := range devs {
+		byID[d.ID] = d
+	}
+	rot := res.Rotation
+	plan := protocol.IncidentPlan{Incident: protocol.IncidentIntermediateCompromised, DryRun: dryRun, Devices: []protocol.IncidentDevice{},
+		Campaign: rot.Campaign, Rotation: &rot}
+	if dryRun {
+		plan.Campaign = ""
+	}
+	for _, p := range res.Devices {
+		d := byID[p.DeviceID]
+		action := "re-key onto the new intermediate; " + p.Serial + " stops working once every device moved"
+		if p.Canary {
+			action = "canary: " + action
+		}
+		plan.Devices = append(plan.Devices, protocol.IncidentDevice{ID: p.DeviceID, Name: d.Name, Online: d.Online, Serial: p.Serial, Action: action})
+	}
+	plan.Notice = fmt.Sprintf("The hub is replacing the authority that vouches for your devices, because its key may have leaked. "+
+		"Each of the %d devices gets a new certificate and may drop off for a few seconds while it switches; nothing else changes for you.",
+		len(plan.Devices))
+	if dryRun {
+		return plan, nil
+	}
+	s.cfg.Changed()
+	return plan, s.announce(ctx, plan, "", "")
 }
 
 // Committed is told by the device state machine that a device committed a new certificate

@@ -102,9 +102,9 @@ func Need(op string) Role {
 
 // approvalOps are the operations that, with change approval on, run only once a second
 // admin approves them (issue 15): policy changes, a family's revocation
-// (incident/family-compromised) and operations on the CA (by the name starting with "ca/";
-// ca/show reads).
-var approvalOps = []string{"policy/apply", "policy/reload", "incident/family-compromised"}
+// (incident/family-compromised), an intermediate's (incident/intermediate-compromised) and
+// operations on the CA (by the name starting with "ca/"; ca/show reads).
+var approvalOps = []string{"policy/apply", "policy/reload", "incident/family-compromised", "incident/intermediate-compromised"}
 
 // NeedsApproval reports whether op, with change approval on, must be proposed and approved by
 // a second admin rather than run directly.

@@ -14,6 +14,8 @@
 //	hearth.db            a consistent snapshot of the inventory (SQLite VACUUM INTO)
 //	policy.yaml          when the data directory has one
 //	crl.pem              when the data directory has one
+//	ca/previous.pem, ca/previous.key, ca/previous-root.pem, ca/cross.pem,
+//	crl-previous.pem, crl-root.pem     during and after a CA rotation, when present
 //
 // The CA passphrase is never in the archive, not even when the hub keeps its fallback
 // passphrase file in the data directory: a backup leaks no key to whoever holds it, and the
@@ -75,6 +77,14 @@ var entries = []entry{
 	{"hearth.db", true, 8 << 30},
 	{"policy.yaml", false, 1 << 20},
 	{"crl.pem", false, 64 << 20},
+	// During a CA rotation (gateway/internal/ca, rotate.go and rootrotate.go): the previous
+	// intermediate, root and cross-certificate still trusted, and the kept CRLs.
+	{"ca/previous.pem", false, 64 << 10},
+	{"ca/previous.key", false, 64 << 10},
+	{"ca/previous-root.pem", false, 64 << 10},
+	{"ca/cross.pem", false, 64 << 10},
+	{"crl-previous.pem", false, 64 << 20},
+	{"crl-root.pem", false, 64 << 20},
 }
 
 // maxManifest bounds the manifest Restore reads.

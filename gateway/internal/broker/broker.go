@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
@@ -67,6 +68,10 @@ type Config struct {
 	// AcceptExpired lets a device whose certificate expired (and chains to the hub CA)
 	// connect for a recovery session: see recovery.go.
 	AcceptExpired bool
+	// ClientRoots, if set with AcceptExpired, returns the hub CA's roots at each handshake in
+	// place of TLS.ClientCAs: a root rotation trusts two roots for a while (issue 12). The pool
+	// it returns must not be modified.
+	ClientRoots func() *x509.CertPool
 	// Now returns the current time, for the rate limiter; default time.Now.
 	Now func() time.Time
 }
@@ -187,7 +192,7 @@ func withDefaults(cfg Config) (Config, error) {
 		return cfg, err
 	}
 	if cfg.AcceptExpired {
-		if t, err = acceptExpired(t, cfg.Now); err != nil {
+		if t, err = acceptExpired(t, cfg.Now, cfg.ClientRoots); err != nil {
 			return cfg, err
 		}
 	}

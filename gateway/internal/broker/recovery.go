@@ -21,9 +21,9 @@ import (
 // superseded and quarantined certificates as for any device.
 
 // verifyClient returns the VerifyConnection of a listener that accepts expired client
-// certificates: a presented chain must verify against roots for client authentication at
+// certificates: a presented chain must verify against the roots for client authentication at
 // now, or, for a certificate past its not-after, at its not-after.
-func verifyClient(roots *x509.CertPool, now func() time.Time) func(tls.ConnectionState) error {
+func verifyClient(roots func() *x509.CertPool, now func() time.Time) func(tls.ConnectionState) error {
 	return func(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) == 0 {
 			return nil // no certificate: a token or password login
@@ -37,7 +37,7 @@ func verifyClient(roots *x509.CertPool, now func() time.Time) func(tls.Connectio
 		if at.After(leaf.NotAfter) {
 			at = leaf.NotAfter
 		}
-		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, CurrentTime: at,
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots(), Intermediates: inters, CurrentTime: at,
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 			return fmt.Errorf("client certificate: %w", err)
 		}
@@ -47,8 +47,8 @@ func verifyClient(roots *x509.CertPool, now func() time.Time) func(tls.Connectio
 
 // acceptExpired adapts the listener's TLS configuration c to Config.AcceptExpired: crypto/tls
 // would refuse an expired certificate itself, so it only requests one and verifyClient
-// verifies it.
-func acceptExpired(c *tls.Config, now func() time.Time) (*tls.Config, error) {
+// verifies it, against roots() when roots is set, else TLS.ClientCAs.
+func acceptExpired(c *tls.Config, now func() time.Time, roots func() *x509.CertPool) (*tls.Config, error) {
 	if c.VerifyConnection != nil || c.VerifyPeerCertificate != nil {
 		return nil, errors.Join(ErrConfig, errors.New("AcceptExpired replaces TLS.VerifyConnection; leave it unset"))
 	}
@@ -57,7 +57,11 @@ func acceptExpired(c *tls.Config, now func() time.Time) (*tls.Config, error) {
 	} else {
 		c.ClientAuth = tls.RequestClientCert
 	}
-	c.VerifyConnection = verifyClient(c.ClientCAs, now)
+	if roots == nil {
+		pool := c.ClientCAs
+		roots = func() *x509.CertPool { return pool }
+	}
+	c.VerifyConnection = verifyClient(roots, now)
 	return c, nil
 }
 

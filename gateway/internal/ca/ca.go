@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hearth-pki/hearth/protocol"
@@ -57,14 +59,31 @@ const (
 
 // CA is an opened certificate authority: certificates plus the decrypted
 // intermediate key. The root key is not held: it stays encrypted in root.key.
-// A CA is immutable and safe for concurrent use. Certificates it returns are
-// shared and must not be modified.
+// A CA is safe for concurrent use: what it holds is an immutable state that
+// RotateIntermediate and RetirePrevious replace as a whole, so each method sees
+// one intermediate, never a mix. Certificates it returns are shared and must
+// not be modified.
 type CA struct {
+	mu sync.Mutex // serialises RotateIntermediate and RetirePrevious
+	st atomic.Pointer[state]
+}
+
+// state is one generation of the CA: the intermediate in force and, during a
+// rotation, the previous one, still trusted and still signing its own CRL; during a root
+// rotation also the previous root and the cross-certificate by which it vouches for the
+// root in force.
+type state struct {
 	root, inter       *x509.Certificate
 	interKey          crypto.Signer
+	prev              *x509.Certificate // nil outside a rotation
+	prevKey           crypto.Signer
+	prevRoot, cross   *x509.Certificate // nil outside a root rotation
 	rootPEM, interPEM []byte
+	bundlePEM         []byte // ChainPEM
 	roots, inters     *x509.CertPool
 }
+
+func (c *CA) state() *state { return c.st.Load() }
 
 // Open loads the CA in dir, or creates one there (as Init) if dir holds
 // none. A wrong passphrase for an existing CA fails with ErrWrongPassphrase
@@ -117,10 +136,32 @@ func Load(dir string, passphrase []byte) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !publicKeyEqual(interKey.Public(), inter.PublicKey) {
-		return nil, fmt.Errorf("%w: intermediate.key does not match intermediate.pem", ErrCorrupt)
+	// The other intermediate keys of a rotation share the CA's KDF parameters, so
+	// the key derived once opens them.
+	open := func(data []byte) (crypto.Signer, error) {
+		k, err := parseKeyFile(data, roleIntermediate)
+		if err != nil {
+			return nil, err
+		}
+		kek := interKEK
+		if !bytes.Equal(k.kdf.salt, ik.kdf.salt) || k.kdf.iterations != ik.kdf.iterations {
+			if kek, err = deriveKey(passphrase, k.kdf); err != nil {
+				return nil, err
+			}
+		}
+		return k.decrypt(kek, roleIntermediate)
 	}
-	return newCA(root, inter, interKey), nil
+	prevRoot, cross, err := loadPreviousRoot(dir, root)
+	if err != nil {
+		return nil, err
+	}
+	interKey, prev, prevKey, err := loadRotation(dir, root, prevRoot, inter, interKey, open)
+	if err != nil {
+		return nil, err
+	}
+	c := &CA{}
+	c.st.Store((&state{root: root, inter: inter, interKey: interKey, prev: prev, prevKey: prevKey, prevRoot: prevRoot, cross: cross}).finish())
+	return c, nil
 }
 
 // CheckKeys opens the CA in dir as Load does and also decrypts the root key, checks that it
@@ -131,26 +172,8 @@ func CheckKeys(dir string, passphrase []byte) error {
 	if err != nil {
 		return err
 	}
-	data, err := readCAFile(dir, rootKeyFile)
-	if err != nil {
-		return err
-	}
-	rk, err := parseKeyFile(data, roleRoot)
-	if err != nil {
-		return err
-	}
-	kek, err := deriveKey(passphrase, rk.kdf)
-	if err != nil {
-		return err
-	}
-	key, err := rk.decrypt(kek, roleRoot)
-	if err != nil {
-		return err
-	}
-	if !publicKeyEqual(key.Public(), c.root.PublicKey) {
-		return fmt.Errorf("%w: root.key does not match root.pem", ErrCorrupt)
-	}
-	return nil
+	_, _, _, err = openRootKey(dir, passphrase, c.Root())
+	return err
 }
 
 // ReadCertificates reads and checks the root and intermediate certificates
@@ -172,6 +195,13 @@ func ReadCertificates(dir string) (root, intermediate *x509.Certificate, err err
 	}
 	if !root.IsCA || root.CheckSignatureFrom(root) != nil {
 		return nil, nil, fmt.Errorf("%w: %s is not a self-signed CA certificate", ErrCorrupt, rootCertFile)
+	}
+	if intermediate.CheckSignatureFrom(root) != nil {
+		// A root rotation stopped between its commit and the move of its intermediate: the
+		// new intermediate is still next.pem (see rootrotate.go).
+		if next, err := readCertFile(dir, nextCertFile); err == nil && next.CheckSignatureFrom(root) == nil {
+			intermediate = next
+		}
 	}
 	if !intermediate.IsCA || intermediate.CheckSignatureFrom(root) != nil {
 		return nil, nil, fmt.Errorf("%w: %s is not a CA certificate signed by the root", ErrCorrupt, interCertFile)
@@ -261,30 +291,9 @@ func create(dir string, passphrase []byte, now time.Time, iterations int) (*CA, 
 	if err != nil {
 		return nil, fmt.Errorf("parse root certificate: %w", err)
 	}
-	interTmpl := &x509.Certificate{
-		SerialNumber:          newSerial(),
-		Subject:               pkix.Name{CommonName: IntermediateCommonName, Organization: []string{Organization}},
-		NotBefore:             notBefore,
-		NotAfter:              notBefore.AddDate(interYears, 0, 0),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLen:            0,
-		MaxPathLenZero:        true,
-		// Everything the intermediate signs is a TLS client (devices) or server (the broker,
-		// devices whose profile allows serverAuth): constraining it to those two purposes
-		// keeps a stolen intermediate key from minting code-signing or e-mail certificates
-		// that a verifier checking EKU nesting would accept (issue 15).
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
-		SubjectKeyId: subjectKeyID(interKey.Public()),
-	}
-	interDER, err := x509.CreateCertificate(rand.Reader, interTmpl, root, interKey.Public(), rootKey)
+	inter, err := signIntermediate(IntermediateCommonName, interKey, notBefore, root, rootKey)
 	if err != nil {
-		return nil, fmt.Errorf("create intermediate certificate: %w", err)
-	}
-	inter, err := x509.ParseCertificate(interDER)
-	if err != nil {
-		return nil, fmt.Errorf("parse intermediate certificate: %w", err)
+		return nil, err
 	}
 
 	kdf := newKDFParams(iterations)
@@ -307,10 +316,10 @@ func create(dir string, passphrase []byte, now time.Time, iterations int) (*CA, 
 		name string
 		data []byte
 	}{
-		{interCertFile, c.interPEM},
+		{interCertFile, c.state().interPEM},
 		{interKeyFile, interKeyPEM},
 		{rootKeyFile, rootKeyPEM},
-		{rootCertFile, c.rootPEM},
+		{rootCertFile, c.state().rootPEM},
 	}
 	for _, f := range files {
 		if err := writeFile(dir, f.name, f.data); err != nil {
@@ -321,48 +330,94 @@ func create(dir string, passphrase []byte, now time.Time, iterations int) (*CA, 
 }
 
 func newCA(root, inter *x509.Certificate, interKey crypto.Signer) *CA {
-	c := &CA{
-		root: root, inter: inter, interKey: interKey,
-		rootPEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw}),
-		interPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: inter.Raw}),
-		roots:    x509.NewCertPool(),
-		inters:   x509.NewCertPool(),
-	}
-	c.roots.AddCert(root)
-	c.inters.AddCert(inter)
+	c := &CA{}
+	c.st.Store(newState(root, inter, interKey, nil, nil))
 	return c
 }
 
-// Root returns the root certificate.
-func (c *CA) Root() *x509.Certificate { return c.root }
+func newState(root, inter *x509.Certificate, interKey crypto.Signer, prev *x509.Certificate, prevKey crypto.Signer) *state {
+	return (&state{root: root, inter: inter, interKey: interKey, prev: prev, prevKey: prevKey}).finish()
+}
 
-// Intermediate returns the intermediate certificate, the issuer of every
-// leaf and of the CRL.
-func (c *CA) Intermediate() *x509.Certificate { return c.inter }
+// finish derives the PEM forms and pools from the certificates.
+func (s *state) finish() *state {
+	enc := func(c *x509.Certificate) []byte {
+		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	s.rootPEM, s.interPEM = enc(s.root), enc(s.inter)
+	s.roots, s.inters = x509.NewCertPool(), x509.NewCertPool()
+	s.roots.AddCert(s.root)
+	s.inters.AddCert(s.inter)
+	s.bundlePEM = bytes.Clone(s.interPEM)
+	if s.prev != nil {
+		s.inters.AddCert(s.prev)
+		s.bundlePEM = append(s.bundlePEM, enc(s.prev)...)
+	}
+	if s.cross != nil {
+		s.inters.AddCert(s.cross)
+		s.bundlePEM = append(s.bundlePEM, enc(s.cross)...)
+	}
+	s.bundlePEM = append(s.bundlePEM, s.rootPEM...)
+	if s.prevRoot != nil {
+		s.roots.AddCert(s.prevRoot)
+		s.bundlePEM = append(s.bundlePEM, enc(s.prevRoot)...)
+	}
+	return s
+}
+
+// Root returns the root certificate.
+func (c *CA) Root() *x509.Certificate { return c.state().root }
+
+// Intermediate returns the intermediate certificate in force, the issuer of
+// every new leaf and of the CRL.
+func (c *CA) Intermediate() *x509.Certificate { return c.state().inter }
+
+// Previous returns the intermediate a rotation replaced while it is still
+// trusted (devices hold certificates it issued), or nil outside a rotation.
+func (c *CA) Previous() *x509.Certificate { return c.state().prev }
 
 // RootPEM returns the root certificate as PEM.
-func (c *CA) RootPEM() []byte { return bytes.Clone(c.rootPEM) }
+func (c *CA) RootPEM() []byte { return bytes.Clone(c.state().rootPEM) }
 
-// ChainPEM returns the intermediate then the root certificate as PEM, the
-// chain to append after a leaf.
-func (c *CA) ChainPEM() []byte { return append(bytes.Clone(c.interPEM), c.rootPEM...) }
+// ChainPEM returns the CA bundle as PEM: the intermediate in force, the
+// previous one during a rotation, the cross-certificate during a root rotation,
+// the root, and the previous root during a root rotation. It is what the hub
+// publishes on the CA topic, so agents trust both intermediates while devices
+// move, and move their pin to a new root the pinned one cross-signed.
+func (c *CA) ChainPEM() []byte { return bytes.Clone(c.state().bundlePEM) }
 
-// Roots returns a new pool holding the root certificate.
-func (c *CA) Roots() *x509.CertPool { return c.roots.Clone() }
+// PreviousRoot returns the root a root rotation replaced, while it is still
+// trusted, or nil.
+func (c *CA) PreviousRoot() *x509.Certificate { return c.state().prevRoot }
 
-// Intermediates returns a new pool holding the intermediate certificate.
-func (c *CA) Intermediates() *x509.CertPool { return c.inters.Clone() }
+// Cross returns the certificate by which the previous root vouches for the root
+// in force (its subject and key, signed by the previous root) during a root
+// rotation, or nil.
+func (c *CA) Cross() *x509.Certificate { return c.state().cross }
+
+// Roots returns a new pool holding the root certificate, and the previous root
+// during a root rotation.
+func (c *CA) Roots() *x509.CertPool { return c.state().roots.Clone() }
+
+// RootPool is Roots without the copy, for a verification per TLS handshake: the pool is
+// shared and must not be modified.
+func (c *CA) RootPool() *x509.CertPool { return c.state().roots }
+
+// Intermediates returns a new pool holding the intermediates: the one in
+// force and, during a rotation, the previous one.
+func (c *CA) Intermediates() *x509.CertPool { return c.state().inters.Clone() }
 
 // Fingerprint returns the root certificate's fingerprint, the value agents
 // pin, in the protocol's written form (protocol.Fingerprint.String).
-func (c *CA) Fingerprint() string { return protocol.FingerprintOf(c.root).String() }
+func (c *CA) Fingerprint() string { return protocol.FingerprintOf(c.state().root).String() }
 
-// Verify checks that leaf chains to this CA's root through its
-// intermediate at time now. It checks no extended key usage.
+// Verify checks that leaf chains to this CA's root through one of its
+// intermediates at time now. It checks no extended key usage.
 func (c *CA) Verify(leaf *x509.Certificate, now time.Time) error {
+	s := c.state()
 	_, err := leaf.Verify(x509.VerifyOptions{
-		Roots:         c.roots,
-		Intermediates: c.inters,
+		Roots:         s.roots,
+		Intermediates: s.inters,
 		CurrentTime:   now,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	})

@@ -104,7 +104,7 @@ func TestLoadRoundTrip(t *testing.T) {
 	if !bytes.Equal(got.Intermediate().Raw, c.Intermediate().Raw) {
 		t.Error("Load().Intermediate() differs from the created one")
 	}
-	if !publicKeyEqual(got.interKey.Public(), c.interKey.Public()) {
+	if !publicKeyEqual(got.state().interKey.Public(), c.state().interKey.Public()) {
 		t.Error("Load() intermediate key differs from the created one")
 	}
 	// The loaded keys sign: a leaf from the reloaded CA verifies under the original.

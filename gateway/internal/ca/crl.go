@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
@@ -30,6 +31,22 @@ const maxCRLNumberBytes = 20
 // (times UTC, truncated to the second). number must be positive and grow
 // with every CRL published.
 func (c *CA) CRL(entries []Revoked, number *big.Int, now time.Time, validity time.Duration) ([]byte, error) {
+	s := c.state()
+	return signCRL(s.inter, s.interKey, entries, number, now, validity)
+}
+
+// PreviousCRL is CRL signed by the previous intermediate, for the certificates it
+// issued, during a rotation (Previous). Outside one it fails with ErrNoRotation.
+func (c *CA) PreviousCRL(entries []Revoked, number *big.Int, now time.Time, validity time.Duration) ([]byte, error) {
+	s := c.state()
+	if s.prev == nil {
+		return nil, ErrNoRotation
+	}
+	return signCRL(s.prev, s.prevKey, entries, number, now, validity)
+}
+
+// signCRL signs a CRL as issuer with key.
+func signCRL(issuer *x509.Certificate, key crypto.Signer, entries []Revoked, number *big.Int, now time.Time, validity time.Duration) ([]byte, error) {
 	if number == nil || number.Sign() <= 0 || len(number.Bytes()) > maxCRLNumberBytes {
 		return nil, errors.New("crl: number must be positive and at most 20 octets")
 	}
@@ -59,7 +76,7 @@ func (c *CA) CRL(entries []Revoked, number *big.Int, now time.Time, validity tim
 		ThisUpdate:                thisUpdate,
 		NextUpdate:                thisUpdate.Add(validity),
 		RevokedCertificateEntries: list,
-	}, c.inter, c.interKey)
+	}, issuer, key)
 	if err != nil {
 		return nil, fmt.Errorf("crl: %w", err)
 	}

@@ -34,6 +34,12 @@
 //	root.key          root private key, encrypted (format below)
 //	intermediate.key  intermediate private key, encrypted
 //	passphrase        legacy only: moved out as described under Passphrase
+//	previous.pem      during an intermediate rotation: the replaced intermediate
+//	previous.key      and its key, still trusted until RetirePrevious
+//	next.pem/next.key a rotation's staged intermediate (only between its steps)
+//	previous-root.pem during a root rotation: the replaced root, still trusted
+//	cross.pem         and the certificate by which it vouches for root.pem
+//	next-root.*       a root rotation's staged root (only between its steps)
 //
 // Every file is 0600 and written atomically: a temporary file in the same
 // directory, fsync, rename, fsync of the directory. Init writes root.pem
@@ -91,9 +97,27 @@
 // protocol.ParseFingerprint reads it back, also as openssl x509 -fingerprint
 // prints it.
 //
+// # Intermediate rotation
+//
+// RotateIntermediate decrypts the root key (with the passphrase given at that
+// moment), signs a new intermediate, named IntermediateCommonName plus its
+// creation time so the two are told apart by issuer name, and puts it in force
+// crash-safely (see rotate.go: a crash leaves the old or the new one in force,
+// never a mix). The replaced one is Previous: still in the bundle ChainPEM and
+// the Intermediates pool, still signing its own CRL (PreviousCRL), until
+// RetirePrevious, once no device uses it. RootCRL signs, with the root key, a
+// CRL revoking intermediates (an intermediate compromise). RotateRoot does the
+// same with a new root above the new intermediate, and a cross-certificate (the
+// new root's subject and key signed by the old root) through which agents
+// pinned to the old root verify the new chain and move their pin; the old root
+// is PreviousRoot, trusted by Roots and RootPool until RetirePrevious
+// (rootrotate.go).
+//
 // # Concurrency
 //
-// A *CA is immutable after Load or Init and safe for concurrent use. Init and
+// A *CA is safe for concurrent use. Its state (certificates, keys) is
+// immutable and replaced as a whole by RotateIntermediate and RetirePrevious,
+// so every method works on one generation. Init and
 // ResolvePassphrase's generation are not safe against a second process
 // initializing the same directory at the same moment.
 package ca

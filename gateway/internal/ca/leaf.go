@@ -102,27 +102,30 @@ func (c *CA) SignLeaf(csr *x509.CertificateRequest, deviceID string, p policy.Pr
 		DNSNames:              allowedDNSNames(csr.DNSNames, p.DNSNames),
 		CRLDistributionPoints: p.CRLDistributionPoints,
 	}
-	return c.issue(tmpl, csr.PublicKey)
+	cert, _, err := c.issue(tmpl, csr.PublicKey)
+	return cert, err
 }
 
-// issue signs tmpl with the intermediate, clamping NotAfter to the
-// intermediate's so no leaf outlives its issuer.
-func (c *CA) issue(tmpl *x509.Certificate, pub crypto.PublicKey) (*x509.Certificate, error) {
-	if tmpl.NotAfter.After(c.inter.NotAfter) {
-		tmpl.NotAfter = c.inter.NotAfter
+// issue signs tmpl with the intermediate in force, clamping NotAfter to the
+// intermediate's so no leaf outlives its issuer, and returns the leaf and that
+// intermediate.
+func (c *CA) issue(tmpl *x509.Certificate, pub crypto.PublicKey) (*x509.Certificate, *x509.Certificate, error) {
+	s := c.state()
+	if tmpl.NotAfter.After(s.inter.NotAfter) {
+		tmpl.NotAfter = s.inter.NotAfter
 	}
 	if !tmpl.NotAfter.After(tmpl.NotBefore) {
-		return nil, fmt.Errorf("issue %q: intermediate expires %v, before the leaf would start", tmpl.Subject.CommonName, c.inter.NotAfter)
+		return nil, nil, fmt.Errorf("issue %q: intermediate expires %v, before the leaf would start", tmpl.Subject.CommonName, s.inter.NotAfter)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.inter, pub, c.interKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, s.inter, pub, s.interKey)
 	if err != nil {
-		return nil, fmt.Errorf("issue %q: %w", tmpl.Subject.CommonName, err)
+		return nil, nil, fmt.Errorf("issue %q: %w", tmpl.Subject.CommonName, err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("issue %q: parse: %w", tmpl.Subject.CommonName, err)
+		return nil, nil, fmt.Errorf("issue %q: parse: %w", tmpl.Subject.CommonName, err)
 	}
-	return cert, nil
+	return cert, s.inter, nil
 }
 
 // allowedDNSNames returns, lowercased and without duplicates, the requested
@@ -206,12 +209,12 @@ func (c *CA) ServerCertificate(hosts []string, now time.Time) (tls.Certificate, 
 		return tls.Certificate{}, fmt.Errorf("server certificate: %w", err)
 	}
 	tmpl.SubjectKeyId = subjectKeyID(key.Public())
-	cert, err := c.issue(tmpl, key.Public())
+	cert, inter, err := c.issue(tmpl, key.Public())
 	if err != nil {
 		return tls.Certificate{}, err
 	}
 	return tls.Certificate{
-		Certificate: [][]byte{cert.Raw, c.inter.Raw},
+		Certificate: [][]byte{cert.Raw, inter.Raw},
 		PrivateKey:  key,
 		Leaf:        cert,
 	}, nil

@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,12 +55,25 @@ type Signer interface {
 	Intermediate() *x509.Certificate
 }
 
+// PreviousSigner is a Signer during an intermediate rotation: the previous intermediate
+// (nil outside one) signs the CRL of the certificates it issued.
+type PreviousSigner interface {
+	Previous() *x509.Certificate
+	PreviousCRL(entries []ca.Revoked, number *big.Int, now time.Time, validity time.Duration) ([]byte, error)
+}
+
 // Config configures a Publisher. Store, CA and Path are required.
 type Config struct {
 	Store Store
 	CA    Signer
 	// Path is the CRL's file, DATA/crl.pem.
 	Path string
+	// PreviousPath is the file of the previous intermediate's CRL during a rotation, and of
+	// its last one after (kept until it expires), DATA/crl-previous.pem; "" keeps none.
+	PreviousPath string
+	// RootPath is the file of the root's CRL (intermediates revoked after a compromise),
+	// DATA/crl-root.pem; "" keeps none.
+	RootPath string
 	// Publish sends the PEM CRL to the broker's retained crl topic.
 	Publish func(pem []byte) error
 	// Validity is the time from thisUpdate to nextUpdate; default DefaultValidity.
@@ -77,6 +91,15 @@ type Publisher struct {
 	mu      sync.Mutex // held while a CRL is built, so numbers are used in order
 	current *x509.RevocationList
 	pem     []byte
+	// prev is the previous intermediate's CRL (during a rotation, or its last one until it
+	// expires), root the root's; each nil when there is none.
+	prev, root *doc
+}
+
+// doc is a CRL as parsed and as served.
+type doc struct {
+	l   *x509.RevocationList
+	pem []byte
 }
 
 // New returns a Publisher. It starts nothing.
@@ -129,6 +152,12 @@ func (p *Publisher) Run(ctx context.Context) error {
 // does, else a new one, and returns how long until the next one is due.
 func (p *Publisher) start(ctx context.Context) time.Duration {
 	now := p.cfg.Now()
+	p.mu.Lock()
+	p.prev, p.root = p.loadDoc(p.cfg.PreviousPath, now), p.loadDoc(p.cfg.RootPath, now)
+	if err := p.regeneratePrevious(ctx, now); err != nil {
+		p.cfg.Logger.Error("regenerate the previous intermediate's CRL", "err", err)
+	}
+	p.mu.Unlock()
 	if old, raw, ok := p.load(); ok {
 		entries, err := p.entries(ctx, now)
 		if err == nil && now.Before(p.refreshAt(old)) && sameSerials(old, entries) {
@@ -174,15 +203,7 @@ func (p *Publisher) Regenerate(ctx context.Context) (*x509.RevocationList, error
 	if err != nil {
 		return nil, fmt.Errorf("reserve a CRL number: %w", err)
 	}
-	entries := make([]ca.Revoked, 0, len(certs))
-	for _, c := range certs {
-		n, ok := new(big.Int).SetString(c.Serial, 16)
-		if !ok || n.Sign() <= 0 {
-			p.cfg.Logger.Warn("certificate with a serial the CRL cannot list", "serial", c.Serial)
-			continue
-		}
-		entries = append(entries, ca.Revoked{Serial: n, At: c.RevokedAt, Reason: c.RevokeCode})
-	}
+	entries := p.revoked(certs)
 	raw, err := p.cfg.CA.CRL(entries, number, now, p.cfg.Validity)
 	if err != nil {
 		return nil, err
@@ -199,15 +220,37 @@ func (p *Publisher) Regenerate(ctx context.Context) (*x509.RevocationList, error
 		p.cfg.Logger.Warn("publish the CRL", "err", err)
 	}
 	p.cfg.Logger.Info("CRL published", "number", number, "entries", len(entries), "next_update", l.NextUpdate)
+	if err := p.regeneratePrevious(ctx, now); err != nil {
+		return nil, err
+	}
 	return l, nil
 }
 
 func (p *Publisher) entries(ctx context.Context, now time.Time) ([]inventory.Certificate, error) {
-	certs, err := p.cfg.Store.CRLEntries(ctx, p.cfg.CA.Intermediate().Subject.String(), now)
+	return p.entriesOf(ctx, p.cfg.CA.Intermediate(), now)
+}
+
+// entriesOf lists the revoked certificates issuer issued.
+func (p *Publisher) entriesOf(ctx context.Context, issuer *x509.Certificate, now time.Time) ([]inventory.Certificate, error) {
+	certs, err := p.cfg.Store.CRLEntries(ctx, issuer.Subject.String(), now)
 	if err != nil {
 		return nil, fmt.Errorf("list revoked certificates: %w", err)
 	}
 	return certs, nil
+}
+
+// revoked turns inventory certificates into CRL entries.
+func (p *Publisher) revoked(certs []inventory.Certificate) []ca.Revoked {
+	entries := make([]ca.Revoked, 0, len(certs))
+	for _, c := range certs {
+		n, ok := new(big.Int).SetString(c.Serial, 16)
+		if !ok || n.Sign() <= 0 {
+			p.cfg.Logger.Warn("certificate with a serial the CRL cannot list", "serial", c.Serial)
+			continue
+		}
+		entries = append(entries, ca.Revoked{Serial: n, At: c.RevokedAt, Reason: c.RevokeCode})
+	}
+	return entries
 }
 
 // load reads the CRL on disk; ok is false when there is none, or it does not parse or was
@@ -269,12 +312,28 @@ func (p *Publisher) Current() []byte {
 
 // ServeHTTP serves the current CRL for third-party verifiers, without login: PEM
 // (application/x-pem-file) for a path ending in ".pem", else DER (application/pkix-crl,
-// RFC 5280 section 4.2.1.13's form for HTTP distribution points). Before the first CRL it
-// answers 503.
+// RFC 5280 section 4.2.1.13's form for HTTP distribution points). A path starting with
+// /crl-previous serves the previous intermediate's CRL, /crl-root the root's. Before the
+// first CRL (or when there is no such CRL) it answers 503 (404).
 func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	raw, l := p.pem, p.current
+	var d *doc
+	kept := strings.HasPrefix(r.URL.Path, "/crl-previous") || strings.HasPrefix(r.URL.Path, "/crl-root")
+	if kept {
+		d = p.root
+		if strings.HasPrefix(r.URL.Path, "/crl-previous") {
+			d = p.prev
+		}
+	}
 	p.mu.Unlock()
+	if kept {
+		if d == nil {
+			http.Error(w, "no such CRL: there is none to serve now", http.StatusNotFound)
+			return
+		}
+		raw, l = d.pem, d.l
+	}
 	if l == nil {
 		http.Error(w, "the CRL is not published yet", http.StatusServiceUnavailable)
 		return

@@ -39,6 +39,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/metrics"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
 	"github.com/hearth-pki/hearth/gateway/internal/renewal"
+	"github.com/hearth-pki/hearth/gateway/internal/rotation"
 	"github.com/hearth-pki/hearth/gateway/internal/secret"
 	"github.com/hearth-pki/hearth/gateway/internal/servercert"
 	"github.com/hearth-pki/hearth/gateway/internal/web"
@@ -75,6 +76,8 @@ type Hub struct {
 	serving serving // the Connectivity entity's last check
 
 	crl *crl.Publisher // the CRL: retained on MQTT, DATA/crl.pem, HTTP
+
+	rotation *rotation.Rotator // intermediate rotations
 
 	// serverCert is the broker's TLS certificate, renewed while the hub runs.
 	serverCert *servercert.Keeper
@@ -174,7 +177,9 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		// Devices whose certificate expired while the hub was out of reach renew by
 		// themselves within their class's grace (a recovery session).
 		AcceptExpired: true,
-		Now:           h.now,
+		// Both roots during a root rotation.
+		ClientRoots: h.ca.RootPool,
+		Now:         h.now,
 	}, countingAuth{brokerAuth{h.checker, h.users, h.brokerLoginFailed}, h.metrics}, h.handle, h.log.With("part", "broker"))
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -184,7 +189,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	h.issuer = issuer.New(issuer.Config{CA: h.ca, Store: h.store, Policy: h.policy.Load, Pub: h.broker, Topics: h.topics,
 		Rate: cfg.IssuanceRate, Burst: int(2 * cfg.IssuanceRate), QuotaPerHour: cfg.Limits.CertificatesPerHour,
 		Now: h.now, Notify: h.notify, Refused: h.observeRefusal, Logger: h.log.With("part", "issuer")})
-	h.machine, err = lifecycle.New(lifecycle.Config{Rules: lifecycle.Rules{InFlight: cfg.Renewal.InFlightTimeout, Issuer: h.ca.Intermediate().Subject.String()}, Store: h.store,
+	h.machine, err = lifecycle.New(lifecycle.Config{Rules: lifecycle.Rules{InFlight: cfg.Renewal.InFlightTimeout, Issuers: h.trustedIssuer}, Store: h.store,
 		Publisher: h.broker, Topics: h.topics, Now: h.now, Logger: h.log.With("part", "lifecycle"),
 		Hooks: lifecycle.Hooks{Committed: h.committed, Ended: h.ended, Finding: h.finding,
 			Presence: func(id string, online bool) {
@@ -201,16 +206,20 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		DeviceChanged: h.view.DeviceChanged, Changed: h.summaryChanged,
 		Rate: cfg.Renewal.Rate, MaxInFlight: cfg.Renewal.MaxInFlight, AttemptDeadline: cfg.Renewal.InFlightTimeout,
 		Logger: h.log.With("part", "renewal")})
-	h.crl, err = crl.New(crl.Config{Store: h.store, CA: h.ca, Path: filepath.Join(cfg.DataDir, "crl.pem"), Now: h.now,
+	h.crl, err = crl.New(crl.Config{Store: h.store, CA: h.ca, Path: filepath.Join(cfg.DataDir, "crl.pem"),
+		PreviousPath: filepath.Join(cfg.DataDir, "crl-previous.pem"), RootPath: filepath.Join(cfg.DataDir, "crl-root.pem"), Now: h.now,
 		Publish: func(b []byte) error { return h.broker.Publish(h.topics.CRL(), b, true) }, Logger: h.log.With("part", "crl")})
 	if err != nil {
+		return nil, err
+	}
+	if h.rotation, err = h.newRotation(); err != nil {
 		return nil, err
 	}
 	h.admin = admin.New(admin.Config{Store: h.store, CA: h.ca, Broker: h.broker, Commands: h.machine, Revoker: h.machine, Topics: h.topics, Advertise: cfg.Advertise,
 		TokenTTL: cfg.TokenTTL, Now: h.now, DeviceChanged: h.deviceChanged, Changed: h.summaryChanged, Revoked: h.regenerateCRL, Notify: h.notify,
 		Scheduler: h.renewal, Issuer: h.issuer, Policy: h.policy.Load, ReloadPolicy: h.ReloadPolicy, RenewCooldown: cfg.Limits.RenewCooldown,
 		RenewCooldownExempt: []string{"cli"}, ApplyPolicy: h.ApplyPolicy,
-		ApprovalRequired: cfg.ChangeApproval, ConfiguredAdmins: adminNames(admins), Logger: h.log.With("part", "admin")})
+		ApprovalRequired: cfg.ChangeApproval, ConfiguredAdmins: adminNames(admins), Rotation: h.rotation, Logger: h.log.With("part", "admin")})
 	h.alerts = h.newAlerter()
 
 	if pol, err = h.approvedPolicy(ctx, pol); err != nil {
@@ -292,6 +301,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 	run("fleet view", h.view.Run)
 	run("CRL publisher", h.crl.Run)
+	run("intermediate rotation", h.rotation.Run)
 	run("pruning", h.pruneLoop)
 	run("renewal", h.renewal.Run)
 	run("alerts", h.alerts.Run)
@@ -319,6 +329,11 @@ func (h *Hub) issueServerCert(hosts []string, now time.Time) (tls.Certificate, e
 	c, err := h.ca.ServerCertificate(hosts, now)
 	if err != nil {
 		return c, err
+	}
+	// During a root rotation the cross-certificate comes first: an agent still pinned to the
+	// previous root verifies the chain through it.
+	if x := h.ca.Cross(); x != nil {
+		c.Certificate = append(c.Certificate, x.Raw)
 	}
 	c.Certificate = append(c.Certificate, h.ca.Root().Raw)
 	return c, nil

@@ -366,9 +366,15 @@ func CertificateOf(leaf *x509.Certificate, id string) inventory.Certificate {
 	}
 }
 
-// chain is c's PEM followed by the hub's intermediate.
+// chain is c's PEM followed by the hub's intermediate that issued it: during an intermediate
+// rotation a certificate issued before the switch (a resubmitted request) keeps the previous
+// one.
 func (i *Issuer) chain(c inventory.Certificate) string {
-	return c.PEM + string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: i.cfg.CA.Intermediate().Raw}))
+	inter := i.cfg.CA.Intermediate()
+	if prev := i.cfg.CA.Previous(); prev != nil && c.Issuer == prev.Subject.String() {
+		inter = prev
+	}
+	return c.PEM + string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: inter.Raw}))
 }
 
 // token finds the enrollment token a device logs in with, for the name and family an admin

@@ -22,6 +22,21 @@ type Rules struct {
 	// Issuer is the subject of the hub's intermediate, as agents report it in health; a
 	// report naming another is a finding. "" checks nothing.
 	Issuer string
+	// Issuers, when set, replaces Issuer: it reports whether an issuer agents report is one
+	// of the hub's intermediates in force (two during an intermediate rotation). It must be
+	// safe for concurrent use and cheap: it is asked for each health report.
+	Issuers func(issuer string) bool
+}
+
+// unexpectedIssuer reports whether an agent's reported issuer is none of the hub's.
+func (r Rules) unexpectedIssuer(issuer string) bool {
+	if issuer == "" {
+		return false
+	}
+	if r.Issuers != nil {
+		return !r.Issuers(issuer)
+	}
+	return r.Issuer != "" && issuer != r.Issuer
 }
 
 func (r Rules) inFlight() time.Duration {
@@ -117,7 +132,7 @@ func (r Rules) Step(s State, e Event, now time.Time) (State, []Effect) {
 		if reported != "" && s.Active != "" && reported != s.Active && (s.Pending == nil || reported != s.Pending.Serial) {
 			out = append(out, Found{Kind: FindingUnexpectedSerial, Serial: reported, Detail: s.Active})
 		}
-		if e.Issuer != "" && r.Issuer != "" && e.Issuer != r.Issuer {
+		if r.unexpectedIssuer(e.Issuer) {
 			out = append(out, Found{Kind: FindingUnexpectedIssuer, Serial: reported, Detail: e.Issuer})
 		}
 	case RevokeRequested:

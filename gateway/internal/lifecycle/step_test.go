@@ -420,3 +420,17 @@ func permutations(n int) [][]int {
 	}
 	return out
 }
+
+// TestIssuersDuringRotation: with two intermediates in force (an intermediate rotation),
+// a device reporting either is no finding; any other issuer still is.
+func TestIssuersDuringRotation(t *testing.T) {
+	r := Rules{Issuer: "CN=old", Issuers: func(i string) bool { return i == "CN=old" || i == "CN=new" }}
+	for issuer, want := range map[string]bool{"CN=old": false, "CN=new": false, "CN=other": true, "": false} {
+		if got := r.unexpectedIssuer(issuer); got != want {
+			t.Errorf("unexpectedIssuer(%q) = %v, want %v", issuer, got, want)
+		}
+	}
+	if !(Rules{Issuer: "CN=old"}).unexpectedIssuer("CN=new") {
+		t.Error("without Issuers, an issuer other than Issuer is not a finding")
+	}
+}

@@ -7,7 +7,8 @@
 // they have (a TLS session does not depend on the server certificate after the handshake), so
 // connected agents stay connected, and every later handshake gets the new certificate. The
 // key lives only in memory; every start of the hub mints a fresh certificate for the
-// configured host names, so a change of hostnames takes effect at the next start.
+// configured host names. Reissue replaces it at once (after an intermediate rotation), and
+// SetHosts with one for other host names.
 //
 // Concurrency: GetCertificate and Current are safe for concurrent use with each other and
 // with Run and Renew; renewals are serialised.
@@ -113,6 +114,50 @@ func (k *Keeper) Renew(now time.Time) (bool, error) {
 	k.cfg.Logger.Info("broker certificate renewed", "serial", leaf.SerialNumber.Text(16),
 		"not_after", leaf.NotAfter.UTC(), "previous_serial", old.SerialNumber.Text(16), "previous_not_after", old.NotAfter.UTC())
 	return true, nil
+}
+
+// Reissue replaces the certificate now, due or not: after an intermediate rotation, so the
+// broker presents a certificate of the intermediate in force (issue 12). On error the
+// current certificate stays in service.
+func (k *Keeper) Reissue(now time.Time) (*x509.Certificate, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.reissueLocked(now, "reissued")
+}
+
+// SetHosts replaces the certificate now with one for hosts (a hostnames change, without a
+// restart). On error the current certificate and host names stay in service.
+func (k *Keeper) SetHosts(hosts []string, now time.Time) (*x509.Certificate, error) {
+	if len(hosts) == 0 {
+		return nil, errors.New("server certificate: no host names")
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	old := k.cfg.Hosts
+	k.cfg.Hosts = slices.Clone(hosts)
+	leaf, err := k.reissueLocked(now, "reissued for new host names")
+	if err != nil {
+		k.cfg.Hosts = old
+	}
+	return leaf, err
+}
+
+// Hosts returns the host names the certificate is issued for.
+func (k *Keeper) Hosts() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.cfg.Hosts)
+}
+
+func (k *Keeper) reissueLocked(now time.Time, what string) (*x509.Certificate, error) {
+	old := k.Current()
+	leaf, err := k.issueLocked(now)
+	if err != nil {
+		return nil, err
+	}
+	k.cfg.Logger.Info("broker certificate "+what, "serial", leaf.SerialNumber.Text(16), "hosts", k.cfg.Hosts,
+		"issuer", leaf.Issuer.String(), "previous_serial", old.SerialNumber.Text(16))
+	return leaf, nil
 }
 
 func (k *Keeper) issue(now time.Time) (*x509.Certificate, error) {

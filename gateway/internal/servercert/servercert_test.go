@@ -13,7 +13,10 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/testkit/hubkit"
+	"path/filepath"
+	"slices"
 )
 
 func TestRenewAt(t *testing.T) {
@@ -200,5 +203,57 @@ func TestRenewNotDue(t *testing.T) {
 	}
 	if k.Current().SerialNumber.Cmp(first.SerialNumber) == 0 {
 		t.Error("Renew(at RenewAt) kept the old certificate")
+	}
+}
+
+// TestReissueAfterRotation: after an intermediate rotation Reissue puts a certificate of the
+// new intermediate in service at once; a session opened before keeps working.
+func TestReissueAfterRotation(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	c, err := ca.InitWithIterations(dir, []byte(hubkit.Passphrase), time.Now(), ca.MinIterations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := New(Config{Hosts: []string{"localhost"}, Issue: c.ServerCertificate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &echoServer{t: t, tls: &tls.Config{GetCertificate: k.GetCertificate}, roots: c.Roots()}
+	before, old := srv.dial()
+	if _, err := c.RotateIntermediate(dir, []byte(hubkit.Passphrase), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := k.Reissue(time.Now())
+	if err != nil {
+		t.Fatalf("Reissue() = %v", err)
+	}
+	if leaf.CheckSignatureFrom(c.Intermediate()) != nil {
+		t.Fatalf("Reissue() after the rotation = a certificate of %q, want one of the new intermediate", leaf.Issuer)
+	}
+	conn, got := srv.dial()
+	if got.SerialNumber.Cmp(leaf.SerialNumber) != 0 || got.SerialNumber.Cmp(old.SerialNumber) == 0 {
+		t.Fatalf("after Reissue the server presents %x, want %x", got.SerialNumber, leaf.SerialNumber)
+	}
+	if chain := conn.ConnectionState().PeerCertificates; len(chain) < 2 || !chain[1].Equal(c.Intermediate()) {
+		t.Errorf("after Reissue the chain does not carry the new intermediate")
+	}
+	echo(t, before, "across the rotation")
+}
+
+// TestSetHosts: a hostnames change takes effect at once; a bad name keeps what is in service.
+func TestSetHosts(t *testing.T) {
+	k, srv := newKeeper(t, nil)
+	if _, err := k.SetHosts([]string{"not a host"}, time.Now()); err == nil {
+		t.Fatal("SetHosts(bad name) = nil, want an error")
+	}
+	if got := k.Hosts(); !slices.Equal(got, []string{"localhost", "127.0.0.1"}) {
+		t.Fatalf("after a refused SetHosts, Hosts() = %v, want the old ones", got)
+	}
+	if _, err := k.SetHosts([]string{"localhost", "hub.example"}, time.Now()); err != nil {
+		t.Fatalf("SetHosts = %v", err)
+	}
+	_, got := srv.dial()
+	if !slices.Equal(got.DNSNames, []string{"localhost", "hub.example"}) || len(got.IPAddresses) != 0 {
+		t.Errorf("after SetHosts the server presents names %v %v, want localhost, hub.example", got.DNSNames, got.IPAddresses)
 	}
 }

@@ -207,6 +207,11 @@ func Handler(cfg Config) http.Handler {
 	if cfg.CRL != nil {
 		mux.Handle("GET /crl", cfg.CRL)
 		mux.Handle("GET /crl.pem", cfg.CRL)
+		// During and after an intermediate rotation: the previous intermediate's CRL, and
+		// the root's (intermediates revoked after a compromise).
+		for _, path := range []string{"/crl-previous", "/crl-previous.pem", "/crl-root", "/crl-root.pem"} {
+			mux.Handle("GET "+path, cfg.CRL)
+		}
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
