@@ -52,6 +52,9 @@ install_missing() {
 	have unshare || need+=(util-linux)
 	have ip || need+=(iproute2)
 	have chromium || need+=(chromium) # the dashboard's browser test (gateway/internal/web)
+	# The inventory on PostgreSQL, the scheduler's lease (initdb and pg_ctl live in
+	# /usr/lib/postgresql/<major>/bin, outside PATH).
+	have initdb || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 	if [ ${#need[@]} -eq 0 ]; then
 		echo "all test dependencies present"
 		return
@@ -105,5 +108,8 @@ short=()
 for m in "${modules[@]}"; do
 	(cd "$m" && GOWORK=off go test -race -count=1 -timeout 30m ${short[@]+"${short[@]}"} ./...)
 done
+
+step "go test -race: the inventory's tests again on PostgreSQL"
+(cd gateway && HEARTH_TEST_STORAGE=postgres GOWORK=off go test -race -count=1 -timeout 30m ./internal/inventory/)
 echo
 echo "all checks passed"

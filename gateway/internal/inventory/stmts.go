@@ -57,11 +57,11 @@ const (
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 )
 
-// prepareStmts prepares the statements on db's connection; call it before any transaction
-// holds that single connection.
-func prepareStmts(ctx context.Context, db *sql.DB) (*stmts, error) {
+// prepareStmts prepares the statements on db's connection, in PostgreSQL's text if pg;
+// call it before any transaction holds that single connection.
+func prepareStmts(ctx context.Context, db *sql.DB, pg bool) (*stmts, error) {
 	st := &stmts{}
-	for _, p := range []struct {
+	texts := []struct {
 		dst **sql.Stmt
 		sql string
 	}{
@@ -70,7 +70,11 @@ func prepareStmts(ctx context.Context, db *sql.DB) (*stmts, error) {
 		{&st.insertAtt, insertAttemptSQL},
 		{&st.eventHead, eventHeadSQL},
 		{&st.insertEvent, insertEventSQL},
-	} {
+	}
+	if pg {
+		texts[0].sql, texts[1].sql, texts[2].sql, texts[4].sql = pgUpsertDeviceSQL, pgInsertCertSQL, pgInsertAttemptSQL, pgInsertEventSQL
+	}
+	for _, p := range texts {
 		var err error
 		if *p.dst, err = db.PrepareContext(ctx, p.sql); err != nil {
 			st.close()

@@ -57,6 +57,7 @@ type Store struct {
 	r  *gorm.DB  // read-only pool: reads outside write transactions
 	st *stmts    // the issuance path's statements, prepared on w's connection
 	gc committer // groups the write transactions that arrive together (write)
+	pg bool      // on PostgreSQL (OpenPostgres), not SQLite
 }
 
 // Open opens (creating if needed) the SQLite database at path and brings its schema up to
@@ -93,7 +94,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	sqlDB, err := w.DB()
 	if err == nil {
-		s.st, err = prepareStmts(ctx, sqlDB)
+		s.st, err = prepareStmts(ctx, sqlDB, false)
 	}
 	if err != nil {
 		s.Close()
