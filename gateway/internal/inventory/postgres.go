@@ -73,6 +73,9 @@ func pgConfig(o PostgresOptions) (*pgx.ConnConfig, error) {
 		cfg.Password = strings.TrimRight(string(b), "\r\n")
 	}
 	cfg.RuntimeParams["synchronous_commit"] = "on"
+	// A replica stopped (SIGSTOP, a VM paused) inside a write transaction would hold the
+	// write lock, and every replica's writes with it: the server ends such a session.
+	cfg.RuntimeParams["idle_in_transaction_session_timeout"] = "5s"
 	cfg.RuntimeParams["application_name"] = "hearth-gateway"
 	return cfg, nil
 }
@@ -119,6 +122,15 @@ func OpenPostgres(ctx context.Context, o PostgresOptions) (*Store, error) {
 	if err := migrate(ctx, w, migrations); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open inventory on postgres: %w", err)
+	}
+	if err := w.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Exec("SELECT pg_advisory_xact_lock(?)", pgMigrateLock).Error; err != nil {
+			return err
+		}
+		return tx.Exec(leaseTable).Error
+	}); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open inventory on postgres: create the lease table: %w", err)
 	}
 	sqlDB, err := w.DB()
 	if err == nil {
@@ -194,14 +206,18 @@ func (s *Store) lockWrites(tx *gorm.DB) error {
 	return nil
 }
 
-// lockedWrite wraps a write transaction's fn so that it holds the write lock first.
-// Taking it again inside the same transaction (every write of a group commit does) is free.
-func (s *Store) lockedWrite(fn func(tx *gorm.DB) error) func(tx *gorm.DB) error {
+// lockedWrite wraps a write transaction's fn so that it holds the write lock first, then
+// checks the fence ctx carries (WithFence). Taking the lock again inside the same
+// transaction (every write of a group commit does) is free.
+func (s *Store) lockedWrite(ctx context.Context, fn func(tx *gorm.DB) error) func(tx *gorm.DB) error {
 	if !s.pg {
 		return fn
 	}
 	return func(tx *gorm.DB) error {
 		if err := s.lockWrites(tx); err != nil {
+			return err
+		}
+		if err := checkFence(ctx, tx); err != nil {
 			return err
 		}
 		return fn(tx)
