@@ -106,3 +106,48 @@ func TestRunRetriesAtDeadlineAndBackoff(t *testing.T) {
 		}
 	})
 }
+
+// TestRunPassesOnlyWhileLeader: a replica that does not lead makes no pass and commands
+// nothing; once it leads, it passes within FollowerPoll; when it stops leading, it stops
+// commanding. (That the pass's writes carry the fence: lease.TestFailoverOnPostgres and
+// inventory.TestLeaseTermsAndFencing.)
+func TestRunPassesOnlyWhileLeader(t *testing.T) {
+	var mu sync.Mutex
+	leader := false
+	f := newFixture(t, time.Time{}, Config{Interval: time.Hour, MaxInFlight: 100, Leader: func(ctx context.Context) (context.Context, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		return ctx, leader
+	}})
+	synctest.Test(t, func(t *testing.T) {
+		f.enter(t)
+		f.enroll(spec{id: "plug-1"}, time.Now().Add(-26*day), 30*day)
+		startRun(t, f)
+		time.Sleep(10 * time.Minute)
+		synctest.Wait()
+		if n := len(f.cmd.commands()); n != 0 {
+			t.Fatalf("while not leader: %d commands, want 0", n)
+		}
+		if st := f.status("plug-1"); st.State != "" && st.State != "idle" {
+			t.Fatalf("while not leader: plug-1 state %q, want untouched", st.State)
+		}
+		mu.Lock()
+		leader = true
+		mu.Unlock()
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if n := len(f.cmd.commands()); n != 1 {
+			t.Fatalf("2 s after becoming leader: %d commands, want 1", n)
+		}
+		mu.Lock()
+		leader = false
+		mu.Unlock()
+		f.enroll(spec{id: "plug-2"}, time.Now().Add(-26*day), 30*day)
+		f.s.Touch("plug-2")
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if n := len(f.cmd.commands()); n != 1 {
+			t.Errorf("after leadership ended: %d commands, want still 1", n)
+		}
+	})
+}

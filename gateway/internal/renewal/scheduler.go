@@ -79,6 +79,14 @@ type Config struct {
 	// Logger receives a line per pass (Info when it did something, Debug otherwise) and
 	// the errors that do not stop a pass. Default: discard.
 	Logger *slog.Logger
+	// Leader gates Run among hub replicas (lease.Lease.Leader): Run makes a pass only while
+	// it reports true, with the context it returns, whose fence makes the database refuse the
+	// pass's writes once the leader's term moved on; otherwise Run asks again every
+	// FollowerPoll. The first pass of a new leadership reads every device (another replica
+	// led meanwhile). Default: always leader (a single hub).
+	Leader func(ctx context.Context) (context.Context, bool)
+	// FollowerPoll is how often Run asks Leader while not leading. Default 1 s.
+	FollowerPoll time.Duration
 }
 
 // ErrConfig reports a Config the scheduler cannot work with.
@@ -134,6 +142,9 @@ func New(cfg Config) *Scheduler {
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Minute
+	}
+	if cfg.FollowerPoll <= 0 {
+		cfg.FollowerPoll = time.Second
 	}
 	if cfg.Rate <= 0 {
 		cfg.Rate = 20
@@ -205,13 +216,30 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		return err
 	}
 	var last time.Time
+	leading := false
 	for {
 		last = time.Now()
-		rep, err := s.Reconcile(ctx)
+		pctx, lead := ctx, true
+		if s.cfg.Leader != nil {
+			pctx, lead = s.cfg.Leader(ctx)
+		}
+		if lead && !leading && s.cfg.Leader != nil {
+			s.mu.Lock()
+			s.due = nil // another replica led: the next pass reads every device
+			s.mu.Unlock()
+		}
+		leading = lead
+		var rep Report
+		var err error
+		if lead {
+			rep, err = s.Reconcile(pctx)
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
 		switch {
+		case !lead:
+			rep.NextWake = s.cfg.Now().Add(s.cfg.FollowerPoll)
 		case err != nil:
 			s.cfg.Logger.Warn("renewal pass failed", "err", err, "report", rep)
 		case rep.busy():
