@@ -135,3 +135,23 @@ func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 	}
 	return nil
 }
+
+// Lease returns the lease name as the database holds it (expired or not), or ErrNotFound
+// if it was never granted.
+func (s *Store) Lease(ctx context.Context, name string) (LeaseGrant, error) {
+	if !s.pg {
+		return LeaseGrant{}, ErrNoLeases
+	}
+	var rows []struct {
+		Holder    string
+		Term      int64
+		ExpiresAt time.Time
+	}
+	if err := s.read(ctx).Raw(`SELECT holder, term, expires_at FROM hearth_leases WHERE name = ?`, name).Scan(&rows).Error; err != nil {
+		return LeaseGrant{}, fmt.Errorf("lease %q: %w", name, err)
+	}
+	if len(rows) == 0 {
+		return LeaseGrant{}, fmt.Errorf("lease %q: %w", name, ErrNotFound)
+	}
+	return LeaseGrant{Holder: rows[0].Holder, Term: rows[0].Term, Expires: rows[0].ExpiresAt.UTC()}, nil
+}

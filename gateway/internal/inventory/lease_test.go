@@ -95,6 +95,12 @@ func TestLeaseTermsAndFencing(t *testing.T) {
 	if err := a.VerifyAudit(ctx); err != nil {
 		t.Errorf("VerifyAudit() = %v", err)
 	}
+	if g, err := b.Lease(ctx, "scheduler"); err != nil || g.Holder != "a" || g.Term != 3 {
+		t.Errorf("Lease(scheduler) = %+v, %v, want a in term 3", g, err)
+	}
+	if _, err := b.Lease(ctx, "other"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Lease(other) = %v, want ErrNotFound", err)
+	}
 }
 
 // TestLeaseNeedsPostgres: a single hub on SQLite has no lease to take.
