@@ -21,7 +21,8 @@ const postgresUser = "hearth"
 // fresh directory under the system's temporary directory and listening only on a Unix
 // socket there, so tests never contend for a port. Trust authentication, fsync off: it
 // holds test data only (durability is the hub's configuration of its sessions, which the
-// tests read back, not the cluster's disk).
+// tests read back, not the cluster's disk). HEARTH_TEST_POSTGRES_FSYNC=on turns fsync on,
+// for benchmarks whose commits must cost what a real server's do.
 //
 // PostgreSQL refuses to run as root, and CI runs as root: then initdb and the server run as
 // the user nobody, in a directory owned by nobody (a test's t.TempDir is private to root,
@@ -103,7 +104,11 @@ func startPostgres(initdb string) (*Postgres, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
 	}
-	opts := fmt.Sprintf("-k %s -c listen_addresses='' -c fsync=off -c max_connections=200", dir)
+	fsync := "off"
+	if os.Getenv("HEARTH_TEST_POSTGRES_FSYNC") == "on" {
+		fsync = "on" // benchmarks: commits cost what they cost on a real server
+	}
+	opts := fmt.Sprintf("-k %s -c listen_addresses='' -c fsync=%s -c max_connections=200", dir, fsync)
 	if out, err := p.run(filepath.Join(p.bin, "pg_ctl"), "-D", data, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "-o", opts, "start"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "log"))
 		os.RemoveAll(dir)
