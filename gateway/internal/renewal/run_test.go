@@ -7,6 +7,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 )
 
 // startRun runs f's scheduler in the bubble until the test's cleanup.
@@ -148,6 +150,36 @@ func TestRunPassesOnlyWhileLeader(t *testing.T) {
 		synctest.Wait()
 		if n := len(f.cmd.commands()); n != 1 {
 			t.Errorf("after leadership ended: %d commands, want still 1", n)
+		}
+	})
+}
+
+// TestRunLeaderReadsEveryDevicePeriodically: a device another replica enrolled (no Touch
+// reaches this one) is commanded by the leader at its next full pass, LeaderFullPass after
+// the last.
+func TestRunLeaderReadsEveryDevicePeriodically(t *testing.T) {
+	f := newFixture(t, time.Time{}, Config{Interval: time.Minute, MaxInFlight: 100, LeaderFullPass: 10 * time.Minute,
+		Leader: func(ctx context.Context) (context.Context, bool) { return ctx, true }})
+	synctest.Test(t, func(t *testing.T) {
+		f.enter(t)
+		startRun(t, f)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		// Enrolled elsewhere: in the shared inventory, without a Touch of this scheduler.
+		nb := time.Now().Add(-26 * day)
+		f.issue(inventory.Device{ID: "plug-1", Path: inventory.PathDirect, Mechanism: inventory.MechanismAgent}, nb, 30*day, "enroll")
+		if err := f.store.SetOnline(t.Context(), "plug-1", true, nb); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		if n := len(f.cmd.commands()); n != 0 {
+			t.Fatalf("before the next full pass: %d commands, want 0 (nothing told this replica)", n)
+		}
+		time.Sleep(6 * time.Minute)
+		synctest.Wait()
+		if n := len(f.cmd.commands()); n != 1 {
+			t.Errorf("after the next full pass: %d commands, want 1", n)
 		}
 	})
 }

@@ -87,6 +87,10 @@ type Config struct {
 	Leader func(ctx context.Context) (context.Context, bool)
 	// FollowerPoll is how often Run asks Leader while not leading. Default 1 s.
 	FollowerPoll time.Duration
+	// LeaderFullPass is, with Leader set, how often the leader's pass reads every device:
+	// the hooks (Touch, Committed, Failed) reach only the replica they happen on, so the
+	// leader sees what other replicas changed at its next full pass. Default 5 minutes.
+	LeaderFullPass time.Duration
 }
 
 // ErrConfig reports a Config the scheduler cannot work with.
@@ -145,6 +149,9 @@ func New(cfg Config) *Scheduler {
 	}
 	if cfg.FollowerPoll <= 0 {
 		cfg.FollowerPoll = time.Second
+	}
+	if cfg.LeaderFullPass <= 0 {
+		cfg.LeaderFullPass = 5 * time.Minute
 	}
 	if cfg.Rate <= 0 {
 		cfg.Rate = 20
@@ -215,7 +222,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	if err := s.check(); err != nil {
 		return err
 	}
-	var last time.Time
+	var last, lastFull time.Time
 	leading := false
 	for {
 		last = time.Now()
@@ -223,10 +230,13 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		if s.cfg.Leader != nil {
 			pctx, lead = s.cfg.Leader(ctx)
 		}
-		if lead && !leading && s.cfg.Leader != nil {
+		// Another replica led, or other replicas changed devices since the last full pass:
+		// this pass reads every device.
+		if s.cfg.Leader != nil && lead && (!leading || last.Sub(lastFull) >= s.cfg.LeaderFullPass) {
 			s.mu.Lock()
-			s.due = nil // another replica led: the next pass reads every device
+			s.due = nil
 			s.mu.Unlock()
+			lastFull = last
 		}
 		leading = lead
 		var rep Report
