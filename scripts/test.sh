@@ -12,7 +12,8 @@
 # Tests run real peers: mosquitto, the mosquitto clients, openssl, apparmor_parser, qemu-user
 # (every agent target's emulator), xz (scripts/build-agents.sh reports xz sizes), busybox
 # (OpenWrt's shell, for the procd init script) and systemd-analyze (package systemd, for the
-# unit; it needs no systemd running as PID 1). With CI=true (.ci/run, most CI services) a test whose peer is missing fails
+# unit; it needs no systemd running as PID 1) and PostgreSQL (package postgresql: throwaway
+# clusters for the inventory on PostgreSQL and the scheduler's lease). With CI=true (.ci/run, most CI services) a test whose peer is missing fails
 # instead of skipping, so this script installs every one of them.
 set -euo pipefail
 # go.mod requires Go 1.27.3 (go1.26.8 has reachable standard-library advisories; see

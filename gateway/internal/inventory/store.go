@@ -32,6 +32,11 @@
 // committer), and each returns only once that commit is on disk; reads use a small pool of
 // read-only connections that WAL lets run beside the writer. Another process (the CLI) may
 // open the same file: it waits up to the busy timeout (5 s) for the write lock.
+//
+// Hub replicas share one PostgreSQL database instead (OpenPostgres, postgres.go): the same
+// schema, migrations and invariants, every write transaction serialized across replicas by
+// an advisory lock, the audit log append-only by trigger, and named leases whose terms fence
+// the writes of a leader that lost its lease (lease.go).
 package inventory
 
 import (
