@@ -347,6 +347,9 @@ echo
 echo "== inventory: issuance records, one per transaction and batched; eight concurrent writers (group commit)"
 run gateway ./internal/inventory/ 'RecordIssuance|ConcurrentWrites' 2s
 echo
+echo "== inventory on PostgreSQL (a throwaway cluster, fsync on): the same, through the replicas' database"
+(export HEARTH_TEST_STORAGE=postgres HEARTH_TEST_POSTGRES_FSYNC=on; run gateway ./internal/inventory/ 'RecordIssuance$|ConcurrentWrites' 2s)
+echo
 echo "== dashboard: one page of the device list and the overview at 10,000 devices"
 run gateway ./internal/web/ 'DeviceList|Overview' 10x
 echo

@@ -12,7 +12,8 @@
 # Tests run real peers: mosquitto, the mosquitto clients, openssl, apparmor_parser, qemu-user
 # (every agent target's emulator), xz (scripts/build-agents.sh reports xz sizes), busybox
 # (OpenWrt's shell, for the procd init script) and systemd-analyze (package systemd, for the
-# unit; it needs no systemd running as PID 1). With CI=true (.ci/run, most CI services) a test whose peer is missing fails
+# unit; it needs no systemd running as PID 1) and PostgreSQL (package postgresql: throwaway
+# clusters for the inventory on PostgreSQL and the scheduler's lease). With CI=true (.ci/run, most CI services) a test whose peer is missing fails
 # instead of skipping, so this script installs every one of them.
 set -euo pipefail
 # go.mod requires Go 1.27.3 (go1.26.8 has reachable standard-library advisories; see
@@ -52,6 +53,9 @@ install_missing() {
 	have unshare || need+=(util-linux)
 	have ip || need+=(iproute2)
 	have chromium || need+=(chromium) # the dashboard's browser test (gateway/internal/web)
+	# The inventory on PostgreSQL, the scheduler's lease (initdb and pg_ctl live in
+	# /usr/lib/postgresql/<major>/bin, outside PATH).
+	have initdb || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 	if [ ${#need[@]} -eq 0 ]; then
 		echo "all test dependencies present"
 		return
@@ -105,5 +109,8 @@ short=()
 for m in "${modules[@]}"; do
 	(cd "$m" && GOWORK=off go test -race -count=1 -timeout 30m ${short[@]+"${short[@]}"} ./...)
 done
+
+step "go test -race: the inventory's tests again on PostgreSQL"
+(cd gateway && HEARTH_TEST_STORAGE=postgres GOWORK=off go test -race -count=1 -timeout 30m ./internal/inventory/)
 echo
 echo "all checks passed"

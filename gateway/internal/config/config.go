@@ -120,7 +120,35 @@ type Config struct {
 	Limits Limits `yaml:"limits"`
 	// Alerts routes the monitor's alerts to people (gateway/README.md, "Alerts").
 	Alerts Alerts `yaml:"alerts"`
+	// Storage selects the inventory's database: the SQLite file in DataDir by default, or a
+	// PostgreSQL database that several hub replicas share (gateway/README.md, "Replicas on
+	// PostgreSQL").
+	Storage Storage `yaml:"storage"`
+	// ReplicaID names this hub among replicas: the holder of the scheduler's lease and the
+	// replica label of its metrics. Default: the host name.
+	ReplicaID string `yaml:"replica_id"`
 }
+
+// Storage selects the inventory's database.
+type Storage struct {
+	// Driver is "sqlite" (default: DataDir/hearth.db) or "postgres".
+	Driver string `yaml:"driver"`
+	// DSN is the PostgreSQL connection string (libpq key=value or URL), without the
+	// password: that comes from PasswordFile, PGPASSWORD or ~/.pgpass, and a DSN that holds
+	// one is refused, so that it never lands in a configuration file, a log or a backup.
+	DSN string `yaml:"dsn"`
+	// PasswordFile holds the PostgreSQL password (a systemd credential, a mounted secret).
+	PasswordFile string `yaml:"password_file"`
+}
+
+// Storage drivers.
+const (
+	DriverSQLite   = "sqlite"
+	DriverPostgres = "postgres"
+)
+
+// Replicated reports whether the hub shares its inventory with other replicas.
+func (s Storage) Replicated() bool { return s.Driver == DriverPostgres }
 
 // Limits are the hub's caps against floods and loops; a zero value means the default of the
 // part that enforces it (gateway/README.md, "Limits").
@@ -500,6 +528,20 @@ func (c *Config) finish() error {
 	}
 	if c.Renewal.InFlightTimeout == 0 {
 		c.Renewal.InFlightTimeout = DefaultInFlightTimeout
+	}
+	c.Storage.Driver = orDefault(c.Storage.Driver, DriverSQLite)
+	switch c.Storage.Driver {
+	case DriverSQLite:
+	case DriverPostgres:
+		if strings.TrimSpace(c.Storage.DSN) == "" {
+			return fmt.Errorf("storage: driver postgres needs a dsn")
+		}
+	default:
+		return fmt.Errorf("storage: driver %q: want sqlite or postgres", c.Storage.Driver)
+	}
+	if c.ReplicaID == "" {
+		c.ReplicaID, _ = os.Hostname()
+		c.ReplicaID = orDefault(c.ReplicaID, "hub")
 	}
 	defaultNames := len(c.Hostnames) == 0
 	if defaultNames {

@@ -196,3 +196,35 @@ func TestAdvertiseHost(t *testing.T) {
 		})
 	}
 }
+
+func TestLoadStorage(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	c, err := Load(nil, envOf(nil))
+	if err != nil || c.Storage.Driver != DriverSQLite || c.Storage.Replicated() || c.ReplicaID == "" {
+		t.Errorf("Load() storage = %+v, replica %q, %v; want sqlite, not replicated, a replica id", c.Storage, c.ReplicaID, err)
+	}
+	pg := write("pg.yaml", "storage: {driver: postgres, dsn: \"host=db user=hearth dbname=hearth\", password_file: /run/secrets/pg}\nreplica_id: hub-2\n")
+	c, err = Load([]string{"--config", pg}, envOf(nil))
+	if err != nil {
+		t.Fatalf("Load(postgres) = %v", err)
+	}
+	want := Storage{Driver: DriverPostgres, DSN: "host=db user=hearth dbname=hearth", PasswordFile: "/run/secrets/pg"}
+	if c.Storage != want || !c.Storage.Replicated() || c.ReplicaID != "hub-2" {
+		t.Errorf("Load(postgres) = %+v, replica %q; want %+v, hub-2", c.Storage, c.ReplicaID, want)
+	}
+	for name, body := range map[string]string{
+		"no dsn":         "storage: {driver: postgres}\n",
+		"unknown driver": "storage: {driver: mysql, dsn: x}\n",
+	} {
+		if _, err := Load([]string{"--config", write(strings.ReplaceAll(name, " ", "-")+".yaml", body)}, envOf(nil)); err == nil || !strings.Contains(err.Error(), "storage") {
+			t.Errorf("Load(%s) = %v, want an error naming storage", name, err)
+		}
+	}
+}

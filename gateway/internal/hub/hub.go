@@ -35,6 +35,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/hass"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/issuer"
+	"github.com/hearth-pki/hearth/gateway/internal/lease"
 	"github.com/hearth-pki/hearth/gateway/internal/lifecycle"
 	"github.com/hearth-pki/hearth/gateway/internal/metrics"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
@@ -63,6 +64,7 @@ type Hub struct {
 	issuer  *issuer.Issuer
 	machine *lifecycle.Machine
 	renewal *renewal.Scheduler
+	lease   *lease.Lease // the scheduler's among replicas; nil for a single hub
 	admin   *admin.Service
 	users   *authz.Authenticator
 	control net.Listener
@@ -135,15 +137,20 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		return nil, err
 	}
 
-	if restored, err := cfg.RestoreSnapshot(); err != nil {
-		return nil, err
-	} else if restored {
-		h.log.Info("inventory restored from the backup snapshot", "from", config.SnapshotPath(cfg.DataDir))
+	if !cfg.Storage.Replicated() {
+		if restored, err := cfg.RestoreSnapshot(); err != nil {
+			return nil, err
+		} else if restored {
+			h.log.Info("inventory restored from the backup snapshot", "from", config.SnapshotPath(cfg.DataDir))
+		}
 	}
-	if h.store, err = inventory.Open(ctx, cfg.DatabasePath()); err != nil {
+	if h.store, err = openInventory(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
 	closers = append(closers, h.store.Close)
+	if h.lease, err = h.newLease(); err != nil {
+		return nil, err
+	}
 
 	admins, err := h.admins()
 	if err != nil {
@@ -161,7 +168,11 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	if err != nil {
 		return nil, err
 	}
-	h.metrics = metrics.New(metrics.Config{Version: h.version, Hub: h.hubCertificates})
+	mc := metrics.Config{Version: h.version, Hub: h.hubCertificates}
+	if h.lease != nil {
+		mc.Replica, mc.Leader = cfg.ReplicaID, h.isLeader
+	}
+	h.metrics = metrics.New(mc)
 	clientCAs := x509.NewCertPool()
 	clientCAs.AddCert(h.ca.Root())
 	h.broker, err = broker.New(broker.Config{
@@ -205,7 +216,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		Online: h.broker.Online, PublishWindow: h.issuer.PublishWindow, Now: h.now, Notify: h.notify,
 		DeviceChanged: h.view.DeviceChanged, Changed: h.summaryChanged,
 		Rate: cfg.Renewal.Rate, MaxInFlight: cfg.Renewal.MaxInFlight, AttemptDeadline: cfg.Renewal.InFlightTimeout,
-		Logger: h.log.With("part", "renewal")})
+		Leader: h.schedulerLeader(), Logger: h.log.With("part", "renewal")})
 	h.crl, err = crl.New(crl.Config{Store: h.store, CA: h.ca, Path: filepath.Join(cfg.DataDir, "crl.pem"),
 		PreviousPath: filepath.Join(cfg.DataDir, "crl-previous.pem"), RootPath: filepath.Join(cfg.DataDir, "crl-root.pem"), Now: h.now,
 		Publish: func(b []byte) error { return h.broker.Publish(h.topics.CRL(), b, true) }, Logger: h.log.With("part", "crl")})
@@ -304,6 +315,9 @@ func (h *Hub) Run(ctx context.Context) error {
 	run("intermediate rotation", h.rotation.Run)
 	run("pruning", h.pruneLoop)
 	run("renewal", h.renewal.Run)
+	if h.lease != nil {
+		run("scheduler lease", h.lease.Run)
+	}
 	run("alerts", h.alerts.Run)
 	if h.web != nil {
 		handler := h.dashboard()
@@ -344,7 +358,7 @@ func (h *Hub) dashboard() http.Handler {
 	wc := web.Config{Admin: h.admin, Store: h.store, Online: h.onlineCount, Version: h.version, Now: h.now,
 		CA:           web.CAInfo{RootNotAfter: h.ca.Root().NotAfter, IntermediateNotAfter: h.ca.Intermediate().NotAfter, Fingerprint: h.ca.Fingerprint()},
 		TrustIngress: h.cfg.Addon, AllowedHosts: h.cfg.Hostnames, Logger: h.log.With("part", "web"),
-		Policy: h.policy.Load, Notify: h.notify, Metrics: h.metrics.Handler(), CRL: h.crl}
+		Policy: h.policy.Load, Notify: h.notify, Metrics: h.metrics.Handler(), CRL: h.crl, Ready: h.ready}
 	if h.cfg.HTTPAuth != config.HTTPAuthNone {
 		wc.Users = h.users
 	}

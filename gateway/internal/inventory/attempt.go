@@ -144,8 +144,8 @@ func (s *Store) AttemptStats(ctx context.Context, since time.Time) (successes, f
 		Failures  int
 	}
 	err = s.read(ctx).Raw(`SELECT
-			COALESCE(SUM(outcome IN (?, ?)), 0) AS successes,
-			COALESCE(SUM(outcome IN (?, ?)), 0) AS failures
+			COALESCE(SUM(CASE WHEN outcome IN (?, ?) THEN 1 ELSE 0 END), 0) AS successes,
+			COALESCE(SUM(CASE WHEN outcome IN (?, ?) THEN 1 ELSE 0 END), 0) AS failures
 		FROM attempts WHERE started_at >= ?`,
 		OutcomeIssued, OutcomeCommitted, OutcomeFailed, OutcomeRolledBack, unix(since)).Scan(&r).Error
 	if err != nil {

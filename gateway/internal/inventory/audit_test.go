@@ -147,8 +147,12 @@ func TestVerifyAuditDetectsTampering(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := openTest(t)
 			evs := appendN(t, s, 5)
-			rawExec(t, s, "DROP TRIGGER events_no_update")
-			rawExec(t, s, "DROP TRIGGER events_no_delete")
+			if onPostgres() {
+				rawExec(t, s, "DROP TRIGGER events_no_update ON events")
+			} else {
+				rawExec(t, s, "DROP TRIGGER events_no_update")
+				rawExec(t, s, "DROP TRIGGER events_no_delete")
+			}
 			tc.tamper(t, s, evs)
 			err := s.VerifyAudit(t.Context())
 			if tc.wantSeq == 0 {

@@ -292,11 +292,11 @@ func (s *Store) Campaigns(ctx context.Context) ([]CampaignSummary, error) {
 	}
 	var rows []summaryRow
 	err := s.read(ctx).Raw(`SELECT c.*, COUNT(d.device_id) AS total,
-			COALESCE(SUM(d.commanded_at <> 0), 0) AS commanded,
-			COALESCE(SUM(d.stage = ?), 0) AS pending,
-			COALESCE(SUM(d.stage = ?), 0) AS in_flight,
-			COALESCE(SUM(d.stage = ?), 0) AS committed,
-			COALESCE(SUM(d.stage = ?), 0) AS failed
+			COALESCE(SUM(CASE WHEN d.commanded_at <> 0 THEN 1 ELSE 0 END), 0) AS commanded,
+			COALESCE(SUM(CASE WHEN d.stage = ? THEN 1 ELSE 0 END), 0) AS pending,
+			COALESCE(SUM(CASE WHEN d.stage = ? THEN 1 ELSE 0 END), 0) AS in_flight,
+			COALESCE(SUM(CASE WHEN d.stage = ? THEN 1 ELSE 0 END), 0) AS committed,
+			COALESCE(SUM(CASE WHEN d.stage = ? THEN 1 ELSE 0 END), 0) AS failed
 		FROM campaigns c LEFT JOIN campaign_devices d ON d.campaign_id = c.id
 		GROUP BY c.seq ORDER BY c.seq`, StagePending, StageCommanded, StageCommitted, StageFailed).Scan(&rows).Error
 	if err != nil {

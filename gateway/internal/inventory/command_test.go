@@ -92,10 +92,27 @@ func TestRecordCommandWritesEverything(t *testing.T) {
 }
 
 // failOn makes the next writes to table on s's writer connection fail, until the returned
-// func is called. The trigger is TEMP: it lives on the writer connection only.
+// func is called. The trigger is TEMP: it lives on the writer connection only. (On
+// PostgreSQL it is an ordinary trigger, in the test's own database.)
 func failOn(t *testing.T, s *Store, table, op string) func() {
 	t.Helper()
 	name := "test_fail_" + table
+	if onPostgres() {
+		for _, q := range []string{
+			`CREATE OR REPLACE FUNCTION test_fail() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN RAISE EXCEPTION 'injected failure'; END $$`,
+			fmt.Sprintf("CREATE TRIGGER %s BEFORE %s ON %s FOR EACH ROW EXECUTE FUNCTION test_fail()", name, op, table),
+		} {
+			if err := s.w.Exec(q).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+		return func() {
+			if err := s.w.Exec(fmt.Sprintf("DROP TRIGGER %s ON %s", name, table)).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	err := s.w.Exec(fmt.Sprintf("CREATE TEMP TRIGGER %s BEFORE %s ON %s BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
 		name, op, table)).Error
 	if err != nil {

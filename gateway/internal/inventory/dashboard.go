@@ -122,8 +122,8 @@ func (s *Store) AttemptHistory(ctx context.Context, since time.Time, width time.
 	}
 	from := since.Unix()
 	err := s.read(ctx).Raw(`SELECT (started_at - ?) / ? AS b,
-			SUM(outcome IN (?, ?)) AS successes,
-			SUM(outcome IN (?, ?, ?)) AS failures
+			SUM(CASE WHEN outcome IN (?, ?) THEN 1 ELSE 0 END) AS successes,
+			SUM(CASE WHEN outcome IN (?, ?, ?) THEN 1 ELSE 0 END) AS failures
 		FROM attempts WHERE started_at >= ? AND started_at < ? GROUP BY b`,
 		from, sec, OutcomeIssued, OutcomeCommitted, OutcomeFailed, OutcomeRolledBack, OutcomeExpired,
 		from, from+sec*int64(n)).Scan(&rows).Error
@@ -221,7 +221,7 @@ type CanaryCount struct {
 // CampaignCanaries counts every campaign's canary devices by stage, in one query.
 func (s *Store) CampaignCanaries(ctx context.Context) ([]CanaryCount, error) {
 	var out []CanaryCount
-	err := s.read(ctx).Raw(`SELECT campaign_id, stage, COUNT(*) AS n FROM campaign_devices WHERE canary = 1
+	err := s.read(ctx).Raw(`SELECT campaign_id, stage, COUNT(*) AS n FROM campaign_devices WHERE canary
 		GROUP BY campaign_id, stage ORDER BY campaign_id, stage`).Scan(&out).Error
 	if err != nil {
 		return nil, fmt.Errorf("campaign canaries: %w", err)

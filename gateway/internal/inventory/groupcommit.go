@@ -42,7 +42,7 @@ type job struct {
 // committed or failed.
 func (s *Store) write(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	c := &s.gc
-	j := &job{ctx: ctx, fn: fn, done: make(chan struct{}), lead: make(chan struct{})}
+	j := &job{ctx: ctx, fn: s.lockedWrite(ctx, fn), done: make(chan struct{}), lead: make(chan struct{})}
 	c.mu.Lock()
 	c.queue = append(c.queue, j)
 	if c.busy {

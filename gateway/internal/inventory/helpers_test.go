@@ -2,17 +2,41 @@ package inventory
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 )
 
 // t0 is the tests' fixed "now".
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testkit.StopSharedPostgres()
+	os.Exit(code)
+}
+
+// onPostgres reports whether the tests run on PostgreSQL: HEARTH_TEST_STORAGE=postgres
+// (scripts/test.sh runs the package a second time so). Then openTest gives every test a
+// database of its own in one throwaway cluster; the tests that open SQLite files by path
+// test SQLite itself and run on it either way.
+func onPostgres() bool { return os.Getenv("HEARTH_TEST_STORAGE") == "postgres" }
+
+// openTest opens an empty inventory for the test: a SQLite file in its temporary directory,
+// or a PostgreSQL database (onPostgres).
 func openTest(t testing.TB) *Store {
 	t.Helper()
-	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "hearth.db"))
+	var s *Store
+	var err error
+	if onPostgres() {
+		s, err = OpenPostgres(t.Context(), PostgresOptions{DSN: testkit.SharedPostgres(t).NewDatabase(t)})
+	} else {
+		s, err = Open(t.Context(), filepath.Join(t.TempDir(), "hearth.db"))
+	}
 	if err != nil {
 		t.Fatalf("Open() = %v", err)
 	}
@@ -48,7 +72,6 @@ func snapshot(t *testing.T, s *Store) string {
 		"SELECT COUNT(*) FROM tokens",
 		"SELECT COUNT(*) FROM tokens WHERE used_at <> 0",
 		"SELECT COUNT(*) FROM events",
-		"SELECT COALESCE(GROUP_CONCAT(id || ':' || name || ':' || state, ','), '') FROM devices",
 	} {
 		var v string
 		if err := s.w.Raw(q).Scan(&v).Error; err != nil {
@@ -56,6 +79,11 @@ func snapshot(t *testing.T, s *Store) string {
 		}
 		out += q + " = " + v + "\n"
 	}
+	var devs []string
+	if err := s.w.Raw("SELECT id || ':' || name || ':' || state FROM devices ORDER BY id").Scan(&devs).Error; err != nil {
+		t.Fatalf("devices: %v", err)
+	}
+	out += "devices = " + strings.Join(devs, ",") + "\n"
 	return out
 }
 

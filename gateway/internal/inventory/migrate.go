@@ -299,7 +299,8 @@ var migrations = []migration{
 // migrate applies the steps of ms the database lacks, each in its own transaction together
 // with its schema_migrations row, so a failed step leaves the previous version intact. The
 // current version is re-read inside each transaction: two processes opening the same file at
-// once apply each step once.
+// once apply each step once (on PostgreSQL under an advisory lock, pgMigrateLock). On
+// PostgreSQL each step runs pgStatements, its statements in PostgreSQL's dialect.
 func migrate(ctx context.Context, db *gorm.DB, ms []migration) error {
 	for i, m := range ms {
 		if m.version != i+1 {
@@ -307,17 +308,39 @@ func migrate(ctx context.Context, db *gorm.DB, ms []migration) error {
 		}
 	}
 	db = db.WithContext(ctx)
-	err := db.Exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+	pg := db.Dialector.Name() == "postgres"
+	create := `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY NOT NULL,
 		name TEXT NOT NULL,
 		applied_at INTEGER NOT NULL
-	) STRICT`).Error
+	) STRICT`
+	if pg {
+		create = `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version BIGINT PRIMARY KEY NOT NULL,
+			name TEXT NOT NULL,
+			applied_at BIGINT NOT NULL
+		)`
+	}
+	// Replicas starting together on PostgreSQL: one creates the table, the others wait.
+	err := db.Transaction(func(tx *gorm.DB) error {
+		if pg {
+			if err := tx.Exec("SELECT pg_advisory_xact_lock(?)", pgMigrateLock).Error; err != nil {
+				return err
+			}
+		}
+		return tx.Exec(create).Error
+	})
 	if err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
 	for {
 		done := false
 		err := db.Transaction(func(tx *gorm.DB) error {
+			if pg {
+				if err := tx.Exec("SELECT pg_advisory_xact_lock(?)", pgMigrateLock).Error; err != nil {
+					return fmt.Errorf("take the migration lock: %w", err)
+				}
+			}
 			var current int
 			if err := tx.Raw("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&current).Error; err != nil {
 				return fmt.Errorf("read schema version: %w", err)
@@ -330,7 +353,11 @@ func migrate(ctx context.Context, db *gorm.DB, ms []migration) error {
 				return nil
 			}
 			m := ms[current]
-			for _, stmt := range m.sql {
+			stmts := m.sql
+			if pg {
+				stmts = pgStatements(m)
+			}
+			for _, stmt := range stmts {
 				if err := tx.Exec(stmt).Error; err != nil {
 					return fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
 				}

@@ -10,8 +10,12 @@ import (
 // Snapshot writes a consistent copy of the database to path while the hub keeps running
 // (SQLite's VACUUM INTO reads one snapshot of the WAL database), then checks the copy's
 // integrity. The copy appears at path only once complete: it is written beside it and
-// renamed. Home Assistant's backups take this copy instead of the live file.
+// renamed. Home Assistant's backups take this copy instead of the live file. On PostgreSQL
+// it is an error: the database's own backups (pg_dump, base backups) cover it.
 func (s *Store) Snapshot(ctx context.Context, path string) error {
+	if s.pg {
+		return errSnapshotPostgres
+	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("snapshot: %w", err)

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"gorm.io/gorm"
 )
@@ -88,11 +90,11 @@ const (
 	endAttemptSQL    = `UPDATE attempts SET outcome = ?, finished_at = ? WHERE device_id = ? AND request_id = ?`
 )
 
-// prepareStmts prepares the statements on db's connection; call it before any transaction
-// holds that single connection.
-func prepareStmts(ctx context.Context, db *sql.DB) (*stmts, error) {
+// prepareStmts prepares the statements on db's connection, in PostgreSQL's text if pg;
+// call it before any transaction holds that single connection.
+func prepareStmts(ctx context.Context, db *sql.DB, pg bool) (*stmts, error) {
 	st := &stmts{}
-	for _, p := range []struct {
+	texts := []struct {
 		dst **sql.Stmt
 		sql string
 	}{
@@ -111,7 +113,14 @@ func prepareStmts(ctx context.Context, db *sql.DB) (*stmts, error) {
 		{&st.activateCert, activateCertSQL},
 		{&st.activateDev, activateDevSQL},
 		{&st.endAttempt, endAttemptSQL},
-	} {
+	}
+	if pg {
+		texts[0].sql, texts[1].sql, texts[2].sql, texts[4].sql = pgUpsertDeviceSQL, pgInsertCertSQL, pgInsertAttemptSQL, pgInsertEventSQL
+		for i := range texts {
+			texts[i].sql = numberedParams(texts[i].sql)
+		}
+	}
+	for _, p := range texts {
 		var err error
 		if *p.dst, err = db.PrepareContext(ctx, p.sql); err != nil {
 			st.close()
@@ -171,4 +180,20 @@ func queryRow(ctx context.Context, tx *gorm.DB, st *sql.Stmt, args []any, dest .
 		return err
 	}
 	return stmt.QueryRowContext(ctx, args...).Scan(dest...)
+}
+
+// numberedParams rewrites the ? parameters of a statement as PostgreSQL's $1, $2, ... in
+// order. The statements above hold no ? inside a string literal.
+func numberedParams(q string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range q {
+		if r != '?' {
+			b.WriteRune(r)
+			continue
+		}
+		n++
+		b.WriteString("$" + strconv.Itoa(n))
+	}
+	return b.String()
 }

@@ -32,6 +32,11 @@
 // committer), and each returns only once that commit is on disk; reads use a small pool of
 // read-only connections that WAL lets run beside the writer. Another process (the CLI) may
 // open the same file: it waits up to the busy timeout (5 s) for the write lock.
+//
+// Hub replicas share one PostgreSQL database instead (OpenPostgres, postgres.go): the same
+// schema, migrations and invariants, every write transaction serialized across replicas by
+// an advisory lock, the audit log append-only by trigger, and named leases whose terms fence
+// the writes of a leader that lost its lease (lease.go).
 package inventory
 
 import (
@@ -57,6 +62,7 @@ type Store struct {
 	r  *gorm.DB  // read-only pool: reads outside write transactions
 	st *stmts    // the issuance path's statements, prepared on w's connection
 	gc committer // groups the write transactions that arrive together (write)
+	pg bool      // on PostgreSQL (OpenPostgres), not SQLite
 	// camps keeps the entries of the campaigns in progress (CampaignsInProgress).
 	camps campaignCache
 }
@@ -95,7 +101,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	sqlDB, err := w.DB()
 	if err == nil {
-		s.st, err = prepareStmts(ctx, sqlDB)
+		s.st, err = prepareStmts(ctx, sqlDB, false)
 	}
 	if err != nil {
 		s.Close()

@@ -149,7 +149,7 @@ func (s *Store) RemoveUser(ctx context.Context, name string, now time.Time) erro
 		if len(rows) == 0 {
 			return ErrNotFound
 		}
-		if err := tx.Where("user = ?", name).Delete(&sessionRow{}).Error; err != nil {
+		if err := tx.Where(`"user" = ?`, name).Delete(&sessionRow{}).Error; err != nil {
 			return err
 		}
 		if err := tx.Where("name = ?", name).Delete(&userRow{}).Error; err != nil {

@@ -51,6 +51,7 @@ const (
 	NameHubCertExpiry   = "hearth_hub_certificate_expiration_timestamp_seconds" // {certificate}
 	NameBuildInfo       = "hearth_build_info"                                   // {version}
 	NameAlertFailures   = "hearth_alert_delivery_failures_total"                // {route}
+	NameSchedulerLeader = "hearth_scheduler_leader"                             // replicas only
 )
 
 // Outcomes of a renewal, the outcome label of NameRenewals and NameRenewalDuration.
@@ -82,6 +83,13 @@ type Config struct {
 	// Hub lists the hub's own certificates by name ("root", "intermediate", "broker") and
 	// returns their not-after; it is called at each scrape. Nil exports none.
 	Hub func() map[string]time.Time
+	// Replica, if set, labels every metric replica="<Replica>": hub replicas sharing one
+	// PostgreSQL inventory each export their own (the fleet's gauges are then the same on
+	// every replica: aggregate them with max). Empty for a single hub: no label.
+	Replica string
+	// Leader, if set, reports whether this replica runs the renewal scheduler
+	// (NameSchedulerLeader). Nil exports none.
+	Leader func() bool
 }
 
 // Metrics holds the hub's registry. Create it with New.
@@ -134,7 +142,21 @@ func New(cfg Config) *Metrics {
 		states:   map[string]int{},
 		problems: map[string]int{},
 	}
-	m.reg.MustRegister(m.renewals, m.issued, m.commands, m.logins, m.duration, m.alerts,
+	var reg prometheus.Registerer = m.reg
+	if cfg.Replica != "" {
+		reg = prometheus.WrapRegistererWith(prometheus.Labels{"replica": cfg.Replica}, m.reg)
+	}
+	if cfg.Leader != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: NameSchedulerLeader,
+			Help: "1 while this hub replica holds the scheduler's lease (runs renewals and campaigns), else 0."},
+			func() float64 {
+				if cfg.Leader() {
+					return 1
+				}
+				return 0
+			}))
+	}
+	reg.MustRegister(m.renewals, m.issued, m.commands, m.logins, m.duration, m.alerts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&fleetCollector{m: m, hub: cfg.Hub},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: NameBuildInfo, Help: "Hub build information; the value is always 1.",

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -199,5 +200,38 @@ func TestDeviceGauges(t *testing.T) {
 	fams = scrape(t, srv)
 	if _, ok := sample(fams, NameCertExpiration, map[string]string{"device": "plug-1"}); ok {
 		t.Errorf("a removed device still has gauges")
+	}
+}
+
+// TestReplicaLabels: a replica's metrics all carry its replica label, and the leader gauge
+// follows the lease; a single hub's carry none.
+func TestReplicaLabels(t *testing.T) {
+	var leader atomic.Bool
+	m := New(Config{Version: "1.2.3", Replica: "hub-2", Leader: leader.Load})
+	m.Renewal(OutcomeCommitted, "", time.Second)
+	srv := serve(t, m)
+	fams := scrape(t, srv)
+	for _, name := range []string{NameRenewals, NameBuildInfo, NameSchedulerLeader, "go_goroutines"} {
+		if _, ok := sample(fams, name, map[string]string{"replica": "hub-2"}); !ok {
+			t.Errorf("%s{replica=hub-2} missing", name)
+		}
+	}
+	if s, _ := sample(fams, NameSchedulerLeader, map[string]string{"replica": "hub-2"}); s.GetGauge().GetValue() != 0 {
+		t.Errorf("%s = %v while not leader, want 0", NameSchedulerLeader, s.GetGauge().GetValue())
+	}
+	leader.Store(true)
+	if s, _ := sample(scrape(t, srv), NameSchedulerLeader, map[string]string{"replica": "hub-2"}); s.GetGauge().GetValue() != 1 {
+		t.Errorf("%s = %v while leader, want 1", NameSchedulerLeader, s.GetGauge().GetValue())
+	}
+	single := scrape(t, serve(t, New(Config{Version: "1.2.3"})))
+	if single[NameSchedulerLeader] != nil {
+		t.Errorf("a single hub exports %s", NameSchedulerLeader)
+	}
+	for _, mf := range single[NameBuildInfo].GetMetric() {
+		for _, l := range mf.GetLabel() {
+			if l.GetName() == "replica" {
+				t.Errorf("a single hub's %s has a replica label", NameBuildInfo)
+			}
+		}
 	}
 }

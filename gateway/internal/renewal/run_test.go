@@ -7,6 +7,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 )
 
 // startRun runs f's scheduler in the bubble until the test's cleanup.
@@ -103,6 +105,81 @@ func TestRunRetriesAtDeadlineAndBackoff(t *testing.T) {
 		}
 		if gap := cmds[1].At.Sub(cmds[0].At); gap < 11*time.Minute || gap > 11*time.Minute+2*time.Second {
 			t.Errorf("retry %s after the first command, want 11 min (deadline + backoff), not the hourly interval", gap)
+		}
+	})
+}
+
+// TestRunPassesOnlyWhileLeader: a replica that does not lead makes no pass and commands
+// nothing; once it leads, it passes within FollowerPoll; when it stops leading, it stops
+// commanding. (That the pass's writes carry the fence: lease.TestFailoverOnPostgres and
+// inventory.TestLeaseTermsAndFencing.)
+func TestRunPassesOnlyWhileLeader(t *testing.T) {
+	var mu sync.Mutex
+	leader := false
+	f := newFixture(t, time.Time{}, Config{Interval: time.Hour, MaxInFlight: 100, Leader: func(ctx context.Context) (context.Context, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		return ctx, leader
+	}})
+	synctest.Test(t, func(t *testing.T) {
+		f.enter(t)
+		f.enroll(spec{id: "plug-1"}, time.Now().Add(-26*day), 30*day)
+		startRun(t, f)
+		time.Sleep(10 * time.Minute)
+		synctest.Wait()
+		if n := len(f.cmd.commands()); n != 0 {
+			t.Fatalf("while not leader: %d commands, want 0", n)
+		}
+		if st := f.status("plug-1"); st.State != "" && st.State != "idle" {
+			t.Fatalf("while not leader: plug-1 state %q, want untouched", st.State)
+		}
+		mu.Lock()
+		leader = true
+		mu.Unlock()
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if n := len(f.cmd.commands()); n != 1 {
+			t.Fatalf("2 s after becoming leader: %d commands, want 1", n)
+		}
+		mu.Lock()
+		leader = false
+		mu.Unlock()
+		f.enroll(spec{id: "plug-2"}, time.Now().Add(-26*day), 30*day)
+		f.s.Touch("plug-2")
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if n := len(f.cmd.commands()); n != 1 {
+			t.Errorf("after leadership ended: %d commands, want still 1", n)
+		}
+	})
+}
+
+// TestRunLeaderReadsEveryDevicePeriodically: a device another replica enrolled (no Touch
+// reaches this one) is commanded by the leader at its next full pass, LeaderFullPass after
+// the last.
+func TestRunLeaderReadsEveryDevicePeriodically(t *testing.T) {
+	f := newFixture(t, time.Time{}, Config{Interval: time.Minute, MaxInFlight: 100, LeaderFullPass: 10 * time.Minute,
+		Leader: func(ctx context.Context) (context.Context, bool) { return ctx, true }})
+	synctest.Test(t, func(t *testing.T) {
+		f.enter(t)
+		startRun(t, f)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		// Enrolled elsewhere: in the shared inventory, without a Touch of this scheduler.
+		nb := time.Now().Add(-26 * day)
+		f.issue(inventory.Device{ID: "plug-1", Path: inventory.PathDirect, Mechanism: inventory.MechanismAgent}, nb, 30*day, "enroll")
+		if err := f.store.SetOnline(t.Context(), "plug-1", true, nb); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		if n := len(f.cmd.commands()); n != 0 {
+			t.Fatalf("before the next full pass: %d commands, want 0 (nothing told this replica)", n)
+		}
+		time.Sleep(6 * time.Minute)
+		synctest.Wait()
+		if n := len(f.cmd.commands()); n != 1 {
+			t.Errorf("after the next full pass: %d commands, want 1", n)
 		}
 	})
 }

@@ -79,6 +79,18 @@ type Config struct {
 	// Logger receives a line per pass (Info when it did something, Debug otherwise) and
 	// the errors that do not stop a pass. Default: discard.
 	Logger *slog.Logger
+	// Leader gates Run among hub replicas (lease.Lease.Leader): Run makes a pass only while
+	// it reports true, with the context it returns, whose fence makes the database refuse the
+	// pass's writes once the leader's term moved on; otherwise Run asks again every
+	// FollowerPoll. The first pass of a new leadership reads every device (another replica
+	// led meanwhile). Default: always leader (a single hub).
+	Leader func(ctx context.Context) (context.Context, bool)
+	// FollowerPoll is how often Run asks Leader while not leading. Default 1 s.
+	FollowerPoll time.Duration
+	// LeaderFullPass is, with Leader set, how often the leader's pass reads every device:
+	// the hooks (Touch, Committed, Failed) reach only the replica they happen on, so the
+	// leader sees what other replicas changed at its next full pass. Default 5 minutes.
+	LeaderFullPass time.Duration
 }
 
 // ErrConfig reports a Config the scheduler cannot work with.
@@ -134,6 +146,12 @@ func New(cfg Config) *Scheduler {
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Minute
+	}
+	if cfg.FollowerPoll <= 0 {
+		cfg.FollowerPoll = time.Second
+	}
+	if cfg.LeaderFullPass <= 0 {
+		cfg.LeaderFullPass = 5 * time.Minute
 	}
 	if cfg.Rate <= 0 {
 		cfg.Rate = 20
@@ -204,14 +222,34 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	if err := s.check(); err != nil {
 		return err
 	}
-	var last time.Time
+	var last, lastFull time.Time
+	leading := false
 	for {
 		last = time.Now()
-		rep, err := s.Reconcile(ctx)
+		pctx, lead := ctx, true
+		if s.cfg.Leader != nil {
+			pctx, lead = s.cfg.Leader(ctx)
+		}
+		// Another replica led, or other replicas changed devices since the last full pass:
+		// this pass reads every device.
+		if s.cfg.Leader != nil && lead && (!leading || last.Sub(lastFull) >= s.cfg.LeaderFullPass) {
+			s.mu.Lock()
+			s.due = nil
+			s.mu.Unlock()
+			lastFull = last
+		}
+		leading = lead
+		var rep Report
+		var err error
+		if lead {
+			rep, err = s.Reconcile(pctx)
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
 		switch {
+		case !lead:
+			rep.NextWake = s.cfg.Now().Add(s.cfg.FollowerPoll)
 		case err != nil:
 			s.cfg.Logger.Warn("renewal pass failed", "err", err, "report", rep)
 		case rep.busy():

@@ -12,6 +12,9 @@
 //   - [RequirePeer]: the path of a real program a test runs against (mosquitto, openssl, …).
 //     In CI (CI=true) a missing one fails the test; elsewhere it skips with how to install it.
 //   - [StartMosquitto]: a real mosquitto broker on 127.0.0.1, playing Home Assistant's.
+//   - [StartPostgres], [SharedPostgres]: a throwaway PostgreSQL cluster on a Unix socket (as
+//     the user nobody under root), one per test or one per test binary, with a database of
+//     its own per test ([Postgres.NewDatabase]).
 //   - [Publisher]: a fake of the hub's broker as the hub's parts publish through it.
 //   - [Relay]: a TCP relay in front of a server that can refuse the next connections.
 //

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,11 +24,16 @@ var peerPackages = map[string]string{
 	"ip":                    "iproute2",
 	"aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu",
 	"chromium":              "chromium",
+	"initdb":                "postgresql",
 }
 
 // sbinDirs are searched after PATH: mosquitto and apparmor_parser live in /usr/sbin, which
-// is not on an ordinary user's PATH.
+// is not on an ordinary user's PATH; Debian keeps PostgreSQL's server programs in
+// /usr/lib/postgresql/<major>/bin (the newest major installed wins).
 var sbinDirs = []string{"/usr/sbin", "/sbin", "/usr/local/sbin"}
+
+// postgresBinGlob matches the directories of Debian's PostgreSQL server programs.
+const postgresBinGlob = "/usr/lib/postgresql/*/bin"
 
 // RequirePeer returns the path of the program name, a real peer the test runs against
 // (mosquitto, mosquitto_sub, mosquitto_pub, openssl, apparmor_parser, qemu-<arch>-static).
@@ -46,7 +52,12 @@ func RequirePeer(t testing.TB, name string) string {
 	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
-	for _, dir := range sbinDirs {
+	dirs := sbinDirs
+	if pg, _ := filepath.Glob(postgresBinGlob); len(pg) > 0 {
+		slices.Reverse(pg)
+		dirs = append(slices.Clip(dirs), pg...)
+	}
+	for _, dir := range dirs {
 		p := filepath.Join(dir, name)
 		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
 			return p

@@ -44,7 +44,7 @@ var (
 		"GET /api/events":              "events",
 		"GET /metrics":                 "device/list",
 	}
-	publicRoutes = []string{"GET /healthz", "GET /login", "POST /login", "POST /logout", "GET /static/{file}", "GET /crl", "GET /crl.pem"}
+	publicRoutes = []string{"GET /healthz", "GET /readyz", "GET /login", "POST /login", "POST /logout", "GET /static/{file}", "GET /crl", "GET /crl.pem"}
 )
 
 // SessionCookie is the name of the dashboard's session cookie.

@@ -2,9 +2,12 @@ package web
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -57,5 +60,29 @@ func TestServeCancelledClosesListener(t *testing.T) {
 	if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
 		c.Close()
 		t.Errorf("the listener still accepts after Serve returned")
+	}
+}
+
+// TestReadyz: /readyz answers 200 while Ready finds nothing wrong and 503 naming the part
+// that is not ready, to any client, without login, under any Host (a load balancer's probe).
+func TestReadyz(t *testing.T) {
+	var notReady error
+	f := newFixture(t, func(c *Config) {
+		c.Users = nil
+		c.Ready = func(context.Context) error { return notReady }
+	})
+	get := func() (int, string) {
+		r := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/readyz", nil)
+		r.RemoteAddr, r.Host = "10.0.0.9:5000", "lb.internal"
+		w := httptest.NewRecorder()
+		f.h.ServeHTTP(w, r)
+		return w.Code, w.Body.String()
+	}
+	if code, body := get(); code != http.StatusOK || body != "ready" {
+		t.Errorf("GET /readyz = %d %q, want 200 \"ready\"", code, body)
+	}
+	notReady = errors.New("database: connection refused")
+	if code, body := get(); code != http.StatusServiceUnavailable || !strings.Contains(body, "database: connection refused") {
+		t.Errorf("GET /readyz with the database down = %d %q, want 503 naming the database", code, body)
 	}
 }

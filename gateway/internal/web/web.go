@@ -19,7 +19,9 @@
 //	POST /api/devices/{id}/renew  admin "device/renew" data
 //	GET  /api/events              admin "events" data (?device=&limit=, limit 1..1000, default 50)
 //	GET  /metrics                 Config.Metrics: Prometheus exposition (gateway/internal/metrics)
-//	GET  /healthz                 200 "ok"
+//	GET  /healthz                 200 "ok": the process serves (a load balancer's liveness)
+//	GET  /readyz                  200 "ready", or 503 naming what is not (Config.Ready: the
+//	                              database, the broker, the CA), for a load balancer's readiness
 //	GET  /login, POST /login      the login form; a session cookie, then 303 to the dashboard
 //	POST /logout                  ends the session; 303 to the login page
 //
@@ -45,7 +47,7 @@
 //     headers, trusted from the proxy only), with the role IngressRole / IngressUsers give.
 //     Without it any client is served, but only under a Host that is an IP address, localhost
 //     or one of AllowedHosts, so a DNS-rebinding page cannot read or drive a dashboard bound
-//     to loopback. /healthz is open to every client either way.
+//     to loopback. /healthz and /readyz are open to every client either way.
 //   - Every other request needs a principal whose role allows the route's operation
 //     (login.go: routeOps, checked with authz.Check, the check every front end shares): from
 //     ingress, a login session (cookie HttpOnly, SameSite=Strict, Secure over TLS) or HTTP
@@ -131,6 +133,9 @@ type Config struct {
 	Notify func(protocol.Event)
 	// Metrics serves GET /metrics (metrics.Metrics.Handler); nil serves none.
 	Metrics http.Handler
+	// Ready reports whether the hub can serve (GET /readyz): nil, or an error naming what is
+	// not ready. Nil Ready: /readyz answers as /healthz does.
+	Ready func(ctx context.Context) error
 	// CRL, when set, serves the hub's CRL at crl (DER) and crl.pem (PEM) for third-party
 	// verifiers, without login.
 	CRL http.Handler
@@ -217,14 +222,34 @@ func Handler(cfg Config) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok"))
 	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if cfg.Ready != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+			defer cancel()
+			if err := cfg.Ready(ctx); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				w.Write([]byte("not ready: " + err.Error()))
+				return
+			}
+		}
+		w.Write([]byte("ready"))
+	})
 	return s.gate(mux)
 }
+
+// readyTimeout bounds /readyz's checks: a load balancer's probe must get an answer.
+const readyTimeout = 3 * time.Second
+
+// probe reports whether path is a load balancer's probe, served to every client under any
+// Host without login.
+func probe(path string) bool { return path == "/healthz" || path == "/readyz" }
 
 // gate refuses clients and Host names the configuration does not allow, and sets the headers
 // every answer carries.
 func (s *server) gate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/healthz" {
+		if !probe(r.URL.Path) {
 			if s.cfg.TrustIngress && !fromIngress(r.RemoteAddr) {
 				s.cfg.Logger.Warn("web request refused: not from the ingress proxy", "remote", r.RemoteAddr, "path", r.URL.Path)
 				http.Error(w, "forbidden: this add-on is reached through Home Assistant's ingress", http.StatusForbidden)
@@ -244,7 +269,7 @@ func (s *server) gate(next http.Handler) http.Handler {
 		// origin (HA's ingress iframe).
 		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src data:; "+
 			"form-action 'self'; frame-ancestors 'self'; base-uri 'none'")
-		if r.URL.Path == "/healthz" {
+		if probe(r.URL.Path) {
 			next.ServeHTTP(w, r)
 			return
 		}
