@@ -120,6 +120,9 @@ type Config struct {
 	Limits Limits `yaml:"limits"`
 	// Alerts routes the monitor's alerts to people (gateway/README.md, "Alerts").
 	Alerts Alerts `yaml:"alerts"`
+	// Broker chooses the MQTT broker: the embedded one (default) or an external NATS
+	// cluster (gateway/README.md, "External clustered broker").
+	Broker Broker `yaml:"broker"`
 }
 
 // Limits are the hub's caps against floods and loops; a zero value means the default of the
@@ -562,6 +565,9 @@ func (c *Config) finish() error {
 	}
 	for _, err := range c.Alerts.finish() {
 		bad("alerts", "%v", err)
+	}
+	for _, err := range c.Broker.finish() {
+		bad("broker", "%v", err)
 	}
 	if _, err := protocol.NewTopics(c.TopicPrefix); err != nil {
 		bad("topic_prefix", "%v", err)

@@ -24,10 +24,10 @@ import (
 // Settings that are not configuration.
 const (
 	calloutSubject   = "$SYS.REQ.USER.AUTH"
-	maxCallouts      = 64              // callouts answered at once by one replica
-	maxEarly         = 4096            // publishes kept until the hub's MQTT session is up
-	inboxSize        = 8192            // requests and events queued between NATS and the hub
-	pingInterval     = time.Second     // how often the replica asks which nodes are alive
+	maxCallouts      = 64          // callouts answered at once by one replica
+	maxEarly         = 4096        // publishes kept until the hub's MQTT session is up
+	inboxSize        = 8192        // requests and events queued between NATS and the hub
+	pingInterval     = time.Second // how often the replica asks which nodes are alive
 	pingWait         = 500 * time.Millisecond
 	missesToGone     = 2               // unanswered pings after which a node's sessions are down
 	pendingPromotion = 2 * time.Second // a callout this recent may be the sender of a message
@@ -211,7 +211,7 @@ func (b *Broker) Run(ctx context.Context) error {
 func (b *Broker) connectMQTT(ctx context.Context) (paho.Client, error) {
 	suffix := make([]byte, 6)
 	_, _ = rand.Read(suffix)
-	o := paho.NewClientOptions().SetClientID("hearth-hub-"+hex.EncodeToString(suffix)).
+	o := paho.NewClientOptions().SetClientID("hearth-hub-" + hex.EncodeToString(suffix)).
 		SetUsername(b.cfg.User).SetPassword(b.cfg.Password).SetCleanSession(true).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(250 * time.Millisecond).
 		SetMaxReconnectInterval(2 * time.Second).SetConnectTimeout(b.cfg.ConnectTimeout).SetOrderMatters(false).
