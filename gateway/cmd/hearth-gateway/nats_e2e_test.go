@@ -153,7 +153,7 @@ accounts {
 system_account: SYS
 authorization {
   timeout: 5
-  auth_callout { issuer: %q, account: HEARTH, auth_users: [ hub ] }
+  auth_callout { issuer: %q, account: HEARTH, auth_users: [ hub ], allowed_accounts: [ HEARTH ] }
 }
 `, n.name, n.client, filepath.Join(dir, n.name), ports[3*i+1], strings.Join(routes, ", "), n.mqtt, certFile, keyFile, pub)
 		path := filepath.Join(dir, n.name+".conf")
@@ -327,6 +327,9 @@ func TestExternalNATSCluster(t *testing.T) {
 			t.Logf("hub log (tail):\n%s", tailBytes([]byte(hubLogs.String()), 8000))
 		}
 	})
+
+	testkit.Eventually(t, 60*time.Second, func() bool { return strings.Contains(hubLogs.String(), "connected to the NATS cluster") },
+		"the hub never connected to the cluster")
 
 	agent := buildAgent(t)
 	e := &agentE2E{t: t, tgt: agentTarget{name: "linux-amd64"}, bin: agent, data: data}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -324,10 +325,23 @@ func (b *Broker) kick(w where) {
 	if sys == nil || w.server == "" {
 		return
 	}
+	// The server acts only on a request with a reply subject; the answer is read off the
+	// caller's path.
 	body := fmt.Appendf(nil, `{"cid":%d}`, w.cid)
-	if err := sys.Publish("$SYS.REQ.SERVER."+w.server+".KICK", body); err != nil {
-		b.log.Warn("kick a session", "server", w.server, "cid", w.cid, "err", err)
-	}
+	go func() {
+		m, err := sys.Request("$SYS.REQ.SERVER."+w.server+".KICK", body, b.cfg.ConnectTimeout)
+		var resp struct {
+			Error *struct {
+				Description string `json:"description"`
+			} `json:"error"`
+		}
+		if err == nil && json.Unmarshal(m.Data, &resp) == nil && resp.Error != nil {
+			err = errors.New(resp.Error.Description)
+		}
+		if err != nil {
+			b.log.Warn("kick a session", "server", w.server, "cid", w.cid, "err", err)
+		}
+	}()
 }
 
 // receive hands one request to the Handler, attributed to its sender's session.

@@ -109,7 +109,19 @@ func parseName(name string) (session, error) {
 // it: '.' becomes "//" and the level separator '/' becomes '.'. Hearth topics have no empty
 // levels, the only case where NATS converts differently.
 func subject(topic string) string {
-	return strings.ReplaceAll(strings.ReplaceAll(topic, ".", "//"), "/", ".")
+	var b strings.Builder
+	b.Grow(len(topic) + 8)
+	for i := 0; i < len(topic); i++ {
+		switch topic[i] {
+		case '.':
+			b.WriteString("//")
+		case '/':
+			b.WriteByte('.')
+		default:
+			b.WriteByte(topic[i])
+		}
+	}
+	return b.String()
 }
 
 // topicOf returns the MQTT topic name of a NATS subject that subject produced.
