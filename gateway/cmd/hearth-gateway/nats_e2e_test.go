@@ -222,7 +222,7 @@ type balancer struct {
 
 	mu     sync.Mutex
 	target string
-	open   map[net.Conn]struct{}
+	open   map[net.Conn]time.Time // when each was opened
 	ended  []time.Time
 }
 
@@ -232,7 +232,7 @@ func startBalancer(t *testing.T, target string) *balancer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &balancer{ln: ln, target: target, open: map[net.Conn]struct{}{}}
+	b := &balancer{ln: ln, target: target, open: map[net.Conn]time.Time{}}
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -268,6 +268,18 @@ func (b *balancer) openConns() int {
 	return len(b.open)
 }
 
+// openedSince reports whether a connection that is still open was relayed after t.
+func (b *balancer) openedSince(t time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, at := range b.open {
+		if at.After(t) {
+			return true
+		}
+	}
+	return false
+}
+
 // lastEnded returns when the last relayed connection ended.
 func (b *balancer) lastEnded() time.Time {
 	b.mu.Lock()
@@ -288,7 +300,7 @@ func (b *balancer) pass(c net.Conn) {
 		return
 	}
 	b.mu.Lock()
-	b.open[c] = struct{}{}
+	b.open[c] = time.Now()
 	b.mu.Unlock()
 	done := make(chan struct{})
 	go func() { io.Copy(s, c); s.Close(); c.Close(); close(done) }()
@@ -384,13 +396,17 @@ func TestExternalNATSCluster(t *testing.T) {
 
 	// Node 1 dies; the balancer sends the agent to node 2, where it carries on and renews.
 	lb.setTarget(cl.nodes[2].mqtt)
+	killed := time.Now()
 	cl.nodes[1].cmd.Process.Signal(syscall.SIGKILL)
 	cl.nodes[1].cmd.Wait()
-	killed := time.Now()
 	// JetStream elects new leaders for the MQTT streams and creates the session's consumers
 	// on the two nodes left: tens of seconds (the agent's reconnection backoff on top).
 	testkit.Eventually(t, 180*time.Second, func() bool {
-		return lb.openConns() > 0 && e.summary(id).Online && e.status(dir).LastError == ""
+		b, _ := exec.Command(agent, "status", "--dir", dir, "--json").Output()
+		var st struct {
+			Connected bool `json:"connected"`
+		}
+		return lb.openedSince(killed) && lb.openConns() > 0 && json.Unmarshal(b, &st) == nil && st.Connected && e.summary(id).Online
 	}, "the agent never came back through node 2")
 	t.Logf("the agent was back online through node 2 %s after node 1's SIGKILL", time.Since(killed).Round(time.Second))
 	third := renewTo(second)

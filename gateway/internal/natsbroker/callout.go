@@ -154,6 +154,9 @@ func (b *Broker) verifyChain(t *jwt.ClientTLS) (*x509.Certificate, error) {
 		certs = append(certs, c)
 	}
 	leaf := certs[0]
+	if leaf.IsCA {
+		return nil, fmt.Errorf("%w: client certificate %q is a CA's", broker.ErrRefused, leaf.Subject)
+	}
 	inter := x509.NewCertPool()
 	for _, c := range certs[1:] {
 		inter.AddCert(c)

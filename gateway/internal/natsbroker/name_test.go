@@ -2,6 +2,7 @@ package natsbroker
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,4 +95,20 @@ func TestSubject(t *testing.T) {
 			t.Errorf("topicOf(%q) = %q, want %q", tt.subj, got, tt.topic)
 		}
 	}
+}
+
+// FuzzSubject: an MQTT topic name without empty levels maps to a NATS subject and back
+// unchanged, and any subject converts without panicking.
+func FuzzSubject(f *testing.F) {
+	f.Add("hearth/v1/dev/hall.thermostat/csr")
+	f.Add("a./b/.c")
+	f.Fuzz(func(t *testing.T, topic string) {
+		_ = topicOf(topic)
+		if topic == "" || strings.Contains(topic, "//") || strings.HasPrefix(topic, "/") || strings.HasSuffix(topic, "/") {
+			return
+		}
+		if got := topicOf(subject(topic)); got != topic {
+			t.Errorf("topicOf(subject(%q)) = %q", topic, got)
+		}
+	})
 }
