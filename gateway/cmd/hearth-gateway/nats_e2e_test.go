@@ -2,9 +2,7 @@ package main
 
 import (
 	"bytes"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -98,30 +96,22 @@ func startNATSCluster(t *testing.T, data, passphrase string) *natsCluster {
 	t.Helper()
 	bin := buildNATS(t)
 	dir := t.TempDir()
-	c, err := ca.Open(ca.Dir(data), []byte(passphrase), time.Now())
-	if err != nil {
-		t.Fatal(err)
+	var out, errb bytes.Buffer
+	env := func(k string) string {
+		if k == ca.PassphraseEnv {
+			return passphrase
+		}
+		return ""
 	}
-	cert, err := c.ServerCertificate([]string{"127.0.0.1", "localhost"}, time.Now())
-	if err != nil {
-		t.Fatal(err)
+	if err := run(t.Context(), []string{"ca", "broker-cert", "--data", data, "--hosts", "127.0.0.1,localhost", "--out", dir}, nil, &out, &errb, env); err != nil {
+		t.Fatalf("ca broker-cert: %v %s", err, errb.String())
 	}
-	var chain bytes.Buffer
-	for _, der := range append(cert.Certificate, c.Root().Raw) {
-		pem.Encode(&chain, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	}
-	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile := filepath.Join(dir, "node.pem"), filepath.Join(dir, "node-key.pem")
+	certFile, keyFile := filepath.Join(dir, "mqtt.pem"), filepath.Join(dir, "mqtt-key.pem")
 	write := func(path string, b []byte) {
 		if err := os.WriteFile(path, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	write(certFile, chain.Bytes())
-	write(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}))
 	akp, err := nkeys.CreateAccount()
 	if err != nil {
 		t.Fatal(err)
