@@ -135,7 +135,7 @@ func startNATSCluster(t *testing.T, data, passphrase string) *natsCluster {
 listen: %q
 jetstream { store_dir: %q }
 cluster { name: hearth, listen: "127.0.0.1:%d", routes: [%s] }
-mqtt { listen: %q, consumer_memory_storage: true, tls { cert_file: %q, key_file: %q } }
+mqtt { listen: %q, consumer_memory_storage: true, js_api_timeout: "10s", tls { cert_file: %q, key_file: %q } }
 accounts {
   HEARTH { jetstream: enabled, users: [ { user: hub, password: "hub-e2e-pass" } ] }
   SYS { users: [ { user: sys, password: "sys-e2e-pass" } ] }
@@ -391,7 +391,7 @@ func TestExternalNATSCluster(t *testing.T) {
 	cl.nodes[1].cmd.Wait()
 	// JetStream elects new leaders for the MQTT streams and creates the session's consumers
 	// on the two nodes left: tens of seconds (the agent's reconnection backoff on top).
-	testkit.Eventually(t, 180*time.Second, func() bool {
+	testkit.Eventually(t, 240*time.Second, func() bool {
 		b, _ := exec.Command(agent, "status", "--dir", dir, "--json").Output()
 		var st struct {
 			Connected bool `json:"connected"`

@@ -154,7 +154,11 @@ func (b *Broker) Run(ctx context.Context) error {
 	}
 	sem := make(chan struct{}, maxCallouts)
 	var wg sync.WaitGroup
+	// Unwinds in order: the hub's MQTT session, then no more callouts or events (the
+	// connections close), then the goroutines they started are waited for.
 	defer wg.Wait()
+	defer nc.Close()
+	defer sys.Close()
 	if _, err := nc.QueueSubscribe(calloutSubject, b.cfg.Queue, func(m *nats.Msg) {
 		sem <- struct{}{}
 		wg.Add(1)
