@@ -10,9 +10,10 @@
 // carries the certificates the client presented (gateway/README.md, "External clustered
 // broker"). TLS still proves that the client holds the key of the certificate it presented.
 //
-// Everything else — flags, configuration file, clustering, JetStream — is nats-server's.
-// A configuration reload (SIGHUP) that rebuilds the MQTT TLS settings is refused: restart
-// the node instead.
+// Everything else — flags, configuration file, clustering, JetStream — is nats-server's,
+// except reloading: a reload would parse the MQTT TLS block again without this change and
+// lock every device out, so SIGHUP is ignored (with a warning) and a change needs a restart.
+// SIGINT and SIGTERM stop the node; so do not send it the system account's reload request.
 package main
 
 import (
@@ -21,6 +22,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -40,11 +43,25 @@ func main() {
 		server.PrintAndDie(fmt.Sprintf("%s: %s", exe, err))
 	}
 	server.RedactArgs(os.Args)
+	opts.NoSigs = true // signals are handled below: no reload
 	s, err := server.NewServer(opts)
 	if err != nil {
 		server.PrintAndDie(fmt.Sprintf("%s: %s", exe, err))
 	}
 	s.ConfigureLogger()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		for sig := range sigs {
+			if sig == syscall.SIGHUP {
+				s.Warnf("%s does not reload its configuration (the MQTT listener would stop asking for client certificates): restart it", exe)
+				continue
+			}
+			s.Noticef("%s: %v, shutting down", exe, sig)
+			s.Shutdown()
+			return
+		}
+	}()
 	if err := server.Run(s); err != nil {
 		server.PrintAndDie(err.Error())
 	}
