@@ -370,10 +370,13 @@ func TestExternalNATSCluster(t *testing.T) {
 		}
 	})
 	testkit.Eventually(t, 60*time.Second, func() bool { return e.summary(id).Online }, "the hub never saw %s online", id)
-	renewTo := func(old string) string {
+	// renewTo commands a renewal and waits for it. After a node died the agent's reconnection
+	// with its new certificate may be refused while JetStream settles: it rolls back and
+	// tries again, so that wait is longer.
+	renewTo := func(old string, wait time.Duration) string {
 		t.Helper()
 		e.cli("renew", id)
-		testkit.Eventually(t, 120*time.Second, func() bool {
+		testkit.Eventually(t, wait, func() bool {
 			s := e.summary(id)
 			return s.Serial != "" && s.Serial != old && s.State == "active"
 		}, "the hub never recorded %s's renewal (still serial %s)", id, old)
@@ -382,7 +385,7 @@ func TestExternalNATSCluster(t *testing.T) {
 			"the agent's status never showed the new serial %s", renewed)
 		return renewed
 	}
-	second := renewTo(first)
+	second := renewTo(first, 120*time.Second)
 
 	// Node 1 dies; the balancer sends the agent to node 2, where it carries on and renews.
 	lb.setTarget(cl.nodes[2].mqtt)
@@ -391,7 +394,7 @@ func TestExternalNATSCluster(t *testing.T) {
 	cl.nodes[1].cmd.Wait()
 	// JetStream elects new leaders for the MQTT streams and creates the session's consumers
 	// on the two nodes left: tens of seconds (the agent's reconnection backoff on top).
-	testkit.Eventually(t, 240*time.Second, func() bool {
+	testkit.Eventually(t, 300*time.Second, func() bool {
 		b, _ := exec.Command(agent, "status", "--dir", dir, "--json").Output()
 		var st struct {
 			Connected bool `json:"connected"`
@@ -399,7 +402,7 @@ func TestExternalNATSCluster(t *testing.T) {
 		return lb.openedSince(killed) && lb.openConns() > 0 && json.Unmarshal(b, &st) == nil && st.Connected && e.summary(id).Online
 	}, "the agent never came back through node 2")
 	t.Logf("the agent was back online through node 2 %s after node 1's SIGKILL", time.Since(killed).Round(time.Second))
-	third := renewTo(second)
+	third := renewTo(second, 300*time.Second)
 
 	// Revocation drops the live session within a second.
 	testkit.Eventually(t, 30*time.Second, func() bool { return lb.openConns() > 0 }, "no session open before the revocation")
