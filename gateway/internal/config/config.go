@@ -127,6 +127,9 @@ type Config struct {
 	// ReplicaID names this hub among replicas: the holder of the scheduler's lease and the
 	// replica label of its metrics. Default: the host name.
 	ReplicaID string `yaml:"replica_id"`
+	// Broker chooses the MQTT broker: the embedded one (default) or an external NATS
+	// cluster (gateway/README.md, "External clustered broker").
+	Broker Broker `yaml:"broker"`
 }
 
 // Storage selects the inventory's database.
@@ -604,6 +607,9 @@ func (c *Config) finish() error {
 	}
 	for _, err := range c.Alerts.finish() {
 		bad("alerts", "%v", err)
+	}
+	for _, err := range c.Broker.finish() {
+		bad("broker", "%v", err)
 	}
 	if _, err := protocol.NewTopics(c.TopicPrefix); err != nil {
 		bad("topic_prefix", "%v", err)

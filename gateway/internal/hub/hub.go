@@ -60,7 +60,7 @@ type Hub struct {
 	store   *inventory.Store
 	policy  atomic.Pointer[policy.Policy]
 	checker *access.Checker
-	broker  *broker.Broker
+	broker  mqttBroker
 	issuer  *issuer.Issuer
 	machine *lifecycle.Machine
 	renewal *renewal.Scheduler
@@ -175,7 +175,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	h.metrics = metrics.New(mc)
 	clientCAs := x509.NewCertPool()
 	clientCAs.AddCert(h.ca.Root())
-	h.broker, err = broker.New(broker.Config{
+	h.broker, err = h.openBroker(broker.Config{
 		Addr:      cfg.Listen,
 		PlainAddr: cfg.PlainListen,
 		TLS:       &tls.Config{GetCertificate: h.serverCert.GetCertificate, ClientCAs: clientCAs, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12},
@@ -191,7 +191,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		// Both roots during a root rotation.
 		ClientRoots: h.ca.RootPool,
 		Now:         h.now,
-	}, countingAuth{brokerAuth{h.checker, h.users, h.brokerLoginFailed}, h.metrics}, h.handle, h.log.With("part", "broker"))
+	}, countingAuth{brokerAuth{h.checker, h.users, h.brokerLoginFailed}, h.metrics}, clientCAs)
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
