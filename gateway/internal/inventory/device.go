@@ -265,12 +265,6 @@ func (s *Store) updateHealth(ctx context.Context, id string, h Health, seen bool
 	return s.updateDevice(ctx, id, "update health", set)
 }
 
-// SetOnline records whether the device has a live session; LastSeen becomes now either way
-// (the moment it connected or was last known connected).
-func (s *Store) SetOnline(ctx context.Context, id string, online bool, now time.Time) error {
-	return s.updateDevice(ctx, id, "set online", map[string]any{"online": online, "last_seen": unix(now)})
-}
-
 // SetRenewal replaces the device's renewal fields with st.
 func (s *Store) SetRenewal(ctx context.Context, id string, st RenewalStatus) error {
 	if st.State != "" && !slices.Contains(renewalStates, st.State) {
