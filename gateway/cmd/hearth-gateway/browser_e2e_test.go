@@ -32,7 +32,8 @@ var browserFamilies = []struct {
 // seedBrowserInventory stores the families' devices in the stopped hub's inventory, each with
 // an active certificate expiring within the next 90 days, one renewal committed and, for one
 // device in four, one refused (the overview's success rates and failures have something to
-// plot). It returns the number of devices.
+// plot); the plugs were online for six hours of the last day. It returns the number of
+// devices.
 func seedBrowserInventory(t *testing.T, data string, now time.Time) int {
 	t.Helper()
 	ctx := t.Context()
@@ -67,6 +68,14 @@ func seedBrowserInventory(t *testing.T, data string, now time.Time) int {
 		}
 		if err := store.FinishAttempt(ctx, in.Device.ID, in.Attempt.RequestID, inventory.OutcomeCommitted, "", now.Add(-2*time.Hour)); err != nil {
 			t.Fatal(err)
+		}
+		if in.Device.Family == "plug" { // online from 12 to 6 hours ago: a quarter of the day
+			if err := store.SetOnline(ctx, in.Device.ID, true, now.Add(-12*time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			if err := store.SetOnline(ctx, in.Device.ID, false, now.Add(-6*time.Hour)); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if i%4 == 0 {
 			err := store.RecordFailedAttempt(ctx, inventory.Attempt{RequestID: "f-" + in.Device.ID, DeviceID: in.Device.ID, Reason: "command",
@@ -254,6 +263,19 @@ func TestBrowserHub(t *testing.T) {
 		}
 		if n := count(t, "svg.rate"); n != 3 {
 			t.Errorf("success-rate plots = %d, want 3", n)
+		}
+		// The plugs' six hours each, out of the fleet's day and week, from the presence
+		// history the hub read.
+		plugs := browserFamilies[1].n
+		want := []string{
+			fmt.Sprintf("valid certificate, 24 h: %.0f %% online, %d device(s)", 100*float64(plugs*6)/float64(devices*24), devices),
+			fmt.Sprintf("valid certificate, 7 d: %.0f %% online, %d device(s)", 100*float64(plugs*6)/float64(devices*24*7), devices),
+		}
+		got := eval(t, `[...document.querySelectorAll("svg.bars rect.bar title")].map(e => e.textContent).join("\n")`)
+		for _, w := range want {
+			if !strings.Contains(got, w) {
+				t.Errorf("the overview's bars do not say %q:\n%s", w, got)
+			}
 		}
 	})
 
