@@ -17,8 +17,9 @@ type FleetQuery struct {
 	// LIKE folds them).
 	Search string
 	// Suspects, when set, splits the fleet for the device list's default order: a device is
-	// a suspect when a problem or a person's attention is possible for it (see Suspects);
-	// Only keeps the suspects, Except keeps the others plus the devices named in Also.
+	// a suspect when a problem or a person's attention is possible for it (see Suspects).
+	// With Only the query keeps the suspects; without, the others and the devices named in
+	// Also (at most some thousands: each is a query parameter).
 	Suspects *Suspects
 	Only     bool
 	Also     []string

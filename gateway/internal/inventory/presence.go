@@ -13,7 +13,9 @@ import (
 // devices were online rather than who is online this instant. An interval is written in the
 // same transaction as the device's presence (SetOnline, on the state machine's one ordered
 // path), so the history and the online flag never disagree; at start ResetPresence closes
-// the intervals a stopped hub left open at their device's last sighting.
+// the intervals a stopped hub left open at their device's last sighting. (RecordHealth marks
+// a device online too, but the state machine calls it only over a live session, whose
+// SetOnline opened the interval.)
 //
 // The history is bounded per device, with no sweep over the fleet: a reconnection within
 // PresenceMerge of the last disconnection reopens that interval instead of starting another

@@ -22,6 +22,9 @@ import (
 // suspects judged fine among them. A problem filter reads the suspects only. The class
 // filter and the "no problem" filter still judge the fleet (listDevices over loadFleet): a
 // device's class is the policy's to decide, and "no problem" keeps nearly every device.
+// The class filter's choices are the classes stored on devices and the policy's classes.
+// SQLite still evaluates the suspect test on every device row (no index can hold it), in
+// C, without returning the rows: a few milliseconds at 10,000 devices.
 
 // pageDevices is listDevices for the device list page, reading only what the page needs.
 func (s *server) pageDevices(ctx context.Context, q deviceQuery, now time.Time) (devicePage, error) {
