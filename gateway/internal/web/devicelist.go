@@ -24,7 +24,7 @@ import (
 // device's class is the policy's to decide, and "no problem" keeps nearly every device.
 // The class filter's choices are the classes stored on devices and the policy's classes.
 // SQLite still evaluates the suspect test on every device row (no index can hold it), in
-// C, without returning the rows: a few milliseconds at 10,000 devices.
+// C, without returning the rows: part of the page costs in the README's "Performance".
 
 // pageDevices is listDevices for the device list page, reading only what the page needs.
 func (s *server) pageDevices(ctx context.Context, q deviceQuery, now time.Time) (devicePage, error) {
