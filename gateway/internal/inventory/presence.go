@@ -62,21 +62,16 @@ func recordPresence(tx *gorm.DB, id string, online bool, now time.Time) error {
 		return tx.Exec(`DELETE FROM presence WHERE device_id = ? AND end_at <> 0 AND end_at < ?`,
 			id, unix(now.Add(-PresenceRetention))).Error
 	}
-	var open int64
-	if err := tx.Raw(`SELECT COUNT(*) FROM presence WHERE device_id = ? AND end_at = 0`, id).Scan(&open).Error; err != nil {
-		return err
-	}
-	if open > 0 {
-		return nil // already online: a second session, or a repeated report
-	}
-	// Continue the latest interval when it ended within PresenceMerge, else start one.
+	// Unless already online (a second session): continue the latest interval when it ended
+	// within PresenceMerge, else start one. Two indexed statements at most.
+	const notOpen = `NOT EXISTS (SELECT 1 FROM presence o WHERE o.device_id = ? AND o.end_at = 0)`
 	res := tx.Exec(`UPDATE presence SET end_at = 0 WHERE rowid = (
-			SELECT rowid FROM presence WHERE device_id = ? AND end_at >= ? AND end_at <= ? ORDER BY end_at DESC LIMIT 1)`,
-		id, unix(now.Add(-PresenceMerge)), at)
+			SELECT rowid FROM presence WHERE device_id = ? AND end_at >= ? AND end_at <= ? ORDER BY end_at DESC LIMIT 1)
+			AND `+notOpen, id, unix(now.Add(-PresenceMerge)), at, id)
 	if res.Error != nil || res.RowsAffected > 0 {
 		return res.Error
 	}
-	return tx.Exec(`INSERT INTO presence (device_id, start_at, end_at) VALUES (?, ?, 0)`, id, at).Error
+	return tx.Exec(`INSERT INTO presence (device_id, start_at, end_at) SELECT ?, ?, 0 WHERE `+notOpen, id, at, id).Error
 }
 
 // closePresence ends every open interval when its device was last seen (never before the
