@@ -172,7 +172,7 @@ func (v *View) count(codes []string, delta int) {
 
 // publishSummary publishes bridge/devices and the hub's Home Assistant state: totals, states
 // and problem counts from the devices the View loaded, the success rate from an aggregate
-// query over the last day's attempts.
+// query over the last day's renewal attempts (not enrollments or imports).
 func (v *View) publishSummary(ctx context.Context, now time.Time) error {
 	c := v.devices
 	s := protocol.BridgeDevices{V: protocol.Version, Total: c.total, Online: c.online, States: maps.Clone(c.states),
@@ -189,7 +189,7 @@ func (v *View) publishSummary(ctx context.Context, now time.Time) error {
 	}
 	h := v.cfg.Hub
 	h.Online, h.Devices, h.ExpiringSoon, h.SuccessRate24h = v.cfg.Serving == nil || v.cfg.Serving(), c.total, v.expiring, math.NaN()
-	if ok, failed, err := v.cfg.Store.AttemptStats(ctx, now.Add(-24*time.Hour)); err != nil {
+	if ok, failed, err := v.cfg.Store.RenewalStats(ctx, now.Add(-24*time.Hour)); err != nil {
 		return err
 	} else if ok+failed > 0 {
 		h.SuccessRate24h = 100 * float64(ok) / float64(ok+failed)

@@ -109,7 +109,7 @@ func (h *Hub) ended(e lifecycle.Ended) {
 	}
 	h.notify(protocol.Event{V: protocol.Version, Type: kind, Time: e.At, DeviceID: e.DeviceID, Message: msg,
 		Data: map[string]string{"serial": e.Current, "failed": e.Serial, "request_id": e.RequestID, "cause": string(e.Failure)}})
-	h.renewal.Failed(e.DeviceID, string(e.Outcome))
+	h.renewal.Failed(e.DeviceID, string(e.Outcome), e.Failure)
 	h.observeEnd(e)
 	if e.Serial != "" {
 		h.crl.Changed() // abandoned, or revoked as superseded after a rollback: on the CRL

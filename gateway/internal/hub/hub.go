@@ -358,7 +358,8 @@ func (h *Hub) dashboard() http.Handler {
 	wc := web.Config{Admin: h.admin, Store: h.store, Online: h.onlineCount, Version: h.version, Now: h.now,
 		CA:           web.CAInfo{RootNotAfter: h.ca.Root().NotAfter, IntermediateNotAfter: h.ca.Intermediate().NotAfter, Fingerprint: h.ca.Fingerprint()},
 		TrustIngress: h.cfg.Addon, AllowedHosts: h.cfg.Hostnames, Logger: h.log.With("part", "web"),
-		Policy: h.policy.Load, Notify: h.notify, Metrics: h.metrics.Handler(), CRL: h.crl, Ready: h.ready}
+		Policy: h.policy.Load, Notify: h.notify, Metrics: h.metrics.Handler(), CRL: h.crl, Ready: h.ready,
+		LoginRefused: func() { h.metrics.RefusedLogin(metrics.LoginDashboard) }}
 	if h.cfg.HTTPAuth != config.HTTPAuthNone {
 		wc.Users = h.users
 	}

@@ -188,7 +188,7 @@ type countingAuth struct {
 func (a countingAuth) Certificate(ctx context.Context, deviceID, serial string) error {
 	err := a.Auth.Certificate(ctx, deviceID, serial)
 	if err != nil {
-		a.m.RefusedLogin("certificate")
+		a.m.RefusedLogin(metrics.LoginCertificate)
 	}
 	return err
 }
@@ -196,7 +196,7 @@ func (a countingAuth) Certificate(ctx context.Context, deviceID, serial string) 
 func (a countingAuth) Token(ctx context.Context, deviceID, token string) error {
 	err := a.Auth.Token(ctx, deviceID, token)
 	if err != nil {
-		a.m.RefusedLogin("token")
+		a.m.RefusedLogin(metrics.LoginToken)
 	}
 	return err
 }

@@ -135,25 +135,6 @@ func (s *Store) Attempts(ctx context.Context, deviceID string, limit int) ([]Att
 	return out, nil
 }
 
-// AttemptStats counts the attempts started at or after since: successes are issued or
-// committed, failures failed or rolled back. Their ratio is the success rate shown for the
-// last 24 hours.
-func (s *Store) AttemptStats(ctx context.Context, since time.Time) (successes, failures int, err error) {
-	var r struct {
-		Successes int
-		Failures  int
-	}
-	err = s.read(ctx).Raw(`SELECT
-			COALESCE(SUM(CASE WHEN outcome IN (?, ?) THEN 1 ELSE 0 END), 0) AS successes,
-			COALESCE(SUM(CASE WHEN outcome IN (?, ?) THEN 1 ELSE 0 END), 0) AS failures
-		FROM attempts WHERE started_at >= ?`,
-		OutcomeIssued, OutcomeCommitted, OutcomeFailed, OutcomeRolledBack, unix(since)).Scan(&r).Error
-	if err != nil {
-		return 0, 0, fmt.Errorf("attempt stats: %w", err)
-	}
-	return r.Successes, r.Failures, nil
-}
-
 // LatestAttempts returns the latest attempt (the first Attempts would return) of each device
 // among ids that has one, by device id, in one query per MaxBatch ids: the renewal
 // scheduler checks it for every device it has commanded, on every pass.

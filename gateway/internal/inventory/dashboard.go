@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 )
@@ -36,6 +37,15 @@ func (s *Store) Fleet(ctx context.Context) ([]DeviceRecord, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load the fleet: %w", err)
 	}
+	out, err := scanFleet(rows)
+	if err != nil {
+		return nil, fmt.Errorf("load the fleet: %w", err)
+	}
+	return out, nil
+}
+
+// scanFleet reads rows of fleetColumns into records, and closes rows.
+func scanFleet(rows *sql.Rows) ([]DeviceRecord, error) {
 	defer rows.Close()
 	// Scanned into interface values and converted here: database/sql's conversion into typed
 	// destinations costs more than the read itself at this size.
@@ -47,7 +57,7 @@ func (s *Store) Fleet(ctx context.Context) ([]DeviceRecord, error) {
 	var out []DeviceRecord
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
-			return nil, fmt.Errorf("load the fleet: %w", err)
+			return nil, err
 		}
 		v := fleetValues(vals)
 		d := deviceRow{ID: v.str(0), Name: v.str(1), Family: v.str(2), Class: v.str(3), Tags: v.str(4), Mechanism: v.str(5),
@@ -67,10 +77,7 @@ func (s *Store) Fleet(ctx context.Context) ([]DeviceRecord, error) {
 		}
 		out = append(out, rec)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("load the fleet: %w", err)
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
 // fleetValues are the columns of one row of Fleet's query as the SQLite driver returns them.

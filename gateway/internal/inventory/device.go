@@ -286,12 +286,6 @@ func (s *Store) updateHealth(ctx context.Context, id string, h Health, seen bool
 	return s.setDevice(ctx, id, "update health", st, append(args, id)...)
 }
 
-// SetOnline records whether the device has a live session; LastSeen becomes now either way
-// (the moment it connected or was last known connected).
-func (s *Store) SetOnline(ctx context.Context, id string, online bool, now time.Time) error {
-	return s.setDevice(ctx, id, "set online", s.st.setOnline, online, unix(now), id)
-}
-
 // setDevice is updateDevice for the state machine's frequent writes: a prepared UPDATE of
 // one device (st, whose last parameter is the device id), without gorm building and SQLite
 // compiling the statement at every write (issue 11). An unknown device is ErrNotFound.

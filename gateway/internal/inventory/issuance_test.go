@@ -232,18 +232,4 @@ func TestAttempts(t *testing.T) {
 	if all, _ := s.Attempts(ctx, "plug-1", 0); len(all) != 3 {
 		t.Errorf("Attempts(no limit) = %d attempts, want 3", len(all))
 	}
-
-	for _, tc := range []struct {
-		since           time.Time
-		wantOK, wantBad int
-	}{
-		{time.Time{}, 1, 2},
-		{t0.Add(time.Second), 0, 2},
-		{t0.Add(3 * time.Hour), 0, 0},
-	} {
-		ok, bad, err := s.AttemptStats(ctx, tc.since)
-		if err != nil || ok != tc.wantOK || bad != tc.wantBad {
-			t.Errorf("AttemptStats(%v) = %d, %d, %v, want %d, %d", tc.since, ok, bad, err, tc.wantOK, tc.wantBad)
-		}
-	}
 }

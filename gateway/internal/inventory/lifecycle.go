@@ -265,14 +265,18 @@ func abandon(detail string, now time.Time) map[string]any {
 }
 
 // ResetPresence marks every device offline, in one statement: at start no session is live,
-// and presence is rebuilt from the sessions that connect. It returns how many devices it
-// changed.
+// and presence is rebuilt from the sessions that connect. The presence history's open
+// intervals end when their device was last seen (closePresence). It returns how many
+// devices it changed.
 func (s *Store) ResetPresence(ctx context.Context) (int, error) {
 	var n int64
 	err := s.write(ctx, func(tx *gorm.DB) error {
 		res := tx.Model(&deviceRow{}).Where("online = ?", true).Update("online", false)
 		n = res.RowsAffected
-		return res.Error
+		if res.Error != nil {
+			return res.Error
+		}
+		return closePresence(tx)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("reset presence: %w", err)

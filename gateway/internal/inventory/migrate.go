@@ -294,6 +294,18 @@ var migrations = []migration{
 		) STRICT`,
 		`CREATE INDEX proposals_state ON proposals (state, proposed_at)`,
 	}},
+	// Session history (issue 14, health against uptime): the intervals each device was
+	// online, end_at 0 while it still is; written with the device's presence (presence.go),
+	// pruned as it goes.
+	{version: 8, name: "presence history", sql: []string{
+		`CREATE TABLE presence (
+			device_id TEXT NOT NULL,
+			start_at INTEGER NOT NULL,
+			end_at INTEGER NOT NULL DEFAULT 0
+		) STRICT`,
+		`CREATE INDEX presence_device ON presence (device_id, end_at)`,
+		`CREATE INDEX presence_end ON presence (end_at)`,
+	}},
 }
 
 // migrate applies the steps of ms the database lacks, each in its own transaction together

@@ -131,7 +131,8 @@ func New(cfg Config) *Metrics {
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: NameCommands,
 			Help: "Commands sent to agents, by action (renew, rekey)."}, []string{"action"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{Name: NameRefusedLogins,
-			Help: "Logins refused, by where (mqtt, dashboard)."}, []string{"reason"}),
+			Help: "Logins refused, by what was refused (certificate, token: at the broker; dashboard: a password login to the dashboard or API, throttled ones included)."},
+			[]string{"reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: NameRenewalDuration,
 			Help:    "Time from a certificate request to its end (the commit's acknowledgement, a refusal, a rollback).",
 			Buckets: DurationBuckets}, []string{"outcome"}),
@@ -166,6 +167,9 @@ func New(cfg Config) *Metrics {
 	}
 	m.renewals.WithLabelValues(OutcomeCommitted, "")
 	m.devReg.MustRegister(&deviceCollector{m: m})
+	for _, k := range []string{LoginCertificate, LoginToken, LoginDashboard} {
+		m.logins.WithLabelValues(k) // zero from the start, so increase() counts the first refusal
+	}
 	return m
 }
 
@@ -203,8 +207,16 @@ func (m *Metrics) Issued(reason string) { m.issued.WithLabelValues(reason).Inc()
 // Command counts a command sent with action.
 func (m *Metrics) Command(action string) { m.commands.WithLabelValues(action).Inc() }
 
-// RefusedLogin counts a login refused at where ("mqtt", "dashboard").
-func (m *Metrics) RefusedLogin(where string) { m.logins.WithLabelValues(where).Inc() }
+// The reasons of hearth_refused_logins_total: what kind of login was refused.
+const (
+	LoginCertificate = "certificate" // a device certificate at the broker
+	LoginToken       = "token"       // an enrollment token at the broker
+	LoginDashboard   = "dashboard"   // a password login to the dashboard or its API (form or HTTP basic), or one throttled
+)
+
+// RefusedLogin counts a refused login of a kind (LoginCertificate, LoginToken,
+// LoginDashboard).
+func (m *Metrics) RefusedLogin(kind string) { m.logins.WithLabelValues(kind).Inc() }
 
 // AlertFailed counts an alert not delivered on route.
 func (m *Metrics) AlertFailed(route string) { m.alerts.WithLabelValues(route).Inc() }

@@ -46,7 +46,7 @@ func TestCampaignCanariesThenAbortAtThreshold(t *testing.T) {
 		for _, id := range f.cmd.ids() {
 			if broken[id] && !reported[id] {
 				reported[id] = true
-				f.s.Failed(id, string(protocol.CodePolicyDenied))
+				f.s.Failed(id, string(protocol.CodePolicyDenied), "")
 			}
 		}
 		f.clock.Add(time.Second)

@@ -63,8 +63,14 @@ func TestBackoffGrowsAndCaps(t *testing.T) {
 				}
 				f.clock.Set(st.NextAttemptAt)
 			}
-			if n := len(f.events(protocol.EventRenewalFailing)); n != 1 {
+			failing := f.events(protocol.EventRenewalFailing)
+			if n := len(failing); n != 1 {
 				t.Errorf("%d %s events, want 1", n, protocol.EventRenewalFailing)
+			}
+			for _, e := range append(failing, f.events(protocol.EventRenewalFailed)...) {
+				if got := protocol.Cause(e.Data["cause"]); got != protocol.CauseCommitTimeout {
+					t.Errorf("%s cause = %q, want %q", e.Kind, got, protocol.CauseCommitTimeout)
+				}
 			}
 			if got := f.notes.kinds()[protocol.EventRenewalFailed]; got != len(tt.want) {
 				t.Errorf("%d %s notifications, want %d", got, protocol.EventRenewalFailed, len(tt.want))
@@ -80,18 +86,23 @@ func TestFailureSources(t *testing.T) {
 		// after runs once the device is commanded, at the command's time + 1 minute.
 		after     func(f *fixture)
 		failed    bool
-		wantCause string
+		wantCause string         // in LastCause, the words
+		wantEvent protocol.Cause // the renewal.failed event's cause
 	}{
-		{"hook: rolled back", func(f *fixture) { f.s.Failed(plug.id, "rolled_back") }, true, "rolled_back"},
+		{"hook: rolled back", func(f *fixture) { f.s.Failed(plug.id, "rolled_back", protocol.CauseStorage) }, true, "rolled_back",
+			protocol.CauseStorage},
+		{"hook: refused with a code", func(f *fixture) { f.s.Failed(plug.id, string(protocol.CodePolicyDenied), "") }, true,
+			"policy_denied", protocol.CausePolicyRefused},
 		{"attempt rolled back", func(f *fixture) {
 			c := f.issuePending(plug.id)
 			if err := f.store.FinishAttempt(context.Background(), plug.id, c, inventory.OutcomeRolledBack, "rolled_back", f.clock.Now()); err != nil {
 				t.Fatal(err)
 			}
-		}, true, "rolled back"},
-		{"request refused for good", func(f *fixture) { f.failedAttempt(plug.id, protocol.CodePolicyDenied) }, true, "policy_denied"},
-		{"request refused, agent retries", func(f *fixture) { f.failedAttempt(plug.id, protocol.CodeRateLimited) }, false, ""},
-		{"nothing yet", func(f *fixture) {}, false, ""},
+		}, true, "rolled back", protocol.CauseUnknown},
+		{"request refused for good", func(f *fixture) { f.failedAttempt(plug.id, protocol.CodePolicyDenied) }, true, "policy_denied",
+			protocol.CausePolicyRefused},
+		{"request refused, agent retries", func(f *fixture) { f.failedAttempt(plug.id, protocol.CodeRateLimited) }, false, "", ""},
+		{"nothing yet", func(f *fixture) {}, false, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -114,6 +125,16 @@ func TestFailureSources(t *testing.T) {
 			}
 			if st.State != inventory.RenewalDue || st.Failures != 1 || !strings.Contains(st.LastCause, tt.wantCause) {
 				t.Errorf("status = %+v, want due, 1 failure, cause mentioning %q", st, tt.wantCause)
+			}
+			evs := f.events(protocol.EventRenewalFailed)
+			if len(evs) != 1 {
+				t.Fatalf("%d %s events, want 1", len(evs), protocol.EventRenewalFailed)
+			}
+			if got := protocol.Cause(evs[0].Data["cause"]); got != tt.wantEvent {
+				t.Errorf("%s cause = %q, want %q", protocol.EventRenewalFailed, got, tt.wantEvent)
+			}
+			if got := evs[0].Data["detail"]; got != st.LastCause {
+				t.Errorf("%s detail = %q, want the status's %q", protocol.EventRenewalFailed, got, st.LastCause)
 			}
 		})
 	}
@@ -156,7 +177,7 @@ func TestFailingAfterMaxFailuresWithCause(t *testing.T) {
 	const cause = "the agent's renewal failed: policy_denied"
 	for i := range 3 {
 		f.reconcile() // commands it
-		f.s.Failed(plug.id, string(protocol.CodePolicyDenied))
+		f.s.Failed(plug.id, string(protocol.CodePolicyDenied), "")
 		rep := f.reconcile()
 		if rep.Failed != 1 {
 			t.Fatalf("pass %d: Failed = %d, want 1", i+1, rep.Failed)
@@ -202,7 +223,7 @@ func TestEmergencyOverridesBackoff(t *testing.T) {
 	f.clock.Set(w.EmergencyAt.Add(-20 * time.Hour))
 	for range 12 {
 		f.reconcile()
-		f.s.Failed(plug.id, string(protocol.CodePolicyDenied))
+		f.s.Failed(plug.id, string(protocol.CodePolicyDenied), "")
 		f.reconcile()
 		if next := f.status(plug.id).NextAttemptAt; next.Before(w.EmergencyAt) {
 			f.clock.Set(next)

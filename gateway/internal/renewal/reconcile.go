@@ -381,36 +381,40 @@ func (p *pass) checkCommand(d *device) {
 	st := &d.st
 	commandedAt := st.NextAttemptAt.Add(-p.s.cfg.AttemptDeadline)
 	if f, ok := p.failed[d.dev.ID]; ok && !f.at.Before(commandedAt) {
-		p.fail(d, "the agent's renewal failed: "+f.code)
+		p.fail(d, f.cause, "the agent's renewal failed: "+f.code)
 		return
 	}
-	if cause := p.attemptFailure(d, commandedAt); cause != "" {
-		p.fail(d, cause)
+	if cause, detail := p.attemptFailure(d, commandedAt); cause != "" {
+		p.fail(d, cause, detail)
 		return
 	}
 	if !p.now.Before(st.NextAttemptAt) {
-		p.fail(d, "no commit before the deadline "+stamp(st.NextAttemptAt))
+		p.fail(d, protocol.CauseCommitTimeout, "no commit before the deadline "+stamp(st.NextAttemptAt))
 		return
 	}
 	p.rep.InFlight++
 	p.wake(st.NextAttemptAt)
 }
 
-// attemptFailure returns why the device's latest request since the command failed for good,
-// or "" while it may still succeed. It catches the failures a hook reported to a hub that
-// then restarted.
-func (p *pass) attemptFailure(d *device, since time.Time) string {
+// attemptFailure returns the cause of the device's latest request since the command, and
+// why in words, when it failed for good; "" while it may still succeed. It catches the
+// failures a hook reported to a hub that then restarted.
+func (p *pass) attemptFailure(d *device, since time.Time) (protocol.Cause, string) {
 	a, ok := p.attempts[d.dev.ID]
 	if !ok || a.StartedAt.Before(since) {
-		return ""
+		return "", ""
+	}
+	cause := a.Cause
+	if cause == "" {
+		cause = protocol.CauseOf(protocol.Code(a.ErrorCode))
 	}
 	switch {
 	case a.Outcome == inventory.OutcomeRolledBack:
-		return fmt.Sprintf("the agent rolled back certificate %s", a.Serial)
+		return cause, fmt.Sprintf("the agent rolled back certificate %s", a.Serial)
 	case a.Outcome == inventory.OutcomeFailed && !retryable(a.ErrorCode):
-		return "the hub refused the agent's request: " + a.ErrorCode
+		return cause, "the hub refused the agent's request: " + a.ErrorCode
 	}
-	return ""
+	return "", ""
 }
 
 // retryable reports whether an agent retries a request refused with code by itself.
@@ -420,10 +424,12 @@ func retryable(code string) bool {
 }
 
 // fail records a failed attempt: one more failure, a backoff, "failing" from MaxFailures on.
-func (p *pass) fail(d *device, cause string) {
+// cause is the failure's cause from the protocol's list, carried by the renewal.failed and
+// renewal.failing events; detail says what happened in words and becomes LastCause.
+func (p *pass) fail(d *device, cause protocol.Cause, detail string) {
 	st, cfg, now := &d.st, &p.s.cfg, p.now
 	st.Failures++
-	st.LastCause = protocol.Clip(cause, maxCause)
+	st.LastCause = protocol.Clip(detail, maxCause)
 	wait := policy.Backoff(st.Failures-1, cfg.BackoffBase, cfg.BackoffMax, cfg.Rand())
 	if d.win.Phase(now) >= policy.PhaseEmergency {
 		wait = min(wait, cfg.BackoffBase)
@@ -441,12 +447,12 @@ func (p *pass) fail(d *device, cause string) {
 	p.wake(st.NextAttemptAt)
 	p.s.event(p.ctx, inventory.Event{Time: now, Kind: protocol.EventRenewalFailed, DeviceID: d.dev.ID,
 		Message: fmt.Sprintf("renewal failed (%d in a row): %s; next attempt at %s", st.Failures, st.LastCause, stamp(st.NextAttemptAt)),
-		Data: map[string]string{"cause": st.LastCause, "failures": strconv.Itoa(st.Failures),
+		Data: map[string]string{"cause": string(cause), "detail": st.LastCause, "failures": strconv.Itoa(st.Failures),
 			"next_attempt_at": stamp(st.NextAttemptAt)}}, true)
 	if st.Failures == cfg.MaxFailures {
 		p.s.event(p.ctx, inventory.Event{Time: now, Kind: protocol.EventRenewalFailing, DeviceID: d.dev.ID,
 			Message: fmt.Sprintf("renewal failing after %d attempts: %s", st.Failures, st.LastCause),
-			Data:    map[string]string{"cause": st.LastCause, "failures": strconv.Itoa(st.Failures)}}, true)
+			Data:    map[string]string{"cause": string(cause), "detail": st.LastCause, "failures": strconv.Itoa(st.Failures)}}, true)
 	}
 }
 

@@ -298,7 +298,7 @@ func TestForceDuringRenewal(t *testing.T) {
 				f.renew("plug-1", f.clock.Now(), 30*day)
 				f.s.Committed("plug-1")
 			} else {
-				f.s.Failed("plug-1", "rolled_back")
+				f.s.Failed("plug-1", "rolled_back", "")
 			}
 			if rep := f.reconcile(); rep.Commanded != 1 {
 				t.Errorf("after the first attempt %s: %+v, want the second command at once", ends, rep)

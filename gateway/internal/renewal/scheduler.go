@@ -125,8 +125,9 @@ type Scheduler struct {
 
 // hookFailure is a failure reported by the hub, applied by the next pass.
 type hookFailure struct {
-	code string
-	at   time.Time
+	code  string
+	cause protocol.Cause
+	at    time.Time
 }
 
 // New returns a Scheduler with cfg's defaults filled in. It starts nothing.
@@ -344,12 +345,16 @@ func (s *Scheduler) Committed(deviceID string) {
 }
 
 // Failed tells the scheduler that the device's renewal failed for good (code: the protocol
-// error code, or "rolled_back" when the agent went back to its previous certificate). The
-// next pass counts it against the command in flight, if the device has one; otherwise it is
-// ignored (an agent renewing on its own in its window retries by itself). It never blocks.
-func (s *Scheduler) Failed(deviceID, code string) {
+// error code, or "rolled_back" when the agent went back to its previous certificate; cause:
+// the failure's cause, or "" for the cause of code). The next pass counts it against the
+// command in flight, if the device has one; otherwise it is ignored (an agent renewing on its
+// own in its window retries by itself). It never blocks.
+func (s *Scheduler) Failed(deviceID, code string, cause protocol.Cause) {
+	if cause == "" {
+		cause = protocol.CauseOf(protocol.Code(code))
+	}
 	s.hookMu.Lock()
-	s.failed[deviceID] = hookFailure{code: code, at: s.now()}
+	s.failed[deviceID] = hookFailure{code: code, cause: cause, at: s.now()}
 	s.hookMu.Unlock()
 	s.Kick()
 }

@@ -99,8 +99,9 @@ func TestOverview(t *testing.T) {
 		`aria-label="Renewal success rate, 30 d, 30 bars"`,
 		`<title>plug: 1</title>`,          // failures by family
 		`<title>policy_denied: 1</title>`, // and by cause
-		`<title>valid certificate: 50 % (2 of 4)</title>`,
-		`<title>no valid certificate: 0 % (0 of 3)</title>`,
+		// kitchen-plug and hall-thermostat, online for the last 5 minutes of the presence history
+		`<title>valid certificate, 24 h: 0 % online, 4 device(s)</title>`,
+		`<title>no valid one, 7 d: 0 % online, 3 device(s)</title>`,
 		`http-equiv="refresh" content="30"`,
 	} {
 		if !strings.Contains(body, want) {

@@ -14,16 +14,15 @@ import (
 	"github.com/hearth-pki/hearth/protocol"
 )
 
-// devices serves the device list: search, filters, sort and paging over the judged fleet.
+// devices serves the device list: search, filters, sort and paging (pageDevices).
 func (s *server) devices(w http.ResponseWriter, r *http.Request) {
 	now := s.cfg.Now()
-	fleet, err := s.loadFleet(r.Context(), now)
+	p, err := s.pageDevices(r.Context(), parseDeviceQuery(r.URL.Query().Get), now)
 	if err != nil {
 		s.cfg.Logger.Error("device list", "err", err)
 		s.errorPage(w, r, http.StatusInternalServerError, "The inventory could not be read: "+err.Error())
 		return
 	}
-	p := listDevices(fleet, parseDeviceQuery(r.URL.Query().Get))
 	completeFleet(p.Devices, s.cfg.Policy(), now)
 	s.render(w, r, http.StatusOK, "devices.html", page{Title: "Devices", Nav: "devices", Now: now, Data: p})
 }

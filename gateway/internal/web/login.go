@@ -272,6 +272,7 @@ var errThrottled = errors.New("too many failed logins")
 func (s *server) login(w http.ResponseWriter, r *http.Request, name, password, via string) (authz.Principal, error) {
 	keys := []string{"ip:" + clientIP(r.RemoteAddr), "name:" + name}
 	if d := s.throttle.Wait(keys...); d > 0 {
+		s.refused()
 		s.cfg.Logger.Warn("dashboard login throttled", "user", name, "remote", r.RemoteAddr, "wait", d)
 		w.Header().Set("Retry-After", strconv.Itoa(int((d+time.Second-1)/time.Second)))
 		http.Error(w, fmt.Sprintf("too many failed logins: try again in %s", d.Round(time.Second)), http.StatusTooManyRequests)
@@ -280,6 +281,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, name, password, v
 	p, err := s.cfg.Users.Authenticate(r.Context(), name, password)
 	if err != nil {
 		s.throttle.Fail(keys...)
+		s.refused()
 		s.cfg.Logger.Warn("dashboard login failed", "user", name, "remote", r.RemoteAddr, "via", via)
 		reason := "wrong user name or password"
 		if !errors.Is(err, authz.ErrBadLogin) {
@@ -298,6 +300,13 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, name, password, v
 	}
 	s.throttle.Succeed(keys...)
 	return p, nil
+}
+
+// refused counts a refused login (Config.LoginRefused).
+func (s *server) refused() {
+	if s.cfg.LoginRefused != nil {
+		s.cfg.LoginRefused()
+	}
 }
 
 // clientIP is the address part of remote (host:port).

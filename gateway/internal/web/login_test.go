@@ -1,6 +1,7 @@
 package web
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/hearth-pki/hearth/gateway/internal/authz"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/metrics"
 	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -279,7 +281,11 @@ func TestLoginSession(t *testing.T) {
 // password does not get through while they do.
 func TestLoginFailures(t *testing.T) {
 	now := t0
-	f := newLoginFixture(t, func(c *Config) { c.Now = func() time.Time { return now } })
+	m := metrics.New(metrics.Config{})
+	f := newLoginFixture(t, func(c *Config) {
+		c.Now = func() time.Time { return now }
+		c.LoginRefused = func() { m.RefusedLogin(metrics.LoginDashboard) }
+	})
 	c := f.client(t)
 	for i := range authz.FreeFailures {
 		if resp := f.login(t, c, "alice", "wrong password"); resp.StatusCode != http.StatusUnauthorized {
@@ -313,6 +319,25 @@ func TestLoginFailures(t *testing.T) {
 	if n != authz.FreeFailures+1 {
 		t.Errorf("%d login.failed events, want %d", n, authz.FreeFailures+1)
 	}
+	// Every refusal counts, the throttled one too; the login that succeeded does not.
+	r := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/metrics", nil)
+	w := httptest.NewRecorder()
+	m.Handler().ServeHTTP(w, r)
+	want := fmt.Sprintf(`hearth_refused_logins_total{reason="dashboard"} %d`, authz.FreeFailures+2)
+	if !strings.Contains(w.Body.String(), want+"\n") {
+		t.Errorf("metrics after %d refused logins lack %q:\n%s", authz.FreeFailures+2, want, grepLines(w.Body.String(), "hearth_refused_logins_total"))
+	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for l := range strings.Lines(s) {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "")
 }
 
 // TestBasicAuth: scripts and Prometheus use HTTP basic credentials of a hub user.

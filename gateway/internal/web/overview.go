@@ -67,8 +67,10 @@ type overview struct {
 }
 
 // buildOverview computes the overview from the judged and completed fleet, the attempt history of each of
-// rateWindows and the failures of the last 30 days: pure.
-func buildOverview(fleet []fleetDevice, hist [][]inventory.AttemptBucket, fails []inventory.FailureCount, group string, now time.Time) overview {
+// rateWindows, the failures of the last 30 days and each device's time online in each of
+// uptimeWindows (nil: none was online): pure.
+func buildOverview(fleet []fleetDevice, hist [][]inventory.AttemptBucket, fails []inventory.FailureCount,
+	online []map[string]time.Duration, group string, now time.Time) overview {
 	o := overview{Now: now, Total: len(fleet), Group: group}
 	groupOf := func(d fleetDevice) string {
 		if group == "class" {
@@ -79,7 +81,6 @@ func buildOverview(fleet []fleetDevice, hist [][]inventory.AttemptBucket, fails 
 	// Lanes in name order; marks by lane then expiry, so a lane's marks alternate rows in time order.
 	lanes := map[string]bool{}
 	pops := map[string]*population{}
-	var withCert, withCertOnline, without, withoutOnline int
 	for _, d := range fleet {
 		g := groupOf(d)
 		lanes[g] = true
@@ -92,23 +93,13 @@ func buildOverview(fleet []fleetDevice, hist [][]inventory.AttemptBucket, fails 
 		if len(d.Problems) > 0 || d.Attention {
 			o.WithIssue++
 		}
-		valid := !d.NotAfter.IsZero() && now.Before(d.NotAfter) && !slices.Contains(d.Problems, monitor.ProblemRevoked)
-		if valid {
-			withCert++
-			if d.Online {
-				withCertOnline++
-			}
+		if validCert(d, now) {
 			p := pops[g]
 			if p == nil {
 				p = &population{Name: cmp.Or(g, "(none)")}
 				pops[g] = p
 			}
 			p.Counts[lifetimeBucket(d.NotAfter.Sub(d.NotBefore))]++
-		} else {
-			without++
-			if d.Online {
-				withoutOnline++
-			}
 		}
 	}
 	groups := keysAll(lanes)
@@ -155,10 +146,7 @@ func buildOverview(fleet []fleetDevice, hist [][]inventory.AttemptBucket, fails 
 	}
 	o.ByFamily = barsSVG("Failed attempts in 30 days by family", countBars(byFamily, sevBad))
 	o.ByCause = barsSVG("Failed attempts in 30 days by cause", countBars(byCause, sevBad))
-	o.Uptime = barsSVG("Devices online now, with and without a valid certificate", []bar{
-		{Label: "valid certificate", N: withCertOnline, Of: max(1, withCert), Severity: sevOK},
-		{Label: "no valid certificate", N: withoutOnline, Of: max(1, without), Severity: sevBad},
-	})
+	o.Uptime = barsSVG("Share of time online, devices with and without a valid certificate", uptimeBars(fleet, online, now))
 
 	for _, d := range fleet {
 		if d.Severity == sevWarn || d.Severity == sevBad || !d.NotAfter.IsZero() && d.NotAfter.Sub(now) < 14*24*time.Hour {
@@ -210,12 +198,71 @@ func (s *server) gatherOverview(ctx context.Context, group string) (overview, er
 	if err != nil {
 		return overview{}, err
 	}
+	var online []map[string]time.Duration
+	for _, w := range uptimeWindows {
+		m, err := s.cfg.Store.OnlineTime(ctx, now.Add(-w.Width), now)
+		if err != nil {
+			return overview{}, err
+		}
+		online = append(online, m)
+	}
 	completeFleet(fleet, s.cfg.Policy(), now)
-	o := buildOverview(fleet, hist, fails, group, now)
+	o := buildOverview(fleet, hist, fails, online, group, now)
 	if s.cfg.Online != nil {
 		o.Online = s.cfg.Online()
 	}
 	return o, nil
+}
+
+// uptimeWindows are the periods of the overview's "health against uptime": the share of
+// each period the devices were online, from the presence history (inventory.OnlineTime).
+var uptimeWindows = []struct {
+	Name  string
+	Width time.Duration
+}{{"24 h", 24 * time.Hour}, {"7 d", 7 * 24 * time.Hour}}
+
+// validCert reports whether d holds a certificate that works now: one that has not expired
+// and is not revoked.
+func validCert(d fleetDevice, now time.Time) bool {
+	return !d.NotAfter.IsZero() && now.Before(d.NotAfter) && !slices.Contains(d.Problems, monitor.ProblemRevoked)
+}
+
+// uptimeBars are, for each of uptimeWindows, the share of the period that the devices with
+// a valid certificate, and those without, were online: their time online (online[i], by
+// device) over the group's size times the period. A device counts whole periods, also one
+// enrolled during it.
+func uptimeBars(fleet []fleetDevice, online []map[string]time.Duration, now time.Time) []bar {
+	var out []bar
+	for i, w := range uptimeWindows {
+		var on [2]time.Duration // valid, not valid
+		var n [2]int
+		for _, d := range fleet {
+			g := 1
+			if validCert(d, now) {
+				g = 0
+			}
+			n[g]++
+			if i < len(online) {
+				on[g] += min(online[i][d.ID], w.Width)
+			}
+		}
+		for g, label := range []string{"valid certificate", "no valid one"} {
+			b := bar{Label: label + ", " + w.Name, Severity: sevOK}
+			if g == 1 {
+				b.Severity = sevBad
+			}
+			// Counted in minutes, the bars' ints.
+			b.N, b.Of = int(on[g]/time.Minute), n[g]*int(w.Width/time.Minute)
+			b.Value = fmt.Sprintf("%d device(s): none", n[g])
+			if b.Of > 0 {
+				b.Value = fmt.Sprintf("%.0f %% online, %d device(s)", 100*float64(b.N)/float64(b.Of), n[g])
+			} else {
+				b.Of = 1
+			}
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 func (s *server) overview(w http.ResponseWriter, r *http.Request) {

@@ -205,6 +205,7 @@ type bar struct {
 	N        int
 	Of       int    // the whole the bar is a share of; 0 draws N against the largest N
 	Severity string // the bar's class
+	Value    string // shown at the bar's end instead of the count or share; "" for those
 }
 
 // barsSVG draws a horizontal bar chart with the count (or the share of Of) at the end of
@@ -225,6 +226,9 @@ func barsSVG(name string, bars []bar) template.HTML {
 		if r.Of > 0 {
 			frac = float64(r.N) / float64(r.Of)
 			value = fmt.Sprintf("%.0f %% (%d of %d)", 100*frac, r.N, r.Of)
+		}
+		if r.Value != "" {
+			value = r.Value
 		}
 		bw := (w - labelW - 90) * frac
 		label := r.Label

@@ -7,8 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/monitor"
 	"github.com/hearth-pki/hearth/gateway/internal/policy"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // wellFormed fails the test unless svg is well-formed XML with one <svg> root.
@@ -91,6 +95,40 @@ func TestPlots(t *testing.T) {
 	}
 }
 
+// TestUptimeBars: the share of time online per period for devices with and without a valid
+// certificate, from each device's time online (golden plots/uptime.svg).
+func TestUptimeBars(t *testing.T) {
+	now := t0
+	fleet := []fleetDevice{
+		{DeviceSummary: protocol.DeviceSummary{ID: "a", NotAfter: now.Add(10 * day)}},
+		{DeviceSummary: protocol.DeviceSummary{ID: "b", NotAfter: now.Add(10 * day)}},
+		{DeviceSummary: protocol.DeviceSummary{ID: "expired", NotAfter: now.Add(-day)}},
+		{DeviceSummary: protocol.DeviceSummary{ID: "revoked", NotAfter: now.Add(day), Problems: []string{monitor.ProblemRevoked}}},
+	}
+	online := []map[string]time.Duration{
+		{"a": 24 * time.Hour, "b": 12 * time.Hour, "expired": 6 * time.Hour},
+		{"a": 7 * day, "b": 30 * time.Hour, "revoked": 100 * day}, // more than the period counts as all of it
+	}
+	bars := uptimeBars(fleet, online, now)
+	var got []string
+	for _, b := range bars {
+		got = append(got, b.Label+": "+b.Value)
+	}
+	want := []string{
+		"valid certificate, 24 h: 75 % online, 2 device(s)", "no valid one, 24 h: 12 % online, 2 device(s)",
+		"valid certificate, 7 d: 59 % online, 2 device(s)", "no valid one, 7 d: 50 % online, 2 device(s)",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("uptimeBars (-want +got):\n%s", diff)
+	}
+	if got := uptimeBars(nil, nil, now); got[0].Value != "0 device(s): none" {
+		t.Errorf("uptimeBars of no fleet = %+v, want none", got[0])
+	}
+	svg := string(barsSVG("Share of time online", bars))
+	wellFormed(t, "uptime", svg)
+	golden(t, "plots/uptime.svg", []byte(svg+"\n"))
+}
+
 // TestSeededTimeline draws the timeline of the seeded inventory: the whole path from the
 // inventory's rows through Judge and the policy's windows, a pure function of them and now.
 func TestSeededTimeline(t *testing.T) {
@@ -102,7 +140,7 @@ func TestSeededTimeline(t *testing.T) {
 	}
 	fleet := judgeFleet(recs, policy.Default(), t0)
 	completeFleet(fleet, policy.Default(), t0)
-	o := buildOverview(fleet, nil, nil, "family", t0)
+	o := buildOverview(fleet, nil, nil, nil, "family", t0)
 	svg := string(o.Timeline)
 	wellFormed(t, "seeded timeline", svg)
 	golden(t, "plots/timeline-seeded.svg", []byte(svg+"\n"))

@@ -148,6 +148,10 @@ type Config struct {
 	// overrides it per user name or id. Default authz.Admin.
 	IngressRole  authz.Role
 	IngressUsers map[string]authz.Role
+	// LoginRefused is called once for every refused password login (the form or HTTP basic
+	// credentials: a wrong name or password, a failed check, or a throttled attempt), for
+	// hearth_refused_logins_total{reason="dashboard"}. Nil counts nothing.
+	LoginRefused func()
 	// SessionTTL is how long a login lasts. Default DefaultSessionTTL.
 	SessionTTL time.Duration
 	Logger     *slog.Logger
