@@ -146,9 +146,9 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	if err != nil {
 		return nil, err
 	}
-	h.checker = access.New(h.store, admins, h.now)
-	h.checker.SetSupersededOverlap(cfg.SupersededOverlap)
 	h.users = h.newUsers(admins)
+	h.checker = access.New(h.store, h.users, h.now)
+	h.checker.SetSupersededOverlap(cfg.SupersededOverlap)
 	if err := h.checkDashboardLogin(ctx); err != nil {
 		return nil, err
 	}
@@ -369,22 +369,22 @@ func (h *Hub) policyPath() string {
 	return ""
 }
 
-func (h *Hub) admins() ([]access.Admin, error) {
-	var out []access.Admin
+func (h *Hub) admins() ([]authz.Account, error) {
+	var out []authz.Account
 	for _, a := range h.cfg.Admins {
-		out = append(out, access.Admin{Name: a.Name, PasswordHash: a.PasswordHash})
+		out = append(out, authz.Account{Name: a.Name, Role: authz.Admin, PasswordHash: a.PasswordHash})
 	}
 	if h.cfg.AdminPassword != "" {
 		hash, err := secret.HashPassword(h.cfg.AdminPassword)
 		if err != nil {
 			return nil, fmt.Errorf("HEARTH_ADMIN_PASSWORD: %w", err)
 		}
-		out = append(out, access.Admin{Name: "admin", PasswordHash: hash})
+		out = append(out, authz.Account{Name: "admin", Role: authz.Admin, PasswordHash: hash})
 	}
 	return out, nil
 }
 
-func adminNames(admins []access.Admin) []string {
+func adminNames(admins []authz.Account) []string {
 	var out []string
 	for _, a := range admins {
 		out = append(out, a.Name)
