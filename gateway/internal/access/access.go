@@ -10,7 +10,9 @@
 // name). A source that failed more than FreeFailures times waits, with exponential backoff,
 // before any further login; a name that failed likewise waits only for sources that failed
 // themselves, so the right token or password still works from a source that did not fail.
-// Failures are forgotten ForgetAfter the last one. A refused token login says why with a
+// Failures are forgotten ForgetAfter the last one, and survive a restart: Run stores the
+// counts that changed every SaveEvery through the inventory (its lockouts table), and Load
+// restores them at start. A refused token login says why with a
 // *Refusal (token_unknown, token_used, token_expired, locked_out), which the broker tells the
 // agent.
 //
@@ -27,6 +29,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -98,6 +101,11 @@ type Checker struct {
 
 	mu     sync.Mutex
 	tokens map[string]string // device id → hash of the token its session logged in with
+	swept  time.Time         // when Save last dropped expired entries without a change
+
+	saving  sync.Mutex          // one Save at a time
+	unsaved []inventory.Lockout // changes a failed Save could not store
+	log     *slog.Logger
 }
 
 // New returns a Checker over the inventory's tokens and certificates and people's passwords

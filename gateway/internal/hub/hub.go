@@ -149,6 +149,10 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	h.users = h.newUsers(admins)
 	h.checker = access.New(h.store, h.users, h.now)
 	h.checker.SetSupersededOverlap(cfg.SupersededOverlap)
+	h.checker.SetLogger(h.log.With("part", "login lockout"))
+	if err := h.checker.Load(ctx); err != nil {
+		return nil, err
+	}
 	if err := h.checkDashboardLogin(ctx); err != nil {
 		return nil, err
 	}
@@ -285,6 +289,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 	run("lifecycle", h.machine.Run)
 	run("broker", h.broker.Run)
+	run("login lockout", h.checker.Run)
 	run("broker certificate", h.serverCert.Run)
 	run("control socket", func(ctx context.Context) error { return control.Serve(ctx, h.control, h.admin) })
 	if h.ha != nil {

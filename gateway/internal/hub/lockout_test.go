@@ -1,14 +1,18 @@
 package hub
 
 import (
+	"context"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/access"
+	"github.com/hearth-pki/hearth/gateway/internal/config"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/secret"
 	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 	"github.com/hearth-pki/hearth/gateway/internal/testkit/hubkit"
+	"github.com/hearth-pki/hearth/protocol"
 )
 
 // clock is a hub clock the test moves by hand.
@@ -56,4 +60,94 @@ func TestUserBrokerLoginBackoff(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLockoutSurvivesHubRestart: a hub stopped and started again on the same data directory
+// (issue 15) still backs off the address that guessed enrollment tokens for a device — the
+// right token included — and the one that guessed a user's broker password, while the
+// device enrolls from another address and the user logs in from another. Real hubs, real
+// MQTT clients over TLS, the real SQLite file; the clock stands still so that the 1 s wait
+// the sixth failure imposes outlasts the restart.
+func TestLockoutSurvivesHubRestart(t *testing.T) {
+	clk := newClock(time.Now())
+	cfg := hubkit.Config(t, "")
+	h, stop := openHub(t, cfg, clk.options())
+	if err := h.store.AddUser(t.Context(), inventory.User{Name: "vera", Role: "viewer", PasswordHash: testkit.PasswordHash(userPassword), CreatedAt: clk.now()}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := h.Admin().CreateToken(t.Context(), protocol.TokenRequest{ID: "cam"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range access.FreeFailures + 1 {
+		if r := enrollFrom(t, h, "127.0.0.2", "cam", secret.NewToken()); r.Error == nil || r.Error.Code != protocol.CodeTokenUnknown {
+			t.Fatalf("bad token %d = %+v, want token_unknown", i+1, r.Error)
+		}
+		if _, err := clientFrom(t, h, "127.0.0.3", "vera", "wrong password"); err == nil {
+			t.Fatalf("wrong password %d accepted", i+1)
+		}
+	}
+	if r := enrollFrom(t, h, "127.0.0.2", "cam", tok.Token); r.Error == nil || r.Error.Code != protocol.CodeLockedOut {
+		t.Fatalf("the right token from the guessing source before the restart = %+v, want locked_out", r.Error)
+	}
+	stop()
+
+	h, _ = openHub(t, cfg, clk.options())
+	if r := enrollFrom(t, h, "127.0.0.2", "cam", tok.Token); r.Error == nil || r.Error.Code != protocol.CodeLockedOut || r.Error.RetryAfter < 1 {
+		t.Errorf("the right token from the guessing source after the restart = %+v, want locked_out with a retry_after", r.Error)
+	}
+	if _, err := clientFrom(t, h, "127.0.0.3", "vera", userPassword); err == nil {
+		t.Error("vera's password from the guessing source after the restart = accepted, want it held back")
+	}
+	if _, err := clientFrom(t, h, "127.0.0.4", "vera", userPassword); err != nil {
+		t.Errorf("vera's password from another source after the restart = %v, want accepted", err)
+	}
+	if r := enrollFrom(t, h, "127.0.0.1", "cam", tok.Token); r.Error != nil || r.Chain == "" {
+		t.Errorf("the device's own enrollment from another source after the restart = %+v, want a certificate", r.Error)
+	}
+}
+
+// openHub opens a hub for cfg and runs it; stop (also run when the test ends) stops it and
+// waits until Run returned, so that another hub can open the same data directory.
+func openHub(t *testing.T, cfg config.Config, opts Options) (*Hub, func()) {
+	t.Helper()
+	h, err := Open(t.Context(), cfg, opts)
+	if err != nil {
+		t.Fatalf("Open() = %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run() = %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return h, stop
+}
+
+// enrollFrom logs in as id with token from the address ip and sends one enrollment CSR: the
+// hub's answer.
+func enrollFrom(t *testing.T, h *Hub, ip, id, token string) protocol.Cert {
+	t.Helper()
+	c, err := clientFrom(t, h, ip, id, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(0)
+	_, csr := testkit.KeyAndCSR(t, id)
+	var reply protocol.Cert
+	raw := request(t, c, h.topics.Device(id, protocol.KindCSR), &protocol.CSR{V: 1, RequestID: "enroll-1", CSR: csr, Reason: protocol.ReasonEnroll, Time: time.Now()},
+		h.topics.Device(id, protocol.KindCert))
+	if err := protocol.Decode(raw, &reply); err != nil {
+		t.Fatal(err)
+	}
+	return reply
 }
