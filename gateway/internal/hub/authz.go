@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/access"
 	"github.com/hearth-pki/hearth/gateway/internal/authz"
 	"github.com/hearth-pki/hearth/gateway/internal/config"
+	"github.com/hearth-pki/hearth/gateway/internal/control"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -106,4 +108,24 @@ func ingressRoles(cfg config.Config) (authz.Role, map[string]authz.Role) {
 		}
 	}
 	return def, m
+}
+
+// newCLIRoles maps the control socket's OS users to roles: root and the hub's own user are
+// admins, others have their cli_roles entry (validated by config), else the role of the hub
+// user of the same name.
+func (h *Hub) newCLIRoles() control.Roles {
+	names := make(map[string]authz.Role, len(h.cfg.CLIRoles))
+	for name, r := range h.cfg.CLIRoles {
+		if role, err := authz.ParseRole(r); err == nil {
+			names[name] = role
+		}
+	}
+	return control.Roles{Owner: uint32(os.Geteuid()), Names: names, Users: func(ctx context.Context, name string) (authz.Role, bool) {
+		u, err := h.store.User(ctx, name)
+		if err != nil {
+			return 0, false
+		}
+		role, err := authz.ParseRole(u.Role)
+		return role, err == nil
+	}}
 }

@@ -58,14 +58,16 @@ type Hub struct {
 	store   *inventory.Store
 	policy  atomic.Pointer[policy.Policy]
 	checker *access.Checker
-	broker  *broker.Broker
-	issuer  *issuer.Issuer
-	machine *lifecycle.Machine
-	renewal *renewal.Scheduler
-	admin   *admin.Service
-	users   *authz.Authenticator
-	control net.Listener
-	web     net.Listener // the dashboard's, nil when it is off
+	// cliRoles gives the control socket's OS users their roles.
+	cliRoles control.Roles
+	broker   *broker.Broker
+	issuer   *issuer.Issuer
+	machine  *lifecycle.Machine
+	renewal  *renewal.Scheduler
+	admin    *admin.Service
+	users    *authz.Authenticator
+	control  net.Listener
+	web      net.Listener // the dashboard's, nil when it is off
 
 	ha   *hass.Publisher // nil without Home Assistant discovery
 	view *fleetview.View // bridge/device/<id>, bridge/devices and Home Assistant states
@@ -223,7 +225,8 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	if _, err := h.applyPolicy(ctx, pol, "hub start"); err != nil {
 		return nil, fmt.Errorf("record policy: %w", err)
 	}
-	if h.control, err = control.Listen(cfg.SocketPath()); err != nil {
+	h.cliRoles = h.newCLIRoles()
+	if h.control, err = control.Listen(cfg.SocketPath(), h.cliRoles.Shared()); err != nil {
 		return nil, err
 	}
 	closers = append(closers, h.control.Close)
@@ -291,7 +294,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	run("broker", h.broker.Run)
 	run("login lockout", h.checker.Run)
 	run("broker certificate", h.serverCert.Run)
-	run("control socket", func(ctx context.Context) error { return control.Serve(ctx, h.control, h.admin) })
+	run("control socket", func(ctx context.Context) error { return control.Serve(ctx, h.control, h.admin, h.cliRoles) })
 	if h.ha != nil {
 		run("home assistant", h.ha.Run)
 	}
