@@ -129,6 +129,9 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	if h.ca, err = ca.Open(cfg.CADir(), pass, h.now()); err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)
 	}
+	if err := h.dropGeneratedPassphrase(pass, src); err != nil {
+		return nil, err
+	}
 	pol, err := h.loadPolicy()
 	if err != nil {
 		return nil, err
