@@ -95,9 +95,10 @@ type Checker struct {
 	// overlap is how long a superseded certificate still logs in (SetSupersededOverlap).
 	overlap time.Duration
 
-	sources *rate.Backoff // failed logins by source, tokens and passwords alike
-	ids     *rate.Backoff // failed token logins by device id
-	names   *rate.Backoff // failed password logins by name
+	sources *rate.Backoff            // failed logins by source, tokens and passwords alike
+	ids     *rate.Backoff            // failed token logins by device id
+	names   *rate.Backoff            // failed password logins by name
+	kept    map[string]*rate.Backoff // further counts Run saves and Load restores (Keep)
 
 	mu     sync.Mutex
 	tokens map[string]string // device id → hash of the token its session logged in with

@@ -24,7 +24,21 @@ const (
 )
 
 func (c *Checker) counts() map[string]*rate.Backoff {
-	return map[string]*rate.Backoff{kindSource: c.sources, kindDevice: c.ids, kindUser: c.names}
+	m := map[string]*rate.Backoff{kindSource: c.sources, kindDevice: c.ids, kindUser: c.names}
+	for kind, b := range c.kept {
+		m[kind] = b
+	}
+	return m
+}
+
+// Keep adds another count of failed logins the hub keeps across restarts with the
+// lockout's, under kind (the dashboard's login throttle: "dashboard"; not one of "source",
+// "device", "user"). Call it before Load and Run.
+func (c *Checker) Keep(kind string, b *rate.Backoff) {
+	if c.kept == nil {
+		c.kept = map[string]*rate.Backoff{}
+	}
+	c.kept[kind] = b
 }
 
 // Load restores the lockout the inventory kept (SaveLockouts), so a restart does not

@@ -58,6 +58,8 @@ type Hub struct {
 	store   *inventory.Store
 	policy  atomic.Pointer[policy.Policy]
 	checker *access.Checker
+	// throttle holds the dashboard's failed logins, kept across restarts with the lockout.
+	throttle *authz.Throttle
 	// cliRoles gives the control socket's OS users their roles.
 	cliRoles control.Roles
 	broker   *broker.Broker
@@ -155,6 +157,8 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	h.checker = access.New(h.store, h.users, h.now)
 	h.checker.SetSupersededOverlap(cfg.SupersededOverlap)
 	h.checker.SetLogger(h.log.With("part", "login lockout"))
+	h.throttle = authz.NewThrottle(h.now)
+	h.checker.Keep("dashboard", h.throttle.Backoff())
 	if err := h.checker.Load(ctx); err != nil {
 		return nil, err
 	}
@@ -340,7 +344,7 @@ func (h *Hub) dashboard() http.Handler {
 	wc := web.Config{Admin: h.admin, Store: h.store, Online: h.onlineCount, Version: h.version, Now: h.now,
 		CA:           web.CAInfo{RootNotAfter: h.ca.Root().NotAfter, IntermediateNotAfter: h.ca.Intermediate().NotAfter, Fingerprint: h.ca.Fingerprint()},
 		TrustIngress: h.cfg.Addon, AllowedHosts: h.cfg.Hostnames, Logger: h.log.With("part", "web"),
-		Policy: h.policy.Load, Notify: h.notify, Metrics: h.metrics.Handler(), CRL: h.crl}
+		Policy: h.policy.Load, Notify: h.notify, Metrics: h.metrics.Handler(), CRL: h.crl, Throttle: h.throttle}
 	if h.cfg.HTTPAuth != config.HTTPAuthNone {
 		wc.Users = h.users
 	}

@@ -2,11 +2,14 @@ package hub
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/access"
+	"github.com/hearth-pki/hearth/gateway/internal/authz"
 	"github.com/hearth-pki/hearth/gateway/internal/config"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/secret"
@@ -65,7 +68,8 @@ func TestUserBrokerLoginBackoff(t *testing.T) {
 // TestLockoutSurvivesHubRestart: a hub stopped and started again on the same data directory
 // (issue 15) still backs off the address that guessed enrollment tokens for a device — the
 // right token included — and the one that guessed a user's broker password, while the
-// device enrolls from another address and the user logs in from another. Real hubs, real
+// device enrolls from another address and the user logs in from another; the dashboard's
+// login throttle is kept too. Real hubs, real
 // MQTT clients over TLS, the real SQLite file; the clock stands still so that the 1 s wait
 // the sixth failure imposes outlasts the restart.
 func TestLockoutSurvivesHubRestart(t *testing.T) {
@@ -90,9 +94,22 @@ func TestLockoutSurvivesHubRestart(t *testing.T) {
 	if r := enrollFrom(t, h, "127.0.0.2", "cam", tok.Token); r.Error == nil || r.Error.Code != protocol.CodeLockedOut {
 		t.Fatalf("the right token from the guessing source before the restart = %+v, want locked_out", r.Error)
 	}
+	// The dashboard's login throttle too (HTTP basic credentials on the JSON API).
+	srv := httptest.NewServer(h.dashboard())
+	for i := range authz.FreeFailures + 1 {
+		if code := basicLogin(t, srv.URL, "vera", "wrong password"); code != http.StatusUnauthorized {
+			t.Fatalf("dashboard login %d with a wrong password = %d, want 401", i+1, code)
+		}
+	}
+	srv.Close()
 	stop()
 
 	h, _ = openHub(t, cfg, clk.options())
+	srv = httptest.NewServer(h.dashboard())
+	defer srv.Close()
+	if code := basicLogin(t, srv.URL, "vera", userPassword); code != http.StatusTooManyRequests {
+		t.Errorf("vera's right password on the dashboard after the restart = %d, want 429: the throttle was forgotten", code)
+	}
 	if r := enrollFrom(t, h, "127.0.0.2", "cam", tok.Token); r.Error == nil || r.Error.Code != protocol.CodeLockedOut || r.Error.RetryAfter < 1 {
 		t.Errorf("the right token from the guessing source after the restart = %+v, want locked_out with a retry_after", r.Error)
 	}
@@ -150,4 +167,18 @@ func enrollFrom(t *testing.T, h *Hub, ip, id, token string) protocol.Cert {
 		t.Fatal(err)
 	}
 	return reply
+}
+
+// basicLogin asks the dashboard's JSON API for the device list with HTTP basic credentials:
+// the status.
+func basicLogin(t *testing.T, base, user, password string) int {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/api/devices", nil)
+	req.SetBasicAuth(user, password)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
