@@ -1,8 +1,8 @@
 // Package access decides who may connect to the hub's broker: devices by certificate,
 // enrolling devices by one-time token, people (configured admins, the hub's users) by
-// password. It implements the broker's Auth interface over the inventory and remembers, for the issuer, which token an enrolling
-// session logged in with (the token is consumed only when a certificate is issued, so a
-// refused CSR does not burn it).
+// password. It implements the broker's Auth interface over the inventory and remembers, for
+// the issuer, which token an enrolling session logged in with (the token is consumed only
+// when a certificate is issued, so a refused CSR does not burn it).
 //
 // Failed logins lock out without letting anyone lock out a device or an admin
 // (protocol/README.md, "Why an enrollment login was refused"; issue 15): failures are counted
@@ -12,9 +12,8 @@
 // themselves, so the right token or password still works from a source that did not fail.
 // Failures are forgotten ForgetAfter the last one, and survive a restart: Run stores the
 // counts that changed every SaveEvery through the inventory (its lockouts table), and Load
-// restores them at start. A refused token login says why with a
-// *Refusal (token_unknown, token_used, token_expired, locked_out), which the broker tells the
-// agent.
+// restores them at start. A refused token login says why with a *Refusal (token_unknown,
+// token_used, token_expired, locked_out), which the broker tells the agent.
 //
 // People log in by password: the configured admins and the hub's users (authz.Authenticator,
 // one PBKDF2 of 600,000 iterations per check, against a dummy hash when the name is nobody's,
@@ -215,9 +214,10 @@ func (c *Checker) Admin(ctx context.Context, username, password string) bool {
 
 // Password checks a person's password login from the source in ctx, configured admin and hub
 // user alike. A token-shaped password is an enrollment: ErrEnrollment at once, unchecked. A
-// source the lockout makes wait gets an error wrapping ErrLockedOut, unchecked. Any other login takes exactly one Authenticate call — the same work whether the
-// name exists or not — and a wrong password (authz.ErrBadLogin) counts for the source and
-// the name; an error checking it counts for neither.
+// source the lockout makes wait gets an error wrapping ErrLockedOut, unchecked. Any other
+// login takes exactly one Authenticate call — the same work whether the name exists or not —
+// and a wrong password (authz.ErrBadLogin) counts for the source and the name; an error
+// checking it counts for neither.
 func (c *Checker) Password(ctx context.Context, name, password string) (authz.Principal, error) {
 	if secret.IsToken(password) {
 		return authz.Principal{}, ErrEnrollment

@@ -58,18 +58,19 @@ type Hub struct {
 	store   *inventory.Store
 	policy  atomic.Pointer[policy.Policy]
 	checker *access.Checker
+	broker  *broker.Broker
+	issuer  *issuer.Issuer
+	machine *lifecycle.Machine
+	renewal *renewal.Scheduler
+	admin   *admin.Service
+	users   *authz.Authenticator
+	control net.Listener
+	web     net.Listener // the dashboard's, nil when it is off
+
 	// throttle holds the dashboard's failed logins, kept across restarts with the lockout.
 	throttle *authz.Throttle
 	// cliRoles gives the control socket's OS users their roles.
 	cliRoles control.Roles
-	broker   *broker.Broker
-	issuer   *issuer.Issuer
-	machine  *lifecycle.Machine
-	renewal  *renewal.Scheduler
-	admin    *admin.Service
-	users    *authz.Authenticator
-	control  net.Listener
-	web      net.Listener // the dashboard's, nil when it is off
 
 	ha   *hass.Publisher // nil without Home Assistant discovery
 	view *fleetview.View // bridge/device/<id>, bridge/devices and Home Assistant states
