@@ -2,11 +2,17 @@ package hub
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/hearth-pki/hearth/gateway/internal/access"
 	"github.com/hearth-pki/hearth/gateway/internal/authz"
@@ -34,31 +40,34 @@ func (c *clock) options() Options    { return Options{Version: "test", Now: c.no
 // address; the same holds for the configured admin. Real MQTT clients over TLS.
 func TestUserBrokerLoginBackoff(t *testing.T) {
 	clk := newClock(time.Now())
-	h := runHub(t, hubkit.Config(t, ""), clk.options())
+	// A configured admin with a cheap hash (HEARTH_ADMIN_PASSWORD's costs 600,000 iterations,
+	// seconds under the race detector).
+	cfg := hubkit.Config(t, fmt.Sprintf("admins: [{name: root, password_hash: %q}]\n", testkit.PasswordHash(userPassword)))
+	h := runHub(t, cfg, clk.options())
 	if err := h.store.AddUser(t.Context(), inventory.User{Name: "vera", Role: "viewer", PasswordHash: testkit.PasswordHash(userPassword), CreatedAt: clk.now()}); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ user, password, attacker, clean string }{
 		{"vera", userPassword, "127.0.0.3", "127.0.0.4"},
-		{"admin", hubkit.AdminPassword, "127.0.0.5", "127.0.0.6"},
+		{"root", userPassword, "127.0.0.5", "127.0.0.6"},
 	} {
 		t.Run(tc.user, func(t *testing.T) {
-			if _, err := clientFrom(t, h, tc.attacker, tc.user, tc.password); err != nil {
+			if _, err := loginFrom(t, h, tc.attacker, tc.user, tc.password); err != nil {
 				t.Fatalf("the right password before any failure = %v, want accepted", err)
 			}
 			for i := range access.FreeFailures + 1 {
-				if _, err := clientFrom(t, h, tc.attacker, tc.user, "wrong password"); err == nil {
+				if _, err := loginFrom(t, h, tc.attacker, tc.user, "wrong password"); err == nil {
 					t.Fatalf("wrong password %d accepted", i+1)
 				}
 			}
-			if _, err := clientFrom(t, h, tc.attacker, tc.user, tc.password); err == nil {
+			if _, err := loginFrom(t, h, tc.attacker, tc.user, tc.password); err == nil {
 				t.Errorf("the right password from the source that failed %d times = accepted, want it held back", access.FreeFailures+1)
 			}
-			if _, err := clientFrom(t, h, tc.clean, tc.user, tc.password); err != nil {
+			if _, err := loginFrom(t, h, tc.clean, tc.user, tc.password); err != nil {
 				t.Errorf("the right password from another source = %v, want accepted: the backoff locked %s out", err, tc.user)
 			}
 			clk.add(access.FirstWait)
-			if _, err := clientFrom(t, h, tc.attacker, tc.user, tc.password); err != nil {
+			if _, err := loginFrom(t, h, tc.attacker, tc.user, tc.password); err != nil {
 				t.Errorf("the right password once the wait passed = %v, want accepted", err)
 			}
 		})
@@ -87,7 +96,7 @@ func TestLockoutSurvivesHubRestart(t *testing.T) {
 		if r := enrollFrom(t, h, "127.0.0.2", "cam", secret.NewToken()); r.Error == nil || r.Error.Code != protocol.CodeTokenUnknown {
 			t.Fatalf("bad token %d = %+v, want token_unknown", i+1, r.Error)
 		}
-		if _, err := clientFrom(t, h, "127.0.0.3", "vera", "wrong password"); err == nil {
+		if _, err := loginFrom(t, h, "127.0.0.3", "vera", "wrong password"); err == nil {
 			t.Fatalf("wrong password %d accepted", i+1)
 		}
 	}
@@ -113,10 +122,10 @@ func TestLockoutSurvivesHubRestart(t *testing.T) {
 	if r := enrollFrom(t, h, "127.0.0.2", "cam", tok.Token); r.Error == nil || r.Error.Code != protocol.CodeLockedOut || r.Error.RetryAfter < 1 {
 		t.Errorf("the right token from the guessing source after the restart = %+v, want locked_out with a retry_after", r.Error)
 	}
-	if _, err := clientFrom(t, h, "127.0.0.3", "vera", userPassword); err == nil {
+	if _, err := loginFrom(t, h, "127.0.0.3", "vera", userPassword); err == nil {
 		t.Error("vera's password from the guessing source after the restart = accepted, want it held back")
 	}
-	if _, err := clientFrom(t, h, "127.0.0.4", "vera", userPassword); err != nil {
+	if _, err := loginFrom(t, h, "127.0.0.4", "vera", userPassword); err != nil {
 		t.Errorf("vera's password from another source after the restart = %v, want accepted", err)
 	}
 	if r := enrollFrom(t, h, "127.0.0.1", "cam", tok.Token); r.Error != nil || r.Chain == "" {
@@ -154,7 +163,7 @@ func openHub(t *testing.T, cfg config.Config, opts Options) (*Hub, func()) {
 // hub's answer.
 func enrollFrom(t *testing.T, h *Hub, ip, id, token string) protocol.Cert {
 	t.Helper()
-	c, err := clientFrom(t, h, ip, id, token)
+	c, err := loginFrom(t, h, ip, id, token)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,4 +190,22 @@ func basicLogin(t *testing.T, base, user, password string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// loginFrom is clientFrom with room for a loaded machine: a password login from the address
+// ip, as id with password.
+func loginFrom(t *testing.T, h *Hub, ip, id, password string) (mqtt.Client, error) {
+	t.Helper()
+	roots := x509.NewCertPool()
+	roots.AddCert(h.ca.Root())
+	opts := mqtt.NewClientOptions().AddBroker("tls://" + h.BrokerAddr().String()).SetClientID(id).
+		SetTLSConfig(&tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12}).
+		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(30 * time.Second).SetUsername(id).SetPassword(password).
+		SetDialer(&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 30 * time.Second})
+	c := mqtt.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(60*time.Second) || tok.Error() != nil {
+		return nil, fmt.Errorf("login from %s: %v", ip, tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return c, nil
 }
