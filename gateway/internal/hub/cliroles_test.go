@@ -56,7 +56,7 @@ func TestHelperControlClient(t *testing.T) {
 func TestCLIRoles(t *testing.T) {
 	if os.Geteuid() != 0 {
 		if testkit.InCI() {
-			t.Fatal("TestCLIRoles runs clients as other OS users and needs root; in CI it must run")
+			t.Fatal("TestCLIRoles runs clients as other OS users and needs root; CI runs as root")
 		}
 		t.Skip("TestCLIRoles runs clients as other OS users: run it as root")
 	}
