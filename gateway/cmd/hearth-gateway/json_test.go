@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -32,13 +33,13 @@ func (h cannedHub) DoAs(_ context.Context, _ authz.Principal, op string, payload
 // startCannedHub serves h on the control socket of a new data directory.
 func startCannedHub(t *testing.T, h cannedHub) string {
 	data := t.TempDir()
-	l, err := control.Listen(filepath.Join(data, "hearth.sock"))
+	l, err := control.Listen(filepath.Join(data, "hearth.sock"), false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { control.Serve(ctx, l, h); close(done) }()
+	go func() { control.Serve(ctx, l, h, control.Roles{Owner: uint32(os.Geteuid())}); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return data
 }

@@ -50,13 +50,13 @@ func startManualHub(t *testing.T) *manualHub {
 	iss := issuer.New(issuer.Config{CA: authority, Store: store, Now: clock})
 	svc := admin.New(admin.Config{Store: store, CA: authority, Broker: nopBroker{}, Issuer: iss, Now: clock})
 	sock := filepath.Join(data, "hearth.sock")
-	l, err := control.Listen(sock)
+	l, err := control.Listen(sock, false)
 	if err != nil {
 		t.Fatalf("control.Listen(%s) = %v", sock, err)
 	}
 	done := make(chan error, 1)
 	ctx := t.Context()
-	go func() { done <- control.Serve(ctx, l, svc) }()
+	go func() { done <- control.Serve(ctx, l, svc, control.Roles{Owner: uint32(os.Geteuid())}) }()
 	t.Cleanup(func() {
 		if err := <-done; err != nil {
 			t.Errorf("control.Serve() = %v", err)

@@ -1,23 +1,25 @@
 // Package access decides who may connect to the hub's broker: devices by certificate,
-// enrolling devices by one-time token, admins by password. It implements the broker's Auth
-// interface over the inventory and remembers, for the issuer, which token an enrolling
-// session logged in with (the token is consumed only when a certificate is issued, so a
-// refused CSR does not burn it).
+// enrolling devices by one-time token, people (configured admins, the hub's users) by
+// password. It implements the broker's Auth interface over the inventory and remembers, for
+// the issuer, which token an enrolling session logged in with (the token is consumed only
+// when a certificate is issued, so a refused CSR does not burn it).
 //
 // Failed logins lock out without letting anyone lock out a device or an admin
 // (protocol/README.md, "Why an enrollment login was refused"; issue 15): failures are counted
-// per source (broker.Source: an IPv4 address or an IPv6 /64) and per name (device id, admin
+// per source (broker.Source: an IPv4 address or an IPv6 /64) and per name (device id, user
 // name). A source that failed more than FreeFailures times waits, with exponential backoff,
 // before any further login; a name that failed likewise waits only for sources that failed
 // themselves, so the right token or password still works from a source that did not fail.
-// Failures are forgotten ForgetAfter the last one. A refused token login says why with a
-// *Refusal (token_unknown, token_used, token_expired, locked_out), which the broker tells the
-// agent.
+// Failures are forgotten ForgetAfter the last one, and survive a restart: Run stores the
+// counts that changed every SaveEvery through the inventory (its lockouts table), and Load
+// restores them at start. A refused token login says why with a *Refusal (token_unknown,
+// token_used, token_expired, locked_out), which the broker tells the agent.
 //
-// Admin passwords cost a PBKDF2 of 600,000 iterations. Admin computes one for every password
-// login that is not token-shaped, with a stand-in hash when the name is no admin's, so the
-// time taken does not tell admin names from others; token-shaped passwords (secret.IsToken)
-// are enrollments and never reach PBKDF2.
+// People log in by password: the configured admins and the hub's users (authz.Authenticator,
+// one PBKDF2 of 600,000 iterations per check, against a dummy hash when the name is nobody's,
+// so the time taken does not tell names from others). Password applies the lockout above to
+// every such login, configured admin or user alike, before the check; token-shaped
+// passwords (secret.IsToken) are enrollments and never reach PBKDF2.
 //
 // A Checker is safe for concurrent use.
 package access
@@ -26,9 +28,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/hearth-pki/hearth/gateway/internal/authz"
 	"github.com/hearth-pki/hearth/gateway/internal/broker"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/rate"
@@ -75,54 +79,45 @@ func (r *Refusal) Reason() (protocol.Code, time.Duration) { return r.Code, r.Ret
 
 var _ broker.Refusal = (*Refusal)(nil)
 
-// Admin is an administrator login: a name and a hash from secret.HashPassword.
-type Admin struct {
-	Name         string
-	PasswordHash string
+// Authenticator checks a person's password (authz.Authenticator implements it): the
+// principal, or an error wrapping authz.ErrBadLogin after the same work whether the name
+// exists or not; any other error means the password could not be checked.
+type Authenticator interface {
+	Authenticate(ctx context.Context, name, password string) (authz.Principal, error)
 }
 
 // Checker answers the broker's authentication questions.
 type Checker struct {
 	store  *inventory.Store
-	admins map[string]string
+	people Authenticator
 	now    func() time.Time
-	// standIn is the hash checked for a name that is no admin's, so that such a login costs
-	// what an admin's does.
-	standIn string
-	// check checks a password against a hash (secret.CheckPassword; tests count its calls).
-	check func(hash, password string) bool
 	// overlap is how long a superseded certificate still logs in (SetSupersededOverlap).
 	overlap time.Duration
 
-	sources *rate.Backoff // failed logins by source, tokens and passwords alike
-	ids     *rate.Backoff // failed token logins by device id
-	names   *rate.Backoff // failed admin logins by name
+	sources *rate.Backoff            // failed logins by source, tokens and passwords alike
+	ids     *rate.Backoff            // failed token logins by device id
+	names   *rate.Backoff            // failed password logins by name
+	kept    map[string]*rate.Backoff // further counts Run saves and Load restores (Keep)
 
 	mu     sync.Mutex
 	tokens map[string]string // device id → hash of the token its session logged in with
+	swept  time.Time         // when Save last dropped expired entries without a change
+
+	saving  sync.Mutex          // one Save at a time
+	unsaved []inventory.Lockout // changes a failed Save could not store
+	log     *slog.Logger
 }
 
-// New returns a Checker. now defaults to time.Now.
-func New(store *inventory.Store, admins []Admin, now func() time.Time) *Checker {
+// New returns a Checker over the inventory's tokens and certificates and people's passwords
+// (nil: no password login succeeds). now defaults to time.Now.
+func New(store *inventory.Store, people Authenticator, now func() time.Time) *Checker {
 	if now == nil {
 		now = time.Now
-	}
-	m := make(map[string]string, len(admins))
-	iterations := 0
-	for _, a := range admins {
-		m[a.Name] = a.PasswordHash
-		iterations = max(iterations, secret.Iterations(a.PasswordHash))
-	}
-	// The stand-in costs what the admins' hashes cost (the most expensive of them). Without
-	// admins there is no name to hide, and no password is checked.
-	var standIn string
-	if len(admins) > 0 {
-		standIn = secret.StandIn(iterations)
 	}
 	backoff := func() *rate.Backoff {
 		return rate.NewBackoff(rate.BackoffConfig{Free: FreeFailures, Base: FirstWait, Max: MaxWait, Forget: ForgetAfter})
 	}
-	return &Checker{store: store, admins: m, now: now, standIn: standIn, overlap: DefaultSupersededOverlap, check: secret.CheckPassword,
+	return &Checker{store: store, people: people, now: now, overlap: DefaultSupersededOverlap,
 		sources: backoff(), ids: backoff(), names: backoff(), tokens: map[string]string{}}
 }
 
@@ -206,34 +201,42 @@ func (c *Checker) TokenHash(deviceID string) string {
 	return c.tokens[deviceID]
 }
 
-// IsAdmin reports whether name is an admin login, so the broker can tell an admin from an
-// enrolling device before checking the password.
-func (c *Checker) IsAdmin(name string) bool {
-	_, ok := c.admins[name]
-	return ok
+// ErrEnrollment is Password's answer to a token-shaped password: an enrollment, which Token
+// decides (and counts).
+var ErrEnrollment = errors.New("the password is an enrollment token")
+
+// Admin reports whether username and password are a person's credentials (broker.Auth): a
+// configured admin's or a hub user's; Password decides.
+func (c *Checker) Admin(ctx context.Context, username, password string) bool {
+	_, err := c.Password(ctx, username, password)
+	return err == nil
 }
 
-// Admin checks an admin's password. A token-shaped password is an enrollment: false at once.
-// Any other takes one PBKDF2, against the admin's hash or a stand-in when name is no admin's
-// (the same path, so the same time), unless the lockout makes the source wait; a failure
-// counts for the source and the name.
-func (c *Checker) Admin(ctx context.Context, name, password string) bool {
-	if secret.IsToken(password) || len(c.admins) == 0 {
-		return false
+// Password checks a person's password login from the source in ctx, configured admin and hub
+// user alike. A token-shaped password is an enrollment: ErrEnrollment at once, unchecked. A
+// source the lockout makes wait gets an error wrapping ErrLockedOut, unchecked. Any other
+// login takes exactly one Authenticate call — the same work whether the name exists or not —
+// and a wrong password (authz.ErrBadLogin) counts for the source and the name; an error
+// checking it counts for neither.
+func (c *Checker) Password(ctx context.Context, name, password string) (authz.Principal, error) {
+	if secret.IsToken(password) {
+		return authz.Principal{}, ErrEnrollment
 	}
 	now, src := c.now(), broker.Source(ctx)
-	if c.wait(c.names, src, name, now) > 0 {
-		return false
+	if w := c.wait(c.names, src, name, now); w > 0 {
+		return authz.Principal{}, fmt.Errorf("%w: source %s, user %q, for %s", ErrLockedOut, src, name, w.Round(time.Second))
 	}
-	hash, ok := c.admins[name]
-	if !ok {
-		hash = c.standIn
+	if c.people == nil {
+		return authz.Principal{}, authz.ErrBadLogin
 	}
-	if c.check(hash, password) && ok {
+	p, err := c.people.Authenticate(ctx, name, password)
+	switch {
+	case err == nil:
 		c.names.Reset(name)
-		return true
+		return p, nil
+	case errors.Is(err, authz.ErrBadLogin):
+		c.sources.Fail(src, now)
+		c.names.Fail(name, now)
 	}
-	c.sources.Fail(src, now)
-	c.names.Fail(name, now)
-	return false
+	return authz.Principal{}, err
 }

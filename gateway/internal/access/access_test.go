@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
+	"github.com/hearth-pki/hearth/gateway/internal/authz"
 	"github.com/hearth-pki/hearth/gateway/internal/broker"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/secret"
+	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 	"github.com/hearth-pki/hearth/gateway/internal/testkit/hubkit"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -133,60 +134,76 @@ func TestTokenRefusalCodes(t *testing.T) {
 	}
 }
 
-// TestAdmin checks admin logins: the same code path, one password check, whether the name
-// is an admin's or not; no check at all for a token; and the lockout per source and name.
-func TestAdmin(t *testing.T) {
-	hash, err := secret.HashPasswordIterations("correct horse", 1000) // cheap, for the race detector
-	if err != nil {
+// counting counts the password checks an Authenticator is asked for.
+type counting struct {
+	Authenticator
+	names []string
+}
+
+func (c *counting) Authenticate(ctx context.Context, name, password string) (authz.Principal, error) {
+	c.names = append(c.names, name)
+	return c.Authenticator.Authenticate(ctx, name, password)
+}
+
+// TestPassword checks password logins of people, a configured admin and a hub user of the
+// inventory alike (issue 15): one password check whether the name exists or not, none for a
+// token; the lockout per source and per name for both kinds of account, and the right
+// password still working from a source that did not fail.
+func TestPassword(t *testing.T) {
+	ctx := t.Context()
+	store := hubkit.Store(t)
+	hash := testkit.PasswordHash("correct horse")
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	if err := store.AddUser(ctx, inventory.User{Name: "vera", Role: "viewer", PasswordHash: hash, CreatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	c := New(nil, []Admin{{Name: "admin", PasswordHash: hash}}, func() time.Time { return now })
-	var checked []string
-	c.check = func(h, pw string) bool {
-		checked = append(checked, h)
-		return secret.CheckPassword(h, pw)
-	}
-	ctx := sourced(t.Context(), "192.0.2.1/32")
+	people := &counting{Authenticator: authz.NewAuthenticator([]authz.Account{{Name: "admin", Role: authz.Admin, PasswordHash: hash}}, authz.Inventory(store))}
+	c := New(store, people, func() time.Time { return now })
+	src := sourced(ctx, "192.0.2.1/32")
 	for _, tt := range []struct {
 		name, user, pw string
-		want           bool
-		checkedHash    string
+		want           authz.Principal
+		wantErr        error
+		checks         int
 	}{
-		{"right", "admin", "correct horse", true, hash},
-		{"wrong password", "admin", "wrong", false, hash},
-		{"no such admin", "root", "correct horse", false, c.standIn},
-		{"no such admin, a device id", "cam", "whatever", false, c.standIn},
-		{"a token", "cam", secret.NewToken(), false, ""},
+		{"configured admin", "admin", "correct horse", authz.Principal{Name: "user:admin", Role: authz.Admin}, nil, 1},
+		{"hub user", "vera", "correct horse", authz.Principal{Name: "user:vera", Role: authz.Viewer}, nil, 1},
+		{"admin, wrong password", "admin", "wrong", authz.Principal{}, authz.ErrBadLogin, 1},
+		{"user, wrong password", "vera", "wrong", authz.Principal{}, authz.ErrBadLogin, 1},
+		{"nobody's name", "root", "correct horse", authz.Principal{}, authz.ErrBadLogin, 1},
+		{"a token", "cam", secret.NewToken(), authz.Principal{}, ErrEnrollment, 0},
 	} {
-		checked = nil
-		if got := c.Admin(ctx, tt.user, tt.pw); got != tt.want {
-			t.Errorf("%s: Admin(%q) = %v, want %v", tt.name, tt.user, got, tt.want)
+		people.names = nil
+		got, err := c.Password(src, tt.user, tt.pw)
+		if got != tt.want || !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
+			t.Errorf("%s: Password(%q) = %v, %v, want %v, %v", tt.name, tt.user, got, err, tt.want, tt.wantErr)
 		}
-		want := []string{tt.checkedHash}
-		if tt.checkedHash == "" {
-			want = nil
+		if len(people.names) != tt.checks {
+			t.Errorf("%s: %d password checks, want %d", tt.name, len(people.names), tt.checks)
 		}
-		if !slices.Equal(checked, want) {
-			t.Errorf("%s: password checks %d (%v), want %d against %v", tt.name, len(checked), checked, len(want), want)
+		if c.Admin(src, tt.user, tt.pw) != (tt.wantErr == nil) {
+			t.Errorf("%s: Admin(%q) disagrees with Password", tt.name, tt.user)
 		}
 	}
-	if !c.IsAdmin("admin") || c.IsAdmin("cam") {
-		t.Error("IsAdmin() wrong")
+	// Failures of one source for a name lock the name out there, not everywhere.
+	for _, user := range []string{"admin", "vera"} {
+		t.Run(user, func(t *testing.T) {
+			attacker := sourced(ctx, "198.51.100.7/32")
+			for range FreeFailures + 1 {
+				c.Password(attacker, user, "guess")
+			}
+			people.names = nil
+			if _, err := c.Password(attacker, user, "correct horse"); !errors.Is(err, ErrLockedOut) || len(people.names) != 0 {
+				t.Errorf("the right password from a locked-out source = %v after %d checks, want ErrLockedOut unchecked", err, len(people.names))
+			}
+			if _, err := c.Password(sourced(ctx, "203.0.113.9/32"), user, "correct horse"); err != nil {
+				t.Errorf("the right password from a clean source = %v: the lockout locked %s out", err, user)
+			}
+		})
 	}
-	if got, want := secret.Iterations(c.standIn), secret.Iterations(hash); got != want {
-		t.Errorf("the stand-in hash has %d iterations, the admin's %d: an unknown name would be faster", got, want)
-	}
-	// The failures above were 3 from 192.0.2.1; more lock it out, not another source.
-	for range FreeFailures {
-		c.Admin(ctx, "admin", "guess")
-	}
-	checked = nil
-	if c.Admin(ctx, "admin", "correct horse") || len(checked) != 0 {
-		t.Errorf("the right password from a locked-out source: allowed or checked (%d checks), want refused unchecked", len(checked))
-	}
-	if !c.Admin(sourced(t.Context(), "198.51.100.1/32"), "admin", "correct horse") {
-		t.Error("the right password from a clean source is refused: the lockout locked the admin out")
+	// Without people nothing logs in, and nothing is checked.
+	if ok := New(store, nil, nil).Admin(src, "admin", "correct horse"); ok {
+		t.Error("Admin without an Authenticator = true")
 	}
 }
 

@@ -100,9 +100,9 @@ type Config struct {
 	// quota_exceeded, so renew spam cannot keep a device renewing. Default
 	// DefaultRenewCooldown; negative: none.
 	RenewCooldown time.Duration
-	// RenewCooldownExempt lists the actors the cool-down does not hold: the hub passes the
-	// CLI's ("cli"), whose control socket (0600) only the hub's own user reaches, and who can
-	// do anything to the hub anyway.
+	// RenewCooldownExempt lists the actors the cool-down does not hold when they are admins:
+	// the hub passes the CLI's ("cli"), whose admins are root and the hub's own user, who can
+	// do anything to the hub anyway (an OS user with a lesser role from cli_roles is held).
 	RenewCooldownExempt []string
 	// ApplyPolicy puts a policy (its YAML) in force and keeps it (the policy file), returning
 	// what changed: policy/apply and approved policy changes.
@@ -251,7 +251,7 @@ func (s *Service) Do(ctx context.Context, actor, op string, payload []byte) prot
 	}
 	_ = json.Unmarshal(payload, &base)
 	ctx = inventory.WithActor(ctx, actor)
-	if s.exempt(actor) {
+	if s.exempt(actor) && principalFrom(ctx).Role == authz.Admin {
 		ctx = context.WithValue(ctx, exemptKey{}, true)
 	}
 	data, err := s.do(ctx, op, payload)

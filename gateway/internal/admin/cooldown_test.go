@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/admin"
+	"github.com/hearth-pki/hearth/gateway/internal/authz"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/renewal"
 	"github.com/hearth-pki/hearth/protocol"
@@ -62,6 +63,10 @@ func TestRenewCooldown(t *testing.T) {
 	// The CLI on the hub's own control socket is not held.
 	if r := renew("cli", "plug"); r.Status != "ok" {
 		t.Errorf("renew from the CLI within the cool-down = %+v, want ok (exempt)", r)
+	}
+	// An OS user with the operator role from cli_roles is held like anyone else.
+	if r := s.DoAs(t.Context(), authz.Principal{Name: "cli:bob", Role: authz.Operator}, "device/renew", []byte(`{"id":"plug"}`)); r.Code != protocol.CodeQuotaExceeded {
+		t.Errorf("renew from a CLI operator within the cool-down = %+v, want quota_exceeded", r)
 	}
 	if r := renew("ha", "lamp"); r.Status != "ok" {
 		t.Errorf("another device's renew = %+v, want ok: the cool-down is per device", r)

@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -149,12 +150,12 @@ func TestThrottle(t *testing.T) {
 func TestThrottleForgets(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	th := NewThrottle(func() time.Time { return now })
-	for i := range minSweep {
-		th.Fail(string(rune('a'+i%26)) + time.Duration(i).String())
+	for i := range 1000 {
+		th.Fail(fmt.Sprint("ip:", i))
 	}
 	now = now.Add(Forget)
 	th.Fail("fresh")
-	if n := len(th.keys); n != 1 {
-		t.Errorf("keys after %d idle ones aged %v = %d, want 1", minSweep, Forget, n)
+	if n := th.Backoff().Len(now); n != 1 {
+		t.Errorf("keys after 1000 idle ones aged %v = %d, want 1", Forget, n)
 	}
 }

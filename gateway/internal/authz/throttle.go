@@ -1,26 +1,19 @@
 package authz
 
 import (
-	"sync"
 	"time"
+
+	"github.com/hearth-pki/hearth/gateway/internal/rate"
 )
 
 // Throttle slows down password guessing: after each failed login of a key (a client
 // address, a user name) the key must wait before its next attempt, twice as long after each
 // failure in a row, from BaseDelay up to MaxDelay. A success clears the key; a key idle for
-// Forget is forgotten, so the table only holds recent failures. Safe for concurrent use.
+// Forget is forgotten, so the table only holds recent failures. The failures are a
+// rate.Backoff (Backoff), which the hub keeps across restarts. Safe for concurrent use.
 type Throttle struct {
 	now func() time.Time
-
-	mu      sync.Mutex
-	keys    map[string]*strike
-	sweepAt int // forget runs when keys reaches this size: amortised O(1) per failure
-}
-
-type strike struct {
-	failures int
-	until    time.Time // no attempt before
-	last     time.Time
+	b   *rate.Backoff
 }
 
 // Throttle settings.
@@ -37,20 +30,16 @@ func NewThrottle(now func() time.Time) *Throttle {
 	if now == nil {
 		now = time.Now
 	}
-	return &Throttle{now: now, keys: map[string]*strike{}, sweepAt: minSweep}
+	return &Throttle{now: now, b: rate.NewBackoff(rate.BackoffConfig{Free: FreeFailures, Base: BaseDelay, Max: MaxDelay, Forget: Forget})}
 }
 
 // Wait returns how long the longest waiting of keys must still wait before an attempt; zero
 // when all may try now.
 func (t *Throttle) Wait(keys ...string) time.Duration {
 	now := t.now()
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	var d time.Duration
 	for _, k := range keys {
-		if s := t.keys[k]; s != nil && s.until.After(now) {
-			d = max(d, s.until.Sub(now))
-		}
+		d = max(d, t.b.Wait(k, now))
 	}
 	return d
 }
@@ -58,44 +47,18 @@ func (t *Throttle) Wait(keys ...string) time.Duration {
 // Fail records a failed attempt of every key.
 func (t *Throttle) Fail(keys ...string) {
 	now := t.now()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.keys) >= t.sweepAt {
-		t.forget(now)
-		t.sweepAt = max(minSweep, 2*len(t.keys))
-	}
 	for _, k := range keys {
-		s := t.keys[k]
-		if s == nil {
-			s = &strike{}
-			t.keys[k] = s
-		}
-		s.failures++
-		s.last = now
-		if n := s.failures - FreeFailures; n > 0 {
-			d := BaseDelay << min(n-1, 20)
-			s.until = now.Add(min(d, MaxDelay))
-		}
+		t.b.Fail(k, now)
 	}
 }
 
 // Succeed clears keys after a successful attempt.
 func (t *Throttle) Succeed(keys ...string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	for _, k := range keys {
-		delete(t.keys, k)
+		t.b.Reset(k)
 	}
 }
 
-// minSweep is the table size below which idle keys are left alone.
-const minSweep = 1024
-
-// forget drops keys idle for Forget; with t.mu held.
-func (t *Throttle) forget(now time.Time) {
-	for k, s := range t.keys {
-		if now.Sub(s.last) >= Forget && !s.until.After(now) {
-			delete(t.keys, k)
-		}
-	}
-}
+// Backoff returns the failures behind t, for keeping them across a restart
+// (access.Checker.Keep).
+func (t *Throttle) Backoff() *rate.Backoff { return t.b }

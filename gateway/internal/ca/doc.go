@@ -9,11 +9,29 @@
 // can sign only end-entity certificates, and extended key usage clientAuth and
 // serverAuth, the only purposes of what it signs, so verifiers that check EKU
 // nesting (Go, OpenSSL) refuse anything else a stolen intermediate key might
-// mint. It carries no name constraints: device names are URNs
-// (urn:hearth:device:ID), which RFC 5280 URI constraints cannot express (they
-// constrain a host), and the broker's names are whatever the operator sets in
-// hostnames, which may change during the intermediate's five years. CA
-// certificates are backdated by one hour to tolerate clock skew.
+// mint. It carries no name constraints, because none fits every certificate it
+// must sign (issue 15; TestNameConstraintsDoNotFit shows each with Go and
+// openssl):
+//
+//   - URI: a device leaf's only name is urn:hearth:device:ID. An RFC 5280
+//     §4.2.1.10 URI constraint names a host, and a URN has none: with any URI
+//     constraint Go refuses every device leaf ("URI with empty host") and
+//     openssl too ("unsupported or invalid name syntax").
+//   - IP: the default hostnames put every global unicast address of the machine
+//     in the broker's certificate, public IPv6 addresses included; permitting
+//     only the private ranges refuses it ("permitted subtree violation"). An
+//     excluded range is either one a hostname may hold, and breaks it the same
+//     way, or one no TLS server has (multicast, reserved), and protects nothing.
+//   - DNS: the broker's names are whatever the operator sets in hostnames
+//     (a public name for devices outside the LAN included), and device leaves
+//     may carry the DNS names their policy class allows; both change during the
+//     intermediate's five years, and RFC 5280 has no "public names" subtree to
+//     exclude. Permitting only today's names would break the broker at the
+//     next change of hostnames or the policy.
+//
+// What bounds a stolen intermediate key is its extended key usage (TLS client
+// and server only) and path length 0. CA certificates are backdated by one
+// hour to tolerate clock skew.
 //
 // An opened CA holds only the intermediate key, as a crypto.Signer. The root
 // key signs nothing but intermediates, so Load checks root.key's shape and

@@ -85,6 +85,11 @@ type Config struct {
 	IngressRole string `yaml:"ingress_role"`
 	// IngressUsers give Home Assistant users (by name or id) another role than IngressRole.
 	IngressUsers map[string]string `yaml:"ingress_users"`
+	// CLIRoles give OS users other than root and the hub's own (both admins) a role on the
+	// control socket, by user name: {alice: operator}. With any entry the socket is open to
+	// every local user (0666), who without a role here or as a hub user of the same name is
+	// refused. Default none: the socket is the hub's user's and root's alone (0600).
+	CLIRoles map[string]string `yaml:"cli_roles"`
 	// ChangeApproval makes policy changes and CA operations wait for a second admin's
 	// approval (propose, approve, apply). Default off.
 	ChangeApproval bool `yaml:"change_approval"`
@@ -581,6 +586,11 @@ func (c *Config) finish() error {
 	for name, role := range c.IngressUsers {
 		if !slices.Contains([]string{"viewer", "operator", "admin"}, role) {
 			bad("ingress_users."+name, "%q is not viewer, operator or admin", role)
+		}
+	}
+	for name, role := range c.CLIRoles {
+		if !slices.Contains([]string{"viewer", "operator", "admin"}, role) {
+			bad("cli_roles."+name, "%q is not viewer, operator or admin", role)
 		}
 	}
 	if !slices.Contains([]string{"viewer", "operator", "admin"}, c.IngressRole) {

@@ -69,6 +69,8 @@ func TestLoadErrors(t *testing.T) {
 	os.WriteFile(open, []byte("http_auth: none\n"), 0o600)
 	badRole := filepath.Join(dir, "role.yaml")
 	os.WriteFile(badRole, []byte("ingress_users: {alice: root}\n"), 0o600)
+	badCLIRole := filepath.Join(dir, "cli-role.yaml")
+	os.WriteFile(badCLIRole, []byte("cli_roles: {bob: superuser}\n"), 0o600)
 	publicDebug := filepath.Join(dir, "debug.yaml")
 	os.WriteFile(publicDebug, []byte("debug_listen: 0.0.0.0:6060\n"), 0o600)
 	badDebug := filepath.Join(dir, "debug-bad.yaml")
@@ -92,6 +94,7 @@ func TestLoadErrors(t *testing.T) {
 		{"dashboard without login on the LAN", []string{"--config", open, "--http", ":8099"}, nil, "http_auth: none serves the dashboard to anyone"},
 		{"dashboard without login on a LAN address", []string{"--config", open, "--http", "192.168.1.5:8099"}, nil, "not a loopback address"},
 		{"unknown ingress role", []string{"--config", badRole}, nil, "ingress_users.alice"},
+		{"unknown CLI role", []string{"--config", badCLIRole}, nil, "cli_roles.bob"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

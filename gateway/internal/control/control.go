@@ -1,11 +1,15 @@
-// Package control is the hub's local control channel: HTTP over a unix socket (mode 0600) in
-// the data directory. The CLI's client commands use it to reach the running hub's admin
-// service; file permissions are the authentication, as for Docker's socket.
+// Package control is the hub's local control channel: HTTP over a unix socket in the data
+// directory. The CLI's client commands use it to reach the running hub's admin service.
 //
-// Identity: only the hub's own OS user (and root) can open the socket, and either can read
-// the data directory, CA keys included, so the socket grants the admin role. The actor in the
-// audit log is "cli:<name>" of the connecting process's OS user, which the kernel reports
-// (SO_PEERCRED): the client presents nothing, and cannot claim to be someone else.
+// Identity: the kernel reports the OS user of the connecting process (SO_PEERCRED); the
+// client presents nothing, and cannot claim to be someone else. Roles maps it to a role
+// (issue 15): root and the hub's own user are admins, since either can read the data
+// directory, CA keys included; another user has the role the configuration's cli_roles
+// gives it, else the role of the hub user of the same name, else none, and a request without
+// a role is refused before it reaches the admin service. The actor in the audit log is
+// "cli:<name>". The socket is 0600 (the hub's user and root only) unless cli_roles names
+// someone: then it is 0666 and its directory traversable (0711, not listable), and the role
+// is the only gate.
 //
 // Wire format: POST /v1/op/<operation> with the operation's JSON payload (the same as the
 // bridge request's); the answer is the protocol.BridgeResponse JSON.
@@ -20,6 +24,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -35,19 +40,11 @@ type Doer interface {
 
 type peerKey struct{}
 
-// principal is who the connection of r belongs to: the admin role, named after the peer's OS
-// user.
-func principal(r *http.Request) authz.Principal {
-	name, _ := r.Context().Value(peerKey{}).(string)
-	if name == "" {
-		name = "unknown"
-	}
-	return authz.Principal{Name: "cli:" + name, Role: authz.Admin}
-}
-
 // Listen binds the control socket at path, replacing a stale socket left by a crash but
-// refusing to steal the socket of a hub that is still running.
-func Listen(path string) (net.Listener, error) {
+// refusing to steal the socket of a hub that is still running. shared (Roles.Shared) makes
+// it reachable for other OS users: mode 0666, and its directory given the search bit for
+// group and others (0711 from 0700: they reach the socket's name, list nothing).
+func Listen(path string, shared bool) (net.Listener, error) {
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
 		return nil, fmt.Errorf("control socket %s: another hub is running with this data directory", path)
@@ -59,15 +56,28 @@ func Listen(path string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	mode := os.FileMode(0o600)
+	if shared {
+		mode = 0o666
+		dir := filepath.Dir(path)
+		fi, err := os.Stat(dir)
+		if err == nil {
+			err = os.Chmod(dir, fi.Mode().Perm()|0o011)
+		}
+		if err != nil {
+			l.Close()
+			return nil, fmt.Errorf("control socket directory: %w", err)
+		}
+	}
+	if err := os.Chmod(path, mode); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	return l, nil
 }
 
-// Handler serves the control API over d.
-func Handler(d Doer) http.Handler {
+// Handler serves the control API over d, with the role roles gives each connection's peer.
+func Handler(d Doer, roles Roles) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/op/{op...}", func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(io.LimitReader(r.Body, protocol.MaxMessageSize+1))
@@ -75,7 +85,13 @@ func Handler(d Doer) http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		resp := d.DoAs(r.Context(), principal(r), r.PathValue("op"), body)
+		peer, _ := r.Context().Value(peerKey{}).(Peer)
+		var resp protocol.BridgeResponse
+		if role := roles.Role(r.Context(), peer); role == 0 {
+			resp = protocol.BridgeResponse{Status: "error", Code: protocol.CodeForbidden, Error: noRole(peer).Error()}
+		} else {
+			resp = d.DoAs(r.Context(), authz.Principal{Name: "cli:" + peer.String(), Role: role}, r.PathValue("op"), body)
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(resp)
 	})
@@ -83,10 +99,10 @@ func Handler(d Doer) http.Handler {
 }
 
 // Serve serves the control API on l until ctx ends.
-func Serve(ctx context.Context, l net.Listener, d Doer) error {
-	srv := &http.Server{Handler: Handler(d), ReadHeaderTimeout: 5 * time.Second,
+func Serve(ctx context.Context, l net.Listener, d Doer, roles Roles) error {
+	srv := &http.Server{Handler: Handler(d, roles), ReadHeaderTimeout: 5 * time.Second,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, peerKey{}, peerName(c))
+			return context.WithValue(ctx, peerKey{}, peerOf(c))
 		}}
 	go func() {
 		<-ctx.Done()

@@ -7,27 +7,27 @@ import (
 	"syscall"
 )
 
-// peerName names the OS user of the process at the other end of a unix socket connection,
-// as the kernel reports it: the user name, or "uid <n>" without one; "" when it cannot tell.
-func peerName(c net.Conn) string {
+// peerOf returns the OS user of the process at the other end of a unix socket connection,
+// as the kernel reports it (SO_PEERCRED); Known false when it cannot tell.
+func peerOf(c net.Conn) Peer {
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
-		return ""
+		return Peer{}
 	}
 	raw, err := uc.SyscallConn()
 	if err != nil {
-		return ""
+		return Peer{}
 	}
 	var cred *syscall.Ucred
 	var cerr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
 	}); err != nil || cerr != nil {
-		return ""
+		return Peer{}
 	}
-	uid := strconv.FormatUint(uint64(cred.Uid), 10)
-	if u, err := user.LookupId(uid); err == nil {
-		return u.Username
+	p := Peer{Known: true, UID: cred.Uid}
+	if u, err := user.LookupId(strconv.FormatUint(uint64(cred.Uid), 10)); err == nil {
+		p.Name = u.Username
 	}
-	return "uid " + uid
+	return p
 }

@@ -4,5 +4,6 @@ package control
 
 import "net"
 
-// peerName cannot ask the kernel outside Linux: the actor is "cli:unknown".
-func peerName(net.Conn) string { return "" }
+// peerOf cannot ask the kernel outside Linux: the peer is unknown ("cli:unknown"), and has
+// no role.
+func peerOf(net.Conn) Peer { return Peer{} }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/access"
 	"github.com/hearth-pki/hearth/gateway/internal/authz"
 	"github.com/hearth-pki/hearth/gateway/internal/config"
+	"github.com/hearth-pki/hearth/gateway/internal/control"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -26,26 +28,18 @@ type brokerAuth struct {
 	failed func(username string)
 }
 
-// Admin accepts a configured admin's password (access.Checker) or a hub user's. A name that
-// is no account's goes to the checker too, which answers an enrollment token at once and
-// checks anything else against its stand-in hash: a login costs the same whether the name
-// exists or not (issue 15).
+// Admin accepts a configured admin's or a hub user's password: access.Checker.Password, the
+// same lockout per source and name and the same work whether the name exists or not (issue
+// 15). A wrong password of an existing account is audited; a name nobody has, a locked-out
+// attempt and an enrollment token are not (the audit log is no flood sink).
 func (a brokerAuth) Admin(ctx context.Context, username, password string) bool {
-	if a.Checker.IsAdmin(username) {
-		ok := a.Checker.Admin(ctx, username, password)
-		if !ok {
+	_, err := a.Checker.Password(ctx, username, password)
+	if errors.Is(err, authz.ErrBadLogin) {
+		if _, lerr := a.users.Lookup(ctx, username); lerr == nil {
 			a.failed(username)
 		}
-		return ok
 	}
-	if _, err := a.users.Lookup(ctx, username); err != nil {
-		return a.Checker.Admin(ctx, username, password)
-	}
-	if _, err := a.users.Authenticate(ctx, username, password); err != nil {
-		a.failed(username)
-		return false
-	}
-	return true
+	return err == nil
 }
 
 // brokerLoginFailed appends the login.failed record of a refused broker login.
@@ -70,12 +64,8 @@ func (h *Hub) bridgePrincipal(ctx context.Context, username string) (authz.Princ
 }
 
 // newUsers is the hub's authenticator: the configured admins, then the inventory's users.
-func (h *Hub) newUsers(admins []access.Admin) *authz.Authenticator {
-	static := make([]authz.Account, 0, len(admins))
-	for _, a := range admins {
-		static = append(static, authz.Account{Name: a.Name, Role: authz.Admin, PasswordHash: a.PasswordHash})
-	}
-	return authz.NewAuthenticator(static, authz.Inventory(h.store))
+func (h *Hub) newUsers(admins []authz.Account) *authz.Authenticator {
+	return authz.NewAuthenticator(admins, authz.Inventory(h.store))
 }
 
 // checkDashboardLogin refuses to serve the dashboard to other machines when nobody could
@@ -118,4 +108,24 @@ func ingressRoles(cfg config.Config) (authz.Role, map[string]authz.Role) {
 		}
 	}
 	return def, m
+}
+
+// newCLIRoles maps the control socket's OS users to roles: root and the hub's own user are
+// admins, others have their cli_roles entry (validated by config), else the role of the hub
+// user of the same name.
+func (h *Hub) newCLIRoles() control.Roles {
+	names := make(map[string]authz.Role, len(h.cfg.CLIRoles))
+	for name, r := range h.cfg.CLIRoles {
+		if role, err := authz.ParseRole(r); err == nil {
+			names[name] = role
+		}
+	}
+	return control.Roles{Owner: uint32(os.Geteuid()), Names: names, Users: func(ctx context.Context, name string) (authz.Role, bool) {
+		u, err := h.store.User(ctx, name)
+		if err != nil {
+			return 0, false
+		}
+		role, err := authz.ParseRole(u.Role)
+		return role, err == nil
+	}}
 }

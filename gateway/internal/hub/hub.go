@@ -70,6 +70,11 @@ type Hub struct {
 	control net.Listener
 	web     net.Listener // the dashboard's, nil when it is off
 
+	// throttle holds the dashboard's failed logins, kept across restarts with the lockout.
+	throttle *authz.Throttle
+	// cliRoles gives the control socket's OS users their roles.
+	cliRoles control.Roles
+
 	ha   *hass.Publisher // nil without Home Assistant discovery
 	view *fleetview.View // bridge/device/<id>, bridge/devices and Home Assistant states
 
@@ -132,6 +137,9 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	if h.ca, err = ca.Open(cfg.CADir(), pass, h.now()); err != nil {
 		return nil, fmt.Errorf("certificate authority: %w", err)
 	}
+	if err := h.dropGeneratedPassphrase(pass, src); err != nil {
+		return nil, err
+	}
 	pol, err := h.loadPolicy()
 	if err != nil {
 		return nil, err
@@ -156,9 +164,15 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	if err != nil {
 		return nil, err
 	}
-	h.checker = access.New(h.store, admins, h.now)
-	h.checker.SetSupersededOverlap(cfg.SupersededOverlap)
 	h.users = h.newUsers(admins)
+	h.checker = access.New(h.store, h.users, h.now)
+	h.checker.SetSupersededOverlap(cfg.SupersededOverlap)
+	h.checker.SetLogger(h.log.With("part", "login lockout"))
+	h.throttle = authz.NewThrottle(h.now)
+	h.checker.Keep("dashboard", h.throttle.Backoff())
+	if err := h.checker.Load(ctx); err != nil {
+		return nil, err
+	}
 	if err := h.checkDashboardLogin(ctx); err != nil {
 		return nil, err
 	}
@@ -239,7 +253,8 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	if _, err := h.applyPolicy(ctx, pol, "hub start"); err != nil {
 		return nil, fmt.Errorf("record policy: %w", err)
 	}
-	if h.control, err = control.Listen(cfg.SocketPath()); err != nil {
+	h.cliRoles = h.newCLIRoles()
+	if h.control, err = control.Listen(cfg.SocketPath(), h.cliRoles.Shared()); err != nil {
 		return nil, err
 	}
 	closers = append(closers, h.control.Close)
@@ -305,8 +320,9 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 	run("lifecycle", h.machine.Run)
 	run("broker", h.broker.Run)
+	run("login lockout", h.checker.Run)
 	run("broker certificate", h.serverCert.Run)
-	run("control socket", func(ctx context.Context) error { return control.Serve(ctx, h.control, h.admin) })
+	run("control socket", func(ctx context.Context) error { return control.Serve(ctx, h.control, h.admin, h.cliRoles) })
 	if h.ha != nil {
 		run("home assistant", h.ha.Run)
 	}
@@ -359,7 +375,7 @@ func (h *Hub) dashboard() http.Handler {
 		CA:           web.CAInfo{RootNotAfter: h.ca.Root().NotAfter, IntermediateNotAfter: h.ca.Intermediate().NotAfter, Fingerprint: h.ca.Fingerprint()},
 		TrustIngress: h.cfg.Addon, AllowedHosts: h.cfg.Hostnames, Logger: h.log.With("part", "web"),
 		Policy: h.policy.Load, Notify: h.notify, Metrics: h.metrics.Handler(), CRL: h.crl, Ready: h.ready,
-		LoginRefused: func() { h.metrics.RefusedLogin(metrics.LoginDashboard) }}
+		Throttle: h.throttle, LoginRefused: func() { h.metrics.RefusedLogin(metrics.LoginDashboard) }}
 	if h.cfg.HTTPAuth != config.HTTPAuthNone {
 		wc.Users = h.users
 	}
@@ -399,22 +415,22 @@ func (h *Hub) policyPath() string {
 	return ""
 }
 
-func (h *Hub) admins() ([]access.Admin, error) {
-	var out []access.Admin
+func (h *Hub) admins() ([]authz.Account, error) {
+	var out []authz.Account
 	for _, a := range h.cfg.Admins {
-		out = append(out, access.Admin{Name: a.Name, PasswordHash: a.PasswordHash})
+		out = append(out, authz.Account{Name: a.Name, Role: authz.Admin, PasswordHash: a.PasswordHash})
 	}
 	if h.cfg.AdminPassword != "" {
 		hash, err := secret.HashPassword(h.cfg.AdminPassword)
 		if err != nil {
 			return nil, fmt.Errorf("HEARTH_ADMIN_PASSWORD: %w", err)
 		}
-		out = append(out, access.Admin{Name: "admin", PasswordHash: hash})
+		out = append(out, authz.Account{Name: "admin", Role: authz.Admin, PasswordHash: hash})
 	}
 	return out, nil
 }
 
-func adminNames(admins []access.Admin) []string {
+func adminNames(admins []authz.Account) []string {
 	var out []string
 	for _, a := range admins {
 		out = append(out, a.Name)

@@ -1,6 +1,9 @@
 package hub
 
 import (
+	"errors"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -37,5 +40,44 @@ func TestOpenMovesLegacyPassphraseOut(t *testing.T) {
 	}
 	if b, err := os.ReadFile(cfg.CAPassphraseStore); err != nil || string(b) != legacy+"\n" {
 		t.Errorf("store holds %q, %v; want the legacy passphrase", b, err)
+	}
+}
+
+// TestAddonDropsGeneratedPassphrase: in the add-on, once the option ca_passphrase (e.g.
+// `!secret` from Home Assistant's secrets.yaml) gives the passphrase that was generated into
+// DATA/ca/passphrase, the file leaves the data directory, and with it the add-on's backups;
+// a file with another passphrase, or a passphrase from the file itself, is left alone.
+func TestAddonDropsGeneratedPassphrase(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		addon    bool
+		file     string
+		src      ca.PassphraseSource
+		wantGone bool
+	}{
+		{"the option gives the generated one", true, "generated\n", ca.PassphraseFromEnv, true},
+		{"the option gives another", true, "something else\n", ca.PassphraseFromEnv, false},
+		{"the file itself is the source", true, "generated\n", ca.PassphraseFromDataDir, false},
+		{"not the add-on", false, "generated\n", ca.PassphraseFromEnv, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := hubkit.Config(t, "")
+			cfg.Addon = tc.addon
+			if err := os.MkdirAll(cfg.CADir(), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			path := ca.PassphrasePath(cfg.DataDir)
+			if err := os.WriteFile(path, []byte(tc.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			h := &Hub{cfg: cfg, log: slog.New(slog.DiscardHandler)}
+			if err := h.dropGeneratedPassphrase([]byte("generated"), tc.src); err != nil {
+				t.Fatal(err)
+			}
+			_, err := os.Stat(path)
+			if gone := errors.Is(err, fs.ErrNotExist); gone != tc.wantGone {
+				t.Errorf("passphrase file removed = %v, want %v", gone, tc.wantGone)
+			}
+		})
 	}
 }

@@ -306,6 +306,20 @@ var migrations = []migration{
 		`CREATE INDEX presence_device ON presence (device_id, end_at)`,
 		`CREATE INDEX presence_end ON presence (end_at)`,
 	}},
+	// The login lockout across restarts (issue 15): failed logins counted per source, device
+	// id and user name, each row forgotten at expires_at (gateway/internal/access).
+	{version: 9, name: "lockouts", sql: []string{
+		`CREATE TABLE lockouts (
+			kind TEXT NOT NULL,
+			key TEXT NOT NULL,
+			count INTEGER NOT NULL,
+			last_at INTEGER NOT NULL,
+			until_at INTEGER NOT NULL,
+			expires_at INTEGER NOT NULL,
+			PRIMARY KEY (kind, key)
+		) STRICT`,
+		`CREATE INDEX lockouts_expires ON lockouts (expires_at)`,
+	}},
 }
 
 // migrate applies the steps of ms the database lacks, each in its own transaction together

@@ -65,9 +65,11 @@ func recordPresence(tx *gorm.DB, id string, online bool, now time.Time) error {
 	// Unless already online (a second session): continue the latest interval when it ended
 	// within PresenceMerge, else start one. Two indexed statements at most.
 	const notOpen = `NOT EXISTS (SELECT 1 FROM presence o WHERE o.device_id = ? AND o.end_at = 0)`
-	res := tx.Exec(`UPDATE presence SET end_at = 0 WHERE rowid = (
-			SELECT rowid FROM presence WHERE device_id = ? AND end_at >= ? AND end_at <= ? ORDER BY end_at DESC LIMIT 1)
-			AND `+notOpen, id, unix(now.Add(-PresenceMerge)), at, id)
+	// (A device's closed intervals never share an end: a new one starts only past
+	// PresenceMerge after the last ended.)
+	res := tx.Exec(`UPDATE presence SET end_at = 0 WHERE device_id = ? AND end_at = (
+			SELECT MAX(end_at) FROM presence WHERE device_id = ? AND end_at >= ? AND end_at <= ?)
+			AND `+notOpen, id, id, unix(now.Add(-PresenceMerge)), at, id)
 	if res.Error != nil || res.RowsAffected > 0 {
 		return res.Error
 	}

@@ -14,6 +14,7 @@ import (
 // may try now, Fail records a failure. When MaxKeys keys are held, the forgotten ones are
 // swept; if the map is still full, a new key's failure is not recorded: memory stays bounded,
 // and a caller that keys failures two ways (per source and per name) still holds the other.
+// Changes and Restore let a caller keep the failures across a restart.
 type Backoff struct {
 	cfg BackoffConfig
 
@@ -21,6 +22,10 @@ type Backoff struct {
 	keys     map[string]*failures
 	nextScan int       // len(keys) at which forgotten keys are swept next
 	swept    time.Time // when sweep last ran
+	// changed holds the keys failed or reset since the last Changes, for a caller that
+	// stores the failures across restarts: only keys that were held, so it grows no faster
+	// than keys does between two calls.
+	changed map[string]struct{}
 }
 
 // BackoffConfig configures a Backoff; zero values take the defaults named.
@@ -54,7 +59,7 @@ func NewBackoff(cfg BackoffConfig) *Backoff {
 	if cfg.MaxKeys <= 0 {
 		cfg.MaxKeys = DefaultMaxKeys
 	}
-	return &Backoff{cfg: cfg, keys: map[string]*failures{}, nextScan: 64}
+	return &Backoff{cfg: cfg, keys: map[string]*failures{}, nextScan: 64, changed: map[string]struct{}{}}
 }
 
 // Wait returns how long key must still wait at now before its next attempt: zero when it may
@@ -95,6 +100,7 @@ func (b *Backoff) Fail(key string, now time.Time) time.Duration {
 	f.last = now
 	wait := b.waitAfter(f.count)
 	f.until = now.Add(wait)
+	b.changed[key] = struct{}{}
 	return wait
 }
 
@@ -102,7 +108,72 @@ func (b *Backoff) Fail(key string, now time.Time) time.Duration {
 func (b *Backoff) Reset(key string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	delete(b.keys, key)
+	if _, ok := b.keys[key]; ok {
+		delete(b.keys, key)
+		b.changed[key] = struct{}{}
+	}
+}
+
+// Entry is one key's failures as a Backoff holds them, for storing them across a restart.
+// Count zero means the key was reset: forget what was stored.
+type Entry struct {
+	Key   string
+	Count int
+	Last  time.Time // the last failure
+	Until time.Time // no attempt before this
+	// Expires is when the entry is forgotten unless the key fails again: Forget after Last,
+	// and not before Until.
+	Expires time.Time
+}
+
+// Changes returns the entries of the keys failed or reset since the last call (in no
+// particular order) and starts a new set. A key that failed and was forgotten since is
+// returned as reset.
+func (b *Backoff) Changes() []Entry {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.changed) == 0 {
+		return nil
+	}
+	out := make([]Entry, 0, len(b.changed))
+	for key := range b.changed {
+		e := Entry{Key: key}
+		if f := b.keys[key]; f != nil {
+			e = b.entry(key, f)
+		}
+		out = append(out, e)
+	}
+	clear(b.changed)
+	return out
+}
+
+// Restore adds stored entries, as Changes returned them before a restart: a key already held
+// keeps its own record, an entry forgotten at now is skipped, and no more than MaxKeys keys
+// are held. Restored keys are not changes.
+func (b *Backoff) Restore(entries []Entry, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, e := range entries {
+		if e.Count <= 0 || len(b.keys) >= b.cfg.MaxKeys {
+			continue
+		}
+		if _, ok := b.keys[e.Key]; ok {
+			continue
+		}
+		f := &failures{count: e.Count, last: e.Last, until: e.Until}
+		if !b.forgotten(f, now) {
+			b.keys[e.Key] = f
+		}
+	}
+	b.nextScan = max(b.nextScan, 2*len(b.keys))
+}
+
+func (b *Backoff) entry(key string, f *failures) Entry {
+	expires := f.last.Add(b.cfg.Forget)
+	if f.until.After(expires) {
+		expires = f.until
+	}
+	return Entry{Key: key, Count: f.count, Last: f.last, Until: f.until, Expires: expires}
 }
 
 // Len returns the number of keys remembered at now.

@@ -64,3 +64,61 @@ func TestBackoffBounded(t *testing.T) {
 		t.Errorf("Wait(5) = %v, want 1s: a held key lost its state", got)
 	}
 }
+
+// TestBackoffChangesRestore: what Changes hands out, Restore puts back in another Backoff
+// (a restart) with the same waits; a reset key is handed out as Count zero; an entry
+// forgotten by the time of the restore is skipped; Restore holds no more than MaxKeys.
+func TestBackoffChangesRestore(t *testing.T) {
+	cfg := BackoffConfig{Free: 1, Base: time.Second, Max: time.Minute, Forget: time.Hour, MaxKeys: 3}
+	b := NewBackoff(cfg)
+	now := t0
+	for range 4 {
+		b.Fail("attacker", now)
+	}
+	b.Fail("once", now)
+	b.Fail("winner", now)
+	b.Reset("winner")
+	b.Reset("never-failed")
+	got := map[string]Entry{}
+	for _, e := range b.Changes() {
+		got[e.Key] = e
+	}
+	want := map[string]Entry{
+		"attacker": {Key: "attacker", Count: 4, Last: now, Until: now.Add(4 * time.Second), Expires: now.Add(time.Hour)},
+		"once":     {Key: "once", Count: 1, Last: now, Until: now, Expires: now.Add(time.Hour)},
+		"winner":   {Key: "winner"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("Changes() = %v, want %v", got, want)
+	}
+	for k, w := range want {
+		if g := got[k]; g.Key != w.Key || g.Count != w.Count || !g.Last.Equal(w.Last) || !g.Until.Equal(w.Until) || !g.Expires.Equal(w.Expires) {
+			t.Errorf("Changes()[%q] = %+v, want %+v", k, g, w)
+		}
+	}
+	if c := b.Changes(); len(c) != 0 {
+		t.Errorf("Changes() again = %v, want none", c)
+	}
+
+	later := now.Add(time.Second)
+	r := NewBackoff(cfg)
+	r.Restore([]Entry{got["attacker"], got["once"], got["winner"],
+		{Key: "stale", Count: 9, Last: now.Add(-2 * time.Hour), Until: now.Add(-time.Hour)},
+		{Key: "a", Count: 1, Last: now}, {Key: "b", Count: 1, Last: now}}, later)
+	if w, want := r.Wait("attacker", later), 3*time.Second; w != want {
+		t.Errorf("restored Wait(attacker) = %v, want %v", w, want)
+	}
+	if w := r.Fail("attacker", later.Add(3*time.Second)); w != 8*time.Second {
+		t.Errorf("restored attacker's next Fail = %v, want 8s: the count went on from 4", w)
+	}
+	if !r.Failed("once", later) || r.Failed("winner", later) || r.Failed("stale", later) {
+		t.Errorf("restored Failed(once, winner, stale) = %v, %v, %v; want true, false, false",
+			r.Failed("once", later), r.Failed("winner", later), r.Failed("stale", later))
+	}
+	if n := r.Len(later); n != cfg.MaxKeys {
+		t.Errorf("restored %d keys, want MaxKeys %d", n, cfg.MaxKeys)
+	}
+	if c := r.Changes(); len(c) != 1 || c[0].Key != "attacker" {
+		t.Errorf("Changes() after Restore and one failure = %v, want only attacker's", c)
+	}
+}

@@ -98,19 +98,6 @@ func StandIn(iterations int) string {
 	return fmt.Sprintf("pbkdf2-sha256$%d$%s$%s", iterations, enc.EncodeToString(salt), enc.EncodeToString(key))
 }
 
-// Iterations returns the iteration count of a hash made by HashPassword; 0 for a malformed one.
-func Iterations(hash string) int {
-	parts := strings.Split(hash, "$")
-	if len(parts) != 4 || parts[0] != "pbkdf2-sha256" {
-		return 0
-	}
-	n, err := strconv.Atoi(parts[1])
-	if err != nil {
-		return 0
-	}
-	return n
-}
-
 // CheckPassword reports whether password matches a hash made by HashPassword. A malformed
 // hash never matches.
 func CheckPassword(hash, password string) bool {

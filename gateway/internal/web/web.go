@@ -155,6 +155,9 @@ type Config struct {
 	// SessionTTL is how long a login lasts. Default DefaultSessionTTL.
 	SessionTTL time.Duration
 	Logger     *slog.Logger
+
+	// Throttle holds the failed logins (the hub keeps it across restarts). Default a new one.
+	Throttle *authz.Throttle
 }
 
 type server struct {
@@ -187,7 +190,10 @@ func Handler(cfg Config) http.Handler {
 	}
 	token := make([]byte, 32)
 	rand.Read(token) // never fails (crypto/rand)
-	s := &server{cfg: cfg, csrf: hex.EncodeToString(token), pages: parsePages(), throttle: authz.NewThrottle(cfg.Now)}
+	if cfg.Throttle == nil {
+		cfg.Throttle = authz.NewThrottle(cfg.Now)
+	}
+	s := &server{cfg: cfg, csrf: hex.EncodeToString(token), pages: parsePages(), throttle: cfg.Throttle}
 
 	mux := http.NewServeMux()
 	s.mux = mux
