@@ -51,7 +51,7 @@ func TestIntermediateConstraintsOpenSSL(t *testing.T) {
 
 	// What a thief of the intermediate key could sign: an S/MIME certificate.
 	key := testkit.NewKey(t)
-	smime, err := c.issue(&x509.Certificate{SerialNumber: newSerial(), Subject: pkix.Name{CommonName: "mallory"},
+	smime, _, err := c.issue(&x509.Certificate{SerialNumber: newSerial(), Subject: pkix.Name{CommonName: "mallory"},
 		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageEmailProtection}, EmailAddresses: []string{"ceo@example.com"}}, key.Public())
 	if err != nil {
