@@ -14,7 +14,7 @@ import (
 // campaign_devices that refer to them). A table the source has and this list lacks stops
 // the copy: nothing is left behind unnoticed.
 var copyTables = []string{"devices", "certificates", "attempts", "tokens", "events", "settings",
-	"campaigns", "campaign_devices", "users", "sessions", "proposals"}
+	"campaigns", "campaign_devices", "users", "sessions", "proposals", "presence", "lockouts"}
 
 // boolColumns are the columns SQLite stores as INTEGER 0/1 and PostgreSQL as BOOLEAN.
 var boolColumns = map[string][]string{

@@ -41,6 +41,10 @@ func seedEveryTable(t *testing.T, s *Store) {
 	if err := s.SetSetting(ctx, "crl_number", "7"); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.SaveLockouts(ctx, []Lockout{{Kind: "source", Key: "192.0.2.7", Count: 5, Last: t0, Until: t0.Add(time.Minute),
+		Expires: t0.Add(time.Hour)}}, t0); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestCopyToPostgres moves a SQLite inventory into PostgreSQL: every table's rows arrive,
