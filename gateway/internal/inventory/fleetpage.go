@@ -9,12 +9,11 @@ import (
 
 // FleetQuery selects and orders devices for one page of the dashboard's device list, read
 // with their active certificates by FleetPage and counted by CountFleet: the filters that
-// are columns are applied by SQLite, so a page reads its own rows and not the fleet.
+// are columns are applied by the database, so a page reads its own rows and not the fleet.
 type FleetQuery struct {
 	Family, State string
 	Online        *bool
-	// Search matches id, name or family, case-insensitively (ASCII letters, as SQLite's
-	// LIKE folds them).
+	// Search matches id, name or family, case-insensitively (LOWER on both sides).
 	Search string
 	// Suspects, when set, splits the fleet for the device list's default order: a device is
 	// a suspect when a problem or a person's attention is possible for it (see Suspects).
@@ -64,12 +63,16 @@ type WindowBound struct {
 
 // sql returns b's condition "the window may have ended by now" and its arguments.
 func (b WindowBound) sql(now int64) (string, []any) {
+	// Portable SQL: CASE for the scalar min and max (PostgreSQL has no two-argument MIN),
+	// and the fractions cast (PostgreSQL would take a parameter beside a BIGINT as one).
 	if b.Before == 0 {
-		return `c.not_before + CAST((c.not_after - c.not_before) * ? AS INTEGER) <= ?`, []any{b.Fraction, now}
+		return `c.not_before + CAST((c.not_after - c.not_before) * CAST(? AS DOUBLE PRECISION) AS BIGINT) <= ?`, []any{b.Fraction, now}
 	}
-	e := `(c.not_after - CAST((c.not_after - c.not_before) * ? AS INTEGER))`
-	return `(MIN(MAX(c.not_before, c.not_after - ?), ` + e + `) + ` + e + `) / 2 <= ?`,
-		[]any{int64(b.Before / time.Second), b.Floor, b.Floor, now}
+	e := `(c.not_after - CAST((c.not_after - c.not_before) * CAST(? AS DOUBLE PRECISION) AS BIGINT))`
+	before := int64(b.Before / time.Second)
+	hi := `(CASE WHEN c.not_before > c.not_after - ? THEN c.not_before ELSE c.not_after - ? END)`
+	return `((CASE WHEN ` + hi + ` < ` + e + ` THEN ` + hi + ` ELSE ` + e + ` END) + ` + e + `) / 2 <= ?`,
+		[]any{before, before, b.Floor, before, before, b.Floor, b.Floor, now}
 }
 
 // where returns the SQL condition of q's filters and its arguments.
@@ -87,7 +90,8 @@ func (q FleetQuery) where() (string, []any) {
 	}
 	if q.Search != "" {
 		like := "%" + strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(q.Search) + "%"
-		conds = append(conds, `(d.id LIKE ? ESCAPE '\' OR d.name LIKE ? ESCAPE '\' OR d.family LIKE ? ESCAPE '\')`)
+		like = strings.ToLower(like)
+		conds = append(conds, `(LOWER(d.id) LIKE ? ESCAPE '\' OR LOWER(d.name) LIKE ? ESCAPE '\' OR LOWER(d.family) LIKE ? ESCAPE '\')`)
 		args = append(args, like, like, like)
 	}
 	if p := q.Suspects; p != nil {
