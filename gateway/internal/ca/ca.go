@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,6 +82,9 @@ type state struct {
 	rootPEM, interPEM []byte
 	bundlePEM         []byte // ChainPEM
 	roots, inters     *x509.CertPool
+	// subjects are the intermediates' subjects as Certificate.Subject.String() writes
+	// them: the one in force, then the previous one.
+	subjects []string
 }
 
 func (c *CA) state() *state { return c.st.Load() }
@@ -349,7 +353,9 @@ func (s *state) finish() *state {
 	s.roots.AddCert(s.root)
 	s.inters.AddCert(s.inter)
 	s.bundlePEM = bytes.Clone(s.interPEM)
+	s.subjects = []string{s.inter.Subject.String()}
 	if s.prev != nil {
+		s.subjects = append(s.subjects, s.prev.Subject.String())
 		s.inters.AddCert(s.prev)
 		s.bundlePEM = append(s.bundlePEM, enc(s.prev)...)
 	}
@@ -385,6 +391,11 @@ func (c *CA) RootPEM() []byte { return bytes.Clone(c.state().rootPEM) }
 // publishes on the CA topic, so agents trust both intermediates while devices
 // move, and move their pin to a new root the pinned one cross-signed.
 func (c *CA) ChainPEM() []byte { return bytes.Clone(c.state().bundlePEM) }
+
+// Issues reports whether subject (as x509.Certificate.Subject.String writes an issuer) is
+// the intermediate in force or, during a rotation, the previous one. It formats nothing:
+// it is asked for each health report.
+func (c *CA) Issues(subject string) bool { return slices.Contains(c.state().subjects, subject) }
 
 // PreviousRoot returns the root a root rotation replaced, while it is still
 // trusted, or nil.

@@ -227,3 +227,24 @@ func TestRootCRL(t *testing.T) {
 		t.Errorf("RootCRL entries = %+v, want the old intermediate with keyCompromise", l.RevokedCertificateEntries)
 	}
 }
+
+func TestIssues(t *testing.T) {
+	c, dir := newTestCA(t)
+	old := c.Intermediate().Subject.String()
+	if !c.Issues(old) || c.Issues("CN=other") {
+		t.Fatalf("Issues before a rotation: %v for the intermediate, %v for another", c.Issues(old), c.Issues("CN=other"))
+	}
+	inter, err := c.RotateIntermediate(dir, testPass, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Issues(old) || !c.Issues(inter.Subject.String()) {
+		t.Error("during a rotation Issues does not hold both intermediates")
+	}
+	if _, err := c.RetirePrevious(dir); err != nil {
+		t.Fatal(err)
+	}
+	if c.Issues(old) || !c.Issues(inter.Subject.String()) {
+		t.Error("after retiring Issues still holds the old intermediate")
+	}
+}

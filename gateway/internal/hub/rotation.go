@@ -35,16 +35,6 @@ func (h *Hub) caSwitched(ctx context.Context) {
 	}
 }
 
-// trustedIssuer reports whether issuer (as agents report it in health) is one of the
-// intermediates in force.
-func (h *Hub) trustedIssuer(issuer string) bool {
-	if issuer == h.ca.Intermediate().Subject.String() {
-		return true
-	}
-	prev := h.ca.Previous()
-	return prev != nil && issuer == prev.Subject.String()
-}
-
 // SetHostnames puts a broker certificate for hosts in service at once (a hostnames change
 // without a restart): new connections get it, connected agents keep their sessions. On error
 // the current certificate stays.
