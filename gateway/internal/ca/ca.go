@@ -277,23 +277,10 @@ func create(dir string, passphrase []byte, now time.Time, iterations int) (*CA, 
 		return nil, fmt.Errorf("generate intermediate key: %w", err)
 	}
 	notBefore := now.Add(-caBackdate).UTC().Truncate(time.Second)
-	rootTmpl := &x509.Certificate{
-		SerialNumber:          newSerial(),
-		Subject:               pkix.Name{CommonName: RootCommonName, Organization: []string{Organization}},
-		NotBefore:             notBefore,
-		NotAfter:              notBefore.AddDate(rootYears, 0, 0),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		SubjectKeyId:          subjectKeyID(rootKey.Public()),
-	}
-	rootDER, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
+	rootTmpl := rootTemplate(RootCommonName, rootKey, notBefore)
+	root, err := createCert(rootTmpl, rootTmpl, rootKey.Public(), rootKey)
 	if err != nil {
 		return nil, fmt.Errorf("create root certificate: %w", err)
-	}
-	root, err := x509.ParseCertificate(rootDER)
-	if err != nil {
-		return nil, fmt.Errorf("parse root certificate: %w", err)
 	}
 	inter, err := signIntermediate(IntermediateCommonName, interKey, notBefore, root, rootKey)
 	if err != nil {

@@ -68,10 +68,8 @@ func (c *CA) rotateRoot(dir string, passphrase []byte, now time.Time, after func
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range []string{nextCertFile, nextKeyFile, prevCertFile, prevKeyFile, nextRootCertFile, nextRootKeyFile, crossCertFile, prevRootCertFile} {
-		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("remove stale %s: %w", name, err)
-		}
+	if err := removeStale(dir); err != nil {
+		return nil, err
 	}
 	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -83,16 +81,7 @@ func (c *CA) rotateRoot(dir string, passphrase []byte, now time.Time, after func
 	}
 	notBefore := now.Add(-caBackdate).UTC().Truncate(time.Second)
 	at := " " + now.UTC().Format("2006-01-02 15:04:05Z")
-	tmpl := &x509.Certificate{
-		SerialNumber:          newSerial(),
-		Subject:               pkix.Name{CommonName: RootCommonName + at, Organization: []string{Organization}},
-		NotBefore:             notBefore,
-		NotAfter:              notBefore.AddDate(rootYears, 0, 0),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		SubjectKeyId:          subjectKeyID(rootKey.Public()),
-	}
+	tmpl := rootTemplate(RootCommonName+at, rootKey, notBefore)
 	root, err := createCert(tmpl, tmpl, rootKey.Public(), rootKey)
 	if err != nil {
 		return nil, fmt.Errorf("create root certificate: %w", err)
@@ -198,4 +187,19 @@ func loadPreviousRoot(dir string, root *x509.Certificate) (prevRoot, cross *x509
 		return nil, nil, fmt.Errorf("%w: %s and %s do not vouch for %s", ErrCorrupt, prevRootCertFile, crossCertFile, rootCertFile)
 	}
 	return prevRoot, cross, nil
+}
+
+// rootTemplate is a self-signed root's template: named cn, for key, valid rootYears from
+// notBefore.
+func rootTemplate(cn string, key *ecdsa.PrivateKey, notBefore time.Time) *x509.Certificate {
+	return &x509.Certificate{
+		SerialNumber:          newSerial(),
+		Subject:               pkix.Name{CommonName: cn, Organization: []string{Organization}},
+		NotBefore:             notBefore,
+		NotAfter:              notBefore.AddDate(rootYears, 0, 0),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		SubjectKeyId:          subjectKeyID(key.Public()),
+	}
 }

@@ -83,11 +83,8 @@ func (c *CA) rotate(dir string, passphrase []byte, now time.Time, after func(rot
 	if err != nil {
 		return nil, err
 	}
-	// Leftovers of a rotation that crashed before its commit, or of a retirement.
-	for _, name := range []string{nextCertFile, nextKeyFile, prevCertFile, prevKeyFile, nextRootCertFile, nextRootKeyFile, crossCertFile, prevRootCertFile} {
-		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("remove stale %s: %w", name, err)
-		}
+	if err := removeStale(dir); err != nil {
+		return nil, err
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -315,4 +312,15 @@ func renameSynced(dir, from, to string) error {
 // pemCert encodes a certificate as PEM.
 func pemCert(c *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
+
+// removeStale removes the leftovers of a rotation that crashed before its commit, or of a
+// retirement, before a new rotation writes its files.
+func removeStale(dir string) error {
+	for _, name := range []string{nextCertFile, nextKeyFile, prevCertFile, prevKeyFile, nextRootCertFile, nextRootKeyFile, crossCertFile, prevRootCertFile} {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove stale %s: %w", name, err)
+		}
+	}
+	return nil
 }
