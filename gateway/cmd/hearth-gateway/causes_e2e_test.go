@@ -1,0 +1,413 @@
+package main
+
+import (
+	"bufio"
+	"crypto"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/hearth-pki/hearth/gateway/internal/testkit"
+	"github.com/hearth-pki/hearth/protocol"
+)
+
+// forcedCausesGolden lists the causes TestCausesForced forces, one a line: the cause, where it
+// is forced and how. TestForcedCausesCoverTaxonomy checks it against the table and against
+// protocol.Causes, so that a new cause needs a forcing test (or a stated reason in notForced).
+const forcedCausesGolden = "testdata/forced_causes.txt"
+
+var updateForced = flag.Bool("update-forced", false, "rewrite "+forcedCausesGolden+" from TestCausesForced's table")
+
+// Where a row forces its cause.
+const (
+	// layerProcesses: a real `hearth-gateway serve` and a real `hearth-agent` process; the
+	// failure is provoked from outside them (a file in the way, a relay, a hook, a config).
+	layerProcesses = "processes"
+	// layerHubProcess: a real `hearth-gateway serve`; the device is the test's own MQTT client
+	// with the device's real certificate, because no real agent sends such a request.
+	layerHubProcess = "hub-process"
+)
+
+// causeRow is one row of TestCausesForced: a cause, how it is forced for real, and what the
+// hub and the agent must say about it.
+type causeRow struct {
+	cause protocol.Cause
+	layer string
+	// how says how the failure is provoked, for the golden list and the docs.
+	how string
+	// config is the hub's configuration file, if the row needs one.
+	config string
+	// force provokes the failure on an enrolled device and returns what the agent said (its
+	// status's last_cause), "" when the row has no agent that fails.
+	force func(r *causeRig) protocol.Cause
+	// stored is the outcome of the attempt the hub must store with the cause; "" when the hub
+	// stores none by design (see notStored).
+	stored string
+	// detail, when set, must appear in the stored attempt's detail (a policy refusal's rule).
+	detail string
+}
+
+// notStored says, for the rows whose cause the hub stores no attempt for, why.
+var notStored = map[protocol.Cause]string{
+	protocol.CauseHubBusy:    "a busy refusal is a resubmission while the device's request is in flight, not a failure of the renewal (issuer.recordFailure); the hub's attempt is the one in flight",
+	protocol.CauseHookFailed: "the hook runs after the acknowledged commit: the hub stores a committed attempt, the hook's failure is the agent's alone (status, health report)",
+}
+
+// causeRows are the causes forced end to end.
+var causeRows = []causeRow{
+	{
+		cause: protocol.CauseRateLimited, layer: layerProcesses,
+		how:    "hub config issuance_rate 0.001 (a burst of 1, spent by the enrollment); hearth-agent renew",
+		config: "issuance_rate: 0.001\n",
+		force:  func(r *causeRig) protocol.Cause { r.renewOnce(false); return r.agentCause() },
+		stored: "failed",
+	},
+	{
+		cause: protocol.CausePolicyRefused, layer: layerHubProcess,
+		how: "a rekey CSR for the current certificate's own key, sent on the device's certificate session (rule request.rekey); hearth-agent always generates a new key",
+		force: func(r *causeRig) protocol.Cause {
+			if reply := r.sendCSR(protocol.ReasonRekey, true); reply.Error == nil || reply.Error.Code != protocol.CodePolicyDenied {
+				r.t.Fatalf("reply to a same-key rekey: %+v, want a %s refusal", reply.Error, protocol.CodePolicyDenied)
+			}
+			return ""
+		},
+		stored: "failed", detail: "rule request.rekey",
+	},
+	{
+		cause: protocol.CauseHubBusy, layer: layerProcesses,
+		how: "a request of the device held in flight (issued, never committed, by the test's client on the device's certificate); hearth-agent renew",
+		force: func(r *causeRig) protocol.Cause {
+			if reply := r.sendCSR(protocol.ReasonCommand, false); reply.Error != nil || reply.Serial == "" {
+				r.t.Fatalf("the held request was not issued: %+v", reply.Error)
+			}
+			r.renewOnce(false)
+			return r.agentCause()
+		},
+	},
+	{
+		cause: protocol.CauseStorage, layer: layerProcesses,
+		how:    "a non-empty directory where the agent writes new.tmp in its state directory; hearth-agent renew",
+		force:  func(r *causeRig) protocol.Cause { r.blockInstall(); r.renewOnce(false); return r.agentCause() },
+		stored: "rolled_back",
+	},
+	{
+		cause: protocol.CauseReconnectRefused, layer: layerProcesses,
+		how:    "hearth-agent run behind a relay that refuses its reconnection with the new certificate (a TLS bad_certificate alert); hearth-gateway renew",
+		force:  func(r *causeRig) protocol.Cause { return r.renewRunning(func() { r.relay.RefuseNext(1) }) },
+		stored: "rolled_back",
+	},
+	{
+		cause: protocol.CauseHookFailed, layer: layerProcesses,
+		how: "hearth-agent run --on-renew 'exit 3'; hearth-gateway renew",
+		force: func(r *causeRig) protocol.Cause {
+			return r.renewRunning(nil, "--on-renew", "echo hook failing >&2; exit 3")
+		},
+	},
+}
+
+// notForced says, for each cause no row forces yet, why; TestForcedCausesCoverTaxonomy fails
+// for a cause in neither.
+var notForced = map[protocol.Cause]string{
+	protocol.CauseNetwork:           "the hub stores no attempt for a hub it never heard from, and the one-shot renew ends before recording a dial failure; classified in agent/device/cause_test.go",
+	protocol.CauseTimeout:           "needs a hub that takes a CSR and never answers: not provoked from outside a real hub yet",
+	protocol.CauseHubInternal:       "needs the hub's CA or store to fail mid-request: no test hook yet",
+	protocol.CauseBadRequest:        "refused before a real agent sends it; forced on the hub in gateway/internal/hub tests",
+	protocol.CauseUnauthorized:      "an enrollment with a used token leaves no attempt (no device to attach it to)",
+	protocol.CauseRevoked:           "a revoked device's session is refused at CONNECT, before any request",
+	protocol.CauseExpired:           "forced with real processes by TestRecoveryAfterExpiryAgents (door-bell), which does not yet read the attempt's cause",
+	protocol.CauseChainVerification: "the hub issues chains that verify; needs a CA the agent does not pin: agent/device/renew_test.go",
+	protocol.CauseClockSkew:         "the agent binary has no clock offset hook; agent/device/clock_test.go",
+	protocol.CauseKeyGeneration:     "key generation does not fail on a real system; agent/device/cause_test.go",
+	protocol.CauseCommitTimeout:     "needs the reconnection to fail without a refusal until the ack deadline; gateway/internal/lifecycle/step_test.go",
+	protocol.CauseCommitRefused:     "needs a commit for a request the hub forgot; agent/device/renew_test.go",
+	protocol.CauseInterrupted:       "needs the agent killed between install and commit; agent/device/status_test.go",
+	protocol.CauseUnknown:           "by definition the cause of nothing the agent or hub can name",
+}
+
+// TestCausesForced forces each cause of causeRows for real and checks that the attempt the
+// hub stores (device show --json) carries it and that the agent's status says it.
+func TestCausesForced(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real hub and agent processes")
+	}
+	agent := buildAgent(t)
+	for _, row := range causeRows {
+		t.Run(string(row.cause), func(t *testing.T) {
+			r := newCauseRig(t, agent, row.config)
+			got := row.force(r)
+			if row.layer == layerProcesses && got != row.cause {
+				t.Errorf("agent's last_cause = %q, want %q", got, row.cause)
+			}
+			if row.stored == "" {
+				if _, ok := notStored[row.cause]; !ok {
+					t.Fatalf("row %s stores no attempt and notStored does not say why", row.cause)
+				}
+				return
+			}
+			var a protocol.AttemptRecord
+			testkit.Eventually(t, 30*time.Second, func() bool {
+				var ok bool
+				a, ok = r.attempt(row.cause)
+				return ok
+			}, "the hub stored no attempt of %s with cause %s: %+v", r.id, row.cause, r.detail().Attempts)
+			if a.Outcome != row.stored || a.CauseClass != row.cause.Class() {
+				t.Errorf("attempt %s: outcome %q class %q, want %q %q", a.RequestID, a.Outcome, a.CauseClass, row.stored, row.cause.Class())
+			}
+			if !strings.Contains(a.Detail, row.detail) {
+				t.Errorf("attempt %s detail %q, want it to name %q", a.RequestID, a.Detail, row.detail)
+			}
+		})
+	}
+}
+
+// TestForcedCausesCoverTaxonomy checks the golden list of forced causes against the table,
+// and that every cause of the protocol is forced or says why it is not.
+func TestForcedCausesCoverTaxonomy(t *testing.T) {
+	var want strings.Builder
+	forced := map[protocol.Cause]bool{}
+	for _, row := range causeRows {
+		if forced[row.cause] {
+			t.Errorf("cause %s has two rows", row.cause)
+		}
+		forced[row.cause] = true
+		fmt.Fprintf(&want, "%s\t%s\t%s\n", row.cause, row.layer, row.how)
+	}
+	if *updateForced {
+		if err := os.WriteFile(forcedCausesGolden, []byte(want.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(forcedCausesGolden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != want.String() {
+		t.Errorf("%s =\n%s\nwant\n%s(go test -run TestForcedCausesCoverTaxonomy -update-forced)", forcedCausesGolden, b, want.String())
+	}
+	var golden []protocol.Cause
+	sc := bufio.NewScanner(strings.NewReader(string(b)))
+	for sc.Scan() {
+		c, _, _ := strings.Cut(sc.Text(), "\t")
+		golden = append(golden, protocol.Cause(c))
+	}
+	for _, c := range protocol.Causes() {
+		why, excused := notForced[c.Cause]
+		switch in := slices.Contains(golden, c.Cause); {
+		case in && excused:
+			t.Errorf("cause %s is forced by TestCausesForced but notForced says %q: drop it there", c.Cause, why)
+		case !in && !excused:
+			t.Errorf("cause %s is in protocol.Causes but not in %s: add a row to TestCausesForced that forces it (or say in notForced why it cannot be)", c.Cause, forcedCausesGolden)
+		}
+	}
+	for c := range notForced {
+		if _, known := c.Info(); !known {
+			t.Errorf("notForced names %q, which is not a cause", c)
+		}
+	}
+}
+
+// causeRig is one enrolled hearth-agent against its own hub process, reached through a relay.
+type causeRig struct {
+	t     *testing.T
+	e     *agentE2E
+	agent string
+	relay *testkit.Relay
+	hub   *hubProcess
+	id    string
+	dir   string
+}
+
+// newCauseRig starts a hub (with config, if not empty) behind a relay and enrolls a device.
+func newCauseRig(t *testing.T, agent, config string) *causeRig {
+	t.Helper()
+	data := t.TempDir()
+	var extra []string
+	if config != "" {
+		conf := filepath.Join(t.TempDir(), "hearth.yaml")
+		if err := os.WriteFile(conf, []byte(config), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		extra = append(extra, "--config", conf)
+	}
+	relay := testkit.StartRelay(t, "")
+	hub := startHubProcess(t, data, "127.0.0.1:0", append([]string{"--advertise", relay.Addr}, extra...)...)
+	relay.SetTarget(hub.addr)
+	r := &causeRig{t: t, agent: agent, relay: relay, hub: hub, id: "cause-dev", dir: t.TempDir(),
+		e: &agentE2E{t: t, tgt: agentTarget{name: "linux-amd64"}, bin: agent, data: data, relay: relay}}
+	var tok protocol.TokenCreated
+	if err := json.Unmarshal(r.e.cli("token", "create", "--device", r.id, "--json"), &tok); err != nil {
+		t.Fatal(err)
+	}
+	args := strings.Fields(tok.Command)
+	if out, err := exec.Command(agent, append(args[1:], "--dir", r.dir)...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", tok.Command, err, out)
+	}
+	return r
+}
+
+// renewOnce runs `hearth-agent renew` and checks that it fails (or succeeds, with ok).
+func (r *causeRig) renewOnce(ok bool) string {
+	r.t.Helper()
+	out, err := exec.Command(r.agent, "renew", "--dir", r.dir).CombinedOutput()
+	if (err == nil) != ok {
+		r.t.Fatalf("hearth-agent renew: %v, want success %v\n%s", err, ok, out)
+	}
+	return string(out)
+}
+
+// renewRunning runs `hearth-agent run` with extra flags and, once the hub sees the device
+// online, calls before (if not nil), asks the hub to renew the device and returns the cause
+// the agent's status reports once it reports one.
+func (r *causeRig) renewRunning(before func(), extra ...string) protocol.Cause {
+	r.t.Helper()
+	cmd := exec.Command(r.agent, append([]string{"run", "--dir", r.dir}, extra...)...)
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if r.t.Failed() {
+			r.t.Logf("agent log:\n%s", logs.String())
+		}
+	})
+	testkit.Eventually(r.t, 30*time.Second, func() bool { return r.e.summary(r.id).Online }, "the hub never saw %s online", r.id)
+	if before != nil {
+		before()
+	}
+	r.e.cli("renew", r.id)
+	var cause protocol.Cause
+	testkit.Eventually(r.t, 60*time.Second, func() bool {
+		cause = r.agentCause()
+		return cause != ""
+	}, "the agent's status never reported a cause")
+	return cause
+}
+
+// agentCause returns the last_cause of `hearth-agent status --json`.
+func (r *causeRig) agentCause() protocol.Cause {
+	r.t.Helper()
+	// status exits non-zero for an expired or revoked certificate; its JSON is still printed.
+	out, _ := exec.Command(r.agent, "status", "--dir", r.dir, "--json").Output()
+	var st struct {
+		LastError string `json:"last_error"`
+		LastCause string `json:"last_cause"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		r.t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	return protocol.Cause(st.LastCause)
+}
+
+// detail returns `hearth-gateway device show ID --json`.
+func (r *causeRig) detail() protocol.DeviceDetail {
+	r.t.Helper()
+	var d protocol.DeviceDetail
+	if err := json.Unmarshal(r.e.cli("device", "show", r.id, "--json"), &d); err != nil {
+		r.t.Fatal(err)
+	}
+	return d
+}
+
+// attempt returns the device's stored attempt with cause, if there is one.
+func (r *causeRig) attempt(cause protocol.Cause) (protocol.AttemptRecord, bool) {
+	for _, a := range r.detail().Attempts {
+		if a.Cause == cause {
+			return a, true
+		}
+	}
+	return protocol.AttemptRecord{}, false
+}
+
+// blockInstall puts a non-empty directory where the agent writes the pair it installs
+// (keystore's new.tmp): writing it fails as it would on a read-only or broken flash, even for
+// root, and the agent's clean-up of temporary files (regular files only) leaves it alone.
+func (r *causeRig) blockInstall() {
+	r.t.Helper()
+	if err := os.MkdirAll(filepath.Join(r.dir, "new.tmp", "in-the-way"), 0o700); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// sendCSR connects with the device's own certificate and key (the agent's current.pem),
+// sends a CSR of reason replacing the current certificate (for its current key when sameKey,
+// else a new one), waits for the hub's reply and disconnects without committing.
+func (r *causeRig) sendCSR(reason protocol.Reason, sameKey bool) *protocol.Cert {
+	t := r.t
+	t.Helper()
+	bundle, err := os.ReadFile(filepath.Join(r.dir, "current.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(bundle, bundle)
+	if err != nil {
+		t.Fatalf("current.pem: %v", err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var csr string
+	if sameKey {
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: r.id}}, pair.PrivateKey.(crypto.Signer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		csr = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+	} else {
+		_, csr = testkit.KeyAndCSR(t, r.id)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(readRoot(t, r.e.data))
+	opts := mqtt.NewClientOptions().AddBroker("tls://" + r.hub.addr).SetClientID(r.id).SetUsername(r.id).
+		SetTLSConfig(&tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{pair}}).
+		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(10 * time.Second)
+	c := mqtt.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect with the device's certificate: %v", tok.Error())
+	}
+	defer c.Disconnect(0)
+	var topics protocol.Topics
+	got := make(chan []byte, 1)
+	if tok := c.Subscribe(topics.Device(r.id, protocol.KindCert), 1, func(_ mqtt.Client, m mqtt.Message) {
+		select {
+		case got <- m.Payload():
+		default:
+		}
+	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	b, err := protocol.Encode(&protocol.CSR{V: protocol.Version, RequestID: "held-1", Reason: reason, Time: time.Now(), CSR: csr,
+		Replaces: leaf.SerialNumber.Text(16)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Publish(topics.Device(r.id, protocol.KindCSR), 1, false, b)
+	select {
+	case p := <-got:
+		var reply protocol.Cert
+		if err := protocol.Decode(p, &reply); err != nil {
+			t.Fatalf("reply: %v", err)
+		}
+		return &reply
+	case <-time.After(20 * time.Second):
+		t.Fatal("no reply to the CSR")
+		return nil
+	}
+}
