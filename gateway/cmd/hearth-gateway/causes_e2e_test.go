@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -111,6 +112,28 @@ var causeRows = []causeRow{
 		stored: "rolled_back",
 	},
 	{
+		cause: protocol.CauseExpired, layer: layerProcesses,
+		how: "the device's certificate replaced, while the hub is stopped, by one of its CA that expired an hour ago (no grace by default); hearth-agent renew sends a recovery CSR",
+		force: func(r *causeRig) protocol.Cause {
+			r.restartHub(func() { expireWhileDown(r.t, r.e.data, r.dir, r.id) })
+			r.renewOnce(false)
+			return r.agentCause()
+		},
+		stored: "failed",
+	},
+	{
+		cause: protocol.CauseCommitTimeout, layer: layerHubProcess,
+		how:    "hub config renewal.in_flight_timeout 10s; a request issued on the device's certificate session and never committed",
+		config: "renewal:\n  in_flight_timeout: 10s\n",
+		force: func(r *causeRig) protocol.Cause {
+			if reply := r.sendCSR(protocol.ReasonCommand, false); reply.Error != nil || reply.Serial == "" {
+				r.t.Fatalf("the request was not issued: %+v", reply.Error)
+			}
+			return ""
+		},
+		stored: "expired",
+	},
+	{
 		cause: protocol.CauseHookFailed, layer: layerProcesses,
 		how: "hearth-agent run --on-renew 'exit 3'; hearth-gateway renew",
 		force: func(r *causeRig) protocol.Cause {
@@ -128,11 +151,9 @@ var notForced = map[protocol.Cause]string{
 	protocol.CauseBadRequest:        "refused before a real agent sends it; forced on the hub in gateway/internal/hub tests",
 	protocol.CauseUnauthorized:      "an enrollment with a used token leaves no attempt (no device to attach it to)",
 	protocol.CauseRevoked:           "a revoked device's session is refused at CONNECT, before any request",
-	protocol.CauseExpired:           "forced with real processes by TestRecoveryAfterExpiryAgents (door-bell), which does not yet read the attempt's cause",
 	protocol.CauseChainVerification: "the hub issues chains that verify; needs a CA the agent does not pin: agent/device/renew_test.go",
 	protocol.CauseClockSkew:         "the agent binary has no clock offset hook; agent/device/clock_test.go",
 	protocol.CauseKeyGeneration:     "key generation does not fail on a real system; agent/device/cause_test.go",
-	protocol.CauseCommitTimeout:     "needs the reconnection to fail without a refusal until the ack deadline; gateway/internal/lifecycle/step_test.go",
 	protocol.CauseCommitRefused:     "needs a commit for a request the hub forgot; agent/device/renew_test.go",
 	protocol.CauseInterrupted:       "needs the agent killed between install and commit; agent/device/status_test.go",
 	protocol.CauseUnknown:           "by definition the cause of nothing the agent or hub can name",
@@ -229,13 +250,27 @@ type causeRig struct {
 	hub   *hubProcess
 	id    string
 	dir   string
+	// extra are the hub's flags beyond startHubProcess's.
+	extra []string
+}
+
+// restartHub stops the hub (SIGTERM), calls while (the hub is down), and starts it again on
+// the same data directory and address.
+func (r *causeRig) restartHub(while func()) {
+	r.t.Helper()
+	r.hub.cmd.Process.Signal(syscall.SIGTERM)
+	r.hub.cmd.Wait()
+	while()
+	r.hub = startHubProcess(r.t, r.e.data, r.hub.addr, append([]string{"--advertise", r.relay.Addr}, r.extra...)...)
+	r.relay.SetTarget(r.hub.addr)
 }
 
 // newCauseRig starts a hub (with config, if not empty) behind a relay and enrolls a device.
-func newCauseRig(t *testing.T, agent, config string) *causeRig {
+func newCauseRig(t *testing.T, agent, config string) (r *causeRig) {
 	t.Helper()
 	data := t.TempDir()
 	var extra []string
+	defer func() { r.extra = extra }()
 	if config != "" {
 		conf := filepath.Join(t.TempDir(), "hearth.yaml")
 		if err := os.WriteFile(conf, []byte(config), 0o600); err != nil {
@@ -246,7 +281,7 @@ func newCauseRig(t *testing.T, agent, config string) *causeRig {
 	relay := testkit.StartRelay(t, "")
 	hub := startHubProcess(t, data, "127.0.0.1:0", append([]string{"--advertise", relay.Addr}, extra...)...)
 	relay.SetTarget(hub.addr)
-	r := &causeRig{t: t, agent: agent, relay: relay, hub: hub, id: "cause-dev", dir: t.TempDir(),
+	r = &causeRig{t: t, agent: agent, relay: relay, hub: hub, id: "cause-dev", dir: t.TempDir(),
 		e: &agentE2E{t: t, tgt: agentTarget{name: "linux-amd64"}, bin: agent, data: data, relay: relay}}
 	var tok protocol.TokenCreated
 	if err := json.Unmarshal(r.e.cli("token", "create", "--device", r.id, "--json"), &tok); err != nil {
