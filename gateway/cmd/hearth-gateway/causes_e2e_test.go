@@ -52,6 +52,8 @@ type causeRow struct {
 	how string
 	// config is the hub's configuration file, if the row needs one.
 	config string
+	// policy is the hub's policy file (--policy), if the row needs one.
+	policy string
 	// force provokes the failure on an enrolled device and returns what the agent said (its
 	// status's last_cause), "" when the row has no agent that fails.
 	force func(r *causeRig) protocol.Cause
@@ -112,6 +114,33 @@ var causeRows = []causeRow{
 		stored: "rolled_back",
 	},
 	{
+		cause: protocol.CauseBadRequest, layer: layerProcesses,
+		how:    "policy reloaded (hearth-gateway policy reload) with the device's class allowing p384 keys only; hearth-agent renew with its p256 key (weak_key)",
+		policy: "classes:\n  - name: strict\n    match: {devices: [someone-else]}\n    keys: [p384]\n",
+		force: func(r *causeRig) protocol.Cause {
+			r.setPolicy("classes:\n  - name: strict\n    match: {devices: [" + r.id + "]}\n    keys: [p384]\n")
+			r.renewOnce(false)
+			return r.agentCause()
+		},
+		stored: "failed", detail: "rule classes.strict.keys",
+	},
+	{
+		cause: protocol.CauseUnauthorized, layer: layerHubProcess,
+		how: "a renewal CSR (reason command) sent on a session logged in with a fresh enrollment token of the enrolled device: a token session may only enroll",
+		force: func(r *causeRig) protocol.Cause {
+			var tok protocol.TokenCreated
+			if err := json.Unmarshal(r.e.cli("token", "create", "--device", r.id, "--replace", "--json"), &tok); err != nil {
+				r.t.Fatal(err)
+			}
+			r.token = tok.Token
+			if reply := r.sendCSR(protocol.ReasonCommand, false); reply.Error == nil || reply.Error.Code != protocol.CodeUnauthorized {
+				r.t.Fatalf("reply to a renewal on a token session: %+v, want a %s refusal", reply.Error, protocol.CodeUnauthorized)
+			}
+			return ""
+		},
+		stored: "failed",
+	},
+	{
 		cause: protocol.CauseExpired, layer: layerProcesses,
 		how: "the device's certificate replaced, while the hub is stopped, by one of its CA that expired an hour ago (no grace by default); hearth-agent renew sends a recovery CSR",
 		force: func(r *causeRig) protocol.Cause {
@@ -148,8 +177,6 @@ var notForced = map[protocol.Cause]string{
 	protocol.CauseNetwork:           "the hub stores no attempt for a hub it never heard from, and the one-shot renew ends before recording a dial failure; classified in agent/device/cause_test.go",
 	protocol.CauseTimeout:           "needs a hub that takes a CSR and never answers: not provoked from outside a real hub yet",
 	protocol.CauseHubInternal:       "needs the hub's CA or store to fail mid-request: no test hook yet",
-	protocol.CauseBadRequest:        "refused before a real agent sends it; forced on the hub in gateway/internal/hub tests",
-	protocol.CauseUnauthorized:      "an enrollment with a used token leaves no attempt (no device to attach it to)",
 	protocol.CauseRevoked:           "a revoked device's session is refused at CONNECT, before any request",
 	protocol.CauseChainVerification: "the hub issues chains that verify; needs a CA the agent does not pin: agent/device/renew_test.go",
 	protocol.CauseClockSkew:         "the agent binary has no clock offset hook; agent/device/clock_test.go",
@@ -168,7 +195,7 @@ func TestCausesForced(t *testing.T) {
 	agent := buildAgent(t)
 	for _, row := range causeRows {
 		t.Run(string(row.cause), func(t *testing.T) {
-			r := newCauseRig(t, agent, row.config)
+			r := newCauseRig(t, agent, row.config, row.policy)
 			got := row.force(r)
 			if row.layer == layerProcesses && got != row.cause {
 				t.Errorf("agent's last_cause = %q, want %q", got, row.cause)
@@ -252,6 +279,19 @@ type causeRig struct {
 	dir   string
 	// extra are the hub's flags beyond startHubProcess's.
 	extra []string
+	// policy is the hub's policy file, if it has one.
+	policy string
+	// token, when set, is the password sendCSR logs in with instead of the device's certificate.
+	token string
+}
+
+// setPolicy rewrites the hub's policy file and has the running hub reload it.
+func (r *causeRig) setPolicy(pol string) {
+	r.t.Helper()
+	if err := os.WriteFile(r.policy, []byte(pol), 0o600); err != nil {
+		r.t.Fatal(err)
+	}
+	r.e.cli("policy", "reload")
 }
 
 // restartHub stops the hub (SIGTERM), calls while (the hub is down), and starts it again on
@@ -266,7 +306,7 @@ func (r *causeRig) restartHub(while func()) {
 }
 
 // newCauseRig starts a hub (with config, if not empty) behind a relay and enrolls a device.
-func newCauseRig(t *testing.T, agent, config string) (r *causeRig) {
+func newCauseRig(t *testing.T, agent, config, pol string) (r *causeRig) {
 	t.Helper()
 	data := t.TempDir()
 	var extra []string
@@ -278,10 +318,18 @@ func newCauseRig(t *testing.T, agent, config string) (r *causeRig) {
 		}
 		extra = append(extra, "--config", conf)
 	}
+	polFile := ""
+	if pol != "" {
+		polFile = filepath.Join(t.TempDir(), "policy.yaml")
+		if err := os.WriteFile(polFile, []byte(pol), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		extra = append(extra, "--policy", polFile)
+	}
 	relay := testkit.StartRelay(t, "")
 	hub := startHubProcess(t, data, "127.0.0.1:0", append([]string{"--advertise", relay.Addr}, extra...)...)
 	relay.SetTarget(hub.addr)
-	r = &causeRig{t: t, agent: agent, relay: relay, hub: hub, id: "cause-dev", dir: t.TempDir(),
+	r = &causeRig{t: t, policy: polFile, agent: agent, relay: relay, hub: hub, id: "cause-dev", dir: t.TempDir(),
 		e: &agentE2E{t: t, tgt: agentTarget{name: "linux-amd64"}, bin: agent, data: data, relay: relay}}
 	var tok protocol.TokenCreated
 	if err := json.Unmarshal(r.e.cli("token", "create", "--device", r.id, "--json"), &tok); err != nil {
@@ -410,9 +458,14 @@ func (r *causeRig) sendCSR(reason protocol.Reason, sameKey bool) *protocol.Cert 
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(readRoot(t, r.e.data))
+	conf := &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{pair}}
 	opts := mqtt.NewClientOptions().AddBroker("tls://" + r.hub.addr).SetClientID(r.id).SetUsername(r.id).
-		SetTLSConfig(&tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{pair}}).
 		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(10 * time.Second)
+	if r.token != "" {
+		conf.Certificates = nil
+		opts.SetPassword(r.token)
+	}
+	opts.SetTLSConfig(conf)
 	c := mqtt.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect with the device's certificate: %v", tok.Error())
