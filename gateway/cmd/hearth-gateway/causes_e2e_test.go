@@ -181,7 +181,7 @@ var notForced = map[protocol.Cause]string{
 	protocol.CauseChainVerification: "the hub issues chains that verify; needs a CA the agent does not pin: agent/device/renew_test.go",
 	protocol.CauseClockSkew:         "the agent binary has no clock offset hook; agent/device/clock_test.go",
 	protocol.CauseKeyGeneration:     "key generation does not fail on a real system; agent/device/cause_test.go",
-	protocol.CauseCommitRefused:     "needs a commit for a request the hub forgot; agent/device/renew_test.go",
+	protocol.CauseCommitRefused:     "a refused commit (not_presented, unknown_request) ends no attempt on the hub, and a real agent commits only on the new certificate's session for the request in flight; a late commit after the hub ended the request meets a refused reconnection (reconnect_refused) first; agent/device/renew_test.go",
 	protocol.CauseInterrupted:       "needs the agent killed between install and commit; agent/device/status_test.go",
 	protocol.CauseUnknown:           "by definition the cause of nothing the agent or hub can name",
 }
@@ -357,6 +357,29 @@ func (r *causeRig) renewOnce(ok bool) string {
 // the agent's status reports once it reports one.
 func (r *causeRig) renewRunning(before func(), extra ...string) protocol.Cause {
 	r.t.Helper()
+	r.startRun(extra...)
+	if before != nil {
+		before()
+	}
+	r.e.cli("renew", r.id)
+	return r.waitCause()
+}
+
+// waitCause waits until the agent's status reports a cause and returns it.
+func (r *causeRig) waitCause() protocol.Cause {
+	r.t.Helper()
+	var cause protocol.Cause
+	testkit.Eventually(r.t, 60*time.Second, func() bool {
+		cause = r.agentCause()
+		return cause != ""
+	}, "the agent's status never reported a cause")
+	return cause
+}
+
+// startRun starts `hearth-agent run` with extra flags and waits until the hub sees the device
+// online.
+func (r *causeRig) startRun(extra ...string) {
+	r.t.Helper()
 	cmd := exec.Command(r.agent, append([]string{"run", "--dir", r.dir}, extra...)...)
 	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -371,16 +394,6 @@ func (r *causeRig) renewRunning(before func(), extra ...string) protocol.Cause {
 		}
 	})
 	testkit.Eventually(r.t, 30*time.Second, func() bool { return r.e.summary(r.id).Online }, "the hub never saw %s online", r.id)
-	if before != nil {
-		before()
-	}
-	r.e.cli("renew", r.id)
-	var cause protocol.Cause
-	testkit.Eventually(r.t, 60*time.Second, func() bool {
-		cause = r.agentCause()
-		return cause != ""
-	}, "the agent's status never reported a cause")
-	return cause
 }
 
 // agentCause returns the last_cause of `hearth-agent status --json`.
