@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"crypto"
 	"crypto/rand"
 	"crypto/tls"
@@ -141,6 +142,20 @@ var causeRows = []causeRow{
 		stored: "failed",
 	},
 	{
+		cause: protocol.CauseRevoked, layer: layerHubProcess,
+		how: "hearth-agent renew, then hearth-gateway revoke --serial of the superseded certificate, then a CSR replacing it on the device's session: a revoked device's own session is refused at CONNECT, before any request",
+		force: func(r *causeRig) protocol.Cause {
+			old := r.detail().Serial
+			r.renewOnce(true)
+			r.e.cli("revoke", r.id, "--serial", old)
+			if reply := r.sendCSRReplacing(protocol.ReasonCommand, false, old); reply.Error == nil || reply.Error.Code != protocol.CodeRevoked {
+				r.t.Fatalf("reply to a CSR replacing revoked %s: %+v, want a %s refusal", old, reply.Error, protocol.CodeRevoked)
+			}
+			return ""
+		},
+		stored: "failed", detail: "is revoked",
+	},
+	{
 		cause: protocol.CauseExpired, layer: layerProcesses,
 		how: "the device's certificate replaced, while the hub is stopped, by one of its CA that expired an hour ago (no grace by default); hearth-agent renew sends a recovery CSR",
 		force: func(r *causeRig) protocol.Cause {
@@ -177,7 +192,6 @@ var notForced = map[protocol.Cause]string{
 	protocol.CauseNetwork:           "the hub stores no attempt for a hub it never heard from, and the one-shot renew ends before recording a dial failure; classified in agent/device/cause_test.go",
 	protocol.CauseTimeout:           "needs a hub that takes a CSR and never answers: not provoked from outside a real hub yet",
 	protocol.CauseHubInternal:       "needs the hub's CA or store to fail mid-request: no test hook yet",
-	protocol.CauseRevoked:           "a revoked device's session is refused at CONNECT, before any request",
 	protocol.CauseChainVerification: "the hub issues chains that verify; needs a CA the agent does not pin: agent/device/renew_test.go",
 	protocol.CauseClockSkew:         "the agent binary has no clock offset hook; agent/device/clock_test.go",
 	protocol.CauseKeyGeneration:     "key generation does not fail on a real system; agent/device/cause_test.go",
@@ -445,6 +459,12 @@ func (r *causeRig) blockInstall() {
 // sends a CSR of reason replacing the current certificate (for its current key when sameKey,
 // else a new one), waits for the hub's reply and disconnects without committing.
 func (r *causeRig) sendCSR(reason protocol.Reason, sameKey bool) *protocol.Cert {
+	return r.sendCSRReplacing(reason, sameKey, "")
+}
+
+// sendCSRReplacing is sendCSR for a CSR that names replaces (when not empty) as the
+// certificate it replaces.
+func (r *causeRig) sendCSRReplacing(reason protocol.Reason, sameKey bool, replaces string) *protocol.Cert {
 	t := r.t
 	t.Helper()
 	bundle, err := os.ReadFile(filepath.Join(r.dir, "current.pem"))
@@ -495,7 +515,7 @@ func (r *causeRig) sendCSR(reason protocol.Reason, sameKey bool) *protocol.Cert 
 		t.Fatalf("subscribe: %v", tok.Error())
 	}
 	b, err := protocol.Encode(&protocol.CSR{V: protocol.Version, RequestID: "held-1", Reason: reason, Time: time.Now(), CSR: csr,
-		Replaces: leaf.SerialNumber.Text(16)})
+		Replaces: cmp.Or(replaces, leaf.SerialNumber.Text(16))})
 	if err != nil {
 		t.Fatal(err)
 	}
