@@ -67,8 +67,9 @@ type causeRow struct {
 
 // notStored says, for the rows whose cause the hub stores no attempt for, why.
 var notStored = map[protocol.Cause]string{
-	protocol.CauseHubBusy:    "a busy refusal is a resubmission while the device's request is in flight, not a failure of the renewal (issuer.recordFailure); the hub's attempt is the one in flight",
-	protocol.CauseHookFailed: "the hook runs after the acknowledged commit: the hub stores a committed attempt, the hook's failure is the agent's alone (status, health report)",
+	protocol.CauseHubBusy:       "a busy refusal is a resubmission while the device's request is in flight, not a failure of the renewal (issuer.recordFailure); the hub's attempt is the one in flight",
+	protocol.CauseCommitRefused: "a refused commit ends nothing: the request stays in flight (the ack says why, with a retry-after), and the agent's rollback report, which the hub stores, carries the cause",
+	protocol.CauseHookFailed:    "the hook runs after the acknowledged commit: the hub stores a committed attempt, the hook's failure is the agent's alone (status, health report)",
 }
 
 // causeRows are the causes forced end to end.
@@ -178,6 +179,24 @@ var causeRows = []causeRow{
 		stored: "expired",
 	},
 	{
+		cause: protocol.CauseCommitRefused, layer: layerHubProcess,
+		how: "a request issued on the device's certificate session, then its commit sent on a session presenting the previous certificate: the ack refuses it (not_presented); a real agent commits only on the new certificate's session",
+		force: func(r *causeRig) protocol.Cause {
+			reply := r.sendCSR(protocol.ReasonCommand, false)
+			if reply.Error != nil || reply.Serial == "" {
+				r.t.Fatalf("the request was not issued: %+v", reply.Error)
+			}
+			ack := r.sendCommit("held-1", reply.Serial)
+			if ack.Error == nil {
+				r.t.Fatalf("commit of %s on the previous certificate's session acknowledged: %+v", reply.Serial, ack)
+			}
+			if c := protocol.CauseOf(protocol.Code(ack.Error.Code)); c != protocol.CauseCommitRefused {
+				r.t.Fatalf("ack refused with %s (cause %s), want cause %s", ack.Error.Code, c, protocol.CauseCommitRefused)
+			}
+			return ""
+		},
+	},
+	{
 		cause: protocol.CauseHookFailed, layer: layerProcesses,
 		how: "hearth-agent run --on-renew 'exit 3'; hearth-gateway renew",
 		force: func(r *causeRig) protocol.Cause {
@@ -195,7 +214,6 @@ var notForced = map[protocol.Cause]string{
 	protocol.CauseChainVerification: "the hub issues chains that verify; needs a CA the agent does not pin: agent/device/renew_test.go",
 	protocol.CauseClockSkew:         "the agent binary has no clock offset hook; agent/device/clock_test.go",
 	protocol.CauseKeyGeneration:     "key generation does not fail on a real system; agent/device/cause_test.go",
-	protocol.CauseCommitRefused:     "a refused commit (not_presented, unknown_request) ends no attempt on the hub, and a real agent commits only on the new certificate's session for the request in flight; a late commit after the hub ended the request meets a refused reconnection (reconnect_refused) first; agent/device/renew_test.go",
 	protocol.CauseInterrupted:       "needs the agent killed between install and commit; agent/device/status_test.go",
 	protocol.CauseUnknown:           "by definition the cause of nothing the agent or hub can name",
 }
@@ -489,6 +507,37 @@ func (r *causeRig) sendCSRReplacing(reason protocol.Reason, sameKey bool, replac
 	} else {
 		_, csr = testkit.KeyAndCSR(t, r.id)
 	}
+	msg := &protocol.CSR{V: protocol.Version, RequestID: "held-1", Reason: reason, Time: time.Now(), CSR: csr,
+		Replaces: cmp.Or(replaces, leaf.SerialNumber.Text(16))}
+	var reply protocol.Cert
+	r.exchange(pair, msg, protocol.KindCSR, &reply, protocol.KindCert)
+	return &reply
+}
+
+// sendCommit connects with the device's current certificate and key, sends a commit of
+// serial for request id and returns the hub's ack.
+func (r *causeRig) sendCommit(id, serial string) *protocol.Ack {
+	r.t.Helper()
+	bundle, err := os.ReadFile(filepath.Join(r.dir, "current.pem"))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(bundle, bundle)
+	if err != nil {
+		r.t.Fatalf("current.pem: %v", err)
+	}
+	var ack protocol.Ack
+	r.exchange(pair, &protocol.Commit{V: protocol.Version, RequestID: id, Serial: serial, Outcome: protocol.OutcomeCommitted, Time: time.Now()},
+		protocol.KindCommit, &ack, protocol.KindAck)
+	return &ack
+}
+
+// exchange connects as the device (with pair, or with r.token when set), publishes msg on
+// the device's topic of kind out and decodes the first message on its topic of kind in into
+// reply.
+func (r *causeRig) exchange(pair tls.Certificate, msg protocol.Message, out protocol.Kind, reply protocol.Message, in protocol.Kind) {
+	t := r.t
+	t.Helper()
 	roots := x509.NewCertPool()
 	roots.AddCert(readRoot(t, r.e.data))
 	conf := &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{pair}}
@@ -501,12 +550,12 @@ func (r *causeRig) sendCSRReplacing(reason protocol.Reason, sameKey bool, replac
 	opts.SetTLSConfig(conf)
 	c := mqtt.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect with the device's certificate: %v", tok.Error())
+		t.Fatalf("connect as %s: %v", r.id, tok.Error())
 	}
 	defer c.Disconnect(0)
 	var topics protocol.Topics
 	got := make(chan []byte, 1)
-	if tok := c.Subscribe(topics.Device(r.id, protocol.KindCert), 1, func(_ mqtt.Client, m mqtt.Message) {
+	if tok := c.Subscribe(topics.Device(r.id, in), 1, func(_ mqtt.Client, m mqtt.Message) {
 		select {
 		case got <- m.Payload():
 		default:
@@ -514,21 +563,17 @@ func (r *causeRig) sendCSRReplacing(reason protocol.Reason, sameKey bool, replac
 	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscribe: %v", tok.Error())
 	}
-	b, err := protocol.Encode(&protocol.CSR{V: protocol.Version, RequestID: "held-1", Reason: reason, Time: time.Now(), CSR: csr,
-		Replaces: cmp.Or(replaces, leaf.SerialNumber.Text(16))})
+	b, err := protocol.Encode(msg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Publish(topics.Device(r.id, protocol.KindCSR), 1, false, b)
+	c.Publish(topics.Device(r.id, out), 1, false, b)
 	select {
 	case p := <-got:
-		var reply protocol.Cert
-		if err := protocol.Decode(p, &reply); err != nil {
-			t.Fatalf("reply: %v", err)
+		if err := protocol.Decode(p, reply); err != nil {
+			t.Fatalf("reply on %s: %v", in, err)
 		}
-		return &reply
 	case <-time.After(20 * time.Second):
-		t.Fatal("no reply to the CSR")
-		return nil
+		t.Fatalf("no reply on %s", in)
 	}
 }
