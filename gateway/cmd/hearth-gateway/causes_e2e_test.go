@@ -209,12 +209,12 @@ var causeRows = []causeRow{
 // for a cause in neither.
 var notForced = map[protocol.Cause]string{
 	protocol.CauseNetwork:           "the hub stores no attempt for a hub it never heard from, and the one-shot renew ends before recording a dial failure; classified in agent/device/cause_test.go",
-	protocol.CauseTimeout:           "needs a hub that takes a CSR and never answers: not provoked from outside a real hub yet",
-	protocol.CauseHubInternal:       "needs the hub's CA or store to fail mid-request: no test hook yet",
+	protocol.CauseTimeout:           "needs a hub that takes a CSR and never answers (a minute, the agent's request timeout): agent/device/renew_test.go",
+	protocol.CauseHubInternal:       "needs the hub's CA or store to fail mid-request, with no test hook yet: only CauseOf(internal) in protocol/cause_test.go",
 	protocol.CauseChainVerification: "the hub issues chains that verify; needs a CA the agent does not pin: agent/device/renew_test.go",
-	protocol.CauseClockSkew:         "the agent binary has no clock offset hook; agent/device/clock_test.go",
-	protocol.CauseKeyGeneration:     "key generation does not fail on a real system; agent/device/cause_test.go",
-	protocol.CauseInterrupted:       "needs the agent killed between install and commit; agent/device/status_test.go",
+	protocol.CauseClockSkew:         "the agent binary has no clock offset hook: agent/device/cause_test.go",
+	protocol.CauseKeyGeneration:     "key generation does not fail on a real system: agent/device/cause_test.go",
+	protocol.CauseInterrupted:       "needs the agent killed between its CSR and the install, which a real hub answers within milliseconds: agent/device/status_test.go",
 	protocol.CauseUnknown:           "by definition the cause of nothing the agent or hub can name",
 }
 
