@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -29,10 +28,9 @@ import (
 
 // forcedCausesGolden lists the causes TestCausesForced forces, one a line: the cause, where it
 // is forced and how. TestForcedCausesCoverTaxonomy checks it against the table and against
-// protocol.Causes, so that a new cause needs a forcing test (or a stated reason in notForced).
+// protocol.Causes, so that a new cause needs a forcing test (or a stated reason in notForced);
+// -update rewrites it from the table.
 const forcedCausesGolden = "testdata/forced_causes.txt"
-
-var updateForced = flag.Bool("update-forced", false, "rewrite "+forcedCausesGolden+" from TestCausesForced's table")
 
 // Where a row forces its cause.
 const (
@@ -266,7 +264,7 @@ func TestForcedCausesCoverTaxonomy(t *testing.T) {
 		forced[row.cause] = true
 		fmt.Fprintf(&want, "%s\t%s\t%s\n", row.cause, row.layer, row.how)
 	}
-	if *updateForced {
+	if *update {
 		if err := os.WriteFile(forcedCausesGolden, []byte(want.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -276,7 +274,7 @@ func TestForcedCausesCoverTaxonomy(t *testing.T) {
 		t.Fatal(err)
 	}
 	if string(b) != want.String() {
-		t.Errorf("%s =\n%s\nwant\n%s(go test -run TestForcedCausesCoverTaxonomy -update-forced)", forcedCausesGolden, b, want.String())
+		t.Errorf("%s =\n%s\nwant\n%s(go test -run TestForcedCausesCoverTaxonomy -update)", forcedCausesGolden, b, want.String())
 	}
 	var golden []protocol.Cause
 	sc := bufio.NewScanner(strings.NewReader(string(b)))
@@ -408,8 +406,8 @@ func (r *causeRig) waitCause() protocol.Cause {
 	return cause
 }
 
-// startRun starts `hearth-agent run` with extra flags and waits until the hub sees the device
-// online.
+// startRun starts `hearth-agent run` with extra flags and waits until it has connected and
+// the hub sees the device online.
 func (r *causeRig) startRun(extra ...string) {
 	r.t.Helper()
 	cmd := exec.Command(r.agent, append([]string{"run", "--dir", r.dir}, extra...)...)
@@ -425,6 +423,10 @@ func (r *causeRig) startRun(extra ...string) {
 			r.t.Logf("agent log:\n%s", logs.String())
 		}
 	})
+	// The agent's own word that this process is connected: the hub may still show the device
+	// online from its enrollment's session.
+	testkit.Eventually(r.t, 30*time.Second, func() bool { return strings.Contains(logs.String(), "connected to the hub") },
+		"hearth-agent run never connected")
 	testkit.Eventually(r.t, 30*time.Second, func() bool { return r.e.summary(r.id).Online }, "the hub never saw %s online", r.id)
 }
 
