@@ -103,7 +103,7 @@ func CauseOf(code Code) Cause {
 	switch code {
 	case CodeBusy:
 		return CauseHubBusy
-	case CodeRateLimited:
+	case CodeRateLimited, CodeQuotaExceeded:
 		return CauseRateLimited
 	case CodeInternal:
 		return CauseHubInternal

@@ -69,6 +69,7 @@ func TestCauseOf(t *testing.T) {
 	}{
 		{CodeBusy, CauseHubBusy},
 		{CodeRateLimited, CauseRateLimited},
+		{CodeQuotaExceeded, CauseRateLimited},
 		{CodeInternal, CauseHubInternal},
 		{CodePolicyDenied, CausePolicyRefused},
 		{CodeWeakKey, CauseBadRequest},
