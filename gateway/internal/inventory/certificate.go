@@ -30,6 +30,20 @@ const (
 	StatusAbandoned  Status = "abandoned"
 )
 
+// The conditions that find active certificates by device. The status is written into the
+// text, not bound: only a literal 'active' lets SQLite (and PostgreSQL) use the partial
+// unique index certificates_one_active (device_id WHERE status = 'active'). With a bound
+// status SQLite chose certificates_status_created (status=?) and stepped through every
+// active certificate of the fleet to find one device's (issue 11: 100,000 idle devices
+// made each enrollment's commit and each fleet-view flush read 100,000 index rows).
+const (
+	// activeOfDevice matches the active certificate of the device bound to its one ?.
+	activeOfDevice = "device_id = ? AND status = '" + string(StatusActive) + "'"
+	// activeOfDevices matches the active certificates of the devices bound to its one ?, a
+	// list.
+	activeOfDevices = "status = '" + string(StatusActive) + "' AND device_id IN ?"
+)
+
 // Certificate is one issued leaf certificate.
 type Certificate struct {
 	Serial       string // lowercase hex, the store's key
@@ -108,7 +122,7 @@ func (s *Store) Certificates(ctx context.Context, deviceID string) ([]Certificat
 
 // ActiveCertificate returns the device's active certificate, or ErrNotFound.
 func (s *Store) ActiveCertificate(ctx context.Context, deviceID string) (Certificate, error) {
-	row, found, err := one[certRow](s.read(ctx).Where("device_id = ? AND status = ?", deviceID, StatusActive))
+	row, found, err := one[certRow](s.read(ctx).Where(activeOfDevice, deviceID))
 	if err != nil {
 		return Certificate{}, fmt.Errorf("active certificate of device %q: %w", deviceID, err)
 	}
