@@ -96,9 +96,8 @@ func (s *Store) withActive(ctx context.Context, rows []deviceRow) ([]DeviceRecor
 		ids[i] = r.ID
 	}
 	var certs []certRow
-	// The partial index certificates_one_active serves this (activeOfDevices): one row per
-	// device at most.
-	err := s.read(ctx).Select(certColumns).Where(activeOfDevices, ids).Find(&certs).Error
+	// The partial index certificates_one_active serves this: one row per device at most.
+	err := s.read(ctx).Raw(activeOfDevicesSQL, ids).Scan(&certs).Error
 	if err != nil {
 		return nil, fmt.Errorf("active certificates of %d devices: %w", len(ids), err)
 	}
