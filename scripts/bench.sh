@@ -25,7 +25,8 @@ run() { # dir, package, bench regexp, benchtime
 # storm N [EXTRA]: the renewal storm of N devices, hub and fleet as separate processes. With
 # EXTRA, the inventory holds EXTRA more devices (family "seeded", idle, with an active
 # certificate, never connected) written straight into SQLite before the hub's second start,
-# to show what the size of the inventory costs a storm of the same N devices.
+# to show what the size of the inventory costs a storm of the same N devices; the storm starts
+# once the hub's start-up on them is over (its CPU idle).
 storm() {
 	local n=$1 extra=${2:-0} tmp hub="" fleet="" addr pass="bench admin password"
 	command -v jq >/dev/null || { echo "storm: needs jq"; return 1; }
