@@ -97,7 +97,7 @@ func (s *Store) withActive(ctx context.Context, rows []deviceRow) ([]DeviceRecor
 	}
 	var certs []certRow
 	// The partial index certificates_one_active serves this: one row per device at most.
-	err := s.read(ctx).Select(certColumns).Where("status = ? AND device_id IN ?", StatusActive, ids).Find(&certs).Error
+	err := s.read(ctx).Raw(activeOfDevicesSQL, ids).Find(&certs).Error
 	if err != nil {
 		return nil, fmt.Errorf("active certificates of %d devices: %w", len(ids), err)
 	}

@@ -51,7 +51,7 @@ func (s *Store) Lifecycle(ctx context.Context, deviceID string) (Lifecycle, erro
 	if found && d.CommandID != "" {
 		out.Command = Command{ID: d.CommandID, Action: d.CommandAction, Reason: d.CommandReason, Deadline: fromUnix(d.CommandDeadline)}
 	}
-	cert, found, err := one[certRow](db.Select("serial, request_id, replaces").Where("device_id = ? AND status = ?", deviceID, StatusActive))
+	cert, found, err := one[certRow](db.Select("serial, request_id, replaces").Where(activeOfDevice, deviceID))
 	if err != nil {
 		return out, fmt.Errorf("lifecycle of %q: %w", deviceID, err)
 	}
@@ -138,7 +138,7 @@ func (s *Store) activate(ctx context.Context, tx *gorm.DB, deviceID, serial stri
 	case status == string(StatusActive):
 		return "", false, nil
 	}
-	switch err := queryRow(ctx, tx, s.st.activeCert, []any{deviceID, string(StatusActive)}, &previous); {
+	switch err := queryRow(ctx, tx, s.st.activeCert, []any{deviceID}, &previous); {
 	case errors.Is(err, sql.ErrNoRows):
 		previous = ""
 	case err != nil:

@@ -83,7 +83,7 @@ const (
 	clearCommandSQL = `UPDATE devices SET command_id = '', command_action = '', command_reason = '', command_deadline = 0
 		WHERE id = ? AND command_id = ?`
 	certStateSQL     = `SELECT device_id, status FROM certificates WHERE serial = ?`
-	activeCertSQL    = `SELECT serial FROM certificates WHERE device_id = ? AND status = ? LIMIT 1`
+	activeCertSQL    = `SELECT serial FROM certificates WHERE ` + activeOfDevice + ` LIMIT 1`
 	supersedeCertSQL = `UPDATE certificates SET status = ?, superseded_at = ? WHERE serial = ?`
 	activateCertSQL  = `UPDATE certificates SET status = ?, activated_at = ? WHERE serial = ?`
 	activateDevSQL   = `UPDATE devices SET state = ? WHERE id = ? AND state IN (?, ?)`
