@@ -149,10 +149,12 @@ func TestReplicasExampleNATSNodes(t *testing.T) {
 		conf string
 		cmd  *exec.Cmd
 		logs *syncBuffer
+		done chan struct{} // closed when the process has exited, with err
+		err  error
 	}
 	var nodes []*node
 	for i := range 3 {
-		n := &node{name: fmt.Sprintf("nats-%d", i+1), logs: &syncBuffer{}}
+		n := &node{name: fmt.Sprintf("nats-%d", i+1), logs: &syncBuffer{}, done: make(chan struct{})}
 		certDir := filepath.Join(etc, n.name)
 		errb.Reset()
 		if err := run(t.Context(), []string{"ca", "broker-cert", "--data", data, "--hosts", n.name + ".hearth.lan,mqtt.hearth.lan", "--out", certDir}, nil, &out, &errb, env); err != nil {
@@ -189,9 +191,10 @@ func TestReplicasExampleNATSNodes(t *testing.T) {
 		if err := n.cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		go func() { n.err = n.cmd.Wait(); close(n.done) }()
 		t.Cleanup(func() {
 			n.cmd.Process.Kill()
-			n.cmd.Wait()
+			<-n.done
 			if t.Failed() {
 				t.Logf("%s log (tail):\n%s", n.name, tailBytes([]byte(n.logs.String()), 4000))
 			}
@@ -199,16 +202,27 @@ func TestReplicasExampleNATSNodes(t *testing.T) {
 	}
 	for _, n := range nodes {
 		testkit.Eventually(t, 60*time.Second, func() bool {
+			select {
+			case <-n.done: // exited: fail now, below
+				return true
+			default:
+			}
 			l := n.logs.String()
 			return strings.Contains(l, "Listening for MQTT clients") && strings.Count(l, "Route connection created") >= 2
 		}, "%s never listened for MQTT with routes to the two other nodes", n.name)
+		select {
+		case <-n.done:
+			t.Fatalf("%s exited at start: %v, want it running", n.name, n.err)
+		default:
+		}
 	}
 	for _, n := range nodes {
 		if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
-		if err := n.cmd.Wait(); err != nil {
-			t.Errorf("%s after SIGTERM: %v, want a clean exit", n.name, err)
+		<-n.done
+		if n.err != nil {
+			t.Errorf("%s after SIGTERM: %v, want a clean exit", n.name, n.err)
 		}
 	}
 }
