@@ -143,15 +143,19 @@ type Health struct {
 	KeyAlgorithm KeyAlgorithm `json:"key_algorithm"` // the certificate's key, e.g. "p256"
 	KeyStorage   string       `json:"key_storage"`   // "file", or a hardware backend's name
 	DeviceTime   time.Time    `json:"device_time"`
-	ClockTrusted bool         `json:"clock_trusted"`          // false while the clock is clearly wrong
-	SkewSeconds  int64        `json:"skew_seconds"`           // device time minus last hub time seen
-	AgentVersion string       `json:"agent_version"`          // the agent's build version
-	LastError    string       `json:"last_error,omitempty"`   // the last renewal error, for people
-	LastCause    Cause        `json:"last_cause,omitempty"`   // LastError's cause, one of Causes
-	Manufacturer string       `json:"manufacturer,omitempty"` // the device's maker, as its operator configured the agent
-	Model        string       `json:"model,omitempty"`        // the device's model, likewise
-	Arch         string       `json:"arch,omitempty"`         // the agent's CPU architecture, e.g. "arm64", "mipsle"
-	NextRenewal  time.Time    `json:"next_renewal,omitzero"`
+	ClockTrusted bool         `json:"clock_trusted"`        // false while the clock is clearly wrong
+	SkewSeconds  int64        `json:"skew_seconds"`         // device time minus last hub time seen
+	AgentVersion string       `json:"agent_version"`        // the agent's build version
+	LastError    string       `json:"last_error,omitempty"` // the last renewal error, for people
+	LastCause    Cause        `json:"last_cause,omitempty"` // LastError's cause, one of Causes
+	// LastRequestID is the request id of the renewal attempt LastError ended (the agent draws
+	// one at the start of every attempt, before it dials or makes a key): the hub records a
+	// failed attempt under it once, however many reports repeat it.
+	LastRequestID string    `json:"last_request_id,omitempty"`
+	Manufacturer  string    `json:"manufacturer,omitempty"` // the device's maker, as its operator configured the agent
+	Model         string    `json:"model,omitempty"`        // the device's model, likewise
+	Arch          string    `json:"arch,omitempty"`         // the agent's CPU architecture, e.g. "arm64", "mipsle"
+	NextRenewal   time.Time `json:"next_renewal,omitzero"`
 }
 
 // State is a device's presence, published retained on "dev/<id>/state"; the offline form is

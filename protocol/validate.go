@@ -343,6 +343,11 @@ func (m *Health) Validate() error {
 			return err
 		}
 	}
+	if m.LastRequestID != "" {
+		if err := ValidateRequestID(m.LastRequestID); err != nil {
+			return invalid("last_request_id: %v", err)
+		}
+	}
 	return ValidateCause(m.LastCause)
 }
 

@@ -38,6 +38,7 @@ func causeOf(err error) protocol.Cause {
 	var refused *hub.RefusedError
 	var dialErr *hub.DialError
 	var invalid x509.CertificateInvalidError
+	var authority x509.UnknownAuthorityError
 	switch {
 	case errors.As(err, &ce):
 		return ce.cause
@@ -49,7 +50,9 @@ func causeOf(err error) protocol.Cause {
 		return protocol.CauseClockSkew
 	case errors.Is(err, ErrNotCommitted):
 		return protocol.CauseCommitTimeout
-	case errors.Is(err, ErrBadChain):
+	case errors.Is(err, ErrBadChain), errors.As(err, &authority):
+		// An issued chain, or the hub's own certificate (a hub on another CA than the one
+		// pinned), that does not verify against the pinned CA.
 		return protocol.CauseChainVerification
 	case errors.Is(err, ErrNoReply):
 		return protocol.CauseTimeout

@@ -26,8 +26,9 @@ func (a *Agent) healthReport() *protocol.Health {
 		V: protocol.Version, Serial: pair.Serial(), Issuer: leaf.Issuer.String(),
 		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, KeyAlgorithm: protocol.KeyAlgorithmOf(leaf.PublicKey),
 		KeyStorage: a.cfg.keyStorage(), DeviceTime: r.Device, ClockTrusted: r.Trusted, AgentVersion: a.cfg.Version,
-		LastError: protocol.ClipText(a.st.LastError), LastCause: lastCause(a.st), NextRenewal: a.nextRenewal().At,
-		Manufacturer: protocol.ClipText(a.cfg.Manufacturer), Model: protocol.ClipText(a.cfg.Model), Arch: runtime.GOARCH,
+		LastError: protocol.ClipText(a.st.LastError), LastCause: lastCause(a.st), LastRequestID: a.st.LastRequestID,
+		NextRenewal: a.nextRenewal().At, Arch: runtime.GOARCH,
+		Manufacturer: protocol.ClipText(a.cfg.Manufacturer), Model: protocol.ClipText(a.cfg.Model),
 	}
 	if r.HubSeen {
 		h.SkewSeconds = int64(r.Skew.Round(time.Second) / time.Second)
@@ -67,16 +68,18 @@ func (a *Agent) sendHealth(ctx context.Context) {
 }
 
 // setLastError records err as the last error, for health reports and status, persisting it
-// when it changed.
-func (a *Agent) setLastError(err error) {
+// when it changed. reqID is the renewal attempt err ended, "" when it ended none (a hook
+// that failed after the commit, a commit to send again): health reports carry it, and the
+// hub records a failed attempt under it once (protocol/README.md, "Causes").
+func (a *Agent) setLastError(reqID string, err error) {
 	if err == nil {
 		return
 	}
 	msg, cause := protocol.ClipText(err.Error()), string(causeOf(err))
-	if msg == a.st.LastError && cause == a.st.LastCause {
+	if msg == a.st.LastError && cause == a.st.LastCause && reqID == a.st.LastRequestID {
 		return
 	}
-	a.st.LastError, a.st.LastCause = msg, cause
+	a.st.LastError, a.st.LastCause, a.st.LastRequestID = msg, cause, reqID
 	a.healthDue = true
 	a.saveState()
 }
@@ -149,7 +152,7 @@ func (a *Agent) runHook(ctx context.Context, pair keystore.Pair) {
 	a.saveRuntime()
 	a.emit(Event{Kind: EventHookFinished, Detail: strconv.Itoa(run.ExitCode)})
 	if run.ExitCode != 0 {
-		a.setLastError(withCause(protocol.CauseHookFailed, fmt.Errorf("on-renew command exited with %d: %s", run.ExitCode, protocol.Clip(run.Output, 200))))
+		a.setLastError("", withCause(protocol.CauseHookFailed, fmt.Errorf("on-renew command exited with %d: %s", run.ExitCode, protocol.Clip(run.Output, 200))))
 		a.log.Warn("on-renew command failed", "exit_code", run.ExitCode, "output", protocol.Clip(run.Output, 200))
 		return
 	}

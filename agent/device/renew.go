@@ -32,23 +32,41 @@ func Renew(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer a.shutdown()
+	// The attempt's id is drawn before anything can fail, so that a failure to reach the hub
+	// is recorded under it too and reaches the hub with the next health report.
+	reqID := newRequestID()
 	sess, err := a.dial(ctx)
 	if err != nil {
-		return fmt.Errorf("device: renew: %w", err)
+		err = fmt.Errorf("device: renew: %w", err)
+		a.setLastError(reqID, err)
+		return err
 	}
 	a.attach(sess)
+	if a.unsent != nil {
+		if err := a.sess.Report(ctx, a.unsent); err == nil {
+			a.unsent = nil
+		}
+	}
 	if a.st.Pending != nil {
 		a.resume(ctx)
 	}
 	if a.sess == nil {
-		return fmt.Errorf("device: renew: connection lost")
+		err := fmt.Errorf("device: renew: %w", hub.ErrConnectionLost)
+		a.setLastError(reqID, err)
+		return err
+	}
+	if a.st.LastError != "" {
+		a.sendHealth(ctx) // an earlier failure the hub may not know of
 	}
 	reason := protocol.ReasonCommand
 	if r := a.clk.Read(); r.Now.After(a.current().Leaf().NotAfter) {
 		reason = protocol.ReasonRecovery
 	}
-	if err := a.renew(ctx, reason, ""); err != nil {
-		a.setLastError(err)
+	if err := a.renew(ctx, reqID, reason, ""); err != nil {
+		a.setLastError(reqID, err)
+		if a.sess != nil {
+			a.sendHealth(ctx)
+		}
 		return err
 	}
 	a.sendHealth(ctx)
@@ -59,7 +77,8 @@ func Renew(ctx context.Context, cfg Config) error {
 // exponential backoff (or the hub's retry-after, if longer) before the next try. It returns
 // the renewal's error.
 func (a *Agent) attempt(ctx context.Context, reason protocol.Reason, commandID string) error {
-	err := a.renew(ctx, reason, commandID)
+	reqID := newRequestID()
+	err := a.renew(ctx, reqID, reason, commandID)
 	if err == nil {
 		a.failures, a.retryAt = 0, time.Time{}
 		return nil
@@ -78,7 +97,7 @@ func (a *Agent) attempt(ctx context.Context, reason protocol.Reason, commandID s
 		d = he.RetryAfter
 	}
 	a.retryAt = a.now().Add(d)
-	a.setLastError(err)
+	a.setLastError(reqID, err)
 	a.log.Warn("renewal failed", "err", err, "retry_in", d.Round(time.Second))
 	return err
 }
@@ -94,9 +113,9 @@ func retryable(err error) bool {
 	return info.Retry
 }
 
-// renew is one renewal transaction (agent/README.md, "How it renews", steps 2–5;
-// protocol/README.md, "Renewal: two phases, commit by reconnect"). It needs a session.
-func (a *Agent) renew(ctx context.Context, reason protocol.Reason, commandID string) error {
+// renew is one renewal transaction, request reqID (agent/README.md, "How it renews", steps
+// 2–5; protocol/README.md, "Renewal: two phases, commit by reconnect"). It needs a session.
+func (a *Agent) renew(ctx context.Context, reqID string, reason protocol.Reason, commandID string) error {
 	if a.sess == nil {
 		return errors.New("device: renew: not connected to the hub")
 	}
@@ -110,7 +129,6 @@ func (a *Agent) renew(ctx context.Context, reason protocol.Reason, commandID str
 	if err != nil {
 		return fmt.Errorf("device: renew: %w", withCause(protocol.CauseKeyGeneration, err))
 	}
-	reqID := newRequestID()
 	a.st.Pending = &keystore.Pending{RequestID: reqID, Replaces: old.Serial()}
 	a.saveState()
 	a.log.Info("requesting a certificate", "request_id", reqID, "reason", reason, "replaces", old.Serial())
@@ -251,7 +269,7 @@ func (a *Agent) commit(ctx context.Context, reqID string, attempt int, old, fres
 	a.observe(ack.HubTime, false)
 	a.lastAckHub = ack.HubTime
 	a.hook = nil
-	a.st.Pending, a.st.LastRenewal, a.st.LastError, a.st.LastCause = nil, a.clk.Read().Now, "", ""
+	a.st.Pending, a.st.LastRenewal, a.st.LastError, a.st.LastCause, a.st.LastRequestID = nil, a.clk.Read().Now, "", "", ""
 	a.saveState()
 	a.info = nil
 	a.healthDue = true
@@ -337,7 +355,9 @@ func (a *Agent) resume(ctx context.Context) {
 		if err := a.sess.Report(ctx, c); err != nil {
 			a.unsent = c
 		}
-		a.emit(Event{Kind: EventRenewFailed, RequestID: p.RequestID, Err: withCause(protocol.CauseInterrupted, errors.New("interrupted before install"))})
+		err := withCause(protocol.CauseInterrupted, fmt.Errorf("device: renew: request %s: %s", p.RequestID, c.Detail))
+		a.setLastError(p.RequestID, err)
+		a.emit(Event{Kind: EventRenewFailed, RequestID: p.RequestID, Err: err})
 		return
 	}
 	a.log.Info("committing a certificate installed before a restart", "request_id", p.RequestID, "serial", cur.Serial())
@@ -350,16 +370,18 @@ func (a *Agent) resume(ctx context.Context) {
 	if err := checkAck(ctx, ack, err, cur.Serial()); err != nil {
 		old, perr := a.ks.Previous()
 		if perr != nil {
-			a.setLastError(err) // first certificate: nothing to go back to, retry next time
+			// First certificate: nothing to go back to, retry next time. The request is not
+			// over, so the error names none: the hub must keep it in flight.
+			a.setLastError("", err)
 			return
 		}
-		a.setLastError(a.rollback(ctx, p.RequestID, 1, old, cur.Serial(), err))
+		a.setLastError(p.RequestID, a.rollback(ctx, p.RequestID, 1, old, cur.Serial(), err))
 		return
 	}
 	a.observe(ack.HubTime, false)
 	a.lastAckHub = ack.HubTime
 	a.hook = nil
-	a.st.Pending, a.st.LastRenewal, a.st.LastError, a.st.LastCause = nil, a.clk.Read().Now, "", ""
+	a.st.Pending, a.st.LastRenewal, a.st.LastError, a.st.LastCause, a.st.LastRequestID = nil, a.clk.Read().Now, "", "", ""
 	a.saveState()
 	a.emit(Event{Kind: EventRenewed, RequestID: p.RequestID})
 }

@@ -104,7 +104,10 @@ type Status struct {
 	LastRenewal       time.Time `json:"last_renewal,omitzero"`
 	LastError         string    `json:"last_error,omitempty"`
 	LastCause         string    `json:"last_cause,omitempty"` // LastError's cause (protocol/README.md, "Causes")
-	PendingRequest    string    `json:"pending_request,omitempty"`
+	// LastRequestID is the renewal attempt LastError ended, the request id under which the
+	// hub records the failure once a health report reaches it.
+	LastRequestID  string `json:"last_request_id,omitempty"`
+	PendingRequest string `json:"pending_request,omitempty"`
 	// Connected is the hub connection as the agent last recorded it, at ConnectionSince;
 	// AgentPID is that agent's process id.
 	Connected       bool      `json:"connected"`
@@ -146,6 +149,7 @@ type stateView struct {
 	LastKnownGood time.Time `json:"last_known_good"`
 	LastError     string    `json:"last_error"`
 	LastCause     string    `json:"last_cause"`
+	LastRequestID string    `json:"last_request_id"`
 	LastRenewal   time.Time `json:"last_renewal"`
 	Pending       *struct {
 		RequestID string `json:"request_id"`
@@ -175,6 +179,7 @@ func ReadStatus(cfg Config) (Status, error) {
 		return s, fmt.Errorf("device: status: %w", err)
 	}
 	s.LastError, s.LastCause, s.LastRenewal, s.LastKnownGood = sv.LastError, sv.LastCause, sv.LastRenewal, sv.LastKnownGood
+	s.LastRequestID = sv.LastRequestID
 	if sv.Pending != nil {
 		s.PendingRequest = sv.Pending.RequestID
 	}

@@ -23,9 +23,9 @@ const usage = `usage: hearth-agent <command> [flags]
 
 commands:
   enroll   --hub mqtts://HOST:PORT --id ID --token T|--token-file FILE|- --ca-fingerprint SHA256:... [--dir DIR] [--key p256|p384|ed25519|rsa2048] [--force]
-  run      [--dir DIR] [--on-renew 'CMD'] [--model M] [--manufacturer M] [--log-format text|json]
+  run      [--dir DIR] [--on-renew 'CMD'] [--model M] [--manufacturer M] [--request-timeout 1m] [--log-format text|json]
   status   [--dir DIR] [--json]
-  renew    [--dir DIR]
+  renew    [--dir DIR] [--request-timeout 1m]
   version
 
 Run "hearth-agent <command> -h" for a command's flags.
@@ -72,6 +72,12 @@ func newFlagSet(name string, stderr io.Writer, c *common) *flag.FlagSet {
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return fs
+}
+
+// requestTimeoutFlag defines --request-timeout: how long to wait for the hub's answer to a
+// certificate request before giving it up (cause timeout).
+func requestTimeoutFlag(fs *flag.FlagSet) *time.Duration {
+	return fs.Duration("request-timeout", device.DefaultRequestTimeout, "how long to wait for the hub's answer to a certificate request")
 }
 
 // parse parses args, mapping usage errors to exit status 2.
@@ -236,6 +242,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	onRenew := fs.String("on-renew", "", "shell command run after each acknowledged renewal (sh -c)")
 	model := fs.String("model", "", "the device's model, shown in Home Assistant")
 	manufacturer := fs.String("manufacturer", "", "the device's manufacturer, shown in Home Assistant")
+	timeout := requestTimeoutFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -243,7 +250,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg.Model, cfg.Manufacturer = *model, *manufacturer
+	cfg.Model, cfg.Manufacturer, cfg.RequestTimeout = *model, *manufacturer, *timeout
 	if *onRenew != "" {
 		cfg.OnRenew = []string{"/bin/sh", "-c", *onRenew}
 	}
@@ -257,6 +264,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 func renew(ctx context.Context, args []string, stderr io.Writer) error {
 	var c common
 	fs := newFlagSet("renew", stderr, &c)
+	timeout := requestTimeoutFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -264,6 +272,7 @@ func renew(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	cfg.RequestTimeout = *timeout
 	if err := device.Renew(ctx, cfg); err != nil {
 		if errors.Is(err, device.ErrLocked) {
 			id := "DEVICE-ID"

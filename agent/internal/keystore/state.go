@@ -18,6 +18,10 @@ type State struct {
 	LastError string
 	// LastCause is LastError's cause, one of the protocol's causes ("" with no error).
 	LastCause string
+	// LastRequestID is the id of the renewal attempt LastError ended ("" when the error
+	// belongs to no attempt): health reports carry it so that the hub records the failure
+	// once.
+	LastRequestID string
 	// LastRenewal is when the current generation was installed and committed.
 	LastRenewal time.Time
 	// Pending is the renewal request in flight, or nil.
@@ -41,6 +45,7 @@ type stateFile struct {
 	LastKnownGood time.Time    `json:"last_known_good,omitzero"`
 	LastError     string       `json:"last_error,omitempty"`
 	LastCause     string       `json:"last_cause,omitempty"`
+	LastRequestID string       `json:"last_request_id,omitempty"`
 	LastRenewal   time.Time    `json:"last_renewal,omitzero"`
 	Pending       *pendingFile `json:"pending,omitempty"`
 }
@@ -57,6 +62,7 @@ func encodeState(s State) ([]byte, error) {
 		LastKnownGood: s.LastKnownGood.UTC(),
 		LastError:     s.LastError,
 		LastCause:     s.LastCause,
+		LastRequestID: s.LastRequestID,
 		LastRenewal:   s.LastRenewal.UTC(),
 	}
 	if s.Pending != nil {
@@ -78,7 +84,8 @@ func decodeState(data []byte) (State, error) {
 	if f.V != stateVersion {
 		return State{}, fmt.Errorf("%w: %s: version %d, want %d", ErrCorrupt, stateName, f.V, stateVersion)
 	}
-	s := State{LastKnownGood: f.LastKnownGood, LastError: f.LastError, LastCause: f.LastCause, LastRenewal: f.LastRenewal}
+	s := State{LastKnownGood: f.LastKnownGood, LastError: f.LastError, LastCause: f.LastCause, LastRequestID: f.LastRequestID,
+		LastRenewal: f.LastRenewal}
 	if f.Pending != nil {
 		if f.Pending.RequestID == "" {
 			return State{}, fmt.Errorf("%w: %s: pending request without an id", ErrCorrupt, stateName)

@@ -98,6 +98,13 @@ func (h *Hub) committed(c lifecycle.Committed) {
 
 // ended follows a request that ended without a commit, or a rollback after one.
 func (h *Hub) ended(e lifecycle.Ended) {
+	if e.Outcome == lifecycle.OutcomeFailed {
+		// A failure the agent reported after the fact: counted and watched like the others;
+		// the scheduler hears of it for a device it commanded.
+		h.renewal.Failed(e.DeviceID, e.Cause, e.Failure)
+		h.observeEnd(e)
+		return
+	}
 	kind, msg := protocol.EventRenewalRolledBack, ""
 	switch {
 	case e.AfterCommit:
@@ -169,7 +176,8 @@ func (h *Hub) health(from broker.Identity, payload []byte) {
 	}
 	h.machine.Health(from.DeviceID, lifecycle.Conn(from.Conn), r.Issuer, inventory.Health{ReportedSerial: r.Serial,
 		ReportedNotAfter: r.NotAfter, ChainOK: r.ChainOK, ClockSkew: skew, AgentVersion: r.AgentVersion, LastError: r.LastError,
-		Manufacturer: r.Manufacturer, Model: r.Model, Arch: r.Arch})
+		Manufacturer: r.Manufacturer, Model: r.Model, Arch: r.Arch},
+		lifecycle.ReportedFailure{RequestID: r.LastRequestID, Cause: r.LastCause, Detail: r.LastError})
 }
 
 // notify publishes an event on bridge/event.

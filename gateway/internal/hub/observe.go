@@ -127,14 +127,17 @@ func (h *Hub) observeEnd(e lifecycle.Ended) {
 	if !ok {
 		return
 	}
-	outcome, cause := metrics.OutcomeRolledBack, e.Failure
-	if e.Outcome == lifecycle.OutcomeExpired {
+	outcome, cause, took := metrics.OutcomeRolledBack, e.Failure, e.At.Sub(started)
+	switch e.Outcome {
+	case lifecycle.OutcomeExpired:
 		outcome = metrics.OutcomeExpired
+	case lifecycle.OutcomeFailed:
+		outcome, took = metrics.OutcomeFailed, 0 // the hub never saw it start
 	}
 	if cause == "" {
 		cause = protocol.CauseUnknown
 	}
-	h.metrics.Renewal(outcome, cause, e.At.Sub(started))
+	h.metrics.Renewal(outcome, cause, took)
 	family, class := h.groupOf(e.DeviceID)
 	h.alerts.Attempt(monitor.Attempt{DeviceID: e.DeviceID, Family: family, Class: class, Cause: cause, At: e.At})
 }

@@ -155,3 +155,32 @@ func (s *Store) LatestAttempts(ctx context.Context, ids []string) (map[string]At
 	}
 	return out, nil
 }
+
+// RecordReportedFailure stores a failed attempt the agent reported in a health report
+// (protocol.Health's last_request_id and last_cause): a failure the hub did not see, such as
+// a hub it could not reach, a reply that never came or a key it could not make. It is
+// idempotent: an attempt already stored under the device and request id — the hub's own
+// record of the request, or the same report received before — is left as it is, and
+// recorded is false. Outcome is always OutcomeFailed; Cause is required.
+func (s *Store) RecordReportedFailure(ctx context.Context, a Attempt) (recorded bool, err error) {
+	a.Outcome = OutcomeFailed
+	if err := checkAttemptKey(a); err != nil {
+		return false, err
+	}
+	if a.Cause == "" {
+		return false, invalidf("reported failure %q without a cause", a.RequestID)
+	}
+	r := attemptRowOf(a)
+	err = s.write(ctx, func(tx *gorm.DB) error {
+		res := tx.Exec(`INSERT INTO attempts (device_id, request_id, reason, serial, started_at, finished_at,
+				outcome, error_code, latency_ns, cause, detail)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, request_id) DO NOTHING`,
+			r.DeviceID, r.RequestID, r.Reason, r.Serial, r.Started, r.Finished, r.Outcome, r.ErrorCode, r.LatencyNS, r.Cause, r.Detail)
+		recorded = res.Error == nil && res.RowsAffected > 0
+		return res.Error
+	})
+	if err != nil {
+		return false, fmt.Errorf("record reported failure: %w", err)
+	}
+	return recorded, nil
+}

@@ -132,3 +132,47 @@ func TestHealthDeviceInfo(t *testing.T) {
 		t.Errorf("Device().Health = %+v, want the reported device info", d.Health)
 	}
 }
+
+// TestRecordReportedFailure stores a failure an agent reports once, however often the report
+// repeats, and never over the hub's own record of the request.
+func TestRecordReportedFailure(t *testing.T) {
+	s := openTest(t)
+	ctx := t.Context()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	mustIssue(t, s, issuance("cam", "a1", "r1", t0))
+	reported := Attempt{DeviceID: "cam", RequestID: "r9", Reason: "report", StartedAt: t0, FinishedAt: t0,
+		Cause: protocol.CauseNetwork, Detail: "hub: connect: connection refused"}
+	for _, tc := range []struct {
+		name string
+		a    Attempt
+		want bool
+	}{
+		{"first report", reported, true},
+		{"the same report again", reported, false},
+		{"a report naming the hub's own request", Attempt{DeviceID: "cam", RequestID: "r1", Cause: protocol.CauseTimeout, StartedAt: t0}, false},
+	} {
+		got, err := s.RecordReportedFailure(ctx, tc.a)
+		if err != nil || got != tc.want {
+			t.Errorf("%s: RecordReportedFailure(%s) = %v, %v; want %v", tc.name, tc.a.RequestID, got, err, tc.want)
+		}
+	}
+	if _, err := s.RecordReportedFailure(ctx, Attempt{DeviceID: "cam", RequestID: "r10"}); err == nil {
+		t.Error("RecordReportedFailure without a cause succeeded")
+	}
+	for _, tc := range []struct {
+		req     string
+		outcome string
+		cause   protocol.Cause
+	}{{"r9", OutcomeFailed, protocol.CauseNetwork}, {"r1", OutcomeIssued, ""}} {
+		a, err := s.Attempt(ctx, "cam", tc.req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Outcome != tc.outcome || a.Cause != tc.cause {
+			t.Errorf("Attempt(%s) = %s, cause %q; want %s, %q", tc.req, a.Outcome, a.Cause, tc.outcome, tc.cause)
+		}
+	}
+	if all, err := s.Attempts(ctx, "cam", 0); err != nil || len(all) != 2 {
+		t.Errorf("Attempts = %d, %v; want 2", len(all), err)
+	}
+}

@@ -59,6 +59,16 @@ type HealthReported struct {
 	Conn   Conn
 	Issuer string // the issuer the agent reports for its certificate
 	Health inventory.Health
+	// Failure is the renewal attempt the agent reports as its last failure (last_request_id,
+	// last_cause, last_error); zero when it reports none, or names no attempt.
+	Failure ReportedFailure
+}
+
+// ReportedFailure is a renewal attempt an agent says failed.
+type ReportedFailure struct {
+	RequestID string
+	Cause     protocol.Cause
+	Detail    string // the agent's last_error
 }
 
 // Tick is the passing of time: deadlines at or before now end.
@@ -134,7 +144,13 @@ type Outcome string
 const (
 	OutcomeRolledBack Outcome = "rolled_back" // the agent reported it gave the request up
 	OutcomeExpired    Outcome = "expired"     // the in-flight timeout passed
+	OutcomeFailed     Outcome = "failed"      // the agent reported, in a health report, an attempt the hub never saw
 )
+
+// RecordFailure stores a failed attempt the agent reported and the hub has no record of
+// (inventory.Store.RecordReportedFailure: once per request id, however often the report
+// repeats).
+type RecordFailure struct{ Failure ReportedFailure }
 
 // SendCommand publishes the command on the device's command topic.
 type SendCommand struct{ Command Command }
@@ -182,4 +198,5 @@ func (EndRequest) effect()      {}
 func (SendCommand) effect()     {}
 func (CommandSeen) effect()     {}
 func (RecordHealth) effect()    {}
+func (RecordFailure) effect()   {}
 func (Found) effect()           {}

@@ -224,9 +224,9 @@ func (m *Machine) CSR(device string, conn Conn, req *protocol.CSR, issue IssueFu
 }
 
 // Health submits a health report that arrived on a session of the device; issuer is the
-// issuer the agent reports.
-func (m *Machine) Health(device string, conn Conn, issuer string, h inventory.Health) {
-	m.submit(item{device: device, ev: HealthReported{Conn: conn, Issuer: issuer, Health: h}})
+// issuer the agent reports, f the failure it reports (zero for none).
+func (m *Machine) Health(device string, conn Conn, issuer string, h inventory.Health, f ReportedFailure) {
+	m.submit(item{device: device, ev: HealthReported{Conn: conn, Issuer: issuer, Health: h, Failure: f}})
 }
 
 // Commit submits a commit report that arrived on a session presenting serial presented.
@@ -457,6 +457,21 @@ func (m *Machine) do(ctx context.Context, sh *shard, it item, st *State, e Effec
 		if err := update(ctx, id, h); err != nil {
 			m.cfg.Logger.Warn("record health", "device", id, "err", err)
 			return
+		}
+		m.changed(id)
+	case RecordFailure:
+		f := e.Failure
+		recorded, err := store.RecordReportedFailure(ctx, inventory.Attempt{DeviceID: id, RequestID: f.RequestID,
+			StartedAt: now, FinishedAt: now, Cause: f.Cause, Detail: protocol.ClipText(f.Detail)})
+		if err != nil {
+			m.cfg.Logger.Warn("record a failure the agent reported", "device", id, "request", f.RequestID, "err", err)
+			return
+		}
+		if !recorded {
+			return // reported before, or the hub's own record of the request
+		}
+		if hooks.Ended != nil {
+			hooks.Ended(Ended{DeviceID: id, RequestID: f.RequestID, Outcome: OutcomeFailed, Cause: f.Detail, Failure: f.Cause, At: now})
 		}
 		m.changed(id)
 	case Proceed:

@@ -341,3 +341,33 @@ func TestRecover(t *testing.T) {
 		t.Errorf("state after Recover: %+v", st)
 	}
 }
+
+// TestReportedFailureOnce: a failure only the agent saw, repeated by every health report
+// until its next success, becomes one failed attempt with the agent's cause and one Ended
+// (for the metrics and alerts); a report naming a request the hub recorded adds nothing.
+func TestReportedFailureOnce(t *testing.T) {
+	s, _ := enrolled(t)
+	f := start(t, s, time.Minute)
+	f.m.SessionUp("d1", 1, "a")
+	failure := ReportedFailure{RequestID: "r9", Cause: protocol.CauseNetwork, Detail: "hub: connect: connection refused"}
+	for range 3 {
+		f.m.Health("d1", 1, "", inventory.Health{ReportedSerial: "a"}, failure)
+	}
+	f.m.Health("d1", 1, "", inventory.Health{ReportedSerial: "a"}, ReportedFailure{RequestID: "e1", Cause: protocol.CauseTimeout})
+	f.inspect(t, "d1") // every report applied
+	a, err := s.Attempt(context.Background(), "d1", "r9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Outcome != inventory.OutcomeFailed || a.Cause != protocol.CauseNetwork || a.Detail != failure.Detail {
+		t.Errorf("attempt r9 = %s, cause %q, detail %q; want failed, network, %q", a.Outcome, a.Cause, a.Detail, failure.Detail)
+	}
+	if e1, err := s.Attempt(context.Background(), "d1", "e1"); err != nil || e1.Outcome != inventory.OutcomeCommitted {
+		t.Errorf("attempt e1 = %+v, %v; want the enrollment's committed record untouched", e1, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.ended) != 1 || f.ended[0].Outcome != OutcomeFailed || f.ended[0].Failure != protocol.CauseNetwork || f.ended[0].RequestID != "r9" {
+		t.Errorf("ended = %+v, want one failed r9 with cause network", f.ended)
+	}
+}

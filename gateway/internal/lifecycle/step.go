@@ -135,6 +135,7 @@ func (r Rules) Step(s State, e Event, now time.Time) (State, []Effect) {
 		if r.unexpectedIssuer(e.Issuer) {
 			out = append(out, Found{Kind: FindingUnexpectedIssuer, Serial: reported, Detail: e.Issuer})
 		}
+		out = r.reportedFailure(&s, e.Failure, out)
 	case RevokeRequested:
 		out = r.revoke(&s, e, out)
 	case Tick:
@@ -220,4 +221,24 @@ func (r Rules) commit(s *State, e CommitReceived, out []Effect) []Effect {
 		return refuse(protocol.CodeUnknownRequest, 0, "request %s is not in flight and %s is not the active certificate", e.RequestID, e.Serial)
 	}
 	return refuse(protocol.CodeBadRequest, 0, "unknown outcome %q", e.Outcome)
+}
+
+// reportedFailure takes up the failure a health report names. The request in flight, if it
+// is that one, ends rolled back with the agent's cause (its rolled_back report was lost: the
+// agent gave the request up, so its pending certificate is dropped now rather than at the
+// in-flight timeout); any other is recorded as a failed attempt, which the store does once
+// per request id and never over a request the hub recorded itself.
+func (r Rules) reportedFailure(s *State, f ReportedFailure, out []Effect) []Effect {
+	if f.RequestID == "" || f.Cause == "" {
+		return out
+	}
+	if p := s.Pending; p != nil && p.RequestID == f.RequestID {
+		s.Pending = nil
+		detail := "the agent reported it gave the request up"
+		if f.Detail != "" {
+			detail += ": " + f.Detail
+		}
+		return append(out, EndRequest{RequestID: p.RequestID, Serial: p.Serial, Outcome: OutcomeRolledBack, Cause: detail, Failure: f.Cause})
+	}
+	return append(out, RecordFailure{Failure: f})
 }

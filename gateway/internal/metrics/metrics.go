@@ -60,6 +60,7 @@ const (
 	OutcomeRefused    = "refused"     // the hub refused the request: nothing was issued
 	OutcomeRolledBack = "rolled_back" // the agent gave the request up or went back
 	OutcomeExpired    = "expired"     // no commit before the in-flight timeout
+	OutcomeFailed     = "failed"      // the agent reported a failure the hub did not see (a health report); counted, not timed
 )
 
 // DurationBuckets are the renewal-duration histogram's upper bounds in seconds: a renewal
