@@ -35,6 +35,7 @@ func TestCauseOf(t *testing.T) {
 		{"unreachable", &hub.DialError{Err: errors.New("connection refused")}, protocol.CauseNetwork},
 		{"hub certificate not valid at the device's time", &hub.DialError{Err: fmt.Errorf("verify the hub: %w",
 			x509.CertificateInvalidError{Reason: x509.Expired, Detail: "current time 2031-01-01 is after 2030-01-01"})}, protocol.CauseClockSkew},
+		{"hub certificate from another CA", &hub.DialError{Err: fmt.Errorf("hub certificate: %w", x509.UnknownAuthorityError{})}, protocol.CauseChainVerification},
 		{"connection lost", fmt.Errorf("request: %w", hub.ErrConnectionLost), protocol.CauseNetwork},
 		{"key generation", withCause(protocol.CauseKeyGeneration, errors.New("entropy")), protocol.CauseKeyGeneration},
 		{"storage", fmt.Errorf("device: renew: %w", withCause(protocol.CauseStorage, errors.New("disk full"))), protocol.CauseStorage},

@@ -161,6 +161,33 @@ func TestResumeBeforeInstall(t *testing.T) {
 	if st := loadState(t, cfg.Dir); st.Pending != nil {
 		t.Errorf("pending request after resume = %+v, want none", st.Pending)
 	}
+	if st, err := ReadStatus(Config{Dir: cfg.Dir}); err != nil || st.LastCause != string(protocol.CauseInterrupted) || st.LastRequestID != "req-cut-short" {
+		t.Errorf("ReadStatus() after resume = cause %q request %q (%v), want %s of req-cut-short", st.LastCause, st.LastRequestID, err, protocol.CauseInterrupted)
+	}
+}
+
+// TestRenewUnreachableRecordsCause: a one-shot Renew that cannot reach the hub records the
+// failure (cause network) under the attempt's request id before it returns, and the next
+// session's health report carries both to the hub.
+func TestRenewUnreachableRecordsCause(t *testing.T) {
+	e := newEnv(t, true)
+	cfg := e.config("meter-1")
+	e.enroll(cfg)
+	old := onDisk(t, cfg.Dir).Serial()
+	err := Renew(t.Context(), Config{Dir: cfg.Dir, HubURL: "mqtts://127.0.0.1:1", Logger: cfg.Logger, ConnectTimeout: 5 * time.Second})
+	if err == nil {
+		t.Fatal("Renew() with nothing listening succeeded")
+	}
+	st, err := ReadStatus(Config{Dir: cfg.Dir})
+	if err != nil || st.LastCause != string(protocol.CauseNetwork) || st.LastRequestID == "" || st.LastError == "" {
+		t.Fatalf("ReadStatus() after an unreachable hub = cause %q request %q error %q (%v), want network with a request id",
+			st.LastCause, st.LastRequestID, st.LastError, err)
+	}
+	r := e.start(cfg)
+	r.waitFor(t, EventConnected)
+	if h := healthWith(t, e, old); h.LastCause != protocol.CauseNetwork || h.LastRequestID != st.LastRequestID {
+		t.Errorf("health after reconnecting = cause %q request %q, want network of %s", h.LastCause, h.LastRequestID, st.LastRequestID)
+	}
 }
 
 // installUncommitted installs a pair issued by the test CA and records the pending request,
