@@ -2,6 +2,7 @@ package device
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -36,6 +37,8 @@ type Agent struct {
 	pair atomic.Pointer[keystore.Pair]
 	// crl is the hub's last verified CRL (nil before one arrived), read at each handshake.
 	crl atomic.Pointer[x509.RevocationList]
+	// genKey makes each renewal's key: keystore.GenerateKey (a test makes it fail).
+	genKey func(protocol.KeyAlgorithm) (crypto.Signer, error)
 
 	// Owned by the goroutine running Run (or Renew).
 	clk          *clock.Clock
@@ -72,9 +75,10 @@ func New(cfg Config) (*Agent, error) {
 	}
 	u, _ := hub.ParseURL(cfg.HubURL)
 	return &Agent{
-		cfg:  cfg,
-		log:  cfg.Logger.With("device", cfg.DeviceID),
-		host: u.Hostname(),
+		cfg:    cfg,
+		log:    cfg.Logger.With("device", cfg.DeviceID),
+		host:   u.Hostname(),
+		genKey: keystore.GenerateKey,
 	}, nil
 }
 

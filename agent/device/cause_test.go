@@ -2,6 +2,7 @@ package device
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -67,5 +68,38 @@ func TestHookFailedCause(t *testing.T) {
 		if h.LastCause == protocol.CauseHookFailed {
 			break
 		}
+	}
+}
+
+// TestKeyGenerationCause forces key_generation at the lowest layer where it can happen (no
+// real system makes Go's key generation fail; gateway/README.md, "Which test forces each
+// cause"): the agent's generator fails on a renewal the hub commands, and the agent records
+// the cause under the attempt's request id, in its status and in its next health report.
+func TestKeyGenerationCause(t *testing.T) {
+	e := newEnv(t, true)
+	cfg := e.config("plug-1")
+	e.enroll(cfg)
+	old := onDisk(t, cfg.Dir).Serial()
+	r := e.startWith(cfg, func(a *Agent) {
+		a.genKey = func(protocol.KeyAlgorithm) (crypto.Signer, error) {
+			return nil, errors.New("the secure element is out of key slots")
+		}
+	})
+	r.waitFor(t, EventConnected)
+	e.hub.Command("plug-1", "cmd-1", protocol.ActionRenew)
+	for {
+		h := healthWith(t, e, old)
+		if h.LastCause == "" {
+			continue // the report of the connection, before the command
+		}
+		if h.LastCause != protocol.CauseKeyGeneration || h.LastRequestID == "" {
+			t.Fatalf("health after the failed renewal = cause %q request %q, want %s with a request id", h.LastCause, h.LastRequestID, protocol.CauseKeyGeneration)
+		}
+		r.stop(t)
+		st, err := ReadStatus(Config{Dir: cfg.Dir})
+		if err != nil || st.LastCause != string(protocol.CauseKeyGeneration) || st.LastRequestID != h.LastRequestID {
+			t.Errorf("ReadStatus() = cause %q request %q (%v), want %s of %s", st.LastCause, st.LastRequestID, err, protocol.CauseKeyGeneration, h.LastRequestID)
+		}
+		return
 	}
 }

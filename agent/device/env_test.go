@@ -104,6 +104,13 @@ type running struct {
 // start runs an agent for cfg until the end of the test.
 func (e *env) start(cfg Config) *running {
 	e.t.Helper()
+	return e.startWith(cfg, nil)
+}
+
+// startWith is start with prepare, if not nil, called on the Agent before it runs (to
+// inject a failure).
+func (e *env) startWith(cfg Config, prepare func(*Agent)) *running {
+	e.t.Helper()
 	r := &running{events: make(chan Event, 4096), done: make(chan error, 1)}
 	cfg.OnEvent = func(ev Event) {
 		select {
@@ -115,6 +122,9 @@ func (e *env) start(cfg Config) *running {
 	a, err := New(cfg)
 	if err != nil {
 		e.t.Fatalf("New() = %v", err)
+	}
+	if prepare != nil {
+		prepare(a)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel

@@ -121,7 +121,7 @@ func (a *Agent) renew(ctx context.Context, reqID string, reason protocol.Reason,
 	}
 	old := a.current()
 	a.emit(Event{Kind: EventRenewing, Detail: string(reason)})
-	key, err := keystore.GenerateKey(protocol.KeyAlgorithm(a.cfg.KeyAlgorithm))
+	key, err := a.genKey(protocol.KeyAlgorithm(a.cfg.KeyAlgorithm))
 	if err != nil {
 		return fmt.Errorf("device: renew: %w", withCause(protocol.CauseKeyGeneration, err))
 	}

@@ -8,19 +8,23 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"database/sql"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	_ "gorm.io/driver/sqlite" // the sqlite3 driver lockStore opens hearth.db with
 
 	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 	"github.com/hearth-pki/hearth/protocol"
@@ -40,6 +44,10 @@ const (
 	// layerHubProcess: a real `hearth-gateway serve`; the device is the test's own MQTT client
 	// with the device's real certificate, because no real agent sends such a request.
 	layerHubProcess = "hub-process"
+	// layerAgentDevice: no real condition makes the failure happen to a real process; the
+	// agent's own package forces it (the row's how names the test) and the hub's handling of
+	// the report is the one every processes row checks.
+	layerAgentDevice = "agent-device"
 )
 
 // causeRow is one row of TestCausesForced: a cause, how it is forced for real, and what the
@@ -203,18 +211,113 @@ var causeRows = []causeRow{
 	},
 }
 
-// notForced says, for each cause no row forces yet, why; TestForcedCausesCoverTaxonomy fails
-// for a cause in neither.
-var notForced = map[protocol.Cause]string{
-	protocol.CauseNetwork:           "the hub stores no attempt for a hub it never heard from, and the one-shot renew ends before recording a dial failure; classified in agent/device/cause_test.go",
-	protocol.CauseTimeout:           "needs a hub that takes a CSR and never answers (a minute, the agent's request timeout): agent/device/renew_test.go",
-	protocol.CauseHubInternal:       "needs the hub's CA or store to fail mid-request, with no test hook yet: only CauseOf(internal) in protocol/cause_test.go",
-	protocol.CauseChainVerification: "the hub issues chains that verify; needs a CA the agent does not pin: agent/device/renew_test.go",
-	protocol.CauseClockSkew:         "the agent binary has no clock offset hook: agent/device/cause_test.go",
-	protocol.CauseKeyGeneration:     "key generation does not fail on a real system: agent/device/cause_test.go",
-	protocol.CauseInterrupted:       "needs the agent killed between its CSR and the install, which a real hub answers within milliseconds: agent/device/status_test.go",
-	protocol.CauseUnknown:           "by definition the cause of nothing the agent or hub can name",
+// moreCauseRows are the failures only the agent sees, which reach the hub in its next health
+// report (last_cause, last_request_id), and the cause of a peer too old to say.
+var moreCauseRows = []causeRow{
+	{
+		cause: protocol.CauseNetwork, layer: layerProcesses,
+		how: "the relay pointed at a closed port; hearth-agent renew fails to dial and records it; the relay back on the hub, hearth-agent run's health report carries it",
+		force: func(r *causeRig) protocol.Cause {
+			r.relay.SetTarget(closedPort(r.t))
+			r.renewOnce(false)
+			r.relay.SetTarget(r.hub.addr)
+			return r.reportRunning()
+		},
+		stored: "failed",
+	},
+	{
+		cause: protocol.CauseTimeout, layer: layerProcesses,
+		how: "the hub's database write-locked by another process (the hub waits out its 5 s busy timeout before answering); hearth-agent renew --request-timeout 2s gives the request up",
+		force: func(r *causeRig) protocol.Cause {
+			release := r.lockStore()
+			r.renewOnce(false, "--request-timeout", "2s")
+			release()
+			return r.reportRunning()
+		},
+		stored: "rolled_back",
+	},
+	{
+		cause: protocol.CauseHubInternal, layer: layerProcesses,
+		how: "the hub's database write-locked by another process for longer than its busy timeout: recording the issuance fails (internal), and so does recording the refusal; hearth-agent renew, then hearth-agent run's health report once the lock is gone",
+		force: func(r *causeRig) protocol.Cause {
+			release := r.lockStore()
+			r.renewOnce(false)
+			release()
+			return r.reportRunning()
+		},
+		stored: "failed",
+	},
+	{
+		cause: protocol.CauseChainVerification, layer: layerProcesses,
+		how: "the relay pointed at a second hub with a CA of its own (a hub started afresh on a new data directory); hearth-agent renew refuses its certificate against the pinned root; the relay back on the first hub, hearth-agent run's health report carries it",
+		force: func(r *causeRig) protocol.Cause {
+			other := startHubProcess(r.t, r.t.TempDir(), "127.0.0.1:0", "--advertise", r.relay.Addr)
+			r.relay.SetTarget(other.addr)
+			r.renewOnce(false)
+			r.relay.SetTarget(r.hub.addr)
+			return r.reportRunning()
+		},
+		stored: "failed",
+	},
+	{
+		cause: protocol.CauseClockSkew, layer: layerProcesses,
+		how: "the agent's last known good time (state.json) 400 days ahead, as a device whose clock once ran ahead saves it: the hub's broker certificate (365 days) is expired at the device's time; hearth-agent renew; the time put right, hearth-agent run's health report carries it",
+		force: func(r *causeRig) protocol.Cause {
+			r.setLastKnownGood(time.Now().Add(400 * 24 * time.Hour))
+			r.renewOnce(false)
+			r.setLastKnownGood(time.Now())
+			return r.reportRunning()
+		},
+		stored: "failed",
+	},
+	{
+		cause: protocol.CauseInterrupted, layer: layerProcesses,
+		how: "the hub's database write-locked so that the CSR waits; hearth-agent renew SIGKILLed once its status shows the request pending; the lock released, hearth-agent run resumes and gives the request up",
+		force: func(r *causeRig) protocol.Cause {
+			release := r.lockStore()
+			cmd := exec.Command(r.agent, "renew", "--dir", r.dir)
+			if err := cmd.Start(); err != nil {
+				r.t.Fatal(err)
+			}
+			testkit.Eventually(r.t, 30*time.Second, func() bool { return r.agentStatus().PendingRequest != "" },
+				"hearth-agent renew never recorded its request pending")
+			cmd.Process.Kill()
+			cmd.Wait()
+			release()
+			return r.reportRunning()
+		},
+		stored: "rolled_back",
+	},
+	{
+		cause: protocol.CauseKeyGeneration, layer: layerAgentDevice,
+		how: "TestKeyGenerationCause (agent/device): Go's key generation cannot fail on a real system (crypto/rand never fails on Linux, every key type the agent's configuration accepts is generated, and nothing the hub sends chooses the key), so the agent's generator is made to fail; the agent records the cause with the attempt's request id and its health report carries both",
+	},
+	{
+		cause: protocol.CauseUnknown, layer: layerHubProcess,
+		how: "a request issued on the device's certificate session, then a rolled_back commit without a cause, as an agent older than the causes sends it",
+		force: func(r *causeRig) protocol.Cause {
+			reply := r.sendCSR(protocol.ReasonCommand, false)
+			if reply.Error != nil || reply.Serial == "" {
+				r.t.Fatalf("the request was not issued: %+v", reply.Error)
+			}
+			current := r.detail().Serial
+			ack := r.sendReport(&protocol.Commit{V: protocol.Version, RequestID: "held-1", Serial: current, Outcome: protocol.OutcomeRolledBack,
+				Failed: reply.Serial, Detail: "rolled back", Time: time.Now()})
+			if ack.Error != nil {
+				r.t.Fatalf("rolled_back report refused: %+v", ack.Error)
+			}
+			return ""
+		},
+		stored: "rolled_back",
+	},
 }
+
+// notForced says, for each cause no row forces, why; TestForcedCausesCoverTaxonomy fails
+// for a cause in neither. Every cause has a row today.
+var notForced = map[protocol.Cause]string{}
+
+// allCauseRows returns every row, in the golden file's order.
+func allCauseRows() []causeRow { return append(slices.Clip(causeRows), moreCauseRows...) }
 
 // TestCausesForced forces each cause of causeRows for real and checks that the attempt the
 // hub stores (device show --json) carries it and that the agent's status says it.
@@ -223,12 +326,20 @@ func TestCausesForced(t *testing.T) {
 		t.Skip("runs real hub and agent processes")
 	}
 	agent := buildAgent(t)
-	for _, row := range causeRows {
+	for _, row := range allCauseRows() {
+		if row.layer == layerAgentDevice {
+			continue
+		}
 		t.Run(string(row.cause), func(t *testing.T) {
+			t.Parallel() // each row has its own hub, relay and agent
 			r := newCauseRig(t, agent, row.config, row.policy)
 			got := row.force(r)
-			if row.layer == layerProcesses && got != row.cause {
-				t.Errorf("agent's last_cause = %q, want %q", got, row.cause)
+			var st agentStatus
+			if row.layer == layerProcesses {
+				st = r.agentStatus()
+				if got != row.cause || protocol.Cause(st.LastCause) != row.cause {
+					t.Errorf("agent's last_cause = %q (status now %q), want %q", got, st.LastCause, row.cause)
+				}
 			}
 			if row.stored == "" {
 				if _, ok := notStored[row.cause]; !ok {
@@ -248,6 +359,9 @@ func TestCausesForced(t *testing.T) {
 			if !strings.Contains(a.Detail, row.detail) {
 				t.Errorf("attempt %s detail %q, want it to name %q", a.RequestID, a.Detail, row.detail)
 			}
+			if row.layer == layerProcesses && a.RequestID != st.LastRequestID {
+				t.Errorf("the hub's attempt of %s is request %s, the agent's status names %q", row.cause, a.RequestID, st.LastRequestID)
+			}
 		})
 	}
 }
@@ -257,7 +371,10 @@ func TestCausesForced(t *testing.T) {
 func TestForcedCausesCoverTaxonomy(t *testing.T) {
 	var want strings.Builder
 	forced := map[protocol.Cause]bool{}
-	for _, row := range causeRows {
+	for _, row := range allCauseRows() {
+		if (row.force == nil) != (row.layer == layerAgentDevice) {
+			t.Errorf("row %s: layer %s, force set %v: only an agent-device row forces nothing here", row.cause, row.layer, row.force != nil)
+		}
 		if forced[row.cause] {
 			t.Errorf("cause %s has two rows", row.cause)
 		}
@@ -372,10 +489,11 @@ func newCauseRig(t *testing.T, agent, config, pol string) (r *causeRig) {
 	return r
 }
 
-// renewOnce runs `hearth-agent renew` and checks that it fails (or succeeds, with ok).
-func (r *causeRig) renewOnce(ok bool) string {
+// renewOnce runs `hearth-agent renew` with extra flags and checks that it fails (or
+// succeeds, with ok).
+func (r *causeRig) renewOnce(ok bool, extra ...string) string {
 	r.t.Helper()
-	out, err := exec.Command(r.agent, "renew", "--dir", r.dir).CombinedOutput()
+	out, err := exec.Command(r.agent, append([]string{"renew", "--dir", r.dir}, extra...)...).CombinedOutput()
 	if (err == nil) != ok {
 		r.t.Fatalf("hearth-agent renew: %v, want success %v\n%s", err, ok, out)
 	}
@@ -430,19 +548,97 @@ func (r *causeRig) startRun(extra ...string) {
 	testkit.Eventually(r.t, 30*time.Second, func() bool { return r.e.summary(r.id).Online }, "the hub never saw %s online", r.id)
 }
 
-// agentCause returns the last_cause of `hearth-agent status --json`.
-func (r *causeRig) agentCause() protocol.Cause {
+// agentStatus is what the rows read of `hearth-agent status --json`.
+type agentStatus struct {
+	LastError      string `json:"last_error"`
+	LastCause      string `json:"last_cause"`
+	LastRequestID  string `json:"last_request_id"`
+	PendingRequest string `json:"pending_request"`
+}
+
+// agentStatus returns `hearth-agent status --json`.
+func (r *causeRig) agentStatus() agentStatus {
 	r.t.Helper()
 	// status exits non-zero for an expired or revoked certificate; its JSON is still printed.
 	out, _ := exec.Command(r.agent, "status", "--dir", r.dir, "--json").Output()
-	var st struct {
-		LastError string `json:"last_error"`
-		LastCause string `json:"last_cause"`
-	}
+	var st agentStatus
 	if err := json.Unmarshal(out, &st); err != nil {
 		r.t.Fatalf("status --json: %v\n%s", err, out)
 	}
-	return protocol.Cause(st.LastCause)
+	return st
+}
+
+// agentCause returns the last_cause of `hearth-agent status --json`.
+func (r *causeRig) agentCause() protocol.Cause {
+	r.t.Helper()
+	return protocol.Cause(r.agentStatus().LastCause)
+}
+
+// reportRunning starts `hearth-agent run`, whose first session sends a health report with
+// the last failure the agent recorded (or settles the request a kill interrupted, recording
+// that), and returns that failure's cause from its status.
+func (r *causeRig) reportRunning() protocol.Cause {
+	r.t.Helper()
+	r.startRun()
+	return r.waitCause()
+}
+
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// lockStore opens the hub's hearth.db from this process, as a backup tool or an sqlite3
+// shell would, and holds its write lock (BEGIN IMMEDIATE) until release: the hub's writes
+// wait out its busy timeout and fail, its reads go on (WAL).
+func (r *causeRig) lockStore() (release func()) {
+	r.t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(r.e.data, "hearth.db")+"?_busy_timeout=10000&_txlock=immediate")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	tx, err := db.Begin()
+	if err != nil {
+		db.Close()
+		r.t.Fatalf("lock hearth.db: %v", err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			tx.Rollback()
+			db.Close()
+		})
+	}
+	r.t.Cleanup(release)
+	return release
+}
+
+// setLastKnownGood rewrites the agent's state.json with last_known_good at, keeping the rest.
+func (r *causeRig) setLastKnownGood(at time.Time) {
+	r.t.Helper()
+	path := filepath.Join(r.dir, "state.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(b, &st); err != nil {
+		r.t.Fatalf("state.json: %v", err)
+	}
+	st["last_known_good"] = at.UTC().Format(time.RFC3339)
+	if b, err = json.Marshal(st); err != nil {
+		r.t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		r.t.Fatal(err)
+	}
 }
 
 // detail returns `hearth-gateway device show ID --json`.
@@ -520,6 +716,13 @@ func (r *causeRig) sendCSRReplacing(reason protocol.Reason, sameKey bool, replac
 // serial for request id and returns the hub's ack.
 func (r *causeRig) sendCommit(id, serial string) *protocol.Ack {
 	r.t.Helper()
+	return r.sendReport(&protocol.Commit{V: protocol.Version, RequestID: id, Serial: serial, Outcome: protocol.OutcomeCommitted, Time: time.Now()})
+}
+
+// sendReport connects with the device's current certificate and key, sends the commit
+// report c and returns the hub's ack.
+func (r *causeRig) sendReport(c *protocol.Commit) *protocol.Ack {
+	r.t.Helper()
 	bundle, err := os.ReadFile(filepath.Join(r.dir, "current.pem"))
 	if err != nil {
 		r.t.Fatal(err)
@@ -529,8 +732,7 @@ func (r *causeRig) sendCommit(id, serial string) *protocol.Ack {
 		r.t.Fatalf("current.pem: %v", err)
 	}
 	var ack protocol.Ack
-	r.exchange(pair, &protocol.Commit{V: protocol.Version, RequestID: id, Serial: serial, Outcome: protocol.OutcomeCommitted, Time: time.Now()},
-		protocol.KindCommit, &ack, protocol.KindAck)
+	r.exchange(pair, c, protocol.KindCommit, &ack, protocol.KindAck)
 	return &ack
 }
 
