@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 	"github.com/hearth-pki/hearth/protocol"
 )
 
@@ -134,13 +135,24 @@ func TestHealthDeviceInfo(t *testing.T) {
 }
 
 // TestRecordReportedFailure stores a failure an agent reports once, however often the report
-// repeats, and never over the hub's own record of the request.
+// repeats, and never over the hub's own record of the request, on SQLite and PostgreSQL.
 func TestRecordReportedFailure(t *testing.T) {
-	s := openTest(t)
+	t.Run("sqlite", func(t *testing.T) { testRecordReportedFailure(t, openTest(t)) })
+	t.Run("postgres", func(t *testing.T) {
+		s, err := OpenPostgres(t.Context(), PostgresOptions{DSN: testkit.SharedPostgres(t).NewDatabase(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		testRecordReportedFailure(t, s)
+	})
+}
+
+func testRecordReportedFailure(t *testing.T, s *Store) {
 	ctx := t.Context()
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	mustIssue(t, s, issuance("cam", "a1", "r1", t0))
-	reported := Attempt{DeviceID: "cam", RequestID: "r9", Reason: "report", StartedAt: t0, FinishedAt: t0,
+	reported := Attempt{DeviceID: "cam", RequestID: "r9", StartedAt: t0, FinishedAt: t0,
 		Cause: protocol.CauseNetwork, Detail: "hub: connect: connection refused"}
 	for _, tc := range []struct {
 		name string
