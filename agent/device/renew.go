@@ -15,9 +15,11 @@ import (
 const emergencyRetryMax = 5 * time.Minute
 
 // Renew performs one renewal now, in the foreground (hearth-agent renew): connect with the
-// current pair, send a CSR, install, reconnect, commit, and roll back on any failure. It
-// fails with ErrLocked while an agent runs on the same directory: ask the hub for a renew
-// command instead.
+// current pair, send a CSR, install, reconnect, commit, and roll back on any failure. Once
+// the state directory is open, a failure, even to reach the hub, is recorded as the last
+// error with its cause and the attempt's request id (Status, and the health report of the
+// next session) before Renew returns it. It fails with ErrLocked while an agent runs on the
+// same directory: ask the hub for a renew command instead.
 func Renew(ctx context.Context, cfg Config) error {
 	a, err := New(cfg)
 	if err != nil {
@@ -42,11 +44,6 @@ func Renew(ctx context.Context, cfg Config) error {
 		return err
 	}
 	a.attach(sess)
-	if a.unsent != nil {
-		if err := a.sess.Report(ctx, a.unsent); err == nil {
-			a.unsent = nil
-		}
-	}
 	if a.st.Pending != nil {
 		a.resume(ctx)
 	}
