@@ -379,6 +379,9 @@ func printStatus(w io.Writer, st device.Status) {
 		cause := protocol.Cause(st.LastCause)
 		row("last cause", "%s (%s)", cause, cause.Class())
 	}
+	if st.LastRequestID != "" {
+		row("failed request", "%s", st.LastRequestID)
+	}
 	if st.PendingRequest != "" {
 		row("pending request", "%s", st.PendingRequest)
 	}
