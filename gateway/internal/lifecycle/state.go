@@ -27,6 +27,9 @@
 //     whose certificate is being signed when it arrives is recorded first and revoked with
 //     the rest, and the state forgets what it revoked, so no later commit or rollback brings
 //     a revoked certificate back.
+//   - A failure an agent reports in a health report (its last failed request id and cause)
+//     is recorded once: it ends the request in flight if it names it, and is otherwise
+//     stored as a failed attempt only if no attempt of that request id is stored yet.
 package lifecycle
 
 import (
