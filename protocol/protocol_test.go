@@ -192,3 +192,34 @@ func TestREADMEQuotesGolden(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthLastRequestID: a health report's last_request_id, when present, is a request id;
+// one with a slash is refused like any malformed request id, and none is fine (an older
+// agent's report).
+func TestHealthLastRequestID(t *testing.T) {
+	valid, err := os.ReadFile("testdata/health.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	with := func(extra string) []byte {
+		return bytes.Replace(valid, []byte(`"v": 1,`), []byte(`"v": 1,`+extra), 1)
+	}
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		ok   bool
+	}{
+		{"none", valid, true},
+		{"a request id with its cause", with(`"last_error": "hub: connect: connection refused", "last_cause": "network", "last_request_id": "0123456789abcdef0123456789abcdef",`), true},
+		{"a malformed request id", with(`"last_cause": "network", "last_request_id": "a/b",`), false},
+	} {
+		var h Health
+		err := Decode(tc.in, &h)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: Decode = %v, want success %v", tc.name, err, tc.ok)
+		}
+		if err != nil && CodeFor(err) != CodeBadRequest {
+			t.Errorf("%s: CodeFor(%v) = %q, want %q", tc.name, err, CodeFor(err), CodeBadRequest)
+		}
+	}
+}
