@@ -43,12 +43,12 @@ const (
 // SetState (and Activate: enrolling → active); Online and LastSeen by SetOnline; Health by
 // UpdateHealth; Renewal by SetRenewal.
 type Device struct {
-	ID        string
-	Name      string
-	Family    string
-	Model     string
-	Vendor    string
-	Firmware  string
+	ID       string
+	Name     string
+	Family   string
+	Model    string
+	Vendor   string
+	Firmware string
 	// Class is the device's policy class, chosen under the policy whose policy.ClassHash
 	// is ClassHash ("" when unknown): written with the device's family and tags (issuance,
 	// import) and rewritten by Reclassify when another policy is put in force.
