@@ -107,3 +107,37 @@ func staleClasses(db *gorm.DB, hash string, limit int) ([]ClassSubject, error) {
 	}
 	return out, nil
 }
+
+// ClassMembers are the devices whose stored class is one class under one hash: how many,
+// and the first few ids.
+type ClassMembers struct {
+	Count  int
+	Sample []string // at most the sample ClassCounts was asked for, by id
+}
+
+// ClassCounts returns, per class, the devices whose class was chosen under hash: one
+// aggregate over the index devices_class, then the first sample ids of each class (one
+// indexed range per class of the policy, not per device). Stale devices are not counted:
+// the caller adds those of StaleClasses.
+func (s *Store) ClassCounts(ctx context.Context, hash string, sample int) (map[string]ClassMembers, error) {
+	var rows []struct {
+		Class string
+		N     int
+	}
+	if err := s.read(ctx).Raw(`SELECT class, COUNT(*) AS n FROM devices WHERE class_hash = ? GROUP BY class`, hash).
+		Scan(&rows).Error; err != nil {
+		return nil, fmt.Errorf("count classes: %w", err)
+	}
+	out := make(map[string]ClassMembers, len(rows))
+	for _, r := range rows {
+		m := ClassMembers{Count: r.N}
+		if sample > 0 {
+			if err := s.read(ctx).Raw(`SELECT id FROM devices WHERE class_hash = ? AND class = ? ORDER BY id LIMIT ?`,
+				hash, r.Class, sample).Scan(&m.Sample).Error; err != nil {
+				return nil, fmt.Errorf("count classes: %w", err)
+			}
+		}
+		out[r.Class] = m
+	}
+	return out, nil
+}

@@ -119,6 +119,14 @@ func TestReclassify(t *testing.T) {
 		})
 	}
 
+	counts, err := s.ClassCounts(ctx, "classes:new", 3)
+	// 520 devices: a fifth tagged outdoor (104), the other cams (208 less d-0006) and plugs (208).
+	want := map[string]ClassMembers{"outside": {104, []string{"d-0000", "d-0005", "d-0010"}},
+		"camera": {207, []string{"d-0002", "d-0004", "d-0008"}}, "default": {208, []string{"d-0001", "d-0003", "d-0007"}}}
+	if diff := cmp.Diff(want, counts); err != nil || diff != "" {
+		t.Errorf("ClassCounts(new, 3) = %v (-want +got):\n%s", err, diff)
+	}
+
 	if _, err := s.Reclassify(ctx, "", classOf); err == nil {
 		t.Error("Reclassify with an empty hash succeeded")
 	}

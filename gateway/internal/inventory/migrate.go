@@ -328,7 +328,7 @@ var migrations = []migration{
 	// until then.
 	{version: 10, name: "device class under the policy in force", sql: []string{
 		`ALTER TABLE devices ADD COLUMN class_hash TEXT NOT NULL DEFAULT ''`,
-		`CREATE INDEX devices_class ON devices (class_hash, class)`,
+		`CREATE INDEX devices_class ON devices (class_hash, class, id)`,
 	}},
 }
 

@@ -168,6 +168,7 @@ classes:
 					for _, now := range []time.Time{t0, t0.Add(3 * day)} {
 						agreePages(t, s, f.store, pc.pol, now, sc.queries)
 					}
+					agreeClassMembers(t, s, f.store, pc.pol)
 				})
 			}
 		})
@@ -228,4 +229,30 @@ func stale(t *testing.T, store *inventory.Store, hash string) []inventory.ClassS
 		t.Fatalf("StaleClasses() = %d devices, more %v, %v", len(out), more, err)
 	}
 	return out
+}
+
+// agreeClassMembers checks the policy page's devices per class (classMembers) against the
+// whole fleet judged.
+func agreeClassMembers(t *testing.T, s *server, store *inventory.Store, pol *policy.Policy) {
+	t.Helper()
+	recs, err := store.Fleet(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]inventory.ClassMembers{}
+	for _, d := range judgeFleet(recs, pol, t0) {
+		m := want[d.Class]
+		m.Count++
+		if len(m.Sample) < classSample {
+			m.Sample = append(m.Sample, d.ID)
+		}
+		want[d.Class] = m
+	}
+	got, err := s.classMembers(t.Context(), pol, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("classMembers() (-fleet +got):\n%s", diff)
+	}
 }
