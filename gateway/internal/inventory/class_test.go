@@ -138,3 +138,45 @@ func TestReclassify(t *testing.T) {
 		t.Errorf("Device(d-0000) after a refused Reclassify = %q, %v; want its class under classes:new kept", d.ClassHash, err)
 	}
 }
+
+// BenchmarkReclassify is the pass a policy put in force costs at 10,000 devices: every
+// class chosen again and written (each op alternates between two policies' hashes), and
+// the pass when nothing is stale (the hub's start under the same classes).
+func BenchmarkReclassify(b *testing.B) {
+	s := openTest(b)
+	const n = 10_000
+	items := make([]Issuance, n)
+	for i := range items {
+		items[i] = issuance(fmt.Sprintf("dev-%05d", i), fmt.Sprintf("%08x", 0x10000000+i), fmt.Sprintf("r%d", i), t0)
+		items[i].Device.Family = fmt.Sprintf("family-%d", i%10)
+	}
+	for chunk := range n / 500 {
+		for _, err := range s.RecordIssuances(b.Context(), items[chunk*500:(chunk+1)*500]) {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	classOf := func(sub ClassSubject) string {
+		if sub.Family == "family-1" || sub.Family == "family-2" {
+			return "cameras"
+		}
+		return "default"
+	}
+	b.Run("all-10000", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			if w, err := s.Reclassify(b.Context(), fmt.Sprintf("classes:%d", i%2), classOf); err != nil || w != n {
+				b.Fatalf("Reclassify() = %d, %v, want %d", w, err, n)
+			}
+			i++
+		}
+	})
+	b.Run("none-stale", func(b *testing.B) {
+		for b.Loop() {
+			if w, err := s.Reclassify(b.Context(), "classes:0", classOf); err != nil || w != 0 {
+				b.Fatalf("Reclassify() = %d, %v, want 0", w, err)
+			}
+		}
+	})
+}
