@@ -181,17 +181,17 @@ func (s *Store) CountFleet(ctx context.Context, q FleetQuery) (int, error) {
 	return int(n), nil
 }
 
-// FleetChoices returns the distinct non-empty families, classes and states of the devices,
-// sorted: the device list's filter choices.
-func (s *Store) FleetChoices(ctx context.Context) (families, classes, states []string, err error) {
+// FleetChoices returns the distinct non-empty families and states of the devices, sorted:
+// the device list's filter choices (its class choices are the policy's classes).
+func (s *Store) FleetChoices(ctx context.Context) (families, states []string, err error) {
 	for _, c := range []struct {
 		col string
 		out *[]string
-	}{{"family", &families}, {"class", &classes}, {"state", &states}} {
+	}{{"family", &families}, {"state", &states}} {
 		if err := s.read(ctx).Raw(`SELECT DISTINCT ` + c.col + ` FROM devices WHERE ` + c.col + ` <> '' ORDER BY 1`).
 			Scan(c.out).Error; err != nil {
-			return nil, nil, nil, fmt.Errorf("fleet choices: %w", err)
+			return nil, nil, fmt.Errorf("fleet choices: %w", err)
 		}
 	}
-	return families, classes, states, nil
+	return families, states, nil
 }

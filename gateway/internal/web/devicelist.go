@@ -74,7 +74,7 @@ func (s *server) pageDevices(ctx context.Context, q deviceQuery, now time.Time) 
 	if p.Online, err = store.CountFleet(ctx, inventory.FleetQuery{Online: &yes}); err != nil {
 		return p, err
 	}
-	if p.Families, _, p.States, err = store.FleetChoices(ctx); err != nil {
+	if p.Families, p.States, err = store.FleetChoices(ctx); err != nil {
 		return p, err
 	}
 	switch q.Online {
