@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -490,12 +491,14 @@ func TestBrowser(t *testing.T) {
 		if err := chromedp.Do(b.ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile)); err != nil {
 			t.Fatal(err)
 		}
-		b.open(t, "home", "phone-home")
-		b.open(t, "devices", "phone-devices")
-		b.open(t, "devices/porch-camera", "phone-device")
-		// Nothing may be wider than the phone's screen but the tables and plots, which scroll.
-		if w := eval[int](t, b, `document.documentElement.scrollWidth`); w > 390 {
-			t.Errorf("devices page is %d px wide on a 390 px phone", w)
+		// Nothing may be wider than the phone's screen but the tables and plots, which scroll
+		// inside their own boxes: on every page.
+		for _, p := range []string{"home", "devices", "devices/porch-camera", "", "campaigns", "policy", "audit", "enroll"} {
+			b.open(t, p, "phone-"+cmp.Or(strings.ReplaceAll(p, "/", "-"), "overview"))
+			if w := eval[int](t, b, `document.documentElement.scrollWidth`); w > 390 {
+				wide := eval[[]string](t, b, `[...document.querySelectorAll("body *")].filter(e => e.getBoundingClientRect().right > 391 && !e.closest(".scroll, svg *")).map(e => "<" + e.tagName.toLowerCase() + " class=" + JSON.stringify(e.className.baseVal ?? e.className) + ">").slice(0, 5)`)
+				t.Errorf("page %q is %d px wide on a 390 px phone: %s", p, w, strings.Join(wide, " "))
+			}
 		}
 		if err := chromedp.Do(b.ctx, chromedp.EmulateViewport(1280, 900)); err != nil {
 			t.Fatal(err)
