@@ -389,6 +389,43 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("keyboard", func(t *testing.T) {
+		// Tab reaches the device list's search field, every stop on the way shows its focus,
+		// and typing then Enter submits the filters.
+		b.open(t, "devices", "devices-keyboard")
+		var stops []string
+		for range 40 {
+			if err := chromedp.Do(b.ctx, chromedp.KeyEvent("\t")); err != nil {
+				t.Fatal(err)
+			}
+			stop := eval[string](t, b, `(e => e.name || e.getAttribute("href") || e.tagName.toLowerCase())(document.activeElement)`)
+			stops = append(stops, stop)
+			if outline := eval[string](t, b, `getComputedStyle(document.activeElement).outlineStyle`); outline == "none" {
+				t.Errorf("Tab stop %q shows no focus outline", stop)
+			}
+			if stop == "q" {
+				break
+			}
+		}
+		if len(stops) == 0 || stops[len(stops)-1] != "q" {
+			t.Fatalf("Tab never reaches the search field; stops: %q", stops)
+		}
+		if err := chromedp.Do(b.ctx, chromedp.KeyEvent("garden"), chromedp.KeyEvent("\r")); err != nil {
+			t.Fatal(err)
+		}
+		testkit.Eventually(t, 15*time.Second, func() bool {
+			search, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.readyState === "complete" ? location.search : ""`))
+			return err == nil && strings.Contains(search, "q=garden")
+		}, "Enter in the search field did not load the filtered page")
+		if err := chromedp.Do(b.ctx, chromedp.WaitReady(`footer`)); err != nil {
+			t.Fatal(err)
+		}
+		if got := eval[[]string](t, b, `[...document.querySelectorAll("table.devices tbody tr")].map(r => r.dataset.device)`); !slices.Equal(got, []string{"garden-gate"}) {
+			t.Errorf("search typed with the keyboard lists %q, want [garden-gate]", got)
+		}
+		b.checkConsole(t, "devices?q=garden")
+	})
+
 	t.Run("device pages", func(t *testing.T) {
 		b.open(t, "devices/kitchen-plug", "device")
 		if n := eval[int](t, b, `document.querySelectorAll("svg.history rect.cert").length`); n != 2 {
