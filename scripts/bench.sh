@@ -361,8 +361,11 @@ echo
 echo "== inventory on PostgreSQL (a throwaway cluster, fsync on): the same, through the replicas' database"
 (export HEARTH_TEST_STORAGE=postgres HEARTH_TEST_POSTGRES_FSYNC=on; run gateway ./internal/inventory/ 'RecordIssuance$|ConcurrentWrites' 2s)
 echo
-echo "== dashboard: one page of the device list and the overview at 10,000 devices"
-run gateway ./internal/web/ 'DeviceList|Overview' 10x
+echo "== dashboard: every page type (device list, overview, the others) at 10,000 devices"
+run gateway ./internal/web/ 'DeviceList|Overview|Pages' 10x
+echo
+echo "== inventory: the pass storing every device's class when a policy is put in force, 10,000 devices"
+run gateway ./internal/inventory/ 'Reclassify' 5x
 echo
 echo "== broker: heap per unauthenticated connection holding the largest CONNECT it may claim"
 run gateway ./internal/broker/ 'HeldConnectClaims' 3x

@@ -179,8 +179,9 @@ func (s *Service) manualTarget(ctx context.Context, m protocol.ManualDevice) (in
 	if err != nil {
 		return inventory.Device{}, err
 	}
-	class, _ := s.policy().ClassFor(subject)
-	dev.Class = class.Name
+	pol := s.policy()
+	class, _ := pol.ClassFor(subject)
+	dev.Class, dev.ClassHash = class.Name, pol.ClassHash()
 	return dev, nil
 }
 

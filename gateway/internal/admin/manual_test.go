@@ -25,6 +25,7 @@ import (
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
 	"github.com/hearth-pki/hearth/gateway/internal/issuer"
+	"github.com/hearth-pki/hearth/gateway/internal/policy"
 	"github.com/hearth-pki/hearth/gateway/internal/renewal"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -246,6 +247,9 @@ func TestImportForeignCertificate(t *testing.T) {
 	if dev.Mechanism != inventory.MechanismManual || dev.State != inventory.StateActive || dev.Name != "Porch camera" ||
 		dev.Family != "acme-cam" || dev.Vendor != "Acme" || dev.Model != "C42" || dev.Class != "default" {
 		t.Errorf("device after import = %+v, want manual, active, with name, family, vendor and model", dev)
+	}
+	if dev.ClassHash != policy.Default().ClassHash() {
+		t.Errorf("device after import has its class under %q, want the policy's %q", dev.ClassHash, policy.Default().ClassHash())
 	}
 	active, err := f.store.ActiveCertificate(ctx, "porch-cam")
 	if err != nil {

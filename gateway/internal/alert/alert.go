@@ -18,7 +18,7 @@
 // # Concurrency
 //
 // New starts nothing. The observation methods (Attempt, IssuerChanged, Skipped, Renewed,
-// Reminder) may be called from any goroutine, before or during Run, and never block: they
+// Reminder, HelpRequested) may be called from any goroutine, before or during Run, and never block: they
 // queue the observation and wake Run, which owns the detector and runs one goroutine per
 // route.
 package alert
@@ -161,6 +161,14 @@ func (a *Alerter) Reminder(id, family, class, threshold string, expires, at time
 	})
 }
 
+// HelpRequested observes a resident's "Request help" (the dashboard's help.requested event):
+// one notification per request, keyed by key (its audit sequence number).
+func (a *Alerter) HelpRequested(key, id, family, class, actor, message string, problems []string, at time.Time) {
+	a.enqueue(func(d *monitor.Detector) []monitor.Finding {
+		return d.HelpRequested(key, id, family, class, actor, message, problems, at)
+	})
+}
+
 // Run delivers notifications until ctx ends. It runs one goroutine per route, each with its
 // own queue; at the end, what is queued for a route is dropped with the routes' context.
 func (a *Alerter) Run(ctx context.Context) error {
@@ -219,7 +227,9 @@ func (a *Alerter) deliver(outs []*outbox, fs []monitor.Finding) {
 				a.cfg.Failed("rate", n, ErrRateLimited)
 				continue
 			}
-			a.sent[f.Key] = true
+			if !f.Once { // a Once finding has no resolution to send
+				a.sent[f.Key] = true
+			}
 		}
 		for _, o := range outs {
 			o.push(n)
@@ -255,6 +265,7 @@ var titles = map[monitor.FindingKind]string{
 	monitor.FindingRenewalSkipped: "Hearth: a renewal window passed",
 	monitor.FindingHubCertificate: "Hearth: a hub certificate expires soon",
 	monitor.FindingReminder:       "Hearth: renew a device by hand",
+	monitor.FindingHelpRequested:  "Hearth: a resident asks for help",
 }
 
 // outbox is one route's queue.

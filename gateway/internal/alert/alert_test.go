@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/hearth-pki/hearth/gateway/internal/monitor"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -275,5 +277,36 @@ func TestHomeAssistantNotifyService(t *testing.T) {
 	if g.path != "/core/api/services/notify/mobile_app_phone" || body.Title != "T" || body.Message != "M" ||
 		body.Data.Tag != "hearth_repeated_cause_cam_timeout" || body.Data.Hearth.DeviceID != "cam" {
 		t.Errorf("notify call %s %s", g.path, g.body)
+	}
+}
+
+// TestHelpRequested: every help request is one notification, the same words twice too,
+// and none is resolved or remembered for a resolution.
+func TestHelpRequested(t *testing.T) {
+	rec := &recorder{got: make(chan Notification, 100)}
+	a := New(Config{Routes: []Route{rec}, Now: func() time.Time { return t0 }})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- a.Run(ctx) }()
+	a.HelpRequested("cam/1", "cam", "camera", "default", "ha:alice", "the app complains", []string{"expiring"}, t0)
+	a.HelpRequested("cam/2", "cam", "camera", "default", "ha:alice", "the app complains", []string{"expiring"}, t0)
+	a.HelpRequested("home/3", "", "", "", "", "nothing works", nil, t0)
+	for _, want := range []Notification{
+		{ID: "help_requested/cam/1", State: StateRaised, Kind: monitor.FindingHelpRequested, Title: "Hearth: a resident asks for help",
+			Message: "ha:alice asks for help with device cam: the app complains (problems: expiring)", DeviceID: "cam", Family: "camera", Class: "default", Time: t0},
+		{ID: "help_requested/cam/2", State: StateRaised, Kind: monitor.FindingHelpRequested, Title: "Hearth: a resident asks for help",
+			Message: "ha:alice asks for help with device cam: the app complains (problems: expiring)", DeviceID: "cam", Family: "camera", Class: "default", Time: t0},
+		{ID: "help_requested/home/3", State: StateRaised, Kind: monitor.FindingHelpRequested, Title: "Hearth: a resident asks for help",
+			Message: "a resident asks for help with the home: nothing works", Time: t0},
+	} {
+		if diff := cmp.Diff(want, <-rec.got); diff != "" {
+			t.Errorf("notification (-want +got):\n%s", diff)
+		}
+	}
+	a.Renewed("cam", t0) // resolves a device's findings: a help request is not one
+	cancel()
+	<-done
+	if len(rec.got) != 0 || len(a.sent) != 0 {
+		t.Errorf("%d notifications more, %d remembered for a resolution; want none", len(rec.got), len(a.sent))
 	}
 }

@@ -23,7 +23,7 @@ import (
 
 // TestDashboardRequestHelp drives the running hub's dashboard: the resident's Request help
 // reaches bridge/event as help.requested, with the device and its problems, through the
-// same path as the hub's other events.
+// same path as the hub's other events, and the alert routes (a webhook) as help_requested.
 func TestDashboardRequestHelp(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -45,6 +45,9 @@ func TestDashboardRequestHelp(t *testing.T) {
 	cfg := hubkit.Config(t, fmt.Sprintf("admins:\n  - name: watcher\n    password_hash: %q\n", hash))
 	cfg.HTTPListen = addr
 	cfg.HTTPAuth = config.HTTPAuthNone // a resident on this machine's loopback, no login (http_auth none)
+	const secret = "a-webhook-secret-for-the-test"
+	hook, hooks := recordingServer(t)
+	cfg.Alerts = config.Alerts{Webhook: config.Webhook{URL: hook.URL, Secret: secret}}
 	h := runHub(t, cfg, Options{Version: "test"})
 	pair, reply, _ := enroll(t, h, "cam")
 	if err := tryCommit(t, h, "cam", pair, "enroll-1", reply.Serial); err != nil {
@@ -99,6 +102,12 @@ func TestDashboardRequestHelp(t *testing.T) {
 			}
 			if e.DeviceID != "cam" || e.Message != "the camera app complains" || e.Data["actor"] != "web" {
 				t.Errorf("help.requested = %+v", e)
+			}
+			// The alert routes tell the administrator too (here the webhook).
+			n := nextAlert(t, hooks, secret)
+			if n["kind"] != "help_requested" || n["device_id"] != "cam" || n["state"] != "raised" ||
+				n["message"] != "web asks for help with device cam: the camera app complains" {
+				t.Errorf("webhook alert = %v, want the help request for cam", n)
 			}
 			return
 		case <-deadline:

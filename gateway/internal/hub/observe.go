@@ -173,6 +173,14 @@ func (h *Hub) observeEvent(e protocol.Event) {
 		family, class := h.groupOf(e.DeviceID)
 		expires, _ := time.Parse(time.RFC3339, e.Data["expires"])
 		h.alerts.Reminder(e.DeviceID, family, class, e.Data["threshold"], expires, e.Time)
+	case protocol.EventHelpRequested: // the resident view's Request help (issue 14): the alert routes tell the administrator
+		family, class := h.groupOf(e.DeviceID)
+		var problems []string
+		if p := e.Data["problems"]; p != "" {
+			problems = strings.Split(p, ",")
+		}
+		key := cmp.Or(e.DeviceID, "home") + "/" + e.Time.UTC().Format(time.RFC3339)
+		h.alerts.HelpRequested(key, e.DeviceID, family, class, e.Data["actor"], e.Message, problems, e.Time)
 	}
 }
 

@@ -44,6 +44,7 @@ func (h *Hub) applyPolicy(ctx context.Context, pol *policy.Policy, actor string)
 	}
 	if prevHash == pol.Hash() {
 		h.policy.Store(pol)
+		h.reclassify(ctx, pol)
 		return nil, nil
 	}
 	var before *policy.Policy
@@ -61,7 +62,27 @@ func (h *Hub) applyPolicy(ctx context.Context, pol *policy.Policy, actor string)
 		return nil, err
 	}
 	h.policy.Store(pol)
+	h.reclassify(ctx, pol)
 	return diff, nil
+}
+
+// reclassify stores every device's class under pol, which is in force (inventory.Reclassify,
+// issue 14): one batched pass per policy put in force — at the hub's start and at each
+// change — that writes only the devices whose class was chosen under other classes (none
+// when the change left the classes alone, policy.ClassHash). A failure leaves those classes
+// stale, which their readers choose themselves: it is logged, and the policy stays in force.
+func (h *Hub) reclassify(ctx context.Context, pol *policy.Policy) {
+	n, err := h.store.Reclassify(ctx, pol.ClassHash(), func(s inventory.ClassSubject) string {
+		c, _ := pol.ClassFor(policy.Subject{DeviceID: s.ID, Family: s.Family, Tags: s.Tags})
+		return c.Name
+	})
+	if err != nil {
+		h.log.Error("device classes under the policy in force", "written", n, "err", err)
+		return
+	}
+	if n > 0 {
+		h.log.Info("device classes chosen under the policy in force", "devices", n)
+	}
 }
 
 // ReloadPolicy re-reads the policy file and applies it (`hearth-gateway policy reload`); the

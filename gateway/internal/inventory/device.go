@@ -43,13 +43,17 @@ const (
 // SetState (and Activate: enrolling → active); Online and LastSeen by SetOnline; Health by
 // UpdateHealth; Renewal by SetRenewal.
 type Device struct {
-	ID        string
-	Name      string
-	Family    string
-	Model     string
-	Vendor    string
-	Firmware  string
+	ID       string
+	Name     string
+	Family   string
+	Model    string
+	Vendor   string
+	Firmware string
+	// Class is the device's policy class, chosen under the policy whose policy.ClassHash
+	// is ClassHash ("" when unknown): written with the device's family and tags (issuance,
+	// import) and rewritten by Reclassify when another policy is put in force.
 	Class     string
+	ClassHash string
 	Tags      []string
 	Path      string // PathDirect, PathGateway or ""
 	Via       string // the device this one is reached through, for PathGateway
@@ -113,7 +117,8 @@ func checkDevice(d Device) error {
 
 // UpsertDevice creates the device or updates its descriptive fields (Name, Family, Model,
 // Vendor, Firmware, Class, Tags, Path, Via, Mechanism). On update only the fields that are
-// set replace the stored ones (a nil Tags keeps the tags, an empty non-nil Tags clears them),
+// set replace the stored ones (a nil Tags keeps the tags, an empty non-nil Tags clears them;
+// ClassHash is written with Class, even empty),
 // and State, Online, LastSeen, CreatedAt, Health and Renewal are never touched. On create
 // every field is taken from d; an empty State becomes StateEnrolling.
 func (s *Store) UpsertDevice(ctx context.Context, d Device) error {
@@ -148,7 +153,7 @@ func (s *Store) upsertDevice(ctx context.Context, tx *gorm.DB, d Device, created
 		d.Mechanism, unix(d.CreatedAt), unix(d.LastSeen), d.State, d.Online,
 		r.HealthSerial, r.HealthNotAfter, r.HealthChainOK, r.HealthClockSkewNS, r.HealthAgentVersion,
 		r.HealthLastError, r.HealthAt, r.RenewalState, r.RenewalFailures, r.RenewalNextAttempt,
-		r.RenewalLastCause, r.RenewalWindowStart, r.RenewalWindowEnd, d.Tags != nil)
+		r.RenewalLastCause, r.RenewalWindowStart, r.RenewalWindowEnd, d.Tags != nil, d.ClassHash)
 }
 
 func nonNil(ss []string) []string {

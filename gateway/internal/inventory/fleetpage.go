@@ -12,7 +12,13 @@ import (
 // are columns are applied by the database, so a page reads its own rows and not the fleet.
 type FleetQuery struct {
 	Family, State string
-	Online        *bool
+	// Class, when set, keeps the devices of that policy class: those whose stored class is
+	// Class under ClassHash (the policy.ClassHash of the policy in force, required with
+	// Class), and the devices named in ClassAlso, which the caller found of Class among the
+	// stale ones (StaleClasses; at most some thousands: each is a query parameter).
+	Class, ClassHash string
+	ClassAlso        []string
+	Online           *bool
 	// Search matches id, name or family, case-insensitively (LOWER on both sides).
 	Search string
 	// Suspects, when set, splits the fleet for the device list's default order: a device is
@@ -84,6 +90,15 @@ func (q FleetQuery) where() (string, []any) {
 	}
 	if q.State != "" {
 		conds, args = append(conds, "d.state = ?"), append(args, q.State)
+	}
+	if q.Class != "" {
+		c := "(d.class_hash = ? AND d.class = ?)"
+		args = append(args, q.ClassHash, q.Class)
+		if len(q.ClassAlso) > 0 {
+			c = "(" + c + " OR d.id IN ?)"
+			args = append(args, q.ClassAlso)
+		}
+		conds = append(conds, c)
 	}
 	if q.Online != nil {
 		conds, args = append(conds, "d.online = ?"), append(args, *q.Online)
@@ -166,17 +181,17 @@ func (s *Store) CountFleet(ctx context.Context, q FleetQuery) (int, error) {
 	return int(n), nil
 }
 
-// FleetChoices returns the distinct non-empty families, classes and states of the devices,
-// sorted: the device list's filter choices.
-func (s *Store) FleetChoices(ctx context.Context) (families, classes, states []string, err error) {
+// FleetChoices returns the distinct non-empty families and states of the devices, sorted:
+// the device list's filter choices (its class choices are the policy's classes).
+func (s *Store) FleetChoices(ctx context.Context) (families, states []string, err error) {
 	for _, c := range []struct {
 		col string
 		out *[]string
-	}{{"family", &families}, {"class", &classes}, {"state", &states}} {
+	}{{"family", &families}, {"state", &states}} {
 		if err := s.read(ctx).Raw(`SELECT DISTINCT ` + c.col + ` FROM devices WHERE ` + c.col + ` <> '' ORDER BY 1`).
 			Scan(c.out).Error; err != nil {
-			return nil, nil, nil, fmt.Errorf("fleet choices: %w", err)
+			return nil, nil, fmt.Errorf("fleet choices: %w", err)
 		}
 	}
-	return families, classes, states, nil
+	return families, states, nil
 }

@@ -320,6 +320,16 @@ var migrations = []migration{
 		) STRICT`,
 		`CREATE INDEX lockouts_expires ON lockouts (expires_at)`,
 	}},
+	// Each device's class as the policy in force chooses it (issue 14: the device list's
+	// class filter in SQL): class_hash is the policy.ClassHash class was chosen under, ''
+	// for the classes stored before (chosen at the last issuance, under whichever policy
+	// was then in force). A class whose hash is not the policy's is stale: Reclassify
+	// rewrites those when a policy is put in force, and readers choose it themselves
+	// until then.
+	{version: 10, name: "device class under the policy in force", sql: []string{
+		`ALTER TABLE devices ADD COLUMN class_hash TEXT NOT NULL DEFAULT ''`,
+		`CREATE INDEX devices_class ON devices (class_hash, class, id)`,
+	}},
 }
 
 // migrate applies the steps of ms the database lacks, each in its own transaction together

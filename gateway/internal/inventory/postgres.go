@@ -230,9 +230,10 @@ const (
 	pgUpsertDeviceSQL = `INSERT INTO devices (id, name, family, model, vendor, firmware, class, tags, path, via,
 			mechanism, created_at, last_seen, state, online, health_serial, health_not_after, health_chain_ok,
 			health_clock_skew_ns, health_agent_version, health_last_error, health_at, renewal_state,
-			renewal_failures, renewal_next_attempt_at, renewal_last_cause, renewal_window_start, renewal_window_end)
+			renewal_failures, renewal_next_attempt_at, renewal_last_cause, renewal_window_start, renewal_window_end,
+			class_hash)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
-			$22, $23, $24, $25, $26, $27, $28)
+			$22, $23, $24, $25, $26, $27, $28, $30)
 		ON CONFLICT (id) DO UPDATE SET
 			name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE devices.name END,
 			family = CASE WHEN excluded.family <> '' THEN excluded.family ELSE devices.family END,
@@ -240,6 +241,7 @@ const (
 			vendor = CASE WHEN excluded.vendor <> '' THEN excluded.vendor ELSE devices.vendor END,
 			firmware = CASE WHEN excluded.firmware <> '' THEN excluded.firmware ELSE devices.firmware END,
 			class = CASE WHEN excluded.class <> '' THEN excluded.class ELSE devices.class END,
+			class_hash = CASE WHEN excluded.class <> '' THEN excluded.class_hash ELSE devices.class_hash END,
 			path = CASE WHEN excluded.path <> '' THEN excluded.path ELSE devices.path END,
 			via = CASE WHEN excluded.via <> '' THEN excluded.via ELSE devices.via END,
 			mechanism = CASE WHEN excluded.mechanism <> '' THEN excluded.mechanism ELSE devices.mechanism END,

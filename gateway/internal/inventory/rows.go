@@ -21,6 +21,7 @@ type deviceRow struct {
 	Vendor             string `gorm:"column:vendor"`
 	Firmware           string `gorm:"column:firmware"`
 	Class              string `gorm:"column:class"`
+	ClassHash          string `gorm:"column:class_hash"`
 	Tags               string `gorm:"column:tags"`
 	Path               string `gorm:"column:path"`
 	Via                string `gorm:"column:via"`
@@ -129,7 +130,7 @@ func (settingRow) TableName() string { return "settings" }
 func (r deviceRow) device() (Device, error) {
 	d := Device{
 		ID: r.ID, Name: r.Name, Family: r.Family, Model: r.Model, Vendor: r.Vendor,
-		Firmware: r.Firmware, Class: r.Class, Path: r.Path, Via: r.Via, Mechanism: r.Mechanism,
+		Firmware: r.Firmware, Class: r.Class, ClassHash: r.ClassHash, Path: r.Path, Via: r.Via, Mechanism: r.Mechanism,
 		CreatedAt: fromUnix(r.Created), LastSeen: fromUnix(r.LastSeen),
 		State: r.State, Online: r.Online,
 		Health: Health{

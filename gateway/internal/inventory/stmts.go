@@ -44,13 +44,15 @@ type stmts struct {
 
 const (
 	// upsertDeviceSQL inserts a device with every column, or updates only its descriptive
-	// columns whose new value is not empty (?29: replace tags).
+	// columns whose new value is not empty (?29: replace tags; ?30, the class hash, goes with
+	// the class).
 	upsertDeviceSQL = `INSERT INTO devices (id, name, family, model, vendor, firmware, class, tags, path, via,
 			mechanism, created_at, last_seen, state, online, health_serial, health_not_after, health_chain_ok,
 			health_clock_skew_ns, health_agent_version, health_last_error, health_at, renewal_state,
-			renewal_failures, renewal_next_attempt_at, renewal_last_cause, renewal_window_start, renewal_window_end)
+			renewal_failures, renewal_next_attempt_at, renewal_last_cause, renewal_window_start, renewal_window_end,
+			class_hash)
 		VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-			?22, ?23, ?24, ?25, ?26, ?27, ?28)
+			?22, ?23, ?24, ?25, ?26, ?27, ?28, ?30)
 		ON CONFLICT (id) DO UPDATE SET
 			name = iif(excluded.name <> '', excluded.name, name),
 			family = iif(excluded.family <> '', excluded.family, family),
@@ -58,6 +60,7 @@ const (
 			vendor = iif(excluded.vendor <> '', excluded.vendor, vendor),
 			firmware = iif(excluded.firmware <> '', excluded.firmware, firmware),
 			class = iif(excluded.class <> '', excluded.class, class),
+			class_hash = iif(excluded.class <> '', excluded.class_hash, class_hash),
 			path = iif(excluded.path <> '', excluded.path, path),
 			via = iif(excluded.via <> '', excluded.via, via),
 			mechanism = iif(excluded.mechanism <> '', excluded.mechanism, mechanism),

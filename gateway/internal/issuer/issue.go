@@ -169,7 +169,8 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Result, error) {
 	key := protocol.KeyAlgorithmOf(csr.PublicKey)
 	g.info.KeyAlgorithm, g.info.KeyBits = key.Family(), key.Bits()
 	g.info.DNSNames = csr.DNSNames
-	d := i.cfg.Policy().Admit(g.subject, g.info, now)
+	pol := i.cfg.Policy()
+	d := pol.Admit(g.subject, g.info, now)
 	if r := d.Refusal; r != nil {
 		return Result{}, &Refusal{Code: r.Code, Reason: r.Error(), Err: r}
 	}
@@ -185,7 +186,7 @@ func (i *Issuer) Issue(ctx context.Context, req Request) (Result, error) {
 		// The CSR's signature, key and device id were checked above: the CA failed.
 		return Result{}, fmt.Errorf("sign: %w", err)
 	}
-	g.dev.Class = d.Class
+	g.dev.Class, g.dev.ClassHash = d.Class, pol.ClassHash() // the class with the family and tags it follows from
 	cert := CertificateOf(leaf, req.DeviceID)
 	cert.RequestID, cert.Replaces = req.RequestID, g.replaces
 	err = i.cfg.Store.RecordIssuance(ctx, inventory.Issuance{

@@ -157,6 +157,9 @@ func TestEnrollCommitRenew(t *testing.T) {
 	if err != nil || dev.Name != "Hall" || dev.Family != "thermostat" {
 		t.Errorf("device after enrollment = %+v, %v; want name and family from the token", dev, err)
 	}
+	if dev.Class != "default" || dev.ClassHash != f.pol.ClassHash() {
+		t.Errorf("device class after enrollment = %q under %q, want default under the policy's %q", dev.Class, dev.ClassHash, f.pol.ClassHash())
+	}
 	if reply.Renewal == nil || !reply.Renewal.WindowStart.After(f.now) {
 		t.Errorf("reply renewal window = %+v, want one in the future", reply.Renewal)
 	}

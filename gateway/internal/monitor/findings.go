@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -42,12 +43,17 @@ const (
 	// FindingReminder: a device without an agent (imported) reached a reminder threshold
 	// before its certificate expires: a person must renew it.
 	FindingReminder FindingKind = "renewal_reminder"
+	// FindingHelpRequested: a resident pressed "Request help" on the dashboard's resident
+	// view (issue 14), for one device or for the home. Each request is one finding
+	// (Finding.Once): it is never open and never resolved.
+	FindingHelpRequested FindingKind = "help_requested"
 )
 
 // FindingKinds returns every kind, in the order of the list.
 func FindingKinds() []FindingKind {
 	return []FindingKind{FindingFamilyFailures, FindingClassFailures, FindingFamilyRate, FindingRepeatedCause,
-		FindingSlowRenewal, FindingIssuerChanged, FindingRenewalSkipped, FindingHubCertificate, FindingReminder}
+		FindingSlowRenewal, FindingIssuerChanged, FindingRenewalSkipped, FindingHubCertificate, FindingReminder,
+		FindingHelpRequested}
 }
 
 // Finding is something wrong the Detector found, or its end.
@@ -64,6 +70,9 @@ type Finding struct {
 	Cause    protocol.Cause
 	Message  string
 	At       time.Time
+	// Once marks a finding that tells of an event rather than of a state (a help request):
+	// it is raised once, kept neither open nor for a resolution.
+	Once bool
 }
 
 // Rules tune the Detector; the zero value of a field is its default.
@@ -384,6 +393,22 @@ func (d *Detector) Reminder(id, family, class, threshold string, expires, at tim
 	return d.raise(nil, Finding{Kind: FindingReminder, Key: string(FindingReminder) + "/" + id + "/" + threshold, DeviceID: id,
 		Family: family, Class: class, At: at,
 		Message: fmt.Sprintf("device %s has no agent: renew its certificate by hand before it expires %s (%s left)", id, stamp(expires), expires.Sub(at).Round(time.Hour))})
+}
+
+// HelpRequested raises the finding that someone (actor) asked for help with device id, or
+// with the home when id is "", at at, with their message and the device's problems. key
+// tells requests apart (the audit record's sequence number): each is its own finding, Once.
+func (d *Detector) HelpRequested(key, id, family, class, actor, message string, problems []string, at time.Time) []Finding {
+	what := "the home"
+	if id != "" {
+		what = "device " + id
+	}
+	msg := fmt.Sprintf("%s asks for help with %s: %s", cmp.Or(actor, "a resident"), what, message)
+	if len(problems) > 0 {
+		msg += " (problems: " + strings.Join(problems, ", ") + ")"
+	}
+	return []Finding{{Kind: FindingHelpRequested, Key: string(FindingHelpRequested) + "/" + key, DeviceID: id, Family: family,
+		Class: class, At: at, Message: msg, Once: true}}
 }
 
 // HubCertificates judges the hub's own certificates (name → not-after) at now: each within

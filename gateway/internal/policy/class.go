@@ -1,8 +1,11 @@
 package policy
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -102,4 +105,34 @@ func (p *Policy) ClassFor(s Subject) (*Class, Reason) {
 		Rule: "classes." + DefaultClass,
 		Text: fmt.Sprintf("class %q: no other class lists %s", DefaultClass, what),
 	}
+}
+
+// ClassHash identifies how p assigns classes: "classes:" and the hex SHA-256 of what
+// ClassFor reads — each class's name, priority and match lists, in order. Two policies with
+// equal ClassHash give every device the same class, whatever their other settings, so a
+// class stored with the ClassHash it was chosen under (the inventory's devices.class, issue
+// 14) is known to be the policy's as long as the hashes agree, and a policy change that
+// leaves the classes alone (a lifetime, a window) does not make any stored class stale.
+func (p *Policy) ClassHash() string {
+	h := sha256.New()
+	field := func(s string) {
+		h.Write([]byte(strconv.Itoa(len(s))))
+		h.Write([]byte{':'})
+		h.Write([]byte(s))
+	}
+	list := func(ss []string) {
+		field(strconv.Itoa(len(ss)))
+		for _, s := range ss {
+			field(s)
+		}
+	}
+	for i := range p.Classes {
+		c := &p.Classes[i]
+		field(c.Name)
+		field(strconv.Itoa(c.Priority))
+		list(c.Match.Devices)
+		list(c.Match.Tags)
+		list(c.Match.Families)
+	}
+	return "classes:" + hex.EncodeToString(h.Sum(nil))
 }

@@ -2,7 +2,9 @@ package policy
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 )
 
 func examplePolicy(t testing.TB) *Policy {
@@ -68,5 +70,44 @@ func BenchmarkClassFor(b *testing.B) {
 	s := Subject{DeviceID: "plug-1", Family: "plug", Tags: []string{"kitchen", "upstairs"}}
 	for b.Loop() {
 		p.ClassFor(s)
+	}
+}
+
+// TestClassHash: ClassHash changes with what ClassFor reads (names, order, priorities,
+// match lists) and with nothing else.
+func TestClassHash(t *testing.T) {
+	base := examplePolicy(t)
+	edit := func(f func(p *Policy)) *Policy {
+		p := examplePolicy(t)
+		f(p)
+		return p
+	}
+	tests := []struct {
+		name string
+		p    *Policy
+		same bool
+	}{
+		{"the same file again", examplePolicy(t), true},
+		{"a lifetime", edit(func(p *Policy) { p.Classes[0].Lifetime *= 2 }), true},
+		{"a window and the backdate", edit(func(p *Policy) { p.Classes[1].RenewBefore, p.Backdate = time.Hour, 0 }), true},
+		{"a family added", edit(func(p *Policy) { p.Classes[1].Match.Families = append(p.Classes[1].Match.Families, "cam-x") }), false},
+		{"a tag removed", edit(func(p *Policy) { p.Classes[1].Match.Tags = nil }), false},
+		{"a device id", edit(func(p *Policy) { p.Classes[2].Match.Devices = []string{"old-hub-2"} }), false},
+		{"a priority", edit(func(p *Policy) { p.Classes[3].Priority++ }), false},
+		{"a class renamed", edit(func(p *Policy) { p.Classes[3].Name = "heating" }), false},
+		{"two classes swapped", edit(func(p *Policy) { p.Classes[1], p.Classes[3] = p.Classes[3], p.Classes[1] }), false},
+		{"a family moved to the tags", edit(func(p *Policy) {
+			p.Classes[3].Match.Families, p.Classes[3].Match.Tags = nil, []string{"thermo-x"}
+		}), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.p.ClassHash() == base.ClassHash(); got != tt.same {
+				t.Errorf("ClassHash() equal to the file's = %v, want %v (%s)", got, tt.same, tt.p.ClassHash())
+			}
+		})
+	}
+	if d := Default().ClassHash(); d == base.ClassHash() || !strings.HasPrefix(d, "classes:") {
+		t.Errorf("Default().ClassHash() = %q, want another classes: hash than the file's", d)
 	}
 }

@@ -1,9 +1,11 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,6 +20,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/hearth-pki/hearth/gateway/internal/inventory"
+	"github.com/hearth-pki/hearth/gateway/internal/policy"
 	"github.com/hearth-pki/hearth/gateway/internal/testkit"
 	"github.com/hearth-pki/hearth/protocol"
 )
@@ -183,10 +186,53 @@ const accessibilityProblems = `(() => {
   return out;
 })()`
 
-// checkAccessible fails the test with the page's accessibility problems.
+// contrastProblems lists the page's text whose contrast with its background is below WCAG
+// 2.x level AA (1.4.3): 4.5:1, 3:1 for large text (24 px, or 18.66 px bold). Each element
+// with text of its own is measured: its computed color over its backgrounds, composited from
+// the root down (rgb() and color(srgb …), the forms Chromium computes, color-mix included).
+// Text inside SVG plots, where the marks carry the meaning and every plot has its
+// description (accessibilityProblems), and decoration hidden from assistive technology (the
+// logo: WCAG exempts logotypes) are left out.
+const contrastProblems = `(() => {
+  const parse = s => {
+    let m = s.match(/^rgba?\(([^)]+)\)/);
+    if (m) { const p = m[1].split(/[ ,\/]+/).filter(Boolean).map(Number); return [p[0] / 255, p[1] / 255, p[2] / 255, p.length > 3 ? p[3] : 1]; }
+    m = s.match(/^color\(srgb ([^)]+)\)/);
+    if (m) { const p = m[1].split(/[ \/]+/).filter(Boolean).map(Number); return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; }
+    return null;
+  };
+  const over = (top, bottom) => [0, 1, 2].map(i => top[i] * top[3] + bottom[i] * (1 - top[3])).concat([1]);
+  const background = e => {
+    const chain = [];
+    for (let n = e; n; n = n.parentElement) chain.unshift(n);
+    let bg = [1, 1, 1, 1];
+    for (const n of chain) { const c = parse(getComputedStyle(n).backgroundColor); if (c && c[3] > 0) bg = over(c, bg); }
+    return bg;
+  };
+  const lum = c => { const f = v => v <= 0.04045 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]); };
+  const out = [], seen = new Set();
+  const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let t = walk.nextNode(); t; t = walk.nextNode()) {
+    const e = t.parentElement;
+    if (!t.textContent.trim() || seen.has(e) || e.closest("svg, [aria-hidden=true]")) continue;
+    seen.add(e);
+    const st = getComputedStyle(e);
+    if (st.visibility === "hidden" || !e.getClientRects().length) continue;
+    const fg = parse(st.color);
+    if (!fg) { out.push("unparsed color " + st.color); continue; }
+    const bg = background(e), l1 = lum(over(fg, bg)), l2 = lum(bg);
+    const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+    const size = parseFloat(st.fontSize), large = size >= 24 || (parseInt(st.fontWeight) >= 700 && size >= 18.66);
+    const need = large ? 3 : 4.5;
+    if (ratio < need) out.push("contrast " + ratio.toFixed(2) + ":1, want " + need + ":1: <" + e.tagName.toLowerCase() + " class=" + JSON.stringify(e.className) + "> " + JSON.stringify(t.textContent.trim().slice(0, 40)));
+  }
+  return out;
+})()`
+
+// checkAccessible fails the test with the page's accessibility and contrast problems.
 func (b *browserFixture) checkAccessible(t *testing.T, what string) {
 	t.Helper()
-	for _, p := range eval[[]string](t, b, accessibilityProblems) {
+	for _, p := range append(eval[[]string](t, b, accessibilityProblems), eval[[]string](t, b, contrastProblems)...) {
 		t.Errorf("%s: %s", what, p)
 	}
 }
@@ -314,6 +360,70 @@ func TestBrowser(t *testing.T) {
 		if got := eval[[]string](t, b, `[...document.querySelectorAll("table.devices tbody tr")].map(r => r.dataset.device)`); !slices.Equal(got, []string{"garden-gate"}) {
 			t.Errorf("search garden lists %q, want [garden-gate]", got)
 		}
+		// The no-problem and class filters narrow it to what judging the whole fleet gives
+		// (lock-1 tagged high-risk for the while: the only device of that class).
+		tag := func(tags []string) {
+			t.Helper()
+			if err := b.store.UpsertDevice(t.Context(), inventory.Device{ID: "lock-1", Tags: tags}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tag([]string{policy.HighRiskClass})
+		defer tag([]string{})
+		recs, err := b.store.Fleet(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fleet := judgeFleet(recs, policy.Default(), t0)
+		for _, q := range []string{"problem=none", "class=default&problem=none&sort=name", "class=high-risk"} {
+			b.open(t, "devices?"+q, "devices-"+strings.NewReplacer("=", "-", "&", "_").Replace(q))
+			vals, _ := url.ParseQuery(q)
+			var want []string
+			for _, d := range listDevices(fleet, parseDeviceQuery(vals.Get)).Devices {
+				want = append(want, d.ID)
+			}
+			got := eval[[]string](t, b, `[...document.querySelectorAll("table.devices tbody tr")].map(r => r.dataset.device)`)
+			if !slices.Equal(got, want) || len(got) == 0 || len(got) == total {
+				t.Errorf("devices?%s lists %q, want %q (some, not all)", q, got, want)
+			}
+		}
+	})
+
+	t.Run("keyboard", func(t *testing.T) {
+		// Tab reaches the device list's search field, every stop on the way shows its focus,
+		// and typing then Enter submits the filters.
+		b.open(t, "devices", "devices-keyboard")
+		var stops []string
+		for range 40 {
+			if err := chromedp.Do(b.ctx, chromedp.KeyEvent("\t")); err != nil {
+				t.Fatal(err)
+			}
+			stop := eval[string](t, b, `(e => e.name || e.getAttribute("href") || e.tagName.toLowerCase())(document.activeElement)`)
+			stops = append(stops, stop)
+			if outline := eval[string](t, b, `getComputedStyle(document.activeElement).outlineStyle`); outline == "none" {
+				t.Errorf("Tab stop %q shows no focus outline", stop)
+			}
+			if stop == "q" {
+				break
+			}
+		}
+		if len(stops) == 0 || stops[len(stops)-1] != "q" {
+			t.Fatalf("Tab never reaches the search field; stops: %q", stops)
+		}
+		if err := chromedp.Do(b.ctx, chromedp.KeyEvent("garden"), chromedp.KeyEvent("\r")); err != nil {
+			t.Fatal(err)
+		}
+		testkit.Eventually(t, 15*time.Second, func() bool {
+			search, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.readyState === "complete" ? location.search : ""`))
+			return err == nil && strings.Contains(search, "q=garden")
+		}, "Enter in the search field did not load the filtered page")
+		if err := chromedp.Do(b.ctx, chromedp.WaitReady(`footer`)); err != nil {
+			t.Fatal(err)
+		}
+		if got := eval[[]string](t, b, `[...document.querySelectorAll("table.devices tbody tr")].map(r => r.dataset.device)`); !slices.Equal(got, []string{"garden-gate"}) {
+			t.Errorf("search typed with the keyboard lists %q, want [garden-gate]", got)
+		}
+		b.checkConsole(t, "devices?q=garden")
 	})
 
 	t.Run("device pages", func(t *testing.T) {
@@ -418,12 +528,14 @@ func TestBrowser(t *testing.T) {
 		if err := chromedp.Do(b.ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile)); err != nil {
 			t.Fatal(err)
 		}
-		b.open(t, "home", "phone-home")
-		b.open(t, "devices", "phone-devices")
-		b.open(t, "devices/porch-camera", "phone-device")
-		// Nothing may be wider than the phone's screen but the tables and plots, which scroll.
-		if w := eval[int](t, b, `document.documentElement.scrollWidth`); w > 390 {
-			t.Errorf("devices page is %d px wide on a 390 px phone", w)
+		// Nothing may be wider than the phone's screen but the tables and plots, which scroll
+		// inside their own boxes: on every page.
+		for _, p := range []string{"home", "devices", "devices/porch-camera", "", "campaigns", "policy", "audit", "enroll"} {
+			b.open(t, p, "phone-"+cmp.Or(strings.ReplaceAll(p, "/", "-"), "overview"))
+			if w := eval[int](t, b, `document.documentElement.scrollWidth`); w > 390 {
+				wide := eval[[]string](t, b, `[...document.querySelectorAll("body *")].filter(e => e.getBoundingClientRect().right > 391 && !e.closest(".scroll, svg *")).map(e => "<" + e.tagName.toLowerCase() + " class=" + JSON.stringify(e.className.baseVal ?? e.className) + ">").slice(0, 5)`)
+				t.Errorf("page %q is %d px wide on a 390 px phone: %s", p, w, strings.Join(wide, " "))
+			}
 		}
 		if err := chromedp.Do(b.ctx, chromedp.EmulateViewport(1280, 900)); err != nil {
 			t.Fatal(err)
@@ -436,6 +548,9 @@ func TestBrowser(t *testing.T) {
 		if bg := eval[string](t, b, `getComputedStyle(document.body).backgroundColor`); bg != "rgb(17, 19, 21)" {
 			t.Errorf("dark mode body background = %s, want rgb(17, 19, 21)", bg)
 		}
-		b.open(t, "devices/porch-camera", "dark-device")
+		// Every page in dark mode, each checked for contrast by open.
+		for _, p := range []string{"devices", "devices/porch-camera", "campaigns", "policy", "audit", "home", "enroll"} {
+			b.open(t, p, "dark-"+strings.ReplaceAll(p, "/", "-"))
+		}
 	})
 }

@@ -425,4 +425,23 @@ func TestEnrollForm(t *testing.T) {
 	if tokens() != before+1 {
 		t.Errorf("tokens after enrolling = %d, want %d", tokens(), before+1)
 	}
+	// The token is shown once: no page shows it again, and the inventory keeps its hash only.
+	tok := regexp.MustCompile(`hst_[A-Za-z0-9_-]+`).FindString(body)
+	if tok == "" {
+		t.Fatalf("token page has no token:\n%s", body)
+	}
+	for _, path := range []string{"/enroll", "/", "/devices", "/audit"} {
+		if _, page := f.get(t, path); strings.Contains(page, tok) {
+			t.Errorf("GET %s shows the token again", path)
+		}
+	}
+	toks, err := f.store.Tokens(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stored := range toks {
+		if strings.Contains(fmt.Sprintf("%+v", stored), tok) {
+			t.Errorf("the inventory keeps the token itself: %+v", stored)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"time"
@@ -12,19 +13,28 @@ import (
 
 // The device list reads its own page from the inventory (issue 14: at most 100 ms a page at
 // 10,000 devices, no work proportional to the fleet): the filters that are columns (family,
-// state, online, the search) and the orders that are columns (expiry, id, name, last seen)
-// go into the query with its LIMIT, and only the page's devices are judged. The default
-// order, the devices needing attention first, needs verdicts: the inventory splits the
-// devices into suspects, for which a problem or a person's attention is possible, and the
-// others, which have neither (inventory.Suspects, with bounds from the policy). The suspects
-// (few in a healthy fleet) are judged; those with a problem or without a certificate lead
-// the list, and the others follow in expiry order, as the query returns them with the
-// suspects judged fine among them. A problem filter reads the suspects only. The class
-// filter and the "no problem" filter still judge the fleet (listDevices over loadFleet): a
-// device's class is the policy's to decide, and "no problem" keeps nearly every device.
-// The class filter's choices are the classes stored on devices and the policy's classes.
-// SQLite still evaluates the suspect test on every device row (no index can hold it), in
-// C, without returning the rows: part of the page costs in the README's "Performance".
+// class, state, online, the search) and the orders that are columns (expiry, id, name, last
+// seen) go into the query with its LIMIT, and only the page's devices are judged. The
+// default order, the devices needing attention first, needs verdicts: the inventory splits
+// the devices into suspects, for which a problem or a person's attention is possible, and
+// the others, which have neither (inventory.Suspects, with bounds from the policy). The
+// suspects (few in a healthy fleet) are judged; those with a problem or without a
+// certificate lead the list, and the others follow in expiry order, as the query returns
+// them with the suspects judged fine among them. A problem filter reads the suspects only;
+// "no problem" is the non-suspects and the suspects judged without a problem, paged by the
+// query in any order. A device's class is the policy's to choose: the inventory stores it
+// with the policy.ClassHash it was chosen under and rewrites it when a policy is put in
+// force (inventory.Reclassify, once per policy change); the class filter takes the stored
+// classes of the policy in force, and chooses itself the class of the few stale devices
+// (stored before, or written under the previous policy while the pass ran). Only with more
+// than maxStaleClasses of those — moments after a policy change, before its pass ended —
+// does the list judge the whole fleet (listDevices over loadFleet). SQLite still evaluates
+// the suspect test on every device row (no index can hold it), in C, without returning the
+// rows: part of the page costs in the README's "Performance".
+
+// maxStaleClasses is the number of devices with a stale class the class filter chooses the
+// class of itself; above it the list judges the fleet.
+const maxStaleClasses = 1000
 
 // pageDevices is listDevices for the device list page, reading only what the page needs.
 func (s *server) pageDevices(ctx context.Context, q deviceQuery, now time.Time) (devicePage, error) {
@@ -32,15 +42,30 @@ func (s *server) pageDevices(ctx context.Context, q deviceQuery, now time.Time) 
 	if pol == nil {
 		pol = policy.Default()
 	}
-	if q.Class != "" || q.Problem == "none" {
-		fleet, err := s.loadFleet(ctx, now)
+	store := s.cfg.Store
+	base := inventory.FleetQuery{Family: q.Family, State: q.State, Search: q.Q}
+	if q.Class != "" {
+		base.Class, base.ClassHash = q.Class, pol.ClassHash()
+		stale, more, err := store.StaleClasses(ctx, base.ClassHash, cmp.Or(s.staleLimit, maxStaleClasses))
 		if err != nil {
 			return devicePage{}, err
 		}
-		return listDevices(fleet, q), nil
+		if more {
+			fleet, err := s.loadFleet(ctx, now)
+			if err != nil {
+				return devicePage{}, err
+			}
+			p := listDevices(fleet, q)
+			p.Classes = classNames(pol)
+			return p, nil
+		}
+		for _, sub := range stale {
+			if c, _ := pol.ClassFor(policy.Subject{DeviceID: sub.ID, Family: sub.Family, Tags: sub.Tags}); c.Name == q.Class {
+				base.ClassAlso = append(base.ClassAlso, sub.ID)
+			}
+		}
 	}
-	p := devicePage{Query: q, Sorts: deviceSorts, Problems: monitor.Codes()}
-	store := s.cfg.Store
+	p := devicePage{Query: q, Sorts: deviceSorts, Problems: monitor.Codes(), Classes: classNames(pol)}
 	var err error
 	if p.Total, err = store.CountDevices(ctx); err != nil {
 		return p, err
@@ -49,16 +74,9 @@ func (s *server) pageDevices(ctx context.Context, q deviceQuery, now time.Time) 
 	if p.Online, err = store.CountFleet(ctx, inventory.FleetQuery{Online: &yes}); err != nil {
 		return p, err
 	}
-	if p.Families, p.Classes, p.States, err = store.FleetChoices(ctx); err != nil {
+	if p.Families, p.States, err = store.FleetChoices(ctx); err != nil {
 		return p, err
 	}
-	for _, c := range pol.Classes {
-		p.Classes = append(p.Classes, c.Name)
-	}
-	slices.Sort(p.Classes)
-	p.Classes = slices.Compact(p.Classes)
-
-	base := inventory.FleetQuery{Family: q.Family, State: q.State, Search: q.Q}
 	switch q.Online {
 	case "yes":
 		base.Online = &yes
@@ -80,9 +98,10 @@ func (s *server) pageDevices(ctx context.Context, q deviceQuery, now time.Time) 
 		return (p.Query.Page - 1) * PageSize
 	}
 	sus := suspects(pol, now)
+	attention := q.Sort == deviceSorts[0].Key
 
 	switch {
-	case q.Problem != "":
+	case q.Problem != "" && q.Problem != "none":
 		// Only suspects can have a problem or need attention.
 		fq := base
 		fq.Suspects, fq.Only = &sus, true
@@ -100,25 +119,31 @@ func (s *server) pageDevices(ctx context.Context, q deviceQuery, now time.Time) 
 		from := page(len(matched))
 		p.Devices = slices.Clone(matched[from:min(from+PageSize, len(matched))])
 
-	case q.Sort == deviceSorts[0].Key: // attention first
+	case attention || q.Problem == "none":
+		// The suspects are judged: in the default order those with a problem, attention or
+		// no certificate lead; the others the query pages among the non-suspects (none of
+		// which has a problem), in expiry order or the order asked for.
 		fq := base
 		fq.Suspects, fq.Only = &sus, true
 		cands, err := judge(fq)
 		if err != nil {
 			return p, err
 		}
-		var lead []fleetDevice // a problem, attention, or no certificate: before every fine device
-		var fine []string      // suspects judged fine: among the others, in expiry order
-		for _, d := range cands {
-			if severityRank(d.Severity) < severityRank(sevOK) {
-				lead = append(lead, d)
-			} else {
-				fine = append(fine, d.ID)
+		var lead []fleetDevice // before every other device
+		var along []string     // paged with the non-suspects
+		for i := range cands {
+			d := &cands[i]
+			switch {
+			case !q.match(d):
+			case attention && severityRank(d.Severity) < severityRank(sevOK):
+				lead = append(lead, *d)
+			default:
+				along = append(along, d.ID)
 			}
 		}
 		slices.SortFunc(lead, func(a, b fleetDevice) int { return q.compare(&a, &b) })
 		rest := base
-		rest.Suspects, rest.Also = &sus, fine
+		rest.Suspects, rest.Also = &sus, along
 		n, err := store.CountFleet(ctx, rest)
 		if err != nil {
 			return p, err
@@ -128,7 +153,10 @@ func (s *server) pageDevices(ctx context.Context, q deviceQuery, now time.Time) 
 			p.Devices = slices.Clone(lead[from:min(from+PageSize, len(lead))])
 		}
 		if need := PageSize - len(p.Devices); need > 0 && n > 0 {
-			rest.Order, rest.Limit, rest.Offset = inventory.OrderExpiry, need, max(0, from-len(lead))
+			rest.Order, rest.Limit, rest.Offset = q.Sort, need, max(0, from-len(lead))
+			if attention {
+				rest.Order = inventory.OrderExpiry
+			}
 			tail, err := judge(rest)
 			if err != nil {
 				return p, err
@@ -148,6 +176,18 @@ func (s *server) pageDevices(ctx context.Context, q deviceQuery, now time.Time) 
 		}
 	}
 	return p, nil
+}
+
+// classNames are the names of pol's classes, sorted: the class filter's choices (every
+// device is in one of them).
+func classNames(pol *policy.Policy) []string {
+	out := make([]string, 0, len(pol.Classes)+1)
+	for _, c := range pol.Classes {
+		out = append(out, c.Name)
+	}
+	out = append(out, policy.DefaultClass) // a policy that fails validation may lack it
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // suspects are the inventory's bounds of the devices that may have a problem at now under

@@ -80,10 +80,10 @@ func judgeDevice(r inventory.DeviceRecord, pol *policy.Policy, now time.Time) fl
 	if r.Active != nil {
 		f.NotBefore = r.Active.NotBefore
 	}
-	if f.Class == "" {
-		c, _ := pol.ClassFor(policy.Subject{DeviceID: d.ID, Family: d.Family, Tags: d.Tags})
-		f.Class = c.Name
-	}
+	// The class the policy in force chooses: the stored one is the same unless it is stale
+	// (inventory.Reclassify), and the device list's class filter answers by this one.
+	c, _ := pol.ClassFor(policy.Subject{DeviceID: d.ID, Family: d.Family, Tags: d.Tags})
+	f.Class = c.Name
 	switch {
 	case slices.ContainsFunc(f.Problems, func(p string) bool { return slices.Contains(badProblems, p) }):
 		f.Severity = sevBad

@@ -1,6 +1,8 @@
 package web
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"html/template"
@@ -145,27 +147,64 @@ func windowSVG(c policy.Class, opens, ends, emergency time.Duration) template.HT
 	return template.HTML(b.String())
 }
 
+// classSample is the number of device ids the policy page shows per class.
+const classSample = 5
+
+// classMembers returns the devices of each class of pol: the classes the inventory stores
+// under pol (inventory.ClassCounts, an aggregate over an index), with the classes of the few
+// stale devices chosen here; only with more than maxStaleClasses of those (moments after a
+// policy change) is the fleet read and judged.
+func (s *server) classMembers(ctx context.Context, pol *policy.Policy, now time.Time) (map[string]inventory.ClassMembers, error) {
+	hash := pol.ClassHash()
+	stale, more, err := s.cfg.Store.StaleClasses(ctx, hash, cmp.Or(s.staleLimit, maxStaleClasses))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]inventory.ClassMembers{}
+	add := func(class, id string) {
+		m := out[class]
+		m.Count++
+		m.Sample = append(m.Sample, id)
+		out[class] = m
+	}
+	if more {
+		fleet, err := s.loadFleet(ctx, now)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range fleet {
+			add(d.Class, d.ID)
+		}
+	} else {
+		if out, err = s.cfg.Store.ClassCounts(ctx, hash, classSample); err != nil {
+			return nil, err
+		}
+		for _, sub := range stale {
+			c, _ := pol.ClassFor(policy.Subject{DeviceID: sub.ID, Family: sub.Family, Tags: sub.Tags})
+			add(c.Name, sub.ID)
+		}
+	}
+	for c, m := range out {
+		slices.Sort(m.Sample)
+		m.Sample = m.Sample[:min(len(m.Sample), classSample)]
+		out[c] = m
+	}
+	return out, nil
+}
+
 func (s *server) policy(w http.ResponseWriter, r *http.Request) {
 	now := s.cfg.Now()
 	pol := s.cfg.Policy()
-	fleet, err := s.loadFleet(r.Context(), now)
+	members, err := s.classMembers(r.Context(), pol, now)
 	if err != nil {
 		s.errorPage(w, r, http.StatusInternalServerError, "The inventory could not be read: "+err.Error())
 		return
-	}
-	count := map[string]int{}
-	sample := map[string][]string{}
-	for _, d := range fleet {
-		count[d.Class]++
-		if len(sample[d.Class]) < 5 {
-			sample[d.Class] = append(sample[d.Class], d.ID)
-		}
 	}
 	v := policyView{Backdate: pol.Backdate, Hash: pol.Hash()}
 	for i, c := range pol.Classes {
 		opens, ends, emergency := classWindow(c, now)
 		cv := classView{Class: c, Opens: opens, Ends: ends, Emergency: emergency, Plot: windowSVG(c, opens, ends, emergency),
-			Devices: count[c.Name], Sample: sample[c.Name], DefaultName: i == 0}
+			Devices: members[c.Name].Count, Sample: members[c.Name].Sample, DefaultName: i == 0}
 		var keys []string
 		for _, k := range c.Keys {
 			keys = append(keys, k.String())

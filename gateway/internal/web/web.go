@@ -167,6 +167,8 @@ type server struct {
 	mux      *http.ServeMux
 	throttle *authz.Throttle
 	fleet    fleetCache
+	// staleLimit replaces maxStaleClasses when set (tests).
+	staleLimit int
 }
 
 // Handler returns the dashboard, API, metrics and health handler described in the package
