@@ -5,6 +5,9 @@
 #        more devices seeded into the inventory.
 #        scripts/bench.sh peers|sessions|stepca [N]   (the peer comparisons, default 10,000 devices)
 #        scripts/bench.sh idle N   (what N idle devices in the inventory cost the hub's memory)
+#        sessions: HEARTH_BENCH_STATE=DIR keeps (and reuses) the enrolled devices; with
+#        HEARTH_BENCH_DEBUG it prints the hub's memory per session (HEARTH_BENCH_PROFILES=DIR keeps
+#        the profiles); HEARTH_BENCH_NO_MOSQUITTO=1 skips mosquitto.
 # Every figure is measured in this run next to its baseline (e.g. raw ECDSA beside CA
 # signing), so a loaded machine shifts both alike.
 set -euo pipefail
@@ -195,6 +198,7 @@ held() {
 	wait_line "$tmp/load-$name.log" '^wave 1:' $load || return 1
 	sleep 5 # let the broker settle (presence, retained state, a GC cycle)
 	echo "$name: $(sed -n 's/^wave 1: //p' "$tmp/load-$name.log"); RSS holding them $(rss "$pid") MiB"
+	[ "$name" = hub ] && [ -n "${HEARTH_BENCH_DEBUG:-}" ] && breakdown "$pid" "$n" "$tmp"
 	kill -USR1 $load
 	wait_line "$tmp/load-$name.log" '^wave 2:' $load || return 1
 	sleep 5
@@ -204,16 +208,83 @@ held() {
 	wait $load 2>/dev/null || true
 }
 
+# memstat FILE FIELD: a field of runtime.MemStats from a heap profile's debug=1 text, in bytes
+# (for "Stack = inuse / sys", the first).
+memstat() { sed -n "s/^# $2 = \([0-9]*\).*/\1/p" "$1"; }
+
+# breakdown PID N TMP: where the hub's memory goes while it holds N sessions, from its
+# debug_listen (HEARTH_BENCH_DEBUG): RSS, then after three forced GCs the live heap, the heap
+# spans in use, the heap kept but free, the goroutine stacks and the rest of the runtime, each
+# per session. The profiles are kept in HEARTH_BENCH_PROFILES (a directory) if set.
+breakdown() {
+	local pid=$1 n=$2 tmp=$3 dbg=$HEARTH_BENCH_DEBUG f rss0 g
+	rss0=$(awk '/^VmRSS/ {print $2 * 1024}' "/proc/$pid/status")
+	for _ in 1 2 3; do curl -s "http://$dbg/debug/pprof/heap?gc=1" >"$tmp/heap.pb.gz"; done
+	f=$tmp/heap.txt
+	curl -s "http://$dbg/debug/pprof/heap?debug=1" >"$f"
+	g=$(curl -s "http://$dbg/debug/pprof/goroutine?debug=1" | sed -n '1s/.*total \([0-9]*\).*/\1/p')
+	if [ -n "${HEARTH_BENCH_PROFILES:-}" ]; then
+		mkdir -p "$HEARTH_BENCH_PROFILES"
+		cp "$tmp/heap.pb.gz" "$HEARTH_BENCH_PROFILES/heap-$n.pb.gz"
+		curl -s "http://$dbg/debug/pprof/goroutine" >"$HEARTH_BENCH_PROFILES/goroutine-$n.pb.gz"
+	fi
+	awk -v n="$n" -v rss="$rss0" -v rss1="$(awk '/^VmRSS/ {print $2 * 1024}' "/proc/$pid/status")" -v g="$g" \
+		-v alloc="$(memstat "$f" HeapAlloc)" -v inuse="$(memstat "$f" HeapInuse)" -v idle="$(memstat "$f" HeapIdle)" \
+		-v rel="$(memstat "$f" HeapReleased)" -v stack="$(memstat "$f" Stack)" -v sys="$(memstat "$f" Sys)" \
+		-v hsys="$(memstat "$f" HeapSys)" 'BEGIN {
+		k = 1024 * n
+		printf "hub memory per session (%d goroutines): RSS %.1f KiB (%.1f after 3 GCs); live heap %.1f, heap spans in use %.1f, heap free not released %.1f, released %.1f, stacks %.1f, rest of the runtime %.1f KiB\n",
+			g, rss / k, rss1 / k, alloc / k, inuse / k, (idle - rel) / k, rel / k, stack / k, (sys - hsys - stack) / k
+	}'
+}
+
 # sessions N: the hub and mosquitto each holding N mutual-TLS sessions of the same devices,
 # opened by the same load process (hearth-bench sessions: one session per device as
 # hearth-agent opens it). hearth-fleet enrolls the devices first and keeps their keys in a
 # directory; the hub is restarted before the measure, so its RSS counts the sessions only.
 sessions() {
-	local n=$1 tmp hub="" hub_addr fleet="" mosq=""
+	local n=$1 tmp hub="" hub_addr fleet="" mosq="" keep=${HEARTH_BENCH_STATE:-}
 	tmp=$(mktemp -d)
 	trap 'kill $hub $fleet $mosq 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; trap - RETURN' RETURN
 	(cd gateway && go build -o "$tmp/hearth-gateway" ./cmd/hearth-gateway && go build -o "$tmp/hearth-bench" ./internal/hearth-bench)
 	(cd agent && go build -o "$tmp/hearth-fleet" ./cmd/hearth-fleet)
+	# HEARTH_BENCH_STATE=DIR keeps the enrolled hub (DIR/data) and the devices' keys (DIR/keys)
+	# for the next run with the same DIR, which then skips the enrollment.
+	if [ -n "$keep" ] && [ -d "$keep/data" ] && [ -d "$keep/keys" ]; then
+		cp -a "$keep/data" "$keep/keys" "$tmp/"
+		echo "sessions: reusing the hub and $(find "$tmp/keys" -name current.pem | wc -l) devices enrolled in $keep"
+	else
+		enroll "$tmp" "$n" || return 1
+		[ -n "$keep" ] && mkdir -p "$keep" && cp -a "$tmp/data" "$tmp/keys" "$keep/"
+	fi
+	n=$(find "$tmp/keys" -name current.pem | wc -l)
+	[ -n "$keep" ] && n=$(($n < $1 ? $n : $1))
+	bench_hub "$tmp" || return 1
+	sleep 2
+	echo "hub: idle RSS $(rss $hub) MiB with $(find "$tmp/keys" -name current.pem | wc -l) devices in the inventory"
+	held hub $hub "$tmp" "$n" "$hub_addr" "$tmp/data/ca/root.pem" || return 1
+	kill $hub; wait $hub 2>/dev/null || true; hub=
+	[ -n "${HEARTH_BENCH_NO_MOSQUITTO:-}" ] && return 0
+
+	# mosquitto: its own server certificate, the hub's root to verify the same devices.
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
+		-addext subjectAltName=IP:127.0.0.1 -keyout "$tmp/mosq.key" -out "$tmp/mosq.crt" 2>/dev/null
+	local port=$((20000 + RANDOM % 20000))
+	# "user": mosquitto started as root would drop to the mosquitto user, who cannot read $tmp.
+	printf 'user %s\nper_listener_settings false\nlistener %s 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\nuse_identity_as_username true\npersistence false\nmax_queued_messages 64\nlog_dest stderr\nlog_type error\n' \
+		"$(id -un)" "$port" "$tmp/data/ca/root.pem" "$tmp/mosq.crt" "$tmp/mosq.key" >"$tmp/mosquitto.conf"
+	mosquitto -c "$tmp/mosquitto.conf" >"$tmp/mosquitto.log" 2>&1 &
+	mosq=$!
+	sleep 1
+	kill -0 $mosq 2>/dev/null || { echo "sessions: mosquitto did not start:"; cat "$tmp/mosquitto.log"; return 1; }
+	echo "mosquitto ($(mosquitto -h 2>&1 | sed -n '1s/mosquitto version //p')): idle RSS $(rss $mosq) MiB"
+	held mosquitto $mosq "$tmp" "$n" "127.0.0.1:$port" "$tmp/mosq.crt" || return 1
+}
+
+# enroll TMP N: hearth-fleet enrolls N devices with the hub on TMP/data and keeps their keys
+# in TMP/keys; the hub is stopped after.
+enroll() {
+	local tmp=$1 n=$2
 	bench_hub "$tmp" || return 1
 	# hearth-fleet --keys-dir holds two descriptors per device (socket and lock): enroll in
 	# processes of at most 5,000 devices each, so that none reaches the open-file limit.
@@ -232,27 +303,7 @@ sessions() {
 		done
 	done
 	kill $fleet; wait $fleet 2>/dev/null || true; fleet=
-	n=$(find "$tmp/keys" -name current.pem | wc -l)
-	kill $hub; wait $hub 2>/dev/null || true
-	bench_hub "$tmp" || return 1
-	sleep 2
-	echo "hub: idle RSS $(rss $hub) MiB with $n devices in the inventory"
-	held hub $hub "$tmp" "$n" "$hub_addr" "$tmp/data/ca/root.pem" || return 1
 	kill $hub; wait $hub 2>/dev/null || true; hub=
-
-	# mosquitto: its own server certificate, the hub's root to verify the same devices.
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
-		-addext subjectAltName=IP:127.0.0.1 -keyout "$tmp/mosq.key" -out "$tmp/mosq.crt" 2>/dev/null
-	local port=$((20000 + RANDOM % 20000))
-	# "user": mosquitto started as root would drop to the mosquitto user, who cannot read $tmp.
-	printf 'user %s\nper_listener_settings false\nlistener %s 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\nuse_identity_as_username true\npersistence false\nmax_queued_messages 64\nlog_dest stderr\nlog_type error\n' \
-		"$(id -un)" "$port" "$tmp/data/ca/root.pem" "$tmp/mosq.crt" "$tmp/mosq.key" >"$tmp/mosquitto.conf"
-	mosquitto -c "$tmp/mosquitto.conf" >"$tmp/mosquitto.log" 2>&1 &
-	mosq=$!
-	sleep 1
-	kill -0 $mosq 2>/dev/null || { echo "sessions: mosquitto did not start:"; cat "$tmp/mosquitto.log"; return 1; }
-	echo "mosquitto ($(mosquitto -h 2>&1 | sed -n '1s/mosquitto version //p')): idle RSS $(rss $mosq) MiB"
-	held mosquitto $mosq "$tmp" "$n" "127.0.0.1:$port" "$tmp/mosq.crt" || return 1
 }
 
 # stepca N: step-ca (built from its published source into a temporary GOBIN, never
