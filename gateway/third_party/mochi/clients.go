@@ -415,16 +415,25 @@ func (cl *Client) Read(packetHandler ReadFn) error {
 			return err
 		}
 
-		pk, err := cl.ReadPacket(fh)
-		if err != nil {
-			return err
-		}
-
-		err = packetHandler(cl, pk) // Process inbound packet.
+		err = cl.readPacket(fh, packetHandler)
 		if err != nil {
 			return err
 		}
 	}
+}
+
+// readPacket reads the packet whose fixed header is fh and hands it to packetHandler.
+//
+// hearth: split from Read, so that Read's frame, parked in ReadFixedHeader while the client
+// is idle, holds no packets.Packet (README.hearth.md, patch 5).
+//
+//go:noinline
+func (cl *Client) readPacket(fh *packets.FixedHeader, packetHandler ReadFn) error {
+	pk, err := cl.ReadPacket(fh)
+	if err != nil {
+		return err
+	}
+	return packetHandler(cl, pk) // Process inbound packet.
 }
 
 // Stop instructs the client to shut down all processing goroutines and disconnect.

@@ -3,10 +3,12 @@
 package mqtt
 
 import (
+	"errors"
 	"io"
 	"net"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 
@@ -154,5 +156,63 @@ func BenchmarkRetainedPerDevice(b *testing.B) {
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/devices, "bytes/device")
 		runtime.KeepAlive(x)
+	}
+}
+
+// TestConnectClientCounts checks the accounting attachClient kept when the CONNECT handling
+// moved to connectClient (patch 5): a session is counted in ClientsConnected while it reads
+// packets and uncounted when it ends, also when its CONNACK could not be written; a refused
+// CONNECT is never counted. Each case runs over net.Pipe.
+func TestConnectClientCounts(t *testing.T) {
+	connect := packets.TPacketData[packets.Connect].Get(packets.TConnectClean).RawBytes
+	tests := []struct {
+		name       string
+		deny       bool  // the auth hook refuses
+		closeEarly bool  // the client closes before reading its CONNACK
+		want       error // EstablishConnection's error
+		counted    bool  // ClientsConnected was 1 while the session read
+	}{
+		{name: "accepted, then disconnects", counted: true},
+		{name: "refused", deny: true, want: packets.ErrBadUsernameOrPassword},
+		{name: "closed before the CONNACK", closeEarly: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := New(&Options{Logger: logger})
+			if tt.deny {
+				_ = s.AddHook(new(DenyHook), nil)
+			} else {
+				_ = s.AddHook(new(AllowHook), nil)
+			}
+			defer s.Close()
+			r, w := net.Pipe()
+			done := make(chan error, 1)
+			go func() { done <- s.EstablishConnection("tcp", r) }()
+			if _, err := w.Write(connect); err != nil {
+				t.Fatalf("write CONNECT: %v", err)
+			}
+			if tt.closeEarly {
+				_ = w.Close()
+				if err := <-done; err == nil {
+					t.Errorf("EstablishConnection() = nil, want the CONNACK's write error")
+				}
+			} else {
+				ack := make([]byte, 4)
+				if _, err := io.ReadFull(w, ack); err != nil {
+					t.Fatalf("read CONNACK: %v", err)
+				}
+				if got := atomic.LoadInt64(&s.Info.ClientsConnected); (got == 1) != tt.counted {
+					t.Errorf("ClientsConnected while the session reads = %d, counted %v", got, tt.counted)
+				}
+				_, _ = w.Write(packets.TPacketData[packets.Disconnect].Get(packets.TDisconnect).RawBytes)
+				if err := <-done; !errors.Is(err, tt.want) {
+					t.Errorf("EstablishConnection() = %v, want %v", err, tt.want)
+				}
+				_ = w.Close()
+			}
+			if got := atomic.LoadInt64(&s.Info.ClientsConnected); got != 0 {
+				t.Errorf("ClientsConnected after the session = %d, want 0", got)
+			}
+		})
 	}
 }
