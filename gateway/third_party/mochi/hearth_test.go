@@ -5,6 +5,7 @@ package mqtt
 import (
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"runtime"
 	"strconv"
@@ -214,5 +215,86 @@ func TestConnectClientCounts(t *testing.T) {
 				t.Errorf("ClientsConnected after the session = %d, want 0", got)
 			}
 		})
+	}
+}
+
+// TestSubscriptionsOne runs sequences of Add and Delete on Subscriptions (patch 6: one entry
+// kept without a map, the map made by the second id) beside a plain map, and checks Get, Len
+// and GetAll against it after every step.
+func TestSubscriptionsOne(t *testing.T) {
+	type op struct {
+		del bool
+		id  string
+		qos byte
+	}
+	tests := []struct {
+		name string
+		ops  []op
+	}{
+		{name: "one", ops: []op{{id: "a"}}},
+		{name: "one replaced", ops: []op{{id: "a"}, {id: "a", qos: 1}}},
+		{name: "one deleted, another added", ops: []op{{id: "a"}, {del: true, id: "a"}, {id: "b", qos: 2}}},
+		{name: "delete of another id keeps the one", ops: []op{{id: "a"}, {del: true, id: "b"}}},
+		{name: "second id makes the map", ops: []op{{id: "a", qos: 1}, {id: "b"}, {id: "c"}, {id: "b", qos: 2}}},
+		{name: "map emptied and refilled", ops: []op{{id: "a"}, {id: "b"}, {del: true, id: "a"}, {del: true, id: "b"}, {id: "c"}, {id: "d"}}},
+		{name: "delete on empty", ops: []op{{del: true, id: "a"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := NewSubscriptions()
+			want := map[string]packets.Subscription{}
+			for i, o := range tt.ops {
+				if o.del {
+					s.Delete(o.id)
+					delete(want, o.id)
+				} else {
+					sub := packets.Subscription{Filter: "f/" + o.id, Qos: o.qos}
+					s.Add(o.id, sub)
+					want[o.id] = sub
+				}
+				if got := s.Len(); got != len(want) {
+					t.Errorf("step %d: Len() = %d, want %d", i, got, len(want))
+				}
+				for _, id := range []string{"a", "b", "c", "d"} {
+					got, ok := s.Get(id)
+					w, wok := want[id]
+					if ok != wok || got.Filter != w.Filter || got.Qos != w.Qos {
+						t.Errorf("step %d: Get(%q) = %+v, %v; want %+v, %v", i, id, got, ok, w, wok)
+					}
+				}
+				if got := s.GetAll(); !maps.EqualFunc(got, want, func(a, b packets.Subscription) bool { return a.Filter == b.Filter && a.Qos == b.Qos }) {
+					t.Errorf("step %d: GetAll() = %v, want %v", i, got, want)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSubscribedPerDevice measures the heap the index and the clients keep for the
+// hub's subscriptions (patch 6): 10,000 devices, each with its four own topics and the CA
+// topic that all share, as hearth-agent subscribes (`go test -run '^$' -bench
+// SubscribedPerDevice -benchtime 3x .`).
+func BenchmarkSubscribedPerDevice(b *testing.B) {
+	const devices = 10000
+	var before, after runtime.MemStats
+	for b.Loop() {
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		x := NewTopicsIndex()
+		clients := make([]*Subscriptions, devices)
+		for i := range devices {
+			id := "dev-" + strconv.Itoa(i)
+			clients[i] = NewSubscriptions()
+			for _, filter := range []string{"hearth/" + id + "/cert", "hearth/" + id + "/ack", "hearth/" + id + "/cmd", "hearth/" + id + "/renewal", "hearth/ca"} {
+				sub := packets.Subscription{Filter: filter, Qos: 1}
+				x.Subscribe(id, sub)
+				clients[i].Add(filter, sub)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/devices, "bytes/device")
+		runtime.KeepAlive(x)
+		runtime.KeepAlive(clients)
 	}
 }
