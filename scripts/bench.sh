@@ -171,13 +171,14 @@ wait_line() {
 
 # bench_hub TMP: starts hearth-gateway serve on TMP/data and sets hub and hub_addr. With
 # HEARTH_BENCH_DEBUG=127.0.0.1:PORT the hub serves its profiles there (debug_listen), to
-# profile a run with go tool pprof.
+# profile a run with go tool pprof. HEARTH_HUB_GOGC and HEARTH_HUB_GOMEMLIMIT are the hub's
+# GOGC and GOMEMLIMIT (unset: Go's defaults; the add-on sets GOMEMLIMIT, addon/gomemlimit.sh).
 bench_hub() {
 	local tmp=$1
 	printf 'issuance_rate: 1000000\nlog_level: warn\n' >"$tmp/hearth.yaml"
 	[ -n "${HEARTH_BENCH_DEBUG:-}" ] && echo "debug_listen: $HEARTH_BENCH_DEBUG" >>"$tmp/hearth.yaml"
 	: >"$tmp/hub.log"
-	HEARTH_CA_PASSPHRASE=bench HEARTH_ADMIN_PASSWORD="bench admin password" "$tmp/hearth-gateway" serve --config "$tmp/hearth.yaml" \
+	GOGC=${HEARTH_HUB_GOGC:-} GOMEMLIMIT=${HEARTH_HUB_GOMEMLIMIT:-} HEARTH_CA_PASSPHRASE=bench HEARTH_ADMIN_PASSWORD="bench admin password" "$tmp/hearth-gateway" serve --config "$tmp/hearth.yaml" \
 		--data "$tmp/data" --listen 127.0.0.1:0 --http off --hostnames localhost,127.0.0.1 >>"$tmp/hub.log" 2>&1 &
 	hub=$!
 	hub_addr=
@@ -231,10 +232,10 @@ breakdown() {
 	awk -v n="$n" -v rss="$rss0" -v rss1="$(awk '/^VmRSS/ {print $2 * 1024}' "/proc/$pid/status")" -v g="$g" \
 		-v alloc="$(memstat "$f" HeapAlloc)" -v inuse="$(memstat "$f" HeapInuse)" -v idle="$(memstat "$f" HeapIdle)" \
 		-v rel="$(memstat "$f" HeapReleased)" -v stack="$(memstat "$f" Stack)" -v sys="$(memstat "$f" Sys)" \
-		-v hsys="$(memstat "$f" HeapSys)" 'BEGIN {
+		-v hsys="$(memstat "$f" HeapSys)" -v goal="$(memstat "$f" NextGC)" 'BEGIN {
 		k = 1024 * n
-		printf "hub memory per session (%d goroutines): RSS %.1f KiB (%.1f after 3 GCs); live heap %.1f, heap spans in use %.1f, heap free not released %.1f, released %.1f, stacks %.1f, rest of the runtime %.1f KiB\n",
-			g, rss / k, rss1 / k, alloc / k, inuse / k, (idle - rel) / k, rel / k, stack / k, (sys - hsys - stack) / k
+		printf "hub memory per session (%d goroutines): RSS %.1f KiB (%.1f after 3 GCs); live heap %.1f, heap spans in use %.1f, heap free not released %.1f, released %.1f, stacks %.1f, rest of the runtime %.1f KiB; next GC at %.1f KiB of heap\n",
+			g, rss / k, rss1 / k, alloc / k, inuse / k, (idle - rel) / k, rel / k, stack / k, (sys - hsys - stack) / k, goal / k
 	}'
 }
 

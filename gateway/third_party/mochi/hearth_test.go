@@ -3,12 +3,15 @@
 package mqtt
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"maps"
 	"net"
 	"runtime"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -296,5 +299,82 @@ func BenchmarkSubscribedPerDevice(b *testing.B) {
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/devices, "bytes/device")
 		runtime.KeepAlive(x)
 		runtime.KeepAlive(clients)
+	}
+}
+
+// TestConnReader writes publishes to a client in different chunkings and reads them with
+// ReadFixedHeader and ReadPacket (patch 7): every packet arrives whole and in order, and once
+// a packet is read and nothing more is pending the client holds no read buffer (the next
+// packet's first byte is read without one); only bytes read ahead keep a buffer.
+func TestConnReader(t *testing.T) {
+	encode := func(payload string) []byte {
+		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: "t/1", Payload: []byte(payload), ProtocolVersion: 4}
+		var b bytes.Buffer
+		if err := pk.PublishEncode(&b); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	big := strings.Repeat("x", 5000) // beyond the 1,024-byte buffers
+	tests := []struct {
+		name     string
+		payloads []string
+		split    func(all []byte, each [][]byte) [][]byte // the writes
+		ahead    []bool                                   // after packet i, bytes read ahead are buffered
+	}{
+		{name: "one packet per write", payloads: []string{"a", "bb", "ccc"},
+			split: func(_ []byte, each [][]byte) [][]byte { return each }, ahead: []bool{false, false, false}},
+		{name: "two packets in one write", payloads: []string{"a", "bb"},
+			split: func(all []byte, _ [][]byte) [][]byte { return [][]byte{all} }, ahead: []bool{true, false}},
+		{name: "byte by byte", payloads: []string{"a", "bb"}, ahead: []bool{false, false},
+			split: func(all []byte, _ [][]byte) [][]byte {
+				var out [][]byte
+				for i := range all {
+					out = append(out, all[i:i+1])
+				}
+				return out
+			}},
+		{name: "a payload larger than the buffer", payloads: []string{big, "z"},
+			split: func(_ []byte, each [][]byte) [][]byte { return each }, ahead: []bool{false, false}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, w := net.Pipe()
+			defer r.Close()
+			cl := newIdleClient(r, 1)
+			cl.ops.readBuffers = new(sync.Pool)
+			cl.Net.bconn = newConnReader(r, 1024, cl.ops.readBuffers)
+			var all []byte
+			var each [][]byte
+			for _, p := range tt.payloads {
+				each = append(each, encode(p))
+				all = append(all, each[len(each)-1]...)
+			}
+			go func() {
+				for _, b := range tt.split(all, each) {
+					if _, err := w.Write(b); err != nil {
+						return
+					}
+				}
+			}()
+			defer w.Close()
+			for i, want := range tt.payloads {
+				var fh packets.FixedHeader
+				if err := cl.ReadFixedHeader(&fh); err != nil {
+					t.Fatalf("packet %d: ReadFixedHeader() = %v", i, err)
+				}
+				pk, err := cl.ReadPacket(&fh)
+				if err != nil {
+					t.Fatalf("packet %d: ReadPacket() = %v", i, err)
+				}
+				if string(pk.Payload) != want || pk.TopicName != "t/1" {
+					t.Errorf("packet %d = %q on %q, want %q on t/1", i, pk.Payload, pk.TopicName, want)
+				}
+				c := cl.Net.bconn
+				if ahead := c.Buffered() > 0; ahead != tt.ahead[i] || ahead != (c.buf != nil) {
+					t.Errorf("after packet %d: %d bytes buffered, buffer held %v; want bytes read ahead %v and a buffer only for them", i, c.Buffered(), c.buf != nil, tt.ahead[i])
+				}
+			}
+		})
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -144,6 +145,7 @@ type Server struct {
 	Log          *slog.Logger         // minimal no-alloc logger
 	hooks        *Hooks               // hooks contains hooks for extra functionality such as auth and persistent storage
 	inlineClient *Client              // inlineClient is a special client used for inline subscriptions and inline Publish
+	readBuffers  sync.Pool            // hearth: the clients' read buffers, held only while bytes are pending (connreader.go)
 }
 
 // loop contains interval tickers for the system events loop.
@@ -158,10 +160,11 @@ type loop struct {
 
 // ops contains server values which can be propagated to other structs.
 type ops struct {
-	options *Options     // a pointer to the server options and capabilities, for referencing in clients
-	info    *system.Info // pointers to server system info
-	hooks   *Hooks       // pointer to the server hooks
-	log     *slog.Logger // a structured logger for the client
+	options     *Options     // a pointer to the server options and capabilities, for referencing in clients
+	info        *system.Info // pointers to server system info
+	hooks       *Hooks       // pointer to the server hooks
+	log         *slog.Logger // a structured logger for the client
+	readBuffers *sync.Pool   // hearth: the server's read buffers; nil: each client makes its own
 }
 
 // New returns a new instance of mochi mqtt broker. Optional parameters
@@ -241,10 +244,11 @@ func (o *Options) ensureDefaults() {
 // topic validation checks.
 func (s *Server) NewClient(c net.Conn, listener string, id string, inline bool) *Client {
 	cl := newClient(c, &ops{ // [MQTT-3.1.2-6] implicit
-		options: s.Options,
-		info:    s.Info,
-		hooks:   s.hooks,
-		log:     s.Log,
+		options:     s.Options,
+		info:        s.Info,
+		hooks:       s.hooks,
+		log:         s.Log,
+		readBuffers: &s.readBuffers,
 	})
 
 	cl.ID = id
