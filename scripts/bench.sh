@@ -111,6 +111,10 @@ storm() {
 	rss() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' /proc/$hub/status; }
 	tick=$(getconf CLK_TCK)
 	rss0=$(rss)
+	# With HEARTH_BENCH_DEBUG: the live heap after three forced GCs, before and after the
+	# storm (what stays allocated), the profiles kept in HEARTH_BENCH_PROFILES if set.
+	local live0="" live1=""
+	[ -n "${HEARTH_BENCH_DEBUG:-}" ] && live0=$(liveheap "$tmp" before)
 	(m=0; while kill -0 $fleet 2>/dev/null; do r=$(rss); [ "$r" -gt "$m" ] && m=$r && echo "$m" >"$tmp/rss.max"; sleep 1; done) &
 	sampler=$!
 	cpu0=$(awk '{print $14 + $15}' /proc/$hub/stat)
@@ -133,6 +137,11 @@ storm() {
 	awk -v c0="$cpu0" -v c1="$cpu1" -v t="$tick" -v c="$committed" \
 		'BEGIN { printf "hub CPU: %.1f s during the storm, %.2f ms per renewal\n", (c1 - c0) / t, (c1 - c0) / t * 1000 / c }' | tee "$tmp/cpu.txt"
 	echo "hub memory: RSS $rss0 MiB before the storm, $(cat "$tmp/rss.max" 2>/dev/null || echo "$rss0") MiB at most during it, $rss1 MiB after; peak $(awk '/^VmHWM/ {printf "%.0f", $2 / 1024}' /proc/$hub/status) MiB since the hub started"
+	if [ -n "$live0" ]; then
+		sleep 10 # the storm's last presence and audit writes
+		live1=$(liveheap "$tmp" after)
+		echo "hub live heap after 3 forced GCs: $((live0 / 1048576)) MiB before the storm, $((live1 / 1048576)) MiB after (RSS then $(rss) MiB)"
+	fi
 
 	# The inventory against what every device holds (presence events may still be queued).
 	local bad
@@ -153,6 +162,14 @@ storm() {
 	floor=$(cd gateway && go test -run '^$' -bench RenewalCryptoFloor -benchtime 300x ./internal/ca/ |
 		awk '/^BenchmarkRenewalCryptoFloor/ { for (i = 1; i < NF; i++) if ($(i + 1) == "hub-µs/op") print $i }')
 	awk -v f="$floor" '/ms per renewal/ { ms = $(NF - 3) } END { printf "crypto floor: %.2f ms per renewal; hub CPU per renewal is %.1f× it\n", f / 1000, ms / (f / 1000) }' "$tmp/cpu.txt"
+}
+
+# liveheap TMP NAME: the hub's live heap in bytes after three forced GCs, through its
+# debug_listen (HEARTH_BENCH_DEBUG); the heap profile is kept as HEARTH_BENCH_PROFILES/heap-NAME.pb.gz.
+liveheap() {
+	for _ in 1 2 3; do curl -s "http://$HEARTH_BENCH_DEBUG/debug/pprof/heap?gc=1" >"$1/heap-$2.pb.gz"; done
+	if [ -n "${HEARTH_BENCH_PROFILES:-}" ]; then mkdir -p "$HEARTH_BENCH_PROFILES" && cp "$1/heap-$2.pb.gz" "$HEARTH_BENCH_PROFILES/"; fi
+	curl -s "http://$HEARTH_BENCH_DEBUG/debug/pprof/heap?debug=1" | sed -n 's/^# HeapAlloc = //p'
 }
 
 # rss PID: the process's resident set in MiB.
@@ -193,13 +210,17 @@ bench_hub() {
 # held NAME PID TMP N: hearth-bench holds N sessions against a broker (PID) in two waves of
 # connections 64 at a time, printing the connect wall time and the broker's RSS after each.
 held() {
-	local name=$1 pid=$2 tmp=$3 n=$4 addr=$5 ca=$6 load
+	local name=$1 pid=$2 tmp=$3 n=$4 addr=$5 ca=$6 load c0 c1 c2 g0=""
+	[ "$name" = hub ] && [ -n "${HEARTH_BENCH_DEBUG:-}" ] && g0=$(goroutines)
+	c0=$(cpu_ms "$pid")
 	"$tmp/hearth-bench" sessions --addr "$addr" --ca "$ca" --keys "$tmp/keys" --devices "$n" --concurrency 64 --waves 2 >"$tmp/load-$name.log" 2>&1 &
 	load=$!
 	wait_line "$tmp/load-$name.log" '^wave 1:' $load || return 1
+	c1=$(cpu_ms "$pid")
 	sleep 5 # let the broker settle (presence, retained state, a GC cycle)
-	echo "$name: $(sed -n 's/^wave 1: //p' "$tmp/load-$name.log"); RSS holding them $(rss "$pid") MiB"
-	[ "$name" = hub ] && [ -n "${HEARTH_BENCH_DEBUG:-}" ] && breakdown "$pid" "$n" "$tmp"
+	c2=$(cpu_ms "$pid")
+	echo "$name: $(sed -n 's/^wave 1: //p' "$tmp/load-$name.log"); RSS holding them $(rss "$pid") MiB; CPU $((c1 - c0)) ms connecting ($(((c1 - c0) * 1000 / n)) µs each), $((c2 - c1)) ms in the 5 s after"
+	[ -n "$g0" ] && breakdown "$pid" "$g0" "$tmp"
 	kill -USR1 $load
 	wait_line "$tmp/load-$name.log" '^wave 2:' $load || return 1
 	sleep 5
@@ -213,29 +234,34 @@ held() {
 # (for "Stack = inuse / sys", the first).
 memstat() { sed -n "s/^# $2 = \([0-9]*\).*/\1/p" "$1"; }
 
-# breakdown PID N TMP: where the hub's memory goes while it holds N sessions, from its
+# goroutines: the hub's goroutine count, through its debug_listen (HEARTH_BENCH_DEBUG).
+goroutines() { curl -s "http://$HEARTH_BENCH_DEBUG/debug/pprof/goroutine?debug=1" | sed -n '1s/.*total \([0-9]*\).*/\1/p'; }
+
+# breakdown PID G0 TMP: where the hub's memory goes while it holds its sessions, from its
 # debug_listen (HEARTH_BENCH_DEBUG): RSS, then after three forced GCs the live heap, the heap
 # spans in use, the heap kept but free, the goroutine stacks and the rest of the runtime, each
-# per session. The profiles are kept in HEARTH_BENCH_PROFILES (a directory) if set.
+# per session held: one goroutine each, counted beyond the G0 the hub ran before the load.
+# The profiles are kept in HEARTH_BENCH_PROFILES (a directory) if set.
 breakdown() {
-	local pid=$1 n=$2 tmp=$3 dbg=$HEARTH_BENCH_DEBUG f rss0 g
+	local pid=$1 n g0=$2 tmp=$3 dbg=$HEARTH_BENCH_DEBUG f rss0 g
 	rss0=$(awk '/^VmRSS/ {print $2 * 1024}' "/proc/$pid/status")
 	for _ in 1 2 3; do curl -s "http://$dbg/debug/pprof/heap?gc=1" >"$tmp/heap.pb.gz"; done
 	f=$tmp/heap.txt
 	curl -s "http://$dbg/debug/pprof/heap?debug=1" >"$f"
-	g=$(curl -s "http://$dbg/debug/pprof/goroutine?debug=1" | sed -n '1s/.*total \([0-9]*\).*/\1/p')
+	g=$(goroutines)
+	n=$((g - g0))
 	if [ -n "${HEARTH_BENCH_PROFILES:-}" ]; then
 		mkdir -p "$HEARTH_BENCH_PROFILES"
-		cp "$tmp/heap.pb.gz" "$HEARTH_BENCH_PROFILES/heap-$n.pb.gz"
-		curl -s "http://$dbg/debug/pprof/goroutine" >"$HEARTH_BENCH_PROFILES/goroutine-$n.pb.gz"
+		cp "$tmp/heap.pb.gz" "$HEARTH_BENCH_PROFILES/heap-sessions.pb.gz"
+		curl -s "http://$dbg/debug/pprof/goroutine" >"$HEARTH_BENCH_PROFILES/goroutine-sessions.pb.gz"
 	fi
-	awk -v n="$n" -v rss="$rss0" -v rss1="$(awk '/^VmRSS/ {print $2 * 1024}' "/proc/$pid/status")" -v g="$g" \
+	awk -v n="$n" -v rss="$rss0" -v rss1="$(awk '/^VmRSS/ {print $2 * 1024}' "/proc/$pid/status")" \
 		-v alloc="$(memstat "$f" HeapAlloc)" -v inuse="$(memstat "$f" HeapInuse)" -v idle="$(memstat "$f" HeapIdle)" \
 		-v rel="$(memstat "$f" HeapReleased)" -v stack="$(memstat "$f" Stack)" -v sys="$(memstat "$f" Sys)" \
 		-v hsys="$(memstat "$f" HeapSys)" -v goal="$(memstat "$f" NextGC)" 'BEGIN {
 		k = 1024 * n
-		printf "hub memory per session (%d goroutines): RSS %.1f KiB (%.1f after 3 GCs); live heap %.1f, heap spans in use %.1f, heap free not released %.1f, released %.1f, stacks %.1f, rest of the runtime %.1f KiB; next GC at %.1f KiB of heap\n",
-			g, rss / k, rss1 / k, alloc / k, inuse / k, (idle - rel) / k, rel / k, stack / k, (sys - hsys - stack) / k, goal / k
+		printf "hub memory per session (%d sessions held): RSS %.1f KiB (%.1f after 3 GCs); live heap %.1f, heap spans in use %.1f, heap free not released %.1f, released %.1f, stacks %.1f, rest of the runtime %.1f KiB; next GC at %.1f KiB of heap\n",
+			n, rss / k, rss1 / k, alloc / k, inuse / k, (idle - rel) / k, rel / k, stack / k, (sys - hsys - stack) / k, goal / k
 	}'
 }
 
