@@ -7,7 +7,8 @@
 #        scripts/bench.sh idle N   (what N idle devices in the inventory cost the hub's memory)
 #        sessions: HEARTH_BENCH_STATE=DIR keeps (and reuses) the enrolled devices; with
 #        HEARTH_BENCH_DEBUG it prints the hub's memory per session (HEARTH_BENCH_PROFILES=DIR keeps
-#        the profiles); HEARTH_BENCH_NO_MOSQUITTO=1 skips mosquitto.
+#        the profiles); HEARTH_BENCH_NO_MOSQUITTO=1 skips mosquitto. HEARTH_HUB_GOGC and
+#        HEARTH_HUB_GOMEMLIMIT set the hub's GC in every run that starts it.
 # Every figure is measured in this run next to its baseline (e.g. raw ECDSA beside CA
 # signing), so a loaded machine shifts both alike.
 set -euo pipefail
