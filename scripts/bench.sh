@@ -8,7 +8,8 @@
 #        sessions: HEARTH_BENCH_STATE=DIR keeps (and reuses) the enrolled devices; with
 #        HEARTH_BENCH_DEBUG it prints the hub's memory per session (HEARTH_BENCH_PROFILES=DIR keeps
 #        the profiles); HEARTH_BENCH_NO_MOSQUITTO=1 skips mosquitto. HEARTH_HUB_GOGC and
-#        HEARTH_HUB_GOMEMLIMIT set the hub's GC in every run that starts it.
+#        HEARTH_HUB_GOMEMLIMIT set the hub's GC, HEARTH_HUB_LOG_LEVEL its log level (default
+#        warn; sessions keeps its log in HEARTH_BENCH_PROFILES).
 # Every figure is measured in this run next to its baseline (e.g. raw ECDSA beside CA
 # signing), so a loaded machine shifts both alike.
 set -euo pipefail
@@ -193,7 +194,7 @@ wait_line() {
 # GOGC and GOMEMLIMIT (unset: Go's defaults; the add-on sets GOMEMLIMIT, addon/gomemlimit.sh).
 bench_hub() {
 	local tmp=$1
-	printf 'issuance_rate: 1000000\nlog_level: warn\n' >"$tmp/hearth.yaml"
+	printf 'issuance_rate: 1000000\nlog_level: %s\n' "${HEARTH_HUB_LOG_LEVEL:-warn}" >"$tmp/hearth.yaml"
 	[ -n "${HEARTH_BENCH_DEBUG:-}" ] && echo "debug_listen: $HEARTH_BENCH_DEBUG" >>"$tmp/hearth.yaml"
 	: >"$tmp/hub.log"
 	GOGC=${HEARTH_HUB_GOGC:-} GOMEMLIMIT=${HEARTH_HUB_GOMEMLIMIT:-} HEARTH_CA_PASSPHRASE=bench HEARTH_ADMIN_PASSWORD="bench admin password" "$tmp/hearth-gateway" serve --config "$tmp/hearth.yaml" \
@@ -225,7 +226,9 @@ held() {
 	kill -USR1 $load
 	wait_line "$tmp/load-$name.log" '^wave 2:' $load || return 1
 	sleep 5
+	echo "$name: held after the first wave: $(sed -n 's/^held after wave 1: //p' "$tmp/load-$name.log")"
 	echo "$name: reconnection storm (every session dropped, then all reconnected): $(sed -n 's/^wave 2: //p' "$tmp/load-$name.log"); RSS $(rss "$pid") MiB, peak $(awk '/^VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status") MiB"
+	[ -n "${HEARTH_BENCH_PROFILES:-}" ] && [ "$name" = hub ] && mkdir -p "$HEARTH_BENCH_PROFILES" && cp "$tmp/hub.log" "$HEARTH_BENCH_PROFILES/"
 	grep -E '^  ' "$tmp/load-$name.log" | head -3
 	kill $load
 	wait $load 2>/dev/null || true

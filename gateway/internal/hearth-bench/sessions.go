@@ -158,23 +158,26 @@ func (s *session) open(topics protocol.Topics, id string) error {
 }
 
 // hold reads until the connection ends: it acknowledges QoS 1 publishes (the retained CA,
-// commands) and pings after three quarters of the keep-alive without traffic.
-func (s *session) hold() {
+// commands) and pings after three quarters of the keep-alive without traffic. It returns
+// the error that ended the session.
+func (s *session) hold() error {
 	for {
 		_ = s.conn.SetReadDeadline(time.Now().Add(keepAlive * 3 / 4))
 		typ, body, err := s.read()
 		var ne net.Error
 		switch {
 		case errors.As(err, &ne) && ne.Timeout():
-			if s.write(0xc0, nil) != nil {
-				return
+			if err := s.write(0xc0, nil); err != nil {
+				return fmt.Errorf("ping: %w", err)
 			}
 			continue
 		case err != nil:
-			return
+			return fmt.Errorf("read: %w", err)
 		}
-		if typ&0xf0 == 0x30 && s.ackPublish(typ, body) != nil {
-			return
+		if typ&0xf0 == 0x30 {
+			if err := s.ackPublish(typ, body); err != nil {
+				return fmt.Errorf("puback: %w", err)
+			}
 		}
 	}
 }

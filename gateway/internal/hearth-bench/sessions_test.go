@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -82,7 +84,11 @@ func TestSessionsAgainstTheBroker(t *testing.T) {
 	mu.Unlock()
 	var wg sync.WaitGroup
 	for _, s := range held {
-		wg.Go(s.hold)
+		wg.Go(func() {
+			if err := s.hold(); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("hold() = %v, want the error of the session closed here", err)
+			}
+		})
 	}
 	for _, id := range ids {
 		if !b.Online(id) {
