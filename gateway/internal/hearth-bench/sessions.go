@@ -244,8 +244,11 @@ func appendString(p []byte, s string) []byte {
 }
 
 // wave connects every device, k at a time, and returns the sessions in device order (nil
-// for a device that failed), the wall time and the first errors.
-func wave(ctx context.Context, addr string, roots *x509.CertPool, topics protocol.Topics, devs []identity, k int, timeout time.Duration) ([]*session, time.Duration, int, []error) {
+// for a device that failed), the wall time and the first errors. opened, if not nil, is
+// called with each session as soon as it is open, to hold it (read and ping) while the wave
+// goes on: a wave longer than the keep-alive's grace (90 s) would otherwise let the broker
+// close the first sessions, which sent nothing since their CONNECT.
+func wave(ctx context.Context, addr string, roots *x509.CertPool, topics protocol.Topics, devs []identity, k int, timeout time.Duration, opened func(*session)) ([]*session, time.Duration, int, []error) {
 	out := make([]*session, len(devs))
 	var next atomic.Int64
 	var mu sync.Mutex
@@ -271,6 +274,9 @@ func wave(ctx context.Context, addr string, roots *x509.CertPool, topics protoco
 					continue
 				}
 				out[i] = s
+				if opened != nil {
+					opened(s)
+				}
 			}
 		})
 	}

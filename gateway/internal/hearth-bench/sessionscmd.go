@@ -97,19 +97,16 @@ func runSessions(ctx context.Context, fs *flag.FlagSet, args []string, stdout io
 		var d time.Duration
 		var failed int
 		var errs []error
-		held, d, failed, errs = wave(ctx, *addr, roots, topics, devs, *k, *timeout)
-		for _, s := range held {
-			if s != nil {
-				wg.Go(func() {
-					err := s.hold()
-					mu.Lock()
-					if !dropping {
-						ended[err.Error()]++
-					}
-					mu.Unlock()
-				})
-			}
-		}
+		held, d, failed, errs = wave(ctx, *addr, roots, topics, devs, *k, *timeout, func(s *session) {
+			wg.Go(func() {
+				err := s.hold()
+				mu.Lock()
+				if !dropping {
+					ended[err.Error()]++
+				}
+				mu.Unlock()
+			})
+		})
 		failures += failed
 		// One line per wave, parsed by scripts/bench.sh.
 		fmt.Fprintf(stdout, "wave %d: %d sessions connected in %.2f s, %d at a time, %d failed\n", w, len(devs)-failed, d.Seconds(), *k, failed)
