@@ -5,6 +5,11 @@
 #        more devices seeded into the inventory.
 #        scripts/bench.sh peers|sessions|stepca [N]   (the peer comparisons, default 10,000 devices)
 #        scripts/bench.sh idle N   (what N idle devices in the inventory cost the hub's memory)
+#        sessions: HEARTH_BENCH_STATE=DIR keeps (and reuses) the enrolled devices; with
+#        HEARTH_BENCH_DEBUG it prints the hub's memory per session (HEARTH_BENCH_PROFILES=DIR keeps
+#        the profiles); HEARTH_BENCH_NO_MOSQUITTO=1 skips mosquitto. HEARTH_HUB_GOGC and
+#        HEARTH_HUB_GOMEMLIMIT set the hub's GC, HEARTH_HUB_LOG_LEVEL its log level (default
+#        warn; sessions keeps its log in HEARTH_BENCH_PROFILES).
 # Every figure is measured in this run next to its baseline (e.g. raw ECDSA beside CA
 # signing), so a loaded machine shifts both alike.
 set -euo pipefail
@@ -108,6 +113,10 @@ storm() {
 	rss() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' /proc/$hub/status; }
 	tick=$(getconf CLK_TCK)
 	rss0=$(rss)
+	# With HEARTH_BENCH_DEBUG: the live heap after three forced GCs, before and after the
+	# storm (what stays allocated), the profiles kept in HEARTH_BENCH_PROFILES if set.
+	local live0="" live1=""
+	[ -n "${HEARTH_BENCH_DEBUG:-}" ] && live0=$(liveheap "$tmp" before)
 	(m=0; while kill -0 $fleet 2>/dev/null; do r=$(rss); [ "$r" -gt "$m" ] && m=$r && echo "$m" >"$tmp/rss.max"; sleep 1; done) &
 	sampler=$!
 	cpu0=$(awk '{print $14 + $15}' /proc/$hub/stat)
@@ -130,6 +139,11 @@ storm() {
 	awk -v c0="$cpu0" -v c1="$cpu1" -v t="$tick" -v c="$committed" \
 		'BEGIN { printf "hub CPU: %.1f s during the storm, %.2f ms per renewal\n", (c1 - c0) / t, (c1 - c0) / t * 1000 / c }' | tee "$tmp/cpu.txt"
 	echo "hub memory: RSS $rss0 MiB before the storm, $(cat "$tmp/rss.max" 2>/dev/null || echo "$rss0") MiB at most during it, $rss1 MiB after; peak $(awk '/^VmHWM/ {printf "%.0f", $2 / 1024}' /proc/$hub/status) MiB since the hub started"
+	if [ -n "$live0" ]; then
+		sleep 10 # the storm's last presence and audit writes
+		live1=$(liveheap "$tmp" after)
+		echo "hub live heap after 3 forced GCs: $((live0 / 1048576)) MiB before the storm, $((live1 / 1048576)) MiB after (RSS then $(rss) MiB)"
+	fi
 
 	# The inventory against what every device holds (presence events may still be queued).
 	local bad
@@ -152,6 +166,14 @@ storm() {
 	awk -v f="$floor" '/ms per renewal/ { ms = $(NF - 3) } END { printf "crypto floor: %.2f ms per renewal; hub CPU per renewal is %.1f× it\n", f / 1000, ms / (f / 1000) }' "$tmp/cpu.txt"
 }
 
+# liveheap TMP NAME: the hub's live heap in bytes after three forced GCs, through its
+# debug_listen (HEARTH_BENCH_DEBUG); the heap profile is kept as HEARTH_BENCH_PROFILES/heap-NAME.pb.gz.
+liveheap() {
+	for _ in 1 2 3; do curl -s "http://$HEARTH_BENCH_DEBUG/debug/pprof/heap?gc=1" >"$1/heap-$2.pb.gz"; done
+	if [ -n "${HEARTH_BENCH_PROFILES:-}" ]; then mkdir -p "$HEARTH_BENCH_PROFILES" && cp "$1/heap-$2.pb.gz" "$HEARTH_BENCH_PROFILES/"; fi
+	curl -s "http://$HEARTH_BENCH_DEBUG/debug/pprof/heap?debug=1" | sed -n 's/^# HeapAlloc = //p'
+}
+
 # rss PID: the process's resident set in MiB.
 rss() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 
@@ -168,13 +190,14 @@ wait_line() {
 
 # bench_hub TMP: starts hearth-gateway serve on TMP/data and sets hub and hub_addr. With
 # HEARTH_BENCH_DEBUG=127.0.0.1:PORT the hub serves its profiles there (debug_listen), to
-# profile a run with go tool pprof.
+# profile a run with go tool pprof. HEARTH_HUB_GOGC and HEARTH_HUB_GOMEMLIMIT are the hub's
+# GOGC and GOMEMLIMIT (unset: Go's defaults; the add-on sets GOMEMLIMIT, addon/gomemlimit.sh).
 bench_hub() {
 	local tmp=$1
-	printf 'issuance_rate: 1000000\nlog_level: warn\n' >"$tmp/hearth.yaml"
+	printf 'issuance_rate: 1000000\nlog_level: %s\n' "${HEARTH_HUB_LOG_LEVEL:-warn}" >"$tmp/hearth.yaml"
 	[ -n "${HEARTH_BENCH_DEBUG:-}" ] && echo "debug_listen: $HEARTH_BENCH_DEBUG" >>"$tmp/hearth.yaml"
 	: >"$tmp/hub.log"
-	HEARTH_CA_PASSPHRASE=bench HEARTH_ADMIN_PASSWORD="bench admin password" "$tmp/hearth-gateway" serve --config "$tmp/hearth.yaml" \
+	GOGC=${HEARTH_HUB_GOGC:-} GOMEMLIMIT=${HEARTH_HUB_GOMEMLIMIT:-} HEARTH_CA_PASSPHRASE=bench HEARTH_ADMIN_PASSWORD="bench admin password" "$tmp/hearth-gateway" serve --config "$tmp/hearth.yaml" \
 		--data "$tmp/data" --listen 127.0.0.1:0 --http off --hostnames localhost,127.0.0.1 >>"$tmp/hub.log" 2>&1 &
 	hub=$!
 	hub_addr=
@@ -189,19 +212,61 @@ bench_hub() {
 # held NAME PID TMP N: hearth-bench holds N sessions against a broker (PID) in two waves of
 # connections 64 at a time, printing the connect wall time and the broker's RSS after each.
 held() {
-	local name=$1 pid=$2 tmp=$3 n=$4 addr=$5 ca=$6 load
+	local name=$1 pid=$2 tmp=$3 n=$4 addr=$5 ca=$6 load c0 c1 c2 g0=""
+	[ "$name" = hub ] && [ -n "${HEARTH_BENCH_DEBUG:-}" ] && g0=$(goroutines)
+	c0=$(cpu_ms "$pid")
 	"$tmp/hearth-bench" sessions --addr "$addr" --ca "$ca" --keys "$tmp/keys" --devices "$n" --concurrency 64 --waves 2 >"$tmp/load-$name.log" 2>&1 &
 	load=$!
 	wait_line "$tmp/load-$name.log" '^wave 1:' $load || return 1
+	c1=$(cpu_ms "$pid")
 	sleep 5 # let the broker settle (presence, retained state, a GC cycle)
-	echo "$name: $(sed -n 's/^wave 1: //p' "$tmp/load-$name.log"); RSS holding them $(rss "$pid") MiB"
+	c2=$(cpu_ms "$pid")
+	echo "$name: $(sed -n 's/^wave 1: //p' "$tmp/load-$name.log"); RSS holding them $(rss "$pid") MiB; CPU $((c1 - c0)) ms connecting ($(((c1 - c0) * 1000 / n)) µs each), $((c2 - c1)) ms in the 5 s after"
+	[ -n "$g0" ] && breakdown "$pid" "$g0" "$tmp"
 	kill -USR1 $load
 	wait_line "$tmp/load-$name.log" '^wave 2:' $load || return 1
 	sleep 5
+	echo "$name: held after the first wave: $(sed -n 's/^held after wave 1: //p' "$tmp/load-$name.log")"
 	echo "$name: reconnection storm (every session dropped, then all reconnected): $(sed -n 's/^wave 2: //p' "$tmp/load-$name.log"); RSS $(rss "$pid") MiB, peak $(awk '/^VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status") MiB"
+	[ -n "${HEARTH_BENCH_PROFILES:-}" ] && [ "$name" = hub ] && mkdir -p "$HEARTH_BENCH_PROFILES" && cp "$tmp/hub.log" "$HEARTH_BENCH_PROFILES/"
 	grep -E '^  ' "$tmp/load-$name.log" | head -3
 	kill $load
 	wait $load 2>/dev/null || true
+}
+
+# memstat FILE FIELD: a field of runtime.MemStats from a heap profile's debug=1 text, in bytes
+# (for "Stack = inuse / sys", the first).
+memstat() { sed -n "s/^# $2 = \([0-9]*\).*/\1/p" "$1"; }
+
+# goroutines: the hub's goroutine count, through its debug_listen (HEARTH_BENCH_DEBUG).
+goroutines() { curl -s "http://$HEARTH_BENCH_DEBUG/debug/pprof/goroutine?debug=1" | sed -n '1s/.*total \([0-9]*\).*/\1/p'; }
+
+# breakdown PID G0 TMP: where the hub's memory goes while it holds its sessions, from its
+# debug_listen (HEARTH_BENCH_DEBUG): RSS, then after three forced GCs the live heap, the heap
+# spans in use, the heap kept but free, the goroutine stacks and the rest of the runtime, each
+# per session held: one goroutine each, counted beyond the G0 the hub ran before the load.
+# The profiles are kept in HEARTH_BENCH_PROFILES (a directory) if set.
+breakdown() {
+	local pid=$1 n g0=$2 tmp=$3 dbg=$HEARTH_BENCH_DEBUG f rss0 g
+	rss0=$(awk '/^VmRSS/ {print $2 * 1024}' "/proc/$pid/status")
+	for _ in 1 2 3; do curl -s "http://$dbg/debug/pprof/heap?gc=1" >"$tmp/heap.pb.gz"; done
+	f=$tmp/heap.txt
+	curl -s "http://$dbg/debug/pprof/heap?debug=1" >"$f"
+	g=$(goroutines)
+	n=$((g - g0))
+	if [ -n "${HEARTH_BENCH_PROFILES:-}" ]; then
+		mkdir -p "$HEARTH_BENCH_PROFILES"
+		cp "$tmp/heap.pb.gz" "$HEARTH_BENCH_PROFILES/heap-sessions.pb.gz"
+		curl -s "http://$dbg/debug/pprof/goroutine" >"$HEARTH_BENCH_PROFILES/goroutine-sessions.pb.gz"
+	fi
+	awk -v n="$n" -v rss="$rss0" -v rss1="$(awk '/^VmRSS/ {print $2 * 1024}' "/proc/$pid/status")" \
+		-v alloc="$(memstat "$f" HeapAlloc)" -v inuse="$(memstat "$f" HeapInuse)" -v idle="$(memstat "$f" HeapIdle)" \
+		-v rel="$(memstat "$f" HeapReleased)" -v stack="$(memstat "$f" Stack)" -v sys="$(memstat "$f" Sys)" \
+		-v hsys="$(memstat "$f" HeapSys)" -v goal="$(memstat "$f" NextGC)" 'BEGIN {
+		k = 1024 * n
+		printf "hub memory per session (%d sessions held): RSS %.1f KiB (%.1f after 3 GCs); live heap %.1f, heap spans in use %.1f, heap free not released %.1f, released %.1f, stacks %.1f, rest of the runtime %.1f KiB; next GC at %.1f KiB of heap\n",
+			n, rss / k, rss1 / k, alloc / k, inuse / k, (idle - rel) / k, rel / k, stack / k, (sys - hsys - stack) / k, goal / k
+	}'
 }
 
 # sessions N: the hub and mosquitto each holding N mutual-TLS sessions of the same devices,
@@ -209,11 +274,48 @@ held() {
 # hearth-agent opens it). hearth-fleet enrolls the devices first and keeps their keys in a
 # directory; the hub is restarted before the measure, so its RSS counts the sessions only.
 sessions() {
-	local n=$1 tmp hub="" hub_addr fleet="" mosq=""
+	local n=$1 tmp hub="" hub_addr fleet="" mosq="" keep=${HEARTH_BENCH_STATE:-}
 	tmp=$(mktemp -d)
 	trap 'kill $hub $fleet $mosq 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; trap - RETURN' RETURN
 	(cd gateway && go build -o "$tmp/hearth-gateway" ./cmd/hearth-gateway && go build -o "$tmp/hearth-bench" ./internal/hearth-bench)
 	(cd agent && go build -o "$tmp/hearth-fleet" ./cmd/hearth-fleet)
+	# HEARTH_BENCH_STATE=DIR keeps the enrolled hub (DIR/data) and the devices' keys (DIR/keys)
+	# for the next run with the same DIR, which then skips the enrollment.
+	if [ -n "$keep" ] && [ -d "$keep/data" ] && [ -d "$keep/keys" ]; then
+		cp -a "$keep/data" "$keep/keys" "$tmp/"
+		echo "sessions: reusing the hub and $(find "$tmp/keys" -name current.pem | wc -l) devices enrolled in $keep"
+	else
+		enroll "$tmp" "$n" || return 1
+		[ -n "$keep" ] && mkdir -p "$keep" && cp -a "$tmp/data" "$tmp/keys" "$keep/"
+	fi
+	n=$(find "$tmp/keys" -name current.pem | wc -l)
+	[ -n "$keep" ] && n=$(($n < $1 ? $n : $1))
+	bench_hub "$tmp" || return 1
+	sleep 2
+	echo "hub: idle RSS $(rss $hub) MiB with $(find "$tmp/keys" -name current.pem | wc -l) devices in the inventory"
+	held hub $hub "$tmp" "$n" "$hub_addr" "$tmp/data/ca/root.pem" || return 1
+	kill $hub; wait $hub 2>/dev/null || true; hub=
+	[ -n "${HEARTH_BENCH_NO_MOSQUITTO:-}" ] && return 0
+
+	# mosquitto: its own server certificate, the hub's root to verify the same devices.
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
+		-addext subjectAltName=IP:127.0.0.1 -keyout "$tmp/mosq.key" -out "$tmp/mosq.crt" 2>/dev/null
+	local port=$((20000 + RANDOM % 20000))
+	# "user": mosquitto started as root would drop to the mosquitto user, who cannot read $tmp.
+	printf 'user %s\nper_listener_settings false\nlistener %s 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\nuse_identity_as_username true\npersistence false\nmax_queued_messages 64\nlog_dest stderr\nlog_type error\n' \
+		"$(id -un)" "$port" "$tmp/data/ca/root.pem" "$tmp/mosq.crt" "$tmp/mosq.key" >"$tmp/mosquitto.conf"
+	mosquitto -c "$tmp/mosquitto.conf" >"$tmp/mosquitto.log" 2>&1 &
+	mosq=$!
+	sleep 1
+	kill -0 $mosq 2>/dev/null || { echo "sessions: mosquitto did not start:"; cat "$tmp/mosquitto.log"; return 1; }
+	echo "mosquitto ($(mosquitto -h 2>&1 | sed -n '1s/mosquitto version //p')): idle RSS $(rss $mosq) MiB"
+	held mosquitto $mosq "$tmp" "$n" "127.0.0.1:$port" "$tmp/mosq.crt" || return 1
+}
+
+# enroll TMP N: hearth-fleet enrolls N devices with the hub on TMP/data and keeps their keys
+# in TMP/keys; the hub is stopped after.
+enroll() {
+	local tmp=$1 n=$2
 	bench_hub "$tmp" || return 1
 	# hearth-fleet --keys-dir holds two descriptors per device (socket and lock): enroll in
 	# processes of at most 5,000 devices each, so that none reaches the open-file limit.
@@ -232,27 +334,7 @@ sessions() {
 		done
 	done
 	kill $fleet; wait $fleet 2>/dev/null || true; fleet=
-	n=$(find "$tmp/keys" -name current.pem | wc -l)
-	kill $hub; wait $hub 2>/dev/null || true
-	bench_hub "$tmp" || return 1
-	sleep 2
-	echo "hub: idle RSS $(rss $hub) MiB with $n devices in the inventory"
-	held hub $hub "$tmp" "$n" "$hub_addr" "$tmp/data/ca/root.pem" || return 1
 	kill $hub; wait $hub 2>/dev/null || true; hub=
-
-	# mosquitto: its own server certificate, the hub's root to verify the same devices.
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
-		-addext subjectAltName=IP:127.0.0.1 -keyout "$tmp/mosq.key" -out "$tmp/mosq.crt" 2>/dev/null
-	local port=$((20000 + RANDOM % 20000))
-	# "user": mosquitto started as root would drop to the mosquitto user, who cannot read $tmp.
-	printf 'user %s\nper_listener_settings false\nlistener %s 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\nuse_identity_as_username true\npersistence false\nmax_queued_messages 64\nlog_dest stderr\nlog_type error\n' \
-		"$(id -un)" "$port" "$tmp/data/ca/root.pem" "$tmp/mosq.crt" "$tmp/mosq.key" >"$tmp/mosquitto.conf"
-	mosquitto -c "$tmp/mosquitto.conf" >"$tmp/mosquitto.log" 2>&1 &
-	mosq=$!
-	sleep 1
-	kill -0 $mosq 2>/dev/null || { echo "sessions: mosquitto did not start:"; cat "$tmp/mosquitto.log"; return 1; }
-	echo "mosquitto ($(mosquitto -h 2>&1 | sed -n '1s/mosquitto version //p')): idle RSS $(rss $mosq) MiB"
-	held mosquitto $mosq "$tmp" "$n" "127.0.0.1:$port" "$tmp/mosq.crt" || return 1
 }
 
 # stepca N: step-ca (built from its published source into a temporary GOBIN, never

@@ -27,7 +27,7 @@ const (
 // mochi settings that are not configuration.
 const (
 	clientWritesPending = 64        // queued outbound packets per client (mochi default 8192)
-	clientBufferSize    = 1 << 10   // bufio read/write buffers per client (mochi default 2 KiB)
+	clientBufferSize    = 1 << 10   // read buffer (pooled, held only while bytes are pending) and write buffer per client (mochi default 2 KiB)
 	maxInflight         = 256       // stored QoS 1/2 messages per client (mochi default 8192)
 	receiveMaximum      = 64        // concurrent inbound QoS 2 flows per client (mochi default 1024)
 	sessionExpiry       = 24 * 3600 // seconds a persistent session outlives its connection (mochi: forever)

@@ -158,23 +158,26 @@ func (s *session) open(topics protocol.Topics, id string) error {
 }
 
 // hold reads until the connection ends: it acknowledges QoS 1 publishes (the retained CA,
-// commands) and pings after three quarters of the keep-alive without traffic.
-func (s *session) hold() {
+// commands) and pings after three quarters of the keep-alive without traffic. It returns
+// the error that ended the session.
+func (s *session) hold() error {
 	for {
 		_ = s.conn.SetReadDeadline(time.Now().Add(keepAlive * 3 / 4))
 		typ, body, err := s.read()
 		var ne net.Error
 		switch {
 		case errors.As(err, &ne) && ne.Timeout():
-			if s.write(0xc0, nil) != nil {
-				return
+			if err := s.write(0xc0, nil); err != nil {
+				return fmt.Errorf("ping: %w", err)
 			}
 			continue
 		case err != nil:
-			return
+			return fmt.Errorf("read: %w", err)
 		}
-		if typ&0xf0 == 0x30 && s.ackPublish(typ, body) != nil {
-			return
+		if typ&0xf0 == 0x30 {
+			if err := s.ackPublish(typ, body); err != nil {
+				return fmt.Errorf("puback: %w", err)
+			}
 		}
 	}
 }
@@ -241,8 +244,11 @@ func appendString(p []byte, s string) []byte {
 }
 
 // wave connects every device, k at a time, and returns the sessions in device order (nil
-// for a device that failed), the wall time and the first errors.
-func wave(ctx context.Context, addr string, roots *x509.CertPool, topics protocol.Topics, devs []identity, k int, timeout time.Duration) ([]*session, time.Duration, int, []error) {
+// for a device that failed), the wall time and the first errors. opened, if not nil, is
+// called with each session as soon as it is open, to hold it (read and ping) while the wave
+// goes on: a wave longer than the keep-alive's grace (90 s) would otherwise let the broker
+// close the first sessions, which sent nothing since their CONNECT.
+func wave(ctx context.Context, addr string, roots *x509.CertPool, topics protocol.Topics, devs []identity, k int, timeout time.Duration, opened func(*session)) ([]*session, time.Duration, int, []error) {
 	out := make([]*session, len(devs))
 	var next atomic.Int64
 	var mu sync.Mutex
@@ -268,6 +274,9 @@ func wave(ctx context.Context, addr string, roots *x509.CertPool, topics protoco
 					continue
 				}
 				out[i] = s
+				if opened != nil {
+					opened(s)
+				}
 			}
 		})
 	}

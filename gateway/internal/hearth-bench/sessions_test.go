@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"io"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -66,7 +69,19 @@ func TestSessionsAgainstTheBroker(t *testing.T) {
 	if err != nil {
 		t.Fatalf("loadIdentities = %v", err)
 	}
-	held, _, failed, errs := wave(ctx, b.Addr().String(), ca.Pool(), topics, devs, 2, 10*time.Second)
+	// Each session is held (read, pinged) from the moment it is open, as hearth-bench does.
+	var wg sync.WaitGroup
+	var opened sync.Map
+	held, _, failed, errs := wave(ctx, b.Addr().String(), ca.Pool(), topics, devs, 2, 10*time.Second, func(s *session) {
+		opened.Store(s, true)
+		wg.Go(func() {
+			// Closed here: net.ErrClosed, or EOF when the broker's answer to the
+			// close_notify arrives first.
+			if err := s.hold(); !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
+				t.Errorf("hold() = %v, want the end of the session closed here", err)
+			}
+		})
+	})
 	if failed != 0 {
 		t.Fatalf("wave: %d failed: %v", failed, errs)
 	}
@@ -80,9 +95,10 @@ func TestSessionsAgainstTheBroker(t *testing.T) {
 		}
 	}
 	mu.Unlock()
-	var wg sync.WaitGroup
-	for _, s := range held {
-		wg.Go(s.hold)
+	for i, s := range held {
+		if _, ok := opened.Load(s); !ok {
+			t.Errorf("session %d was not handed to opened", i)
+		}
 	}
 	for _, id := range ids {
 		if !b.Online(id) {

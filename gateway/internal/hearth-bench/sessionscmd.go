@@ -52,13 +52,35 @@ func runSessions(ctx context.Context, fs *flag.FlagSet, args []string, stdout io
 
 	var held []*session
 	var wg sync.WaitGroup
+	// Sessions that end while held, before drop closes them: the broker closed them (or the
+	// network failed). ended counts them by the first read error's text (for the report only).
+	var mu sync.Mutex
+	var dropping bool
+	ended := map[string]int{}
 	drop := func() {
+		mu.Lock()
+		dropping = true
+		mu.Unlock()
 		for _, s := range held {
 			if s != nil {
 				_ = s.conn.Close()
 			}
 		}
 		wg.Wait()
+		mu.Lock()
+		dropping = false
+		mu.Unlock()
+	}
+	report := func(w int) {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, c := range ended {
+			n += c
+		}
+		// One line per wave, parsed by scripts/bench.sh.
+		fmt.Fprintf(stdout, "held after wave %d: %d sessions ended by the broker while held %v\n", w, n, ended)
+		clear(ended)
 	}
 	defer drop()
 	failures := 0
@@ -69,17 +91,22 @@ func runSessions(ctx context.Context, fs *flag.FlagSet, args []string, stdout io
 			case <-ctx.Done():
 				return nil
 			}
+			report(w - 1)
 			drop()
 		}
 		var d time.Duration
 		var failed int
 		var errs []error
-		held, d, failed, errs = wave(ctx, *addr, roots, topics, devs, *k, *timeout)
-		for _, s := range held {
-			if s != nil {
-				wg.Go(s.hold)
-			}
-		}
+		held, d, failed, errs = wave(ctx, *addr, roots, topics, devs, *k, *timeout, func(s *session) {
+			wg.Go(func() {
+				err := s.hold()
+				mu.Lock()
+				if !dropping {
+					ended[err.Error()]++
+				}
+				mu.Unlock()
+			})
+		})
 		failures += failed
 		// One line per wave, parsed by scripts/bench.sh.
 		fmt.Fprintf(stdout, "wave %d: %d sessions connected in %.2f s, %d at a time, %d failed\n", w, len(devs)-failed, d.Seconds(), *k, failed)
