@@ -13,7 +13,7 @@ import (
 
 // stmts are the statements of the issuance path (RecordIssuance, and the audit append every
 // change makes) and of the writes the device state machine makes for every renewal
-// (presence, health, the command seen, the commit), prepared once on the writer connection.
+// (presence and its history, health, the command seen, the commit), prepared once on the writer connection.
 // The renewal path's statements are plain SQL (positional ? parameters, no SQLite-only
 // syntax).
 //
@@ -40,6 +40,11 @@ type stmts struct {
 	activateCert  *sql.Stmt
 	activateDev   *sql.Stmt
 	endAttempt    *sql.Stmt
+
+	presenceEnd    *sql.Stmt
+	presencePrune  *sql.Stmt
+	presenceReopen *sql.Stmt
+	presenceStart  *sql.Stmt
 }
 
 const (
@@ -88,6 +93,20 @@ const (
 	activateCertSQL  = `UPDATE certificates SET status = ?, activated_at = ? WHERE serial = ?`
 	activateDevSQL   = `UPDATE devices SET state = ? WHERE id = ? AND state IN (?, ?)`
 	endAttemptSQL    = `UPDATE attempts SET outcome = ?, finished_at = ? WHERE device_id = ? AND request_id = ?`
+
+	// The presence history's statements (recordPresence): a renewal with reconnect proof
+	// changes the device's presence twice.
+	presenceEndSQL = `UPDATE presence SET end_at = CASE WHEN start_at > ? THEN start_at ELSE ? END
+		WHERE device_id = ? AND end_at = 0`
+	presencePruneSQL = `DELETE FROM presence WHERE device_id = ? AND end_at <> 0 AND end_at < ?`
+	// presenceNotOpen holds while the device has no open interval (a second session).
+	presenceNotOpen = `NOT EXISTS (SELECT 1 FROM presence o WHERE o.device_id = ? AND o.end_at = 0)`
+	// (A device's closed intervals never share an end: a new one starts only past
+	// PresenceMerge after the last ended.)
+	presenceReopenSQL = `UPDATE presence SET end_at = 0 WHERE device_id = ? AND end_at = (
+			SELECT MAX(end_at) FROM presence WHERE device_id = ? AND end_at >= ? AND end_at <= ?)
+			AND ` + presenceNotOpen
+	presenceStartSQL = `INSERT INTO presence (device_id, start_at, end_at) SELECT ?, ?, 0 WHERE ` + presenceNotOpen
 )
 
 // prepareStmts prepares the statements on db's connection, in PostgreSQL's text if pg;
@@ -113,6 +132,10 @@ func prepareStmts(ctx context.Context, db *sql.DB, pg bool) (*stmts, error) {
 		{&st.activateCert, activateCertSQL},
 		{&st.activateDev, activateDevSQL},
 		{&st.endAttempt, endAttemptSQL},
+		{&st.presenceEnd, presenceEndSQL},
+		{&st.presencePrune, presencePruneSQL},
+		{&st.presenceReopen, presenceReopenSQL},
+		{&st.presenceStart, presenceStartSQL},
 	}
 	if pg {
 		texts[0].sql, texts[1].sql, texts[2].sql, texts[4].sql = pgUpsertDeviceSQL, pgInsertCertSQL, pgInsertAttemptSQL, pgInsertEventSQL
@@ -133,7 +156,8 @@ func prepareStmts(ctx context.Context, db *sql.DB, pg bool) (*stmts, error) {
 func (st *stmts) close() {
 	for _, s := range []*sql.Stmt{st.upsertDevice, st.insertCert, st.insertAtt, st.eventHead, st.insertEvent,
 		st.setOnline, st.setHealth, st.setHealthSeen, st.clearCommand, st.certState, st.activeCert,
-		st.supersedeCert, st.activateCert, st.activateDev, st.endAttempt} {
+		st.supersedeCert, st.activateCert, st.activateDev, st.endAttempt,
+		st.presenceEnd, st.presencePrune, st.presenceReopen, st.presenceStart} {
 		if s != nil {
 			s.Close()
 		}
