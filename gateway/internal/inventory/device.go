@@ -184,7 +184,8 @@ func (r *deviceRow) setRenewal(st RenewalStatus) {
 
 // Device returns the device with the given id, or ErrNotFound.
 func (s *Store) Device(ctx context.Context, id string) (Device, error) {
-	row, found, err := one[deviceRow](s.read(ctx).Where("id = ?", id))
+	var row deviceRow
+	found, err := readOne(ctx, s.rd.device, []any{id}, row.fields())
 	if err != nil {
 		return Device{}, fmt.Errorf("device %q: %w", id, err)
 	}
@@ -203,7 +204,8 @@ type Subject struct {
 // Subject returns the device's family and tags, or ErrNotFound: the two columns the policy
 // needs for a window, read without the rest of the row (every commit publishes a window).
 func (s *Store) Subject(ctx context.Context, id string) (Subject, error) {
-	row, found, err := one[deviceRow](s.read(ctx).Select("family, tags").Where("id = ?", id))
+	var row deviceRow
+	found, err := readOne(ctx, s.rd.subject, []any{id}, []any{&row.Family, &row.Tags})
 	if err != nil {
 		return Subject{}, fmt.Errorf("device %q: %w", id, err)
 	}
