@@ -45,6 +45,10 @@ type stmts struct {
 	presencePrune  *sql.Stmt
 	presenceReopen *sql.Stmt
 	presenceStart  *sql.Stmt
+
+	savepoint  *sql.Stmt
+	release    *sql.Stmt
+	rollbackTo *sql.Stmt
 }
 
 const (
@@ -107,6 +111,11 @@ const (
 			SELECT MAX(end_at) FROM presence WHERE device_id = ? AND end_at >= ? AND end_at <= ?)
 			AND ` + presenceNotOpen
 	presenceStartSQL = `INSERT INTO presence (device_id, start_at, end_at) SELECT ?, ?, 0 WHERE ` + presenceNotOpen
+
+	// The group commit's savepoints (committer): three statements for each write of a group.
+	savepointSQL  = `SAVEPOINT grouped`
+	releaseSQL    = `RELEASE grouped`
+	rollbackToSQL = `ROLLBACK TO grouped`
 )
 
 // prepareStmts prepares the statements on db's connection, in PostgreSQL's text if pg;
@@ -136,6 +145,9 @@ func prepareStmts(ctx context.Context, db *sql.DB, pg bool) (*stmts, error) {
 		{&st.presencePrune, presencePruneSQL},
 		{&st.presenceReopen, presenceReopenSQL},
 		{&st.presenceStart, presenceStartSQL},
+		{&st.savepoint, savepointSQL},
+		{&st.release, releaseSQL},
+		{&st.rollbackTo, rollbackToSQL},
 	}
 	if pg {
 		texts[0].sql, texts[1].sql, texts[2].sql, texts[4].sql = pgUpsertDeviceSQL, pgInsertCertSQL, pgInsertAttemptSQL, pgInsertEventSQL
@@ -157,7 +169,7 @@ func (st *stmts) close() {
 	for _, s := range []*sql.Stmt{st.upsertDevice, st.insertCert, st.insertAtt, st.eventHead, st.insertEvent,
 		st.setOnline, st.setHealth, st.setHealthSeen, st.clearCommand, st.certState, st.activeCert,
 		st.supersedeCert, st.activateCert, st.activateDev, st.endAttempt,
-		st.presenceEnd, st.presencePrune, st.presenceReopen, st.presenceStart} {
+		st.presenceEnd, st.presencePrune, st.presenceReopen, st.presenceStart, st.savepoint, st.release, st.rollbackTo} {
 		if s != nil {
 			s.Close()
 		}
