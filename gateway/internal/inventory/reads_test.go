@@ -54,6 +54,35 @@ func TestRowFieldsMatchColumns(t *testing.T) {
 	}
 }
 
+// TestListedCertRowFields checks that the fleet queries' certificate rows (certColumns,
+// listedCertRow) are certRow's without the PEM.
+func TestListedCertRowFields(t *testing.T) {
+	if certRowColumns[certPEMField] != "pem" {
+		t.Fatalf("certRowColumns[certPEMField] = %q, want pem", certRowColumns[certPEMField])
+	}
+	var want []string
+	want = append(want, certRowColumns[:certPEMField]...)
+	want = append(want, certRowColumns[certPEMField+1:]...)
+	if diff := cmp.Diff(want, certColumns); diff != "" {
+		t.Errorf("certColumns differ from certRowColumns without pem (-want +got):\n%s", diff)
+	}
+	var r listedCertRow
+	all := r.certRow.fields()
+	got := r.fields()
+	if len(got) != len(all)-1 {
+		t.Fatalf("listedCertRow.fields() has %d pointers, want %d", len(got), len(all)-1)
+	}
+	for i, p := range got {
+		j := i
+		if i >= certPEMField {
+			j++
+		}
+		if p != all[j] {
+			t.Errorf("listedCertRow.fields()[%d] does not point at the field of column %s", i, certRowColumns[j])
+		}
+	}
+}
+
 // TestLoginRowFields checks that loginRow.fields scans loginSQL's columns into their fields.
 func TestLoginRowFields(t *testing.T) {
 	var r loginRow
