@@ -10,7 +10,8 @@ import (
 	"gorm.io/gorm"
 )
 
-// reads are the single-row reads every renewal makes — the device (the issuer's
+// reads are the single-row reads every renewal makes — the state machine's Lifecycle when
+// it first meets a device, the device (the issuer's
 // authorisation, the commit hook), its policy inputs (Subject: the window of every reply),
 // the attempt (a resubmission, the commit's latency), the certificate renewed, and the login
 // of each connection (LoginOf) — prepared once on the read pool and scanned into the row
@@ -27,6 +28,11 @@ type reads struct {
 	attempt *sql.Stmt
 	cert    *sql.Stmt
 	login   *sql.Stmt
+
+	// Lifecycle's three reads.
+	lifeCommand *sql.Stmt
+	lifeActive  *sql.Stmt
+	lifePending *sql.Stmt
 }
 
 var (
@@ -118,6 +124,15 @@ const loginSQL = `SELECT c.serial, c.device_id, c.not_before, c.not_after, c.iss
 		COALESCE(d.state, '') AS device_state, COALESCE(d.epoch, 0) AS device_epoch
 	FROM certificates c LEFT JOIN devices d ON d.id = c.device_id WHERE c.serial = ? LIMIT 1`
 
+// The reads of Lifecycle: the device's stored command, its active certificate, and its
+// latest attempt still issued (the request in flight).
+const (
+	lifeCommandSQL = `SELECT command_id, command_action, command_reason, command_deadline FROM devices WHERE id = ?`
+	lifeActiveSQL  = `SELECT serial, request_id, replaces FROM certificates WHERE ` + activeOfDevice + ` LIMIT 1`
+	lifePendingSQL = `SELECT request_id, serial, started_at FROM attempts WHERE device_id = ? AND outcome = ?
+		ORDER BY started_at DESC LIMIT 1`
+)
+
 // fields are pointers to r's fields, in loginSQL's order.
 func (r *loginRow) fields() []any {
 	c := &r.Cert
@@ -138,6 +153,9 @@ func prepareReads(ctx context.Context, db *sql.DB, pg bool) (*reads, error) {
 		{&rd.attempt, `SELECT ` + columnList("", attemptColumns) + ` FROM attempts WHERE device_id = ? AND request_id = ?`},
 		{&rd.cert, `SELECT ` + columnList("", certRowColumns) + ` FROM certificates WHERE serial = ?`},
 		{&rd.login, loginSQL},
+		{&rd.lifeCommand, lifeCommandSQL},
+		{&rd.lifeActive, lifeActiveSQL},
+		{&rd.lifePending, lifePendingSQL},
 	}
 	for _, p := range texts {
 		q := p.sql
@@ -154,7 +172,7 @@ func prepareReads(ctx context.Context, db *sql.DB, pg bool) (*reads, error) {
 }
 
 func (rd *reads) close() {
-	for _, s := range []*sql.Stmt{rd.device, rd.subject, rd.attempt, rd.cert, rd.login} {
+	for _, s := range []*sql.Stmt{rd.device, rd.subject, rd.attempt, rd.cert, rd.login, rd.lifeCommand, rd.lifeActive, rd.lifePending} {
 		if s != nil {
 			s.Close()
 		}
