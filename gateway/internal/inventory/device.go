@@ -336,11 +336,11 @@ func (s *Store) SetRenewals(ctx context.Context, sts map[string]RenewalStatus) (
 		err := s.write(ctx, func(tx *gorm.DB) error {
 			gone = nil
 			for _, id := range chunk {
-				res := tx.Model(&deviceRow{}).Where("id = ?", id).Updates(renewalColumns(sts[id]))
-				if res.Error != nil {
-					return fmt.Errorf("device %q: %w", id, res.Error)
+				n, err := s.execN(ctx, tx, s.st.setRenewal, append(renewalArgs(sts[id]), id)...)
+				if err != nil {
+					return fmt.Errorf("device %q: %w", id, err)
 				}
-				if res.RowsAffected == 0 {
+				if n == 0 {
 					gone = append(gone, id)
 				}
 			}
@@ -352,6 +352,15 @@ func (s *Store) SetRenewals(ctx context.Context, sts map[string]RenewalStatus) (
 		missing = append(missing, gone...)
 	}
 	return missing, nil
+}
+
+// renewalArgs are the values of renewalColumns, in the order of setRenewalSQL (and of the
+// start of recordCommandSQL).
+func renewalArgs(st RenewalStatus) []any {
+	var r deviceRow
+	r.setRenewal(st)
+	return []any{r.RenewalState, r.RenewalFailures, r.RenewalNextAttempt, r.RenewalLastCause,
+		r.RenewalWindowStart, r.RenewalWindowEnd, r.RenewalAgain}
 }
 
 // renewalColumns are the device columns SetRenewal writes for st.

@@ -13,7 +13,8 @@ import (
 
 // stmts are the statements of the issuance path (RecordIssuance, and the audit append every
 // change makes) and of the writes the device state machine makes for every renewal
-// (presence and its history, health, the command seen, the commit), prepared once on the writer connection.
+// (presence and its history, health, the command seen, the commit), and of the renewal
+// scheduler's (its status changes and commands), prepared once on the writer connection.
 // The renewal path's statements are plain SQL (positional ? parameters, no SQLite-only
 // syntax).
 //
@@ -49,6 +50,13 @@ type stmts struct {
 	savepoint  *sql.Stmt
 	release    *sql.Stmt
 	rollbackTo *sql.Stmt
+
+	setRenewal        *sql.Stmt
+	recordCommand     *sql.Stmt
+	setStage          *sql.Stmt
+	commandSavepoint  *sql.Stmt
+	commandRelease    *sql.Stmt
+	commandRollbackTo *sql.Stmt
 }
 
 const (
@@ -116,6 +124,22 @@ const (
 	savepointSQL  = `SAVEPOINT grouped`
 	releaseSQL    = `RELEASE grouped`
 	rollbackToSQL = `ROLLBACK TO grouped`
+
+	// The renewal scheduler's writes: a pass's status changes (SetRenewals) and its commands
+	// (RecordCommands, each in its own savepoint), one device at a time in one transaction.
+	// setRenewalSQL's parameters are renewalArgs, then the device id.
+	setRenewalSQL = `UPDATE devices SET renewal_state = ?, renewal_failures = ?, renewal_next_attempt_at = ?,
+			renewal_last_cause = ?, renewal_window_start = ?, renewal_window_end = ?, renewal_again = ? WHERE id = ?`
+	// recordCommandSQL's parameters are renewalArgs, the command's id, action, reason and
+	// deadline, then the device id.
+	recordCommandSQL = `UPDATE devices SET renewal_state = ?, renewal_failures = ?, renewal_next_attempt_at = ?,
+			renewal_last_cause = ?, renewal_window_start = ?, renewal_window_end = ?, renewal_again = ?,
+			command_id = ?, command_action = ?, command_reason = ?, command_deadline = ? WHERE id = ?`
+	setStageSQL = `UPDATE campaign_devices SET stage = ?, commanded_at = ?, command_id = ?, failures = ?, cause = ?
+		WHERE campaign_id = ? AND device_id = ?`
+	commandSavepointSQL  = `SAVEPOINT command`
+	commandReleaseSQL    = `RELEASE command`
+	commandRollbackToSQL = `ROLLBACK TO command`
 )
 
 // prepareStmts prepares the statements on db's connection, in PostgreSQL's text if pg;
@@ -148,6 +172,12 @@ func prepareStmts(ctx context.Context, db *sql.DB, pg bool) (*stmts, error) {
 		{&st.savepoint, savepointSQL},
 		{&st.release, releaseSQL},
 		{&st.rollbackTo, rollbackToSQL},
+		{&st.setRenewal, setRenewalSQL},
+		{&st.recordCommand, recordCommandSQL},
+		{&st.setStage, setStageSQL},
+		{&st.commandSavepoint, commandSavepointSQL},
+		{&st.commandRelease, commandReleaseSQL},
+		{&st.commandRollbackTo, commandRollbackToSQL},
 	}
 	if pg {
 		texts[0].sql, texts[1].sql, texts[2].sql, texts[4].sql = pgUpsertDeviceSQL, pgInsertCertSQL, pgInsertAttemptSQL, pgInsertEventSQL
@@ -169,7 +199,8 @@ func (st *stmts) close() {
 	for _, s := range []*sql.Stmt{st.upsertDevice, st.insertCert, st.insertAtt, st.eventHead, st.insertEvent,
 		st.setOnline, st.setHealth, st.setHealthSeen, st.clearCommand, st.certState, st.activeCert,
 		st.supersedeCert, st.activateCert, st.activateDev, st.endAttempt,
-		st.presenceEnd, st.presencePrune, st.presenceReopen, st.presenceStart, st.savepoint, st.release, st.rollbackTo} {
+		st.presenceEnd, st.presencePrune, st.presenceReopen, st.presenceStart, st.savepoint, st.release, st.rollbackTo,
+		st.setRenewal, st.recordCommand, st.setStage, st.commandSavepoint, st.commandRelease, st.commandRollbackTo} {
 		if s != nil {
 			s.Close()
 		}
