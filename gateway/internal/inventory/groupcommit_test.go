@@ -96,6 +96,9 @@ func TestGroupCommit(t *testing.T) {
 // acknowledged commit is on disk before the ack leaves; NORMAL would lose the last
 // transactions on a power loss). A SIGKILL (TestCrashConsistency) cannot tell the two apart.
 func TestWriterSyncsEveryCommit(t *testing.T) {
+	if onPostgres() {
+		t.Skip("SQLite's pragmas; TestOpenPostgresRefusals checks PostgreSQL's synchronous_commit")
+	}
 	s := openTest(t)
 	var mode string
 	var sync int
