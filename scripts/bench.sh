@@ -109,7 +109,7 @@ storm() {
 	awk -v a="$e0" -v b="$(date +%s.%N)" -v c0="$ecpu0" -v c1="$(awk '{print $14 + $15}' /proc/$hub/stat)" -v t="$(getconf CLK_TCK)" -v n="$n" \
 		'BEGIN { printf "enrollments: %.0f/s, hub CPU %.2f ms per enrollment (%.1f s)\n", n / (b - a), (c1 - c0) / t * 1000 / n, (c1 - c0) / t }'
 
-	local tick cpu0 cpu1 start end rss0 rss1 sampler
+	local tick cpu0 cpu1 sys0 sys1 start end rss0 rss1 sampler
 	rss() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' /proc/$hub/status; }
 	tick=$(getconf CLK_TCK)
 	rss0=$(rss)
@@ -120,6 +120,7 @@ storm() {
 	(m=0; while kill -0 $fleet 2>/dev/null; do r=$(rss); [ "$r" -gt "$m" ] && m=$r && echo "$m" >"$tmp/rss.max"; sleep 1; done) &
 	sampler=$!
 	cpu0=$(awk '{print $14 + $15}' /proc/$hub/stat)
+	sys0=$(awk '{print $15}' /proc/$hub/stat)
 	start=$(date +%s.%N)
 	# A campaign of the fleet's devices (hearth-fleet enrolls them in family "fleet"): the
 	# seeded devices are not part of it.
@@ -128,6 +129,7 @@ storm() {
 	fleet=
 	end=$(date +%s.%N)
 	cpu1=$(awk '{print $14 + $15}' /proc/$hub/stat)
+	sys1=$(awk '{print $15}' /proc/$hub/stat)
 	wait $sampler 2>/dev/null
 	rss1=$(rss)
 	local s="$tmp/summary.json" committed
@@ -136,8 +138,9 @@ storm() {
 		"latency (start of a renewal to the ack): p50 \(.latency_s.p50) s, p99 \(.latency_s.p99) s, max \(.latency_s.max) s"' "$s"
 	echo "storm: $(awk -v a="$start" -v b="$(jq -r .last_commit "$s" | xargs -I{} date -d {} +%s.%N)" -v c="$committed" \
 		'BEGIN { printf "%.1f s from renew (the campaign) to the last ack, %.0f renewals/s", b - a, c / (b - a) }')"
-	awk -v c0="$cpu0" -v c1="$cpu1" -v t="$tick" -v c="$committed" \
-		'BEGIN { printf "hub CPU: %.1f s during the storm, %.2f ms per renewal\n", (c1 - c0) / t, (c1 - c0) / t * 1000 / c }' | tee "$tmp/cpu.txt"
+	# System time is the kernel's share: the sockets and the WAL's writes and syncs.
+	awk -v c0="$cpu0" -v c1="$cpu1" -v s0="$sys0" -v s1="$sys1" -v t="$tick" -v c="$committed" \
+		'BEGIN { printf "hub CPU: %.1f s during the storm (%.1f s of it system), %.2f ms per renewal\n", (c1 - c0) / t, (s1 - s0) / t, (c1 - c0) / t * 1000 / c }' | tee "$tmp/cpu.txt"
 	echo "hub memory: RSS $rss0 MiB before the storm, $(cat "$tmp/rss.max" 2>/dev/null || echo "$rss0") MiB at most during it, $rss1 MiB after; peak $(awk '/^VmHWM/ {printf "%.0f", $2 / 1024}' /proc/$hub/status) MiB since the hub started"
 	if [ -n "$live0" ]; then
 		sleep 10 # the storm's last presence and audit writes

@@ -207,12 +207,16 @@ func (s *Service) IntermediateCompromised(ctx context.Context, dryRun bool) (pro
 // in place of previous. If the device's family is under a family-compromised incident and
 // previous was issued before it started, previous is revoked (keyCompromise) at once: the
 // leaked key stops working as soon as the device no longer needs it. It is one or two
-// inventory reads per commit, whatever the fleet's size.
+// inventory reads per commit, whatever the fleet's size, and none while no family was ever
+// under an incident (issue 11: a read per commit is CPU every renewal pays).
 func (s *Service) Committed(ctx context.Context, deviceID, previous string) {
 	if previous == "" {
 		return
 	}
-	d, err := s.cfg.Store.Device(ctx, deviceID)
+	if some, err := s.anyIncident(ctx); err == nil && !some {
+		return
+	}
+	d, err := s.cfg.Store.Subject(ctx, deviceID)
 	if err != nil || d.Family == "" {
 		return
 	}
@@ -248,10 +252,30 @@ func (s *Service) Committed(ctx context.Context, deviceID, previous string) {
 func (s *Service) incidentSince(ctx context.Context, family string) (time.Time, bool, error) {
 	s.incidents.mu.Lock()
 	defer s.incidents.mu.Unlock()
+	if err := s.loadIncidents(ctx); err != nil {
+		return time.Time{}, false, err
+	}
+	t, ok := s.incidents.started[family]
+	return t, ok, nil
+}
+
+// anyIncident reports whether any family had a family-compromised incident.
+func (s *Service) anyIncident(ctx context.Context) (bool, error) {
+	s.incidents.mu.Lock()
+	defer s.incidents.mu.Unlock()
+	if err := s.loadIncidents(ctx); err != nil {
+		return false, err
+	}
+	return len(s.incidents.started) > 0, nil
+}
+
+// loadIncidents reads the incidents from the stored campaigns on first use; the caller
+// holds s.incidents.mu.
+func (s *Service) loadIncidents(ctx context.Context) error {
 	if !s.incidents.loaded {
 		camps, err := s.cfg.Store.Campaigns(ctx)
 		if err != nil {
-			return time.Time{}, false, err
+			return err
 		}
 		if s.incidents.started == nil {
 			s.incidents.started = map[string]time.Time{}
@@ -263,8 +287,7 @@ func (s *Service) incidentSince(ctx context.Context, family string) (time.Time, 
 		}
 		s.incidents.loaded = true
 	}
-	t, ok := s.incidents.started[family]
-	return t, ok, nil
+	return nil
 }
 
 // announce tells residents: an incident.notice on bridge/event and in the audit log.

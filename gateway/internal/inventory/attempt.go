@@ -63,7 +63,8 @@ func (s *Store) insertAttempt(ctx context.Context, tx *gorm.DB, a Attempt) error
 
 // Attempt returns the device's attempt with the given request id, or ErrNotFound.
 func (s *Store) Attempt(ctx context.Context, deviceID, requestID string) (Attempt, error) {
-	row, found, err := one[attemptRow](s.read(ctx).Where("device_id = ? AND request_id = ?", deviceID, requestID))
+	var row attemptRow
+	found, err := readOne(ctx, s.rd.attempt, []any{deviceID, requestID}, row.fields())
 	if err != nil {
 		return Attempt{}, fmt.Errorf("attempt %q of device %q: %w", requestID, deviceID, err)
 	}

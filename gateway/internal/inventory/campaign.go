@@ -133,12 +133,6 @@ func (r campaignDeviceRow) device() CampaignDevice {
 		Stage: r.Stage, CommandedAt: fromUnix(r.CommandedAt), CommandID: r.CommandID, Failures: r.Failures, Cause: r.Cause}}
 }
 
-// stageColumns are the columns of a campaign entry that st sets.
-func stageColumns(st CampaignStage) map[string]any {
-	return map[string]any{"stage": st.Stage, "commanded_at": unix(st.CommandedAt), "command_id": st.CommandID,
-		"failures": st.Failures, "cause": st.Cause}
-}
-
 func checkCampaign(c Campaign) error {
 	if c.ID == "" {
 		return invalidf("campaign id is empty")
@@ -324,7 +318,7 @@ func (s *Store) SetCampaignStages(ctx context.Context, campaignID string, stages
 	}
 	err := s.write(ctx, func(tx *gorm.DB) error {
 		for _, id := range slices.Sorted(maps.Keys(stages)) {
-			if err := setStage(tx, campaignID, id, stages[id]); err != nil {
+			if err := s.setStage(ctx, tx, campaignID, id, stages[id]); err != nil {
 				return err
 			}
 		}
@@ -338,13 +332,15 @@ func (s *Store) SetCampaignStages(ctx context.Context, campaignID string, stages
 	return nil
 }
 
-// setStage writes one campaign entry's stage inside tx.
-func setStage(tx *gorm.DB, campaignID, deviceID string, st CampaignStage) error {
-	res := tx.Model(&campaignDeviceRow{}).Where("campaign_id = ? AND device_id = ?", campaignID, deviceID).Updates(stageColumns(st))
-	if res.Error != nil {
-		return res.Error
+// setStage writes one campaign entry's stage inside tx (a prepared statement: a pass sets
+// the stage of every device it commands or sees commit, issue 11).
+func (s *Store) setStage(ctx context.Context, tx *gorm.DB, campaignID, deviceID string, st CampaignStage) error {
+	n, err := s.execN(ctx, tx, s.st.setStage, st.Stage, unix(st.CommandedAt), st.CommandID, st.Failures, st.Cause,
+		campaignID, deviceID)
+	if err != nil {
+		return err
 	}
-	if res.RowsAffected == 0 {
+	if n == 0 {
 		return fmt.Errorf("device %q of campaign %q: %w", deviceID, campaignID, ErrNotFound)
 	}
 	return nil

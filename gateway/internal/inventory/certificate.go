@@ -114,9 +114,12 @@ func (s *Store) Certificate(ctx context.Context, serial string) (Certificate, er
 	if err != nil {
 		return Certificate{}, err
 	}
-	r, err := findCert(s.read(ctx), serial)
-	if err != nil {
-		return Certificate{}, err
+	var r certRow
+	switch found, err := readOne(ctx, s.rd.cert, []any{serial}, r.fields()); {
+	case err != nil:
+		return Certificate{}, fmt.Errorf("certificate %s: %w", serial, err)
+	case !found:
+		return Certificate{}, fmt.Errorf("certificate %s: %w", serial, ErrNotFound)
 	}
 	return r.certificate(), nil
 }

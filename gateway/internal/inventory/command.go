@@ -44,7 +44,7 @@ func (s *Store) RecordCommand(ctx context.Context, r CommandRecord) error {
 // not already failed gets that error: none was written.
 func (s *Store) RecordCommands(ctx context.Context, recs []CommandRecord) []error {
 	errs := make([]error, len(recs))
-	sets := make([]map[string]any, len(recs))
+	sets := make([][]any, len(recs))
 	events := make([]Event, len(recs))
 	for i, r := range recs {
 		sets[i], events[i], errs[i] = checkCommandRecord(ctx, r)
@@ -54,16 +54,16 @@ func (s *Store) RecordCommands(ctx context.Context, recs []CommandRecord) []erro
 			if errs[i] != nil {
 				continue
 			}
-			if err := tx.Exec("SAVEPOINT command").Error; err != nil {
+			if err := s.exec(ctx, tx, s.st.commandSavepoint); err != nil {
 				return err
 			}
 			if err := s.recordCommand(ctx, tx, r, sets[i], events[i]); err != nil {
 				errs[i] = fmt.Errorf("record command %q of device %q: %w", r.Command.ID, r.DeviceID, err)
-				if err := tx.Exec("ROLLBACK TO command").Error; err != nil {
+				if err := s.exec(ctx, tx, s.st.commandRollbackTo); err != nil {
 					return err
 				}
 			}
-			if err := tx.Exec("RELEASE command").Error; err != nil {
+			if err := s.exec(ctx, tx, s.st.commandRelease); err != nil {
 				return err
 			}
 		}
@@ -81,8 +81,9 @@ func (s *Store) RecordCommands(ctx context.Context, recs []CommandRecord) []erro
 	return errs
 }
 
-// checkCommandRecord validates r and returns the device columns it sets and its event.
-func checkCommandRecord(ctx context.Context, r CommandRecord) (map[string]any, Event, error) {
+// checkCommandRecord validates r and returns the parameters of its device update
+// (recordCommandSQL) and its event.
+func checkCommandRecord(ctx context.Context, r CommandRecord) ([]any, Event, error) {
 	st, c := r.Renewal, r.Command
 	switch {
 	case r.DeviceID == "":
@@ -107,28 +108,27 @@ func checkCommandRecord(ctx context.Context, r CommandRecord) (map[string]any, E
 	if e.Actor == "" {
 		e.Actor = actorFrom(ctx)
 	}
-	set := renewalColumns(st)
-	// The columns SetCommand writes.
-	set["command_id"], set["command_action"], set["command_reason"], set["command_deadline"] =
-		c.ID, c.Action, c.Reason, unix(c.Deadline)
-	return set, e, nil
+	// The renewal state's columns, then those SetCommand writes.
+	args := append(renewalArgs(st), c.ID, c.Action, c.Reason, unix(c.Deadline), r.DeviceID)
+	return args, e, nil
 }
 
 // recordCommand writes one checked command record inside tx.
-func (s *Store) recordCommand(ctx context.Context, tx *gorm.DB, r CommandRecord, set map[string]any, e Event) error {
-	res := tx.Model(&deviceRow{}).Where("id = ?", r.DeviceID).Updates(set)
-	if res.Error != nil {
-		return res.Error
+// (The statements are prepared: a pass commands hundreds of devices, issue 11.)
+func (s *Store) recordCommand(ctx context.Context, tx *gorm.DB, r CommandRecord, args []any, e Event) error {
+	n, err := s.execN(ctx, tx, s.st.recordCommand, args...)
+	if err != nil {
+		return err
 	}
-	if res.RowsAffected == 0 {
+	if n == 0 {
 		return ErrNotFound
 	}
 	if r.Campaign != "" {
-		if err := setStage(tx, r.Campaign, r.DeviceID, r.Stage); err != nil {
+		if err := s.setStage(ctx, tx, r.Campaign, r.DeviceID, r.Stage); err != nil {
 			return err
 		}
 	}
-	_, err := s.appendEvent(ctx, tx, e)
+	_, err = s.appendEvent(ctx, tx, e)
 	return err
 }
 

@@ -189,7 +189,8 @@ func (r *deviceRow) setRenewal(st RenewalStatus) {
 
 // Device returns the device with the given id, or ErrNotFound.
 func (s *Store) Device(ctx context.Context, id string) (Device, error) {
-	row, found, err := one[deviceRow](s.read(ctx).Where("id = ?", id))
+	var row deviceRow
+	found, err := readOne(ctx, s.rd.device, []any{id}, row.fields())
 	if err != nil {
 		return Device{}, fmt.Errorf("device %q: %w", id, err)
 	}
@@ -208,7 +209,8 @@ type Subject struct {
 // Subject returns the device's family and tags, or ErrNotFound: the two columns the policy
 // needs for a window, read without the rest of the row (every commit publishes a window).
 func (s *Store) Subject(ctx context.Context, id string) (Subject, error) {
-	row, found, err := one[deviceRow](s.read(ctx).Select("family, tags").Where("id = ?", id))
+	var row deviceRow
+	found, err := readOne(ctx, s.rd.subject, []any{id}, []any{&row.Family, &row.Tags})
 	if err != nil {
 		return Subject{}, fmt.Errorf("device %q: %w", id, err)
 	}
@@ -339,11 +341,11 @@ func (s *Store) SetRenewals(ctx context.Context, sts map[string]RenewalStatus) (
 		err := s.write(ctx, func(tx *gorm.DB) error {
 			gone = nil
 			for _, id := range chunk {
-				res := tx.Model(&deviceRow{}).Where("id = ?", id).Updates(renewalColumns(sts[id]))
-				if res.Error != nil {
-					return fmt.Errorf("device %q: %w", id, res.Error)
+				n, err := s.execN(ctx, tx, s.st.setRenewal, append(renewalArgs(sts[id]), id)...)
+				if err != nil {
+					return fmt.Errorf("device %q: %w", id, err)
 				}
-				if res.RowsAffected == 0 {
+				if n == 0 {
 					gone = append(gone, id)
 				}
 			}
@@ -355,6 +357,15 @@ func (s *Store) SetRenewals(ctx context.Context, sts map[string]RenewalStatus) (
 		missing = append(missing, gone...)
 	}
 	return missing, nil
+}
+
+// renewalArgs are the values of renewalColumns, in the order of setRenewalSQL (and of the
+// start of recordCommandSQL).
+func renewalArgs(st RenewalStatus) []any {
+	var r deviceRow
+	r.setRenewal(st)
+	return []any{r.RenewalState, r.RenewalFailures, r.RenewalNextAttempt, r.RenewalLastCause,
+		r.RenewalWindowStart, r.RenewalWindowEnd, r.RenewalAgain}
 }
 
 // renewalColumns are the device columns SetRenewal writes for st.

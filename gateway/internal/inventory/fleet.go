@@ -48,8 +48,8 @@ func (s *Store) DeviceRecords(ctx context.Context, ids []string) ([]DeviceRecord
 	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
 	out := make([]DeviceRecord, 0, len(ids))
 	for chunk := range slices.Chunk(ids, MaxBatch) {
-		var rows []deviceRow
-		if err := s.read(ctx).Where("id IN ?", chunk).Order("id").Find(&rows).Error; err != nil {
+		rows, err := scanRows[deviceRow](s.read(ctx).Raw(devicesByIDSQL, chunk))
+		if err != nil {
 			return nil, fmt.Errorf("load %d devices: %w", len(chunk), err)
 		}
 		recs, err := s.withActive(ctx, rows)
@@ -79,8 +79,8 @@ func (s *Store) DevicePage(ctx context.Context, f DeviceFilter, after string, li
 	if f.Online != nil {
 		q = q.Where("online = ?", *f.Online)
 	}
-	var rows []deviceRow
-	if err := q.Order("id").Limit(limit).Find(&rows).Error; err != nil {
+	rows, err := scanRows[deviceRow](q.Model(&deviceRow{}).Select(deviceColumns).Order("id").Limit(limit))
+	if err != nil {
 		return nil, fmt.Errorf("list devices after %q: %w", after, err)
 	}
 	return s.withActive(ctx, rows)
@@ -95,9 +95,8 @@ func (s *Store) withActive(ctx context.Context, rows []deviceRow) ([]DeviceRecor
 	for i, r := range rows {
 		ids[i] = r.ID
 	}
-	var certs []certRow
 	// The partial index certificates_one_active serves this: one row per device at most.
-	err := s.read(ctx).Raw(activeOfDevicesSQL, ids).Find(&certs).Error
+	certs, err := scanRows[listedCertRow](s.read(ctx).Raw(activeOfDevicesSQL, ids))
 	if err != nil {
 		return nil, fmt.Errorf("active certificates of %d devices: %w", len(ids), err)
 	}

@@ -10,15 +10,21 @@ import (
 	"gorm.io/gorm"
 )
 
-// countQueries counts the queries the store's read pool runs from now on.
+// countQueries counts the queries the store's read pool runs through gorm from now on (its
+// Query and Row callbacks: Find, and Raw or Rows).
 func countQueries(t *testing.T, s *Store) *atomic.Int64 {
 	t.Helper()
 	var n atomic.Int64
 	name := fmt.Sprintf("test:count:%p", &n)
-	if err := s.r.Callback().Query().Before("gorm:query").Register(name, func(*gorm.DB) { n.Add(1) }); err != nil {
+	count := func(*gorm.DB) { n.Add(1) }
+	if err := s.r.Callback().Query().Before("gorm:query").Register(name, count); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.r.Callback().Query().Remove(name) })
+	if err := s.r.Callback().Row().Before("gorm:row").Register(name, count); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.r.Callback().Row().Remove(name) })
 	return &n
 }
 

@@ -90,3 +90,22 @@ func TestGroupCommit(t *testing.T) {
 		}
 	}
 }
+
+// TestWriterSyncsEveryCommit checks the writer connection's durability settings: WAL with
+// synchronous=FULL, so the COMMIT a grouped write waits for has synced the WAL (issue 11: an
+// acknowledged commit is on disk before the ack leaves; NORMAL would lose the last
+// transactions on a power loss). A SIGKILL (TestCrashConsistency) cannot tell the two apart.
+func TestWriterSyncsEveryCommit(t *testing.T) {
+	if onPostgres() {
+		t.Skip("SQLite's pragmas; TestOpenPostgresRefusals checks PostgreSQL's synchronous_commit")
+	}
+	s := openTest(t)
+	var mode string
+	var sync int
+	if err := s.w.Raw("PRAGMA journal_mode").Scan(&mode).Error; err != nil || mode != "wal" {
+		t.Errorf("writer journal_mode = %q, %v, want wal", mode, err)
+	}
+	if err := s.w.Raw("PRAGMA synchronous").Scan(&sync).Error; err != nil || sync != 2 {
+		t.Errorf("writer synchronous = %d, %v, want 2 (FULL)", sync, err)
+	}
+}

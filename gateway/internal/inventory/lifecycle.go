@@ -39,27 +39,29 @@ type PendingRequest struct {
 	StartedAt time.Time
 }
 
-// Lifecycle loads the device's lifecycle in three indexed reads. An unknown device has the
-// zero Lifecycle.
+// Lifecycle loads the device's lifecycle in three indexed reads (prepared: reads). An
+// unknown device has the zero Lifecycle.
 func (s *Store) Lifecycle(ctx context.Context, deviceID string) (Lifecycle, error) {
 	var out Lifecycle
-	db := s.read(ctx)
-	d, found, err := one[deviceRow](db.Select("command_id, command_action, command_reason, command_deadline").Where("id = ?", deviceID))
+	var d deviceRow
+	found, err := readOne(ctx, s.rd.lifeCommand, []any{deviceID},
+		[]any{&d.CommandID, &d.CommandAction, &d.CommandReason, &d.CommandDeadline})
 	if err != nil {
 		return out, fmt.Errorf("lifecycle of %q: %w", deviceID, err)
 	}
 	if found && d.CommandID != "" {
 		out.Command = Command{ID: d.CommandID, Action: d.CommandAction, Reason: d.CommandReason, Deadline: fromUnix(d.CommandDeadline)}
 	}
-	cert, found, err := one[certRow](db.Select("serial, request_id, replaces").Where(activeOfDevice, deviceID))
+	var cert certRow
+	found, err = readOne(ctx, s.rd.lifeActive, []any{deviceID}, []any{&cert.Serial, &cert.RequestID, &cert.Replaces})
 	if err != nil {
 		return out, fmt.Errorf("lifecycle of %q: %w", deviceID, err)
 	}
 	if found {
 		out.Active, out.LastRequest, out.Previous = cert.Serial, cert.RequestID, cert.Replaces
 	}
-	att, found, err := one[attemptRow](db.Select("request_id, serial, started_at").
-		Where("device_id = ? AND outcome = ?", deviceID, OutcomeIssued).Order("started_at DESC"))
+	var att attemptRow
+	found, err = readOne(ctx, s.rd.lifePending, []any{deviceID, OutcomeIssued}, []any{&att.RequestID, &att.Serial, &att.Started})
 	if err != nil {
 		return out, fmt.Errorf("lifecycle of %q: %w", deviceID, err)
 	}

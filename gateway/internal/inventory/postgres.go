@@ -150,6 +150,10 @@ func OpenPostgres(ctx context.Context, o PostgresOptions) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := s.prepareReads(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open inventory on postgres: %w", err)
+	}
 	return s, nil
 }
 

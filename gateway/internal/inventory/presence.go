@@ -43,7 +43,7 @@ func (s *Store) SetOnline(ctx context.Context, id string, online bool, now time.
 		if err != nil {
 			return err
 		}
-		return recordPresence(tx, id, online, now)
+		return s.recordPresence(ctx, tx, id, online, now)
 	})
 	if err != nil {
 		return fmt.Errorf("set online of device %q: %w", id, err)
@@ -51,29 +51,23 @@ func (s *Store) SetOnline(ctx context.Context, id string, online bool, now time.
 	return nil
 }
 
-// recordPresence writes the presence change of device id at now into the history, inside tx.
-func recordPresence(tx *gorm.DB, id string, online bool, now time.Time) error {
+// recordPresence writes the presence change of device id at now into the history, inside
+// tx, through the prepared statements (stmts).
+func (s *Store) recordPresence(ctx context.Context, tx *gorm.DB, id string, online bool, now time.Time) error {
 	at := unix(now)
 	if !online {
-		if err := tx.Exec(`UPDATE presence SET end_at = CASE WHEN start_at > ? THEN start_at ELSE ? END
-			WHERE device_id = ? AND end_at = 0`, at, at, id).Error; err != nil {
+		if err := s.exec(ctx, tx, s.st.presenceEnd, at, at, id); err != nil {
 			return err
 		}
-		return tx.Exec(`DELETE FROM presence WHERE device_id = ? AND end_at <> 0 AND end_at < ?`,
-			id, unix(now.Add(-PresenceRetention))).Error
+		return s.exec(ctx, tx, s.st.presencePrune, id, unix(now.Add(-PresenceRetention)))
 	}
 	// Unless already online (a second session): continue the latest interval when it ended
 	// within PresenceMerge, else start one. Two indexed statements at most.
-	const notOpen = `NOT EXISTS (SELECT 1 FROM presence o WHERE o.device_id = ? AND o.end_at = 0)`
-	// (A device's closed intervals never share an end: a new one starts only past
-	// PresenceMerge after the last ended.)
-	res := tx.Exec(`UPDATE presence SET end_at = 0 WHERE device_id = ? AND end_at = (
-			SELECT MAX(end_at) FROM presence WHERE device_id = ? AND end_at >= ? AND end_at <= ?)
-			AND `+notOpen, id, id, unix(now.Add(-PresenceMerge)), at, id)
-	if res.Error != nil || res.RowsAffected > 0 {
-		return res.Error
+	n, err := s.execN(ctx, tx, s.st.presenceReopen, id, id, unix(now.Add(-PresenceMerge)), at, id)
+	if err != nil || n > 0 {
+		return err
 	}
-	return tx.Exec(`INSERT INTO presence (device_id, start_at, end_at) SELECT ?, ?, 0 WHERE `+notOpen, id, at, id).Error
+	return s.exec(ctx, tx, s.st.presenceStart, id, at, id)
 }
 
 // closePresence ends every open interval when its device was last seen (never before the

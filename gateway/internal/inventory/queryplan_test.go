@@ -34,7 +34,7 @@ func TestActiveCertificateQueriesUseTheOneActiveIndex(t *testing.T) {
 		args      []any
 	}{
 		{"commit: the certificate it supersedes (prepared)", activeCertSQL, []any{"a"}},
-		{"Lifecycle", "SELECT serial, request_id, replaces FROM certificates WHERE " + activeOfDevice + " LIMIT 1", []any{"a"}},
+		{"Lifecycle (prepared)", lifeActiveSQL, []any{"a"}},
 		{"ActiveCertificate", "SELECT * FROM certificates WHERE " + activeOfDevice + " LIMIT 1", []any{"a"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

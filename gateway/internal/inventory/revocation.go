@@ -151,31 +151,29 @@ type Login struct {
 	Epoch time.Time
 }
 
+// loginRow is a row of loginSQL.
 type loginRow struct {
-	Cert        certRow `gorm:"embedded"`
-	DeviceState string  `gorm:"column:device_state"`
-	Epoch       int64   `gorm:"column:device_epoch"`
+	Cert        certRow
+	DeviceState string
+	Epoch       int64
 }
 
 // LoginOf returns the certificate with the given serial and the state and identity epoch of
-// its device, in one indexed read, or ErrNotFound for a serial the hub does not know.
+// its device, in one indexed read (prepared: reads), or ErrNotFound for a serial the hub does not know.
 func (s *Store) LoginOf(ctx context.Context, serial string) (Login, error) {
 	serial, err := normSerial(serial)
 	if err != nil {
 		return Login{}, err
 	}
-	var rows []loginRow
-	err = s.read(ctx).Raw(`SELECT c.serial, c.device_id, c.not_before, c.not_after, c.issuer, c.status, c.request_id,
-			c.replaces, c.created_at, c.activated_at, c.revoked_at, c.revoke_reason, c.revoke_code, c.superseded_at,
-			COALESCE(d.state, '') AS device_state, COALESCE(d.epoch, 0) AS device_epoch
-		FROM certificates c LEFT JOIN devices d ON d.id = c.device_id WHERE c.serial = ? LIMIT 1`, serial).Scan(&rows).Error
+	var row loginRow
+	found, err := readOne(ctx, s.rd.login, []any{serial}, row.fields())
 	if err != nil {
 		return Login{}, fmt.Errorf("login of certificate %s: %w", serial, err)
 	}
-	if len(rows) == 0 {
+	if !found {
 		return Login{}, fmt.Errorf("certificate %s: %w", serial, ErrNotFound)
 	}
-	return Login{Certificate: rows[0].Cert.certificate(), DeviceState: rows[0].DeviceState, Epoch: fromUnix(rows[0].Epoch)}, nil
+	return Login{Certificate: row.Cert.certificate(), DeviceState: row.DeviceState, Epoch: fromUnix(row.Epoch)}, nil
 }
 
 // CRLEntries returns the certificates a CRL of issuer lists at now, oldest revocation first:

@@ -13,7 +13,8 @@ import (
 
 // stmts are the statements of the issuance path (RecordIssuance, and the audit append every
 // change makes) and of the writes the device state machine makes for every renewal
-// (presence, health, the command seen, the commit), prepared once on the writer connection.
+// (presence and its history, health, the command seen, the commit), and of the renewal
+// scheduler's (its status changes and commands), prepared once on the writer connection.
 // The renewal path's statements are plain SQL (positional ? parameters, no SQLite-only
 // syntax).
 //
@@ -40,6 +41,22 @@ type stmts struct {
 	activateCert  *sql.Stmt
 	activateDev   *sql.Stmt
 	endAttempt    *sql.Stmt
+
+	presenceEnd    *sql.Stmt
+	presencePrune  *sql.Stmt
+	presenceReopen *sql.Stmt
+	presenceStart  *sql.Stmt
+
+	savepoint  *sql.Stmt
+	release    *sql.Stmt
+	rollbackTo *sql.Stmt
+
+	setRenewal        *sql.Stmt
+	recordCommand     *sql.Stmt
+	setStage          *sql.Stmt
+	commandSavepoint  *sql.Stmt
+	commandRelease    *sql.Stmt
+	commandRollbackTo *sql.Stmt
 }
 
 const (
@@ -91,6 +108,41 @@ const (
 	activateCertSQL  = `UPDATE certificates SET status = ?, activated_at = ? WHERE serial = ?`
 	activateDevSQL   = `UPDATE devices SET state = ? WHERE id = ? AND state IN (?, ?)`
 	endAttemptSQL    = `UPDATE attempts SET outcome = ?, finished_at = ? WHERE device_id = ? AND request_id = ?`
+
+	// The presence history's statements (recordPresence): a renewal with reconnect proof
+	// changes the device's presence twice.
+	presenceEndSQL = `UPDATE presence SET end_at = CASE WHEN start_at > ? THEN start_at ELSE ? END
+		WHERE device_id = ? AND end_at = 0`
+	presencePruneSQL = `DELETE FROM presence WHERE device_id = ? AND end_at <> 0 AND end_at < ?`
+	// presenceNotOpen holds while the device has no open interval (a second session).
+	presenceNotOpen = `NOT EXISTS (SELECT 1 FROM presence o WHERE o.device_id = ? AND o.end_at = 0)`
+	// (A device's closed intervals never share an end: a new one starts only past
+	// PresenceMerge after the last ended.)
+	presenceReopenSQL = `UPDATE presence SET end_at = 0 WHERE device_id = ? AND end_at = (
+			SELECT MAX(end_at) FROM presence WHERE device_id = ? AND end_at >= ? AND end_at <= ?)
+			AND ` + presenceNotOpen
+	presenceStartSQL = `INSERT INTO presence (device_id, start_at, end_at) SELECT ?, ?, 0 WHERE ` + presenceNotOpen
+
+	// The group commit's savepoints (committer): three statements for each write of a group.
+	savepointSQL  = `SAVEPOINT grouped`
+	releaseSQL    = `RELEASE grouped`
+	rollbackToSQL = `ROLLBACK TO grouped`
+
+	// The renewal scheduler's writes: a pass's status changes (SetRenewals) and its commands
+	// (RecordCommands, each in its own savepoint), one device at a time in one transaction.
+	// setRenewalSQL's parameters are renewalArgs, then the device id.
+	setRenewalSQL = `UPDATE devices SET renewal_state = ?, renewal_failures = ?, renewal_next_attempt_at = ?,
+			renewal_last_cause = ?, renewal_window_start = ?, renewal_window_end = ?, renewal_again = ? WHERE id = ?`
+	// recordCommandSQL's parameters are renewalArgs, the command's id, action, reason and
+	// deadline, then the device id.
+	recordCommandSQL = `UPDATE devices SET renewal_state = ?, renewal_failures = ?, renewal_next_attempt_at = ?,
+			renewal_last_cause = ?, renewal_window_start = ?, renewal_window_end = ?, renewal_again = ?,
+			command_id = ?, command_action = ?, command_reason = ?, command_deadline = ? WHERE id = ?`
+	setStageSQL = `UPDATE campaign_devices SET stage = ?, commanded_at = ?, command_id = ?, failures = ?, cause = ?
+		WHERE campaign_id = ? AND device_id = ?`
+	commandSavepointSQL  = `SAVEPOINT command`
+	commandReleaseSQL    = `RELEASE command`
+	commandRollbackToSQL = `ROLLBACK TO command`
 )
 
 // prepareStmts prepares the statements on db's connection, in PostgreSQL's text if pg;
@@ -116,6 +168,19 @@ func prepareStmts(ctx context.Context, db *sql.DB, pg bool) (*stmts, error) {
 		{&st.activateCert, activateCertSQL},
 		{&st.activateDev, activateDevSQL},
 		{&st.endAttempt, endAttemptSQL},
+		{&st.presenceEnd, presenceEndSQL},
+		{&st.presencePrune, presencePruneSQL},
+		{&st.presenceReopen, presenceReopenSQL},
+		{&st.presenceStart, presenceStartSQL},
+		{&st.savepoint, savepointSQL},
+		{&st.release, releaseSQL},
+		{&st.rollbackTo, rollbackToSQL},
+		{&st.setRenewal, setRenewalSQL},
+		{&st.recordCommand, recordCommandSQL},
+		{&st.setStage, setStageSQL},
+		{&st.commandSavepoint, commandSavepointSQL},
+		{&st.commandRelease, commandReleaseSQL},
+		{&st.commandRollbackTo, commandRollbackToSQL},
 	}
 	if pg {
 		texts[0].sql, texts[1].sql, texts[2].sql, texts[4].sql = pgUpsertDeviceSQL, pgInsertCertSQL, pgInsertAttemptSQL, pgInsertEventSQL
@@ -136,7 +201,9 @@ func prepareStmts(ctx context.Context, db *sql.DB, pg bool) (*stmts, error) {
 func (st *stmts) close() {
 	for _, s := range []*sql.Stmt{st.upsertDevice, st.insertCert, st.insertAtt, st.eventHead, st.insertEvent,
 		st.setOnline, st.setHealth, st.setHealthSeen, st.clearCommand, st.certState, st.activeCert,
-		st.supersedeCert, st.activateCert, st.activateDev, st.endAttempt} {
+		st.supersedeCert, st.activateCert, st.activateDev, st.endAttempt,
+		st.presenceEnd, st.presencePrune, st.presenceReopen, st.presenceStart, st.savepoint, st.release, st.rollbackTo,
+		st.setRenewal, st.recordCommand, st.setStage, st.commandSavepoint, st.commandRelease, st.commandRollbackTo} {
 		if s != nil {
 			s.Close()
 		}

@@ -61,6 +61,7 @@ type Store struct {
 	w  *gorm.DB  // exactly one connection: every write transaction
 	r  *gorm.DB  // read-only pool: reads outside write transactions
 	st *stmts    // the issuance path's statements, prepared on w's connection
+	rd *reads    // the renewal path's single-row reads, prepared on r
 	gc committer // groups the write transactions that arrive together (write)
 	pg bool      // on PostgreSQL (OpenPostgres), not SQLite
 	// camps keeps the entries of the campaigns in progress (CampaignsInProgress).
@@ -112,6 +113,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := s.prepareReads(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open inventory %s: %w", path, err)
+	}
 	return s, nil
 }
 
@@ -120,6 +125,9 @@ func (s *Store) Close() error {
 	var errs []error
 	if s.st != nil {
 		s.st.close()
+	}
+	if s.rd != nil {
+		s.rd.close()
 	}
 	for _, db := range []*gorm.DB{s.r, s.w} {
 		if db == nil {
@@ -201,6 +209,15 @@ func openPool(ctx context.Context, dsn string, conns int, prepare bool) (*gorm.D
 		return nil, fmt.Errorf("open inventory: %w", err)
 	}
 	return db, nil
+}
+
+// prepareReads prepares the reads (reads) on the read pool.
+func (s *Store) prepareReads(ctx context.Context) error {
+	sqlDB, err := s.r.DB()
+	if err == nil {
+		s.rd, err = prepareReads(ctx, sqlDB, s.pg)
+	}
+	return err
 }
 
 // read returns the read pool bound to ctx.
