@@ -36,7 +36,7 @@ type reads struct {
 }
 
 var (
-	deviceColumns = []string{"id", "name", "family", "model", "vendor", "firmware", "class", "tags", "path", "via",
+	deviceColumns = []string{"id", "name", "family", "model", "vendor", "firmware", "class", "class_hash", "tags", "path", "via",
 		"mechanism", "created_at", "last_seen", "state", "online", "health_serial", "health_not_after",
 		"health_chain_ok", "health_clock_skew_ns", "health_agent_version", "health_last_error", "health_at",
 		"health_manufacturer", "health_model", "health_arch", "renewal_state", "renewal_failures",
@@ -51,7 +51,7 @@ var (
 
 // fields are pointers to r's fields, in deviceColumns' order.
 func (r *deviceRow) fields() []any {
-	return []any{&r.ID, &r.Name, &r.Family, &r.Model, &r.Vendor, &r.Firmware, &r.Class, &r.Tags, &r.Path, &r.Via,
+	return []any{&r.ID, &r.Name, &r.Family, &r.Model, &r.Vendor, &r.Firmware, &r.Class, &r.ClassHash, &r.Tags, &r.Path, &r.Via,
 		&r.Mechanism, &r.Created, &r.LastSeen, &r.State, &r.Online, &r.HealthSerial, &r.HealthNotAfter,
 		&r.HealthChainOK, &r.HealthClockSkewNS, &r.HealthAgentVersion, &r.HealthLastError, &r.HealthAt,
 		&r.HealthManufacturer, &r.HealthModel, &r.HealthArch, &r.RenewalState, &r.RenewalFailures,
