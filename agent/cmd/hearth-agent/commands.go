@@ -309,6 +309,8 @@ func status(args []string, stdout, stderr io.Writer) error {
 	case st.Revoked:
 		return &exitError{code: 4, err: fmt.Errorf("certificate %s is revoked by the hub (%s) since %s: enroll again with a new token",
 			st.Serial, orDash(string(st.RevocationReason)), st.RevokedAt.UTC().Format(time.RFC3339))}
+	case st.IssuerRevoked != "":
+		return &exitError{code: 4, err: errors.New("the certificate's issuer is revoked by the hub: renew, or enroll again with a new token")}
 	case st.Expired:
 		return &exitError{code: 3, err: fmt.Errorf("certificate %s expired at %s", st.Serial, st.NotAfter.UTC().Format(time.RFC3339))}
 	}
@@ -358,6 +360,8 @@ func printStatus(w io.Writer, st device.Status) {
 	switch {
 	case st.Revoked:
 		row("chain", "REVOKED by the hub since %s (%s): enroll again with a new token", ts(st.RevokedAt), orDash(string(st.RevocationReason)))
+	case st.IssuerRevoked != "":
+		row("chain", "ISSUER REVOKED since %s: %s", ts(st.IssuerRevokedAt), st.IssuerRevoked)
 	case st.ChainOK:
 		row("chain", "verifies against the pinned CA")
 	default:
