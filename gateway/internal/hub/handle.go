@@ -94,6 +94,7 @@ func (h *Hub) committed(c lifecycle.Committed) {
 		h.issuer.PublishRenewal(ctx, cert, c.At)
 	}
 	h.admin.Committed(ctx, c.DeviceID, c.Previous) // a compromised family's old key dies now
+	h.rotation.Committed(ctx, c.Previous)          // a rotation's devices remaining, without a count
 }
 
 // ended follows a request that ended without a commit, or a rollback after one.
