@@ -33,7 +33,7 @@ type liveCA struct {
 	info CAInfo
 }
 
-func (l *liveCA) get() CAInfo { l.mu.Lock(); defer l.mu.Unlock(); return l.info }
+func (l *liveCA) get() CAInfo  { l.mu.Lock(); defer l.mu.Unlock(); return l.info }
 func (l *liveCA) set(i CAInfo) { l.mu.Lock(); l.info = i; l.mu.Unlock() }
 
 // caFixture is the dashboard with a rotation under way (rot, nil for none) and a CA state
