@@ -122,17 +122,6 @@ func (s *crlSet) revoked(c *x509.Certificate) (Revocation, bool) {
 	return Revocation{}, false
 }
 
-// revokedSigner reports whether l was signed by an issuer the set lists as revoked (an
-// intermediate on the root's CRL): such a key may be a thief's, and its CRLs are not taken.
-func (s *crlSet) revokedSigner(l *x509.RevocationList, signers []*x509.Certificate) bool {
-	c := signerOf(l, signers)
-	if c == nil {
-		return true
-	}
-	_, ok := s.revoked(c)
-	return ok
-}
-
 // merge returns the set with the CRLs of in taken where they replace what s holds: per
 // issuer, a higher CRL number (RFC 5280 section 5.2.3), not past its nextUpdate at now (a
 // lower bound of the true time), not signed by a revoked intermediate. changed reports
@@ -143,40 +132,60 @@ func (s *crlSet) merge(in []*x509.RevocationList, signers []*x509.Certificate, n
 	if s != nil {
 		next.lists = append(next.lists, s.lists...)
 	}
-	for _, l := range in {
-		i := -1
-		for j, h := range next.lists {
-			if sameIssuer(h, l) {
-				i = j
+	// The roots' CRLs in a first pass: an intermediate they revoke signs nothing taken from
+	// the same message.
+	for pass := range 2 {
+		for _, l := range in {
+			c := signerOf(l, signers)
+			if (c != nil && selfSigned(c)) != (pass == 0) {
+				continue
 			}
-		}
-		var why string
-		switch {
-		case l.Number == nil || l.Number.Sign() <= 0:
-			why = "has no CRL number"
-		case i >= 0 && l.Number.Cmp(next.lists[i].Number) == 0:
-			continue
-		case i >= 0 && l.Number.Cmp(next.lists[i].Number) < 0:
-			why = "is older than the one held: rolled back"
-		case !l.NextUpdate.IsZero() && !now.Before(l.NextUpdate):
-			why = "is stale: its next update has passed"
-		case next.revokedSigner(l, signers):
-			why = "is signed by a revoked intermediate"
-		}
-		if why != "" {
+			took, refused := next.take(l, c, now)
+			changed = changed || took
 			if err == nil {
-				err = fmt.Errorf("CRL of %s %s", l.Issuer, why)
+				err = refused
 			}
-			continue
 		}
-		if i >= 0 {
-			next.lists[i] = l
-		} else {
-			next.lists = append(next.lists[max(len(next.lists)-maxCRLs+1, 0):], l)
-		}
-		changed = true
 	}
 	return next, changed, err
+}
+
+// take puts l, signed by c (nil for nobody trusted), in the set when it replaces the one
+// held of its issuer, and reports whether it did; err says why a CRL is refused (a CRL equal
+// to the one held is neither taken nor refused).
+func (s *crlSet) take(l *x509.RevocationList, c *x509.Certificate, now time.Time) (bool, error) {
+	i := -1
+	for j, h := range s.lists {
+		if sameIssuer(h, l) {
+			i = j
+		}
+	}
+	var why string
+	switch {
+	case l.Number == nil || l.Number.Sign() <= 0:
+		why = "has no CRL number"
+	case i >= 0 && l.Number.Cmp(s.lists[i].Number) == 0:
+		return false, nil
+	case i >= 0 && l.Number.Cmp(s.lists[i].Number) < 0:
+		why = "is older than the one held: rolled back"
+	case !l.NextUpdate.IsZero() && !now.Before(l.NextUpdate):
+		why = "is stale: its next update has passed"
+	case c == nil:
+		why = "is not signed by the pinned CA"
+	default:
+		if _, bad := s.revoked(c); bad {
+			why = "is signed by a revoked intermediate"
+		}
+	}
+	if why != "" {
+		return false, fmt.Errorf("CRL of %s %s", l.Issuer, why)
+	}
+	if i >= 0 {
+		s.lists[i] = l
+	} else {
+		s.lists = append(s.lists[max(len(s.lists)-maxCRLs+1, 0):], l)
+	}
+	return true, nil
 }
 
 // encode returns the set as crl.pem holds it.
@@ -274,8 +283,7 @@ func (a *Agent) hubRevoked(path []*x509.Certificate) error {
 	s := a.crls.Load()
 	for _, c := range path {
 		if r, ok := s.revoked(c); ok {
-			return fmt.Errorf("%w: %s, serial %s, since %s (%s)", ErrHubRevoked, c.Subject, c.SerialNumber.Text(16),
-				r.At.UTC().Format(time.RFC3339), r.Reason)
+			return fmt.Errorf("%w: %s, serial %x (%s)", ErrHubRevoked, c.Subject, c.SerialNumber, r.Reason)
 		}
 	}
 	return nil

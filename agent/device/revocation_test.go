@@ -97,6 +97,8 @@ func TestMergeCRLs(t *testing.T) {
 		{"the root's, rolled back", base, ca.RootCRL(t, 2, ca.Intermediate.SerialNumber), false, true, false, false},
 		{"another issuer's is kept beside", base, next.CRL(t, 3, leaf.SerialNumber), true, false, false, false},
 		{"signed by a revoked intermediate", held(ca.RootCRL(t, 6, ca.Intermediate.SerialNumber)), ca.CRL(t, 9, leaf.SerialNumber), false, true, false, true},
+		{"one message: the root's revokes the intermediate that signed the other", nil,
+			cat(ca.CRL(t, 9, leaf.SerialNumber), ca.RootCRL(t, 10, ca.Intermediate.SerialNumber)), true, true, false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -76,7 +76,8 @@ type Config struct {
 	// RootPath is the file of the root's CRL (intermediates revoked after a compromise),
 	// DATA/crl-root.pem; "" keeps none.
 	RootPath string
-	// Publish sends the crl topic's payload (Published) to the broker, retained.
+	// Publish sends the crl topic's payload (the current CRL, then the previous
+	// intermediate's and the root's while they are current) to the broker, retained.
 	Publish func(pem []byte) error
 	// Validity is the time from thisUpdate to nextUpdate; default DefaultValidity.
 	Validity time.Duration
@@ -250,14 +251,6 @@ func (p *Publisher) publish(now time.Time) {
 	if err := p.cfg.Publish(b); err != nil {
 		p.cfg.Logger.Warn("publish the CRL", "err", err)
 	}
-}
-
-// Published returns what the crl topic carries now: the current CRL, then the previous
-// intermediate's and the root's when there are such; nil before the first CRL.
-func (p *Publisher) Published() []byte {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.bundle(p.cfg.Now())
 }
 
 func (p *Publisher) entries(ctx context.Context, now time.Time) ([]inventory.Certificate, error) {

@@ -41,7 +41,8 @@ type Config struct {
 	Now func() time.Time
 	// Changed, if set, is called with each certificate put in service after the first (a
 	// renewal, a reissue, new host names), once it is: the hub tells the dashboard's and
-	// Home Assistant's CA dates.
+	// Home Assistant's CA dates. It is called with the Keeper's lock held: it may read
+	// Current, not renew.
 	Changed func(leaf *x509.Certificate)
 	// Logger receives one line per renewal; default discards.
 	Logger *slog.Logger
