@@ -79,7 +79,7 @@ type fixture struct {
 	switched  int
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{data: t.TempDir(), store: hubkit.Store(t), clock: testkit.NewClock(t0), pass: []byte(hubkit.Passphrase)}
 	f.dir = filepath.Join(f.data, "ca")
@@ -95,7 +95,7 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) rotator(t *testing.T) *Rotator {
+func (f *fixture) rotator(t testing.TB) *Rotator {
 	t.Helper()
 	r, err := New(Config{CA: f.ca, Dir: f.dir, Passphrase: func() ([]byte, error) { return f.pass, nil }, Store: f.store,
 		Campaigns: f.camps, CRL: f.crl, Now: f.clock.Now,
@@ -108,7 +108,7 @@ func (f *fixture) rotator(t *testing.T) *Rotator {
 }
 
 // enroll signs a certificate for device id with the intermediate in force and commits it.
-func (f *fixture) enroll(t *testing.T, id string, n int) *x509.Certificate {
+func (f *fixture) enroll(t testing.TB, id string, n int) *x509.Certificate {
 	t.Helper()
 	csr := testkit.NewCSR(t, testkit.NewKey(t), &x509.CertificateRequest{Subject: pkix.Name{CommonName: id}})
 	cert, err := f.ca.SignLeaf(csr, id, policy.Profile{NotBefore: t0.Add(-time.Minute), NotAfter: t0.Add(30 * 24 * time.Hour)})
