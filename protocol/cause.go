@@ -1,7 +1,5 @@
 package protocol
 
-import "slices"
-
 // Cause names why a renewal attempt failed, as the agent and the hub report it: in a
 // rolled-back Commit, in a Health report's last_cause, on the hub's attempt records and in
 // the renewal.failed event. The list is append-only, like the error codes and the event
@@ -54,38 +52,74 @@ type CauseInfo struct {
 	Description string
 }
 
-var causes = []CauseInfo{
-	{CauseNetwork, Transient, "the hub could not be reached, or the connection broke"},
-	{CauseTimeout, Transient, "the hub did not answer a request in time"},
-	{CauseHubBusy, Transient, "another request of the device was in flight"},
-	{CauseRateLimited, Transient, "the hub's issuance rate was exhausted"},
-	{CauseHubInternal, Transient, "the hub failed; nothing was issued"},
-	{CausePolicyRefused, Systemic, "policy refused the request; the detail names the rule"},
-	{CauseBadRequest, Systemic, "the hub refused the request as malformed, with a weak key or for another identity"},
-	{CauseUnauthorized, Systemic, "the enrollment token is unknown, used or expired"},
-	{CauseRevoked, Systemic, "the device or its certificate is revoked"},
-	{CauseExpired, Systemic, "the certificate expired beyond the recovery grace; enroll again"},
-	{CauseChainVerification, Systemic, "the issued chain did not verify against the CA the device pins"},
-	{CauseClockSkew, Systemic, "the device's clock is too far from the hub's to trust a certificate"},
-	{CauseKeyGeneration, Systemic, "the agent could not generate a key or a CSR"},
-	{CauseStorage, Systemic, "installing the key and certificate, or reading them back, failed"},
-	{CauseReconnectRefused, Systemic, "the hub turned down the session presenting the new certificate"},
-	{CauseCommitTimeout, Transient, "no acknowledged commit before the deadline"},
-	{CauseHookFailed, Systemic, "the --on-renew command exited with an error"},
-	{CauseCommitRefused, Systemic, "the hub refused the commit: unknown request, or a serial not presented"},
-	{CauseInterrupted, Transient, "the agent restarted in the middle of the request"},
-	{CauseUnknown, Systemic, "the failure has no recorded cause"},
+// causes lists every cause with its class, in the order it was added. The descriptions
+// are kept apart, in descriptions, so that a binary that only classes causes (the agent)
+// does not carry them.
+var causes = [...]struct {
+	cause Cause
+	class Class
+}{
+	{CauseNetwork, Transient},
+	{CauseTimeout, Transient},
+	{CauseHubBusy, Transient},
+	{CauseRateLimited, Transient},
+	{CauseHubInternal, Transient},
+	{CausePolicyRefused, Systemic},
+	{CauseBadRequest, Systemic},
+	{CauseUnauthorized, Systemic},
+	{CauseRevoked, Systemic},
+	{CauseExpired, Systemic},
+	{CauseChainVerification, Systemic},
+	{CauseClockSkew, Systemic},
+	{CauseKeyGeneration, Systemic},
+	{CauseStorage, Systemic},
+	{CauseReconnectRefused, Systemic},
+	{CauseCommitTimeout, Transient},
+	{CauseHookFailed, Systemic},
+	{CauseCommitRefused, Systemic},
+	{CauseInterrupted, Transient},
+	{CauseUnknown, Systemic},
+}
+
+// descriptions[i] describes causes[i].
+var descriptions = [len(causes)]string{
+	"the hub could not be reached, or the connection broke",                             // CauseNetwork
+	"the hub did not answer a request in time",                                          // CauseTimeout
+	"another request of the device was in flight",                                       // CauseHubBusy
+	"the hub's issuance rate was exhausted",                                             // CauseRateLimited
+	"the hub failed; nothing was issued",                                                // CauseHubInternal
+	"policy refused the request; the detail names the rule",                             // CausePolicyRefused
+	"the hub refused the request as malformed, with a weak key or for another identity", // CauseBadRequest
+	"the enrollment token is unknown, used or expired",                                  // CauseUnauthorized
+	"the device or its certificate is revoked",                                          // CauseRevoked
+	"the certificate expired beyond the recovery grace; enroll again",                   // CauseExpired
+	"the issued chain did not verify against the CA the device pins",                    // CauseChainVerification
+	"the device's clock is too far from the hub's to trust a certificate",               // CauseClockSkew
+	"the agent could not generate a key or a CSR",                                       // CauseKeyGeneration
+	"installing the key and certificate, or reading them back, failed",                  // CauseStorage
+	"the hub turned down the session presenting the new certificate",                    // CauseReconnectRefused
+	"no acknowledged commit before the deadline",                                        // CauseCommitTimeout
+	"the --on-renew command exited with an error",                                       // CauseHookFailed
+	"the hub refused the commit: unknown request, or a serial not presented",            // CauseCommitRefused
+	"the agent restarted in the middle of the request",                                  // CauseInterrupted
+	"the failure has no recorded cause",                                                 // CauseUnknown
 }
 
 // Causes returns every cause in the order it was added.
-func Causes() []CauseInfo { return slices.Clone(causes) }
+func Causes() []CauseInfo {
+	all := make([]CauseInfo, len(causes))
+	for i, c := range causes {
+		all[i] = CauseInfo{c.cause, c.class, descriptions[i]}
+	}
+	return all
+}
 
 // Info returns the description of c, and false for a cause this version does not know (a
 // newer peer's): such a cause is classed Systemic, so that it is looked at.
 func (c Cause) Info() (CauseInfo, bool) {
-	for _, i := range causes {
-		if i.Cause == c {
-			return i, true
+	for i, k := range causes {
+		if k.cause == c {
+			return CauseInfo{c, k.class, descriptions[i]}, true
 		}
 	}
 	return CauseInfo{Cause: c, Class: Systemic}, false
@@ -93,8 +127,12 @@ func (c Cause) Info() (CauseInfo, bool) {
 
 // Class returns c's class; an unknown cause is Systemic.
 func (c Cause) Class() Class {
-	i, _ := c.Info()
-	return i.Class
+	for _, k := range causes {
+		if k.cause == c {
+			return k.class
+		}
+	}
+	return Systemic
 }
 
 // CauseOf returns the cause of a refusal with code: the cause an agent reports, and the hub

@@ -35,8 +35,9 @@ type Agent struct {
 
 	// pair is the identity presented at the next TLS handshake (GetClientCertificate).
 	pair atomic.Pointer[keystore.Pair]
-	// crl is the hub's last verified CRL (nil before one arrived), read at each handshake.
-	crl atomic.Pointer[x509.RevocationList]
+	// crls are the hub's last verified CRLs, one per issuer (nil before one arrived), read at
+	// each handshake.
+	crls atomic.Pointer[crlSet]
 	// genKey makes each renewal's key: keystore.GenerateKey (a test makes it fail).
 	genKey func(protocol.KeyAlgorithm) (crypto.Signer, error)
 

@@ -170,8 +170,8 @@ func noReply(ctx context.Context, err error) error {
 // hubError converts a protocol error reply.
 func hubError(e *protocol.Error) *HubError {
 	h := &HubError{Code: string(e.Code), Message: e.Message}
-	if info, _ := e.Code.Info(); info.Retry {
-		h.RetryAfter = time.Duration(info.RetryAfter) * time.Second
+	if after, retry := e.Code.Retry(); retry {
+		h.RetryAfter = time.Duration(after) * time.Second
 		if e.RetryAfter > 0 {
 			h.RetryAfter = time.Duration(e.RetryAfter) * time.Second
 		}

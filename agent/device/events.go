@@ -18,7 +18,7 @@ const (
 	EventCommand      EventKind = "command"       // a hub command was received (Detail is its action)
 	EventCAUpdated    EventKind = "ca_updated"    // the pinned CA chain was replaced from the hub's CA topic
 	EventHookFinished EventKind = "hook_finished" // the OnRenew command ended (Detail is its exit code)
-	EventCRLUpdated   EventKind = "crl_updated"   // a newer CRL from the hub was verified and kept (Detail "revoked" when it lists this device)
+	EventCRLUpdated   EventKind = "crl_updated"   // a newer CRL from the hub was verified and kept (Detail "revoked" when it lists this device, "issuer_revoked" when the root's lists its intermediate)
 )
 
 // Event is one thing that happened in an agent, for Config.OnEvent.

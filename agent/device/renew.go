@@ -106,8 +106,8 @@ func retryable(err error) bool {
 	if !errors.As(err, &he) {
 		return false
 	}
-	info, _ := protocol.Code(he.Code).Info()
-	return info.Retry
+	_, retry := protocol.Code(he.Code).Retry()
+	return retry
 }
 
 // renew is one renewal transaction, request reqID (agent/README.md, "How it renews", steps

@@ -156,9 +156,10 @@ func verifyIssued(chainPEM string, key crypto.Signer, id string, ca []*x509.Cert
 // host must be among the server certificate's names, and validity is checked at the time the
 // clock trusts (see verifyAt), which is why Go's own verification is replaced.
 // getCert, if not nil, supplies the client certificate at each handshake; revoked, if not
-// nil, refuses a hub certificate the hub's CRL lists.
+// nil, refuses a hub whose verified chain (leaf first, without its root) the hub's CRLs
+// list.
 func serverTLS(ca []*x509.Certificate, host string, clk *clock.Clock, getCert func(*tls.CertificateRequestInfo) (*tls.Certificate, error),
-	revoked func(*x509.Certificate) error) *tls.Config {
+	revoked func(path []*x509.Certificate) error) *tls.Config {
 	return &tls.Config{
 		MinVersion:           tls.VersionTLS12,
 		ServerName:           host,
@@ -169,11 +170,12 @@ func serverTLS(ca []*x509.Certificate, host string, clk *clock.Clock, getCert fu
 				return errors.New("hub presented no certificate")
 			}
 			at := verifyAt(clk.Read(), cs.PeerCertificates[0])
-			if _, err := verifyChain(cs.PeerCertificates, ca, at, x509.ExtKeyUsageServerAuth, host); err != nil {
+			path, err := verifyChain(cs.PeerCertificates, ca, at, x509.ExtKeyUsageServerAuth, host)
+			if err != nil {
 				return fmt.Errorf("hub certificate: %w", err)
 			}
 			if revoked != nil {
-				return revoked(cs.PeerCertificates[0])
+				return revoked(path)
 			}
 			return nil
 		},

@@ -256,15 +256,19 @@ func isZero(v reflect.Value) bool {
 
 const hexDigits = "0123456789abcdef"
 
-// appendString appends s quoted as encoding/json quotes it: HTML-safe, invalid UTF-8 as
-// U+FFFD.
-func appendString(b []byte, s string) []byte {
+// appendString appends s quoted as encoding/json quotes it.
+func appendString(b []byte, s string) []byte { return AppendString(b, s, true) }
+
+// AppendString appends s quoted as a JSON string, invalid UTF-8 as U+FFFD and U+2028 and
+// U+2029 escaped. With html it quotes as encoding/json does: <, > and & escaped, \b and \f
+// in short form. Without, as log/slog's JSON handler does: neither.
+func AppendString(b []byte, s string, html bool) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if c >= 0x20 && c != '"' && c != '\\' && (!html || c != '<' && c != '>' && c != '&') {
 				i++
 				continue
 			}
@@ -272,10 +276,16 @@ func appendString(b []byte, s string) []byte {
 			switch c {
 			case '"', '\\':
 				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
+			case '\b', '\f':
+				if !html { // slog writes these as \u00XX
+					b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+					break
+				}
+				short := byte('b')
+				if c == '\f' {
+					short = 'f'
+				}
+				b = append(b, '\\', short)
 			case '\n':
 				b = append(b, '\\', 'n')
 			case '\r':

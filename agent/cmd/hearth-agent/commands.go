@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -77,8 +78,37 @@ func newFlagSet(name string, stderr io.Writer, c *common) *flag.FlagSet {
 // requestTimeoutFlag defines --request-timeout: how long to wait for the hub's answer to a
 // certificate request before giving it up (cause timeout).
 func requestTimeoutFlag(fs *flag.FlagSet) *time.Duration {
-	return fs.Duration("request-timeout", device.DefaultRequestTimeout, "how long to wait for the hub's answer to a certificate request")
+	d := device.DefaultRequestTimeout
+	fs.Var((*timeout)(&d), "request-timeout", "how long to wait for the hub's answer to a request (90s, 2m, 1h)")
+	return &d
 }
+
+// timeout is a flag.Value of a whole number of seconds, minutes or hours ("90s", "2m",
+// "1h"). flag.Duration's time.ParseDuration would take the mipsle agent over its size budget.
+type timeout time.Duration
+
+func (t *timeout) String() string { return time.Duration(*t).String() }
+
+func (t *timeout) Set(s string) error {
+	unit := time.Second
+	switch {
+	case strings.HasSuffix(s, "s"):
+	case strings.HasSuffix(s, "m"):
+		unit = time.Minute
+	case strings.HasSuffix(s, "h"):
+		unit = time.Hour
+	default:
+		return errTimeout
+	}
+	n, err := strconv.ParseUint(s[:len(s)-1], 10, 16)
+	if err != nil || n == 0 {
+		return errTimeout
+	}
+	*t = timeout(time.Duration(n) * unit)
+	return nil
+}
+
+var errTimeout = errors.New("want whole seconds, minutes or hours, such as 90s or 2m")
 
 // parse parses args, mapping usage errors to exit status 2.
 func parse(fs *flag.FlagSet, args []string) error {
@@ -190,25 +220,29 @@ func enroll(ctx context.Context, args []string, stderr io.Writer) error {
 func enrollHint(err error, id string) string {
 	var he *device.HubError
 	var refused *hub.RefusedError
+	var why, replace string
 	switch {
 	case errors.As(err, &he):
 		switch protocol.Code(he.Code) {
 		case protocol.CodeTokenUnknown:
-			return fmt.Sprintf("the hub issued no such token for %s: check --id and the token, or create one on the hub:\n  hearth-gateway token create --device %s", id, id)
+			why = "the hub issued no such token for " + id + ": check --id and the token, or create one"
 		case protocol.CodeTokenUsed:
-			return fmt.Sprintf("this token already enrolled %s: create a new one on the hub:\n  hearth-gateway token create --device %s --replace", id, id)
+			why, replace = "this token already enrolled "+id+": create a new one", " --replace"
 		case protocol.CodeTokenExpired:
-			return fmt.Sprintf("this token expired before it was used: create a new one on the hub:\n  hearth-gateway token create --device %s", id)
+			why = "this token expired before it was used: create a new one"
 		case protocol.CodeLockedOut:
 			return fmt.Sprintf("too many failed logins came from this address: wait %s, then run the same command again", max(he.RetryAfter, time.Second))
 		case protocol.CodeUnauthorized:
-			return fmt.Sprintf("the hub refused the token: create a new one on the hub:\n  hearth-gateway token create --device %s", id)
+			why = "the hub refused the token: create a new one"
 		}
 	case errors.As(err, &refused) && refused.Code == 5:
 		// A hub that gives no reason (before protocol/README.md's refusal codes).
-		return fmt.Sprintf("the hub refused the login without saying why: check --id and the token, or create a new one on the hub:\n  hearth-gateway token create --device %s", id)
+		why = "the hub refused the login without saying why: check --id and the token, or create a new one"
 	}
-	return ""
+	if why == "" {
+		return ""
+	}
+	return why + " on the hub:\n  hearth-gateway token create --device " + id + replace
 }
 
 // stdin is where --token-file - reads the token.
@@ -318,6 +352,8 @@ func status(args []string, stdout, stderr io.Writer) error {
 	case st.Revoked:
 		return &exitError{code: 4, err: fmt.Errorf("certificate %s is revoked by the hub (%s) since %s: enroll again with a new token",
 			st.Serial, orDash(string(st.RevocationReason)), st.RevokedAt.UTC().Format(time.RFC3339))}
+	case st.IssuerRevoked != "":
+		return &exitError{code: 4, err: errors.New("this certificate's issuer is revoked: renew, or enroll again with a new token")}
 	case st.Expired:
 		return &exitError{code: 3, err: fmt.Errorf("certificate %s expired at %s", st.Serial, st.NotAfter.UTC().Format(time.RFC3339))}
 	}
@@ -367,6 +403,8 @@ func printStatus(w io.Writer, st device.Status) {
 	switch {
 	case st.Revoked:
 		row("chain", "REVOKED by the hub since %s (%s): enroll again with a new token", ts(st.RevokedAt), orDash(string(st.RevocationReason)))
+	case st.IssuerRevoked != "":
+		row("chain", "ISSUER REVOKED since %s: %s", ts(st.IssuerRevokedAt), st.IssuerRevoked)
 	case st.ChainOK:
 		row("chain", "verifies against the pinned CA")
 	default:

@@ -160,9 +160,9 @@ func (l *Logger) log(level Level, msg string, args []any) {
 		b = append(b, `{"time":`...)
 		b = appendJSONTime(b, now)
 		b = append(b, `,"level":`...)
-		b = appendJSONString(b, level.String())
+		b = jsoncodec.AppendString(b, level.String(), false)
 		b = append(b, `,"msg":`...)
-		b = appendJSONString(b, msg)
+		b = jsoncodec.AppendString(b, msg, false)
 	} else {
 		b = append(b, "time="...)
 		b = appendRFC3339Millis(b, now)
@@ -406,7 +406,7 @@ func appendJSONAttr(b []byte, a Attr) []byte {
 			return b
 		}
 		b = append(b, ',')
-		b = appendJSONString(b, a.Key)
+		b = jsoncodec.AppendString(b, a.Key, false)
 		b = append(b, ":{"...)
 		start := len(b)
 		for _, g := range v.group {
@@ -421,11 +421,11 @@ func appendJSONAttr(b []byte, a Attr) []byte {
 		return b
 	}
 	b = append(b, ',')
-	b = appendJSONString(b, a.Key)
+	b = jsoncodec.AppendString(b, a.Key, false)
 	b = append(b, ':')
 	switch v.kind {
 	case KindString:
-		return appendJSONString(b, v.s)
+		return jsoncodec.AppendString(b, v.s, false)
 	case KindTime:
 		return appendJSONTime(b, v.t)
 	case KindDuration:
@@ -442,15 +442,15 @@ func appendJSONAttr(b []byte, a Attr) []byte {
 func appendJSONAny(b []byte, x any) []byte {
 	if _, ok := x.(jsoncodec.Marshaler); !ok {
 		if err, ok := x.(error); ok {
-			return appendJSONString(b, err.Error())
+			return jsoncodec.AppendString(b, err.Error(), false)
 		}
 	}
 	if rv := reflect.ValueOf(x); rv.Kind() == reflect.String && !rv.Type().Implements(reflect.TypeFor[encoding.TextMarshaler]()) {
-		return appendJSONString(b, rv.String()) // a named string type, without HTML escapes as slog
+		return jsoncodec.AppendString(b, rv.String(), false) // a named string type, without HTML escapes as slog
 	}
 	j, err := jsoncodec.Marshal(x)
 	if err != nil {
-		return appendJSONString(b, "!ERROR:"+err.Error())
+		return jsoncodec.AppendString(b, "!ERROR:"+err.Error(), false)
 	}
 	return append(b, j...)
 }
@@ -498,56 +498,4 @@ func needsQuoting(s string) bool {
 		i += size
 	}
 	return false
-}
-
-const hex = "0123456789abcdef"
-
-// appendJSONString quotes s as slog's JSON handler: no HTML escapes, invalid UTF-8 as
-// U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, "\ufffd"...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

@@ -44,7 +44,7 @@ func TestSameLinesAsSlog(t *testing.T) {
 	}{
 		{"agent running", []any{"hub", "mqtts://hearth.local:8883", "version", "0.1.0"}},
 		{"renewal failed", []any{"err", errors.New(`hub: connect: dial tcp: "refused"`), "retry_in", 90 * time.Second}},
-		{"quoting", []any{"empty", "", "space", "a b", "eq", "a=b", "quote", `a"b`, "nl", "a\nb", "utf8", "é", "bad", "\xff", "html", "<a&b>", "tab", "a\tb", "ls", "a\u2028b", "ctl", "\x01\x7f"}},
+		{"quoting", []any{"empty", "", "space", "a b", "eq", "a=b", "quote", `a"b`, "nl", "a\nb", "utf8", "é", "bad", "\xff", "html", "<a&b>", "tab", "a\tb", "ls", "a\u2028b", "ctl", "\x01\x7f", "bs", "\b\f"}},
 		{"numbers", []any{"n", 42, "neg", -7, "u", uint64(18446744073709551615), "f", 0.25, "skew_s", -3.5e-9, "big", 1e300, "ok", true, "no", false}},
 		{"times", []any{"at", when, "utc", when.UTC(), "zero", time.Time{}}},
 		{"types", []any{"action", word("renew"), "list", []string{"a", "b"}}},

@@ -148,17 +148,54 @@ func (ca *CA) issue(t testing.TB, pub crypto.PublicKey, id string, serial *big.I
 // (revoked an hour ago, keyCompromise), as the hub publishes on its CRL topic.
 func (ca *CA) CRL(t testing.TB, number int64, serials ...*big.Int) []byte {
 	t.Helper()
+	return ca.CRLUntil(t, number, time.Now().Add(7*24*time.Hour), serials...)
+}
+
+// CRLUntil is CRL with nextUpdate at next (in the past: a stale CRL).
+func (ca *CA) CRLUntil(t testing.TB, number int64, next time.Time, serials ...*big.Int) []byte {
+	t.Helper()
+	return signCRL(t, ca.Intermediate, ca.interKey, number, next, serials)
+}
+
+// RootCRL returns a PEM CRL of the root with CRL number number, listing serials (revoked
+// intermediates, keyCompromise), as the hub publishes after an intermediate's compromise.
+func (ca *CA) RootCRL(t testing.TB, number int64, serials ...*big.Int) []byte {
+	t.Helper()
+	return signCRL(t, ca.Root, ca.rootKey, number, time.Now().Add(7*24*time.Hour), serials)
+}
+
+func signCRL(t testing.TB, issuer *x509.Certificate, key crypto.Signer, number int64, next time.Time, serials []*big.Int) []byte {
+	t.Helper()
 	now := time.Now().UTC().Truncate(time.Second)
 	var entries []x509.RevocationListEntry
 	for _, s := range serials {
 		entries = append(entries, x509.RevocationListEntry{SerialNumber: s, RevocationTime: now.Add(-time.Hour), ReasonCode: 1})
 	}
-	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(number), ThisUpdate: now,
-		NextUpdate: now.Add(7 * 24 * time.Hour), RevokedCertificateEntries: entries}, ca.Intermediate, ca.interKey)
+	this := now
+	if next.Before(now) {
+		this = next.Add(-time.Hour).UTC().Truncate(time.Second)
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(number), ThisUpdate: this,
+		NextUpdate: next.UTC().Truncate(time.Second), RevokedCertificateEntries: entries}, issuer, key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
+}
+
+// Rotated returns ca's root with a new intermediate named name and its key, as an
+// intermediate rotation leaves the hub: the returned CA issues and signs CRLs with the new
+// intermediate.
+func (ca *CA) Rotated(t testing.TB, name string) *CA {
+	t.Helper()
+	k := NewKey(t)
+	inter := sign(t, &x509.Certificate{
+		SerialNumber: serial(t), Subject: pkix.Name{CommonName: name, Organization: []string{"Hearth"}},
+		NotBefore: ca.Intermediate.NotBefore, NotAfter: ca.Intermediate.NotAfter,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true,
+		MaxPathLen: 0, MaxPathLenZero: true,
+	}, ca.Root, k.Public(), ca.rootKey)
+	return &CA{Root: ca.Root, Intermediate: inter, rootKey: ca.rootKey, interKey: k}
 }
 
 // CrossSign certifies other's root (its subject and key) under ca's root, as the hub's old

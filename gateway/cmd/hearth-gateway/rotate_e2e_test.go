@@ -133,7 +133,8 @@ func (e *agentE2E) rotateAndWait(agents []*runningAgent, rot protocol.CARotation
 // old one is retired (its last CRL kept), agents pin the new one alone, and an agent
 // restarted afterwards trusts the hub's new broker certificate. Then incident
 // intermediate-compromised, dry run and real: a second rotation whose retired intermediate
-// is on the root's CRL, and the residents' notice.
+// is on the root's CRL, the residents' notice, and an agent refusing a broker whose chain
+// runs through the revoked intermediate.
 func TestIntermediateRotationAgents(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a hub process and three agent processes")
@@ -223,6 +224,7 @@ func TestIntermediateRotationAgents(t *testing.T) {
 	t.Run("intermediate-compromised", func(t *testing.T) {
 		e.t = t
 		before := e.caStatus()
+		thief := stealIntermediate(t, data)
 		var dry protocol.IncidentPlan
 		if err := json.Unmarshal(e.cli("incident", "intermediate-compromised", "--dry-run", "--json"), &dry); err != nil {
 			t.Fatal(err)
@@ -260,6 +262,9 @@ func TestIntermediateRotationAgents(t *testing.T) {
 				t.Errorf("%s is offline after the incident", a.id)
 			}
 		}
+		// Whoever holds the compromised intermediate's key cannot pose as the hub: the agents
+		// took the root's CRL from the crl topic.
+		e.refusesImpostor(agents[1], thief, hub.addr)
 	})
 }
 

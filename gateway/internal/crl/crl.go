@@ -1,6 +1,8 @@
 // Package crl keeps the hub's certificate revocation list current: it builds the CRL from
 // the inventory, signs it with the intermediate, writes it to DATA/crl.pem, publishes it
-// retained on MQTT, and serves it over HTTP for third-party verifiers.
+// retained on MQTT (with the previous intermediate's CRL during a rotation and the root's
+// after a compromise, so agents see both), and serves each over HTTP for third-party
+// verifiers.
 //
 // Invariants:
 //   - The CRL lists only certificates the hub's intermediate issued (an imported device's
@@ -74,7 +76,8 @@ type Config struct {
 	// RootPath is the file of the root's CRL (intermediates revoked after a compromise),
 	// DATA/crl-root.pem; "" keeps none.
 	RootPath string
-	// Publish sends the PEM CRL to the broker's retained crl topic.
+	// Publish sends the crl topic's payload (the current CRL, then the previous
+	// intermediate's and the root's while they are current) to the broker, retained.
 	Publish func(pem []byte) error
 	// Validity is the time from thisUpdate to nextUpdate; default DefaultValidity.
 	Validity time.Duration
@@ -163,10 +166,8 @@ func (p *Publisher) start(ctx context.Context) time.Duration {
 		if err == nil && now.Before(p.refreshAt(old)) && sameSerials(old, entries) {
 			p.mu.Lock()
 			p.current, p.pem = old, raw
+			p.publish(now)
 			p.mu.Unlock()
-			if err := p.cfg.Publish(raw); err != nil {
-				p.cfg.Logger.Warn("publish the CRL", "err", err)
-			}
 			p.cfg.Logger.Info("CRL on disk is current", "number", old.Number, "next_update", old.NextUpdate)
 			return p.refreshAt(old).Sub(now)
 		}
@@ -216,14 +217,40 @@ func (p *Publisher) Regenerate(ctx context.Context) (*x509.RevocationList, error
 		return nil, fmt.Errorf("write %s: %w", p.cfg.Path, err)
 	}
 	p.current, p.pem = l, raw
-	if err := p.cfg.Publish(raw); err != nil {
-		p.cfg.Logger.Warn("publish the CRL", "err", err)
-	}
+	perr := p.regeneratePrevious(ctx, now)
+	p.publish(now)
 	p.cfg.Logger.Info("CRL published", "number", number, "entries", len(entries), "next_update", l.NextUpdate)
-	if err := p.regeneratePrevious(ctx, now); err != nil {
-		return nil, err
+	if perr != nil {
+		return nil, perr
 	}
 	return l, nil
+}
+
+// bundle is what the crl topic carries (protocol/README.md, "Raw payloads"): the current
+// intermediate's CRL first (what an agent reading one block takes), then the previous
+// intermediate's and the root's while they are current at now. p.mu is held.
+func (p *Publisher) bundle(now time.Time) []byte {
+	if p.pem == nil {
+		return nil
+	}
+	b := bytes.Clone(p.pem)
+	for _, d := range []*doc{p.prev, p.root} {
+		if d != nil && now.Before(d.l.NextUpdate) {
+			b = append(b, d.pem...)
+		}
+	}
+	return b
+}
+
+// publish sends the bundle to the crl topic, once there is a current CRL. p.mu is held.
+func (p *Publisher) publish(now time.Time) {
+	b := p.bundle(now)
+	if b == nil {
+		return
+	}
+	if err := p.cfg.Publish(b); err != nil {
+		p.cfg.Logger.Warn("publish the CRL", "err", err)
+	}
 }
 
 func (p *Publisher) entries(ctx context.Context, now time.Time) ([]inventory.Certificate, error) {

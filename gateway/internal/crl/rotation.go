@@ -17,7 +17,9 @@ import (
 // regenerated with the current one. When it is retired, FinalPrevious signs its last CRL,
 // valid until the previous intermediate itself expires, and that file is kept and served
 // until then. An intermediate revoked after a compromise is listed on the root's CRL
-// (RootCRL, RootPath, served at crl-root).
+// (RootCRL, RootPath, served at crl-root). Each is published on the crl topic after the
+// current CRL while it is current, so agents still on the previous intermediate learn of
+// their revocation and every agent of the intermediate's.
 
 // regeneratePrevious signs a new CRL with the previous intermediate. p.mu is held.
 func (p *Publisher) regeneratePrevious(ctx context.Context, now time.Time) error {
@@ -35,7 +37,11 @@ func (p *Publisher) FinalPrevious(ctx context.Context) error {
 	defer p.mu.Unlock()
 	// To the second, as the CRL's thisUpdate: nextUpdate is then the intermediate's notAfter.
 	now := p.cfg.Now().UTC().Truncate(time.Second)
-	return p.signPrevious(ctx, now, max(ps.Previous().NotAfter.Sub(now), time.Hour))
+	if err := p.signPrevious(ctx, now, max(ps.Previous().NotAfter.Sub(now), time.Hour)); err != nil {
+		return err
+	}
+	p.publish(now)
+	return nil
 }
 
 func (p *Publisher) signPrevious(ctx context.Context, now time.Time, validity time.Duration) error {
@@ -82,6 +88,7 @@ func (p *Publisher) RootCRL(ctx context.Context, sign func(number *big.Int, now 
 		return nil, err
 	}
 	p.root = d
+	p.publish(p.cfg.Now())
 	return d.l, nil
 }
 

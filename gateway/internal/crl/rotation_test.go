@@ -39,9 +39,10 @@ func TestCRLDuringRotation(t *testing.T) {
 	f.revoke(t, oldLeaf, protocol.RevokeKeyCompromise)
 	f.revoke(t, newLeaf, protocol.RevokeKeyCompromise)
 
+	var topic []byte // the retained crl topic's payload
 	newP := func() *Publisher {
 		p, err := New(Config{Store: f.store, CA: c, Path: filepath.Join(f.dir, "crl.pem"), PreviousPath: filepath.Join(f.dir, "crl-previous.pem"),
-			RootPath: filepath.Join(f.dir, "crl-root.pem"), Now: f.clock.Now})
+			RootPath: filepath.Join(f.dir, "crl-root.pem"), Now: f.clock.Now, Publish: func(b []byte) error { topic = b; return nil }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,6 +52,8 @@ func TestCRLDuringRotation(t *testing.T) {
 	if _, err := p.Regenerate(t.Context()); err != nil {
 		t.Fatalf("Regenerate() = %v", err)
 	}
+	// The crl topic carries the current intermediate's CRL first, then the previous one's.
+	signedBy(t, topic, c.Intermediate(), old)
 	root := testkit.WritePEM(t, f.dir, "root-ca.pem", "CERTIFICATE", c.Root().Raw)
 	for _, tc := range []struct {
 		leaf, issuer *x509.Certificate
@@ -84,6 +87,12 @@ func TestCRLDuringRotation(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("RootCRL() = %v", err)
 	}
+	// Retired and revoked: the previous intermediate's last CRL and the root's are published
+	// with the current one.
+	if l := signedBy(t, topic, c.Intermediate(), old, c.Root())[2]; len(l.RevokedCertificateEntries) != 1 ||
+		l.RevokedCertificateEntries[0].SerialNumber.Cmp(old.SerialNumber) != 0 {
+		t.Errorf("the root's CRL on the topic lists %v, want the previous intermediate", l.RevokedCertificateEntries)
+	}
 
 	// After a restart the kept CRLs are served over HTTP until they expire.
 	p = newP()
@@ -102,6 +111,7 @@ func TestCRLDuringRotation(t *testing.T) {
 	f.clock.Set(t0.Add(48 * time.Hour)) // the root CRL's next update passed, not the previous one's
 	p = newP()
 	p.start(t.Context())
+	signedBy(t, topic, c.Intermediate(), old) // the expired root CRL is published no more
 	for path, want := range map[string]int{"/crl-root.pem": 404, "/crl-previous.pem": 200} {
 		rec := httptest.NewRecorder()
 		p.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
@@ -122,4 +132,32 @@ func parsePEMCRL(t *testing.T, raw []byte) *x509.RevocationList {
 		t.Fatal(err)
 	}
 	return l
+}
+
+// signedBy decodes the crl topic's payload and checks that its CRLs are signed, in order,
+// by signers.
+func signedBy(t *testing.T, raw []byte, signers ...*x509.Certificate) []*x509.RevocationList {
+	t.Helper()
+	var ls []*x509.RevocationList
+	for rest := raw; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		l, err := x509.ParseRevocationList(b.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+	}
+	if len(ls) != len(signers) {
+		t.Fatalf("the crl topic carries %d CRLs, want %d", len(ls), len(signers))
+	}
+	for i, l := range ls {
+		if err := l.CheckSignatureFrom(signers[i]); err != nil {
+			t.Errorf("CRL %d on the crl topic is not signed by %s: %v", i, signers[i].Subject.CommonName, err)
+		}
+	}
+	return ls
 }

@@ -188,6 +188,9 @@ func (v *View) publishSummary(ctx context.Context, now time.Time) error {
 		return nil
 	}
 	h := v.cfg.Hub
+	if v.cfg.CADates != nil {
+		h.CAExpires, h.RootExpires, h.BrokerExpires = v.cfg.CADates()
+	}
 	h.Online, h.Devices, h.ExpiringSoon, h.SuccessRate24h = v.cfg.Serving == nil || v.cfg.Serving(), c.total, v.expiring, math.NaN()
 	if ok, failed, err := v.cfg.Store.RenewalStats(ctx, now.Add(-24*time.Hour)); err != nil {
 		return err

@@ -82,6 +82,11 @@ type Config struct {
 	// Hub is the static part of the hub's Home Assistant entity: Version and CAExpires. The
 	// View fills in Online, the counts, the success rate and the problem.
 	Hub hass.Hub
+	// CADates, if set, returns the expiry of the issuing intermediate, the root and the
+	// broker's certificate as they are now, read at each summary in place of Hub's: a
+	// rotation or a renewal of the broker's certificate then reaches Home Assistant with
+	// the RefreshSummary that follows it.
+	CADates func() (intermediate, root, broker time.Time)
 	// Policy is the policy in force, whose windows decide "expiring". Default policy.Default.
 	Policy func() *policy.Policy
 	// Now is the clock devices are judged by. Default time.Now.

@@ -24,6 +24,8 @@ type Hub struct {
 	ExpiringSoon   int       // devices with the expiring or expired problem
 	SuccessRate24h float64   // renewals that succeeded in the last 24 h, in percent (0–100); NaN if there were none
 	CAExpires      time.Time // expiry of the issuing CA certificate; zero if unknown
+	RootExpires    time.Time // expiry of the root CA certificate; zero if unknown
+	BrokerExpires  time.Time // expiry of the broker's TLS certificate; zero if unknown
 	Problem        string    // a sentence describing the hub's problem; empty when all is well
 }
 
@@ -284,6 +286,18 @@ func hubConfig(t topics, h Hub) []byte {
 	caExpires.StateTopic = state
 	caExpires.ValueTemplate = tmplCAExpires
 
+	rootExpires := newComponent(t, hubObjectID, "root_ca_expires", "sensor", "Root CA expires")
+	rootExpires.DeviceClass = "timestamp"
+	rootExpires.EntityCategory = "diagnostic"
+	rootExpires.StateTopic = state
+	rootExpires.ValueTemplate = tmplRootExpires
+
+	brokerExpires := newComponent(t, hubObjectID, "broker_certificate_expires", "sensor", "Broker certificate expires")
+	brokerExpires.DeviceClass = "timestamp"
+	brokerExpires.EntityCategory = "diagnostic"
+	brokerExpires.StateTopic = state
+	brokerExpires.ValueTemplate = tmplBrokerExpires
+
 	problem := newComponent(t, hubObjectID, "problem", "binary_sensor", "Problem")
 	problem.DeviceClass = "problem"
 	problem.StateTopic = state
@@ -309,13 +323,15 @@ func hubConfig(t topics, h Hub) []byte {
 		},
 		Origin: origin{Name: originName, SW: h.Version, URL: originURL},
 		Components: map[string]component{
-			"connectivity":         connectivity,
-			"managed_devices":      devices,
-			"expiring_soon":        expiring,
-			"renewal_success_rate": rate,
-			"ca_expires":           caExpires,
-			"problem":              problem,
-			"alert":                alerts,
+			"connectivity":               connectivity,
+			"managed_devices":            devices,
+			"expiring_soon":              expiring,
+			"renewal_success_rate":       rate,
+			"ca_expires":                 caExpires,
+			"root_ca_expires":            rootExpires,
+			"broker_certificate_expires": brokerExpires,
+			"problem":                    problem,
+			"alert":                      alerts,
 		},
 	})
 }
@@ -332,6 +348,8 @@ func hubStatePayload(h Hub) []byte {
 		ExpiringSoon:  h.ExpiringSoon,
 		SuccessRate:   rate,
 		CAExpires:     timestamp(h.CAExpires),
+		RootExpires:   timestamp(h.RootExpires),
+		BrokerExpires: timestamp(h.BrokerExpires),
 		Problem:       h.Problem != "",
 		ProblemReason: h.Problem,
 	})

@@ -40,7 +40,8 @@ func thermostat() Device {
 func testHub() Hub {
 	return Hub{
 		Version: "0.1.0", Online: true, Devices: 12, ExpiringSoon: 1, SuccessRate24h: 97.54,
-		CAExpires: time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC),
+		CAExpires: time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC), RootExpires: time.Date(2036, 1, 1, 0, 0, 0, 0, time.UTC),
+		BrokerExpires: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC),
 	}
 }
 

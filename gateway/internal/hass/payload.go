@@ -104,7 +104,11 @@ type deviceState struct {
 
 // hubState is the JSON on hearth/hass/hub/state:
 //
-//	{"online":true,"devices":12,"expiring_soon":1,"success_rate_24h":97.5,"ca_expires":"2031-01-01T00:00:00Z","problem":false,"problem_reason":""}
+//	{"online":true,"devices":12,"expiring_soon":1,"success_rate_24h":97.5,"ca_expires":"2031-01-01T00:00:00Z",
+//	 "root_ca_expires":"2036-01-01T00:00:00Z","broker_cert_expires":"2027-01-01T00:00:00Z","problem":false,"problem_reason":""}
+//
+// The three dates follow rotations and broker certificate renewals: the hub publishes the
+// state again after each.
 //
 // success_rate_24h is a percentage with one decimal, null when no renewal ran in 24 h.
 type hubState struct {
@@ -113,21 +117,25 @@ type hubState struct {
 	ExpiringSoon  int      `json:"expiring_soon"`
 	SuccessRate   *float64 `json:"success_rate_24h"`
 	CAExpires     *string  `json:"ca_expires"`
+	RootExpires   *string  `json:"root_ca_expires"`
+	BrokerExpires *string  `json:"broker_cert_expires"`
 	Problem       bool     `json:"problem"`
 	ProblemReason string   `json:"problem_reason"`
 }
 
 // The value templates that read the state payloads.
 const (
-	tmplExpires     = "{{ value_json.expires }}"
-	tmplLastSeen    = "{{ value_json.last_seen }}"
-	tmplProblem     = "{{ 'ON' if value_json.problem else 'OFF' }}"
-	tmplReasons     = "{{ {'reasons': value_json.reasons, 'details': value_json.details, 'text': value_json.text} | tojson }}"
-	tmplOnline      = "{{ 'ON' if value_json.online else 'OFF' }}"
-	tmplDevices     = "{{ value_json.devices }}"
-	tmplExpiring    = "{{ value_json.expiring_soon }}"
-	tmplSuccessRate = "{{ value_json.success_rate_24h }}"
-	tmplCAExpires   = "{{ value_json.ca_expires }}"
-	tmplHubReason   = "{{ {'reason': value_json.problem_reason} | tojson }}"
-	tmplAvailable   = "{{ 'online' if value_json.online else 'offline' }}"
+	tmplExpires       = "{{ value_json.expires }}"
+	tmplLastSeen      = "{{ value_json.last_seen }}"
+	tmplProblem       = "{{ 'ON' if value_json.problem else 'OFF' }}"
+	tmplReasons       = "{{ {'reasons': value_json.reasons, 'details': value_json.details, 'text': value_json.text} | tojson }}"
+	tmplOnline        = "{{ 'ON' if value_json.online else 'OFF' }}"
+	tmplDevices       = "{{ value_json.devices }}"
+	tmplExpiring      = "{{ value_json.expiring_soon }}"
+	tmplSuccessRate   = "{{ value_json.success_rate_24h }}"
+	tmplCAExpires     = "{{ value_json.ca_expires }}"
+	tmplRootExpires   = "{{ value_json.root_ca_expires }}"
+	tmplBrokerExpires = "{{ value_json.broker_cert_expires }}"
+	tmplHubReason     = "{{ {'reason': value_json.problem_reason} | tojson }}"
+	tmplAvailable     = "{{ 'online' if value_json.online else 'offline' }}"
 )

@@ -43,5 +43,5 @@ func (h *Hub) openBroker(bc broker.Config, auth broker.Auth, root *x509.CertPool
 		User: cfg.User, Password: cfg.Password, SystemUser: cfg.SystemUser, SystemPassword: cfg.SystemPassword,
 		Issuer: issuer, Account: cfg.Account, Topics: bc.Topics, ConnectTimeout: bc.ConnectTimeout,
 		MaxSessionsPerDevice: bc.Limits.MaxSessionsPerDevice, Logins: bc.Logins, Sessions: bc.Sessions,
-		AcceptExpired: bc.AcceptExpired, Now: bc.Now}, auth, h.handle, log)
+		AcceptExpired: bc.AcceptExpired, ClientRoots: bc.ClientRoots, Now: bc.Now}, auth, h.handle, log)
 }

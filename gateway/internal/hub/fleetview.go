@@ -14,7 +14,7 @@ import (
 // bridge/devices) and Home Assistant entity states; Run attaches Home Assistant.
 func (h *Hub) newFleetView() *fleetview.View {
 	return fleetview.New(fleetview.Config{Store: h.store, Topics: h.topics, Publish: h.broker.Publish,
-		Hub:    hass.Hub{Version: h.version, CAExpires: h.ca.Intermediate().NotAfter},
+		Hub: hass.Hub{Version: h.version}, CADates: h.caDates,
 		Policy: h.policy.Load, Now: h.now, Observer: h.metrics, Serving: h.brokerServing, Logger: h.log.With("part", "fleetview")})
 }
 

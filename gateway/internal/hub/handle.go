@@ -94,6 +94,7 @@ func (h *Hub) committed(c lifecycle.Committed) {
 		h.issuer.PublishRenewal(ctx, cert, c.At)
 	}
 	h.admin.Committed(ctx, c.DeviceID, c.Previous) // a compromised family's old key dies now
+	h.rotation.Committed(ctx, c.Previous)          // a rotation's devices remaining, without a count
 }
 
 // ended follows a request that ended without a commit, or a rollback after one.
@@ -198,14 +199,10 @@ func (h *Hub) publish(topic string, payload []byte, retain bool) {
 }
 
 // publishStatic publishes the retained hub topics that change only with the hub: state, info
-// and the CA chain. (The CRL publisher publishes the CRL.)
+// (again after a change of the CA, caChanged) and the CA chain. (The CRL publisher publishes the CRL.)
 func (h *Hub) publishStatic(ctx context.Context) {
 	h.publish(h.topics.Bridge(protocol.KindBridgeState), []byte(protocol.Online), true)
-	info := protocol.BridgeInfo{V: protocol.Version, Version: h.version, Protocol: protocol.Version,
-		CAFingerprint: h.ca.Fingerprint(), Broker: "mqtts://" + h.cfg.Advertise, CAExpires: h.ca.Root().NotAfter, Started: h.started}
-	if b, err := protocol.Encode(&info); err == nil {
-		h.publish(h.topics.Bridge(protocol.KindBridgeInfo), b, true)
-	}
+	h.publishInfo()
 	h.publish(h.topics.CA(), h.ca.ChainPEM(), true)
 }
 

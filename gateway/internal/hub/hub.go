@@ -178,7 +178,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 	}
 
 	h.serverCert, err = servercert.New(servercert.Config{Hosts: cfg.Hostnames, Issue: h.issueServerCert, Now: h.now,
-		Logger: h.log.With("part", "broker certificate")})
+		Changed: h.caChanged, Logger: h.log.With("part", "broker certificate")})
 	if err != nil {
 		return nil, err
 	}
@@ -372,7 +372,7 @@ func (h *Hub) issueServerCert(hosts []string, now time.Time) (tls.Certificate, e
 // dashboard is the web handler: dashboard, JSON API, metrics, logins.
 func (h *Hub) dashboard() http.Handler {
 	wc := web.Config{Admin: h.admin, Store: h.store, Online: h.onlineCount, Version: h.version, Now: h.now,
-		CA:           web.CAInfo{RootNotAfter: h.ca.Root().NotAfter, IntermediateNotAfter: h.ca.Intermediate().NotAfter, Fingerprint: h.ca.Fingerprint()},
+		CA: h.webCA(), CAState: h.webCA,
 		TrustIngress: h.cfg.Addon, AllowedHosts: h.cfg.Hostnames, Logger: h.log.With("part", "web"),
 		Policy: h.policy.Load, Notify: h.notify, Metrics: h.metrics.Handler(), CRL: h.crl, Ready: h.ready,
 		Throttle: h.throttle, LoginRefused: func() { h.metrics.RefusedLogin(metrics.LoginDashboard) }}

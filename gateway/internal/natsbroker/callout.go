@@ -128,7 +128,7 @@ func (b *Broker) grant(s session) decision {
 }
 
 // verifyChain checks the certificates the client presented (hearth-nats asks for them and
-// verifies none) against the hub's root, and returns the leaf; nil when the client
+// verifies none) against the hub's roots as they are now (ClientRoots), and returns the leaf; nil when the client
 // presented none. An expired leaf passes with Config.AcceptExpired (a recovery session).
 func (b *Broker) verifyChain(t *jwt.ClientTLS) (*x509.Certificate, error) {
 	if t == nil {
@@ -166,7 +166,11 @@ func (b *Broker) verifyChain(t *jwt.ClientTLS) (*x509.Certificate, error) {
 	if b.cfg.AcceptExpired && now.After(leaf.NotAfter) {
 		at = leaf.NotAfter // verify as of its last valid second; the hub decides what it may do
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: b.cfg.ClientCAs, Intermediates: inter, CurrentTime: at,
+	roots := b.cfg.ClientCAs
+	if b.cfg.ClientRoots != nil {
+		roots = b.cfg.ClientRoots()
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: at,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		return nil, fmt.Errorf("%w: client certificate: %w", broker.ErrRefused, err)
 	}

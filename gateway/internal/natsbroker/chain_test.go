@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,6 +68,42 @@ func TestVerifyChain(t *testing.T) {
 				t.Errorf("verifyChain = %v, %v; want ErrRefused", leaf, err)
 			}
 		})
+	}
+}
+
+// TestVerifyChainLiveRoots: with ClientRoots, each callout verifies against the roots the
+// hub's CA holds then, not those of the hub's start: after a root rotation a device of the
+// new root is let in, and once the previous root retired its devices are not.
+func TestVerifyChainLiveRoots(t *testing.T) {
+	old, next := testkit.NewCA(t, "old"), testkit.NewCA(t, "new")
+	oldDev, newDev := old.Client(t, "hall", protocol.DeviceURI("hall")), next.Client(t, "porch", protocol.DeviceURI("porch"))
+	both := old.Pool()
+	both.AddCert(next.Root)
+	var roots atomic.Pointer[x509.CertPool]
+	roots.Store(old.Pool())
+	b := &Broker{cfg: Config{ClientCAs: old.Pool(), ClientRoots: roots.Load, Now: time.Now}}
+	for _, step := range []struct {
+		name     string
+		pool     *x509.CertPool
+		old, new bool // accepted
+	}{
+		{"before the rotation", old.Pool(), true, false},
+		{"during a root rotation", both, true, true},
+		{"after the previous root retired", next.Pool(), false, true},
+	} {
+		roots.Store(step.pool)
+		for _, d := range []struct {
+			name string
+			tls  *jwt.ClientTLS
+			want bool
+		}{
+			{"old root's device", &jwt.ClientTLS{Certs: pemOf(oldDev.Cert.Raw, old.Intermediate.Raw)}, step.old},
+			{"new root's device", &jwt.ClientTLS{Certs: pemOf(newDev.Cert.Raw, next.Intermediate.Raw)}, step.new},
+		} {
+			if leaf, err := b.verifyChain(d.tls); (err == nil && leaf != nil) != d.want {
+				t.Errorf("%s: verifyChain(%s) = %v, %v; want accepted %v", step.name, d.name, leaf != nil, err, d.want)
+			}
+		}
 	}
 }
 

@@ -38,6 +38,11 @@ type Config struct {
 	RootCAs *x509.CertPool
 	// ClientCAs holds the hub's root, which device certificates must chain to.
 	ClientCAs *x509.CertPool
+	// ClientRoots, if set, returns the hub CA's roots at each auth callout in place of
+	// ClientCAs: a root rotation trusts two roots for a while, then the new one alone (issue
+	// 12), as the embedded broker's broker.Config.ClientRoots. The pool it returns must not
+	// be modified.
+	ClientRoots func() *x509.CertPool
 	// User and Password are the hub's login, a user of Account listed in the server's
 	// auth_callout.auth_users (it bypasses the callout).
 	User, Password string
@@ -88,8 +93,8 @@ func withDefaults(cfg Config) (Config, error) {
 		return cfg, fmt.Errorf("%w: no NATS URLs", ErrConfig)
 	case len(cfg.MQTT) == 0:
 		return cfg, fmt.Errorf("%w: no MQTT listeners", ErrConfig)
-	case cfg.RootCAs == nil || cfg.ClientCAs == nil:
-		return cfg, fmt.Errorf("%w: RootCAs and ClientCAs (the hub's root) are required", ErrConfig)
+	case cfg.RootCAs == nil || (cfg.ClientCAs == nil && cfg.ClientRoots == nil):
+		return cfg, fmt.Errorf("%w: RootCAs and ClientCAs or ClientRoots (the hub's root) are required", ErrConfig)
 	case cfg.User == "" || cfg.SystemUser == "":
 		return cfg, fmt.Errorf("%w: the hub's user and the system account's user are required", ErrConfig)
 	case cfg.Issuer == nil:

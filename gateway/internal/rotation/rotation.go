@@ -10,8 +10,14 @@
 //     and updated after each step, and every step can be taken again: a hub that stops at any
 //     point resumes in Run (a record still "rotating" with no previous intermediate is a
 //     rotation that never committed, and is dropped).
-//   - Retirement waits for zero active certificates of the previous intermediate: one
-//     aggregate count, asked at most every CheckEvery and on Status, never per device.
+//   - Retirement waits for zero active certificates of the previous intermediate, as one
+//     aggregate count of the inventory says. That count (it reads every active certificate
+//     of the previous intermediate) is asked only when the rotation starts or resumes, when
+//     the remaining count kept between counts reaches zero, and every RecountEvery;
+//     otherwise the devices remaining are the last count less the commits the device state
+//     machine reported since (Committed: one certificate looked up per commit), so a check
+//     or a Status does no work that grows with the fleet. The kept count only ever says
+//     when to count again: nothing is retired without a count of zero.
 //
 // A Rotator is safe for concurrent use; its steps are serialised. Run is its only goroutine.
 package rotation
@@ -27,6 +33,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hearth-pki/hearth/gateway/internal/ca"
@@ -39,6 +46,11 @@ const RecordKey = "ca/rotation"
 
 // CheckEvery is how often Run asks whether the previous intermediate can be retired.
 const CheckEvery = 30 * time.Second
+
+// RecountEvery is how often a rotation under way counts its remaining devices in the
+// inventory even though no commit brought the kept count to zero: devices on the previous
+// intermediate that left another way (removed, revoked) are seen then.
+const RecountEvery = 10 * time.Minute
 
 // The default campaign of a rotation: one canary, abort once a fifth failed, like the
 // incident campaigns.
@@ -55,6 +67,7 @@ type Store interface {
 	Setting(ctx context.Context, key string) (string, error)
 	SetSetting(ctx context.Context, key, value string) error
 	CountActiveIssuedBy(ctx context.Context, issuer string) (int, error)
+	Certificate(ctx context.Context, serial string) (inventory.Certificate, error)
 	AppendEvent(ctx context.Context, e inventory.Event) (inventory.Event, error)
 }
 
@@ -96,6 +109,13 @@ type Rotator struct {
 	cfg  Config
 	mu   sync.Mutex
 	kick chan struct{}
+
+	// left is the devices still on the previous intermediate: the last count less the
+	// commits since, -1 when it must be counted; counted is when it was (r.mu held).
+	left    atomic.Int64
+	counted time.Time
+	// moving holds the previous intermediate's subject while devices move, else "".
+	moving atomic.Pointer[string]
 }
 
 // New returns a Rotator. It starts nothing.
@@ -110,7 +130,45 @@ func New(cfg Config) (*Rotator, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Rotator{cfg: cfg, kick: make(chan struct{}, 1)}, nil
+	r := &Rotator{cfg: cfg, kick: make(chan struct{}, 1)}
+	r.left.Store(-1)
+	return r, nil
+}
+
+// Committed follows a commit the device state machine recorded, previous being the serial
+// it superseded: while devices move, one that left the previous intermediate counts down
+// the devices remaining, and the last one asks Run to check for retirement.
+func (r *Rotator) Committed(ctx context.Context, previous string) {
+	subject := r.moving.Load()
+	if subject == nil || previous == "" {
+		return
+	}
+	c, err := r.cfg.Store.Certificate(ctx, previous)
+	if err != nil || c.Issuer != *subject {
+		return
+	}
+	if r.left.Add(-1) <= 0 {
+		r.Kick()
+	}
+}
+
+// remaining returns how many devices' active certificates prev issued: counted in the
+// inventory when the kept count is unknown, at zero or older than RecountEvery. r.mu is held.
+func (r *Rotator) remaining(ctx context.Context, prev *x509.Certificate) (int, error) {
+	subject := prev.Subject.String()
+	r.moving.Store(&subject)
+	now := r.cfg.Now()
+	if n := r.left.Load(); n > 0 && now.Sub(r.counted) < RecountEvery {
+		return int(n), nil
+	}
+	n, err := r.cfg.Store.CountActiveIssuedBy(ctx, subject)
+	if err != nil {
+		r.left.Store(-1)
+		return 0, err
+	}
+	r.left.Store(int64(n))
+	r.counted = now
+	return n, nil
 }
 
 // record is the stored state of the latest rotation.
@@ -201,6 +259,7 @@ func (r *Rotator) Rotate(ctx context.Context, req Request) (Result, error) {
 		rec.Campaign = camp.ID
 		rec.Incident = rec.Incident || req.Incident
 	}
+	r.left.Store(-1) // counted at the next check
 	st, err := r.cfg.Campaigns.StartCampaign(ctx, camp)
 	if err != nil {
 		return Result{}, err
@@ -360,7 +419,7 @@ func (r *Rotator) check(ctx context.Context) (record, error) {
 	if prev == nil { // retired, the record not yet updated when the hub stopped
 		return r.retired(ctx, rec)
 	}
-	n, err := r.cfg.Store.CountActiveIssuedBy(ctx, prev.Subject.String())
+	n, err := r.remaining(ctx, prev)
 	if err != nil {
 		return rec, err
 	}
@@ -412,6 +471,8 @@ func (r *Rotator) revoke(ctx context.Context, prev *x509.Certificate) error {
 
 // retired records the retirement and tells.
 func (r *Rotator) retired(ctx context.Context, rec record) (record, error) {
+	r.moving.Store(nil)
+	r.left.Store(-1)
 	rec.State, rec.Retired, rec.Remaining = protocol.RotationRetired, r.cfg.Now().UTC().Truncate(time.Second), 0
 	if err := r.save(ctx, rec); err != nil {
 		return rec, err

@@ -79,7 +79,7 @@ type fixture struct {
 	switched  int
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{data: t.TempDir(), store: hubkit.Store(t), clock: testkit.NewClock(t0), pass: []byte(hubkit.Passphrase)}
 	f.dir = filepath.Join(f.data, "ca")
@@ -95,7 +95,7 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) rotator(t *testing.T) *Rotator {
+func (f *fixture) rotator(t testing.TB) *Rotator {
 	t.Helper()
 	r, err := New(Config{CA: f.ca, Dir: f.dir, Passphrase: func() ([]byte, error) { return f.pass, nil }, Store: f.store,
 		Campaigns: f.camps, CRL: f.crl, Now: f.clock.Now,
@@ -108,7 +108,7 @@ func (f *fixture) rotator(t *testing.T) *Rotator {
 }
 
 // enroll signs a certificate for device id with the intermediate in force and commits it.
-func (f *fixture) enroll(t *testing.T, id string, n int) *x509.Certificate {
+func (f *fixture) enroll(t testing.TB, id string, n int) *x509.Certificate {
 	t.Helper()
 	csr := testkit.NewCSR(t, testkit.NewKey(t), &x509.CertificateRequest{Subject: pkix.Name{CommonName: id}})
 	cert, err := f.ca.SignLeaf(csr, id, policy.Profile{NotBefore: t0.Add(-time.Minute), NotAfter: t0.Add(30 * 24 * time.Hour)})
@@ -128,6 +128,107 @@ func (f *fixture) enroll(t *testing.T, id string, n int) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return cert
+}
+
+// move re-keys device id onto the intermediate in force, as a campaign does, and tells r of
+// the commit as the hub's state machine path does.
+func (f *fixture) move(t *testing.T, r *Rotator, id string, n int) {
+	t.Helper()
+	prev, err := f.store.ActiveCertificate(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.enroll(t, id, n)
+	r.Committed(t.Context(), prev.Serial)
+}
+
+// countingStore counts the inventory's fleet-wide counts of a previous intermediate's devices.
+type countingStore struct {
+	*inventory.Store
+	mu     sync.Mutex
+	counts int
+}
+
+func (s *countingStore) CountActiveIssuedBy(ctx context.Context, issuer string) (int, error) {
+	s.mu.Lock()
+	s.counts++
+	s.mu.Unlock()
+	return s.Store.CountActiveIssuedBy(ctx, issuer)
+}
+
+func (s *countingStore) asked() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.counts
+}
+
+// TestRemainingWithoutCounting: while devices move, checks and Status take the devices
+// remaining from the commits reported, not from a count over the inventory; the inventory
+// is counted at the start, every RecountEvery (a device that left another way, here
+// revoked, is seen then), and when the commits bring the remaining count to zero, before
+// the retirement.
+func TestRemainingWithoutCounting(t *testing.T) {
+	f := newFixture(t)
+	ids := []string{"cam", "plug", "lock", "bell"}
+	for i, id := range ids {
+		f.enroll(t, id, i)
+	}
+	cs := &countingStore{Store: f.store}
+	r := f.rotator(t)
+	r.cfg.Store = cs
+	if _, err := r.Rotate(t.Context(), Request{}); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name      string
+		do        func()
+		remaining int
+		counts    int // fleet-wide counts so far
+	}{
+		{"first check", func() {}, 4, 1},
+		{"checks again", func() { status(t, r); status(t, r) }, 4, 1},
+		{"a device moves", func() { f.move(t, r, "cam", 9) }, 3, 1},
+		{"a commit on the new intermediate", func() { f.move(t, r, "cam", 10) }, 3, 1},
+		{"a device revoked: not seen before the recount", func() {
+			a, err := f.store.ActiveCertificate(t.Context(), "bell")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.store.Revoke(t.Context(), a.Serial, "stolen", f.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}, 3, 1},
+		{"the recount", func() { f.clock.Add(RecountEvery) }, 2, 2},
+		{"one more moves", func() { f.move(t, r, "plug", 9) }, 1, 2},
+	}
+	for _, st := range steps {
+		st.do()
+		got := status(t, r)
+		if got.Remaining != st.remaining || cs.asked() != st.counts {
+			t.Fatalf("%s: Status() remaining %d after %d counts; want %d after %d", st.name, got.Remaining, cs.asked(), st.remaining, st.counts)
+		}
+	}
+	// The last commit brings it to zero: counted, and retired.
+	f.move(t, r, "lock", 9)
+	if got := status(t, r); got.State != protocol.RotationRetired || cs.asked() != 3 {
+		t.Fatalf("after the last device moved: %+v after %d counts; want retired after 3", got, cs.asked())
+	}
+	// Zero by the commits but not by the count: a commit reported twice does not retire.
+	f2 := newFixture(t)
+	f2.enroll(t, "cam", 0)
+	f2.enroll(t, "plug", 0)
+	r2 := f2.rotator(t)
+	if _, err := r2.Rotate(t.Context(), Request{}); err != nil {
+		t.Fatal(err)
+	}
+	status(t, r2)
+	prev, _ := f2.store.ActiveCertificate(t.Context(), "cam")
+	f2.enroll(t, "cam", 5)
+	r2.Committed(t.Context(), prev.Serial)
+	r2.Committed(t.Context(), prev.Serial)
+	if got := status(t, r2); got.State != protocol.RotationMoving || got.Remaining != 1 || f2.ca.Previous() == nil {
+		t.Fatalf("with a device still on the previous intermediate: %+v; want moving, 1 remaining (counted)", got)
+	}
 }
 
 func (f *fixture) steps() []string {
@@ -197,8 +298,8 @@ func TestRotationMovesAndRetires(t *testing.T) {
 				t.Fatalf("Status() before any device moved = %+v; want 3 remaining", st)
 			}
 			// Two devices move; one is left: no retirement.
-			f.enroll(t, "cam", 5)
-			f.enroll(t, "plug", 5)
+			f.move(t, r, "cam", 5)
+			f.move(t, r, "plug", 5)
 			if st := status(t, r); st.Remaining != 1 || f.ca.Previous() == nil {
 				t.Fatalf("Status() with one device left = %+v; want 1 remaining, the old intermediate trusted", st)
 			}
@@ -208,7 +309,7 @@ func TestRotationMovesAndRetires(t *testing.T) {
 			if err != nil || again.Rotation.State != protocol.RotationMoving || len(f.camps.started) != 2 || again.Rotation.Campaign == rot.Campaign {
 				t.Fatalf("Rotate() under way = %+v, %v; want a second campaign", again.Rotation, err)
 			}
-			f.enroll(t, "lock", 5)
+			f.move(t, r, "lock", 5)
 			st := status(t, r)
 			if st.State != protocol.RotationRetired || st.Remaining != 0 || f.ca.Previous() != nil || st.Revoked != incident {
 				t.Fatalf("Status() once every device moved = %+v; want retired (revoked %v)", st, incident)

@@ -39,6 +39,11 @@ type Config struct {
 	Issue Issuer
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Changed, if set, is called with each certificate put in service after the first (a
+	// renewal, a reissue, new host names), once it is: the hub tells the dashboard's and
+	// Home Assistant's CA dates. It is called with the Keeper's lock held: it may read
+	// Current, not renew.
+	Changed func(leaf *x509.Certificate)
 	// Logger receives one line per renewal; default discards.
 	Logger *slog.Logger
 }
@@ -174,7 +179,11 @@ func (k *Keeper) issueLocked(now time.Time) (*x509.Certificate, error) {
 	if c.Leaf == nil {
 		return nil, errors.New("broker certificate: issuer returned no leaf")
 	}
+	first := k.cur.Load() == nil
 	k.cur.Store(&c)
+	if !first && k.cfg.Changed != nil {
+		k.cfg.Changed(c.Leaf)
+	}
 	return c.Leaf, nil
 }
 

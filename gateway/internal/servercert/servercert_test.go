@@ -206,6 +206,47 @@ func TestRenewNotDue(t *testing.T) {
 	}
 }
 
+// TestChangedFollowsEachNewCertificate: Changed hears of every certificate put in service
+// after the first — a renewal, a reissue, new host names — with that certificate, and of
+// nothing else (not the first, not a renewal not due, not a failed reissue).
+func TestChangedFollowsEachNewCertificate(t *testing.T) {
+	c := hubkit.CA(t, time.Now())
+	var got []*x509.Certificate
+	fail := false
+	issue := func(hosts []string, now time.Time) (tls.Certificate, error) {
+		if fail {
+			return tls.Certificate{}, errors.New("no key")
+		}
+		return c.ServerCertificate(hosts, now)
+	}
+	k, err := New(Config{Hosts: []string{"localhost"}, Issue: issue, Changed: func(l *x509.Certificate) { got = append(got, l) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := k.Current()
+	steps := []struct {
+		name    string
+		do      func() error
+		changed bool
+	}{
+		{"a renewal not due", func() error { _, err := k.Renew(time.Now()); return err }, false},
+		{"a renewal", func() error { _, err := k.Renew(RenewAt(first)); return err }, true},
+		{"a reissue", func() error { _, err := k.Reissue(time.Now()); return err }, true},
+		{"new host names", func() error { _, err := k.SetHosts([]string{"hub.lan"}, time.Now()); return err }, true},
+		{"a failed reissue", func() error { fail = true; _, _ = k.Reissue(time.Now()); return nil }, false},
+	}
+	for _, st := range steps {
+		n := len(got)
+		if err := st.do(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if changed := len(got) > n; changed != st.changed || (changed && got[len(got)-1] != k.Current()) {
+			t.Errorf("%s: Changed called %v (with the certificate in service: %v), want %v", st.name, changed,
+				changed && got[len(got)-1] == k.Current(), st.changed)
+		}
+	}
+}
+
 // TestReissueAfterRotation: after an intermediate rotation Reissue puts a certificate of the
 // new intermediate in service at once; a session opened before keeps working.
 func TestReissueAfterRotation(t *testing.T) {

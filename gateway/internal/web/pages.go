@@ -78,7 +78,7 @@ func renewalWord(state string) string {
 type page struct {
 	Title   string
 	Root    string // relative path to the handler's root, ending in "/"
-	Nav     string // the navigation entry of the page: overview, devices, campaigns, policy, audit, home, enroll
+	Nav     string // the navigation entry of the page: overview, devices, campaigns, ca, policy, audit, home, enroll
 	Refresh bool   // reload every 30 s
 	Version string
 	CA      CAInfo
@@ -90,7 +90,7 @@ type page struct {
 
 // render writes the named template, or a plain 500 if it fails before anything was sent.
 func (s *server) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
-	p.Root, p.Version, p.CA, p.CSRF, p.User = root(r), s.cfg.Version, s.cfg.CA, s.csrf, whoOf(r).account
+	p.Root, p.Version, p.CA, p.CSRF, p.User = root(r), s.cfg.Version, s.caInfo(), s.csrf, whoOf(r).account
 	if p.Now.IsZero() {
 		p.Now = s.cfg.Now()
 	}

@@ -95,11 +95,15 @@ const (
 // maxUserLen bounds the Home Assistant user name kept in the actor.
 const maxUserLen = 64
 
-// CAInfo is what the dashboard and the metrics show of the hub's CA.
+// CAInfo is what the dashboard and the metrics show of the hub's CA, and of the broker's
+// certificate (the Broker fields; zero when unknown).
 type CAInfo struct {
 	RootNotAfter         time.Time
 	IntermediateNotAfter time.Time
 	Fingerprint          string
+	BrokerSubject        string
+	BrokerSerial         string
+	BrokerNotAfter       time.Time
 }
 
 // Config holds the handler's collaborators and settings. Admin and Store are required.
@@ -108,8 +112,11 @@ type Config struct {
 	Store *inventory.Store
 	// Online returns the number of live device sessions (the broker's count). Nil counts the
 	// devices the inventory marks online.
-	Online  func() int
-	CA      CAInfo
+	Online func() int
+	CA     CAInfo
+	// CAState, if set, returns the CA as it is now, read at each page: its dates follow a
+	// rotation, a broker certificate renewal and a host names change without a restart.
+	CAState func() CAInfo
 	Version string
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -206,6 +213,7 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("GET /devices", s.devices)
 	mux.HandleFunc("GET /devices/{id}", s.device)
 	mux.HandleFunc("GET /campaigns", s.campaigns)
+	mux.HandleFunc("GET /ca", s.ca)
 	mux.HandleFunc("GET /policy", s.policy)
 	mux.HandleFunc("GET /audit", s.audit)
 	mux.HandleFunc("GET /home", s.home)
