@@ -152,6 +152,13 @@ func (b *Broker) Run(ctx context.Context) error {
 	if _, err := nc.ChanQueueSubscribe(subject(t.BridgeRequest(""))+">", b.cfg.Queue, in); err != nil {
 		return fmt.Errorf("natsbroker: subscribe: %w", err)
 	}
+	// Every replica also sees every state message, outside the queue group, only to mark
+	// the session subscribed: the leader sends a campaign's commands, whichever replica
+	// handled the device's first state.
+	marks := make(chan *nats.Msg, inboxSize)
+	if _, err := nc.ChanSubscribe(subject(t.Device("*", protocol.KindState)), marks); err != nil {
+		return fmt.Errorf("natsbroker: subscribe: %w", err)
+	}
 	sem := make(chan struct{}, maxCallouts)
 	var wg sync.WaitGroup
 	// Unwinds in order: the hub's MQTT session, then no more callouts or events (the
@@ -207,6 +214,8 @@ func (b *Broker) Run(ctx context.Context) error {
 			return nil
 		case m := <-in:
 			b.receive(ctx, m)
+		case m := <-marks:
+			b.mark(m)
 		}
 	}
 }
@@ -380,6 +389,17 @@ func (b *Broker) receive(ctx context.Context, m *nats.Msg) {
 		return // the permissions already refuse these; a message of an older session
 	}
 	b.handle(ctx, s.id, t, m.Data)
+}
+
+// mark marks the newest session of a state message's device subscribed, as receive does on
+// the replica the queue group gave the message to; the Handler is not called.
+func (b *Broker) mark(m *nats.Msg) {
+	t, err := b.cfg.Topics.Parse(topicOf(m.Subject))
+	if err != nil || t.Kind != protocol.KindState {
+		return
+	}
+	b.promote(t.DeviceID)
+	b.reg.newest(t.DeviceID, true)
 }
 
 // promote registers the device's latest callout answered here whose connect event has not
