@@ -30,9 +30,15 @@ const (
 	inboxSize        = 8192        // requests and events queued between NATS and the hub
 	pingInterval     = time.Second // how often the replica asks which nodes are alive
 	pingWait         = 500 * time.Millisecond
-	missesToGone     = 2               // unanswered pings after which a node's sessions are down
 	pendingPromotion = 2 * time.Second // a callout this recent may be the sender of a message
 )
+
+// missesToGone is how many pings in a row a node must leave unanswered for its sessions to be
+// counted down. A node that is only slow keeps its sessions, and once they are counted down
+// nothing brings them back (no new connect event comes), so the messages of its devices would
+// be dropped. On two cores at a load average of 30 (issue 17's storm test) a busy node left
+// two pings in a row unanswered.
+const missesToGone = 10
 
 // ErrRunning is returned by a second call of Run.
 var ErrRunning = errors.New("natsbroker: Run called twice")
