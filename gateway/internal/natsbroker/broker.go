@@ -25,11 +25,11 @@ import (
 // Settings that are not configuration.
 const (
 	calloutSubject   = "$SYS.REQ.USER.AUTH"
-	maxCallouts      = 64          // callouts answered at once by one replica
-	maxEarly         = 4096        // publishes kept until the hub's MQTT session is up
-	inboxSize        = 8192        // requests and events queued between NATS and the hub
-	pingInterval     = time.Second // how often the replica asks which nodes are alive
-	pingWait         = 500 * time.Millisecond
+	maxCallouts      = 64              // callouts answered at once by one replica
+	maxEarly         = 4096            // publishes kept until the hub's MQTT session is up
+	inboxSize        = 8192            // requests and events queued between NATS and the hub
+	pingInterval     = time.Second     // how often the replica asks which nodes are alive
+	pingWait         = 2 * time.Second // a node busy with JetStream answers late, not never
 	pendingPromotion = 2 * time.Second // a callout this recent may be the sender of a message
 )
 
@@ -37,7 +37,7 @@ const (
 // counted down. A node that is only slow keeps its sessions, and once they are counted down
 // nothing brings them back (no new connect event comes), so the messages of its devices would
 // be dropped. On two cores at a load average of 30 (issue 17's storm test) a busy node left
-// two pings in a row unanswered.
+// two pings in a row unanswered within 500 ms, and ten.
 const missesToGone = 10
 
 // ErrRunning is returned by a second call of Run.
