@@ -63,6 +63,9 @@ type Broker struct {
 	sys     *nats.Conn
 	pending map[string]pending // device → its latest callout not yet reported connected
 	dropped map[string]cutoff  // device → sessions older than this are kicked on arrival
+	// stated is when each device's last state message arrived here (see mark): its
+	// session's connect event may come after it.
+	stated map[string]time.Time
 }
 
 type early struct {
@@ -99,7 +102,8 @@ func New(cfg Config, auth broker.Auth, handle broker.Handler, logger *slog.Logge
 	}
 	issuer, _ := cfg.Issuer.PublicKey()
 	return &Broker{cfg: cfg, auth: auth, handle: handle, log: logger, reg: newRegistry(cfg.Sessions), addr: addr,
-		issuer: issuer, ctx: context.Background(), pending: map[string]pending{}, dropped: map[string]cutoff{}}, nil
+		issuer: issuer, ctx: context.Background(), pending: map[string]pending{}, dropped: map[string]cutoff{},
+		stated: map[string]time.Time{}}, nil
 }
 
 // Addr returns the first node's MQTT listener, where the hub checks that agents can connect.
@@ -406,6 +410,24 @@ func (b *Broker) mark(m *nats.Msg) {
 	}
 	b.promote(t.DeviceID)
 	b.reg.newest(t.DeviceID, true)
+	// The session that sent it may not be known here yet (its connect event comes over the
+	// system account's connection, the message over the hub's): a session of the device that
+	// connects within pendingPromotion is counted subscribed too (event).
+	b.mu.Lock()
+	b.stated[t.DeviceID] = b.cfg.Now()
+	b.mu.Unlock()
+}
+
+// markLate marks the device's newest session subscribed when a state message of the device
+// arrived shortly before (mark), and forgets that message.
+func (b *Broker) markLate(deviceID string) {
+	b.mu.Lock()
+	at, ok := b.stated[deviceID]
+	delete(b.stated, deviceID)
+	b.mu.Unlock()
+	if ok && b.cfg.Now().Sub(at) < pendingPromotion {
+		b.reg.newest(deviceID, true)
+	}
 }
 
 // promote registers the device's latest callout answered here whose connect event has not

@@ -305,6 +305,18 @@ func TestReplicasSeeSubscribed(t *testing.T) {
 	if err != nil {
 		t.Fatalf("device connect: %v", err)
 	}
+	// Both replicas know the session before its first state, as with an agent (its
+	// subscriptions come first): a message of a device no replica knows is dropped.
+	for i, calls := range []chan string{r.obs.calls, obs2.calls} {
+		select {
+		case c := <-calls:
+			if want := "up hall " + leaf.Serial(); c != want {
+				t.Fatalf("replica %d: first session event %q, want %q", i+1, c, want)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("replica %d never saw the session", i+1)
+		}
+	}
 	publish(t, c, protocol.Topics{}.Device("hall", protocol.KindState), []byte(`{"v":1,"state":"online"}`))
 	for i, calls := range []chan string{r.obs.calls, obs2.calls} {
 		var seen []string
