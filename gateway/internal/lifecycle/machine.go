@@ -157,11 +157,14 @@ func New(cfg Config) (*Machine, error) {
 // Recover settles what a stop left behind, before Run takes the first event: every device is
 // marked offline (presence is rebuilt from the sessions that connect), and requests in
 // flight for longer than the in-flight timeout end expired, their pending certificates
-// abandoned.
+// abandoned. With Config.Shared presence is left alone: the other replicas' devices are
+// online, and their sessions do not connect again because this replica started.
 func (m *Machine) Recover(ctx context.Context) error {
 	now := m.now()
-	if _, err := m.cfg.Store.ResetPresence(ctx); err != nil {
-		return err
+	if !m.cfg.Shared {
+		if _, err := m.cfg.Store.ResetPresence(ctx); err != nil {
+			return err
+		}
 	}
 	n, err := m.cfg.Store.AbandonStale(ctx, now.Add(-m.cfg.Rules.inFlight()), now)
 	if err != nil {

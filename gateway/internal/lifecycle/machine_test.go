@@ -256,6 +256,28 @@ func TestSharedReplicas(t *testing.T) {
 	}
 }
 
+// TestRecoverShared: a replica that starts on a shared inventory leaves the other replicas'
+// devices online; a hub on its own file marks every device offline.
+func TestRecoverShared(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		shared bool
+		online bool
+	}{{"shared", true, true}, {"own file", false, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := enrolled(t)
+			if err := s.SetOnline(context.Background(), "d1", true, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			startShared(t, s, time.Minute, tc.shared) // runs Recover
+			d, err := s.Device(context.Background(), "d1")
+			if err != nil || d.Online != tc.online {
+				t.Errorf("after Recover (Shared %v): online %v (%v), want %v", tc.shared, d.Online, err, tc.online)
+			}
+		})
+	}
+}
+
 // TestSecondCSRWhilePendingIsBusy: single flight holds until commit or timeout.
 func TestSecondCSRWhilePendingIsBusy(t *testing.T) {
 	s, _ := enrolled(t) // outside the bubble: the store's pools outlive it
