@@ -428,8 +428,8 @@ func (r *stormRig) install() {
 	r.lb = startSpreader(t, targets)
 }
 
-// tokens mints an enrollment token for each device through the replicas' control sockets,
-// spread over the three, and writes them to a file for hearth-fleet --tokens. (The fleet's
+// tokens mints an enrollment token for each device through the control sockets of the
+// replicas running, spread over them, and writes them to a file for hearth-fleet --tokens. (The fleet's
 // own minting goes through the bridge API over several admin sessions, which the NATS
 // broker cannot tell apart: gateway/README.md, "What differs from the embedded broker".)
 func (r *stormRig) tokens() string {
@@ -442,7 +442,7 @@ func (r *stormRig) tokens() string {
 			for i := range work {
 				id := fmt.Sprintf("storm-%04d", i)
 				var tok protocol.TokenCreated
-				out, err := r.tryCLI(w%3, "token", "create", "--device", id, "--json")
+				out, err := r.tryCLI(w%len(r.hubs), "token", "create", "--device", id, "--json")
 				if err == nil {
 					err = json.Unmarshal(out, &tok)
 				}
