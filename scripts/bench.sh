@@ -5,6 +5,7 @@
 #        more devices seeded into the inventory.
 #        scripts/bench.sh peers|sessions|stepca [N]   (the peer comparisons, default 10,000 devices)
 #        scripts/bench.sh idle N   (what N idle devices in the inventory cost the hub's memory)
+#        scripts/bench.sh replicas [N]   (renewals/s with 1, 2 and 3 hub replicas, default 1,000 devices)
 #        sessions: HEARTH_BENCH_STATE=DIR keeps (and reuses) the enrolled devices; with
 #        HEARTH_BENCH_DEBUG it prints the hub's memory per session (HEARTH_BENCH_PROFILES=DIR keeps
 #        the profiles); HEARTH_BENCH_NO_MOSQUITTO=1 skips mosquitto. HEARTH_HUB_GOGC and
@@ -427,7 +428,23 @@ peers() {
 	storm "$n"
 }
 
+# replicas N: renewals per second and the replicas' CPU per renewal with 1, 2 and 3 hub
+# replicas on one PostgreSQL and one three-node hearth-nats cluster (the deployment example of
+# gateway/deploy/replicas), N devices in hearth-fleet, a separate process; an unpaced campaign
+# over the fleet after each replica starts (cmd/hearth-gateway TestReplicasThroughput).
+replicas() {
+	local n=$1
+	echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+	(cd gateway && HEARTH_BENCH_REPLICAS="$n" go test -count=1 -timeout 90m -run '^TestReplicasThroughput$' -v ./cmd/hearth-gateway/ |
+		sed -n 's/^replicas: //p; /^\(--- FAIL\|FAIL\)/p')
+	echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
 case "${1:-}" in
+replicas)
+	replicas "${2:-1000}"
+	exit
+	;;
 peers | sessions | stepca | idle)
 	"$1" "${2:-${HEARTH_STORM_DEVICES:-10000}}"
 	exit

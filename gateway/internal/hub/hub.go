@@ -215,7 +215,7 @@ func Open(ctx context.Context, cfg config.Config, opts Options) (_ *Hub, err err
 		Rate: cfg.IssuanceRate, Burst: int(2 * cfg.IssuanceRate), QuotaPerHour: cfg.Limits.CertificatesPerHour,
 		Now: h.now, Notify: h.notify, Refused: h.observeRefusal, Logger: h.log.With("part", "issuer")})
 	h.machine, err = lifecycle.New(lifecycle.Config{Rules: lifecycle.Rules{InFlight: cfg.Renewal.InFlightTimeout, Issuers: h.ca.Issues}, Store: h.store,
-		Publisher: h.broker, Topics: h.topics, Now: h.now, Logger: h.log.With("part", "lifecycle"),
+		Shared: cfg.Storage.Replicated(), Publisher: h.broker, Topics: h.topics, Now: h.now, Logger: h.log.With("part", "lifecycle"),
 		Hooks: lifecycle.Hooks{Committed: h.committed, Ended: h.ended, Finding: h.finding,
 			Presence: func(id string, online bool) {
 				if online {

@@ -85,6 +85,12 @@ type Config struct {
 	Hooks     Hooks
 	// Shards is the number of workers; a device always maps to the same one. Default 8.
 	Shards int
+	// Shared says that other hub replicas change the same inventory (PostgreSQL storage,
+	// issue 17): a device's CSR may be handled by one replica and its commit by another, so
+	// the stored part of a State kept in memory can be stale. With Shared, each event is
+	// applied to the device's stored state read afresh (one read per event, never one per
+	// device of the fleet), its live sessions kept.
+	Shared bool
 	// Now is the hub clock. Default time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -151,11 +157,14 @@ func New(cfg Config) (*Machine, error) {
 // Recover settles what a stop left behind, before Run takes the first event: every device is
 // marked offline (presence is rebuilt from the sessions that connect), and requests in
 // flight for longer than the in-flight timeout end expired, their pending certificates
-// abandoned.
+// abandoned. With Config.Shared presence is left alone: the other replicas' devices are
+// online, and their sessions do not connect again because this replica started.
 func (m *Machine) Recover(ctx context.Context) error {
 	now := m.now()
-	if _, err := m.cfg.Store.ResetPresence(ctx); err != nil {
-		return err
+	if !m.cfg.Shared {
+		if _, err := m.cfg.Store.ResetPresence(ctx); err != nil {
+			return err
+		}
 	}
 	n, err := m.cfg.Store.AbandonStale(ctx, now.Add(-m.cfg.Rules.inFlight()), now)
 	if err != nil {
@@ -339,9 +348,24 @@ func (m *Machine) expire(ctx context.Context, sh *shard) {
 	}
 }
 
-// state returns the device's State, loading it from the inventory on first use.
+// state returns the device's State, loading it from the inventory on first use (and, with
+// Config.Shared, refreshing its stored part on every use).
 func (m *Machine) state(ctx context.Context, sh *shard, id string) (*State, error) {
 	if s, ok := sh.states[id]; ok {
+		if m.cfg.Shared {
+			fresh, err := m.load(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			fresh.Sessions = s.Sessions
+			if fresh.Active == s.Active {
+				fresh.Proven = s.Proven // else another replica committed since
+			}
+			if fresh.Command != nil && s.Command != nil && fresh.Command.ID == s.Command.ID {
+				fresh.Command.Sent = s.Command.Sent
+			}
+			*s = fresh
+		}
 		return s, nil
 	}
 	s, err := m.load(ctx, id)

@@ -73,6 +73,12 @@ func openStore(t *testing.T, path string) *inventory.Store {
 // start runs a Machine on store until the test ends.
 func start(t *testing.T, store *inventory.Store, inFlight time.Duration) *fixture {
 	t.Helper()
+	return startShared(t, store, inFlight, false)
+}
+
+// startShared is start with Config.Shared set to shared.
+func startShared(t *testing.T, store *inventory.Store, inFlight time.Duration, shared bool) *fixture {
+	t.Helper()
 	f := &fixture{store: store, pub: &published{}}
 	// The hub's clock: real time, or inside a synctest bubble (which starts in 2000) the
 	// bubble's time moved to a date the protocol accepts.
@@ -81,7 +87,7 @@ func start(t *testing.T, store *inventory.Store, inFlight time.Duration) *fixtur
 		origin := time.Now()
 		clock = func() time.Time { return t0.Add(time.Since(origin)) }
 	}
-	m, err := New(Config{Rules: Rules{InFlight: inFlight}, Store: store, Publisher: f.pub, Shards: 2, Now: clock,
+	m, err := New(Config{Rules: Rules{InFlight: inFlight}, Store: store, Publisher: f.pub, Shards: 2, Now: clock, Shared: shared,
 		Hooks: Hooks{
 			Committed: func(c Committed) { f.mu.Lock(); f.commits = append(f.commits, c); f.mu.Unlock() },
 			Ended:     func(e Ended) { f.mu.Lock(); f.ended = append(f.ended, e); f.mu.Unlock() },
@@ -201,6 +207,74 @@ func TestLateOnlineAfterCommit(t *testing.T) {
 	d, err := s.Device(context.Background(), "d1")
 	if err != nil || !d.Online {
 		t.Errorf("device online = %v (%v), want true", d.Online, err)
+	}
+}
+
+// TestSharedReplicas: two machines on one inventory, as two hub replicas on PostgreSQL, both
+// following the device's session. One handles its CSR, the other its commit: with Shared the
+// second applies the commit to the stored state, without it it refuses a request it never
+// saw (what the replicas did before issue 17's storm test).
+func TestSharedReplicas(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		shared bool
+		want   protocol.Code // of the commit's ack, "" for a success
+	}{
+		{"shared", true, ""},
+		{"not shared", false, protocol.CodeUnknownRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := enrolled(t)
+			a, b := startShared(t, s, time.Minute, tc.shared), startShared(t, s, time.Minute, tc.shared)
+			for _, f := range []*fixture{a, b} {
+				f.m.SessionUp("d1", 1, "a")
+				f.inspect(t, "d1") // loaded, and kept while the session lives
+			}
+			a.m.CSR("d1", 1, &protocol.CSR{RequestID: "r1"}, issueFunc(t, s, "d1", "r1", "b", "a", time.Now().UTC()))
+			a.inspect(t, "d1")
+			for _, f := range []*fixture{a, b} {
+				f.m.SessionUp("d1", 2, "b")
+			}
+			b.m.Commit("d1", 2, "b", &protocol.Commit{RequestID: "r1", Serial: "b", Outcome: protocol.OutcomeCommitted})
+			b.inspect(t, "d1")
+			acks := on[protocol.Ack](t, b.pub, b.topics.Device("d1", protocol.KindAck))
+			var got protocol.Code
+			if len(acks) == 1 && acks[0].Error != nil {
+				got = acks[0].Error.Code
+			}
+			if len(acks) != 1 || got != tc.want {
+				t.Fatalf("acks of the commit on the second machine = %+v, want one with code %q", acks, tc.want)
+			}
+			wantActive := "a"
+			if tc.shared {
+				wantActive = "b"
+			}
+			if got := activeSerial(t, s, "d1"); got != wantActive {
+				t.Errorf("inventory active = %q, want %q", got, wantActive)
+			}
+		})
+	}
+}
+
+// TestRecoverShared: a replica that starts on a shared inventory leaves the other replicas'
+// devices online; a hub on its own file marks every device offline.
+func TestRecoverShared(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		shared bool
+		online bool
+	}{{"shared", true, true}, {"own file", false, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := enrolled(t)
+			if err := s.SetOnline(context.Background(), "d1", true, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			startShared(t, s, time.Minute, tc.shared) // runs Recover
+			d, err := s.Device(context.Background(), "d1")
+			if err != nil || d.Online != tc.online {
+				t.Errorf("after Recover (Shared %v): online %v (%v), want %v", tc.shared, d.Online, err, tc.online)
+			}
+		})
 	}
 }
 

@@ -25,14 +25,20 @@ import (
 // Settings that are not configuration.
 const (
 	calloutSubject   = "$SYS.REQ.USER.AUTH"
-	maxCallouts      = 64          // callouts answered at once by one replica
-	maxEarly         = 4096        // publishes kept until the hub's MQTT session is up
-	inboxSize        = 8192        // requests and events queued between NATS and the hub
-	pingInterval     = time.Second // how often the replica asks which nodes are alive
-	pingWait         = 500 * time.Millisecond
-	missesToGone     = 2               // unanswered pings after which a node's sessions are down
+	maxCallouts      = 64              // callouts answered at once by one replica
+	maxEarly         = 4096            // publishes kept until the hub's MQTT session is up
+	inboxSize        = 8192            // requests and events queued between NATS and the hub
+	pingInterval     = time.Second     // how often the replica asks which nodes are alive
+	pingWait         = 2 * time.Second // a node busy with JetStream answers late, not never
 	pendingPromotion = 2 * time.Second // a callout this recent may be the sender of a message
 )
+
+// missesToGone is how many pings in a row a node must leave unanswered for its sessions to be
+// counted down. A node that is only slow keeps its sessions, and once they are counted down
+// nothing brings them back (no new connect event comes), so the messages of its devices would
+// be dropped. On two cores at a load average of 30 (issue 17's storm test) a busy node left
+// two pings in a row unanswered within 500 ms, and ten.
+const missesToGone = 10
 
 // ErrRunning is returned by a second call of Run.
 var ErrRunning = errors.New("natsbroker: Run called twice")
@@ -57,6 +63,9 @@ type Broker struct {
 	sys     *nats.Conn
 	pending map[string]pending // device → its latest callout not yet reported connected
 	dropped map[string]cutoff  // device → sessions older than this are kicked on arrival
+	// stated is when each device's last state message arrived here (see mark): its
+	// session's connect event may come after it.
+	stated map[string]time.Time
 }
 
 type early struct {
@@ -93,7 +102,8 @@ func New(cfg Config, auth broker.Auth, handle broker.Handler, logger *slog.Logge
 	}
 	issuer, _ := cfg.Issuer.PublicKey()
 	return &Broker{cfg: cfg, auth: auth, handle: handle, log: logger, reg: newRegistry(cfg.Sessions), addr: addr,
-		issuer: issuer, ctx: context.Background(), pending: map[string]pending{}, dropped: map[string]cutoff{}}, nil
+		issuer: issuer, ctx: context.Background(), pending: map[string]pending{}, dropped: map[string]cutoff{},
+		stated: map[string]time.Time{}}, nil
 }
 
 // Addr returns the first node's MQTT listener, where the hub checks that agents can connect.
@@ -152,6 +162,13 @@ func (b *Broker) Run(ctx context.Context) error {
 	if _, err := nc.ChanQueueSubscribe(subject(t.BridgeRequest(""))+">", b.cfg.Queue, in); err != nil {
 		return fmt.Errorf("natsbroker: subscribe: %w", err)
 	}
+	// Every replica also sees every state message, outside the queue group, only to mark
+	// the session subscribed: the leader sends a campaign's commands, whichever replica
+	// handled the device's first state.
+	marks := make(chan *nats.Msg, inboxSize)
+	if _, err := nc.ChanSubscribe(subject(t.Device("*", protocol.KindState)), marks); err != nil {
+		return fmt.Errorf("natsbroker: subscribe: %w", err)
+	}
 	sem := make(chan struct{}, maxCallouts)
 	var wg sync.WaitGroup
 	// Unwinds in order: the hub's MQTT session, then no more callouts or events (the
@@ -207,6 +224,8 @@ func (b *Broker) Run(ctx context.Context) error {
 			return nil
 		case m := <-in:
 			b.receive(ctx, m)
+		case m := <-marks:
+			b.mark(m)
 		}
 	}
 }
@@ -380,6 +399,35 @@ func (b *Broker) receive(ctx context.Context, m *nats.Msg) {
 		return // the permissions already refuse these; a message of an older session
 	}
 	b.handle(ctx, s.id, t, m.Data)
+}
+
+// mark marks the newest session of a state message's device subscribed, as receive does on
+// the replica the queue group gave the message to; the Handler is not called.
+func (b *Broker) mark(m *nats.Msg) {
+	t, err := b.cfg.Topics.Parse(topicOf(m.Subject))
+	if err != nil || t.Kind != protocol.KindState {
+		return
+	}
+	b.promote(t.DeviceID)
+	b.reg.newest(t.DeviceID, true)
+	// The session that sent it may not be known here yet (its connect event comes over the
+	// system account's connection, the message over the hub's): a session of the device that
+	// connects within pendingPromotion is counted subscribed too (event).
+	b.mu.Lock()
+	b.stated[t.DeviceID] = b.cfg.Now()
+	b.mu.Unlock()
+}
+
+// markLate marks the device's newest session subscribed when a state message of the device
+// arrived shortly before (mark), and forgets that message.
+func (b *Broker) markLate(deviceID string) {
+	b.mu.Lock()
+	at, ok := b.stated[deviceID]
+	delete(b.stated, deviceID)
+	b.mu.Unlock()
+	if ok && b.cfg.Now().Sub(at) < pendingPromotion {
+		b.reg.newest(deviceID, true)
+	}
 }
 
 // promote registers the device's latest callout answered here whose connect event has not

@@ -22,7 +22,9 @@
 //   - Presence: the server's connect and disconnect events ($SYS.ACCOUNT.<account>.CONNECT
 //     and .DISCONNECT) drive the Sessions observer and Online. A session counts as
 //     subscribed to its command topic when it publishes its first state (the agent
-//     subscribes, waits for its SUBACK, then announces itself online).
+//     subscribes, waits for its SUBACK, then announces itself online): every replica
+//     receives the state messages outside the queue group too, for that mark alone, so
+//     that the replica leading the scheduler sends commands to every device.
 //   - Revocation: Disconnect kicks every known session of the device on the node that
 //     holds it ($SYS.REQ.SERVER.<id>.KICK); Auth already refuses it, so it cannot return.
 //   - The hub publishes over MQTT (QoS 1, retained where asked) through one session of its

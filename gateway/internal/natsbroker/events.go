@@ -114,6 +114,7 @@ func (b *Broker) event(m *nats.Msg) {
 	if s.id.Role == broker.RoleAdmin {
 		return
 	}
+	b.markLate(s.id.DeviceID)
 	_, excess := b.reg.sessions(s.id.DeviceID, b.cfg.MaxSessionsPerDevice)
 	for _, w := range excess {
 		b.log.Info("mqtt session closed: too many sessions of the device", "device", s.id.DeviceID, "limit", b.cfg.MaxSessionsPerDevice)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -90,6 +91,9 @@ type rig struct {
 	auth   *fakeAuth
 	obs    observer
 	got    chan received
+
+	natsURL string
+	issuer  nkeys.KeyPair
 }
 
 func freePort(t *testing.T) int {
@@ -144,12 +148,20 @@ authorization { auth_callout { issuer: %q, account: HEARTH, auth_users: [ hub ],
 		t.Fatal("nats server not ready")
 	}
 	r := &rig{ca: hubCA, mqtt: "127.0.0.1:" + strconv.Itoa(mqttPort), obs: observer{calls: make(chan string, 64)},
-		got: make(chan received, 64), auth: &fakeAuth{serials: map[string]bool{}, tokens: map[string]string{}, refuse: map[string]protocol.Code{}}}
-	r.broker, err = New(Config{URLs: []string{srv.ClientURL()}, MQTT: []string{r.mqtt}, RootCAs: hubCA.Pool(), ClientCAs: hubCA.Pool(),
-		User: "hub", Password: "hubpw", SystemUser: "sys", SystemPassword: "syspw", Issuer: akp, Sessions: r.obs,
+		got: make(chan received, 64), auth: &fakeAuth{serials: map[string]bool{}, tokens: map[string]string{}, refuse: map[string]protocol.Code{}},
+		natsURL: srv.ClientURL(), issuer: akp}
+	r.broker = r.startBroker(t, r.obs, r.got)
+	return r
+}
+
+// startBroker runs a Broker on the rig's server, as one hub replica, telling obs and got.
+func (r *rig) startBroker(t *testing.T, obs observer, got chan received) *Broker {
+	t.Helper()
+	b, err := New(Config{URLs: []string{r.natsURL}, MQTT: []string{r.mqtt}, RootCAs: r.ca.Pool(), ClientCAs: r.ca.Pool(),
+		User: "hub", Password: "hubpw", SystemUser: "sys", SystemPassword: "syspw", Issuer: r.issuer, Sessions: obs,
 		ConnectTimeout: 5 * time.Second},
 		r.auth, func(_ context.Context, from broker.Identity, tp protocol.Topic, _ []byte) {
-			r.got <- received{from, tp.Kind}
+			got <- received{from, tp.Kind}
 		},
 		slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -157,7 +169,7 @@ authorization { auth_callout { issuer: %q, account: HEARTH, auth_users: [ hub ],
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- r.broker.Run(ctx) }()
+	go func() { done <- b.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -166,11 +178,11 @@ authorization { auth_callout { issuer: %q, account: HEARTH, auth_users: [ hub ],
 	})
 	// Ready once the hub's own MQTT session published (Publish waits for the PUBACK).
 	testkit.Eventually(t, 20*time.Second, func() bool {
-		r.broker.mu.Lock()
-		defer r.broker.mu.Unlock()
-		return r.broker.pub != nil
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.pub != nil
 	}, "the broker never connected")
-	return r
+	return b
 }
 
 // device issues a certificate for id that Auth allows.
@@ -278,6 +290,79 @@ func TestDeviceSession(t *testing.T) {
 	case m := <-r.got:
 		t.Errorf("handler got %+v, want nothing more (the csr on another device's topic must not arrive)", m)
 	default:
+	}
+}
+
+// TestReplicasSeeSubscribed: with two hub replicas on one cluster, a device's first state is
+// handled by one of them (the queue group), and both count its session subscribed, so that
+// whichever leads the scheduler sends it commands.
+func TestReplicasSeeSubscribed(t *testing.T) {
+	r := newRig(t)
+	obs2, got2 := observer{calls: make(chan string, 64)}, make(chan received, 64)
+	r.startBroker(t, obs2, got2)
+	leaf := r.device(t, "hall")
+	c, _, err := r.connect(t, "hall:1", &leaf.TLS, "", "")
+	if err != nil {
+		t.Fatalf("device connect: %v", err)
+	}
+	// Both replicas know the session before its first state, as with an agent (its
+	// subscriptions come first): a message of a device no replica knows is dropped.
+	for i, calls := range []chan string{r.obs.calls, obs2.calls} {
+		select {
+		case c := <-calls:
+			if want := "up hall " + leaf.Serial(); c != want {
+				t.Fatalf("replica %d: first session event %q, want %q", i+1, c, want)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("replica %d never saw the session", i+1)
+		}
+	}
+	publish(t, c, protocol.Topics{}.Device("hall", protocol.KindState), []byte(`{"v":1,"state":"online"}`))
+	for i, calls := range []chan string{r.obs.calls, obs2.calls} {
+		var seen []string
+		testkit.Eventually(t, 20*time.Second, func() bool {
+			select {
+			case c := <-calls:
+				seen = append(seen, c)
+			default:
+			}
+			return slices.Contains(seen, "subscribed hall")
+		}, "replica %d never counted hall subscribed: %q", i+1, testkit.Lazy(func() string { return fmt.Sprint(seen) }))
+	}
+	// Then a health report: once some replica handled it, the state was delivered and
+	// handled already, by exactly one of them.
+	publish(t, c, protocol.Topics{}.Device("hall", protocol.KindHealth), []byte(`{}`))
+	states, health := 0, 0
+	count := func(m received) {
+		switch m.kind {
+		case protocol.KindState:
+			states++
+		case protocol.KindHealth:
+			health++
+		}
+	}
+	testkit.Eventually(t, 20*time.Second, func() bool {
+		select {
+		case m := <-r.got:
+			count(m)
+		case m := <-got2:
+			count(m)
+		default:
+		}
+		return health > 0 && states > 0
+	}, "the replicas never handled the state and the health report")
+	for drained := false; !drained; {
+		select {
+		case m := <-r.got:
+			count(m)
+		case m := <-got2:
+			count(m)
+		default:
+			drained = true
+		}
+	}
+	if states != 1 || health != 1 {
+		t.Errorf("the replicas' handlers got %d states and %d health reports, want each once", states, health)
 	}
 }
 
